@@ -1,0 +1,220 @@
+//! Folium's boot layer: entry stubs, early page tables and boot-information
+//! parsing, ending in a call to the kernel's `entry_point!` function.
+//!
+//! aarch64 (`virt`, `raspi3b`, `raspi4b`): a Linux arm64 Image entered at EL1,
+//! EL2 or EL3 with the MMU off; x0 points to a DTB (or to an ATAG list on the
+//! Pi under QEMU). x86_64 (`q35`): a PVH ELF entered in 32-bit protected mode
+//! with EBX pointing to `hvm_start_info`. Either way the boot code ends with
+//! the MMU on, the image running at its higher-half link address, all of
+//! this module's early mappings in place, and a [`BootInfo`] describing the
+//! machine as the firmware reported it.
+#![no_std]
+
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+
+mod ranges;
+
+use core::fmt;
+
+use folium_mm::{PhysAddr, VirtAddr};
+pub use ranges::{PhysRange, RangeList};
+
+/// Where the firmware's description of the machine came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// A flattened device tree at this physical address.
+    Dtb {
+        /// Physical address of the blob.
+        pa: PhysAddr,
+        /// Its total size in bytes.
+        size: u64,
+    },
+    /// A Linux ATAG list (QEMU's Raspberry Pi boards without `-dtb`).
+    Atags {
+        /// Physical address of the first tag.
+        pa: PhysAddr,
+    },
+    /// The PVH `hvm_start_info` structure (x86_64).
+    Pvh {
+        /// Physical address of the structure.
+        pa: PhysAddr,
+    },
+    /// Nothing recognisable was passed.
+    Unknown {
+        /// The value found in the boot register.
+        raw: u64,
+    },
+}
+
+/// Longest kernel command line kept.
+pub const CMDLINE_MAX: usize = 1024;
+/// Longest model / compatible string kept.
+pub const MODEL_MAX: usize = 128;
+
+/// Everything the boot layer learnt, handed to the kernel once.
+pub struct BootInfo {
+    /// Source of the machine description.
+    pub firmware: Firmware,
+    /// aarch64: the exception level the kernel was entered at (1, 2 or 3;
+    /// it now runs at EL1). x86_64: 0 (entered in ring 0 via PVH).
+    pub entry_level: u8,
+    /// RAM ranges reported by the firmware (may be empty where it reports
+    /// none, e.g. the Pi under QEMU; the platform then asks the board).
+    pub ram: RangeList,
+    /// Ranges inside RAM that must never be handed out (firmware
+    /// reservations, the boot information itself, spin tables, ...).
+    pub reserved: RangeList,
+    /// Physical range of the loaded kernel image, `.bss` included.
+    pub kernel_phys: PhysRange,
+    /// Virtual address of the kernel image's first byte.
+    pub kernel_virt: VirtAddr,
+    /// Physical address `pa` of RAM is reachable at `pa + linear_offset`.
+    pub linear_offset: u64,
+    cmdline: [u8; CMDLINE_MAX],
+    cmdline_len: usize,
+    model: [u8; MODEL_MAX],
+    model_len: usize,
+}
+
+impl BootInfo {
+    const fn empty() -> Self {
+        Self {
+            firmware: Firmware::Unknown { raw: 0 },
+            entry_level: 0,
+            ram: RangeList::new(),
+            reserved: RangeList::new(),
+            kernel_phys: PhysRange::EMPTY,
+            kernel_virt: VirtAddr::new(0),
+            linear_offset: 0,
+            cmdline: [0; CMDLINE_MAX],
+            cmdline_len: 0,
+            model: [0; MODEL_MAX],
+            model_len: 0,
+        }
+    }
+
+    /// The kernel command line (`-append` in QEMU, `/chosen/bootargs`).
+    pub fn cmdline(&self) -> &str {
+        core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
+    }
+
+    /// The firmware's model string (DTB `model` or `compatible`), if any.
+    pub fn model(&self) -> &str {
+        core::str::from_utf8(&self.model[..self.model_len]).unwrap_or("")
+    }
+
+    fn set_cmdline(&mut self, bytes: &[u8]) {
+        self.cmdline_len = copy_str(&mut self.cmdline, bytes);
+    }
+
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    fn set_model(&mut self, bytes: &[u8]) {
+        self.model_len = copy_str(&mut self.model, bytes);
+    }
+}
+
+/// Copies printable bytes up to the first NUL (or the buffer's end) and
+/// returns how many were kept, so the result is always valid UTF-8.
+fn copy_str(dst: &mut [u8], src: &[u8]) -> usize {
+    let mut n = 0;
+    for &b in src.iter().take_while(|&&b| b != 0) {
+        if n == dst.len() {
+            break;
+        }
+        dst[n] = if (0x20..0x7f).contains(&b) { b } else { b' ' };
+        n += 1;
+    }
+    while n > 0 && dst[n - 1] == b' ' {
+        n -= 1;
+    }
+    n
+}
+
+impl fmt::Debug for BootInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BootInfo")
+            .field("firmware", &self.firmware)
+            .field("entry_level", &self.entry_level)
+            .field("ram", &self.ram)
+            .field("reserved", &self.reserved)
+            .field("kernel_phys", &self.kernel_phys)
+            .field("cmdline", &self.cmdline())
+            .finish()
+    }
+}
+
+static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
+
+unsafe extern "Rust" {
+    /// The kernel's main function, defined by [`entry_point!`].
+    fn folium_kernel_main(info: &'static BootInfo) -> !;
+}
+
+/// Publishes the boot information and enters the kernel. Called once by the
+/// architecture's Rust entry.
+fn enter_kernel(info: BootInfo) -> ! {
+    let info = BOOT_INFO.call_once(|| info);
+    // SAFETY: `folium_kernel_main` is defined by the kernel binary through
+    // `entry_point!`, which checks its signature; it is called exactly once.
+    unsafe { folium_kernel_main(info) }
+}
+
+/// Declares the kernel's main function: `entry_point!(kmain)` where
+/// `fn kmain(info: &'static BootInfo) -> !`.
+#[macro_export]
+macro_rules! entry_point {
+    ($path:path) => {
+        #[unsafe(export_name = "folium_kernel_main")]
+        fn __folium_kernel_main(info: &'static $crate::BootInfo) -> ! {
+            let main: fn(&'static $crate::BootInfo) -> ! = $path;
+            main(info)
+        }
+    };
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __data_end: u8;
+    static boot_stack_bottom: u8;
+    static boot_stack_top: u8;
+}
+
+/// The kernel image's sections, as virtual address ranges, for W^X mapping.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageLayout {
+    /// First byte of the image (start of `.text`).
+    pub start: VirtAddr,
+    /// End of `.text` (page aligned): executable, read-only.
+    pub text_end: VirtAddr,
+    /// End of `.rodata` (page aligned): read-only.
+    pub rodata_end: VirtAddr,
+    /// End of `.data`, `.bss` follows (read-write).
+    pub data_end: VirtAddr,
+    /// End of the image (page aligned).
+    pub end: VirtAddr,
+    /// The boot stack (inside `.bss`).
+    pub boot_stack: (VirtAddr, VirtAddr),
+}
+
+/// The linker-defined section boundaries of the running image.
+pub fn image_layout() -> ImageLayout {
+    let a = |p: &u8| VirtAddr::new(p as *const u8 as u64);
+    // SAFETY: only the addresses of these linker symbols are taken; they are
+    // never read through.
+    unsafe {
+        ImageLayout {
+            start: a(&__image_start),
+            text_end: a(&__text_end),
+            rodata_end: a(&__rodata_end),
+            data_end: a(&__data_end),
+            end: a(&__image_end),
+            boot_stack: (a(&boot_stack_bottom), a(&boot_stack_top)),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! x86_64 boot: the PVH entry stub (`entry.S`) and the parsing of
+//! `hvm_start_info` (e820 memory map, command line).
+
+use folium_mm::{PhysAddr, VirtAddr};
+
+use crate::{BootInfo, Firmware, PhysRange, enter_kernel};
+
+core::arch::global_asm!(
+    include_str!("entry.S"),
+    rust_entry = sym boot_entry,
+    options(att_syntax),
+);
+
+/// Base of the linear map of physical memory (PML4 slot 256).
+pub const LINEAR_OFFSET: u64 = 0xffff_8000_0000_0000;
+/// Link address of the higher-half image window: VA = PA + KERNEL_VMA.
+pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
+/// The early tables map this much physical memory in the linear map.
+pub const EARLY_LINEAR_LIMIT: u64 = 4 << 30;
+
+const PVH_MAGIC: u32 = 0x336e_c578;
+const E820_RAM: u32 = 1;
+
+/// `struct hvm_start_info` (version 1).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct StartInfo {
+    magic: u32,
+    version: u32,
+    flags: u32,
+    nr_modules: u32,
+    modlist_paddr: u64,
+    cmdline_paddr: u64,
+    rsdp_paddr: u64,
+    memmap_paddr: u64,
+    memmap_entries: u32,
+    reserved: u32,
+}
+
+/// `struct hvm_memmap_table_entry`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct MemmapEntry {
+    addr: u64,
+    size: u64,
+    kind: u32,
+    reserved: u32,
+}
+
+fn linear<T>(pa: u64) -> Option<*const T> {
+    let end = pa.checked_add(size_of::<T>() as u64)?;
+    (end <= EARLY_LINEAR_LIMIT && pa.is_multiple_of(align_of::<T>() as u64))
+        .then_some((pa + LINEAR_OFFSET) as *const T)
+}
+
+/// First Rust code: long mode, boot stack, the early tables of `entry.S`.
+extern "C" fn boot_entry(start_info_pa: u64) -> ! {
+    let mut info = BootInfo::empty();
+    info.entry_level = 0;
+    info.linear_offset = LINEAR_OFFSET;
+    let layout = crate::image_layout();
+    info.kernel_virt = layout.start;
+    // The image starts with the 32-bit stub and early tables at 1 MiB.
+    info.kernel_phys = PhysRange {
+        start: PhysAddr::new(0x10_0000),
+        end: PhysAddr::new(layout.end.as_u64() - KERNEL_VMA),
+    };
+    // The real-mode area (IVT, BDA, EBDA, option ROMs, the PVH structures)
+    // stays out of the allocator, as on Linux.
+    info.reserved.push(PhysRange::new(PhysAddr::new(0), 0x10_0000));
+    info.firmware = Firmware::Unknown { raw: start_info_pa };
+    if let Some(p) = linear::<StartInfo>(start_info_pa) {
+        // SAFETY: the first 4 GiB are mapped by the early tables and QEMU
+        // placed a StartInfo here (checked by its magic below).
+        let si = unsafe { p.read_volatile() };
+        if si.magic == PVH_MAGIC {
+            info.firmware = Firmware::Pvh { pa: PhysAddr::new(start_info_pa) };
+            parse_start_info(&mut info, &si);
+        }
+    }
+    enter_kernel(info)
+}
+
+fn parse_start_info(info: &mut BootInfo, si: &StartInfo) {
+    if si.version >= 1 {
+        for i in 0..u64::from(si.memmap_entries.min(128)) {
+            let pa = si.memmap_paddr + i * size_of::<MemmapEntry>() as u64;
+            let Some(p) = linear::<MemmapEntry>(pa) else { break };
+            // SAFETY: inside the early linear map; QEMU wrote the table there.
+            let e = unsafe { p.read_volatile() };
+            if e.kind == E820_RAM {
+                info.ram.push(PhysRange::new(PhysAddr::new(e.addr), e.size));
+            }
+        }
+    }
+    if si.cmdline_paddr != 0 {
+        if let Some(p) = linear::<[u8; crate::CMDLINE_MAX]>(si.cmdline_paddr) {
+            // SAFETY: inside the early linear map; the copy stops at the NUL.
+            let bytes = unsafe { &*p };
+            info.set_cmdline(bytes);
+        }
+    }
+}
+
+/// Virtual address of a physical address in the early linear map, if covered.
+pub fn early_linear(pa: PhysAddr) -> Option<VirtAddr> {
+    (pa.as_u64() < EARLY_LINEAR_LIMIT).then(|| VirtAddr::new(pa.as_u64() + LINEAR_OFFSET))
+}

@@ -1,0 +1,470 @@
+//! The buddy allocator: naturally aligned blocks of 2^order frames, orders
+//! 0..=[`Order::MAX`], with free lists threaded through the memmap.
+//!
+//! Every operation writes head descriptors only: allocating splits a larger
+//! block by marking the head of each upper half free, freeing merges by
+//! unlinking the buddy's head, and neither ever walks the tails. So an
+//! order-9 allocation costs a handful of descriptor writes, like an order-0
+//! one, and no operation allocates memory.
+//!
+//! Invariants kept at every return (and relied on by
+//! [`Memmap::page_folio`]):
+//! - `BUDDY` is set on exactly the heads of free blocks, each of which is on
+//!   the free list of its stored order;
+//! - `HEAD` is set on exactly the heads of allocated blocks;
+//! - a free block's buddy is never a free block of the same order (merging
+//!   is maximal);
+//! - `RESERVED` frames are never part of a block.
+
+use crate::addr::{Order, Pfn};
+use crate::memmap::{Memmap, NONE, Page, PageFlags};
+use core::sync::atomic::Ordering::Relaxed;
+
+/// Why [`BuddyAllocator::free`] refused a block. Nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// The frame has no descriptor in this memmap.
+    OutOfSpan,
+    /// The frame is not aligned to the order given.
+    Misaligned,
+    /// The frame is not the head of an allocated block: a double free, a
+    /// tail, a reserved frame or a frame never handed out.
+    NotAllocated,
+    /// The block was allocated with a different order.
+    WrongOrder {
+        /// The order it was allocated with.
+        allocated: Order,
+    },
+    /// The block is a folio someone else still holds a reference to; give
+    /// references back with `folio_put`.
+    Referenced {
+        /// Its reference count (the caller's own reference is one of them).
+        refcount: u32,
+    },
+}
+
+/// Physical frame allocator over one [`Memmap`].
+pub struct BuddyAllocator {
+    memmap: Memmap,
+    /// Head (memmap index) of each order's free list, or `NONE`.
+    free_lists: [u32; Order::COUNT],
+    nr_free_blocks: [u64; Order::COUNT],
+    nr_free_pages: u64,
+    nr_managed_pages: u64,
+}
+
+impl BuddyAllocator {
+    /// An allocator with no free memory yet; every frame of `memmap` stays
+    /// reserved until [`BuddyAllocator::add_free_range`] hands it over.
+    pub fn new(memmap: Memmap) -> Self {
+        Self {
+            memmap,
+            free_lists: [NONE; Order::COUNT],
+            nr_free_blocks: [0; Order::COUNT],
+            nr_free_pages: 0,
+            nr_managed_pages: 0,
+        }
+    }
+
+    /// The descriptor array.
+    #[inline]
+    pub fn memmap(&self) -> &Memmap {
+        &self.memmap
+    }
+
+    /// Hands the RAM frames `[start, end)` to the allocator, as maximal
+    /// naturally aligned blocks merged with any free neighbours. Input is
+    /// clipped to the memmap, and frames that are not reserved (already
+    /// handed over) are skipped, so overlapping calls are harmless.
+    /// Returns the number of frames added.
+    ///
+    /// This touches every descriptor in the range once; it is boot work.
+    pub fn add_free_range(&mut self, start: Pfn, end: Pfn) -> u64 {
+        let start = start.max(self.memmap.start_pfn());
+        let end = end.min(self.memmap.end_pfn());
+        if start >= end {
+            return 0;
+        }
+        let (mut idx, end) = (self.memmap.index(start), self.memmap.index(end - 1) + 1);
+        let mut added = 0u64;
+        while idx < end {
+            if !self.memmap.at(idx).is_reserved() {
+                idx += 1;
+                continue;
+            }
+            let run = idx;
+            while idx < end && self.memmap.at(idx).is_reserved() {
+                self.memmap.at(idx).store_flags(PageFlags::EMPTY);
+                idx += 1;
+            }
+            self.free_run(run, idx);
+            added += u64::from(idx - run);
+        }
+        self.nr_managed_pages += added;
+        added
+    }
+
+    /// Frees the unreserved indices `[start, end)` as maximal aligned blocks.
+    fn free_run(&mut self, mut idx: u32, end: u32) {
+        while idx < end {
+            let fits = 31 - (end - idx).leading_zeros();
+            let k = idx
+                .trailing_zeros()
+                .min(fits)
+                .min(u32::from(Order::MAX.get()));
+            self.free_block(idx, Order::of(k as u8));
+            idx += 1 << k;
+        }
+    }
+
+    /// Allocates a naturally aligned block of `2^order` frames, or `None`
+    /// if no free block of `order` or larger exists. The head is marked
+    /// allocated with refcount 1 and mapcount 0; the frames' contents are
+    /// whatever they were.
+    pub fn alloc(&mut self, order: Order) -> Option<Pfn> {
+        let mut k = order.index();
+        while self.free_lists[k] == NONE {
+            k += 1;
+            if k == Order::COUNT {
+                return None;
+            }
+        }
+        let idx = self.free_lists[k];
+        self.list_del(idx, k);
+        // Split: keep the lower half, give each upper half back, smallest last.
+        while k > order.index() {
+            k -= 1;
+            self.list_add(idx + (1 << k), k);
+        }
+        let head = self.memmap.at(idx);
+        head.set_order(order);
+        head.refcount().store(1, Relaxed);
+        head.mapcount().store(0, Relaxed);
+        head.store_flags(PageFlags::HEAD);
+        Some(self.memmap.pfn_at(idx))
+    }
+
+    /// Frees a block returned by [`BuddyAllocator::alloc`] with the same
+    /// order, merging it with free buddies as far as possible. The block
+    /// is checked to be an allocated head of that order holding a single
+    /// reference; otherwise nothing changes and the reason is returned.
+    pub fn free(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
+        let head = self.memmap.get(pfn).ok_or(FreeError::OutOfSpan)?;
+        if !pfn.is_order_aligned(order) {
+            return Err(FreeError::Misaligned);
+        }
+        if !head.is_head() {
+            return Err(FreeError::NotAllocated);
+        }
+        if head.order() != order {
+            return Err(FreeError::WrongOrder {
+                allocated: head.order(),
+            });
+        }
+        let refcount = head.refcount().load(Relaxed);
+        if refcount != 1 {
+            return Err(FreeError::Referenced { refcount });
+        }
+        self.free_block(self.memmap.index(pfn), order);
+        Ok(())
+    }
+
+    /// Returns the block at `idx` to the free lists and merges it upward.
+    /// The caller has checked that it is an allocated (or freshly
+    /// unreserved) block of `order`.
+    pub(crate) fn free_block(&mut self, mut idx: u32, order: Order) {
+        #[cfg(debug_assertions)]
+        self.debug_check_freeable(idx, order);
+        let head = self.memmap.at(idx);
+        head.store_flags(PageFlags::EMPTY);
+        head.refcount().store(0, Relaxed);
+        head.mapcount().store(0, Relaxed);
+
+        let mut k = order.index();
+        while k < Order::MAX.index() {
+            // The memmap spans whole MAX blocks, so the buddy of a block
+            // below MAX always has a descriptor.
+            let buddy = idx ^ (1 << k);
+            let bp = self.memmap.at(buddy);
+            if !(bp.is_buddy() && bp.order().index() == k) {
+                break;
+            }
+            // The buddy stops being a head: list_del clears its marker, so
+            // page_folio never mistakes it for one.
+            self.list_del(buddy, k);
+            idx = idx.min(buddy);
+            k += 1;
+        }
+        self.list_add(idx, k);
+    }
+
+    /// Frees must find tails clean: per-page state such as anon-exclusive
+    /// is the unmapping code's to clear, and no tail may carry a stale
+    /// head marker. Walking the tails is too slow for release builds.
+    #[cfg(debug_assertions)]
+    fn debug_check_freeable(&self, idx: u32, order: Order) {
+        let head = self.memmap.at(idx);
+        debug_assert!(
+            !head
+                .flags()
+                .intersects(PageFlags::BUDDY | PageFlags::RESERVED | PageFlags::PER_PAGE_MASK),
+            "freeing head {:?} in state {head:?}",
+            self.memmap.pfn_at(idx)
+        );
+        debug_assert_eq!(head.mapcount().load(Relaxed), 0, "freeing a mapped block");
+        for t in idx + 1..idx + (1u32 << order.get()) {
+            let tail = self.memmap.at(t);
+            debug_assert!(
+                tail.flags().is_empty(),
+                "freeing block {:?}/{order:?}: tail {:?} is {tail:?}",
+                self.memmap.pfn_at(idx),
+                self.memmap.pfn_at(t)
+            );
+        }
+    }
+
+    /// Pushes the block at `idx` on free list `k` and marks its head free.
+    fn list_add(&mut self, idx: u32, k: usize) {
+        let page = self.memmap.at(idx);
+        let old = self.free_lists[k];
+        page.set_order(Order::of(k as u8));
+        page.store_flags(PageFlags::BUDDY);
+        page.set_prev(NONE);
+        page.set_next(old);
+        if old != NONE {
+            self.memmap.at(old).set_prev(idx);
+        }
+        self.free_lists[k] = idx;
+        self.nr_free_blocks[k] += 1;
+        self.nr_free_pages += 1 << k;
+    }
+
+    /// Unlinks the free block at `idx` from list `k`; its head is left
+    /// with no flags, owned by the caller.
+    fn list_del(&mut self, idx: u32, k: usize) {
+        let page: &Page = self.memmap.at(idx);
+        debug_assert!(page.is_buddy() && page.order().index() == k);
+        let (prev, next) = (page.prev(), page.next());
+        if prev == NONE {
+            self.free_lists[k] = next;
+        } else {
+            self.memmap.at(prev).set_next(next);
+        }
+        if next != NONE {
+            self.memmap.at(next).set_prev(prev);
+        }
+        page.set_next(NONE);
+        page.set_prev(NONE);
+        page.store_flags(PageFlags::EMPTY);
+        self.nr_free_blocks[k] -= 1;
+        self.nr_free_pages -= 1 << k;
+    }
+
+    /// Free frames, all orders together.
+    #[inline]
+    pub fn nr_free_pages(&self) -> u64 {
+        self.nr_free_pages
+    }
+
+    /// Frames handed over by [`BuddyAllocator::add_free_range`] so far
+    /// (free plus allocated).
+    #[inline]
+    pub fn nr_managed_pages(&self) -> u64 {
+        self.nr_managed_pages
+    }
+
+    /// Number of free blocks of each order.
+    #[inline]
+    pub fn free_per_order(&self) -> [u64; Order::COUNT] {
+        self.nr_free_blocks
+    }
+
+    /// Number of free frames in blocks of each order.
+    pub fn free_pages_per_order(&self) -> [u64; Order::COUNT] {
+        let mut pages = self.nr_free_blocks;
+        for (k, p) in pages.iter_mut().enumerate() {
+            *p <<= k;
+        }
+        pages
+    }
+
+    /// The largest order with a free block, if any memory is free.
+    pub fn largest_free_order(&self) -> Option<Order> {
+        Order::all()
+            .rev()
+            .find(|o| self.free_lists[o.index()] != NONE)
+    }
+}
+
+impl core::fmt::Debug for BuddyAllocator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BuddyAllocator")
+            .field("memmap", &self.memmap)
+            .field("nr_free_pages", &self.nr_free_pages)
+            .field("free_per_order", &self.nr_free_blocks)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memmap::test_memmap;
+
+    fn buddy(start: u64, end: u64) -> BuddyAllocator {
+        BuddyAllocator::new(test_memmap(Pfn::new(start), Pfn::new(end)))
+    }
+
+    fn o(k: u8) -> Order {
+        Order::of(k)
+    }
+
+    /// Walks every free list and checks it against the counters and the
+    /// invariants in the module doc.
+    fn check_lists(b: &BuddyAllocator) {
+        let mut pages = 0;
+        for k in 0..Order::COUNT {
+            let (mut idx, mut prev, mut n) = (b.free_lists[k], NONE, 0);
+            while idx != NONE {
+                let p = b.memmap.at(idx);
+                assert!(p.is_buddy() && p.order().index() == k);
+                assert_eq!(p.prev(), prev);
+                assert_eq!(idx % (1 << k), 0, "misaligned free block");
+                if k < Order::MAX.index() {
+                    let bud = b.memmap.at(idx ^ (1 << k));
+                    assert!(
+                        !(bud.is_buddy() && bud.order().index() == k),
+                        "unmerged buddies"
+                    );
+                }
+                (prev, idx) = (idx, p.next());
+                n += 1;
+            }
+            assert_eq!(n, b.nr_free_blocks[k]);
+            pages += n << k;
+        }
+        assert_eq!(pages, b.nr_free_pages);
+        let buddies = b.memmap.pages().iter().filter(|p| p.is_buddy()).count() as u64;
+        assert_eq!(buddies, b.nr_free_blocks.iter().sum::<u64>());
+    }
+
+    #[test]
+    fn add_carves_maximal_aligned_blocks() {
+        let mut b = buddy(0x1000, 0x1800);
+        // 0x1003..0x1408: 1+4 (0x1003, 0x1004..8) ... up to 0x1400, then 8.
+        assert_eq!(b.add_free_range(Pfn::new(0x1003), Pfn::new(0x1408)), 0x405);
+        let f = b.free_per_order();
+        // 0x1003 (o0), 0x1004 (o2), 0x1008 (o3), 0x1010 (o4) ... 0x1200 (o9),
+        // 0x1400 (o3).
+        assert_eq!(f, [1, 0, 1, 2, 1, 1, 1, 1, 1, 1, 0]);
+        assert_eq!(b.nr_free_pages(), 0x405);
+        assert_eq!(b.nr_managed_pages(), 0x405);
+        check_lists(&b);
+        // Overlap, out of span and reversed input are ignored or clipped.
+        assert_eq!(b.add_free_range(Pfn::new(0x1000), Pfn::new(0x1004)), 3);
+        assert_eq!(b.add_free_range(Pfn::new(0x0), Pfn::new(0x800)), 0);
+        assert_eq!(b.add_free_range(Pfn::new(0x1500), Pfn::new(0x1400)), 0);
+        assert_eq!(b.add_free_range(Pfn::new(0x1700), Pfn::new(0x9000)), 0x100);
+        assert_eq!(b.free_per_order(), [0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1]);
+        check_lists(&b);
+    }
+
+    #[test]
+    fn split_and_merge_round_trip() {
+        let mut b = buddy(0, 0x400);
+        b.add_free_range(Pfn::new(0), Pfn::new(0x400));
+        let before = b.free_per_order();
+        let a = b.alloc(o(0)).unwrap();
+        assert_eq!(a, Pfn::new(0));
+        // One block of each order 0..MAX-1 remains.
+        assert_eq!(b.free_per_order(), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]);
+        check_lists(&b);
+        let c = b.alloc(o(9)).unwrap();
+        assert_eq!(c, Pfn::new(0x200));
+        assert_eq!(b.free(a, o(0)), Ok(()));
+        assert_eq!(b.free_per_order(), [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(b.free(c, o(9)), Ok(()));
+        assert_eq!(b.free_per_order(), before);
+        check_lists(&b);
+    }
+
+    #[test]
+    fn bad_frees_are_refused_without_damage() {
+        let mut b = buddy(0, 0x400);
+        b.add_free_range(Pfn::new(1), Pfn::new(0x3ff));
+        let p = b.alloc(o(2)).unwrap();
+        let snapshot = b.free_per_order();
+        assert_eq!(b.free(Pfn::new(0x400), o(0)), Err(FreeError::OutOfSpan));
+        assert_eq!(b.free(p + 1, o(2)), Err(FreeError::Misaligned));
+        assert_eq!(b.free(p + 1, o(0)), Err(FreeError::NotAllocated));
+        assert_eq!(
+            b.free(p, o(1)),
+            Err(FreeError::WrongOrder { allocated: o(2) })
+        );
+        assert_eq!(
+            b.free(Pfn::new(0), o(0)),
+            Err(FreeError::NotAllocated),
+            "reserved"
+        );
+        assert_eq!(
+            b.free(Pfn::new(0x100), o(8)),
+            Err(FreeError::NotAllocated),
+            "free"
+        );
+        assert_eq!(b.free_per_order(), snapshot);
+        assert_eq!(b.free(p, o(2)), Ok(()));
+        assert_eq!(b.free(p, o(2)), Err(FreeError::NotAllocated), "double free");
+        check_lists(&b);
+    }
+
+    #[test]
+    fn out_of_memory_is_none() {
+        let mut b = buddy(0, 0x400);
+        assert_eq!(b.alloc(o(0)), None);
+        b.add_free_range(Pfn::new(0x10), Pfn::new(0x18));
+        assert_eq!(b.alloc(o(4)), None);
+        let x = b.alloc(o(3)).unwrap();
+        assert_eq!(b.alloc(o(0)), None);
+        assert_eq!(b.largest_free_order(), None);
+        b.free(x, o(3)).unwrap();
+        assert_eq!(b.largest_free_order(), Some(o(3)));
+    }
+
+    #[test]
+    fn reserved_holes_never_merge() {
+        let mut b = buddy(0, 0x400);
+        b.add_free_range(Pfn::new(0), Pfn::new(0x100));
+        b.add_free_range(Pfn::new(0x101), Pfn::new(0x400));
+        assert_eq!(b.free_per_order()[Order::MAX.index()], 0);
+        let mut got = 0;
+        while let Some(p) = b.alloc(o(0)) {
+            assert_ne!(p, Pfn::new(0x100));
+            got += 1;
+        }
+        assert_eq!(got, 0x3ff);
+        // Giving the hole back later completes the MAX block on free.
+        b.add_free_range(Pfn::new(0x100), Pfn::new(0x101));
+        for i in (0..0x400).filter(|&i| i != 0x100) {
+            b.free(Pfn::new(i), o(0)).unwrap();
+        }
+        assert_eq!(b.free_per_order(), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        check_lists(&b);
+    }
+
+    #[test]
+    fn alloc_and_free_write_heads_only() {
+        let mut b = buddy(0, 0x800);
+        b.add_free_range(Pfn::new(0), Pfn::new(0x800));
+        // Poison a tail's refcount, which no path should ever write.
+        let tail = Pfn::new(0x2a7);
+        b.memmap().page(tail).refcount().store(0xdead, Relaxed);
+        for _ in 0..3 {
+            let p = b.alloc(o(9)).unwrap();
+            let q = b.alloc(o(0)).unwrap();
+            b.free(q, o(0)).unwrap();
+            b.free(p, o(9)).unwrap();
+        }
+        assert_eq!(b.memmap().page(tail).refcount().load(Relaxed), 0xdead);
+        check_lists(&b);
+    }
+}

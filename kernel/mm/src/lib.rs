@@ -1,0 +1,16 @@
+//! Folium's architecture-independent memory management.
+//!
+//! Everything here runs both in the kernel and on the host (`cargo test`):
+//! no assembly, no `target_arch` gates. Hardware is reached only through the
+//! [`phys::LinearMap`] (physical address -> pointer) and small traits that the
+//! kernel implements per architecture and the tests implement with models.
+#![cfg_attr(not(test), no_std)]
+
+pub mod addr;
+pub mod buddy;
+pub mod folio;
+pub mod memmap;
+pub mod pgtable;
+pub mod phys;
+
+pub use addr::{Order, PAGE_SHIFT, PAGE_SIZE, PhysAddr, Pfn, VirtAddr};

@@ -1,0 +1,493 @@
+//! The memmap: one [`Page`] descriptor per 4 KiB frame, and the [`Memmap`]
+//! array that holds them.
+//!
+//! A descriptor is 32 bytes, made only of atomics, so any number of `&Page`
+//! may coexist with the buddy allocator updating free-list links and with
+//! interrupt handlers bumping a refcount. Relaxed ordering is enough: the
+//! kernel is single-core, so the atomics only make each access indivisible
+//! with respect to an interrupt; they order nothing.
+//!
+//! Which fields mean something depends on the page's role:
+//!
+//! | role                              | flags                         | order | refcount, mapcount | next, prev |
+//! |-----------------------------------|-------------------------------|-------|--------------------|------------|
+//! | reserved (hole, firmware, kernel) | `RESERVED`                    | -     | -                  | -          |
+//! | head of a free block              | `BUDDY`                       | yes   | 0                  | free list  |
+//! | head of an allocated block/folio  | `HEAD` + folio flags + own    | yes   | yes                | -          |
+//! | tail of a free or allocated block | own per-page flags only       | -     | -                  | -          |
+//!
+//! Tails never record their head: making a block an order-9 folio or
+//! freeing it writes only the head descriptor (and a merging buddy's head),
+//! so large blocks cost the same as small ones. [`Memmap::page_folio`]
+//! computes the head from alignment instead (see `folio.rs`). That works
+//! only while `HEAD` and `BUDDY` sit on exactly the heads of live blocks,
+//! which the allocator maintains on every alloc, split, free and merge.
+
+use core::mem::{align_of, size_of};
+use core::ops::BitOr;
+use core::ptr;
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering::Relaxed};
+
+use crate::addr::{Order, Pfn};
+
+/// Sentinel for "no descriptor" in the intrusive free-list links.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// A set of page flags, as stored in [`Page`]'s flags word.
+///
+/// Folio-wide flags (`ANON`, `DIRTY`, `YOUNG`) and the allocator's
+/// markers (`HEAD`, `BUDDY`, `RESERVED`) are meaningful on a head
+/// descriptor only; per-page flags (`ANON_EXCLUSIVE`) are kept by every
+/// page of a folio, head included.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct PageFlags(u32);
+
+impl PageFlags {
+    /// No flag set.
+    pub const EMPTY: PageFlags = PageFlags(0);
+    /// Head of an allocated block (a folio when handed out as one).
+    pub const HEAD: PageFlags = PageFlags(1 << 0);
+    /// Head of a free block sitting on a buddy free list (Linux `PageBuddy`).
+    pub const BUDDY: PageFlags = PageFlags(1 << 1);
+    /// Not managed by the allocator: a hole, firmware, the kernel image,
+    /// the memmap itself (Linux `PageReserved`).
+    pub const RESERVED: PageFlags = PageFlags(1 << 2);
+    /// Folio holds anonymous memory (Linux `folio_test_anon`).
+    pub const ANON: PageFlags = PageFlags(1 << 3);
+    /// Folio content differs from its backing (Linux `PG_dirty`).
+    pub const DIRTY: PageFlags = PageFlags(1 << 4);
+    /// Folio was accessed since the flag was last cleared (Linux `PG_young`).
+    pub const YOUNG: PageFlags = PageFlags(1 << 5);
+    /// Per page: this page is mapped by exactly one process, which may
+    /// reuse it on a write fault instead of copying (Linux
+    /// `PageAnonExclusive`).
+    pub const ANON_EXCLUSIVE: PageFlags = PageFlags(1 << 8);
+
+    /// Flags that describe the whole folio, set by its users.
+    pub const FOLIO_MASK: PageFlags = PageFlags(Self::ANON.0 | Self::DIRTY.0 | Self::YOUNG.0);
+    /// Flags each page keeps for itself.
+    pub const PER_PAGE_MASK: PageFlags = Self::ANON_EXCLUSIVE;
+    /// The allocator's markers: a page carrying none of them is the tail
+    /// of a free or allocated block.
+    pub const MARKER_MASK: PageFlags = PageFlags(Self::HEAD.0 | Self::BUDDY.0 | Self::RESERVED.0);
+
+    /// The raw bits.
+    #[inline]
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+    /// True if every flag of `other` is set in `self`.
+    #[inline]
+    pub const fn contains(self, other: PageFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// True if any flag of `other` is set in `self`.
+    #[inline]
+    pub const fn intersects(self, other: PageFlags) -> bool {
+        self.0 & other.0 != 0
+    }
+    /// True if no flag is set.
+    #[inline]
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl BitOr for PageFlags {
+    type Output = PageFlags;
+    #[inline]
+    fn bitor(self, rhs: PageFlags) -> PageFlags {
+        PageFlags(self.0 | rhs.0)
+    }
+}
+
+impl core::fmt::Debug for PageFlags {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        const NAMES: [(PageFlags, &str); 7] = [
+            (PageFlags::HEAD, "HEAD"),
+            (PageFlags::BUDDY, "BUDDY"),
+            (PageFlags::RESERVED, "RESERVED"),
+            (PageFlags::ANON, "ANON"),
+            (PageFlags::DIRTY, "DIRTY"),
+            (PageFlags::YOUNG, "YOUNG"),
+            (PageFlags::ANON_EXCLUSIVE, "ANON_EXCLUSIVE"),
+        ];
+        let mut set = f.debug_set();
+        for (flag, name) in NAMES {
+            if self.contains(flag) {
+                set.entry(&format_args!("{name}"));
+            }
+        }
+        set.finish()
+    }
+}
+
+/// The descriptor of one 4 KiB frame (Linux `struct page`).
+///
+/// Layout (`repr(C)`, 32 bytes, 32-aligned so that finding a descriptor
+/// is a shift): flags `u32` @0, order `u8` @4, 3 bytes padding, refcount
+/// `u32` @8, mapcount `u32` @12, free-list next `u32` @16, prev `u32` @20,
+/// 8 spare bytes @24.
+#[repr(C, align(32))]
+pub struct Page {
+    /// [`PageFlags`] bits.
+    flags: AtomicU32,
+    /// Block order; valid on the head of a free or allocated block.
+    order: AtomicU8,
+    _pad: [u8; 3],
+    /// References to the block (Linux `_refcount`); head only.
+    refcount: AtomicU32,
+    /// Total number of page-table entries mapping any page of the folio
+    /// (Linux `_mapcount`, counted from 0 here); head only.
+    mapcount: AtomicU32,
+    /// Next block on the same free list, as a memmap index, or [`NONE`].
+    next: AtomicU32,
+    /// Previous block on the same free list, as a memmap index, or [`NONE`].
+    prev: AtomicU32,
+}
+
+const _: () = {
+    assert!(size_of::<Page>() <= 64);
+    assert!(size_of::<Page>() == 32);
+    assert!(align_of::<Page>() == 32);
+};
+
+impl Page {
+    /// A reserved descriptor: not free, not allocated, links cleared.
+    const fn reserved() -> Page {
+        Page {
+            flags: AtomicU32::new(PageFlags::RESERVED.0),
+            order: AtomicU8::new(0),
+            _pad: [0; 3],
+            refcount: AtomicU32::new(0),
+            mapcount: AtomicU32::new(0),
+            next: AtomicU32::new(NONE),
+            prev: AtomicU32::new(NONE),
+        }
+    }
+
+    /// All flags of this descriptor.
+    #[inline]
+    pub fn flags(&self) -> PageFlags {
+        PageFlags(self.flags.load(Relaxed))
+    }
+    /// True if this is the head of an allocated block.
+    #[inline]
+    pub fn is_head(&self) -> bool {
+        self.flags().contains(PageFlags::HEAD)
+    }
+    /// True if this is the head of a free block (Linux `PageBuddy`).
+    #[inline]
+    pub fn is_buddy(&self) -> bool {
+        self.flags().contains(PageFlags::BUDDY)
+    }
+    /// True if the frame is not managed by the allocator.
+    #[inline]
+    pub fn is_reserved(&self) -> bool {
+        self.flags().contains(PageFlags::RESERVED)
+    }
+    /// The order of the block this page heads, if it heads a free or
+    /// allocated block.
+    #[inline]
+    pub fn head_order(&self) -> Option<Order> {
+        if self.flags().intersects(PageFlags::HEAD | PageFlags::BUDDY) {
+            Some(self.order())
+        } else {
+            None
+        }
+    }
+
+    /// Linux `PageAnonExclusive`.
+    #[inline]
+    pub fn test_anon_exclusive(&self) -> bool {
+        self.flags().contains(PageFlags::ANON_EXCLUSIVE)
+    }
+    /// Linux `SetPageAnonExclusive`.
+    #[inline]
+    pub fn set_anon_exclusive(&self) {
+        self.set_flags(PageFlags::ANON_EXCLUSIVE);
+    }
+    /// Linux `ClearPageAnonExclusive`.
+    #[inline]
+    pub fn clear_anon_exclusive(&self) {
+        self.clear_flags(PageFlags::ANON_EXCLUSIVE);
+    }
+
+    /// Sets `f`; returns the flags as they were.
+    #[inline]
+    pub(crate) fn set_flags(&self, f: PageFlags) -> PageFlags {
+        PageFlags(self.flags.fetch_or(f.0, Relaxed))
+    }
+    /// Clears `f`; returns the flags as they were.
+    #[inline]
+    pub(crate) fn clear_flags(&self, f: PageFlags) -> PageFlags {
+        PageFlags(self.flags.fetch_and(!f.0, Relaxed))
+    }
+    /// Replaces the whole flags word.
+    #[inline]
+    pub(crate) fn store_flags(&self, f: PageFlags) {
+        self.flags.store(f.0, Relaxed);
+    }
+
+    /// The stored order (meaningful on heads only).
+    #[inline]
+    pub(crate) fn order(&self) -> Order {
+        Order::of(self.order.load(Relaxed))
+    }
+    #[inline]
+    pub(crate) fn set_order(&self, order: Order) {
+        self.order.store(order.get(), Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn refcount(&self) -> &AtomicU32 {
+        &self.refcount
+    }
+    #[inline]
+    pub(crate) fn mapcount(&self) -> &AtomicU32 {
+        &self.mapcount
+    }
+
+    #[inline]
+    pub(crate) fn next(&self) -> u32 {
+        self.next.load(Relaxed)
+    }
+    #[inline]
+    pub(crate) fn prev(&self) -> u32 {
+        self.prev.load(Relaxed)
+    }
+    #[inline]
+    pub(crate) fn set_next(&self, idx: u32) {
+        self.next.store(idx, Relaxed);
+    }
+    #[inline]
+    pub(crate) fn set_prev(&self, idx: u32) {
+        self.prev.store(idx, Relaxed);
+    }
+}
+
+impl core::fmt::Debug for Page {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Page")
+            .field("flags", &self.flags())
+            .field("order", &self.order.load(Relaxed))
+            .field("refcount", &self.refcount.load(Relaxed))
+            .field("mapcount", &self.mapcount.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The descriptor array for the frames `[start_pfn, end_pfn)`.
+///
+/// The span is widened to whole [`Order::MAX`] blocks, so the buddy of any
+/// block inside it has a descriptor too and merging never needs a bounds
+/// check. Frames in the widened edges simply stay reserved.
+pub struct Memmap {
+    base: *mut Page,
+    start: Pfn,
+    end: Pfn,
+}
+
+// SAFETY: a Memmap is the only handle to its descriptor storage (init's
+// contract), and descriptors are all atomics, so moving it to another
+// context moves nothing that another context still uses unsynchronized.
+unsafe impl Send for Memmap {}
+// SAFETY: `&Memmap` hands out only `&Page`, and `Page` is made of atomics
+// (plus immutable padding), so shared access from several contexts is sound.
+unsafe impl Sync for Memmap {}
+
+impl Memmap {
+    /// The span a memmap for `[start, end)` covers: `start` rounded down
+    /// and `end` rounded up to [`Order::MAX`] blocks.
+    pub const fn span_for(start: Pfn, end: Pfn) -> (Pfn, Pfn) {
+        (
+            start.align_down(Order::MAX.pages()),
+            end.align_up(Order::MAX.pages()),
+        )
+    }
+
+    /// Number of descriptors a memmap for `[start, end)` holds.
+    pub const fn nr_pages_for(start: Pfn, end: Pfn) -> u64 {
+        let (s, e) = Self::span_for(start, end);
+        if e.as_u64() > s.as_u64() {
+            e.as_u64() - s.as_u64()
+        } else {
+            0
+        }
+    }
+
+    /// Bytes of storage needed for `nr_pages` descriptors.
+    pub const fn bytes_for(nr_pages: u64) -> u64 {
+        nr_pages * size_of::<Page>() as u64
+    }
+
+    /// Builds the memmap for `[start, end)` (widened, see
+    /// [`Memmap::span_for`]) in the storage at `base`, marking every frame
+    /// reserved: the allocator gets RAM only through
+    /// [`crate::buddy::BuddyAllocator::add_free_range`].
+    ///
+    /// Panics if `start > end` or the span has `u32::MAX` frames or more
+    /// (free-list links are 32-bit indices).
+    ///
+    /// # Safety
+    ///
+    /// `base` must be aligned for [`Page`] and valid for reads and writes
+    /// of [`Memmap::nr_pages_for`]`(start, end)` descriptors; the storage
+    /// need not be initialized. It must stay valid, and be accessed only
+    /// through the returned `Memmap`, for as long as the `Memmap` (or
+    /// anything borrowed from it) is in use.
+    pub unsafe fn init(base: *mut Page, start: Pfn, end: Pfn) -> Memmap {
+        assert!(start <= end, "memmap span is reversed");
+        let (start, end) = Self::span_for(start, end);
+        let nr = end - start;
+        assert!(nr < NONE as u64, "memmap span too large for 32-bit links");
+        for i in 0..nr as usize {
+            // SAFETY: i < nr, and the caller guarantees `base` is aligned
+            // and writable for `nr` descriptors; `write` does not read or
+            // drop the (possibly uninitialized) old value.
+            unsafe { ptr::write(base.add(i), Page::reserved()) };
+        }
+        Memmap { base, start, end }
+    }
+
+    /// First frame covered (a multiple of `Order::MAX.pages()`).
+    #[inline]
+    pub fn start_pfn(&self) -> Pfn {
+        self.start
+    }
+    /// One past the last frame covered (a multiple of `Order::MAX.pages()`).
+    #[inline]
+    pub fn end_pfn(&self) -> Pfn {
+        self.end
+    }
+    /// Number of descriptors.
+    #[inline]
+    pub fn nr_pages(&self) -> u64 {
+        self.end - self.start
+    }
+    /// True if `pfn` has a descriptor here.
+    #[inline]
+    pub fn contains(&self, pfn: Pfn) -> bool {
+        self.start <= pfn && pfn < self.end
+    }
+
+    /// All descriptors, indexed from [`Memmap::start_pfn`].
+    #[inline]
+    pub fn pages(&self) -> &[Page] {
+        if self.start == self.end {
+            return &[];
+        }
+        // SAFETY: init wrote `nr_pages` descriptors at `base`, which stays
+        // valid and reachable only through `self` (init's contract); the
+        // descriptors are atomics, so shared references to them are sound.
+        unsafe { core::slice::from_raw_parts(self.base, self.nr_pages() as usize) }
+    }
+
+    /// The descriptor of `pfn`. Panics if `pfn` is outside the memmap.
+    #[inline]
+    pub fn page(&self, pfn: Pfn) -> &Page {
+        assert!(self.contains(pfn), "{pfn:?} outside the memmap");
+        &self.pages()[(pfn - self.start) as usize]
+    }
+
+    /// The descriptor of `pfn`, or `None` if it is outside the memmap.
+    #[inline]
+    pub fn get(&self, pfn: Pfn) -> Option<&Page> {
+        if self.contains(pfn) {
+            Some(&self.pages()[(pfn - self.start) as usize])
+        } else {
+            None
+        }
+    }
+
+    /// Index of `pfn` in the array; the allocator's link currency.
+    /// Because `start` is `Order::MAX`-aligned, an index has the same
+    /// alignment as its pfn, so buddy arithmetic works on indices.
+    #[inline]
+    pub(crate) fn index(&self, pfn: Pfn) -> u32 {
+        debug_assert!(self.contains(pfn));
+        (pfn - self.start) as u32
+    }
+    /// The frame at array index `idx`.
+    #[inline]
+    pub(crate) fn pfn_at(&self, idx: u32) -> Pfn {
+        self.start + idx as u64
+    }
+    /// The descriptor at array index `idx`.
+    #[inline]
+    pub(crate) fn at(&self, idx: u32) -> &Page {
+        &self.pages()[idx as usize]
+    }
+}
+
+impl core::fmt::Debug for Memmap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Memmap")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish()
+    }
+}
+
+/// A leaked, host-allocated memmap for tests (the storage lives forever).
+#[cfg(test)]
+pub(crate) fn test_memmap(start: Pfn, end: Pfn) -> Memmap {
+    let nr = Memmap::nr_pages_for(start, end) as usize;
+    let storage: &'static mut [core::mem::MaybeUninit<Page>] = Box::leak(Box::new_uninit_slice(nr));
+    // SAFETY: the leaked slice is aligned for Page, holds `nr` slots, lives
+    // forever and is reachable only through the returned Memmap.
+    unsafe { Memmap::init(storage.as_mut_ptr().cast(), start, end) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_is_widened_to_max_blocks() {
+        let (s, e) = Memmap::span_for(Pfn::new(0x40003), Pfn::new(0x40801));
+        assert_eq!((s, e), (Pfn::new(0x40000), Pfn::new(0x40c00)));
+        assert_eq!(
+            Memmap::nr_pages_for(Pfn::new(0x40003), Pfn::new(0x40801)),
+            0xc00
+        );
+        assert_eq!(Memmap::bytes_for(0xc00), 0xc00 * 32);
+        assert_eq!(Memmap::nr_pages_for(Pfn::new(0x400), Pfn::new(0x400)), 0);
+    }
+
+    #[test]
+    fn init_marks_everything_reserved() {
+        let mm = test_memmap(Pfn::new(0x1001), Pfn::new(0x1402));
+        assert_eq!(mm.start_pfn(), Pfn::new(0x1000));
+        assert_eq!(mm.end_pfn(), Pfn::new(0x1800));
+        assert_eq!(mm.nr_pages(), 0x800);
+        assert!(mm.contains(Pfn::new(0x17ff)) && !mm.contains(Pfn::new(0x1800)));
+        assert!(mm.get(Pfn::new(0xfff)).is_none());
+        for p in mm.pages() {
+            assert_eq!(p.flags(), PageFlags::RESERVED);
+            assert_eq!(p.head_order(), None);
+            assert_eq!((p.next(), p.prev()), (NONE, NONE));
+        }
+        assert!(mm.page(Pfn::new(0x1234)).is_reserved());
+    }
+
+    #[test]
+    fn anon_exclusive_is_per_page() {
+        let mm = test_memmap(Pfn::new(0), Pfn::new(4));
+        let p = mm.page(Pfn::new(1));
+        p.set_anon_exclusive();
+        assert!(p.test_anon_exclusive());
+        assert!(!mm.page(Pfn::new(0)).test_anon_exclusive());
+        assert!(p.is_reserved(), "other flags untouched");
+        p.clear_anon_exclusive();
+        assert_eq!(p.flags(), PageFlags::RESERVED);
+    }
+
+    #[test]
+    fn empty_memmap() {
+        let mm = test_memmap(Pfn::new(0x400), Pfn::new(0x400));
+        assert_eq!(mm.nr_pages(), 0);
+        assert!(mm.pages().is_empty());
+        assert!(!mm.contains(Pfn::new(0x400)));
+    }
+}

@@ -1,0 +1,187 @@
+//! arm64 (VMSAv8-64, stage 1, 4 KiB granule, 48-bit OA) descriptor encoding
+//! and the MAIR_EL1 convention it relies on.
+//!
+//! Descriptor layout used here (Arm ARM D8.3):
+//!
+//! ```text
+//!  bits   field        meaning in Folium
+//!  1:0    type         0b11 table (L0-L2) or page (L3); 0b01 block (L1-L2);
+//!                      anything else (or 0b01 at L0/L3) is invalid
+//!  4:2    AttrIndx     index into MAIR_EL1 (see MAIR_IDX_*)
+//!  6      AP[1]        EL0 access (user)
+//!  7      AP[2]        read-only
+//!  9:8    SH           0b11 inner shareable
+//!  10     AF           access flag (young)
+//!  11     nG           not global: TLB entry tagged with the ASID
+//!  47:12  OA           output address (blocks: 47:21 or 47:30)
+//!  51     DBM          dirty bit modifier; Folium's "writable" bit
+//!  52     Contiguous   contiguous hint
+//!  53     PXN          privileged execute-never
+//!  54     UXN          unprivileged execute-never
+//!  55     (software)   Folium's software dirty bit
+//! ```
+//!
+//! **Dirty and writable.** Folium follows the model Linux uses on arm64.
+//! DBM (bit 51) *is* the writable bit. AP[2] says whether the hardware may
+//! write right now. A writable, clean page has DBM=1, AP[2]=1: with
+//! hardware dirty management (FEAT_HAFDBS) the first store clears AP[2]
+//! atomically; without it, the store takes a permission fault and the
+//! kernel clears AP[2] itself. So for a writable entry "dirty" is simply
+//! "AP[2] clear". A read-only entry keeps dirt that must outlive
+//! write-protection in the software bit 55. Decoding treats any entry with
+//! AP[2] clear as writable and dirty, because the hardware can store
+//! through it whatever DBM says.
+//!
+//! **Execute.** Kernel entries always carry UXN and carry PXN unless
+//! executable; user entries always carry PXN and carry UXN unless
+//! executable. The CPU also treats EL0-writable pages as PXN.
+//!
+//! **Tables** carry no APTable/XNTable restrictions: the leaves decide.
+
+use super::kind::{Attrs, MemType, PteKind};
+use super::level::Level;
+use super::PteFormat;
+use crate::addr::PhysAddr;
+
+/// The arm64 descriptor format (a type-level tag; no data).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Aarch64;
+
+/// MAIR attribute for Device-nGnRnE (strongest device ordering).
+pub const MAIR_ATTR_DEVICE_NGNRNE: u8 = 0x00;
+/// MAIR attribute for Normal memory, inner and outer write-back,
+/// read- and write-allocate, non-transient.
+pub const MAIR_ATTR_NORMAL_WB: u8 = 0xff;
+/// MAIR attribute for Normal memory, inner and outer non-cacheable.
+pub const MAIR_ATTR_NORMAL_NC: u8 = 0x44;
+
+/// AttrIndx selecting [`MAIR_ATTR_DEVICE_NGNRNE`].
+pub const MAIR_IDX_DEVICE: u64 = 0;
+/// AttrIndx selecting [`MAIR_ATTR_NORMAL_WB`].
+pub const MAIR_IDX_NORMAL: u64 = 1;
+/// AttrIndx selecting [`MAIR_ATTR_NORMAL_NC`].
+pub const MAIR_IDX_NORMAL_NC: u64 = 2;
+
+/// The value the kernel writes to MAIR_EL1 before enabling the MMU; the
+/// encoding below assumes it. Attr3..Attr7 are unused (Device-nGnRnE).
+pub const MAIR_EL1_VALUE: u64 = (MAIR_ATTR_DEVICE_NGNRNE as u64) << (8 * MAIR_IDX_DEVICE)
+    | (MAIR_ATTR_NORMAL_WB as u64) << (8 * MAIR_IDX_NORMAL)
+    | (MAIR_ATTR_NORMAL_NC as u64) << (8 * MAIR_IDX_NORMAL_NC);
+
+const VALID: u64 = 1 << 0;
+/// Bit 1: "table" at L0-L2, "page" at L3; clear means block at L1-L2.
+const TABLE_OR_PAGE: u64 = 1 << 1;
+const TYPE_MASK: u64 = VALID | TABLE_OR_PAGE;
+const ATTR_INDX_SHIFT: u32 = 2;
+const ATTR_INDX_MASK: u64 = 0b111 << ATTR_INDX_SHIFT;
+const AP_EL0: u64 = 1 << 6;
+const AP_RDONLY: u64 = 1 << 7;
+const SH_INNER: u64 = 0b11 << 8;
+const AF: u64 = 1 << 10;
+const NG: u64 = 1 << 11;
+/// Output address bits 47:12.
+const OA_MASK: u64 = ((1 << 48) - 1) & !0xfff;
+const DBM: u64 = 1 << 51;
+const CONT: u64 = 1 << 52;
+const PXN: u64 = 1 << 53;
+const UXN: u64 = 1 << 54;
+const SW_DIRTY: u64 = 1 << 55;
+
+impl Aarch64 {
+    fn encode_leaf(pa: PhysAddr, a: Attrs, level: Level) -> u64 {
+        let mut d = (pa.as_u64() & OA_MASK) | VALID | SH_INNER;
+        if level == Level::L3 {
+            d |= TABLE_OR_PAGE;
+        }
+        let idx = match a.mem {
+            MemType::Device => MAIR_IDX_DEVICE,
+            MemType::Normal => MAIR_IDX_NORMAL,
+            MemType::NormalNonCacheable => MAIR_IDX_NORMAL_NC,
+        };
+        d |= idx << ATTR_INDX_SHIFT;
+        if a.user {
+            d |= AP_EL0 | PXN;
+            if !a.exec {
+                d |= UXN;
+            }
+        } else {
+            d |= UXN;
+            if !a.exec {
+                d |= PXN;
+            }
+        }
+        match (a.writable, a.dirty) {
+            (true, true) => d |= DBM,
+            (true, false) => d |= DBM | AP_RDONLY,
+            (false, true) => d |= AP_RDONLY | SW_DIRTY,
+            (false, false) => d |= AP_RDONLY,
+        }
+        if a.young {
+            d |= AF;
+        }
+        if !a.global {
+            d |= NG;
+        }
+        if a.cont {
+            d |= CONT;
+        }
+        d
+    }
+
+    fn decode_leaf(raw: u64, level: Level) -> PteKind {
+        let user = raw & AP_EL0 != 0;
+        let hw_writable = raw & AP_RDONLY == 0;
+        let mem = match (raw & ATTR_INDX_MASK) >> ATTR_INDX_SHIFT {
+            MAIR_IDX_NORMAL => MemType::Normal,
+            MAIR_IDX_NORMAL_NC => MemType::NormalNonCacheable,
+            // Index 0, and the unused indices that MAIR_EL1_VALUE leaves at
+            // Device-nGnRnE.
+            _ => MemType::Device,
+        };
+        let attrs = Attrs {
+            writable: raw & DBM != 0 || hw_writable,
+            user,
+            exec: if user {
+                raw & UXN == 0
+            } else {
+                raw & PXN == 0
+            },
+            global: raw & NG == 0,
+            young: raw & AF != 0,
+            dirty: raw & SW_DIRTY != 0 || hw_writable,
+            mem,
+            cont: raw & CONT != 0,
+        };
+        // Block descriptors keep bits below the block size RES0; mask them
+        // so a decoded block address is always block-aligned.
+        let pa = PhysAddr::new(raw & OA_MASK & !(level.size() - 1));
+        PteKind::Leaf { pa, attrs }
+    }
+}
+
+impl PteFormat for Aarch64 {
+    const NAME: &'static str = "aarch64";
+    const PA_BITS: u32 = 48;
+    const CONT_ENTRIES: usize = 16;
+
+    fn encode(kind: PteKind, level: Level) -> u64 {
+        debug_assert_eq!(Self::check(kind, level), Ok(()), "{kind:?} at {level:?}");
+        match kind {
+            PteKind::Absent => 0,
+            PteKind::Table(pa) => (pa.as_u64() & OA_MASK) | VALID | TABLE_OR_PAGE,
+            PteKind::Leaf { pa, attrs } => Self::encode_leaf(pa, attrs, level),
+        }
+    }
+
+    fn decode(raw: u64, level: Level) -> PteKind {
+        match (raw & TYPE_MASK, level) {
+            (0b11, Level::L0 | Level::L1 | Level::L2) => {
+                PteKind::Table(PhysAddr::new(raw & OA_MASK))
+            }
+            (0b11, Level::L3) | (0b01, Level::L1 | Level::L2) => Self::decode_leaf(raw, level),
+            // Invalid, or a block type where blocks are not allowed (L0
+            // with this granule, or the reserved 0b01 at L3): the walk faults.
+            _ => PteKind::Absent,
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! Host tests of the 4-level table builder, for both formats, with an arena
+//! standing in for physical memory.
+
+use std::alloc::{Layout, alloc, dealloc};
+
+use folium_mm::pgtable::{
+    Aarch64, Attrs, Level, MapError, MapOptions, PageTable, PteFormat, TableAlloc, X86_64,
+};
+use folium_mm::phys::LinearMap;
+use folium_mm::{PAGE_SIZE, PhysAddr, VirtAddr};
+use proptest::prelude::*;
+
+/// Fake physical address of the arena's first byte.
+const FAKE_BASE: u64 = 0x8000_0000;
+/// Where the kernel's linear map starts in the tests (upper half).
+const LINEAR: u64 = 0xffff_8000_0000_0000;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// "Physical memory" for page tables: page-aligned host memory filled with
+/// garbage, so a table the mapper forgets to zero shows up.
+struct Arena {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+impl Arena {
+    fn new(bytes: usize) -> Arena {
+        let layout = Layout::from_size_align(bytes, PAGE_SIZE as usize).unwrap();
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc(layout) };
+        assert!(!ptr.is_null());
+        // SAFETY: `ptr` is valid for `bytes` writes.
+        unsafe { ptr.write_bytes(0xa5, bytes) };
+        Arena { ptr, layout }
+    }
+
+    fn linear_map(&self) -> LinearMap {
+        // SAFETY: every table frame handed out by `frames` lies inside the
+        // arena, which each test keeps alive longer than its page table.
+        unsafe { LinearMap::new((self.ptr as u64).wrapping_sub(FAKE_BASE)) }
+    }
+
+    /// A bump allocator over the arena, limited to `budget` frames.
+    fn frames(&self, budget: usize) -> Frames {
+        Frames {
+            next: FAKE_BASE,
+            end: FAKE_BASE + self.layout.size() as u64,
+            budget,
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr, self.layout) };
+    }
+}
+
+struct Frames {
+    next: u64,
+    end: u64,
+    budget: usize,
+}
+
+// SAFETY: frames come from the arena (mapped by `Arena::linear_map`), each
+// handed out once, page aligned.
+unsafe impl TableAlloc for Frames {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        if self.budget == 0 || self.next >= self.end {
+            return None;
+        }
+        self.budget -= 1;
+        let pa = self.next;
+        self.next += PAGE_SIZE;
+        Some(PhysAddr::new(pa))
+    }
+}
+
+fn setup<F: PteFormat>(budget: usize) -> (Arena, Frames, PageTable<F>) {
+    let arena = Arena::new(4 << 20);
+    let mut frames = arena.frames(budget);
+    let pt = PageTable::<F>::create(&mut frames, arena.linear_map()).unwrap();
+    (arena, frames, pt)
+}
+
+fn va(x: u64) -> VirtAddr {
+    VirtAddr::new(x)
+}
+
+fn pa(x: u64) -> PhysAddr {
+    PhysAddr::new(x)
+}
+
+/// Leaves per level, L0..L3.
+fn leaf_counts<F: PteFormat>(pt: &PageTable<F>) -> [usize; 4] {
+    let mut n = [0; 4];
+    pt.for_each_leaf(|_, t| n[t.level.get() as usize] += 1);
+    n
+}
+
+fn expect_at<F: PteFormat>(pt: &PageTable<F>, v: u64, p: u64, level: Level) {
+    let t = pt
+        .translate(va(v))
+        .unwrap_or_else(|| panic!("{}: {v:#x} unmapped", F::NAME));
+    assert_eq!((t.pa, t.level), (pa(p), level), "{}: at {v:#x}", F::NAME);
+}
+
+const BLOCKS_NO_CONT: MapOptions = MapOptions {
+    allow_blocks: true,
+    allow_cont: false,
+};
+
+// ----------------------------------------------------------- scenarios --
+
+fn empty_tree<F: PteFormat>() {
+    let (_arena, _frames, pt) = setup::<F>(64);
+    assert_eq!(pt.count_tables(), 1);
+    assert_eq!(pt.root(), pa(FAKE_BASE));
+    for v in [0, 0x1000, LINEAR, u64::MAX & !0xfff, 0x0000_7fff_ffff_f000] {
+        assert_eq!(pt.translate(va(v)), None);
+    }
+}
+
+fn blocks_when_aligned<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let (v, p) = (LINEAR + GIB, GIB);
+    let size = GIB + 2 * MIB + 8 * 1024;
+    pt.map_range(va(v), pa(p), size, Attrs::KERNEL_DATA, &mut frames, BLOCKS_NO_CONT)
+        .unwrap();
+    assert_eq!(leaf_counts(&pt), [0, 1, 1, 2]);
+    // Root, one L1 table, one L2 table, one L3 table.
+    assert_eq!(pt.count_tables(), 4);
+    expect_at(&pt, v, p, Level::L1);
+    expect_at(&pt, v + 0x1234_5678, p + 0x1234_5678, Level::L1);
+    expect_at(&pt, v + GIB - 1, p + GIB - 1, Level::L1);
+    expect_at(&pt, v + GIB, p + GIB, Level::L2);
+    expect_at(&pt, v + GIB + 0x1f_ffff, p + GIB + 0x1f_ffff, Level::L2);
+    expect_at(&pt, v + GIB + 2 * MIB, p + GIB + 2 * MIB, Level::L3);
+    expect_at(&pt, v + size - 1, p + size - 1, Level::L3);
+    assert_eq!(pt.translate(va(v + size)), None);
+    assert_eq!(pt.translate(va(v - 1)), None);
+    let t = pt.translate(va(v + 5)).unwrap();
+    assert_eq!(t.attrs, Attrs::KERNEL_DATA);
+}
+
+fn leading_and_trailing_pages<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let (v, p) = (0x4000_0000 - 0x1000, 0x9000_0000 - 0x1000);
+    let size = 0x1000 + 2 * MIB + 0x1000;
+    pt.map_range(va(v), pa(p), size, Attrs::KERNEL_DATA, &mut frames, BLOCKS_NO_CONT)
+        .unwrap();
+    assert_eq!(leaf_counts(&pt), [0, 0, 1, 2]);
+    expect_at(&pt, v + 0xfff, p + 0xfff, Level::L3);
+    expect_at(&pt, v + 0x1000, p + 0x1000, Level::L2);
+    expect_at(&pt, v + size - 0x1000, p + size - 0x1000, Level::L3);
+}
+
+fn pages_when_pa_incongruent<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let (v, p) = (LINEAR + 4 * MIB, 0x4000_0000 + 0x1000);
+    pt.map_range(va(v), pa(p), 4 * MIB, Attrs::KERNEL_DATA, &mut frames, MapOptions::LARGEST)
+        .unwrap();
+    assert_eq!(leaf_counts(&pt), [0, 0, 0, 1024]);
+    // Root, L1, L2 and two L3 tables.
+    assert_eq!(pt.count_tables(), 5);
+    for off in (0..4 * MIB).step_by(0x3000) {
+        expect_at(&pt, v + off + 0x10, p + off + 0x10, Level::L3);
+    }
+}
+
+fn pages_when_blocks_disallowed<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    pt.map_range(va(LINEAR), pa(0), 4 * MIB, Attrs::KERNEL_DATA, &mut frames, MapOptions::PAGES)
+        .unwrap();
+    assert_eq!(leaf_counts(&pt), [0, 0, 0, 1024]);
+    let mut any_cont = false;
+    pt.for_each_leaf(|_, t| any_cont |= t.attrs.cont);
+    assert!(!any_cont);
+}
+
+fn overlap_is_refused<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let a = 0x10_0000_0000;
+    let attrs = Attrs::user(true, false);
+    pt.map_range(va(a), pa(0x4000_0000), 0x4000, attrs, &mut frames, MapOptions::PAGES)
+        .unwrap();
+    // Overlapping tail: refused, and nothing of the new range appears.
+    let r = pt.map_range(va(a + 0x3000), pa(0x5000_0000), 0x5000, attrs, &mut frames, MapOptions::PAGES);
+    assert_eq!(r, Err(MapError::AlreadyMapped));
+    assert_eq!(pt.translate(va(a + 0x4000)), None);
+    expect_at(&pt, a + 0x3000, 0x4000_3000, Level::L3);
+    // Adjacent is fine.
+    pt.map_range(va(a + 0x4000), pa(0x5000_0000), 0x4000, attrs, &mut frames, MapOptions::PAGES)
+        .unwrap();
+    // A block over a region holding pages: refused.
+    let r = pt.map_range(va(a), pa(0x4000_0000), 2 * MIB, attrs, &mut frames, MapOptions::LARGEST);
+    assert_eq!(r, Err(MapError::AlreadyMapped));
+    // A page inside an existing block: refused.
+    let b = a + GIB;
+    pt.map_range(va(b), pa(0x4000_0000), 2 * MIB, attrs, &mut frames, MapOptions::LARGEST)
+        .unwrap();
+    expect_at(&pt, b + 0x1000, 0x4000_1000, Level::L2);
+    let r = pt.map_range(va(b + 0x1000), pa(0x1000), 0x1000, attrs, &mut frames, MapOptions::PAGES);
+    assert_eq!(r, Err(MapError::AlreadyMapped));
+    // The same range again: refused.
+    let r = pt.map_range(va(b), pa(0x4000_0000), 2 * MIB, attrs, &mut frames, MapOptions::LARGEST);
+    assert_eq!(r, Err(MapError::AlreadyMapped));
+    assert_eq!(leaf_counts(&pt), [0, 0, 1, 8]);
+}
+
+/// An empty table left by a failed call sits where a block could go: the
+/// mapper maps through it with pages rather than leaking it.
+fn empty_table_under_block_is_reused<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let r0 = 0x20_0000_0000;
+    let r1 = r0 + 2 * MIB;
+    let attrs = Attrs::KERNEL_DATA;
+    pt.map_range(va(r1 + 0x1000), pa(0x1000), 0x1000, attrs, &mut frames, MapOptions::PAGES)
+        .unwrap();
+    // Pass 1 creates the L3 table for r0's part, then hits the page in r1.
+    let r = pt.map_range(va(r0 + 0x2000), pa(0x2000), 2 * MIB, attrs, &mut frames, MapOptions::PAGES);
+    assert_eq!(r, Err(MapError::AlreadyMapped));
+    let tables = pt.count_tables();
+    assert_eq!(pt.translate(va(r0 + 0x2000)), None);
+    pt.map_range(va(r0), pa(0x4000_0000), 2 * MIB, attrs, &mut frames, MapOptions::LARGEST)
+        .unwrap();
+    assert_eq!(pt.count_tables(), tables, "no new table, none leaked");
+    expect_at(&pt, r0 + 0x5123, 0x4000_5123, Level::L3);
+    assert_eq!(leaf_counts(&pt), [0, 0, 0, 513]);
+}
+
+fn out_of_memory<F: PteFormat>() {
+    // The root plus two tables: one short of what a first page needs.
+    let (_arena, mut frames, mut pt) = setup::<F>(3);
+    let v = 0x0000_1234_5678_9000;
+    let r = pt.map_range(va(v), pa(0x4000_0000), 0x1000, Attrs::KERNEL_DATA, &mut frames, MapOptions::PAGES);
+    assert_eq!(r, Err(MapError::OutOfMemory));
+    assert_eq!(pt.translate(va(v)), None);
+    assert_eq!(leaf_counts(&pt), [0; 4]);
+    // Partial tables are kept and reused once frames are available.
+    frames.budget = 1;
+    pt.map_range(va(v), pa(0x4000_0000), 0x1000, Attrs::KERNEL_DATA, &mut frames, MapOptions::PAGES)
+        .unwrap();
+    assert_eq!(pt.count_tables(), 4);
+    expect_at(&pt, v + 0x10, 0x4000_0010, Level::L3);
+    // A block needs no more tables; a page in a new 2 MiB region does.
+    let block = v & !(GIB - 1);
+    pt.map_range(va(block), pa(0x4000_0000), 2 * MIB, Attrs::KERNEL_DATA, &mut frames, MapOptions::LARGEST)
+        .unwrap();
+    expect_at(&pt, block + 0x1234, 0x4000_1234, Level::L2);
+    let r = pt.map_range(va(v + 2 * MIB), pa(0x1000), 0x1000, Attrs::KERNEL_DATA, &mut frames, MapOptions::PAGES);
+    assert_eq!(r, Err(MapError::OutOfMemory));
+    // Running out of memory at root creation is an error too.
+    let arena = Arena::new(1 << 20);
+    let mut none = arena.frames(0);
+    assert_eq!(
+        PageTable::<F>::create(&mut none, arena.linear_map()).err(),
+        Some(MapError::OutOfMemory)
+    );
+}
+
+fn bad_input<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let k = Attrs::KERNEL_DATA;
+    let o = MapOptions::LARGEST;
+    let mut map = |v: u64, p: u64, size: u64, a: Attrs| pt.map_range(va(v), pa(p), size, a, &mut frames, o);
+    assert_eq!(map(0x1001, 0, 0x1000, k), Err(MapError::Misaligned));
+    assert_eq!(map(0x1000, 0x10, 0x1000, k), Err(MapError::Misaligned));
+    assert_eq!(map(0x1000, 0, 0x1001, k), Err(MapError::Misaligned));
+    // Non-canonical, straddling the hole, wrapping past the top.
+    assert_eq!(map(0x0000_8000_0000_0000, 0, 0x1000, k), Err(MapError::OutOfRange));
+    assert_eq!(map(0x0000_7fff_ffff_f000, 0, 0x2000, k), Err(MapError::OutOfRange));
+    assert_eq!(map(0xffff_ffff_ffff_f000, 0, 0x2000, k), Err(MapError::OutOfRange));
+    assert_eq!(map(0x1000, u64::MAX & !0xfff, 0x2000, k), Err(MapError::OutOfRange));
+    assert_eq!(map(0x1000, 1 << F::PA_BITS, 0x1000, k), Err(MapError::OutOfRange));
+    assert_eq!(map(0x1000, (1 << F::PA_BITS) - 0x1000, 0x2000, k), Err(MapError::OutOfRange));
+    // The contiguous hint is the mapper's call, not the caller's.
+    let cont = Attrs { cont: true, ..k };
+    assert_eq!(map(0x1000, 0, 0x1000, cont), Err(MapError::InvalidAttrs));
+    // Empty ranges are fine and map nothing.
+    assert_eq!(map(0x1000, 0, 0, k), Ok(()));
+    // The very last page of the address space and the very first.
+    assert_eq!(map(0xffff_ffff_ffff_f000, 0x7000, 0x1000, k), Ok(()));
+    assert_eq!(map(0, 0x8000, 0x1000, k), Ok(()));
+    assert_eq!(map(0x0000_7fff_ffff_f000, (1 << F::PA_BITS) - 0x1000, 0x1000, k), Ok(()));
+    expect_at(&pt, u64::MAX, 0x7fff, Level::L3);
+    expect_at(&pt, 0, 0x8000, Level::L3);
+    assert_eq!(pt.translate(va(0x0000_8000_0000_0000)), None);
+    let mut tops = Vec::new();
+    pt.for_each_leaf(|v, _| tops.push(v.as_u64()));
+    assert_eq!(tops, [0, 0x0000_7fff_ffff_f000, 0xffff_ffff_ffff_f000]);
+}
+
+/// The boot-time picture: linear map of RAM in blocks, image sections in
+/// pages with W^X, one device page.
+fn kernel_boot_layout<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let ram = (0x4000_0000, 2 * GIB);
+    pt.map_range(va(LINEAR + ram.0), pa(ram.0), ram.1, Attrs::KERNEL_DATA, &mut frames, MapOptions::LARGEST)
+        .unwrap();
+    let image = 0xffff_ffff_8000_0000;
+    let sections = [
+        (0x0000, 0x3000, Attrs::KERNEL_TEXT),
+        (0x3000, 0x2000, Attrs::KERNEL_RODATA),
+        (0x5000, 0x5000, Attrs::KERNEL_DATA),
+    ];
+    for (off, size, attrs) in sections {
+        pt.map_range(va(image + off), pa(0x4008_0000 + off), size, attrs, &mut frames, MapOptions::PAGES)
+            .unwrap();
+    }
+    let uart = 0xffff_fe00_0000_0000;
+    pt.map_range(va(uart), pa(0x0900_0000), 0x1000, Attrs::KERNEL_DEVICE, &mut frames, MapOptions::PAGES)
+        .unwrap();
+
+    assert_eq!(leaf_counts(&pt), [0, 2, 0, 11]);
+    expect_at(&pt, LINEAR + 0x4008_1234, 0x4008_1234, Level::L1);
+    expect_at(&pt, LINEAR + 0xbfff_ffff, 0xbfff_ffff, Level::L1);
+    assert_eq!(pt.translate(va(LINEAR + 0xc000_0000)), None);
+    for (off, size, attrs) in sections {
+        for o in (off..off + size).step_by(0x800) {
+            let t = pt.translate(va(image + o)).unwrap();
+            assert_eq!((t.pa, t.attrs), (pa(0x4008_0000 + o), attrs));
+        }
+    }
+    let t = pt.translate(va(uart + 0x18)).unwrap();
+    assert_eq!((t.pa, t.attrs), (pa(0x0900_0018), Attrs::KERNEL_DEVICE));
+    pt.for_each_leaf(|v, t| {
+        assert!(!(t.attrs.writable && t.attrs.exec), "W+X at {v:?}");
+        assert!(!t.attrs.user, "user page at {v:?}");
+    });
+}
+
+/// The contiguous hint on aligned runs (arm64 only).
+fn cont_runs<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let has_cont = F::CONT_ENTRIES > 1;
+    let k = Attrs::KERNEL_DATA;
+    // 64 KiB-aligned VA and PA: two runs of 16 pages and one odd page.
+    let v = LINEAR + 0x4010_0000;
+    pt.map_range(va(v), pa(0x4010_0000), 0x21000, k, &mut frames, MapOptions::LARGEST)
+        .unwrap();
+    for i in 0..33u64 {
+        let t = pt.translate(va(v + i * 0x1000)).unwrap();
+        assert_eq!(t.attrs.cont, has_cont && i < 32, "page {i}");
+        assert_eq!(t.attrs, Attrs { cont: t.attrs.cont, ..k });
+    }
+    if has_cont {
+        let (raw, _) = pt.raw_leaf(va(v)).unwrap();
+        assert_ne!(raw & (1 << 52), 0);
+    }
+    // PA not 64 KiB-aligned: no run.
+    let v = LINEAR + 0x5000_0000;
+    pt.map_range(va(v), pa(0x5000_1000), 0x20000, k, &mut frames, MapOptions::LARGEST)
+        .unwrap();
+    assert!(!pt.translate(va(v)).unwrap().attrs.cont);
+    // Blocks: 16 x 2 MiB = 32 MiB runs.
+    let v = LINEAR + 0x6000_0000;
+    pt.map_range(va(v), pa(0x6000_0000), 34 * MIB, k, &mut frames, MapOptions::LARGEST)
+        .unwrap();
+    for i in 0..17u64 {
+        let t = pt.translate(va(v + i * 2 * MIB)).unwrap();
+        assert_eq!((t.level, t.attrs.cont), (Level::L2, has_cont && i < 16), "block {i}");
+    }
+    // Not allowed: no hint.
+    let v = LINEAR + 0x7000_0000;
+    pt.map_range(va(v), pa(0x7000_0000), 0x10000, k, &mut frames, BLOCKS_NO_CONT)
+        .unwrap();
+    assert!(!pt.translate(va(v)).unwrap().attrs.cont);
+}
+
+fn misaligned_table_frame_is_refused<F: PteFormat>() {
+    struct Odd;
+    // SAFETY: never hands out a frame the mapper may write: the only one
+    // is misaligned and must be refused before use.
+    unsafe impl TableAlloc for Odd {
+        fn alloc_table(&mut self) -> Option<PhysAddr> {
+            Some(PhysAddr::new(FAKE_BASE + 8))
+        }
+    }
+    let (_arena, _frames, mut pt) = setup::<F>(64);
+    let r = pt.map_range(va(0), pa(0), 0x1000, Attrs::KERNEL_DATA, &mut Odd, MapOptions::PAGES);
+    assert_eq!(r, Err(MapError::BadTableFrame));
+    let arena = Arena::new(1 << 20);
+    assert_eq!(
+        PageTable::<F>::create(&mut Odd, arena.linear_map()).err(),
+        Some(MapError::BadTableFrame)
+    );
+}
+
+macro_rules! for_both_formats {
+    ($($name:ident),* $(,)?) => {
+        mod aarch64 {
+            $( #[test] fn $name() { super::$name::<super::Aarch64>() } )*
+        }
+        mod x86_64 {
+            $( #[test] fn $name() { super::$name::<super::X86_64>() } )*
+        }
+    };
+}
+
+for_both_formats!(
+    empty_tree,
+    blocks_when_aligned,
+    leading_and_trailing_pages,
+    pages_when_pa_incongruent,
+    pages_when_blocks_disallowed,
+    overlap_is_refused,
+    empty_table_under_block_is_reused,
+    out_of_memory,
+    bad_input,
+    kernel_boot_layout,
+    cont_runs,
+    misaligned_table_frame_is_refused,
+);
+
+// ------------------------------------------------------------ properties --
+
+/// One request: VA and PA in pages, size in pages.
+#[derive(Clone, Debug)]
+struct Req {
+    va: u64,
+    pa: u64,
+    size: u64,
+    attrs: Attrs,
+    opts: MapOptions,
+}
+
+/// Addresses in an 8 GiB window, aligned to 4 KiB, 2 MiB or 1 GiB, with PAs
+/// congruent (so blocks can occur) or not; sizes from one page to over
+/// 1 GiB.
+fn req() -> impl Strategy<Value = Req> {
+    let align = prop_oneof![Just(PAGE_SIZE), Just(64 * 1024), Just(2 * MIB), Just(GIB)];
+    let size = prop_oneof![
+        1u64..40,
+        (1u64..4, 0u64..20).prop_map(|(b, p)| b * 512 + p),
+        (0u64..3).prop_map(|p| GIB / PAGE_SIZE + p),
+    ];
+    let attrs = prop_oneof![
+        Just(Attrs::KERNEL_DATA),
+        Just(Attrs::KERNEL_TEXT),
+        Just(Attrs::KERNEL_DEVICE),
+        Just(Attrs::user(true, false)),
+    ];
+    let opts = prop_oneof![
+        Just(MapOptions::PAGES),
+        Just(BLOCKS_NO_CONT),
+        Just(MapOptions::LARGEST)
+    ];
+    (align, 0u64..(8 * GIB / PAGE_SIZE), any::<bool>(), 0u64..(1 << 20), size, attrs, opts)
+        .prop_map(|(align, va_page, congruent, pa_page, size, attrs, opts)| {
+            let va = (va_page * PAGE_SIZE) & !(align - 1);
+            let pa = if congruent { (pa_page << 30) | (va & (GIB - 1)) } else { pa_page * PAGE_SIZE };
+            Req { va, pa, size: size * PAGE_SIZE, attrs, opts }
+        })
+}
+
+/// The leaves a greedy "largest fitting entry first" mapping of `r` needs,
+/// per level, in an empty tree.
+fn greedy_leaves<F: PteFormat>(r: &Req) -> [usize; 4] {
+    let mut n = [0; 4];
+    let (mut v, mut p, mut left) = (r.va, r.pa, r.size);
+    while left > 0 {
+        let level = [Level::L1, Level::L2, Level::L3]
+            .into_iter()
+            .find(|l| {
+                let s = l.size();
+                (*l == Level::L3 || r.opts.allow_blocks) && v % s == 0 && p % s == 0 && left >= s
+            })
+            .unwrap();
+        n[level.get() as usize] += 1;
+        v += level.size();
+        p += level.size();
+        left -= level.size();
+    }
+    n
+}
+
+fn check_against_model<F: PteFormat>(reqs: &[Req], probes: &[u64]) -> Result<(), TestCaseError> {
+    let (_arena, mut frames, mut pt) = setup::<F>(1024);
+    let mut done: Vec<Req> = Vec::new();
+    for (i, r) in reqs.iter().enumerate() {
+        let overlaps = done.iter().any(|d| r.va < d.va + d.size && d.va < r.va + r.size);
+        let res = pt.map_range(va(r.va), pa(r.pa), r.size, r.attrs, &mut frames, r.opts);
+        if overlaps {
+            prop_assert_eq!(res, Err(MapError::AlreadyMapped), "request {}", i);
+        } else {
+            prop_assert_eq!(res, Ok(()), "request {}", i);
+            if done.is_empty() {
+                prop_assert_eq!(leaf_counts(&pt), greedy_leaves::<F>(r));
+            }
+            done.push(r.clone());
+        }
+    }
+    // Probe each range's ends and interior, plus arbitrary addresses.
+    let mut addrs: Vec<u64> = probes.to_vec();
+    for d in &done {
+        addrs.extend([d.va, d.va + d.size - 1, d.va + d.size, d.va.wrapping_sub(1), d.va + d.size / 2]);
+    }
+    for a in addrs {
+        let want = done.iter().find(|d| a >= d.va && a < d.va + d.size);
+        match (pt.translate(va(a)), want) {
+            (None, None) => {}
+            (Some(t), Some(d)) => {
+                prop_assert_eq!(t.pa, pa(d.pa + (a - d.va)), "at {:#x}", a);
+                prop_assert_eq!(Attrs { cont: false, ..t.attrs }, d.attrs, "at {:#x}", a);
+                if t.attrs.cont {
+                    prop_assert!(d.opts.allow_cont && F::CONT_ENTRIES > 1);
+                }
+            }
+            (got, want) => prop_assert!(false, "at {:#x}: got {:?}, want {:?}", a, got, want),
+        }
+    }
+    // Leaves cover exactly the mapped bytes.
+    let mut bytes = 0;
+    pt.for_each_leaf(|_, t| bytes += t.level.size());
+    prop_assert_eq!(bytes, done.iter().map(|d| d.size).sum::<u64>());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arm64_matches_model(reqs in prop::collection::vec(req(), 1..6),
+                           probes in prop::collection::vec(0u64..8 * GIB, 32)) {
+        check_against_model::<Aarch64>(&reqs, &probes)?;
+    }
+
+    #[test]
+    fn x86_matches_model(reqs in prop::collection::vec(req(), 1..6),
+                         probes in prop::collection::vec(0u64..8 * GIB, 32)) {
+        check_against_model::<X86_64>(&reqs, &probes)?;
+    }
+}

@@ -1,0 +1,70 @@
+//! aarch64 (ARMv8-A, EL1): exception vectors, semihosting exit, CPU facts.
+
+mod trap;
+
+use core::arch::asm;
+use core::sync::atomic::Ordering;
+
+use aarch64_cpu::registers::{MIDR_EL1, Readable};
+
+pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
+
+use super::{Exit, STOPPING};
+
+/// Stops QEMU with a status the host sees (semihosting SYS_EXIT_EXTENDED:
+/// 0 for success, 1 for failure). Without a semihosting host, parks the CPU.
+pub fn exit_qemu(exit: Exit) -> ! {
+    STOPPING.store(true, Ordering::SeqCst);
+    let code: u64 = match exit {
+        Exit::Success => 0,
+        Exit::Failure => 1,
+    };
+    let block: [u64; 2] = [0x20026, code]; // ADP_Stopped_ApplicationExit, status
+    // SAFETY: the semihosting call reads the two-word block and stops the
+    // machine; on hardware without a debugger it traps, and the trap
+    // handler parks the CPU because STOPPING is set.
+    unsafe {
+        asm!("hlt #0xf000", in("w0") 0x20u32, in("x1") &block, options(nostack));
+    }
+    park()
+}
+
+/// Waits forever with interrupts masked.
+pub fn park() -> ! {
+    loop {
+        // SAFETY: masking interrupts and waiting for an event are harmless.
+        unsafe { asm!("msr daifset, #0xf", "wfe", options(nomem, nostack)) };
+    }
+}
+
+/// The CPU model, from MIDR_EL1.
+pub fn cpu_description() -> alloc::string::String {
+    let midr = MIDR_EL1.get();
+    let implementer = (midr >> 24) & 0xff;
+    let part = (midr >> 4) & 0xfff;
+    let name = match (implementer, part) {
+        (0x41, 0xd03) => "Arm Cortex-A53",
+        (0x41, 0xd07) => "Arm Cortex-A57",
+        (0x41, 0xd08) => "Arm Cortex-A72",
+        (0x41, 0xd0c) => "Arm Neoverse-N1",
+        (0x41, 0xd40) => "Arm Neoverse-V1",
+        (0x41, 0xd49) => "Arm Neoverse-N2",
+        (0x00, _) => "QEMU 'max' (software-defined)",
+        _ => "unknown ARMv8 core",
+    };
+    alloc::format!("{name} (MIDR_EL1 {midr:#010x})")
+}
+
+/// Describes the exception level now and at entry.
+pub fn entry_description(entry_el: u8) -> alloc::string::String {
+    let now = aarch64_cpu::registers::CurrentEL.get() >> 2;
+    match entry_el {
+        1 => alloc::format!("EL{now} (entered at EL1)"),
+        n => alloc::format!("EL{now} (entered at EL{n}, lowered to EL1)"),
+    }
+}
+
+/// The CPU's MIDR_EL1 part number (e.g. 0xd08 for Cortex-A72).
+pub fn midr_part() -> u64 {
+    (MIDR_EL1.get() >> 4) & 0xfff
+}

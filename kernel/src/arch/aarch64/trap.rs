@@ -1,0 +1,180 @@
+//! EL1 exception handling: the vector table (`vectors.S`), the trap frame,
+//! expected traps (breakpoints, faults on fixup-listed instructions) and the
+//! fatal report for everything else.
+
+use core::arch::asm;
+use core::fmt;
+use core::sync::atomic::Ordering;
+
+use super::super::{EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap};
+
+core::arch::global_asm!(include_str!("vectors.S"), handler = sym handle_exception);
+
+unsafe extern "C" {
+    static exception_vectors: u8;
+    static exception_fixups: [u64; 2];
+    static exception_fixups_end: [u64; 2];
+    fn probe_read_u64(addr: u64) -> ProbeRet;
+    fn probe_write_u64(addr: u64, value: u64) -> ProbeRet;
+}
+
+/// (x0, x1) as returned by the probe routines.
+#[repr(C)]
+struct ProbeRet {
+    value: u64,
+    faulted: u64,
+}
+
+/// Register state saved by `vectors.S`, in its layout.
+#[repr(C)]
+pub struct TrapFrame {
+    /// x0..x30.
+    pub x: [u64; 31],
+    /// Return address (ELR_EL1).
+    pub elr: u64,
+    /// Saved PSTATE (SPSR_EL1).
+    pub spsr: u64,
+    /// Exception syndrome (ESR_EL1).
+    pub esr: u64,
+    /// Fault address (FAR_EL1).
+    pub far: u64,
+    /// The user stack pointer (SP_EL0).
+    pub sp_el0: u64,
+}
+
+const _: () = assert!(size_of::<TrapFrame>() == 288);
+
+const EC_BRK: u64 = 0x3c;
+const EC_DABT_CUR: u64 = 0x25;
+const EC_IABT_CUR: u64 = 0x21;
+
+/// Installs the vector table.
+pub fn init_exceptions() {
+    // SAFETY: `exception_vectors` is the 2 KiB-aligned table in vectors.S,
+    // mapped executable in the kernel image.
+    unsafe {
+        let vbar = &raw const exception_vectors as u64;
+        asm!("msr vbar_el1, {}", "isb", in(reg) vbar, options(nostack));
+    }
+}
+
+fn fixups() -> &'static [[u64; 2]] {
+    // SAFETY: the linker places the pairs contiguously between the symbols.
+    unsafe {
+        let start = &raw const exception_fixups;
+        let end = &raw const exception_fixups_end;
+        core::slice::from_raw_parts(start, end.offset_from(start) as usize)
+    }
+}
+
+/// Raises `brk #0xf01` (the test's immediate shows up in ESR_EL1.ISS).
+pub fn raw_breakpoint() {
+    // SAFETY: the handler resumes after the brk while EXPECT_BREAKPOINT is set.
+    unsafe { asm!("brk #0xf01", options(nomem, nostack)) };
+}
+
+/// Loads from `addr` with fault recovery; returns (value, faulted).
+pub fn raw_probe_read(addr: u64) -> (u64, bool) {
+    // SAFETY: the load instruction is listed in the exception table, so a
+    // fault resumes with `faulted` set instead of being fatal.
+    let r = unsafe { probe_read_u64(addr) };
+    (r.value, r.faulted != 0)
+}
+
+/// Stores to `addr` with fault recovery; returns whether it faulted.
+pub fn raw_probe_write(addr: u64, value: u64) -> bool {
+    // SAFETY: as for `raw_probe_read`; callers choose addresses whose
+    // modification is harmless (or that must fault).
+    unsafe { probe_write_u64(addr, value).faulted != 0 }
+}
+
+extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
+    let ec = frame.esr >> 26;
+    if kind == 4 {
+        if ec == EC_BRK && EXPECT_BREAKPOINT.load(Ordering::SeqCst) {
+            record_trap(TrapRecord { class: ec, syndrome: frame.esr, addr: 0, pc: frame.elr });
+            frame.elr += 4;
+            return;
+        }
+        if ec == EC_DABT_CUR {
+            if let Some(resume) = fixup_for(frame.elr, fixups()) {
+                record_trap(TrapRecord { class: ec, syndrome: frame.esr, addr: frame.far, pc: frame.elr });
+                frame.x[1] = 1;
+                frame.elr = resume;
+                return;
+            }
+        }
+    }
+    if STOPPING.load(Ordering::SeqCst) {
+        super::park();
+    }
+    crate::console::force_unlock();
+    println!("\nUNEXPECTED EXCEPTION: {} (vector {kind})", Syndrome(frame.esr, kind));
+    println!("{frame:?}");
+    super::exit_qemu(Exit::Failure)
+}
+
+/// ESR decoding for reports.
+struct Syndrome(u64, u64);
+
+impl fmt::Display for Syndrome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (esr, kind) = (self.0, self.1);
+        let what = match kind % 4 {
+            1 => return write!(f, "IRQ"),
+            2 => return write!(f, "FIQ"),
+            3 => return write!(f, "SError, ESR_EL1 {esr:#x}"),
+            _ => "synchronous",
+        };
+        let ec = esr >> 26;
+        let class = match ec {
+            0x00 => "unknown reason",
+            0x01 => "WFI/WFE",
+            0x07 => "FP/SIMD access",
+            0x0e => "illegal execution state",
+            0x15 => "SVC from AArch64",
+            0x18 => "MSR/MRS trap",
+            0x20 => "instruction abort from EL0",
+            EC_IABT_CUR => "instruction abort at EL1",
+            0x22 => "PC alignment fault",
+            0x24 => "data abort from EL0",
+            EC_DABT_CUR => "data abort at EL1",
+            0x26 => "SP alignment fault",
+            0x3c => "BRK",
+            _ => "other",
+        };
+        write!(f, "{what} {class}, ESR_EL1 {esr:#x} (EC {ec:#x}, ISS {:#x})", esr & 0x1ff_ffff)?;
+        if ec == 0x20 || ec == 0x21 || ec == 0x24 || ec == 0x25 {
+            let fsc = esr & 0x3f;
+            let kind = match fsc >> 2 {
+                0 => "address size fault",
+                1 => "translation fault",
+                2 => "access flag fault",
+                3 => "permission fault",
+                _ => "other fault",
+            };
+            let wnr = if ec >= 0x24 && esr & (1 << 6) != 0 { "write" } else { "read" };
+            write!(f, ", {kind} level {} on {wnr}", fsc & 3)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TrapFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "  ELR {:#018x}  SPSR {:#010x}  ESR {:#010x}  FAR {:#018x}", self.elr, self.spsr, self.esr, self.far)?;
+        for (i, pair) in self.x.chunks(4).enumerate() {
+            write!(f, " ")?;
+            for (j, v) in pair.iter().enumerate() {
+                write!(f, " x{:<2} {:#018x}", i * 4 + j, v)?;
+            }
+            writeln!(f)?;
+        }
+        write!(f, "  SP_EL0 {:#018x}", self.sp_el0)
+    }
+}
+
+/// Short classification of a recorded data abort for tests.
+pub fn describe(r: &TrapRecord) -> alloc::string::String {
+    alloc::format!("{}", Syndrome(r.syndrome, 4))
+}

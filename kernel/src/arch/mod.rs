@@ -1,0 +1,114 @@
+//! Instruction-set specific code. `aarch64` and `x86_64` export the same
+//! small set of functions; boards live in `crate::platform`.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::*;
+
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+#[cfg(target_arch = "x86_64")]
+pub use x86_64::*;
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// How the guest run ended, as the host sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for succeeded.
+    Success,
+    /// A test failed, or the kernel stopped on an error.
+    Failure,
+}
+
+/// A trap that a self-test caused on purpose and the handler recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrapRecord {
+    /// aarch64: the ESR_EL1 exception class; x86_64: the vector.
+    pub class: u64,
+    /// aarch64: the full ESR_EL1; x86_64: the error code (0 if none).
+    pub syndrome: u64,
+    /// The faulting address (FAR_EL1 / CR2), 0 for a breakpoint.
+    pub addr: u64,
+    /// The program counter of the trapping instruction.
+    pub pc: u64,
+}
+
+/// The last recorded expected trap; written by the trap handler only.
+struct TrapSlot {
+    valid: AtomicBool,
+    class: AtomicU64,
+    syndrome: AtomicU64,
+    addr: AtomicU64,
+    pc: AtomicU64,
+}
+
+static LAST_TRAP: TrapSlot = TrapSlot {
+    valid: AtomicBool::new(false),
+    class: AtomicU64::new(0),
+    syndrome: AtomicU64::new(0),
+    addr: AtomicU64::new(0),
+    pc: AtomicU64::new(0),
+};
+
+fn record_trap(r: TrapRecord) {
+    LAST_TRAP.class.store(r.class, Ordering::Relaxed);
+    LAST_TRAP.syndrome.store(r.syndrome, Ordering::Relaxed);
+    LAST_TRAP.addr.store(r.addr, Ordering::Relaxed);
+    LAST_TRAP.pc.store(r.pc, Ordering::Relaxed);
+    LAST_TRAP.valid.store(true, Ordering::Release);
+}
+
+/// Takes the last recorded trap, if one happened since the previous call.
+pub fn take_trap() -> Option<TrapRecord> {
+    LAST_TRAP.valid.swap(false, Ordering::Acquire).then(|| TrapRecord {
+        class: LAST_TRAP.class.load(Ordering::Relaxed),
+        syndrome: LAST_TRAP.syndrome.load(Ordering::Relaxed),
+        addr: LAST_TRAP.addr.load(Ordering::Relaxed),
+        pc: LAST_TRAP.pc.load(Ordering::Relaxed),
+    })
+}
+
+/// Set while a breakpoint is raised on purpose, so the handler resumes.
+static EXPECT_BREAKPOINT: AtomicBool = AtomicBool::new(false);
+
+/// Set once the machine is being stopped; a trap then parks the CPU
+/// instead of reporting (the exit path itself may trap on real hardware).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// The resume address for a fault at `pc`, if `pc` is a fault-tolerant
+/// access listed in the architecture's exception table.
+fn fixup_for(pc: u64, table: &[[u64; 2]]) -> Option<u64> {
+    table.iter().find(|e| e[0] == pc).map(|e| e[1])
+}
+
+/// Reads a u64 at `addr`; a fault is caught and returned as its record.
+pub fn probe_read(addr: u64) -> Result<u64, TrapRecord> {
+    let _ = take_trap();
+    let (value, faulted) = raw_probe_read(addr);
+    if faulted {
+        Err(take_trap().expect("fixup without a trap record"))
+    } else {
+        Ok(value)
+    }
+}
+
+/// Writes a u64 at `addr`; a fault is caught and returned as its record.
+pub fn probe_write(addr: u64, value: u64) -> Result<(), TrapRecord> {
+    let _ = take_trap();
+    if raw_probe_write(addr, value) {
+        Err(take_trap().expect("fixup without a trap record"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Raises a breakpoint on purpose and returns what the handler recorded.
+pub fn breakpoint() -> Option<TrapRecord> {
+    let _ = take_trap();
+    EXPECT_BREAKPOINT.store(true, Ordering::SeqCst);
+    raw_breakpoint();
+    EXPECT_BREAKPOINT.store(false, Ordering::SeqCst);
+    take_trap()
+}

@@ -1,0 +1,117 @@
+// x86_64 exception entry stubs for vectors 0..31. Each pushes a dummy error
+// code where the CPU pushes none, then the vector, then the general purpose
+// registers, and calls handle_exception(frame). The handler may change the
+// frame (RIP to resume at a fixup, RDX to return an error), restored by iretq.
+
+.macro STUB vec, has_error
+.balign 16
+isr_stub_\vec:
+    .if \has_error == 0
+    push    $0
+    .endif
+    push    $\vec
+    jmp     isr_common
+.endm
+
+.section .text, "ax"
+    STUB 0, 0
+    STUB 1, 0
+    STUB 2, 0
+    STUB 3, 0
+    STUB 4, 0
+    STUB 5, 0
+    STUB 6, 0
+    STUB 7, 0
+    STUB 8, 1
+    STUB 9, 0
+    STUB 10, 1
+    STUB 11, 1
+    STUB 12, 1
+    STUB 13, 1
+    STUB 14, 1
+    STUB 15, 0
+    STUB 16, 0
+    STUB 17, 1
+    STUB 18, 0
+    STUB 19, 0
+    STUB 20, 0
+    STUB 21, 1
+    STUB 22, 0
+    STUB 23, 0
+    STUB 24, 0
+    STUB 25, 0
+    STUB 26, 0
+    STUB 27, 0
+    STUB 28, 0
+    STUB 29, 1
+    STUB 30, 1
+    STUB 31, 0
+
+isr_common:
+    push    %rax
+    push    %rbx
+    push    %rcx
+    push    %rdx
+    push    %rsi
+    push    %rdi
+    push    %rbp
+    push    %r8
+    push    %r9
+    push    %r10
+    push    %r11
+    push    %r12
+    push    %r13
+    push    %r14
+    push    %r15
+    mov     %rsp, %rdi
+    cld
+    call    {handler}
+    pop     %r15
+    pop     %r14
+    pop     %r13
+    pop     %r12
+    pop     %r11
+    pop     %r10
+    pop     %r9
+    pop     %r8
+    pop     %rbp
+    pop     %rdi
+    pop     %rsi
+    pop     %rdx
+    pop     %rcx
+    pop     %rbx
+    pop     %rax
+    add     $16, %rsp                 // vector and error code
+    iretq
+
+// Fault-tolerant accessors; see exception_fixups below.
+.globl probe_read_u64
+probe_read_u64:                       // rdi = address -> rax = value, rdx = 0 or 1 (faulted)
+    xor     %edx, %edx
+probe_read_insn:
+    mov     (%rdi), %rax
+probe_read_resume:
+    ret
+
+.globl probe_write_u64
+probe_write_u64:                      // rdi = address, rsi = value -> rdx = 0 or 1 (faulted)
+    xor     %edx, %edx
+probe_write_insn:
+    mov     %rsi, (%rdi)
+probe_write_resume:
+    mov     %rdx, %rax
+    ret
+
+.section .rodata, "a"
+.balign 8
+.globl isr_stub_table
+isr_stub_table:
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .quad isr_stub_\n
+    .endr
+.globl exception_fixups
+exception_fixups:                     // (faulting instruction, resume address) pairs
+    .quad probe_read_insn, probe_read_resume
+    .quad probe_write_insn, probe_write_resume
+.globl exception_fixups_end
+exception_fixups_end:

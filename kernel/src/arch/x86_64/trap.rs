@@ -1,0 +1,231 @@
+//! Exception handling: the IDT for vectors 0..31 (`idt.S` stubs), expected
+//! traps (int3, faults on fixup-listed instructions) and the fatal report.
+
+use core::arch::asm;
+use core::fmt;
+use core::sync::atomic::Ordering;
+
+use super::super::{EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap};
+
+core::arch::global_asm!(include_str!("idt.S"), handler = sym handle_exception, options(att_syntax));
+
+unsafe extern "C" {
+    static isr_stub_table: [u64; 32];
+    static exception_fixups: [u64; 2];
+    static exception_fixups_end: [u64; 2];
+    fn probe_read_u64(addr: u64) -> ProbeRet;
+    fn probe_write_u64(addr: u64, value: u64) -> ProbeRet;
+}
+
+/// (rax, rdx) as returned by the probe routines.
+#[repr(C)]
+struct ProbeRet {
+    value: u64,
+    faulted: u64,
+}
+
+/// Register state pushed by `idt.S` and the CPU, in stack order.
+#[repr(C)]
+pub struct TrapFrame {
+    r15: u64,
+    r14: u64,
+    r13: u64,
+    r12: u64,
+    r11: u64,
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    rbp: u64,
+    rdi: u64,
+    rsi: u64,
+    rdx: u64,
+    rcx: u64,
+    rbx: u64,
+    rax: u64,
+    vector: u64,
+    error_code: u64,
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+/// One 16-byte IDT gate.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+#[repr(C, align(16))]
+struct Idt([Gate; 256]);
+
+static mut IDT: Idt = Idt(
+    [Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 }; 256],
+);
+
+const KERNEL_CS: u16 = 0x08;
+const INTERRUPT_GATE: u8 = 0x8e; // present, DPL 0, 64-bit interrupt gate
+const VEC_BP: u64 = 3;
+const VEC_PF: u64 = 14;
+
+/// Fills and loads the IDT.
+pub fn init_exceptions() {
+    // SAFETY: runs once at boot before interrupts are enabled; the IDT is a
+    // static that lives forever, and each stub address comes from idt.S.
+    unsafe {
+        let idt = &mut *(&raw mut IDT);
+        let stubs = &*(&raw const isr_stub_table);
+        for (gate, &addr) in idt.0.iter_mut().zip(stubs.iter()) {
+            *gate = Gate {
+                offset_low: addr as u16,
+                selector: KERNEL_CS,
+                ist: 0,
+                type_attr: INTERRUPT_GATE,
+                offset_mid: (addr >> 16) as u16,
+                offset_high: (addr >> 32) as u32,
+                reserved: 0,
+            };
+        }
+        let ptr = x86_64::structures::DescriptorTablePointer {
+            limit: (size_of::<Idt>() - 1) as u16,
+            base: x86_64::VirtAddr::new(idt as *const Idt as u64),
+        };
+        x86_64::instructions::tables::lidt(&ptr);
+    }
+}
+
+fn fixups() -> &'static [[u64; 2]] {
+    // SAFETY: the pairs lie contiguously between the two symbols.
+    unsafe {
+        let start = &raw const exception_fixups;
+        let end = &raw const exception_fixups_end;
+        core::slice::from_raw_parts(start, end.offset_from(start) as usize)
+    }
+}
+
+/// Raises `int3`.
+pub fn raw_breakpoint() {
+    // SAFETY: the handler returns past int3 while EXPECT_BREAKPOINT is set.
+    unsafe { asm!("int3", options(nomem, nostack)) };
+}
+
+/// Loads from `addr` with fault recovery; returns (value, faulted).
+pub fn raw_probe_read(addr: u64) -> (u64, bool) {
+    // SAFETY: the load is listed in the exception table, so a fault resumes
+    // with `faulted` set instead of being fatal.
+    let r = unsafe { probe_read_u64(addr) };
+    (r.value, r.faulted != 0)
+}
+
+/// Stores to `addr` with fault recovery; returns whether it faulted.
+pub fn raw_probe_write(addr: u64, value: u64) -> bool {
+    // SAFETY: as for `raw_probe_read`; callers choose harmless addresses.
+    unsafe { probe_write_u64(addr, value).faulted != 0 }
+}
+
+fn cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+extern "C" fn handle_exception(frame: &mut TrapFrame) {
+    if frame.vector == VEC_BP && EXPECT_BREAKPOINT.load(Ordering::SeqCst) {
+        record_trap(TrapRecord { class: VEC_BP, syndrome: 0, addr: 0, pc: frame.rip - 1 });
+        return;
+    }
+    if frame.vector == VEC_PF {
+        if let Some(resume) = fixup_for(frame.rip, fixups()) {
+            record_trap(TrapRecord { class: VEC_PF, syndrome: frame.error_code, addr: cr2(), pc: frame.rip });
+            frame.rdx = 1;
+            frame.rip = resume;
+            return;
+        }
+    }
+    if STOPPING.load(Ordering::SeqCst) {
+        super::park();
+    }
+    crate::console::force_unlock();
+    let rec = TrapRecord { class: frame.vector, syndrome: frame.error_code, addr: cr2(), pc: frame.rip };
+    println!("\nUNEXPECTED EXCEPTION: {}", describe(&rec));
+    println!("{frame:?}");
+    super::exit_qemu(Exit::Failure)
+}
+
+const NAMES: [&str; 32] = [
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor segment overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack fault",
+    "#GP general protection",
+    "#PF page fault",
+    "reserved",
+    "#MF x87 error",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD error",
+    "#VE virtualization",
+    "#CP control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security",
+    "reserved",
+];
+
+/// Human-readable report of a trap record.
+pub fn describe(r: &TrapRecord) -> alloc::string::String {
+    let name = NAMES.get(r.class as usize).copied().unwrap_or("interrupt");
+    let mut s = alloc::format!("vector {} ({name}), error code {:#x}, RIP {:#x}", r.class, r.syndrome, r.pc);
+    if r.class == VEC_PF {
+        let e = r.syndrome;
+        s.push_str(&alloc::format!(
+            ", CR2 {:#x}: {} {} in {} mode{}",
+            r.addr,
+            if e & 1 != 0 { "protection violation on" } else { "not-present page on" },
+            if e & 0x10 != 0 {
+                "instruction fetch"
+            } else if e & 2 != 0 {
+                "write"
+            } else {
+                "read"
+            },
+            if e & 4 != 0 { "user" } else { "supervisor" },
+            if e & 8 != 0 { " (reserved bit set)" } else { "" },
+        ));
+    }
+    s
+}
+
+impl fmt::Debug for TrapFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "  RIP {:#018x}  CS {:#x}  RFLAGS {:#x}  RSP {:#018x}  SS {:#x}", self.rip, self.cs, self.rflags, self.rsp, self.ss)?;
+        writeln!(f, "  RAX {:#018x}  RBX {:#018x}  RCX {:#018x}  RDX {:#018x}", self.rax, self.rbx, self.rcx, self.rdx)?;
+        writeln!(f, "  RSI {:#018x}  RDI {:#018x}  RBP {:#018x}  R8  {:#018x}", self.rsi, self.rdi, self.rbp, self.r8)?;
+        writeln!(f, "  R9  {:#018x}  R10 {:#018x}  R11 {:#018x}  R12 {:#018x}", self.r9, self.r10, self.r11, self.r12)?;
+        write!(f, "  R13 {:#018x}  R14 {:#018x}  R15 {:#018x}", self.r13, self.r14, self.r15)
+    }
+}

@@ -1,0 +1,38 @@
+//! Parsing of the kernel command line.
+
+/// What the command line asks the kernel to do after boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Print the banner and power off.
+    None,
+    /// Run the self-tests whose names contain `filter` (all if empty).
+    Test {
+        /// Substring filter on test names.
+        filter: &'a str,
+    },
+    /// Trigger an unexpected exception on purpose (checks the fatal path).
+    Fatal,
+}
+
+/// The parsed command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Args<'a> {
+    /// The requested action (the last action word wins).
+    pub action: Action<'a>,
+}
+
+impl<'a> Args<'a> {
+    /// Parses whitespace-separated words: `test`, `test=<filter>`, `fatal-test`.
+    pub fn parse(cmdline: &'a str) -> Self {
+        let mut action = Action::None;
+        for word in cmdline.split_ascii_whitespace() {
+            match word.split_once('=') {
+                None if word == "test" => action = Action::Test { filter: "" },
+                Some(("test", f)) => action = Action::Test { filter: f },
+                None if word == "fatal-test" => action = Action::Fatal,
+                _ => {}
+            }
+        }
+        Args { action }
+    }
+}

@@ -1,0 +1,68 @@
+//! The Folium kernel: boot glue, traps, the self-test runner and (later)
+//! processes and syscalls. Memory management lives in `folium-mm`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+#[macro_use]
+mod console;
+#[macro_use]
+mod ktest;
+
+mod arch;
+mod cmdline;
+mod heap;
+mod platform;
+mod selftests;
+
+use folium_boot::BootInfo;
+
+folium_boot::entry_point!(kmain);
+
+/// What the kernel does after boot, chosen on the command line.
+fn kmain(info: &'static BootInfo) -> ! {
+    arch::init_exceptions();
+    let board = platform::init(info);
+    heap::init();
+    print_banner(info, board);
+    let args = cmdline::Args::parse(info.cmdline());
+    let ok = match args.action {
+        cmdline::Action::Test { filter } => ktest::run(filter),
+        cmdline::Action::Fatal => selftests::trigger_unexpected_fault(),
+        cmdline::Action::None => true,
+    };
+    println!("folium: powering off");
+    arch::exit_qemu(if ok { arch::Exit::Success } else { arch::Exit::Failure })
+}
+
+fn print_banner(info: &BootInfo, board: &platform::Board) {
+    println!();
+    println!("Folium {} on {}", env!("CARGO_PKG_VERSION"), board.name);
+    println!("  cpu      {}", arch::cpu_description());
+    println!("  entry    {}", arch::entry_description(info.entry_level));
+    println!("  firmware {:?} {}", info.firmware, info.model());
+    for r in board.ram.as_slice() {
+        println!("  ram      {:?} {} MiB", r, r.size() >> 20);
+    }
+    println!("  ram      total {} MiB (from {})", board.ram.total() >> 20, board.ram_source);
+    for r in info.reserved.as_slice() {
+        println!("  reserved {:?}", r);
+    }
+    let l = folium_boot::image_layout();
+    println!(
+        "  kernel   phys {:?} virt [{:#x}..{:#x}) text {} KiB",
+        info.kernel_phys,
+        l.start.as_u64(),
+        l.end.as_u64(),
+        (l.text_end - l.start) >> 10
+    );
+    println!("  cmdline  \"{}\"", info.cmdline());
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    console::force_unlock();
+    println!("\nKERNEL PANIC: {}", info);
+    arch::exit_qemu(arch::Exit::Failure)
+}

@@ -1,0 +1,57 @@
+//! Boards: which machine this is, its console and where its RAM is.
+//! The instruction set is `crate::arch`; this is the other axis.
+
+#[cfg(target_arch = "aarch64")]
+mod pl011;
+#[cfg(target_arch = "aarch64")]
+mod raspi;
+#[cfg(target_arch = "aarch64")]
+mod virt;
+
+#[cfg(target_arch = "x86_64")]
+mod q35;
+#[cfg(target_arch = "x86_64")]
+mod uart16550;
+
+use folium_boot::{BootInfo, RangeList};
+
+/// The board the kernel runs on, as discovered at boot.
+#[derive(Debug)]
+pub struct Board {
+    /// Short name (`virt`, `raspi4b`, `raspi3b`, `q35`).
+    pub name: &'static str,
+    /// The RAM ranges the kernel may manage (before reservations).
+    pub ram: RangeList,
+    /// Where `ram` came from (DTB, mailbox, e820 ...).
+    pub ram_source: &'static str,
+}
+
+static BOARD: spin::Once<Board> = spin::Once::new();
+
+/// Detects the board, brings up its console and discovers its RAM.
+pub fn init(info: &BootInfo) -> &'static Board {
+    BOARD.call_once(|| detect(info))
+}
+
+#[cfg(target_arch = "aarch64")]
+fn detect(info: &BootInfo) -> Board {
+    use folium_boot::Firmware;
+    let model = info.model();
+    if matches!(info.firmware, Firmware::Dtb { .. }) && !model.starts_with("raspberrypi") {
+        return virt::init(info);
+    }
+    // No DTB (QEMU's Pi boards pass ATAGs) or a Pi DTB: the Pi 4 has
+    // Cortex-A72 cores, the Pi 3 Cortex-A53 ones.
+    let pi4 = model.starts_with("raspberrypi,4") || crate::arch::midr_part() == 0xd08;
+    raspi::init(info, if pi4 { raspi::Model::Pi4 } else { raspi::Model::Pi3 })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect(info: &BootInfo) -> Board {
+    q35::init(info)
+}
+
+/// Free base pages in the page allocator (0 until it exists).
+pub fn free_pages() -> u64 {
+    0
+}

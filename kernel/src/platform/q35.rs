@@ -1,0 +1,29 @@
+//! QEMU's x86_64 `q35` board: COM1, RAM from the PVH e820 map.
+
+use folium_boot::BootInfo;
+
+use super::{Board, uart16550::Com1};
+
+pub fn init(info: &BootInfo) -> Board {
+    static mut UART: Option<Com1> = None;
+    // SAFETY: runs once (platform::init is behind a Once).
+    let uart = unsafe { (&mut *(&raw mut UART)).insert(Com1::init()) };
+    crate::console::set_uart(uart);
+    Board { name: board_name(), ram: info.ram, ram_source: "PVH e820" }
+}
+
+/// Tells q35 from the older i440FX by the PCI host bridge's device ID.
+fn board_name() -> &'static str {
+    use x86_64::instructions::port::Port;
+    // SAFETY: 0xcf8/0xcfc is the PCI configuration mechanism #1 on PCs;
+    // reading bus 0 device 0's ID register has no side effects.
+    let id = unsafe {
+        Port::<u32>::new(0xcf8).write(0x8000_0000);
+        Port::<u32>::new(0xcfc).read()
+    };
+    match id {
+        0x29c0_8086 => "q35",
+        0x1237_8086 => "pc (i440FX)",
+        _ => "x86_64 PC",
+    }
+}
