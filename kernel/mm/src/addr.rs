@@ -142,7 +142,11 @@ impl Order {
     /// An order, or `None` if it exceeds [`Order::MAX`].
     #[inline]
     pub const fn new(order: u8) -> Option<Order> {
-        if order <= Self::MAX.0 { Some(Order(order)) } else { None }
+        if order <= Self::MAX.0 {
+            Some(Order(order))
+        } else {
+            None
+        }
     }
     /// An order known at compile time; fails to compile when out of range.
     #[inline]

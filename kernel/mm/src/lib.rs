@@ -13,4 +13,4 @@ pub mod memmap;
 pub mod pgtable;
 pub mod phys;
 
-pub use addr::{Order, PAGE_SHIFT, PAGE_SIZE, PhysAddr, Pfn, VirtAddr};
+pub use addr::{Order, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};

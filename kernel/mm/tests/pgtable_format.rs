@@ -79,7 +79,11 @@ fn arm64_kernel_spot_values() {
     arm(leaf(0x5000_0000, nc), Level::L3, 0x0068_0000_5000_070b);
     // Table descriptors: 0b11 and the next table's address, nothing else.
     for level in [Level::L0, Level::L1, Level::L2] {
-        arm(PteKind::Table(PhysAddr::new(0x4000_1000)), level, 0x4000_1003);
+        arm(
+            PteKind::Table(PhysAddr::new(0x4000_1000)),
+            level,
+            0x4000_1003,
+        );
     }
     arm(PteKind::Absent, Level::L3, 0);
 }
@@ -124,7 +128,10 @@ fn arm64_decode_edge_cases() {
     assert_eq!(Aarch64::decode(0x4000_0701, Level::L0), PteKind::Absent);
     assert_eq!(Aarch64::decode(0x4000_0701, Level::L3), PteKind::Absent);
     // Invalid entries may carry software bits; still absent.
-    assert_eq!(Aarch64::decode(0xdead_beef_0000_0ffe, Level::L2), PteKind::Absent);
+    assert_eq!(
+        Aarch64::decode(0xdead_beef_0000_0ffe, Level::L2),
+        PteKind::Absent
+    );
     // A classic RW entry without DBM is writable by hardware, hence dirty.
     let PteKind::Leaf { attrs, .. } = Aarch64::decode(0x0060_0000_4000_0707, Level::L3) else {
         panic!("not a leaf")
@@ -195,7 +202,11 @@ fn x86_spot_values() {
     );
     // Tables: P | RW | US | A; the leaf decides.
     for level in [Level::L0, Level::L1, Level::L2] {
-        x86(PteKind::Table(PhysAddr::new(0x4000_1000)), level, 0x4000_1027);
+        x86(
+            PteKind::Table(PhysAddr::new(0x4000_1000)),
+            level,
+            0x4000_1027,
+        );
     }
     // 52-bit physical addresses fit.
     x86(
@@ -220,7 +231,10 @@ fn x86_decode_edge_cases() {
     // PS in a PML4 entry is reserved: the walk faults.
     assert_eq!(X86_64::decode(0x4000_00e3, Level::L0), PteKind::Absent);
     // Not present, whatever else is set.
-    assert_eq!(X86_64::decode(0x8000_0000_4000_01e2, Level::L1), PteKind::Absent);
+    assert_eq!(
+        X86_64::decode(0x8000_0000_4000_01e2, Level::L1),
+        PteKind::Absent
+    );
 }
 
 #[test]
@@ -230,20 +244,38 @@ fn check_rejects_what_cannot_be_encoded() {
     for check in [Aarch64::check, X86_64::check] {
         assert_eq!(check(l, Level::L0), Err(PteError::BadLevel));
         assert_eq!(check(t, Level::L3), Err(PteError::BadLevel));
-        assert_eq!(check(leaf(0x4010_0000, Attrs::KERNEL_DATA), Level::L1), Err(PteError::Misaligned));
-        assert_eq!(check(PteKind::Table(PhysAddr::new(0x800)), Level::L1), Err(PteError::Misaligned));
+        assert_eq!(
+            check(leaf(0x4010_0000, Attrs::KERNEL_DATA), Level::L1),
+            Err(PteError::Misaligned)
+        );
+        assert_eq!(
+            check(PteKind::Table(PhysAddr::new(0x800)), Level::L1),
+            Err(PteError::Misaligned)
+        );
         assert_eq!(check(l, Level::L1), Ok(()));
         assert_eq!(check(PteKind::Absent, Level::L0), Ok(()));
     }
-    assert_eq!(Aarch64::check(leaf(1 << 48, Attrs::KERNEL_DATA), Level::L3), Err(PteError::AddressTooWide));
-    assert_eq!(X86_64::check(leaf(1 << 48, Attrs::KERNEL_DATA), Level::L3), Ok(()));
-    assert_eq!(X86_64::check(leaf(1 << 52, Attrs::KERNEL_DATA), Level::L3), Err(PteError::AddressTooWide));
+    assert_eq!(
+        Aarch64::check(leaf(1 << 48, Attrs::KERNEL_DATA), Level::L3),
+        Err(PteError::AddressTooWide)
+    );
+    assert_eq!(
+        X86_64::check(leaf(1 << 48, Attrs::KERNEL_DATA), Level::L3),
+        Ok(())
+    );
+    assert_eq!(
+        X86_64::check(leaf(1 << 52, Attrs::KERNEL_DATA), Level::L3),
+        Err(PteError::AddressTooWide)
+    );
     let cont = Attrs {
         cont: true,
         ..Attrs::KERNEL_DATA
     };
     assert_eq!(Aarch64::check(leaf(0, cont), Level::L3), Ok(()));
-    assert_eq!(X86_64::check(leaf(0, cont), Level::L3), Err(PteError::Unsupported));
+    assert_eq!(
+        X86_64::check(leaf(0, cont), Level::L3),
+        Err(PteError::Unsupported)
+    );
 }
 
 // ------------------------------------------------------------ properties --

@@ -127,8 +127,15 @@ fn blocks_when_aligned<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>(64);
     let (v, p) = (LINEAR + GIB, GIB);
     let size = GIB + 2 * MIB + 8 * 1024;
-    pt.map_range(va(v), pa(p), size, Attrs::KERNEL_DATA, &mut frames, BLOCKS_NO_CONT)
-        .unwrap();
+    pt.map_range(
+        va(v),
+        pa(p),
+        size,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        BLOCKS_NO_CONT,
+    )
+    .unwrap();
     assert_eq!(leaf_counts(&pt), [0, 1, 1, 2]);
     // Root, one L1 table, one L2 table, one L3 table.
     assert_eq!(pt.count_tables(), 4);
@@ -149,8 +156,15 @@ fn leading_and_trailing_pages<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>(64);
     let (v, p) = (0x4000_0000 - 0x1000, 0x9000_0000 - 0x1000);
     let size = 0x1000 + 2 * MIB + 0x1000;
-    pt.map_range(va(v), pa(p), size, Attrs::KERNEL_DATA, &mut frames, BLOCKS_NO_CONT)
-        .unwrap();
+    pt.map_range(
+        va(v),
+        pa(p),
+        size,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        BLOCKS_NO_CONT,
+    )
+    .unwrap();
     assert_eq!(leaf_counts(&pt), [0, 0, 1, 2]);
     expect_at(&pt, v + 0xfff, p + 0xfff, Level::L3);
     expect_at(&pt, v + 0x1000, p + 0x1000, Level::L2);
@@ -160,8 +174,15 @@ fn leading_and_trailing_pages<F: PteFormat>() {
 fn pages_when_pa_incongruent<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>(64);
     let (v, p) = (LINEAR + 4 * MIB, 0x4000_0000 + 0x1000);
-    pt.map_range(va(v), pa(p), 4 * MIB, Attrs::KERNEL_DATA, &mut frames, MapOptions::LARGEST)
-        .unwrap();
+    pt.map_range(
+        va(v),
+        pa(p),
+        4 * MIB,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        MapOptions::LARGEST,
+    )
+    .unwrap();
     assert_eq!(leaf_counts(&pt), [0, 0, 0, 1024]);
     // Root, L1, L2 and two L3 tables.
     assert_eq!(pt.count_tables(), 5);
@@ -172,8 +193,15 @@ fn pages_when_pa_incongruent<F: PteFormat>() {
 
 fn pages_when_blocks_disallowed<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>(64);
-    pt.map_range(va(LINEAR), pa(0), 4 * MIB, Attrs::KERNEL_DATA, &mut frames, MapOptions::PAGES)
-        .unwrap();
+    pt.map_range(
+        va(LINEAR),
+        pa(0),
+        4 * MIB,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        MapOptions::PAGES,
+    )
+    .unwrap();
     assert_eq!(leaf_counts(&pt), [0, 0, 0, 1024]);
     let mut any_cont = false;
     pt.for_each_leaf(|_, t| any_cont |= t.attrs.cont);
@@ -184,28 +212,77 @@ fn overlap_is_refused<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>(64);
     let a = 0x10_0000_0000;
     let attrs = Attrs::user(true, false);
-    pt.map_range(va(a), pa(0x4000_0000), 0x4000, attrs, &mut frames, MapOptions::PAGES)
-        .unwrap();
+    pt.map_range(
+        va(a),
+        pa(0x4000_0000),
+        0x4000,
+        attrs,
+        &mut frames,
+        MapOptions::PAGES,
+    )
+    .unwrap();
     // Overlapping tail: refused, and nothing of the new range appears.
-    let r = pt.map_range(va(a + 0x3000), pa(0x5000_0000), 0x5000, attrs, &mut frames, MapOptions::PAGES);
+    let r = pt.map_range(
+        va(a + 0x3000),
+        pa(0x5000_0000),
+        0x5000,
+        attrs,
+        &mut frames,
+        MapOptions::PAGES,
+    );
     assert_eq!(r, Err(MapError::AlreadyMapped));
     assert_eq!(pt.translate(va(a + 0x4000)), None);
     expect_at(&pt, a + 0x3000, 0x4000_3000, Level::L3);
     // Adjacent is fine.
-    pt.map_range(va(a + 0x4000), pa(0x5000_0000), 0x4000, attrs, &mut frames, MapOptions::PAGES)
-        .unwrap();
+    pt.map_range(
+        va(a + 0x4000),
+        pa(0x5000_0000),
+        0x4000,
+        attrs,
+        &mut frames,
+        MapOptions::PAGES,
+    )
+    .unwrap();
     // A block over a region holding pages: refused.
-    let r = pt.map_range(va(a), pa(0x4000_0000), 2 * MIB, attrs, &mut frames, MapOptions::LARGEST);
+    let r = pt.map_range(
+        va(a),
+        pa(0x4000_0000),
+        2 * MIB,
+        attrs,
+        &mut frames,
+        MapOptions::LARGEST,
+    );
     assert_eq!(r, Err(MapError::AlreadyMapped));
     // A page inside an existing block: refused.
     let b = a + GIB;
-    pt.map_range(va(b), pa(0x4000_0000), 2 * MIB, attrs, &mut frames, MapOptions::LARGEST)
-        .unwrap();
+    pt.map_range(
+        va(b),
+        pa(0x4000_0000),
+        2 * MIB,
+        attrs,
+        &mut frames,
+        MapOptions::LARGEST,
+    )
+    .unwrap();
     expect_at(&pt, b + 0x1000, 0x4000_1000, Level::L2);
-    let r = pt.map_range(va(b + 0x1000), pa(0x1000), 0x1000, attrs, &mut frames, MapOptions::PAGES);
+    let r = pt.map_range(
+        va(b + 0x1000),
+        pa(0x1000),
+        0x1000,
+        attrs,
+        &mut frames,
+        MapOptions::PAGES,
+    );
     assert_eq!(r, Err(MapError::AlreadyMapped));
     // The same range again: refused.
-    let r = pt.map_range(va(b), pa(0x4000_0000), 2 * MIB, attrs, &mut frames, MapOptions::LARGEST);
+    let r = pt.map_range(
+        va(b),
+        pa(0x4000_0000),
+        2 * MIB,
+        attrs,
+        &mut frames,
+        MapOptions::LARGEST,
+    );
     assert_eq!(r, Err(MapError::AlreadyMapped));
     assert_eq!(leaf_counts(&pt), [0, 0, 1, 8]);
 }
@@ -217,15 +294,36 @@ fn empty_table_under_block_is_reused<F: PteFormat>() {
     let r0 = 0x20_0000_0000;
     let r1 = r0 + 2 * MIB;
     let attrs = Attrs::KERNEL_DATA;
-    pt.map_range(va(r1 + 0x1000), pa(0x1000), 0x1000, attrs, &mut frames, MapOptions::PAGES)
-        .unwrap();
+    pt.map_range(
+        va(r1 + 0x1000),
+        pa(0x1000),
+        0x1000,
+        attrs,
+        &mut frames,
+        MapOptions::PAGES,
+    )
+    .unwrap();
     // Pass 1 creates the L3 table for r0's part, then hits the page in r1.
-    let r = pt.map_range(va(r0 + 0x2000), pa(0x2000), 2 * MIB, attrs, &mut frames, MapOptions::PAGES);
+    let r = pt.map_range(
+        va(r0 + 0x2000),
+        pa(0x2000),
+        2 * MIB,
+        attrs,
+        &mut frames,
+        MapOptions::PAGES,
+    );
     assert_eq!(r, Err(MapError::AlreadyMapped));
     let tables = pt.count_tables();
     assert_eq!(pt.translate(va(r0 + 0x2000)), None);
-    pt.map_range(va(r0), pa(0x4000_0000), 2 * MIB, attrs, &mut frames, MapOptions::LARGEST)
-        .unwrap();
+    pt.map_range(
+        va(r0),
+        pa(0x4000_0000),
+        2 * MIB,
+        attrs,
+        &mut frames,
+        MapOptions::LARGEST,
+    )
+    .unwrap();
     assert_eq!(pt.count_tables(), tables, "no new table, none leaked");
     expect_at(&pt, r0 + 0x5123, 0x4000_5123, Level::L3);
     assert_eq!(leaf_counts(&pt), [0, 0, 0, 513]);
@@ -235,22 +333,50 @@ fn out_of_memory<F: PteFormat>() {
     // The root plus two tables: one short of what a first page needs.
     let (_arena, mut frames, mut pt) = setup::<F>(3);
     let v = 0x0000_1234_5678_9000;
-    let r = pt.map_range(va(v), pa(0x4000_0000), 0x1000, Attrs::KERNEL_DATA, &mut frames, MapOptions::PAGES);
+    let r = pt.map_range(
+        va(v),
+        pa(0x4000_0000),
+        0x1000,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        MapOptions::PAGES,
+    );
     assert_eq!(r, Err(MapError::OutOfMemory));
     assert_eq!(pt.translate(va(v)), None);
     assert_eq!(leaf_counts(&pt), [0; 4]);
     // Partial tables are kept and reused once frames are available.
     frames.budget = 1;
-    pt.map_range(va(v), pa(0x4000_0000), 0x1000, Attrs::KERNEL_DATA, &mut frames, MapOptions::PAGES)
-        .unwrap();
+    pt.map_range(
+        va(v),
+        pa(0x4000_0000),
+        0x1000,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        MapOptions::PAGES,
+    )
+    .unwrap();
     assert_eq!(pt.count_tables(), 4);
     expect_at(&pt, v + 0x10, 0x4000_0010, Level::L3);
     // A block needs no more tables; a page in a new 2 MiB region does.
     let block = v & !(GIB - 1);
-    pt.map_range(va(block), pa(0x4000_0000), 2 * MIB, Attrs::KERNEL_DATA, &mut frames, MapOptions::LARGEST)
-        .unwrap();
+    pt.map_range(
+        va(block),
+        pa(0x4000_0000),
+        2 * MIB,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        MapOptions::LARGEST,
+    )
+    .unwrap();
     expect_at(&pt, block + 0x1234, 0x4000_1234, Level::L2);
-    let r = pt.map_range(va(v + 2 * MIB), pa(0x1000), 0x1000, Attrs::KERNEL_DATA, &mut frames, MapOptions::PAGES);
+    let r = pt.map_range(
+        va(v + 2 * MIB),
+        pa(0x1000),
+        0x1000,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        MapOptions::PAGES,
+    );
     assert_eq!(r, Err(MapError::OutOfMemory));
     // Running out of memory at root creation is an error too.
     let arena = Arena::new(1 << 20);
@@ -265,17 +391,36 @@ fn bad_input<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>(64);
     let k = Attrs::KERNEL_DATA;
     let o = MapOptions::LARGEST;
-    let mut map = |v: u64, p: u64, size: u64, a: Attrs| pt.map_range(va(v), pa(p), size, a, &mut frames, o);
+    let mut map =
+        |v: u64, p: u64, size: u64, a: Attrs| pt.map_range(va(v), pa(p), size, a, &mut frames, o);
     assert_eq!(map(0x1001, 0, 0x1000, k), Err(MapError::Misaligned));
     assert_eq!(map(0x1000, 0x10, 0x1000, k), Err(MapError::Misaligned));
     assert_eq!(map(0x1000, 0, 0x1001, k), Err(MapError::Misaligned));
     // Non-canonical, straddling the hole, wrapping past the top.
-    assert_eq!(map(0x0000_8000_0000_0000, 0, 0x1000, k), Err(MapError::OutOfRange));
-    assert_eq!(map(0x0000_7fff_ffff_f000, 0, 0x2000, k), Err(MapError::OutOfRange));
-    assert_eq!(map(0xffff_ffff_ffff_f000, 0, 0x2000, k), Err(MapError::OutOfRange));
-    assert_eq!(map(0x1000, u64::MAX & !0xfff, 0x2000, k), Err(MapError::OutOfRange));
-    assert_eq!(map(0x1000, 1 << F::PA_BITS, 0x1000, k), Err(MapError::OutOfRange));
-    assert_eq!(map(0x1000, (1 << F::PA_BITS) - 0x1000, 0x2000, k), Err(MapError::OutOfRange));
+    assert_eq!(
+        map(0x0000_8000_0000_0000, 0, 0x1000, k),
+        Err(MapError::OutOfRange)
+    );
+    assert_eq!(
+        map(0x0000_7fff_ffff_f000, 0, 0x2000, k),
+        Err(MapError::OutOfRange)
+    );
+    assert_eq!(
+        map(0xffff_ffff_ffff_f000, 0, 0x2000, k),
+        Err(MapError::OutOfRange)
+    );
+    assert_eq!(
+        map(0x1000, u64::MAX & !0xfff, 0x2000, k),
+        Err(MapError::OutOfRange)
+    );
+    assert_eq!(
+        map(0x1000, 1 << F::PA_BITS, 0x1000, k),
+        Err(MapError::OutOfRange)
+    );
+    assert_eq!(
+        map(0x1000, (1 << F::PA_BITS) - 0x1000, 0x2000, k),
+        Err(MapError::OutOfRange)
+    );
     // The contiguous hint is the mapper's call, not the caller's.
     let cont = Attrs { cont: true, ..k };
     assert_eq!(map(0x1000, 0, 0x1000, cont), Err(MapError::InvalidAttrs));
@@ -284,7 +429,10 @@ fn bad_input<F: PteFormat>() {
     // The very last page of the address space and the very first.
     assert_eq!(map(0xffff_ffff_ffff_f000, 0x7000, 0x1000, k), Ok(()));
     assert_eq!(map(0, 0x8000, 0x1000, k), Ok(()));
-    assert_eq!(map(0x0000_7fff_ffff_f000, (1 << F::PA_BITS) - 0x1000, 0x1000, k), Ok(()));
+    assert_eq!(
+        map(0x0000_7fff_ffff_f000, (1 << F::PA_BITS) - 0x1000, 0x1000, k),
+        Ok(())
+    );
     expect_at(&pt, u64::MAX, 0x7fff, Level::L3);
     expect_at(&pt, 0, 0x8000, Level::L3);
     assert_eq!(pt.translate(va(0x0000_8000_0000_0000)), None);
@@ -298,8 +446,15 @@ fn bad_input<F: PteFormat>() {
 fn kernel_boot_layout<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>(64);
     let ram = (0x4000_0000, 2 * GIB);
-    pt.map_range(va(LINEAR + ram.0), pa(ram.0), ram.1, Attrs::KERNEL_DATA, &mut frames, MapOptions::LARGEST)
-        .unwrap();
+    pt.map_range(
+        va(LINEAR + ram.0),
+        pa(ram.0),
+        ram.1,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        MapOptions::LARGEST,
+    )
+    .unwrap();
     let image = 0xffff_ffff_8000_0000;
     let sections = [
         (0x0000, 0x3000, Attrs::KERNEL_TEXT),
@@ -307,12 +462,26 @@ fn kernel_boot_layout<F: PteFormat>() {
         (0x5000, 0x5000, Attrs::KERNEL_DATA),
     ];
     for (off, size, attrs) in sections {
-        pt.map_range(va(image + off), pa(0x4008_0000 + off), size, attrs, &mut frames, MapOptions::PAGES)
-            .unwrap();
+        pt.map_range(
+            va(image + off),
+            pa(0x4008_0000 + off),
+            size,
+            attrs,
+            &mut frames,
+            MapOptions::PAGES,
+        )
+        .unwrap();
     }
     let uart = 0xffff_fe00_0000_0000;
-    pt.map_range(va(uart), pa(0x0900_0000), 0x1000, Attrs::KERNEL_DEVICE, &mut frames, MapOptions::PAGES)
-        .unwrap();
+    pt.map_range(
+        va(uart),
+        pa(0x0900_0000),
+        0x1000,
+        Attrs::KERNEL_DEVICE,
+        &mut frames,
+        MapOptions::PAGES,
+    )
+    .unwrap();
 
     assert_eq!(leaf_counts(&pt), [0, 2, 0, 11]);
     expect_at(&pt, LINEAR + 0x4008_1234, 0x4008_1234, Level::L1);
@@ -339,12 +508,25 @@ fn cont_runs<F: PteFormat>() {
     let k = Attrs::KERNEL_DATA;
     // 64 KiB-aligned VA and PA: two runs of 16 pages and one odd page.
     let v = LINEAR + 0x4010_0000;
-    pt.map_range(va(v), pa(0x4010_0000), 0x21000, k, &mut frames, MapOptions::LARGEST)
-        .unwrap();
+    pt.map_range(
+        va(v),
+        pa(0x4010_0000),
+        0x21000,
+        k,
+        &mut frames,
+        MapOptions::LARGEST,
+    )
+    .unwrap();
     for i in 0..33u64 {
         let t = pt.translate(va(v + i * 0x1000)).unwrap();
         assert_eq!(t.attrs.cont, has_cont && i < 32, "page {i}");
-        assert_eq!(t.attrs, Attrs { cont: t.attrs.cont, ..k });
+        assert_eq!(
+            t.attrs,
+            Attrs {
+                cont: t.attrs.cont,
+                ..k
+            }
+        );
     }
     if has_cont {
         let (raw, _) = pt.raw_leaf(va(v)).unwrap();
@@ -352,21 +534,46 @@ fn cont_runs<F: PteFormat>() {
     }
     // PA not 64 KiB-aligned: no run.
     let v = LINEAR + 0x5000_0000;
-    pt.map_range(va(v), pa(0x5000_1000), 0x20000, k, &mut frames, MapOptions::LARGEST)
-        .unwrap();
+    pt.map_range(
+        va(v),
+        pa(0x5000_1000),
+        0x20000,
+        k,
+        &mut frames,
+        MapOptions::LARGEST,
+    )
+    .unwrap();
     assert!(!pt.translate(va(v)).unwrap().attrs.cont);
     // Blocks: 16 x 2 MiB = 32 MiB runs.
     let v = LINEAR + 0x6000_0000;
-    pt.map_range(va(v), pa(0x6000_0000), 34 * MIB, k, &mut frames, MapOptions::LARGEST)
-        .unwrap();
+    pt.map_range(
+        va(v),
+        pa(0x6000_0000),
+        34 * MIB,
+        k,
+        &mut frames,
+        MapOptions::LARGEST,
+    )
+    .unwrap();
     for i in 0..17u64 {
         let t = pt.translate(va(v + i * 2 * MIB)).unwrap();
-        assert_eq!((t.level, t.attrs.cont), (Level::L2, has_cont && i < 16), "block {i}");
+        assert_eq!(
+            (t.level, t.attrs.cont),
+            (Level::L2, has_cont && i < 16),
+            "block {i}"
+        );
     }
     // Not allowed: no hint.
     let v = LINEAR + 0x7000_0000;
-    pt.map_range(va(v), pa(0x7000_0000), 0x10000, k, &mut frames, BLOCKS_NO_CONT)
-        .unwrap();
+    pt.map_range(
+        va(v),
+        pa(0x7000_0000),
+        0x10000,
+        k,
+        &mut frames,
+        BLOCKS_NO_CONT,
+    )
+    .unwrap();
     assert!(!pt.translate(va(v)).unwrap().attrs.cont);
 }
 
@@ -380,7 +587,14 @@ fn misaligned_table_frame_is_refused<F: PteFormat>() {
         }
     }
     let (_arena, _frames, mut pt) = setup::<F>(64);
-    let r = pt.map_range(va(0), pa(0), 0x1000, Attrs::KERNEL_DATA, &mut Odd, MapOptions::PAGES);
+    let r = pt.map_range(
+        va(0),
+        pa(0),
+        0x1000,
+        Attrs::KERNEL_DATA,
+        &mut Odd,
+        MapOptions::PAGES,
+    );
     assert_eq!(r, Err(MapError::BadTableFrame));
     let arena = Arena::new(1 << 20);
     assert_eq!(
@@ -448,12 +662,37 @@ fn req() -> impl Strategy<Value = Req> {
         Just(BLOCKS_NO_CONT),
         Just(MapOptions::LARGEST)
     ];
-    (align, 0u64..(8 * GIB / PAGE_SIZE), any::<bool>(), 0u64..(1 << 20), size, attrs, opts)
-        .prop_map(|(align, va_page, congruent, pa_page, size, attrs, opts)| {
-            let va = (va_page * PAGE_SIZE) & !(align - 1);
-            let pa = if congruent { (pa_page << 30) | (va & (GIB - 1)) } else { pa_page * PAGE_SIZE };
-            Req { va, pa, size: size * PAGE_SIZE, attrs, opts }
-        })
+    (
+        align,
+        0u64..(8 * GIB / PAGE_SIZE),
+        any::<bool>(),
+        0u64..(1 << 17),
+        size,
+        attrs,
+        opts,
+    )
+        .prop_map(
+            |(align, va_page, congruent, pa_page, size, attrs, mut opts)| {
+                let size = size * PAGE_SIZE;
+                // A GiB of 4 KiB pages would need 513 tables: keep huge ranges
+                // block-mappable so the arena and the run time stay small.
+                let congruent = congruent || size >= GIB;
+                opts.allow_blocks |= size >= GIB;
+                let va = (va_page * PAGE_SIZE) & !(align - 1);
+                let pa = if congruent {
+                    (pa_page << 30) | (va & (GIB - 1))
+                } else {
+                    pa_page * PAGE_SIZE
+                };
+                Req {
+                    va,
+                    pa,
+                    size,
+                    attrs,
+                    opts,
+                }
+            },
+        )
 }
 
 /// The leaves a greedy "largest fitting entry first" mapping of `r` needs,
@@ -481,7 +720,9 @@ fn check_against_model<F: PteFormat>(reqs: &[Req], probes: &[u64]) -> Result<(),
     let (_arena, mut frames, mut pt) = setup::<F>(1024);
     let mut done: Vec<Req> = Vec::new();
     for (i, r) in reqs.iter().enumerate() {
-        let overlaps = done.iter().any(|d| r.va < d.va + d.size && d.va < r.va + r.size);
+        let overlaps = done
+            .iter()
+            .any(|d| r.va < d.va + d.size && d.va < r.va + r.size);
         let res = pt.map_range(va(r.va), pa(r.pa), r.size, r.attrs, &mut frames, r.opts);
         if overlaps {
             prop_assert_eq!(res, Err(MapError::AlreadyMapped), "request {}", i);
@@ -496,7 +737,13 @@ fn check_against_model<F: PteFormat>(reqs: &[Req], probes: &[u64]) -> Result<(),
     // Probe each range's ends and interior, plus arbitrary addresses.
     let mut addrs: Vec<u64> = probes.to_vec();
     for d in &done {
-        addrs.extend([d.va, d.va + d.size - 1, d.va + d.size, d.va.wrapping_sub(1), d.va + d.size / 2]);
+        addrs.extend([
+            d.va,
+            d.va + d.size - 1,
+            d.va + d.size,
+            d.va.wrapping_sub(1),
+            d.va + d.size / 2,
+        ]);
     }
     for a in addrs {
         let want = done.iter().find(|d| a >= d.va && a < d.va + d.size);
@@ -504,7 +751,15 @@ fn check_against_model<F: PteFormat>(reqs: &[Req], probes: &[u64]) -> Result<(),
             (None, None) => {}
             (Some(t), Some(d)) => {
                 prop_assert_eq!(t.pa, pa(d.pa + (a - d.va)), "at {:#x}", a);
-                prop_assert_eq!(Attrs { cont: false, ..t.attrs }, d.attrs, "at {:#x}", a);
+                prop_assert_eq!(
+                    Attrs {
+                        cont: false,
+                        ..t.attrs
+                    },
+                    d.attrs,
+                    "at {:#x}",
+                    a
+                );
                 if t.attrs.cont {
                     prop_assert!(d.opts.allow_cont && F::CONT_ENTRIES > 1);
                 }

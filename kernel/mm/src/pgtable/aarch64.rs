@@ -38,9 +38,9 @@
 //!
 //! **Tables** carry no APTable/XNTable restrictions: the leaves decide.
 
+use super::PteFormat;
 use super::kind::{Attrs, MemType, PteKind};
 use super::level::Level;
-use super::PteFormat;
 use crate::addr::PhysAddr;
 
 /// The arm64 descriptor format (a type-level tag; no data).
@@ -141,11 +141,7 @@ impl Aarch64 {
         let attrs = Attrs {
             writable: raw & DBM != 0 || hw_writable,
             user,
-            exec: if user {
-                raw & UXN == 0
-            } else {
-                raw & PXN == 0
-            },
+            exec: if user { raw & UXN == 0 } else { raw & PXN == 0 },
             global: raw & NG == 0,
             young: raw & AF != 0,
             dirty: raw & SW_DIRTY != 0 || hw_writable,

@@ -203,14 +203,28 @@ impl<F: PteFormat> PageTable<F> {
         if attrs.cont {
             return Err(MapError::InvalidAttrs);
         }
-        if F::check(PteKind::Leaf { pa: PhysAddr::new(0), attrs }, Level::L3).is_err() {
+        if F::check(
+            PteKind::Leaf {
+                pa: PhysAddr::new(0),
+                attrs,
+            },
+            Level::L3,
+        )
+        .is_err()
+        {
             return Err(MapError::InvalidAttrs);
         }
         if size == 0 {
             return Ok(());
         }
-        let last_va = va.as_u64().checked_add(size - 1).ok_or(MapError::OutOfRange)?;
-        let last_pa = pa.as_u64().checked_add(size - 1).ok_or(MapError::OutOfRange)?;
+        let last_va = va
+            .as_u64()
+            .checked_add(size - 1)
+            .ok_or(MapError::OutOfRange)?;
+        let last_pa = pa
+            .as_u64()
+            .checked_add(size - 1)
+            .ok_or(MapError::OutOfRange)?;
         if !is_canonical(va)
             || !is_canonical(VirtAddr::new(last_va))
             || (va.as_u64() ^ last_va) >> 63 != 0
@@ -357,7 +371,12 @@ impl<F: PteFormat> PageTable<F> {
                     let next = level.next().ok_or(MapError::Misaligned)?;
                     let t = self.new_table(alloc)?;
                     // Release: the zeroes must be visible before the link.
-                    self.write(table, idx, F::encode(PteKind::Table(t), level), Ordering::Release);
+                    self.write(
+                        table,
+                        idx,
+                        F::encode(PteKind::Table(t), level),
+                        Ordering::Release,
+                    );
                     self.fill(t, next, va, pa, chunk, req, alloc, commit)?;
                 }
                 PteKind::Table(t) => {
@@ -398,8 +417,8 @@ impl<F: PteFormat> PageTable<F> {
         }
         // VA alignment puts the run inside this table; an existing (empty)
         // table under one entry would break the run.
-        let all_empty =
-            (idx..idx + n).all(|i| matches!(F::decode(self.read(table, i), level), PteKind::Absent));
+        let all_empty = (idx..idx + n)
+            .all(|i| matches!(F::decode(self.read(table, i), level), PteKind::Absent));
         if all_empty { n } else { 1 }
     }
 

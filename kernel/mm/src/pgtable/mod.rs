@@ -88,4 +88,7 @@ pub trait PteFormat {
     }
 }
 
-const _: () = assert!(ENTRIES as u64 * 8 == PAGE_SIZE, "a table fills exactly one frame");
+const _: () = assert!(
+    ENTRIES as u64 * 8 == PAGE_SIZE,
+    "a table fills exactly one frame"
+);

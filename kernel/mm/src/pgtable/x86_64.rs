@@ -137,7 +137,9 @@ impl PteFormat for X86_64 {
             // fault, so to the hardware the entry maps nothing.
             Level::L0 if raw & PS != 0 => PteKind::Absent,
             Level::L0 => PteKind::Table(PhysAddr::new(raw & ADDR_MASK)),
-            Level::L1 | Level::L2 if raw & PS == 0 => PteKind::Table(PhysAddr::new(raw & ADDR_MASK)),
+            Level::L1 | Level::L2 if raw & PS == 0 => {
+                PteKind::Table(PhysAddr::new(raw & ADDR_MASK))
+            }
             Level::L1 | Level::L2 | Level::L3 => Self::decode_leaf(raw, level),
         }
     }

@@ -1,0 +1,374 @@
+//! `cargo xtask test`: host unit tests, then every board's in-guest
+//! self-tests, each boot with a timeout; one closing `N passed, N failed`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::build::{self, Arch};
+use crate::qemu::{self, Accel, Board, Spec};
+use crate::{Opts, Result};
+
+/// What one guest boot printed and how it ended.
+pub struct GuestRun {
+    pub lines: Vec<String>,
+    pub exit: Option<i32>,
+    pub timed_out: bool,
+    /// Wall time from QEMU's start to the kernel's banner line.
+    pub banner_after: Option<Duration>,
+    pub elapsed: Duration,
+}
+
+/// Removes ANSI escape sequences and carriage returns (SeaBIOS emits both).
+fn clean(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Boots one guest and collects its console until it exits or times out.
+/// With `echo`, lines are printed as they arrive.
+pub fn boot(spec: &Spec, kernel: &Path, timeout: Duration, echo: bool) -> Result<GuestRun> {
+    let mut cmd = spec.command(kernel, false)?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for l in BufReader::new(out).split(b'\n').map_while(|l| l.ok()) {
+                let _ = tx.send((Instant::now(), String::from_utf8_lossy(&l).into_owned()));
+            }
+        }));
+    }
+    if let Some(err) = child.stderr.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(|l| l.ok()) {
+                let _ = tx.send((Instant::now(), format!("qemu: {l}")));
+            }
+        }));
+    }
+    drop(tx);
+    let mut run = GuestRun { lines: Vec::new(), exit: None, timed_out: false, banner_after: None, elapsed: Duration::ZERO };
+    let deadline = start + timeout;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            run.timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok((t, raw)) => {
+                let line = clean(&raw);
+                if run.banner_after.is_none() && line.starts_with("Folium ") && line.contains(" on ") {
+                    run.banner_after = Some(t - start);
+                }
+                if echo {
+                    println!("{line}");
+                }
+                run.lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    for r in readers {
+        let _ = r.join();
+    }
+    run.exit = status.code();
+    run.elapsed = start.elapsed();
+    Ok(run)
+}
+
+/// One checked guest run: how many of its tests passed and failed.
+struct Outcome {
+    label: String,
+    passed: usize,
+    failed: usize,
+    report: Vec<String>,
+}
+
+/// Parses a `test` boot: every `test X ... ok|FAILED` line is one test; the
+/// boot itself fails on a panic, an unexpected exception, a timeout, a
+/// missing or inconsistent summary, or a failure exit status.
+fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
+    let label = spec.label();
+    let mut o = Outcome { label: label.clone(), passed: 0, failed: 0, report: Vec::new() };
+    let mut summary = None;
+    let mut fatal = None;
+    for l in &run.lines {
+        if let Some(rest) = l.strip_prefix("test ") {
+            if rest.ends_with("... ok") {
+                o.passed += 1;
+                o.report.push(format!("[{label}] {l}"));
+            } else if rest.contains("... FAILED") {
+                o.failed += 1;
+                o.report.push(format!("[{label}] {l}"));
+            }
+        } else if let Some(s) = l.strip_prefix("ktest: ").filter(|s| s.contains(" passed, ")) {
+            summary = Some(s.to_string());
+        } else if l.contains("KERNEL PANIC") || l.contains("UNEXPECTED EXCEPTION") {
+            fatal.get_or_insert_with(|| l.clone());
+        }
+    }
+    let (pass, _) = spec.board.exit_codes();
+    let mut problems = Vec::new();
+    if run.timed_out {
+        problems.push(format!("timed out after {:.0} s", run.elapsed.as_secs_f64()));
+    }
+    if let Some(f) = fatal {
+        problems.push(f);
+    }
+    match &summary {
+        None => problems.push("no `ktest: N passed, N failed` summary".into()),
+        Some(s) if *s != format!("{} passed, {} failed", o.passed, o.failed) => {
+            problems.push(format!("summary `{s}` does not match the test lines"))
+        }
+        _ => {}
+    }
+    if o.passed + o.failed == 0 {
+        problems.push("no test ran".into());
+    }
+    let expected_exit = if o.failed == 0 { Some(pass) } else { Some(spec.board.exit_codes().1) };
+    if run.exit != expected_exit && !run.timed_out {
+        problems.push(format!("QEMU exit status {:?}, expected {:?}", run.exit, expected_exit));
+    }
+    if !problems.is_empty() {
+        o.failed += 1;
+        o.report.push(format!("[{label}] boot FAILED: {}", problems.join("; ")));
+        o.report.push(format!("[{label}] last console lines:"));
+        let tail = run.lines.len().saturating_sub(30);
+        o.report.extend(run.lines[tail..].iter().map(|l| format!("[{label}]   {l}")));
+    }
+    let banner = run.banner_after.map_or("no banner".into(), |d| format!("banner after {:.2} s", d.as_secs_f64()));
+    o.report.push(format!(
+        "[{label}] {} passed, {} failed; {banner}, boot total {:.2} s",
+        o.passed,
+        o.failed,
+        run.elapsed.as_secs_f64()
+    ));
+    o
+}
+
+/// Parses a `fatal-test` boot: the kernel must report the unexpected
+/// exception with its registers and stop with the failure status.
+fn check_fatal_boot(spec: &Spec, run: &GuestRun) -> Outcome {
+    let label = format!("{}:fatal", spec.label());
+    let (_, fail) = spec.board.exit_codes();
+    let reported = run.lines.iter().any(|l| l.starts_with("UNEXPECTED EXCEPTION") && (l.contains("data abort") || l.contains("#PF")));
+    let regs = run.lines.iter().any(|l| l.contains("ELR ") || l.contains("RIP "));
+    let ok = reported && regs && run.exit == Some(fail) && !run.timed_out;
+    let mut report = vec![format!(
+        "[{label}] test unexpected_exception_stops_with_failure ... {}",
+        if ok { "ok" } else { "FAILED" }
+    )];
+    if !ok {
+        report.push(format!(
+            "[{label}] reported={reported} registers={regs} exit={:?} (expected {fail}) timed_out={}",
+            run.exit, run.timed_out
+        ));
+        report.extend(run.lines.iter().map(|l| format!("[{label}]   {l}")));
+    }
+    Outcome { label, passed: ok as usize, failed: (!ok) as usize, report }
+}
+
+/// Counts `test result: ok. N passed; M failed` lines of `cargo test`.
+fn host_tests() -> Result<(usize, usize)> {
+    println!("== host unit tests (cargo test -p folium-mm -p xtask)");
+    let out = build::cargo()
+        .args(["test", "-p", "folium-mm", "-p", "xtask", "--color", "never"])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mut passed, mut failed) = (0, 0);
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("test result: ") {
+            let num = |key: &str| -> usize {
+                rest.split(';').find_map(|p| p.trim().strip_suffix(key)).and_then(|n| n.trim().rsplit(' ').next()?.parse().ok()).unwrap_or(0)
+            };
+            passed += num(" passed");
+            failed += num(" failed");
+        } else if l.ends_with("FAILED") || l.starts_with("failures:") || l.starts_with("---- ") {
+            println!("{l}");
+        }
+    }
+    if !out.status.success() && failed == 0 {
+        failed = 1;
+        println!("cargo test failed: {}", out.status);
+    }
+    println!("host: {passed} passed, {failed} failed");
+    Ok((passed, failed))
+}
+
+/// The guest runs `cargo xtask test` makes for the chosen boards.
+fn guest_specs(boards: &[Board]) -> (Vec<(Spec, bool)>, Vec<String>) {
+    let mut specs = Vec::new();
+    let mut notices = Vec::new();
+    for &b in boards {
+        match b {
+            Board::Virt => {
+                let mut a72 = Spec::new(b, "test");
+                a72.cpu = Some("cortex-a72".into());
+                specs.push((a72.clone(), false));
+                let mut max = Spec::new(b, "test");
+                max.cpu = Some("max".into());
+                specs.push((max, false));
+                // Entry at EL2 exercises the EL2 -> EL1 drop on virt too.
+                let mut el2 = a72.clone();
+                el2.extra_machine = Some("virtualization=on".into());
+                specs.push((el2, false));
+                let mut fatal = a72;
+                fatal.cmdline = "fatal-test".into();
+                specs.push((fatal, true));
+            }
+            Board::Raspi4b | Board::Raspi3b => specs.push((Spec::new(b, "test"), false)),
+            Board::Q35 => {
+                specs.push((Spec::new(b, "test"), false));
+                let mut fatal = Spec::new(b, "fatal-test");
+                fatal.cmdline = "fatal-test".into();
+                specs.push((fatal, true));
+                if qemu::host_has_hw_virt() {
+                    let mut kvm = Spec::new(b, "test");
+                    kvm.accel = Accel::Kvm;
+                    specs.push((kvm, false));
+                } else {
+                    notices.push(
+                        "q35/kvm skipped: the host CPU has no vmx/svm flag (a bare /dev/kvm may be a software nested implementation)"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+    (specs, notices)
+}
+
+/// `cargo xtask test`.
+pub fn run(o: &Opts) -> Result<bool> {
+    let boards = if o.boards.is_empty() { Board::ALL.to_vec() } else { o.boards.clone() };
+    let timeout = Duration::from_secs(o.timeout.unwrap_or(300));
+    let (mut passed, mut failed) = host_tests()?;
+    qemu::ensure_installed()?;
+    let mut kernels: Vec<(Arch, PathBuf)> = Vec::new();
+    for arch in [Arch::Aarch64, Arch::X86_64] {
+        if boards.iter().any(|b| b.arch() == arch) {
+            kernels.push((arch, build::kernel(arch)?));
+        }
+    }
+    let (specs, notices) = guest_specs(&boards);
+    for n in &notices {
+        println!("notice: {n}");
+    }
+    println!("== guest self-tests: {} boots, timeout {} s each", specs.len(), timeout.as_secs());
+    // Two boots at a time: TCG runs each single-vCPU guest on one host core.
+    let queue = std::sync::Mutex::new(specs.into_iter().enumerate().rev().collect::<Vec<_>>());
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let Some((i, (spec, fatal))) = queue.lock().map(|mut q| q.pop()).ok().flatten() else { break };
+                    let kernel = &kernels.iter().find(|k| k.0 == spec.board.arch()).map(|k| k.1.clone()).unwrap_or_default();
+                    let outcome = match boot(&spec, kernel, timeout, false) {
+                        Ok(run) if fatal => check_fatal_boot(&spec, &run),
+                        Ok(run) => check_test_boot(&spec, &run),
+                        Err(e) => Outcome { label: spec.label(), passed: 0, failed: 1, report: vec![format!("[{}] {e}", spec.label())] },
+                    };
+                    for l in &outcome.report {
+                        println!("{l}");
+                    }
+                    if let Ok(mut r) = results.lock() {
+                        r.push((i, outcome));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|r| r.0);
+    println!("== summary");
+    for (_, r) in &results {
+        println!("{:<32} {} passed, {} failed", r.label, r.passed, r.failed);
+        passed += r.passed;
+        failed += r.failed;
+    }
+    for n in &notices {
+        println!("notice: {n}");
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_of(lines: &[&str], exit: i32) -> GuestRun {
+        GuestRun {
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+            exit: Some(exit),
+            timed_out: false,
+            banner_after: None,
+            elapsed: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn strips_escapes() {
+        assert_eq!(clean("\x1b[2J\x1b[0mSeaBIOS\r"), "SeaBIOS");
+    }
+
+    #[test]
+    fn passing_boot_counts_each_test() {
+        let spec = Spec::new(Board::Virt, "test");
+        let r = run_of(&["Folium 0.1 on virt", "test a ... ok", "test b ... ok", "ktest: 2 passed, 0 failed"], 0);
+        let o = check_test_boot(&spec, &r);
+        assert_eq!((o.passed, o.failed), (2, 0));
+    }
+
+    #[test]
+    fn failures_panics_and_bad_summaries_fail() {
+        let spec = Spec::new(Board::Q35, "test");
+        let r = run_of(&["test a ... ok", "test b ... FAILED: x", "ktest: 1 passed, 1 failed"], 35);
+        assert_eq!(check_test_boot(&spec, &r).failed, 1);
+        let r = run_of(&["test a ... ok", "KERNEL PANIC: boom"], 35);
+        assert_eq!(check_test_boot(&spec, &r).failed, 1);
+        let r = run_of(&["test a ... ok", "ktest: 2 passed, 0 failed"], 33);
+        assert_eq!(check_test_boot(&spec, &r).failed, 1);
+        let r = run_of(&["test a ... ok", "ktest: 1 passed, 0 failed"], 35);
+        assert_eq!(check_test_boot(&spec, &r).failed, 1, "a failure exit status fails the boot");
+    }
+
+    #[test]
+    fn fatal_boot_must_report_and_fail() {
+        let spec = Spec::new(Board::Virt, "fatal-test");
+        let good = run_of(&["UNEXPECTED EXCEPTION: synchronous data abort at EL1", "  ELR 0x1"], 1);
+        assert_eq!(check_fatal_boot(&spec, &good).passed, 1);
+        let silent = run_of(&["nothing"], 1);
+        assert_eq!(check_fatal_boot(&spec, &silent).failed, 1);
+    }
+}
