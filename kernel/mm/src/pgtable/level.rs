@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(Level::L0.index_of(va), 0x102);
         assert_eq!(Level::L1.index_of(va), 0x08d);
         assert_eq!(Level::L2.index_of(va), 0x02b);
-        assert_eq!(Level::L3.index_of(va), 0x178);
+        assert_eq!(Level::L3.index_of(va), 0x078);
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl<F: PteFormat> PageTable<F> {
     /// A new, empty tree whose root comes from `alloc`.
     pub fn create(alloc: &mut impl TableAlloc, map: LinearMap) -> Result<Self, MapError> {
         // A page-aligned offset keeps every entry pointer 8-byte aligned.
-        if map.offset() % PAGE_SIZE != 0 {
+        if !map.offset().is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         let mut pt = Self {
@@ -197,21 +197,15 @@ impl<F: PteFormat> PageTable<F> {
         alloc: &mut impl TableAlloc,
         opts: MapOptions,
     ) -> Result<(), MapError> {
-        if !va.is_aligned(PAGE_SIZE) || !pa.is_aligned(PAGE_SIZE) || size % PAGE_SIZE != 0 {
+        if !va.is_aligned(PAGE_SIZE) || !pa.is_aligned(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE)
+        {
             return Err(MapError::Misaligned);
         }
-        if attrs.cont {
-            return Err(MapError::InvalidAttrs);
-        }
-        if F::check(
-            PteKind::Leaf {
-                pa: PhysAddr::new(0),
-                attrs,
-            },
-            Level::L3,
-        )
-        .is_err()
-        {
+        let probe = PteKind::Leaf {
+            pa: PhysAddr::new(0),
+            attrs,
+        };
+        if attrs.cont || F::check(probe, Level::L3).is_err() {
             return Err(MapError::InvalidAttrs);
         }
         if size == 0 {
