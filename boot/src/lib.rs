@@ -148,6 +148,11 @@ impl fmt::Debug for BootInfo {
 
 static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
 
+/// The boot information, once the kernel has been entered.
+pub fn info() -> Option<&'static BootInfo> {
+    BOOT_INFO.get()
+}
+
 unsafe extern "Rust" {
     /// The kernel's main function, defined by [`entry_point!`].
     fn folium_kernel_main(info: &'static BootInfo) -> !;

@@ -13,6 +13,7 @@ mod ktest;
 mod arch;
 mod cmdline;
 mod heap;
+mod mm;
 mod platform;
 mod selftests;
 
@@ -26,9 +27,12 @@ fn kmain(info: &'static BootInfo) -> ! {
     let board = platform::init(info);
     heap::init();
     print_banner(info, board);
+    mm::init(info, board);
+    arch::clock::init();
     let args = cmdline::Args::parse(info.cmdline());
     let ok = match args.action {
         cmdline::Action::Test { filter } => ktest::run(filter),
+        cmdline::Action::BenchAlloc => mm::bench::alloc(board),
         cmdline::Action::Fatal => selftests::trigger_unexpected_fault(),
         cmdline::Action::None => true,
     };

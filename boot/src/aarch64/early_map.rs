@@ -29,6 +29,8 @@ pub enum EarlyMapError {
     Conflict,
     /// The range lies beyond the 512 GiB the early map covers.
     OutOfRange,
+    /// The kernel's own tables replaced the early ones.
+    Retired,
 }
 
 const BLOCK_2M: u64 = 2 << 20;
@@ -49,9 +51,16 @@ struct Table([u64; 512]);
 struct State {
     kimage_voffset: u64,
     next_free: usize,
+    retired: bool,
 }
 
-static STATE: Mutex<State> = Mutex::new(State { kimage_voffset: 0, next_free: 0 });
+static STATE: Mutex<State> = Mutex::new(State { kimage_voffset: 0, next_free: 0, retired: false });
+
+/// Stops the early map: its tables are no longer live once the kernel's
+/// own tables are installed, so later calls fail with `Retired`.
+pub fn retire_early_map() {
+    STATE.lock().retired = true;
+}
 
 /// L1 table covering the first 512 GiB of the linear map.
 static mut LINEAR_L1: Table = Table([0; 512]);
@@ -94,6 +103,9 @@ pub fn early_map(pa: PhysAddr, size: u64, kind: MemKind) -> Result<VirtAddr, Ear
         MemKind::Device => BLOCK | AF | ATTR_DEVICE | PXN_UXN,
     };
     let mut st = STATE.lock();
+    if st.retired {
+        return Err(EarlyMapError::Retired);
+    }
     let mut cur = start;
     while cur < end {
         let l1i = (cur / BLOCK_1G) as usize;

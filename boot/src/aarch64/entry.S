@@ -170,6 +170,25 @@ at_el1:
     ldr     x0, =high_entry
     br      x0
 
+// Called at its physical address through the identity map (TTBR0), with
+// x0 = the new TTBR1 root and x1 = a table with no valid entry. TTBR1 is
+// pointed at the empty table and the TLB invalidated before the new root is
+// installed (break-before-make for the whole kernel half), so no stale or
+// conflicting kernel-half translation survives. Touches no memory.
+.globl replace_ttbr1
+replace_ttbr1:
+    msr     ttbr1_el1, x1
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    msr     ttbr1_el1, x0
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    ret
+
 high_entry:
     adrp    x0, boot_stack_top
     add     x0, x0, :lo12:boot_stack_top

@@ -5,7 +5,7 @@ mod early_map;
 
 use folium_mm::{PhysAddr, VirtAddr};
 
-pub use early_map::{EarlyMapError, MemKind, early_map};
+pub use early_map::{EarlyMapError, MemKind, early_map, retire_early_map};
 
 use crate::{BootInfo, Firmware, PhysRange, enter_kernel};
 
@@ -135,4 +135,41 @@ fn parse_atags(info: &mut BootInfo, pa: PhysAddr) {
         }
         tag = tag + u64::from(words) * 4;
     }
+}
+
+unsafe extern "C" {
+    fn replace_ttbr1(new_root: u64, empty_root: u64);
+}
+
+/// Installs `new_root` as TTBR1_EL1 with break-before-make for the whole
+/// kernel half, then `user_root` as TTBR0_EL1 (dropping the identity map).
+///
+/// # Safety
+///
+/// `new_root` must map the running kernel (image, stack, everything it
+/// touches next) at the same virtual addresses as the tables it replaces,
+/// with compatible attributes; `user_root` must be a valid table with no
+/// valid entry (it serves as the empty table during the switch). Interrupts
+/// must be masked. Must be called before the early identity map is dropped,
+/// i.e. at most once.
+pub unsafe fn switch_tables(new_root: PhysAddr, user_root: PhysAddr, kimage_voffset: u64) {
+    let f = replace_ttbr1 as *const () as u64 - kimage_voffset;
+    // SAFETY: `replace_ttbr1` lives in .text.boot, inside the 2 MiB block
+    // that `entry.S` identity-maps in TTBR0, so it can run at its physical
+    // address while TTBR1 is briefly empty; it touches no memory. The
+    // caller guarantees the new root maps the return path.
+    unsafe {
+        let at_phys: unsafe extern "C" fn(u64, u64) = core::mem::transmute(f as usize);
+        at_phys(new_root.as_u64(), user_root.as_u64());
+        core::arch::asm!(
+            "msr ttbr0_el1, {0}",
+            "isb",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            in(reg) user_root.as_u64(),
+            options(nostack)
+        );
+    }
+    retire_early_map();
 }

@@ -363,3 +363,16 @@ proptest! {
         if a.user { prop_assert!(pxn) } else { prop_assert!(uxn) }
     }
 }
+
+#[test]
+fn arm64_and_x86_split_the_address_space_differently() {
+    use folium_mm::VirtAddr;
+    // arm64 (T0SZ = T1SZ = 16): any address with the top 16 bits all 0 or all 1.
+    assert!(Aarch64::va_in_range(VirtAddr::new(0xffff_0000_4000_0000)));
+    assert!(Aarch64::va_in_range(VirtAddr::new(0x0000_8000_0000_0000)));
+    assert!(!Aarch64::va_in_range(VirtAddr::new(0xfffe_ffff_ffff_ffff)));
+    assert!(!Aarch64::va_in_range(VirtAddr::new(0x0001_0000_0000_0000)));
+    // x86: canonical form, bit 47 sign-extended.
+    assert!(!X86_64::va_in_range(VirtAddr::new(0xffff_0000_4000_0000)));
+    assert!(X86_64::va_in_range(VirtAddr::new(0xffff_8000_0000_0000)));
+}

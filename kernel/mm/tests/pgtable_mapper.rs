@@ -402,13 +402,19 @@ fn bad_input<F: PteFormat>() {
     assert_eq!(map(0x1001, 0, 0x1000, k), Err(MapError::Misaligned));
     assert_eq!(map(0x1000, 0x10, 0x1000, k), Err(MapError::Misaligned));
     assert_eq!(map(0x1000, 0, 0x1001, k), Err(MapError::Misaligned));
-    // Non-canonical, straddling the hole, wrapping past the top.
+    // Outside both halves (for either format), running off the end of
+    // the lower half, wrapping past the top.
     assert_eq!(
-        map(0x0000_8000_0000_0000, 0, 0x1000, k),
+        map(0x0001_0000_0000_0000, 0, 0x1000, k),
         Err(MapError::OutOfRange)
     );
+    let lower_end = if F::va_in_range(va(0x0000_8000_0000_0000)) {
+        0x0001_0000_0000_0000u64
+    } else {
+        0x0000_8000_0000_0000
+    };
     assert_eq!(
-        map(0x0000_7fff_ffff_f000, 0, 0x2000, k),
+        map(lower_end - 0x1000, 0, 0x2000, k),
         Err(MapError::OutOfRange)
     );
     assert_eq!(

@@ -24,6 +24,9 @@ pub struct Board {
     pub ram: RangeList,
     /// Where `ram` came from (DTB, mailbox, e820 ...).
     pub ram_source: &'static str,
+    /// MMIO ranges the kernel uses, mapped as device memory at
+    /// `linear_offset + pa` (the same addresses the early map used).
+    pub devices: RangeList,
 }
 
 static BOARD: spin::Once<Board> = spin::Once::new();
@@ -53,5 +56,16 @@ fn detect(info: &BootInfo) -> Board {
 
 /// Free base pages in the page allocator (0 until it exists).
 pub fn free_pages() -> u64 {
-    0
+    crate::mm::frames::stats().free_pages
+}
+
+/// The board's MMIO ranges (empty before `init`).
+pub fn device_regions() -> &'static [folium_boot::PhysRange] {
+    BOARD.get().map_or(&[], |b| b.devices.as_slice())
+}
+
+/// A one-page device range at `pa`.
+#[allow(dead_code)]
+fn device_page(pa: u64) -> folium_boot::PhysRange {
+    folium_boot::PhysRange::new(folium_mm::PhysAddr::new(pa & !0xfff), 0x1000)
 }

@@ -9,7 +9,9 @@ pub fn init(info: &BootInfo) -> Board {
     // SAFETY: runs once (platform::init is behind a Once).
     let uart = unsafe { (&mut *(&raw mut UART)).insert(Com1::init()) };
     crate::console::set_uart(uart);
-    Board { name: board_name(), ram: info.ram, ram_source: "PVH e820" }
+    let mut devices = folium_boot::RangeList::new();
+    devices.push(super::device_page(crate::arch::clock::HPET_PA));
+    Board { name: board_name(), ram: info.ram, ram_source: "PVH e820", devices }
 }
 
 /// Tells q35 from the older i440FX by the PCI host bridge's device ID.

@@ -56,13 +56,16 @@ pub fn init(info: &BootInfo, model: Model) -> Board {
         };
         crate::console::set_uart(uart);
     }
+    let mut devices = RangeList::new();
+    devices.push(super::device_page(periph + UART0));
+    devices.push(super::device_page(periph + MBOX));
     if !info.ram.is_empty() && matches!(info.firmware, folium_boot::Firmware::Dtb { .. }) {
-        return Board { name, ram: info.ram, ram_source: "DTB /memory" };
+        return Board { name, ram: info.ram, ram_source: "DTB /memory", devices };
     }
     let kimage_voffset = info.kernel_virt.as_u64() - info.kernel_phys.start.as_u64();
     match mailbox_ram(periph, kimage_voffset) {
-        Some(ram) => Board { name, ram, ram_source: "VideoCore mailbox" },
-        None => Board { name, ram: info.ram, ram_source: "ATAG_MEM (mailbox failed)" },
+        Some(ram) => Board { name, ram, ram_source: "VideoCore mailbox", devices },
+        None => Board { name, ram: info.ram, ram_source: "ATAG_MEM (mailbox failed)", devices },
     }
 }
 

@@ -1,6 +1,6 @@
 //! QEMU's aarch64 `virt` board: PL011 at 0x0900_0000, RAM from the DTB.
 
-use folium_boot::BootInfo;
+use folium_boot::{BootInfo, RangeList};
 use folium_boot::aarch64::{MemKind, early_map};
 use folium_mm::PhysAddr;
 
@@ -19,5 +19,7 @@ pub fn init(info: &BootInfo) -> Board {
         };
         crate::console::set_uart(uart);
     }
-    Board { name: "virt", ram: info.ram, ram_source: "DTB /memory" }
+    let mut devices = RangeList::new();
+    devices.push(super::device_page(UART_PA));
+    Board { name: "virt", ram: info.ram, ram_source: "DTB /memory", devices }
 }

@@ -40,8 +40,8 @@
 
 use super::PteFormat;
 use super::kind::{Attrs, MemType, PteKind};
-use super::level::Level;
-use crate::addr::PhysAddr;
+use super::level::{Level, VA_BITS};
+use crate::addr::{PhysAddr, VirtAddr};
 
 /// The arm64 descriptor format (a type-level tag; no data).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -156,6 +156,14 @@ impl Aarch64 {
 }
 
 impl PteFormat for Aarch64 {
+    /// TTBR0 covers `0x0000_xxxx_xxxx_xxxx`, TTBR1 `0xffff_xxxx_xxxx_xxxx`
+    /// (T0SZ = T1SZ = 16): unlike x86, bit 47 does not have to match.
+    #[inline]
+    fn va_in_range(va: VirtAddr) -> bool {
+        let top = va.as_u64() >> VA_BITS;
+        top == 0 || top == 0xffff
+    }
+
     const NAME: &'static str = "aarch64";
     const PA_BITS: u32 = 48;
     const CONT_ENTRIES: usize = 16;

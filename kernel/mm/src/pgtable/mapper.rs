@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::PteFormat;
 use super::kind::{Attrs, PteKind};
-use super::level::{ENTRIES, Level, is_canonical};
+use super::level::{ENTRIES, Level};
 use crate::addr::{PAGE_SIZE, PhysAddr, VirtAddr};
 use crate::phys::LinearMap;
 
@@ -219,8 +219,8 @@ impl<F: PteFormat> PageTable<F> {
             .as_u64()
             .checked_add(size - 1)
             .ok_or(MapError::OutOfRange)?;
-        if !is_canonical(va)
-            || !is_canonical(VirtAddr::new(last_va))
+        if !F::va_in_range(va)
+            || !F::va_in_range(VirtAddr::new(last_va))
             || (va.as_u64() ^ last_va) >> 63 != 0
             || last_pa >> F::PA_BITS != 0
         {
@@ -252,7 +252,7 @@ impl<F: PteFormat> PageTable<F> {
 
     /// The raw leaf entry that maps `va`, and its level.
     pub fn raw_leaf(&self, va: VirtAddr) -> Option<(u64, Level)> {
-        if !is_canonical(va) {
+        if !F::va_in_range(va) {
             return None;
         }
         let mut table = self.root;

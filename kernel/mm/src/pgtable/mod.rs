@@ -75,6 +75,14 @@ pub trait PteFormat {
         Ok(())
     }
 
+    /// True if `va` lies in one of the two translated halves. The default
+    /// is x86's canonical form (bits 63..47 all equal); arm64 translates
+    /// any address whose top 16 bits are all 0 (TTBR0) or all 1 (TTBR1).
+    #[inline]
+    fn va_in_range(va: VirtAddr) -> bool {
+        is_canonical(va)
+    }
+
     /// Index of the entry translating `va` in its table at `level`.
     #[inline]
     fn index(va: VirtAddr, level: Level) -> usize {

@@ -1,5 +1,7 @@
 //! aarch64 (ARMv8-A, EL1): exception vectors, semihosting exit, CPU facts.
 
+pub mod clock;
+mod mm;
 mod trap;
 
 use core::arch::asm;
@@ -7,6 +9,7 @@ use core::sync::atomic::Ordering;
 
 use aarch64_cpu::registers::{MIDR_EL1, Readable};
 
+pub use mm::{KernelPteFormat, early_reachable, kimage_voffset, switch_kernel_tables, zero_pages};
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 
 use super::{Exit, STOPPING};

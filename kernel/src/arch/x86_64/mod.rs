@@ -1,5 +1,8 @@
 //! x86_64 (long mode, ring 0): IDT, isa-debug-exit, CPU facts.
 
+pub mod clock;
+mod gdt;
+mod mm;
 mod trap;
 
 use core::arch::asm;
@@ -7,6 +10,7 @@ use core::sync::atomic::Ordering;
 
 use x86_64::instructions::port::Port;
 
+pub use mm::{KernelPteFormat, early_reachable, kimage_voffset, switch_kernel_tables, zero_pages};
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 
 use super::{Exit, STOPPING};

@@ -1,0 +1,83 @@
+//! The kernel's own page tables, built from buddy frames at boot and
+//! switched to on both architectures: the linear map of all RAM (normal
+//! write-back, never executable, in the largest blocks that fit), the
+//! kernel image with W^X per section (4 KiB pages), and the board's MMIO
+//! as device memory. The boot stub's early tables are dropped.
+
+use folium_boot::BootInfo;
+use folium_mm::pgtable::{Attrs, MapOptions, PageTable, TableAlloc, Translation};
+use folium_mm::{PAGE_SIZE, PhysAddr, VirtAddr};
+use spin::Once;
+
+use super::frames;
+use crate::arch::KernelPteFormat;
+use crate::platform::Board;
+
+/// Page-table frames come from the buddy allocator and are never freed.
+struct BuddyTables;
+
+// SAFETY: every frame is a fresh order-0 block (4 KiB aligned RAM mapped by
+// the linear map), owned from now on by the page table that links it.
+unsafe impl TableAlloc for BuddyTables {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        frames::alloc_table_frame()
+    }
+}
+
+/// The kernel's tables, for lookups by tests.
+pub struct KernelTables {
+    /// Root of the kernel half (TTBR1_EL1 / CR3).
+    pub root: PhysAddr,
+}
+
+static KERNEL_TABLES: Once<KernelTables> = Once::new();
+
+/// Builds the kernel's tables and switches to them.
+pub fn init(info: &BootInfo, board: &Board) {
+    let lin = frames::linear();
+    let mut pt = PageTable::<KernelPteFormat>::create(&mut BuddyTables, lin).expect("no frame for the kernel's root table");
+    let map = |pt: &mut PageTable<KernelPteFormat>, va: u64, pa: u64, size: u64, attrs: Attrs, opts: MapOptions| {
+        if let Err(e) = pt.map_range(VirtAddr::new(va), PhysAddr::new(pa), size, attrs, &mut BuddyTables, opts) {
+            panic!("kernel map of {va:#x} -> {pa:#x} (+{size:#x}) failed: {e}");
+        }
+    };
+    for r in board.ram.as_slice() {
+        let (s, e) = (r.start.align_up(PAGE_SIZE), r.end.align_down(PAGE_SIZE));
+        if s < e {
+            map(&mut pt, s.as_u64() + info.linear_offset, s.as_u64(), e - s, Attrs::KERNEL_DATA, MapOptions::LARGEST);
+        }
+    }
+    let l = folium_boot::image_layout();
+    let voff = crate::arch::kimage_voffset(info);
+    let sections = [
+        (l.start, l.text_end, Attrs::KERNEL_TEXT),
+        (l.text_end, l.rodata_end, Attrs::KERNEL_RODATA),
+        (l.rodata_end, l.end, Attrs::KERNEL_DATA),
+    ];
+    for (s, e, attrs) in sections {
+        if s < e {
+            map(&mut pt, s.as_u64(), s.as_u64() - voff, e - s, attrs, MapOptions::PAGES);
+        }
+    }
+    for r in crate::platform::device_regions() {
+        let (s, e) = (r.start.align_down(PAGE_SIZE), r.end.align_up(PAGE_SIZE));
+        map(&mut pt, s.as_u64() + info.linear_offset, s.as_u64(), e - s, Attrs::KERNEL_DEVICE, MapOptions::PAGES);
+    }
+    let tables = pt.count_tables();
+    // SAFETY: the new tree maps everything the kernel touches from here on
+    // at the same virtual addresses as the early tables did: the image, the
+    // linear map of RAM (stack, heap, memmap, page tables) and the board's
+    // MMIO; nothing else refers to the early tables' contents.
+    unsafe { crate::arch::switch_kernel_tables(pt.root()) };
+    println!("mm: switched to the kernel's own page tables: root {:#x}, {} table frames", pt.root().as_u64(), tables);
+    KERNEL_TABLES.call_once(|| KernelTables { root: pt.root() });
+}
+
+/// Looks up `va` in the kernel's tables.
+pub fn translate(va: VirtAddr) -> Option<Translation> {
+    let kt = KERNEL_TABLES.get()?;
+    // SAFETY: `kt.root` is the live kernel tree built above; this handle is
+    // only used to read it, and the tree is not modified after boot.
+    let pt = unsafe { PageTable::<KernelPteFormat>::new(kt.root, frames::linear()) };
+    pt.translate(va)
+}

@@ -1,0 +1,22 @@
+//! The kernel side of memory management: finding free RAM at boot, the
+//! global frame allocator, and the kernel's own page tables. The mechanisms
+//! themselves (memmap, buddy, folios, page-table formats) live in
+//! `folium-mm`; this module wires them to the machine.
+
+pub mod bench;
+pub mod frames;
+mod kmap;
+mod tests;
+
+use folium_boot::BootInfo;
+
+use crate::platform::Board;
+
+/// Brings up physical memory management and switches to the kernel's own
+/// page tables. Prints the memmap size and the free lists.
+pub fn init(info: &BootInfo, board: &Board) {
+    let plan = frames::init(info, board);
+    kmap::init(info, board);
+    frames::add_deferred(&plan);
+    frames::print_report(&plan);
+}
