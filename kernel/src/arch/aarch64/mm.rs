@@ -37,28 +37,31 @@ pub unsafe fn switch_kernel_tables(root: PhysAddr) {
     unsafe { switch_tables(root, user_root, kimage_voffset(info)) };
 }
 
-/// Zeroes `len` bytes at `ptr` (both multiples of 4 KiB) with `dc zva`,
-/// which clears a whole cache-line-sized block per instruction.
+/// Zeroes `len` bytes at `ptr` (both multiples of 4 KiB), 128 bytes per
+/// iteration with paired 128-bit stores of a zero vector register. (`dc
+/// zva` measured slower under QEMU TCG, where each one is a helper call.)
 ///
 /// # Safety
 ///
 /// `[ptr, ptr + len)` must be writable normal memory owned by the caller.
 pub unsafe fn zero_pages(ptr: *mut u8, len: usize) {
-    let dczid: u64;
-    // SAFETY: reading DCZID_EL0 has no side effects.
-    unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
-    if dczid & (1 << 4) != 0 {
-        // SAFETY: forwarded from the caller.
-        unsafe { core::ptr::write_bytes(ptr, 0, len) };
-        return;
-    }
-    let block = 4usize << (dczid & 0xf);
-    let mut p = ptr as usize;
-    let end = p + len;
-    while p < end {
-        // SAFETY: `p` is inside the caller's writable range; the range is
-        // page aligned, so whole DC ZVA blocks never spill past its end.
-        unsafe { asm!("dc zva, {}", in(reg) p, options(nostack, preserves_flags)) };
-        p += block;
+    // SAFETY: the caller owns the range; the loop writes exactly `len`
+    // bytes (a multiple of 128) from `ptr`.
+    unsafe {
+        asm!(
+            "movi v0.2d, #0",
+            "2:",
+            "stp q0, q0, [{p}]",
+            "stp q0, q0, [{p}, #32]",
+            "stp q0, q0, [{p}, #64]",
+            "stp q0, q0, [{p}, #96]",
+            "add {p}, {p}, #128",
+            "subs {n}, {n}, #128",
+            "b.ne 2b",
+            p = inout(reg) ptr => _,
+            n = inout(reg) len => _,
+            out("v0") _,
+            options(nostack)
+        );
     }
 }

@@ -46,16 +46,35 @@ pub unsafe fn switch_kernel_tables(root: PhysAddr) {
     }
 }
 
-/// Zeroes `len` bytes at `ptr` with `rep stosq`.
+/// Zeroes `len` bytes at `ptr`, 64 bytes per iteration with eight 8-byte
+/// stores (measured faster than `rep stosq` under QEMU TCG; the kernel is
+/// built without SSE, so wider stores are not available).
 ///
 /// # Safety
 ///
 /// `[ptr, ptr + len)` must be writable memory owned by the caller; `len`
-/// a multiple of 8.
+/// a non-zero multiple of 64.
 pub unsafe fn zero_pages(ptr: *mut u8, len: usize) {
-    // SAFETY: forwarded from the caller; the direction flag is clear in
-    // Rust code (ABI).
+    // SAFETY: the caller owns the range; the loop writes exactly `len`
+    // bytes (a multiple of 64) from `ptr`.
     unsafe {
-        asm!("rep stosq", inout("rdi") ptr => _, inout("rcx") len / 8 => _, in("rax") 0u64, options(nostack, preserves_flags));
+        asm!(
+            "2:",
+            "mov qword ptr [{p}], {z}",
+            "mov qword ptr [{p} + 8], {z}",
+            "mov qword ptr [{p} + 16], {z}",
+            "mov qword ptr [{p} + 24], {z}",
+            "mov qword ptr [{p} + 32], {z}",
+            "mov qword ptr [{p} + 40], {z}",
+            "mov qword ptr [{p} + 48], {z}",
+            "mov qword ptr [{p} + 56], {z}",
+            "add {p}, 64",
+            "sub {n}, 64",
+            "jnz 2b",
+            p = inout(reg) ptr => _,
+            n = inout(reg) len => _,
+            z = in(reg) 0u64,
+            options(nostack)
+        );
     }
 }
