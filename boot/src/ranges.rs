@@ -15,11 +15,17 @@ pub struct PhysRange {
 
 impl PhysRange {
     /// The empty range at 0.
-    pub const EMPTY: PhysRange = PhysRange { start: PhysAddr::new(0), end: PhysAddr::new(0) };
+    pub const EMPTY: PhysRange = PhysRange {
+        start: PhysAddr::new(0),
+        end: PhysAddr::new(0),
+    };
 
     /// `[start, start + size)`.
     pub const fn new(start: PhysAddr, size: u64) -> Self {
-        Self { start, end: PhysAddr::new(start.as_u64() + size) }
+        Self {
+            start,
+            end: PhysAddr::new(start.as_u64() + size),
+        }
     }
 
     /// Size in bytes.
@@ -40,7 +46,12 @@ impl PhysRange {
 
 impl fmt::Debug for PhysRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{:#012x}..{:#012x})", self.start.as_u64(), self.end.as_u64())
+        write!(
+            f,
+            "[{:#012x}..{:#012x})",
+            self.start.as_u64(),
+            self.end.as_u64()
+        )
     }
 }
 
@@ -58,7 +69,11 @@ pub struct RangeList {
 impl RangeList {
     /// An empty list.
     pub const fn new() -> Self {
-        Self { items: [PhysRange::EMPTY; MAX_RANGES], len: 0, dropped: 0 }
+        Self {
+            items: [PhysRange::EMPTY; MAX_RANGES],
+            len: 0,
+            dropped: 0,
+        }
     }
 
     /// Appends a range (ignored if empty; counted in [`RangeList::dropped`] if full).

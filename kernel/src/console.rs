@@ -1,5 +1,6 @@
 //! The kernel console: `print!`/`println!` onto the board's UART.
 
+use alloc::boxed::Box;
 use core::fmt::{self, Write};
 
 use spin::Mutex;
@@ -11,7 +12,7 @@ pub trait Uart: Send {
 }
 
 struct Console {
-    uart: Option<&'static mut dyn Uart>,
+    uart: Option<Box<dyn Uart>>,
 }
 
 impl Write for Console {
@@ -31,7 +32,7 @@ impl Write for Console {
 static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None });
 
 /// Installs the UART all later output goes to.
-pub fn set_uart(uart: &'static mut dyn Uart) {
+pub fn set_uart(uart: Box<dyn Uart>) {
     CONSOLE.lock().uart = Some(uart);
 }
 

@@ -28,26 +28,28 @@ pub fn used() -> usize {
     HEAP.lock().stats_alloc_actual()
 }
 
-kernel_test!(fn heap_collections() {
-    use alloc::collections::BTreeMap;
-    use alloc::string::String;
-    use alloc::vec::Vec;
-    let before = used();
-    {
-        let v: Vec<u64> = (0..10_000).collect();
-        check_eq!(v.iter().sum::<u64>(), 49_995_000);
-        let mut m = BTreeMap::new();
-        for i in 0..1000u32 {
-            m.insert(i.wrapping_mul(2_654_435_761), i);
+kernel_test!(
+    fn heap_collections() {
+        use alloc::collections::BTreeMap;
+        use alloc::string::String;
+        use alloc::vec::Vec;
+        let before = used();
+        {
+            let v: Vec<u64> = (0..10_000).collect();
+            check_eq!(v.iter().sum::<u64>(), 49_995_000);
+            let mut m = BTreeMap::new();
+            for i in 0..1000u32 {
+                m.insert(i.wrapping_mul(2_654_435_761), i);
+            }
+            check_eq!(m.len(), 1000);
+            let mut s = String::new();
+            for i in 0..100 {
+                s.push_str(&alloc::format!("{i},"));
+            }
+            check!(s.starts_with("0,1,2,"));
+            check!(used() > before);
         }
-        check_eq!(m.len(), 1000);
-        let mut s = String::new();
-        for i in 0..100 {
-            s.push_str(&alloc::format!("{i},"));
-        }
-        check!(s.starts_with("0,1,2,"));
-        check!(used() > before);
+        check_eq!(used(), before, "heap bytes leaked by the test");
+        Ok(())
     }
-    check_eq!(used(), before, "heap bytes leaked by the test");
-    Ok(())
-});
+);

@@ -43,7 +43,12 @@ fn short(name: &str) -> &str {
 pub fn run(filter: &str) -> bool {
     let tests = all();
     let selected = tests.iter().filter(|t| short(t.name).contains(filter));
-    println!("ktest: running {} of {} tests (filter \"{}\")", selected.clone().count(), tests.len(), filter);
+    println!(
+        "ktest: running {} of {} tests (filter \"{}\")",
+        selected.clone().count(),
+        tests.len(),
+        filter
+    );
     let (mut passed, mut failed) = (0, 0);
     for t in selected {
         let pages_before = crate::platform::free_pages();
@@ -52,11 +57,16 @@ pub fn run(filter: &str) -> bool {
         if result.is_ok() {
             let pages_after = crate::platform::free_pages();
             if pages_after != pages_before {
-                result = Err(alloc::format!("free pages {pages_before} before, {pages_after} after"));
+                result = Err(alloc::format!(
+                    "free pages {pages_before} before, {pages_after} after"
+                ));
             }
             let heap_after = crate::heap::used();
             if heap_after > heap_before {
-                result = Err(alloc::format!("heap grew by {} bytes", heap_after - heap_before));
+                result = Err(alloc::format!(
+                    "heap grew by {} bytes",
+                    heap_after - heap_before
+                ));
             }
         }
         match result {

@@ -24,8 +24,8 @@ folium_boot::entry_point!(kmain);
 /// What the kernel does after boot, chosen on the command line.
 fn kmain(info: &'static BootInfo) -> ! {
     arch::init_exceptions();
-    let board = platform::init(info);
     heap::init();
+    let board = platform::init(info);
     print_banner(info, board);
     mm::init(info, board);
     arch::clock::init();
@@ -37,7 +37,11 @@ fn kmain(info: &'static BootInfo) -> ! {
         cmdline::Action::None => true,
     };
     println!("folium: powering off");
-    arch::exit_qemu(if ok { arch::Exit::Success } else { arch::Exit::Failure })
+    arch::exit_qemu(if ok {
+        arch::Exit::Success
+    } else {
+        arch::Exit::Failure
+    })
 }
 
 fn print_banner(info: &BootInfo, board: &platform::Board) {
@@ -49,7 +53,11 @@ fn print_banner(info: &BootInfo, board: &platform::Board) {
     for r in board.ram.as_slice() {
         println!("  ram      {:?} {} MiB", r, r.size() >> 20);
     }
-    println!("  ram      total {} MiB (from {})", board.ram.total() >> 20, board.ram_source);
+    println!(
+        "  ram      total {} MiB (from {})",
+        board.ram.total() >> 20,
+        board.ram_source
+    );
     for r in info.reserved.as_slice() {
         println!("  reserved {:?}", r);
     }

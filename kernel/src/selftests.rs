@@ -11,57 +11,79 @@ pub const UNMAPPED: u64 = 0xffff_7f00_dead_b000;
 #[cfg(target_arch = "x86_64")]
 pub const UNMAPPED: u64 = 0xffff_c000_dead_b000;
 
-kernel_test!(fn breakpoint_is_caught_and_resumed() {
-    let rec = arch::breakpoint();
-    check!(rec.is_some(), "no breakpoint trap was recorded");
-    let rec = rec.unwrap_or_else(|| unreachable!());
-    #[cfg(target_arch = "aarch64")]
-    {
-        check_eq!(rec.class, 0x3c, "ESR_EL1.EC should be BRK");
-        check_eq!(rec.syndrome & 0xffff, 0xf01, "ESR_EL1.ISS should carry the brk immediate");
+kernel_test!(
+    fn breakpoint_is_caught_and_resumed() {
+        let rec = arch::breakpoint();
+        check!(rec.is_some(), "no breakpoint trap was recorded");
+        let rec = rec.unwrap_or_else(|| unreachable!());
+        #[cfg(target_arch = "aarch64")]
+        {
+            check_eq!(rec.class, 0x3c, "ESR_EL1.EC should be BRK");
+            check_eq!(
+                rec.syndrome & 0xffff,
+                0xf01,
+                "ESR_EL1.ISS should carry the brk immediate"
+            );
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            check_eq!(rec.class, 3, "vector should be #BP");
+        }
+        check!(rec.pc != 0);
+        Ok(())
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        check_eq!(rec.class, 3, "vector should be #BP");
-    }
-    check!(rec.pc != 0);
-    Ok(())
-});
+);
 
-kernel_test!(fn page_fault_is_caught_with_precise_report() {
-    let r = arch::probe_read(UNMAPPED);
-    check!(r.is_err(), "read of an unmapped address did not fault");
-    let rec = r.err().unwrap_or_else(|| unreachable!());
-    check_eq!(rec.addr, UNMAPPED, "fault address (FAR_EL1 / CR2)");
-    #[cfg(target_arch = "aarch64")]
-    {
-        check_eq!(rec.class, 0x25, "data abort at EL1");
-        check_eq!((rec.syndrome & 0x3f) >> 2, 1, "DFSC should be a translation fault");
-        check_eq!(rec.syndrome & (1 << 6), 0, "WnR should say read");
+kernel_test!(
+    fn page_fault_is_caught_with_precise_report() {
+        let r = arch::probe_read(UNMAPPED);
+        check!(r.is_err(), "read of an unmapped address did not fault");
+        let rec = r.err().unwrap_or_else(|| unreachable!());
+        check_eq!(rec.addr, UNMAPPED, "fault address (FAR_EL1 / CR2)");
+        #[cfg(target_arch = "aarch64")]
+        {
+            check_eq!(rec.class, 0x25, "data abort at EL1");
+            check_eq!(
+                (rec.syndrome & 0x3f) >> 2,
+                1,
+                "DFSC should be a translation fault"
+            );
+            check_eq!(rec.syndrome & (1 << 6), 0, "WnR should say read");
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            check_eq!(rec.class, 14, "#PF");
+            check_eq!(
+                rec.syndrome & 0x7,
+                0,
+                "error code: not-present, read, supervisor"
+            );
+        }
+        println!("    fault report: {}", arch::describe(&rec));
+        // A write faults the same way, and the kernel carries on.
+        let w = arch::probe_write(UNMAPPED, 1);
+        check!(w.is_err());
+        let wrec = w.err().unwrap_or_else(|| unreachable!());
+        #[cfg(target_arch = "aarch64")]
+        check!(wrec.syndrome & (1 << 6) != 0, "WnR should say write");
+        #[cfg(target_arch = "x86_64")]
+        check_eq!(
+            wrec.syndrome & 0x7,
+            0x2,
+            "error code: not-present, write, supervisor"
+        );
+        Ok(())
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        check_eq!(rec.class, 14, "#PF");
-        check_eq!(rec.syndrome & 0x7, 0, "error code: not-present, read, supervisor");
-    }
-    println!("    fault report: {}", arch::describe(&rec));
-    // A write faults the same way, and the kernel carries on.
-    let w = arch::probe_write(UNMAPPED, 1);
-    check!(w.is_err());
-    let wrec = w.err().unwrap_or_else(|| unreachable!());
-    #[cfg(target_arch = "aarch64")]
-    check!(wrec.syndrome & (1 << 6) != 0, "WnR should say write");
-    #[cfg(target_arch = "x86_64")]
-    check_eq!(wrec.syndrome & 0x7, 0x2, "error code: not-present, write, supervisor");
-    Ok(())
-});
+);
 
-kernel_test!(fn probe_reads_mapped_memory() {
-    static WORD: u64 = 0x0123_4567_89ab_cdef;
-    let v = arch::probe_read(&raw const WORD as u64);
-    check_eq!(v, Ok(0x0123_4567_89ab_cdef));
-    Ok(())
-});
+kernel_test!(
+    fn probe_reads_mapped_memory() {
+        static WORD: u64 = 0x0123_4567_89ab_cdef;
+        let v = arch::probe_read(&raw const WORD as u64);
+        check_eq!(v, Ok(0x0123_4567_89ab_cdef));
+        Ok(())
+    }
+);
 
 /// Touches an unmapped address with no fixup: must end in the fatal report.
 pub fn trigger_unexpected_fault() -> bool {

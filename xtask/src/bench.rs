@@ -13,13 +13,21 @@ use crate::{Opts, Result};
 const BENCHES: [(&str, &str); 1] = [("bench-alloc", "alloc")];
 
 pub fn run(o: &Opts) -> Result<bool> {
-    let boards = if o.boards.is_empty() { vec![Board::Virt, Board::Q35] } else { o.boards.clone() };
+    let boards = if o.boards.is_empty() {
+        vec![Board::Virt, Board::Q35]
+    } else {
+        o.boards.clone()
+    };
     qemu::ensure_installed()?;
     let out_dir = build::root().join("out").join("bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let mut ok = true;
     for arch in [Arch::Aarch64, Arch::X86_64] {
-        let on_arch: Vec<Board> = boards.iter().copied().filter(|b| b.arch() == arch).collect();
+        let on_arch: Vec<Board> = boards
+            .iter()
+            .copied()
+            .filter(|b| b.arch() == arch)
+            .collect();
         if on_arch.is_empty() {
             continue;
         }
@@ -32,11 +40,27 @@ pub fn run(o: &Opts) -> Result<bool> {
                 }
                 spec.cpu = o.cpu.clone();
                 println!("== {word} on {}", spec.label());
-                let run = boot(&spec, &kernel, Duration::from_secs(o.timeout.unwrap_or(1200)), true)?;
-                let objects: Vec<&str> = run.lines.iter().map(String::as_str).filter(|l| l.starts_with('{')).collect();
-                let passed = run.exit == Some(board.exit_codes().0) && !run.timed_out && !objects.is_empty();
+                let run = boot(
+                    &spec,
+                    &kernel,
+                    Duration::from_secs(o.timeout.unwrap_or(1200)),
+                    true,
+                )?;
+                let objects: Vec<&str> = run
+                    .lines
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|l| l.starts_with('{'))
+                    .collect();
+                let passed =
+                    run.exit == Some(board.exit_codes().0) && !run.timed_out && !objects.is_empty();
                 if !passed {
-                    println!("{word} on {} failed (exit {:?}, timed out {})", spec.label(), run.exit, run.timed_out);
+                    println!(
+                        "{word} on {} failed (exit {:?}, timed out {})",
+                        spec.label(),
+                        run.exit,
+                        run.timed_out
+                    );
                     ok = false;
                     continue;
                 }

@@ -40,18 +40,29 @@ impl Arch {
 
 /// The workspace root (the parent of this crate's directory).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The shared target directory.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 /// Runs a command, failing with its description if it does not succeed.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {status}")) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {status}"))
+    }
 }
 
 /// The cargo that runs us (so the pinned toolchain is used throughout).
@@ -64,8 +75,18 @@ pub fn cargo() -> Command {
 /// Builds the kernel and returns the file QEMU boots: the raw arm64 Image
 /// on aarch64 (written next to the ELF), the ELF itself on x86_64.
 pub fn kernel(arch: Arch) -> Result<PathBuf> {
-    run_cmd(cargo().args(["build", "--release", "-p", "folium-kernel", "--target", arch.target()]))?;
-    let elf = target_dir().join(arch.target()).join("release").join("folium");
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "folium-kernel",
+        "--target",
+        arch.target(),
+    ]))?;
+    let elf = target_dir()
+        .join(arch.target())
+        .join("release")
+        .join("folium");
     match arch {
         Arch::X86_64 => Ok(elf),
         Arch::Aarch64 => {

@@ -4,7 +4,9 @@
 /// load address from the lowest loaded segment; zero-fill (.bss) omitted.
 pub fn to_raw_binary(elf: &[u8]) -> Result<Vec<u8>, String> {
     let rd16 = |o: usize| -> Result<u64, String> {
-        elf.get(o..o + 2).map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))).ok_or("truncated ELF".into())
+        elf.get(o..o + 2)
+            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])))
+            .ok_or("truncated ELF".into())
     };
     let rd64 = |o: usize| -> Result<u64, String> {
         elf.get(o..o + 8)
@@ -29,11 +31,17 @@ pub fn to_raw_binary(elf: &[u8]) -> Result<Vec<u8>, String> {
             segs.push((paddr, offset as usize, filesz as usize));
         }
     }
-    let base = segs.iter().map(|s| s.0).min().ok_or("no loadable segment")?;
+    let base = segs
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .ok_or("no loadable segment")?;
     let end = segs.iter().map(|s| s.0 + s.2 as u64).max().unwrap_or(base);
     let mut out = vec![0u8; (end - base) as usize];
     for (paddr, offset, size) in segs {
-        let src = elf.get(offset..offset + size).ok_or("segment outside the file")?;
+        let src = elf
+            .get(offset..offset + size)
+            .ok_or("segment outside the file")?;
         let at = (paddr - base) as usize;
         out[at..at + size].copy_from_slice(src);
     }
@@ -59,7 +67,10 @@ mod tests {
         f[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
         f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
         f[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
-        for (i, (paddr, off, data)) in [(0x1000u64, 0x100usize, b"AB"), (0x1010, 0x110, b"CD")].iter().enumerate() {
+        for (i, (paddr, off, data)) in [(0x1000u64, 0x100usize, b"AB"), (0x1010, 0x110, b"CD")]
+            .iter()
+            .enumerate()
+        {
             let ph = 0x40 + i * 56;
             f[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes());
             f[ph + 8..ph + 16].copy_from_slice(&(*off as u64).to_le_bytes());

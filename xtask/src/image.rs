@@ -12,11 +12,20 @@ pub fn run(o: &Opts) -> Result<bool> {
         [crate::qemu::Board::Raspi3b] => ("rpi3", 3),
         _ => return Err("image needs --board rpi4 or --board rpi3".into()),
     };
-    let out = o.out.as_ref().map(PathBuf::from).unwrap_or_else(|| build::root().join("out").join(board));
+    let out = o
+        .out
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| build::root().join("out").join(board));
     let img = build::kernel(Arch::Aarch64)?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let w = |name: &str, data: &[u8]| std::fs::write(out.join(name), data).map_err(|e| format!("{name}: {e}"));
-    w("kernel8.img", &std::fs::read(&img).map_err(|e| format!("{}: {e}", img.display()))?)?;
+    let w = |name: &str, data: &[u8]| {
+        std::fs::write(out.join(name), data).map_err(|e| format!("{name}: {e}"))
+    };
+    w(
+        "kernel8.img",
+        &std::fs::read(&img).map_err(|e| format!("{}: {e}", img.display()))?,
+    )?;
     w(
         "config.txt",
         format!(

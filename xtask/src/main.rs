@@ -57,7 +57,11 @@ fn parse(args: &[String]) -> Result<Opts> {
     let mut o = Opts::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match a.as_str() {
             "--board" => {
                 let v = val("--board")?;

@@ -52,8 +52,8 @@ impl Board {
     /// Guest exit status for success and failure as the host sees them.
     pub fn exit_codes(self) -> (i32, i32) {
         match self.arch() {
-            Arch::Aarch64 => (0, 1),    // semihosting SYS_EXIT_EXTENDED
-            Arch::X86_64 => (33, 35),   // isa-debug-exit: (value << 1) | 1
+            Arch::Aarch64 => (0, 1),  // semihosting SYS_EXIT_EXTENDED
+            Arch::X86_64 => (33, 35), // isa-debug-exit: (value << 1) | 1
         }
     }
 }
@@ -82,7 +82,10 @@ impl Accel {
 /// implementation that cannot run ordinary kernels.
 pub fn host_has_hw_virt() -> bool {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = cpuinfo.lines().filter(|l| l.starts_with("flags")).flat_map(|l| l.split_whitespace());
+    let flags = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .flat_map(|l| l.split_whitespace());
     let hw = flags.clone().any(|f| f == "vmx" || f == "svm");
     hw && Path::new("/dev/kvm").exists()
 }
@@ -100,7 +103,14 @@ pub struct Spec {
 
 impl Spec {
     pub fn new(board: Board, cmdline: &str) -> Spec {
-        Spec { board, cpu: None, accel: Accel::Tcg, mem: None, extra_machine: None, cmdline: cmdline.into() }
+        Spec {
+            board,
+            cpu: None,
+            accel: Accel::Tcg,
+            mem: None,
+            extra_machine: None,
+            cmdline: cmdline.into(),
+        }
     }
 
     /// A short label (`virt/cortex-a72`, `q35/kvm` ...).
@@ -140,14 +150,26 @@ impl Spec {
             }
             Board::Raspi4b | Board::Raspi3b => {
                 if self.mem.is_some() || self.cpu.is_some() {
-                    return Err(format!("{}: RAM size and CPU are fixed by the board", b.name()));
+                    return Err(format!(
+                        "{}: RAM size and CPU are fixed by the board",
+                        b.name()
+                    ));
                 }
             }
             Board::Q35 => {
-                let default_cpu = if self.accel == Accel::Kvm { "host" } else { "qemu64" };
+                let default_cpu = if self.accel == Accel::Kvm {
+                    "host"
+                } else {
+                    "qemu64"
+                };
                 c.args(["-cpu", self.cpu.as_deref().unwrap_or(default_cpu)]);
                 c.args(["-m", self.mem.as_deref().unwrap_or("512M")]);
-                c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-nic", "none"]);
+                c.args([
+                    "-device",
+                    "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                    "-nic",
+                    "none",
+                ]);
             }
         }
         if b.arch() == Arch::Aarch64 {
@@ -157,7 +179,11 @@ impl Spec {
             Accel::Tcg => c.args(["-accel", "tcg"]),
             Accel::Kvm => {
                 if b.arch() != host_arch() {
-                    return Err(format!("--accel kvm needs a {} host to run {}", b.arch().name(), b.name()));
+                    return Err(format!(
+                        "--accel kvm needs a {} host to run {}",
+                        b.arch().name(),
+                        b.name()
+                    ));
                 }
                 c.args(["-accel", "kvm"])
             }
@@ -175,7 +201,11 @@ impl Spec {
 }
 
 fn host_arch() -> Arch {
-    if cfg!(target_arch = "aarch64") { Arch::Aarch64 } else { Arch::X86_64 }
+    if cfg!(target_arch = "aarch64") {
+        Arch::Aarch64
+    } else {
+        Arch::X86_64
+    }
 }
 
 /// The major version of an installed QEMU binary, if any.
@@ -202,10 +232,16 @@ pub fn ensure_installed() -> Result<()> {
     let suite = format!("{codename}-backports");
     let list = "/etc/apt/sources.list.d/folium-backports.sources";
     let (uri, keyring) = debian_mirror();
-    let stanza = format!("Types: deb\nURIs: {uri}\nSuites: {suite}\nComponents: main\nSigned-By: {keyring}\n");
+    let stanza = format!(
+        "Types: deb\nURIs: {uri}\nSuites: {suite}\nComponents: main\nSigned-By: {keyring}\n"
+    );
     let install = format!("apt-get install -y -t {suite} qemu-system-arm qemu-system-x86");
     // `id -u` rather than geteuid(): keeps this crate free of libc.
-    let root = Command::new("id").arg("-u").output().ok().is_some_and(|o| o.stdout.trim_ascii() == b"0");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .is_some_and(|o| o.stdout.trim_ascii() == b"0");
     let apt = Path::new("/usr/bin/apt-get").exists();
     if !root || !apt {
         return Err(format!(
@@ -213,9 +249,16 @@ pub fn ensure_installed() -> Result<()> {
              cat > {list} <<'EOF'\n{stanza}EOF\napt-get update\n{install}\n"
         ));
     }
-    let already = std::fs::read_dir("/etc/apt/sources.list.d").into_iter().flatten().flatten().any(|e| {
-        std::fs::read_to_string(e.path()).is_ok_and(|t| t.lines().any(|l| l.starts_with("Suites:") && l.contains(&suite)))
-    });
+    let already = std::fs::read_dir("/etc/apt/sources.list.d")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read_to_string(e.path()).is_ok_and(|t| {
+                t.lines()
+                    .any(|l| l.starts_with("Suites:") && l.contains(&suite))
+            })
+        });
     if !already {
         eprintln!("xtask: adding {suite} to apt sources ({list})");
         std::fs::write(list, &stanza).map_err(|e| format!("{list}: {e}"))?;
@@ -225,7 +268,15 @@ pub fn ensure_installed() -> Result<()> {
     build::run_cmd(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-q", "-t", &suite, "qemu-system-arm", "qemu-system-x86"]),
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "-t",
+                &suite,
+                "qemu-system-arm",
+                "qemu-system-x86",
+            ]),
     )?;
     if ok("qemu-system-aarch64") && ok("qemu-system-x86_64") {
         Ok(())
@@ -236,11 +287,17 @@ pub fn ensure_installed() -> Result<()> {
 
 /// The Debian mirror and keyring the machine already uses.
 fn debian_mirror() -> (String, String) {
-    let text = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
-    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string());
+    let text =
+        std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
     (
         field("URIs:").unwrap_or_else(|| "http://deb.debian.org/debian".into()),
-        field("Signed-By:").unwrap_or_else(|| "/usr/share/keyrings/debian-archive-keyring.gpg".into()),
+        field("Signed-By:")
+            .unwrap_or_else(|| "/usr/share/keyrings/debian-archive-keyring.gpg".into()),
     )
 }
 
@@ -252,12 +309,31 @@ pub fn run(o: &Opts) -> Result<bool> {
         _ => return Err("qemu-run boots one board".into()),
     };
     ensure_installed()?;
-    let accel = o.accel.unwrap_or(if board.arch() == host_arch() && host_has_hw_virt() { Accel::Kvm } else { Accel::Tcg });
+    let accel = o
+        .accel
+        .unwrap_or(if board.arch() == host_arch() && host_has_hw_virt() {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        });
     let kernel = build::kernel(board.arch())?;
-    let spec = Spec { board, cpu: o.cpu.clone(), accel, mem: o.mem.clone(), extra_machine: None, cmdline: o.cmdline.join(" ") };
+    let spec = Spec {
+        board,
+        cpu: o.cpu.clone(),
+        accel,
+        mem: o.mem.clone(),
+        extra_machine: None,
+        cmdline: o.cmdline.join(" "),
+    };
     let mut cmd = spec.command(&kernel, true)?;
-    eprintln!("xtask: booting {} ({:?}); Ctrl-A X quits", spec.label(), accel);
-    let status = cmd.status().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    eprintln!(
+        "xtask: booting {} ({:?}); Ctrl-A X quits",
+        spec.label(),
+        accel
+    );
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start QEMU: {e}"))?;
     let (pass, _) = board.exit_codes();
     Ok(status.code() == Some(pass))
 }

@@ -48,7 +48,9 @@ fn clean(line: &str) -> String {
 /// With `echo`, lines are printed as they arrive.
 pub fn boot(spec: &Spec, kernel: &Path, timeout: Duration, echo: bool) -> Result<GuestRun> {
     let mut cmd = spec.command(kernel, false)?;
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let (tx, rx) = mpsc::channel::<(Instant, String)>();
@@ -70,7 +72,13 @@ pub fn boot(spec: &Spec, kernel: &Path, timeout: Duration, echo: bool) -> Result
         }));
     }
     drop(tx);
-    let mut run = GuestRun { lines: Vec::new(), exit: None, timed_out: false, banner_after: None, elapsed: Duration::ZERO };
+    let mut run = GuestRun {
+        lines: Vec::new(),
+        exit: None,
+        timed_out: false,
+        banner_after: None,
+        elapsed: Duration::ZERO,
+    };
     let deadline = start + timeout;
     loop {
         let now = Instant::now();
@@ -82,7 +90,10 @@ pub fn boot(spec: &Spec, kernel: &Path, timeout: Duration, echo: bool) -> Result
         match rx.recv_timeout(deadline - now) {
             Ok((t, raw)) => {
                 let line = clean(&raw);
-                if run.banner_after.is_none() && line.starts_with("Folium ") && line.contains(" on ") {
+                if run.banner_after.is_none()
+                    && line.starts_with("Folium ")
+                    && line.contains(" on ")
+                {
                     run.banner_after = Some(t - start);
                 }
                 if echo {
@@ -116,7 +127,12 @@ struct Outcome {
 /// missing or inconsistent summary, or a failure exit status.
 fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
     let label = spec.label();
-    let mut o = Outcome { label: label.clone(), passed: 0, failed: 0, report: Vec::new() };
+    let mut o = Outcome {
+        label: label.clone(),
+        passed: 0,
+        failed: 0,
+        report: Vec::new(),
+    };
     let mut summary = None;
     let mut fatal = None;
     for l in &run.lines {
@@ -128,7 +144,10 @@ fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
                 o.failed += 1;
                 o.report.push(format!("[{label}] {l}"));
             }
-        } else if let Some(s) = l.strip_prefix("ktest: ").filter(|s| s.contains(" passed, ")) {
+        } else if let Some(s) = l
+            .strip_prefix("ktest: ")
+            .filter(|s| s.contains(" passed, "))
+        {
             summary = Some(s.to_string());
         } else if l.contains("KERNEL PANIC") || l.contains("UNEXPECTED EXCEPTION") {
             fatal.get_or_insert_with(|| l.clone());
@@ -137,7 +156,10 @@ fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
     let (pass, _) = spec.board.exit_codes();
     let mut problems = Vec::new();
     if run.timed_out {
-        problems.push(format!("timed out after {:.0} s", run.elapsed.as_secs_f64()));
+        problems.push(format!(
+            "timed out after {:.0} s",
+            run.elapsed.as_secs_f64()
+        ));
     }
     if let Some(f) = fatal {
         problems.push(f);
@@ -152,18 +174,29 @@ fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
     if o.passed + o.failed == 0 {
         problems.push("no test ran".into());
     }
-    let expected_exit = if o.failed == 0 { Some(pass) } else { Some(spec.board.exit_codes().1) };
+    let expected_exit = if o.failed == 0 {
+        Some(pass)
+    } else {
+        Some(spec.board.exit_codes().1)
+    };
     if run.exit != expected_exit && !run.timed_out {
-        problems.push(format!("QEMU exit status {:?}, expected {:?}", run.exit, expected_exit));
+        problems.push(format!(
+            "QEMU exit status {:?}, expected {:?}",
+            run.exit, expected_exit
+        ));
     }
     if !problems.is_empty() {
         o.failed += 1;
-        o.report.push(format!("[{label}] boot FAILED: {}", problems.join("; ")));
+        o.report
+            .push(format!("[{label}] boot FAILED: {}", problems.join("; ")));
         o.report.push(format!("[{label}] last console lines:"));
         let tail = run.lines.len().saturating_sub(30);
-        o.report.extend(run.lines[tail..].iter().map(|l| format!("[{label}]   {l}")));
+        o.report
+            .extend(run.lines[tail..].iter().map(|l| format!("[{label}]   {l}")));
     }
-    let banner = run.banner_after.map_or("no banner".into(), |d| format!("banner after {:.2} s", d.as_secs_f64()));
+    let banner = run.banner_after.map_or("no banner".into(), |d| {
+        format!("banner after {:.2} s", d.as_secs_f64())
+    });
     o.report.push(format!(
         "[{label}] {} passed, {} failed; {banner}, boot total {:.2} s",
         o.passed,
@@ -178,8 +211,13 @@ fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
 fn check_fatal_boot(spec: &Spec, run: &GuestRun) -> Outcome {
     let label = format!("{}:fatal", spec.label());
     let (_, fail) = spec.board.exit_codes();
-    let reported = run.lines.iter().any(|l| l.starts_with("UNEXPECTED EXCEPTION") && (l.contains("data abort") || l.contains("#PF")));
-    let regs = run.lines.iter().any(|l| l.contains("ELR ") || l.contains("RIP "));
+    let reported = run.lines.iter().any(|l| {
+        l.starts_with("UNEXPECTED EXCEPTION") && (l.contains("data abort") || l.contains("#PF"))
+    });
+    let regs = run
+        .lines
+        .iter()
+        .any(|l| l.contains("ELR ") || l.contains("RIP "));
     let ok = reported && regs && run.exit == Some(fail) && !run.timed_out;
     let mut report = vec![format!(
         "[{label}] test unexpected_exception_stops_with_failure ... {}",
@@ -192,7 +230,12 @@ fn check_fatal_boot(spec: &Spec, run: &GuestRun) -> Outcome {
         ));
         report.extend(run.lines.iter().map(|l| format!("[{label}]   {l}")));
     }
-    Outcome { label, passed: ok as usize, failed: (!ok) as usize, report }
+    Outcome {
+        label,
+        passed: ok as usize,
+        failed: (!ok) as usize,
+        report,
+    }
 }
 
 /// Counts `test result: ok. N passed; M failed` lines of `cargo test`.
@@ -208,7 +251,10 @@ fn host_tests() -> Result<(usize, usize)> {
     for l in text.lines() {
         if let Some(rest) = l.strip_prefix("test result: ") {
             let num = |key: &str| -> usize {
-                rest.split(';').find_map(|p| p.trim().strip_suffix(key)).and_then(|n| n.trim().rsplit(' ').next()?.parse().ok()).unwrap_or(0)
+                rest.split(';')
+                    .find_map(|p| p.trim().strip_suffix(key))
+                    .and_then(|n| n.trim().rsplit(' ').next()?.parse().ok())
+                    .unwrap_or(0)
             };
             passed += num(" passed");
             failed += num(" failed");
@@ -269,7 +315,11 @@ fn guest_specs(boards: &[Board]) -> (Vec<(Spec, bool)>, Vec<String>) {
 
 /// `cargo xtask test`.
 pub fn run(o: &Opts) -> Result<bool> {
-    let boards = if o.boards.is_empty() { Board::ALL.to_vec() } else { o.boards.clone() };
+    let boards = if o.boards.is_empty() {
+        Board::ALL.to_vec()
+    } else {
+        o.boards.clone()
+    };
     let timeout = Duration::from_secs(o.timeout.unwrap_or(300));
     let (mut passed, mut failed) = host_tests()?;
     qemu::ensure_installed()?;
@@ -283,20 +333,34 @@ pub fn run(o: &Opts) -> Result<bool> {
     for n in &notices {
         println!("notice: {n}");
     }
-    println!("== guest self-tests: {} boots, timeout {} s each", specs.len(), timeout.as_secs());
+    println!(
+        "== guest self-tests: {} boots, timeout {} s each",
+        specs.len(),
+        timeout.as_secs()
+    );
     // Two boots at a time: TCG runs each single-vCPU guest on one host core.
     let queue = std::sync::Mutex::new(specs.into_iter().enumerate().rev().collect::<Vec<_>>());
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
-                loop {
-                    let Some((i, (spec, fatal))) = queue.lock().map(|mut q| q.pop()).ok().flatten() else { break };
-                    let kernel = &kernels.iter().find(|k| k.0 == spec.board.arch()).map(|k| k.1.clone()).unwrap_or_default();
+                while let Some((i, (spec, fatal))) =
+                    queue.lock().map(|mut q| q.pop()).ok().flatten()
+                {
+                    let kernel = &kernels
+                        .iter()
+                        .find(|k| k.0 == spec.board.arch())
+                        .map(|k| k.1.clone())
+                        .unwrap_or_default();
                     let outcome = match boot(&spec, kernel, timeout, false) {
                         Ok(run) if fatal => check_fatal_boot(&spec, &run),
                         Ok(run) => check_test_boot(&spec, &run),
-                        Err(e) => Outcome { label: spec.label(), passed: 0, failed: 1, report: vec![format!("[{}] {e}", spec.label())] },
+                        Err(e) => Outcome {
+                            label: spec.label(),
+                            passed: 0,
+                            failed: 1,
+                            report: vec![format!("[{}] {e}", spec.label())],
+                        },
                     };
                     for l in &outcome.report {
                         println!("{l}");
@@ -345,7 +409,15 @@ mod tests {
     #[test]
     fn passing_boot_counts_each_test() {
         let spec = Spec::new(Board::Virt, "test");
-        let r = run_of(&["Folium 0.1 on virt", "test a ... ok", "test b ... ok", "ktest: 2 passed, 0 failed"], 0);
+        let r = run_of(
+            &[
+                "Folium 0.1 on virt",
+                "test a ... ok",
+                "test b ... ok",
+                "ktest: 2 passed, 0 failed",
+            ],
+            0,
+        );
         let o = check_test_boot(&spec, &r);
         assert_eq!((o.passed, o.failed), (2, 0));
     }
@@ -353,20 +425,37 @@ mod tests {
     #[test]
     fn failures_panics_and_bad_summaries_fail() {
         let spec = Spec::new(Board::Q35, "test");
-        let r = run_of(&["test a ... ok", "test b ... FAILED: x", "ktest: 1 passed, 1 failed"], 35);
+        let r = run_of(
+            &[
+                "test a ... ok",
+                "test b ... FAILED: x",
+                "ktest: 1 passed, 1 failed",
+            ],
+            35,
+        );
         assert_eq!(check_test_boot(&spec, &r).failed, 1);
         let r = run_of(&["test a ... ok", "KERNEL PANIC: boom"], 35);
         assert_eq!(check_test_boot(&spec, &r).failed, 1);
         let r = run_of(&["test a ... ok", "ktest: 2 passed, 0 failed"], 33);
         assert_eq!(check_test_boot(&spec, &r).failed, 1);
         let r = run_of(&["test a ... ok", "ktest: 1 passed, 0 failed"], 35);
-        assert_eq!(check_test_boot(&spec, &r).failed, 1, "a failure exit status fails the boot");
+        assert_eq!(
+            check_test_boot(&spec, &r).failed,
+            1,
+            "a failure exit status fails the boot"
+        );
     }
 
     #[test]
     fn fatal_boot_must_report_and_fail() {
         let spec = Spec::new(Board::Virt, "fatal-test");
-        let good = run_of(&["UNEXPECTED EXCEPTION: synchronous data abort at EL1", "  ELR 0x1"], 1);
+        let good = run_of(
+            &[
+                "UNEXPECTED EXCEPTION: synchronous data abort at EL1",
+                "  ELR 0x1",
+            ],
+            1,
+        );
         assert_eq!(check_fatal_boot(&spec, &good).passed, 1);
         let silent = run_of(&["nothing"], 1);
         assert_eq!(check_fatal_boot(&spec, &silent).failed, 1);

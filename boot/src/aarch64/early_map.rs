@@ -54,7 +54,11 @@ struct State {
     retired: bool,
 }
 
-static STATE: Mutex<State> = Mutex::new(State { kimage_voffset: 0, next_free: 0, retired: false });
+static STATE: Mutex<State> = Mutex::new(State {
+    kimage_voffset: 0,
+    next_free: 0,
+    retired: false,
+});
 
 /// Stops the early map: its tables are no longer live once the kernel's
 /// own tables are installed, so later calls fail with `Retired`.
@@ -111,8 +115,10 @@ pub fn early_map(pa: PhysAddr, size: u64, kind: MemKind) -> Result<VirtAddr, Ear
         let l1i = (cur / BLOCK_1G) as usize;
         // SAFETY: the state lock serialises all access to the early tables,
         // which are only ever extended (invalid -> valid).
-        let l1 = unsafe { &mut (*(&raw mut LINEAR_L1)).0 };
-        if cur % BLOCK_1G == 0 && end - cur >= BLOCK_1G && l1[l1i] == 0 {
+        let l1_ptr = &raw mut LINEAR_L1;
+        // SAFETY: see above.
+        let l1 = unsafe { &mut (*l1_ptr).0 };
+        if cur.is_multiple_of(BLOCK_1G) && end - cur >= BLOCK_1G && l1[l1i] == 0 {
             l1[l1i] = cur | attrs;
             cur += BLOCK_1G;
             continue;
@@ -128,8 +134,9 @@ pub fn early_map(pa: PhysAddr, size: u64, kind: MemKind) -> Result<VirtAddr, Ear
             if st.next_free == POOL_TABLES {
                 return Err(EarlyMapError::OutOfTables);
             }
+            let pool = &raw mut POOL;
             // SAFETY: as above; each pool table is handed out once.
-            let table = unsafe { &raw mut (*(&raw mut POOL))[st.next_free] };
+            let table = unsafe { &raw mut (*pool)[st.next_free] };
             st.next_free += 1;
             l1[l1i] = (table as u64 - st.kimage_voffset) | VALID_TABLE;
         }

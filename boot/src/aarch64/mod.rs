@@ -66,10 +66,15 @@ fn probe_firmware(pa: u64) -> Firmware {
     if read_be32(va) == FDT_MAGIC {
         let size = u64::from(read_be32(va + 4));
         if early_map(PhysAddr::new(pa), size, MemKind::Normal).is_ok() {
-            return Firmware::Dtb { pa: PhysAddr::new(pa), size };
+            return Firmware::Dtb {
+                pa: PhysAddr::new(pa),
+                size,
+            };
         }
     } else if read_le32(va + 4) == ATAG_CORE {
-        return Firmware::Atags { pa: PhysAddr::new(pa) };
+        return Firmware::Atags {
+            pa: PhysAddr::new(pa),
+        };
     }
     raw
 }
@@ -83,18 +88,26 @@ fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
     };
     for region in fdt.memory().regions() {
         if let Some(sz) = region.size {
-            info.ram.push(PhysRange::new(PhysAddr::new(region.starting_address as u64), sz as u64));
+            info.ram.push(PhysRange::new(
+                PhysAddr::new(region.starting_address as u64),
+                sz as u64,
+            ));
         }
     }
     for r in fdt.memory_reservations() {
-        info.reserved.push(PhysRange::new(PhysAddr::new(r.address() as u64), r.size() as u64));
+        info.reserved.push(PhysRange::new(
+            PhysAddr::new(r.address() as u64),
+            r.size() as u64,
+        ));
     }
     if let Some(node) = fdt.find_node("/reserved-memory") {
         for child in node.children() {
             for region in child.reg().into_iter().flatten() {
                 if let Some(sz) = region.size {
-                    info.reserved
-                        .push(PhysRange::new(PhysAddr::new(region.starting_address as u64), sz as u64));
+                    info.reserved.push(PhysRange::new(
+                        PhysAddr::new(region.starting_address as u64),
+                        sz as u64,
+                    ));
                 }
             }
         }
@@ -112,23 +125,31 @@ fn parse_atags(info: &mut BootInfo, pa: PhysAddr) {
     info.reserved.push(PhysRange::new(PhysAddr::new(0), 0x1000));
     let mut tag = pa;
     for _ in 0..64 {
-        let Ok(va) = early_map(tag, 8, MemKind::Normal) else { return };
+        let Ok(va) = early_map(tag, 8, MemKind::Normal) else {
+            return;
+        };
         let words = read_le32(va);
         let kind = read_le32(va + 4);
         if words < 2 || kind == 0 {
             return;
         }
-        let Ok(va) = early_map(tag, u64::from(words) * 4, MemKind::Normal) else { return };
+        let Ok(va) = early_map(tag, u64::from(words) * 4, MemKind::Normal) else {
+            return;
+        };
         match kind {
             ATAG_MEM if words >= 4 => {
                 let size = read_le32(va + 8);
                 let start = read_le32(va + 12);
-                info.ram.push(PhysRange::new(PhysAddr::new(u64::from(start)), u64::from(size)));
+                info.ram.push(PhysRange::new(
+                    PhysAddr::new(u64::from(start)),
+                    u64::from(size),
+                ));
             }
             ATAG_CMDLINE => {
                 let len = (words as usize - 2) * 4;
                 // SAFETY: the tag's `words` were mapped just above.
-                let bytes = unsafe { core::slice::from_raw_parts((va + 8).as_u64() as *const u8, len) };
+                let bytes =
+                    unsafe { core::slice::from_raw_parts((va + 8).as_u64() as *const u8, len) };
                 info.set_cmdline(bytes);
             }
             _ => {}

@@ -67,14 +67,17 @@ extern "C" fn boot_entry(start_info_pa: u64) -> ! {
     };
     // The real-mode area (IVT, BDA, EBDA, option ROMs, the PVH structures)
     // stays out of the allocator, as on Linux.
-    info.reserved.push(PhysRange::new(PhysAddr::new(0), 0x10_0000));
+    info.reserved
+        .push(PhysRange::new(PhysAddr::new(0), 0x10_0000));
     info.firmware = Firmware::Unknown { raw: start_info_pa };
     if let Some(p) = linear::<StartInfo>(start_info_pa) {
         // SAFETY: the first 4 GiB are mapped by the early tables and QEMU
         // placed a StartInfo here (checked by its magic below).
         let si = unsafe { p.read_volatile() };
         if si.magic == PVH_MAGIC {
-            info.firmware = Firmware::Pvh { pa: PhysAddr::new(start_info_pa) };
+            info.firmware = Firmware::Pvh {
+                pa: PhysAddr::new(start_info_pa),
+            };
             parse_start_info(&mut info, &si);
         }
     }
@@ -85,7 +88,9 @@ fn parse_start_info(info: &mut BootInfo, si: &StartInfo) {
     if si.version >= 1 {
         for i in 0..u64::from(si.memmap_entries.min(128)) {
             let pa = si.memmap_paddr + i * size_of::<MemmapEntry>() as u64;
-            let Some(p) = linear::<MemmapEntry>(pa) else { break };
+            let Some(p) = linear::<MemmapEntry>(pa) else {
+                break;
+            };
             // SAFETY: inside the early linear map; QEMU wrote the table there.
             let e = unsafe { p.read_volatile() };
             if e.kind == E820_RAM {
@@ -93,12 +98,12 @@ fn parse_start_info(info: &mut BootInfo, si: &StartInfo) {
             }
         }
     }
-    if si.cmdline_paddr != 0 {
-        if let Some(p) = linear::<[u8; crate::CMDLINE_MAX]>(si.cmdline_paddr) {
-            // SAFETY: inside the early linear map; the copy stops at the NUL.
-            let bytes = unsafe { &*p };
-            info.set_cmdline(bytes);
-        }
+    if si.cmdline_paddr != 0
+        && let Some(p) = linear::<[u8; crate::CMDLINE_MAX]>(si.cmdline_paddr)
+    {
+        // SAFETY: inside the early linear map; the copy stops at the NUL.
+        let bytes = unsafe { &*p };
+        info.set_cmdline(bytes);
     }
 }
 

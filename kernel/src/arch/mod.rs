@@ -62,12 +62,15 @@ fn record_trap(r: TrapRecord) {
 
 /// Takes the last recorded trap, if one happened since the previous call.
 pub fn take_trap() -> Option<TrapRecord> {
-    LAST_TRAP.valid.swap(false, Ordering::Acquire).then(|| TrapRecord {
-        class: LAST_TRAP.class.load(Ordering::Relaxed),
-        syndrome: LAST_TRAP.syndrome.load(Ordering::Relaxed),
-        addr: LAST_TRAP.addr.load(Ordering::Relaxed),
-        pc: LAST_TRAP.pc.load(Ordering::Relaxed),
-    })
+    LAST_TRAP
+        .valid
+        .swap(false, Ordering::Acquire)
+        .then(|| TrapRecord {
+            class: LAST_TRAP.class.load(Ordering::Relaxed),
+            syndrome: LAST_TRAP.syndrome.load(Ordering::Relaxed),
+            addr: LAST_TRAP.addr.load(Ordering::Relaxed),
+            pc: LAST_TRAP.pc.load(Ordering::Relaxed),
+        })
 }
 
 /// Set while a breakpoint is raised on purpose, so the handler resumes.

@@ -22,10 +22,23 @@ pub fn alloc(board: &Board) -> bool {
         println!("bench-alloc: no clock");
         return false;
     }
-    let arch = if cfg!(target_arch = "aarch64") { "aarch64" } else { "x86_64" };
-    println!("bench-alloc on {} ({arch}), clock {}", board.name, clock::describe());
-    println!("  alloc+free pairs in batches of {BATCH} (allocate {BATCH} blocks, free them), zeroing excluded");
-    println!("  {:>5} {:>10} {:>14} {:>14}", "order", "pairs", "ns/pair", "ns per 4 KiB");
+    let arch = if cfg!(target_arch = "aarch64") {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    println!(
+        "bench-alloc on {} ({arch}), clock {}",
+        board.name,
+        clock::describe()
+    );
+    println!(
+        "  alloc+free pairs in batches of {BATCH} (allocate {BATCH} blocks, free them), zeroing excluded"
+    );
+    println!(
+        "  {:>5} {:>10} {:>14} {:>14}",
+        "order", "pairs", "ns/pair", "ns per 4 KiB"
+    );
     let mut per_4k = [0f64; Order::COUNT];
     for o in [0u8, 2, 4, 9] {
         let order = Order::of(o);
@@ -54,7 +67,10 @@ pub fn alloc(board: &Board) -> bool {
         let pairs = (rounds * BATCH) as f64;
         let per_pair = ns(ticks) / pairs;
         per_4k[o as usize] = per_pair / order.pages() as f64;
-        println!("  {:>5} {:>10} {:>14.1} {:>14.3}", o, pairs, per_pair, per_4k[o as usize]);
+        println!(
+            "  {:>5} {:>10} {:>14.1} {:>14.3}",
+            o, pairs, per_pair, per_4k[o as usize]
+        );
         println!(
             "{{\"bench\":\"alloc\",\"board\":\"{}\",\"arch\":\"{arch}\",\"order\":{o},\"pairs\":{pairs},\"ns_per_alloc_free\":{per_pair:.2},\"ns_per_4k\":{:.4}}}",
             board.name, per_4k[o as usize]
@@ -65,7 +81,10 @@ pub fn alloc(board: &Board) -> bool {
         "  order-9 cost per 4 KiB is 1/{ratio:.0} of order-0's (goal: at most 1/50): {}",
         if ratio >= 50.0 { "met" } else { "NOT met" }
     );
-    println!("{{\"bench\":\"alloc-ratio\",\"board\":\"{}\",\"arch\":\"{arch}\",\"order0_over_order9_per_4k\":{ratio:.1}}}", board.name);
+    println!(
+        "{{\"bench\":\"alloc-ratio\",\"board\":\"{}\",\"arch\":\"{arch}\",\"order0_over_order9_per_4k\":{ratio:.1}}}",
+        board.name
+    );
     zeroing(board, arch)
 }
 
@@ -97,7 +116,13 @@ fn zeroing(board: &Board, arch: &str) -> bool {
     frames::folio_put(f);
     let gib = (bytes * reps) as f64 / (1u64 << 30) as f64;
     let (z, m) = (gib / (ns(t_zero) / 1e9), gib / (ns(t_memset) / 1e9));
-    println!("  zeroing {reps} x 2 MiB, best of 5: zero_folio {z:.2} GiB/s, plain memset {m:.2} GiB/s");
-    println!("{{\"bench\":\"zero\",\"board\":\"{}\",\"arch\":\"{arch}\",\"bytes\":{},\"zero_folio_gib_s\":{z:.3},\"memset_gib_s\":{m:.3}}}", board.name, bytes * reps);
+    println!(
+        "  zeroing {reps} x 2 MiB, best of 5: zero_folio {z:.2} GiB/s, plain memset {m:.2} GiB/s"
+    );
+    println!(
+        "{{\"bench\":\"zero\",\"board\":\"{}\",\"arch\":\"{arch}\",\"bytes\":{},\"zero_folio_gib_s\":{z:.3},\"memset_gib_s\":{m:.3}}}",
+        board.name,
+        bytes * reps
+    );
     true
 }

@@ -9,7 +9,7 @@ use folium_mm::buddy::BuddyAllocator;
 use folium_mm::folio::Folio;
 use folium_mm::memmap::{Memmap, Page};
 use folium_mm::phys::LinearMap;
-use folium_mm::{Order, PAGE_SIZE, PhysAddr, Pfn};
+use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr};
 use spin::Mutex;
 
 use crate::platform::Board;
@@ -57,8 +57,16 @@ pub fn with<R>(f: impl FnOnce(&mut BuddyAllocator) -> R) -> R {
 pub fn stats() -> FreeStats {
     let g = BUDDY.lock();
     match g.as_ref() {
-        Some(b) => FreeStats { blocks: b.free_per_order(), free_pages: b.nr_free_pages(), managed_pages: b.nr_managed_pages() },
-        None => FreeStats { blocks: [0; Order::COUNT], free_pages: 0, managed_pages: 0 },
+        Some(b) => FreeStats {
+            blocks: b.free_per_order(),
+            free_pages: b.nr_free_pages(),
+            managed_pages: b.nr_managed_pages(),
+        },
+        None => FreeStats {
+            blocks: [0; Order::COUNT],
+            free_pages: 0,
+            managed_pages: 0,
+        },
     }
 }
 
@@ -73,11 +81,17 @@ pub fn folio_put(folio: Folio) -> bool {
 }
 
 fn page_align_in(r: PhysRange) -> PhysRange {
-    PhysRange { start: r.start.align_up(PAGE_SIZE), end: r.end.align_down(PAGE_SIZE) }
+    PhysRange {
+        start: r.start.align_up(PAGE_SIZE),
+        end: r.end.align_down(PAGE_SIZE),
+    }
 }
 
 fn page_align_out(r: PhysRange) -> PhysRange {
-    PhysRange { start: r.start.align_down(PAGE_SIZE), end: r.end.align_up(PAGE_SIZE) }
+    PhysRange {
+        start: r.start.align_down(PAGE_SIZE),
+        end: r.end.align_up(PAGE_SIZE),
+    }
 }
 
 /// `ram` minus every range in `holes`, sorted, empty pieces dropped.
@@ -91,10 +105,16 @@ pub fn subtract(ram: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
                 continue;
             }
             if r.start < h.start {
-                next.push(PhysRange { start: r.start, end: h.start });
+                next.push(PhysRange {
+                    start: r.start,
+                    end: h.start,
+                });
             }
             if h.end < r.end {
-                next.push(PhysRange { start: h.end, end: r.end });
+                next.push(PhysRange {
+                    start: h.end,
+                    end: r.end,
+                });
             }
         }
         out = next;
@@ -109,8 +129,18 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
     // SAFETY: the boot layer maps RAM at this offset (early map now, the
     // kernel's own tables later), for the whole run.
     let lin = *LINEAR.call_once(|| unsafe { LinearMap::new(info.linear_offset) });
-    let ram: Vec<PhysRange> = board.ram.as_slice().iter().map(|&r| page_align_in(r)).collect();
-    let mut holes: Vec<PhysRange> = info.reserved.as_slice().iter().map(|&r| page_align_out(r)).collect();
+    let ram: Vec<PhysRange> = board
+        .ram
+        .as_slice()
+        .iter()
+        .map(|&r| page_align_in(r))
+        .collect();
+    let mut holes: Vec<PhysRange> = info
+        .reserved
+        .as_slice()
+        .iter()
+        .map(|&r| page_align_out(r))
+        .collect();
     holes.push(page_align_out(info.kernel_phys));
     let mut free = subtract(&ram, &holes);
 
@@ -119,7 +149,10 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
     let memmap_pages = Memmap::nr_pages_for(lo, hi);
     let memmap_bytes = Memmap::bytes_for(memmap_pages).next_multiple_of(PAGE_SIZE);
 
-    let reachable: Vec<PhysRange> = free.iter().filter_map(|&r| crate::arch::early_reachable(r)).collect();
+    let reachable: Vec<PhysRange> = free
+        .iter()
+        .filter_map(|&r| crate::arch::early_reachable(r))
+        .collect();
     let deferred = subtract(&free, &reachable);
     // Top-down from the largest reachable range, as Linux's memblock does.
     let host = reachable
@@ -128,7 +161,10 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
         .max_by_key(|r| r.size())
         .copied()
         .expect("no RAM range can hold the memmap");
-    let memmap = PhysRange { start: host.end - memmap_bytes, end: host.end };
+    let memmap = PhysRange {
+        start: host.end - memmap_bytes,
+        end: host.end,
+    };
     free = subtract(&free, &[memmap]);
     let reachable_free = subtract(&reachable, &[memmap]);
 
@@ -143,7 +179,13 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
         buddy.add_free_range(r.start.pfn(), r.end.pfn());
     }
     *BUDDY.lock() = Some(buddy);
-    Plan { free, deferred, memmap, memmap_pages, ram_bytes: board.ram.total() }
+    Plan {
+        free,
+        deferred,
+        memmap,
+        memmap_pages,
+        ram_bytes: board.ram.total(),
+    }
 }
 
 /// Hands over the RAM the early tables could not reach (called once the

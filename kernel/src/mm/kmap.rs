@@ -35,16 +35,36 @@ static KERNEL_TABLES: Once<KernelTables> = Once::new();
 /// Builds the kernel's tables and switches to them.
 pub fn init(info: &BootInfo, board: &Board) {
     let lin = frames::linear();
-    let mut pt = PageTable::<KernelPteFormat>::create(&mut BuddyTables, lin).expect("no frame for the kernel's root table");
-    let map = |pt: &mut PageTable<KernelPteFormat>, va: u64, pa: u64, size: u64, attrs: Attrs, opts: MapOptions| {
-        if let Err(e) = pt.map_range(VirtAddr::new(va), PhysAddr::new(pa), size, attrs, &mut BuddyTables, opts) {
+    let mut pt = PageTable::<KernelPteFormat>::create(&mut BuddyTables, lin)
+        .expect("no frame for the kernel's root table");
+    let map = |pt: &mut PageTable<KernelPteFormat>,
+               va: u64,
+               pa: u64,
+               size: u64,
+               attrs: Attrs,
+               opts: MapOptions| {
+        if let Err(e) = pt.map_range(
+            VirtAddr::new(va),
+            PhysAddr::new(pa),
+            size,
+            attrs,
+            &mut BuddyTables,
+            opts,
+        ) {
             panic!("kernel map of {va:#x} -> {pa:#x} (+{size:#x}) failed: {e}");
         }
     };
     for r in board.ram.as_slice() {
         let (s, e) = (r.start.align_up(PAGE_SIZE), r.end.align_down(PAGE_SIZE));
         if s < e {
-            map(&mut pt, s.as_u64() + info.linear_offset, s.as_u64(), e - s, Attrs::KERNEL_DATA, MapOptions::LARGEST);
+            map(
+                &mut pt,
+                s.as_u64() + info.linear_offset,
+                s.as_u64(),
+                e - s,
+                Attrs::KERNEL_DATA,
+                MapOptions::LARGEST,
+            );
         }
     }
     let l = folium_boot::image_layout();
@@ -56,12 +76,26 @@ pub fn init(info: &BootInfo, board: &Board) {
     ];
     for (s, e, attrs) in sections {
         if s < e {
-            map(&mut pt, s.as_u64(), s.as_u64() - voff, e - s, attrs, MapOptions::PAGES);
+            map(
+                &mut pt,
+                s.as_u64(),
+                s.as_u64() - voff,
+                e - s,
+                attrs,
+                MapOptions::PAGES,
+            );
         }
     }
     for r in crate::platform::device_regions() {
         let (s, e) = (r.start.align_down(PAGE_SIZE), r.end.align_up(PAGE_SIZE));
-        map(&mut pt, s.as_u64() + info.linear_offset, s.as_u64(), e - s, Attrs::KERNEL_DEVICE, MapOptions::PAGES);
+        map(
+            &mut pt,
+            s.as_u64() + info.linear_offset,
+            s.as_u64(),
+            e - s,
+            Attrs::KERNEL_DEVICE,
+            MapOptions::PAGES,
+        );
     }
     let tables = pt.count_tables();
     // SAFETY: the new tree maps everything the kernel touches from here on
@@ -69,7 +103,11 @@ pub fn init(info: &BootInfo, board: &Board) {
     // linear map of RAM (stack, heap, memmap, page tables) and the board's
     // MMIO; nothing else refers to the early tables' contents.
     unsafe { crate::arch::switch_kernel_tables(pt.root()) };
-    println!("mm: switched to the kernel's own page tables: root {:#x}, {} table frames", pt.root().as_u64(), tables);
+    println!(
+        "mm: switched to the kernel's own page tables: root {:#x}, {} table frames",
+        pt.root().as_u64(),
+        tables
+    );
     KERNEL_TABLES.call_once(|| KernelTables { root: pt.root() });
 }
 

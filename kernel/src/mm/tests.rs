@@ -32,104 +32,129 @@ impl Rng {
     }
 }
 
-kernel_test!(fn exhaust_all_frames_at_mixed_orders_then_restore() {
-    let before = frames::stats();
-    check!(before.free_pages > 0, "allocator has no free pages");
-    let mut rng = Rng::new(0x5eed_f011);
-    let mut held: Vec<(Folio, Order)> = Vec::with_capacity(4096);
-    let mut pages = 0u64;
-    frames::with(|b| {
-        loop {
-            let want = rng.below(Order::COUNT as u64) as u8;
-            // Fall back order by order, as a fault would.
-            let got = (0..=want).rev().find_map(|o| {
-                let order = Order::of(o);
-                b.alloc_folio(order).map(|f| (f, order))
-            });
-            match got {
-                Some((f, order)) => {
-                    pages += order.pages();
-                    held.push((f, order));
+kernel_test!(
+    fn exhaust_all_frames_at_mixed_orders_then_restore() {
+        let before = frames::stats();
+        check!(before.free_pages > 0, "allocator has no free pages");
+        let mut rng = Rng::new(0x5eed_f011);
+        let mut held: Vec<(Folio, Order)> = Vec::with_capacity(4096);
+        let mut pages = 0u64;
+        frames::with(|b| {
+            loop {
+                let want = rng.below(Order::COUNT as u64) as u8;
+                // Fall back order by order, as a fault would.
+                let got = (0..=want).rev().find_map(|o| {
+                    let order = Order::of(o);
+                    b.alloc_folio(order).map(|f| (f, order))
+                });
+                match got {
+                    Some((f, order)) => {
+                        pages += order.pages();
+                        held.push((f, order));
+                    }
+                    // Even order 0 failed: memory is exhausted.
+                    None => break,
                 }
-                // Even order 0 failed: memory is exhausted.
-                None => break,
             }
+        });
+        let exhausted = frames::stats();
+        let no_more = Order::all().all(|o| {
+            frames::with(|b| b.alloc_folio(o))
+                .map(frames::folio_put)
+                .is_none()
+        });
+        // Free in random order (Fisher-Yates).
+        for i in (1..held.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            held.swap(i, j);
         }
-    });
-    let exhausted = frames::stats();
-    let no_more = Order::all().all(|o| frames::with(|b| b.alloc_folio(o)).map(|f| frames::folio_put(f)).is_none());
-    // Free in random order (Fisher-Yates).
-    for i in (1..held.len()).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        held.swap(i, j);
+        let nr = held.len();
+        frames::with(|b| {
+            for (f, _) in held.drain(..) {
+                b.folio_put(f);
+            }
+        });
+        let after = frames::stats();
+        println!("    {nr} folios, {pages} pages allocated; every order then failed: {no_more}");
+        check_eq!(exhausted.free_pages, 0, "pages left after exhausting");
+        check!(no_more, "an allocation succeeded on an exhausted allocator");
+        check_eq!(
+            pages,
+            before.free_pages,
+            "allocated pages != free pages at start"
+        );
+        check_eq!(after.free_pages, before.free_pages);
+        check_eq!(
+            after.blocks,
+            before.blocks,
+            "free lists not merged back to the boot layout"
+        );
+        Ok(())
     }
-    let nr = held.len();
-    frames::with(|b| {
-        for (f, _) in held.drain(..) {
-            b.folio_put(f);
-        }
-    });
-    let after = frames::stats();
-    println!("    {nr} folios, {pages} pages allocated; every order then failed: {no_more}");
-    check_eq!(exhausted.free_pages, 0, "pages left after exhausting");
-    check!(no_more, "an allocation succeeded on an exhausted allocator");
-    check_eq!(pages, before.free_pages, "allocated pages != free pages at start");
-    check_eq!(after.free_pages, before.free_pages);
-    check_eq!(after.blocks, before.blocks, "free lists not merged back to the boot layout");
-    Ok(())
-});
+);
 
-kernel_test!(fn folio_refcount_mapcount_and_page_folio() {
-    let before = frames::stats().free_pages;
-    let order = Order::of(4);
-    let f = frames::alloc_folio(order);
-    check!(f.is_some());
-    let f = f.unwrap_or_else(|| unreachable!());
-    let (extra, pfn) = frames::with(|b| {
-        let m = b.memmap();
-        let v = m.folio(&f);
-        (m.folio_get(&f), v.pfn())
-    });
-    let (rc, mapped, heads_ok) = frames::with(|b| {
-        let m = b.memmap();
-        let v = m.folio(&f);
-        v.add_mapcount(16);
-        let mapped = v.mapcount();
-        v.sub_mapcount(16);
-        let heads_ok = (0..order.pages()).all(|i| m.page_folio(pfn + i).map(|h| h.pfn()) == Some(pfn));
-        (v.ref_count(), mapped, heads_ok)
-    });
-    check_eq!(rc, 2);
-    check_eq!(mapped, 16);
-    check!(heads_ok, "page_folio did not find the head for every page");
-    check_eq!(frames::stats().free_pages, before - 16);
-    check!(!frames::folio_put(extra), "first put must not free");
-    check!(frames::folio_put(f), "last put must free");
-    check_eq!(frames::stats().free_pages, before);
-    Ok(())
-});
+kernel_test!(
+    fn folio_refcount_mapcount_and_page_folio() {
+        let before = frames::stats().free_pages;
+        let order = Order::of(4);
+        let f = frames::alloc_folio(order);
+        check!(f.is_some());
+        let f = f.unwrap_or_else(|| unreachable!());
+        let (extra, pfn) = frames::with(|b| {
+            let m = b.memmap();
+            let v = m.folio(&f);
+            (m.folio_get(&f), v.pfn())
+        });
+        let (rc, mapped, heads_ok) = frames::with(|b| {
+            let m = b.memmap();
+            let v = m.folio(&f);
+            v.add_mapcount(16);
+            let mapped = v.mapcount();
+            v.sub_mapcount(16);
+            let heads_ok =
+                (0..order.pages()).all(|i| m.page_folio(pfn + i).map(|h| h.pfn()) == Some(pfn));
+            (v.ref_count(), mapped, heads_ok)
+        });
+        check_eq!(rc, 2);
+        check_eq!(mapped, 16);
+        check!(heads_ok, "page_folio did not find the head for every page");
+        check_eq!(frames::stats().free_pages, before - 16);
+        check!(!frames::folio_put(extra), "first put must not free");
+        check!(frames::folio_put(f), "last put must free");
+        check_eq!(frames::stats().free_pages, before);
+        Ok(())
+    }
+);
 
-kernel_test!(fn memmap_descriptor_is_small() {
-    check!(size_of::<Page>() <= 64, "Page descriptor is {} bytes", size_of::<Page>());
-    Ok(())
-});
+kernel_test!(
+    fn memmap_descriptor_is_small() {
+        check!(
+            size_of::<Page>() <= 64,
+            "Page descriptor is {} bytes",
+            size_of::<Page>()
+        );
+        Ok(())
+    }
+);
 
-kernel_test!(fn zeroed_folio_reads_zero() {
-    let order = Order::of(2);
-    let f = frames::alloc_folio(order);
-    check!(f.is_some());
-    let f = f.unwrap_or_else(|| unreachable!());
-    let p = frames::linear().ptr::<u64>(f.pfn().phys());
-    let n = (order.bytes() / 8) as usize;
-    // SAFETY: the folio is ours and mapped by the linear map.
-    unsafe { core::ptr::write_bytes(p, 0xa5, n) };
-    frames::zero_folio(&f, order);
-    // SAFETY: as above.
-    let all_zero = (0..n).all(|i| unsafe { p.add(i).read_volatile() } == 0);
-    frames::folio_put(f);
-    check!(all_zero);
-    Ok(())
-});
+kernel_test!(
+    fn zeroed_folio_reads_zero() {
+        let order = Order::of(2);
+        let f = frames::alloc_folio(order);
+        check!(f.is_some());
+        let f = f.unwrap_or_else(|| unreachable!());
+        let p = frames::linear().ptr::<u64>(f.pfn().phys());
+        let n = (order.bytes() / 8) as usize;
+        // SAFETY: the folio is ours and mapped by the linear map.
+        unsafe { core::ptr::write_bytes(p, 0xa5, n) };
+        frames::zero_folio(&f, order);
+        // SAFETY: as above.
+        let all_zero = (0..n).all(|i| unsafe { p.add(i).read_volatile() } == 0);
+        frames::folio_put(f);
+        check!(all_zero);
+        Ok(())
+    }
+);
 
 fn text_addr() -> u64 {
     kmain_marker as *const () as u64
@@ -138,59 +163,99 @@ fn text_addr() -> u64 {
 #[inline(never)]
 fn kmain_marker() {}
 
-kernel_test!(fn kernel_text_and_rodata_are_write_protected() {
-    static RO: u64 = 0x1234;
-    for (what, addr) in [("text", text_addr() & !7), ("rodata", &raw const RO as u64)] {
-        let old = arch::probe_read(addr);
-        check!(old.is_ok(), "{what} not readable");
-        // Writing back the value just read would be harmless if it succeeded.
-        let r = arch::probe_write(addr, old.unwrap_or(0));
-        check!(r.is_err(), "write to kernel {what} at {addr:#x} did not fault");
-        let rec = r.err().unwrap_or_else(|| unreachable!());
-        check_eq!(rec.addr, addr);
-        #[cfg(target_arch = "aarch64")]
-        check_eq!((rec.syndrome & 0x3c) >> 2, 3, "DFSC should be a permission fault: {}", arch::describe(&rec));
-        #[cfg(target_arch = "x86_64")]
-        check_eq!(rec.syndrome & 0x7, 0x3, "error code should be present + write: {}", arch::describe(&rec));
+kernel_test!(
+    fn kernel_text_and_rodata_are_write_protected() {
+        static RO: u64 = 0x1234;
+        for (what, addr) in [("text", text_addr() & !7), ("rodata", &raw const RO as u64)] {
+            let old = arch::probe_read(addr);
+            check!(old.is_ok(), "{what} not readable");
+            // Writing back the value just read would be harmless if it succeeded.
+            let r = arch::probe_write(addr, old.unwrap_or(0));
+            check!(
+                r.is_err(),
+                "write to kernel {what} at {addr:#x} did not fault"
+            );
+            let rec = r.err().unwrap_or_else(|| unreachable!());
+            check_eq!(rec.addr, addr);
+            #[cfg(target_arch = "aarch64")]
+            check_eq!(
+                (rec.syndrome & 0x3c) >> 2,
+                3,
+                "DFSC should be a permission fault: {}",
+                arch::describe(&rec)
+            );
+            #[cfg(target_arch = "x86_64")]
+            check_eq!(
+                rec.syndrome & 0x7,
+                0x3,
+                "error code should be present + write: {}",
+                arch::describe(&rec)
+            );
+        }
+        Ok(())
     }
-    Ok(())
-});
+);
 
-kernel_test!(fn kernel_tables_map_sections_w_xor_x() {
-    static mut DATA: u64 = 0;
-    static RODATA: u64 = 1;
-    let t = kmap::translate(VirtAddr::new(text_addr()));
-    check!(t.is_some_and(|t| t.attrs.exec && !t.attrs.writable), "text: {t:?}");
-    let r = kmap::translate(VirtAddr::new(&raw const RODATA as u64));
-    check!(r.is_some_and(|t| !t.attrs.exec && !t.attrs.writable), "rodata: {r:?}");
-    let d = kmap::translate(VirtAddr::new(&raw mut DATA as u64));
-    check!(d.is_some_and(|t| !t.attrs.exec && t.attrs.writable), "data: {d:?}");
-    // The linear map: normal memory, writable, never executable.
-    let f = frames::alloc_folio(Order::of(0));
-    check!(f.is_some());
-    let f = f.unwrap_or_else(|| unreachable!());
-    let va = VirtAddr::new(frames::linear().ptr::<u8>(f.pfn().phys()) as u64);
-    let l = kmap::translate(va);
-    frames::folio_put(f);
-    check!(l.is_some_and(|t| t.attrs.writable && !t.attrs.exec && t.attrs.mem == MemType::Normal), "linear: {l:?}");
-    check!(l.is_some_and(|t| t.pa == f_phys(va)), "linear map is not pa + offset");
-    for r in crate::platform::device_regions() {
-        let va = VirtAddr::new(r.start.as_u64() + frames::linear().offset());
-        let dv = kmap::translate(va);
-        check!(dv.is_some_and(|t| t.attrs.mem == MemType::Device && !t.attrs.exec), "device {r:?}: {dv:?}");
+kernel_test!(
+    fn kernel_tables_map_sections_w_xor_x() {
+        static mut DATA: u64 = 0;
+        static RODATA: u64 = 1;
+        let t = kmap::translate(VirtAddr::new(text_addr()));
+        check!(
+            t.is_some_and(|t| t.attrs.exec && !t.attrs.writable),
+            "text: {t:?}"
+        );
+        let r = kmap::translate(VirtAddr::new(&raw const RODATA as u64));
+        check!(
+            r.is_some_and(|t| !t.attrs.exec && !t.attrs.writable),
+            "rodata: {r:?}"
+        );
+        let d = kmap::translate(VirtAddr::new(&raw mut DATA as u64));
+        check!(
+            d.is_some_and(|t| !t.attrs.exec && t.attrs.writable),
+            "data: {d:?}"
+        );
+        // The linear map: normal memory, writable, never executable.
+        let f = frames::alloc_folio(Order::of(0));
+        check!(f.is_some());
+        let f = f.unwrap_or_else(|| unreachable!());
+        let va = VirtAddr::new(frames::linear().ptr::<u8>(f.pfn().phys()) as u64);
+        let l = kmap::translate(va);
+        frames::folio_put(f);
+        check!(
+            l.is_some_and(|t| t.attrs.writable && !t.attrs.exec && t.attrs.mem == MemType::Normal),
+            "linear: {l:?}"
+        );
+        check!(
+            l.is_some_and(|t| t.pa == f_phys(va)),
+            "linear map is not pa + offset"
+        );
+        for r in crate::platform::device_regions() {
+            let va = VirtAddr::new(r.start.as_u64() + frames::linear().offset());
+            let dv = kmap::translate(va);
+            check!(
+                dv.is_some_and(|t| t.attrs.mem == MemType::Device && !t.attrs.exec),
+                "device {r:?}: {dv:?}"
+            );
+        }
+        Ok(())
     }
-    Ok(())
-});
+);
 
 fn f_phys(va: VirtAddr) -> folium_mm::PhysAddr {
     frames::phys_of(va.as_u64() as *const u8)
 }
 
-kernel_test!(fn early_identity_map_is_gone() {
-    let info = folium_boot::info();
-    check!(info.is_some());
-    let pa = info.map_or(0, |i| i.kernel_phys.start.as_u64());
-    let r = arch::probe_read(pa);
-    check!(r.is_err(), "the kernel's physical address {pa:#x} is still identity-mapped");
-    Ok(())
-});
+kernel_test!(
+    fn early_identity_map_is_gone() {
+        let info = folium_boot::info();
+        check!(info.is_some());
+        let pa = info.map_or(0, |i| i.kernel_phys.start.as_u64());
+        let r = arch::probe_read(pa);
+        check!(
+            r.is_err(),
+            "the kernel's physical address {pa:#x} is still identity-mapped"
+        );
+        Ok(())
+    }
+);

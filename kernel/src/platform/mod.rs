@@ -46,7 +46,14 @@ fn detect(info: &BootInfo) -> Board {
     // No DTB (QEMU's Pi boards pass ATAGs) or a Pi DTB: the Pi 4 has
     // Cortex-A72 cores, the Pi 3 Cortex-A53 ones.
     let pi4 = model.starts_with("raspberrypi,4") || crate::arch::midr_part() == 0xd08;
-    raspi::init(info, if pi4 { raspi::Model::Pi4 } else { raspi::Model::Pi3 })
+    raspi::init(
+        info,
+        if pi4 {
+            raspi::Model::Pi4
+        } else {
+            raspi::Model::Pi3
+        },
+    )
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -10,7 +10,7 @@ pub struct Pl011 {
 // SAFETY: the device is only reached through the console lock.
 unsafe impl Send for Pl011 {}
 
-const DR: usize = 0x00 / 4;
+const DR: usize = 0;
 const FR: usize = 0x18 / 4;
 const FR_TXFF: u32 = 1 << 5;
 

@@ -5,13 +5,15 @@ use folium_boot::BootInfo;
 use super::{Board, uart16550::Com1};
 
 pub fn init(info: &BootInfo) -> Board {
-    static mut UART: Option<Com1> = None;
-    // SAFETY: runs once (platform::init is behind a Once).
-    let uart = unsafe { (&mut *(&raw mut UART)).insert(Com1::init()) };
-    crate::console::set_uart(uart);
+    crate::console::set_uart(alloc::boxed::Box::new(Com1::init()));
     let mut devices = folium_boot::RangeList::new();
     devices.push(super::device_page(crate::arch::clock::HPET_PA));
-    Board { name: board_name(), ram: info.ram, ram_source: "PVH e820", devices }
+    Board {
+        name: board_name(),
+        ram: info.ram,
+        ram_source: "PVH e820",
+        devices,
+    }
 }
 
 /// Tells q35 from the older i440FX by the PCI host bridge's device ID.

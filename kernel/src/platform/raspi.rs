@@ -31,7 +31,7 @@ impl Model {
 
 const UART0: u64 = 0x20_1000;
 const MBOX: u64 = 0xb880;
-const MBOX_READ: usize = 0x00 / 4;
+const MBOX_READ: usize = 0;
 const MBOX_STATUS: usize = 0x18 / 4;
 const MBOX_WRITE: usize = 0x20 / 4;
 const MBOX_FULL: u32 = 1 << 31;
@@ -47,25 +47,36 @@ pub fn init(info: &BootInfo, model: Model) -> Board {
         Model::Pi4 => "raspi4b",
     };
     if let Ok(va) = early_map(PhysAddr::new(periph + UART0), 0x1000, MemKind::Device) {
-        static mut UART: Option<Pl011> = None;
-        // SAFETY: runs once (platform::init is behind a Once); `va` maps
-        // UART0 as device memory.
-        let uart = unsafe {
-            let slot = &mut *(&raw mut UART);
-            slot.insert(Pl011::new(va.as_u64() as *mut u32))
-        };
-        crate::console::set_uart(uart);
+        // SAFETY: `va` maps UART0 as device memory, now and (same address)
+        // in the kernel's own tables.
+        let uart = unsafe { Pl011::new(va.as_u64() as *mut u32) };
+        crate::console::set_uart(alloc::boxed::Box::new(uart));
     }
     let mut devices = RangeList::new();
     devices.push(super::device_page(periph + UART0));
     devices.push(super::device_page(periph + MBOX));
     if !info.ram.is_empty() && matches!(info.firmware, folium_boot::Firmware::Dtb { .. }) {
-        return Board { name, ram: info.ram, ram_source: "DTB /memory", devices };
+        return Board {
+            name,
+            ram: info.ram,
+            ram_source: "DTB /memory",
+            devices,
+        };
     }
     let kimage_voffset = info.kernel_virt.as_u64() - info.kernel_phys.start.as_u64();
     match mailbox_ram(periph, kimage_voffset) {
-        Some(ram) => Board { name, ram, ram_source: "VideoCore mailbox", devices },
-        None => Board { name, ram: info.ram, ram_source: "ATAG_MEM (mailbox failed)", devices },
+        Some(ram) => Board {
+            name,
+            ram,
+            ram_source: "VideoCore mailbox",
+            devices,
+        },
+        None => Board {
+            name,
+            ram: info.ram,
+            ram_source: "ATAG_MEM (mailbox failed)",
+            devices,
+        },
     }
 }
 
@@ -74,7 +85,9 @@ struct MboxBuffer([u32; 16]);
 
 /// Asks the firmware for the ARM memory split and the board revision.
 fn mailbox_ram(periph: u64, kimage_voffset: u64) -> Option<RangeList> {
-    let regs = early_map(PhysAddr::new(periph + MBOX), 0x40, MemKind::Device).ok()?.as_u64() as *mut u32;
+    let regs = early_map(PhysAddr::new(periph + MBOX), 0x40, MemKind::Device)
+        .ok()?
+        .as_u64() as *mut u32;
     static mut BUF: MboxBuffer = MboxBuffer([0; 16]);
     let buf = &raw mut BUF;
     let request = [
@@ -107,7 +120,8 @@ fn mailbox_ram(periph: u64, kimage_voffset: u64) -> Option<RangeList> {
         }
         dcache_op(buf as u64, size_of::<MboxBuffer>());
         while regs.add(MBOX_STATUS).read_volatile() & MBOX_FULL != 0 {}
-        regs.add(MBOX_WRITE).write_volatile(pa as u32 | CHANNEL_PROPERTY);
+        regs.add(MBOX_WRITE)
+            .write_volatile(pa as u32 | CHANNEL_PROPERTY);
         loop {
             while regs.add(MBOX_STATUS).read_volatile() & MBOX_EMPTY != 0 {}
             if regs.add(MBOX_READ).read_volatile() & 0xf == CHANNEL_PROPERTY {
@@ -129,10 +143,16 @@ fn mailbox_ram(periph: u64, kimage_voffset: u64) -> Option<RangeList> {
         const GIB: u64 = 1 << 30;
         const PERIPH_HOLE: u64 = 0xfc00_0000;
         if total > GIB {
-            ram.push(PhysRange { start: PhysAddr::new(GIB), end: PhysAddr::new(total.min(PERIPH_HOLE)) });
+            ram.push(PhysRange {
+                start: PhysAddr::new(GIB),
+                end: PhysAddr::new(total.min(PERIPH_HOLE)),
+            });
         }
         if total > 4 * GIB {
-            ram.push(PhysRange { start: PhysAddr::new(4 * GIB), end: PhysAddr::new(total) });
+            ram.push(PhysRange {
+                start: PhysAddr::new(4 * GIB),
+                end: PhysAddr::new(total),
+            });
         }
     }
     Some(ram)

@@ -2,7 +2,6 @@
 
 use x86_64::instructions::port::Port;
 
-
 /// COM1.
 pub struct Com1;
 
@@ -33,4 +32,3 @@ impl crate::console::Uart for Com1 {
         }
     }
 }
-

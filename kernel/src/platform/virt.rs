@@ -1,7 +1,7 @@
 //! QEMU's aarch64 `virt` board: PL011 at 0x0900_0000, RAM from the DTB.
 
-use folium_boot::{BootInfo, RangeList};
 use folium_boot::aarch64::{MemKind, early_map};
+use folium_boot::{BootInfo, RangeList};
 use folium_mm::PhysAddr;
 
 use super::{Board, pl011::Pl011};
@@ -10,16 +10,17 @@ const UART_PA: u64 = 0x0900_0000;
 
 pub fn init(info: &BootInfo) -> Board {
     if let Ok(va) = early_map(PhysAddr::new(UART_PA), 0x1000, MemKind::Device) {
-        static mut UART: Option<Pl011> = None;
-        // SAFETY: runs once (platform::init is behind a Once); `va` maps the
-        // PL011 as device memory.
-        let uart = unsafe {
-            let slot = &mut *(&raw mut UART);
-            slot.insert(Pl011::new(va.as_u64() as *mut u32))
-        };
-        crate::console::set_uart(uart);
+        // SAFETY: `va` maps the PL011 as device memory, now and (same
+        // address) in the kernel's own tables.
+        let uart = unsafe { Pl011::new(va.as_u64() as *mut u32) };
+        crate::console::set_uart(alloc::boxed::Box::new(uart));
     }
     let mut devices = RangeList::new();
     devices.push(super::device_page(UART_PA));
-    Board { name: "virt", ram: info.ram, ram_source: "DTB /memory", devices }
+    Board {
+        name: "virt",
+        ram: info.ram,
+        ram_source: "DTB /memory",
+        devices,
+    }
 }

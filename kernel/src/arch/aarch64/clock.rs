@@ -8,7 +8,9 @@ pub fn ticks() -> u64 {
     let v: u64;
     // SAFETY: the virtual counter is readable at EL1; `isb` keeps the read
     // from being hoisted above the code being timed.
-    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 

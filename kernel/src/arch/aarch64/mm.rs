@@ -12,7 +12,9 @@ pub type KernelPteFormat = folium_mm::pgtable::Aarch64;
 
 /// The part of `r` the early tables can reach (mapping it if needed).
 pub fn early_reachable(r: PhysRange) -> Option<PhysRange> {
-    early_map(r.start, r.size(), MemKind::Normal).ok().map(|_| r)
+    early_map(r.start, r.size(), MemKind::Normal)
+        .ok()
+        .map(|_| r)
 }
 
 /// Virtual minus physical address of the kernel image.
@@ -28,7 +30,8 @@ pub fn kimage_voffset(info: &BootInfo) -> u64 {
 /// early tables (see `folium_boot::aarch64::switch_tables`).
 pub unsafe fn switch_kernel_tables(root: PhysAddr) {
     let info = folium_boot::info().expect("boot info");
-    let user_root = crate::mm::frames::alloc_table_frame().expect("no frame for the empty user root");
+    let user_root =
+        crate::mm::frames::alloc_table_frame().expect("no frame for the empty user root");
     let p = crate::mm::frames::linear().ptr::<u8>(user_root);
     // SAFETY: a fresh frame of RAM, mapped by the (early) linear map.
     unsafe { core::ptr::write_bytes(p, 0, 4096) };

@@ -92,24 +92,37 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     let ec = frame.esr >> 26;
     if kind == 4 {
         if ec == EC_BRK && EXPECT_BREAKPOINT.load(Ordering::SeqCst) {
-            record_trap(TrapRecord { class: ec, syndrome: frame.esr, addr: 0, pc: frame.elr });
+            record_trap(TrapRecord {
+                class: ec,
+                syndrome: frame.esr,
+                addr: 0,
+                pc: frame.elr,
+            });
             frame.elr += 4;
             return;
         }
-        if ec == EC_DABT_CUR {
-            if let Some(resume) = fixup_for(frame.elr, fixups()) {
-                record_trap(TrapRecord { class: ec, syndrome: frame.esr, addr: frame.far, pc: frame.elr });
-                frame.x[1] = 1;
-                frame.elr = resume;
-                return;
-            }
+        if ec == EC_DABT_CUR
+            && let Some(resume) = fixup_for(frame.elr, fixups())
+        {
+            record_trap(TrapRecord {
+                class: ec,
+                syndrome: frame.esr,
+                addr: frame.far,
+                pc: frame.elr,
+            });
+            frame.x[1] = 1;
+            frame.elr = resume;
+            return;
         }
     }
     if STOPPING.load(Ordering::SeqCst) {
         super::park();
     }
     crate::console::force_unlock();
-    println!("\nUNEXPECTED EXCEPTION: {} (vector {kind})", Syndrome(frame.esr, kind));
+    println!(
+        "\nUNEXPECTED EXCEPTION: {} (vector {kind})",
+        Syndrome(frame.esr, kind)
+    );
     println!("{frame:?}");
     super::exit_qemu(Exit::Failure)
 }
@@ -143,7 +156,11 @@ impl fmt::Display for Syndrome {
             0x3c => "BRK",
             _ => "other",
         };
-        write!(f, "{what} {class}, ESR_EL1 {esr:#x} (EC {ec:#x}, ISS {:#x})", esr & 0x1ff_ffff)?;
+        write!(
+            f,
+            "{what} {class}, ESR_EL1 {esr:#x} (EC {ec:#x}, ISS {:#x})",
+            esr & 0x1ff_ffff
+        )?;
         if ec == 0x20 || ec == 0x21 || ec == 0x24 || ec == 0x25 {
             let fsc = esr & 0x3f;
             let kind = match fsc >> 2 {
@@ -153,7 +170,11 @@ impl fmt::Display for Syndrome {
                 3 => "permission fault",
                 _ => "other fault",
             };
-            let wnr = if ec >= 0x24 && esr & (1 << 6) != 0 { "write" } else { "read" };
+            let wnr = if ec >= 0x24 && esr & (1 << 6) != 0 {
+                "write"
+            } else {
+                "read"
+            };
             write!(f, ", {kind} level {} on {wnr}", fsc & 3)?;
         }
         Ok(())
@@ -162,7 +183,11 @@ impl fmt::Display for Syndrome {
 
 impl fmt::Debug for TrapFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "  ELR {:#018x}  SPSR {:#010x}  ESR {:#010x}  FAR {:#018x}", self.elr, self.spsr, self.esr, self.far)?;
+        writeln!(
+            f,
+            "  ELR {:#018x}  SPSR {:#010x}  ESR {:#010x}  FAR {:#018x}",
+            self.elr, self.spsr, self.esr, self.far
+        )?;
         for (i, pair) in self.x.chunks(4).enumerate() {
             write!(f, " ")?;
             for (j, v) in pair.iter().enumerate() {

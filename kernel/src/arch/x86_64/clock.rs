@@ -18,7 +18,9 @@ fn reg(off: usize) -> *mut u64 {
 /// Enables the HPET counter. Needs its page mapped as device memory in the
 /// linear map (the platform lists it among its device regions).
 pub fn init() {
-    let Some(info) = folium_boot::info() else { return };
+    let Some(info) = folium_boot::info() else {
+        return;
+    };
     BASE.store(HPET_PA + info.linear_offset, Ordering::Relaxed);
     // SAFETY: the HPET registers are mapped (device memory) at BASE by the
     // kernel's tables; the capability register is read-only and setting

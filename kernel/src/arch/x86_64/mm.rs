@@ -13,7 +13,10 @@ pub type KernelPteFormat = folium_mm::pgtable::X86_64;
 /// The part of `r` below the 4 GiB the early tables map.
 pub fn early_reachable(r: PhysRange) -> Option<PhysRange> {
     let end = r.end.min(PhysAddr::new(EARLY_LINEAR_LIMIT));
-    (r.start < end).then_some(PhysRange { start: r.start, end })
+    (r.start < end).then_some(PhysRange {
+        start: r.start,
+        end,
+    })
 }
 
 /// Virtual minus physical address of the higher-half kernel image.

@@ -58,7 +58,9 @@ pub fn cpu_description() -> alloc::string::String {
         }
     }
     let vendor = core::str::from_utf8(&vendor).unwrap_or("?");
-    let brand = core::str::from_utf8(&brand).unwrap_or("?").trim_matches(|c: char| c == '\0' || c == ' ');
+    let brand = core::str::from_utf8(&brand)
+        .unwrap_or("?")
+        .trim_matches(|c: char| c == '\0' || c == ' ');
     alloc::format!("{brand} ({vendor}, family {:#x})", (cpuid(1)[0] >> 8) & 0xf)
 }
 
@@ -67,5 +69,8 @@ pub fn entry_description(_entry_level: u8) -> alloc::string::String {
     let cs: u16;
     // SAFETY: reading CS has no side effects.
     unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
-    alloc::format!("ring {} long mode (entered via PVH in 32-bit protected mode)", cs & 3)
+    alloc::format!(
+        "ring {} long mode (entered via PVH in 32-bit protected mode)",
+        cs & 3
+    )
 }

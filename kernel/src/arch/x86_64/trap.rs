@@ -67,9 +67,15 @@ struct Gate {
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
 
-static mut IDT: Idt = Idt(
-    [Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 }; 256],
-);
+static mut IDT: Idt = Idt([Gate {
+    offset_low: 0,
+    selector: 0,
+    ist: 0,
+    type_attr: 0,
+    offset_mid: 0,
+    offset_high: 0,
+    reserved: 0,
+}; 256]);
 
 const KERNEL_CS: u16 = 0x08;
 const INTERRUPT_GATE: u8 = 0x8e; // present, DPL 0, 64-bit interrupt gate
@@ -81,9 +87,8 @@ pub fn init_exceptions() {
     // SAFETY: runs once at boot before interrupts are enabled; the IDT is a
     // static that lives forever, and each stub address comes from idt.S.
     unsafe {
-        let idt = &mut *(&raw mut IDT);
-        let stubs = &*(&raw const isr_stub_table);
-        for (gate, &addr) in idt.0.iter_mut().zip(stubs.iter()) {
+        let idt = &raw mut IDT;
+        for (gate, &addr) in (*idt).0.iter_mut().zip(isr_stub_table.iter()) {
             *gate = Gate {
                 offset_low: addr as u16,
                 selector: KERNEL_CS,
@@ -96,7 +101,7 @@ pub fn init_exceptions() {
         }
         let ptr = x86_64::structures::DescriptorTablePointer {
             limit: (size_of::<Idt>() - 1) as u16,
-            base: x86_64::VirtAddr::new(idt as *const Idt as u64),
+            base: x86_64::VirtAddr::new(idt as u64),
         };
         x86_64::instructions::tables::lidt(&ptr);
     }
@@ -140,22 +145,37 @@ fn cr2() -> u64 {
 
 extern "C" fn handle_exception(frame: &mut TrapFrame) {
     if frame.vector == VEC_BP && EXPECT_BREAKPOINT.load(Ordering::SeqCst) {
-        record_trap(TrapRecord { class: VEC_BP, syndrome: 0, addr: 0, pc: frame.rip - 1 });
+        record_trap(TrapRecord {
+            class: VEC_BP,
+            syndrome: 0,
+            addr: 0,
+            pc: frame.rip - 1,
+        });
         return;
     }
-    if frame.vector == VEC_PF {
-        if let Some(resume) = fixup_for(frame.rip, fixups()) {
-            record_trap(TrapRecord { class: VEC_PF, syndrome: frame.error_code, addr: cr2(), pc: frame.rip });
-            frame.rdx = 1;
-            frame.rip = resume;
-            return;
-        }
+    if frame.vector == VEC_PF
+        && let Some(resume) = fixup_for(frame.rip, fixups())
+    {
+        record_trap(TrapRecord {
+            class: VEC_PF,
+            syndrome: frame.error_code,
+            addr: cr2(),
+            pc: frame.rip,
+        });
+        frame.rdx = 1;
+        frame.rip = resume;
+        return;
     }
     if STOPPING.load(Ordering::SeqCst) {
         super::park();
     }
     crate::console::force_unlock();
-    let rec = TrapRecord { class: frame.vector, syndrome: frame.error_code, addr: cr2(), pc: frame.rip };
+    let rec = TrapRecord {
+        class: frame.vector,
+        syndrome: frame.error_code,
+        addr: cr2(),
+        pc: frame.rip,
+    };
     println!("\nUNEXPECTED EXCEPTION: {}", describe(&rec));
     println!("{frame:?}");
     super::exit_qemu(Exit::Failure)
@@ -199,13 +219,22 @@ const NAMES: [&str; 32] = [
 /// Human-readable report of a trap record.
 pub fn describe(r: &TrapRecord) -> alloc::string::String {
     let name = NAMES.get(r.class as usize).copied().unwrap_or("interrupt");
-    let mut s = alloc::format!("vector {} ({name}), error code {:#x}, RIP {:#x}", r.class, r.syndrome, r.pc);
+    let mut s = alloc::format!(
+        "vector {} ({name}), error code {:#x}, RIP {:#x}",
+        r.class,
+        r.syndrome,
+        r.pc
+    );
     if r.class == VEC_PF {
         let e = r.syndrome;
         s.push_str(&alloc::format!(
             ", CR2 {:#x}: {} {} in {} mode{}",
             r.addr,
-            if e & 1 != 0 { "protection violation on" } else { "not-present page on" },
+            if e & 1 != 0 {
+                "protection violation on"
+            } else {
+                "not-present page on"
+            },
             if e & 0x10 != 0 {
                 "instruction fetch"
             } else if e & 2 != 0 {
@@ -214,7 +243,11 @@ pub fn describe(r: &TrapRecord) -> alloc::string::String {
                 "read"
             },
             if e & 4 != 0 { "user" } else { "supervisor" },
-            if e & 8 != 0 { " (reserved bit set)" } else { "" },
+            if e & 8 != 0 {
+                " (reserved bit set)"
+            } else {
+                ""
+            },
         ));
     }
     s
@@ -222,10 +255,30 @@ pub fn describe(r: &TrapRecord) -> alloc::string::String {
 
 impl fmt::Debug for TrapFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "  RIP {:#018x}  CS {:#x}  RFLAGS {:#x}  RSP {:#018x}  SS {:#x}", self.rip, self.cs, self.rflags, self.rsp, self.ss)?;
-        writeln!(f, "  RAX {:#018x}  RBX {:#018x}  RCX {:#018x}  RDX {:#018x}", self.rax, self.rbx, self.rcx, self.rdx)?;
-        writeln!(f, "  RSI {:#018x}  RDI {:#018x}  RBP {:#018x}  R8  {:#018x}", self.rsi, self.rdi, self.rbp, self.r8)?;
-        writeln!(f, "  R9  {:#018x}  R10 {:#018x}  R11 {:#018x}  R12 {:#018x}", self.r9, self.r10, self.r11, self.r12)?;
-        write!(f, "  R13 {:#018x}  R14 {:#018x}  R15 {:#018x}", self.r13, self.r14, self.r15)
+        writeln!(
+            f,
+            "  RIP {:#018x}  CS {:#x}  RFLAGS {:#x}  RSP {:#018x}  SS {:#x}",
+            self.rip, self.cs, self.rflags, self.rsp, self.ss
+        )?;
+        writeln!(
+            f,
+            "  RAX {:#018x}  RBX {:#018x}  RCX {:#018x}  RDX {:#018x}",
+            self.rax, self.rbx, self.rcx, self.rdx
+        )?;
+        writeln!(
+            f,
+            "  RSI {:#018x}  RDI {:#018x}  RBP {:#018x}  R8  {:#018x}",
+            self.rsi, self.rdi, self.rbp, self.r8
+        )?;
+        writeln!(
+            f,
+            "  R9  {:#018x}  R10 {:#018x}  R11 {:#018x}  R12 {:#018x}",
+            self.r9, self.r10, self.r11, self.r12
+        )?;
+        write!(
+            f,
+            "  R13 {:#018x}  R14 {:#018x}  R15 {:#018x}",
+            self.r13, self.r14, self.r15
+        )
     }
 }
