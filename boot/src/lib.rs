@@ -67,6 +67,11 @@ pub struct BootInfo {
     /// Ranges inside RAM that must never be handed out (firmware
     /// reservations, the boot information itself, spin tables, ...).
     pub reserved: RangeList,
+    /// MMIO the firmware described that the kernel uses: interrupt
+    /// controllers and the console UART (DTB only).
+    pub mmio: RangeList,
+    /// The console UART's registers (DTB `/chosen/stdout-path`), if given.
+    pub console_uart: Option<PhysAddr>,
     /// Physical range of the loaded kernel image, `.bss` included.
     pub kernel_phys: PhysRange,
     /// Virtual address of the kernel image's first byte.
@@ -86,6 +91,8 @@ impl BootInfo {
             entry_level: 0,
             ram: RangeList::new(),
             reserved: RangeList::new(),
+            mmio: RangeList::new(),
+            console_uart: None,
             kernel_phys: PhysRange::EMPTY,
             kernel_virt: VirtAddr::new(0),
             linear_offset: 0,

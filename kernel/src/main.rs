@@ -61,6 +61,9 @@ fn print_banner(info: &BootInfo, board: &platform::Board) {
     for r in info.reserved.as_slice() {
         println!("  reserved {:?}", r);
     }
+    for r in board.devices.as_slice() {
+        println!("  mmio     {:?}", r);
+    }
     let l = folium_boot::image_layout();
     println!(
         "  kernel   phys {:?} virt [{:#x}..{:#x}) text {} KiB",

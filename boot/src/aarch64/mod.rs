@@ -112,12 +112,31 @@ fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
             }
         }
     }
+    for node in fdt.all_nodes() {
+        if node.property("interrupt-controller").is_some() {
+            push_regs(&node, &mut info.mmio);
+        }
+    }
+    if let Some(uart) = fdt.chosen().stdout() {
+        info.console_uart = push_regs(&uart, &mut info.mmio);
+    }
     if let Some(args) = fdt.chosen().bootargs() {
         info.set_cmdline(args.as_bytes());
     }
     let root = fdt.root();
     let compatible = root.compatible().first();
     info.set_model(compatible.as_bytes());
+}
+
+/// Appends a node's `reg` ranges to `list`; returns the first one's start.
+fn push_regs(node: &fdt::node::FdtNode, list: &mut crate::RangeList) -> Option<PhysAddr> {
+    let mut first = None;
+    for r in node.reg().into_iter().flatten() {
+        let start = PhysAddr::new(r.starting_address as u64);
+        first.get_or_insert(start);
+        list.push(PhysRange::new(start, r.size.unwrap_or(0x1000) as u64));
+    }
+    first
 }
 
 fn parse_atags(info: &mut BootInfo, pa: PhysAddr) {

@@ -4,10 +4,17 @@ use folium_boot::BootInfo;
 
 use super::{Board, uart16550::Com1};
 
+/// The I/O APIC's default base on PCs.
+const IOAPIC_PA: u64 = 0xfec0_0000;
+/// The local APIC's default base (IA32_APIC_BASE at reset).
+const LAPIC_PA: u64 = 0xfee0_0000;
+
 pub fn init(info: &BootInfo) -> Board {
     crate::console::set_uart(alloc::boxed::Box::new(Com1::init()));
     let mut devices = folium_boot::RangeList::new();
     devices.push(super::device_page(crate::arch::clock::HPET_PA));
+    devices.push(super::device_page(IOAPIC_PA));
+    devices.push(super::device_page(LAPIC_PA));
     Board {
         name: board_name(),
         ram: info.ram,

@@ -21,6 +21,15 @@ pub enum Model {
 }
 
 impl Model {
+    /// The interrupt controller: the Pi 4's GIC-400 (distributor and CPU
+    /// interface), the Pi 3's ARM-local block (per-core timers and IRQs).
+    fn irq_controller(self) -> PhysRange {
+        match self {
+            Model::Pi3 => PhysRange::new(PhysAddr::new(0x4000_0000), 0x1000),
+            Model::Pi4 => PhysRange::new(PhysAddr::new(0xff84_1000), 0x2000),
+        }
+    }
+
     fn peripherals(self) -> u64 {
         match self {
             Model::Pi3 => 0x3f00_0000,
@@ -55,6 +64,7 @@ pub fn init(info: &BootInfo, model: Model) -> Board {
     let mut devices = RangeList::new();
     devices.push(super::device_page(periph + UART0));
     devices.push(super::device_page(periph + MBOX));
+    devices.push(model.irq_controller());
     if !info.ram.is_empty() && matches!(info.firmware, folium_boot::Firmware::Dtb { .. }) {
         return Board {
             name,

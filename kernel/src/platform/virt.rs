@@ -1,7 +1,8 @@
-//! QEMU's aarch64 `virt` board: PL011 at 0x0900_0000, RAM from the DTB.
+//! QEMU's aarch64 `virt` board: everything from the DTB (RAM, the console
+//! PL011, the GIC); the UART address QEMU has always used is the fallback.
 
+use folium_boot::BootInfo;
 use folium_boot::aarch64::{MemKind, early_map};
-use folium_boot::{BootInfo, RangeList};
 use folium_mm::PhysAddr;
 
 use super::{Board, pl011::Pl011};
@@ -9,14 +10,17 @@ use super::{Board, pl011::Pl011};
 const UART_PA: u64 = 0x0900_0000;
 
 pub fn init(info: &BootInfo) -> Board {
-    if let Ok(va) = early_map(PhysAddr::new(UART_PA), 0x1000, MemKind::Device) {
+    let uart_pa = info.console_uart.map_or(UART_PA, |pa| pa.as_u64());
+    if let Ok(va) = early_map(PhysAddr::new(uart_pa), 0x1000, MemKind::Device) {
         // SAFETY: `va` maps the PL011 as device memory, now and (same
         // address) in the kernel's own tables.
         let uart = unsafe { Pl011::new(va.as_u64() as *mut u32) };
         crate::console::set_uart(alloc::boxed::Box::new(uart));
     }
-    let mut devices = RangeList::new();
-    devices.push(super::device_page(UART_PA));
+    let mut devices = info.mmio;
+    if info.console_uart.is_none() {
+        devices.push(super::device_page(UART_PA));
+    }
     Board {
         name: "virt",
         ram: info.ram,
