@@ -88,14 +88,19 @@ pub fn init(info: &BootInfo, board: &Board) {
     }
     for r in crate::platform::device_regions() {
         let (s, e) = (r.start.align_down(PAGE_SIZE), r.end.align_up(PAGE_SIZE));
-        map(
-            &mut pt,
-            s.as_u64() + info.linear_offset,
-            s.as_u64(),
+        let va = VirtAddr::new(s.as_u64() + info.linear_offset);
+        // A firmware-described range that overlaps RAM (or another device)
+        // is skipped with a warning rather than stopping the boot.
+        if let Err(e) = pt.map_range(
+            va,
+            s,
             e - s,
             Attrs::KERNEL_DEVICE,
+            &mut BuddyTables,
             MapOptions::PAGES,
-        );
+        ) {
+            println!("mm: warning: device range {r:?} not mapped: {e}");
+        }
     }
     let tables = pt.count_tables();
     // SAFETY: the new tree maps everything the kernel touches from here on
