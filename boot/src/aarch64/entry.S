@@ -146,6 +146,26 @@ at_el1:
     orr     x4, x4, x5
     str     x4, [x2, x3, lsl #3]
 
+    // Everything in .bss (the tables just written, the zeroed stack) was
+    // stored with the MMU off, i.e. uncached. Invalidate any stale copies of
+    // those lines a previous boot stage may have left in the caches, so the
+    // cacheable table walks and accesses after MMU-on see memory.
+    adrp    x0, __bss_start
+    add     x0, x0, :lo12:__bss_start
+    adrp    x1, __bss_end
+    add     x1, x1, :lo12:__bss_end
+    mrs     x2, ctr_el0
+    ubfx    x2, x2, #16, #4           // CTR_EL0.DminLine: log2(words per line)
+    mov     x3, #4
+    lsl     x2, x3, x2                // line size in bytes
+    sub     x3, x2, #1
+    bic     x0, x0, x3
+4:  dc      ivac, x0
+    add     x0, x0, x2
+    cmp     x0, x1
+    b.lo    4b
+    dsb     sy
+
     ldr     x0, =MAIR_VALUE
     msr     mair_el1, x0
     ldr     x0, =TCR_VALUE
