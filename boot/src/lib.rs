@@ -8,13 +8,14 @@
 //! the MMU on, the image running at its higher-half link address, all of
 //! this module's early mappings in place, and a [`BootInfo`] describing the
 //! machine as the firmware reported it.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod aarch64;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub mod x86_64;
 
+pub mod fdt;
 mod ranges;
 
 use core::fmt;
@@ -84,6 +85,7 @@ pub struct BootInfo {
     model_len: usize,
 }
 
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
 impl BootInfo {
     const fn empty() -> Self {
         Self {
@@ -160,6 +162,7 @@ pub fn info() -> Option<&'static BootInfo> {
     BOOT_INFO.get()
 }
 
+#[cfg(target_os = "none")]
 unsafe extern "Rust" {
     /// The kernel's main function, defined by [`entry_point!`].
     fn folium_kernel_main(info: &'static BootInfo) -> !;
@@ -167,6 +170,7 @@ unsafe extern "Rust" {
 
 /// Publishes the boot information and enters the kernel. Called once by the
 /// architecture's Rust entry.
+#[cfg(target_os = "none")]
 fn enter_kernel(info: BootInfo) -> ! {
     let info = BOOT_INFO.call_once(|| info);
     // SAFETY: `folium_kernel_main` is defined by the kernel binary through
@@ -187,6 +191,7 @@ macro_rules! entry_point {
     };
 }
 
+#[cfg(target_os = "none")]
 unsafe extern "C" {
     static __image_start: u8;
     static __image_end: u8;
@@ -215,6 +220,7 @@ pub struct ImageLayout {
 }
 
 /// The linker-defined section boundaries of the running image.
+#[cfg(target_os = "none")]
 pub fn image_layout() -> ImageLayout {
     let a = |p: &u8| VirtAddr::new(p as *const u8 as u64);
     // SAFETY: only the addresses of these linker symbols are taken; they are

@@ -24,7 +24,7 @@ impl PhysRange {
     pub const fn new(start: PhysAddr, size: u64) -> Self {
         Self {
             start,
-            end: PhysAddr::new(start.as_u64() + size),
+            end: PhysAddr::new(start.as_u64().saturating_add(size)),
         }
     }
 
@@ -89,12 +89,40 @@ impl RangeList {
         self.len += 1;
     }
 
+    /// Appends a range that must not be lost (a reservation): when the list
+    /// is full, the nearest held range grows to cover it too. That reserves
+    /// more than asked, which is safe; forgetting a reservation is not.
+    pub fn push_coalescing(&mut self, r: PhysRange) {
+        if r.is_empty() {
+            return;
+        }
+        if self.len < MAX_RANGES {
+            self.push(r);
+            return;
+        }
+        let gap = |h: &PhysRange| {
+            if h.overlaps(&r) {
+                0
+            } else if h.end <= r.start {
+                r.start - h.end
+            } else {
+                h.start - r.end
+            }
+        };
+        if let Some(h) = self.items[..self.len].iter_mut().min_by_key(|h| gap(h)) {
+            h.start = h.start.min(r.start);
+            h.end = h.end.max(r.end);
+            self.dropped += 1;
+        }
+    }
+
     /// The ranges, in insertion order.
     pub fn as_slice(&self) -> &[PhysRange] {
         &self.items[..self.len]
     }
 
-    /// Number of ranges that did not fit.
+    /// Number of ranges that did not fit (dropped by `push`, merged into a
+    /// neighbour by `push_coalescing`).
     pub fn dropped(&self) -> usize {
         self.dropped
     }

@@ -240,9 +240,19 @@ fn check_fatal_boot(spec: &Spec, run: &GuestRun) -> Outcome {
 
 /// Counts `test result: ok. N passed; M failed` lines of `cargo test`.
 fn host_tests() -> Result<(usize, usize)> {
-    println!("== host unit tests (cargo test -p folium-mm -p xtask)");
+    println!("== host unit tests (cargo test -p folium-mm -p folium-boot -p xtask)");
     let out = build::cargo()
-        .args(["test", "-p", "folium-mm", "-p", "xtask", "--color", "never"])
+        .args([
+            "test",
+            "-p",
+            "folium-mm",
+            "-p",
+            "folium-boot",
+            "-p",
+            "xtask",
+            "--color",
+            "never",
+        ])
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run cargo test: {e}"))?;

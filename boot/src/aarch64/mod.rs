@@ -7,7 +7,7 @@ use folium_mm::{PhysAddr, VirtAddr};
 
 pub use early_map::{EarlyMapError, MemKind, early_map, retire_early_map};
 
-use crate::{BootInfo, Firmware, PhysRange, enter_kernel};
+use crate::{BootInfo, Firmware, PhysRange, enter_kernel, fdt};
 
 core::arch::global_asm!(
     include_str!("entry.S"),
@@ -17,7 +17,6 @@ core::arch::global_asm!(
 /// Base of the linear map of physical memory in the TTBR1 half.
 pub const LINEAR_OFFSET: u64 = 0xffff_0000_0000_0000;
 
-const FDT_MAGIC: u32 = 0xd00d_feed;
 const ATAG_CORE: u32 = 0x5441_0001;
 const ATAG_MEM: u32 = 0x5441_0002;
 const ATAG_CMDLINE: u32 = 0x5441_0009;
@@ -44,28 +43,29 @@ extern "C" fn boot_entry(boot_pa: u64, entry_el: u64, kimage_voffset: u64) -> ! 
     enter_kernel(info)
 }
 
-/// Reads a big-endian u32 from the linear map.
-fn read_be32(va: VirtAddr) -> u32 {
-    // SAFETY: callers pass addresses inside ranges just mapped by `early_map`.
-    u32::from_be(unsafe { core::ptr::read_volatile(va.as_u64() as *const u32) })
-}
-
 fn read_le32(va: VirtAddr) -> u32 {
     // SAFETY: callers pass addresses inside ranges just mapped by `early_map`.
     u32::from_le(unsafe { core::ptr::read_volatile(va.as_u64() as *const u32) })
 }
 
+/// Largest DTB accepted (QEMU's is 1 MiB, the Pi firmware's ~50 KiB).
+const DTB_MAX: u64 = 2 << 20;
+
 fn probe_firmware(pa: u64) -> Firmware {
     let raw = Firmware::Unknown { raw: pa };
-    if !pa.is_multiple_of(4) {
+    if !pa.is_multiple_of(8) {
         return raw;
     }
     let Ok(va) = early_map(PhysAddr::new(pa), 64, MemKind::Normal) else {
         return raw;
     };
-    if read_be32(va) == FDT_MAGIC {
-        let size = u64::from(read_be32(va + 4));
-        if early_map(PhysAddr::new(pa), size, MemKind::Normal).is_ok() {
+    // SAFETY: the 64 bytes at `va` were just mapped.
+    let header = unsafe { core::slice::from_raw_parts(va.as_u64() as *const u8, 64) };
+    if let Some(size) = fdt::total_size(header) {
+        let size = u64::from(size);
+        if (40..=DTB_MAX).contains(&size)
+            && early_map(PhysAddr::new(pa), size, MemKind::Normal).is_ok()
+        {
             return Firmware::Dtb {
                 pa: PhysAddr::new(pa),
                 size,
@@ -80,68 +80,34 @@ fn probe_firmware(pa: u64) -> Firmware {
 }
 
 fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
-    info.reserved.push(PhysRange::new(pa, size));
-    let ptr = (pa.as_u64() + LINEAR_OFFSET) as *const u8;
-    // SAFETY: `probe_firmware` mapped the whole blob (`size` from its header).
-    let Ok(fdt) = (unsafe { fdt::Fdt::from_ptr(ptr) }) else {
+    info.reserved.push_coalescing(PhysRange::new(pa, size));
+    // SAFETY: `probe_firmware` mapped the whole blob (`size` from its
+    // header, at most DTB_MAX); nothing writes it while it is parsed.
+    let blob = unsafe {
+        core::slice::from_raw_parts((pa.as_u64() + LINEAR_OFFSET) as *const u8, size as usize)
+    };
+    let Ok(tree) = fdt::Fdt::new(blob) else {
         return;
     };
-    for region in fdt.memory().regions() {
-        if let Some(sz) = region.size {
-            info.ram.push(PhysRange::new(
-                PhysAddr::new(region.starting_address as u64),
-                sz as u64,
-            ));
-        }
+    let facts = tree.facts();
+    info.ram = facts.ram;
+    for r in facts.reserved.as_slice() {
+        info.reserved.push_coalescing(*r);
     }
-    for r in fdt.memory_reservations() {
-        info.reserved.push(PhysRange::new(
-            PhysAddr::new(r.address() as u64),
-            r.size() as u64,
-        ));
+    info.mmio = facts.mmio;
+    info.console_uart = facts.console_uart;
+    if let Some(args) = facts.bootargs {
+        info.set_cmdline(args);
     }
-    if let Some(node) = fdt.find_node("/reserved-memory") {
-        for child in node.children() {
-            for region in child.reg().into_iter().flatten() {
-                if let Some(sz) = region.size {
-                    info.reserved.push(PhysRange::new(
-                        PhysAddr::new(region.starting_address as u64),
-                        sz as u64,
-                    ));
-                }
-            }
-        }
+    if let Some(c) = facts.compatible {
+        info.set_model(c);
     }
-    for node in fdt.all_nodes() {
-        if node.property("interrupt-controller").is_some() {
-            push_regs(&node, &mut info.mmio);
-        }
-    }
-    if let Some(uart) = fdt.chosen().stdout() {
-        info.console_uart = push_regs(&uart, &mut info.mmio);
-    }
-    if let Some(args) = fdt.chosen().bootargs() {
-        info.set_cmdline(args.as_bytes());
-    }
-    let root = fdt.root();
-    let compatible = root.compatible().first();
-    info.set_model(compatible.as_bytes());
-}
-
-/// Appends a node's `reg` ranges to `list`; returns the first one's start.
-fn push_regs(node: &fdt::node::FdtNode, list: &mut crate::RangeList) -> Option<PhysAddr> {
-    let mut first = None;
-    for r in node.reg().into_iter().flatten() {
-        let start = PhysAddr::new(r.starting_address as u64);
-        first.get_or_insert(start);
-        list.push(PhysRange::new(start, r.size.unwrap_or(0x1000) as u64));
-    }
-    first
 }
 
 fn parse_atags(info: &mut BootInfo, pa: PhysAddr) {
     // The tags and the spin table share the first page on the Pi boards.
-    info.reserved.push(PhysRange::new(PhysAddr::new(0), 0x1000));
+    info.reserved
+        .push_coalescing(PhysRange::new(PhysAddr::new(0), 0x1000));
     let mut tag = pa;
     for _ in 0..64 {
         let Ok(va) = early_map(tag, 8, MemKind::Normal) else {
