@@ -198,6 +198,7 @@ unsafe extern "C" {
     static __text_end: u8;
     static __rodata_end: u8;
     static __data_end: u8;
+    static boot_stack_guard: u8;
     static boot_stack_bottom: u8;
     static boot_stack_top: u8;
 }
@@ -217,6 +218,9 @@ pub struct ImageLayout {
     pub end: VirtAddr,
     /// The boot stack (inside `.bss`).
     pub boot_stack: (VirtAddr, VirtAddr),
+    /// The page below the boot stack, which stays unmapped so an overflow
+    /// faults instead of overwriting `.bss`.
+    pub stack_guard: VirtAddr,
 }
 
 /// The linker-defined section boundaries of the running image.
@@ -233,6 +237,7 @@ pub fn image_layout() -> ImageLayout {
             data_end: a(&__data_end),
             end: a(&__image_end),
             boot_stack: (a(&boot_stack_bottom), a(&boot_stack_top)),
+            stack_guard: a(&boot_stack_guard),
         }
     }
 }

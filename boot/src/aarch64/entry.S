@@ -66,6 +66,10 @@ from_el2:
     orr     x0, x0, #3                // EL1 may read the physical counter and timer
     msr     cnthctl_el2, x0
     msr     cntvoff_el2, xzr
+    mrs     x0, midr_el1              // EL1 reads of MIDR/MPIDR return these
+    msr     vpidr_el2, x0
+    mrs     x0, mpidr_el1
+    msr     vmpidr_el2, x0
     ldr     x0, =SCTLR_EL1_RES1
     msr     sctlr_el1, x0
     mov     x0, #0x3c5                // EL1h, DAIF masked
@@ -197,6 +201,7 @@ at_el1:
 // conflicting kernel-half translation survives. Touches no memory.
 .globl replace_ttbr1
 replace_ttbr1:
+    dsb     ishst                     // table writes visible to the walker first
     msr     ttbr1_el1, x1
     isb
     tlbi    vmalle1
@@ -213,6 +218,12 @@ high_entry:
     adrp    x0, boot_stack_top
     add     x0, x0, :lo12:boot_stack_top
     mov     sp, x0
+    // The kernel's vectors, so a fault while the boot code parses firmware
+    // data is reported (or at least stops QEMU) instead of looping.
+    adrp    x0, exception_vectors
+    add     x0, x0, :lo12:exception_vectors
+    msr     vbar_el1, x0
+    isb
     mov     x0, x19
     mov     x1, x20
     mov     x2, x23
@@ -230,7 +241,10 @@ early_img_l3:    .space 4096 * EARLY_L3_TABLES
 early_ttbr0_l0:  .space 4096
 early_id_l1:     .space 4096
 early_id_l2:     .space 4096
-.balign 16
+.balign 4096
+.globl boot_stack_guard
+boot_stack_guard:                     // left unmapped by the kernel's tables
+                 .space 4096
 .globl boot_stack_bottom
 boot_stack_bottom:
                  .space 65536

@@ -62,8 +62,8 @@ long_mode:
 .balign 8
 boot_gdt:
     .quad 0
-    .quad 0x00af9a000000ffff          // 0x08: 64-bit kernel code
-    .quad 0x00cf92000000ffff          // 0x10: kernel data
+    .quad 0x00af9b000000ffff          // 0x08: 64-bit kernel code (accessed)
+    .quad 0x00cf93000000ffff          // 0x10: kernel data (accessed)
 boot_gdt_ptr:
     .word boot_gdt_ptr - boot_gdt - 1
     .long boot_gdt
@@ -96,7 +96,10 @@ boot_pd:
     .endr
 
 .section .bss.boot_stack, "aw", @nobits
-.balign 16
+.balign 4096
+.globl boot_stack_guard
+boot_stack_guard:                     // left unmapped by the kernel's tables
+    .space 4096
 .globl boot_stack_bottom
 boot_stack_bottom:
     .space 65536

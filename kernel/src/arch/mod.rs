@@ -107,6 +107,45 @@ pub fn probe_write(addr: u64, value: u64) -> Result<(), TrapRecord> {
     }
 }
 
+/// What an exec probe returns when the fetch faulted (set by the handler).
+const EXEC_FAULTED: u64 = 0xdead_fa17;
+
+/// The address an exec probe expects an instruction fetch fault at (0: none).
+static EXPECT_EXEC_AT: AtomicU64 = AtomicU64::new(0);
+
+/// If `pc` is the armed exec-probe address, disarms it and returns true:
+/// the handler then returns to the probe's caller with `EXEC_FAULTED`.
+fn take_exec_probe(pc: u64) -> bool {
+    pc != 0
+        && EXPECT_EXEC_AT
+            .compare_exchange(pc, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+}
+
+/// Calls `addr` as a function that returns 0 (the caller placed such code
+/// there); an instruction-fetch fault at `addr` is caught and returned.
+///
+/// # Safety
+///
+/// If `addr` turns out to be executable, the code there runs: it must be a
+/// function of type `extern "C" fn() -> u64` that returns 0.
+pub unsafe fn probe_exec(addr: u64) -> Result<(), TrapRecord> {
+    let _ = take_trap();
+    EXPECT_EXEC_AT.store(addr, Ordering::SeqCst);
+    // SAFETY: forwarded from the caller; a fetch fault at `addr` makes the
+    // handler return here with EXEC_FAULTED instead.
+    let r = unsafe {
+        let f: extern "C" fn() -> u64 = core::mem::transmute(addr as usize);
+        f()
+    };
+    EXPECT_EXEC_AT.store(0, Ordering::SeqCst);
+    if r == EXEC_FAULTED {
+        Err(take_trap().expect("exec fixup without a trap record"))
+    } else {
+        Ok(())
+    }
+}
+
 /// Raises a breakpoint on purpose and returns what the handler recorded.
 pub fn breakpoint() -> Option<TrapRecord> {
     let _ = take_trap();

@@ -4,7 +4,9 @@
 //! kernel image with W^X per section (4 KiB pages), and the board's MMIO
 //! as device memory. The boot stub's early tables are dropped.
 
-use folium_boot::BootInfo;
+use alloc::vec::Vec;
+
+use folium_boot::{BootInfo, PhysRange};
 use folium_mm::pgtable::{Attrs, MapOptions, PageTable, TableAlloc, Translation};
 use folium_mm::{PAGE_SIZE, PhysAddr, VirtAddr};
 use spin::Once;
@@ -54,25 +56,51 @@ pub fn init(info: &BootInfo, board: &Board) {
             panic!("kernel map of {va:#x} -> {pa:#x} (+{size:#x}) failed: {e}");
         }
     };
-    for r in board.ram.as_slice() {
-        let (s, e) = (r.start.align_up(PAGE_SIZE), r.end.align_down(PAGE_SIZE));
-        if s < e {
-            map(
-                &mut pt,
-                s.as_u64() + info.linear_offset,
-                s.as_u64(),
-                e - s,
-                Attrs::KERNEL_DATA,
-                MapOptions::LARGEST,
-            );
-        }
+    // The linear map of RAM, except that the kernel image's alias is
+    // read-only: W^X would mean little if text were writable through it.
+    let image = PhysRange {
+        start: info.kernel_phys.start.align_down(PAGE_SIZE),
+        end: info.kernel_phys.end.align_up(PAGE_SIZE),
+    };
+    let ram: Vec<PhysRange> = board
+        .ram
+        .as_slice()
+        .iter()
+        .map(|r| PhysRange {
+            start: r.start.align_up(PAGE_SIZE),
+            end: r.end.align_down(PAGE_SIZE),
+        })
+        .filter(|r| !r.is_empty())
+        .collect();
+    for r in frames::subtract(&ram, &[image]) {
+        map(
+            &mut pt,
+            r.start.as_u64() + info.linear_offset,
+            r.start.as_u64(),
+            r.size(),
+            Attrs::KERNEL_DATA,
+            MapOptions::LARGEST,
+        );
+    }
+    for r in ram.iter().filter(|r| r.overlaps(&image)) {
+        let (s, e) = (r.start.max(image.start), r.end.min(image.end));
+        map(
+            &mut pt,
+            s.as_u64() + info.linear_offset,
+            s.as_u64(),
+            e - s,
+            Attrs::KERNEL_RODATA,
+            MapOptions::PAGES,
+        );
     }
     let l = folium_boot::image_layout();
     let voff = crate::arch::kimage_voffset(info);
     let sections = [
         (l.start, l.text_end, Attrs::KERNEL_TEXT),
         (l.text_end, l.rodata_end, Attrs::KERNEL_RODATA),
-        (l.rodata_end, l.end, Attrs::KERNEL_DATA),
+        // .data and .bss, minus the guard page below the boot stack.
+        (l.rodata_end, l.stack_guard, Attrs::KERNEL_DATA),
+        (l.stack_guard + PAGE_SIZE, l.end, Attrs::KERNEL_DATA),
     ];
     for (s, e, attrs) in sections {
         if s < e {
@@ -114,6 +142,11 @@ pub fn init(info: &BootInfo, board: &Board) {
         tables
     );
     KERNEL_TABLES.call_once(|| KernelTables { root: pt.root() });
+}
+
+/// Root of the kernel's tables (None before they are built).
+pub fn root() -> Option<PhysAddr> {
+    KERNEL_TABLES.get().map(|k| k.root)
 }
 
 /// Looks up `va` in the kernel's tables.

@@ -259,3 +259,83 @@ kernel_test!(
         Ok(())
     }
 );
+
+kernel_test!(
+    fn the_live_tables_are_the_kernels_own() {
+        let root = kmap::root();
+        check!(root.is_some());
+        check_eq!(Some(arch::current_kernel_root()), root, "TTBR1_EL1 / CR3");
+        Ok(())
+    }
+);
+
+kernel_test!(
+    fn kernel_data_is_not_executable() {
+        // `mov x0, #0; ret` / `xor eax, eax; ret`: harmless if it did run.
+        #[cfg(target_arch = "aarch64")]
+        static mut CODE: [u32; 2] = [0xd280_0000, 0xd65f_03c0];
+        #[cfg(target_arch = "x86_64")]
+        static mut CODE: [u8; 3] = [0x31, 0xc0, 0xc3];
+        let addr = &raw mut CODE as u64;
+        // SAFETY: CODE is a function returning 0, as probe_exec requires.
+        let r = unsafe { arch::probe_exec(addr) };
+        check!(r.is_err(), "data at {addr:#x} was executable");
+        let rec = r.err().unwrap_or_else(|| unreachable!());
+        check_eq!(rec.pc, addr);
+        #[cfg(target_arch = "aarch64")]
+        {
+            check_eq!(rec.class, 0x21, "instruction abort at EL1");
+            check_eq!(
+                (rec.syndrome & 0x3c) >> 2,
+                3,
+                "IFSC should be a permission fault"
+            );
+        }
+        #[cfg(target_arch = "x86_64")]
+        check_eq!(
+            rec.syndrome & 0x11,
+            0x11,
+            "error code: present + instruction fetch"
+        );
+        Ok(())
+    }
+);
+
+kernel_test!(
+    fn image_alias_in_linear_map_is_read_only() {
+        let info = folium_boot::info();
+        check!(info.is_some());
+        let info = info.unwrap_or_else(|| unreachable!());
+        let text_pa = (text_addr() & !7) - arch::kimage_voffset(info);
+        let alias = text_pa + info.linear_offset;
+        let old = arch::probe_read(alias);
+        check!(
+            old == arch::probe_read(text_addr() & !7),
+            "alias does not show the same bytes as text"
+        );
+        let r = arch::probe_write(alias, old.unwrap_or(0));
+        check!(
+            r.is_err(),
+            "kernel text writable through its linear alias {alias:#x}"
+        );
+        Ok(())
+    }
+);
+
+kernel_test!(
+    fn boot_stack_has_a_guard_page() {
+        let guard = folium_boot::image_layout().stack_guard.as_u64();
+        let r = arch::probe_read(guard);
+        check!(
+            r.is_err(),
+            "the page below the boot stack ({guard:#x}) is mapped"
+        );
+        #[cfg(target_arch = "aarch64")]
+        check_eq!(
+            (r.err().map_or(0, |t| t.syndrome) & 0x3c) >> 2,
+            1,
+            "translation fault"
+        );
+        Ok(())
+    }
+);

@@ -40,13 +40,22 @@ pub unsafe fn switch_kernel_tables(root: PhysAddr) {
     unsafe { switch_tables(root, user_root, kimage_voffset(info)) };
 }
 
+/// The root of the live kernel-half tables (TTBR1_EL1's base address).
+pub fn current_kernel_root() -> PhysAddr {
+    let v: u64;
+    // SAFETY: reading TTBR1_EL1 has no side effects.
+    unsafe { asm!("mrs {}, ttbr1_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    PhysAddr::new(v & 0x0000_ffff_ffff_fffe)
+}
+
 /// Zeroes `len` bytes at `ptr` (both multiples of 4 KiB), 128 bytes per
 /// iteration with paired 128-bit stores of a zero vector register. (`dc
 /// zva` measured slower under QEMU TCG, where each one is a helper call.)
 ///
 /// # Safety
 ///
-/// `[ptr, ptr + len)` must be writable normal memory owned by the caller.
+/// `[ptr, ptr + len)` must be writable normal memory owned by the caller;
+/// `len` a non-zero multiple of 128.
 pub unsafe fn zero_pages(ptr: *mut u8, len: usize) {
     // SAFETY: the caller owns the range; the loop writes exactly `len`
     // bytes (a multiple of 128) from `ptr`.

@@ -9,7 +9,10 @@ use core::sync::atomic::Ordering;
 
 use aarch64_cpu::registers::{MIDR_EL1, Readable};
 
-pub use mm::{KernelPteFormat, early_reachable, kimage_voffset, switch_kernel_tables, zero_pages};
+pub use mm::{
+    KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset, switch_kernel_tables,
+    zero_pages,
+};
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 
 use super::{Exit, STOPPING};

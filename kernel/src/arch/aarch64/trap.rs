@@ -6,7 +6,10 @@ use core::arch::asm;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
-use super::super::{EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap};
+use super::super::{
+    EXEC_FAULTED, EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap,
+    take_exec_probe,
+};
 
 core::arch::global_asm!(include_str!("vectors.S"), handler = sym handle_exception);
 
@@ -70,7 +73,9 @@ fn fixups() -> &'static [[u64; 2]] {
 /// Raises `brk #0xf01` (the test's immediate shows up in ESR_EL1.ISS).
 pub fn raw_breakpoint() {
     // SAFETY: the handler resumes after the brk while EXPECT_BREAKPOINT is set.
-    unsafe { asm!("brk #0xf01", options(nomem, nostack)) };
+    // The trap frame saves only general registers: declare every
+    // caller-saved register (FP/SIMD included) clobbered across the trap.
+    unsafe { asm!("brk #0xf01", clobber_abi("C"), options(nomem, nostack)) };
 }
 
 /// Loads from `addr` with fault recovery; returns (value, faulted).
@@ -99,6 +104,18 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
                 pc: frame.elr,
             });
             frame.elr += 4;
+            return;
+        }
+        if ec == EC_IABT_CUR && take_exec_probe(frame.elr) {
+            record_trap(TrapRecord {
+                class: ec,
+                syndrome: frame.esr,
+                addr: frame.far,
+                pc: frame.elr,
+            });
+            // Return to the probe's caller as if the probed function had.
+            frame.x[0] = EXEC_FAULTED;
+            frame.elr = frame.x[30];
             return;
         }
         if ec == EC_DABT_CUR

@@ -7,8 +7,10 @@ struct Gdt([u64; 3]);
 
 static GDT: Gdt = Gdt([
     0,
-    0x00af_9a00_0000_ffff, // 0x08: 64-bit kernel code
-    0x00cf_9200_0000_ffff, // 0x10: kernel data
+    // The accessed bits are preset: the GDT lives in read-only memory, and
+    // the CPU would otherwise write them on the first segment load.
+    0x00af_9b00_0000_ffff, // 0x08: 64-bit kernel code
+    0x00cf_9300_0000_ffff, // 0x10: kernel data
 ]);
 
 /// Loads the GDT and reloads every segment register from it.

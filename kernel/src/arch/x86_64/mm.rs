@@ -49,6 +49,14 @@ pub unsafe fn switch_kernel_tables(root: PhysAddr) {
     }
 }
 
+/// The root of the live tables (CR3's base address).
+pub fn current_kernel_root() -> PhysAddr {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    PhysAddr::new(v & 0x000f_ffff_ffff_f000)
+}
+
 /// Zeroes `len` bytes at `ptr`, 64 bytes per iteration with eight 8-byte
 /// stores (measured faster than `rep stosq` under QEMU TCG; the kernel is
 /// built without SSE, so wider stores are not available).

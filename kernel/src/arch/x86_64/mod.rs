@@ -10,7 +10,10 @@ use core::sync::atomic::Ordering;
 
 use x86_64::instructions::port::Port;
 
-pub use mm::{KernelPteFormat, early_reachable, kimage_voffset, switch_kernel_tables, zero_pages};
+pub use mm::{
+    KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset, switch_kernel_tables,
+    zero_pages,
+};
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 
 use super::{Exit, STOPPING};

@@ -5,7 +5,10 @@ use core::arch::asm;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
-use super::super::{EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap};
+use super::super::{
+    EXEC_FAULTED, EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap,
+    take_exec_probe,
+};
 
 core::arch::global_asm!(include_str!("idt.S"), handler = sym handle_exception, options(att_syntax));
 
@@ -81,6 +84,8 @@ const KERNEL_CS: u16 = 0x08;
 const INTERRUPT_GATE: u8 = 0x8e; // present, DPL 0, 64-bit interrupt gate
 const VEC_BP: u64 = 3;
 const VEC_PF: u64 = 14;
+/// #PF error code bit: the access was an instruction fetch.
+const PF_INSTR: u64 = 1 << 4;
 
 /// Fills and loads the IDT.
 pub fn init_exceptions() {
@@ -119,7 +124,8 @@ fn fixups() -> &'static [[u64; 2]] {
 /// Raises `int3`.
 pub fn raw_breakpoint() {
     // SAFETY: the handler returns past int3 while EXPECT_BREAKPOINT is set.
-    unsafe { asm!("int3", options(nomem, nostack)) };
+    // Declares every caller-saved register clobbered across the trap.
+    unsafe { asm!("int3", clobber_abi("C"), options(nomem, nostack)) };
 }
 
 /// Loads from `addr` with fault recovery; returns (value, faulted).
@@ -151,6 +157,22 @@ extern "C" fn handle_exception(frame: &mut TrapFrame) {
             addr: 0,
             pc: frame.rip - 1,
         });
+        return;
+    }
+    if frame.vector == VEC_PF && frame.error_code & PF_INSTR != 0 && take_exec_probe(frame.rip) {
+        record_trap(TrapRecord {
+            class: VEC_PF,
+            syndrome: frame.error_code,
+            addr: cr2(),
+            pc: frame.rip,
+        });
+        // Return to the probe's caller as if the probed function had: the
+        // return address is on top of the interrupted stack.
+        // SAFETY: the fault hit the first instruction of a function the
+        // probe just called, so [rsp] is the return address the call pushed.
+        frame.rip = unsafe { (frame.rsp as *const u64).read() };
+        frame.rsp += 8;
+        frame.rax = EXEC_FAULTED;
         return;
     }
     if frame.vector == VEC_PF
