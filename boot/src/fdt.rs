@@ -307,9 +307,8 @@ mod tests {
             self.structs.extend(BEGIN_NODE.to_be_bytes());
             self.structs.extend(name.as_bytes());
             self.structs.push(0);
-            while self.structs.len() % 4 != 0 {
-                self.structs.push(0);
-            }
+            self.structs
+                .resize(self.structs.len().next_multiple_of(4), 0);
             self
         }
         fn end(&mut self) -> &mut Self {
@@ -324,9 +323,8 @@ mod tests {
             self.structs.extend((value.len() as u32).to_be_bytes());
             self.structs.extend(off.to_be_bytes());
             self.structs.extend(value);
-            while self.structs.len() % 4 != 0 {
-                self.structs.push(0);
-            }
+            self.structs
+                .resize(self.structs.len().next_multiple_of(4), 0);
             self
         }
         fn cells(&mut self, name: &str, v: &[u32]) -> &mut Self {

@@ -98,10 +98,12 @@ fn barrier() {
 /// with the same type is a no-op.
 pub fn early_map(pa: PhysAddr, size: u64, kind: MemKind) -> Result<VirtAddr, EarlyMapError> {
     let start = pa.as_u64() & !(BLOCK_2M - 1);
-    let end = (pa.as_u64() + size.max(1) + BLOCK_2M - 1) & !(BLOCK_2M - 1);
-    if end > 512 * BLOCK_1G {
-        return Err(EarlyMapError::OutOfRange);
-    }
+    let end = pa
+        .as_u64()
+        .checked_add(size.max(1))
+        .filter(|&e| e <= 512 * BLOCK_1G)
+        .ok_or(EarlyMapError::OutOfRange)?
+        .next_multiple_of(BLOCK_2M);
     let attrs = match kind {
         MemKind::Normal => BLOCK | AF | SH_INNER | ATTR_NORMAL | PXN_UXN,
         MemKind::Device => BLOCK | AF | ATTR_DEVICE | PXN_UXN,

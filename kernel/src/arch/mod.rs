@@ -80,10 +80,25 @@ static EXPECT_BREAKPOINT: AtomicBool = AtomicBool::new(false);
 /// instead of reporting (the exit path itself may trap on real hardware).
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
+unsafe extern "C" {
+    static exception_fixups: u8;
+    static exception_fixups_end: u8;
+}
+
+/// The exception table: (faulting instruction, resume address) pairs that
+/// each architecture's assembly lists between two labels.
+fn fixups() -> &'static [[u64; 2]] {
+    let start = &raw const exception_fixups as usize;
+    let end = &raw const exception_fixups_end as usize;
+    // SAFETY: the assembly emits 8-aligned u64 pairs in .rodata between the
+    // two labels and nothing else; they are never written.
+    unsafe { core::slice::from_raw_parts(start as *const [u64; 2], (end - start) / 16) }
+}
+
 /// The resume address for a fault at `pc`, if `pc` is a fault-tolerant
-/// access listed in the architecture's exception table.
-fn fixup_for(pc: u64, table: &[[u64; 2]]) -> Option<u64> {
-    table.iter().find(|e| e[0] == pc).map(|e| e[1])
+/// access listed in the exception table.
+fn fixup_for(pc: u64) -> Option<u64> {
+    fixups().iter().find(|e| e[0] == pc).map(|e| e[1])
 }
 
 /// Reads a u64 at `addr`; a fault is caught and returned as its record.

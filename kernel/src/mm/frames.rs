@@ -15,6 +15,8 @@ use spin::Mutex;
 use crate::platform::Board;
 
 static BUDDY: Mutex<Option<BuddyAllocator>> = Mutex::new(None);
+/// Physical addresses at or above this are ignored (48-bit PA, both arches).
+const MAX_PHYS: u64 = 1 << 48;
 static LINEAR: spin::Once<LinearMap> = spin::Once::new();
 
 /// Free pages per order and in total, as one consistent snapshot.
@@ -94,6 +96,20 @@ fn page_align_out(r: PhysRange) -> PhysRange {
     }
 }
 
+/// The board's RAM that a 48-bit physical address space holds, page
+/// aligned inward and sorted.
+pub fn usable_ram(board: &Board) -> Vec<PhysRange> {
+    let mut ram: Vec<PhysRange> = board
+        .ram
+        .as_slice()
+        .iter()
+        .map(|&r| page_align_in(r))
+        .filter(|r| !r.is_empty() && r.end.as_u64() <= MAX_PHYS)
+        .collect();
+    ram.sort_by_key(|r| r.start);
+    ram
+}
+
 /// `ram` minus every range in `holes`, sorted, empty pieces dropped.
 pub fn subtract(ram: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
     let mut out: Vec<PhysRange> = ram.iter().copied().filter(|r| !r.is_empty()).collect();
@@ -129,12 +145,7 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
     // SAFETY: the boot layer maps RAM at this offset (early map now, the
     // kernel's own tables later), for the whole run.
     let lin = *LINEAR.call_once(|| unsafe { LinearMap::new(info.linear_offset) });
-    let ram: Vec<PhysRange> = board
-        .ram
-        .as_slice()
-        .iter()
-        .map(|&r| page_align_in(r))
-        .collect();
+    let ram = usable_ram(board);
     let mut holes: Vec<PhysRange> = info
         .reserved
         .as_slice()
@@ -143,24 +154,40 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
         .collect();
     holes.push(page_align_out(info.kernel_phys));
     let mut free = subtract(&ram, &holes);
-
-    let lo = ram.iter().map(|r| r.start.pfn()).min().unwrap_or_default();
-    let hi = ram.iter().map(|r| r.end.pfn()).max().unwrap_or_default();
-    let memmap_pages = Memmap::nr_pages_for(lo, hi);
-    let memmap_bytes = Memmap::bytes_for(memmap_pages).next_multiple_of(PAGE_SIZE);
-
     let reachable: Vec<PhysRange> = free
         .iter()
         .filter_map(|&r| crate::arch::early_reachable(r))
         .collect();
+
+    // The memmap spans all RAM, holes included. If firmware reports a bank
+    // so far away that the span cannot be stored, give up the highest banks
+    // (with a warning) rather than the boot.
+    let mut ram = ram;
+    let (lo, hi, memmap_pages, memmap_bytes, host) = loop {
+        let lo = ram.iter().map(|r| r.start.pfn()).min().unwrap_or_default();
+        let hi = ram.iter().map(|r| r.end.pfn()).max().unwrap_or_default();
+        let pages = Memmap::nr_pages_for(lo, hi);
+        let bytes = Memmap::bytes_for(pages).next_multiple_of(PAGE_SIZE);
+        // Top-down from the largest reachable range, as Linux's memblock does.
+        let host = reachable
+            .iter()
+            .filter(|r| r.size() >= bytes)
+            .max_by_key(|r| r.size())
+            .copied();
+        match host {
+            Some(h) if pages < u64::from(u32::MAX) => break (lo, hi, pages, bytes, h),
+            _ if ram.len() > 1 => {
+                let dropped = ram.pop().unwrap_or(PhysRange::EMPTY);
+                println!(
+                    "mm: warning: RAM {dropped:?} left unused: a memmap spanning it does not fit"
+                );
+                free = subtract(&free, &[dropped]);
+            }
+            _ => panic!("no RAM range can hold the memmap ({bytes} bytes)"),
+        }
+    };
+    let reachable = subtract(&reachable, &subtract(&reachable, &free));
     let deferred = subtract(&free, &reachable);
-    // Top-down from the largest reachable range, as Linux's memblock does.
-    let host = reachable
-        .iter()
-        .filter(|r| r.size() >= memmap_bytes)
-        .max_by_key(|r| r.size())
-        .copied()
-        .expect("no RAM range can hold the memmap");
     let memmap = PhysRange {
         start: host.end - memmap_bytes,
         end: host.end,

@@ -4,8 +4,6 @@
 //! kernel image with W^X per section (4 KiB pages), and the board's MMIO
 //! as device memory. The boot stub's early tables are dropped.
 
-use alloc::vec::Vec;
-
 use folium_boot::{BootInfo, PhysRange};
 use folium_mm::pgtable::{Attrs, MapOptions, PageTable, TableAlloc, Translation};
 use folium_mm::{PAGE_SIZE, PhysAddr, VirtAddr};
@@ -62,16 +60,7 @@ pub fn init(info: &BootInfo, board: &Board) {
         start: info.kernel_phys.start.align_down(PAGE_SIZE),
         end: info.kernel_phys.end.align_up(PAGE_SIZE),
     };
-    let ram: Vec<PhysRange> = board
-        .ram
-        .as_slice()
-        .iter()
-        .map(|r| PhysRange {
-            start: r.start.align_up(PAGE_SIZE),
-            end: r.end.align_down(PAGE_SIZE),
-        })
-        .filter(|r| !r.is_empty())
-        .collect();
+    let ram = frames::usable_ram(board);
     for r in frames::subtract(&ram, &[image]) {
         map(
             &mut pt,

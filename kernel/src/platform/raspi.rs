@@ -46,6 +46,8 @@ const MBOX_WRITE: usize = 0x20 / 4;
 const MBOX_FULL: u32 = 1 << 31;
 const MBOX_EMPTY: u32 = 1 << 30;
 const CHANNEL_PROPERTY: u32 = 8;
+/// Status polls before the mailbox is declared absent.
+const MBOX_SPINS: u32 = 10_000_000;
 const TAG_BOARD_REVISION: u32 = 0x0001_0002;
 const TAG_ARM_MEMORY: u32 = 0x0001_0005;
 
@@ -129,11 +131,18 @@ fn mailbox_ram(periph: u64, kimage_voffset: u64) -> Option<RangeList> {
             return None;
         }
         dcache_op(buf as u64, size_of::<MboxBuffer>());
-        while regs.add(MBOX_STATUS).read_volatile() & MBOX_FULL != 0 {}
+        // Bounded waits: a board without this mailbox must not hang the boot.
+        let wait =
+            |mask: u32| (0..MBOX_SPINS).any(|_| regs.add(MBOX_STATUS).read_volatile() & mask == 0);
+        if !wait(MBOX_FULL) {
+            return None;
+        }
         regs.add(MBOX_WRITE)
             .write_volatile(pa as u32 | CHANNEL_PROPERTY);
         loop {
-            while regs.add(MBOX_STATUS).read_volatile() & MBOX_EMPTY != 0 {}
+            if !wait(MBOX_EMPTY) {
+                return None;
+            }
             if regs.add(MBOX_READ).read_volatile() & 0xf == CHANNEL_PROPERTY {
                 break;
             }

@@ -15,8 +15,6 @@ core::arch::global_asm!(include_str!("vectors.S"), handler = sym handle_exceptio
 
 unsafe extern "C" {
     static exception_vectors: u8;
-    static exception_fixups: [u64; 2];
-    static exception_fixups_end: [u64; 2];
     fn probe_read_u64(addr: u64) -> ProbeRet;
     fn probe_write_u64(addr: u64, value: u64) -> ProbeRet;
 }
@@ -58,15 +56,6 @@ pub fn init_exceptions() {
     unsafe {
         let vbar = &raw const exception_vectors as u64;
         asm!("msr vbar_el1, {}", "isb", in(reg) vbar, options(nostack));
-    }
-}
-
-fn fixups() -> &'static [[u64; 2]] {
-    // SAFETY: the linker places the pairs contiguously between the symbols.
-    unsafe {
-        let start = &raw const exception_fixups;
-        let end = &raw const exception_fixups_end;
-        core::slice::from_raw_parts(start, end.offset_from(start) as usize)
     }
 }
 
@@ -119,7 +108,7 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
             return;
         }
         if ec == EC_DABT_CUR
-            && let Some(resume) = fixup_for(frame.elr, fixups())
+            && let Some(resume) = fixup_for(frame.elr)
         {
             record_trap(TrapRecord {
                 class: ec,

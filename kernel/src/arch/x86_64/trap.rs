@@ -14,8 +14,6 @@ core::arch::global_asm!(include_str!("idt.S"), handler = sym handle_exception, o
 
 unsafe extern "C" {
     static isr_stub_table: [u64; 32];
-    static exception_fixups: [u64; 2];
-    static exception_fixups_end: [u64; 2];
     fn probe_read_u64(addr: u64) -> ProbeRet;
     fn probe_write_u64(addr: u64, value: u64) -> ProbeRet;
 }
@@ -112,15 +110,6 @@ pub fn init_exceptions() {
     }
 }
 
-fn fixups() -> &'static [[u64; 2]] {
-    // SAFETY: the pairs lie contiguously between the two symbols.
-    unsafe {
-        let start = &raw const exception_fixups;
-        let end = &raw const exception_fixups_end;
-        core::slice::from_raw_parts(start, end.offset_from(start) as usize)
-    }
-}
-
 /// Raises `int3`.
 pub fn raw_breakpoint() {
     // SAFETY: the handler returns past int3 while EXPECT_BREAKPOINT is set.
@@ -176,7 +165,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame) {
         return;
     }
     if frame.vector == VEC_PF
-        && let Some(resume) = fixup_for(frame.rip, fixups())
+        && let Some(resume) = fixup_for(frame.rip)
     {
         record_trap(TrapRecord {
             class: VEC_PF,
