@@ -249,16 +249,23 @@ pub fn ensure_installed() -> Result<()> {
              cat > {list} <<'EOF'\n{stanza}EOF\napt-get update\n{install}\n"
         ));
     }
-    let already = std::fs::read_dir("/etc/apt/sources.list.d")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| {
-            std::fs::read_to_string(e.path()).is_ok_and(|t| {
-                t.lines()
-                    .any(|l| l.starts_with("Suites:") && l.contains(&suite))
+    // Already configured, in a deb822 file or a one-line sources list?
+    let mentions_suite = |path: &Path| {
+        std::fs::read_to_string(path).is_ok_and(|t| {
+            t.lines().any(|l| {
+                let l = l.trim_start();
+                !l.starts_with('#')
+                    && (l.starts_with("Suites:") || l.starts_with("deb "))
+                    && l.split_whitespace().any(|w| w == suite)
             })
-        });
+        })
+    };
+    let already = mentions_suite(Path::new("/etc/apt/sources.list"))
+        || std::fs::read_dir("/etc/apt/sources.list.d")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| mentions_suite(&e.path()));
     if !already {
         eprintln!("xtask: adding {suite} to apt sources ({list})");
         std::fs::write(list, &stanza).map_err(|e| format!("{list}: {e}"))?;
