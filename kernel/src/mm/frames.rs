@@ -145,7 +145,7 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
     // SAFETY: the boot layer maps RAM at this offset (early map now, the
     // kernel's own tables later), for the whole run.
     let lin = *LINEAR.call_once(|| unsafe { LinearMap::new(info.linear_offset) });
-    let ram = usable_ram(board);
+    let mut ram = usable_ram(board);
     let mut holes: Vec<PhysRange> = info
         .reserved
         .as_slice()
@@ -154,7 +154,7 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
         .collect();
     holes.push(page_align_out(info.kernel_phys));
     let mut free = subtract(&ram, &holes);
-    let reachable: Vec<PhysRange> = free
+    let mut reachable: Vec<PhysRange> = free
         .iter()
         .filter_map(|&r| crate::arch::early_reachable(r))
         .collect();
@@ -162,7 +162,6 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
     // The memmap spans all RAM, holes included. If firmware reports a bank
     // so far away that the span cannot be stored, give up the highest banks
     // (with a warning) rather than the boot.
-    let mut ram = ram;
     let (lo, hi, memmap_pages, memmap_bytes, host) = loop {
         let lo = ram.iter().map(|r| r.start.pfn()).min().unwrap_or_default();
         let hi = ram.iter().map(|r| r.end.pfn()).max().unwrap_or_default();
@@ -182,11 +181,11 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
                     "mm: warning: RAM {dropped:?} left unused: a memmap spanning it does not fit"
                 );
                 free = subtract(&free, &[dropped]);
+                reachable = subtract(&reachable, &[dropped]);
             }
             _ => panic!("no RAM range can hold the memmap ({bytes} bytes)"),
         }
     };
-    let reachable = subtract(&reachable, &subtract(&reachable, &free));
     let deferred = subtract(&free, &reachable);
     let memmap = PhysRange {
         start: host.end - memmap_bytes,
