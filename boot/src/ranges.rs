@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use folium_mm::PhysAddr;
+use folium_mm::{PAGE_SIZE, PhysAddr};
 
 /// A half-open physical range `[start, end)`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,24 @@ impl PhysRange {
         Self {
             start,
             end: PhysAddr::new(start.as_u64().saturating_add(size)),
+        }
+    }
+
+    /// The whole pages inside the range (start rounded up, end down): for
+    /// RAM, where a partial page cannot be handed out.
+    pub const fn pages_inside(&self) -> PhysRange {
+        PhysRange {
+            start: self.start.align_up(PAGE_SIZE),
+            end: self.end.align_down(PAGE_SIZE),
+        }
+    }
+
+    /// The pages the range touches (start rounded down, end up): for
+    /// reservations and MMIO, where a partial page must be covered.
+    pub const fn pages_covering(&self) -> PhysRange {
+        PhysRange {
+            start: self.start.align_down(PAGE_SIZE),
+            end: self.end.align_up(PAGE_SIZE),
         }
     }
 

@@ -82,20 +82,6 @@ pub fn folio_put(folio: Folio) -> bool {
     with(|b| b.folio_put(folio))
 }
 
-fn page_align_in(r: PhysRange) -> PhysRange {
-    PhysRange {
-        start: r.start.align_up(PAGE_SIZE),
-        end: r.end.align_down(PAGE_SIZE),
-    }
-}
-
-fn page_align_out(r: PhysRange) -> PhysRange {
-    PhysRange {
-        start: r.start.align_down(PAGE_SIZE),
-        end: r.end.align_up(PAGE_SIZE),
-    }
-}
-
 /// The board's RAM that a 48-bit physical address space holds, page
 /// aligned inward and sorted.
 pub fn usable_ram(board: &Board) -> Vec<PhysRange> {
@@ -103,7 +89,7 @@ pub fn usable_ram(board: &Board) -> Vec<PhysRange> {
         .ram
         .as_slice()
         .iter()
-        .map(|&r| page_align_in(r))
+        .map(|r| r.pages_inside())
         .filter(|r| !r.is_empty() && r.end.as_u64() <= MAX_PHYS)
         .collect();
     ram.sort_by_key(|r| r.start);
@@ -150,9 +136,9 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
         .reserved
         .as_slice()
         .iter()
-        .map(|&r| page_align_out(r))
+        .map(|r| r.pages_covering())
         .collect();
-    holes.push(page_align_out(info.kernel_phys));
+    holes.push(info.kernel_phys.pages_covering());
     let mut free = subtract(&ram, &holes);
     let mut reachable: Vec<PhysRange> = free
         .iter()

@@ -56,10 +56,7 @@ pub fn init(info: &BootInfo, board: &Board) {
     };
     // The linear map of RAM, except that the kernel image's alias is
     // read-only: W^X would mean little if text were writable through it.
-    let image = PhysRange {
-        start: info.kernel_phys.start.align_down(PAGE_SIZE),
-        end: info.kernel_phys.end.align_up(PAGE_SIZE),
-    };
+    let image = info.kernel_phys.pages_covering();
     let ram = frames::usable_ram(board);
     for r in frames::subtract(&ram, &[image]) {
         map(
@@ -104,7 +101,7 @@ pub fn init(info: &BootInfo, board: &Board) {
         }
     }
     for r in crate::platform::device_regions() {
-        let (s, e) = (r.start.align_down(PAGE_SIZE), r.end.align_up(PAGE_SIZE));
+        let PhysRange { start: s, end: e } = r.pages_covering();
         let va = VirtAddr::new(s.as_u64() + info.linear_offset);
         // A firmware-described range that overlaps RAM (or another device)
         // is skipped with a warning rather than stopping the boot.
