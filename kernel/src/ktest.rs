@@ -113,6 +113,24 @@ macro_rules! check {
     };
 }
 
+/// Evaluates to the `Some` value, or fails the enclosing test.
+macro_rules! check_some {
+    ($opt:expr) => {
+        check_some!($opt, "")
+    };
+    ($opt:expr, $($msg:tt)+) => {
+        match $opt {
+            Some(v) => v,
+            None => {
+                return Err(alloc::format!(
+                    "{}:{}: {} is None {}",
+                    file!(), line!(), stringify!($opt), format_args!($($msg)+)
+                ))
+            }
+        }
+    };
+}
+
 /// Fails the enclosing test unless the two values are equal.
 macro_rules! check_eq {
     ($a:expr, $b:expr) => {

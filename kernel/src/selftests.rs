@@ -13,9 +13,7 @@ pub const UNMAPPED: u64 = 0xffff_c000_dead_b000;
 
 kernel_test!(
     fn breakpoint_is_caught_and_resumed() {
-        let rec = arch::breakpoint();
-        check!(rec.is_some(), "no breakpoint trap was recorded");
-        let rec = rec.unwrap_or_else(|| unreachable!());
+        let rec = check_some!(arch::breakpoint(), "no breakpoint trap was recorded");
         #[cfg(target_arch = "aarch64")]
         {
             check_eq!(rec.class, 0x3c, "ESR_EL1.EC should be BRK");
@@ -37,8 +35,7 @@ kernel_test!(
 kernel_test!(
     fn page_fault_is_caught_with_precise_report() {
         let r = arch::probe_read(UNMAPPED);
-        check!(r.is_err(), "read of an unmapped address did not fault");
-        let rec = r.err().unwrap_or_else(|| unreachable!());
+        let rec = check_some!(r.err(), "read of an unmapped address did not fault");
         check_eq!(rec.addr, UNMAPPED, "fault address (FAR_EL1 / CR2)");
         #[cfg(target_arch = "aarch64")]
         {
@@ -62,8 +59,7 @@ kernel_test!(
         println!("    fault report: {}", arch::describe(&rec));
         // A write faults the same way, and the kernel carries on.
         let w = arch::probe_write(UNMAPPED, 1);
-        check!(w.is_err());
-        let wrec = w.err().unwrap_or_else(|| unreachable!());
+        let wrec = check_some!(w.err());
         #[cfg(target_arch = "aarch64")]
         check!(wrec.syndrome & (1 << 6) != 0, "WnR should say write");
         #[cfg(target_arch = "x86_64")]

@@ -97,9 +97,7 @@ kernel_test!(
     fn folio_refcount_mapcount_and_page_folio() {
         let before = frames::stats().free_pages;
         let order = Order::of(4);
-        let f = frames::alloc_folio(order);
-        check!(f.is_some());
-        let f = f.unwrap_or_else(|| unreachable!());
+        let f = check_some!(frames::alloc_folio(order));
         let (extra, pfn) = frames::with(|b| {
             let m = b.memmap();
             let v = m.folio(&f);
@@ -140,9 +138,7 @@ kernel_test!(
 kernel_test!(
     fn zeroed_folio_reads_zero() {
         let order = Order::of(2);
-        let f = frames::alloc_folio(order);
-        check!(f.is_some());
-        let f = f.unwrap_or_else(|| unreachable!());
+        let f = check_some!(frames::alloc_folio(order));
         let p = frames::linear().ptr::<u64>(f.pfn().phys());
         let n = (order.bytes() / 8) as usize;
         // SAFETY: the folio is ours and mapped by the linear map.
@@ -171,11 +167,7 @@ kernel_test!(
             check!(old.is_ok(), "{what} not readable");
             // Writing back the value just read would be harmless if it succeeded.
             let r = arch::probe_write(addr, old.unwrap_or(0));
-            check!(
-                r.is_err(),
-                "write to kernel {what} at {addr:#x} did not fault"
-            );
-            let rec = r.err().unwrap_or_else(|| unreachable!());
+            let rec = check_some!(r.err(), "write to kernel {what} at {addr:#x} did not fault");
             check_eq!(rec.addr, addr);
             #[cfg(target_arch = "aarch64")]
             check_eq!(
@@ -216,9 +208,7 @@ kernel_test!(
             "data: {d:?}"
         );
         // The linear map: normal memory, writable, never executable.
-        let f = frames::alloc_folio(Order::of(0));
-        check!(f.is_some());
-        let f = f.unwrap_or_else(|| unreachable!());
+        let f = check_some!(frames::alloc_folio(Order::of(0)));
         let va = VirtAddr::new(frames::linear().ptr::<u8>(f.pfn().phys()) as u64);
         let l = kmap::translate(va);
         frames::folio_put(f);
@@ -279,8 +269,7 @@ kernel_test!(
         let addr = &raw mut CODE as u64;
         // SAFETY: CODE is a function returning 0, as probe_exec requires.
         let r = unsafe { arch::probe_exec(addr) };
-        check!(r.is_err(), "data at {addr:#x} was executable");
-        let rec = r.err().unwrap_or_else(|| unreachable!());
+        let rec = check_some!(r.err(), "data at {addr:#x} was executable");
         check_eq!(rec.pc, addr);
         #[cfg(target_arch = "aarch64")]
         {
@@ -303,9 +292,7 @@ kernel_test!(
 
 kernel_test!(
     fn image_alias_in_linear_map_is_read_only() {
-        let info = folium_boot::info();
-        check!(info.is_some());
-        let info = info.unwrap_or_else(|| unreachable!());
+        let info = check_some!(folium_boot::info());
         let text_pa = (text_addr() & !7) - arch::kimage_voffset(info);
         let alias = text_pa + info.linear_offset;
         let old = arch::probe_read(alias);
