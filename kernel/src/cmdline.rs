@@ -12,6 +12,8 @@ pub enum Action<'a> {
     },
     /// Trigger an unexpected exception on purpose (checks the fatal path).
     Fatal,
+    /// Overflow the kernel stack on purpose (checks the overflow report).
+    StackOverflow,
     /// Run the page-allocator benchmark.
     BenchAlloc,
 }
@@ -24,7 +26,8 @@ pub struct Args<'a> {
 }
 
 impl<'a> Args<'a> {
-    /// Parses whitespace-separated words: `test`, `test=<filter>`, `fatal-test`, `bench-alloc`.
+    /// Parses whitespace-separated words: `test`, `test=<filter>`, `fatal-test`,
+    /// `stack-overflow-test`, `bench-alloc`.
     pub fn parse(cmdline: &'a str) -> Self {
         let mut action = Action::None;
         for word in cmdline.split_ascii_whitespace() {
@@ -32,6 +35,7 @@ impl<'a> Args<'a> {
                 None if word == "test" => action = Action::Test { filter: "" },
                 Some(("test", f)) => action = Action::Test { filter: f },
                 None if word == "fatal-test" => action = Action::Fatal,
+                None if word == "stack-overflow-test" => action = Action::StackOverflow,
                 None if word == "bench-alloc" => action = Action::BenchAlloc,
                 _ => {}
             }

@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 use core::fmt::{self, Write};
 
-use spin::Mutex;
+use crate::sync::IrqMutex;
 
 /// A character sink the platform installs (PL011, 16550 ...).
 pub trait Uart: Send {
@@ -29,7 +29,7 @@ impl Write for Console {
     }
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None });
+static CONSOLE: IrqMutex<Console> = IrqMutex::new(Console { uart: None });
 
 /// Installs the UART all later output goes to.
 pub fn set_uart(uart: Box<dyn Uart>) {

@@ -1,5 +1,8 @@
 //! The kernel heap behind `#[global_allocator]`: a buddy-system heap
-//! (`buddy_system_allocator`) over a static arena in `.bss`.
+//! (`buddy_system_allocator`) over a static arena in `.bss`, taken with
+//! interrupts masked so an interrupt handler may allocate too.
+
+use core::alloc::{GlobalAlloc, Layout};
 
 use buddy_system_allocator::LockedHeap;
 
@@ -10,8 +13,30 @@ struct Arena([u8; HEAP_SIZE]);
 
 static mut ARENA: Arena = Arena([0; HEAP_SIZE]);
 
+/// [`LockedHeap`] with interrupts masked around every call.
+struct IrqSafeHeap(LockedHeap<32>);
+
+// SAFETY: forwards to LockedHeap's GlobalAlloc implementation unchanged;
+// masking interrupts around it changes no allocation.
+unsafe impl GlobalAlloc for IrqSafeHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let flags = crate::arch::irq_save();
+        // SAFETY: forwarded from the caller.
+        let p = unsafe { self.0.alloc(layout) };
+        crate::arch::irq_restore(flags);
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let flags = crate::arch::irq_save();
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.dealloc(ptr, layout) };
+        crate::arch::irq_restore(flags);
+    }
+}
+
 #[global_allocator]
-static HEAP: LockedHeap<32> = LockedHeap::empty();
+static HEAP: IrqSafeHeap = IrqSafeHeap(LockedHeap::empty());
 
 /// Hands the arena to the heap. Called once, before any allocation.
 pub fn init() {
@@ -19,13 +44,13 @@ pub fn init() {
     // lives for the whole run.
     unsafe {
         let start = (&raw mut ARENA) as usize;
-        HEAP.lock().init(start, HEAP_SIZE);
+        with_heap(|h| h.init(start, HEAP_SIZE));
     }
 }
 
 /// Bytes currently allocated from the heap.
 pub fn used() -> usize {
-    HEAP.lock().stats_alloc_actual()
+    with_heap(|h| h.stats_alloc_actual())
 }
 
 kernel_test!(
@@ -53,3 +78,11 @@ kernel_test!(
         Ok(())
     }
 );
+
+/// Runs `f` on the heap with interrupts masked.
+fn with_heap<R>(f: impl FnOnce(&mut buddy_system_allocator::Heap<32>) -> R) -> R {
+    let flags = crate::arch::irq_save();
+    let r = f(&mut HEAP.0.lock());
+    crate::arch::irq_restore(flags);
+    r
+}

@@ -16,6 +16,7 @@ mod heap;
 mod mm;
 mod platform;
 mod selftests;
+mod sync;
 
 use folium_boot::BootInfo;
 
@@ -34,6 +35,7 @@ fn kmain(info: &'static BootInfo) -> ! {
         cmdline::Action::Test { filter } => ktest::run(filter),
         cmdline::Action::BenchAlloc => mm::bench::alloc(board),
         cmdline::Action::Fatal => selftests::trigger_unexpected_fault(),
+        cmdline::Action::StackOverflow => selftests::overflow_kernel_stack(),
         cmdline::Action::None => true,
     };
     println!("folium: powering off");
@@ -77,7 +79,7 @@ fn print_banner(info: &BootInfo, board: &platform::Board) {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    console::force_unlock();
+    arch::begin_fatal_report();
     println!("\nKERNEL PANIC: {}", info);
     arch::exit_qemu(arch::Exit::Failure)
 }

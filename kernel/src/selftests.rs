@@ -90,3 +90,24 @@ pub fn trigger_unexpected_fault() -> bool {
     println!("selftest: the read returned {v:#x} instead of faulting");
     false
 }
+
+/// Recurses without bound on the kernel stack: must end in the stack
+/// overflow report (x86: #DF on its IST stack; aarch64: the vectors'
+/// overflow check), never in silence or a reset.
+pub fn overflow_kernel_stack() -> bool {
+    println!("selftest: recursing until the kernel stack overflows, expecting a report");
+    let depth = recurse(0);
+    println!("selftest: the recursion returned at depth {depth} instead of overflowing");
+    false
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    // A frame the optimiser cannot drop: the buffer is read back after the
+    // call, so every level keeps 256 bytes live on the stack.
+    let mut frame = [depth; 32];
+    core::hint::black_box(&mut frame);
+    let below = recurse(depth + 1);
+    core::hint::black_box(&frame)[(depth % 32) as usize] + below
+}

@@ -75,6 +75,7 @@ pub fn cargo() -> Command {
 /// Builds the kernel and returns the file QEMU boots: the raw arm64 Image
 /// on aarch64 (written next to the ELF), the ELF itself on x86_64.
 pub fn kernel(arch: Arch) -> Result<PathBuf> {
+    crate::toolchain::ensure()?;
     run_cmd(cargo().args([
         "build",
         "--release",

@@ -14,6 +14,7 @@ mod elf;
 mod image;
 mod qemu;
 mod test;
+mod toolchain;
 
 use std::process::ExitCode;
 

@@ -80,6 +80,21 @@ static EXPECT_BREAKPOINT: AtomicBool = AtomicBool::new(false);
 /// instead of reporting (the exit path itself may trap on real hardware).
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
+/// Set once a fatal report (unexpected exception, panic) has begun.
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Called first by every fatal path before it prints. The first caller
+/// gets the console (its lock broken: the interrupted holder never
+/// resumes); a fault *inside* a report, e.g. in the UART path, lands here
+/// a second time and stops the machine with the failure status at once
+/// instead of faulting in the report again and again.
+pub fn begin_fatal_report() {
+    if REPORTING.swap(true, Ordering::SeqCst) {
+        exit_qemu(Exit::Failure);
+    }
+    crate::console::force_unlock();
+}
+
 unsafe extern "C" {
     static exception_fixups: u8;
     static exception_fixups_end: u8;

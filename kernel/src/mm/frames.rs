@@ -10,11 +10,11 @@ use folium_mm::folio::Folio;
 use folium_mm::memmap::{Memmap, Page};
 use folium_mm::phys::LinearMap;
 use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr};
-use spin::Mutex;
 
 use crate::platform::Board;
+use crate::sync::IrqMutex;
 
-static BUDDY: Mutex<Option<BuddyAllocator>> = Mutex::new(None);
+static BUDDY: IrqMutex<Option<BuddyAllocator>> = IrqMutex::new(None);
 /// Physical addresses at or above this are ignored (48-bit PA, both arches).
 const MAX_PHYS: u64 = 1 << 48;
 static LINEAR: spin::Once<LinearMap> = spin::Once::new();

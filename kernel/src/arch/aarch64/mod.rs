@@ -35,6 +35,29 @@ pub fn exit_qemu(exit: Exit) -> ! {
     park()
 }
 
+/// The interrupt mask as it was before [`irq_save`] (DAIF).
+#[derive(Clone, Copy, Debug)]
+#[must_use = "restore the interrupt state with irq_restore"]
+pub struct IrqFlags(u64);
+
+/// Masks IRQ and FIQ and returns the previous mask.
+#[inline]
+pub fn irq_save() -> IrqFlags {
+    let daif: u64;
+    // SAFETY: reading DAIF and masking interrupts only delays them; memory
+    // accesses are not moved across this (no `nomem`), so a critical
+    // section stays inside it.
+    unsafe { asm!("mrs {}, daif", "msr daifset, #3", out(reg) daif, options(nostack)) };
+    IrqFlags(daif)
+}
+
+/// Restores the interrupt mask [`irq_save`] returned.
+#[inline]
+pub fn irq_restore(flags: IrqFlags) {
+    // SAFETY: writes back the DAIF value read by irq_save on this CPU.
+    unsafe { asm!("msr daif, {}", in(reg) flags.0, options(nostack)) };
+}
+
 /// Waits forever with interrupts masked.
 pub fn park() -> ! {
     loop {

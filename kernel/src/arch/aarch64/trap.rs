@@ -124,7 +124,7 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     if STOPPING.load(Ordering::SeqCst) {
         super::park();
     }
-    crate::console::force_unlock();
+    super::super::begin_fatal_report();
     println!(
         "\nUNEXPECTED EXCEPTION: {} (vector {kind})",
         Syndrome(frame.esr, kind)

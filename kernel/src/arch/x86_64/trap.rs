@@ -180,7 +180,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame) {
     if STOPPING.load(Ordering::SeqCst) {
         super::park();
     }
-    crate::console::force_unlock();
+    super::super::begin_fatal_report();
     let rec = TrapRecord {
         class: frame.vector,
         syndrome: frame.error_code,

@@ -1,0 +1,83 @@
+//! Locks that interrupt handlers may take: [`IrqMutex`] masks interrupts
+//! on this CPU for as long as it is held, so a handler can never spin on a
+//! lock that the code it interrupted holds.
+//!
+//! Every lock a handler may reach goes through it: the frame allocator,
+//! the heap, the console and the scheduler. Folio refcounts and mapcounts
+//! are atomics in the memmap and need no lock at all.
+
+use core::ops::{Deref, DerefMut};
+
+use crate::arch::{self, IrqFlags};
+
+/// A spin lock that masks interrupts while held (Linux `spin_lock_irqsave`).
+pub struct IrqMutex<T> {
+    inner: spin::Mutex<T>,
+}
+
+/// Holds an [`IrqMutex`]; unlocks, then restores the interrupt mask, on drop.
+pub struct IrqMutexGuard<'a, T> {
+    // Dropped before the interrupt mask is restored (see Drop).
+    guard: Option<spin::MutexGuard<'a, T>>,
+    flags: IrqFlags,
+}
+
+impl<T> IrqMutex<T> {
+    /// A new unlocked mutex.
+    pub const fn new(value: T) -> Self {
+        Self {
+            inner: spin::Mutex::new(value),
+        }
+    }
+
+    /// Masks interrupts, then takes the lock.
+    #[inline]
+    pub fn lock(&self) -> IrqMutexGuard<'_, T> {
+        let flags = arch::irq_save();
+        IrqMutexGuard {
+            guard: Some(self.inner.lock()),
+            flags,
+        }
+    }
+
+    /// True if someone holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+
+    /// Breaks the lock.
+    ///
+    /// # Safety
+    ///
+    /// The holder must never touch the protected value again (it was
+    /// interrupted by a fatal path that stops the machine).
+    pub unsafe fn force_unlock(&self) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.inner.force_unlock() }
+    }
+}
+
+impl<T> Deref for IrqMutexGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        self.guard.as_deref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl<T> DerefMut for IrqMutexGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        self.guard.as_deref_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl<T> Drop for IrqMutexGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // Unlock first: an interrupt taken the moment the mask lifts must
+        // find the lock free.
+        self.guard = None;
+        arch::irq_restore(self.flags);
+    }
+}
