@@ -1,11 +1,27 @@
 //! The buddy allocator: naturally aligned blocks of 2^order frames, orders
 //! 0..=[`Order::MAX`], with free lists threaded through the memmap.
 //!
-//! Every operation writes head descriptors only: allocating splits a larger
-//! block by marking the head of each upper half free, freeing merges by
-//! unlinking the buddy's head, and neither ever walks the tails. So an
-//! order-9 allocation costs a handful of descriptor writes, like an order-0
-//! one, and no operation allocates memory.
+//! The allocator borrows its [`Memmap`] (`BuddyAllocator<'m>` holds a
+//! `&'m Memmap`) instead of owning it: folio metadata is updated through
+//! the shared memmap without the allocator, and only allocating and freeing
+//! need `&mut BuddyAllocator` (in the kernel, its lock). One allocator per
+//! memmap: [`BuddyAllocator::new`] panics if the memmap already has one.
+//!
+//! Allocating and freeing write head descriptors only: allocating splits a
+//! larger block by marking the head of each upper half free, freeing merges
+//! by unlinking the buddy's head. The one exception is freeing a block
+//! whose head is marked [`PageFlags::PER_PAGE_SET`] (a per-page flag such
+//! as anon-exclusive was set on a tail): then its tails are walked to clear
+//! those flags, so no stale per-page state survives into the next owner.
+//! A block whose tails never carried one frees in O(1), and an order-9
+//! allocation costs a handful of descriptor writes, like an order-0 one. No
+//! operation allocates memory.
+//!
+//! [`BuddyAllocator::free`] refuses (returns [`FreeError`], changing
+//! nothing) a frame that is not an allocated head of that order, a block
+//! with other references and a block that is still mapped; these checks
+//! are O(1) and compiled into every build. Walking the tails to check that
+//! none is corrupt is a `debug_assert!`-only check.
 //!
 //! Invariants kept at every return (and relied on by
 //! [`Memmap::page_folio`]):
@@ -14,11 +30,13 @@
 //! - `HEAD` is set on exactly the heads of allocated blocks;
 //! - a free block's buddy is never a free block of the same order (merging
 //!   is maximal);
-//! - `RESERVED` frames are never part of a block.
+//! - `RESERVED` frames are never part of a block;
+//! - a free block's tails carry no flag at all.
 
 use crate::addr::{Order, Pfn};
+use crate::folio::bump;
 use crate::memmap::{Memmap, NONE, Page, PageFlags};
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// Why [`BuddyAllocator::free`] refused a block. Nothing was changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +59,16 @@ pub enum FreeError {
         /// Its reference count (the caller's own reference is one of them).
         refcount: u32,
     },
+    /// Page-table entries still map the block.
+    Mapped {
+        /// Its mapcount.
+        mapcount: u32,
+    },
 }
 
-/// Physical frame allocator over one [`Memmap`].
-pub struct BuddyAllocator {
-    memmap: Memmap,
+/// Physical frame allocator over one shared [`Memmap`].
+pub struct BuddyAllocator<'m> {
+    memmap: &'m Memmap,
     /// Head (memmap index) of each order's free list, or `NONE`.
     free_lists: [u32; Order::COUNT],
     nr_free_blocks: [u64; Order::COUNT],
@@ -53,10 +76,14 @@ pub struct BuddyAllocator {
     nr_managed_pages: u64,
 }
 
-impl BuddyAllocator {
+impl<'m> BuddyAllocator<'m> {
     /// An allocator with no free memory yet; every frame of `memmap` stays
     /// reserved until [`BuddyAllocator::add_free_range`] hands it over.
-    pub fn new(memmap: Memmap) -> Self {
+    ///
+    /// Panics if another allocator already manages `memmap` (two would
+    /// hand out the same frames).
+    pub fn new(memmap: &'m Memmap) -> Self {
+        assert!(memmap.claim(), "this memmap already has an allocator");
         Self {
             memmap,
             free_lists: [NONE; Order::COUNT],
@@ -66,10 +93,10 @@ impl BuddyAllocator {
         }
     }
 
-    /// The descriptor array.
+    /// The descriptor array (shared: it outlives the borrow of `self`).
     #[inline]
-    pub fn memmap(&self) -> &Memmap {
-        &self.memmap
+    pub fn memmap(&self) -> &'m Memmap {
+        self.memmap
     }
 
     /// Hands the RAM frames `[start, end)` to the allocator, as maximal
@@ -145,9 +172,12 @@ impl BuddyAllocator {
     }
 
     /// Frees a block returned by [`BuddyAllocator::alloc`] with the same
-    /// order, merging it with free buddies as far as possible. The block
-    /// is checked to be an allocated head of that order holding a single
-    /// reference; otherwise nothing changes and the reason is returned.
+    /// order, merging it with free buddies as far as possible and clearing
+    /// any per-page flag of its pages. The block is checked to be an
+    /// allocated head of that order holding a single reference and mapped
+    /// by no page-table entry; otherwise nothing changes and the reason is
+    /// returned (a mapped block is also counted in the memmap's
+    /// [`crate::folio::SafetyStats`]).
     pub fn free(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
         let head = self.memmap.get(pfn).ok_or(FreeError::OutOfSpan)?;
         if !pfn.is_order_aligned(order) {
@@ -161,8 +191,18 @@ impl BuddyAllocator {
                 allocated: head.order(),
             });
         }
-        let refcount = head.refcount().load(Relaxed);
-        if refcount != 1 {
+        // Whoever maps the block holds a reference, so once the freeze
+        // below confirms the caller's is the only one, nobody can map it
+        // between this check and the free.
+        let mapcount = head.mapcount().load(Relaxed);
+        if mapcount != 0 {
+            bump(&self.memmap.safety().freed_mapped);
+            return Err(FreeError::Mapped { mapcount });
+        }
+        // Freeze the count (1 -> 0) in one step, so a reference taken
+        // through `page_folio` meanwhile makes this fail instead of
+        // being freed under its taker.
+        if let Err(refcount) = head.refcount().compare_exchange(1, 0, Acquire, Relaxed) {
             return Err(FreeError::Referenced { refcount });
         }
         self.free_block(self.memmap.index(pfn), order);
@@ -171,11 +211,15 @@ impl BuddyAllocator {
 
     /// Returns the block at `idx` to the free lists and merges it upward.
     /// The caller has checked that it is an allocated (or freshly
-    /// unreserved) block of `order`.
+    /// unreserved) block of `order`, unreferenced and unmapped.
     pub(crate) fn free_block(&mut self, mut idx: u32, order: Order) {
+        let head = self.memmap.at(idx);
+        if head.flags().contains(PageFlags::PER_PAGE_SET) {
+            self.clear_tail_flags(idx, order);
+        }
         #[cfg(debug_assertions)]
         self.debug_check_freeable(idx, order);
-        let head = self.memmap.at(idx);
+        // Also drops the head's own per-page flags and PER_PAGE_SET.
         head.store_flags(PageFlags::EMPTY);
         head.refcount().store(0, Relaxed);
         head.mapcount().store(0, Relaxed);
@@ -198,16 +242,34 @@ impl BuddyAllocator {
         self.list_add(idx, k);
     }
 
-    /// Frees must find tails clean: per-page state such as anon-exclusive
-    /// is the unmapping code's to clear, and no tail may carry a stale
-    /// head marker. Walking the tails is too slow for release builds.
+    /// Clears the per-page flags of the block's tails: only blocks marked
+    /// [`PageFlags::PER_PAGE_SET`] come here, so the walk is paid only by
+    /// folios that set such a flag on a tail.
+    fn clear_tail_flags(&self, idx: u32, order: Order) {
+        let end = idx + (1u32 << order.get());
+        for t in idx + 1..end {
+            let tail = self.memmap.at(t);
+            // Reading first leaves the tails that were never set unwritten.
+            if tail.flags().intersects(PageFlags::PER_PAGE_MASK) {
+                tail.clear_flags(PageFlags::PER_PAGE_MASK);
+            }
+        }
+        #[cfg(test)]
+        self.memmap
+            .tail_visits
+            .fetch_add(u64::from(end - idx - 1), Relaxed);
+    }
+
+    /// After per-page flags are cleared, a block must find its tails with
+    /// no flag at all (a stale head marker on a tail would mislead
+    /// `page_folio`). Walking the tails is too slow for release builds.
     #[cfg(debug_assertions)]
     fn debug_check_freeable(&self, idx: u32, order: Order) {
         let head = self.memmap.at(idx);
         debug_assert!(
             !head
                 .flags()
-                .intersects(PageFlags::BUDDY | PageFlags::RESERVED | PageFlags::PER_PAGE_MASK),
+                .intersects(PageFlags::BUDDY | PageFlags::RESERVED),
             "freeing head {:?} in state {head:?}",
             self.memmap.pfn_at(idx)
         );
@@ -296,10 +358,10 @@ impl BuddyAllocator {
     }
 }
 
-impl core::fmt::Debug for BuddyAllocator {
+impl core::fmt::Debug for BuddyAllocator<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("BuddyAllocator")
-            .field("memmap", &self.memmap)
+            .field("memmap", self.memmap)
             .field("nr_free_pages", &self.nr_free_pages)
             .field("free_per_order", &self.nr_free_blocks)
             .finish_non_exhaustive()
@@ -311,7 +373,7 @@ mod tests {
     use super::*;
     use crate::memmap::test_memmap;
 
-    fn buddy(start: u64, end: u64) -> BuddyAllocator {
+    fn buddy(start: u64, end: u64) -> BuddyAllocator<'static> {
         BuddyAllocator::new(test_memmap(Pfn::new(start), Pfn::new(end)))
     }
 
@@ -465,6 +527,34 @@ mod tests {
             b.free(p, o(9)).unwrap();
         }
         assert_eq!(b.memmap().page(tail).refcount().load(Relaxed), 0xdead);
+        // Folios whose tails never had a per-page flag set free without a
+        // tail walk, even with folio and head-only flags set.
+        let mm = b.memmap();
+        for _ in 0..3 {
+            let f = b.alloc_folio(o(9)).unwrap();
+            let v = mm.folio(&f);
+            v.set_anon();
+            v.set_dirty();
+            v.set_page_anon_exclusive(f.pfn());
+            assert!(b.folio_put(f).freed());
+        }
+        assert_eq!(mm.tail_visits.load(Relaxed), 0, "a free walked the tails");
+        // A tail's per-page flag costs exactly one walk of that folio.
+        let f = b.alloc_folio(o(9)).unwrap();
+        let pfn = f.pfn();
+        mm.folio(&f).set_page_anon_exclusive(pfn + 0x1a7);
+        assert!(b.folio_put(f).freed());
+        assert_eq!(mm.tail_visits.load(Relaxed), 511);
+        assert!(!mm.page(pfn + 0x1a7).test_anon_exclusive());
+        assert_eq!(b.memmap().page(tail).refcount().load(Relaxed), 0xdead);
         check_lists(&b);
+    }
+
+    #[test]
+    fn one_allocator_per_memmap() {
+        let mm = test_memmap(Pfn::new(0), Pfn::new(0x400));
+        let _first = BuddyAllocator::new(mm);
+        let second = std::panic::catch_unwind(|| BuddyAllocator::new(mm));
+        assert!(second.is_err(), "a second allocator over the same memmap");
     }
 }

@@ -3,18 +3,27 @@
 //!
 //! A descriptor is 32 bytes, made only of atomics, so any number of `&Page`
 //! may coexist with the buddy allocator updating free-list links and with
-//! interrupt handlers bumping a refcount. Relaxed ordering is enough: the
-//! kernel is single-core, so the atomics only make each access indivisible
-//! with respect to an interrupt; they order nothing.
+//! other contexts updating folio metadata. The memmap is shared: the
+//! [`crate::buddy::BuddyAllocator`] borrows it (`&Memmap`) rather than
+//! owning it, so refcounts, mapcounts and flags are read and updated
+//! through `&Memmap` without the allocator's lock; only allocation and
+//! freeing (free lists, `HEAD`/`BUDDY` markers) need the allocator. At most
+//! one allocator ever manages a memmap: creating a second one panics.
+//!
+//! Atomics make each access indivisible with respect to an interrupt.
+//! Most accesses are `Relaxed` (the kernel is single-core for now); the
+//! decrement in `folio_put` is release/acquire, so that when more cores
+//! come, every write made through a reference happens before the free.
 //!
 //! Which fields mean something depends on the page's role:
 //!
-//! | role                              | flags                         | order | refcount, mapcount | next, prev |
-//! |-----------------------------------|-------------------------------|-------|--------------------|------------|
-//! | reserved (hole, firmware, kernel) | `RESERVED`                    | -     | -                  | -          |
-//! | head of a free block              | `BUDDY`                       | yes   | 0                  | free list  |
-//! | head of an allocated block/folio  | `HEAD` + folio flags + own    | yes   | yes                | -          |
-//! | tail of a free or allocated block | own per-page flags only       | -     | -                  | -          |
+//! | role                              | flags                                         | order | refcount, mapcount | next, prev |
+//! |-----------------------------------|-----------------------------------------------|-------|--------------------|------------|
+//! | reserved (hole, firmware, kernel) | `RESERVED`                                    | -     | 0                  | -          |
+//! | head of a free block              | `BUDDY`                                       | yes   | 0                  | free list  |
+//! | head of an allocated block/folio  | `HEAD` + folio flags + `PER_PAGE_SET` + own   | yes   | yes                | -          |
+//! | tail of an allocated block        | own per-page flags only                       | -     | 0                  | -          |
+//! | tail of a free block              | none                                          | -     | 0                  | -          |
 //!
 //! Tails never record their head: making a block an order-9 folio or
 //! freeing it writes only the head descriptor (and a merging buddy's head),
@@ -22,23 +31,38 @@
 //! computes the head from alignment instead (see `folio.rs`). That works
 //! only while `HEAD` and `BUDDY` sit on exactly the heads of live blocks,
 //! which the allocator maintains on every alloc, split, free and merge.
+//!
+//! Per-page flags ([`PageFlags::PER_PAGE_MASK`]) are the one kind of tail
+//! state. They are set only through [`crate::folio::FolioRef`], which also
+//! marks the head [`PageFlags::PER_PAGE_SET`] when the page is a tail;
+//! freeing walks the tails to clear them only when that mark is present.
+//! So a folio whose tails never carried a per-page flag still frees by
+//! writing heads only, and a free block's tails carry no flag at all: a
+//! stale anon-exclusive bit can never reach the next owner of the frame.
+//!
+//! Every frame's refcount is 0 unless it heads an allocated block (free
+//! and alloc write it on heads only, and a tail's was 0 when its block was
+//! made), which is what lets a stale `folio_put` be refused as an underflow.
 
 use core::mem::{align_of, size_of};
 use core::ops::BitOr;
 use core::ptr;
-use core::sync::atomic::{AtomicU8, AtomicU32, Ordering::Relaxed};
+#[cfg(test)]
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering::Relaxed};
 
 use crate::addr::{Order, Pfn};
+use crate::folio::SafetyStats;
 
 /// Sentinel for "no descriptor" in the intrusive free-list links.
 pub(crate) const NONE: u32 = u32::MAX;
 
 /// A set of page flags, as stored in [`Page`]'s flags word.
 ///
-/// Folio-wide flags (`ANON`, `DIRTY`, `YOUNG`) and the allocator's
-/// markers (`HEAD`, `BUDDY`, `RESERVED`) are meaningful on a head
-/// descriptor only; per-page flags (`ANON_EXCLUSIVE`) are kept by every
-/// page of a folio, head included.
+/// Folio-wide flags (`ANON`, `DIRTY`, `YOUNG`), the allocator's markers
+/// (`HEAD`, `BUDDY`, `RESERVED`) and `PER_PAGE_SET` are meaningful on a
+/// head descriptor only; per-page flags (`ANON_EXCLUSIVE`) are kept by
+/// every page of a folio, head included.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct PageFlags(u32);
 
@@ -62,6 +86,10 @@ impl PageFlags {
     /// reuse it on a write fault instead of copying (Linux
     /// `PageAnonExclusive`).
     pub const ANON_EXCLUSIVE: PageFlags = PageFlags(1 << 8);
+    /// Head only: some tail of this block may carry a per-page flag, so
+    /// freeing must clear the tails. Set by every setter of a per-page
+    /// flag on a tail; without it, freeing writes the head only.
+    pub const PER_PAGE_SET: PageFlags = PageFlags(1 << 9);
 
     /// Flags that describe the whole folio, set by its users.
     pub const FOLIO_MASK: PageFlags = PageFlags(Self::ANON.0 | Self::DIRTY.0 | Self::YOUNG.0);
@@ -103,7 +131,7 @@ impl BitOr for PageFlags {
 
 impl core::fmt::Debug for PageFlags {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        const NAMES: [(PageFlags, &str); 7] = [
+        const NAMES: [(PageFlags, &str); 8] = [
             (PageFlags::HEAD, "HEAD"),
             (PageFlags::BUDDY, "BUDDY"),
             (PageFlags::RESERVED, "RESERVED"),
@@ -111,6 +139,7 @@ impl core::fmt::Debug for PageFlags {
             (PageFlags::DIRTY, "DIRTY"),
             (PageFlags::YOUNG, "YOUNG"),
             (PageFlags::ANON_EXCLUSIVE, "ANON_EXCLUSIVE"),
+            (PageFlags::PER_PAGE_SET, "PER_PAGE_SET"),
         ];
         let mut set = f.debug_set();
         for (flag, name) in NAMES {
@@ -135,10 +164,12 @@ pub struct Page {
     /// Block order; valid on the head of a free or allocated block.
     order: AtomicU8,
     _pad: [u8; 3],
-    /// References to the block (Linux `_refcount`); head only.
+    /// References to the block (Linux `_refcount`); head only. Saturates
+    /// at [`crate::folio::REF_SATURATED`].
     refcount: AtomicU32,
     /// Total number of page-table entries mapping any page of the folio
-    /// (Linux `_mapcount`, counted from 0 here); head only.
+    /// (Linux `_mapcount`, counted from 0 here); head only. Saturates at
+    /// [`crate::folio::MAP_SATURATED`].
     mapcount: AtomicU32,
     /// Next block on the same free list, as a memmap index, or [`NONE`].
     next: AtomicU32,
@@ -202,12 +233,10 @@ impl Page {
     pub fn test_anon_exclusive(&self) -> bool {
         self.flags().contains(PageFlags::ANON_EXCLUSIVE)
     }
-    /// Linux `SetPageAnonExclusive`.
-    #[inline]
-    pub fn set_anon_exclusive(&self) {
-        self.set_flags(PageFlags::ANON_EXCLUSIVE);
-    }
-    /// Linux `ClearPageAnonExclusive`.
+    /// Linux `ClearPageAnonExclusive`. (There is no setter on a bare
+    /// `Page`: setting goes through
+    /// [`crate::folio::FolioRef::set_page_anon_exclusive`], which marks the
+    /// head so that freeing clears the bit.)
     #[inline]
     pub fn clear_anon_exclusive(&self) {
         self.clear_flags(PageFlags::ANON_EXCLUSIVE);
@@ -282,10 +311,24 @@ impl core::fmt::Debug for Page {
 /// The span is widened to whole [`Order::MAX`] blocks, so the buddy of any
 /// block inside it has a descriptor too and merging never needs a bounds
 /// check. Frames in the widened edges simply stay reserved.
+///
+/// Shared (`&Memmap`, e.g. from a `static`): folio metadata is updated
+/// through it by anyone holding a reference, while one
+/// [`crate::buddy::BuddyAllocator`] borrows it to allocate and free.
 pub struct Memmap {
     base: *mut Page,
     start: Pfn,
     end: Pfn,
+    /// Refused or saturated folio operations (see [`SafetyStats`]).
+    safety: SafetyStats,
+    /// Set once an allocator manages this memmap; never cleared, so two
+    /// allocators can never hand out the same frames.
+    claimed: AtomicBool,
+    /// Tail descriptors the free path has visited to clear per-page
+    /// flags (host tests check that freeing a folio without per-page state
+    /// on its tails visits none).
+    #[cfg(test)]
+    pub(crate) tail_visits: AtomicU64,
 }
 
 // SAFETY: a Memmap is the only handle to its descriptor storage (init's
@@ -347,7 +390,29 @@ impl Memmap {
             // drop the (possibly uninitialized) old value.
             unsafe { ptr::write(base.add(i), Page::reserved()) };
         }
-        Memmap { base, start, end }
+        Memmap {
+            base,
+            start,
+            end,
+            safety: SafetyStats::new(),
+            claimed: AtomicBool::new(false),
+            #[cfg(test)]
+            tail_visits: AtomicU64::new(0),
+        }
+    }
+
+    /// Counters of refused and saturated folio operations: each one is a
+    /// bug somewhere that was contained rather than turned into a
+    /// use-after-free. The kernel reports them.
+    #[inline]
+    pub fn safety(&self) -> &SafetyStats {
+        &self.safety
+    }
+
+    /// Marks the memmap as managed by an allocator; false if one already
+    /// claimed it.
+    pub(crate) fn claim(&self) -> bool {
+        !self.claimed.swap(true, Relaxed)
     }
 
     /// First frame covered (a multiple of `Order::MAX.pages()`).
@@ -429,14 +494,16 @@ impl core::fmt::Debug for Memmap {
     }
 }
 
-/// A leaked, host-allocated memmap for tests (the storage lives forever).
+/// A leaked, host-allocated memmap for tests (it lives forever).
 #[cfg(test)]
-pub(crate) fn test_memmap(start: Pfn, end: Pfn) -> Memmap {
+pub(crate) fn test_memmap(start: Pfn, end: Pfn) -> &'static Memmap {
     let nr = Memmap::nr_pages_for(start, end) as usize;
     let storage: &'static mut [core::mem::MaybeUninit<Page>] = Box::leak(Box::new_uninit_slice(nr));
     // SAFETY: the leaked slice is aligned for Page, holds `nr` slots, lives
     // forever and is reachable only through the returned Memmap.
-    unsafe { Memmap::init(storage.as_mut_ptr().cast(), start, end) }
+    Box::leak(Box::new(unsafe {
+        Memmap::init(storage.as_mut_ptr().cast(), start, end)
+    }))
 }
 
 #[cfg(test)]
@@ -475,7 +542,7 @@ mod tests {
     fn anon_exclusive_is_per_page() {
         let mm = test_memmap(Pfn::new(0), Pfn::new(4));
         let p = mm.page(Pfn::new(1));
-        p.set_anon_exclusive();
+        p.set_flags(PageFlags::ANON_EXCLUSIVE);
         assert!(p.test_anon_exclusive());
         assert!(!mm.page(Pfn::new(0)).test_anon_exclusive());
         assert!(p.is_reserved(), "other flags untouched");

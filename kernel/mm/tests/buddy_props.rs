@@ -3,14 +3,15 @@
 //! The test "machine" has RAM with odd, unaligned edges, a one-page hole, a
 //! larger hole and a reserved range in the middle (like a kernel image), so
 //! carving, merging and the reserved checks all get exercised. Only
-//! descriptors are touched, so no RAM arena is needed.
+//! descriptors are touched, so no RAM arena is needed. The memmap is leaked
+//! (`&'static`), as the kernel keeps its own in a static.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::mem::MaybeUninit;
 
 use folium_mm::buddy::BuddyAllocator;
-use folium_mm::folio::Folio;
-use folium_mm::memmap::{Memmap, Page};
+use folium_mm::folio::{Folio, PutOutcome, REF_SATURATED, SafetyCounts};
+use folium_mm::memmap::{Memmap, Page, PageFlags};
 use folium_mm::{Order, Pfn};
 use proptest::prelude::*;
 
@@ -27,7 +28,7 @@ const RAM: [(u64, u64); 5] = [
 ];
 
 struct Machine {
-    buddy: BuddyAllocator,
+    buddy: BuddyAllocator<'static>,
     /// Per memmap index: was the frame handed to the allocator?
     ram: Vec<bool>,
     total: u64,
@@ -41,7 +42,9 @@ impl Machine {
         let storage: &'static mut [MaybeUninit<Page>] = Box::leak(Box::new_uninit_slice(nr));
         // SAFETY: the leaked storage is aligned, large enough, lives forever
         // and is reachable only through this memmap.
-        let memmap = unsafe { Memmap::init(storage.as_mut_ptr().cast(), start, end) };
+        let memmap: &'static Memmap = Box::leak(Box::new(unsafe {
+            Memmap::init(storage.as_mut_ptr().cast(), start, end)
+        }));
         let base = memmap.start_pfn();
         let mut buddy = BuddyAllocator::new(memmap);
         let mut ram = vec![false; nr];
@@ -184,6 +187,35 @@ fn folio_op_strategy() -> impl Strategy<Value = FolioOp> {
     ]
 }
 
+/// Per-folio model state for `folio_checks_match_model`.
+struct FolioModel {
+    refs: u32,
+    maps: u32,
+    /// The last put found it mapped: refcount saturated for good.
+    pinned: bool,
+}
+
+#[derive(Clone, Debug)]
+enum CheckedOp {
+    Alloc(u8),
+    Get(usize),
+    Put(usize),
+    Map(usize, u8),
+    Unmap(usize, u8),
+    SetExclusive(usize, u64),
+}
+
+fn checked_op_strategy() -> impl Strategy<Value = CheckedOp> {
+    prop_oneof![
+        2 => order_strategy().prop_map(CheckedOp::Alloc),
+        1 => any::<usize>().prop_map(CheckedOp::Get),
+        3 => any::<usize>().prop_map(CheckedOp::Put),
+        1 => (any::<usize>(), 0u8..4).prop_map(|(s, n)| CheckedOp::Map(s, n)),
+        1 => (any::<usize>(), 0u8..4).prop_map(|(s, n)| CheckedOp::Unmap(s, n)),
+        2 => (any::<usize>(), any::<u64>()).prop_map(|(s, p)| CheckedOp::SetExclusive(s, p)),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -267,7 +299,8 @@ proptest! {
                     let r = refs.get_mut(&pfn).unwrap();
                     *r -= 1;
                     let last = *r == 0;
-                    prop_assert_eq!(m.buddy.folio_put(f), last);
+                    let want = if last { PutOutcome::Freed } else { PutOutcome::Held };
+                    prop_assert_eq!(m.buddy.folio_put(f), want);
                     if last {
                         refs.remove(&pfn);
                         live.remove(&pfn);
@@ -283,10 +316,136 @@ proptest! {
         }
         check_page_folio(&m, &live);
         for f in handles {
-            m.buddy.folio_put(f);
+            prop_assert!(!m.buddy.folio_put(f).refused());
         }
         prop_assert_eq!(m.buddy.nr_free_pages(), m.total);
         prop_assert_eq!(m.buddy.free_per_order(), m.initial);
+        prop_assert_eq!(m.buddy.memmap().safety().snapshot(), SafetyCounts::default());
+    }
+
+    /// Folios with mappings and per-page flags against a model, including
+    /// the bugs the checks contain: a last put on a mapped folio pins it
+    /// (never freed), an unmap past 0 is refused, and no per-page flag
+    /// survives a free on any page of the block.
+    #[test]
+    fn folio_checks_match_model(ops in prop::collection::vec(checked_op_strategy(), 1..200)) {
+        let mut m = Machine::new();
+        let mm = m.buddy.memmap();
+        let mut handles: Vec<Folio> = Vec::new();
+        let mut model: HashMap<Pfn, FolioModel> = HashMap::new();
+        let mut live: BTreeMap<Pfn, Order> = BTreeMap::new();
+        let mut exclusive: HashSet<Pfn> = HashSet::new();
+        let mut want = SafetyCounts::default();
+        for op in ops {
+            match op {
+                CheckedOp::Alloc(k) => {
+                    if let Some(f) = m.buddy.alloc_folio(Order::of(k)) {
+                        record_alloc(&m, &mut live, f.pfn(), Order::of(k));
+                        model.insert(f.pfn(), FolioModel { refs: 1, maps: 0, pinned: false });
+                        handles.push(f);
+                    }
+                }
+                CheckedOp::Get(sel) if !handles.is_empty() => {
+                    let g = mm.folio_get(&handles[sel % handles.len()]);
+                    let f = model.get_mut(&g.pfn()).unwrap();
+                    if !f.pinned {
+                        f.refs += 1;
+                    }
+                    handles.push(g);
+                }
+                CheckedOp::Map(sel, nr) if !handles.is_empty() => {
+                    let h = &handles[sel % handles.len()];
+                    let got = mm.folio(h).add_mapcount(u32::from(nr));
+                    let f = model.get_mut(&h.pfn()).unwrap();
+                    f.maps += u32::from(nr);
+                    prop_assert_eq!(got, f.maps);
+                }
+                CheckedOp::Unmap(sel, nr) if !handles.is_empty() => {
+                    let h = &handles[sel % handles.len()];
+                    let got = mm.folio(h).sub_mapcount(u32::from(nr));
+                    let f = model.get_mut(&h.pfn()).unwrap();
+                    if u32::from(nr) > f.maps {
+                        want.map_underflow += 1;
+                    } else {
+                        f.maps -= u32::from(nr);
+                    }
+                    prop_assert_eq!(got, f.maps);
+                }
+                CheckedOp::SetExclusive(sel, page) if !handles.is_empty() => {
+                    let h = &handles[sel % handles.len()];
+                    let v = mm.folio(h);
+                    let pfn = h.pfn() + page % v.nr_pages();
+                    v.set_page_anon_exclusive(pfn);
+                    exclusive.insert(pfn);
+                }
+                CheckedOp::Put(sel) if !handles.is_empty() => {
+                    let h = handles.swap_remove(sel % handles.len());
+                    let (pfn, order) = (h.pfn(), mm.folio(&h).order());
+                    let f = model.get_mut(&pfn).unwrap();
+                    let expect = if f.pinned {
+                        want.put_saturated += 1;
+                        PutOutcome::Saturated
+                    } else if f.refs > 1 {
+                        f.refs -= 1;
+                        PutOutcome::Held
+                    } else if f.maps != 0 {
+                        want.freed_mapped += 1;
+                        f.pinned = true;
+                        PutOutcome::Mapped { mapcount: f.maps }
+                    } else {
+                        PutOutcome::Freed
+                    };
+                    prop_assert_eq!(m.buddy.folio_put(h), expect);
+                    if expect.freed() {
+                        model.remove(&pfn);
+                        live.remove(&pfn);
+                        for i in 0..order.pages() {
+                            exclusive.remove(&(pfn + i));
+                            let flags = mm.page(pfn + i).flags();
+                            prop_assert!(!flags.intersects(PageFlags::PER_PAGE_MASK));
+                        }
+                    } else {
+                        let v = mm.page_folio(pfn).unwrap();
+                        let rc = if model[&pfn].pinned { REF_SATURATED } else { model[&pfn].refs };
+                        prop_assert_eq!(v.ref_count(), rc);
+                    }
+                }
+                _ => {}
+            }
+            prop_assert_eq!(m.buddy.nr_free_pages() + allocated(&live), m.total);
+            prop_assert_eq!(mm.safety().snapshot(), want);
+        }
+        check_page_folio(&m, &live);
+        for i in 0..mm.nr_pages() {
+            let pfn = mm.start_pfn() + i;
+            prop_assert_eq!(mm.page(pfn).test_anon_exclusive(), exclusive.contains(&pfn));
+        }
+        // Tear down: unmap, unpin, put; everything merges back.
+        for h in handles.drain(..) {
+            let f = model.get_mut(&h.pfn()).unwrap();
+            if !f.pinned {
+                let v = mm.folio(&h);
+                prop_assert_eq!(v.sub_mapcount(f.maps), 0);
+                f.maps = 0;
+            }
+            // A pinned folio's handles are absorbed; unpin it below.
+            let _ = m.buddy.folio_put(h);
+        }
+        for (&pfn, f) in &model {
+            if f.pinned {
+                let v = mm.page_folio(pfn).unwrap();
+                prop_assert_eq!(v.ref_count(), REF_SATURATED);
+                // SAFETY: every handle is gone and the mappings were only
+                // counts; we take back the single reference below.
+                unsafe { v.reset_counts_for_tests(1, 0) };
+                // SAFETY: the reference reset_counts_for_tests left us.
+                let last = unsafe { Folio::from_raw(pfn) };
+                prop_assert_eq!(m.buddy.folio_put(last), PutOutcome::Freed);
+            }
+        }
+        prop_assert_eq!(m.buddy.nr_free_pages(), m.total);
+        prop_assert_eq!(m.buddy.free_per_order(), m.initial);
+        prop_assert!(mm.pages().iter().all(|p| !p.test_anon_exclusive()));
     }
 
     /// Exhausts memory at mixed orders, then frees everything in random
@@ -362,7 +521,7 @@ fn page_folio_covers_every_order() {
     }
     check_page_folio(&m, &live);
     for f in folios {
-        assert!(m.buddy.folio_put(f));
+        assert_eq!(m.buddy.folio_put(f), PutOutcome::Freed);
     }
     assert_eq!(m.buddy.free_per_order(), m.initial);
 }

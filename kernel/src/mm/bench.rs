@@ -1,10 +1,13 @@
 //! `bench-alloc`: the buddy allocator's cost per alloc+free pair by order,
-//! per 4 KiB of memory, and zeroing throughput next to a plain memset.
+//! per 4 KiB of memory; the same through the folio API (`alloc_folio` /
+//! `folio_put`, the lock taken per call as real users do) and the cost of a
+//! lock-free get+put pair; and zeroing throughput next to a plain memset.
 //! Prints a table and one JSON object per measurement.
 
 use alloc::vec::Vec;
 
 use folium_mm::Order;
+use folium_mm::folio::PutOutcome;
 
 use super::frames;
 use crate::arch::clock;
@@ -85,7 +88,73 @@ pub fn alloc(board: &Board) -> bool {
         "{{\"bench\":\"alloc-ratio\",\"board\":\"{}\",\"arch\":\"{arch}\",\"order0_over_order9_per_4k\":{ratio:.1}}}",
         board.name
     );
-    zeroing(board, arch)
+    folios(board, arch) && zeroing(board, arch)
+}
+
+/// The folio API: alloc_folio + folio_put pairs at orders 0 and 9, and a
+/// get+put pair on a folio that stays held (no lock at all).
+fn folios(board: &Board, arch: &str) -> bool {
+    println!("  folio API: frames::alloc_folio + frames::folio_put, lock taken per call");
+    let mut per_4k = [0f64; Order::COUNT];
+    for o in [0u8, 9] {
+        let order = Order::of(o);
+        let rounds = if o == 9 { 200 } else { 1000 };
+        let mut held = Vec::with_capacity(BATCH);
+        let mut not_freed = 0usize;
+        let t0 = clock::ticks();
+        for _ in 0..rounds {
+            for _ in 0..BATCH {
+                held.extend(frames::alloc_folio(order));
+            }
+            for f in held.drain(..) {
+                not_freed += usize::from(!frames::folio_put(f).freed());
+            }
+        }
+        let ticks = clock::ticks() - t0;
+        if not_freed != 0 {
+            println!("bench-alloc: {not_freed} folios not freed by their last put");
+            return false;
+        }
+        let pairs = (rounds * BATCH) as f64;
+        let per_pair = ns(ticks) / pairs;
+        per_4k[o as usize] = per_pair / order.pages() as f64;
+        println!(
+            "  {:>5} {:>10} {:>14.1} {:>14.3}",
+            o, pairs, per_pair, per_4k[o as usize]
+        );
+        println!(
+            "{{\"bench\":\"alloc-folio\",\"board\":\"{}\",\"arch\":\"{arch}\",\"order\":{o},\"pairs\":{pairs},\"ns_per_alloc_put\":{per_pair:.2},\"ns_per_4k\":{:.4}}}",
+            board.name, per_4k[o as usize]
+        );
+    }
+    println!(
+        "  folio API: order-9 cost per 4 KiB is 1/{:.0} of order-0's",
+        per_4k[0] / per_4k[9]
+    );
+    let Some(f) = frames::alloc_folio(Order::of(0)) else {
+        println!("bench-alloc: no folio for the get+put test");
+        return false;
+    };
+    let mm = frames::memmap();
+    let reps = 32_000u32;
+    let mut held = 0u32;
+    let t0 = clock::ticks();
+    for _ in 0..reps {
+        let g = mm.folio_get(&f);
+        held += u32::from(frames::folio_put(g) == PutOutcome::Held);
+    }
+    let ticks = clock::ticks() - t0;
+    if held != reps || !frames::folio_put(f).freed() {
+        println!("bench-alloc: get+put pairs did not balance");
+        return false;
+    }
+    let per_pair = ns(ticks) / f64::from(reps);
+    println!("  folio_get + folio_put on a held folio (no lock): {per_pair:.1} ns/pair");
+    println!(
+        "{{\"bench\":\"folio-get-put\",\"board\":\"{}\",\"arch\":\"{arch}\",\"pairs\":{reps},\"ns_per_get_put\":{per_pair:.2}}}",
+        board.name
+    );
+    true
 }
 
 fn zeroing(board: &Board, arch: &str) -> bool {
@@ -113,7 +182,10 @@ fn zeroing(board: &Board, arch: &str) -> bool {
         }
         t_memset = t_memset.min(clock::ticks() - t1);
     }
-    frames::folio_put(f);
+    if !frames::folio_put(f).freed() {
+        println!("bench-alloc: the 2 MiB folio was not freed");
+        return false;
+    }
     let gib = (bytes * reps) as f64 / (1u64 << 30) as f64;
     let (z, m) = (gib / (ns(t_zero) / 1e9), gib / (ns(t_memset) / 1e9));
     println!(

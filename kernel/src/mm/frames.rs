@@ -1,12 +1,18 @@
 //! The global frame allocator: a [`BuddyAllocator`] over a memmap carved
 //! out of RAM at boot, behind one lock, plus the stats API tests and
 //! benchmarks read.
+//!
+//! The memmap itself is a shared static ([`memmap`]): folio metadata
+//! (refcounts, mapcounts, flags) is read and updated through it without
+//! the allocator's lock, which only allocation and freeing take. So
+//! [`folio_put`] costs one atomic update unless it drops the last
+//! reference.
 
 use alloc::vec::Vec;
 
 use folium_boot::{BootInfo, PhysRange};
 use folium_mm::buddy::BuddyAllocator;
-use folium_mm::folio::Folio;
+use folium_mm::folio::{Folio, PutOutcome, PutTestZero, SafetyCounts};
 use folium_mm::memmap::{Memmap, Page};
 use folium_mm::phys::LinearMap;
 use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr};
@@ -14,7 +20,9 @@ use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr};
 use crate::platform::Board;
 use crate::sync::IrqMutex;
 
-static BUDDY: IrqMutex<Option<BuddyAllocator>> = IrqMutex::new(None);
+/// The descriptor of every frame; set once by [`init`].
+static MEMMAP: spin::Once<Memmap> = spin::Once::new();
+static BUDDY: IrqMutex<Option<BuddyAllocator<'static>>> = IrqMutex::new(None);
 /// Physical addresses at or above this are ignored (48-bit PA, both arches).
 const MAX_PHYS: u64 = 1 << 48;
 static LINEAR: spin::Once<LinearMap> = spin::Once::new();
@@ -49,8 +57,20 @@ pub fn linear() -> LinearMap {
     *LINEAR.get().expect("frames::init has not run")
 }
 
+/// The memmap: folio metadata, reachable without the allocator's lock.
+pub fn memmap() -> &'static Memmap {
+    MEMMAP.get().expect("frames::init has not run")
+}
+
+/// Folio bugs contained so far (refused or saturated counts).
+pub fn safety() -> SafetyCounts {
+    MEMMAP
+        .get()
+        .map_or_else(SafetyCounts::default, |m| m.safety().snapshot())
+}
+
 /// Runs `f` with the allocator locked.
-pub fn with<R>(f: impl FnOnce(&mut BuddyAllocator) -> R) -> R {
+pub fn with<R>(f: impl FnOnce(&mut BuddyAllocator<'static>) -> R) -> R {
     let mut g = BUDDY.lock();
     f(g.as_mut().expect("frames::init has not run"))
 }
@@ -77,9 +97,15 @@ pub fn alloc_folio(order: Order) -> Option<Folio> {
     with(|b| b.alloc_folio(order))
 }
 
-/// Drops one reference to `folio`, freeing it at zero.
-pub fn folio_put(folio: Folio) -> bool {
-    with(|b| b.folio_put(folio))
+/// Drops one reference to `folio` (Linux `folio_put`). Lock-free unless
+/// it was the last reference: only then is the allocator locked, to free
+/// the folio. Refusals (a put on a count of 0, a last put on a mapped
+/// folio) come back in the outcome and are counted in [`safety`].
+pub fn folio_put(folio: Folio) -> PutOutcome {
+    match memmap().folio_put_testzero(folio) {
+        PutTestZero::Zero(frozen) => with(|b| b.free_frozen(frozen)),
+        PutTestZero::Kept(outcome) => outcome,
+    }
 }
 
 /// The board's RAM that a 48-bit physical address space holds, page
@@ -181,11 +207,14 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
     let reachable_free = subtract(&reachable, &[memmap]);
 
     let base = lin.ptr::<Page>(memmap.start);
-    // SAFETY: `memmap` is RAM reserved from everything else above, mapped
-    // by the early linear map (it lies in a reachable range), page aligned
-    // and large enough for `memmap_pages` descriptors; the Memmap is the
-    // only user of it for the rest of the run.
-    let mm = unsafe { Memmap::init(base, lo, hi) };
+    let mm = MEMMAP.call_once(|| {
+        // SAFETY: `memmap` is RAM reserved from everything else above,
+        // mapped by the early linear map (it lies in a reachable range) and
+        // later by the kernel's own, page aligned and large enough for
+        // `memmap_pages` descriptors; the static Memmap is the only user of
+        // it for the rest of the run.
+        unsafe { Memmap::init(base, lo, hi) }
+    });
     let mut buddy = BuddyAllocator::new(mm);
     for r in &reachable_free {
         buddy.add_free_range(r.start.pfn(), r.end.pfn());
@@ -238,6 +267,24 @@ pub fn print_report(plan: &Plan) {
         print!(" {o}:{n}");
     }
     println!();
+    print_safety();
+}
+
+/// Prints the folio bugs contained so far, if there were any.
+pub fn print_safety() {
+    let c = safety();
+    if c.total() != 0 {
+        println!(
+            "mm: folio safety checks: refcount saturated {}, taken on zero {}, puts absorbed {}, puts on zero refused {}, mapped frees refused {}, mapcount saturated {}, unmaps below zero refused {}",
+            c.ref_saturated,
+            c.ref_on_zero,
+            c.put_saturated,
+            c.put_underflow,
+            c.freed_mapped,
+            c.map_saturated,
+            c.map_underflow
+        );
+    }
 }
 
 /// Zeroes a folio's memory through the linear map.

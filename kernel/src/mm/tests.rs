@@ -3,10 +3,11 @@
 
 use alloc::vec::Vec;
 
-use folium_mm::folio::Folio;
+use folium_mm::buddy::FreeError;
+use folium_mm::folio::{Folio, PutOutcome, REF_SATURATED, SafetyCounts};
 use folium_mm::memmap::Page;
 use folium_mm::pgtable::MemType;
-use folium_mm::{Order, VirtAddr};
+use folium_mm::{Order, Pfn, VirtAddr};
 
 use super::{frames, kmap};
 use crate::arch;
@@ -69,13 +70,15 @@ kernel_test!(
             held.swap(i, j);
         }
         let nr = held.len();
-        frames::with(|b| {
-            for (f, _) in held.drain(..) {
-                b.folio_put(f);
-            }
+        let not_freed = frames::with(|b| {
+            held.drain(..)
+                .map(|(f, _)| b.folio_put(f))
+                .filter(|put| !put.freed())
+                .count()
         });
         let after = frames::stats();
         println!("    {nr} folios, {pages} pages allocated; every order then failed: {no_more}");
+        check_eq!(not_freed, 0, "folios a single put did not free");
         check_eq!(exhausted.free_pages, 0, "pages left after exhausting");
         check!(no_more, "an allocation succeeded on an exhausted allocator");
         check_eq!(
@@ -98,28 +101,179 @@ kernel_test!(
         let before = frames::stats().free_pages;
         let order = Order::of(4);
         let f = check_some!(frames::alloc_folio(order));
-        let (extra, pfn) = frames::with(|b| {
-            let m = b.memmap();
-            let v = m.folio(&f);
-            (m.folio_get(&f), v.pfn())
-        });
-        let (rc, mapped, heads_ok) = frames::with(|b| {
-            let m = b.memmap();
-            let v = m.folio(&f);
-            v.add_mapcount(16);
-            let mapped = v.mapcount();
-            v.sub_mapcount(16);
-            let heads_ok =
-                (0..order.pages()).all(|i| m.page_folio(pfn + i).map(|h| h.pfn()) == Some(pfn));
-            (v.ref_count(), mapped, heads_ok)
-        });
-        check_eq!(rc, 2);
+        // Metadata through the shared memmap, without the allocator lock.
+        let m = frames::memmap();
+        let pfn = f.pfn();
+        let extra = m.folio_get(&f);
+        let v = m.folio(&f);
+        v.add_mapcount(16);
+        let mapped = v.mapcount();
+        v.sub_mapcount(16);
+        let heads_ok =
+            (0..order.pages()).all(|i| m.page_folio(pfn + i).map(|h| h.pfn()) == Some(pfn));
+        check_eq!(v.ref_count(), 2);
         check_eq!(mapped, 16);
         check!(heads_ok, "page_folio did not find the head for every page");
         check_eq!(frames::stats().free_pages, before - 16);
-        check!(!frames::folio_put(extra), "first put must not free");
-        check!(frames::folio_put(f), "last put must free");
+        check_eq!(frames::folio_put(extra), PutOutcome::Held, "first put");
+        check_eq!(frames::folio_put(f), PutOutcome::Freed, "last put");
         check_eq!(frames::stats().free_pages, before);
+        Ok(())
+    }
+);
+
+/// Undoes a pin a test provoked on purpose: resets the folio at `pfn` to
+/// one reference and no mapping, then puts that reference. `None` if no
+/// allocated folio is headed at `pfn` (it was freed after all).
+fn unpin(pfn: Pfn) -> Option<PutOutcome> {
+    let v = frames::memmap()
+        .page_folio(pfn)
+        .filter(|v| v.pfn() == pfn)?;
+    // SAFETY: callers have put every handle to the folio, and the mappings
+    // they counted were never backed by a PTE; the one reference set here
+    // is taken back right below.
+    unsafe { v.reset_counts_for_tests(1, 0) };
+    // SAFETY: the reference reset_counts_for_tests just made.
+    Some(frames::folio_put(unsafe { Folio::from_raw(pfn) }))
+}
+
+kernel_test!(
+    fn saturated_folio_is_pinned_not_freed() {
+        let m = frames::memmap();
+        let before = frames::stats().free_pages;
+        let s0 = frames::safety();
+        let order = Order::of(2);
+        let f = check_some!(frames::alloc_folio(order));
+        let pfn = f.pfn();
+        let g = m.folio_get(&f);
+        // Far more references than a u32 holds: must stick, not wrap.
+        m.folio(&f).ref_add(u32::MAX);
+        m.folio(&f).ref_add(u32::MAX);
+        let rc = m.folio(&f).ref_count();
+        let puts = (frames::folio_put(g), frames::folio_put(f));
+        let still = m.page_folio(pfn).map(|v| (v.pfn(), v.ref_count()));
+        let during = frames::stats().free_pages;
+        let raw_free = frames::with(|b| b.free(pfn, order));
+        let s1 = frames::safety();
+        let undo = unpin(pfn);
+        check_eq!(rc, REF_SATURATED);
+        check_eq!(puts, (PutOutcome::Saturated, PutOutcome::Saturated));
+        check_eq!(
+            still,
+            Some((pfn, REF_SATURATED)),
+            "pinned folio not allocated"
+        );
+        check_eq!(
+            during,
+            before - order.pages(),
+            "a saturated folio was freed"
+        );
+        check_eq!(
+            raw_free,
+            Err(FreeError::Referenced {
+                refcount: REF_SATURATED
+            }),
+            "the allocator must not free a saturated folio"
+        );
+        check_eq!(
+            s1,
+            SafetyCounts {
+                ref_saturated: s0.ref_saturated + 1,
+                put_saturated: s0.put_saturated + 2,
+                ..s0
+            }
+        );
+        check_eq!(undo, Some(PutOutcome::Freed));
+        check_eq!(frames::stats().free_pages, before);
+        Ok(())
+    }
+);
+
+kernel_test!(
+    fn last_put_on_a_mapped_folio_is_refused() {
+        let m = frames::memmap();
+        let before = frames::stats().free_pages;
+        let s0 = frames::safety();
+        let order = Order::of(3);
+        let f = check_some!(frames::alloc_folio(order));
+        let pfn = f.pfn();
+        m.folio(&f).add_mapcount(3);
+        let put = frames::folio_put(f);
+        let still = m
+            .page_folio(pfn)
+            .map(|v| (v.pfn(), v.ref_count(), v.mapcount()));
+        let during = frames::stats().free_pages;
+        let raw_free = frames::with(|b| b.free(pfn, order));
+        // An unmap past zero is refused too, and leaves the count alone.
+        let unmapped = m.page_folio(pfn).map(|v| v.sub_mapcount(4));
+        let s1 = frames::safety();
+        let undo = unpin(pfn);
+        frames::print_safety();
+        check_eq!(put, PutOutcome::Mapped { mapcount: 3 });
+        check_eq!(
+            still,
+            Some((pfn, REF_SATURATED, 3)),
+            "a mapped folio must stay allocated, pinned"
+        );
+        check_eq!(during, before - order.pages(), "a mapped folio was freed");
+        check_eq!(
+            raw_free,
+            Err(FreeError::Mapped { mapcount: 3 }),
+            "the allocator must not free a mapped folio"
+        );
+        check_eq!(unmapped, Some(3));
+        check_eq!(
+            s1,
+            SafetyCounts {
+                // The last put, then the raw free.
+                freed_mapped: s0.freed_mapped + 2,
+                map_underflow: s0.map_underflow + 1,
+                ..s0
+            }
+        );
+        check_eq!(undo, Some(PutOutcome::Freed));
+        check_eq!(frames::stats().free_pages, before);
+        Ok(())
+    }
+);
+
+kernel_test!(
+    fn anon_exclusive_does_not_survive_free_and_reallocation() {
+        let m = frames::memmap();
+        let order = Order::of(4);
+        let n = order.pages();
+        let f = check_some!(frames::alloc_folio(order));
+        let pfn = f.pfn();
+        let v = m.folio(&f);
+        v.set_anon();
+        for i in [1, n / 2, n - 1] {
+            v.set_page_anon_exclusive(pfn + i);
+        }
+        let set = (0..n)
+            .filter(|&i| m.page(pfn + i).test_anon_exclusive())
+            .count();
+        // Free and reallocate under one lock hold, so nothing else can take
+        // the frames in between: the buddy hands the same block back.
+        let (put, g) = frames::with(|b| {
+            let put = b.folio_put(f);
+            let stale_free = (0..n).any(|i| m.page(pfn + i).test_anon_exclusive());
+            (put, b.alloc_folio(order).map(|g| (g, stale_free)))
+        });
+        let (g, stale_free) = check_some!(g);
+        let w = m.folio(&g);
+        let same = g.pfn() == pfn;
+        let stale = (0..n)
+            .filter(|&i| w.page_anon_exclusive(g.pfn() + i))
+            .count();
+        let anon = w.test_anon();
+        let put_g = frames::folio_put(g);
+        check_eq!(set, 3, "the bits were not set");
+        check_eq!(put, PutOutcome::Freed);
+        check!(!stale_free, "a free block still carries anon-exclusive");
+        check!(same, "reallocation did not reuse the frames");
+        check_eq!(stale, 0, "pages of the new folio still anon-exclusive");
+        check!(!anon, "folio flag survived");
+        check_eq!(put_g, PutOutcome::Freed);
         Ok(())
     }
 );
@@ -146,8 +300,9 @@ kernel_test!(
         frames::zero_folio(&f, order);
         // SAFETY: as above.
         let all_zero = (0..n).all(|i| unsafe { p.add(i).read_volatile() } == 0);
-        frames::folio_put(f);
+        let put = frames::folio_put(f);
         check!(all_zero);
+        check_eq!(put, PutOutcome::Freed);
         Ok(())
     }
 );
@@ -211,7 +366,7 @@ kernel_test!(
         let f = check_some!(frames::alloc_folio(Order::of(0)));
         let va = VirtAddr::new(frames::linear().ptr::<u8>(f.pfn().phys()) as u64);
         let l = kmap::translate(va);
-        frames::folio_put(f);
+        check_eq!(frames::folio_put(f), PutOutcome::Freed);
         check!(
             l.is_some_and(|t| t.attrs.writable && !t.attrs.exec && t.attrs.mem == MemType::Normal),
             "linear: {l:?}"
