@@ -50,6 +50,31 @@ pub enum Firmware {
     },
 }
 
+/// log2 of the size of every EL1 kernel stack on aarch64 (the boot stack
+/// now, per-task kernel stacks later).
+///
+/// The layout rule the aarch64 vectors rely on: a kernel stack is
+/// [`KERNEL_STACK_SIZE`] bytes and starts at a [`KERNEL_STACK_ALIGN`]-aligned
+/// address, i.e. it is the lower half of an aligned slot twice its size.
+/// Every stack pointer inside it then has bit `KERNEL_STACK_SHIFT` clear,
+/// and one that has run up to `KERNEL_STACK_SIZE` bytes below the base has
+/// it set, so the vector entry detects an overflow with one bit test.
+pub const KERNEL_STACK_SHIFT: u32 = 16;
+/// Size of a kernel stack (64 KiB).
+pub const KERNEL_STACK_SIZE: usize = 1 << KERNEL_STACK_SHIFT;
+/// Alignment of a kernel stack's base (128 KiB).
+pub const KERNEL_STACK_ALIGN: usize = 2 * KERNEL_STACK_SIZE;
+/// The unmapped page directly below a kernel stack.
+pub const KERNEL_STACK_GUARD: usize = 4096;
+
+const _: () = {
+    assert!(KERNEL_STACK_ALIGN == 1 << (KERNEL_STACK_SHIFT + 1));
+    // The guard lies in the upper (bit-set) half of the slot below.
+    assert!(KERNEL_STACK_GUARD <= KERNEL_STACK_SIZE && KERNEL_STACK_GUARD.is_power_of_two());
+    // `tbnz` tests bits 0..=63; the vectors' frame must fit well inside.
+    assert!(KERNEL_STACK_SHIFT >= 12 && KERNEL_STACK_SHIFT < 63);
+};
+
 /// Longest kernel command line kept.
 pub const CMDLINE_MAX: usize = 1024;
 /// Longest model / compatible string kept.

@@ -72,13 +72,70 @@ pub fn cargo() -> Command {
     c
 }
 
-/// Builds the kernel and returns the file QEMU boots: the raw arm64 Image
-/// on aarch64 (written next to the ELF), the ELF itself on x86_64.
-pub fn kernel(arch: Arch) -> Result<PathBuf> {
+/// Which cargo profile a kernel is built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// `release`: the kernel that runs everywhere.
+    Release,
+    /// `checked`: release plus debug assertions and overflow checks, so the
+    /// costly memory-safety checks run in the guest too.
+    Checked,
+}
+
+impl Profile {
+    /// The cargo profile name (also the output directory's name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Checked => "checked",
+        }
+    }
+}
+
+/// The user programs every kernel image embeds (bins of
+/// `userspace/programs`), by the name `execve` finds them under.
+pub const PROGRAMS: [&str; 2] = ["init", "hello"];
+
+/// Builds the user programs for `arch` (profile `user`: release code, no
+/// debug info) and returns `(name, path)` for each.
+pub fn user_programs(arch: Arch) -> Result<Vec<(String, PathBuf)>> {
     crate::toolchain::ensure()?;
     run_cmd(cargo().args([
         "build",
-        "--release",
+        "--profile",
+        "user",
+        "-p",
+        "folium-programs",
+        "--bins",
+        "--target",
+        arch.target(),
+    ]))?;
+    let dir = target_dir().join(arch.target()).join("user");
+    Ok(PROGRAMS
+        .iter()
+        .map(|p| (p.to_string(), dir.join(p)))
+        .collect())
+}
+
+/// Builds the release kernel; see [`kernel_with`].
+pub fn kernel(arch: Arch) -> Result<PathBuf> {
+    kernel_with(arch, Profile::Release)
+}
+
+/// Builds the kernel and returns the file QEMU boots: the raw arm64 Image
+/// on aarch64 (written next to the ELF), the ELF itself on x86_64.
+pub fn kernel_with(arch: Arch, profile: Profile) -> Result<PathBuf> {
+    crate::toolchain::ensure()?;
+    let programs = user_programs(arch)?;
+    // The kernel's build script embeds these files (kernel/build.rs).
+    let list: Vec<String> = programs
+        .iter()
+        .map(|(n, p)| format!("{n}={}", p.display()))
+        .collect();
+    run_cmd(cargo().env("FOLIUM_PROGRAMS", list.join(";")).args([
+        "build",
+        "--profile",
+        profile.name(),
         "-p",
         "folium-kernel",
         "--target",
@@ -86,7 +143,7 @@ pub fn kernel(arch: Arch) -> Result<PathBuf> {
     ]))?;
     let elf = target_dir()
         .join(arch.target())
-        .join("release")
+        .join(profile.name())
         .join("folium");
     match arch {
         Arch::X86_64 => Ok(elf),

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::build::{self, Arch};
+use crate::build::{self, Arch, Profile};
 use crate::qemu::{self, Accel, Board, Spec};
 use crate::{Opts, Result};
 
@@ -125,8 +125,8 @@ struct Outcome {
 /// Parses a `test` boot: every `test X ... ok|FAILED` line is one test; the
 /// boot itself fails on a panic, an unexpected exception, a timeout, a
 /// missing or inconsistent summary, or a failure exit status.
-fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
-    let label = spec.label();
+fn check_test_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
+    let label = label.to_string();
     let mut o = Outcome {
         label: label.clone(),
         passed: 0,
@@ -153,7 +153,7 @@ fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
             fatal.get_or_insert_with(|| l.clone());
         }
     }
-    let (pass, _) = spec.board.exit_codes();
+    let (pass, fail) = board.exit_codes();
     let mut problems = Vec::new();
     if run.timed_out {
         problems.push(format!(
@@ -177,7 +177,7 @@ fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
     let expected_exit = if o.failed == 0 {
         Some(pass)
     } else {
-        Some(spec.board.exit_codes().1)
+        Some(fail)
     };
     if run.exit != expected_exit && !run.timed_out {
         problems.push(format!(
@@ -206,13 +206,36 @@ fn check_test_boot(spec: &Spec, run: &GuestRun) -> Outcome {
     o
 }
 
-/// Parses a `fatal-test` boot: the kernel must report the unexpected
-/// exception with its registers and stop with the failure status.
-fn check_fatal_boot(spec: &Spec, run: &GuestRun) -> Outcome {
-    let label = format!("{}:fatal", spec.label());
-    let (_, fail) = spec.board.exit_codes();
+/// What a deliberately fatal boot must print: the report's first line
+/// (by prefix, plus one of the words if any are given) before its registers.
+struct FatalExpect {
+    name: &'static str,
+    prefix: &'static str,
+    any_of: &'static [&'static str],
+}
+
+/// `fatal-test`: an unexpected exception (a data abort / #PF).
+const UNEXPECTED_EXCEPTION: FatalExpect = FatalExpect {
+    name: "unexpected_exception_stops_with_failure",
+    prefix: "UNEXPECTED EXCEPTION",
+    any_of: &["data abort", "#PF"],
+};
+
+/// `stack-overflow-test`: unbounded recursion on the kernel stack.
+const STACK_OVERFLOW: FatalExpect = FatalExpect {
+    name: "kernel_stack_overflow_is_reported",
+    prefix: "KERNEL STACK OVERFLOW",
+    any_of: &[],
+};
+
+/// Parses a deliberately fatal boot: the kernel must print the expected
+/// report with its registers and stop with the failure status.
+fn check_fatal_boot(label: &str, board: Board, run: &GuestRun, expect: &FatalExpect) -> Outcome {
+    let label = label.to_string();
+    let (_, fail) = board.exit_codes();
     let reported = run.lines.iter().any(|l| {
-        l.starts_with("UNEXPECTED EXCEPTION") && (l.contains("data abort") || l.contains("#PF"))
+        l.starts_with(expect.prefix)
+            && (expect.any_of.is_empty() || expect.any_of.iter().any(|w| l.contains(w)))
     });
     let regs = run
         .lines
@@ -220,7 +243,8 @@ fn check_fatal_boot(spec: &Spec, run: &GuestRun) -> Outcome {
         .any(|l| l.contains("ELR ") || l.contains("RIP "));
     let ok = reported && regs && run.exit == Some(fail) && !run.timed_out;
     let mut report = vec![format!(
-        "[{label}] test unexpected_exception_stops_with_failure ... {}",
+        "[{label}] test {} ... {}",
+        expect.name,
         if ok { "ok" } else { "FAILED" }
     )];
     if !ok {
@@ -240,12 +264,14 @@ fn check_fatal_boot(spec: &Spec, run: &GuestRun) -> Outcome {
 
 /// Counts `test result: ok. N passed; M failed` lines of `cargo test`.
 fn host_tests() -> Result<(usize, usize)> {
-    println!("== host unit tests (cargo test -p folium-mm -p folium-boot -p xtask)");
+    println!("== host unit tests (cargo test -p folium-mm -p folium-abi -p folium-boot -p xtask)");
     let out = build::cargo()
         .args([
             "test",
             "-p",
             "folium-mm",
+            "-p",
+            "folium-abi",
             "-p",
             "folium-boot",
             "-p",
@@ -280,37 +306,90 @@ fn host_tests() -> Result<(usize, usize)> {
     Ok((passed, failed))
 }
 
-/// The guest runs `cargo xtask test` makes for the chosen boards.
-fn guest_specs(boards: &[Board]) -> (Vec<(Spec, bool)>, Vec<String>) {
-    let mut specs = Vec::new();
+/// How a guest boot is judged.
+#[derive(Clone, Copy)]
+enum Check {
+    /// `test`: every self-test line and the summary.
+    Tests,
+    /// A deliberately fatal boot and the report it must print.
+    Fatal(&'static FatalExpect),
+}
+
+/// One guest boot of `cargo xtask test`.
+#[derive(Clone)]
+struct GuestBoot {
+    spec: Spec,
+    profile: Profile,
+    check: Check,
+}
+
+impl GuestBoot {
+    fn new(spec: Spec, check: Check) -> GuestBoot {
+        GuestBoot {
+            spec,
+            profile: Profile::Release,
+            check,
+        }
+    }
+
+    fn label(&self) -> String {
+        let mut l = self.spec.label();
+        if self.profile == Profile::Checked {
+            l.push_str("/checked");
+        }
+        if let Check::Fatal(_) = self.check {
+            l.push(':');
+            l.push_str(&self.spec.cmdline);
+        }
+        l
+    }
+}
+
+/// The guest boots `cargo xtask test` makes for the chosen boards: each
+/// board's self-tests, the fatal paths, and (virt, q35) the self-tests on
+/// a kernel built with debug assertions.
+fn guest_boots(boards: &[Board]) -> (Vec<GuestBoot>, Vec<String>) {
+    let mut boots = Vec::new();
     let mut notices = Vec::new();
+    let fatal = |b: Board, cpu: Option<&str>, word: &str, expect: &'static FatalExpect| {
+        let mut spec = Spec::new(b, word);
+        spec.cpu = cpu.map(Into::into);
+        GuestBoot::new(spec, Check::Fatal(expect))
+    };
+    let checked = |b: Board| GuestBoot {
+        profile: Profile::Checked,
+        ..GuestBoot::new(Spec::new(b, "test"), Check::Tests)
+    };
     for &b in boards {
         match b {
             Board::Virt => {
                 let mut a72 = Spec::new(b, "test");
                 a72.cpu = Some("cortex-a72".into());
-                specs.push((a72.clone(), false));
+                boots.push(GuestBoot::new(a72.clone(), Check::Tests));
                 let mut max = Spec::new(b, "test");
                 max.cpu = Some("max".into());
-                specs.push((max, false));
+                boots.push(GuestBoot::new(max, Check::Tests));
                 // Entry at EL2 exercises the EL2 -> EL1 drop on virt too.
-                let mut el2 = a72.clone();
+                let mut el2 = a72;
                 el2.extra_machine = Some("virtualization=on".into());
-                specs.push((el2, false));
-                let mut fatal = a72;
-                fatal.cmdline = "fatal-test".into();
-                specs.push((fatal, true));
+                boots.push(GuestBoot::new(el2, Check::Tests));
+                boots.push(checked(b));
+                let a72 = Some("cortex-a72");
+                boots.push(fatal(b, a72, "fatal-test", &UNEXPECTED_EXCEPTION));
+                boots.push(fatal(b, a72, "stack-overflow-test", &STACK_OVERFLOW));
             }
-            Board::Raspi4b | Board::Raspi3b => specs.push((Spec::new(b, "test"), false)),
+            Board::Raspi4b | Board::Raspi3b => {
+                boots.push(GuestBoot::new(Spec::new(b, "test"), Check::Tests))
+            }
             Board::Q35 => {
-                specs.push((Spec::new(b, "test"), false));
-                let mut fatal = Spec::new(b, "fatal-test");
-                fatal.cmdline = "fatal-test".into();
-                specs.push((fatal, true));
+                boots.push(GuestBoot::new(Spec::new(b, "test"), Check::Tests));
+                boots.push(checked(b));
+                boots.push(fatal(b, None, "fatal-test", &UNEXPECTED_EXCEPTION));
+                boots.push(fatal(b, None, "stack-overflow-test", &STACK_OVERFLOW));
                 if qemu::host_has_hw_virt() {
                     let mut kvm = Spec::new(b, "test");
                     kvm.accel = Accel::Kvm;
-                    specs.push((kvm, false));
+                    boots.push(GuestBoot::new(kvm, Check::Tests));
                 } else {
                     notices.push(
                         "q35/kvm skipped: the host CPU has no vmx/svm flag (a bare /dev/kvm may be a software nested implementation)"
@@ -320,7 +399,7 @@ fn guest_specs(boards: &[Board]) -> (Vec<(Spec, bool)>, Vec<String>) {
             }
         }
     }
-    (specs, notices)
+    (boots, notices)
 }
 
 /// `cargo xtask test`.
@@ -333,43 +412,46 @@ pub fn run(o: &Opts) -> Result<bool> {
     let timeout = Duration::from_secs(o.timeout.unwrap_or(300));
     let (mut passed, mut failed) = host_tests()?;
     qemu::ensure_installed()?;
-    let mut kernels: Vec<(Arch, PathBuf)> = Vec::new();
-    for arch in [Arch::Aarch64, Arch::X86_64] {
-        if boards.iter().any(|b| b.arch() == arch) {
-            kernels.push((arch, build::kernel(arch)?));
+    let (boots, notices) = guest_boots(&boards);
+    let mut kernels: Vec<((Arch, Profile), PathBuf)> = Vec::new();
+    for b in &boots {
+        let key = (b.spec.board.arch(), b.profile);
+        if !kernels.iter().any(|k| k.0 == key) {
+            kernels.push((key, build::kernel_with(key.0, key.1)?));
         }
     }
-    let (specs, notices) = guest_specs(&boards);
     for n in &notices {
         println!("notice: {n}");
     }
     println!(
         "== guest self-tests: {} boots, timeout {} s each",
-        specs.len(),
+        boots.len(),
         timeout.as_secs()
     );
     // Two boots at a time: TCG runs each single-vCPU guest on one host core.
-    let queue = std::sync::Mutex::new(specs.into_iter().enumerate().rev().collect::<Vec<_>>());
+    let queue = std::sync::Mutex::new(boots.into_iter().enumerate().rev().collect::<Vec<_>>());
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
-                while let Some((i, (spec, fatal))) =
-                    queue.lock().map(|mut q| q.pop()).ok().flatten()
-                {
+                while let Some((i, gb)) = queue.lock().map(|mut q| q.pop()).ok().flatten() {
+                    let key = (gb.spec.board.arch(), gb.profile);
                     let kernel = &kernels
                         .iter()
-                        .find(|k| k.0 == spec.board.arch())
+                        .find(|k| k.0 == key)
                         .map(|k| k.1.clone())
                         .unwrap_or_default();
-                    let outcome = match boot(&spec, kernel, timeout, false) {
-                        Ok(run) if fatal => check_fatal_boot(&spec, &run),
-                        Ok(run) => check_test_boot(&spec, &run),
-                        Err(e) => Outcome {
-                            label: spec.label(),
+                    let label = gb.label();
+                    let outcome = match (boot(&gb.spec, kernel, timeout, false), gb.check) {
+                        (Ok(run), Check::Fatal(expect)) => {
+                            check_fatal_boot(&label, gb.spec.board, &run, expect)
+                        }
+                        (Ok(run), Check::Tests) => check_test_boot(&label, gb.spec.board, &run),
+                        (Err(e), _) => Outcome {
+                            label: label.clone(),
                             passed: 0,
                             failed: 1,
-                            report: vec![format!("[{}] {e}", spec.label())],
+                            report: vec![format!("[{label}] {e}")],
                         },
                     };
                     for l in &outcome.report {
@@ -418,7 +500,6 @@ mod tests {
 
     #[test]
     fn passing_boot_counts_each_test() {
-        let spec = Spec::new(Board::Virt, "test");
         let r = run_of(
             &[
                 "Folium 0.1 on virt",
@@ -428,13 +509,13 @@ mod tests {
             ],
             0,
         );
-        let o = check_test_boot(&spec, &r);
+        let o = check_test_boot("virt", Board::Virt, &r);
         assert_eq!((o.passed, o.failed), (2, 0));
     }
 
     #[test]
     fn failures_panics_and_bad_summaries_fail() {
-        let spec = Spec::new(Board::Q35, "test");
+        let q35 = |r: &GuestRun| check_test_boot("q35", Board::Q35, r);
         let r = run_of(
             &[
                 "test a ... ok",
@@ -443,22 +524,17 @@ mod tests {
             ],
             35,
         );
-        assert_eq!(check_test_boot(&spec, &r).failed, 1);
+        assert_eq!(q35(&r).failed, 1);
         let r = run_of(&["test a ... ok", "KERNEL PANIC: boom"], 35);
-        assert_eq!(check_test_boot(&spec, &r).failed, 1);
+        assert_eq!(q35(&r).failed, 1);
         let r = run_of(&["test a ... ok", "ktest: 2 passed, 0 failed"], 33);
-        assert_eq!(check_test_boot(&spec, &r).failed, 1);
+        assert_eq!(q35(&r).failed, 1);
         let r = run_of(&["test a ... ok", "ktest: 1 passed, 0 failed"], 35);
-        assert_eq!(
-            check_test_boot(&spec, &r).failed,
-            1,
-            "a failure exit status fails the boot"
-        );
+        assert_eq!(q35(&r).failed, 1, "a failure exit status fails the boot");
     }
 
     #[test]
     fn fatal_boot_must_report_and_fail() {
-        let spec = Spec::new(Board::Virt, "fatal-test");
         let good = run_of(
             &[
                 "UNEXPECTED EXCEPTION: synchronous data abort at EL1",
@@ -466,8 +542,25 @@ mod tests {
             ],
             1,
         );
-        assert_eq!(check_fatal_boot(&spec, &good).passed, 1);
+        let check = |r: &GuestRun, e| check_fatal_boot("virt", Board::Virt, r, e);
+        assert_eq!(check(&good, &UNEXPECTED_EXCEPTION).passed, 1);
+        assert_eq!(
+            check(&good, &STACK_OVERFLOW).failed,
+            1,
+            "a fault report is not an overflow report"
+        );
         let silent = run_of(&["nothing"], 1);
-        assert_eq!(check_fatal_boot(&spec, &silent).failed, 1);
+        assert_eq!(check(&silent, &UNEXPECTED_EXCEPTION).failed, 1);
+        let overflow = run_of(
+            &["KERNEL STACK OVERFLOW: data abort, SP 0x1", "  ELR 0x1"],
+            1,
+        );
+        assert_eq!(check(&overflow, &STACK_OVERFLOW).passed, 1);
+        let reset = run_of(&["KERNEL STACK OVERFLOW: x", "  ELR 0x1"], 0);
+        assert_eq!(
+            check(&reset, &STACK_OVERFLOW).failed,
+            1,
+            "exit status 0 is a failure"
+        );
     }
 }

@@ -1,16 +1,46 @@
-// Folium aarch64 entry: Linux arm64 Image header, EL2/EL3 -> EL1 drop,
+// Folium aarch64 entry: Linux arm64 Image header, EL3/EL2 -> EL1 drop,
 // secondary-core parking, .bss clearing, early page tables, MMU on, and the
 // jump to the higher half. Runs at the physical load address with the MMU
 // off, so every address is formed PC-relatively (adr/adrp) until the jump.
+// `{{stack_*}}` operands are folium_boot's KERNEL_STACK_* constants.
 
 .equ SCTLR_EL1_RES1,   0x30d00800
 .equ SCTLR_EL1_MMU_ON, 0x30d0180d    // RES1 | M | C | SA | I
+.equ SCTLR_EL2_RES1,   0x30c50830    // E2H = 0 layout; MMU off, little-endian
 .equ EARLY_PAGE_RWX,   0x0040000000000707 // page, AttrIndx 1 (normal WB), inner shareable, AF, UXN
 .equ EARLY_BLOCK_RWX,  0x0000000000000705 // 2 MiB block, normal WB, inner shareable, AF
 .equ MAIR_VALUE,       0x44ff00      // 0: device nGnRnE, 1: normal WB RW-alloc, 2: normal non-cacheable
 // T0SZ = T1SZ = 16 (48-bit VA), 4 KiB granules, inner-shareable WB-WA walks.
 .equ TCR_VALUE,        0x00000000b5103510
 .equ EARLY_L3_TABLES,  8             // 8 x 2 MiB = 16 MiB of image mapping
+
+.equ SPSR_EL1H_MASKED, 0x3c5         // EL1h, DAIF masked
+.equ SPSR_EL2H_MASKED, 0x3c9         // EL2h, DAIF masked
+
+// SCR_EL3: NS (0) so everything below runs Non-secure (the kernel's RAM,
+// UART and GIC are the Non-secure ones), bits 5:4 RES1, SMD (7) because no
+// secure monitor stays behind to answer an SMC (it is UNDEFINED at EL1
+// then, a plain EL1 exception), RW (10) for AArch64 below; HCE (8) only
+// when dropping to EL2, where HVC must not be UNDEFINED for a hypervisor.
+.equ SCR_EL3_TO_EL1,   0x4b1
+.equ SCR_EL3_TO_EL2,   0x5b1
+
+.equ HCR_EL2_RW,       (1 << 31)     // EL1 is AArch64
+.equ HCR_EL2_E2H,      (1 << 34)
+// CPTR_EL2 with E2H = 0: only the RES1 bits 13, 9 and 7:0. TFP (10),
+// TZ (8), TSM (12), TTA (20), TAM (30), TCPAC (31) clear: FP/SIMD, SVE and
+// SME and the trace, AMU and CPACR accesses of EL1 do not trap to EL2.
+.equ CPTR_EL2_NVHE,    0x22ff
+// CPTR_EL2 with E2H = 1 has CPACR_EL1's layout: FPEN (21:20) = 0b11;
+// ZEN (17:16) and SMEN (25:24) are added when SVE / SME exist.
+.equ CPTR_EL2_VHE_FP,  (3 << 20)
+.equ CPACR_ZEN,        (3 << 16)
+.equ CPACR_SMEN,       (3 << 24)
+// CNTHCTL_EL2: EL1 may read the physical counter and use the physical
+// timer. E2H = 0: EL1PCTEN (0), EL1PCEN (1). E2H = 1 moves them to
+// bits 10 and 11 (bits 0 and 1 then govern EL0 in the EL2&0 regime).
+.equ CNTHCTL_EL1_NVHE, 0x3
+.equ CNTHCTL_EL1_VHE,  (3 << 10)
 
 .section .text.head, "ax"
 .globl _start
@@ -46,37 +76,137 @@ park:
     b       park
 
 from_el3:
-    mov     x0, #(1 << 10)            // SCR_EL3.RW: lower ELs are AArch64 (secure EL1)
+    adr     x0, hyp_vectors           // a trap at EL3 from here on is reported
+    msr     vbar_el3, x0
+    // CPTR_EL3: TFP, TTA, TAM, TCPAC clear (nothing of EL1's traps to EL3);
+    // EZ and ESM enable SVE and SME below EL3, set only where they exist
+    // (the bits are RES0 otherwise).
+    mov     x1, #0
+    mrs     x0, id_aa64pfr0_el1
+    ubfx    x2, x0, #32, #4           // SVE
+    cbz     x2, 1f
+    orr     x1, x1, #(1 << 8)         // EZ
+1:  mrs     x2, id_aa64pfr1_el1
+    ubfx    x2, x2, #24, #4           // SME
+    cbz     x2, 2f
+    orr     x1, x1, #(1 << 12)        // ESM
+2:  msr     cptr_el3, x1
+    ubfx    x0, x0, #8, #4            // ID_AA64PFR0_EL1.EL2: implemented?
+    cbz     x0, el3_to_el1
+    // Through EL2, so one path (from_el2) sets up everything EL2 owns.
+    ldr     x0, =SCR_EL3_TO_EL2
     msr     scr_el3, x0
-    msr     cptr_el3, xzr             // no FP/SIMD traps to EL3
+    ldr     x0, =SCTLR_EL2_RES1       // its reset value is UNKNOWN (EE, M)
+    msr     sctlr_el2, x0
+    mov     x0, #SPSR_EL2H_MASKED
+    msr     spsr_el3, x0
+    adr     x0, from_el2
+    msr     elr_el3, x0
+    eret
+
+el3_to_el1:
+    ldr     x0, =SCR_EL3_TO_EL1
+    msr     scr_el3, x0
     ldr     x0, =SCTLR_EL1_RES1
     msr     sctlr_el1, x0
-    mov     x0, #0x3c5                // EL1h, DAIF masked
+    mov     x0, #SPSR_EL1H_MASKED
     msr     spsr_el3, x0
     adr     x0, at_el1
     msr     elr_el3, x0
     eret
 
 from_el2:
-    mov     x0, #0x33ff               // CPTR_EL2: no FP/SIMD traps to EL2
-    msr     cptr_el2, x0
-    mov     x0, #(1 << 31)            // HCR_EL2.RW: EL1 is AArch64; no stage 2
+    adr     x0, hyp_vectors           // a trap at EL2 from here on is reported
+    msr     vbar_el2, x0
+    // ID_AA64MMFR4_EL1 (S3_0_C0_C7_4; an unallocated ID register reads as
+    // 0 on older CPUs). Its E2H0 field (27:24) is signed: negative means
+    // FEAT_E2H0 is absent, HCR_EL2.E2H is RES1 and EL2 always uses the
+    // E2H = 1 register layouts. Anything else: E2H is ours to clear.
+    mrs     x0, S3_0_C0_C7_4
+    sbfx    x0, x0, #24, #4
+    tbnz    x0, #63, el2_e2h_res1
+
+    // HCR_EL2 first (and an isb): a loader may have left E2H set, and it
+    // decides how the CPTR/CNTHCTL writes and the SCTLR_EL1 name below are
+    // interpreted. No stage 2, no traps routed to EL2.
+    mov     x0, #HCR_EL2_RW
     msr     hcr_el2, x0
+    isb
+    mov     x0, #CPTR_EL2_NVHE
+    msr     cptr_el2, x0
     mrs     x0, cnthctl_el2
-    orr     x0, x0, #3                // EL1 may read the physical counter and timer
+    orr     x0, x0, #CNTHCTL_EL1_NVHE
     msr     cnthctl_el2, x0
+    ldr     x0, =SCTLR_EL1_RES1
+    msr     sctlr_el1, x0
+    b       el2_common
+
+el2_e2h_res1:
+    // E2H stays 1 (TGE = 0, so EL1 still runs its own EL1&0 regime). With
+    // E2H = 1 an EL2 access named *_EL1 reaches the EL2 register, so the
+    // real SCTLR_EL1 is written through its EL12 alias.
+    mov     x0, #HCR_EL2_RW
+    orr     x0, x0, #HCR_EL2_E2H
+    msr     hcr_el2, x0
+    isb
+    mov     x1, #CPTR_EL2_VHE_FP
+    mrs     x0, id_aa64pfr0_el1
+    ubfx    x0, x0, #32, #4           // SVE
+    cbz     x0, 1f
+    orr     x1, x1, #CPACR_ZEN
+1:  mrs     x0, id_aa64pfr1_el1
+    ubfx    x0, x0, #24, #4           // SME
+    cbz     x0, 2f
+    orr     x1, x1, #CPACR_SMEN
+2:  msr     cptr_el2, x1
+    mrs     x0, cnthctl_el2
+    orr     x0, x0, #CNTHCTL_EL1_VHE
+    msr     cnthctl_el2, x0
+    ldr     x0, =SCTLR_EL1_RES1
+    msr     S3_5_C1_C0_0, x0          // SCTLR_EL12
+
+el2_common:
     msr     cntvoff_el2, xzr
     mrs     x0, midr_el1              // EL1 reads of MIDR/MPIDR return these
     msr     vpidr_el2, x0
     mrs     x0, mpidr_el1
     msr     vmpidr_el2, x0
-    ldr     x0, =SCTLR_EL1_RES1
-    msr     sctlr_el1, x0
-    mov     x0, #0x3c5                // EL1h, DAIF masked
+    mov     x0, #SPSR_EL1H_MASKED
     msr     spsr_el2, x0
     adr     x0, at_el1
     msr     elr_el2, x0
     eret
+
+// EL2 / EL3 vectors while and after the kernel leaves those levels: nothing
+// should ever trap there, and a branch through a stale or zero VBAR would
+// run garbage. Ask the semihosting host to stop with the failure status;
+// if that HLT itself traps (no semihosting), wait forever.
+.balign 2048
+hyp_vectors:
+.rept 16
+.balign 0x80
+    b       hyp_trap
+.endr
+
+hyp_trap:
+    mrs     x0, CurrentEL
+    cmp     x0, #(3 << 2)
+    b.eq    1f
+    mrs     x1, elr_el2
+    b       2f
+1:  mrs     x1, elr_el3
+2:  adr     x2, hyp_exit_hlt
+    cmp     x1, x2
+    b.eq    park
+    mov     w0, #0x20                 // SYS_EXIT_EXTENDED
+    adr     x1, hyp_exit_block
+hyp_exit_hlt:
+    hlt     #0xf000
+    b       park
+
+.balign 8
+hyp_exit_block:
+    .quad   0x20026, 1                // ADP_Stopped_ApplicationExit, status 1
 
 at_el1:
     msr     spsel, #1
@@ -153,7 +283,11 @@ at_el1:
     // Everything in .bss (the tables just written, the zeroed stack) was
     // stored with the MMU off, i.e. uncached. Invalidate any stale copies of
     // those lines a previous boot stage may have left in the caches, so the
-    // cacheable table walks and accesses after MMU-on see memory.
+    // cacheable table walks and accesses after MMU-on see memory. The dmb
+    // makes those (non-cacheable) stores complete before the first
+    // invalidation: DC IVAC may write a dirty stale line back, and one that
+    // landed after a store would undo it.
+    dmb     sy
     adrp    x0, __bss_start
     add     x0, x0, :lo12:__bss_start
     adrp    x1, __bss_end
@@ -230,8 +364,16 @@ high_entry:
     bl      {rust_entry}
     b       park
 
+// The boot stack obeys the kernel-stack layout rule (folium_boot's
+// KERNEL_STACK_*, checked again by the linker script): it is the lower
+// half of a slot twice its size and aligned to that, so the vectors'
+// overflow test (bit KERNEL_STACK_SHIFT of SP) works on it. This section
+// starts on such a boundary; the early tables fill the start of the slot
+// below the stack, the guard page (left unmapped by the kernel's tables) is
+// that slot's last page, and the stack follows directly above it. `.org`
+// fails to assemble if the tables ever grow into the guard page.
 .section .bss.early, "aw", %nobits
-.balign 4096
+.balign {stack_align}
 .globl early_ttbr1_l0
 early_ttbr1_l0:  .space 4096
 early_img_l1:    .space 4096
@@ -241,12 +383,20 @@ early_img_l3:    .space 4096 * EARLY_L3_TABLES
 early_ttbr0_l0:  .space 4096
 early_id_l1:     .space 4096
 early_id_l2:     .space 4096
-.balign 4096
+.org {stack_align} - {stack_guard}
 .globl boot_stack_guard
-boot_stack_guard:                     // left unmapped by the kernel's tables
-                 .space 4096
+boot_stack_guard:
+                 .space {stack_guard}
 .globl boot_stack_bottom
 boot_stack_bottom:
-                 .space 65536
+                 .space {stack_size}
 .globl boot_stack_top
 boot_stack_top:
+
+// For the linker script's check of the rule.
+.globl __kernel_stack_align
+.set __kernel_stack_align, {stack_align}
+.globl __kernel_stack_size
+.set __kernel_stack_size, {stack_size}
+.globl __kernel_stack_guard
+.set __kernel_stack_guard, {stack_guard}

@@ -12,6 +12,9 @@ use crate::{BootInfo, Firmware, PhysRange, enter_kernel, fdt};
 core::arch::global_asm!(
     include_str!("entry.S"),
     rust_entry = sym boot_entry,
+    stack_size = const crate::KERNEL_STACK_SIZE,
+    stack_align = const crate::KERNEL_STACK_ALIGN,
+    stack_guard = const crate::KERNEL_STACK_GUARD,
 );
 
 /// Base of the linear map of physical memory in the TTBR1 half.

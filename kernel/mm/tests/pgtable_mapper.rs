@@ -108,7 +108,13 @@ fn expect_at<F: PteFormat>(pt: &PageTable<F>, v: u64, p: u64, level: Level) {
 }
 
 const BLOCKS_NO_CONT: MapOptions = MapOptions {
-    allow_blocks: true,
+    largest_leaf: Level::L1,
+    allow_cont: false,
+};
+
+/// 2 MiB blocks but no 1 GiB ones, no contiguous hint.
+const NO_GIB_NO_CONT: MapOptions = MapOptions {
+    largest_leaf: Level::L2,
     allow_cont: false,
 };
 
@@ -212,6 +218,108 @@ fn pages_when_blocks_disallowed<F: PteFormat>() {
     let mut any_cont = false;
     pt.for_each_leaf(|_, t| any_cont |= t.attrs.cont);
     assert!(!any_cont);
+}
+
+/// With 1 GiB blocks forbidden, GiB-aligned ranges come out as 2 MiB
+/// blocks (x86 without `pdpe1gb`), and the contiguous hint still applies.
+fn gib_blocks_forbidden<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let (v, p) = (LINEAR + GIB, GIB);
+    let size = 2 * GIB + 2 * MIB + 0x3000;
+    pt.map_range(
+        va(v),
+        pa(p),
+        size,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        MapOptions::LARGEST_NO_GIB,
+    )
+    .unwrap();
+    assert_eq!(leaf_counts(&pt), [0, 0, 1025, 3]);
+    // Root, one L1 table, three L2 tables (one per GiB touched), one L3.
+    assert_eq!(pt.count_tables(), 6);
+    expect_at(&pt, v, p, Level::L2);
+    expect_at(&pt, v + GIB - 1, p + GIB - 1, Level::L2);
+    expect_at(&pt, v + GIB + 0x12_3456, p + GIB + 0x12_3456, Level::L2);
+    expect_at(&pt, v + 2 * GIB, p + 2 * GIB, Level::L2);
+    expect_at(&pt, v + 2 * GIB + 2 * MIB, p + 2 * GIB + 2 * MIB, Level::L3);
+    expect_at(&pt, v + size - 1, p + size - 1, Level::L3);
+    assert_eq!(pt.translate(va(v + size)), None);
+    let mut l1 = 0;
+    let mut cont = 0;
+    pt.for_each_leaf(|_, t| {
+        l1 += (t.level == Level::L1) as usize;
+        cont += t.attrs.cont as usize;
+    });
+    assert_eq!(l1, 0, "a 1 GiB block despite largest_leaf = L2");
+    // 1024 blocks form 64 runs of 16 on arm64; x86 has no hint.
+    let runs = if F::CONT_ENTRIES > 1 { 1024 } else { 0 };
+    assert_eq!(cont, runs);
+
+    // Without the hint, the same shape.
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    pt.map_range(
+        va(v),
+        pa(p),
+        GIB,
+        Attrs::KERNEL_DATA,
+        &mut frames,
+        NO_GIB_NO_CONT,
+    )
+    .unwrap();
+    assert_eq!(leaf_counts(&pt), [0, 0, 512, 0]);
+    let mut cont = false;
+    pt.for_each_leaf(|_, t| cont |= t.attrs.cont);
+    assert!(!cont);
+}
+
+/// `largest_leaf` is a ceiling: each setting allows exactly the levels at
+/// and below it, and `L0` (no leaf in any format) behaves as `L1`.
+fn largest_leaf_is_a_ceiling<F: PteFormat>() {
+    let cases = [
+        (Level::L0, [0, 1, 0, 0]),
+        (Level::L1, [0, 1, 0, 0]),
+        (Level::L2, [0, 0, 512, 0]),
+        (Level::L3, [0, 0, 0, 512 * 512]),
+    ];
+    for (largest, want) in cases {
+        // A GiB of pages needs 512 L3 tables plus the path to them.
+        let (_arena, mut frames, mut pt) = {
+            let arena = Arena::new(3 << 20);
+            let mut frames = arena.frames(600);
+            let pt = PageTable::<F>::create(&mut frames, arena.linear_map()).unwrap();
+            (arena, frames, pt)
+        };
+        let opts = MapOptions {
+            largest_leaf: largest,
+            allow_cont: false,
+        };
+        pt.map_range(
+            va(LINEAR + 3 * GIB),
+            pa(3 * GIB),
+            GIB,
+            Attrs::KERNEL_DATA,
+            &mut frames,
+            opts,
+        )
+        .unwrap();
+        assert_eq!(
+            leaf_counts(&pt),
+            want,
+            "{}: largest_leaf {largest:?}",
+            F::NAME
+        );
+        expect_at(
+            &pt,
+            LINEAR + 3 * GIB + 0x2345_6789,
+            3 * GIB + 0x2345_6789,
+            Level::ALL[want.iter().position(|&n| n > 0).unwrap()],
+        );
+        for level in Level::ALL {
+            assert_eq!(opts.allows_leaf_at(level), level >= largest);
+        }
+    }
+    assert_eq!(MapOptions::default(), MapOptions::PAGES);
 }
 
 fn overlap_is_refused<F: PteFormat>() {
@@ -632,6 +740,8 @@ for_both_formats!(
     leading_and_trailing_pages,
     pages_when_pa_incongruent,
     pages_when_blocks_disallowed,
+    gib_blocks_forbidden,
+    largest_leaf_is_a_ceiling,
     overlap_is_refused,
     empty_table_under_block_is_reused,
     out_of_memory,
@@ -672,7 +782,9 @@ fn req() -> impl Strategy<Value = Req> {
     let opts = prop_oneof![
         Just(MapOptions::PAGES),
         Just(BLOCKS_NO_CONT),
-        Just(MapOptions::LARGEST)
+        Just(MapOptions::LARGEST),
+        Just(NO_GIB_NO_CONT),
+        Just(MapOptions::LARGEST_NO_GIB),
     ];
     (
         align,
@@ -689,7 +801,9 @@ fn req() -> impl Strategy<Value = Req> {
                 // A GiB of 4 KiB pages would need 513 tables: keep huge ranges
                 // block-mappable so the arena and the run time stay small.
                 let congruent = congruent || size >= GIB;
-                opts.allow_blocks |= size >= GIB;
+                if size >= GIB {
+                    opts.largest_leaf = opts.largest_leaf.min(Level::L2);
+                }
                 let va = (va_page * PAGE_SIZE) & !(align - 1);
                 let pa = if congruent {
                     (pa_page << 30) | (va & (GIB - 1))
@@ -717,7 +831,7 @@ fn greedy_leaves(r: &Req) -> [usize; 4] {
             .into_iter()
             .find(|l| {
                 let s = l.size();
-                (*l == Level::L3 || r.opts.allow_blocks) && v % s == 0 && p % s == 0 && left >= s
+                *l >= r.opts.largest_leaf && v % s == 0 && p % s == 0 && left >= s
             })
             .unwrap();
         n[level.get() as usize] += 1;
@@ -779,9 +893,24 @@ fn check_against_model<F: PteFormat>(reqs: &[Req], probes: &[u64]) -> Result<(),
             (got, want) => prop_assert!(false, "at {:#x}: got {:?}, want {:?}", a, got, want),
         }
     }
-    // Leaves cover exactly the mapped bytes.
+    // Leaves cover exactly the mapped bytes, none larger than its request
+    // allowed.
     let mut bytes = 0;
-    pt.for_each_leaf(|_, t| bytes += t.level.size());
+    let mut too_large = Vec::new();
+    pt.for_each_leaf(|v, t| {
+        bytes += t.level.size();
+        let d = done
+            .iter()
+            .find(|d| v.as_u64() >= d.va && v.as_u64() < d.va + d.size);
+        if d.is_none_or(|d| !d.opts.allows_leaf_at(t.level)) {
+            too_large.push((v.as_u64(), t.level));
+        }
+    });
+    prop_assert!(
+        too_large.is_empty(),
+        "leaves outside or above their request's largest_leaf: {:x?}",
+        too_large
+    );
     prop_assert_eq!(bytes, done.iter().map(|d| d.size).sum::<u64>());
     Ok(())
 }

@@ -35,10 +35,13 @@ pub unsafe trait TableAlloc {
 }
 
 /// How [`PageTable::map_range`] may shape the mapping.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapOptions {
-    /// Use 1 GiB / 2 MiB blocks where VA, PA and the remaining size allow.
-    pub allow_blocks: bool,
+    /// The largest leaf the mapper may write where VA, PA and the remaining
+    /// size allow: `L3` for 4 KiB pages only, `L2` for 2 MiB blocks too,
+    /// `L1` (or `L0`, which no format can hold as a leaf) for 1 GiB blocks
+    /// too. x86 CPUs without `pdpe1gb` need `L2` at most.
+    pub largest_leaf: Level,
     /// Set the contiguous hint (arm64) on aligned runs of
     /// [`PteFormat::CONT_ENTRIES`] pages or 2 MiB blocks written by the same
     /// call. Ignored by formats without the hint.
@@ -49,15 +52,35 @@ impl MapOptions {
     /// 4 KiB pages only, no contiguous hint: for mappings whose pieces may
     /// later be changed one page at a time (kernel image sections).
     pub const PAGES: MapOptions = MapOptions {
-        allow_blocks: false,
+        largest_leaf: Level::L3,
         allow_cont: false,
     };
-    /// The fewest TLB entries: blocks and contiguous runs wherever they fit
-    /// (the linear map of RAM).
+    /// The fewest TLB entries: 1 GiB and 2 MiB blocks and contiguous runs
+    /// wherever they fit (the linear map of RAM).
     pub const LARGEST: MapOptions = MapOptions {
-        allow_blocks: true,
+        largest_leaf: Level::L1,
         allow_cont: true,
     };
+    /// [`LARGEST`](Self::LARGEST) without 1 GiB blocks: the linear map on a
+    /// CPU whose page walker has none (x86 without `pdpe1gb`).
+    pub const LARGEST_NO_GIB: MapOptions = MapOptions {
+        largest_leaf: Level::L2,
+        allow_cont: true,
+    };
+
+    /// True if these options let a leaf be written at `level` (the format
+    /// may still refuse it, as every format does at `L0`).
+    #[inline]
+    pub const fn allows_leaf_at(self, level: Level) -> bool {
+        level.get() >= self.largest_leaf.get()
+    }
+}
+
+impl Default for MapOptions {
+    /// [`MapOptions::PAGES`]: the most conservative shape.
+    fn default() -> Self {
+        Self::PAGES
+    }
 }
 
 /// Why [`PageTable::map_range`] (or [`PageTable::create`]) failed.
@@ -178,10 +201,10 @@ impl<F: PteFormat> PageTable<F> {
 
     /// Maps `[va, va + size)` to `[pa, pa + size)` with `attrs`.
     ///
-    /// Uses a 1 GiB or 2 MiB block wherever VA and PA are both aligned to it
-    /// and the rest of the range covers it (if `opts.allow_blocks`), 4 KiB
-    /// pages elsewhere; where an empty table already sits under a would-be
-    /// block, maps through it with smaller entries instead.
+    /// Uses a 1 GiB or 2 MiB block wherever VA and PA are both aligned to
+    /// it, the rest of the range covers it and `opts.largest_leaf` permits
+    /// it, 4 KiB pages elsewhere; where an empty table already sits under a
+    /// would-be block, maps through it with smaller entries instead.
     ///
     /// All or nothing for leaves: the range is first checked and every
     /// missing table allocated, and only then are leaves written. On error
@@ -337,7 +360,7 @@ impl<F: PteFormat> PageTable<F> {
             // `chunk == span` also means VA is span-aligned.
             let chunk = (span - (va & (span - 1))).min(left);
             let leaf_here = level.can_be_leaf()
-                && (level == Level::L3 || req.opts.allow_blocks)
+                && req.opts.allows_leaf_at(level)
                 && chunk == span
                 && pa & (span - 1) == 0;
             let mut step = chunk;

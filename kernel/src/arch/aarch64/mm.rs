@@ -77,3 +77,99 @@ pub unsafe fn zero_pages(ptr: *mut u8, len: usize) {
         );
     }
 }
+
+/// TLB maintenance for user address spaces (TTBR0, tagged by ASID). The
+/// kernel runs on one CPU, so the non-broadcast forms suffice; the `dsb
+/// ishst` first makes the page-table store that prompted the flush visible
+/// to the walker.
+pub mod tlb {
+    use core::arch::asm;
+
+    use folium_mm::VirtAddr;
+    use folium_mm::tlb::Asid;
+
+    /// Pages beyond which a range flush drops the whole ASID instead.
+    const RANGE_PAGES_MAX: u64 = 64;
+
+    fn tlbi_page(asid: Asid, va: VirtAddr) {
+        let arg = (u64::from(asid.0) << 48) | ((va.as_u64() >> 12) & ((1 << 44) - 1));
+        // SAFETY: invalidating TLB entries never breaks memory safety; at
+        // worst the walker refetches an entry.
+        unsafe { asm!("tlbi vae1, {}", in(reg) arg, options(nostack, preserves_flags)) };
+    }
+
+    fn sync() {
+        // SAFETY: barriers only.
+        unsafe { asm!("dsb nsh", "isb", options(nostack, preserves_flags)) };
+    }
+
+    fn before() {
+        // SAFETY: a barrier only.
+        unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+    }
+
+    /// Invalidates `va` in `asid`.
+    pub fn flush_page(asid: Asid, va: VirtAddr) {
+        before();
+        tlbi_page(asid, va);
+        sync();
+    }
+
+    /// Invalidates `[start, end)` in `asid` (the whole ASID when long).
+    pub fn flush_range(asid: Asid, start: VirtAddr, end: VirtAddr) {
+        let pages = (end - start).div_ceil(4096);
+        if pages > RANGE_PAGES_MAX {
+            return flush_asid(asid);
+        }
+        before();
+        for i in 0..pages {
+            tlbi_page(asid, start + i * 4096);
+        }
+        sync();
+    }
+
+    /// Invalidates every entry of `asid`.
+    pub fn flush_asid(asid: Asid) {
+        before();
+        let arg = u64::from(asid.0) << 48;
+        // SAFETY: as for `tlbi_page`.
+        unsafe { asm!("tlbi aside1, {}", in(reg) arg, options(nostack, preserves_flags)) };
+        sync();
+    }
+
+    /// Invalidates every EL1&0 entry (ASID rollover).
+    pub fn flush_all() {
+        before();
+        // SAFETY: as for `tlbi_page`.
+        unsafe { asm!("tlbi vmalle1", options(nostack, preserves_flags)) };
+        sync();
+    }
+}
+
+/// Installs `root` with `asid` as the user half (TTBR0_EL1).
+///
+/// # Safety
+///
+/// `root` must be a valid user-half table tree of the aarch64 format that
+/// stays alive (and is only changed with TLB maintenance) while installed,
+/// and no stale entries of a previous owner of `asid` may remain.
+pub unsafe fn set_user_root(root: PhysAddr, asid: folium_mm::tlb::Asid) {
+    let v = root.as_u64() | (u64::from(asid.0) << 48);
+    // SAFETY: forwarded from the caller; the kernel runs from TTBR1.
+    unsafe { asm!("msr ttbr0_el1, {}", "isb", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+/// The user half installed now: (root, ASID).
+pub fn user_root() -> (PhysAddr, folium_mm::tlb::Asid) {
+    let v: u64;
+    // SAFETY: reading TTBR0_EL1 has no side effects.
+    unsafe { asm!("mrs {}, ttbr0_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    (
+        PhysAddr::new(v & 0x0000_ffff_ffff_fffe),
+        folium_mm::tlb::Asid((v >> 48) as u16),
+    )
+}
+
+/// Table slots of a user root that must copy the kernel's (none: the
+/// kernel lives in TTBR1).
+pub const KERNEL_ROOT_SLOTS: Option<core::ops::Range<usize>> = None;

@@ -10,8 +10,8 @@ use core::sync::atomic::Ordering;
 use aarch64_cpu::registers::{MIDR_EL1, Readable};
 
 pub use mm::{
-    KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset, switch_kernel_tables,
-    zero_pages,
+    KERNEL_ROOT_SLOTS, KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset,
+    set_user_root, switch_kernel_tables, tlb, user_root, zero_pages,
 };
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 
@@ -96,4 +96,10 @@ pub fn entry_description(entry_el: u8) -> alloc::string::String {
 /// The CPU's MIDR_EL1 part number (e.g. 0xd08 for Cortex-A72).
 pub fn midr_part() -> u64 {
     (MIDR_EL1.get() >> 4) & 0xfff
+}
+
+/// True: with the 4 KiB granule Folium uses, every ARMv8-A translation
+/// regime takes level-1 (1 GiB) block descriptors.
+pub fn has_gib_pages() -> bool {
+    true
 }

@@ -1,6 +1,6 @@
 //! EL1 exception handling: the vector table (`vectors.S`), the trap frame,
-//! expected traps (breakpoints, faults on fixup-listed instructions) and the
-//! fatal report for everything else.
+//! expected traps (breakpoints, faults on fixup-listed instructions), the
+//! fatal report for everything else, and the kernel-stack overflow report.
 
 use core::arch::asm;
 use core::fmt;
@@ -11,7 +11,12 @@ use super::super::{
     take_exec_probe,
 };
 
-core::arch::global_asm!(include_str!("vectors.S"), handler = sym handle_exception);
+core::arch::global_asm!(
+    include_str!("vectors.S"),
+    handler = sym handle_exception,
+    overflow_handler = sym handle_stack_overflow,
+    stack_shift = const folium_boot::KERNEL_STACK_SHIFT,
+);
 
 unsafe extern "C" {
     static exception_vectors: u8;
@@ -131,6 +136,47 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     );
     println!("{frame:?}");
     super::exit_qemu(Exit::Failure)
+}
+
+/// Entered from `vectors.S`, on the overflow stack, when an exception taken
+/// at EL1 found no room for its frame on the kernel stack: `sp` is where the
+/// frame would have started (the interrupted SP minus the frame's size),
+/// below the stack's base. Reports and stops the machine.
+extern "C" fn handle_stack_overflow(kind: u64, frame: &TrapFrame, sp: u64) -> ! {
+    if STOPPING.load(Ordering::SeqCst) {
+        super::park();
+    }
+    super::super::begin_fatal_report();
+    println!(
+        "\nKERNEL STACK OVERFLOW: {} (vector {kind}), FAR {:#x}, SP {:#x} ran below the {}",
+        Syndrome(frame.esr, kind),
+        frame.far,
+        sp.wrapping_add(size_of::<TrapFrame>() as u64),
+        OverflowedStack(sp)
+    );
+    println!("{frame:?}");
+    super::exit_qemu(Exit::Failure)
+}
+
+/// The stack an overflowing SP belongs to. By the kernel-stack layout rule
+/// (`folium_boot::KERNEL_STACK_*`) an SP up to one stack size below a
+/// stack's base lies in the upper half of the slot below it, so rounding up
+/// to the slot alignment gives that base.
+struct OverflowedStack(u64);
+
+impl fmt::Display for OverflowedStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let align = folium_boot::KERNEL_STACK_ALIGN as u64;
+        let base = (self.0 | (align - 1)).wrapping_add(1);
+        let top = base.wrapping_add(folium_boot::KERNEL_STACK_SIZE as u64);
+        let (boot_bottom, _) = folium_boot::image_layout().boot_stack;
+        let name = if base == boot_bottom.as_u64() {
+            "boot stack"
+        } else {
+            "kernel stack"
+        };
+        write!(f, "{name} [{base:#x}..{top:#x})")
+    }
 }
 
 /// ESR decoding for reports.

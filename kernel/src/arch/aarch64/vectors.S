@@ -2,8 +2,18 @@
 // TrapFrame on the current stack and calls handle_exception(kind, frame).
 // The handler may change the frame (ELR to skip or fix up an instruction,
 // x-registers to return an error), which is restored before `eret`.
+//
+// Exceptions taken from EL1 on SP_EL1 (vectors 4..7) first check that the
+// frame fits on the kernel stack. Every EL1 stack is the lower half of a
+// slot twice its size and aligned to that (folium_boot::KERNEL_STACK_*), so
+// an SP inside a stack has bit {stack_shift} clear and one that has run
+// below the stack's base has it set. On overflow the frame goes to a
+// static overflow stack instead and stack_overflow_handler reports it: the
+// frame push would otherwise fault in the guard page, re-enter this vector,
+// push again below, and so on through whatever lies under the guard.
 
 .equ FRAME_SIZE, 288                  // 31 GPRs + ELR, SPSR, ESR, FAR, SP_EL0 = 36 x 8
+.equ OVERFLOW_STACK_SIZE, 16384
 
 .macro VECTOR kind
 .balign 0x80
@@ -13,28 +23,44 @@
     b       exception_common
 .endm
 
-.section .text.vectors, "ax"
-.balign 2048
-.globl exception_vectors
-exception_vectors:
-    VECTOR 0                          // current EL, SP_EL0: sync
-    VECTOR 1                          //   irq
-    VECTOR 2                          //   fiq
-    VECTOR 3                          //   serror
-    VECTOR 4                          // current EL, SP_ELx: sync
-    VECTOR 5                          //   irq
-    VECTOR 6                          //   fiq
-    VECTOR 7                          //   serror
-    VECTOR 8                          // lower EL, AArch64: sync
-    VECTOR 9                          //   irq
-    VECTOR 10                         //   fiq
-    VECTOR 11                         //   serror
-    VECTOR 12                         // lower EL, AArch32: sync
-    VECTOR 13                         //   irq
-    VECTOR 14                         //   fiq
-    VECTOR 15                         //   serror
+// The test needs the new SP in a general register, and every general
+// register still holds the interrupted context. x0 and SP trade values
+// with additions and subtractions (SP can be an operand, so no scratch
+// register is needed): with s = the new SP and v = x0,
+// sp := s + v, x0 := sp - x0 = s; after the test x0 := sp - x0 = v and
+// sp := sp - x0 = s undo it.
+.macro VECTOR_CHECKED kind
+.balign 0x80
+    sub     sp, sp, #FRAME_SIZE
+    add     sp, sp, x0
+    sub     x0, sp, x0
+    tbnz    x0, #{stack_shift}, 1f
+    sub     x0, sp, x0
+    sub     sp, sp, x0
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       exception_common
+1:  // Overflow: x0 = s, sp = s + v. Park s in TPIDRRO_EL0 (EL0's read-only
+    // thread register, which the kernel does not use; this path never
+    // returns), move v into SP so x0 can form the overflow stack's address
+    // a, then swap the two.
+    msr     tpidrro_el0, x0
+    sub     x0, sp, x0
+    mov     sp, x0
+    adrp    x0, overflow_stack_top
+    add     x0, x0, :lo12:overflow_stack_top
+    sub     x0, x0, #FRAME_SIZE
+    sub     x0, sp, x0                // x0 = v - a
+    sub     sp, sp, x0                // sp = a
+    add     x0, sp, x0                // x0 = v
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       stack_overflow_common
+.endm
 
-exception_common:
+// Stores x2..x30 and the exception registers into the frame at SP (x0 and
+// x1 are already there); leaves x0 alone.
+.macro SAVE_REST
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
@@ -57,6 +83,31 @@ exception_common:
     mrs     x4, far_el1
     mrs     x5, sp_el0
     stp     x4, x5, [sp, #272]
+.endm
+
+.section .text.vectors, "ax"
+.balign 2048
+.globl exception_vectors
+exception_vectors:
+    VECTOR 0                          // current EL, SP_EL0: sync (unused by Folium)
+    VECTOR 1                          //   irq
+    VECTOR 2                          //   fiq
+    VECTOR 3                          //   serror
+    VECTOR_CHECKED 4                  // current EL, SP_ELx: sync
+    VECTOR_CHECKED 5                  //   irq
+    VECTOR_CHECKED 6                  //   fiq
+    VECTOR_CHECKED 7                  //   serror
+    VECTOR 8                          // lower EL, AArch64: sync (fresh kernel stack)
+    VECTOR 9                          //   irq
+    VECTOR 10                         //   fiq
+    VECTOR 11                         //   serror
+    VECTOR 12                         // lower EL, AArch32: sync
+    VECTOR 13                         //   irq
+    VECTOR 14                         //   fiq
+    VECTOR 15                         //   serror
+
+exception_common:
+    SAVE_REST
     mov     x1, sp
     bl      {handler}
     ldp     x30, x1, [sp, #240]
@@ -82,6 +133,25 @@ exception_common:
     ldp     x0, x1, [sp, #0]
     add     sp, sp, #FRAME_SIZE
     eret
+
+// On the overflow stack with x0 = kind and the frame's x0/x1 saved; the SP
+// that did not fit the frame is in TPIDRRO_EL0. Does not return. A nested
+// exception while reporting lands on the overflow stack again (through
+// either path) and ends in the same fatal report, which stops at once when
+// a report is already under way.
+stack_overflow_common:
+    SAVE_REST
+    mov     x1, sp
+    mrs     x2, tpidrro_el0
+    bl      {overflow_handler}
+1:  wfe
+    b       1b
+
+.section .bss.overflow_stack, "aw", %nobits
+.balign 16
+overflow_stack:
+    .space  OVERFLOW_STACK_SIZE
+overflow_stack_top:
 
 // Fault-tolerant accessors: the exception table below lets a fault on the
 // marked instruction resume at its fixup with x1 = 1 instead of being fatal.

@@ -2,6 +2,8 @@
 // code where the CPU pushes none, then the vector, then the general purpose
 // registers, and calls handle_exception(frame). The handler may change the
 // frame (RIP to resume at a fixup, RDX to return an error), restored by iretq.
+// NMI (2), #DF (8) and #MC (18) arrive on their own IST stacks (the gates'
+// IST fields, set in trap.rs): the same stubs run there, only RSP differs.
 
 .macro STUB vec, has_error
 .balign 16

@@ -24,16 +24,17 @@ pub fn kimage_voffset(_info: &BootInfo) -> u64 {
     KERNEL_VMA
 }
 
-/// Loads a higher-half GDT (the boot GDT sits in low memory that the
-/// kernel's tables do not map), then installs `root` in CR3 and turns on
-/// global pages.
+/// Makes sure the higher-half GDT is loaded (the boot GDT sits in low
+/// memory that the kernel's tables do not map; `init_exceptions` normally
+/// loaded it already), then installs `root` in CR3 and turns on global
+/// pages.
 ///
 /// # Safety
 ///
 /// `root` must map the running kernel at the same virtual addresses as the
 /// early tables.
 pub unsafe fn switch_kernel_tables(root: PhysAddr) {
-    super::gdt::load();
+    super::gdt::init();
     // SAFETY: the caller guarantees `root` maps the kernel; CR4.PGE is set
     // only after the switch, and toggling it flushes global entries too.
     unsafe {
@@ -89,3 +90,86 @@ pub unsafe fn zero_pages(ptr: *mut u8, len: usize) {
         );
     }
 }
+
+/// TLB maintenance for user address spaces. Without PCIDs, loading CR3
+/// drops every non-global entry, so a space that is not installed has
+/// nothing cached and its flushes are no-ops; the installed one uses
+/// `invlpg` or a CR3 reload.
+pub mod tlb {
+    use core::arch::asm;
+
+    use folium_mm::VirtAddr;
+    use folium_mm::tlb::Asid;
+
+    /// Pages beyond which a range flush reloads CR3 instead.
+    const RANGE_PAGES_MAX: u64 = 64;
+
+    fn is_current(asid: Asid) -> bool {
+        super::user_root().1 == asid
+    }
+
+    /// Invalidates `va` if `asid` is installed.
+    pub fn flush_page(asid: Asid, va: VirtAddr) {
+        if is_current(asid) {
+            // SAFETY: invalidating a TLB entry never breaks memory safety.
+            unsafe { asm!("invlpg [{}]", in(reg) va.as_u64(), options(nostack, preserves_flags)) };
+        }
+    }
+
+    /// Invalidates `[start, end)` if `asid` is installed.
+    pub fn flush_range(asid: Asid, start: VirtAddr, end: VirtAddr) {
+        if !is_current(asid) {
+            return;
+        }
+        let pages = (end - start).div_ceil(4096);
+        if pages > RANGE_PAGES_MAX {
+            return flush_asid(asid);
+        }
+        for i in 0..pages {
+            flush_page(asid, start + i * 4096);
+        }
+    }
+
+    /// Drops every non-global entry if `asid` is installed.
+    pub fn flush_asid(asid: Asid) {
+        if is_current(asid) {
+            flush_all();
+        }
+    }
+
+    /// Drops every non-global entry (reloads CR3).
+    pub fn flush_all() {
+        // SAFETY: rewriting CR3 with its own value only flushes the TLB.
+        unsafe {
+            asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags))
+        };
+    }
+}
+
+/// The installed root's ASID stand-in: without PCIDs, the only user root
+/// with cached entries is the installed one; Folium records which.
+static USER_ASID: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(0);
+
+/// Installs `root` (a full PML4 whose kernel slots copy the kernel's) as
+/// the current address space.
+///
+/// # Safety
+///
+/// `root` must be a valid x86_64 PML4 mapping the kernel exactly as the
+/// kernel's own root does, and stay alive while installed.
+pub unsafe fn set_user_root(root: PhysAddr, asid: folium_mm::tlb::Asid) {
+    USER_ASID.store(asid.0, core::sync::atomic::Ordering::Relaxed);
+    // SAFETY: forwarded from the caller.
+    unsafe { asm!("mov cr3, {}", in(reg) root.as_u64(), options(nostack, preserves_flags)) };
+}
+
+/// The installed root and its ASID stand-in.
+pub fn user_root() -> (PhysAddr, folium_mm::tlb::Asid) {
+    (
+        current_kernel_root(),
+        folium_mm::tlb::Asid(USER_ASID.load(core::sync::atomic::Ordering::Relaxed)),
+    )
+}
+
+/// Table slots of a user root that copy the kernel's: the upper half.
+pub const KERNEL_ROOT_SLOTS: Option<core::ops::Range<usize>> = Some(256..512);

@@ -1,8 +1,9 @@
-//! x86_64 (long mode, ring 0): IDT, isa-debug-exit, CPU facts.
+//! x86_64 (long mode, ring 0): GDT and TSS, IDT, isa-debug-exit, CPU facts.
 
 pub mod clock;
-mod gdt;
+pub mod gdt;
 mod mm;
+pub mod overflow;
 mod trap;
 
 use core::arch::asm;
@@ -11,8 +12,8 @@ use core::sync::atomic::Ordering;
 use x86_64::instructions::port::Port;
 
 pub use mm::{
-    KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset, switch_kernel_tables,
-    zero_pages,
+    KERNEL_ROOT_SLOTS, KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset,
+    set_user_root, switch_kernel_tables, tlb, user_root, zero_pages,
 };
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 
@@ -67,6 +68,13 @@ pub fn park() -> ! {
 fn cpuid(leaf: u32) -> [u32; 4] {
     let r = core::arch::x86_64::__cpuid(leaf);
     [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+/// True if the CPU's page walker takes 1 GiB pages (PS in a PDPT entry):
+/// CPUID.80000001H:EDX.Page1GB, bit 26. QEMU's `qemu64` lacks it, and
+/// hardware and KVM fault on such entries with a reserved-bit #PF.
+pub fn has_gib_pages() -> bool {
+    cpuid(0x8000_0000)[0] >= 0x8000_0001 && cpuid(0x8000_0001)[3] & (1 << 26) != 0
 }
 
 /// The CPU vendor and brand string, from CPUID.

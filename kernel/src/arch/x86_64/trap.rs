@@ -1,5 +1,7 @@
-//! Exception handling: the IDT for vectors 0..31 (`idt.S` stubs), expected
-//! traps (int3, faults on fixup-listed instructions) and the fatal report.
+//! Exception handling: the IDT for vectors 0..31 (`idt.S` stubs; #DF, NMI
+//! and #MC on their own IST stacks), expected traps (int3, faults on
+//! fixup-listed instructions) and the fatal reports, kernel stack overflow
+//! first among them.
 
 use core::arch::asm;
 use core::fmt;
@@ -9,6 +11,7 @@ use super::super::{
     EXEC_FAULTED, EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap,
     take_exec_probe,
 };
+use super::{gdt, overflow};
 
 core::arch::global_asm!(include_str!("idt.S"), handler = sym handle_exception, options(att_syntax));
 
@@ -78,24 +81,41 @@ static mut IDT: Idt = Idt([Gate {
     reserved: 0,
 }; 256]);
 
-const KERNEL_CS: u16 = 0x08;
 const INTERRUPT_GATE: u8 = 0x8e; // present, DPL 0, 64-bit interrupt gate
+const VEC_NMI: usize = 2;
 const VEC_BP: u64 = 3;
+const VEC_DF: usize = 8;
+const VEC_MC: usize = 18;
 const VEC_PF: u64 = 14;
 /// #PF error code bit: the access was an instruction fetch.
 const PF_INSTR: u64 = 1 << 4;
 
-/// Fills and loads the IDT.
+/// The IST slot a vector's gate names: a double fault is most often the
+/// kernel stack overflowing, and an NMI or machine check may arrive with
+/// any RSP, so these three run on stacks of their own. 0: the current stack.
+fn ist_for(vector: usize) -> u8 {
+    match vector {
+        VEC_DF => gdt::IST_DOUBLE_FAULT,
+        VEC_NMI => gdt::IST_NMI,
+        VEC_MC => gdt::IST_MACHINE_CHECK,
+        _ => 0,
+    }
+}
+
+/// Loads the higher-half GDT and the TSS (the IST stacks), then fills and
+/// loads the IDT.
 pub fn init_exceptions() {
+    gdt::init();
     // SAFETY: runs once at boot before interrupts are enabled; the IDT is a
     // static that lives forever, and each stub address comes from idt.S.
+    // The IST slots the gates name were set in the TSS just loaded.
     unsafe {
         let idt = &raw mut IDT;
-        for (gate, &addr) in (*idt).0.iter_mut().zip(isr_stub_table.iter()) {
+        for (vector, (gate, &addr)) in (*idt).0.iter_mut().zip(isr_stub_table.iter()).enumerate() {
             *gate = Gate {
                 offset_low: addr as u16,
-                selector: KERNEL_CS,
-                ist: 0,
+                selector: gdt::KERNEL_CS,
+                ist: ist_for(vector),
                 type_attr: INTERRUPT_GATE,
                 offset_mid: (addr >> 16) as u16,
                 offset_high: (addr >> 32) as u32,
@@ -181,15 +201,59 @@ extern "C" fn handle_exception(frame: &mut TrapFrame) {
         super::park();
     }
     super::super::begin_fatal_report();
+    let cr2 = cr2();
+    if let Some(o) = overflow::find(frame.vector, cr2, frame.rsp) {
+        report_stack_overflow(frame, cr2, &o);
+    }
     let rec = TrapRecord {
         class: frame.vector,
         syndrome: frame.error_code,
-        addr: cr2(),
+        addr: cr2,
         pc: frame.rip,
     };
     println!("\nUNEXPECTED EXCEPTION: {}", describe(&rec));
     println!("{frame:?}");
     super::exit_qemu(Exit::Failure)
+}
+
+/// The kernel stack overflow report: one line naming the stack, its guard
+/// and the register that lies in it, then the registers; stops the machine.
+/// Formats straight to the console, never through the heap: the overflow
+/// may have struck while the heap's lock was held.
+fn report_stack_overflow(frame: &TrapFrame, cr2: u64, o: &overflow::Overflow) -> ! {
+    let name = NAMES
+        .get(frame.vector as usize)
+        .copied()
+        .unwrap_or("interrupt");
+    println!(
+        "\nKERNEL STACK OVERFLOW on the {}: {} {:#x} is in its guard page [{:#x}..{:#x}); \
+         vector {} ({name}), RIP {:#x}, RSP {:#x}{}",
+        o.stack,
+        o.by,
+        o.at,
+        o.stack.guard.start,
+        o.stack.guard.end,
+        frame.vector,
+        frame.rip,
+        frame.rsp,
+        // CR2 as well when RSP told (CR2 may still say what faulted).
+        CrNote(o.by != "CR2", cr2),
+    );
+    println!("{frame:?}");
+    super::exit_qemu(Exit::Failure)
+}
+
+/// ", CR2 <value>" if the flag is set, nothing otherwise; formats without
+/// the heap.
+struct CrNote(bool, u64);
+
+impl fmt::Display for CrNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 {
+            write!(f, ", CR2 {:#x}", self.1)?;
+        }
+        Ok(())
+    }
 }
 
 const NAMES: [&str; 32] = [
