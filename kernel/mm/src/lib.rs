@@ -6,11 +6,17 @@
 //! kernel implements per architecture and the tests implement with models.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod addr;
+pub mod asid;
+pub mod aspace;
 pub mod buddy;
 pub mod folio;
 pub mod memmap;
 pub mod pgtable;
 pub mod phys;
+pub mod tlb;
+pub mod vma;
 
 pub use addr::{Order, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};

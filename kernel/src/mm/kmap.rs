@@ -1,11 +1,12 @@
 //! The kernel's own page tables, built from buddy frames at boot and
 //! switched to on both architectures: the linear map of all RAM (normal
-//! write-back, never executable, in the largest blocks that fit), the
+//! write-back, never executable, in the largest blocks that fit and that
+//! the CPU has: 1 GiB ones only where `arch::has_gib_pages`), the
 //! kernel image with W^X per section (4 KiB pages), and the board's MMIO
 //! as device memory. The boot stub's early tables are dropped.
 
 use folium_boot::{BootInfo, PhysRange};
-use folium_mm::pgtable::{Attrs, MapOptions, PageTable, TableAlloc, Translation};
+use folium_mm::pgtable::{Attrs, Level, MapOptions, MemType, PageTable, TableAlloc, Translation};
 use folium_mm::{PAGE_SIZE, PhysAddr, VirtAddr};
 use spin::Once;
 
@@ -58,6 +59,11 @@ pub fn init(info: &BootInfo, board: &Board) {
     // read-only: W^X would mean little if text were writable through it.
     let image = info.kernel_phys.pages_covering();
     let ram = frames::usable_ram(board);
+    let linear_opts = if crate::arch::has_gib_pages() {
+        MapOptions::LARGEST
+    } else {
+        MapOptions::LARGEST_NO_GIB
+    };
     for r in frames::subtract(&ram, &[image]) {
         map(
             &mut pt,
@@ -65,7 +71,7 @@ pub fn init(info: &BootInfo, board: &Board) {
             r.start.as_u64(),
             r.size(),
             Attrs::KERNEL_DATA,
-            MapOptions::LARGEST,
+            linear_opts,
         );
     }
     for r in ram.iter().filter(|r| r.overlaps(&image)) {
@@ -116,6 +122,13 @@ pub fn init(info: &BootInfo, board: &Board) {
             println!("mm: warning: device range {r:?} not mapped: {e}");
         }
     }
+    // Every process's root copies the kernel's root entries once, when it
+    // is created: give each kernel-half root slot its table now, so later
+    // kernel mappings (task stacks) land below entries every process has.
+    if let Some(slots) = crate::arch::KERNEL_ROOT_SLOTS {
+        pt.prealloc_root_slots(slots, &mut BuddyTables)
+            .expect("no frames for the kernel half's root slots");
+    }
     let tables = pt.count_tables();
     // SAFETY: the new tree maps everything the kernel touches from here on
     // at the same virtual addresses as the early tables did: the image, the
@@ -143,3 +156,59 @@ pub fn translate(va: VirtAddr) -> Option<Translation> {
     let pt = unsafe { PageTable::<KernelPteFormat>::new(kt.root, frames::linear()) };
     pt.translate(va)
 }
+
+kernel_test!(
+    fn gib_pages_only_where_the_cpu_has_them() {
+        let root = check_some!(root(), "the kernel's tables are not built");
+        // SAFETY: the live kernel tree, only read here; nothing modifies it
+        // after boot.
+        let pt = unsafe { PageTable::<KernelPteFormat>::new(root, frames::linear()) };
+        let gib = crate::arch::has_gib_pages();
+        let mut leaves = [0u64; 4];
+        let mut first_gib_leaf = None;
+        // The highest-mapped RAM block: the one most likely above 4 GiB.
+        // (By its PA: `for_each_leaf` spells upper-half VAs in x86's
+        // canonical form, not as arm64's TTBR1 addresses.)
+        let mut top_block: Option<Translation> = None;
+        pt.for_each_leaf(|va, t| {
+            leaves[usize::from(t.level.get())] += 1;
+            if t.level == Level::L1 {
+                first_gib_leaf.get_or_insert(va);
+            }
+            if t.level != Level::L3
+                && t.attrs.mem == MemType::Normal
+                && top_block.is_none_or(|b| t.pa > b.pa)
+            {
+                top_block = Some(t);
+            }
+        });
+        println!(
+            "    1 GiB pages {}; leaves: {} x 1 GiB, {} x 2 MiB, {} x 4 KiB",
+            if gib { "supported" } else { "not supported" },
+            leaves[1],
+            leaves[2],
+            leaves[3]
+        );
+        if !gib {
+            check_eq!(
+                leaves[1],
+                0,
+                "1 GiB leaf at {first_gib_leaf:x?} on a CPU without 1 GiB pages"
+            );
+        }
+        // Not degraded to 4 KiB pages: RAM comes in blocks.
+        let block = check_some!(top_block, "no block maps RAM");
+        // A second path: the walker itself must take the block. A 1 GiB
+        // entry the CPU lacks faults (reserved bit) instead of reading.
+        let last_pa = block.pa + (block.level.size() - 8);
+        let last = VirtAddr::new(frames::linear().ptr::<u64>(last_pa) as u64);
+        check!(
+            crate::arch::probe_read(last.as_u64()).is_ok(),
+            "the last word of the {:?} block at pa {:?} does not read at {last:?}",
+            block.level,
+            block.pa
+        );
+        check_eq!(translate(last).map(|t| t.pa), Some(last_pa));
+        Ok(())
+    }
+);

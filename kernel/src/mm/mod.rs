@@ -7,6 +7,8 @@ pub mod bench;
 pub mod frames;
 mod kmap;
 mod tests;
+pub mod uspace;
+mod uspace_tests;
 
 use folium_boot::BootInfo;
 

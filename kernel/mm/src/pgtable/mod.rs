@@ -5,7 +5,8 @@
 //! 48-bit virtual addresses, four levels of 512-entry tables. Level 0 is the
 //! root (arm64 "level 0", x86 PML4); level 3 holds 4 KiB pages (arm64 level
 //! 3, x86 PT). Levels 1 and 2 may hold 1 GiB and 2 MiB blocks instead of
-//! tables.
+//! tables; the formats encode both, and [`MapOptions::largest_leaf`] keeps
+//! 1 GiB blocks away from CPUs that lack them (x86 without `pdpe1gb`).
 //!
 //! The layering follows the design's "one rule": pure encoding lives here
 //! behind [`PteFormat`] and is host-tested for *both* architectures on any
@@ -22,6 +23,7 @@ mod aarch64;
 mod kind;
 mod level;
 mod mapper;
+mod walk;
 mod x86_64;
 
 pub use aarch64::{
@@ -31,6 +33,7 @@ pub use aarch64::{
 pub use kind::{Attrs, MemType, PteError, PteKind};
 pub use level::{ENTRIES, Level, VA_BITS, is_canonical};
 pub use mapper::{MapError, MapOptions, PageTable, TableAlloc, Translation};
+pub use walk::PteSlot;
 pub use x86_64::{IA32_PAT_VALUE, X86_64};
 
 use crate::addr::{PAGE_SIZE, VirtAddr};

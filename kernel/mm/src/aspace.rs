@@ -1,0 +1,711 @@
+//! A user address space: one page-table tree, its [`VmaMap`], the program
+//! break, and the operations a process needs on them: demand faults,
+//! copy-on-write, fork, unmapping, protection changes and teardown.
+//!
+//! Every mapped page holds one folio reference and one mapcount (Linux's
+//! accounting for anonymous PTE mappings). Per-page *anon-exclusive* says
+//! the page is mapped by this address space only, so a write fault may
+//! reuse it instead of copying:
+//!
+//! | event                       | PTE                         | folio / page state                              |
+//! |-----------------------------|-----------------------------|-------------------------------------------------|
+//! | demand fault                | new, writable if the VMA is | new folio: ref 1, map 1, anon, page exclusive   |
+//! | fork                        | both copies write-protected | ref +1, map +1, page no longer exclusive        |
+//! | write fault, exclusive      | made writable               | unchanged                                       |
+//! | write fault, ref == 1       | made writable (reuse)       | page exclusive again                            |
+//! | write fault, shared         | points to a fresh copy      | new folio exclusive; old: map -1, ref -1 (after flush) |
+//! | unmap / teardown            | cleared                     | map -1; ref -1 after the TLB flush              |
+//!
+//! **Unhook, flush, free.** Every path that removes or downgrades PTEs
+//! collects what it will release in a [`Gather`], which flushes the TLB
+//! before it drops a single folio reference or frees a table: no frame is
+//! reused while a stale translation to it may survive.
+//!
+//! This layer walks PTE by PTE through [`PteKind`]; batching, the cursor
+//! over whole tables and large folios come with the mTHP work.
+
+use alloc::vec::Vec;
+
+use crate::addr::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use crate::asid::AsidTag;
+use crate::folio::Folio;
+use crate::memmap::Memmap;
+use crate::pgtable::{Attrs, Level, MapError, PageTable, PteFormat, PteKind, PteSlot, TableAlloc};
+use crate::phys::LinearMap;
+use crate::tlb::{Asid, TlbOps};
+use crate::vma::{Prot, Vma, VmaError, VmaKind, VmaMap};
+
+/// What an address space needs from the machine around it: frames, the
+/// memmap, the linear map and the TLB. The kernel implements it over its
+/// global allocator; host tests over a buddy allocator on an arena.
+pub trait MmEnv {
+    /// The descriptor array (folio metadata is updated without locks).
+    fn memmap(&self) -> &Memmap;
+    /// The linear map through which tables and pages are reached.
+    fn linear(&self) -> LinearMap;
+    /// A folio of `order`, refcount 1, contents undefined.
+    fn alloc_folio(&mut self, order: Order) -> Option<Folio>;
+    /// Ends one folio reference, freeing the folio at zero.
+    fn folio_put(&mut self, folio: Folio);
+    /// A frame for a page table (contents undefined), or `None`.
+    fn alloc_table(&mut self) -> Option<PhysAddr>;
+    /// Returns a table frame that nothing links any more.
+    fn free_table(&mut self, table: PhysAddr);
+    /// TLB maintenance.
+    fn tlb(&self) -> &dyn TlbOps;
+    /// Zeroes one page.
+    fn zero_page(&mut self, pfn: Pfn) {
+        // SAFETY: the caller owns the (just allocated) page, which is RAM
+        // mapped writable by the linear map.
+        unsafe {
+            core::ptr::write_bytes(self.linear().ptr::<u8>(pfn.phys()), 0, PAGE_SIZE as usize)
+        };
+    }
+    /// Copies page `src` into page `dst`.
+    fn copy_page(&mut self, dst: Pfn, src: Pfn) {
+        let l = self.linear();
+        // SAFETY: `dst` is a fresh page the caller owns and `src` a mapped
+        // page it holds a reference to; both are RAM in the linear map and
+        // distinct frames.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                l.ptr::<u8>(src.phys()),
+                l.ptr::<u8>(dst.phys()),
+                PAGE_SIZE as usize,
+            )
+        };
+    }
+}
+
+/// Table frames from an [`MmEnv`].
+struct EnvTables<'e, E: MmEnv + ?Sized>(&'e mut E);
+
+// SAFETY: MmEnv::alloc_table hands out unused RAM frames of the linear map
+// the address space's tables use; ownership passes to the page table.
+unsafe impl<E: MmEnv + ?Sized> TableAlloc for EnvTables<'_, E> {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        self.0.alloc_table()
+    }
+}
+
+/// The kind of access that faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A load.
+    Read,
+    /// A store.
+    Write,
+    /// An instruction fetch.
+    Exec,
+}
+
+/// Why a fault cannot be resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    /// No area covers the address (Linux `SEGV_MAPERR`).
+    Unmapped,
+    /// The area forbids this access (Linux `SEGV_ACCERR`).
+    Protection,
+    /// No memory for a page or a table (the process is killed).
+    OutOfMemory,
+}
+
+/// A fault's answer for the caller.
+pub type FaultResult = Result<(), FaultError>;
+
+/// Pages and tables to release once the TLB is flushed (a minimal
+/// `mmu_gather`). `#[must_use]`: dropping it without [`Gather::finish`]
+/// leaks what it holds rather than freeing anything early.
+#[must_use = "a Gather must be finished: it flushes the TLB, then frees"]
+pub struct Gather {
+    asid: Asid,
+    start: u64,
+    end: u64,
+    folios: Vec<Folio>,
+    tables: Vec<PhysAddr>,
+    /// Flush the whole address space rather than the range.
+    full: bool,
+}
+
+impl Gather {
+    fn new(asid: Asid) -> Gather {
+        Gather {
+            asid,
+            start: u64::MAX,
+            end: 0,
+            folios: Vec::new(),
+            tables: Vec::new(),
+            full: false,
+        }
+    }
+
+    /// Notes that the translation of `va` changed or went away.
+    fn note(&mut self, va: VirtAddr) {
+        self.start = self.start.min(va.as_u64());
+        self.end = self.end.max(va.as_u64() + PAGE_SIZE);
+    }
+
+    /// Number of folio references waiting for the flush.
+    pub fn pending(&self) -> usize {
+        self.folios.len()
+    }
+
+    /// Flushes the TLB once for everything noted, then drops the folio
+    /// references and frees the tables.
+    pub fn finish(self, env: &mut (impl MmEnv + ?Sized)) {
+        if self.full {
+            env.tlb().flush_asid(self.asid);
+        } else if self.start < self.end {
+            env.tlb().flush_range(
+                self.asid,
+                VirtAddr::new(self.start),
+                VirtAddr::new(self.end),
+            );
+        }
+        for f in self.folios {
+            env.folio_put(f);
+        }
+        for t in self.tables {
+            env.free_table(t);
+        }
+    }
+}
+
+/// The program break: `[start, cur)` is the heap area (Linux `brk`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Brk {
+    /// Where the heap starts (page aligned, just above the program).
+    pub start: VirtAddr,
+    /// The current break (byte granular, as `brk` returns it).
+    pub cur: VirtAddr,
+}
+
+/// One user address space of page-table format `F`.
+pub struct AddressSpace<F: PteFormat> {
+    pt: PageTable<F>,
+    vmas: VmaMap,
+    /// The program break, once a program is loaded.
+    pub brk: Option<Brk>,
+    /// ASID bookkeeping (the kernel's allocator updates it on switch).
+    pub asid_tag: AsidTag,
+    /// The ASID this space last ran with (flushes use it).
+    pub asid: Asid,
+    /// First address past user space.
+    user_end: VirtAddr,
+}
+
+/// The PTE for a user page.
+fn user_pte<F: PteFormat>(pfn: Pfn, prot: Prot, writable: bool) -> u64 {
+    let mut attrs = Attrs::user(writable, prot.exec());
+    attrs.young = true;
+    attrs.dirty = writable;
+    F::encode(
+        PteKind::Leaf {
+            pa: pfn.phys(),
+            attrs,
+        },
+        Level::L3,
+    )
+}
+
+fn leaf<F: PteFormat>(raw: u64) -> Option<(Pfn, Attrs)> {
+    match F::decode(raw, Level::L3) {
+        PteKind::Leaf { pa, attrs } => Some((pa.pfn(), attrs)),
+        _ => None,
+    }
+}
+
+impl<F: PteFormat> AddressSpace<F> {
+    /// An empty address space whose root copies `kernel_root`'s entries
+    /// `kernel_slots` (x86: the shared kernel half; none on arm64, where
+    /// the kernel lives in TTBR1). `user_end` bounds user mappings.
+    pub fn new(
+        env: &mut (impl MmEnv + ?Sized),
+        user_end: VirtAddr,
+        kernel_root: Option<(PhysAddr, core::ops::Range<usize>)>,
+    ) -> Result<Self, FaultError> {
+        let lin = env.linear();
+        let pt = PageTable::<F>::create(&mut EnvTables(env), lin)
+            .map_err(|_| FaultError::OutOfMemory)?;
+        if let Some((kroot, slots)) = kernel_root {
+            for i in slots {
+                // SAFETY: both roots are table frames in the linear map;
+                // the kernel's upper-half entries are copied as they are
+                // (the tables they point to are shared, never freed).
+                unsafe {
+                    let src = lin.ptr::<u64>(kroot).add(i).read_volatile();
+                    lin.ptr::<u64>(pt.root()).add(i).write_volatile(src);
+                }
+            }
+        }
+        Ok(AddressSpace {
+            pt,
+            vmas: VmaMap::new(),
+            brk: None,
+            asid_tag: AsidTag::default(),
+            asid: Asid(0),
+            user_end,
+        })
+    }
+
+    /// The root table (for TTBR0 / CR3).
+    pub fn root(&self) -> PhysAddr {
+        self.pt.root()
+    }
+
+    /// First address past user space.
+    pub fn user_end(&self) -> VirtAddr {
+        self.user_end
+    }
+
+    /// The areas.
+    pub fn vmas(&self) -> &VmaMap {
+        &self.vmas
+    }
+
+    /// Adds an area (no pages are mapped until touched).
+    pub fn add_vma(&mut self, vma: Vma) -> Result<(), VmaError> {
+        if vma.end > self.user_end || vma.start.as_u64() < PAGE_SIZE {
+            return Err(VmaError::Invalid);
+        }
+        self.vmas.insert(vma)
+    }
+
+    /// What `va` maps to now: frame and attributes.
+    pub fn translate(&self, va: VirtAddr) -> Option<(Pfn, Attrs)> {
+        let slot = self.pt.pte_slot(va)?;
+        leaf::<F>(self.pt.pte(slot))
+    }
+
+    /// Resolves a fault at `va` for `access` (Linux `handle_mm_fault` for
+    /// anonymous private memory): a missing page is allocated zeroed; a
+    /// write to a write-protected page of a writable area is copy-on-write.
+    pub fn handle_fault(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        va: VirtAddr,
+        access: Access,
+    ) -> FaultResult {
+        let vma = *self.vmas.find(va).ok_or(FaultError::Unmapped)?;
+        let allowed = match access {
+            Access::Read => vma.prot.read(),
+            Access::Write => vma.prot.write(),
+            Access::Exec => vma.prot.exec(),
+        };
+        if !allowed {
+            return Err(FaultError::Protection);
+        }
+        self.fault_page(
+            env,
+            va.align_down(PAGE_SIZE),
+            vma.prot,
+            access == Access::Write,
+        )
+    }
+
+    /// Makes the page at `va` present (and, with `write`, writable and
+    /// private) under rights `prot`. Shared by faults and by the kernel
+    /// writing a program's initial contents.
+    fn fault_page(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        va: VirtAddr,
+        prot: Prot,
+        write: bool,
+    ) -> FaultResult {
+        let slot = self
+            .pt
+            .pte_slot_alloc(va, &mut EnvTables(env))
+            .map_err(|e| match e {
+                MapError::OutOfMemory => FaultError::OutOfMemory,
+                _ => FaultError::Unmapped,
+            })?;
+        let raw = self.pt.pte(slot);
+        let Some((pfn, attrs)) = leaf::<F>(raw) else {
+            return self.map_new_page(env, slot, prot);
+        };
+        if !write || attrs.writable && attrs.dirty {
+            // Present and sufficient: a stale TLB entry faulted.
+            env.tlb().flush_page(self.asid, va);
+            return Ok(());
+        }
+        if attrs.writable {
+            // Writable but clean (arm64 without hardware dirty tracking):
+            // record the write.
+            self.pt.set_pte(slot, user_pte::<F>(pfn, prot, true));
+            env.tlb().flush_page(self.asid, va);
+            return Ok(());
+        }
+        self.write_protect_fault(env, slot, va, pfn, prot)
+    }
+
+    fn map_new_page(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        slot: PteSlot,
+        prot: Prot,
+    ) -> FaultResult {
+        let folio = env
+            .alloc_folio(Order::of(0))
+            .ok_or(FaultError::OutOfMemory)?;
+        let pfn = folio.pfn();
+        env.zero_page(pfn);
+        {
+            let f = env.memmap().folio(&folio);
+            f.set_anon();
+            f.add_mapcount(1);
+            f.set_page_anon_exclusive(pfn);
+        }
+        // The allocation's reference becomes the PTE's.
+        let _ = folio.into_raw();
+        self.pt
+            .set_pte(slot, user_pte::<F>(pfn, prot, prot.write()));
+        Ok(())
+    }
+
+    /// A write to a write-protected page of a writable area: reuse it if
+    /// nobody else can see it, else copy (Linux `do_wp_page`).
+    fn write_protect_fault(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        slot: PteSlot,
+        va: VirtAddr,
+        pfn: Pfn,
+        prot: Prot,
+    ) -> FaultResult {
+        let reuse = {
+            let mm = env.memmap();
+            let f = mm.page_folio(pfn).ok_or(FaultError::Unmapped)?;
+            if f.page_anon_exclusive(pfn) {
+                true
+            } else if f.ref_count() == 1 && f.mapcount() == 1 {
+                // The only reference is ours: nobody shares it any more.
+                f.set_page_anon_exclusive(pfn);
+                true
+            } else {
+                false
+            }
+        };
+        if reuse {
+            self.pt.set_pte(slot, user_pte::<F>(pfn, prot, true));
+            env.tlb().flush_page(self.asid, va);
+            return Ok(());
+        }
+        let new = env
+            .alloc_folio(Order::of(0))
+            .ok_or(FaultError::OutOfMemory)?;
+        let new_pfn = new.pfn();
+        env.copy_page(new_pfn, pfn);
+        {
+            let f = env.memmap().folio(&new);
+            f.set_anon();
+            f.add_mapcount(1);
+            f.set_page_anon_exclusive(new_pfn);
+        }
+        let _ = new.into_raw();
+        // Unhook the shared page, flush, then drop our hold on it.
+        let mut g = Gather::new(self.asid);
+        let old = self.pt.take_pte(slot);
+        g.note(va);
+        self.release_pte(old, &mut g, env);
+        self.pt.set_pte(slot, user_pte::<F>(new_pfn, prot, true));
+        g.finish(env);
+        Ok(())
+    }
+
+    /// Accounts for a PTE (already cleared) that mapped a page: one
+    /// mapcount now, one reference into the gather for after the flush.
+    fn release_pte(&self, raw: u64, g: &mut Gather, env: &mut (impl MmEnv + ?Sized)) {
+        let Some((pfn, attrs)) = leaf::<F>(raw) else {
+            return;
+        };
+        let mm = env.memmap();
+        let Some(f) = mm.page_folio(pfn) else {
+            return;
+        };
+        if attrs.dirty {
+            f.set_dirty();
+        }
+        f.clear_page_anon_exclusive(pfn);
+        f.sub_mapcount(1);
+        let head = f.pfn();
+        // SAFETY: the PTE just cleared held one reference to this folio;
+        // it moves into the gather, which ends it after the flush.
+        g.folios.push(unsafe { Folio::from_raw(head) });
+    }
+
+    /// Writes `bytes` at `va` in this space on the kernel's behalf (program
+    /// loading), faulting pages in as needed, whatever the areas' rights
+    /// (Linux `FOLL_FORCE`). The range must lie inside areas.
+    pub fn write_bytes(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        mut va: VirtAddr,
+        mut bytes: &[u8],
+    ) -> FaultResult {
+        while !bytes.is_empty() {
+            let vma = *self.vmas.find(va).ok_or(FaultError::Unmapped)?;
+            let page = va.align_down(PAGE_SIZE);
+            // Force a private, present page even in a read-only area.
+            self.fault_page(env, page, vma.prot, vma.prot.write())?;
+            let (pfn, _) = self.translate(page).ok_or(FaultError::Unmapped)?;
+            let off = (va - page) as usize;
+            let n = bytes.len().min(PAGE_SIZE as usize - off);
+            // SAFETY: `pfn` is a private page of this space (just faulted
+            // in; exclusive since nothing has forked it yet during
+            // loading), RAM in the linear map; we write inside it.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    env.linear().ptr::<u8>(pfn.phys()).add(off),
+                    n,
+                )
+            };
+            bytes = &bytes[n..];
+            va = va + n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `va` through the page tables (tests and
+    /// debugging; user copies go through the hardware with fault fixups).
+    pub fn read_bytes(
+        &self,
+        env: &(impl MmEnv + ?Sized),
+        mut va: VirtAddr,
+        buf: &mut [u8],
+    ) -> bool {
+        let mut done = 0;
+        while done < buf.len() {
+            let page = va.align_down(PAGE_SIZE);
+            let Some((pfn, _)) = self.translate(page) else {
+                return false;
+            };
+            let off = (va - page) as usize;
+            let n = (buf.len() - done).min(PAGE_SIZE as usize - off);
+            // SAFETY: a mapped page of this space, RAM in the linear map.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    env.linear().ptr::<u8>(pfn.phys()).add(off),
+                    buf[done..].as_mut_ptr(),
+                    n,
+                )
+            };
+            done += n;
+            va = va + n as u64;
+        }
+        true
+    }
+
+    /// A copy-on-write duplicate of this space (Linux `dup_mmap` +
+    /// `copy_page_range`): same areas; every present page shared,
+    /// write-protected in both, no longer exclusive. The parent's TLB is
+    /// flushed once at the end (its PTEs were downgraded).
+    pub fn fork(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        kernel_root: Option<(PhysAddr, core::ops::Range<usize>)>,
+    ) -> Result<Self, FaultError> {
+        let mut child = AddressSpace::new(env, self.user_end, kernel_root)?;
+        child.vmas = self.vmas.clone();
+        child.brk = self.brk;
+        let mut downgraded = false;
+        let mut result = Ok(());
+        let areas: Vec<Vma> = self.vmas.iter().copied().collect();
+        'areas: for vma in areas {
+            let mut slots = Vec::new();
+            self.pt
+                .for_each_slot(vma.start, vma.end, |va, slot| slots.push((va, slot)));
+            for (va, slot) in slots {
+                let raw = self.pt.pte(slot);
+                let Some((pfn, attrs)) = leaf::<F>(raw) else {
+                    continue;
+                };
+                let cslot = match child.pt.pte_slot_alloc(va, &mut EnvTables(env)) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        result = Err(FaultError::OutOfMemory);
+                        break 'areas;
+                    }
+                };
+                if let Some(f) = env.memmap().page_folio(pfn) {
+                    f.ref_add(1);
+                    f.add_mapcount(1);
+                    f.clear_page_anon_exclusive(pfn);
+                }
+                let shared = if attrs.writable {
+                    downgraded = true;
+                    let mut a = attrs;
+                    a.writable = false;
+                    let ro = F::encode(
+                        PteKind::Leaf {
+                            pa: pfn.phys(),
+                            attrs: a,
+                        },
+                        Level::L3,
+                    );
+                    self.pt.set_pte(slot, ro);
+                    ro
+                } else {
+                    raw
+                };
+                child.pt.set_pte(cslot, shared);
+            }
+        }
+        if downgraded {
+            env.tlb().flush_asid(self.asid);
+        }
+        if let Err(e) = result {
+            child.teardown(env);
+            return Err(e);
+        }
+        Ok(child)
+    }
+
+    /// Removes every mapping in `[start, end)`: PTEs cleared, areas
+    /// removed or split, emptied tables freed, all after one flush
+    /// (Linux `munmap`). Unmapping nothing succeeds.
+    pub fn unmap(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> Result<(), VmaError> {
+        let gone = self.vmas.remove_range(start, end)?;
+        let mut g = Gather::new(self.asid);
+        for v in &gone {
+            self.zap(env, v.start, v.end, &mut g);
+        }
+        let mut tables = Vec::new();
+        self.pt.free_tables(start, end, &mut |t| tables.push(t));
+        if !tables.is_empty() {
+            // Intermediate walks may be cached too: flush the whole range.
+            g.note(start);
+            g.note(end - PAGE_SIZE);
+        }
+        g.tables = tables;
+        g.finish(env);
+        Ok(())
+    }
+
+    /// Clears the PTEs of `[start, end)` into `g` (Linux `zap_pte_range`).
+    fn zap(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        start: VirtAddr,
+        end: VirtAddr,
+        g: &mut Gather,
+    ) {
+        let mut slots = Vec::new();
+        self.pt
+            .for_each_slot(start, end, |va, s| slots.push((va, s)));
+        for (va, slot) in slots {
+            if leaf::<F>(self.pt.pte(slot)).is_none() {
+                continue;
+            }
+            let raw = self.pt.take_pte(slot);
+            g.note(va);
+            self.release_pte(raw, g, env);
+        }
+    }
+
+    /// Changes the rights of `[start, end)` (Linux `mprotect`): PTEs lose
+    /// write (and gain or lose exec) now; write is never granted here, the
+    /// next write faults and takes the copy-on-write path, which reuses
+    /// exclusive pages.
+    pub fn protect(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        start: VirtAddr,
+        end: VirtAddr,
+        prot: Prot,
+    ) -> Result<(), VmaError> {
+        self.vmas.protect(start, end, prot)?;
+        let mut g = Gather::new(self.asid);
+        let mut slots = Vec::new();
+        self.pt
+            .for_each_slot(start, end, |va, s| slots.push((va, s)));
+        for (va, slot) in slots {
+            let Some((pfn, attrs)) = leaf::<F>(self.pt.pte(slot)) else {
+                continue;
+            };
+            let writable = attrs.writable && prot.write();
+            let mut a = Attrs::user(writable, prot.exec());
+            a.young = attrs.young;
+            a.dirty = attrs.dirty;
+            self.pt.set_pte(
+                slot,
+                F::encode(
+                    PteKind::Leaf {
+                        pa: pfn.phys(),
+                        attrs: a,
+                    },
+                    Level::L3,
+                ),
+            );
+            g.note(va);
+        }
+        g.finish(env);
+        Ok(())
+    }
+
+    /// Sets the program break (Linux `brk`): returns the new break, or the
+    /// old one if the request is refused (below the heap's start, into
+    /// another area, or past user space). Shrinking unmaps the pages.
+    pub fn set_brk(&mut self, env: &mut (impl MmEnv + ?Sized), want: VirtAddr) -> VirtAddr {
+        let Some(b) = self.brk else {
+            return VirtAddr::new(0);
+        };
+        if want < b.start || want > self.user_end {
+            return b.cur;
+        }
+        let old_end = b.cur.align_up(PAGE_SIZE);
+        let new_end = want.align_up(PAGE_SIZE);
+        if new_end > old_end {
+            if self.vmas.intersects(old_end, new_end) {
+                return b.cur;
+            }
+            let heap = Vma::new(old_end, new_end, Prot::RW, VmaKind::Heap);
+            if self.vmas.insert(heap).is_err() {
+                return b.cur;
+            }
+        } else if new_end < old_end && self.unmap(env, new_end, old_end).is_err() {
+            return b.cur;
+        }
+        self.brk = Some(Brk {
+            start: b.start,
+            cur: want,
+        });
+        want
+    }
+
+    /// Frees everything: every page reference and every table, the root
+    /// included, after one flush of the whole address space (exit, exec).
+    pub fn teardown(mut self, env: &mut (impl MmEnv + ?Sized)) {
+        let mut g = Gather::new(self.asid);
+        g.full = true;
+        let areas: Vec<Vma> = self.vmas.iter().copied().collect();
+        for v in areas {
+            self.zap(env, v.start, v.end, &mut g);
+        }
+        let mut tables = Vec::new();
+        self.pt
+            .free_tables(VirtAddr::new(0), self.user_end, &mut |t| tables.push(t));
+        tables.push(self.pt.root());
+        g.tables = tables;
+        g.finish(env);
+    }
+
+    /// Number of present user pages (Linux's RSS for anonymous memory).
+    pub fn resident_pages(&self) -> u64 {
+        let mut n = 0;
+        for v in self.vmas.iter() {
+            self.pt.for_each_slot(v.start, v.end, |_, s| {
+                if leaf::<F>(self.pt.pte(s)).is_some() {
+                    n += 1;
+                }
+            });
+        }
+        n
+    }
+}

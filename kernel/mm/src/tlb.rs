@@ -1,0 +1,126 @@
+//! TLB maintenance as an interface: what generic mm code may ask of the
+//! hardware after it changed page tables, and a recording model that host
+//! tests use to prove that no frame is freed while a translation to it may
+//! still be cached.
+//!
+//! Address spaces are named by an [`Asid`] (arm64 ASID, x86 PCID). The
+//! kernel implements [`TlbOps`] per architecture (`tlbi` / `invlpg`,
+//! `invpcid` or a CR3 reload); [`RecordingTlb`] keeps, per address space,
+//! the set of pages a walker might have cached since the last flush that
+//! covered them.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use crate::addr::{PAGE_SIZE, Pfn, VirtAddr};
+
+/// The tag of an address space's TLB entries (arm64 ASID, x86 PCID).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Asid(pub u16);
+
+/// TLB invalidation, as generic mm code needs it. Every call is complete
+/// when it returns: no stale translation of what it names survives on any
+/// CPU (Folium runs one).
+pub trait TlbOps {
+    /// Invalidates the translation of the page at `va` in `asid`.
+    fn flush_page(&self, asid: Asid, va: VirtAddr);
+    /// Invalidates every translation of `[start, end)` in `asid`. An
+    /// implementation may flush more (the whole ASID) when the range is
+    /// long; that is always correct.
+    fn flush_range(&self, asid: Asid, start: VirtAddr, end: VirtAddr);
+    /// Invalidates every translation tagged `asid`.
+    fn flush_asid(&self, asid: Asid);
+}
+
+/// Page-granular model of what a TLB may hold, for host tests: a PTE that
+/// was ever present may be cached until a flush covers it.
+#[derive(Debug, Default)]
+pub struct RecordingTlb {
+    /// (asid, page VA) -> the frame the cached translation points to.
+    cached: RefCell<BTreeMap<(Asid, u64), Pfn>>,
+    /// Number of flush calls of each kind: page, range, asid.
+    calls: RefCell<[u64; 3]>,
+}
+
+impl RecordingTlb {
+    /// An empty model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that the walker may have cached `va -> pfn` in `asid`
+    /// (called by tests whenever a PTE becomes present).
+    pub fn touch(&self, asid: Asid, va: VirtAddr, pfn: Pfn) {
+        self.cached
+            .borrow_mut()
+            .insert((asid, va.align_down(PAGE_SIZE).as_u64()), pfn);
+    }
+
+    /// True if a translation to `pfn` may still be cached anywhere.
+    pub fn maps_frame(&self, pfn: Pfn) -> bool {
+        self.cached.borrow().values().any(|&p| p == pfn)
+    }
+
+    /// Cached translations of `asid`, as (page VA, frame).
+    pub fn cached(&self, asid: Asid) -> Vec<(VirtAddr, Pfn)> {
+        self.cached
+            .borrow()
+            .iter()
+            .filter(|((a, _), _)| *a == asid)
+            .map(|((_, va), p)| (VirtAddr::new(*va), *p))
+            .collect()
+    }
+
+    /// How many page, range and whole-ASID flushes were issued.
+    pub fn calls(&self) -> [u64; 3] {
+        *self.calls.borrow()
+    }
+}
+
+impl TlbOps for RecordingTlb {
+    fn flush_page(&self, asid: Asid, va: VirtAddr) {
+        self.calls.borrow_mut()[0] += 1;
+        self.cached
+            .borrow_mut()
+            .remove(&(asid, va.align_down(PAGE_SIZE).as_u64()));
+    }
+
+    fn flush_range(&self, asid: Asid, start: VirtAddr, end: VirtAddr) {
+        self.calls.borrow_mut()[1] += 1;
+        self.cached
+            .borrow_mut()
+            .retain(|(a, va), _| !(*a == asid && start.as_u64() <= *va && *va < end.as_u64()));
+    }
+
+    fn flush_asid(&self, asid: Asid) {
+        self.calls.borrow_mut()[2] += 1;
+        self.cached.borrow_mut().retain(|(a, _), _| *a != asid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_forgets_exactly_what_is_flushed() {
+        let t = RecordingTlb::new();
+        let (a, b) = (Asid(1), Asid(2));
+        for i in 0..4 {
+            t.touch(a, VirtAddr::new(i * PAGE_SIZE), Pfn::new(100 + i));
+        }
+        t.touch(b, VirtAddr::new(0), Pfn::new(200));
+        t.flush_page(a, VirtAddr::new(0x123));
+        assert!(!t.maps_frame(Pfn::new(100)));
+        t.flush_range(a, VirtAddr::new(PAGE_SIZE), VirtAddr::new(3 * PAGE_SIZE));
+        assert_eq!(t.cached(a), [(VirtAddr::new(3 * PAGE_SIZE), Pfn::new(103))]);
+        t.flush_asid(a);
+        assert!(t.cached(a).is_empty());
+        assert!(
+            t.maps_frame(Pfn::new(200)),
+            "other address spaces keep theirs"
+        );
+        assert_eq!(t.calls(), [1, 1, 1]);
+    }
+}

@@ -1,0 +1,505 @@
+//! Virtual memory areas: the ordered, non-overlapping ranges of a user
+//! address space and what each may do (Linux `struct vm_area_struct` and
+//! the maple tree that holds them, here a `BTreeMap` keyed by start).
+//!
+//! | operation                   | Linux counterpart            | effect on the map                    |
+//! |-----------------------------|------------------------------|--------------------------------------|
+//! | [`VmaMap::insert`]          | `vma_link` + `vma_merge`     | adds a range, merges with neighbours |
+//! | [`VmaMap::remove_range`]    | `do_vmi_munmap`              | splits at the edges, removes inside  |
+//! | [`VmaMap::protect`]         | `mprotect_fixup`             | splits, changes `prot`, re-merges    |
+//! | [`VmaMap::find_free`]       | `get_unmapped_area`          | top-down search for a hole           |
+//!
+//! Invariants after every public call: areas are page aligned, non-empty,
+//! sorted, non-overlapping, and no two *adjacent* areas are
+//! [`Vma::can_merge`] (merging is eager, as in Linux). Page-table state is
+//! not this module's business: callers unmap or change PTEs for the ranges
+//! these calls report.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::addr::{PAGE_SIZE, VirtAddr};
+
+/// Access rights of an area (`PROT_*` bits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Prot(u8);
+
+impl Prot {
+    /// No access (`PROT_NONE`).
+    pub const NONE: Prot = Prot(0);
+    /// `PROT_READ`.
+    pub const READ: Prot = Prot(1);
+    /// `PROT_WRITE`.
+    pub const WRITE: Prot = Prot(2);
+    /// `PROT_EXEC`.
+    pub const EXEC: Prot = Prot(4);
+    /// Read and write.
+    pub const RW: Prot = Prot(3);
+    /// Read and execute.
+    pub const RX: Prot = Prot(5);
+
+    /// From the `prot` argument of `mmap`/`mprotect`; `None` if it has
+    /// bits Folium does not know (Linux: EINVAL).
+    pub const fn from_bits(bits: u64) -> Option<Prot> {
+        if bits & !7 != 0 {
+            None
+        } else {
+            Some(Prot(bits as u8))
+        }
+    }
+    /// The `PROT_*` bits.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+    /// Loads allowed (write and exec imply read on both architectures).
+    pub const fn read(self) -> bool {
+        self.0 != 0
+    }
+    /// Stores allowed.
+    pub const fn write(self) -> bool {
+        self.0 & 2 != 0
+    }
+    /// Instruction fetch allowed.
+    pub const fn exec(self) -> bool {
+        self.0 & 4 != 0
+    }
+    /// Union of rights.
+    pub const fn union(self, o: Prot) -> Prot {
+        Prot(self.0 | o.0)
+    }
+}
+
+/// What an area holds, for `/proc`-style reports and merge decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VmaKind {
+    /// A loaded program segment (private copy of the file's bytes).
+    Image,
+    /// The program break area (`brk`).
+    Heap,
+    /// The main thread's stack.
+    Stack,
+    /// Private anonymous memory from `mmap`.
+    Anon,
+}
+
+/// Per-area flags beyond protection (Linux `VM_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VmFlags(u8);
+
+impl VmFlags {
+    /// No flag.
+    pub const EMPTY: VmFlags = VmFlags(0);
+    /// `MADV_HUGEPAGE` (Linux `VM_HUGEPAGE`).
+    pub const HUGEPAGE: VmFlags = VmFlags(1);
+    /// `MADV_NOHUGEPAGE` (Linux `VM_NOHUGEPAGE`).
+    pub const NOHUGEPAGE: VmFlags = VmFlags(2);
+
+    /// True if all of `o` is set.
+    pub const fn contains(self, o: VmFlags) -> bool {
+        self.0 & o.0 == o.0
+    }
+    /// `self` with `o` set.
+    pub const fn with(self, o: VmFlags) -> VmFlags {
+        VmFlags(self.0 | o.0)
+    }
+    /// `self` with `o` cleared.
+    pub const fn without(self, o: VmFlags) -> VmFlags {
+        VmFlags(self.0 & !o.0)
+    }
+}
+
+/// One area: `[start, end)` with uniform rights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vma {
+    /// First byte (page aligned).
+    pub start: VirtAddr,
+    /// One past the last byte (page aligned, > start).
+    pub end: VirtAddr,
+    /// Access rights.
+    pub prot: Prot,
+    /// What it holds.
+    pub kind: VmaKind,
+    /// Advice flags.
+    pub flags: VmFlags,
+}
+
+impl Vma {
+    /// A new area.
+    pub const fn new(start: VirtAddr, end: VirtAddr, prot: Prot, kind: VmaKind) -> Vma {
+        Vma {
+            start,
+            end,
+            prot,
+            kind,
+            flags: VmFlags::EMPTY,
+        }
+    }
+    /// Bytes covered.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    /// Never true for an area in a map (kept for clippy's `len` rule).
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+    /// True if `va` lies inside.
+    pub fn contains(&self, va: VirtAddr) -> bool {
+        self.start <= va && va < self.end
+    }
+    /// True if `self` ends where `next` starts and the two may be one area
+    /// (same rights, kind and flags: Linux's `is_mergeable_vma`).
+    pub fn can_merge(&self, next: &Vma) -> bool {
+        self.end == next.start
+            && self.prot == next.prot
+            && self.kind == next.kind
+            && self.flags == next.flags
+    }
+}
+
+/// Why an area could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmaError {
+    /// Not page aligned, empty, or reversed.
+    Invalid,
+    /// Overlaps an existing area.
+    Overlap,
+    /// Part of the range is not mapped (Linux: `mprotect` returns ENOMEM).
+    Hole,
+}
+
+/// The areas of one address space.
+#[derive(Clone, Debug, Default)]
+pub struct VmaMap {
+    areas: BTreeMap<u64, Vma>,
+}
+
+fn checked_range(start: VirtAddr, end: VirtAddr) -> Result<(), VmaError> {
+    if start >= end || !start.is_aligned(PAGE_SIZE) || !end.is_aligned(PAGE_SIZE) {
+        return Err(VmaError::Invalid);
+    }
+    Ok(())
+}
+
+impl VmaMap {
+    /// An empty map.
+    pub const fn new() -> VmaMap {
+        VmaMap {
+            areas: BTreeMap::new(),
+        }
+    }
+
+    /// Number of areas.
+    pub fn len(&self) -> usize {
+        self.areas.len()
+    }
+
+    /// True if there are no areas.
+    pub fn is_empty(&self) -> bool {
+        self.areas.is_empty()
+    }
+
+    /// Every area, in address order.
+    pub fn iter(&self) -> impl Iterator<Item = &Vma> {
+        self.areas.values()
+    }
+
+    /// The area containing `va` (Linux `vma_lookup`).
+    pub fn find(&self, va: VirtAddr) -> Option<&Vma> {
+        self.areas
+            .range(..=va.as_u64())
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| v.contains(va))
+    }
+
+    /// Areas that intersect `[start, end)`, in order.
+    pub fn overlapping(&self, start: VirtAddr, end: VirtAddr) -> impl Iterator<Item = &Vma> {
+        // The area before `start` may reach into the range.
+        let first = self
+            .areas
+            .range(..start.as_u64())
+            .next_back()
+            .filter(|(_, v)| v.end > start)
+            .map(|(k, _)| *k)
+            .unwrap_or(start.as_u64());
+        self.areas
+            .range(first..end.as_u64())
+            .map(|(_, v)| v)
+            .filter(move |v| v.end > start)
+    }
+
+    /// True if any byte of `[start, end)` is in an area.
+    pub fn intersects(&self, start: VirtAddr, end: VirtAddr) -> bool {
+        self.overlapping(start, end).next().is_some()
+    }
+
+    /// Adds `vma`, which must not overlap any area, and merges it with
+    /// compatible neighbours.
+    pub fn insert(&mut self, vma: Vma) -> Result<(), VmaError> {
+        checked_range(vma.start, vma.end)?;
+        if self.intersects(vma.start, vma.end) {
+            return Err(VmaError::Overlap);
+        }
+        self.areas.insert(vma.start.as_u64(), vma);
+        self.merge_around(vma.start, vma.end);
+        Ok(())
+    }
+
+    /// Removes every byte of `[start, end)` from the map, splitting areas
+    /// that straddle its edges. Returns the removed pieces, in order (empty
+    /// if nothing was mapped: `munmap` of nothing succeeds).
+    pub fn remove_range(&mut self, start: VirtAddr, end: VirtAddr) -> Result<Vec<Vma>, VmaError> {
+        checked_range(start, end)?;
+        self.split_at(start);
+        self.split_at(end);
+        let keys: Vec<u64> = self
+            .areas
+            .range(start.as_u64()..end.as_u64())
+            .map(|(k, _)| *k)
+            .collect();
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| self.areas.remove(&k))
+            .collect())
+    }
+
+    /// Applies `f` to every area piece within `[start, end)`, which must be
+    /// fully mapped (else [`VmaError::Hole`] and nothing changes). Pieces
+    /// are split off at the edges and re-merged afterwards. Returns the
+    /// pieces as they were before `f`.
+    pub fn modify(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        mut f: impl FnMut(&mut Vma),
+    ) -> Result<Vec<Vma>, VmaError> {
+        checked_range(start, end)?;
+        let mut at = start;
+        for v in self.overlapping(start, end) {
+            if v.start > at {
+                return Err(VmaError::Hole);
+            }
+            at = v.end;
+        }
+        if at < end {
+            return Err(VmaError::Hole);
+        }
+        self.split_at(start);
+        self.split_at(end);
+        let mut before = Vec::new();
+        for (_, v) in self.areas.range_mut(start.as_u64()..end.as_u64()) {
+            before.push(*v);
+            f(v);
+        }
+        self.merge_around(start, end);
+        Ok(before)
+    }
+
+    /// Changes the rights of `[start, end)` (Linux `mprotect`). Returns the
+    /// pieces with their old rights.
+    pub fn protect(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        prot: Prot,
+    ) -> Result<Vec<Vma>, VmaError> {
+        self.modify(start, end, |v| v.prot = prot)
+    }
+
+    /// The highest page-aligned start of a free range of `len` bytes that
+    /// lies within `[lo, hi)` (Linux's top-down `get_unmapped_area`).
+    pub fn find_free(&self, len: u64, lo: VirtAddr, hi: VirtAddr) -> Option<VirtAddr> {
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE) || hi < lo {
+            return None;
+        }
+        let mut top = hi;
+        for v in self.areas.range(..hi.as_u64()).rev().map(|(_, v)| v) {
+            if v.end <= top && top - v.end >= len {
+                return Some(top - len).filter(|s| *s >= lo);
+            }
+            top = top.min(v.start);
+            if top < lo {
+                return None;
+            }
+        }
+        (top >= lo && top - lo >= len).then(|| top - len)
+    }
+
+    /// Splits the area containing `at` (if `at` is strictly inside) in two.
+    fn split_at(&mut self, at: VirtAddr) {
+        let Some(v) = self.find(at).copied() else {
+            return;
+        };
+        if v.start == at {
+            return;
+        }
+        if let Some(left) = self.areas.get_mut(&v.start.as_u64()) {
+            left.end = at;
+        }
+        self.areas.insert(at.as_u64(), Vma { start: at, ..v });
+    }
+
+    /// Merges compatible neighbours among the areas touching `[start, end]`.
+    fn merge_around(&mut self, start: VirtAddr, end: VirtAddr) {
+        let from = self
+            .areas
+            .range(..start.as_u64())
+            .next_back()
+            .map_or(start.as_u64(), |(k, _)| *k);
+        let keys: Vec<u64> = self
+            .areas
+            .range(from..=end.as_u64())
+            .map(|(k, _)| *k)
+            .collect();
+        let mut prev: Option<u64> = None;
+        for k in keys {
+            let Some(cur) = self.areas.get(&k).copied() else {
+                continue;
+            };
+            if let Some(p) = prev
+                && let Some(pv) = self.areas.get(&p).copied()
+                && pv.can_merge(&cur)
+            {
+                self.areas.remove(&k);
+                if let Some(pm) = self.areas.get_mut(&p) {
+                    pm.end = cur.end;
+                }
+                continue;
+            }
+            prev = Some(k);
+        }
+    }
+
+    /// Checks the module's invariants (for tests and debug builds).
+    pub fn check(&self) -> Result<(), &'static str> {
+        let mut last: Option<&Vma> = None;
+        for (k, v) in &self.areas {
+            if *k != v.start.as_u64() {
+                return Err("key differs from start");
+            }
+            if checked_range(v.start, v.end).is_err() {
+                return Err("empty or unaligned area");
+            }
+            if let Some(l) = last {
+                if l.end > v.start {
+                    return Err("overlap");
+                }
+                if l.can_merge(v) {
+                    return Err("unmerged neighbours");
+                }
+            }
+            last = Some(v);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn va(p: u64) -> VirtAddr {
+        VirtAddr::new(p * PAGE_SIZE)
+    }
+
+    fn anon(s: u64, e: u64, prot: Prot) -> Vma {
+        Vma::new(va(s), va(e), prot, VmaKind::Anon)
+    }
+
+    #[test]
+    fn insert_merges_and_refuses_overlap() {
+        let mut m = VmaMap::new();
+        m.insert(anon(10, 20, Prot::RW)).unwrap();
+        m.insert(anon(20, 30, Prot::RW)).unwrap();
+        assert_eq!(m.len(), 1, "adjacent compatible areas merge");
+        m.insert(anon(5, 10, Prot::READ)).unwrap();
+        assert_eq!(m.len(), 2, "different rights do not merge");
+        assert_eq!(m.insert(anon(29, 31, Prot::RW)), Err(VmaError::Overlap));
+        assert_eq!(
+            m.insert(Vma::new(va(40), va(40), Prot::RW, VmaKind::Anon)),
+            Err(VmaError::Invalid)
+        );
+        assert_eq!(m.find(va(25)).unwrap().start, va(10));
+        assert!(m.find(va(30)).is_none());
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn remove_splits_one_area_in_three() {
+        let mut m = VmaMap::new();
+        m.insert(anon(10, 20, Prot::RW)).unwrap();
+        let gone = m.remove_range(va(12), va(15)).unwrap();
+        assert_eq!(gone, [anon(12, 15, Prot::RW)]);
+        let left: Vec<_> = m.iter().map(|v| (v.start, v.end)).collect();
+        assert_eq!(left, [(va(10), va(12)), (va(15), va(20))]);
+        assert!(m.remove_range(va(100), va(200)).unwrap().is_empty());
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn protect_over_a_hole_changes_nothing() {
+        let mut m = VmaMap::new();
+        m.insert(anon(10, 20, Prot::RW)).unwrap();
+        m.insert(anon(21, 30, Prot::RW)).unwrap();
+        assert_eq!(m.protect(va(15), va(25), Prot::READ), Err(VmaError::Hole));
+        assert_eq!(m.len(), 2);
+        assert!(m.iter().all(|v| v.prot == Prot::RW));
+        m.protect(va(12), va(14), Prot::READ).unwrap();
+        assert_eq!(m.len(), 4);
+        m.protect(va(12), va(14), Prot::RW).unwrap();
+        assert_eq!(m.len(), 2, "re-merged after restoring the rights");
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn find_free_is_top_down() {
+        let mut m = VmaMap::new();
+        m.insert(anon(90, 100, Prot::RW)).unwrap();
+        m.insert(anon(70, 85, Prot::RW)).unwrap();
+        assert_eq!(m.find_free(5 * PAGE_SIZE, va(0), va(100)), Some(va(85)));
+        assert_eq!(m.find_free(6 * PAGE_SIZE, va(0), va(100)), Some(va(64)));
+        assert_eq!(m.find_free(6 * PAGE_SIZE, va(66), va(100)), None);
+        assert_eq!(m.find_free(3 * PAGE_SIZE, va(0), va(110)), Some(va(107)));
+    }
+
+    proptest! {
+        /// Random inserts, removals and protections against a per-page model.
+        #[test]
+        fn matches_a_per_page_model(ops in proptest::collection::vec(
+            (0u8..3, 0u64..64, 1u64..16, 0u8..4), 1..60)) {
+            let mut m = VmaMap::new();
+            let mut model: [Option<Prot>; 80] = [None; 80];
+            for (op, s, n, p) in ops {
+                let (s, e) = (s, s + n);
+                let prot = Prot(p);
+                match op {
+                    0 => {
+                        let free = model[s as usize..e as usize].iter().all(Option::is_none);
+                        let r = m.insert(anon(s, e, prot));
+                        prop_assert_eq!(r.is_ok(), free);
+                        if free {
+                            model[s as usize..e as usize].fill(Some(prot));
+                        }
+                    }
+                    1 => {
+                        m.remove_range(va(s), va(e)).unwrap();
+                        model[s as usize..e as usize].fill(None);
+                    }
+                    _ => {
+                        let full = model[s as usize..e as usize].iter().all(Option::is_some);
+                        let r = m.protect(va(s), va(e), prot);
+                        prop_assert_eq!(r.is_ok(), full);
+                        if full {
+                            model[s as usize..e as usize].fill(Some(prot));
+                        }
+                    }
+                }
+                prop_assert_eq!(m.check(), Ok(()));
+                for (i, want) in model.iter().enumerate() {
+                    prop_assert_eq!(m.find(va(i as u64)).map(|v| v.prot), *want, "page {}", i);
+                }
+            }
+        }
+    }
+}

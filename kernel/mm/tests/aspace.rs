@@ -1,0 +1,430 @@
+//! Host tests of user address spaces on both PTE formats: demand faults,
+//! copy-on-write across fork, unmap, mprotect, brk and teardown, checked
+//! against a per-page model of contents and sharing, with a recording TLB
+//! that fails the test if a frame is freed while a translation to it may
+//! still be cached.
+
+use std::alloc::{Layout, alloc, dealloc};
+use std::collections::HashMap;
+
+use folium_mm::aspace::{Access, AddressSpace, Brk, FaultError, MmEnv};
+use folium_mm::buddy::BuddyAllocator;
+use folium_mm::folio::Folio;
+use folium_mm::memmap::{Memmap, Page};
+use folium_mm::pgtable::{Aarch64, PteFormat, X86_64};
+use folium_mm::phys::LinearMap;
+use folium_mm::tlb::{Asid, RecordingTlb, TlbOps};
+use folium_mm::vma::{Prot, Vma, VmaKind};
+use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use proptest::prelude::*;
+
+const FAKE_BASE: u64 = 0x4000_0000;
+const FRAMES: u64 = 2048;
+const USER_END: u64 = 1 << 47;
+
+/// "Physical memory": an arena, a memmap over it and a buddy allocator.
+struct HostEnv {
+    arena: *mut u8,
+    layout: Layout,
+    memmap: &'static Memmap,
+    buddy: BuddyAllocator<'static>,
+    tlb: RecordingTlb,
+    tables: u64,
+}
+
+impl HostEnv {
+    fn new() -> HostEnv {
+        let layout = Layout::from_size_align((FRAMES * PAGE_SIZE) as usize, 4096).unwrap();
+        // SAFETY: non-zero size.
+        let arena = unsafe { alloc(layout) };
+        assert!(!arena.is_null());
+        // SAFETY: `arena` is valid for the whole layout.
+        unsafe { arena.write_bytes(0x5a, layout.size()) };
+        let (start, end) = (
+            Pfn::new(FAKE_BASE >> 12),
+            Pfn::new((FAKE_BASE >> 12) + FRAMES),
+        );
+        let nr = Memmap::nr_pages_for(start, end) as usize;
+        let storage: &'static mut [std::mem::MaybeUninit<Page>] =
+            Box::leak(Box::new_uninit_slice(nr));
+        // SAFETY: the leaked slice is aligned for Page and holds `nr` slots.
+        let memmap: &'static Memmap = Box::leak(Box::new(unsafe {
+            Memmap::init(storage.as_mut_ptr().cast(), start, end)
+        }));
+        let mut buddy = BuddyAllocator::new(memmap);
+        buddy.add_free_range(start, end);
+        HostEnv {
+            arena,
+            layout,
+            memmap,
+            buddy,
+            tlb: RecordingTlb::new(),
+            tables: 0,
+        }
+    }
+
+    fn free_pages(&self) -> u64 {
+        self.buddy.nr_free_pages()
+    }
+
+    /// The hardware may cache any present translation at any time.
+    fn walk_all<F: PteFormat>(&self, a: &AddressSpace<F>) {
+        for v in a.vmas().iter() {
+            let mut va = v.start;
+            while va < v.end {
+                if let Some((pfn, _)) = a.translate(va) {
+                    self.tlb.touch(a.asid, va, pfn);
+                }
+                va = va + PAGE_SIZE;
+            }
+        }
+    }
+}
+
+impl Drop for HostEnv {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.arena, self.layout) };
+    }
+}
+
+impl MmEnv for HostEnv {
+    fn memmap(&self) -> &Memmap {
+        self.memmap
+    }
+    fn linear(&self) -> LinearMap {
+        // SAFETY: every frame the buddy hands out lies in the arena.
+        unsafe { LinearMap::new((self.arena as u64).wrapping_sub(FAKE_BASE)) }
+    }
+    fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
+        self.buddy.alloc_folio(order)
+    }
+    fn folio_put(&mut self, folio: Folio) {
+        let pfn = folio.pfn();
+        if self.buddy.folio_put(folio).freed() {
+            assert!(
+                !self.tlb.maps_frame(pfn),
+                "{pfn:?} freed while a translation to it may be cached"
+            );
+        }
+    }
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        self.tables += 1;
+        self.buddy.alloc(Order::of(0)).map(Pfn::phys)
+    }
+    fn free_table(&mut self, table: PhysAddr) {
+        self.tables -= 1;
+        self.buddy.free(table.pfn(), Order::of(0)).unwrap();
+    }
+    fn tlb(&self) -> &dyn TlbOps {
+        &self.tlb
+    }
+}
+
+fn va(page: u64) -> VirtAddr {
+    VirtAddr::new(0x40_0000 + page * PAGE_SIZE)
+}
+
+fn new_space<F: PteFormat>(env: &mut HostEnv, asid: u16) -> AddressSpace<F> {
+    let mut a = AddressSpace::<F>::new(env, VirtAddr::new(USER_END), None).unwrap();
+    a.asid = Asid(asid);
+    a
+}
+
+fn write_u64<F: PteFormat>(env: &mut HostEnv, a: &mut AddressSpace<F>, at: VirtAddr, v: u64) {
+    // A user store: fault for write if not writable, then store.
+    if a.translate(at).is_none_or(|(_, attrs)| !attrs.writable) {
+        a.handle_fault(env, at, Access::Write).unwrap();
+    }
+    let (pfn, attrs) = a.translate(at).unwrap();
+    assert!(attrs.writable && attrs.user && !attrs.exec);
+    let p = env.linear().ptr::<u8>(pfn.phys());
+    // SAFETY: a mapped, writable page of the arena.
+    unsafe {
+        p.add((at.as_u64() % PAGE_SIZE) as usize)
+            .cast::<u64>()
+            .write_unaligned(v)
+    };
+}
+
+fn read_u64<F: PteFormat>(env: &mut HostEnv, a: &mut AddressSpace<F>, at: VirtAddr) -> u64 {
+    if a.translate(at).is_none() {
+        a.handle_fault(env, at, Access::Read).unwrap();
+    }
+    let mut b = [0u8; 8];
+    assert!(a.read_bytes(env, at, &mut b));
+    u64::from_le_bytes(b)
+}
+
+fn cow_round_trip<F: PteFormat>() {
+    let mut env = HostEnv::new();
+    let free0 = env.free_pages();
+    let mut parent = new_space::<F>(&mut env, 1);
+    parent
+        .add_vma(Vma::new(va(0), va(8), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    for p in 0..4 {
+        write_u64(&mut env, &mut parent, va(p), 100 + p);
+    }
+    env.walk_all(&parent);
+    let mut child = parent.fork(&mut env, None).unwrap();
+    child.asid = Asid(2);
+    env.walk_all(&child);
+    let (pfn0, _) = parent.translate(va(0)).unwrap();
+    assert_eq!(child.translate(va(0)).unwrap().0, pfn0, "shared after fork");
+    {
+        let f = env.memmap.page_folio(pfn0).unwrap();
+        assert_eq!((f.ref_count(), f.mapcount()), (2, 2));
+        assert!(!f.page_anon_exclusive(pfn0));
+    }
+    // The child writes: it gets a copy; the parent keeps the original.
+    write_u64(&mut env, &mut child, va(0), 7);
+    assert_eq!(read_u64(&mut env, &mut parent, va(0)), 100);
+    assert_eq!(read_u64(&mut env, &mut child, va(0)), 7);
+    assert_ne!(child.translate(va(0)).unwrap().0, pfn0);
+    {
+        let f = env.memmap.page_folio(pfn0).unwrap();
+        assert_eq!((f.ref_count(), f.mapcount()), (1, 1));
+    }
+    // The parent writes the same page: now alone with it, it reuses it.
+    write_u64(&mut env, &mut parent, va(0), 8);
+    assert_eq!(
+        parent.translate(va(0)).unwrap().0,
+        pfn0,
+        "reused, not copied"
+    );
+    assert!(
+        env.memmap
+            .page_folio(pfn0)
+            .unwrap()
+            .page_anon_exclusive(pfn0)
+    );
+    // Untouched shared pages still read the same on both sides.
+    assert_eq!(read_u64(&mut env, &mut child, va(3)), 103);
+    env.walk_all(&parent);
+    env.walk_all(&child);
+    child.teardown(&mut env);
+    assert_eq!(read_u64(&mut env, &mut parent, va(2)), 102);
+    env.walk_all(&parent);
+    parent.teardown(&mut env);
+    assert_eq!(env.tables, 0, "every table freed");
+    assert_eq!(env.free_pages(), free0, "every frame back");
+}
+
+#[test]
+fn cow_round_trip_x86_64() {
+    cow_round_trip::<X86_64>();
+}
+
+#[test]
+fn cow_round_trip_aarch64() {
+    cow_round_trip::<Aarch64>();
+}
+
+#[test]
+fn faults_respect_areas() {
+    let mut env = HostEnv::new();
+    let mut a = new_space::<X86_64>(&mut env, 1);
+    a.add_vma(Vma::new(va(0), va(2), Prot::READ, VmaKind::Image))
+        .unwrap();
+    assert_eq!(
+        a.handle_fault(&mut env, va(5), Access::Read),
+        Err(FaultError::Unmapped)
+    );
+    assert_eq!(
+        a.handle_fault(&mut env, va(0), Access::Write),
+        Err(FaultError::Protection)
+    );
+    assert_eq!(
+        a.handle_fault(&mut env, va(0), Access::Exec),
+        Err(FaultError::Protection)
+    );
+    a.handle_fault(&mut env, va(1), Access::Read).unwrap();
+    let (_, attrs) = a.translate(va(1)).unwrap();
+    assert!(!attrs.writable && !attrs.exec && attrs.user);
+    // The kernel may still write a read-only area's contents (loading).
+    a.write_bytes(&mut env, va(0) + 10, b"hello").unwrap();
+    let mut b = [0u8; 5];
+    assert!(a.read_bytes(&env, va(0) + 10, &mut b));
+    assert_eq!(&b, b"hello");
+    assert!(!a.translate(va(0)).unwrap().1.writable, "still read-only");
+    a.teardown(&mut env);
+}
+
+#[test]
+fn brk_grows_and_shrinks() {
+    let mut env = HostEnv::new();
+    let free0 = env.free_pages();
+    let mut a = new_space::<Aarch64>(&mut env, 1);
+    a.brk = Some(Brk {
+        start: va(16),
+        cur: va(16),
+    });
+    assert_eq!(
+        a.set_brk(&mut env, va(16) + 3 * PAGE_SIZE + 5),
+        va(16) + 3 * PAGE_SIZE + 5
+    );
+    write_u64(&mut env, &mut a, va(19), 1);
+    assert_eq!(a.resident_pages(), 1);
+    assert_eq!(
+        a.set_brk(&mut env, va(10)),
+        va(16) + 3 * PAGE_SIZE + 5,
+        "below start"
+    );
+    assert_eq!(a.set_brk(&mut env, va(17)), va(17));
+    assert_eq!(a.resident_pages(), 0, "shrinking unmapped the page");
+    assert_eq!(
+        a.handle_fault(&mut env, va(18), Access::Read),
+        Err(FaultError::Unmapped)
+    );
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}
+
+#[test]
+fn mprotect_downgrades_and_cow_restores() {
+    let mut env = HostEnv::new();
+    let mut a = new_space::<X86_64>(&mut env, 1);
+    a.add_vma(Vma::new(va(0), va(4), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    write_u64(&mut env, &mut a, va(1), 42);
+    env.walk_all(&a);
+    a.protect(&mut env, va(0), va(4), Prot::READ).unwrap();
+    assert!(env.tlb.cached(Asid(1)).is_empty(), "downgrade flushed");
+    assert!(!a.translate(va(1)).unwrap().1.writable);
+    assert_eq!(
+        a.handle_fault(&mut env, va(1), Access::Write),
+        Err(FaultError::Protection)
+    );
+    a.protect(&mut env, va(0), va(4), Prot::RW).unwrap();
+    let (pfn, _) = a.translate(va(1)).unwrap();
+    write_u64(&mut env, &mut a, va(1), 43);
+    assert_eq!(a.translate(va(1)).unwrap().0, pfn, "exclusive page reused");
+    a.teardown(&mut env);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write { space: usize, page: u64, value: u64 },
+    Read { space: usize, page: u64 },
+    Fork { space: usize },
+    Unmap { space: usize, page: u64, n: u64 },
+    Exit { space: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0usize..4, 0u64..16, any::<u64>()).prop_map(|(space, page, value)| Op::Write { space, page, value }),
+        2 => (0usize..4, 0u64..16).prop_map(|(space, page)| Op::Read { space, page }),
+        1 => (0usize..4).prop_map(|space| Op::Fork { space }),
+        1 => (0usize..4, 0u64..16, 1u64..4).prop_map(|(space, page, n)| Op::Unmap { space, page, n }),
+        1 => (0usize..4).prop_map(|space| Op::Exit { space }),
+    ]
+}
+
+/// One live space in a history: the space, its expected page contents
+/// and which of its 16 pages are still mapped.
+type Modelled<F> = (AddressSpace<F>, HashMap<u64, u64>, [bool; 16]);
+
+/// Random histories of several address spaces against a model in which
+/// every space has its own private copy of every page.
+fn history<F: PteFormat>(ops: Vec<Op>) {
+    let mut env = HostEnv::new();
+    let free0 = env.free_pages();
+    let mut spaces: Vec<Option<Modelled<F>>> = Vec::new();
+    let mut next_asid = 1;
+    let mut a = new_space::<F>(&mut env, next_asid);
+    a.add_vma(Vma::new(va(0), va(16), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    spaces.push(Some((a, HashMap::new(), [true; 16])));
+    for op in ops {
+        let n = spaces.len();
+        match op {
+            Op::Write { space, page, value } => {
+                if let Some(Some((a, model, mapped))) = spaces.get_mut(space % n)
+                    && mapped[page as usize]
+                {
+                    write_u64(&mut env, a, va(page), value);
+                    model.insert(page, value);
+                }
+            }
+            Op::Read { space, page } => {
+                if let Some(Some((a, model, mapped))) = spaces.get_mut(space % n)
+                    && mapped[page as usize]
+                {
+                    let got = read_u64(&mut env, a, va(page));
+                    assert_eq!(got, model.get(&page).copied().unwrap_or(0), "page {page}");
+                }
+            }
+            Op::Fork { space } => {
+                if spaces.len() < 6
+                    && let Some(Some((a, model, mapped))) = spaces.get_mut(space % n)
+                {
+                    env.walk_all(a);
+                    let mut c = a.fork(&mut env, None).unwrap();
+                    next_asid += 1;
+                    c.asid = Asid(next_asid);
+                    let (model, mapped) = (model.clone(), *mapped);
+                    spaces.push(Some((c, model, mapped)));
+                }
+            }
+            Op::Unmap {
+                space,
+                page,
+                n: len,
+            } => {
+                if let Some(Some((a, model, mapped))) = spaces.get_mut(space % n) {
+                    env.walk_all(a);
+                    let end = (page + len).min(16);
+                    a.unmap(&mut env, va(page), va(end)).unwrap();
+                    for p in page..end {
+                        mapped[p as usize] = false;
+                        model.remove(&p);
+                    }
+                }
+            }
+            Op::Exit { space } => {
+                if let Some(slot) = spaces.get_mut(space % n)
+                    && let Some((a, _, _)) = slot.take()
+                {
+                    env.walk_all(&a);
+                    a.teardown(&mut env);
+                }
+            }
+        }
+        // Refcounts equal mapcounts equal the number of spaces mapping a frame.
+        let mut users: HashMap<Pfn, u32> = HashMap::new();
+        for (a, _, _) in spaces.iter().flatten() {
+            for p in 0..16 {
+                if let Some((pfn, _)) = a.translate(va(p)) {
+                    *users.entry(pfn).or_default() += 1;
+                }
+            }
+        }
+        for (pfn, n) in users {
+            let f = env.memmap.page_folio(pfn).unwrap();
+            assert_eq!((f.ref_count(), f.mapcount()), (n, n), "{pfn:?}");
+            if f.page_anon_exclusive(pfn) {
+                assert_eq!(n, 1, "an exclusive page is mapped once");
+            }
+        }
+    }
+    for (a, _, _) in spaces.into_iter().flatten() {
+        env.walk_all(&a);
+        a.teardown(&mut env);
+    }
+    assert_eq!(env.tables, 0);
+    assert_eq!(env.free_pages(), free0, "leak");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn histories_match_the_model_x86_64(ops in proptest::collection::vec(op(), 1..80)) {
+        history::<X86_64>(ops);
+    }
+    #[test]
+    fn histories_match_the_model_aarch64(ops in proptest::collection::vec(op(), 1..80)) {
+        history::<Aarch64>(ops);
+    }
+}

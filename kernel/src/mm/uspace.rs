@@ -1,0 +1,116 @@
+//! User address spaces on the running kernel: [`MmEnv`] over the global
+//! frame allocator and this CPU's TLB, ASIDs with generation rollover, and
+//! installing a space as the user half (TTBR0 / CR3).
+
+use folium_mm::Order;
+use folium_mm::PhysAddr;
+use folium_mm::asid::AsidAllocator;
+use folium_mm::aspace::{AddressSpace, FaultError, MmEnv};
+use folium_mm::folio::Folio;
+use folium_mm::memmap::Memmap;
+use folium_mm::phys::LinearMap;
+use folium_mm::tlb::{Asid, TlbOps};
+use folium_mm::{PAGE_SIZE, Pfn, VirtAddr};
+
+use super::frames;
+use crate::arch::{self, KernelPteFormat};
+use crate::sync::IrqMutex;
+
+/// A user address space in this machine's page-table format.
+pub type UserSpace = AddressSpace<KernelPteFormat>;
+
+/// One past the highest user address (47-bit user half on both arches,
+/// as Linux's default `TASK_SIZE`).
+pub const USER_END: VirtAddr = VirtAddr::new(1 << 47);
+
+/// This CPU's TLB, for [`MmEnv`].
+pub struct HwTlb;
+
+impl TlbOps for HwTlb {
+    fn flush_page(&self, asid: Asid, va: VirtAddr) {
+        arch::tlb::flush_page(asid, va);
+    }
+    fn flush_range(&self, asid: Asid, start: VirtAddr, end: VirtAddr) {
+        arch::tlb::flush_range(asid, start, end);
+    }
+    fn flush_asid(&self, asid: Asid) {
+        arch::tlb::flush_asid(asid);
+    }
+}
+
+/// The kernel's [`MmEnv`]: frames from the global allocator.
+pub struct KernelEnv;
+
+impl MmEnv for KernelEnv {
+    fn memmap(&self) -> &Memmap {
+        frames::memmap()
+    }
+    fn linear(&self) -> LinearMap {
+        frames::linear()
+    }
+    fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
+        frames::alloc_folio(order)
+    }
+    fn folio_put(&mut self, folio: Folio) {
+        let pfn = folio.pfn();
+        let outcome = frames::folio_put(folio);
+        if outcome.refused() {
+            println!("mm: warning: folio {pfn:?} put refused ({outcome:?}); it stays pinned");
+        }
+    }
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        frames::alloc_table_frame()
+    }
+    fn free_table(&mut self, table: PhysAddr) {
+        if let Err(e) = frames::with(|b| b.free(table.pfn(), Order::of(0))) {
+            println!("mm: warning: page-table frame {table:?} not freed: {e:?}");
+        }
+    }
+    fn tlb(&self) -> &dyn TlbOps {
+        &HwTlb
+    }
+    fn zero_page(&mut self, pfn: Pfn) {
+        let p = frames::linear().ptr::<u8>(pfn.phys());
+        // SAFETY: a page the caller just allocated, RAM in the linear map.
+        unsafe { arch::zero_pages(p, PAGE_SIZE as usize) };
+    }
+}
+
+/// ASIDs: 8 bits fit every arm64 CPU (16 where supported comes with TCR.AS);
+/// on x86 they only tell the installed space apart (no PCIDs yet).
+static ASIDS: IrqMutex<AsidAllocator> = IrqMutex::new(AsidAllocator::new(8));
+
+/// The root installed when no user space runs.
+static IDLE_ROOT: spin::Once<PhysAddr> = spin::Once::new();
+
+/// A new, empty user address space.
+pub fn new_space() -> Result<UserSpace, FaultError> {
+    UserSpace::new(&mut KernelEnv, USER_END, kernel_slots())
+}
+
+/// What a new user root copies from the kernel's (x86: the upper half).
+pub fn kernel_slots() -> Option<(PhysAddr, core::ops::Range<usize>)> {
+    arch::KERNEL_ROOT_SLOTS.map(|s| (super::kmap::root().unwrap_or_default(), s))
+}
+
+/// Installs `space` as the user half, choosing its ASID.
+pub fn activate(space: &mut UserSpace) {
+    IDLE_ROOT.call_once(|| arch::user_root().0);
+    let act = ASIDS.lock().activate(&mut space.asid_tag);
+    if act.flush_all {
+        arch::tlb::flush_all();
+    }
+    space.asid = act.asid;
+    // SAFETY: `space` is a live tree of this format whose root copies the
+    // kernel slots; a rollover flushed every stale ASID above.
+    unsafe { arch::set_user_root(space.root(), act.asid) };
+}
+
+/// Installs the empty user half again (no process running).
+pub fn deactivate() {
+    if let Some(&root) = IDLE_ROOT.get() {
+        // SAFETY: the root that was installed before any space: the empty
+        // user table on arm64, the kernel's own root on x86.
+        unsafe { arch::set_user_root(root, Asid(0)) };
+    }
+}

@@ -1,0 +1,65 @@
+//! `init`, the first process: runs the program named by its first
+//! argument (`init=NAME args...` on the kernel command line) as its
+//! child, reaps every process that ends (orphans are reparented to it),
+//! prints each exit status, and exits with the program's status; the
+//! kernel then powers off, successfully only if that status was 0.
+#![no_std]
+#![no_main]
+
+use alloc::vec::Vec;
+use folium_abi::Errno;
+use folium_programs::{describe_status, exit_code};
+use ulib::{println, sys};
+
+extern crate alloc;
+
+ulib::entry!(main);
+
+fn main(args: &ulib::Args) -> i32 {
+    let Some(name) = args.get(1) else {
+        println!("init: no program to run (boot with init=NAME)");
+        return 2;
+    };
+    let mut path: Vec<u8> = Vec::with_capacity(name.len() + 2);
+    if !name.starts_with(b"/") {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path.push(0);
+    let child = match sys::fork() {
+        Ok(0) => {
+            // SAFETY: `path` is NUL-terminated; argv + 1 and envp are the
+            // kernel-built NULL-terminated arrays of our own stack.
+            let e = unsafe { sys::execve(&path, args.argv_ptr().add(1), args.envp_ptr()) };
+            println!(
+                "init: cannot run {}: {:?}",
+                core::str::from_utf8(name).unwrap_or("?"),
+                e.err().map(Errno::name)
+            );
+            sys::exit_group(127);
+        }
+        Ok(pid) => pid as i32,
+        Err(e) => {
+            println!("init: fork failed: {}", e.name());
+            return 1;
+        }
+    };
+    let mut code = 1;
+    loop {
+        match sys::wait4(-1, 0) {
+            Ok((pid, status)) => {
+                let (what, n) = describe_status(status);
+                println!("init: pid {pid} {what} {n}");
+                if pid == child {
+                    code = exit_code(status);
+                }
+            }
+            Err(Errno::ECHILD) => break,
+            Err(e) => {
+                println!("init: wait4 failed: {}", e.name());
+                break;
+            }
+        }
+    }
+    code
+}
