@@ -54,20 +54,19 @@ pub fn run(filter: &str) -> bool {
         let pages_before = crate::platform::free_pages();
         let heap_before = crate::heap::used();
         let mut result = (t.func)();
-        if result.is_ok() {
-            let pages_after = crate::platform::free_pages();
-            if pages_after != pages_before {
-                result = Err(alloc::format!(
-                    "free pages {pages_before} before, {pages_after} after"
-                ));
-            }
-            let heap_after = crate::heap::used();
-            if heap_after > heap_before {
-                result = Err(alloc::format!(
-                    "heap grew by {} bytes",
-                    heap_after - heap_before
-                ));
-            }
+        // Measure both before formatting a message (formatting allocates).
+        let pages_after = crate::platform::free_pages();
+        let heap_after = crate::heap::used();
+        if result.is_ok() && pages_after != pages_before {
+            result = Err(alloc::format!(
+                "free pages {pages_before} before, {pages_after} after"
+            ));
+        }
+        if result.is_ok() && heap_after > heap_before {
+            result = Err(alloc::format!(
+                "heap grew by {} bytes",
+                heap_after - heap_before
+            ));
         }
         match result {
             Ok(()) => {

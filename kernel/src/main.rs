@@ -15,6 +15,7 @@ mod cmdline;
 mod heap;
 mod mm;
 mod platform;
+mod sched;
 mod selftests;
 mod sync;
 

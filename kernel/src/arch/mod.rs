@@ -184,3 +184,82 @@ pub fn breakpoint() -> Option<TrapRecord> {
     EXPECT_BREAKPOINT.store(false, Ordering::SeqCst);
     take_trap()
 }
+
+/// Why [`run_user`] returned: what the user thread did, or what happened
+/// to it, that needs the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserExit {
+    /// A system call (`svc #0` / `syscall`): number and arguments are in
+    /// the [`UserContext`]; the PC already points past the instruction.
+    Syscall,
+    /// An interrupt arrived while the thread ran in user mode; its handler
+    /// has run (the timer's calls `crate::sched::timer_tick`).
+    Interrupt,
+    /// A synchronous exception in user mode; the PC points at the
+    /// faulting instruction.
+    Fault(UserFault),
+}
+
+/// A user-mode exception, decoded from the syndrome (ESR / vector + error
+/// code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserFault {
+    /// What went wrong.
+    pub kind: UserFaultKind,
+    /// The faulting data or instruction address (FAR / CR2); for other
+    /// kinds the PC.
+    pub addr: u64,
+    /// The raw syndrome for reports: ESR_EL1, or the x86 error code.
+    pub code: u64,
+}
+
+/// The kinds of user exception the kernel tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserFaultKind {
+    /// A translation, permission or access-flag fault on a load, store or
+    /// instruction fetch: the mm layer may resolve it.
+    Page {
+        /// Load, store or fetch.
+        access: folium_mm::aspace::Access,
+        /// A mapping existed but forbade the access (permission fault),
+        /// rather than being absent (translation fault).
+        protection: bool,
+    },
+    /// An undefined or privileged instruction (SIGILL).
+    IllegalInstruction,
+    /// `brk` / `int3` (SIGTRAP).
+    Breakpoint,
+    /// A misaligned PC (SIGBUS).
+    PcAlignment,
+    /// A misaligned SP at a stack access (SIGBUS).
+    SpAlignment,
+    /// x86 `#DE` (SIGFPE).
+    DivideError,
+    /// x86 `#GP` and other protection faults without a page (SIGSEGV).
+    GeneralProtection,
+    /// Anything else (reported, SIGSEGV).
+    Other,
+}
+
+/// Invalidates the kernel-half translation of the page at `va` (a global
+/// entry: every ASID), after the caller changed or cleared its PTE.
+pub fn flush_kernel_page(va: u64) {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: TLB invalidation and barriers only; `vaae1` drops the entry
+    // for all ASIDs, as global kernel entries need.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vaae1, {}",
+            "dsb nsh",
+            "isb",
+            in(reg) (va >> 12) & ((1 << 44) - 1),
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: invalidating a TLB entry (global ones included) is harmless.
+    unsafe {
+        core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
+    }
+}

@@ -15,7 +15,7 @@ use crate::arch::KernelPteFormat;
 use crate::platform::Board;
 
 /// Page-table frames come from the buddy allocator and are never freed.
-struct BuddyTables;
+pub(super) struct BuddyTables;
 
 // SAFETY: every frame is a fresh order-0 block (4 KiB aligned RAM mapped by
 // the linear map), owned from now on by the page table that links it.

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod frames;
 mod kmap;
+pub mod kstack;
 mod tests;
 pub mod uspace;
 mod uspace_tests;
@@ -19,6 +20,7 @@ use crate::platform::Board;
 pub fn init(info: &BootInfo, board: &Board) {
     let plan = frames::init(info, board);
     kmap::init(info, board);
+    kstack::init();
     frames::add_deferred(&plan);
     frames::print_report(&plan);
 }
