@@ -94,7 +94,7 @@ impl Profile {
 
 /// The user programs every kernel image embeds (bins of
 /// `userspace/programs`), by the name `execve` finds them under.
-pub const PROGRAMS: [&str; 2] = ["init", "hello"];
+pub const PROGRAMS: [&str; 3] = ["init", "hello", "utest"];
 
 /// Builds the user programs for `arch` (profile `user`: release code, no
 /// debug info) and returns `(name, path)` for each.

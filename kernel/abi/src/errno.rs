@@ -27,6 +27,7 @@ errnos! {
     ESRCH = 3, "No such process.";
     EINTR = 4, "Interrupted system call.";
     EIO = 5, "I/O error.";
+    E2BIG = 7, "Argument list too long.";
     ENOEXEC = 8, "Exec format error.";
     EBADF = 9, "Bad file descriptor.";
     ECHILD = 10, "No child processes.";

@@ -1,0 +1,699 @@
+//! `utest`: the syscall and process test suite. Runs on Folium (under
+//! init, on every board) and, unchanged, natively on Linux: every check
+//! is Linux's documented behaviour, so a difference is a Folium bug.
+//! Prints `test NAME ... ok|FAILED: why` per test and `utest: N passed, N
+//! failed`; exits 0 only if all passed. `utest NAME...` runs a subset.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use folium_abi::{Errno, Sysno};
+use ulib::sys::{self, call, call_int, raw6};
+use ulib::{print, println};
+
+type TestResult = Result<(), String>;
+
+macro_rules! ensure {
+    ($c:expr) => {
+        if !$c {
+            return Err(format!("line {}: {}", line!(), stringify!($c)));
+        }
+    };
+    ($c:expr, $($m:tt)+) => {
+        if !$c {
+            return Err(format!("line {}: {}: {}", line!(), stringify!($c), format_args!($($m)+)));
+        }
+    };
+}
+
+macro_rules! ensure_eq {
+    ($a:expr, $b:expr) => {
+        ensure_eq!($a, $b, "")
+    };
+    ($a:expr, $b:expr, $($m:tt)+) => {{
+        let (a, b) = (&$a, &$b);
+        if a != b {
+            return Err(format!(
+                "line {}: {} = {:?}, expected {:?} {}",
+                line!(), stringify!($a), a, b, format_args!($($m)+)
+            ));
+        }
+    }};
+}
+
+ulib::entry!(main);
+
+/// True when running on Folium (uname's release says so).
+fn on_folium() -> bool {
+    let mut u = [0u8; 390];
+    sys::uname(&mut u).is_ok() && u[130..195].windows(6).any(|w| w == b"folium")
+}
+
+/// Forks a child that runs `f` and exits with its result (0 on Ok, 1 on
+/// Err after printing it); returns the child's wait status.
+fn in_child(f: impl FnOnce() -> i32) -> Result<u32, String> {
+    match sys::fork() {
+        Ok(0) => sys::exit_group(f()),
+        Ok(pid) => {
+            let (got, status) = sys::wait4(pid as i32, 0).map_err(|e| format!("wait4: {}", e.name()))?;
+            if got != pid as i32 {
+                return Err(format!("wait4 returned {got}, expected {pid}"));
+            }
+            Ok(status)
+        }
+        Err(e) => Err(format!("fork: {}", e.name())),
+    }
+}
+
+fn signalled(status: u32) -> Option<u32> {
+    let s = status & 0x7f;
+    (s != 0 && s != 0x7f).then_some(s)
+}
+
+fn exit_code(status: u32) -> Option<u32> {
+    (status & 0x7f == 0).then_some((status >> 8) & 0xff)
+}
+
+/// MemFree from /proc/meminfo, in kB.
+fn mem_free_kb() -> Option<u64> {
+    // SAFETY: a NUL-terminated path; flags O_RDONLY.
+    let fd = unsafe { call(Sysno::Openat, [(-100i64) as u64, c"/proc/meminfo".as_ptr() as u64, 0, 0, 0, 0]) }.ok()?;
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    while let Ok(n) = sys::read(fd as i32, &mut buf[len..]) {
+        if n == 0 || len + n as usize >= buf.len() {
+            break;
+        }
+        len += n as usize;
+    }
+    let _ = call_int(Sysno::Close, [fd, 0, 0, 0, 0, 0]);
+    let text = core::str::from_utf8(&buf[..len]).ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemFree:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+fn errno_of(r: Result<u64, Errno>) -> Option<&'static str> {
+    r.err().map(Errno::name)
+}
+
+/// An address in the kernel half on both architectures.
+const KERNEL_ADDR: u64 = 0xffff_ffff_8000_0000;
+
+fn t_write_and_read_errors() -> TestResult {
+    ensure_eq!(sys::write(1, b""), Ok(0));
+    ensure_eq!(errno_of(sys::write(99, b"x")), Some("EBADF"));
+    ensure_eq!(errno_of(sys::write(-1, b"x")), Some("EBADF"));
+    // SAFETY: the kernel must refuse these pointers without touching them.
+    unsafe {
+        ensure_eq!(errno_of(call(Sysno::Write, [1, 0, 5, 0, 0, 0])), Some("EFAULT"));
+        ensure_eq!(errno_of(call(Sysno::Write, [1, KERNEL_ADDR, 5, 0, 0, 0])), Some("EFAULT"));
+        ensure_eq!(errno_of(call(Sysno::Read, [99, 0, 5, 0, 0, 0])), Some("EBADF"));
+        // writev: too many vectors, then a bad vector array.
+        ensure_eq!(errno_of(call(Sysno::Writev, [1, 0, 5000, 0, 0, 0])), Some("EINVAL"));
+        ensure_eq!(errno_of(call(Sysno::Writev, [1, 8, 1, 0, 0, 0])), Some("EFAULT"));
+    }
+    let parts: [&[u8]; 2] = [b"", b""];
+    let iov: Vec<[u64; 2]> = parts.iter().map(|p| [p.as_ptr() as u64, p.len() as u64]).collect();
+    // SAFETY: a valid iovec array of two empty buffers.
+    ensure_eq!(unsafe { call(Sysno::Writev, [1, iov.as_ptr() as u64, 2, 0, 0, 0]) }, Ok(0));
+    Ok(())
+}
+
+fn t_ids() -> TestResult {
+    let pid = sys::getpid();
+    ensure!(pid > 0);
+    ensure_eq!(sys::gettid(), pid);
+    ensure!(sys::getppid() >= 0);
+    ensure_eq!(call_int(Sysno::Getuid, [0; 6]).is_ok(), true);
+    let mut tid = 0u32;
+    // SAFETY: the kernel keeps the address to clear it at exit; this
+    // process outlives the variable only by exiting.
+    let r = unsafe { call(Sysno::SetTidAddress, [&raw mut tid as u64, 0, 0, 0, 0, 0]) };
+    ensure_eq!(r, Ok(pid as u64));
+    ensure_eq!(errno_of(call_int(Sysno::Getpid, [0; 6]).map(|_| 0)), None);
+    Ok(())
+}
+
+fn t_unknown_syscall_is_enosys() -> TestResult {
+    // SAFETY: no such syscall; nothing is dereferenced.
+    let r = unsafe { raw6(999, [0; 6]) };
+    ensure_eq!(Errno::from_ret(r).map(Errno::name), Some("ENOSYS"));
+    Ok(())
+}
+
+fn t_clocks() -> TestResult {
+    let a = sys::clock_gettime(sys::CLOCK_MONOTONIC).map_err(|e| String::from(e.name()))?;
+    let b = sys::clock_gettime(sys::CLOCK_MONOTONIC).map_err(|e| String::from(e.name()))?;
+    ensure!(b.to_nanos() >= a.to_nanos());
+    ensure!(a.nsec >= 0 && a.nsec < 1_000_000_000);
+    ensure!(sys::clock_gettime(sys::CLOCK_REALTIME).is_ok());
+    ensure_eq!(errno_of(sys::clock_gettime(100).map(|_| 0)), Some("EINVAL"));
+    // SAFETY: a NULL result pointer must be refused.
+    ensure_eq!(errno_of(unsafe { call(Sysno::ClockGettime, [1, 0, 0, 0, 0, 0]) }), Some("EFAULT"));
+    // Nanosecond resolution: two readings apart in a tight loop differ.
+    let t0 = sys::now_ns();
+    let mut t1 = t0;
+    for _ in 0..100_000 {
+        t1 = sys::now_ns();
+        if t1 != t0 {
+            break;
+        }
+    }
+    ensure!(t1 > t0, "the clock did not advance");
+    Ok(())
+}
+
+fn t_sleep() -> TestResult {
+    let t0 = sys::now_ns();
+    ensure_eq!(sys::nanosleep(20_000_000), Ok(0));
+    let slept = sys::now_ns() - t0;
+    ensure!(slept >= 20_000_000, "slept only {slept} ns");
+    let bad = [0u64, 1_000_000_000];
+    // SAFETY: a valid pointer to an invalid timespec; then NULL.
+    unsafe {
+        ensure_eq!(errno_of(call(Sysno::Nanosleep, [bad.as_ptr() as u64, 0, 0, 0, 0, 0])), Some("EINVAL"));
+        ensure_eq!(errno_of(call(Sysno::Nanosleep, [0, 0, 0, 0, 0, 0])), Some("EFAULT"));
+        let req = [0u64, 1_000_000];
+        // A thread's CPU-time clock cannot be slept on; an unknown clock is invalid.
+        ensure_eq!(errno_of(call(Sysno::ClockNanosleep, [3, 0, req.as_ptr() as u64, 0, 0, 0])), Some("ENOTSUP"));
+        ensure_eq!(errno_of(call(Sysno::ClockNanosleep, [100, 0, req.as_ptr() as u64, 0, 0, 0])), Some("EINVAL"));
+        ensure_eq!(call(Sysno::ClockNanosleep, [1, 0, req.as_ptr() as u64, 0, 0, 0]), Ok(0));
+        // TIMER_ABSTIME in the past returns at once.
+        ensure_eq!(call(Sysno::ClockNanosleep, [1, 1, req.as_ptr() as u64, 0, 0, 0]), Ok(0));
+    }
+    sys::sched_yield();
+    Ok(())
+}
+
+fn t_uname_and_random() -> TestResult {
+    let mut u = [0u8; 390];
+    ensure_eq!(sys::uname(&mut u), Ok(0));
+    ensure!(u.starts_with(b"Linux\0"));
+    let machine = if cfg!(target_arch = "aarch64") { &b"aarch64\0"[..] } else { &b"x86_64\0"[..] };
+    ensure!(u[260..].starts_with(machine));
+    // SAFETY: NULL must be refused.
+    ensure_eq!(errno_of(unsafe { call(Sysno::Uname, [0, 0, 0, 0, 0, 0]) }), Some("EFAULT"));
+    let mut a = [0u8; 64];
+    let mut b = [0u8; 64];
+    ensure_eq!(sys::getrandom(&mut a, 0), Ok(64));
+    ensure_eq!(sys::getrandom(&mut b, 0), Ok(64));
+    ensure!(a != b && a != [0; 64]);
+    ensure_eq!(errno_of(sys::getrandom(&mut a, 0x100)), Some("EINVAL"));
+    // SAFETY: a kernel address must be refused.
+    ensure_eq!(errno_of(unsafe { call(Sysno::Getrandom, [KERNEL_ADDR, 8, 0, 0, 0, 0]) }), Some("EFAULT"));
+    Ok(())
+}
+
+fn t_brk() -> TestResult {
+    let cur = sys::brk(0);
+    ensure!(cur != 0);
+    let want = cur + 0x3_0000;
+    ensure_eq!(sys::brk(want), want);
+    // The new memory is zeroed and writable.
+    // SAFETY: [cur, want) was just granted by brk.
+    unsafe {
+        let p = (cur + 0x2_0000) as *mut u64;
+        ensure_eq!(p.read_volatile(), 0);
+        p.write_volatile(42);
+        ensure_eq!(p.read_volatile(), 42);
+    }
+    ensure_eq!(sys::brk(cur), cur);
+    ensure_eq!(sys::brk(0), cur);
+    // A break below the program is refused: the old one comes back.
+    ensure_eq!(sys::brk(0x1000), cur);
+    Ok(())
+}
+
+fn t_mprotect_errors() -> TestResult {
+    let base = sys::brk(0);
+    let page = (base + 0xfff) & !0xfff;
+    ensure_eq!(sys::brk(page + 0x2000), page + 0x2000);
+    let mp = |a: u64, l: u64, p: u64| call_int(Sysno::Mprotect, [a, l, p, 0, 0, 0]);
+    ensure_eq!(errno_of(mp(page + 1, 4096, 1)), Some("EINVAL"));
+    ensure_eq!(errno_of(mp(page, 4096, 0x100)), Some("EINVAL"));
+    ensure_eq!(mp(page, 0, 1), Ok(0));
+    // A range reaching past the heap into unmapped space.
+    ensure_eq!(errno_of(mp(page, 0x10_0000, 1)), Some("ENOMEM"));
+    ensure_eq!(mp(page, 4096, 1), Ok(0));
+    ensure_eq!(mp(page, 4096, 3), Ok(0));
+    ensure_eq!(sys::brk(base), base);
+    Ok(())
+}
+
+fn t_files() -> TestResult {
+    let mut st = [0u8; 144];
+    // SAFETY: a buffer large enough for either architecture's struct stat.
+    unsafe {
+        ensure_eq!(call(Sysno::Fstat, [1, st.as_mut_ptr() as u64, 0, 0, 0, 0]), Ok(0));
+        ensure_eq!(errno_of(call(Sysno::Fstat, [77, st.as_mut_ptr() as u64, 0, 0, 0, 0])), Some("EBADF"));
+        ensure_eq!(errno_of(call(Sysno::Fstat, [1, 0, 0, 0, 0, 0])), Some("EFAULT"));
+        ensure_eq!(
+            call(Sysno::Newfstatat, [2, c"".as_ptr() as u64, st.as_mut_ptr() as u64, 0x1000, 0, 0]),
+            Ok(0)
+        );
+        ensure_eq!(errno_of(call(Sysno::Ioctl, [1, 0x5413, st.as_mut_ptr() as u64, 0, 0, 0])), Some("ENOTTY"));
+        ensure_eq!(
+            errno_of(call(Sysno::Openat, [(-100i64) as u64, c"/no/such/file".as_ptr() as u64, 0, 0, 0, 0])),
+            Some("ENOENT")
+        );
+        ensure_eq!(errno_of(call(Sysno::Close, [555, 0, 0, 0, 0, 0])), Some("EBADF"));
+    }
+    ensure!(mem_free_kb().is_some_and(|k| k > 0), "no MemFree in /proc/meminfo");
+    Ok(())
+}
+
+fn t_limits_and_signals() -> TestResult {
+    let mut old = [0u64; 2];
+    // SAFETY: valid pointers to 16-byte rlimit buffers.
+    unsafe {
+        ensure_eq!(call(Sysno::Prlimit64, [0, 3, 0, old.as_mut_ptr() as u64, 0, 0]), Ok(0));
+        ensure!(old[0] > 0, "RLIMIT_STACK soft limit is 0");
+        ensure_eq!(errno_of(call(Sysno::Prlimit64, [0, 99, 0, old.as_mut_ptr() as u64, 0, 0])), Some("EINVAL"));
+        let act = [0u64; 4];
+        let mut got = [7u64; 4];
+        ensure_eq!(errno_of(call(Sysno::RtSigaction, [10, act.as_ptr() as u64, 0, 7, 0, 0])), Some("EINVAL"));
+        ensure_eq!(errno_of(call(Sysno::RtSigaction, [9, act.as_ptr() as u64, 0, 8, 0, 0])), Some("EINVAL"));
+        ensure_eq!(errno_of(call(Sysno::RtSigaction, [0, 0, got.as_mut_ptr() as u64, 8, 0, 0])), Some("EINVAL"));
+        ensure_eq!(call(Sysno::RtSigaction, [10, 0, got.as_mut_ptr() as u64, 8, 0, 0]), Ok(0));
+        ensure_eq!(got[0], 0, "SIGUSR1 starts at SIG_DFL");
+        let mask = 1u64 << 9;
+        let mut prev = 0u64;
+        ensure_eq!(errno_of(call(Sysno::RtSigprocmask, [3, (&raw const mask) as u64, 0, 8, 0, 0])), Some("EINVAL"));
+        ensure_eq!(call(Sysno::RtSigprocmask, [0, (&raw const mask) as u64, 0, 8, 0, 0]), Ok(0));
+        ensure_eq!(call(Sysno::RtSigprocmask, [1, (&raw const mask) as u64, (&raw mut prev) as u64, 8, 0, 0]), Ok(0));
+        ensure!(prev & mask == mask, "SIGUSR1 was not blocked");
+    }
+    ensure_eq!(errno_of(sys::kill(sys::getpid(), 65)), Some("EINVAL"));
+    ensure_eq!(sys::kill(sys::getpid(), 0), Ok(0));
+    ensure_eq!(errno_of(sys::kill(0x3fff_fff0, 0)), Some("ESRCH"));
+    Ok(())
+}
+
+fn t_reboot_needs_the_magic() -> TestResult {
+    let r = call_int(Sysno::Reboot, [1, 2, 0x4321_fedc, 0, 0, 0]);
+    if on_folium() {
+        ensure_eq!(errno_of(r), Some("EINVAL"));
+    } else {
+        // Linux checks the capability before the magic.
+        ensure!(matches!(errno_of(r), Some("EINVAL") | Some("EPERM")));
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+fn t_arch_prctl() -> TestResult {
+    let mut fs = 0u64;
+    let page = [0x1234u64; 4];
+    let p = |c: u64, a: u64| call_int(Sysno::ArchPrctl, [c, a, 0, 0, 0, 0]);
+    ensure_eq!(p(0x1002, page.as_ptr() as u64), Ok(0));
+    // SAFETY: ARCH_GET_FS writes one u64.
+    ensure_eq!(unsafe { call(Sysno::ArchPrctl, [0x1003, (&raw mut fs) as u64, 0, 0, 0, 0]) }, Ok(0));
+    ensure_eq!(fs, page.as_ptr() as u64);
+    let v: u64;
+    // SAFETY: FS points at `page`, which holds four u64s.
+    unsafe { core::arch::asm!("mov {}, fs:[8]", out(reg) v) };
+    ensure_eq!(v, 0x1234);
+    ensure_eq!(errno_of(p(0x9999, 0)), Some("EINVAL"));
+    ensure_eq!(p(0x1002, 0), Ok(0));
+    Ok(())
+}
+
+#[cfg(target_arch = "aarch64")]
+fn t_arch_prctl() -> TestResult {
+    // arm64 has no arch_prctl; TPIDR_EL0 is written directly.
+    let v: u64;
+    // SAFETY: TPIDR_EL0 is the user's own register.
+    unsafe {
+        core::arch::asm!("msr tpidr_el0, {}", in(reg) 0x5678u64);
+        sys::sched_yield();
+        core::arch::asm!("mrs {}, tpidr_el0", out(reg) v);
+    }
+    ensure_eq!(v, 0x5678);
+    Ok(())
+}
+
+fn t_clone_flags() -> TestResult {
+    // Thread flags without their prerequisites are EINVAL on Linux too.
+    ensure_eq!(errno_of(call_int(Sysno::Clone, [0x1_0000 | 17, 0, 0, 0, 0, 0])), Some("EINVAL"));
+    ensure_eq!(errno_of(call_int(Sysno::Clone, [0x800 | 17, 0, 0, 0, 0, 0])), Some("EINVAL"));
+    ensure_eq!(errno_of(sys::wait4(-1, 0x0100_0000).map(|_| 0)), Some("EINVAL"));
+    Ok(())
+}
+
+fn t_wait_without_children() -> TestResult {
+    ensure_eq!(errno_of(sys::wait4(-1, 0).map(|_| 0)), Some("ECHILD"));
+    ensure_eq!(errno_of(sys::wait4(-1, sys::WNOHANG).map(|_| 0)), Some("ECHILD"));
+    ensure_eq!(errno_of(sys::wait4(12345, 0).map(|_| 0)), Some("ECHILD"));
+    Ok(())
+}
+
+fn t_fork_and_exit_status() -> TestResult {
+    let st = in_child(|| 42)?;
+    ensure_eq!(exit_code(st), Some(42));
+    // WNOHANG on a running child: 0, then the real status.
+    let pid = match sys::fork() {
+        Ok(0) => {
+            let _ = sys::nanosleep(30_000_000);
+            sys::exit_group(7)
+        }
+        Ok(p) => p as i32,
+        Err(e) => return Err(format!("fork: {}", e.name())),
+    };
+    ensure_eq!(sys::wait4(pid, sys::WNOHANG).map(|r| r.0), Ok(0));
+    let (got, st) = sys::wait4(pid, 0).map_err(|e| String::from(e.name()))?;
+    ensure_eq!(got, pid);
+    ensure_eq!(exit_code(st), Some(7));
+    Ok(())
+}
+
+fn t_fork_hundred_children() -> TestResult {
+    let mut pids = Vec::new();
+    for i in 0..100u32 {
+        match sys::fork() {
+            Ok(0) => sys::exit_group((i * 3 % 256) as i32),
+            Ok(p) => pids.push((p as i32, i)),
+            Err(e) => return Err(format!("fork {i}: {}", e.name())),
+        }
+    }
+    let mut seen = 0;
+    while seen < pids.len() {
+        let (pid, st) = sys::wait4(-1, 0).map_err(|e| format!("wait4 after {seen}: {}", e.name()))?;
+        let &(_, i) = pids.iter().find(|p| p.0 == pid).ok_or(format!("unknown pid {pid}"))?;
+        ensure_eq!(exit_code(st), Some(i * 3 % 256));
+        seen += 1;
+    }
+    ensure_eq!(errno_of(sys::wait4(-1, 0).map(|_| 0)), Some("ECHILD"));
+    Ok(())
+}
+
+fn t_three_generations() -> TestResult {
+    let st = in_child(|| {
+        let me = sys::getpid();
+        match in_child(|| {
+            if sys::getppid() != me {
+                return 90;
+            }
+            match in_child(|| 5) {
+                Ok(st) if exit_code(st) == Some(5) => 6,
+                _ => 91,
+            }
+        }) {
+            Ok(st) if exit_code(st) == Some(6) => 7,
+            _ => 92,
+        }
+    })?;
+    ensure_eq!(exit_code(st), Some(7));
+    Ok(())
+}
+
+static SHARED: AtomicU64 = AtomicU64::new(0x1111);
+
+fn t_cow_isolation() -> TestResult {
+    SHARED.store(0x2222, Ordering::SeqCst);
+    let mut stack_val = [0xabu8; 256];
+    core::hint::black_box(&mut stack_val);
+    let heap: Vec<AtomicU64> = (0..2048).map(AtomicU64::new).collect();
+    let st = in_child(|| {
+        let seen = heap[2000].load(Ordering::SeqCst);
+        if SHARED.load(Ordering::SeqCst) != 0x2222 || seen != 2000 || stack_val[100] != 0xab {
+            return 10;
+        }
+        // Writing the copies the child shares with its parent must not
+        // reach the parent.
+        SHARED.store(0x3333, Ordering::SeqCst);
+        heap[7].store(77, Ordering::SeqCst);
+        if SHARED.load(Ordering::SeqCst) != 0x3333 || heap[7].load(Ordering::SeqCst) != 77 {
+            return 11;
+        }
+        0
+    })?;
+    ensure_eq!(exit_code(st), Some(0));
+    ensure_eq!(SHARED.load(Ordering::SeqCst), 0x2222);
+    ensure_eq!(heap[7].load(Ordering::SeqCst), 7);
+    ensure_eq!(stack_val[100], 0xab);
+    // After the child is gone the parent writes its (now exclusive) pages.
+    SHARED.store(0x4444, Ordering::SeqCst);
+    ensure_eq!(SHARED.load(Ordering::SeqCst), 0x4444);
+    Ok(())
+}
+
+/// Fills the SIMD registers with `seed`-derived values, yields `rounds`
+/// times, and returns whether they all survived.
+#[cfg(target_arch = "aarch64")]
+fn simd_survives(seed: u64, rounds: u32) -> bool {
+    let mut out = [0u64; 4];
+    for _ in 0..rounds {
+        // SAFETY: uses v8-v11 (declared clobbered) and FPCR's rounding
+        // mode (restored before returning).
+        unsafe {
+            core::arch::asm!(
+                "dup v8.2d, {s}",
+                "add {t}, {s}, #1", "dup v9.2d, {t}",
+                "add {t}, {s}, #2", "dup v10.2d, {t}",
+                "add {t}, {s}, #3", "dup v11.2d, {t}",
+                "mov x8, #124", "svc #0",
+                "mov {a}, v8.d[1]", "mov {b}, v9.d[0]", "mov {c}, v10.d[1]", "mov {d}, v11.d[0]",
+                s = in(reg) seed, t = out(reg) _,
+                a = out(reg) out[0], b = out(reg) out[1], c = out(reg) out[2], d = out(reg) out[3],
+                out("x0") _, out("x8") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            );
+        }
+        if out != [seed, seed + 1, seed + 2, seed + 3] {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+fn simd_survives(seed: u64, rounds: u32) -> bool {
+    let mut out = [0u64; 4];
+    for _ in 0..rounds {
+        // SAFETY: this program is built without SSE, so the compiler keeps
+        // nothing in xmm registers; `syscall` clobbers rcx/r11 and rax.
+        unsafe {
+            core::arch::asm!(
+                "movq xmm2, {s}",
+                "lea {t}, [{s} + 1]", "movq xmm3, {t}",
+                "lea {t}, [{s} + 2]", "movq xmm4, {t}",
+                "lea {t}, [{s} + 3]", "movq xmm5, {t}",
+                "mov eax, 24", "syscall",
+                "movq {a}, xmm2", "movq {b}, xmm3", "movq {c}, xmm4", "movq {d}, xmm5",
+                s = in(reg) seed, t = out(reg) _,
+                a = out(reg) out[0], b = out(reg) out[1], c = out(reg) out[2], d = out(reg) out[3],
+                out("rax") _, out("rcx") _, out("r11") _,
+            );
+        }
+        if out != [seed, seed + 1, seed + 2, seed + 3] {
+            return false;
+        }
+    }
+    true
+}
+
+fn t_fp_simd_isolation() -> TestResult {
+    let pid = match sys::fork() {
+        Ok(0) => sys::exit_group(if simd_survives(0x5a5a_0000, 300) { 0 } else { 1 }),
+        Ok(p) => p as i32,
+        Err(e) => return Err(format!("fork: {}", e.name())),
+    };
+    let mine = simd_survives(0x0101_0000, 300);
+    let (_, st) = sys::wait4(pid, 0).map_err(|e| String::from(e.name()))?;
+    ensure!(mine, "the parent's SIMD registers changed");
+    ensure_eq!(exit_code(st), Some(0), "the child's SIMD registers changed");
+    Ok(())
+}
+
+fn t_preemption() -> TestResult {
+    let spinner = match sys::fork() {
+        Ok(0) => loop {
+            core::hint::spin_loop();
+        },
+        Ok(p) => p as i32,
+        Err(e) => return Err(format!("fork: {}", e.name())),
+    };
+    // A sleeper still gets its turns while the spinner never yields.
+    let st = in_child(|| {
+        for _ in 0..5 {
+            if sys::nanosleep(5_000_000).is_err() {
+                return 1;
+            }
+        }
+        0
+    })?;
+    ensure_eq!(exit_code(st), Some(0));
+    // The parent itself ran too (it is here); now stop the spinner.
+    ensure_eq!(sys::kill(spinner, 9), Ok(0));
+    let (got, st) = sys::wait4(spinner, 0).map_err(|e| String::from(e.name()))?;
+    ensure_eq!(got, spinner);
+    ensure_eq!(signalled(st), Some(9));
+    // SIGTERM, default action: terminate.
+    let sleeper = match sys::fork() {
+        Ok(0) => loop {
+            let _ = sys::nanosleep(1_000_000_000);
+        },
+        Ok(p) => p as i32,
+        Err(e) => return Err(format!("fork: {}", e.name())),
+    };
+    let _ = sys::nanosleep(5_000_000);
+    ensure_eq!(sys::kill(sleeper, 15), Ok(0));
+    let (_, st) = sys::wait4(sleeper, 0).map_err(|e| String::from(e.name()))?;
+    ensure_eq!(signalled(st), Some(15));
+    Ok(())
+}
+
+fn expect_signal(name: &str, want: u32, f: fn()) -> TestResult {
+    let st = in_child(|| {
+        f();
+        100
+    })?;
+    ensure!(signalled(st) == Some(want), "{name}: status {st:#x}, expected signal {want}");
+    Ok(())
+}
+
+fn null_load() {
+    // SAFETY: deliberately faults (address 0 is never mapped).
+    unsafe { core::ptr::read_volatile(core::ptr::null::<u64>()) };
+}
+
+fn kernel_load() {
+    // SAFETY: deliberately faults: user mode cannot read the kernel half.
+    unsafe { core::ptr::read_volatile(KERNEL_ADDR as *const u64) };
+}
+
+fn text_store() {
+    // SAFETY: deliberately faults: program text is read-only.
+    unsafe { (t_ids as *const u8 as *mut u8).write_volatile(0) };
+}
+
+fn exec_stack() {
+    let code = [0u8; 16];
+    // SAFETY: deliberately faults: the stack is not executable.
+    let f: fn() = unsafe { core::mem::transmute(code.as_ptr()) };
+    f();
+}
+
+#[cfg(target_arch = "aarch64")]
+fn illegal() {
+    // SAFETY: deliberately traps: a permanently undefined encoding.
+    unsafe { core::arch::asm!("udf #0") };
+}
+#[cfg(target_arch = "x86_64")]
+fn illegal() {
+    // SAFETY: deliberately traps.
+    unsafe { core::arch::asm!("ud2") };
+}
+
+#[cfg(target_arch = "aarch64")]
+fn breakpoint() {
+    // SAFETY: deliberately traps.
+    unsafe { core::arch::asm!("brk #1") };
+}
+#[cfg(target_arch = "x86_64")]
+fn breakpoint() {
+    // SAFETY: deliberately traps.
+    unsafe { core::arch::asm!("int3") };
+}
+
+fn t_contained_faults() -> TestResult {
+    expect_signal("null load", 11, null_load)?;
+    expect_signal("kernel load", 11, kernel_load)?;
+    expect_signal("store to text", 11, text_store)?;
+    expect_signal("exec from the stack", 11, exec_stack)?;
+    expect_signal("illegal instruction", 4, illegal)?;
+    expect_signal("breakpoint", 5, breakpoint)?;
+    #[cfg(target_arch = "x86_64")]
+    expect_signal("divide error", 8, || {
+        // SAFETY: deliberately divides by zero in hardware.
+        unsafe { core::arch::asm!("xor edx, edx", "xor ecx, ecx", "mov eax, 1", "div ecx", out("eax") _, out("edx") _, out("ecx") _) };
+    })?;
+    #[cfg(target_arch = "x86_64")]
+    expect_signal("privileged instruction", 11, || {
+        // SAFETY: deliberately faults: hlt is ring 0 only.
+        unsafe { core::arch::asm!("hlt") };
+    })?;
+    #[cfg(target_arch = "aarch64")]
+    expect_signal("misaligned pc", 7, || {
+        // SAFETY: deliberately faults: a branch to a misaligned address.
+        unsafe { core::arch::asm!("adr x9, 2f", "add x9, x9, #2", "br x9", "2:", "nop", out("x9") _) };
+    })?;
+    #[cfg(target_arch = "aarch64")]
+    expect_signal("misaligned sp", 7, || {
+        // SAFETY: deliberately faults: a stack access with SP not 16-aligned.
+        unsafe { core::arch::asm!("mov x9, sp", "sub x9, x9, #4", "mov sp, x9", "ldr x10, [sp]", out("x9") _, out("x10") _) };
+    })?;
+    // The kernel serves on: this process still runs.
+    ensure!(sys::getpid() > 0);
+    Ok(())
+}
+
+type Test = (&'static str, fn() -> TestResult);
+
+const TESTS: &[Test] = &[
+    ("write_and_read_errors", t_write_and_read_errors),
+    ("ids", t_ids),
+    ("unknown_syscall_is_enosys", t_unknown_syscall_is_enosys),
+    ("clocks", t_clocks),
+    ("sleep", t_sleep),
+    ("uname_and_random", t_uname_and_random),
+    ("brk", t_brk),
+    ("mprotect_errors", t_mprotect_errors),
+    ("files", t_files),
+    ("limits_and_signals", t_limits_and_signals),
+    ("reboot_needs_the_magic", t_reboot_needs_the_magic),
+    ("tls", t_arch_prctl),
+    ("clone_flags", t_clone_flags),
+    ("wait_without_children", t_wait_without_children),
+    ("fork_and_exit_status", t_fork_and_exit_status),
+    ("fork_hundred_children", t_fork_hundred_children),
+    ("three_generations", t_three_generations),
+    ("cow_isolation", t_cow_isolation),
+    ("fp_simd_isolation", t_fp_simd_isolation),
+    ("preemption", t_preemption),
+    ("contained_faults", t_contained_faults),
+];
+
+fn main(args: &ulib::Args) -> i32 {
+    let filters: Vec<&str> = (1..args.len()).filter_map(|i| args.arg(i)).collect();
+    let folium = on_folium();
+    let free_before = mem_free_kb();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in TESTS {
+        if !filters.is_empty() && !filters.iter().any(|w| name.contains(w)) {
+            continue;
+        }
+        match f() {
+            Ok(()) => {
+                passed += 1;
+                println!("test utest::{name} ... ok");
+            }
+            Err(why) => {
+                failed += 1;
+                println!("test utest::{name} ... FAILED: {why}");
+            }
+        }
+    }
+    // Every child is reaped: memory must be back (on Linux, reported only:
+    // the page cache and other processes move MemFree).
+    let free_after = mem_free_kb();
+    match (free_before, free_after) {
+        (Some(b), Some(a)) if folium => {
+            if a == b {
+                passed += 1;
+                println!("test utest::no_leak ... ok");
+            } else {
+                failed += 1;
+                println!("test utest::no_leak ... FAILED: MemFree {b} kB before, {a} kB after");
+            }
+        }
+        (b, a) => print!("utest: MemFree before {b:?} kB, after {a:?} kB (not checked on Linux)\n"),
+    }
+    println!("utest: {passed} passed, {failed} failed");
+    if failed == 0 { 0 } else { 1 }
+}
