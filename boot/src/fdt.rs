@@ -6,11 +6,11 @@
 //! outside the blob. Only what the boot layer needs is extracted: RAM,
 //! reservations, the command line, the root `compatible`, the console UART
 //! and interrupt controllers that sit directly under the root (their `reg`
-//! needs no `ranges` translation).
+//! needs no `ranges` translation), among them the GIC's version and ranges.
 
 use folium_mm::PhysAddr;
 
-use crate::{PhysRange, RangeList};
+use crate::{IrqController, PhysRange, RangeList};
 
 const MAGIC: u32 = 0xd00d_feed;
 const BEGIN_NODE: u32 = 1;
@@ -47,6 +47,30 @@ pub struct DtbFacts<'a> {
     pub compatible: Option<&'a [u8]>,
     /// The console UART's first `reg` address (`/chosen/stdout-path`).
     pub console_uart: Option<PhysAddr>,
+    /// The first root-level GIC (v2 or v3) with both of its `reg` ranges.
+    pub irq_controller: Option<IrqController>,
+}
+
+/// `compatible` strings of GICv2-class distributors with a memory-mapped
+/// CPU interface.
+const GIC_V2_COMPATIBLE: [&[u8]; 4] = [
+    b"arm,cortex-a15-gic",
+    b"arm,gic-400",
+    b"arm,cortex-a9-gic",
+    b"arm,cortex-a7-gic",
+];
+const GIC_V3_COMPATIBLE: &[u8] = b"arm,gic-v3";
+
+/// Whether a `compatible` string list names a GIC: `Some(true)` for v3,
+/// `Some(false)` for v2.
+fn gic_version(list: &[u8]) -> Option<bool> {
+    list.split(|&c| c == 0).find_map(|s| {
+        if s == GIC_V3_COMPATIBLE {
+            Some(true)
+        } else {
+            GIC_V2_COMPATIBLE.contains(&s).then_some(false)
+        }
+    })
 }
 
 /// A validated blob.
@@ -255,7 +279,51 @@ impl<'a> Fdt<'a> {
                 });
             }
         }
+        facts.irq_controller = self.gic();
         facts
+    }
+
+    /// The first root-level node whose `compatible` names a GIC, if its
+    /// `reg` holds the two ranges that version needs.
+    fn gic(&self) -> Option<IrqController> {
+        let mut path = [0u8; PATH_MAX];
+        let mut found: Option<(bool, usize)> = None;
+        let _ = self.walk(|depth, p, name, value, _, _| {
+            if depth == 2
+                && name == b"compatible"
+                && found.is_none()
+                && let Some(v3) = gic_version(value)
+            {
+                // `p` is at most PATH_MAX long (the walk cuts it).
+                let n = p.len().min(PATH_MAX);
+                path[..n].copy_from_slice(&p[..n]);
+                found = Some((v3, n));
+            }
+        });
+        let (v3, len) = found?;
+        let mut regs = [None; 2];
+        let mut i = 0;
+        self.node_reg(&path[..len], |r| {
+            if let Some(slot) = regs.get_mut(i) {
+                *slot = Some(r);
+            }
+            i += 1;
+        })
+        .ok()?;
+        let [Some(first), Some(second)] = regs else {
+            return None;
+        };
+        Some(if v3 {
+            IrqController::GicV3 {
+                dist: first,
+                redist: second,
+            }
+        } else {
+            IrqController::GicV2 {
+                dist: first,
+                cpu: second,
+            }
+        })
     }
 
     /// Calls `f` for each `reg` range of the node at `path`.
@@ -375,6 +443,7 @@ mod tests {
             .cells("reg", &[0, 0x4000_0000, 0, 0x2000_0000])
             .end()
             .begin("intc@8000000")
+            .prop("compatible", b"arm,cortex-a15-gic\0")
             .prop("interrupt-controller", b"")
             .cells(
                 "reg",
@@ -428,6 +497,100 @@ mod tests {
             f.mmio
         );
         assert_eq!(total_size(&blob), Some(blob.len() as u32));
+        let r = |a: u64, s: u64| PhysRange::new(PhysAddr::new(a), s);
+        assert_eq!(
+            f.irq_controller,
+            Some(IrqController::GicV2 {
+                dist: r(0x0800_0000, 0x1_0000),
+                cpu: r(0x0801_0000, 0x1_0000)
+            })
+        );
+    }
+
+    /// A root with one interrupt-controller child `name`, with the given
+    /// `compatible` list and `reg` cells (2 address, 2 size cells).
+    fn one_intc(name: &str, compatible: &[u8], reg: &[u32]) -> Vec<u8> {
+        let mut b = Builder::default();
+        b.begin("")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[2])
+            .begin(name)
+            .prop("compatible", compatible)
+            .prop("interrupt-controller", b"")
+            .cells("reg", reg)
+            .end()
+            .end();
+        b.build()
+    }
+
+    #[test]
+    fn gic_versions_and_ranges() {
+        let r = |a: u64, s: u64| PhysRange::new(PhysAddr::new(a), s);
+        let v3 = one_intc(
+            "intc@8000000",
+            b"arm,gic-v3\0",
+            &[0, 0x0800_0000, 0, 0x1_0000, 0, 0x080a_0000, 0, 0xf6_0000],
+        );
+        assert_eq!(
+            Fdt::new(&v3).unwrap().facts().irq_controller,
+            Some(IrqController::GicV3 {
+                dist: r(0x0800_0000, 0x1_0000),
+                redist: r(0x080a_0000, 0xf6_0000)
+            })
+        );
+        // A later entry of the string list counts too; extra ranges
+        // (GICv2 virtualisation frames) are ignored.
+        let v2 = one_intc(
+            "gic@ff841000",
+            b"brcm,foo\0arm,gic-400\0",
+            &[
+                0,
+                0xff84_1000,
+                0,
+                0x1000,
+                0,
+                0xff84_2000,
+                0,
+                0x2000,
+                0,
+                0xff84_4000,
+                0,
+                0x2000,
+            ],
+        );
+        assert_eq!(
+            Fdt::new(&v2).unwrap().facts().irq_controller,
+            Some(IrqController::GicV2 {
+                dist: r(0xff84_1000, 0x1000),
+                cpu: r(0xff84_2000, 0x2000)
+            })
+        );
+        // One range is not enough for either version.
+        let short = one_intc("intc@0", b"arm,gic-v3\0", &[0, 0x0800_0000, 0, 0x1_0000]);
+        assert_eq!(Fdt::new(&short).unwrap().facts().irq_controller, None);
+        // Neither is an unknown controller, nor a prefix of a known name.
+        let other = one_intc(
+            "intc@0",
+            b"arm,gic-v3-its\0arm,gic\0",
+            &[0, 0x1000, 0, 0x1000, 0, 0x2000, 0, 0x1000],
+        );
+        assert_eq!(Fdt::new(&other).unwrap().facts().irq_controller, None);
+    }
+
+    #[test]
+    fn nested_gics_are_not_taken() {
+        // Under a bus node the `reg` would need `ranges` translation.
+        let mut b = Builder::default();
+        b.begin("")
+            .begin("soc")
+            .begin("gic@1000")
+            .prop("compatible", b"arm,gic-400\0")
+            .cells("reg", &[0x1000, 0x1000, 0x2000, 0x1000])
+            .end()
+            .end()
+            .end();
+        let blob = b.build();
+        assert_eq!(Fdt::new(&blob).unwrap().facts().irq_controller, None);
     }
 
     #[test]

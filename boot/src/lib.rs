@@ -75,6 +75,28 @@ const _: () = {
     assert!(KERNEL_STACK_SHIFT >= 12 && KERNEL_STACK_SHIFT < 63);
 };
 
+/// The interrupt controller the firmware described (DTB only: the first
+/// root-level node whose `compatible` names a GIC the kernel drives).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqController {
+    /// GICv2 (`arm,cortex-a15-gic`, `arm,gic-400`, ...): memory-mapped
+    /// distributor and CPU interface.
+    GicV2 {
+        /// Distributor registers (`reg` entry 0).
+        dist: PhysRange,
+        /// CPU interface registers (`reg` entry 1).
+        cpu: PhysRange,
+    },
+    /// GICv3 (`arm,gic-v3`): distributor and redistributors in memory, the
+    /// CPU interface in system registers.
+    GicV3 {
+        /// Distributor registers (`reg` entry 0).
+        dist: PhysRange,
+        /// The first redistributor region (`reg` entry 1).
+        redist: PhysRange,
+    },
+}
+
 /// Longest kernel command line kept.
 pub const CMDLINE_MAX: usize = 1024;
 /// Longest model / compatible string kept.
@@ -98,6 +120,8 @@ pub struct BootInfo {
     pub mmio: RangeList,
     /// The console UART's registers (DTB `/chosen/stdout-path`), if given.
     pub console_uart: Option<PhysAddr>,
+    /// The interrupt controller, if the DTB described one Folium drives.
+    pub irq_controller: Option<IrqController>,
     /// Physical range of the loaded kernel image, `.bss` included.
     pub kernel_phys: PhysRange,
     /// Virtual address of the kernel image's first byte.
@@ -120,6 +144,7 @@ impl BootInfo {
             reserved: RangeList::new(),
             mmio: RangeList::new(),
             console_uart: None,
+            irq_controller: None,
             kernel_phys: PhysRange::EMPTY,
             kernel_virt: VirtAddr::new(0),
             linear_offset: 0,

@@ -5,7 +5,21 @@
 // `{{stack_*}}` operands are folium_boot's KERNEL_STACK_* constants.
 
 .equ SCTLR_EL1_RES1,   0x30d00800
-.equ SCTLR_EL1_MMU_ON, 0x30d0180d    // RES1 | M | C | SA | I
+.equ SCTLR_EL1_MMU_ON, 0x34d5d81d    // RES1 | M | C | SA | SA0 | I | DZE | UCT | nTWI | nTWE | UCI
+// SCTLR_EL1.SPAN (23) is RES1 without FEAT_PAN; with it, clearing SPAN
+// makes every exception to EL1 set PSTATE.PAN, so kernel code (whose
+// PSTATE.PAN is set once below) never touches EL0-accessible memory
+// except through LDTR/STTR.
+.equ SCTLR_EL1_SPAN,   (1 << 23)
+.equ PSTATE_PAN,       (1 << 22)
+// TCR_EL1: AS (36) 16-bit ASIDs, HA (39) hardware access flag, HD (40)
+// hardware dirty state (DBM), each only where ID_AA64MMFR0/1 report it.
+.equ TCR_AS,           36
+.equ TCR_HA,           39
+.equ TCR_HD,           40
+// ICC_SRE_ELx: SRE (0), DFB (1), DIB (2), Enable (3): the GICv3 CPU
+// interface through system registers, and lower levels may use it too.
+.equ ICC_SRE_ALL,      0xf
 .equ SCTLR_EL2_RES1,   0x30c50830    // E2H = 0 layout; MMU off, little-endian
 .equ EARLY_PAGE_RWX,   0x0040000000000707 // page, AttrIndx 1 (normal WB), inner shareable, AF, UXN
 .equ EARLY_BLOCK_RWX,  0x0000000000000705 // 2 MiB block, normal WB, inner shareable, AF
@@ -91,7 +105,12 @@ from_el3:
     cbz     x2, 2f
     orr     x1, x1, #(1 << 12)        // ESM
 2:  msr     cptr_el3, x1
-    ubfx    x0, x0, #8, #4            // ID_AA64PFR0_EL1.EL2: implemented?
+    ubfx    x1, x0, #24, #4           // ID_AA64PFR0_EL1.GIC: GICv3 system registers?
+    cbz     x1, 3f
+    mov     x1, #ICC_SRE_ALL
+    msr     S3_6_C12_C12_5, x1        // ICC_SRE_EL3
+    isb
+3:  ubfx    x0, x0, #8, #4            // ID_AA64PFR0_EL1.EL2: implemented?
     cbz     x0, el3_to_el1
     // Through EL2, so one path (from_el2) sets up everything EL2 owns.
     ldr     x0, =SCR_EL3_TO_EL2
@@ -167,6 +186,17 @@ el2_e2h_res1:
 
 el2_common:
     msr     cntvoff_el2, xzr
+    // With a GICv3 CPU interface, EL1 may only use its system registers
+    // (ICC_*_EL1) if EL2 enables them; no virtual interrupts (ICH_HCR_EL2
+    // off), so the kernel talks to the physical interface.
+    mrs     x0, id_aa64pfr0_el1
+    ubfx    x0, x0, #24, #4           // GIC
+    cbz     x0, 1f
+    mov     x0, #ICC_SRE_ALL
+    msr     S3_4_C12_C9_5, x0         // ICC_SRE_EL2
+    isb
+    msr     S3_4_C12_C11_0, xzr       // ICH_HCR_EL2
+1:
     mrs     x0, midr_el1              // EL1 reads of MIDR/MPIDR return these
     msr     vpidr_el2, x0
     mrs     x0, mpidr_el1
@@ -313,7 +343,19 @@ at_el1:
     mov     x2, #5
     csel    x1, x1, x2, ls            // at most 48-bit output addresses (no LPA2)
     bfi     x0, x1, #32, #3           // TCR_EL1.IPS
-    msr     tcr_el1, x0
+    mrs     x1, id_aa64mmfr0_el1
+    ubfx    x1, x1, #4, #4            // ASIDBits: 2 = 16 bits
+    cmp     x1, #2
+    b.ne    5f
+    orr     x0, x0, #(1 << TCR_AS)
+5:  mrs     x1, id_aa64mmfr1_el1
+    ubfx    x1, x1, #0, #4            // HAFDBS: 1 = access flag, 2 = also dirty state
+    cbz     x1, 6f
+    orr     x0, x0, #(1 << TCR_HA)
+    cmp     x1, #2
+    b.lo    6f
+    orr     x0, x0, #(1 << TCR_HD)
+6:  msr     tcr_el1, x0
     adrp    x0, early_ttbr0_l0
     msr     ttbr0_el1, x0
     adrp    x0, early_ttbr1_l0
@@ -323,9 +365,16 @@ at_el1:
     dsb     nsh
     isb
     ldr     x0, =SCTLR_EL1_MMU_ON
-    msr     sctlr_el1, x0
+    mrs     x1, id_aa64mmfr1_el1
+    ubfx    x1, x1, #20, #4           // PAN
+    cbz     x1, 7f
+    bic     x0, x0, #SCTLR_EL1_SPAN
+7:  msr     sctlr_el1, x0
     isb
-    ldr     x0, =high_entry
+    cbz     x1, 8f
+    mov     x0, #PSTATE_PAN
+    msr     S3_0_C4_C2_3, x0          // PAN: kernel accesses to user pages fault
+8:  ldr     x0, =high_entry
     br      x0
 
 // Called at its physical address through the identity map (TTBR0), with

@@ -99,6 +99,7 @@ fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
     }
     info.mmio = facts.mmio;
     info.console_uart = facts.console_uart;
+    info.irq_controller = facts.irq_controller;
     if let Some(args) = facts.bootargs {
         info.set_cmdline(args);
     }

@@ -37,7 +37,11 @@ struct Slots([u64; KSTACK_SLOTS as usize / 64]);
 impl Slots {
     /// Claims the lowest free slot.
     fn take(&mut self) -> Option<u32> {
-        let (w, word) = self.0.iter_mut().enumerate().find(|(_, w)| **w != u64::MAX)?;
+        let (w, word) = self
+            .0
+            .iter_mut()
+            .enumerate()
+            .find(|(_, w)| **w != u64::MAX)?;
         let bit = word.trailing_ones();
         *word |= 1 << bit;
         Some(w as u32 * 64 + bit)
@@ -108,7 +112,10 @@ impl KernelStack {
                 pa: (folio.pfn() + i).phys(),
                 attrs: Attrs::KERNEL_DATA,
             };
-            pt.set_pte(ps, <KernelPteFormat as folium_mm::pgtable::PteFormat>::encode(leaf, Level::L3));
+            pt.set_pte(
+                ps,
+                <KernelPteFormat as folium_mm::pgtable::PteFormat>::encode(leaf, Level::L3),
+            );
         }
         stack.folio = Some(folio);
         // New valid entries need no flush; make them visible to the walker.
@@ -175,7 +182,12 @@ pub fn guard_of(addr: u64) -> Option<(u32, core::ops::Range<u64>)> {
         return None; // inside a stack
     }
     let slot = ((addr - KSTACK_BASE) / KERNEL_STACK_ALIGN as u64 + 1) as u32;
-    (slot < KSTACK_SLOTS).then(|| (slot, slot_base(slot)..slot_base(slot) + KERNEL_STACK_SIZE as u64))
+    (slot < KSTACK_SLOTS).then(|| {
+        (
+            slot,
+            slot_base(slot)..slot_base(slot) + KERNEL_STACK_SIZE as u64,
+        )
+    })
 }
 
 kernel_test!(

@@ -76,9 +76,19 @@ impl MmEnv for KernelEnv {
     }
 }
 
-/// ASIDs: 8 bits fit every arm64 CPU (16 where supported comes with TCR.AS);
-/// on x86 they only tell the installed space apart (no PCIDs yet).
-static ASIDS: IrqMutex<AsidAllocator> = IrqMutex::new(AsidAllocator::new(8));
+/// ASIDs: as wide as the CPU's (`arch::asid_bits`: 8 or 16 on arm64); on
+/// x86 they only tell the installed space apart (no PCIDs yet).
+static ASIDS: spin::Once<IrqMutex<AsidAllocator>> = spin::Once::new();
+
+fn asids() -> &'static IrqMutex<AsidAllocator> {
+    ASIDS.call_once(|| {
+        #[cfg(target_arch = "aarch64")]
+        let bits = arch::asid_bits();
+        #[cfg(not(target_arch = "aarch64"))]
+        let bits = 8;
+        IrqMutex::new(AsidAllocator::new(bits))
+    })
+}
 
 /// The root installed when no user space runs.
 static IDLE_ROOT: spin::Once<PhysAddr> = spin::Once::new();
@@ -96,7 +106,7 @@ pub fn kernel_slots() -> Option<(PhysAddr, core::ops::Range<usize>)> {
 /// Installs `space` as the user half, choosing its ASID.
 pub fn activate(space: &mut UserSpace) {
     IDLE_ROOT.call_once(|| arch::user_root().0);
-    let act = ASIDS.lock().activate(&mut space.asid_tag);
+    let act = asids().lock().activate(&mut space.asid_tag);
     if act.flush_all {
         arch::tlb::flush_all();
     }

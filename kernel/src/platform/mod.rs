@@ -2,6 +2,12 @@
 //! The instruction set is `crate::arch`; this is the other axis.
 
 #[cfg(target_arch = "aarch64")]
+mod bcm2836_local;
+#[cfg(target_arch = "aarch64")]
+mod gic;
+#[cfg(target_arch = "aarch64")]
+pub mod irqchip;
+#[cfg(target_arch = "aarch64")]
 mod pl011;
 #[cfg(target_arch = "aarch64")]
 mod raspi;

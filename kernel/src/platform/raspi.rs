@@ -9,6 +9,9 @@ use folium_boot::aarch64::{MemKind, early_map};
 use folium_boot::{BootInfo, PhysRange, RangeList};
 use folium_mm::PhysAddr;
 
+use super::bcm2836_local::LocalIntc;
+use super::gic::GicV2;
+use super::irqchip::{self, Chip};
 use super::{Board, pl011::Pl011};
 
 /// Which Pi.
@@ -26,7 +29,22 @@ impl Model {
     fn irq_controller(self) -> PhysRange {
         match self {
             Model::Pi3 => PhysRange::new(PhysAddr::new(0x4000_0000), 0x1000),
-            Model::Pi4 => PhysRange::new(PhysAddr::new(0xff84_1000), 0x2000),
+            Model::Pi4 => PhysRange::new(PhysAddr::new(0xff84_1000), 0x3000),
+        }
+    }
+
+    /// The driver for [`Self::irq_controller`], at its linear-map address.
+    fn irq_chip(self, linear_offset: u64) -> Chip {
+        // `irq_controller()` is in the board's device list, mapped as device
+        // memory at `linear_offset + pa` once the kernel's tables are up,
+        // before any interrupt is enabled.
+        let base = linear_offset + self.irq_controller().start.as_u64();
+        match self {
+            // SAFETY: the local block's registers are its first 4 KiB.
+            Model::Pi3 => Chip::Local(unsafe { LocalIntc::new(base) }),
+            // SAFETY: the GIC-400's distributor is the first 4 KiB, its CPU
+            // interface the next 8 KiB.
+            Model::Pi4 => Chip::GicV2(unsafe { GicV2::new(base, base + 0x1000) }),
         }
     }
 
@@ -67,6 +85,7 @@ pub fn init(info: &BootInfo, model: Model) -> Board {
     devices.push(super::device_page(periph + UART0));
     devices.push(super::device_page(periph + MBOX));
     devices.push(model.irq_controller());
+    irqchip::set(model.irq_chip(info.linear_offset));
     if !info.ram.is_empty() && matches!(info.firmware, folium_boot::Firmware::Dtb { .. }) {
         return Board {
             name,

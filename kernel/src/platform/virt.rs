@@ -1,10 +1,13 @@
 //! QEMU's aarch64 `virt` board: everything from the DTB (RAM, the console
-//! PL011, the GIC); the UART address QEMU has always used is the fallback.
+//! PL011, the GIC and its version); the UART address QEMU has always used
+//! is the fallback.
 
-use folium_boot::BootInfo;
 use folium_boot::aarch64::{MemKind, early_map};
+use folium_boot::{BootInfo, IrqController};
 use folium_mm::PhysAddr;
 
+use super::gic::{GicV2, GicV3};
+use super::irqchip::{self, Chip};
 use super::{Board, pl011::Pl011};
 
 const UART_PA: u64 = 0x0900_0000;
@@ -16,6 +19,24 @@ pub fn init(info: &BootInfo) -> Board {
         // address) in the kernel's own tables.
         let uart = unsafe { Pl011::new(va.as_u64() as *mut u32) };
         crate::console::set_uart(alloc::boxed::Box::new(uart));
+    }
+    // The DTB's root-level interrupt controllers are in `info.mmio`, which
+    // the kernel maps as device memory at `linear_offset + pa` before any
+    // interrupt is enabled.
+    let va = |r: folium_boot::PhysRange| info.linear_offset + r.start.as_u64();
+    match info.irq_controller {
+        Some(IrqController::GicV2 { dist, cpu }) => {
+            // SAFETY: both frames are mapped there (see above).
+            let gic = unsafe { GicV2::new(va(dist), va(cpu)) };
+            irqchip::set(Chip::GicV2(gic));
+        }
+        Some(IrqController::GicV3 { dist, redist }) => {
+            // SAFETY: the distributor and the whole redistributor range are
+            // mapped there (see above).
+            let gic = unsafe { GicV3::new(va(dist), va(redist), redist.size()) };
+            irqchip::set(Chip::GicV3(gic));
+        }
+        None => {}
     }
     let mut devices = info.mmio;
     if info.console_uart.is_none() {

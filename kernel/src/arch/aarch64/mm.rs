@@ -173,3 +173,31 @@ pub fn user_root() -> (PhysAddr, folium_mm::tlb::Asid) {
 /// Table slots of a user root that must copy the kernel's (none: the
 /// kernel lives in TTBR1).
 pub const KERNEL_ROOT_SLOTS: Option<core::ops::Range<usize>> = None;
+
+/// Makes instructions just written through the kernel mapping
+/// `[kva, kva + len)` (e.g. the linear alias of a user page) visible to
+/// instruction fetches through any alias: clean the data cache to the
+/// point of unification, then invalidate the whole instruction cache
+/// (which, possibly VIPT, may hold the user alias's lines).
+pub fn sync_icache(kva: u64, len: usize) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut a = kva & !(line - 1);
+    while a < kva + len as u64 {
+        // SAFETY: cleaning a mapped line to the PoU only writes back data.
+        unsafe { asm!("dc cvau, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    // SAFETY: barriers and an instruction-cache invalidation only.
+    unsafe {
+        asm!(
+            "dsb ish",
+            "ic iallu",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}

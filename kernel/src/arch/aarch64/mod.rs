@@ -1,19 +1,30 @@
-//! aarch64 (ARMv8-A, EL1): exception vectors, semihosting exit, CPU facts.
+//! aarch64 (ARMv8-A, EL1): exception vectors, user mode, thread switching,
+//! interrupts and the tick, semihosting exit, CPU facts.
 
 pub mod clock;
+mod context;
+mod irq;
 mod mm;
 mod trap;
+mod user;
+mod user_tests;
 
 use core::arch::asm;
 use core::sync::atomic::Ordering;
 
 use aarch64_cpu::registers::{MIDR_EL1, Readable};
 
+pub use context::{Context, switch_to};
+pub use irq::{timer_init, wait_for_interrupt};
 pub use mm::{
     KERNEL_ROOT_SLOTS, KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset,
-    set_user_root, switch_kernel_tables, tlb, user_root, zero_pages,
+    set_user_root, switch_kernel_tables, sync_icache, tlb, user_root, zero_pages,
 };
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
+pub use user::{
+    UserContext, asid_bits, copy_from_user, copy_to_user, has_pan, hw_access_dirty, pan_enabled,
+    run_user,
+};
 
 use super::{Exit, STOPPING};
 

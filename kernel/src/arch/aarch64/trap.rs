@@ -87,7 +87,14 @@ pub fn raw_probe_write(addr: u64, value: u64) -> bool {
     unsafe { probe_write_u64(addr, value).faulted != 0 }
 }
 
+/// Vector of an IRQ taken at EL1 on SP_EL1 (only in `wait_for_interrupt`).
+const VEC_EL1_IRQ: u64 = 5;
+
 extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
+    if kind == VEC_EL1_IRQ {
+        super::irq::handle_irq();
+        return;
+    }
     let ec = frame.esr >> 26;
     if kind == 4 {
         if ec == EC_BRK && EXPECT_BREAKPOINT.load(Ordering::SeqCst) {

@@ -1,7 +1,14 @@
-// EL1 exception vectors: every entry saves the full register state into a
-// TrapFrame on the current stack and calls handle_exception(kind, frame).
-// The handler may change the frame (ELR to skip or fix up an instruction,
-// x-registers to return an error), which is restored before `eret`.
+// EL1 exception vectors: every entry taken at EL1 saves the full register
+// state into a TrapFrame on the current stack and calls
+// handle_exception(kind, frame). The handler may change the frame (ELR to
+// skip or fix up an instruction, x-registers to return an error), which is
+// restored before `eret`.
+//
+// Entries from EL0 (vectors 8..11) belong to run_user (user.S): SP_EL1 is
+// then the frame enter_user left on the task's kernel stack; the entry
+// parks the user's x0/x1 just below it and branches to user_exit with the
+// vector number in x1, which saves the whole user state into the
+// UserContext and returns from enter_user.
 //
 // Exceptions taken from EL1 on SP_EL1 (vectors 4..7) first check that the
 // frame fits on the kernel stack. Every EL1 stack is the lower half of a
@@ -21,6 +28,13 @@
     stp     x0, x1, [sp, #0]
     mov     x0, #\kind
     b       exception_common
+.endm
+
+.macro VECTOR_USER kind
+.balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x1, #\kind
+    b       user_exit
 .endm
 
 // The test needs the new SP in a general register, and every general
@@ -97,10 +111,10 @@ exception_vectors:
     VECTOR_CHECKED 5                  //   irq
     VECTOR_CHECKED 6                  //   fiq
     VECTOR_CHECKED 7                  //   serror
-    VECTOR 8                          // lower EL, AArch64: sync (fresh kernel stack)
-    VECTOR 9                          //   irq
-    VECTOR 10                         //   fiq
-    VECTOR 11                         //   serror
+    VECTOR_USER 8                     // lower EL, AArch64: sync (run_user's frame)
+    VECTOR_USER 9                     //   irq
+    VECTOR_USER 10                    //   fiq
+    VECTOR_USER 11                    //   serror
     VECTOR 12                         // lower EL, AArch32: sync
     VECTOR 13                         //   irq
     VECTOR 14                         //   fiq
@@ -171,11 +185,72 @@ probe_write_insn:
     str     x2, [x0]
     ret
 
+// User-memory copies: x0 = destination, x1 = source, x2 = length ->
+// x0 = bytes not copied. The user side is accessed with LDTR/STTR, which
+// check EL0's permissions and are exempt from PAN, so a kernel address
+// faults as well (the Rust wrappers refuse those before calling). Whole
+// words first; a fault there falls back to bytes from the same place, so
+// the count left is exact. The fixup path overwrites x1, so the routines
+// keep their pointers in x4/x5.
+.globl copy_from_user_asm
+copy_from_user_asm:
+    mov     x4, x1                    // user source
+    mov     x5, x0                    // kernel destination
+1:  cmp     x2, #8
+    b.lo    cfu_bytes
+cfu_word_insn:
+    ldtr    x3, [x4]
+    str     x3, [x5], #8
+    add     x4, x4, #8
+    sub     x2, x2, #8
+    b       1b
+cfu_bytes:
+    cbz     x2, cfu_done
+cfu_byte_insn:
+    ldtrb   w3, [x4]
+    strb    w3, [x5], #1
+    add     x4, x4, #1
+    sub     x2, x2, #1
+    b       cfu_bytes
+cfu_done:
+    mov     x0, x2
+    ret
+
+.globl copy_to_user_asm
+copy_to_user_asm:
+    mov     x4, x1                    // kernel source
+    mov     x5, x0                    // user destination
+1:  cmp     x2, #8
+    b.lo    ctu_bytes
+    ldr     x3, [x4]
+ctu_word_insn:
+    sttr    x3, [x5]
+    add     x4, x4, #8
+    add     x5, x5, #8
+    sub     x2, x2, #8
+    b       1b
+ctu_bytes:
+    cbz     x2, ctu_done
+    ldrb    w3, [x4]
+ctu_byte_insn:
+    sttrb   w3, [x5]
+    add     x4, x4, #1
+    add     x5, x5, #1
+    sub     x2, x2, #1
+    b       ctu_bytes
+ctu_done:
+    mov     x0, x2
+    ret
+
 .section .rodata, "a"
 .balign 8
 .globl exception_fixups
 exception_fixups:                     // (faulting instruction, resume address) pairs
     .quad probe_read_insn, probe_read_insn + 4
     .quad probe_write_insn, probe_write_insn + 4
+    .quad cfu_word_insn, cfu_bytes
+    .quad cfu_byte_insn, cfu_done
+    .quad ctu_word_insn, ctu_bytes
+    .quad ctu_byte_insn, ctu_done
 .globl exception_fixups_end
 exception_fixups_end:

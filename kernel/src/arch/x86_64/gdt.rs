@@ -172,6 +172,15 @@ pub fn set_kernel_stack(top: u64) {
     unsafe { (*tss).privilege_stack_table[0] = VirtAddr::new(top) };
 }
 
+/// Where TSS.RSP0 lives, for the ring 3 entry code (`user.S` stores the
+/// kernel RSP there on every entry to user mode).
+pub fn rsp0_ptr() -> *mut u64 {
+    let tss = &raw mut TSS;
+    // SAFETY: computing a field address; nothing is read or written. RSP0
+    // sits at byte 4 of the packed hardware layout (unaligned for u64).
+    unsafe { (&raw mut (*tss).privilege_stack_table).cast::<u64>() }
+}
+
 /// RSP0 as the TSS holds it now.
 pub fn kernel_stack() -> u64 {
     let tss = &raw const TSS;

@@ -1,21 +1,33 @@
-//! x86_64 (long mode, ring 0): GDT and TSS, IDT, isa-debug-exit, CPU facts.
+//! x86_64 (long mode, ring 0 and ring 3): GDT and TSS, IDT, user mode and
+//! SYSCALL, kernel context switch, user copies, the LAPIC timer,
+//! isa-debug-exit, CPU facts.
 
+mod apic;
 pub mod clock;
+mod context;
+pub mod cpu;
 pub mod gdt;
 mod mm;
 pub mod overflow;
 mod trap;
+mod uaccess;
+mod user;
+mod user_tests;
 
 use core::arch::asm;
 use core::sync::atomic::Ordering;
 
 use x86_64::instructions::port::Port;
 
+pub use apic::{timer_init, wait_for_interrupt};
+pub use context::{Context, switch_to};
 pub use mm::{
     KERNEL_ROOT_SLOTS, KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset,
     set_user_root, switch_kernel_tables, tlb, user_root, zero_pages,
 };
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
+pub use uaccess::{copy_from_user, copy_to_user};
+pub use user::{UserContext, run_user};
 
 use super::{Exit, STOPPING};
 

@@ -1,7 +1,8 @@
-//! Exception handling: the IDT for vectors 0..31 (`idt.S` stubs; #DF, NMI
-//! and #MC on their own IST stacks), expected traps (int3, faults on
-//! fixup-listed instructions) and the fatal reports, kernel stack overflow
-//! first among them.
+//! Exception and interrupt handling: the IDT for all 256 vectors (`idt.S`
+//! stubs; #DF, NMI and #MC on their own IST stacks), traps from ring 3
+//! (handed to `user.rs`), interrupts (`apic.rs`), expected traps (int3,
+//! faults on fixup-listed instructions) and the fatal reports, kernel
+//! stack overflow first among them.
 
 use core::arch::asm;
 use core::fmt;
@@ -11,12 +12,21 @@ use super::super::{
     EXEC_FAULTED, EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap,
     take_exec_probe,
 };
-use super::{gdt, overflow};
+use super::{gdt, overflow, user};
 
-core::arch::global_asm!(include_str!("idt.S"), handler = sym handle_exception, options(att_syntax));
+core::arch::global_asm!(
+    include_str!("idt.S"),
+    handler = sym handle_exception,
+    user_handler = sym handle_user_trap,
+    pc_krsp = const user::PCPU_KERNEL_RSP,
+    kernel_ds = const gdt::KERNEL_DS as u64,
+    smap = sym super::cpu::SMAP_ON,
+    options(att_syntax)
+);
 
 unsafe extern "C" {
     static isr_stub_table: [u64; 32];
+    static isr_irq_stubs: u8;
     fn probe_read_u64(addr: u64) -> ProbeRet;
     fn probe_write_u64(addr: u64, value: u64) -> ProbeRet;
 }
@@ -31,28 +41,28 @@ struct ProbeRet {
 /// Register state pushed by `idt.S` and the CPU, in stack order.
 #[repr(C)]
 pub struct TrapFrame {
-    r15: u64,
-    r14: u64,
-    r13: u64,
-    r12: u64,
-    r11: u64,
-    r10: u64,
-    r9: u64,
-    r8: u64,
-    rbp: u64,
-    rdi: u64,
-    rsi: u64,
-    rdx: u64,
-    rcx: u64,
-    rbx: u64,
-    rax: u64,
-    vector: u64,
-    error_code: u64,
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
-    ss: u64,
+    pub(super) r15: u64,
+    pub(super) r14: u64,
+    pub(super) r13: u64,
+    pub(super) r12: u64,
+    pub(super) r11: u64,
+    pub(super) r10: u64,
+    pub(super) r9: u64,
+    pub(super) r8: u64,
+    pub(super) rbp: u64,
+    pub(super) rdi: u64,
+    pub(super) rsi: u64,
+    pub(super) rdx: u64,
+    pub(super) rcx: u64,
+    pub(super) rbx: u64,
+    pub(super) rax: u64,
+    pub(super) vector: u64,
+    pub(super) error_code: u64,
+    pub(super) rip: u64,
+    pub(super) cs: u64,
+    pub(super) rflags: u64,
+    pub(super) rsp: u64,
+    pub(super) ss: u64,
 }
 
 /// One 16-byte IDT gate.
@@ -82,6 +92,9 @@ static mut IDT: Idt = Idt([Gate {
 }; 256]);
 
 const INTERRUPT_GATE: u8 = 0x8e; // present, DPL 0, 64-bit interrupt gate
+/// The same with DPL 3: `int3` in ring 3 may raise it (other vectors, when
+/// raised by `int n` from ring 3, become #GP).
+const USER_INTERRUPT_GATE: u8 = 0xee;
 const VEC_NMI: usize = 2;
 const VEC_BP: u64 = 3;
 const VEC_DF: usize = 8;
@@ -102,8 +115,21 @@ fn ist_for(vector: usize) -> u8 {
     }
 }
 
-/// Loads the higher-half GDT and the TSS (the IST stacks), then fills and
-/// loads the IDT.
+/// Bytes between two interrupt stubs of `isr_irq_stubs`.
+const IRQ_STUB_SIZE: u64 = 16;
+
+/// The entry stub of `vector`.
+fn stub_addr(vector: usize) -> u64 {
+    if vector < 32 {
+        // SAFETY: a read-only table of 32 addresses emitted by idt.S.
+        unsafe { isr_stub_table[vector] }
+    } else {
+        (&raw const isr_irq_stubs) as u64 + (vector as u64 - 32) * IRQ_STUB_SIZE
+    }
+}
+
+/// Loads the higher-half GDT and the TSS (the IST stacks), fills and loads
+/// the IDT, then sets up this CPU for user mode (`cpu::init`).
 pub fn init_exceptions() {
     gdt::init();
     // SAFETY: runs once at boot before interrupts are enabled; the IDT is a
@@ -111,12 +137,17 @@ pub fn init_exceptions() {
     // The IST slots the gates name were set in the TSS just loaded.
     unsafe {
         let idt = &raw mut IDT;
-        for (vector, (gate, &addr)) in (*idt).0.iter_mut().zip(isr_stub_table.iter()).enumerate() {
+        for (vector, gate) in (*idt).0.iter_mut().enumerate() {
+            let addr = stub_addr(vector);
             *gate = Gate {
                 offset_low: addr as u16,
                 selector: gdt::KERNEL_CS,
                 ist: ist_for(vector),
-                type_attr: INTERRUPT_GATE,
+                type_attr: if vector == VEC_BP as usize {
+                    USER_INTERRUPT_GATE
+                } else {
+                    INTERRUPT_GATE
+                },
                 offset_mid: (addr >> 16) as u16,
                 offset_high: (addr >> 32) as u32,
                 reserved: 0,
@@ -128,6 +159,7 @@ pub fn init_exceptions() {
         };
         x86_64::instructions::tables::lidt(&ptr);
     }
+    super::cpu::init();
 }
 
 /// Raises `int3`.
@@ -151,14 +183,29 @@ pub fn raw_probe_write(addr: u64, value: u64) -> bool {
     unsafe { probe_write_u64(addr, value).faulted != 0 }
 }
 
-fn cr2() -> u64 {
+pub(super) fn cr2() -> u64 {
     let v: u64;
     // SAFETY: reading CR2 has no side effects.
     unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
 
+/// A trap from ring 3 (`idt.S`, GS already swapped in): the fatal ones
+/// (NMI, #DF, #MC) are reported as in the kernel; the others end
+/// `run_user` with the code `user.rs` returns.
+extern "C" fn handle_user_trap(frame: &mut TrapFrame) -> u64 {
+    if matches!(frame.vector as usize, VEC_NMI | VEC_DF | VEC_MC) {
+        handle_exception(frame);
+    }
+    user::trap_from_user(frame)
+}
+
 extern "C" fn handle_exception(frame: &mut TrapFrame) {
+    if frame.vector >= 32 {
+        // Kernel code takes interrupts only in `wait_for_interrupt`.
+        super::apic::handle_irq(frame.vector);
+        return;
+    }
     if frame.vector == VEC_BP && EXPECT_BREAKPOINT.load(Ordering::SeqCst) {
         record_trap(TrapRecord {
             class: VEC_BP,

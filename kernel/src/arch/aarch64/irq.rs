@@ -1,0 +1,107 @@
+//! Interrupts on aarch64: the periodic tick from the EL1 virtual timer
+//! (CNTV), the board's controller (`crate::platform::irqchip`) to route
+//! and acknowledge it, and the idle wait.
+//!
+//! Why the virtual timer: it counts CNTVCT, the counter `clock` already
+//! reads, and it is wired on all three boards (GIC PPI 27 on virt and the
+//! Pi 4's GIC-400, the CNTV bit of the Pi 3's BCM2836 local controller).
+//! EL1 owns it however the kernel was entered (EL2 sets CNTVOFF to 0 and
+//! traps none of it), and under a hypervisor it is the timer a guest is
+//! given, where the physical one may trap.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::platform::irqchip;
+
+/// Counter ticks per timer interrupt.
+static INTERVAL: AtomicU64 = AtomicU64::new(0);
+
+/// CNTV_CTL_EL0.ENABLE; IMASK (bit 1) clear.
+const CNTV_ENABLE: u64 = 1;
+
+/// QEMU's generic-timer frequency, used should CNTFRQ_EL0 read 0 (firmware
+/// that never set it).
+const FALLBACK_HZ: u64 = 62_500_000;
+
+fn write_cval(v: u64) {
+    // SAFETY: CNTV_CVAL_EL0 belongs to the kernel; changing the compare
+    // value only moves the next timer interrupt.
+    unsafe { asm!("msr cntv_cval_el0, {}", "isb", in(reg) v, options(nomem, nostack)) };
+}
+
+fn read_cval() -> u64 {
+    let v: u64;
+    // SAFETY: reading the timer's compare value has no side effects.
+    unsafe { asm!("mrs {}, cntv_cval_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Starts the periodic timer at `crate::sched::TICK_HZ` and unmasks it at
+/// the interrupt controller. CPU interrupts stay masked in the kernel.
+/// Calling it again restarts the period.
+pub fn timer_init() {
+    let freq = match super::clock::ticks_per_sec() {
+        0 => FALLBACK_HZ,
+        f => f,
+    };
+    let interval = (freq / crate::sched::TICK_HZ).max(1);
+    INTERVAL.store(interval, Ordering::Relaxed);
+    write_cval(super::clock::ticks() + interval);
+    // SAFETY: enables the EL1 virtual timer, which only raises its PPI.
+    unsafe { asm!("msr cntv_ctl_el0, {}", "isb", in(reg) CNTV_ENABLE, options(nomem, nostack)) };
+    if let Err(e) = irqchip::enable_timer() {
+        println!("irq: timer interrupt not enabled: {e}");
+    }
+}
+
+/// The timer's interrupt: next deadline one period after the last one (so
+/// the tick rate does not drift with handling latency), or one period from
+/// now if that already passed (after a long masked stretch: ticks are
+/// dropped rather than delivered in a burst). Moving the deadline into
+/// the future deasserts the timer's level-triggered line.
+fn timer_interrupt() {
+    let interval = INTERVAL.load(Ordering::Relaxed).max(1);
+    let now = super::clock::ticks();
+    let mut next = read_cval().wrapping_add(interval);
+    if next <= now {
+        next = now + interval;
+    }
+    write_cval(next);
+    crate::sched::timer_tick();
+}
+
+/// Handles every pending interrupt (with interrupts masked): called after
+/// an IRQ from EL0, and from the EL1 vector (only reachable through
+/// [`wait_for_interrupt`]).
+pub fn handle_irq() {
+    // Bounded: a source that never deasserts must not wedge the kernel.
+    for _ in 0..16 {
+        let Some(irq) = irqchip::ack() else {
+            return;
+        };
+        if irqchip::is_timer(irq) {
+            timer_interrupt();
+        }
+        irqchip::eoi(irq);
+    }
+}
+
+/// Waits for an interrupt, runs its handler and returns with interrupts
+/// masked again. `wfi` with IRQs masked still wakes on a pending one, which
+/// is then taken in the short unmasked window: none can slip in between a
+/// check and the wait.
+pub fn wait_for_interrupt() {
+    // SAFETY: the IRQ taken in the window runs the EL1 vector, which saves
+    // all general registers and calls an AAPCS64 Rust handler: only the
+    // caller-saved registers (declared clobbered) may change.
+    unsafe {
+        asm!(
+            "wfi",
+            "msr daifclr, #2",
+            "isb",
+            "msr daifset, #2",
+            clobber_abi("C"),
+        )
+    };
+}

@@ -1,0 +1,90 @@
+//! Per-CPU setup for user mode: SSE for user code (CR0.MP, !EM, !TS;
+//! CR4.OSFXSR, OSXMMEXCPT), SMEP and SMAP where CPUID reports them, the
+//! legacy PICs masked, and SYSCALL (`user::init`).
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once CR4.SMAP is on: the user-copy routine then brackets its
+/// accesses with `stac`/`clac` (which fault as #UD on CPUs without SMAP).
+/// Read by `idt.S`, so a plain byte.
+pub(super) static SMAP_ON: AtomicBool = AtomicBool::new(false);
+static SMEP_ON: AtomicBool = AtomicBool::new(false);
+static DONE: AtomicBool = AtomicBool::new(false);
+
+const CR0_MP: u64 = 1 << 1;
+const CR0_EM: u64 = 1 << 2;
+const CR0_TS: u64 = 1 << 3;
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const CR4_SMEP: u64 = 1 << 20;
+const CR4_SMAP: u64 = 1 << 21;
+
+/// CPUID.(EAX=7, ECX=0):EBX, 0 if leaf 7 is absent.
+fn leaf7_ebx() -> u32 {
+    if super::cpuid(0)[0] < 7 {
+        return 0;
+    }
+    core::arch::x86_64::__cpuid_count(7, 0).ebx
+}
+
+/// True if SMEP is on (the kernel cannot execute user pages).
+pub fn smep_enabled() -> bool {
+    SMEP_ON.load(Ordering::Relaxed)
+}
+
+/// True if SMAP is on (the kernel cannot touch user pages outside
+/// `copy_from_user` / `copy_to_user`).
+pub fn smap_enabled() -> bool {
+    SMAP_ON.load(Ordering::Relaxed)
+}
+
+/// Turns the features on; runs once, at boot, from `init_exceptions`.
+pub(super) fn init() {
+    if DONE.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let ebx = leaf7_ebx();
+    let smep = ebx & (1 << 7) != 0;
+    let smap = ebx & (1 << 20) != 0;
+    let mut cr4_set = CR4_OSFXSR | CR4_OSXMMEXCPT;
+    if smep {
+        cr4_set |= CR4_SMEP;
+    }
+    if smap {
+        cr4_set |= CR4_SMAP;
+    }
+    // SAFETY: FXSR/SSE are part of x86-64, so OSFXSR/OSXMMEXCPT and the
+    // CR0 bits are valid; SMEP/SMAP only where CPUID reports them. The
+    // kernel's own pages are supervisor pages (never U/S), and nothing
+    // touches user memory outside the stac/clac copy routine, so neither
+    // feature faults kernel code.
+    unsafe {
+        asm!(
+            "mov {t}, cr0",
+            "and {t}, {clear0}",
+            "or {t}, {set0}",
+            "mov cr0, {t}",
+            "mov {t}, cr4",
+            "or {t}, {set4}",
+            "mov cr4, {t}",
+            t = out(reg) _,
+            clear0 = in(reg) !(CR0_EM | CR0_TS),
+            set0 = in(reg) CR0_MP,
+            set4 = in(reg) cr4_set,
+            options(nostack, preserves_flags)
+        );
+    }
+    SMEP_ON.store(smep, Ordering::Relaxed);
+    SMAP_ON.store(smap, Ordering::Relaxed);
+    super::apic::mask_pic();
+    super::user::init();
+}
+
+/// Reads CR4 (tests).
+pub fn cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
