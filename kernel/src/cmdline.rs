@@ -23,14 +23,26 @@ pub enum Action<'a> {
 pub struct Args<'a> {
     /// The requested action (the last action word wins).
     pub action: Action<'a>,
+    /// `init=NAME args...`: after the action, start `init` to run the
+    /// program NAME with the rest of the command line as its arguments.
+    pub init: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Args<'a> {
     /// Parses whitespace-separated words: `test`, `test=<filter>`, `fatal-test`,
-    /// `stack-overflow-test`, `bench-alloc`.
+    /// `stack-overflow-test`, `bench-alloc`, and `init=NAME` (the words
+    /// after it are NAME's arguments, as Linux hands them to init).
     pub fn parse(cmdline: &'a str) -> Self {
         let mut action = Action::None;
-        for word in cmdline.split_ascii_whitespace() {
+        let mut init = None;
+        let mut rest = cmdline;
+        while let Some(word) = rest.split_ascii_whitespace().next() {
+            let at = rest.find(word).unwrap_or(0) + word.len();
+            rest = &rest[at..];
+            if let Some(name) = word.strip_prefix("init=") {
+                init = Some((name, rest.trim()));
+                break;
+            }
             match word.split_once('=') {
                 None if word == "test" => action = Action::Test { filter: "" },
                 Some(("test", f)) => action = Action::Test { filter: f },
@@ -40,6 +52,6 @@ impl<'a> Args<'a> {
                 _ => {}
             }
         }
-        Args { action }
+        Args { action, init }
     }
 }

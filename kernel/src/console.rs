@@ -45,6 +45,19 @@ pub fn force_unlock() {
     }
 }
 
+/// Writes raw bytes (a user program's output), turning `\n` into `\r\n`.
+pub fn write_bytes(bytes: &[u8]) {
+    let mut c = CONSOLE.lock();
+    if let Some(u) = c.uart.as_mut() {
+        for &b in bytes {
+            if b == b'\n' {
+                u.put(b'\r');
+            }
+            u.put(b);
+        }
+    }
+}
+
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
     let _ = CONSOLE.lock().write_fmt(args);

@@ -15,9 +15,14 @@ mod cmdline;
 mod heap;
 mod mm;
 mod platform;
+mod proc;
+mod rng;
 mod sched;
 mod selftests;
 mod sync;
+mod syscall;
+mod time;
+mod uaccess;
 
 use folium_boot::BootInfo;
 
@@ -31,6 +36,9 @@ fn kmain(info: &'static BootInfo) -> ! {
     print_banner(info, board);
     mm::init(info, board);
     arch::clock::init();
+    if let Some(secs) = arch::rtc_epoch_secs() {
+        time::set_realtime(secs);
+    }
     let args = cmdline::Args::parse(info.cmdline());
     let ok = match args.action {
         cmdline::Action::Test { filter } => ktest::run(filter),
@@ -39,12 +47,37 @@ fn kmain(info: &'static BootInfo) -> ! {
         cmdline::Action::StackOverflow => selftests::overflow_kernel_stack(),
         cmdline::Action::None => true,
     };
+    if let Some((name, rest)) = args.init
+        && ok
+    {
+        run_init(name, rest);
+    }
     println!("folium: powering off");
     arch::exit_qemu(if ok {
         arch::Exit::Success
     } else {
         arch::Exit::Failure
     })
+}
+
+/// Starts `init` running `name` with `rest` as its arguments, then idles
+/// until init exits (which powers the machine off).
+fn run_init(name: &str, rest: &str) -> ! {
+    let Some(init) = proc::exec::find(b"init") else {
+        println!("folium: no init program embedded");
+        arch::exit_qemu(arch::Exit::Failure);
+    };
+    let mut argv: alloc::vec::Vec<&[u8]> = alloc::vec![b"init".as_slice(), name.as_bytes()];
+    argv.extend(rest.split_ascii_whitespace().map(str::as_bytes));
+    arch::timer_init();
+    match proc::spawn_init(&init, &argv) {
+        Ok(pid) => println!("folium: started init (pid {pid}) to run {name}"),
+        Err(e) => {
+            println!("folium: cannot start init: {}", e.name());
+            arch::exit_qemu(arch::Exit::Failure);
+        }
+    }
+    proc::idle_loop()
 }
 
 fn print_banner(info: &BootInfo, board: &platform::Board) {

@@ -1,0 +1,597 @@
+//! Processes: the table, round-robin scheduling, fork, exit, wait and
+//! kill. One thread per process, one CPU.
+//!
+//! Each process has a kernel thread of its own (a [`KernelStack`] and an
+//! [`arch::Context`]) that runs [`task_main`]: enter user mode with
+//! [`arch::run_user`], handle whatever brought it back (a syscall, a fault,
+//! an interrupt), repeat. Kernel code runs with interrupts masked and is
+//! never preempted; a task gives up the CPU only in [`schedule`] (when it
+//! blocks, yields, exits, or its time slice ran out on the way back to
+//! user mode). The boot thread becomes the idle thread.
+//!
+//! State is split by who may touch it:
+//! - [`ProcInfo`] (parent, children, state, exit status, pending kill) lives
+//!   in the table behind [`PROCS`]'s lock: other processes read and change
+//!   it (wait, reparenting, kill, wake-ups).
+//! - [`Task`] (address space, registers, kernel stack, files, signal
+//!   dispositions) is touched only by the process itself while it runs,
+//!   by its parent while creating it (fork), and by whoever reaps it after
+//!   it is dead: never by two at once, so it is reached through a raw
+//!   pointer without a lock (single CPU, no kernel preemption).
+
+pub mod exec;
+pub mod fault;
+pub mod files;
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use folium_abi::Errno;
+use folium_abi::signal::{DefaultAction, ExitStatus, Signal};
+
+use crate::arch::{self, Context, UserContext, UserExit};
+use crate::mm::kstack::KernelStack;
+use crate::mm::uspace::{self, KernelEnv, UserSpace};
+use crate::sync::IrqMutex;
+
+/// A process id.
+pub type Pid = u32;
+
+/// The first process.
+pub const INIT_PID: Pid = 1;
+
+/// What a process is doing, as others see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// On the run queue, or running.
+    Runnable,
+    /// Waiting in `wait4` for a child to change state.
+    WaitChild,
+    /// Sleeping until monotonic time `until_ns`.
+    Sleep {
+        /// Deadline in nanoseconds of `CLOCK_MONOTONIC`.
+        until_ns: u64,
+    },
+    /// Dead, waiting to be reaped.
+    Zombie(ExitStatus),
+}
+
+/// The shared part of a process (behind the table lock).
+pub struct ProcInfo {
+    /// Parent (init after reparenting).
+    pub ppid: Pid,
+    /// Children not yet reaped.
+    pub children: Vec<Pid>,
+    /// What it is doing.
+    pub state: State,
+    /// A fatal signal sent to it, acted on at its next kernel exit point.
+    pub kill: Option<Signal>,
+    /// Short name for reports (the program's file name, as Linux's `comm`).
+    pub name: String,
+    /// The private part.
+    task: *mut Task,
+}
+
+// SAFETY: the raw Task pointer is only dereferenced under the rules in the
+// module doc (single CPU, one user at a time); ProcInfo itself is only
+// reached through PROCS's lock.
+unsafe impl Send for ProcInfo {}
+
+/// Signal dispositions and mask (recorded; default actions apply).
+#[derive(Clone)]
+pub struct Signals {
+    /// Raw `struct sigaction` per signal (handler, flags, restorer, mask).
+    pub actions: [[u64; 4]; Signal::MAX as usize],
+    /// Blocked signals.
+    pub mask: u64,
+}
+
+/// The private part of a process.
+pub struct Task {
+    /// Its pid.
+    pub pid: Pid,
+    /// The user address space (None only while being torn down).
+    pub space: Option<UserSpace>,
+    /// User registers.
+    pub uctx: UserContext,
+    /// Kernel registers while switched out.
+    kctx: Context,
+    /// Its kernel stack, owned here so that it is freed (unmapped, then
+    /// its frames released) when the reaper drops the task.
+    _kstack: KernelStack,
+    /// Open files.
+    pub files: files::FdTable,
+    /// Signal state.
+    pub signals: Signals,
+    /// `CLONE_CHILD_CLEARTID` / `set_tid_address`: zeroed at exit.
+    pub clear_child_tid: u64,
+    /// `CLONE_CHILD_SETTID`: the child writes its tid here when it first runs.
+    pub set_child_tid: u64,
+    /// Resource limits set with `prlimit64` (soft, hard) by resource.
+    pub rlimits: [(u64, u64); 16],
+}
+
+/// The table and the run queue.
+pub struct Table {
+    procs: BTreeMap<Pid, ProcInfo>,
+    runq: VecDeque<Pid>,
+    current: Option<Pid>,
+    next_pid: Pid,
+}
+
+/// The process table.
+pub static PROCS: IrqMutex<Table> = IrqMutex::new(Table {
+    procs: BTreeMap::new(),
+    runq: VecDeque::new(),
+    current: None,
+    next_pid: INIT_PID,
+});
+
+/// The idle (boot) thread's saved context.
+struct IdleContext(core::cell::UnsafeCell<Context>);
+// SAFETY: touched only by `schedule`, which runs with interrupts masked on
+// the one CPU.
+unsafe impl Sync for IdleContext {}
+static IDLE: IdleContext = IdleContext(core::cell::UnsafeCell::new(Context::empty()));
+
+/// The running process's pid (None in the idle thread).
+pub fn current_pid() -> Option<Pid> {
+    PROCS.lock().current
+}
+
+/// The running process's private part.
+///
+/// # Safety
+///
+/// Called by the running process's own kernel thread; the reference must
+/// not be held across [`schedule`] while someone else could reap or fork
+/// this task (they can't: only its parent reaps it, after it is dead).
+pub unsafe fn current_task<'a>() -> &'a mut Task {
+    let t = {
+        let g = PROCS.lock();
+        g.current.and_then(|p| g.procs.get(&p).map(|i| i.task))
+    };
+    let t = t.unwrap_or_else(|| panic!("current_task outside a process"));
+    // SAFETY: the caller is that task's own thread (see above).
+    unsafe { &mut *t }
+}
+
+impl Task {
+    fn new(pid: Pid, space: UserSpace, uctx: UserContext, kstack: KernelStack) -> Box<Task> {
+        let kctx = Context::new(kstack.top(), task_main, u64::from(pid));
+        Box::new(Task {
+            pid,
+            space: Some(space),
+            uctx,
+            kctx,
+            _kstack: kstack,
+            files: files::FdTable::console(),
+            signals: Signals {
+                actions: [[0; 4]; Signal::MAX as usize],
+                mask: 0,
+            },
+            clear_child_tid: 0,
+            set_child_tid: 0,
+            rlimits: files::default_rlimits(),
+        })
+    }
+}
+
+/// Creates the first process running `program` with `argv`; returns its pid.
+pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno> {
+    let kstack = KernelStack::new().ok_or(Errno::ENOMEM)?;
+    let mut space = uspace::new_space().map_err(|_| Errno::ENOMEM)?;
+    let env: [&[u8]; 2] = [b"HOME=/", b"TERM=linux"];
+    let start = match exec::load(&mut space, program, argv, &env) {
+        Ok(s) => s,
+        Err(e) => {
+            space.teardown(&mut KernelEnv);
+            return Err(e);
+        }
+    };
+    let mut t = PROCS.lock();
+    let pid = t.next_pid;
+    t.next_pid += 1;
+    drop(t);
+    let task = Task::new(pid, space, UserContext::new(start.entry, start.sp), kstack);
+    let mut t = PROCS.lock();
+    t.procs.insert(
+        pid,
+        ProcInfo {
+            ppid: 0,
+            children: Vec::new(),
+            state: State::Runnable,
+            kill: None,
+            name: String::from(program.name),
+            task: Box::into_raw(task),
+        },
+    );
+    t.runq.push_back(pid);
+    Ok(pid)
+}
+
+/// The body of every process's kernel thread.
+extern "C" fn task_main(pid: u64) -> ! {
+    let pid = pid as Pid;
+    // SAFETY: this thread is `pid`'s own (see module doc).
+    let task = unsafe { current_task() };
+    debug_assert_eq!(task.pid, pid);
+    if task.set_child_tid != 0 {
+        let at = task.set_child_tid;
+        let _ = crate::uaccess::write_u32(task, at, pid);
+    }
+    loop {
+        if let Some(sig) = pending_kill(pid) {
+            exit_current(ExitStatus::Signaled {
+                signal: sig,
+                core: false,
+            });
+        }
+        // SAFETY: as above; nothing else touches this task while it runs.
+        let task = unsafe { current_task() };
+        match arch::run_user(&mut task.uctx) {
+            UserExit::Syscall => crate::syscall::dispatch(task),
+            UserExit::Interrupt => {}
+            UserExit::Fault(f) => fault::handle(task, f),
+        }
+        if crate::sched::take_need_resched() {
+            yield_now();
+        }
+    }
+}
+
+fn pending_kill(pid: Pid) -> Option<Signal> {
+    PROCS.lock().procs.get(&pid).and_then(|p| p.kill)
+}
+
+/// Wakes sleepers whose deadline passed (called by the scheduler).
+fn wake_sleepers(t: &mut Table, now: u64) {
+    let mut woken = Vec::new();
+    for (pid, p) in t.procs.iter_mut() {
+        if let State::Sleep { until_ns } = p.state
+            && until_ns <= now
+        {
+            p.state = State::Runnable;
+            woken.push(*pid);
+        }
+    }
+    t.runq.extend(woken);
+}
+
+/// Makes `pid` runnable (if it was blocked) and queues it.
+fn wake(t: &mut Table, pid: Pid) {
+    if let Some(p) = t.procs.get_mut(&pid)
+        && matches!(p.state, State::WaitChild | State::Sleep { .. })
+    {
+        p.state = State::Runnable;
+        t.runq.push_back(pid);
+    }
+}
+
+/// Gives the CPU to the next runnable process (or the idle thread), and
+/// returns when this thread is scheduled again. The current process must
+/// already have recorded why it stops (Runnable to yield, a blocked state,
+/// or Zombie, in which case this never returns).
+pub fn schedule() {
+    let (prev, next) = {
+        let mut t = PROCS.lock();
+        wake_sleepers(&mut t, crate::time::monotonic_ns());
+        let prev = t.current;
+        if let Some(p) = prev
+            && t.procs.get(&p).is_some_and(|i| i.state == State::Runnable)
+            && !t.runq.contains(&p)
+        {
+            t.runq.push_back(p);
+        }
+        let next = loop {
+            match t.runq.pop_front() {
+                Some(n) if t.procs.get(&n).is_some_and(|i| i.state == State::Runnable) => {
+                    break Some(n);
+                }
+                Some(_) => continue,
+                None => break None,
+            }
+        };
+        if prev == next {
+            return;
+        }
+        t.current = next;
+        let task_of = |p: Option<Pid>| p.and_then(|p| t.procs.get(&p).map(|i| i.task));
+        (task_of(prev), task_of(next))
+    };
+    // The lock is released: switch.
+    let prev_ctx: *mut Context = match prev {
+        // SAFETY: the running task's own Task (see module doc).
+        Some(p) => unsafe { &raw mut (*p).kctx },
+        None => IDLE.0.get(),
+    };
+    let next_ctx: *const Context = match next {
+        Some(n) => {
+            // SAFETY: a runnable task is alive and not running; its space
+            // is installed before its thread resumes.
+            unsafe {
+                if let Some(s) = (*n).space.as_mut() {
+                    uspace::activate(s);
+                }
+                &raw const (*n).kctx
+            }
+        }
+        None => {
+            uspace::deactivate();
+            IDLE.0.get()
+        }
+    };
+    // SAFETY: both contexts belong to live threads: `prev` is this thread,
+    // `next` a thread that was switched out (or never started).
+    unsafe { arch::switch_to(prev_ctx, next_ctx) };
+}
+
+/// Puts the current process at the back of the run queue.
+pub fn yield_now() {
+    schedule();
+}
+
+/// The idle loop of the boot thread: runs processes until none is left.
+pub fn idle_loop() -> ! {
+    loop {
+        schedule();
+        if PROCS.lock().procs.is_empty() {
+            // Only reached if init never existed; init's exit powers off.
+            crate::arch::exit_qemu(crate::arch::Exit::Failure);
+        }
+        let runnable = !PROCS.lock().runq.is_empty();
+        if !runnable {
+            arch::wait_for_interrupt();
+        }
+    }
+}
+
+/// Blocks the current process in `state` until woken; returns false if it
+/// was woken by a fatal signal (the caller returns EINTR and the task loop
+/// then exits).
+pub fn block(state: State) -> bool {
+    {
+        let mut t = PROCS.lock();
+        let Some(pid) = t.current else { return true };
+        let Some(p) = t.procs.get_mut(&pid) else {
+            return true;
+        };
+        if p.kill.is_some() {
+            return false;
+        }
+        p.state = state;
+    }
+    schedule();
+    current_pid().and_then(pending_kill).is_none()
+}
+
+/// Ends the current process (exit, exit_group, fatal signal).
+pub fn exit_current(status: ExitStatus) -> ! {
+    // SAFETY: the running task's own private part.
+    let task = unsafe { current_task() };
+    let pid = task.pid;
+    if task.clear_child_tid != 0 {
+        let at = task.clear_child_tid;
+        let _ = crate::uaccess::write_u32(task, at, 0);
+    }
+    task.files.close_all();
+    if let Some(space) = task.space.take() {
+        // The tables are freed: stop using them first.
+        uspace::deactivate();
+        space.teardown(&mut KernelEnv);
+    }
+    if pid == INIT_PID {
+        let code = match status {
+            ExitStatus::Exited(c) => u32::from(c),
+            ExitStatus::Signaled { signal, .. } => 128 + u32::from(signal.0),
+        };
+        println!("folium: init exited with status {code}, powering off");
+        crate::arch::exit_qemu(if code == 0 {
+            crate::arch::Exit::Success
+        } else {
+            crate::arch::Exit::Failure
+        });
+    }
+    {
+        let mut t = PROCS.lock();
+        // Orphans go to init, which reaps them.
+        let children = t
+            .procs
+            .get_mut(&pid)
+            .map(|p| core::mem::take(&mut p.children))
+            .unwrap_or_default();
+        let mut zombie_child = false;
+        for c in &children {
+            if let Some(ci) = t.procs.get_mut(c) {
+                ci.ppid = INIT_PID;
+                zombie_child |= matches!(ci.state, State::Zombie(_));
+            }
+        }
+        if let Some(init) = t.procs.get_mut(&INIT_PID) {
+            init.children.extend(children);
+        }
+        if zombie_child {
+            wake(&mut t, INIT_PID);
+        }
+        let ppid = t.procs.get(&pid).map_or(0, |p| p.ppid);
+        if let Some(p) = t.procs.get_mut(&pid) {
+            p.state = State::Zombie(status);
+        }
+        wake(&mut t, ppid);
+    }
+    schedule();
+    unreachable!("a zombie was scheduled");
+}
+
+/// Frees a dead child's private part and table entry.
+fn reap(t: &mut Table, parent: Pid, child: Pid) -> Option<ExitStatus> {
+    let info = t.procs.get(&child)?;
+    let State::Zombie(status) = info.state else {
+        return None;
+    };
+    let info = t.procs.remove(&child)?;
+    if let Some(p) = t.procs.get_mut(&parent) {
+        p.children.retain(|&c| c != child);
+    }
+    // SAFETY: the child is dead (its thread never runs again) and removed
+    // from the table, so this is the last user of its Task.
+    let task = unsafe { Box::from_raw(info.task) };
+    drop(task);
+    Some(status)
+}
+
+/// Linux `wait4` options Folium knows.
+pub const WNOHANG: u64 = 1;
+const WUNTRACED: u64 = 2;
+const WCONTINUED: u64 = 8;
+const WALL: u64 = 0x4000_0000;
+const WCLONE: u64 = 0x8000_0000;
+const WNOTHREAD: u64 = 0x2000_0000;
+
+/// Waits for a child: `Ok(Some((pid, status)))`, `Ok(None)` with WNOHANG
+/// and nothing to report, or ECHILD / EINVAL / EINTR.
+pub fn wait_child(which: i64, options: u64) -> Result<Option<(Pid, ExitStatus)>, Errno> {
+    if options & !(WNOHANG | WUNTRACED | WCONTINUED | WALL | WCLONE | WNOTHREAD) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let me = current_pid().ok_or(Errno::ECHILD)?;
+    loop {
+        {
+            let mut t = PROCS.lock();
+            let children = t
+                .procs
+                .get(&me)
+                .map(|p| p.children.clone())
+                .unwrap_or_default();
+            let matching: Vec<Pid> = children
+                .into_iter()
+                .filter(|&c| which <= 0 || i64::from(c) == which)
+                .collect();
+            if matching.is_empty() {
+                return Err(Errno::ECHILD);
+            }
+            for c in matching {
+                if let Some(status) = reap(&mut t, me, c) {
+                    return Ok(Some((c, status)));
+                }
+            }
+            if options & WNOHANG != 0 {
+                return Ok(None);
+            }
+        }
+        if !block(State::WaitChild) {
+            return Err(Errno::EINTR);
+        }
+    }
+}
+
+/// Sends `sig` to `pid` (Linux `kill` for one process; signal 0 only
+/// checks that it exists). Handlers are recorded but never run: a signal
+/// whose default action ends the process ends it unless it is ignored.
+pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
+    let mut t = PROCS.lock();
+    let p = t.procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
+    if matches!(p.state, State::Zombie(_)) {
+        return Ok(());
+    }
+    let Some(sig) = sig else { return Ok(()) };
+    // SAFETY: reading the dispositions of a live task; they are only
+    // written by that task itself, which is not running now (we are).
+    let ignored = unsafe { (*p.task).signals.actions[sig.0 as usize - 1][0] == 1 };
+    let fatal = matches!(
+        sig.default_action(),
+        DefaultAction::Terminate | DefaultAction::Core
+    );
+    if fatal && (!ignored || sig.is_unblockable()) && p.kill.is_none() {
+        p.kill = Some(sig);
+        wake(&mut t, pid);
+    }
+    Ok(())
+}
+
+/// Every live pid except init and `except`, for `kill(-1, sig)`.
+pub fn all_pids_except(except: Pid) -> Vec<Pid> {
+    PROCS
+        .lock()
+        .procs
+        .iter()
+        .filter(|(p, i)| **p != INIT_PID && **p != except && !matches!(i.state, State::Zombie(_)))
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+/// The parent of `pid`.
+pub fn parent_of(pid: Pid) -> Pid {
+    PROCS.lock().procs.get(&pid).map_or(0, |p| p.ppid)
+}
+
+/// The name of `pid` (for reports).
+pub fn name_of(pid: Pid) -> String {
+    PROCS
+        .lock()
+        .procs
+        .get(&pid)
+        .map(|p| p.name.clone())
+        .unwrap_or_default()
+}
+
+/// Sets the current process's name (execve).
+pub fn set_name(pid: Pid, name: &str) {
+    if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
+        p.name = String::from(name);
+    }
+}
+
+/// Creates a child of the current process as a copy of it (fork, or clone
+/// with fork semantics). Returns the child's pid.
+pub fn fork_current(
+    parent: &mut Task,
+    child_settid: u64,
+    child_cleartid: u64,
+) -> Result<Pid, Errno> {
+    let kstack = KernelStack::new().ok_or(Errno::ENOMEM)?;
+    let space = parent
+        .space
+        .as_mut()
+        .ok_or(Errno::ENOMEM)?
+        .fork(&mut KernelEnv, uspace::kernel_slots())
+        .map_err(|_| Errno::ENOMEM)?;
+    let pid = {
+        let mut t = PROCS.lock();
+        let pid = t.next_pid;
+        t.next_pid += 1;
+        pid
+    };
+    let mut uctx = parent.uctx.clone();
+    uctx.set_syscall_ret(0);
+    let mut task = Task::new(pid, space, uctx, kstack);
+    task.files = parent.files.clone();
+    task.signals = parent.signals.clone();
+    task.rlimits = parent.rlimits;
+    task.set_child_tid = child_settid;
+    task.clear_child_tid = child_cleartid;
+    let mut t = PROCS.lock();
+    let name = t
+        .procs
+        .get(&parent.pid)
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    t.procs.insert(
+        pid,
+        ProcInfo {
+            ppid: parent.pid,
+            children: Vec::new(),
+            state: State::Runnable,
+            kill: None,
+            name,
+            task: Box::into_raw(task),
+        },
+    );
+    if let Some(p) = t.procs.get_mut(&parent.pid) {
+        p.children.push(pid);
+    }
+    t.runq.push_back(pid);
+    Ok(pid)
+}

@@ -1,0 +1,167 @@
+//! Memory syscalls: `brk`, `mprotect`, and private anonymous `mmap` /
+//! `munmap` (the rest of the family comes with the anonymous-memory work).
+
+use folium_abi::Errno;
+use folium_abi::errno::SysResult;
+use folium_mm::aspace::Access;
+use folium_mm::vma::{Prot, Vma, VmaError, VmaKind};
+use folium_mm::{PAGE_SIZE, VirtAddr};
+
+use crate::mm::uspace::KernelEnv;
+use crate::proc::Task;
+
+pub fn brk(task: &mut Task, want: u64) -> SysResult {
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let cur = space.brk.map_or(0, |b| b.cur.as_u64());
+    if want == 0 {
+        return Ok(cur);
+    }
+    // Linux returns the old break when the request is refused.
+    Ok(space.set_brk(&mut KernelEnv, VirtAddr::new(want)).as_u64())
+}
+
+pub fn mprotect(task: &mut Task, addr: u64, len: u64, prot: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let prot = Prot::from_bits(prot).ok_or(Errno::EINVAL)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let end = addr
+        .checked_add(len)
+        .and_then(|e| e.checked_add(PAGE_SIZE - 1))
+        .map(|e| e & !(PAGE_SIZE - 1))
+        .ok_or(Errno::ENOMEM)?;
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    if end > space.user_end().as_u64() {
+        return Err(Errno::ENOMEM);
+    }
+    match space.protect(
+        &mut KernelEnv,
+        VirtAddr::new(addr),
+        VirtAddr::new(end),
+        prot,
+    ) {
+        Ok(()) => Ok(0),
+        Err(VmaError::Hole) => Err(Errno::ENOMEM),
+        Err(_) => Err(Errno::EINVAL),
+    }
+}
+
+const MAP_SHARED: u64 = 0x01;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_TYPE: u64 = 0x0f;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_POPULATE: u64 = 0x8000;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+
+/// Where top-down `mmap` placement starts: below the stack area with a
+/// 1 MiB gap (Linux places it below the stack's rlimit gap, randomised).
+const MMAP_BASE: u64 = crate::proc::exec::STACK_TOP - crate::proc::exec::STACK_SIZE - (1 << 20);
+/// Lowest address `mmap` hands out without MAP_FIXED (Linux's default
+/// `vm.mmap_min_addr`).
+const MMAP_MIN: u64 = 0x1_0000;
+
+fn page_len(len: u64) -> Result<u64, Errno> {
+    len.checked_add(PAGE_SIZE - 1)
+        .map(|l| l & !(PAGE_SIZE - 1))
+        .ok_or(Errno::ENOMEM)
+}
+
+/// `mmap` of private anonymous memory (the rest of the family, and its
+/// full errno coverage, comes with the anonymous-memory work).
+pub fn mmap(task: &mut Task, addr: u64, len: u64, prot: u64, flags: u64, fd: u64) -> SysResult {
+    if flags & MAP_ANONYMOUS == 0 {
+        // No file can be mapped: a bad fd is EBADF, a good one ENODEV.
+        task.files.get(fd)?;
+        return Err(Errno::ENODEV);
+    }
+    match flags & MAP_TYPE {
+        MAP_PRIVATE => {}
+        MAP_SHARED => return Err(Errno::ENOTSUP),
+        _ => return Err(Errno::EINVAL),
+    }
+    let prot = Prot::from_bits(prot).ok_or(Errno::EINVAL)?;
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_len(len)?;
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let user_end = space.user_end().as_u64();
+    let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    let start = if fixed {
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        if end > user_end || addr < PAGE_SIZE {
+            return Err(Errno::ENOMEM);
+        }
+        let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
+        if flags & MAP_FIXED_NOREPLACE != 0 && space.vmas().intersects(s, e) {
+            return Err(Errno::EEXIST);
+        }
+        space
+            .unmap(&mut KernelEnv, s, e)
+            .map_err(|_| Errno::EINVAL)?;
+        addr
+    } else {
+        let hint = addr & !(PAGE_SIZE - 1);
+        let fits = hint >= MMAP_MIN
+            && hint.checked_add(len).is_some_and(|e| e <= user_end)
+            && !space
+                .vmas()
+                .intersects(VirtAddr::new(hint), VirtAddr::new(hint + len));
+        if fits {
+            hint
+        } else {
+            space
+                .vmas()
+                .find_free(len, VirtAddr::new(MMAP_MIN), VirtAddr::new(MMAP_BASE))
+                .ok_or(Errno::ENOMEM)?
+                .as_u64()
+        }
+    };
+    let vma = Vma::new(
+        VirtAddr::new(start),
+        VirtAddr::new(start + len),
+        prot,
+        VmaKind::Anon,
+    );
+    space.add_vma(vma).map_err(|_| Errno::ENOMEM)?;
+    if flags & MAP_POPULATE != 0 && prot.read() {
+        let access = if prot.write() {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        for p in (start..start + len).step_by(PAGE_SIZE as usize) {
+            if space
+                .handle_fault(&mut KernelEnv, VirtAddr::new(p), access)
+                .is_err()
+            {
+                break; // Linux ignores population failures too
+            }
+        }
+    }
+    Ok(start)
+}
+
+/// `munmap`: removes every mapping in the range (nothing mapped is fine).
+pub fn munmap(task: &mut Task, addr: u64, len: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_len(len).map_err(|_| Errno::EINVAL)?;
+    let space = task.space.as_mut().ok_or(Errno::EINVAL)?;
+    let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+    if end > space.user_end().as_u64() {
+        return Err(Errno::EINVAL);
+    }
+    space
+        .unmap(&mut KernelEnv, VirtAddr::new(addr), VirtAddr::new(end))
+        .map_err(|_| Errno::EINVAL)?;
+    Ok(0)
+}

@@ -1,0 +1,104 @@
+//! System calls: Linux's numbers (per architecture, from `folium_abi`),
+//! arguments and errno. Every pointer argument goes through
+//! `crate::uaccess`; unknown numbers return ENOSYS and are named once on
+//! the console.
+
+mod io;
+mod mem;
+mod misc;
+mod process;
+mod time;
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use folium_abi::errno::{SysResult, encode};
+use folium_abi::{Errno, Sysno};
+
+use crate::proc::Task;
+use crate::proc::exec::MACHINE;
+
+/// Numbers already reported as unimplemented (one bit each, 0..512).
+static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+fn report_enosys(nr: u64) {
+    let (w, b) = ((nr / 64) as usize, nr % 64);
+    let first = REPORTED
+        .get(w)
+        .is_none_or(|word| word.fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0);
+    if first {
+        println!(
+            "folium: syscall {nr} ({:?}) not implemented: ENOSYS",
+            Sysno::from_number(nr, MACHINE)
+        );
+    }
+}
+
+/// Runs the syscall the running `task` asked for and sets its return value.
+pub fn dispatch(task: &mut Task) {
+    let nr = task.uctx.syscall_nr();
+    let a = task.uctx.syscall_args();
+    let r: SysResult = match Sysno::from_number(nr, MACHINE) {
+        Some(s) => call(task, s, a),
+        None => {
+            report_enosys(nr);
+            Err(Errno::ENOSYS)
+        }
+    };
+    task.uctx.set_syscall_ret(encode(r));
+}
+
+fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
+    use Sysno::*;
+    match s {
+        Read => io::read(task, a[0], a[1], a[2]),
+        Write => io::write(task, a[0], a[1], a[2]),
+        Writev => io::writev(task, a[0], a[1], a[2]),
+        Openat => io::openat(task, a[0], a[1], a[2]),
+        Close => io::close(task, a[0]),
+        Fstat => io::fstat(task, a[0], a[1]),
+        Newfstatat => io::newfstatat(task, a[0], a[1], a[2], a[3]),
+        Ioctl => io::ioctl(task, a[0], a[1]),
+        Readlinkat | Readlink => Err(Errno::ENOENT),
+        Exit | ExitGroup => {
+            crate::proc::exit_current(folium_abi::signal::ExitStatus::Exited(a[0] as u8))
+        }
+        Getpid | Gettid => Ok(u64::from(task.pid)),
+        Getppid => Ok(u64::from(crate::proc::parent_of(task.pid))),
+        Getuid | Geteuid | Getgid | Getegid => Ok(0),
+        SetTidAddress => {
+            task.clear_child_tid = a[0];
+            Ok(u64::from(task.pid))
+        }
+        Clone => process::clone(task, a),
+        Fork => process::fork(task),
+        Execve => process::execve(task, a[0], a[1], a[2]),
+        Wait4 => process::wait4(task, a[0], a[1], a[2], a[3]),
+        Kill => process::kill(task, a[0], a[1]),
+        Tkill | Tgkill => process::tkill(task, s, a),
+        ClockGettime => time::clock_gettime(task, a[0], a[1]),
+        ClockGetres => time::clock_getres(task, a[0], a[1]),
+        Gettimeofday => time::gettimeofday(task, a[0]),
+        Nanosleep => time::nanosleep(task, a[0], a[1]),
+        ClockNanosleep => time::clock_nanosleep(task, a[0], a[1], a[2], a[3]),
+        SchedYield => {
+            crate::proc::yield_now();
+            Ok(0)
+        }
+        Uname => misc::uname(task, a[0]),
+        Getrandom => misc::getrandom(task, a[0], a[1], a[2]),
+        Brk => mem::brk(task, a[0]),
+        Mprotect => mem::mprotect(task, a[0], a[1], a[2]),
+        Mmap => mem::mmap(task, a[0], a[1], a[2], a[3], a[4]),
+        Munmap => mem::munmap(task, a[0], a[1]),
+        Prlimit64 => misc::prlimit64(task, a[0], a[1], a[2], a[3]),
+        Getrlimit => misc::prlimit64(task, 0, a[0], 0, a[1]),
+        ArchPrctl => misc::arch_prctl(task, a[0], a[1]),
+        RtSigaction => misc::rt_sigaction(task, a[0], a[1], a[2], a[3]),
+        RtSigprocmask => misc::rt_sigprocmask(task, a[0], a[1], a[2], a[3]),
+        Reboot => misc::reboot(a[0], a[1], a[2]),
+        other => {
+            report_enosys(other.number(MACHINE).unwrap_or(u64::MAX));
+            Err(Errno::ENOSYS)
+        }
+    }
+}

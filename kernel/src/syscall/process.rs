@@ -1,0 +1,152 @@
+//! Process syscalls: clone/fork, execve, wait4, kill.
+
+use alloc::vec::Vec;
+
+use folium_abi::errno::SysResult;
+use folium_abi::signal::Signal;
+use folium_abi::{Errno, Sysno};
+
+use crate::mm::uspace::{self, KernelEnv};
+use crate::proc::{self, Task, exec};
+use crate::uaccess;
+
+const CSIGNAL: u64 = 0xff;
+const CLONE_VM: u64 = 0x100;
+const CLONE_FS: u64 = 0x200;
+const CLONE_FILES: u64 = 0x400;
+const CLONE_SIGHAND: u64 = 0x800;
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_THREAD: u64 = 0x1_0000;
+const CLONE_SETTLS: u64 = 0x8_0000;
+const CLONE_PARENT_SETTID: u64 = 0x10_0000;
+const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
+const CLONE_CHILD_SETTID: u64 = 0x100_0000;
+
+pub fn fork(task: &mut Task) -> SysResult {
+    proc::fork_current(task, 0, 0).map(u64::from)
+}
+
+/// `clone` with fork semantics. Argument order differs: x86-64 passes
+/// (flags, stack, parent_tid, child_tid, tls); arm64 (flags, stack,
+/// parent_tid, tls, child_tid).
+pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let flags = a[0];
+    let (ptid, ctid) = if cfg!(target_arch = "x86_64") {
+        (a[2], a[3])
+    } else {
+        (a[2], a[4])
+    };
+    let threads = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SETTLS;
+    if flags & threads != 0 || flags & CLONE_VFORK != 0 || a[1] != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let known = CSIGNAL | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID;
+    if flags & !known != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let settid = if flags & CLONE_CHILD_SETTID != 0 {
+        ctid
+    } else {
+        0
+    };
+    let cleartid = if flags & CLONE_CHILD_CLEARTID != 0 {
+        ctid
+    } else {
+        0
+    };
+    let pid = proc::fork_current(task, settid, cleartid)?;
+    if flags & CLONE_PARENT_SETTID != 0 {
+        // Linux writes it in the parent (and child) before either runs on.
+        let _ = uaccess::write_u32(task, ptid, pid);
+    }
+    Ok(u64::from(pid))
+}
+
+pub fn wait4(task: &mut Task, pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
+    let which = pid as i32 as i64;
+    match proc::wait_child(which, options)? {
+        None => Ok(0),
+        Some((child, st)) => {
+            if status != 0 {
+                uaccess::write_u32(task, status, st.wait_status())?;
+            }
+            if rusage != 0 {
+                uaccess::copy_out(task, rusage, &[0u8; 144])?;
+            }
+            Ok(u64::from(child))
+        }
+    }
+}
+
+pub fn kill(task: &mut Task, pid: u64, sig: u64) -> SysResult {
+    let sig = match sig {
+        0 => None,
+        n => Some(Signal::new(n).ok_or(Errno::EINVAL)?),
+    };
+    let pid = pid as i32;
+    if pid > 0 {
+        proc::send_signal(pid as u32, sig)?;
+        return Ok(0);
+    }
+    if pid == -1 {
+        let targets = proc::all_pids_except(task.pid);
+        if targets.is_empty() {
+            return Err(Errno::ESRCH);
+        }
+        for p in targets {
+            let _ = proc::send_signal(p, sig);
+        }
+        return Ok(0);
+    }
+    // Process groups: every process is in one group, init's.
+    if pid == 0 || pid < -1 {
+        return proc::send_signal(task.pid, sig).map(|()| 0);
+    }
+    Err(Errno::ESRCH)
+}
+
+/// `tkill(tid, sig)` / `tgkill(tgid, tid, sig)`: threads are processes here.
+pub fn tkill(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
+    let (tid, sig) = if s == Sysno::Tgkill {
+        (a[1], a[2])
+    } else {
+        (a[0], a[1])
+    };
+    if (tid as i32) <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    kill(task, tid, sig)
+}
+
+/// Replaces the running program. On success the new program starts when
+/// the task next enters user mode (there is no caller to return to).
+pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
+    let path = uaccess::read_cstr(task, path, 4095)?;
+    let argv = uaccess::read_str_array(task, argv, 4096, 128 << 10)?;
+    let envp = uaccess::read_str_array(task, envp, 4096, 128 << 10)?;
+    let program = exec::find(&path).ok_or(Errno::ENOENT)?;
+    let mut space = uspace::new_space().map_err(|_| Errno::ENOMEM)?;
+    let argv_refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+    let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();
+    let start = match exec::load(&mut space, &program, &argv_refs, &envp_refs) {
+        Ok(s) => s,
+        Err(e) => {
+            space.teardown(&mut KernelEnv);
+            return Err(e);
+        }
+    };
+    // Point of no return: drop the old image, run the new one.
+    let old = task.space.replace(space);
+    if let Some(s) = task.space.as_mut() {
+        uspace::activate(s);
+    }
+    if let Some(old) = old {
+        old.teardown(&mut KernelEnv);
+    }
+    task.uctx = crate::arch::UserContext::new(start.entry, start.sp);
+    task.signals.actions = [[0; 4]; Signal::MAX as usize];
+    proc::set_name(task.pid, program.name);
+    // The return value lands in the fresh context's x0/rax: Linux starts
+    // programs with it 0.
+    Ok(0)
+}

@@ -1,0 +1,137 @@
+//! Copying to and from user memory. Every user pointer goes through here:
+//! the arch routines bound-check the range and access it with exception
+//! fixups (and PAN/SMAP-aware instructions), so a bad pointer becomes
+//! EFAULT, never a kernel fault. A page the copy finds missing or
+//! copy-on-write is faulted in through the task's address space, as a
+//! user access would, and the copy resumes (Linux does the same from its
+//! page-fault handler).
+
+use alloc::vec::Vec;
+
+use folium_abi::Errno;
+use folium_mm::VirtAddr;
+use folium_mm::aspace::Access;
+
+use crate::arch;
+use crate::mm::uspace::KernelEnv;
+use crate::proc::Task;
+
+/// Runs `copy(offset)` (which returns the bytes it could not copy from
+/// `offset` on) until done, faulting in the page at the first uncopied
+/// byte between attempts. EFAULT when the address space refuses.
+fn with_faults(
+    task: &mut Task,
+    base: u64,
+    len: usize,
+    access: Access,
+    mut copy: impl FnMut(usize) -> usize,
+) -> Result<(), Errno> {
+    let mut done = 0;
+    let mut last_fault = None;
+    while done < len {
+        let left = copy(done);
+        let new_done = len - left;
+        if left == 0 {
+            return Ok(());
+        }
+        let at = base + new_done as u64;
+        // A second fault at the same address after a successful fix-up
+        // means the mapping forbids this access: give up.
+        if new_done == done && last_fault == Some(at) {
+            return Err(Errno::EFAULT);
+        }
+        let space = task.space.as_mut().ok_or(Errno::EFAULT)?;
+        space
+            .handle_fault(&mut KernelEnv, VirtAddr::new(at), access)
+            .map_err(|_| Errno::EFAULT)?;
+        last_fault = Some(at);
+        done = new_done;
+    }
+    Ok(())
+}
+
+/// Copies `dst.len()` bytes from user address `src`.
+pub fn copy_in(task: &mut Task, dst: &mut [u8], src: u64) -> Result<(), Errno> {
+    let len = dst.len();
+    with_faults(task, src, len, Access::Read, |off| {
+        arch::copy_from_user(&mut dst[off..], src + off as u64)
+    })
+}
+
+/// Copies `src` to user address `dst`.
+pub fn copy_out(task: &mut Task, dst: u64, src: &[u8]) -> Result<(), Errno> {
+    with_faults(task, dst, src.len(), Access::Write, |off| {
+        arch::copy_to_user(dst + off as u64, &src[off..])
+    })
+}
+
+/// Reads a little-endian u64 at user address `at`.
+pub fn read_u64(task: &mut Task, at: u64) -> Result<u64, Errno> {
+    let mut b = [0u8; 8];
+    copy_in(task, &mut b, at)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Writes a u32 at user address `at`.
+pub fn write_u32(task: &mut Task, at: u64, v: u32) -> Result<(), Errno> {
+    copy_out(task, at, &v.to_le_bytes())
+}
+
+/// Reads a NUL-terminated string of at most `max` bytes (NUL excluded):
+/// ENAMETOOLONG if longer, EFAULT if unreadable.
+pub fn read_cstr(task: &mut Task, at: u64, max: usize) -> Result<Vec<u8>, Errno> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 64];
+    loop {
+        // Copy up to the next 64-byte boundary so no read crosses into an
+        // unmapped page past the terminator.
+        let addr = at + out.len() as u64;
+        let n = 64 - (addr % 64) as usize;
+        copy_in(task, &mut chunk[..n], addr)?;
+        if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..z]);
+            return if out.len() > max {
+                Err(Errno::ENAMETOOLONG)
+            } else {
+                Ok(out)
+            };
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() > max {
+            return Err(Errno::ENAMETOOLONG);
+        }
+    }
+}
+
+/// Reads a NULL-terminated array of string pointers (argv, envp), at most
+/// `max_count` entries and `max_bytes` bytes in all (E2BIG past either).
+pub fn read_str_array(
+    task: &mut Task,
+    at: u64,
+    max_count: usize,
+    max_bytes: usize,
+) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::new();
+    if at == 0 {
+        return Ok(out);
+    }
+    let mut total = 0;
+    loop {
+        let p = read_u64(task, at + 8 * out.len() as u64)?;
+        if p == 0 {
+            return Ok(out);
+        }
+        if out.len() == max_count {
+            return Err(Errno::E2BIG);
+        }
+        let s = read_cstr(task, p, max_bytes - total).map_err(|e| {
+            if e == Errno::ENAMETOOLONG {
+                Errno::E2BIG
+            } else {
+                e
+            }
+        })?;
+        total += s.len() + 1;
+        out.push(s);
+    }
+}
