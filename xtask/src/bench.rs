@@ -9,8 +9,10 @@ use crate::qemu::{self, Board, Spec};
 use crate::test::boot;
 use crate::{Opts, Result};
 
-/// The in-guest benchmarks (kernel command-line words) and their file stems.
-const BENCHES: [(&str, &str); 1] = [("bench-alloc", "alloc")];
+/// The in-guest benchmarks (kernel command lines) and their file stems:
+/// the kernel's page-allocator benchmark, and the user-space syscall
+/// benchmark run by init.
+const BENCHES: [(&str, &str); 2] = [("bench-alloc", "alloc"), ("init=bench-sys", "sys")];
 
 pub fn run(o: &Opts) -> Result<bool> {
     let boards = if o.boards.is_empty() {

@@ -94,7 +94,7 @@ impl Profile {
 
 /// The user programs every kernel image embeds (bins of
 /// `userspace/programs`), by the name `execve` finds them under.
-pub const PROGRAMS: [&str; 3] = ["init", "hello", "utest"];
+pub const PROGRAMS: [&str; 4] = ["init", "hello", "utest", "bench-sys"];
 
 /// Builds the user programs for `arch` (profile `user`: release code, no
 /// debug info) and returns `(name, path)` for each.
@@ -126,7 +126,9 @@ pub fn kernel(arch: Arch) -> Result<PathBuf> {
 /// on aarch64 (written next to the ELF), the ELF itself on x86_64.
 pub fn kernel_with(arch: Arch, profile: Profile) -> Result<PathBuf> {
     crate::toolchain::ensure()?;
-    let programs = user_programs(arch)?;
+    let mut programs = user_programs(arch)?;
+    let (cprogs, _) = crate::cprogs::build(arch)?;
+    programs.extend(cprogs);
     // The kernel's build script embeds these files (kernel/build.rs).
     let list: Vec<String> = programs
         .iter()

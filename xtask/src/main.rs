@@ -10,6 +10,7 @@
 
 mod bench;
 mod build;
+mod cprogs;
 mod elf;
 mod image;
 mod qemu;

@@ -122,37 +122,103 @@ struct Outcome {
     report: Vec<String>,
 }
 
+/// The suites whose results a boot prints: kernel self-tests (`ktest`,
+/// test names without a suite prefix) and the user suite run by init
+/// (`utest`, names `utest::...`).
+const SUITES: [&str; 2] = ["ktest", "utest"];
+
+/// The suites a command line runs.
+fn suites_of(cmdline: &str) -> Vec<&'static str> {
+    let words: Vec<&str> = cmdline.split_ascii_whitespace().collect();
+    let mut v = Vec::new();
+    if words.iter().any(|w| *w == "test" || w.starts_with("test=")) {
+        v.push("ktest");
+    }
+    if words.contains(&"init=utest") {
+        v.push("utest");
+    }
+    v
+}
+
+/// Test lines counted per suite, the summaries printed, and problems.
+#[derive(Default)]
+struct SuiteCounts {
+    passed: usize,
+    failed: usize,
+    lines: Vec<String>,
+    problems: Vec<String>,
+}
+
+/// Counts `test NAME ... ok|FAILED` lines and checks each expected suite's
+/// `<suite>: N passed, N failed` summary against its own lines.
+fn count_suites<'a>(lines: impl Iterator<Item = &'a String>, expected: &[&str]) -> SuiteCounts {
+    let mut c = SuiteCounts::default();
+    let mut per: Vec<(usize, usize)> = vec![(0, 0); SUITES.len()];
+    let mut summaries: Vec<Option<String>> = vec![None; SUITES.len()];
+    for l in lines {
+        if let Some(rest) = l.strip_prefix("test ") {
+            let suite = SUITES
+                .iter()
+                .position(|s| rest.starts_with(&format!("{s}::")))
+                .unwrap_or(0);
+            if rest.ends_with("... ok") {
+                per[suite].0 += 1;
+                c.passed += 1;
+                c.lines.push(l.clone());
+            } else if rest.contains("... FAILED") {
+                per[suite].1 += 1;
+                c.failed += 1;
+                c.lines.push(l.clone());
+            }
+            continue;
+        }
+        for (i, s) in SUITES.iter().enumerate() {
+            if let Some(sum) = l
+                .strip_prefix(s)
+                .and_then(|r| r.strip_prefix(": "))
+                .filter(|r| r.contains(" passed, "))
+            {
+                summaries[i] = Some(sum.to_string());
+            }
+        }
+    }
+    for s in expected {
+        let i = SUITES.iter().position(|x| x == s).unwrap_or(0);
+        let want = format!("{} passed, {} failed", per[i].0, per[i].1);
+        match &summaries[i] {
+            None => c
+                .problems
+                .push(format!("no `{s}: N passed, N failed` summary")),
+            Some(got) if *got != want => c.problems.push(format!(
+                "{s} summary `{got}` does not match its test lines ({want})"
+            )),
+            Some(_) if per[i].0 + per[i].1 == 0 => c.problems.push(format!("no {s} test ran")),
+            _ => {}
+        }
+    }
+    c
+}
+
 /// Parses a `test` boot: every `test X ... ok|FAILED` line is one test; the
 /// boot itself fails on a panic, an unexpected exception, a timeout, a
 /// missing or inconsistent summary, or a failure exit status.
-fn check_test_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
+fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> Outcome {
     let label = label.to_string();
+    let counts = count_suites(run.lines.iter(), &suites_of(cmdline));
     let mut o = Outcome {
         label: label.clone(),
-        passed: 0,
-        failed: 0,
-        report: Vec::new(),
+        passed: counts.passed,
+        failed: counts.failed,
+        report: counts
+            .lines
+            .iter()
+            .map(|l| format!("[{label}] {l}"))
+            .collect(),
     };
-    let mut summary = None;
-    let mut fatal = None;
-    for l in &run.lines {
-        if let Some(rest) = l.strip_prefix("test ") {
-            if rest.ends_with("... ok") {
-                o.passed += 1;
-                o.report.push(format!("[{label}] {l}"));
-            } else if rest.contains("... FAILED") {
-                o.failed += 1;
-                o.report.push(format!("[{label}] {l}"));
-            }
-        } else if let Some(s) = l
-            .strip_prefix("ktest: ")
-            .filter(|s| s.contains(" passed, "))
-        {
-            summary = Some(s.to_string());
-        } else if l.contains("KERNEL PANIC") || l.contains("UNEXPECTED EXCEPTION") {
-            fatal.get_or_insert_with(|| l.clone());
-        }
-    }
+    let fatal = run
+        .lines
+        .iter()
+        .find(|l| l.contains("KERNEL PANIC") || l.contains("UNEXPECTED EXCEPTION"));
     let (pass, fail) = board.exit_codes();
     let mut problems = Vec::new();
     if run.timed_out {
@@ -162,15 +228,9 @@ fn check_test_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
         ));
     }
     if let Some(f) = fatal {
-        problems.push(f);
+        problems.push(f.clone());
     }
-    match &summary {
-        None => problems.push("no `ktest: N passed, N failed` summary".into()),
-        Some(s) if *s != format!("{} passed, {} failed", o.passed, o.failed) => {
-            problems.push(format!("summary `{s}` does not match the test lines"))
-        }
-        _ => {}
-    }
+    problems.extend(counts.problems);
     if o.passed + o.failed == 0 {
         problems.push("no test ran".into());
     }
@@ -227,6 +287,35 @@ const STACK_OVERFLOW: FatalExpect = FatalExpect {
     prefix: "KERNEL STACK OVERFLOW",
     any_of: &[],
 };
+
+/// Parses a boot in which init ran a C program: the program prints
+/// `cprog NAME (libc): ok, ...`, init reports its exit status 0, and the
+/// machine powers off with the success status.
+fn check_cprogram_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
+    let reported = run
+        .lines
+        .iter()
+        .any(|l| l.starts_with("cprog ") && l.contains("): ok,"));
+    let forked = run.lines.iter().any(|l| l.contains("says hello"));
+    let ok = reported && forked && run.exit == Some(board.exit_codes().0) && !run.timed_out;
+    let mut report = vec![format!(
+        "[{label}] test ordinary_c_program_runs_unchanged ... {}",
+        if ok { "ok" } else { "FAILED" }
+    )];
+    if !ok {
+        report.push(format!(
+            "[{label}] reported ok={reported} child={forked} exit={:?} timed_out={}",
+            run.exit, run.timed_out
+        ));
+        report.extend(run.lines.iter().map(|l| format!("[{label}]   {l}")));
+    }
+    Outcome {
+        label: label.to_string(),
+        passed: ok as usize,
+        failed: (!ok) as usize,
+        report,
+    }
+}
 
 /// Parses a deliberately fatal boot: the kernel must print the expected
 /// report with its registers and stop with the failure status.
@@ -306,6 +395,85 @@ fn host_tests() -> Result<(usize, usize)> {
     Ok((passed, failed))
 }
 
+/// What a test boot runs: the kernel self-tests, then init running the
+/// user suite.
+const TEST_CMDLINE: &str = "test init=utest";
+
+/// Runs the x86_64 build of the user suite natively on the host's Linux:
+/// the same binary that runs under Folium, proving the suite checks Linux
+/// behaviour. Skipped with a notice on other hosts.
+fn host_native_suite(notices: &mut Vec<String>) -> Result<Outcome> {
+    let label = "host-linux/x86_64".to_string();
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        notices.push("the user suite runs natively only on x86_64 Linux hosts".into());
+        return Ok(Outcome {
+            label,
+            passed: 0,
+            failed: 0,
+            report: Vec::new(),
+        });
+    }
+    let programs = build::user_programs(Arch::X86_64)?;
+    let utest = programs
+        .iter()
+        .find(|(n, _)| n == "utest")
+        .map(|(_, p)| p.clone())
+        .ok_or("utest was not built")?;
+    let mut child = std::process::Command::new(&utest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", utest.display()))?;
+    let out = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        if let Some(out) = out {
+            lines.extend(BufReader::new(out).lines().map_while(|l| l.ok()));
+        }
+        lines
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines = reader.join().unwrap_or_default();
+    let counts = count_suites(lines.iter(), &["utest"]);
+    let mut o = Outcome {
+        label: label.clone(),
+        passed: counts.passed,
+        failed: counts.failed,
+        report: counts
+            .lines
+            .iter()
+            .map(|l| format!("[{label}] {l}"))
+            .collect(),
+    };
+    let mut problems = counts.problems;
+    match status {
+        None => problems.push("timed out".into()),
+        Some(st) if st.success() != (o.failed == 0) => {
+            problems.push(format!("exit status {st} does not match the results"))
+        }
+        _ => {}
+    }
+    if !problems.is_empty() {
+        o.failed += 1;
+        o.report
+            .push(format!("[{label}] run FAILED: {}", problems.join("; ")));
+        o.report
+            .extend(lines.iter().map(|l| format!("[{label}]   {l}")));
+    }
+    Ok(o)
+}
+
 /// How a guest boot is judged.
 #[derive(Clone, Copy)]
 enum Check {
@@ -313,6 +481,8 @@ enum Check {
     Tests,
     /// A deliberately fatal boot and the report it must print.
     Fatal(&'static FatalExpect),
+    /// init runs an ordinary C program, which must report `ok` and exit 0.
+    CProgram,
 }
 
 /// One guest boot of `cargo xtask test`.
@@ -337,9 +507,10 @@ impl GuestBoot {
         if self.profile == Profile::Checked {
             l.push_str("/checked");
         }
-        if let Check::Fatal(_) = self.check {
+        if let Check::Fatal(_) | Check::CProgram = self.check {
             l.push(':');
-            l.push_str(&self.spec.cmdline);
+            let word = self.spec.cmdline.split_whitespace().next().unwrap_or("");
+            l.push_str(word.trim_start_matches("init="));
         }
         l
     }
@@ -348,9 +519,17 @@ impl GuestBoot {
 /// The guest boots `cargo xtask test` makes for the chosen boards: each
 /// board's self-tests, the fatal paths, and (virt, q35) the self-tests on
 /// a kernel built with debug assertions.
-fn guest_boots(boards: &[Board]) -> (Vec<GuestBoot>, Vec<String>) {
+fn guest_boots(boards: &[Board], cprogs: &[(Arch, String)]) -> (Vec<GuestBoot>, Vec<String>) {
     let mut boots = Vec::new();
     let mut notices = Vec::new();
+    for &b in boards {
+        for (_, name) in cprogs.iter().filter(|(a, _)| *a == b.arch()) {
+            boots.push(GuestBoot::new(
+                Spec::new(b, &format!("init={name} one two")),
+                Check::CProgram,
+            ));
+        }
+    }
     let fatal = |b: Board, cpu: Option<&str>, word: &str, expect: &'static FatalExpect| {
         let mut spec = Spec::new(b, word);
         spec.cpu = cpu.map(Into::into);
@@ -358,36 +537,41 @@ fn guest_boots(boards: &[Board]) -> (Vec<GuestBoot>, Vec<String>) {
     };
     let checked = |b: Board| GuestBoot {
         profile: Profile::Checked,
-        ..GuestBoot::new(Spec::new(b, "test"), Check::Tests)
+        ..GuestBoot::new(Spec::new(b, TEST_CMDLINE), Check::Tests)
     };
     for &b in boards {
         match b {
             Board::Virt => {
-                let mut a72 = Spec::new(b, "test");
+                let mut a72 = Spec::new(b, TEST_CMDLINE);
                 a72.cpu = Some("cortex-a72".into());
                 boots.push(GuestBoot::new(a72.clone(), Check::Tests));
-                let mut max = Spec::new(b, "test");
+                let mut max = Spec::new(b, TEST_CMDLINE);
                 max.cpu = Some("max".into());
                 boots.push(GuestBoot::new(max, Check::Tests));
                 // Entry at EL2 exercises the EL2 -> EL1 drop on virt too.
                 let mut el2 = a72;
                 el2.extra_machine = Some("virtualization=on".into());
                 boots.push(GuestBoot::new(el2, Check::Tests));
+                // GICv3 (distributor + redistributors, system-register CPU
+                // interface) instead of the default GICv2.
+                let mut gic3 = Spec::new(b, TEST_CMDLINE);
+                gic3.extra_machine = Some("gic-version=3".into());
+                boots.push(GuestBoot::new(gic3, Check::Tests));
                 boots.push(checked(b));
                 let a72 = Some("cortex-a72");
                 boots.push(fatal(b, a72, "fatal-test", &UNEXPECTED_EXCEPTION));
                 boots.push(fatal(b, a72, "stack-overflow-test", &STACK_OVERFLOW));
             }
             Board::Raspi4b | Board::Raspi3b => {
-                boots.push(GuestBoot::new(Spec::new(b, "test"), Check::Tests))
+                boots.push(GuestBoot::new(Spec::new(b, TEST_CMDLINE), Check::Tests))
             }
             Board::Q35 => {
-                boots.push(GuestBoot::new(Spec::new(b, "test"), Check::Tests));
+                boots.push(GuestBoot::new(Spec::new(b, TEST_CMDLINE), Check::Tests));
                 boots.push(checked(b));
                 boots.push(fatal(b, None, "fatal-test", &UNEXPECTED_EXCEPTION));
                 boots.push(fatal(b, None, "stack-overflow-test", &STACK_OVERFLOW));
                 if qemu::host_has_hw_virt() {
-                    let mut kvm = Spec::new(b, "test");
+                    let mut kvm = Spec::new(b, TEST_CMDLINE);
                     kvm.accel = Accel::Kvm;
                     boots.push(GuestBoot::new(kvm, Check::Tests));
                 } else {
@@ -412,7 +596,22 @@ pub fn run(o: &Opts) -> Result<bool> {
     let timeout = Duration::from_secs(o.timeout.unwrap_or(300));
     let (mut passed, mut failed) = host_tests()?;
     qemu::ensure_installed()?;
-    let (boots, notices) = guest_boots(&boards);
+    let mut cprogs = Vec::new();
+    let mut cnotices = Vec::new();
+    for arch in [Arch::Aarch64, Arch::X86_64] {
+        if boards.iter().any(|b| b.arch() == arch) {
+            let (built, n) = crate::cprogs::build(arch)?;
+            cprogs.extend(built.into_iter().map(|(name, _)| (arch, name)));
+            cnotices.extend(n);
+        }
+    }
+    let (boots, mut notices) = guest_boots(&boards, &cprogs);
+    cnotices.dedup();
+    notices.extend(cnotices);
+    let native = host_native_suite(&mut notices)?;
+    for l in &native.report {
+        println!("{l}");
+    }
     let mut kernels: Vec<((Arch, Profile), PathBuf)> = Vec::new();
     for b in &boots {
         let key = (b.spec.board.arch(), b.profile);
@@ -446,7 +645,12 @@ pub fn run(o: &Opts) -> Result<bool> {
                         (Ok(run), Check::Fatal(expect)) => {
                             check_fatal_boot(&label, gb.spec.board, &run, expect)
                         }
-                        (Ok(run), Check::Tests) => check_test_boot(&label, gb.spec.board, &run),
+                        (Ok(run), Check::CProgram) => {
+                            check_cprogram_boot(&label, gb.spec.board, &run)
+                        }
+                        (Ok(run), Check::Tests) => {
+                            check_test_boot(&label, gb.spec.board, &gb.spec.cmdline, &run)
+                        }
                         (Err(e), _) => Outcome {
                             label: label.clone(),
                             passed: 0,
@@ -466,6 +670,7 @@ pub fn run(o: &Opts) -> Result<bool> {
     });
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by_key(|r| r.0);
+    results.insert(0, (usize::MAX, native));
     println!("== summary");
     for (_, r) in &results {
         println!("{:<32} {} passed, {} failed", r.label, r.passed, r.failed);
@@ -509,13 +714,13 @@ mod tests {
             ],
             0,
         );
-        let o = check_test_boot("virt", Board::Virt, &r);
+        let o = check_test_boot("virt", Board::Virt, "test", &r);
         assert_eq!((o.passed, o.failed), (2, 0));
     }
 
     #[test]
     fn failures_panics_and_bad_summaries_fail() {
-        let q35 = |r: &GuestRun| check_test_boot("q35", Board::Q35, r);
+        let q35 = |r: &GuestRun| check_test_boot("q35", Board::Q35, "test", r);
         let r = run_of(
             &[
                 "test a ... ok",
@@ -531,6 +736,35 @@ mod tests {
         assert_eq!(q35(&r).failed, 1);
         let r = run_of(&["test a ... ok", "ktest: 1 passed, 0 failed"], 35);
         assert_eq!(q35(&r).failed, 1, "a failure exit status fails the boot");
+    }
+
+    #[test]
+    fn user_suite_needs_its_own_summary() {
+        let cmd = "test init=utest";
+        let lines = [
+            "test a ... ok",
+            "ktest: 1 passed, 0 failed",
+            "test utest::b ... ok",
+            "test utest::c ... ok",
+            "utest: 2 passed, 0 failed",
+        ];
+        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        assert_eq!((o.passed, o.failed), (3, 0));
+        let missing = run_of(&lines[..3], 0);
+        assert_eq!(
+            check_test_boot("virt", Board::Virt, cmd, &missing).failed,
+            1
+        );
+        let wrong = run_of(
+            &[
+                "test a ... ok",
+                "ktest: 1 passed, 0 failed",
+                "test utest::b ... ok",
+                "utest: 2 passed, 0 failed",
+            ],
+            0,
+        );
+        assert_eq!(check_test_boot("virt", Board::Virt, cmd, &wrong).failed, 1);
     }
 
     #[test]

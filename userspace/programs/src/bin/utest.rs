@@ -61,7 +61,8 @@ fn in_child(f: impl FnOnce() -> i32) -> Result<u32, String> {
     match sys::fork() {
         Ok(0) => sys::exit_group(f()),
         Ok(pid) => {
-            let (got, status) = sys::wait4(pid as i32, 0).map_err(|e| format!("wait4: {}", e.name()))?;
+            let (got, status) =
+                sys::wait4(pid as i32, 0).map_err(|e| format!("wait4: {}", e.name()))?;
             if got != pid as i32 {
                 return Err(format!("wait4 returned {got}, expected {pid}"));
             }
@@ -83,7 +84,20 @@ fn exit_code(status: u32) -> Option<u32> {
 /// MemFree from /proc/meminfo, in kB.
 fn mem_free_kb() -> Option<u64> {
     // SAFETY: a NUL-terminated path; flags O_RDONLY.
-    let fd = unsafe { call(Sysno::Openat, [(-100i64) as u64, c"/proc/meminfo".as_ptr() as u64, 0, 0, 0, 0]) }.ok()?;
+    let fd = unsafe {
+        call(
+            Sysno::Openat,
+            [
+                (-100i64) as u64,
+                c"/proc/meminfo".as_ptr() as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+    .ok()?;
     let mut buf = [0u8; 4096];
     let mut len = 0;
     while let Ok(n) = sys::read(fd as i32, &mut buf[len..]) {
@@ -111,17 +125,36 @@ fn t_write_and_read_errors() -> TestResult {
     ensure_eq!(errno_of(sys::write(-1, b"x")), Some("EBADF"));
     // SAFETY: the kernel must refuse these pointers without touching them.
     unsafe {
-        ensure_eq!(errno_of(call(Sysno::Write, [1, 0, 5, 0, 0, 0])), Some("EFAULT"));
-        ensure_eq!(errno_of(call(Sysno::Write, [1, KERNEL_ADDR, 5, 0, 0, 0])), Some("EFAULT"));
-        ensure_eq!(errno_of(call(Sysno::Read, [99, 0, 5, 0, 0, 0])), Some("EBADF"));
+        ensure_eq!(
+            errno_of(call(Sysno::Write, [1, 0, 5, 0, 0, 0])),
+            Some("EFAULT")
+        );
+        ensure_eq!(
+            errno_of(call(Sysno::Write, [1, KERNEL_ADDR, 5, 0, 0, 0])),
+            Some("EFAULT")
+        );
+        ensure_eq!(
+            errno_of(call(Sysno::Read, [99, 0, 5, 0, 0, 0])),
+            Some("EBADF")
+        );
         // writev: too many vectors, then a bad vector array.
-        ensure_eq!(errno_of(call(Sysno::Writev, [1, 0, 5000, 0, 0, 0])), Some("EINVAL"));
-        ensure_eq!(errno_of(call(Sysno::Writev, [1, 8, 1, 0, 0, 0])), Some("EFAULT"));
+        ensure_eq!(
+            errno_of(call(Sysno::Writev, [1, 0, 5000, 0, 0, 0])),
+            Some("EINVAL")
+        );
+        ensure_eq!(
+            errno_of(call(Sysno::Writev, [1, 8, 1, 0, 0, 0])),
+            Some("EFAULT")
+        );
     }
     let parts: [&[u8]; 2] = [b"", b""];
-    let iov: Vec<[u64; 2]> = parts.iter().map(|p| [p.as_ptr() as u64, p.len() as u64]).collect();
+    let iov: Vec<[u64; 2]> = parts
+        .iter()
+        .map(|p| [p.as_ptr() as u64, p.len() as u64])
+        .collect();
     // SAFETY: a valid iovec array of two empty buffers.
-    ensure_eq!(unsafe { call(Sysno::Writev, [1, iov.as_ptr() as u64, 2, 0, 0, 0]) }, Ok(0));
+    let r = unsafe { call(Sysno::Writev, [1, iov.as_ptr() as u64, 2, 0, 0, 0]) };
+    ensure_eq!(r, Ok(0));
     Ok(())
 }
 
@@ -155,7 +188,8 @@ fn t_clocks() -> TestResult {
     ensure!(sys::clock_gettime(sys::CLOCK_REALTIME).is_ok());
     ensure_eq!(errno_of(sys::clock_gettime(100).map(|_| 0)), Some("EINVAL"));
     // SAFETY: a NULL result pointer must be refused.
-    ensure_eq!(errno_of(unsafe { call(Sysno::ClockGettime, [1, 0, 0, 0, 0, 0]) }), Some("EFAULT"));
+    let r = unsafe { call(Sysno::ClockGettime, [1, 0, 0, 0, 0, 0]) };
+    ensure_eq!(errno_of(r), Some("EFAULT"));
     // Nanosecond resolution: two readings apart in a tight loop differ.
     let t0 = sys::now_ns();
     let mut t1 = t0;
@@ -177,15 +211,39 @@ fn t_sleep() -> TestResult {
     let bad = [0u64, 1_000_000_000];
     // SAFETY: a valid pointer to an invalid timespec; then NULL.
     unsafe {
-        ensure_eq!(errno_of(call(Sysno::Nanosleep, [bad.as_ptr() as u64, 0, 0, 0, 0, 0])), Some("EINVAL"));
-        ensure_eq!(errno_of(call(Sysno::Nanosleep, [0, 0, 0, 0, 0, 0])), Some("EFAULT"));
+        ensure_eq!(
+            errno_of(call(Sysno::Nanosleep, [bad.as_ptr() as u64, 0, 0, 0, 0, 0])),
+            Some("EINVAL")
+        );
+        ensure_eq!(
+            errno_of(call(Sysno::Nanosleep, [0, 0, 0, 0, 0, 0])),
+            Some("EFAULT")
+        );
         let req = [0u64, 1_000_000];
         // A thread's CPU-time clock cannot be slept on; an unknown clock is invalid.
-        ensure_eq!(errno_of(call(Sysno::ClockNanosleep, [3, 0, req.as_ptr() as u64, 0, 0, 0])), Some("ENOTSUP"));
-        ensure_eq!(errno_of(call(Sysno::ClockNanosleep, [100, 0, req.as_ptr() as u64, 0, 0, 0])), Some("EINVAL"));
-        ensure_eq!(call(Sysno::ClockNanosleep, [1, 0, req.as_ptr() as u64, 0, 0, 0]), Ok(0));
+        ensure_eq!(
+            errno_of(call(
+                Sysno::ClockNanosleep,
+                [3, 0, req.as_ptr() as u64, 0, 0, 0]
+            )),
+            Some("ENOTSUP")
+        );
+        ensure_eq!(
+            errno_of(call(
+                Sysno::ClockNanosleep,
+                [100, 0, req.as_ptr() as u64, 0, 0, 0]
+            )),
+            Some("EINVAL")
+        );
+        ensure_eq!(
+            call(Sysno::ClockNanosleep, [1, 0, req.as_ptr() as u64, 0, 0, 0]),
+            Ok(0)
+        );
         // TIMER_ABSTIME in the past returns at once.
-        ensure_eq!(call(Sysno::ClockNanosleep, [1, 1, req.as_ptr() as u64, 0, 0, 0]), Ok(0));
+        ensure_eq!(
+            call(Sysno::ClockNanosleep, [1, 1, req.as_ptr() as u64, 0, 0, 0]),
+            Ok(0)
+        );
     }
     sys::sched_yield();
     Ok(())
@@ -195,10 +253,15 @@ fn t_uname_and_random() -> TestResult {
     let mut u = [0u8; 390];
     ensure_eq!(sys::uname(&mut u), Ok(0));
     ensure!(u.starts_with(b"Linux\0"));
-    let machine = if cfg!(target_arch = "aarch64") { &b"aarch64\0"[..] } else { &b"x86_64\0"[..] };
+    let machine = if cfg!(target_arch = "aarch64") {
+        &b"aarch64\0"[..]
+    } else {
+        &b"x86_64\0"[..]
+    };
     ensure!(u[260..].starts_with(machine));
     // SAFETY: NULL must be refused.
-    ensure_eq!(errno_of(unsafe { call(Sysno::Uname, [0, 0, 0, 0, 0, 0]) }), Some("EFAULT"));
+    let r = unsafe { call(Sysno::Uname, [0, 0, 0, 0, 0, 0]) };
+    ensure_eq!(errno_of(r), Some("EFAULT"));
     let mut a = [0u8; 64];
     let mut b = [0u8; 64];
     ensure_eq!(sys::getrandom(&mut a, 0), Ok(64));
@@ -206,7 +269,8 @@ fn t_uname_and_random() -> TestResult {
     ensure!(a != b && a != [0; 64]);
     ensure_eq!(errno_of(sys::getrandom(&mut a, 0x100)), Some("EINVAL"));
     // SAFETY: a kernel address must be refused.
-    ensure_eq!(errno_of(unsafe { call(Sysno::Getrandom, [KERNEL_ADDR, 8, 0, 0, 0, 0]) }), Some("EFAULT"));
+    let r = unsafe { call(Sysno::Getrandom, [KERNEL_ADDR, 8, 0, 0, 0, 0]) };
+    ensure_eq!(errno_of(r), Some("EFAULT"));
     Ok(())
 }
 
@@ -250,21 +314,55 @@ fn t_files() -> TestResult {
     let mut st = [0u8; 144];
     // SAFETY: a buffer large enough for either architecture's struct stat.
     unsafe {
-        ensure_eq!(call(Sysno::Fstat, [1, st.as_mut_ptr() as u64, 0, 0, 0, 0]), Ok(0));
-        ensure_eq!(errno_of(call(Sysno::Fstat, [77, st.as_mut_ptr() as u64, 0, 0, 0, 0])), Some("EBADF"));
-        ensure_eq!(errno_of(call(Sysno::Fstat, [1, 0, 0, 0, 0, 0])), Some("EFAULT"));
         ensure_eq!(
-            call(Sysno::Newfstatat, [2, c"".as_ptr() as u64, st.as_mut_ptr() as u64, 0x1000, 0, 0]),
+            call(Sysno::Fstat, [1, st.as_mut_ptr() as u64, 0, 0, 0, 0]),
             Ok(0)
         );
-        ensure_eq!(errno_of(call(Sysno::Ioctl, [1, 0x5413, st.as_mut_ptr() as u64, 0, 0, 0])), Some("ENOTTY"));
         ensure_eq!(
-            errno_of(call(Sysno::Openat, [(-100i64) as u64, c"/no/such/file".as_ptr() as u64, 0, 0, 0, 0])),
+            errno_of(call(Sysno::Fstat, [77, st.as_mut_ptr() as u64, 0, 0, 0, 0])),
+            Some("EBADF")
+        );
+        ensure_eq!(
+            errno_of(call(Sysno::Fstat, [1, 0, 0, 0, 0, 0])),
+            Some("EFAULT")
+        );
+        ensure_eq!(
+            call(
+                Sysno::Newfstatat,
+                [2, c"".as_ptr() as u64, st.as_mut_ptr() as u64, 0x1000, 0, 0]
+            ),
+            Ok(0)
+        );
+        ensure_eq!(
+            errno_of(call(
+                Sysno::Ioctl,
+                [1, 0x5413, st.as_mut_ptr() as u64, 0, 0, 0]
+            )),
+            Some("ENOTTY")
+        );
+        ensure_eq!(
+            errno_of(call(
+                Sysno::Openat,
+                [
+                    (-100i64) as u64,
+                    c"/no/such/file".as_ptr() as u64,
+                    0,
+                    0,
+                    0,
+                    0
+                ]
+            )),
             Some("ENOENT")
         );
-        ensure_eq!(errno_of(call(Sysno::Close, [555, 0, 0, 0, 0, 0])), Some("EBADF"));
+        ensure_eq!(
+            errno_of(call(Sysno::Close, [555, 0, 0, 0, 0, 0])),
+            Some("EBADF")
+        );
     }
-    ensure!(mem_free_kb().is_some_and(|k| k > 0), "no MemFree in /proc/meminfo");
+    ensure!(
+        mem_free_kb().is_some_and(|k| k > 0),
+        "no MemFree in /proc/meminfo"
+    );
     Ok(())
 }
 
@@ -272,21 +370,72 @@ fn t_limits_and_signals() -> TestResult {
     let mut old = [0u64; 2];
     // SAFETY: valid pointers to 16-byte rlimit buffers.
     unsafe {
-        ensure_eq!(call(Sysno::Prlimit64, [0, 3, 0, old.as_mut_ptr() as u64, 0, 0]), Ok(0));
+        ensure_eq!(
+            call(Sysno::Prlimit64, [0, 3, 0, old.as_mut_ptr() as u64, 0, 0]),
+            Ok(0)
+        );
         ensure!(old[0] > 0, "RLIMIT_STACK soft limit is 0");
-        ensure_eq!(errno_of(call(Sysno::Prlimit64, [0, 99, 0, old.as_mut_ptr() as u64, 0, 0])), Some("EINVAL"));
+        ensure_eq!(
+            errno_of(call(
+                Sysno::Prlimit64,
+                [0, 99, 0, old.as_mut_ptr() as u64, 0, 0]
+            )),
+            Some("EINVAL")
+        );
         let act = [0u64; 4];
         let mut got = [7u64; 4];
-        ensure_eq!(errno_of(call(Sysno::RtSigaction, [10, act.as_ptr() as u64, 0, 7, 0, 0])), Some("EINVAL"));
-        ensure_eq!(errno_of(call(Sysno::RtSigaction, [9, act.as_ptr() as u64, 0, 8, 0, 0])), Some("EINVAL"));
-        ensure_eq!(errno_of(call(Sysno::RtSigaction, [0, 0, got.as_mut_ptr() as u64, 8, 0, 0])), Some("EINVAL"));
-        ensure_eq!(call(Sysno::RtSigaction, [10, 0, got.as_mut_ptr() as u64, 8, 0, 0]), Ok(0));
+        ensure_eq!(
+            errno_of(call(
+                Sysno::RtSigaction,
+                [10, act.as_ptr() as u64, 0, 7, 0, 0]
+            )),
+            Some("EINVAL")
+        );
+        ensure_eq!(
+            errno_of(call(
+                Sysno::RtSigaction,
+                [9, act.as_ptr() as u64, 0, 8, 0, 0]
+            )),
+            Some("EINVAL")
+        );
+        ensure_eq!(
+            errno_of(call(
+                Sysno::RtSigaction,
+                [0, 0, got.as_mut_ptr() as u64, 8, 0, 0]
+            )),
+            Some("EINVAL")
+        );
+        ensure_eq!(
+            call(
+                Sysno::RtSigaction,
+                [10, 0, got.as_mut_ptr() as u64, 8, 0, 0]
+            ),
+            Ok(0)
+        );
         ensure_eq!(got[0], 0, "SIGUSR1 starts at SIG_DFL");
         let mask = 1u64 << 9;
         let mut prev = 0u64;
-        ensure_eq!(errno_of(call(Sysno::RtSigprocmask, [3, (&raw const mask) as u64, 0, 8, 0, 0])), Some("EINVAL"));
-        ensure_eq!(call(Sysno::RtSigprocmask, [0, (&raw const mask) as u64, 0, 8, 0, 0]), Ok(0));
-        ensure_eq!(call(Sysno::RtSigprocmask, [1, (&raw const mask) as u64, (&raw mut prev) as u64, 8, 0, 0]), Ok(0));
+        ensure_eq!(
+            errno_of(call(
+                Sysno::RtSigprocmask,
+                [3, (&raw const mask) as u64, 0, 8, 0, 0]
+            )),
+            Some("EINVAL")
+        );
+        ensure_eq!(
+            call(
+                Sysno::RtSigprocmask,
+                [0, (&raw const mask) as u64, 0, 8, 0, 0]
+            ),
+            Ok(0)
+        );
+        ensure_eq!(
+            call(
+                Sysno::RtSigprocmask,
+                [1, (&raw const mask) as u64, (&raw mut prev) as u64, 8, 0, 0]
+            ),
+            Ok(0)
+        );
         ensure!(prev & mask == mask, "SIGUSR1 was not blocked");
     }
     ensure_eq!(errno_of(sys::kill(sys::getpid(), 65)), Some("EINVAL"));
@@ -313,7 +462,8 @@ fn t_arch_prctl() -> TestResult {
     let p = |c: u64, a: u64| call_int(Sysno::ArchPrctl, [c, a, 0, 0, 0, 0]);
     ensure_eq!(p(0x1002, page.as_ptr() as u64), Ok(0));
     // SAFETY: ARCH_GET_FS writes one u64.
-    ensure_eq!(unsafe { call(Sysno::ArchPrctl, [0x1003, (&raw mut fs) as u64, 0, 0, 0, 0]) }, Ok(0));
+    let r = unsafe { call(Sysno::ArchPrctl, [0x1003, (&raw mut fs) as u64, 0, 0, 0, 0]) };
+    ensure_eq!(r, Ok(0));
     ensure_eq!(fs, page.as_ptr() as u64);
     let v: u64;
     // SAFETY: FS points at `page`, which holds four u64s.
@@ -340,15 +490,27 @@ fn t_arch_prctl() -> TestResult {
 
 fn t_clone_flags() -> TestResult {
     // Thread flags without their prerequisites are EINVAL on Linux too.
-    ensure_eq!(errno_of(call_int(Sysno::Clone, [0x1_0000 | 17, 0, 0, 0, 0, 0])), Some("EINVAL"));
-    ensure_eq!(errno_of(call_int(Sysno::Clone, [0x800 | 17, 0, 0, 0, 0, 0])), Some("EINVAL"));
-    ensure_eq!(errno_of(sys::wait4(-1, 0x0100_0000).map(|_| 0)), Some("EINVAL"));
+    ensure_eq!(
+        errno_of(call_int(Sysno::Clone, [0x1_0000 | 17, 0, 0, 0, 0, 0])),
+        Some("EINVAL")
+    );
+    ensure_eq!(
+        errno_of(call_int(Sysno::Clone, [0x800 | 17, 0, 0, 0, 0, 0])),
+        Some("EINVAL")
+    );
+    ensure_eq!(
+        errno_of(sys::wait4(-1, 0x0100_0000).map(|_| 0)),
+        Some("EINVAL")
+    );
     Ok(())
 }
 
 fn t_wait_without_children() -> TestResult {
     ensure_eq!(errno_of(sys::wait4(-1, 0).map(|_| 0)), Some("ECHILD"));
-    ensure_eq!(errno_of(sys::wait4(-1, sys::WNOHANG).map(|_| 0)), Some("ECHILD"));
+    ensure_eq!(
+        errno_of(sys::wait4(-1, sys::WNOHANG).map(|_| 0)),
+        Some("ECHILD")
+    );
     ensure_eq!(errno_of(sys::wait4(12345, 0).map(|_| 0)), Some("ECHILD"));
     Ok(())
 }
@@ -383,8 +545,12 @@ fn t_fork_hundred_children() -> TestResult {
     }
     let mut seen = 0;
     while seen < pids.len() {
-        let (pid, st) = sys::wait4(-1, 0).map_err(|e| format!("wait4 after {seen}: {}", e.name()))?;
-        let &(_, i) = pids.iter().find(|p| p.0 == pid).ok_or(format!("unknown pid {pid}"))?;
+        let (pid, st) =
+            sys::wait4(-1, 0).map_err(|e| format!("wait4 after {seen}: {}", e.name()))?;
+        let &(_, i) = pids
+            .iter()
+            .find(|p| p.0 == pid)
+            .ok_or(format!("unknown pid {pid}"))?;
         ensure_eq!(exit_code(st), Some(i * 3 % 256));
         seen += 1;
     }
@@ -499,7 +665,11 @@ fn simd_survives(seed: u64, rounds: u32) -> bool {
 
 fn t_fp_simd_isolation() -> TestResult {
     let pid = match sys::fork() {
-        Ok(0) => sys::exit_group(if simd_survives(0x5a5a_0000, 300) { 0 } else { 1 }),
+        Ok(0) => sys::exit_group(if simd_survives(0x5a5a_0000, 300) {
+            0
+        } else {
+            1
+        }),
         Ok(p) => p as i32,
         Err(e) => return Err(format!("fork: {}", e.name())),
     };
@@ -553,7 +723,10 @@ fn expect_signal(name: &str, want: u32, f: fn()) -> TestResult {
         f();
         100
     })?;
-    ensure!(signalled(st) == Some(want), "{name}: status {st:#x}, expected signal {want}");
+    ensure!(
+        signalled(st) == Some(want),
+        "{name}: status {st:#x}, expected signal {want}"
+    );
     Ok(())
 }
 
@@ -611,7 +784,9 @@ fn t_contained_faults() -> TestResult {
     #[cfg(target_arch = "x86_64")]
     expect_signal("divide error", 8, || {
         // SAFETY: deliberately divides by zero in hardware.
-        unsafe { core::arch::asm!("xor edx, edx", "xor ecx, ecx", "mov eax, 1", "div ecx", out("eax") _, out("edx") _, out("ecx") _) };
+        unsafe {
+            core::arch::asm!("xor edx, edx", "xor ecx, ecx", "mov eax, 1", "div ecx", out("eax") _, out("edx") _, out("ecx") _)
+        };
     })?;
     #[cfg(target_arch = "x86_64")]
     expect_signal("privileged instruction", 11, || {
@@ -621,13 +796,13 @@ fn t_contained_faults() -> TestResult {
     #[cfg(target_arch = "aarch64")]
     expect_signal("misaligned pc", 7, || {
         // SAFETY: deliberately faults: a branch to a misaligned address.
-        unsafe { core::arch::asm!("adr x9, 2f", "add x9, x9, #2", "br x9", "2:", "nop", out("x9") _) };
+        unsafe {
+            core::arch::asm!("adr x9, 2f", "add x9, x9, #2", "br x9", "2:", "nop", out("x9") _)
+        };
     })?;
-    #[cfg(target_arch = "aarch64")]
-    expect_signal("misaligned sp", 7, || {
-        // SAFETY: deliberately faults: a stack access with SP not 16-aligned.
-        unsafe { core::arch::asm!("mov x9, sp", "sub x9, x9, #4", "mov sp, x9", "ldr x10, [sp]", out("x9") _, out("x10") _) };
-    })?;
+    // (A misaligned SP is not tested: QEMU's TCG does not raise SP
+    // alignment faults, on Linux or Folium; the kernel's decoding of one is
+    // covered by its self-tests.)
     // The kernel serves on: this process still runs.
     ensure!(sys::getpid() > 0);
     Ok(())
@@ -661,27 +836,39 @@ const TESTS: &[Test] = &[
 
 fn main(args: &ulib::Args) -> i32 {
     let filters: Vec<&str> = (1..args.len()).filter_map(|i| args.arg(i)).collect();
+    let selected: Vec<&Test> = TESTS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|w| name.contains(w)))
+        .collect();
     let folium = on_folium();
+    // The tests run in a child, so that this process's own memory (heap,
+    // stack, page tables) is the same when MemFree is read before and
+    // after: the difference is then exactly what the tests leaked.
+    let _ = mem_free_kb();
     let free_before = mem_free_kb();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in TESTS {
-        if !filters.is_empty() && !filters.iter().any(|w| name.contains(w)) {
-            continue;
-        }
-        match f() {
-            Ok(()) => {
-                passed += 1;
-                println!("test utest::{name} ... ok");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test utest::{name} ... FAILED: {why}");
+    let status = in_child(|| {
+        let mut failed = 0;
+        for (name, f) in &selected {
+            match f() {
+                Ok(()) => println!("test utest::{name} ... ok"),
+                Err(why) => {
+                    failed += 1;
+                    println!("test utest::{name} ... FAILED: {why}");
+                }
             }
         }
-    }
-    // Every child is reaped: memory must be back (on Linux, reported only:
-    // the page cache and other processes move MemFree).
+        failed
+    });
     let free_after = mem_free_kb();
+    let failed = match status.map(exit_code) {
+        Ok(Some(n)) => n as usize,
+        other => {
+            println!("utest: the test process ended abnormally: {other:?}");
+            selected.len()
+        }
+    };
+    let mut passed = selected.len() - failed.min(selected.len());
+    let mut failed = failed;
     match (free_before, free_after) {
         (Some(b), Some(a)) if folium => {
             if a == b {
