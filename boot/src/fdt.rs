@@ -49,6 +49,17 @@ pub struct DtbFacts<'a> {
     pub console_uart: Option<PhysAddr>,
     /// The first root-level GIC (v2 or v3) with both of its `reg` ranges.
     pub irq_controller: Option<IrqController>,
+    /// The initial ramdisk (`/chosen/linux,initrd-start` .. `-end`).
+    pub initrd: Option<PhysRange>,
+}
+
+/// A big-endian cell value of 4 or 8 bytes (`linux,initrd-*` use either).
+fn be_cells(v: &[u8]) -> Option<u64> {
+    match v.len() {
+        4 => Some(u64::from(u32::from_be_bytes(v.try_into().ok()?))),
+        8 => Some(u64::from_be_bytes(v.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 /// `compatible` strings of GICv2-class distributors with a memory-mapped
@@ -237,6 +248,7 @@ impl<'a> Fdt<'a> {
                 .push_coalescing(PhysRange::new(PhysAddr::new(addr), size));
         }
         let mut stdout: Option<&[u8]> = None;
+        let (mut initrd_start, mut initrd_end) = (None, None);
         let mut aliases: [(&[u8], &[u8]); 16] = [(&[], &[]); 16];
         let mut n_aliases = 0;
         let _ = self.walk(|depth, path, name, value, ac, sc| {
@@ -249,6 +261,8 @@ impl<'a> Fdt<'a> {
                 }
                 (2, b"bootargs") if path == b"/chosen" => facts.bootargs = cstr(value, 0),
                 (2, b"stdout-path") if path == b"/chosen" => stdout = cstr(value, 0),
+                (2, b"linux,initrd-start") if path == b"/chosen" => initrd_start = be_cells(value),
+                (2, b"linux,initrd-end") if path == b"/chosen" => initrd_end = be_cells(value),
                 (2, _) if path == b"/aliases" && n_aliases < aliases.len() => {
                     if let Some(target) = cstr(value, 0) {
                         aliases[n_aliases] = (name, target);
@@ -280,6 +294,14 @@ impl<'a> Fdt<'a> {
             }
         }
         facts.irq_controller = self.gic();
+        if let (Some(s), Some(e)) = (initrd_start, initrd_end)
+            && s < e
+        {
+            facts.initrd = Some(PhysRange {
+                start: PhysAddr::new(s),
+                end: PhysAddr::new(e),
+            });
+        }
         facts
     }
 
@@ -466,6 +488,8 @@ mod tests {
             .begin("chosen")
             .prop("bootargs", b"test=buddy\0")
             .prop("stdout-path", b"serial0:115200n8\0")
+            .prop("linux,initrd-start", &0x4800_0000u32.to_be_bytes())
+            .prop("linux,initrd-end", &0x4812_3456u64.to_be_bytes())
             .end()
             .end();
         b.build()
@@ -478,6 +502,14 @@ mod tests {
         let f = fdt.facts();
         assert_eq!(f.compatible, Some(&b"linux,dummy-virt"[..]));
         assert_eq!(f.bootargs, Some(&b"test=buddy"[..]));
+        assert_eq!(
+            f.initrd,
+            Some(PhysRange {
+                start: PhysAddr::new(0x4800_0000),
+                end: PhysAddr::new(0x4812_3456)
+            }),
+            "4- and 8-byte cells both read"
+        );
         assert_eq!(
             f.ram.as_slice(),
             &[PhysRange::new(PhysAddr::new(0x4000_0000), 0x2000_0000)]

@@ -122,6 +122,9 @@ pub struct BootInfo {
     pub console_uart: Option<PhysAddr>,
     /// The interrupt controller, if the DTB described one Folium drives.
     pub irq_controller: Option<IrqController>,
+    /// The initial ramdisk the loader placed in RAM (QEMU `-initrd`): a
+    /// user program for `init` to run. Also listed in `reserved`.
+    pub initrd: Option<PhysRange>,
     /// Physical range of the loaded kernel image, `.bss` included.
     pub kernel_phys: PhysRange,
     /// Virtual address of the kernel image's first byte.
@@ -145,6 +148,7 @@ impl BootInfo {
             mmio: RangeList::new(),
             console_uart: None,
             irq_controller: None,
+            initrd: None,
             kernel_phys: PhysRange::EMPTY,
             kernel_virt: VirtAddr::new(0),
             linear_offset: 0,

@@ -26,15 +26,19 @@ pub struct Args<'a> {
     /// `init=NAME args...`: after the action, start `init` to run the
     /// program NAME with the rest of the command line as its arguments.
     pub init: Option<(&'a str, &'a str)>,
+    /// `initrd=NAME`: the name the initrd's program is run by
+    /// (default `initrd`).
+    pub initrd_name: &'a str,
 }
 
 impl<'a> Args<'a> {
     /// Parses whitespace-separated words: `test`, `test=<filter>`, `fatal-test`,
-    /// `stack-overflow-test`, `bench-alloc`, and `init=NAME` (the words
+    /// `stack-overflow-test`, `bench-alloc`, `initrd=NAME`, and `init=NAME` (the words
     /// after it are NAME's arguments, as Linux hands them to init).
     pub fn parse(cmdline: &'a str) -> Self {
         let mut action = Action::None;
         let mut init = None;
+        let mut initrd_name = "initrd";
         let mut rest = cmdline;
         while let Some(word) = rest.split_ascii_whitespace().next() {
             let at = rest.find(word).unwrap_or(0) + word.len();
@@ -49,9 +53,14 @@ impl<'a> Args<'a> {
                 None if word == "fatal-test" => action = Action::Fatal,
                 None if word == "stack-overflow-test" => action = Action::StackOverflow,
                 None if word == "bench-alloc" => action = Action::BenchAlloc,
+                Some(("initrd", name)) if !name.is_empty() => initrd_name = name,
                 _ => {}
             }
         }
-        Args { action, init }
+        Args {
+            action,
+            init,
+            initrd_name,
+        }
     }
 }

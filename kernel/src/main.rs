@@ -40,6 +40,21 @@ fn kmain(info: &'static BootInfo) -> ! {
         time::set_realtime(secs);
     }
     let args = cmdline::Args::parse(info.cmdline());
+    if let Some(r) = info.initrd {
+        // SAFETY: the boot layer reserved the initrd's pages, so nothing
+        // reuses them: the bytes stay valid and unchanged for the whole run,
+        // in the linear map.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(mm::frames::linear().ptr::<u8>(r.start), r.size() as usize)
+        };
+        println!(
+            "  initrd   {:?} {} KiB, runs as {}",
+            r,
+            r.size() >> 10,
+            args.initrd_name
+        );
+        proc::exec::set_initrd(args.initrd_name, bytes);
+    }
     let ok = match args.action {
         cmdline::Action::Test { filter } => ktest::run(filter),
         cmdline::Action::BenchAlloc => mm::bench::alloc(board),

@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, run, test, benchmark and package Folium.
 //!
 //! ```text
-//! cargo xtask qemu-run [--board virt|raspi4b|raspi3b|q35] [--cpu C] [--accel tcg|kvm] [--mem M] [-- cmdline...]
+//! cargo xtask qemu-run [--board virt|raspi4b|raspi3b|q35] [--cpu C] [--accel tcg|kvm] [--mem M] [--init PATH] [-- cmdline...]
 //! cargo xtask test     [--board B]... [--timeout SECS]
 //! cargo xtask bench    [--board B]...
 //! cargo xtask build    [--arch aarch64|x86_64]
@@ -33,7 +33,9 @@ commands:
              --cpu NAME      QEMU -cpu (virt: cortex-a72 by default; try max)
              --accel tcg|kvm (default tcg; q35 defaults to kvm on hosts with vmx/svm)
              --mem SIZE      guest RAM, e.g. 512M, 2G (fixed on the Pi boards)
-             -- ARGS...      kernel command line (e.g. `-- test`, `-- test=buddy`, `-- bench-alloc`)
+             --init PATH     run your own static Linux ELF under init (handed over as an
+                             initrd); the words after `--` become its arguments
+             -- ARGS...      kernel command line (e.g. `-- test`, `-- init=utest`, `-- bench-alloc`)
   test       host unit tests, then every board's in-guest self-tests
              --board B (repeatable; default all)  --timeout SECS (default 300)
   bench      in-guest benchmarks on virt and q35; prints tables, writes out/bench/*.json
@@ -52,6 +54,7 @@ struct Opts {
     arch: Option<String>,
     out: Option<String>,
     timeout: Option<u64>,
+    init: Option<String>,
     cmdline: Vec<String>,
 }
 
@@ -74,6 +77,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--mem" | "-m" => o.mem = Some(val("--mem")?),
             "--arch" => o.arch = Some(val("--arch")?),
             "--out" => o.out = Some(val("--out")?),
+            "--init" => o.init = Some(val("--init")?),
             "--timeout" => {
                 let v = val("--timeout")?;
                 o.timeout = Some(v.parse().map_err(|_| format!("bad --timeout {v}"))?);

@@ -99,6 +99,8 @@ pub struct Spec {
     pub mem: Option<String>,
     pub extra_machine: Option<String>,
     pub cmdline: String,
+    /// A file QEMU loads as the initrd (`-initrd`).
+    pub initrd: Option<std::path::PathBuf>,
 }
 
 impl Spec {
@@ -110,6 +112,7 @@ impl Spec {
             mem: None,
             extra_machine: None,
             cmdline: cmdline.into(),
+            initrd: None,
         }
     }
 
@@ -195,6 +198,9 @@ impl Spec {
         }
         c.arg("-no-reboot");
         c.arg("-kernel").arg(kernel);
+        if let Some(i) = &self.initrd {
+            c.arg("-initrd").arg(i);
+        }
         c.args(["-append", &self.cmdline]);
         Ok(c)
     }
@@ -324,13 +330,32 @@ pub fn run(o: &Opts) -> Result<bool> {
             Accel::Tcg
         });
     let kernel = build::kernel(board.arch())?;
+    let (cmdline, initrd) = match &o.init {
+        None => (o.cmdline.join(" "), None),
+        Some(path) => {
+            let p = std::path::PathBuf::from(path);
+            let bytes = std::fs::read(&p).map_err(|e| format!("--init {path}: {e}"))?;
+            if !bytes.starts_with(b"\x7fELF") {
+                return Err(format!("--init {path}: not an ELF file"));
+            }
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| !n.is_empty() && !n.contains(char::is_whitespace))
+                .unwrap_or("initrd")
+                .to_string();
+            let args = o.cmdline.join(" ");
+            (format!("initrd={name} init={name} {args}"), Some(p))
+        }
+    };
     let spec = Spec {
         board,
         cpu: o.cpu.clone(),
         accel,
         mem: o.mem.clone(),
         extra_machine: None,
-        cmdline: o.cmdline.join(" "),
+        cmdline,
+        initrd,
     };
     let mut cmd = spec.command(&kernel, true)?;
     eprintln!(

@@ -291,11 +291,19 @@ const STACK_OVERFLOW: FatalExpect = FatalExpect {
 /// Parses a boot in which init ran a C program: the program prints
 /// `cprog NAME (libc): ok, ...`, init reports its exit status 0, and the
 /// machine powers off with the success status.
-fn check_cprogram_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
-    let reported = run
-        .lines
-        .iter()
-        .any(|l| l.starts_with("cprog ") && l.contains("): ok,"));
+fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
+    let board = spec.board;
+    // Run from the initrd: the kernel must say it registered it.
+    let from_initrd = spec.initrd.is_none()
+        || run
+            .lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("initrd") && l.contains("runs as userprog"));
+    let reported = from_initrd
+        && run
+            .lines
+            .iter()
+            .any(|l| l.starts_with("cprog ") && l.contains("): ok,"));
     let forked = run.lines.iter().any(|l| l.contains("says hello"));
     let ok = reported && forked && run.exit == Some(board.exit_codes().0) && !run.timed_out;
     let mut report = vec![format!(
@@ -509,8 +517,16 @@ impl GuestBoot {
         }
         if let Check::Fatal(_) | Check::CProgram = self.check {
             l.push(':');
-            let word = self.spec.cmdline.split_whitespace().next().unwrap_or("");
+            let mut words = self.spec.cmdline.split_whitespace();
+            let word = words
+                .clone()
+                .find(|w| w.starts_with("init="))
+                .or_else(|| words.next())
+                .unwrap_or("");
             l.push_str(word.trim_start_matches("init="));
+            if self.spec.initrd.is_some() {
+                l.push_str("(initrd)");
+            }
         }
         l
     }
@@ -519,15 +535,25 @@ impl GuestBoot {
 /// The guest boots `cargo xtask test` makes for the chosen boards: each
 /// board's self-tests, the fatal paths, and (virt, q35) the self-tests on
 /// a kernel built with debug assertions.
-fn guest_boots(boards: &[Board], cprogs: &[(Arch, String)]) -> (Vec<GuestBoot>, Vec<String>) {
+fn guest_boots(
+    boards: &[Board],
+    cprogs: &[(Arch, String, PathBuf)],
+) -> (Vec<GuestBoot>, Vec<String>) {
     let mut boots = Vec::new();
     let mut notices = Vec::new();
     for &b in boards {
-        for (_, name) in cprogs.iter().filter(|(a, _)| *a == b.arch()) {
+        for (_, name, path) in cprogs.iter().filter(|(a, ..)| *a == b.arch()) {
             boots.push(GuestBoot::new(
                 Spec::new(b, &format!("init={name} one two")),
                 Check::CProgram,
             ));
+            // The same program handed over as an initrd, as `qemu-run
+            // --init PATH` does, under a name no embedded program has.
+            if name == "c-glibc" {
+                let mut spec = Spec::new(b, "initrd=userprog init=userprog one two");
+                spec.initrd = Some(path.clone());
+                boots.push(GuestBoot::new(spec, Check::CProgram));
+            }
         }
     }
     let fatal = |b: Board, cpu: Option<&str>, word: &str, expect: &'static FatalExpect| {
@@ -601,7 +627,7 @@ pub fn run(o: &Opts) -> Result<bool> {
     for arch in [Arch::Aarch64, Arch::X86_64] {
         if boards.iter().any(|b| b.arch() == arch) {
             let (built, n) = crate::cprogs::build(arch)?;
-            cprogs.extend(built.into_iter().map(|(name, _)| (arch, name)));
+            cprogs.extend(built.into_iter().map(|(name, path)| (arch, name, path)));
             cnotices.extend(n);
         }
     }
@@ -645,9 +671,7 @@ pub fn run(o: &Opts) -> Result<bool> {
                         (Ok(run), Check::Fatal(expect)) => {
                             check_fatal_boot(&label, gb.spec.board, &run, expect)
                         }
-                        (Ok(run), Check::CProgram) => {
-                            check_cprogram_boot(&label, gb.spec.board, &run)
-                        }
+                        (Ok(run), Check::CProgram) => check_cprogram_boot(&label, &gb.spec, &run),
                         (Ok(run), Check::Tests) => {
                             check_test_boot(&label, gb.spec.board, &gb.spec.cmdline, &run)
                         }

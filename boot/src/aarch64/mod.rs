@@ -23,6 +23,7 @@ pub const LINEAR_OFFSET: u64 = 0xffff_0000_0000_0000;
 const ATAG_CORE: u32 = 0x5441_0001;
 const ATAG_MEM: u32 = 0x5441_0002;
 const ATAG_CMDLINE: u32 = 0x5441_0009;
+const ATAG_INITRD2: u32 = 0x5442_0005;
 
 /// First Rust code, on the boot stack with the MMU on and only the image
 /// mapped. Arguments come from `entry.S`.
@@ -100,6 +101,10 @@ fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
     info.mmio = facts.mmio;
     info.console_uart = facts.console_uart;
     info.irq_controller = facts.irq_controller;
+    if let Some(r) = facts.initrd {
+        info.initrd = Some(r);
+        info.reserved.push_coalescing(r.pages_covering());
+    }
     if let Some(args) = facts.bootargs {
         info.set_cmdline(args);
     }
@@ -133,6 +138,15 @@ fn parse_atags(info: &mut BootInfo, pa: PhysAddr) {
                     PhysAddr::new(u64::from(start)),
                     u64::from(size),
                 ));
+            }
+            ATAG_INITRD2 if words >= 4 => {
+                let start = read_le32(va + 8);
+                let size = read_le32(va + 12);
+                if size > 0 {
+                    let r = PhysRange::new(PhysAddr::new(u64::from(start)), u64::from(size));
+                    info.initrd = Some(r);
+                    info.reserved.push_coalescing(r.pages_covering());
+                }
             }
             ATAG_CMDLINE => {
                 let len = (words as usize - 2) * 4;

@@ -84,7 +84,28 @@ extern "C" fn boot_entry(start_info_pa: u64) -> ! {
     enter_kernel(info)
 }
 
+/// `struct hvm_modlist_entry`: one module (QEMU passes `-initrd` as the first).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ModlistEntry {
+    paddr: u64,
+    size: u64,
+    cmdline_paddr: u64,
+    reserved: u64,
+}
+
 fn parse_start_info(info: &mut BootInfo, si: &StartInfo) {
+    if si.nr_modules > 0
+        && let Some(p) = linear::<ModlistEntry>(si.modlist_paddr)
+    {
+        // SAFETY: inside the early linear map; QEMU wrote the list there.
+        let m = unsafe { p.read_volatile() };
+        if m.size > 0 && m.paddr.checked_add(m.size).is_some() {
+            let r = PhysRange::new(PhysAddr::new(m.paddr), m.size);
+            info.initrd = Some(r);
+            info.reserved.push_coalescing(r.pages_covering());
+        }
+    }
     if si.version >= 1 {
         for i in 0..u64::from(si.memmap_entries.min(128)) {
             let pa = si.memmap_paddr + i * size_of::<MemmapEntry>() as u64;

@@ -27,9 +27,23 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/programs.rs"));
 }
 
-/// Finds a program by path: `/NAME` or `NAME` for the embedded programs.
+/// A program handed to the kernel as an initrd (`qemu-run --init PATH`).
+static INITRD: spin::Once<Program> = spin::Once::new();
+
+/// Registers the initrd's contents as the program `name`.
+pub fn set_initrd(name: &'static str, bytes: &'static [u8]) {
+    INITRD.call_once(|| Program { name, bytes });
+}
+
+/// Finds a program by path: `/NAME` or `NAME` for the embedded programs
+/// and the initrd's program (which wins over an embedded one).
 pub fn find(path: &[u8]) -> Option<Program> {
     let name = path.strip_prefix(b"/").unwrap_or(path);
+    if let Some(p) = INITRD.get()
+        && p.name.as_bytes() == name
+    {
+        return Some(*p);
+    }
     embedded::PROGRAMS
         .iter()
         .find(|(n, _)| n.as_bytes() == name)
