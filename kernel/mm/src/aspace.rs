@@ -150,9 +150,16 @@ impl Gather {
         self.folios.len()
     }
 
-    /// Flushes the TLB once for everything noted, then drops the folio
-    /// references and frees the tables.
-    pub fn finish(self, env: &mut (impl MmEnv + ?Sized)) {
+    /// Flushes the TLB for everything noted so far and drops the folio
+    /// references gathered (tables wait for [`Gather::finish`]).
+    fn flush_and_free_folios(&mut self, env: &mut (impl MmEnv + ?Sized)) {
+        self.flush(env);
+        for f in self.folios.drain(..) {
+            env.folio_put(f);
+        }
+    }
+
+    fn flush(&self, env: &mut (impl MmEnv + ?Sized)) {
         if self.full {
             env.tlb().flush_asid(self.asid);
         } else if self.start < self.end {
@@ -162,14 +169,21 @@ impl Gather {
                 VirtAddr::new(self.end),
             );
         }
-        for f in self.folios {
-            env.folio_put(f);
-        }
+    }
+
+    /// Flushes the TLB once for everything noted, then drops the folio
+    /// references and frees the tables.
+    pub fn finish(mut self, env: &mut (impl MmEnv + ?Sized)) {
+        self.flush_and_free_folios(env);
         for t in self.tables {
             env.free_table(t);
         }
     }
 }
+
+/// Folio references a [`Gather`] holds before it flushes and frees them
+/// (Linux's mmu_gather batches are a page of pointers: the same order).
+pub const GATHER_BATCH: usize = 512;
 
 /// The program break: `[start, cur)` is the heap area (Linux `brk`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -513,43 +527,42 @@ impl<F: PteFormat> AddressSpace<F> {
         let mut result = Ok(());
         let areas: Vec<Vma> = self.vmas.iter().copied().collect();
         'areas: for vma in areas {
-            let mut slots = Vec::new();
-            self.pt
-                .for_each_slot(vma.start, vma.end, |va, slot| slots.push((va, slot)));
-            for (va, slot) in slots {
-                let raw = self.pt.pte(slot);
-                let Some((pfn, attrs)) = leaf::<F>(raw) else {
-                    continue;
-                };
-                let cslot = match child.pt.pte_slot_alloc(va, &mut EnvTables(env)) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        result = Err(FaultError::OutOfMemory);
-                        break 'areas;
+            for (tva, table) in self.pt.pte_tables(vma.start, vma.end) {
+                for (va, slot) in PageTable::<F>::table_slots(tva, table, vma.start, vma.end) {
+                    let raw = self.pt.pte(slot);
+                    let Some((pfn, attrs)) = leaf::<F>(raw) else {
+                        continue;
+                    };
+                    let cslot = match child.pt.pte_slot_alloc(va, &mut EnvTables(env)) {
+                        Ok(s) => s,
+                        Err(_) => {
+                            result = Err(FaultError::OutOfMemory);
+                            break 'areas;
+                        }
+                    };
+                    if let Some(f) = env.memmap().page_folio(pfn) {
+                        f.ref_add(1);
+                        f.add_mapcount(1);
+                        f.clear_page_anon_exclusive(pfn);
                     }
-                };
-                if let Some(f) = env.memmap().page_folio(pfn) {
-                    f.ref_add(1);
-                    f.add_mapcount(1);
-                    f.clear_page_anon_exclusive(pfn);
+                    let shared = if attrs.writable {
+                        downgraded = true;
+                        let mut a = attrs;
+                        a.writable = false;
+                        let ro = F::encode(
+                            PteKind::Leaf {
+                                pa: pfn.phys(),
+                                attrs: a,
+                            },
+                            Level::L3,
+                        );
+                        self.pt.set_pte(slot, ro);
+                        ro
+                    } else {
+                        raw
+                    };
+                    child.pt.set_pte(cslot, shared);
                 }
-                let shared = if attrs.writable {
-                    downgraded = true;
-                    let mut a = attrs;
-                    a.writable = false;
-                    let ro = F::encode(
-                        PteKind::Leaf {
-                            pa: pfn.phys(),
-                            attrs: a,
-                        },
-                        Level::L3,
-                    );
-                    self.pt.set_pte(slot, ro);
-                    ro
-                } else {
-                    raw
-                };
-                child.pt.set_pte(cslot, shared);
             }
         }
         if downgraded {
@@ -596,16 +609,20 @@ impl<F: PteFormat> AddressSpace<F> {
         end: VirtAddr,
         g: &mut Gather,
     ) {
-        let mut slots = Vec::new();
-        self.pt
-            .for_each_slot(start, end, |va, s| slots.push((va, s)));
-        for (va, slot) in slots {
-            if leaf::<F>(self.pt.pte(slot)).is_none() {
-                continue;
+        for (tva, table) in self.pt.pte_tables(start, end) {
+            for (va, slot) in PageTable::<F>::table_slots(tva, table, start, end) {
+                if leaf::<F>(self.pt.pte(slot)).is_none() {
+                    continue;
+                }
+                let raw = self.pt.take_pte(slot);
+                g.note(va);
+                self.release_pte(raw, g, env);
+                if g.folios.len() >= GATHER_BATCH {
+                    // Bound the gather's memory: flush what is unhooked so
+                    // far, then free it, and go on.
+                    g.flush_and_free_folios(env);
+                }
             }
-            let raw = self.pt.take_pte(slot);
-            g.note(va);
-            self.release_pte(raw, g, env);
         }
     }
 
@@ -622,9 +639,11 @@ impl<F: PteFormat> AddressSpace<F> {
     ) -> Result<(), VmaError> {
         self.vmas.protect(start, end, prot)?;
         let mut g = Gather::new(self.asid);
-        let mut slots = Vec::new();
-        self.pt
-            .for_each_slot(start, end, |va, s| slots.push((va, s)));
+        let slots = self
+            .pt
+            .pte_tables(start, end)
+            .into_iter()
+            .flat_map(|(tva, t)| PageTable::<F>::table_slots(tva, t, start, end));
         for (va, slot) in slots {
             let Some((pfn, attrs)) = leaf::<F>(self.pt.pte(slot)) else {
                 continue;

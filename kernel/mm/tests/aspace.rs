@@ -303,6 +303,30 @@ fn mprotect_downgrades_and_cow_restores() {
     a.teardown(&mut env);
 }
 
+#[test]
+fn large_unmaps_flush_in_batches_before_freeing() {
+    let mut env = HostEnv::new();
+    let free0 = env.free_pages();
+    let mut a = new_space::<Aarch64>(&mut env, 1);
+    let n = 3 * folium_mm::aspace::GATHER_BATCH as u64 + 7;
+    a.add_vma(Vma::new(va(0), va(n), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    for p in 0..n {
+        write_u64(&mut env, &mut a, va(p), p);
+    }
+    env.walk_all(&a);
+    let before = env.tlb.calls();
+    // Every free checks (in HostEnv::folio_put) that no cached translation
+    // to the frame survives: the batches must flush before they free.
+    a.unmap(&mut env, va(0), va(n)).unwrap();
+    let after = env.tlb.calls();
+    let flushes: u64 = (0..3).map(|i| after[i] - before[i]).sum();
+    assert!(flushes >= 4, "expected a flush per batch, saw {flushes}");
+    assert_eq!(a.resident_pages(), 0);
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Write { space: usize, page: u64, value: u64 },

@@ -12,6 +12,7 @@
 //! hardware walk sees the old or the new value, never a mix. Ordering a
 //! table's zeroing before its link is done with a release store.
 
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::PteFormat;
@@ -167,6 +168,35 @@ impl<F: PteFormat> PageTable<F> {
         Ok(added)
     }
 
+    /// The last-level tables under `[start, end)`, in address order, as
+    /// (first VA the table maps, the table): one entry per 2 MiB that has a
+    /// table, missing subtrees skipped. Callers that change entries walk
+    /// this short list and then each table's slots, instead of holding a
+    /// slot per page.
+    pub fn pte_tables(&self, start: VirtAddr, end: VirtAddr) -> Vec<(VirtAddr, PhysAddr)> {
+        let mut out: Vec<(VirtAddr, PhysAddr)> = Vec::new();
+        self.for_each_slot_inner(start, end, &mut |va, slot, first_of_table| {
+            if first_of_table {
+                out.push((va.align_down(Level::L2.size()), slot.table));
+            }
+        });
+        out
+    }
+
+    /// The slots of L3 table `table` (mapping from `table_va`) that lie in
+    /// `[start, end)`.
+    pub fn table_slots(
+        table_va: VirtAddr,
+        table: PhysAddr,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> impl Iterator<Item = (VirtAddr, PteSlot)> {
+        (0..ENTRIES).filter_map(move |index| {
+            let va = table_va + index as u64 * PAGE_SIZE;
+            (start <= va && va < end).then_some((va, PteSlot { table, index }))
+        })
+    }
+
     /// Calls `f(va, slot)` for every L3 slot of `[start, end)` whose table
     /// exists (absent entries included), in address order. Skips whole
     /// missing subtrees without visiting them.
@@ -175,6 +205,15 @@ impl<F: PteFormat> PageTable<F> {
         start: VirtAddr,
         end: VirtAddr,
         mut f: impl FnMut(VirtAddr, PteSlot),
+    ) {
+        self.for_each_slot_inner(start, end, &mut |va, slot, _| f(va, slot));
+    }
+
+    fn for_each_slot_inner(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+        f: &mut dyn FnMut(VirtAddr, PteSlot, bool),
     ) {
         let mut va = start.align_down(PAGE_SIZE).as_u64();
         let end = end.as_u64();
@@ -208,7 +247,11 @@ impl<F: PteFormat> PageTable<F> {
                 if here >= end {
                     return;
                 }
-                f(VirtAddr::new(here), PteSlot { table, index });
+                f(
+                    VirtAddr::new(here),
+                    PteSlot { table, index },
+                    index == first,
+                );
             }
             va = table_end;
         }
