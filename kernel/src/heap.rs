@@ -1,6 +1,11 @@
 //! The kernel heap behind `#[global_allocator]`: a buddy-system heap
-//! (`buddy_system_allocator`) over a static arena in `.bss`, taken with
-//! interrupts masked so an interrupt handler may allocate too.
+//! (`buddy_system_allocator`) over a static arena in `.bss`, grown once at
+//! boot with frames from the page allocator in proportion to RAM, taken
+//! with interrupts masked so an interrupt handler may allocate too.
+//!
+//! A failed heap allocation stops the kernel, so code that lets user space
+//! create heap objects (processes, mappings) first checks [`headroom`]
+//! and answers ENOMEM/EAGAIN when it runs low.
 
 use core::alloc::{GlobalAlloc, Layout};
 
@@ -51,6 +56,44 @@ pub fn init() {
 /// Bytes currently allocated from the heap.
 pub fn used() -> usize {
     with_heap(|h| h.stats_alloc_actual())
+}
+
+/// Bytes the heap manages in all.
+pub fn total() -> usize {
+    with_heap(|h| h.stats_total_bytes())
+}
+
+/// Bytes still free in the heap.
+pub fn headroom() -> usize {
+    with_heap(|h| h.stats_total_bytes() - h.stats_alloc_actual())
+}
+
+/// Below this much free heap, requests that create kernel objects for user
+/// space are refused (it covers the largest single such request).
+pub const RESERVE: usize = 1 << 20;
+
+/// True if a user request that allocates kernel heap may proceed.
+pub fn can_grow() -> bool {
+    headroom() > RESERVE
+}
+
+/// Adds `bytes` (rounded to 4 MiB blocks) of page-allocator memory to the
+/// heap, for good: called once at boot, before anything measures free
+/// pages. Returns the bytes added.
+pub fn grow_from_frames(bytes: u64) -> u64 {
+    let block = folium_mm::Order::MAX;
+    let mut added = 0;
+    while added < bytes {
+        let Some(pfn) = crate::mm::frames::with(|b| b.alloc(block)) else {
+            break;
+        };
+        let start = crate::mm::frames::linear().ptr::<u8>(pfn.phys()) as usize;
+        // SAFETY: a fresh block from the page allocator, never freed, RAM
+        // in the linear map: the heap owns it from now on.
+        with_heap(|h| unsafe { h.add_to_heap(start, start + block.bytes() as usize) });
+        added += block.bytes();
+    }
+    added
 }
 
 kernel_test!(

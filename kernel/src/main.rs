@@ -35,6 +35,14 @@ fn kmain(info: &'static BootInfo) -> ! {
     let board = platform::init(info);
     print_banner(info, board);
     mm::init(info, board);
+    // Kernel objects for processes live on the heap: 1/64 of RAM, between
+    // 4 and 64 MiB, on top of the static arena.
+    let grown = heap::grow_from_frames((board.ram.total() / 64).clamp(4 << 20, 64 << 20));
+    println!(
+        "mm: kernel heap {} MiB ({} MiB from RAM)",
+        heap::total() >> 20,
+        grown >> 20
+    );
     arch::clock::init();
     if let Some(secs) = arch::rtc_epoch_secs() {
         time::set_realtime(secs);

@@ -42,6 +42,10 @@ pub type Pid = u32;
 /// The first process.
 pub const INIT_PID: Pid = 1;
 
+/// Most processes at once, zombies included (Linux: RLIMIT_NPROC /
+/// threads-max; fork then fails with EAGAIN).
+pub const MAX_PROCS: usize = 512;
+
 /// What a process is doing, as others see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -551,7 +555,10 @@ pub fn fork_current(
     child_settid: u64,
     child_cleartid: u64,
 ) -> Result<Pid, Errno> {
-    let kstack = KernelStack::new().ok_or(Errno::ENOMEM)?;
+    if PROCS.lock().procs.len() >= MAX_PROCS || !crate::heap::can_grow() {
+        return Err(Errno::EAGAIN);
+    }
+    let kstack = KernelStack::new().ok_or(Errno::EAGAIN)?;
     let space = parent
         .space
         .as_mut()

@@ -60,6 +60,9 @@ const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 /// Where top-down `mmap` placement starts: below the stack area with a
 /// 1 MiB gap (Linux places it below the stack's rlimit gap, randomised).
 const MMAP_BASE: u64 = crate::proc::exec::STACK_TOP - crate::proc::exec::STACK_SIZE - (1 << 20);
+/// Most areas one address space may have (Linux's `vm.max_map_count`).
+const MAX_MAP_COUNT: usize = 65_530;
+
 /// Lowest address `mmap` hands out without MAP_FIXED (Linux's default
 /// `vm.mmap_min_addr`).
 const MMAP_MIN: u64 = 0x1_0000;
@@ -88,6 +91,11 @@ pub fn mmap(task: &mut Task, addr: u64, len: u64, prot: u64, flags: u64, fd: u64
         return Err(Errno::EINVAL);
     }
     let len = page_len(len)?;
+    let space_ref = task.space.as_ref().ok_or(Errno::ENOMEM)?;
+    // Linux's vm.max_map_count; and the kernel heap that holds the areas.
+    if space_ref.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
+        return Err(Errno::ENOMEM);
+    }
     let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
     let user_end = space.user_end().as_u64();
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;

@@ -125,6 +125,9 @@ pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
     let argv = uaccess::read_str_array(task, argv, 4096, 128 << 10)?;
     let envp = uaccess::read_str_array(task, envp, 4096, 128 << 10)?;
     let program = exec::find(&path).ok_or(Errno::ENOENT)?;
+    if !crate::heap::can_grow() {
+        return Err(Errno::ENOMEM);
+    }
     let mut space = uspace::new_space().map_err(|_| Errno::ENOMEM)?;
     let argv_refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
     let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();

@@ -19,6 +19,8 @@ static INTERVAL: AtomicU64 = AtomicU64::new(0);
 
 /// CNTV_CTL_EL0.ENABLE; IMASK (bit 1) clear.
 const CNTV_ENABLE: u64 = 1;
+/// CNTV_CTL_EL0.ISTATUS: the timer condition is met.
+const CNTV_ISTATUS: u64 = 1 << 2;
 
 /// QEMU's generic-timer frequency, used should CNTFRQ_EL0 read 0 (firmware
 /// that never set it).
@@ -61,6 +63,15 @@ pub fn timer_init() {
 /// dropped rather than delivered in a burst). Moving the deadline into
 /// the future deasserts the timer's level-triggered line.
 fn timer_interrupt() {
+    // A level-triggered line can stay latched as pending in the controller
+    // after the handler moved the deadline (seen on the Pi 4's GIC-400
+    // model): only a timer whose condition really holds is a tick.
+    let ctl: u64;
+    // SAFETY: reading the timer's control register has no side effects.
+    unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack)) };
+    if ctl & CNTV_ISTATUS == 0 {
+        return;
+    }
     let interval = INTERVAL.load(Ordering::Relaxed).max(1);
     let now = super::clock::ticks();
     let mut next = read_cval().wrapping_add(interval);

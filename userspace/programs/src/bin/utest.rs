@@ -808,6 +808,78 @@ fn t_contained_faults() -> TestResult {
     Ok(())
 }
 
+/// A fork bomb: forks until the kernel refuses (EAGAIN), which must
+/// happen without harm; then every child is killed and reaped. Folium
+/// only: on a real Linux host this would fill the process table.
+fn t_fork_until_refused() -> TestResult {
+    if !on_folium() {
+        println!(
+            "utest: fork_until_refused skipped on Linux (it would exhaust the host's process table)"
+        );
+        return Ok(());
+    }
+    let mut pids = Vec::new();
+    let refusal = loop {
+        match sys::fork() {
+            Ok(0) => loop {
+                let _ = sys::nanosleep(1_000_000_000);
+            },
+            Ok(p) => pids.push(p as i32),
+            Err(e) => break e,
+        }
+        if pids.len() > 5000 {
+            return Err(format!("{} forks and no refusal", pids.len()));
+        }
+    };
+    let n = pids.len();
+    for &p in &pids {
+        ensure_eq!(sys::kill(p, 9), Ok(0));
+    }
+    for _ in 0..n {
+        let (pid, st) = sys::wait4(-1, 0).map_err(|e| format!("wait4: {}", e.name()))?;
+        ensure!(pids.contains(&pid));
+        ensure_eq!(signalled(st), Some(9));
+    }
+    ensure!(
+        matches!(refusal.name(), "EAGAIN" | "ENOMEM"),
+        "fork failed with {}",
+        refusal.name()
+    );
+    ensure!(n >= 100, "only {n} forks before {}", refusal.name());
+    // After the bomb, forking works again.
+    ensure_eq!(exit_code(in_child(|| 3)?), Some(3));
+    Ok(())
+}
+
+/// Touches ever more memory until the kernel runs out: the process is
+/// killed with SIGKILL, the kernel and this process carry on, and the
+/// no_leak check sees every frame back. Folium only (on Linux the OOM
+/// killer might pick another process of the host).
+fn t_memory_exhaustion_kills_only_the_hog() -> TestResult {
+    if !on_folium() {
+        println!("utest: memory_exhaustion skipped on Linux (it would wake the host's OOM killer)");
+        return Ok(());
+    }
+    let st = in_child(|| {
+        let base = sys::brk(0);
+        let want = base + (64u64 << 30);
+        if sys::brk(want) != want {
+            return 50;
+        }
+        let mut p = base;
+        while p < want {
+            // SAFETY: inside the break just granted; the kernel kills this
+            // process when no frame is left for the next page.
+            unsafe { (p as *mut u8).write_volatile(1) };
+            p += 4096;
+        }
+        51
+    })?;
+    ensure_eq!(signalled(st), Some(9), "status {st:#x}");
+    ensure!(sys::getpid() > 0);
+    Ok(())
+}
+
 type Test = (&'static str, fn() -> TestResult);
 
 const TESTS: &[Test] = &[
@@ -832,6 +904,11 @@ const TESTS: &[Test] = &[
     ("fp_simd_isolation", t_fp_simd_isolation),
     ("preemption", t_preemption),
     ("contained_faults", t_contained_faults),
+    ("fork_until_refused", t_fork_until_refused),
+    (
+        "memory_exhaustion_kills_only_the_hog",
+        t_memory_exhaustion_kills_only_the_hog,
+    ),
 ];
 
 fn main(args: &ulib::Args) -> i32 {
