@@ -131,6 +131,12 @@ pub fn build(arch: Arch) -> Result<Built> {
             )
             .map_err(|e| format!("{e} (package {})", t.package))?;
         }
+        // A truncated copy (ELF header and program headers intact, the
+        // segments cut off) for the refusal test.
+        let bytes = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let cut = out.with_file_name(format!("{}.truncated", t.name));
+        std::fs::write(&cut, &bytes[..bytes.len().min(4096)])
+            .map_err(|e| format!("{}: {e}", cut.display()))?;
         built.push((t.name.to_string(), out));
     }
     if arch == Arch::Aarch64 {

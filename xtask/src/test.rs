@@ -325,6 +325,37 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
     }
 }
 
+/// Parses a boot in which init was handed a malformed program.
+fn check_refused_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
+    let reason = run.lines.iter().find(|l| l.starts_with("exec: broken: "));
+    let status = run
+        .lines
+        .iter()
+        .any(|l| l.contains("init exited with status 127"));
+    let fatal = run
+        .lines
+        .iter()
+        .any(|l| l.contains("KERNEL PANIC") || l.contains("UNEXPECTED EXCEPTION"));
+    let ok = reason.is_some()
+        && status
+        && !fatal
+        && run.exit == Some(board.exit_codes().1)
+        && !run.timed_out;
+    let mut report = vec![format!(
+        "[{label}] test malformed_program_is_refused_with_a_reason ... {}",
+        if ok { "ok" } else { "FAILED" }
+    )];
+    if !ok {
+        report.extend(run.lines.iter().map(|l| format!("[{label}]   {l}")));
+    }
+    Outcome {
+        label: label.to_string(),
+        passed: ok as usize,
+        failed: (!ok) as usize,
+        report,
+    }
+}
+
 /// Parses a deliberately fatal boot: the kernel must print the expected
 /// report with its registers and stop with the failure status.
 fn check_fatal_boot(label: &str, board: Board, run: &GuestRun, expect: &FatalExpect) -> Outcome {
@@ -491,6 +522,10 @@ enum Check {
     Fatal(&'static FatalExpect),
     /// init runs an ordinary C program, which must report `ok` and exit 0.
     CProgram,
+    /// init is handed a malformed program: the kernel must refuse it with
+    /// a printed reason, init must report exit status 127, and the machine
+    /// must stop with the failure status (never a panic).
+    Refused,
 }
 
 /// One guest boot of `cargo xtask test`.
@@ -515,7 +550,7 @@ impl GuestBoot {
         if self.profile == Profile::Checked {
             l.push_str("/checked");
         }
-        if let Check::Fatal(_) | Check::CProgram = self.check {
+        if let Check::Fatal(_) | Check::CProgram | Check::Refused = self.check {
             l.push(':');
             let mut words = self.spec.cmdline.split_whitespace();
             let word = words
@@ -548,11 +583,15 @@ fn guest_boots(
                 Check::CProgram,
             ));
             // The same program handed over as an initrd, as `qemu-run
-            // --init PATH` does, under a name no embedded program has.
+            // --init PATH` does, under a name no embedded program has; and
+            // a truncated copy of it, which must be refused.
             if name == "c-glibc" {
                 let mut spec = Spec::new(b, "initrd=userprog init=userprog one two");
                 spec.initrd = Some(path.clone());
                 boots.push(GuestBoot::new(spec, Check::CProgram));
+                let mut bad = Spec::new(b, "initrd=broken init=broken");
+                bad.initrd = Some(path.with_file_name(format!("{name}.truncated")));
+                boots.push(GuestBoot::new(bad, Check::Refused));
             }
         }
     }
@@ -672,6 +711,9 @@ pub fn run(o: &Opts) -> Result<bool> {
                             check_fatal_boot(&label, gb.spec.board, &run, expect)
                         }
                         (Ok(run), Check::CProgram) => check_cprogram_boot(&label, &gb.spec, &run),
+                        (Ok(run), Check::Refused) => {
+                            check_refused_boot(&label, gb.spec.board, &run)
+                        }
                         (Ok(run), Check::Tests) => {
                             check_test_boot(&label, gb.spec.board, &gb.spec.cmdline, &run)
                         }
