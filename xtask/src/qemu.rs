@@ -314,6 +314,9 @@ fn debian_mirror() -> (String, String) {
     )
 }
 
+/// What `qemu-run` boots with when given no command line.
+pub const DEFAULT_CMDLINE: &str = "init=bench-sys QUICK";
+
 /// `cargo xtask qemu-run`: build, boot one board, stream its console.
 pub fn run(o: &Opts) -> Result<bool> {
     let board = match o.boards.as_slice() {
@@ -331,6 +334,9 @@ pub fn run(o: &Opts) -> Result<bool> {
         });
     let kernel = build::kernel(board.arch())?;
     let (cmdline, initrd) = match &o.init {
+        // With nothing asked for, show something worth seeing: the
+        // syscall benchmark's short table.
+        None if o.cmdline.is_empty() => (DEFAULT_CMDLINE.to_string(), None),
         None => (o.cmdline.join(" "), None),
         Some(path) => {
             let p = std::path::PathBuf::from(path);
