@@ -578,6 +578,53 @@ fn t_three_generations() -> TestResult {
     Ok(())
 }
 
+/// An orphan is reparented (to init on Folium; to init or a subreaper on
+/// Linux): the grandchild sees its parent change once its parent exits.
+/// If it never does, it kills the test process, which fails the suite.
+fn t_orphans_are_reparented() -> TestResult {
+    let tester = sys::getpid();
+    let folium = on_folium();
+    let middle_status = {
+        let middle = match sys::fork() {
+            Ok(0) => {
+                let me = sys::getpid();
+                match sys::fork() {
+                    Ok(0) => {
+                        for _ in 0..400 {
+                            let pp = sys::getppid();
+                            if pp != me && (!folium || pp == 1) {
+                                sys::exit_group(0);
+                            }
+                            let _ = sys::nanosleep(5_000_000);
+                        }
+                        let _ = sys::kill(tester, 9);
+                        sys::exit_group(1)
+                    }
+                    Ok(_) => sys::exit_group(0),
+                    Err(_) => sys::exit_group(1),
+                }
+            }
+            Ok(p) => p as i32,
+            Err(e) => return Err(format!("fork: {}", e.name())),
+        };
+        let (_, st) = sys::wait4(middle, 0).map_err(|e| String::from(e.name()))?;
+        st
+    };
+    ensure_eq!(
+        exit_code(middle_status),
+        Some(0),
+        "the middle child could not fork"
+    );
+    // The grandchild is not ours to wait for.
+    ensure_eq!(
+        errno_of(sys::wait4(-1, sys::WNOHANG).map(|_| 0)),
+        Some("ECHILD")
+    );
+    // Give it time to notice (and to kill us if it does not).
+    let _ = sys::nanosleep(50_000_000);
+    Ok(())
+}
+
 static SHARED: AtomicU64 = AtomicU64::new(0x1111);
 
 fn t_cow_isolation() -> TestResult {
@@ -900,6 +947,7 @@ const TESTS: &[Test] = &[
     ("fork_and_exit_status", t_fork_and_exit_status),
     ("fork_hundred_children", t_fork_hundred_children),
     ("three_generations", t_three_generations),
+    ("orphans_are_reparented", t_orphans_are_reparented),
     ("cow_isolation", t_cow_isolation),
     ("fp_simd_isolation", t_fp_simd_isolation),
     ("preemption", t_preemption),
