@@ -4,9 +4,10 @@
 //! is checked against the blob, nesting and node counts are bounded, and a
 //! malformed blob yields an error or fewer facts, never a panic or a read
 //! outside the blob. Only what the boot layer needs is extracted: RAM,
-//! reservations, the command line, the root `compatible`, the console UART
-//! and interrupt controllers that sit directly under the root (their `reg`
-//! needs no `ranges` translation), among them the GIC's version and ranges.
+//! reservations, the command line, the root `compatible`, the console UART,
+//! and devices that sit directly under the root (their `reg` needs no
+//! `ranges` translation): interrupt controllers, among them the GIC's
+//! version and ranges, and a PL031 real-time clock.
 
 use folium_mm::PhysAddr;
 
@@ -51,6 +52,9 @@ pub struct DtbFacts<'a> {
     pub irq_controller: Option<IrqController>,
     /// The initial ramdisk (`/chosen/linux,initrd-start` .. `-end`).
     pub initrd: Option<PhysRange>,
+    /// The registers of the first root-level `arm,pl031` real-time clock
+    /// (its first, non-empty `reg` range).
+    pub rtc: Option<PhysRange>,
 }
 
 /// A big-endian cell value of 4 or 8 bytes (`linux,initrd-*` use either).
@@ -71,6 +75,7 @@ const GIC_V2_COMPATIBLE: [&[u8]; 4] = [
     b"arm,cortex-a7-gic",
 ];
 const GIC_V3_COMPATIBLE: &[u8] = b"arm,gic-v3";
+const PL031_COMPATIBLE: &[u8] = b"arm,pl031";
 
 /// Whether a `compatible` string list names a GIC: `Some(true)` for v3,
 /// `Some(false)` for v2.
@@ -294,6 +299,7 @@ impl<'a> Fdt<'a> {
             }
         }
         facts.irq_controller = self.gic();
+        facts.rtc = self.rtc();
         if let (Some(s), Some(e)) = (initrd_start, initrd_end)
             && s < e
         {
@@ -305,24 +311,34 @@ impl<'a> Fdt<'a> {
         facts
     }
 
-    /// The first root-level node whose `compatible` names a GIC, if its
-    /// `reg` holds the two ranges that version needs.
-    fn gic(&self) -> Option<IrqController> {
-        let mut path = [0u8; PATH_MAX];
-        let mut found: Option<(bool, usize)> = None;
+    /// The first root-level node whose `compatible` list `pick` accepts:
+    /// its path (in `path`, `len` bytes) and what `pick` returned.
+    fn root_child<T>(
+        &self,
+        path: &mut [u8; PATH_MAX],
+        mut pick: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Option<(T, usize)> {
+        let mut found = None;
         let _ = self.walk(|depth, p, name, value, _, _| {
             if depth == 2
                 && name == b"compatible"
                 && found.is_none()
-                && let Some(v3) = gic_version(value)
+                && let Some(v) = pick(value)
             {
                 // `p` is at most PATH_MAX long (the walk cuts it).
                 let n = p.len().min(PATH_MAX);
                 path[..n].copy_from_slice(&p[..n]);
-                found = Some((v3, n));
+                found = Some((v, n));
             }
         });
-        let (v3, len) = found?;
+        found
+    }
+
+    /// The first root-level node whose `compatible` names a GIC, if its
+    /// `reg` holds the two ranges that version needs.
+    fn gic(&self) -> Option<IrqController> {
+        let mut path = [0u8; PATH_MAX];
+        let (v3, len) = self.root_child(&mut path, gic_version)?;
         let mut regs = [None; 2];
         let mut i = 0;
         self.node_reg(&path[..len], |r| {
@@ -346,6 +362,22 @@ impl<'a> Fdt<'a> {
                 cpu: second,
             }
         })
+    }
+
+    /// The first `reg` range of the first root-level PL031, if not empty.
+    fn rtc(&self) -> Option<PhysRange> {
+        let mut path = [0u8; PATH_MAX];
+        let ((), len) = self.root_child(&mut path, |list| {
+            list.split(|&c| c == 0)
+                .any(|s| s == PL031_COMPATIBLE)
+                .then_some(())
+        })?;
+        let mut first = None;
+        self.node_reg(&path[..len], |r| {
+            first.get_or_insert(r);
+        })
+        .ok()?;
+        first.filter(|r| !r.is_empty())
     }
 
     /// Calls `f` for each `reg` range of the node at `path`.
@@ -475,6 +507,10 @@ mod tests {
             .begin("pl011@9000000")
             .cells("reg", &[0, 0x0900_0000, 0, 0x1000])
             .end()
+            .begin("pl031@9010000")
+            .prop("compatible", b"arm,pl031\0arm,primecell\0")
+            .cells("reg", &[0, 0x0901_0000, 0, 0x1000])
+            .end()
             .begin("reserved-memory")
             .cells("#address-cells", &[1])
             .cells("#size-cells", &[1])
@@ -530,6 +566,7 @@ mod tests {
         );
         assert_eq!(total_size(&blob), Some(blob.len() as u32));
         let r = |a: u64, s: u64| PhysRange::new(PhysAddr::new(a), s);
+        assert_eq!(f.rtc, Some(r(0x0901_0000, 0x1000)));
         assert_eq!(
             f.irq_controller,
             Some(IrqController::GicV2 {
@@ -607,6 +644,67 @@ mod tests {
             &[0, 0x1000, 0, 0x1000, 0, 0x2000, 0, 0x1000],
         );
         assert_eq!(Fdt::new(&other).unwrap().facts().irq_controller, None);
+    }
+
+    /// A root (2 address, 2 size cells) with one child `name` holding the
+    /// given `compatible` list and, if any, `reg` cells.
+    fn one_node(name: &str, compatible: &[u8], reg: Option<&[u32]>) -> Vec<u8> {
+        let mut b = Builder::default();
+        b.begin("")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[2])
+            .begin(name)
+            .prop("compatible", compatible);
+        if let Some(reg) = reg {
+            b.cells("reg", reg);
+        }
+        b.end().end();
+        b.build()
+    }
+
+    #[test]
+    fn the_pl031_rtc_is_found_only_where_it_is_usable() {
+        let rtc = |blob: Vec<u8>| Fdt::new(&blob).unwrap().facts().rtc;
+        let r = |a: u64, s: u64| PhysRange::new(PhysAddr::new(a), s);
+        // The first `reg` range; any position in the compatible list.
+        assert_eq!(
+            rtc(one_node(
+                "rtc@1000",
+                b"arm,primecell\0arm,pl031\0",
+                Some(&[0, 0x1000, 0, 0x1000, 0, 0x8000, 0, 0x1000])
+            )),
+            Some(r(0x1000, 0x1000))
+        );
+        // A prefix, a longer name, no `reg`, an empty or truncated one: none.
+        for (compatible, reg) in [
+            (&b"arm,pl03\0"[..], Some(&[0, 0x1000, 0, 0x1000][..])),
+            (b"arm,pl0310\0", Some(&[0, 0x1000, 0, 0x1000])),
+            (b"arm,pl031\0", None),
+            (b"arm,pl031\0", Some(&[0, 0x1000, 0, 0])),
+            (b"arm,pl031\0", Some(&[0, 0x1000, 0])),
+        ] {
+            assert_eq!(
+                rtc(one_node("rtc@1000", compatible, reg)),
+                None,
+                "{compatible:?} {reg:?}"
+            );
+        }
+        // Under a bus node the `reg` would need `ranges` translation.
+        let mut b = Builder::default();
+        b.begin("")
+            .begin("soc")
+            .begin("rtc@1000")
+            .prop("compatible", b"arm,pl031\0")
+            .cells("reg", &[0, 0x1000, 0, 0x1000])
+            .end()
+            .end()
+            .end();
+        assert_eq!(rtc(b.build()), None);
+        // None on a tree without one.
+        assert_eq!(
+            rtc(one_intc("intc@0", b"arm,gic-400\0", &[0, 0, 0, 0x1000])),
+            None
+        );
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub struct BootInfo {
     /// The initial ramdisk the loader placed in RAM (QEMU `-initrd`): a
     /// user program for `init` to run. Also listed in `reserved`.
     pub initrd: Option<PhysRange>,
+    /// The registers of a PL031 real-time clock (DTB `arm,pl031`), if the
+    /// firmware described one at the root of the tree.
+    pub rtc: Option<PhysRange>,
     /// Physical range of the loaded kernel image, `.bss` included.
     pub kernel_phys: PhysRange,
     /// Virtual address of the kernel image's first byte.
@@ -149,6 +152,7 @@ impl BootInfo {
             console_uart: None,
             irq_controller: None,
             initrd: None,
+            rtc: None,
             kernel_phys: PhysRange::EMPTY,
             kernel_virt: VirtAddr::new(0),
             linear_offset: 0,

@@ -101,6 +101,7 @@ fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
     info.mmio = facts.mmio;
     info.console_uart = facts.console_uart;
     info.irq_controller = facts.irq_controller;
+    info.rtc = facts.rtc;
     if let Some(r) = facts.initrd {
         info.initrd = Some(r);
         info.reserved.push_coalescing(r.pages_covering());

@@ -269,11 +269,11 @@ pub fn flush_kernel_page(va: u64) {
 }
 
 /// The wall-clock time from the board's RTC, in seconds since the epoch:
-/// the CMOS RTC on x86; none yet on the Arm boards (virt's PL031 is not
-/// driven; the Pis have no RTC), where `CLOCK_REALTIME` starts at 1970.
+/// the CMOS RTC on x86, the PL031 on `virt`; none on the Pis, which have
+/// no RTC (`CLOCK_REALTIME` starts at 1970 there).
 pub fn rtc_epoch_secs() -> Option<u64> {
     #[cfg(target_arch = "x86_64")]
     return clock::rtc_epoch_secs();
     #[cfg(target_arch = "aarch64")]
-    None
+    crate::platform::pl031::epoch_secs()
 }

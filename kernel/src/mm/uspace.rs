@@ -76,18 +76,13 @@ impl MmEnv for KernelEnv {
     }
 }
 
-/// ASIDs: as wide as the CPU's (`arch::asid_bits`: 8 or 16 on arm64); on
-/// x86 they only tell the installed space apart (no PCIDs yet).
+/// ASIDs: as wide as the CPU's (`arch::asid_bits`: 8 or 16 on arm64; 12
+/// with x86 PCIDs, where without them they only tell the installed space
+/// apart).
 static ASIDS: spin::Once<IrqMutex<AsidAllocator>> = spin::Once::new();
 
 fn asids() -> &'static IrqMutex<AsidAllocator> {
-    ASIDS.call_once(|| {
-        #[cfg(target_arch = "aarch64")]
-        let bits = arch::asid_bits();
-        #[cfg(not(target_arch = "aarch64"))]
-        let bits = 8;
-        IrqMutex::new(AsidAllocator::new(bits))
-    })
+    ASIDS.call_once(|| IrqMutex::new(AsidAllocator::new(arch::asid_bits())))
 }
 
 /// The root installed when no user space runs.
@@ -108,11 +103,25 @@ pub fn activate(space: &mut UserSpace) {
     IDLE_ROOT.call_once(|| arch::user_root().0);
     let act = asids().lock().activate(&mut space.asid_tag);
     if act.flush_all {
+        // Leave the outgoing space first: while it stays installed the
+        // walker may refill entries under its old number after the flush,
+        // and the new generation may hand that number out again.
+        deactivate();
         arch::tlb::flush_all();
+    }
+    // x86 PCIDs: a number new to this space is installed with a flush of
+    // it (CR3 bit 63 clear), so nothing cached under it survives: not an
+    // earlier owner's entries, nor what the CPU cached between a
+    // rollover's flush_all and this install while that owner (numbered
+    // alike in the old generation) was still installed.
+    #[cfg(target_arch = "x86_64")]
+    if act.fresh {
+        arch::tlb::flush_on_install(act.asid);
     }
     space.asid = act.asid;
     // SAFETY: `space` is a live tree of this format whose root copies the
-    // kernel slots; a rollover flushed every stale ASID above.
+    // kernel slots; a rollover flushed every stale ASID above, and every
+    // change to the space went through `HwTlb` with its ASID.
     unsafe { arch::set_user_root(space.root(), act.asid) };
 }
 

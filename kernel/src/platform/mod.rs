@@ -10,6 +10,8 @@ pub mod irqchip;
 #[cfg(target_arch = "aarch64")]
 mod pl011;
 #[cfg(target_arch = "aarch64")]
+pub mod pl031;
+#[cfg(target_arch = "aarch64")]
 mod raspi;
 #[cfg(target_arch = "aarch64")]
 mod virt;

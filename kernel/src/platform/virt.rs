@@ -1,6 +1,6 @@
 //! QEMU's aarch64 `virt` board: everything from the DTB (RAM, the console
-//! PL011, the GIC and its version); the UART address QEMU has always used
-//! is the fallback.
+//! PL011, the GIC and its version, the PL031 real-time clock); the UART
+//! address QEMU has always used is the fallback.
 
 use folium_boot::aarch64::{MemKind, early_map};
 use folium_boot::{BootInfo, IrqController};
@@ -8,7 +8,7 @@ use folium_mm::PhysAddr;
 
 use super::gic::{GicV2, GicV3};
 use super::irqchip::{self, Chip};
-use super::{Board, pl011::Pl011};
+use super::{Board, pl011::Pl011, pl031};
 
 const UART_PA: u64 = 0x0900_0000;
 
@@ -41,6 +41,20 @@ pub fn init(info: &BootInfo) -> Board {
     let mut devices = info.mmio;
     if info.console_uart.is_none() {
         devices.push(super::device_page(UART_PA));
+    }
+    if let Some(rtc) = info.rtc {
+        // Read through the early map now and, as one of the board's
+        // devices, through the kernel's tables at the same address later;
+        // taken only if the list keeps it, so it is sure to be mapped.
+        let before = devices.as_slice().len();
+        devices.push(rtc);
+        if devices.as_slice().len() > before
+            && let Ok(va) = early_map(rtc.start, rtc.size(), MemKind::Device)
+        {
+            // SAFETY: `va` maps the whole `reg` range as device memory, now
+            // and (listed above) in the kernel's own tables.
+            unsafe { pl031::init(va.as_u64(), rtc.size()) };
+        }
     }
     Board {
         name: "virt",

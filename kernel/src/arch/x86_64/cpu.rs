@@ -1,6 +1,6 @@
 //! Per-CPU setup for user mode: SSE for user code (CR0.MP, !EM, !TS;
-//! CR4.OSFXSR, OSXMMEXCPT), SMEP and SMAP where CPUID reports them, the
-//! legacy PICs masked, and SYSCALL (`user::init`).
+//! CR4.OSFXSR, OSXMMEXCPT), SMEP, SMAP and PCIDs where CPUID reports
+//! them, the legacy PICs masked, and SYSCALL (`user::init`).
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ const CR0_EM: u64 = 1 << 2;
 const CR0_TS: u64 = 1 << 3;
 const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const CR4_PCIDE: u64 = 1 << 17;
 const CR4_SMEP: u64 = 1 << 20;
 const CR4_SMAP: u64 = 1 << 21;
 
@@ -26,6 +27,16 @@ fn leaf7_ebx() -> u32 {
         return 0;
     }
     core::arch::x86_64::__cpuid_count(7, 0).ebx
+}
+
+/// CPUID.1:ECX bit 17: process-context identifiers.
+pub fn has_pcid() -> bool {
+    super::cpuid(1)[2] & (1 << 17) != 0
+}
+
+/// CPUID.(EAX=7, ECX=0):EBX bit 10: the INVPCID instruction.
+pub fn has_invpcid() -> bool {
+    leaf7_ebx() & (1 << 10) != 0
 }
 
 /// True if SMEP is on (the kernel cannot execute user pages).
@@ -54,11 +65,19 @@ pub(super) fn init() {
     if smap {
         cr4_set |= CR4_SMAP;
     }
+    // CR4.PCIDE may only be set while CR3's PCID field is 0 (#GP
+    // otherwise); the boot tables are installed with it clear.
+    let pcid = has_pcid() && super::mm::current_cr3() & 0xfff == 0;
+    if pcid {
+        cr4_set |= CR4_PCIDE;
+    }
     // SAFETY: FXSR/SSE are part of x86-64, so OSFXSR/OSXMMEXCPT and the
     // CR0 bits are valid; SMEP/SMAP only where CPUID reports them. The
     // kernel's own pages are supervisor pages (never U/S), and nothing
     // touches user memory outside the stac/clac copy routine, so neither
-    // feature faults kernel code.
+    // feature faults kernel code. PCIDE only where CPUID reports PCIDs, in
+    // long mode, with CR3's PCID field 0 (checked above): the running
+    // tables become PCID 0's.
     unsafe {
         asm!(
             "mov {t}, cr0",
@@ -77,6 +96,9 @@ pub(super) fn init() {
     }
     SMEP_ON.store(smep, Ordering::Relaxed);
     SMAP_ON.store(smap, Ordering::Relaxed);
+    // SAFETY: CR4.PCIDE was set above exactly when `pcid`; INVPCID as
+    // CPUID reports it.
+    unsafe { super::mm::set_pcid(pcid, has_invpcid()) };
     super::apic::mask_pic();
     super::user::init();
 }

@@ -1,11 +1,14 @@
 //! x86_64 memory-management hooks: the PTE format, reachability under the
-//! early map, the switch to the kernel's tables, and page zeroing.
+//! early map, the switch to the kernel's tables, page zeroing, and user
+//! address spaces tagged with PCIDs where the CPU has them.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use folium_boot::x86_64::{EARLY_LINEAR_LIMIT, KERNEL_VMA};
 use folium_boot::{BootInfo, PhysRange};
-use folium_mm::PhysAddr;
+use folium_mm::tlb::Asid;
+use folium_mm::{PhysAddr, VirtAddr};
 
 /// The page-table format of this architecture.
 pub type KernelPteFormat = folium_mm::pgtable::X86_64;
@@ -50,12 +53,17 @@ pub unsafe fn switch_kernel_tables(root: PhysAddr) {
     }
 }
 
-/// The root of the live tables (CR3's base address).
-pub fn current_kernel_root() -> PhysAddr {
+/// CR3 as it reads (bit 63 always reads 0).
+pub fn current_cr3() -> u64 {
     let v: u64;
     // SAFETY: reading CR3 has no side effects.
     unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    PhysAddr::new(v & 0x000f_ffff_ffff_f000)
+    v
+}
+
+/// The root of the live tables (CR3's base address).
+pub fn current_kernel_root() -> PhysAddr {
+    PhysAddr::new(current_cr3() & 0x000f_ffff_ffff_f000)
 }
 
 /// Zeroes `len` bytes at `ptr`, 64 bytes per iteration with eight 8-byte
@@ -91,84 +99,398 @@ pub unsafe fn zero_pages(ptr: *mut u8, len: usize) {
     }
 }
 
-/// TLB maintenance for user address spaces. Without PCIDs, loading CR3
-/// drops every non-global entry, so a space that is not installed has
-/// nothing cached and its flushes are no-ops; the installed one uses
-/// `invlpg` or a CR3 reload.
-pub mod tlb {
-    use core::arch::asm;
+/// CR3 bit 63 with CR4.PCIDE: keep the new PCID's cached translations.
+pub(super) const CR3_NOFLUSH: u64 = 1 << 63;
+/// CR3 bits 11:0 with CR4.PCIDE: the PCID.
+pub(super) const CR3_PCID: u64 = 0xfff;
 
-    use folium_mm::VirtAddr;
-    use folium_mm::tlb::Asid;
+/// INVPCID types (Intel SDM vol. 2, INVPCID).
+pub(super) const INVPCID_ADDRESS: u64 = 0;
+pub(super) const INVPCID_CONTEXT: u64 = 1;
+pub(super) const INVPCID_ALL_NON_GLOBAL: u64 = 3;
 
-    /// Pages beyond which a range flush reloads CR3 instead.
-    const RANGE_PAGES_MAX: u64 = 64;
+/// Pages beyond which a range flush drops the whole address space.
+const RANGE_PAGES_MAX: u64 = 64;
 
-    fn is_current(asid: Asid) -> bool {
-        super::user_root().1 == asid
+/// What the TLB bookkeeping needs of the CPU. [`Cpu`] is the real one;
+/// the self-tests drive the same bookkeeping on a model with PCIDs,
+/// which QEMU's TCG lacks.
+pub(super) trait TlbHw {
+    /// Drops the installed PCID's entry for `va` (and a global one).
+    fn invlpg(&self, va: u64);
+    /// Writes CR3 back as it reads (bit 63 reads as 0): drops the
+    /// installed PCID's non-global entries (all of them without PCIDs).
+    fn reload_cr3(&self);
+    /// Drops every entry of every PCID, global ones included.
+    fn flush_everything(&self);
+    /// Executes INVPCID of type `kind` for `pcid` (and `va` for type 0).
+    ///
+    /// # Safety
+    ///
+    /// The CPU must implement INVPCID; `kind` is one of the types above
+    /// and `va` canonical.
+    unsafe fn invpcid(&self, kind: u64, pcid: u16, va: u64);
+    /// Loads CR3.
+    ///
+    /// # Safety
+    ///
+    /// As for [`set_user_root`]; the PCID field and bit 63 may be set
+    /// only with CR4.PCIDE on.
+    unsafe fn write_cr3(&self, v: u64);
+}
+
+/// The CPU this runs on.
+pub(super) struct Cpu;
+
+impl TlbHw for Cpu {
+    fn invlpg(&self, va: u64) {
+        // SAFETY: invalidating a TLB entry never breaks memory safety.
+        unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
     }
 
-    /// Invalidates `va` if `asid` is installed.
-    pub fn flush_page(asid: Asid, va: VirtAddr) {
-        if is_current(asid) {
-            // SAFETY: invalidating a TLB entry never breaks memory safety.
-            unsafe { asm!("invlpg [{}]", in(reg) va.as_u64(), options(nostack, preserves_flags)) };
-        }
-    }
-
-    /// Invalidates `[start, end)` if `asid` is installed.
-    pub fn flush_range(asid: Asid, start: VirtAddr, end: VirtAddr) {
-        if !is_current(asid) {
-            return;
-        }
-        let pages = (end - start).div_ceil(4096);
-        if pages > RANGE_PAGES_MAX {
-            return flush_asid(asid);
-        }
-        for i in 0..pages {
-            flush_page(asid, start + i * 4096);
-        }
-    }
-
-    /// Drops every non-global entry if `asid` is installed.
-    pub fn flush_asid(asid: Asid) {
-        if is_current(asid) {
-            flush_all();
-        }
-    }
-
-    /// Drops every non-global entry (reloads CR3).
-    pub fn flush_all() {
+    fn reload_cr3(&self) {
         // SAFETY: rewriting CR3 with its own value only flushes the TLB.
         unsafe {
             asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags))
         };
     }
+
+    fn flush_everything(&self) {
+        // SAFETY: toggling CR4.PGE off and on again drops every TLB entry
+        // of every PCID, global ones included, and changes nothing else;
+        // the kernel keeps running on the same tables.
+        unsafe {
+            asm!(
+                "mov {0}, cr4",
+                "xor {0}, {1}",
+                "mov cr4, {0}",
+                "xor {0}, {1}",
+                "mov cr4, {0}",
+                out(reg) _,
+                const 1u64 << 7,
+                options(nostack, preserves_flags)
+            )
+        };
+    }
+
+    unsafe fn invpcid(&self, kind: u64, pcid: u16, va: u64) {
+        let desc: [u64; 2] = [u64::from(pcid), va];
+        // SAFETY: forwarded from the caller; the descriptor is a live
+        // 16-byte local, only read.
+        unsafe {
+            asm!(
+                "invpcid {k}, xmmword ptr [{d}]",
+                k = in(reg) kind,
+                d = in(reg) &raw const desc,
+                options(nostack, preserves_flags, readonly)
+            )
+        };
+    }
+
+    unsafe fn write_cr3(&self, v: u64) {
+        // SAFETY: forwarded from the caller.
+        unsafe { asm!("mov cr3, {}", in(reg) v, options(nostack, preserves_flags)) };
+    }
 }
 
-/// The installed root's ASID stand-in: without PCIDs, the only user root
-/// with cached entries is the installed one; Folium records which.
-static USER_ASID: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(0);
+/// Which address space is installed and which PCIDs owe a flush.
+///
+/// Without PCIDs, loading CR3 drops every non-global entry, so a space
+/// that is not installed has nothing cached and its flushes are no-ops;
+/// the installed one uses `invlpg` or a CR3 reload.
+///
+/// With PCIDs, a space keeps its entries (tagged with its PCID) while
+/// others run, so a flush must reach it when it is not installed too:
+/// INVPCID where the CPU has it; otherwise the PCID is marked stale and
+/// its next install clears CR3 bit 63, which drops all its entries then.
+/// `invlpg` and a CR3 reload act only on the installed PCID (and global
+/// entries), so the installed space keeps using them. PCID 0 is the
+/// kernel's own root, which maps no user pages: flushes for it matter
+/// only while it is installed.
+///
+/// Callers keep interrupts masked across a call, so no flush slips
+/// between the bookkeeping and the CPU operation it decides.
+pub(super) struct PcidTlb {
+    pcid: AtomicBool,
+    invpcid: AtomicBool,
+    /// The installed space's ASID (its PCID with PCIDs); 0: the kernel's
+    /// root.
+    current: AtomicU16,
+    /// The last value written to CR3 (bit 63 is write-only).
+    last_cr3: AtomicU64,
+    /// One bit per PCID: drop its entries on its next install.
+    stale: [AtomicU64; 64],
+}
+
+impl PcidTlb {
+    pub(super) const fn new() -> Self {
+        PcidTlb {
+            pcid: AtomicBool::new(false),
+            invpcid: AtomicBool::new(false),
+            current: AtomicU16::new(0),
+            last_cr3: AtomicU64::new(0),
+            stale: [const { AtomicU64::new(0) }; 64],
+        }
+    }
+
+    /// Sets what the hardware offers.
+    ///
+    /// # Safety
+    ///
+    /// `pcid` only if CR4.PCIDE is on in the hardware later passed to
+    /// this state's methods, `invpcid` only if it executes INVPCID.
+    pub(super) unsafe fn configure(&self, pcid: bool, invpcid: bool) {
+        self.pcid.store(pcid, Ordering::Relaxed);
+        self.invpcid.store(pcid && invpcid, Ordering::Relaxed);
+    }
+
+    pub(super) fn pcid_on(&self) -> bool {
+        self.pcid.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn invpcid_on(&self) -> bool {
+        self.invpcid.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn current(&self) -> Asid {
+        Asid(self.current.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn last_cr3(&self) -> u64 {
+        self.last_cr3.load(Ordering::Relaxed)
+    }
+
+    fn is_current(&self, asid: Asid) -> bool {
+        self.current() == asid
+    }
+
+    /// `asid` as a PCID: 0 without PCIDs (CR3's low bits are PWT/PCD then).
+    fn pcid_of(&self, asid: Asid) -> u16 {
+        if self.pcid_on() {
+            (u64::from(asid.0) & CR3_PCID) as u16
+        } else {
+            0
+        }
+    }
+
+    /// True if `asid` may hold user entries while another space runs.
+    fn tagged_elsewhere(&self, asid: Asid) -> bool {
+        self.pcid_of(asid) != 0 && !self.is_current(asid)
+    }
+
+    fn stale_word(&self, asid: Asid) -> (&AtomicU64, u64) {
+        let p = (u64::from(asid.0) & CR3_PCID) as usize;
+        (&self.stale[p / 64], 1 << (p % 64))
+    }
+
+    fn mark_stale(&self, asid: Asid) {
+        let (w, bit) = self.stale_word(asid);
+        w.fetch_or(bit, Ordering::Relaxed);
+    }
+
+    /// True if `asid` owes a flush at its next install.
+    pub(super) fn is_stale(&self, asid: Asid) -> bool {
+        let (w, bit) = self.stale_word(asid);
+        w.load(Ordering::Relaxed) & bit != 0
+    }
+
+    /// Invalidates the translation of `va` in `asid`.
+    pub(super) fn flush_page(&self, hw: &impl TlbHw, asid: Asid, va: VirtAddr) {
+        if self.is_current(asid) {
+            hw.invlpg(va.as_u64());
+        } else if self.tagged_elsewhere(asid) {
+            if self.invpcid_on() {
+                // SAFETY: `configure` vouched for INVPCID; user addresses
+                // are canonical.
+                unsafe { hw.invpcid(INVPCID_ADDRESS, self.pcid_of(asid), va.as_u64()) };
+            } else {
+                self.mark_stale(asid);
+            }
+        }
+    }
+
+    /// Invalidates every translation of `[start, end)` in `asid`.
+    pub(super) fn flush_range(&self, hw: &impl TlbHw, asid: Asid, start: VirtAddr, end: VirtAddr) {
+        let pages = (end - start).div_ceil(4096);
+        if pages > RANGE_PAGES_MAX || (self.tagged_elsewhere(asid) && !self.invpcid_on()) {
+            return self.flush_asid(hw, asid);
+        }
+        for i in 0..pages {
+            self.flush_page(hw, asid, start + i * 4096);
+        }
+    }
+
+    /// Invalidates every translation tagged `asid`.
+    pub(super) fn flush_asid(&self, hw: &impl TlbHw, asid: Asid) {
+        if self.is_current(asid) {
+            hw.reload_cr3();
+        } else if self.tagged_elsewhere(asid) {
+            if self.invpcid_on() {
+                // SAFETY: `configure` vouched for INVPCID; the address is
+                // ignored for this type.
+                unsafe { hw.invpcid(INVPCID_CONTEXT, self.pcid_of(asid), 0) };
+            } else {
+                self.mark_stale(asid);
+            }
+        }
+    }
+
+    /// Drops every non-global entry of every address space (an ASID
+    /// generation rollover). With PCIDs a CR3 reload is not enough: it
+    /// reaches the installed PCID only.
+    pub(super) fn flush_all(&self, hw: &impl TlbHw) {
+        if !self.pcid_on() {
+            hw.reload_cr3();
+            return;
+        }
+        if self.invpcid_on() {
+            // SAFETY: `configure` vouched for INVPCID; the descriptor is
+            // ignored for this type.
+            unsafe { hw.invpcid(INVPCID_ALL_NON_GLOBAL, 0, 0) };
+        } else {
+            hw.flush_everything();
+        }
+        for w in &self.stale {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The allocator just gave `asid` to a space: whatever is cached under
+    /// the number (an earlier owner's entries, or what the CPU cached
+    /// after a rollover's flush while that owner was still installed) must
+    /// not survive its install.
+    pub(super) fn flush_on_install(&self, asid: Asid) {
+        if self.pcid_of(asid) != 0 {
+            self.mark_stale(asid);
+        }
+    }
+
+    /// Installs `root` tagged `asid`: with PCIDs, CR3 carries the PCID
+    /// and, unless the PCID owes a flush, the no-flush bit.
+    ///
+    /// # Safety
+    ///
+    /// As for [`set_user_root`], on `hw`.
+    pub(super) unsafe fn install(&self, hw: &impl TlbHw, root: PhysAddr, asid: Asid) {
+        let pcid = self.pcid_of(asid);
+        let mut cr3 = root.as_u64() | u64::from(pcid);
+        if self.pcid_on() {
+            let (w, bit) = self.stale_word(asid);
+            if w.fetch_and(!bit, Ordering::Relaxed) & bit == 0 {
+                cr3 |= CR3_NOFLUSH;
+            }
+        }
+        self.current.store(asid.0, Ordering::Relaxed);
+        self.last_cr3.store(cr3, Ordering::Relaxed);
+        // SAFETY: forwarded from the caller; PCID bits and bit 63 only
+        // with PCIDs on, which `configure` vouched for.
+        unsafe { hw.write_cr3(cr3) };
+    }
+}
+
+/// This CPU's TLB bookkeeping.
+static CPU_TLB: PcidTlb = PcidTlb::new();
+
+/// Records what `cpu::init` turned on.
+///
+/// # Safety
+///
+/// `pcid` only once CR4.PCIDE is set, `invpcid` only if CPUID reports
+/// INVPCID.
+pub(super) unsafe fn set_pcid(pcid: bool, invpcid: bool) {
+    // SAFETY: forwarded from the caller; `CPU_TLB` is used with `Cpu` only.
+    unsafe { CPU_TLB.configure(pcid, invpcid) };
+}
+
+/// True if user address spaces are tagged with PCIDs (CR4.PCIDE).
+pub fn pcid_enabled() -> bool {
+    CPU_TLB.pcid_on()
+}
+
+/// True if a PCID that is not installed is flushed with INVPCID
+/// (otherwise on its next install).
+pub fn invpcid_enabled() -> bool {
+    CPU_TLB.invpcid_on()
+}
+
+/// Width of the address-space numbers: 12 (CR3's PCID field) with PCIDs;
+/// without them the number only tells the installed space apart.
+pub fn asid_bits() -> u32 {
+    if pcid_enabled() { 12 } else { 8 }
+}
+
+/// The CR3 value last written by [`set_user_root`], bit 63 included.
+pub fn last_cr3_written() -> u64 {
+    CPU_TLB.last_cr3()
+}
+
+/// TLB maintenance for user address spaces on this CPU (see [`PcidTlb`]).
+pub mod tlb {
+    use folium_mm::VirtAddr;
+    use folium_mm::tlb::Asid;
+
+    use super::{CPU_TLB, Cpu};
+    use crate::arch::{irq_restore, irq_save};
+
+    /// Invalidates the translation of `va` in `asid`.
+    pub fn flush_page(asid: Asid, va: VirtAddr) {
+        let flags = irq_save();
+        CPU_TLB.flush_page(&Cpu, asid, va);
+        irq_restore(flags);
+    }
+
+    /// Invalidates every translation of `[start, end)` in `asid`.
+    pub fn flush_range(asid: Asid, start: VirtAddr, end: VirtAddr) {
+        let flags = irq_save();
+        CPU_TLB.flush_range(&Cpu, asid, start, end);
+        irq_restore(flags);
+    }
+
+    /// Invalidates every translation tagged `asid`.
+    pub fn flush_asid(asid: Asid) {
+        let flags = irq_save();
+        CPU_TLB.flush_asid(&Cpu, asid);
+        irq_restore(flags);
+    }
+
+    /// Drops every non-global entry of every address space.
+    pub fn flush_all() {
+        let flags = irq_save();
+        CPU_TLB.flush_all(&Cpu);
+        irq_restore(flags);
+    }
+
+    /// `asid` was just handed out: flush it when it is next installed.
+    pub fn flush_on_install(asid: Asid) {
+        CPU_TLB.flush_on_install(asid);
+    }
+
+    /// True if `asid` owes a flush at its next install (tests).
+    pub fn is_stale(asid: Asid) -> bool {
+        CPU_TLB.is_stale(asid)
+    }
+}
 
 /// Installs `root` (a full PML4 whose kernel slots copy the kernel's) as
-/// the current address space.
+/// the current address space, tagged `asid` (see [`PcidTlb::install`]).
 ///
 /// # Safety
 ///
 /// `root` must be a valid x86_64 PML4 mapping the kernel exactly as the
-/// kernel's own root does, and stay alive while installed.
-pub unsafe fn set_user_root(root: PhysAddr, asid: folium_mm::tlb::Asid) {
-    USER_ASID.store(asid.0, core::sync::atomic::Ordering::Relaxed);
-    // SAFETY: forwarded from the caller.
-    unsafe { asm!("mov cr3, {}", in(reg) root.as_u64(), options(nostack, preserves_flags)) };
+/// kernel's own root does, and stay alive while installed; with PCIDs,
+/// every change to its user mappings since `asid` last ran must have gone
+/// through [`tlb`] with `asid`, and `asid` must not be another live
+/// space's in this generation.
+pub unsafe fn set_user_root(root: PhysAddr, asid: Asid) {
+    let flags = super::irq_save();
+    // SAFETY: forwarded from the caller; `Cpu` is this CPU.
+    unsafe { CPU_TLB.install(&Cpu, root, asid) };
+    super::irq_restore(flags);
 }
 
-/// The installed root and its ASID stand-in.
-pub fn user_root() -> (PhysAddr, folium_mm::tlb::Asid) {
-    (
-        current_kernel_root(),
-        folium_mm::tlb::Asid(USER_ASID.load(core::sync::atomic::Ordering::Relaxed)),
-    )
+/// The installed root and its ASID.
+pub fn user_root() -> (PhysAddr, Asid) {
+    (current_kernel_root(), CPU_TLB.current())
 }
 
 /// Table slots of a user root that copy the kernel's: the upper half.

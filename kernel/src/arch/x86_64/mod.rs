@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod gdt;
 mod mm;
 pub mod overflow;
+mod pcid_tests;
 mod trap;
 mod uaccess;
 mod user;
@@ -22,7 +23,8 @@ use x86_64::instructions::port::Port;
 pub use apic::{timer_init, wait_for_interrupt};
 pub use context::{Context, switch_to};
 pub use mm::{
-    KERNEL_ROOT_SLOTS, KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset,
+    KERNEL_ROOT_SLOTS, KernelPteFormat, asid_bits, current_cr3, current_kernel_root,
+    early_reachable, invpcid_enabled, kimage_voffset, last_cr3_written, pcid_enabled,
     set_user_root, switch_kernel_tables, tlb, user_root, zero_pages,
 };
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
