@@ -69,12 +69,21 @@ pub fn headroom() -> usize {
 }
 
 /// Below this much free heap, requests that create kernel objects for user
-/// space are refused (it covers the largest single such request).
+/// space are refused. Each such request allocates at most a few KiB
+/// (larger ones, like fork's copy of the area map, ask
+/// [`can_allocate`] for their size), so the reserve keeps the kernel's own
+/// allocations (exit, reaping, interrupts) safe.
 pub const RESERVE: usize = 1 << 20;
 
 /// True if a user request that allocates kernel heap may proceed.
 pub fn can_grow() -> bool {
     headroom() > RESERVE
+}
+
+/// True if a user request that will allocate about `bytes` of kernel heap
+/// (a fork's copy of the area map, say) may proceed.
+pub fn can_allocate(bytes: usize) -> bool {
+    headroom() > RESERVE.saturating_add(bytes)
 }
 
 /// Adds `bytes` (rounded to 4 MiB blocks) of page-allocator memory to the

@@ -26,6 +26,15 @@ fn with_faults(
     access: Access,
     mut copy: impl FnMut(usize) -> usize,
 ) -> Result<(), Errno> {
+    // The areas decide first: PROT_NONE and read-only areas refuse the
+    // kernel's accesses as they refuse the user's.
+    if !task
+        .space
+        .as_ref()
+        .is_some_and(|s| s.allows(VirtAddr::new(base), len as u64, access))
+    {
+        return Err(Errno::EFAULT);
+    }
     let mut done = 0;
     let mut last_fault = None;
     while done < len {
@@ -124,7 +133,9 @@ pub fn read_str_array(
         if out.len() == max_count {
             return Err(Errno::E2BIG);
         }
-        let s = read_cstr(task, p, max_bytes - total).map_err(|e| {
+        // Each string counts with its NUL; what is left may be zero.
+        let room = max_bytes.saturating_sub(total + 1);
+        let s = read_cstr(task, p, room).map_err(|e| {
             if e == Errno::ENAMETOOLONG {
                 Errno::E2BIG
             } else {
@@ -132,6 +143,9 @@ pub fn read_str_array(
             }
         })?;
         total += s.len() + 1;
+        if total > max_bytes {
+            return Err(Errno::E2BIG);
+        }
         out.push(s);
     }
 }

@@ -210,7 +210,7 @@ pub struct AddressSpace<F: PteFormat> {
 
 /// The PTE for a user page.
 fn user_pte<F: PteFormat>(pfn: Pfn, prot: Prot, writable: bool) -> u64 {
-    let mut attrs = Attrs::user(writable, prot.exec());
+    let mut attrs = user_attrs(prot, writable);
     attrs.young = true;
     attrs.dirty = writable;
     F::encode(
@@ -220,6 +220,17 @@ fn user_pte<F: PteFormat>(pfn: Pfn, prot: Prot, writable: bool) -> u64 {
         },
         Level::L3,
     )
+}
+
+/// Attributes of a user page under `prot`. A `PROT_NONE` page keeps its
+/// frame mapped (its contents survive a later `mprotect` back) but as a
+/// kernel-only, non-executable, read-only entry, which user mode cannot
+/// touch (arm64 AP[1] clear; x86 U/S clear); the kernel's own user copies
+/// check the areas first, so they refuse it too.
+fn user_attrs(prot: Prot, writable: bool) -> Attrs {
+    let mut a = Attrs::user(writable && prot.write(), prot.exec());
+    a.user = prot.read();
+    a
 }
 
 fn leaf<F: PteFormat>(raw: u64) -> Option<(Pfn, Attrs)> {
@@ -283,6 +294,34 @@ impl<F: PteFormat> AddressSpace<F> {
             return Err(VmaError::Invalid);
         }
         self.vmas.insert(vma)
+    }
+
+    /// True if the areas cover all of `[start, start + len)` with rights
+    /// that allow `access` (the check the kernel's user copies make before
+    /// touching memory, so they honour `PROT_NONE` like user mode does).
+    pub fn allows(&self, start: VirtAddr, len: u64, access: Access) -> bool {
+        let Some(end) = start.as_u64().checked_add(len) else {
+            return false;
+        };
+        if len == 0 {
+            return true;
+        }
+        let mut at = start;
+        for v in self.vmas.overlapping(start, VirtAddr::new(end)) {
+            let ok = match access {
+                Access::Read => v.prot.read(),
+                Access::Write => v.prot.write(),
+                Access::Exec => v.prot.exec(),
+            };
+            if v.start > at || !ok {
+                return false;
+            }
+            at = v.end;
+            if at.as_u64() >= end {
+                return true;
+            }
+        }
+        false
     }
 
     /// What `va` maps to now: frame and attributes.
@@ -417,11 +456,14 @@ impl<F: PteFormat> AddressSpace<F> {
             f.set_page_anon_exclusive(new_pfn);
         }
         let _ = new.into_raw();
-        // Unhook the shared page, flush, then drop our hold on it.
+        // Break before make (arm64 requires it when the output address
+        // changes): clear the entry, flush it, only then install the copy;
+        // the shared page's reference is dropped after the flush too.
         let mut g = Gather::new(self.asid);
         let old = self.pt.take_pte(slot);
         g.note(va);
         self.release_pte(old, &mut g, env);
+        g.flush(env);
         self.pt.set_pte(slot, user_pte::<F>(new_pfn, prot, true));
         g.finish(env);
         Ok(())
@@ -525,8 +567,7 @@ impl<F: PteFormat> AddressSpace<F> {
         child.brk = self.brk;
         let mut downgraded = false;
         let mut result = Ok(());
-        let areas: Vec<Vma> = self.vmas.iter().copied().collect();
-        'areas: for vma in areas {
+        'areas: for vma in self.vmas.iter() {
             for (tva, table) in self.pt.pte_tables(vma.start, vma.end) {
                 for (va, slot) in PageTable::<F>::table_slots(tva, table, vma.start, vma.end) {
                     let raw = self.pt.pte(slot);
@@ -584,11 +625,10 @@ impl<F: PteFormat> AddressSpace<F> {
         start: VirtAddr,
         end: VirtAddr,
     ) -> Result<(), VmaError> {
-        let gone = self.vmas.remove_range(start, end)?;
+        self.vmas.remove_range(start, end)?;
         let mut g = Gather::new(self.asid);
-        for v in &gone {
-            self.zap(env, v.start, v.end, &mut g);
-        }
+        // PTEs exist only inside the areas just removed.
+        self.zap(env, start, end, &mut g);
         let mut tables = Vec::new();
         self.pt.free_tables(start, end, &mut |t| tables.push(t));
         if !tables.is_empty() {
@@ -609,18 +649,24 @@ impl<F: PteFormat> AddressSpace<F> {
         end: VirtAddr,
         g: &mut Gather,
     ) {
-        for (tva, table) in self.pt.pte_tables(start, end) {
-            for (va, slot) in PageTable::<F>::table_slots(tva, table, start, end) {
-                if leaf::<F>(self.pt.pte(slot)).is_none() {
-                    continue;
-                }
-                let raw = self.pt.take_pte(slot);
-                g.note(va);
-                self.release_pte(raw, g, env);
-                if g.folios.len() >= GATHER_BATCH {
-                    // Bound the gather's memory: flush what is unhooked so
-                    // far, then free it, and go on.
-                    g.flush_and_free_folios(env);
+        let mut from = Some(start);
+        while let Some(at) = from {
+            // Tables a chunk at a time, so a huge range needs no big list.
+            let (tables, next) = self.pt.pte_tables_limited(at, end, 64);
+            from = next;
+            for (tva, table) in tables {
+                for (va, slot) in PageTable::<F>::table_slots(tva, table, at, end) {
+                    if leaf::<F>(self.pt.pte(slot)).is_none() {
+                        continue;
+                    }
+                    let raw = self.pt.take_pte(slot);
+                    g.note(va);
+                    self.release_pte(raw, g, env);
+                    if g.folios.len() >= GATHER_BATCH {
+                        // Bound the gather's memory: flush what is unhooked
+                        // so far, then free it, and go on.
+                        g.flush_and_free_folios(env);
+                    }
                 }
             }
         }
@@ -649,7 +695,7 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             };
             let writable = attrs.writable && prot.write();
-            let mut a = Attrs::user(writable, prot.exec());
+            let mut a = user_attrs(prot, writable);
             a.young = attrs.young;
             a.dirty = attrs.dirty;
             self.pt.set_pte(
@@ -703,15 +749,15 @@ impl<F: PteFormat> AddressSpace<F> {
     pub fn teardown(mut self, env: &mut (impl MmEnv + ?Sized)) {
         let mut g = Gather::new(self.asid);
         g.full = true;
-        let areas: Vec<Vma> = self.vmas.iter().copied().collect();
-        for v in areas {
-            self.zap(env, v.start, v.end, &mut g);
-        }
-        let mut tables = Vec::new();
+        let end = self.user_end;
+        self.zap(env, VirtAddr::new(0), end, &mut g);
+        // Every PTE is gone and the whole address space flushed: no walk
+        // can reach the tables any more (this space is not installed), so
+        // they are freed as they are unlinked.
+        g.flush_and_free_folios(env);
         self.pt
-            .free_tables(VirtAddr::new(0), self.user_end, &mut |t| tables.push(t));
-        tables.push(self.pt.root());
-        g.tables = tables;
+            .free_tables(VirtAddr::new(0), end, &mut |t| env.free_table(t));
+        env.free_table(self.pt.root());
         g.finish(env);
     }
 

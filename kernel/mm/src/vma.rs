@@ -16,7 +16,6 @@
 //! these calls report.
 
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 
 use crate::addr::{PAGE_SIZE, VirtAddr};
 
@@ -246,33 +245,35 @@ impl VmaMap {
     }
 
     /// Removes every byte of `[start, end)` from the map, splitting areas
-    /// that straddle its edges. Returns the removed pieces, in order (empty
-    /// if nothing was mapped: `munmap` of nothing succeeds).
-    pub fn remove_range(&mut self, start: VirtAddr, end: VirtAddr) -> Result<Vec<Vma>, VmaError> {
+    /// that straddle its edges. Returns how many areas (or pieces) went
+    /// (0 if nothing was mapped: `munmap` of nothing succeeds). Allocates
+    /// nothing beyond the splits, however many areas the range holds.
+    pub fn remove_range(&mut self, start: VirtAddr, end: VirtAddr) -> Result<usize, VmaError> {
         checked_range(start, end)?;
         self.split_at(start);
         self.split_at(end);
-        let keys: Vec<u64> = self
+        let mut removed = 0;
+        while let Some(k) = self
             .areas
             .range(start.as_u64()..end.as_u64())
+            .next()
             .map(|(k, _)| *k)
-            .collect();
-        Ok(keys
-            .into_iter()
-            .filter_map(|k| self.areas.remove(&k))
-            .collect())
+        {
+            self.areas.remove(&k);
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Applies `f` to every area piece within `[start, end)`, which must be
     /// fully mapped (else [`VmaError::Hole`] and nothing changes). Pieces
-    /// are split off at the edges and re-merged afterwards. Returns the
-    /// pieces as they were before `f`.
+    /// are split off at the edges and re-merged afterwards.
     pub fn modify(
         &mut self,
         start: VirtAddr,
         end: VirtAddr,
         mut f: impl FnMut(&mut Vma),
-    ) -> Result<Vec<Vma>, VmaError> {
+    ) -> Result<(), VmaError> {
         checked_range(start, end)?;
         let mut at = start;
         for v in self.overlapping(start, end) {
@@ -286,23 +287,25 @@ impl VmaMap {
         }
         self.split_at(start);
         self.split_at(end);
-        let mut before = Vec::new();
         for (_, v) in self.areas.range_mut(start.as_u64()..end.as_u64()) {
-            before.push(*v);
             f(v);
         }
         self.merge_around(start, end);
-        Ok(before)
+        Ok(())
     }
 
-    /// Changes the rights of `[start, end)` (Linux `mprotect`). Returns the
-    /// pieces with their old rights.
-    pub fn protect(
-        &mut self,
-        start: VirtAddr,
-        end: VirtAddr,
-        prot: Prot,
-    ) -> Result<Vec<Vma>, VmaError> {
+    /// How many areas [`VmaMap::modify`] or [`VmaMap::remove_range`] on
+    /// `[start, end)` would add by splitting (0, 1 or 2): callers check it
+    /// against their limit on areas first.
+    pub fn splits_needed(&self, start: VirtAddr, end: VirtAddr) -> usize {
+        [start, end]
+            .iter()
+            .filter(|&&at| self.find(at).is_some_and(|v| v.start != at))
+            .count()
+    }
+
+    /// Changes the rights of `[start, end)` (Linux `mprotect`).
+    pub fn protect(&mut self, start: VirtAddr, end: VirtAddr, prot: Prot) -> Result<(), VmaError> {
         self.modify(start, end, |v| v.prot = prot)
     }
 
@@ -339,34 +342,36 @@ impl VmaMap {
         self.areas.insert(at.as_u64(), Vma { start: at, ..v });
     }
 
-    /// Merges compatible neighbours among the areas touching `[start, end]`.
+    /// Merges compatible neighbours among the areas touching `[start, end]`,
+    /// one lookup at a time (no list of keys is built).
     fn merge_around(&mut self, start: VirtAddr, end: VirtAddr) {
-        let from = self
+        let mut cur = self
             .areas
             .range(..start.as_u64())
             .next_back()
             .map_or(start.as_u64(), |(k, _)| *k);
-        let keys: Vec<u64> = self
-            .areas
-            .range(from..=end.as_u64())
-            .map(|(k, _)| *k)
-            .collect();
-        let mut prev: Option<u64> = None;
-        for k in keys {
-            let Some(cur) = self.areas.get(&k).copied() else {
-                continue;
+        loop {
+            let Some((k, v)) = self.areas.range(cur..).next().map(|(k, v)| (*k, *v)) else {
+                return;
             };
-            if let Some(p) = prev
-                && let Some(pv) = self.areas.get(&p).copied()
-                && pv.can_merge(&cur)
-            {
-                self.areas.remove(&k);
-                if let Some(pm) = self.areas.get_mut(&p) {
-                    pm.end = cur.end;
-                }
-                continue;
+            if k > end.as_u64() {
+                return;
             }
-            prev = Some(k);
+            let Some((nk, nv)) = self.areas.range(k + 1..).next().map(|(k, v)| (*k, *v)) else {
+                return;
+            };
+            if nk > end.as_u64() {
+                return;
+            }
+            if v.can_merge(&nv) {
+                self.areas.remove(&nk);
+                if let Some(m) = self.areas.get_mut(&k) {
+                    m.end = nv.end;
+                }
+                cur = k;
+            } else {
+                cur = nk;
+            }
         }
     }
 
@@ -429,11 +434,13 @@ mod tests {
     fn remove_splits_one_area_in_three() {
         let mut m = VmaMap::new();
         m.insert(anon(10, 20, Prot::RW)).unwrap();
+        assert_eq!(m.splits_needed(va(12), va(15)), 2);
         let gone = m.remove_range(va(12), va(15)).unwrap();
-        assert_eq!(gone, [anon(12, 15, Prot::RW)]);
+        assert_eq!(gone, 1);
         let left: Vec<_> = m.iter().map(|v| (v.start, v.end)).collect();
         assert_eq!(left, [(va(10), va(12)), (va(15), va(20))]);
-        assert!(m.remove_range(va(100), va(200)).unwrap().is_empty());
+        assert_eq!(m.remove_range(va(100), va(200)).unwrap(), 0);
+        assert_eq!(m.splits_needed(va(10), va(20)), 0);
         m.check().unwrap();
     }
 

@@ -452,3 +452,23 @@ proptest! {
         history::<Aarch64>(ops);
     }
 }
+
+#[test]
+fn teardown_of_many_tables_frees_everything() {
+    let mut env = HostEnv::new();
+    let free0 = env.free_pages();
+    let mut a = new_space::<X86_64>(&mut env, 1);
+    // One page in each of 150 separate 2 MiB regions: 150 last-level
+    // tables, more than one chunk of the table walk.
+    let region = 512u64;
+    a.add_vma(Vma::new(va(0), va(150 * region), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    for r in 0..150 {
+        write_u64(&mut env, &mut a, va(r * region), r);
+    }
+    assert_eq!(a.resident_pages(), 150);
+    env.walk_all(&a);
+    a.teardown(&mut env);
+    assert_eq!(env.tables, 0, "every table freed");
+    assert_eq!(env.free_pages(), free0, "every frame back");
+}

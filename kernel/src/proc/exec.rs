@@ -120,33 +120,51 @@ pub fn load(
         elf_errno(e)
     })?;
     let env = &mut KernelEnv;
-    // Page ranges per segment; a page shared by two segments gets both
-    // rights (the ELF checks refused overlapping bytes).
-    let mut pages: Vec<(u64, u64, Prot)> = Vec::new();
-    for s in &plan.segments {
-        let mut prot = Prot::NONE;
-        if s.perms.read {
-            prot = prot.union(Prot::READ);
-        }
-        if s.perms.write {
-            prot = prot.union(Prot::WRITE);
-        }
-        if s.perms.exec {
-            prot = prot.union(Prot::EXEC);
-        }
-        let start = s.vaddr & !(PAGE_SIZE - 1);
-        let end = (s.end() + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-        let mut p = start;
-        while p < end {
-            match pages.iter_mut().find(|x| x.0 == p) {
-                Some(x) => x.2 = x.2.union(prot),
-                None => pages.push((p, p + PAGE_SIZE, prot)),
+    // One area per segment, page-rounded. Segments never share bytes but
+    // may share a boundary page: that page becomes an area of its own with
+    // both segments' rights. At most a few ranges per segment, whatever
+    // the segments' sizes.
+    let mut segs: Vec<(u64, u64, Prot)> = plan
+        .segments
+        .iter()
+        .map(|s| {
+            let mut prot = Prot::NONE;
+            for (on, p) in [
+                (s.perms.read, Prot::READ),
+                (s.perms.write, Prot::WRITE),
+                (s.perms.exec, Prot::EXEC),
+            ] {
+                if on {
+                    prot = prot.union(p);
+                }
             }
-            p += PAGE_SIZE;
+            let start = s.vaddr & !(PAGE_SIZE - 1);
+            let end = (s.end() + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+            (start, end, prot)
+        })
+        .filter(|r| r.0 < r.1)
+        .collect();
+    segs.sort_by_key(|r| r.0);
+    let mut ranges: Vec<(u64, u64, Prot)> = Vec::with_capacity(segs.len() * 2);
+    for (mut s, e, prot) in segs {
+        if let Some(last) = ranges.last_mut()
+            && s < last.1
+        {
+            // The shared page: [s, s + PAGE) with both rights.
+            let shared = (s, s + PAGE_SIZE, last.2.union(prot));
+            last.1 = s;
+            let empty = last.0 >= last.1;
+            if empty {
+                ranges.pop();
+            }
+            ranges.push(shared);
+            s += PAGE_SIZE;
+        }
+        if s < e {
+            ranges.push((s, e, prot));
         }
     }
-    pages.sort_by_key(|x| x.0);
-    for (s, e, prot) in pages {
+    for (s, e, prot) in ranges {
         space
             .add_vma(Vma::new(
                 VirtAddr::new(s),

@@ -21,11 +21,21 @@ pub fn handle(task: &mut Task, f: UserFault) {
             match r {
                 Ok(()) => return,
                 Err(FaultError::OutOfMemory) => {
+                    // Linux's OOM killer: the process using the most
+                    // memory goes (never init), not whoever faulted next.
+                    let (victim, pages) = super::oom_victim(task);
                     println!(
-                        "Out of memory: Killed process {} ({})",
-                        task.pid,
-                        super::name_of(task.pid)
+                        "Out of memory: Killed process {victim} ({}) total-rss:{}kB",
+                        super::name_of(victim),
+                        pages * 4
                     );
+                    if victim != task.pid {
+                        let _ = super::send_signal(victim, Some(Signal::SIGKILL));
+                        // Let it die and free its memory; the faulting
+                        // instruction runs again afterwards.
+                        super::yield_now();
+                        return;
+                    }
                     Signal::SIGKILL
                 }
                 Err(_) => {

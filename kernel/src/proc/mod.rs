@@ -72,6 +72,11 @@ pub struct ProcInfo {
     pub state: State,
     /// A fatal signal sent to it, acted on at its next kernel exit point.
     pub kill: Option<Signal>,
+    /// Signal dispositions and mask (here, not in [`Task`], because
+    /// senders read them).
+    pub signals: Signals,
+    /// Signals sent while blocked, delivered when unblocked.
+    pub pending: u64,
     /// Short name for reports (the program's file name, as Linux's `comm`).
     pub name: String,
     /// The private part.
@@ -107,8 +112,6 @@ pub struct Task {
     _kstack: KernelStack,
     /// Open files.
     pub files: files::FdTable,
-    /// Signal state.
-    pub signals: Signals,
     /// `CLONE_CHILD_CLEARTID` / `set_tid_address`: zeroed at exit.
     pub clear_child_tid: u64,
     /// `CLONE_CHILD_SETTID`: the child writes its tid here when it first runs.
@@ -162,6 +165,37 @@ pub unsafe fn current_task<'a>() -> &'a mut Task {
     unsafe { &mut *t }
 }
 
+impl Signals {
+    /// Every signal at its default action, nothing blocked.
+    pub const fn default() -> Signals {
+        Signals {
+            actions: [[0; 4]; Signal::MAX as usize],
+            mask: 0,
+        }
+    }
+
+    fn action(&self, sig: Signal) -> &[u64; 4] {
+        &self.actions[sig.0 as usize - 1]
+    }
+
+    fn ignored(&self, sig: Signal) -> bool {
+        self.action(sig)[0] == SIG_IGN
+    }
+
+    fn blocked(&self, sig: Signal) -> bool {
+        !sig.is_unblockable() && self.mask & bit(sig) != 0
+    }
+}
+
+/// `SIG_IGN` as a handler value.
+const SIG_IGN: u64 = 1;
+/// `SA_NOCLDWAIT`: children of this process are reaped automatically.
+const SA_NOCLDWAIT: u64 = 2;
+
+fn bit(sig: Signal) -> u64 {
+    1 << (sig.0 - 1)
+}
+
 impl Task {
     fn new(pid: Pid, space: UserSpace, uctx: UserContext, kstack: KernelStack) -> Box<Task> {
         let kctx = Context::new(kstack.top(), task_main, u64::from(pid));
@@ -172,10 +206,6 @@ impl Task {
             kctx,
             _kstack: kstack,
             files: files::FdTable::console(),
-            signals: Signals {
-                actions: [[0; 4]; Signal::MAX as usize],
-                mask: 0,
-            },
             clear_child_tid: 0,
             set_child_tid: 0,
             rlimits: files::default_rlimits(),
@@ -208,6 +238,8 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             children: Vec::new(),
             state: State::Runnable,
             kill: None,
+            signals: Signals::default(),
+            pending: 0,
             name: String::from(program.name),
             task: Box::into_raw(task),
         },
@@ -419,7 +451,26 @@ pub fn exit_current(status: ExitStatus) -> ! {
         if zombie_child {
             wake(&mut t, INIT_PID);
         }
-        let ppid = t.procs.get(&pid).map_or(0, |p| p.ppid);
+        let mut ppid = t.procs.get(&pid).map_or(0, |p| p.ppid);
+        // A parent that ignores SIGCHLD (or set SA_NOCLDWAIT) never sees
+        // its children's exit: they are reaped for it (by init, here).
+        let autoreap = t.procs.get(&ppid).is_some_and(|pp| {
+            let a = pp.signals.action(Signal::SIGCHLD);
+            a[0] == SIG_IGN || a[1] & SA_NOCLDWAIT != 0
+        });
+        if autoreap && ppid != INIT_PID {
+            if let Some(pp) = t.procs.get_mut(&ppid) {
+                pp.children.retain(|&c| c != pid);
+            }
+            if let Some(init) = t.procs.get_mut(&INIT_PID) {
+                init.children.push(pid);
+            }
+            if let Some(p) = t.procs.get_mut(&pid) {
+                p.ppid = INIT_PID;
+            }
+            wake(&mut t, ppid);
+            ppid = INIT_PID;
+        }
         if let Some(p) = t.procs.get_mut(&pid) {
             p.state = State::Zombie(status);
         }
@@ -493,26 +544,108 @@ pub fn wait_child(which: i64, options: u64) -> Result<Option<(Pid, ExitStatus)>,
 
 /// Sends `sig` to `pid` (Linux `kill` for one process; signal 0 only
 /// checks that it exists). Handlers are recorded but never run: a signal
-/// whose default action ends the process ends it unless it is ignored.
+/// whose default action ends the process ends it unless it is ignored; a
+/// blocked one waits until it is unblocked. init, like Linux's, is immune
+/// to signals it has not set a handler for (all of them, here).
 pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
     let mut t = PROCS.lock();
     let p = t.procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
-    if matches!(p.state, State::Zombie(_)) {
+    let Some(sig) = sig else { return Ok(()) };
+    if matches!(p.state, State::Zombie(_)) || pid == INIT_PID {
         return Ok(());
     }
-    let Some(sig) = sig else { return Ok(()) };
-    // SAFETY: reading the dispositions of a live task; they are only
-    // written by that task itself, which is not running now (we are).
-    let ignored = unsafe { (*p.task).signals.actions[sig.0 as usize - 1][0] == 1 };
+    if p.signals.ignored(sig) && !sig.is_unblockable() {
+        return Ok(());
+    }
+    if p.signals.blocked(sig) {
+        p.pending |= bit(sig);
+        return Ok(());
+    }
     let fatal = matches!(
         sig.default_action(),
         DefaultAction::Terminate | DefaultAction::Core
     );
-    if fatal && (!ignored || sig.is_unblockable()) && p.kill.is_none() {
+    if fatal && p.kill.is_none() {
         p.kill = Some(sig);
         wake(&mut t, pid);
     }
     Ok(())
+}
+
+/// Reads (and with `new`, replaces) the raw `struct sigaction` of `sig`
+/// for `pid`.
+pub fn sigaction(pid: Pid, sig: Signal, new: Option<[u64; 4]>) -> [u64; 4] {
+    let mut t = PROCS.lock();
+    let Some(p) = t.procs.get_mut(&pid) else {
+        return [0; 4];
+    };
+    let old = *p.signals.action(sig);
+    if let Some(a) = new {
+        p.signals.actions[sig.0 as usize - 1] = a;
+        // Ignoring a pending signal discards it.
+        if a[0] == SIG_IGN {
+            p.pending &= !bit(sig);
+        }
+    }
+    old
+}
+
+/// Updates `pid`'s signal mask with `f` (SIGKILL and SIGSTOP stay
+/// unblocked) and returns the old mask; a pending signal that is no
+/// longer blocked is delivered.
+pub fn sigprocmask(pid: Pid, f: impl FnOnce(u64) -> u64) -> u64 {
+    let unblockable = bit(Signal::SIGKILL) | bit(Signal::SIGSTOP);
+    let (old, now) = {
+        let mut t = PROCS.lock();
+        let Some(p) = t.procs.get_mut(&pid) else {
+            return 0;
+        };
+        let old = p.signals.mask;
+        p.signals.mask = f(old) & !unblockable;
+        let ready = p.pending & !p.signals.mask;
+        p.pending &= !ready;
+        (old, ready)
+    };
+    for n in 1..=u64::from(Signal::MAX) {
+        if now & (1 << (n - 1)) != 0 {
+            let _ = send_signal(pid, Signal::new(n));
+        }
+    }
+    old
+}
+
+/// At `execve`: handlers go back to the default action (ignored signals
+/// stay ignored; the mask and pending signals are kept), as on Linux.
+pub fn reset_handlers_on_exec(pid: Pid) {
+    if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
+        for a in p.signals.actions.iter_mut() {
+            if a[0] > SIG_IGN {
+                *a = [0; 4];
+            }
+        }
+    }
+}
+
+/// The process to kill when memory runs out: the live one (not init) with
+/// the most resident pages, `current` included; with its page count.
+/// Falls back to `current` when nothing else qualifies.
+pub fn oom_victim(current: &Task) -> (Pid, u64) {
+    let mine = current.space.as_ref().map_or(0, |s| s.resident_pages());
+    let mut best = (current.pid, if current.pid == INIT_PID { 0 } else { mine });
+    let t = PROCS.lock();
+    for (&pid, p) in &t.procs {
+        if pid == INIT_PID || pid == current.pid || matches!(p.state, State::Zombie(_)) {
+            continue;
+        }
+        // SAFETY: a live task that is not running (we are); its address
+        // space is only read, and nothing changes it while we hold the
+        // table lock with interrupts masked.
+        let pages = unsafe { (*p.task).space.as_ref() }.map_or(0, |s| s.resident_pages());
+        if pages > best.1 {
+            best = (pid, pages);
+        }
+    }
+    best
 }
 
 /// Every live pid except init and `except`, for `kill(-1, sig)`.
@@ -555,7 +688,9 @@ pub fn fork_current(
     child_settid: u64,
     child_cleartid: u64,
 ) -> Result<Pid, Errno> {
-    if PROCS.lock().procs.len() >= MAX_PROCS || !crate::heap::can_grow() {
+    // The child's copy of the area map and file table live on the heap.
+    let areas = parent.space.as_ref().map_or(0, |s| s.vmas().len());
+    if PROCS.lock().procs.len() >= MAX_PROCS || !crate::heap::can_allocate(areas * 96 + 64 * 1024) {
         return Err(Errno::EAGAIN);
     }
     let kstack = KernelStack::new().ok_or(Errno::EAGAIN)?;
@@ -575,16 +710,15 @@ pub fn fork_current(
     uctx.set_syscall_ret(0);
     let mut task = Task::new(pid, space, uctx, kstack);
     task.files = parent.files.clone();
-    task.signals = parent.signals.clone();
     task.rlimits = parent.rlimits;
     task.set_child_tid = child_settid;
     task.clear_child_tid = child_cleartid;
     let mut t = PROCS.lock();
-    let name = t
+    let (name, signals) = t
         .procs
         .get(&parent.pid)
-        .map(|p| p.name.clone())
-        .unwrap_or_default();
+        .map(|p| (p.name.clone(), p.signals.clone()))
+        .unwrap_or((String::new(), Signals::default()));
     t.procs.insert(
         pid,
         ProcInfo {
@@ -592,6 +726,8 @@ pub fn fork_current(
             children: Vec::new(),
             state: State::Runnable,
             kill: None,
+            signals,
+            pending: 0,
             name,
             task: Box::into_raw(task),
         },

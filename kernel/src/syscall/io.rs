@@ -81,6 +81,10 @@ pub fn openat(task: &mut Task, dirfd: u64, path: u64, flags: u64) -> SysResult {
     if flags & 3 != 0 && files::open(&path).is_ok() {
         return Err(Errno::EACCES);
     }
+    // A snapshot lives on the kernel heap.
+    if !crate::heap::can_grow() {
+        return Err(Errno::ENOMEM);
+    }
     let f = files::open(&path)?;
     task.files.install(f)
 }

@@ -13,10 +13,11 @@ use crate::proc::Task;
 pub fn brk(task: &mut Task, want: u64) -> SysResult {
     let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
     let cur = space.brk.map_or(0, |b| b.cur.as_u64());
-    if want == 0 {
+    // Linux returns the old break when the request is refused (growing
+    // may add an area: refused near the heap's end too).
+    if want == 0 || space.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
         return Ok(cur);
     }
-    // Linux returns the old break when the request is refused.
     Ok(space.set_brk(&mut KernelEnv, VirtAddr::new(want)).as_u64())
 }
 
@@ -35,6 +36,12 @@ pub fn mprotect(task: &mut Task, addr: u64, len: u64, prot: u64) -> SysResult {
         .ok_or(Errno::ENOMEM)?;
     let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
     if end > space.user_end().as_u64() {
+        return Err(Errno::ENOMEM);
+    }
+    let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
+    if space.vmas().len() + space.vmas().splits_needed(s, e) > MAX_MAP_COUNT
+        || !crate::heap::can_grow()
+    {
         return Err(Errno::ENOMEM);
     }
     match space.protect(
@@ -111,6 +118,9 @@ pub fn mmap(task: &mut Task, addr: u64, len: u64, prot: u64, flags: u64, fd: u64
         if flags & MAP_FIXED_NOREPLACE != 0 && space.vmas().intersects(s, e) {
             return Err(Errno::EEXIST);
         }
+        if space.vmas().splits_needed(s, e) + space.vmas().len() >= MAX_MAP_COUNT {
+            return Err(Errno::ENOMEM);
+        }
         space
             .unmap(&mut KernelEnv, s, e)
             .map_err(|_| Errno::EINVAL)?;
@@ -167,6 +177,14 @@ pub fn munmap(task: &mut Task, addr: u64, len: u64) -> SysResult {
     let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
     if end > space.user_end().as_u64() {
         return Err(Errno::EINVAL);
+    }
+    // Punching a hole in an area splits it in two (Linux: ENOMEM past
+    // vm.max_map_count).
+    let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
+    if space.vmas().len() + space.vmas().splits_needed(s, e) > MAX_MAP_COUNT
+        || !crate::heap::can_grow()
+    {
+        return Err(Errno::ENOMEM);
     }
     space
         .unmap(&mut KernelEnv, VirtAddr::new(addr), VirtAddr::new(end))

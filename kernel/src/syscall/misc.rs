@@ -5,7 +5,7 @@ use folium_abi::errno::SysResult;
 use folium_abi::signal::Signal;
 use folium_abi::structs::{Rlimit, Utsname};
 
-use crate::proc::Task;
+use crate::proc::{self, Task};
 use crate::uaccess;
 
 pub fn uname(task: &mut Task, buf: u64) -> SysResult {
@@ -106,23 +106,26 @@ pub fn rt_sigaction(task: &mut Task, sig: u64, act: u64, old: u64, size: u64) ->
     if act != 0 && s.is_unblockable() {
         return Err(Errno::EINVAL);
     }
-    let slot = s.0 as usize - 1;
-    let mut new = [0u8; 32];
+    let mut new = None;
     if act != 0 {
-        uaccess::copy_in(task, &mut new, act)?;
+        let mut b = [0u8; 32];
+        uaccess::copy_in(task, &mut b, act)?;
+        let mut a = [0u64; 4];
+        for (i, w) in a.iter_mut().enumerate() {
+            *w = u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        }
+        new = Some(a);
     }
     if old != 0 {
+        // Check the destination before changing anything.
+        let cur = proc::sigaction(task.pid, s, None);
         let mut b = [0u8; 32];
-        for (i, w) in task.signals.actions[slot].iter().enumerate() {
+        for (i, w) in cur.iter().enumerate() {
             b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
         }
         uaccess::copy_out(task, old, &b)?;
     }
-    if act != 0 {
-        for (i, w) in task.signals.actions[slot].iter_mut().enumerate() {
-            *w = u64::from_le_bytes(new[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-        }
-    }
+    proc::sigaction(task.pid, s, new);
     Ok(0)
 }
 
@@ -130,17 +133,20 @@ pub fn rt_sigprocmask(task: &mut Task, how: u64, set: u64, old: u64, size: u64) 
     if size != 8 {
         return Err(Errno::EINVAL);
     }
-    let prev = task.signals.mask;
-    if set != 0 {
-        let v = uaccess::read_u64(task, set)?;
-        let unblockable = (1 << (Signal::SIGKILL.0 - 1)) | (1 << (Signal::SIGSTOP.0 - 1));
-        task.signals.mask = match how {
-            0 => prev | v,
-            1 => prev & !v,
-            2 => v,
-            _ => return Err(Errno::EINVAL),
-        } & !unblockable;
-    }
+    let v = if set != 0 {
+        if how > 2 {
+            return Err(Errno::EINVAL);
+        }
+        Some(uaccess::read_u64(task, set)?)
+    } else {
+        None
+    };
+    let prev = proc::sigprocmask(task.pid, |m| match (v, how) {
+        (None, _) => m,
+        (Some(v), 0) => m | v,
+        (Some(v), 1) => m & !v,
+        (Some(v), _) => v,
+    });
     if old != 0 {
         uaccess::copy_out(task, old, &prev.to_le_bytes())?;
     }

@@ -56,7 +56,7 @@ pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
     };
     let pid = proc::fork_current(task, settid, cleartid)?;
     if flags & CLONE_PARENT_SETTID != 0 {
-        // Linux writes it in the parent (and child) before either runs on.
+        // Written in the parent's memory before fork returns, as Linux does.
         let _ = uaccess::write_u32(task, ptid, pid);
     }
     Ok(u64::from(pid))
@@ -88,21 +88,25 @@ pub fn kill(task: &mut Task, pid: u64, sig: u64) -> SysResult {
         proc::send_signal(pid as u32, sig)?;
         return Ok(0);
     }
-    if pid == -1 {
-        let targets = proc::all_pids_except(task.pid);
-        if targets.is_empty() {
-            return Err(Errno::ESRCH);
+    // Every process is in init's process group: kill(0) reaches all of
+    // them, the caller included; kill(-1) all but the caller; init is
+    // immune either way. No other process group exists.
+    let targets = match pid {
+        -1 => proc::all_pids_except(task.pid),
+        0 => {
+            let mut v = proc::all_pids_except(task.pid);
+            v.push(task.pid);
+            v
         }
-        for p in targets {
-            let _ = proc::send_signal(p, sig);
-        }
-        return Ok(0);
+        _ => return Err(Errno::ESRCH),
+    };
+    if targets.is_empty() {
+        return Err(Errno::ESRCH);
     }
-    // Process groups: every process is in one group, init's.
-    if pid == 0 || pid < -1 {
-        return proc::send_signal(task.pid, sig).map(|()| 0);
+    for p in targets {
+        let _ = proc::send_signal(p, sig);
     }
-    Err(Errno::ESRCH)
+    Ok(0)
 }
 
 /// `tkill(tid, sig)` / `tgkill(tgid, tid, sig)`: threads are processes here.
@@ -122,12 +126,16 @@ pub fn tkill(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
 /// the task next enters user mode (there is no caller to return to).
 pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
     let path = uaccess::read_cstr(task, path, 4095)?;
-    let argv = uaccess::read_str_array(task, argv, 4096, 128 << 10)?;
-    let envp = uaccess::read_str_array(task, envp, 4096, 128 << 10)?;
-    let program = exec::find(&path).ok_or(Errno::ENOENT)?;
     if !crate::heap::can_grow() {
         return Err(Errno::ENOMEM);
     }
+    // One budget for arguments and environment together, as the initial
+    // stack must hold both (folium_abi::stack::MAX_STRINGS).
+    let budget = folium_abi::stack::MAX_STRINGS;
+    let argv = uaccess::read_str_array(task, argv, 4096, budget)?;
+    let used: usize = argv.iter().map(|a| a.len() + 1).sum();
+    let envp = uaccess::read_str_array(task, envp, 4096, budget - used)?;
+    let program = exec::find(&path).ok_or(Errno::ENOENT)?;
     let mut space = uspace::new_space().map_err(|_| Errno::ENOMEM)?;
     let argv_refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
     let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();
@@ -147,7 +155,8 @@ pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
         old.teardown(&mut KernelEnv);
     }
     task.uctx = crate::arch::UserContext::new(start.entry, start.sp);
-    task.signals.actions = [[0; 4]; Signal::MAX as usize];
+    task.clear_child_tid = 0;
+    proc::reset_handlers_on_exec(task.pid);
     proc::set_name(task.pid, program.name);
     // The return value lands in the fresh context's x0/rax: Linux starts
     // programs with it 0.

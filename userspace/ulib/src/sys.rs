@@ -254,3 +254,54 @@ pub fn power_off() -> SysResult {
         [0xfee1_dead, 0x2812_1969, 0x4321_fedc, 0, 0, 0],
     )
 }
+
+/// `PROT_*` and `MAP_*` values the programs use.
+#[allow(missing_docs)]
+pub mod mm {
+    pub const PROT_NONE: u64 = 0;
+    pub const PROT_READ: u64 = 1;
+    pub const PROT_WRITE: u64 = 2;
+    pub const MAP_PRIVATE: u64 = 0x02;
+    pub const MAP_ANONYMOUS: u64 = 0x20;
+}
+
+/// `mmap(addr, len, prot, flags, -1, 0)` of anonymous memory.
+pub fn mmap_anon(addr: u64, len: u64, prot: u64, flags: u64) -> SysResult {
+    call_int(
+        Sysno::Mmap,
+        [addr, len, prot, flags | mm::MAP_ANONYMOUS, u64::MAX, 0],
+    )
+}
+
+/// `munmap(addr, len)`.
+pub fn munmap(addr: u64, len: u64) -> SysResult {
+    call_int(Sysno::Munmap, [addr, len, 0, 0, 0, 0])
+}
+
+/// `mprotect(addr, len, prot)`.
+pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
+    call_int(Sysno::Mprotect, [addr, len, prot, 0, 0, 0])
+}
+
+/// `rt_sigaction(sig, {handler, flags, 0, 0}, NULL)`.
+pub fn sigaction_simple(sig: u8, handler: u64, flags: u64) -> SysResult {
+    let act = [handler, flags, 0u64, 0u64];
+    // SAFETY: the kernel reads one 32-byte sigaction; no old action.
+    unsafe {
+        call(
+            Sysno::RtSigaction,
+            [u64::from(sig), act.as_ptr() as u64, 0, 8, 0, 0],
+        )
+    }
+}
+
+/// `rt_sigprocmask(how, &set, NULL)`.
+pub fn sigprocmask(how: u64, set: u64) -> SysResult {
+    // SAFETY: the kernel reads one 8-byte mask; no old mask.
+    unsafe {
+        call(
+            Sysno::RtSigprocmask,
+            [how, (&raw const set) as u64, 0, 8, 0, 0],
+        )
+    }
+}

@@ -174,13 +174,31 @@ impl<F: PteFormat> PageTable<F> {
     /// this short list and then each table's slots, instead of holding a
     /// slot per page.
     pub fn pte_tables(&self, start: VirtAddr, end: VirtAddr) -> Vec<(VirtAddr, PhysAddr)> {
+        self.pte_tables_limited(start, end, usize::MAX).0
+    }
+
+    /// Like [`PageTable::pte_tables`], but at most `max` tables; the second
+    /// value is where to continue (None when the range is done). Callers
+    /// loop over chunks to keep their memory bounded.
+    pub fn pte_tables_limited(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+        max: usize,
+    ) -> (Vec<(VirtAddr, PhysAddr)>, Option<VirtAddr>) {
         let mut out: Vec<(VirtAddr, PhysAddr)> = Vec::new();
+        let mut resume = None;
         self.for_each_slot_inner(start, end, &mut |va, slot, first_of_table| {
             if first_of_table {
+                if out.len() == max {
+                    resume = Some(va.align_down(Level::L2.size()).max(start));
+                    return false;
+                }
                 out.push((va.align_down(Level::L2.size()), slot.table));
             }
+            true
         });
-        out
+        (out, resume)
     }
 
     /// The slots of L3 table `table` (mapping from `table_va`) that lie in
@@ -206,14 +224,17 @@ impl<F: PteFormat> PageTable<F> {
         end: VirtAddr,
         mut f: impl FnMut(VirtAddr, PteSlot),
     ) {
-        self.for_each_slot_inner(start, end, &mut |va, slot, _| f(va, slot));
+        self.for_each_slot_inner(start, end, &mut |va, slot, _| {
+            f(va, slot);
+            true
+        });
     }
 
     fn for_each_slot_inner(
         &self,
         start: VirtAddr,
         end: VirtAddr,
-        f: &mut dyn FnMut(VirtAddr, PteSlot, bool),
+        f: &mut dyn FnMut(VirtAddr, PteSlot, bool) -> bool,
     ) {
         let mut va = start.align_down(PAGE_SIZE).as_u64();
         let end = end.as_u64();
@@ -247,11 +268,13 @@ impl<F: PteFormat> PageTable<F> {
                 if here >= end {
                     return;
                 }
-                f(
+                if !f(
                     VirtAddr::new(here),
                     PteSlot { table, index },
                     index == first,
-                );
+                ) {
+                    return;
+                }
             }
             va = table_end;
         }

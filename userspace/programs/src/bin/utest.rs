@@ -924,8 +924,134 @@ fn t_memory_exhaustion_kills_only_the_hog() -> TestResult {
     })?;
     ensure_eq!(signalled(st), Some(9), "status {st:#x}");
     ensure!(sys::getpid() > 0);
+    // A hog that grabbed memory up front (MAP_POPULATE) and sits still is
+    // the one killed when a small process later needs a page. The small
+    // one is forked first: once the hog holds everything, even fork fails.
+    let small = match sys::fork() {
+        Ok(0) => {
+            let _ = sys::nanosleep(300_000_000);
+            let Ok(p) = sys::mmap_anon(0, 16 << 20, 3, sys::mm::MAP_PRIVATE) else {
+                sys::exit_group(60);
+            };
+            for off in (0..16u64 << 20).step_by(4096) {
+                // SAFETY: inside the mapping just made.
+                unsafe { ((p + off) as *mut u8).write_volatile(1) };
+            }
+            sys::exit_group(0)
+        }
+        Ok(p) => p as i32,
+        Err(e) => return Err(format!("fork: {}", e.name())),
+    };
+    let hog = match sys::fork() {
+        Ok(0) => {
+            let _ = sys::mmap_anon(0, 64 << 30, 3, sys::mm::MAP_PRIVATE | 0x8000 | 0x4000);
+            loop {
+                let _ = sys::nanosleep(1_000_000_000);
+            }
+        }
+        Ok(p) => p as i32,
+        Err(e) => return Err(format!("fork: {}", e.name())),
+    };
+    let (_, st) = sys::wait4(small, 0).map_err(|e| String::from(e.name()))?;
+    ensure_eq!(exit_code(st), Some(0), "the small process: status {st:#x}");
+    let (got, st) = sys::wait4(hog, 0).map_err(|e| String::from(e.name()))?;
+    ensure_eq!(got, hog);
+    ensure_eq!(signalled(st), Some(9), "the hog: status {st:#x}");
     Ok(())
 }
+
+/// PROT_NONE hides a page from user code and from the kernel's copies,
+/// and keeps its contents for a later mprotect back.
+fn t_prot_none_hides_pages() -> TestResult {
+    use sys::mm::*;
+    let p = sys::mmap_anon(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE)
+        .map_err(|e| format!("mmap: {}", e.name()))?;
+    // SAFETY: the page was just mapped read-write.
+    unsafe { (p as *mut u64).write_volatile(42) };
+    ensure_eq!(sys::mprotect(p, 4096, PROT_NONE), Ok(0));
+    let st = in_child(|| {
+        // SAFETY: deliberately faults: the page is PROT_NONE.
+        unsafe { core::ptr::read_volatile(p as *const u64) as i32 }
+    })?;
+    ensure_eq!(signalled(st), Some(11), "a read of a PROT_NONE page");
+    // SAFETY: the kernel must refuse to read the PROT_NONE page.
+    let r = unsafe { call(Sysno::Write, [1, p, 1, 0, 0, 0]) };
+    ensure_eq!(errno_of(r), Some("EFAULT"));
+    ensure_eq!(sys::mprotect(p, 4096, PROT_READ), Ok(0));
+    // SAFETY: readable again, with its contents.
+    ensure_eq!(unsafe { (p as *const u64).read_volatile() }, 42);
+    ensure_eq!(sys::munmap(p, 8192), Ok(0));
+    Ok(())
+}
+
+/// Signal state as Linux keeps it: a blocked signal waits until unblocked;
+/// ignored stays ignored across execve; a parent ignoring SIGCHLD gets its
+/// children reaped for it; no process group but the caller's exists.
+fn t_signal_state() -> TestResult {
+    // Blocked SIGTERM: pending, then fatal once unblocked.
+    let st = in_child(|| {
+        let term = 1u64 << 14;
+        if sys::sigprocmask(0, term).is_err() || sys::kill(sys::getpid(), 15).is_err() {
+            return 1;
+        }
+        let _ = sys::nanosleep(5_000_000);
+        let _ = sys::sigprocmask(1, term);
+        2
+    })?;
+    ensure_eq!(signalled(st), Some(15), "status {st:#x}");
+    // SIG_IGN survives execve: the new image raises SIGTERM and lives on.
+    let st = in_child(|| {
+        if sys::sigaction_simple(15, 1, 0).is_err() {
+            return 1;
+        }
+        let argv: [*const u8; 3] = [
+            c"utest".as_ptr().cast(),
+            c"--raise-term".as_ptr().cast(),
+            core::ptr::null(),
+        ];
+        let envp: [*const u8; 1] = [core::ptr::null()];
+        let path = EXE.load(Ordering::Relaxed) as *const u8;
+        // SAFETY: `path` is this program's NUL-terminated argv[0]; the
+        // arrays are NULL-terminated.
+        let len = unsafe { core::ffi::CStr::from_ptr(path.cast()) }
+            .to_bytes_with_nul()
+            .len();
+        // SAFETY: as above.
+        let path = unsafe { core::slice::from_raw_parts(path, len) };
+        // SAFETY: as above.
+        let _ = unsafe { sys::execve(path, argv.as_ptr(), envp.as_ptr()) };
+        3
+    })?;
+    ensure_eq!(exit_code(st), Some(0), "status {st:#x}");
+    // SIGCHLD ignored: the child is reaped for us; wait4 finds none.
+    let st = in_child(|| {
+        if sys::sigaction_simple(17, 1, 0).is_err() {
+            return 1;
+        }
+        match sys::fork() {
+            Ok(0) => sys::exit_group(0),
+            Ok(_) => {}
+            Err(_) => return 2,
+        }
+        match sys::wait4(-1, 0) {
+            Err(Errno::ECHILD) => 0,
+            _ => 3,
+        }
+    })?;
+    ensure_eq!(exit_code(st), Some(0), "status {st:#x}");
+    ensure_eq!(errno_of(sys::kill(-12345, 0)), Some("ESRCH"));
+    ensure_eq!(errno_of(sys::kill(i32::MIN, 0)), Some("ESRCH"));
+    if on_folium() {
+        // init ignores every signal it has no handler for (Linux's
+        // SIGNAL_UNKILLABLE). Not tried on a real host.
+        ensure_eq!(sys::kill(1, 9), Ok(0));
+        ensure_eq!(sys::kill(1, 0), Ok(0), "init survived SIGKILL");
+    }
+    Ok(())
+}
+
+/// This program's argv[0], for re-executing itself.
+static EXE: AtomicU64 = AtomicU64::new(0);
 
 type Test = (&'static str, fn() -> TestResult);
 
@@ -952,6 +1078,8 @@ const TESTS: &[Test] = &[
     ("fp_simd_isolation", t_fp_simd_isolation),
     ("preemption", t_preemption),
     ("contained_faults", t_contained_faults),
+    ("prot_none_hides_pages", t_prot_none_hides_pages),
+    ("signal_state", t_signal_state),
     ("fork_until_refused", t_fork_until_refused),
     (
         "memory_exhaustion_kills_only_the_hog",
@@ -960,6 +1088,14 @@ const TESTS: &[Test] = &[
 ];
 
 fn main(args: &ulib::Args) -> i32 {
+    if args.arg(1) == Some("--raise-term") {
+        // Re-executed by signal_state with SIGTERM ignored: survive it.
+        let _ = sys::kill(sys::getpid(), 15);
+        return 0;
+    }
+    // SAFETY: argv[0] is a NUL-terminated string on the initial stack,
+    // which lives as long as the program.
+    EXE.store(unsafe { *args.argv_ptr() } as u64, Ordering::Relaxed);
     let filters: Vec<&str> = (1..args.len()).filter_map(|i| args.arg(i)).collect();
     let selected: Vec<&Test> = TESTS
         .iter()
