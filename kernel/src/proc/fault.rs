@@ -73,8 +73,11 @@ pub fn handle(task: &mut Task, f: UserFault) {
             sig
         }
     };
-    super::exit_current(ExitStatus::Signaled {
-        signal: sig,
-        core: false,
-    });
+    super::exit_current(
+        task,
+        ExitStatus::Signaled {
+            signal: sig,
+            core: false,
+        },
+    );
 }

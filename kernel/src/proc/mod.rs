@@ -13,11 +13,18 @@
 //! - [`ProcInfo`] (parent, children, state, exit status, pending kill) lives
 //!   in the table behind [`PROCS`]'s lock: other processes read and change
 //!   it (wait, reparenting, kill, wake-ups).
-//! - [`Task`] (address space, registers, kernel stack, files, signal
-//!   dispositions) is touched only by the process itself while it runs,
-//!   by its parent while creating it (fork), and by whoever reaps it after
-//!   it is dead: never by two at once, so it is reached through a raw
-//!   pointer without a lock (single CPU, no kernel preemption).
+//! - [`Task`] (address space, registers, kernel stack, files) is used by
+//!   the process's own thread, which takes one `&mut Task` when it starts
+//!   ([`task_main`]) and passes it down; by its parent while creating it
+//!   (fork); and by whoever reaps it after it is dead. Signal dispositions
+//!   and the mask live in [`ProcInfo`], since senders read them.
+//!
+//! Known gap: while a thread is switched out inside [`schedule`] (its
+//! `&mut Task` still live in its frames), the scheduler installs that
+//! task's address space through a raw pointer when switching back to it,
+//! and the OOM killer reads other tasks' spaces. Single CPU and no kernel
+//! preemption keep these accesses from overlapping in time, but under
+//! Rust's aliasing rules they should go through raw pointers end to end.
 
 pub mod exec;
 pub mod fault;
@@ -251,7 +258,8 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
 /// The body of every process's kernel thread.
 extern "C" fn task_main(pid: u64) -> ! {
     let pid = pid as Pid;
-    // SAFETY: this thread is `pid`'s own (see module doc).
+    // SAFETY: this thread is `pid`'s own (see module doc); this is the one
+    // reference to its Task the thread makes, passed down from here.
     let task = unsafe { current_task() };
     debug_assert_eq!(task.pid, pid);
     if task.set_child_tid != 0 {
@@ -260,13 +268,14 @@ extern "C" fn task_main(pid: u64) -> ! {
     }
     loop {
         if let Some(sig) = pending_kill(pid) {
-            exit_current(ExitStatus::Signaled {
-                signal: sig,
-                core: false,
-            });
+            exit_current(
+                task,
+                ExitStatus::Signaled {
+                    signal: sig,
+                    core: false,
+                },
+            );
         }
-        // SAFETY: as above; nothing else touches this task while it runs.
-        let task = unsafe { current_task() };
         match arch::run_user(&mut task.uctx) {
             UserExit::Syscall => crate::syscall::dispatch(task),
             UserExit::Interrupt => {}
@@ -403,10 +412,8 @@ pub fn block(state: State) -> bool {
     current_pid().and_then(pending_kill).is_none()
 }
 
-/// Ends the current process (exit, exit_group, fatal signal).
-pub fn exit_current(status: ExitStatus) -> ! {
-    // SAFETY: the running task's own private part.
-    let task = unsafe { current_task() };
+/// Ends the current process, `task` (exit, exit_group, fatal signal).
+pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
     let pid = task.pid;
     if task.clear_child_tid != 0 {
         let at = task.clear_child_tid;

@@ -60,7 +60,7 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
         Ioctl => io::ioctl(task, a[0], a[1]),
         Readlinkat | Readlink => Err(Errno::ENOENT),
         Exit | ExitGroup => {
-            crate::proc::exit_current(folium_abi::signal::ExitStatus::Exited(a[0] as u8))
+            crate::proc::exit_current(task, folium_abi::signal::ExitStatus::Exited(a[0] as u8))
         }
         Getpid | Gettid => Ok(u64::from(task.pid)),
         Getppid => Ok(u64::from(crate::proc::parent_of(task.pid))),
