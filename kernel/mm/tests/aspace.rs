@@ -416,6 +416,10 @@ fn history<F: PteFormat>(ops: Vec<Op>) {
                 }
             }
         }
+        // The running page count matches a walk of the tables.
+        for (a, _, _) in spaces.iter().flatten() {
+            assert_eq!(a.rss(), a.resident_pages(), "rss counter");
+        }
         // Refcounts equal mapcounts equal the number of spaces mapping a frame.
         let mut users: HashMap<Pfn, u32> = HashMap::new();
         for (a, _, _) in spaces.iter().flatten() {

@@ -33,7 +33,7 @@ pub fn handle(task: &mut Task, f: UserFault) {
                         let _ = super::send_signal(victim, Some(Signal::SIGKILL));
                         // Let it die and free its memory; the faulting
                         // instruction runs again afterwards.
-                        super::yield_now();
+                        super::yield_now(task);
                         return;
                     }
                     Signal::SIGKILL

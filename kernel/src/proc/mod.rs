@@ -14,17 +14,13 @@
 //!   in the table behind [`PROCS`]'s lock: other processes read and change
 //!   it (wait, reparenting, kill, wake-ups).
 //! - [`Task`] (address space, registers, kernel stack, files) is used by
-//!   the process's own thread, which takes one `&mut Task` when it starts
-//!   ([`task_main`]) and passes it down; by its parent while creating it
-//!   (fork); and by whoever reaps it after it is dead. Signal dispositions
-//!   and the mask live in [`ProcInfo`], since senders read them.
-//!
-//! Known gap: while a thread is switched out inside [`schedule`] (its
-//! `&mut Task` still live in its frames), the scheduler installs that
-//! task's address space through a raw pointer when switching back to it,
-//! and the OOM killer reads other tasks' spaces. Single CPU and no kernel
-//! preemption keep these accesses from overlapping in time, but under
-//! Rust's aliasing rules they should go through raw pointers end to end.
+//!   the process's own thread only: it takes one `&mut Task` when it
+//!   starts ([`task_main`]) and passes it down; its parent builds it before
+//!   the thread exists (fork), and its reaper frees it after the thread is
+//!   gone. Switching touches only each thread's [`Context`] (a heap object
+//!   of its own), and a resumed thread installs its own address space.
+//!   What others need to know (signal dispositions and mask, resident
+//!   pages for the OOM killer) is published in [`ProcInfo`].
 
 pub mod exec;
 pub mod fault;
@@ -86,8 +82,15 @@ pub struct ProcInfo {
     pub pending: u64,
     /// Short name for reports (the program's file name, as Linux's `comm`).
     pub name: String,
+    /// Resident pages of its address space, as the process itself last
+    /// published them (the OOM killer's measure).
+    pub rss: u64,
     /// The private part.
     task: *mut Task,
+    /// Its kernel thread's saved registers while switched out: a heap
+    /// object of its own, written by `switch_to` through this pointer, so
+    /// switching never touches the [`Task`] its thread holds.
+    kctx: *mut Context,
 }
 
 // SAFETY: the raw Task pointer is only dereferenced under the rules in the
@@ -112,8 +115,6 @@ pub struct Task {
     pub space: Option<UserSpace>,
     /// User registers.
     pub uctx: UserContext,
-    /// Kernel registers while switched out.
-    kctx: Context,
     /// Its kernel stack, owned here so that it is freed (unmapped, then
     /// its frames released) when the reaper drops the task.
     _kstack: KernelStack,
@@ -205,12 +206,10 @@ fn bit(sig: Signal) -> u64 {
 
 impl Task {
     fn new(pid: Pid, space: UserSpace, uctx: UserContext, kstack: KernelStack) -> Box<Task> {
-        let kctx = Context::new(kstack.top(), task_main, u64::from(pid));
         Box::new(Task {
             pid,
             space: Some(space),
             uctx,
-            kctx,
             _kstack: kstack,
             files: files::FdTable::console(),
             clear_child_tid: 0,
@@ -218,6 +217,15 @@ impl Task {
             rlimits: files::default_rlimits(),
         })
     }
+}
+
+/// The kernel-thread context a new task starts from.
+fn new_kctx(task: &Task, pid: Pid) -> *mut Context {
+    Box::into_raw(Box::new(Context::new(
+        task._kstack.top(),
+        task_main,
+        u64::from(pid),
+    )))
 }
 
 /// Creates the first process running `program` with `argv`; returns its pid.
@@ -248,6 +256,8 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             signals: Signals::default(),
             pending: 0,
             name: String::from(program.name),
+            rss: 0,
+            kctx: new_kctx(&task, pid),
             task: Box::into_raw(task),
         },
     );
@@ -262,6 +272,12 @@ extern "C" fn task_main(pid: u64) -> ! {
     // reference to its Task the thread makes, passed down from here.
     let task = unsafe { current_task() };
     debug_assert_eq!(task.pid, pid);
+    // A thread installs its own address space (here, and when `schedule`
+    // returns to it): no other thread touches this Task.
+    if let Some(s) = task.space.as_mut() {
+        uspace::activate(s);
+    }
+    let mut published_rss = 0;
     if task.set_child_tid != 0 {
         let at = task.set_child_tid;
         let _ = crate::uaccess::write_u32(task, at, pid);
@@ -281,8 +297,15 @@ extern "C" fn task_main(pid: u64) -> ! {
             UserExit::Interrupt => {}
             UserExit::Fault(f) => fault::handle(task, f),
         }
+        let rss = task.space.as_ref().map_or(0, |s| s.rss());
+        if rss != published_rss {
+            published_rss = rss;
+            if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
+                p.rss = rss;
+            }
+        }
         if crate::sched::take_need_resched() {
-            yield_now();
+            yield_now(task);
         }
     }
 }
@@ -318,8 +341,10 @@ fn wake(t: &mut Table, pid: Pid) {
 /// Gives the CPU to the next runnable process (or the idle thread), and
 /// returns when this thread is scheduled again. The current process must
 /// already have recorded why it stops (Runnable to yield, a blocked state,
-/// or Zombie, in which case this never returns).
-pub fn schedule() {
+/// or Zombie, in which case this never returns). `me` is the caller's own
+/// task (None in the idle thread or a dying one): its address space is
+/// installed again when the thread resumes.
+pub fn schedule(me: Option<&mut Task>) {
     let (prev, next) = {
         let mut t = PROCS.lock();
         wake_sleepers(&mut t, crate::time::monotonic_ns());
@@ -343,45 +368,33 @@ pub fn schedule() {
             return;
         }
         t.current = next;
-        let task_of = |p: Option<Pid>| p.and_then(|p| t.procs.get(&p).map(|i| i.task));
-        (task_of(prev), task_of(next))
+        let ctx_of = |p: Option<Pid>| p.and_then(|p| t.procs.get(&p).map(|i| i.kctx));
+        (ctx_of(prev), ctx_of(next))
     };
-    // The lock is released: switch.
-    let prev_ctx: *mut Context = match prev {
-        // SAFETY: the running task's own Task (see module doc).
-        Some(p) => unsafe { &raw mut (*p).kctx },
-        None => IDLE.0.get(),
-    };
-    let next_ctx: *const Context = match next {
-        Some(n) => {
-            // SAFETY: a runnable task is alive and not running; its space
-            // is installed before its thread resumes.
-            unsafe {
-                if let Some(s) = (*n).space.as_mut() {
-                    uspace::activate(s);
-                }
-                &raw const (*n).kctx
-            }
-        }
-        None => {
-            uspace::deactivate();
-            IDLE.0.get()
-        }
-    };
-    // SAFETY: both contexts belong to live threads: `prev` is this thread,
-    // `next` a thread that was switched out (or never started).
+    // The lock is released: switch. Only the two threads' Context objects
+    // are touched, never their Tasks.
+    let prev_ctx: *mut Context = prev.unwrap_or(IDLE.0.get());
+    let next_ctx: *const Context = next.unwrap_or(IDLE.0.get());
+    // SAFETY: both contexts belong to live threads (a task's is freed only
+    // when it is reaped, after it stopped running for good): `prev` is this
+    // thread's, `next` one that was switched out or never started.
     unsafe { arch::switch_to(prev_ctx, next_ctx) };
+    // Back on this thread: install its user half (or none for idle).
+    match me.and_then(|t| t.space.as_mut()) {
+        Some(s) => uspace::activate(s),
+        None => uspace::deactivate(),
+    }
 }
 
-/// Puts the current process at the back of the run queue.
-pub fn yield_now() {
-    schedule();
+/// Puts the current process `me` at the back of the run queue.
+pub fn yield_now(me: &mut Task) {
+    schedule(Some(me));
 }
 
 /// The idle loop of the boot thread: runs processes until none is left.
 pub fn idle_loop() -> ! {
     loop {
-        schedule();
+        schedule(None);
         if PROCS.lock().procs.is_empty() {
             // Only reached if init never existed; init's exit powers off.
             crate::arch::exit_qemu(crate::arch::Exit::Failure);
@@ -396,7 +409,7 @@ pub fn idle_loop() -> ! {
 /// Blocks the current process in `state` until woken; returns false if it
 /// was woken by a fatal signal (the caller returns EINTR and the task loop
 /// then exits).
-pub fn block(state: State) -> bool {
+pub fn block(me: &mut Task, state: State) -> bool {
     {
         let mut t = PROCS.lock();
         let Some(pid) = t.current else { return true };
@@ -408,7 +421,7 @@ pub fn block(state: State) -> bool {
         }
         p.state = state;
     }
-    schedule();
+    schedule(Some(me));
     current_pid().and_then(pending_kill).is_none()
 }
 
@@ -483,7 +496,7 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
         }
         wake(&mut t, ppid);
     }
-    schedule();
+    schedule(None);
     unreachable!("a zombie was scheduled");
 }
 
@@ -501,6 +514,9 @@ fn reap(t: &mut Table, parent: Pid, child: Pid) -> Option<ExitStatus> {
     // from the table, so this is the last user of its Task.
     let task = unsafe { Box::from_raw(info.task) };
     drop(task);
+    // SAFETY: its thread is gone, so nothing switches to or from this
+    // context again; it came from Box::into_raw in `new_kctx`.
+    drop(unsafe { Box::from_raw(info.kctx) });
     Some(status)
 }
 
@@ -514,17 +530,21 @@ const WNOTHREAD: u64 = 0x2000_0000;
 
 /// Waits for a child: `Ok(Some((pid, status)))`, `Ok(None)` with WNOHANG
 /// and nothing to report, or ECHILD / EINVAL / EINTR.
-pub fn wait_child(which: i64, options: u64) -> Result<Option<(Pid, ExitStatus)>, Errno> {
+pub fn wait_child(
+    me: &mut Task,
+    which: i64,
+    options: u64,
+) -> Result<Option<(Pid, ExitStatus)>, Errno> {
     if options & !(WNOHANG | WUNTRACED | WCONTINUED | WALL | WCLONE | WNOTHREAD) != 0 {
         return Err(Errno::EINVAL);
     }
-    let me = current_pid().ok_or(Errno::ECHILD)?;
+    let pid = me.pid;
     loop {
         {
             let mut t = PROCS.lock();
             let children = t
                 .procs
-                .get(&me)
+                .get(&pid)
                 .map(|p| p.children.clone())
                 .unwrap_or_default();
             let matching: Vec<Pid> = children
@@ -535,7 +555,7 @@ pub fn wait_child(which: i64, options: u64) -> Result<Option<(Pid, ExitStatus)>,
                 return Err(Errno::ECHILD);
             }
             for c in matching {
-                if let Some(status) = reap(&mut t, me, c) {
+                if let Some(status) = reap(&mut t, pid, c) {
                     return Ok(Some((c, status)));
                 }
             }
@@ -543,7 +563,7 @@ pub fn wait_child(which: i64, options: u64) -> Result<Option<(Pid, ExitStatus)>,
                 return Ok(None);
             }
         }
-        if !block(State::WaitChild) {
+        if !block(me, State::WaitChild) {
             return Err(Errno::EINTR);
         }
     }
@@ -637,19 +657,15 @@ pub fn reset_handlers_on_exec(pid: Pid) {
 /// the most resident pages, `current` included; with its page count.
 /// Falls back to `current` when nothing else qualifies.
 pub fn oom_victim(current: &Task) -> (Pid, u64) {
-    let mine = current.space.as_ref().map_or(0, |s| s.resident_pages());
+    let mine = current.space.as_ref().map_or(0, |s| s.rss());
     let mut best = (current.pid, if current.pid == INIT_PID { 0 } else { mine });
     let t = PROCS.lock();
     for (&pid, p) in &t.procs {
         if pid == INIT_PID || pid == current.pid || matches!(p.state, State::Zombie(_)) {
             continue;
         }
-        // SAFETY: a live task that is not running (we are); its address
-        // space is only read, and nothing changes it while we hold the
-        // table lock with interrupts masked.
-        let pages = unsafe { (*p.task).space.as_ref() }.map_or(0, |s| s.resident_pages());
-        if pages > best.1 {
-            best = (pid, pages);
+        if p.rss > best.1 {
+            best = (pid, p.rss);
         }
     }
     best
@@ -736,6 +752,8 @@ pub fn fork_current(
             signals,
             pending: 0,
             name,
+            rss: 0,
+            kctx: new_kctx(&task, pid),
             task: Box::into_raw(task),
         },
     );

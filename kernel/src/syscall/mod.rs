@@ -81,7 +81,7 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
         Nanosleep => time::nanosleep(task, a[0], a[1]),
         ClockNanosleep => time::clock_nanosleep(task, a[0], a[1], a[2], a[3]),
         SchedYield => {
-            crate::proc::yield_now();
+            crate::proc::yield_now(task);
             Ok(0)
         }
         Uname => misc::uname(task, a[0]),

@@ -64,7 +64,7 @@ pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
 
 pub fn wait4(task: &mut Task, pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
     let which = pid as i32 as i64;
-    match proc::wait_child(which, options)? {
+    match proc::wait_child(task, which, options)? {
         None => Ok(0),
         Some((child, st)) => {
             if status != 0 {

@@ -66,7 +66,7 @@ fn read_timespec(task: &mut Task, at: u64) -> Result<u64, Errno> {
 /// remaining time in `rem` when given).
 fn sleep_until(task: &mut Task, deadline: u64, rem: u64) -> SysResult {
     while time::monotonic_ns() < deadline {
-        if !proc::block(State::Sleep { until_ns: deadline }) {
+        if !proc::block(task, State::Sleep { until_ns: deadline }) {
             if rem != 0 {
                 let left = deadline.saturating_sub(time::monotonic_ns());
                 let _ = uaccess::copy_out(task, rem, &Timespec::from_nanos(left).to_bytes());
