@@ -144,6 +144,11 @@ pub static PROCS: IrqMutex<Table> = IrqMutex::new(Table {
     next_pid: INIT_PID,
 });
 
+/// Bumped whenever a fatal signal is recorded for any process, so a
+/// thread returning to user mode looks its own up (under the table lock)
+/// only when something may have changed: the syscall path takes no lock.
+static KILL_EPOCH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// The idle (boot) thread's saved context.
 struct IdleContext(core::cell::UnsafeCell<Context>);
 // SAFETY: touched only by `schedule`, which runs with interrupts masked on
@@ -278,19 +283,22 @@ extern "C" fn task_main(pid: u64) -> ! {
         uspace::activate(s);
     }
     let mut published_rss = 0;
+    let mut seen_epoch = u64::MAX;
     if task.set_child_tid != 0 {
         let at = task.set_child_tid;
         let _ = crate::uaccess::write_u32(task, at, pid);
     }
     loop {
-        if let Some(sig) = pending_kill(pid) {
-            exit_current(
-                task,
-                ExitStatus::Signaled {
-                    signal: sig,
+        let epoch = KILL_EPOCH.load(core::sync::atomic::Ordering::Acquire);
+        if epoch != seen_epoch {
+            seen_epoch = epoch;
+            if let Some(signal) = pending_kill(pid) {
+                let status = ExitStatus::Signaled {
+                    signal,
                     core: false,
-                },
-            );
+                };
+                exit_current(task, status);
+            }
         }
         match arch::run_user(&mut task.uctx) {
             UserExit::Syscall => crate::syscall::dispatch(task),
@@ -594,6 +602,7 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
     );
     if fatal && p.kill.is_none() {
         p.kill = Some(sig);
+        KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
         wake(&mut t, pid);
     }
     Ok(())
