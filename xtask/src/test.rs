@@ -288,6 +288,25 @@ const STACK_OVERFLOW: FatalExpect = FatalExpect {
     any_of: &[],
 };
 
+/// The outcome of a boot that is one test: its `test NAME ... ok|FAILED`
+/// line, and on failure `why` and the whole console.
+fn one_test_outcome(label: &str, name: &str, ok: bool, why: String, run: &GuestRun) -> Outcome {
+    let mut report = vec![format!(
+        "[{label}] test {name} ... {}",
+        if ok { "ok" } else { "FAILED" }
+    )];
+    if !ok {
+        report.push(format!("[{label}] {why}"));
+        report.extend(run.lines.iter().map(|l| format!("[{label}]   {l}")));
+    }
+    Outcome {
+        label: label.to_string(),
+        passed: ok as usize,
+        failed: (!ok) as usize,
+        report,
+    }
+}
+
 /// Parses a boot in which init ran a C program: the program prints
 /// `cprog NAME (libc): ok, ...`, init reports its exit status 0, and the
 /// machine powers off with the success status.
@@ -306,23 +325,11 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
             .any(|l| l.starts_with("cprog ") && l.contains("): ok,"));
     let forked = run.lines.iter().any(|l| l.contains("says hello"));
     let ok = reported && forked && run.exit == Some(board.exit_codes().0) && !run.timed_out;
-    let mut report = vec![format!(
-        "[{label}] test ordinary_c_program_runs_unchanged ... {}",
-        if ok { "ok" } else { "FAILED" }
-    )];
-    if !ok {
-        report.push(format!(
-            "[{label}] reported ok={reported} child={forked} exit={:?} timed_out={}",
-            run.exit, run.timed_out
-        ));
-        report.extend(run.lines.iter().map(|l| format!("[{label}]   {l}")));
-    }
-    Outcome {
-        label: label.to_string(),
-        passed: ok as usize,
-        failed: (!ok) as usize,
-        report,
-    }
+    let why = format!(
+        "reported ok={reported} child={forked} exit={:?} timed_out={}",
+        run.exit, run.timed_out
+    );
+    one_test_outcome(label, "ordinary_c_program_runs_unchanged", ok, why, run)
 }
 
 /// Parses a boot in which init was handed a malformed program.
@@ -341,25 +348,22 @@ fn check_refused_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
         && !fatal
         && run.exit == Some(board.exit_codes().1)
         && !run.timed_out;
-    let mut report = vec![format!(
-        "[{label}] test malformed_program_is_refused_with_a_reason ... {}",
-        if ok { "ok" } else { "FAILED" }
-    )];
-    if !ok {
-        report.extend(run.lines.iter().map(|l| format!("[{label}]   {l}")));
-    }
-    Outcome {
-        label: label.to_string(),
-        passed: ok as usize,
-        failed: (!ok) as usize,
-        report,
-    }
+    let why = format!(
+        "reason={reason:?} status127={status} fatal={fatal} exit={:?} timed_out={}",
+        run.exit, run.timed_out
+    );
+    one_test_outcome(
+        label,
+        "malformed_program_is_refused_with_a_reason",
+        ok,
+        why,
+        run,
+    )
 }
 
 /// Parses a deliberately fatal boot: the kernel must print the expected
 /// report with its registers and stop with the failure status.
 fn check_fatal_boot(label: &str, board: Board, run: &GuestRun, expect: &FatalExpect) -> Outcome {
-    let label = label.to_string();
     let (_, fail) = board.exit_codes();
     let reported = run.lines.iter().any(|l| {
         l.starts_with(expect.prefix)
@@ -370,24 +374,11 @@ fn check_fatal_boot(label: &str, board: Board, run: &GuestRun, expect: &FatalExp
         .iter()
         .any(|l| l.contains("ELR ") || l.contains("RIP "));
     let ok = reported && regs && run.exit == Some(fail) && !run.timed_out;
-    let mut report = vec![format!(
-        "[{label}] test {} ... {}",
-        expect.name,
-        if ok { "ok" } else { "FAILED" }
-    )];
-    if !ok {
-        report.push(format!(
-            "[{label}] reported={reported} registers={regs} exit={:?} (expected {fail}) timed_out={}",
-            run.exit, run.timed_out
-        ));
-        report.extend(run.lines.iter().map(|l| format!("[{label}]   {l}")));
-    }
-    Outcome {
-        label,
-        passed: ok as usize,
-        failed: (!ok) as usize,
-        report,
-    }
+    let why = format!(
+        "reported={reported} registers={regs} exit={:?} (expected {fail}) timed_out={}",
+        run.exit, run.timed_out
+    );
+    one_test_outcome(label, expect.name, ok, why, run)
 }
 
 /// Counts `test result: ok. N passed; M failed` lines of `cargo test`.

@@ -71,9 +71,8 @@ isr_irq_stubs:
     .set vec, vec + 1
     .endr
 
-isr_common:
-    testb   $3, 24(%rsp)              // CS of the interrupted code
-    jnz     isr_from_user
+// The general registers in TrapFrame order (r15 at the lowest address).
+.macro PUSH_GPRS
     push    %rax
     push    %rbx
     push    %rcx
@@ -89,9 +88,9 @@ isr_common:
     push    %r13
     push    %r14
     push    %r15
-    mov     %rsp, %rdi
-    cld
-    call    {handler}
+.endm
+
+.macro POP_GPRS
     pop     %r15
     pop     %r14
     pop     %r13
@@ -107,26 +106,22 @@ isr_common:
     pop     %rcx
     pop     %rbx
     pop     %rax
+.endm
+
+isr_common:
+    testb   $3, 24(%rsp)              // CS of the interrupted code
+    jnz     isr_from_user
+    PUSH_GPRS
+    mov     %rsp, %rdi
+    cld
+    call    {handler}
+    POP_GPRS
     add     $16, %rsp                 // vector and error code
     iretq
 
 isr_from_user:
     swapgs
-    push    %rax
-    push    %rbx
-    push    %rcx
-    push    %rdx
-    push    %rsi
-    push    %rdi
-    push    %rbp
-    push    %r8
-    push    %r9
-    push    %r10
-    push    %r11
-    push    %r12
-    push    %r13
-    push    %r14
-    push    %r15
+    PUSH_GPRS
     pushq   $2                        // RFLAGS: DF = AC = 0 (IF stays 0)
     popfq
     mov     %rsp, %rdi
