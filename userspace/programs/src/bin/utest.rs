@@ -72,6 +72,19 @@ fn in_child(f: impl FnOnce() -> i32) -> Result<u32, String> {
     }
 }
 
+/// Forks a child that runs `f` (which normally exits or loops forever; if
+/// it returns, the child exits 0); returns the child's pid without waiting.
+fn spawn(f: impl FnOnce()) -> Result<i32, String> {
+    match sys::fork() {
+        Ok(0) => {
+            f();
+            sys::exit_group(0)
+        }
+        Ok(pid) => Ok(pid as i32),
+        Err(e) => Err(format!("fork: {}", e.name())),
+    }
+}
+
 fn signalled(status: u32) -> Option<u32> {
     let s = status & 0x7f;
     (s != 0 && s != 0x7f).then_some(s)
@@ -519,14 +532,10 @@ fn t_fork_and_exit_status() -> TestResult {
     let st = in_child(|| 42)?;
     ensure_eq!(exit_code(st), Some(42));
     // WNOHANG on a running child: 0, then the real status.
-    let pid = match sys::fork() {
-        Ok(0) => {
-            let _ = sys::nanosleep(30_000_000);
-            sys::exit_group(7)
-        }
-        Ok(p) => p as i32,
-        Err(e) => return Err(format!("fork: {}", e.name())),
-    };
+    let pid = spawn(|| {
+        let _ = sys::nanosleep(30_000_000);
+        sys::exit_group(7)
+    })?;
     ensure_eq!(sys::wait4(pid, sys::WNOHANG).map(|r| r.0), Ok(0));
     let (got, st) = sys::wait4(pid, 0).map_err(|e| String::from(e.name()))?;
     ensure_eq!(got, pid);
@@ -711,15 +720,13 @@ fn simd_survives(seed: u64, rounds: u32) -> bool {
 }
 
 fn t_fp_simd_isolation() -> TestResult {
-    let pid = match sys::fork() {
-        Ok(0) => sys::exit_group(if simd_survives(0x5a5a_0000, 300) {
+    let pid = spawn(|| {
+        sys::exit_group(if simd_survives(0x5a5a_0000, 300) {
             0
         } else {
             1
-        }),
-        Ok(p) => p as i32,
-        Err(e) => return Err(format!("fork: {}", e.name())),
-    };
+        })
+    })?;
     let mine = simd_survives(0x0101_0000, 300);
     let (_, st) = sys::wait4(pid, 0).map_err(|e| String::from(e.name()))?;
     ensure!(mine, "the parent's SIMD registers changed");
@@ -728,13 +735,11 @@ fn t_fp_simd_isolation() -> TestResult {
 }
 
 fn t_preemption() -> TestResult {
-    let spinner = match sys::fork() {
-        Ok(0) => loop {
+    let spinner = spawn(|| {
+        loop {
             core::hint::spin_loop();
-        },
-        Ok(p) => p as i32,
-        Err(e) => return Err(format!("fork: {}", e.name())),
-    };
+        }
+    })?;
     // A sleeper still gets its turns while the spinner never yields.
     let st = in_child(|| {
         for _ in 0..5 {
@@ -751,13 +756,11 @@ fn t_preemption() -> TestResult {
     ensure_eq!(got, spinner);
     ensure_eq!(signalled(st), Some(9));
     // SIGTERM, default action: terminate.
-    let sleeper = match sys::fork() {
-        Ok(0) => loop {
+    let sleeper = spawn(|| {
+        loop {
             let _ = sys::nanosleep(1_000_000_000);
-        },
-        Ok(p) => p as i32,
-        Err(e) => return Err(format!("fork: {}", e.name())),
-    };
+        }
+    })?;
     let _ = sys::nanosleep(5_000_000);
     ensure_eq!(sys::kill(sleeper, 15), Ok(0));
     let (_, st) = sys::wait4(sleeper, 0).map_err(|e| String::from(e.name()))?;
@@ -927,31 +930,23 @@ fn t_memory_exhaustion_kills_only_the_hog() -> TestResult {
     // A hog that grabbed memory up front (MAP_POPULATE) and sits still is
     // the one killed when a small process later needs a page. The small
     // one is forked first: once the hog holds everything, even fork fails.
-    let small = match sys::fork() {
-        Ok(0) => {
-            let _ = sys::nanosleep(300_000_000);
-            let Ok(p) = sys::mmap_anon(0, 16 << 20, 3, sys::mm::MAP_PRIVATE) else {
-                sys::exit_group(60);
-            };
-            for off in (0..16u64 << 20).step_by(4096) {
-                // SAFETY: inside the mapping just made.
-                unsafe { ((p + off) as *mut u8).write_volatile(1) };
-            }
-            sys::exit_group(0)
+    let small = spawn(|| {
+        let _ = sys::nanosleep(300_000_000);
+        let Ok(p) = sys::mmap_anon(0, 16 << 20, 3, sys::mm::MAP_PRIVATE) else {
+            sys::exit_group(60);
+        };
+        for off in (0..16u64 << 20).step_by(4096) {
+            // SAFETY: inside the mapping just made.
+            unsafe { ((p + off) as *mut u8).write_volatile(1) };
         }
-        Ok(p) => p as i32,
-        Err(e) => return Err(format!("fork: {}", e.name())),
-    };
-    let hog = match sys::fork() {
-        Ok(0) => {
-            let _ = sys::mmap_anon(0, 64 << 30, 3, sys::mm::MAP_PRIVATE | 0x8000 | 0x4000);
-            loop {
-                let _ = sys::nanosleep(1_000_000_000);
-            }
+        sys::exit_group(0)
+    })?;
+    let hog = spawn(|| {
+        let _ = sys::mmap_anon(0, 64 << 30, 3, sys::mm::MAP_PRIVATE | 0x8000 | 0x4000);
+        loop {
+            let _ = sys::nanosleep(1_000_000_000);
         }
-        Ok(p) => p as i32,
-        Err(e) => return Err(format!("fork: {}", e.name())),
-    };
+    })?;
     let (_, st) = sys::wait4(small, 0).map_err(|e| String::from(e.name()))?;
     ensure_eq!(exit_code(st), Some(0), "the small process: status {st:#x}");
     let (got, st) = sys::wait4(hog, 0).map_err(|e| String::from(e.name()))?;
