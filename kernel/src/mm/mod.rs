@@ -12,8 +12,12 @@ pub mod uspace;
 mod uspace_tests;
 
 use folium_boot::BootInfo;
+use folium_mm::thp::ThpPolicy;
 
 use crate::platform::Board;
+
+/// The transparent-hugepage knobs and counters (Linux's sysfs files).
+pub static THP: ThpPolicy = ThpPolicy::new();
 
 /// Brings up physical memory management and switches to the kernel's own
 /// page tables. Prints the memmap size and the free lists.

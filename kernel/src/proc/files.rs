@@ -1,7 +1,9 @@
-//! Open files: the console on fds 0-2 and a tiny table of read-only
-//! control files at Linux's paths (`/proc/meminfo`), reachable with
-//! `openat`/`read`/`close` so one program reads Linux and Folium alike.
-//! Not a filesystem: a path is either in the table or ENOENT.
+//! Open files: the console on fds 0-2 and a tiny table of control files at
+//! Linux's paths (`/proc/meminfo` and the transparent-hugepage knobs and
+//! counters under `/sys/kernel/mm/transparent_hugepage/`), reachable with
+//! `openat`/`read`/`write`/`close` so one program configures and reads
+//! Linux and Folium alike. Not a filesystem: a path is either in the table
+//! or ENOENT.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -15,13 +17,39 @@ use folium_abi::structs::RLIM_INFINITY;
 pub enum File {
     /// The serial console (reads return end of file).
     Console,
-    /// A snapshot of a control file's contents, read sequentially.
-    Snapshot {
+    /// A control file: its contents as of the open, read sequentially,
+    /// and, if opened for writing, the knob a write sets.
+    Control {
         /// The contents, generated at open.
         data: Vec<u8>,
         /// Read position.
         pos: usize,
+        /// Opened for reading.
+        readable: bool,
+        /// Opened for writing: the knob a write sets.
+        knob: Option<Knob>,
     },
+}
+
+/// A writable control file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Knob {
+    /// `transparent_hugepage/enabled`.
+    ThpTop,
+    /// `transparent_hugepage/hugepages-<N>kB/enabled`, by folio order.
+    ThpSize(u8),
+}
+
+impl Knob {
+    /// Applies a write of `buf`: the whole buffer, or EINVAL.
+    pub fn write(self, buf: &[u8]) -> Result<(), Errno> {
+        let thp = &crate::mm::THP;
+        match self {
+            Knob::ThpTop => thp.write_top(buf),
+            Knob::ThpSize(order) => thp.write_size(order, buf),
+        }
+        .map_err(|_| Errno::EINVAL)
+    }
 }
 
 /// Most open files per process (`RLIMIT_NOFILE`'s soft default).
@@ -81,15 +109,61 @@ impl FdTable {
     }
 }
 
-/// Opens `path` for reading.
-pub fn open(path: &[u8]) -> Result<File, Errno> {
-    match path {
-        b"/proc/meminfo" => Ok(File::Snapshot {
-            data: meminfo().into_bytes(),
-            pos: 0,
-        }),
-        _ => Err(Errno::ENOENT),
+const THP_DIR: &[u8] = b"/sys/kernel/mm/transparent_hugepage/";
+
+/// What a control-file path names: its contents now, and its knob if it
+/// accepts writes.
+fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
+    if path == b"/proc/meminfo" {
+        return Some((meminfo(), None));
     }
+    let thp = &crate::mm::THP;
+    let rest = path.strip_prefix(THP_DIR)?;
+    let mut text = String::new();
+    if rest == b"enabled" {
+        thp.read_top(&mut text);
+        return Some((text, Some(Knob::ThpTop)));
+    }
+    let rest = rest.strip_prefix(b"hugepages-")?;
+    let kb_end = rest.iter().position(|&b| b == b'k')?;
+    let kb: u64 = core::str::from_utf8(&rest[..kb_end]).ok()?.parse().ok()?;
+    let order = folium_mm::thp::order_of_kb(kb)?;
+    match rest[kb_end..].strip_prefix(b"kB/")? {
+        b"enabled" => {
+            thp.read_size(order, &mut text);
+            Some((text, Some(Knob::ThpSize(order))))
+        }
+        b"stats/anon_fault_alloc" => {
+            let _ = writeln!(text, "{}", thp.counters(order)?.0);
+            Some((text, None))
+        }
+        b"stats/anon_fault_fallback" => {
+            let _ = writeln!(text, "{}", thp.counters(order)?.1);
+            Some((text, None))
+        }
+        _ => None,
+    }
+}
+
+/// Opens `path` with the access mode of `flags` (`O_RDONLY`, `O_WRONLY`,
+/// `O_RDWR`): ENOENT if no such file, EACCES to write a read-only one.
+pub fn open(path: &[u8], flags: u64) -> Result<File, Errno> {
+    let (text, knob) = lookup(path).ok_or(Errno::ENOENT)?;
+    let (readable, writable) = match flags & 3 {
+        0 => (true, false),
+        1 => (false, true),
+        2 => (true, true),
+        _ => return Err(Errno::EINVAL),
+    };
+    if writable && knob.is_none() {
+        return Err(Errno::EACCES);
+    }
+    Ok(File::Control {
+        data: text.into_bytes(),
+        pos: 0,
+        readable,
+        knob: if writable { knob } else { None },
+    })
 }
 
 /// `/proc/meminfo` in Linux's format (the fields Folium can fill).

@@ -17,9 +17,23 @@ const AT_FDCWD: u64 = (-100i64) as u64;
 const AT_EMPTY_PATH: u64 = 0x1000;
 
 pub fn write(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
-    let f = task.files.get(fd)?;
-    if !matches!(f, File::Console) {
-        return Err(Errno::EBADF);
+    match task.files.get(fd)? {
+        File::Console => {}
+        File::Control { knob: None, .. } => return Err(Errno::EBADF),
+        File::Control {
+            knob: Some(knob), ..
+        } => {
+            // A knob takes one short word per write, as sysfs does.
+            let knob = *knob;
+            let mut word = [0u8; 64];
+            let n = (len as usize).min(word.len());
+            uaccess::copy_in(task, &mut word[..n], buf)?;
+            if len as usize > word.len() {
+                return Err(Errno::EINVAL);
+            }
+            knob.write(&word[..n])?;
+            return Ok(len);
+        }
     }
     let len = len.min(MAX_RW);
     let mut chunk = [0u8; 256];
@@ -59,13 +73,16 @@ pub fn writev(task: &mut Task, fd: u64, iov: u64, cnt: u64) -> SysResult {
 pub fn read(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
     let chunk = match task.files.get(fd)? {
         File::Console => return Ok(0),
-        File::Snapshot { data, pos } => {
+        File::Control {
+            readable: false, ..
+        } => return Err(Errno::EBADF),
+        File::Control { data, pos, .. } => {
             let n = (data.len() - *pos).min(len.min(MAX_RW) as usize);
             data[*pos..*pos + n].to_vec()
         }
     };
     uaccess::copy_out(task, buf, &chunk)?;
-    if let File::Snapshot { pos, .. } = task.files.get(fd)? {
+    if let File::Control { pos, .. } = task.files.get(fd)? {
         *pos += chunk.len();
     }
     Ok(chunk.len() as u64)
@@ -77,15 +94,11 @@ pub fn openat(task: &mut Task, dirfd: u64, path: u64, flags: u64) -> SysResult {
         task.files.get(dirfd)?;
         return Err(Errno::ENOTDIR);
     }
-    // O_WRONLY / O_RDWR on a read-only control file.
-    if flags & 3 != 0 && files::open(&path).is_ok() {
-        return Err(Errno::EACCES);
-    }
     // A snapshot lives on the kernel heap.
     if !crate::heap::can_grow() {
         return Err(Errno::ENOMEM);
     }
-    let f = files::open(&path)?;
+    let f = files::open(&path, flags)?;
     task.files.install(f)
 }
 
@@ -102,7 +115,7 @@ fn stat_of(f: &File) -> Stat {
             blksize: 1024,
             ..Stat::default()
         },
-        File::Snapshot { .. } => Stat {
+        File::Control { .. } => Stat {
             mode: S_IFREG | 0o444,
             nlink: 1,
             blksize: 1024,
@@ -130,7 +143,7 @@ pub fn newfstatat(task: &mut Task, dirfd: u64, path: u64, buf: u64, flags: u64) 
         }
         return fstat(task, dirfd, buf);
     }
-    let f = files::open(&path)?;
+    let f = files::open(&path, 0)?;
     put_stat(task, &stat_of(&f), buf)
 }
 

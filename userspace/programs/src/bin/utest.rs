@@ -1035,6 +1035,102 @@ fn t_signal_state() -> TestResult {
     Ok(())
 }
 
+/// Reads a whole control file (None if it cannot be opened).
+fn read_file(path: &core::ffi::CStr) -> Option<String> {
+    // SAFETY: a NUL-terminated path; O_RDONLY.
+    let fd = unsafe {
+        call(
+            Sysno::Openat,
+            [(-100i64) as u64, path.as_ptr() as u64, 0, 0, 0, 0],
+        )
+    }
+    .ok()?;
+    let mut buf = [0u8; 512];
+    let n = sys::read(fd as i32, &mut buf).unwrap_or(0) as usize;
+    let _ = call_int(Sysno::Close, [fd, 0, 0, 0, 0, 0]);
+    Some(String::from(core::str::from_utf8(&buf[..n]).ok()?))
+}
+
+/// Opens `path` with `flags` and writes `word`; the write's result.
+fn write_file(path: &core::ffi::CStr, flags: u64, word: &[u8]) -> Result<u64, &'static str> {
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe {
+        call(
+            Sysno::Openat,
+            [(-100i64) as u64, path.as_ptr() as u64, flags, 0, 0, 0],
+        )
+    }
+    .map_err(Errno::name)?;
+    let r = sys::write(fd as i32, word).map_err(Errno::name);
+    let _ = call_int(Sysno::Close, [fd, 0, 0, 0, 0, 0]);
+    r
+}
+
+/// The transparent-hugepage knobs at Linux's paths: read in Linux's format
+/// everywhere; set, refused and read back on Folium only (a test must not
+/// change the host's settings).
+fn t_thp_knobs() -> TestResult {
+    const TOP: &core::ffi::CStr = c"/sys/kernel/mm/transparent_hugepage/enabled";
+    const K64: &core::ffi::CStr = c"/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled";
+    const A64: &core::ffi::CStr =
+        c"/sys/kernel/mm/transparent_hugepage/hugepages-64kB/stats/anon_fault_alloc";
+    let top = read_file(TOP).ok_or("cannot read the top-level knob")?;
+    ensure!(
+        top.contains('[') && top.ends_with('\n'),
+        "top-level knob reads {top:?}"
+    );
+    let k64 = read_file(K64).ok_or("cannot read the 64 kB knob")?;
+    let words: Vec<&str> = k64
+        .split_whitespace()
+        .map(|w| w.trim_matches(['[', ']']))
+        .collect();
+    ensure_eq!(words, ["always", "inherit", "madvise", "never"], "{k64:?}");
+    ensure_eq!(
+        k64.matches('[').count(),
+        1,
+        "one setting is marked: {k64:?}"
+    );
+    let alloc = read_file(A64).ok_or("cannot read anon_fault_alloc")?;
+    ensure!(
+        alloc.trim_end().parse::<u64>().is_ok(),
+        "anon_fault_alloc reads {alloc:?}"
+    );
+    ensure_eq!(
+        read_file(c"/sys/kernel/mm/transparent_hugepage/hugepages-8kB/enabled"),
+        None,
+        "there is no order-1 knob"
+    );
+    if !on_folium() {
+        println!("utest: thp_knobs writes skipped on Linux (they would change the host)");
+        return Ok(());
+    }
+    ensure_eq!(write_file(K64, 1, b"always\n"), Ok(7));
+    let now = read_file(K64);
+    ensure_eq!(now.as_deref(), Some("[always] inherit madvise never\n"));
+    ensure_eq!(write_file(K64, 1, b"bogus"), Err("EINVAL"));
+    ensure_eq!(write_file(K64, 1, b"never"), Ok(5));
+    let now = read_file(K64);
+    ensure_eq!(now.as_deref(), Some("always inherit madvise [never]\n"));
+    ensure_eq!(
+        write_file(TOP, 1, b"inherit"),
+        Err("EINVAL"),
+        "inherit is per-size only"
+    );
+    ensure_eq!(
+        write_file(TOP, 0, b"always"),
+        Err("EBADF"),
+        "opened read-only"
+    );
+    ensure_eq!(
+        write_file(A64, 1, b"0"),
+        Err("EACCES"),
+        "counters are read-only"
+    );
+    let r = write_file(c"/sys/kernel/mm/transparent_hugepage/nope", 1, b"x");
+    ensure_eq!(r, Err("ENOENT"));
+    Ok(())
+}
+
 /// This program's argv[0], for re-executing itself.
 static EXE: AtomicU64 = AtomicU64::new(0);
 
@@ -1068,6 +1164,7 @@ const TESTS: &[Test] = &[
     ("contained_faults", t_contained_faults),
     ("prot_none_hides_pages", t_prot_none_hides_pages),
     ("signal_state", t_signal_state),
+    ("thp_knobs", t_thp_knobs),
     ("fork_until_refused", t_fork_until_refused),
     (
         "memory_exhaustion_kills_only_the_hog",
