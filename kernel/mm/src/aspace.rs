@@ -33,7 +33,7 @@ use crate::memmap::Memmap;
 use crate::pgtable::{Attrs, Level, MapError, PageTable, PteFormat, PteKind, PteSlot, TableAlloc};
 use crate::phys::LinearMap;
 use crate::tlb::{Asid, TlbOps};
-use crate::vma::{Prot, Vma, VmaError, VmaKind, VmaMap};
+use crate::vma::{Prot, VmFlags, Vma, VmaError, VmaKind, VmaMap};
 
 /// What an address space needs from the machine around it: frames, the
 /// memmap, the linear map and the TLB. The kernel implements it over its
@@ -719,6 +719,60 @@ impl<F: PteFormat> AddressSpace<F> {
         }
         g.finish(env);
         Ok(())
+    }
+
+    /// Drops the pages of `[start, end)` but keeps the areas (Linux
+    /// `MADV_DONTNEED`): the next access faults in zeroed memory. Pages in
+    /// every area the range meets are dropped; a hole in the range is
+    /// reported afterwards as [`VmaError::Hole`] (Linux: ENOMEM).
+    pub fn dontneed(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> Result<(), VmaError> {
+        if start >= end || !start.is_aligned(PAGE_SIZE) || !end.is_aligned(PAGE_SIZE) {
+            return Err(VmaError::Invalid);
+        }
+        let mut g = Gather::new(self.asid);
+        let mut at = start;
+        let mut hole = false;
+        // One area at a time, looked up afresh: no list of areas is built.
+        while at < end {
+            let next = self
+                .vmas
+                .overlapping(at, end)
+                .next()
+                .map(|v| (v.start.max(at), v.end.min(end)));
+            let Some((s, e)) = next else { break };
+            hole |= s > at;
+            self.zap(env, s, e, &mut g);
+            at = e;
+        }
+        g.finish(env);
+        if hole || at < end {
+            Err(VmaError::Hole)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Marks `[start, end)` for (or against) large folios: Linux
+    /// `MADV_HUGEPAGE` / `MADV_NOHUGEPAGE`, which the fault policy reads.
+    /// The range must be mapped ([`VmaError::Hole`] otherwise).
+    pub fn advise_hugepage(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        huge: bool,
+    ) -> Result<(), VmaError> {
+        let (set, clear) = if huge {
+            (VmFlags::HUGEPAGE, VmFlags::NOHUGEPAGE)
+        } else {
+            (VmFlags::NOHUGEPAGE, VmFlags::HUGEPAGE)
+        };
+        self.vmas
+            .modify(start, end, |v| v.flags = v.flags.without(clear).with(set))
     }
 
     /// Sets the program break (Linux `brk`): returns the new break, or the

@@ -228,8 +228,14 @@ mod tests {
     fn defaults_and_formats_match_linux() {
         let p = ThpPolicy::new();
         assert_eq!(text(|s| p.read_top(s)), "always [madvise] never\n");
-        assert_eq!(text(|s| p.read_size(9, s)), "always [inherit] madvise never\n");
-        assert_eq!(text(|s| p.read_size(4, s)), "always inherit madvise [never]\n");
+        assert_eq!(
+            text(|s| p.read_size(9, s)),
+            "always [inherit] madvise never\n"
+        );
+        assert_eq!(
+            text(|s| p.read_size(4, s)),
+            "always inherit madvise [never]\n"
+        );
         assert_eq!(order_of_kb(64), Some(4));
         assert_eq!(order_of_kb(2048), Some(9));
         assert_eq!(order_of_kb(8), None, "no order-1 knob");
@@ -247,7 +253,11 @@ mod tests {
         assert_eq!(p.size(4), Some(Setting::Madvise));
         assert_eq!(p.write_size(1, b"always"), Err(KnobError::Invalid));
         assert_eq!(p.write_size(5, b"bogus\n"), Err(KnobError::Invalid));
-        assert_eq!(p.size(5), Some(Setting::Never), "a refused write changes nothing");
+        assert_eq!(
+            p.size(5),
+            Some(Setting::Never),
+            "a refused write changes nothing"
+        );
     }
 
     #[test]

@@ -476,3 +476,34 @@ fn teardown_of_many_tables_frees_everything() {
     assert_eq!(env.tables, 0, "every table freed");
     assert_eq!(env.free_pages(), free0, "every frame back");
 }
+
+#[test]
+fn dontneed_drops_pages_keeps_areas_and_reports_holes() {
+    let mut env = HostEnv::new();
+    let free0 = env.free_pages();
+    let mut a = new_space::<Aarch64>(&mut env, 1);
+    a.add_vma(Vma::new(va(0), va(4), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    a.add_vma(Vma::new(va(6), va(8), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    for p in [0, 1, 2, 3, 6, 7] {
+        write_u64(&mut env, &mut a, va(p), 100 + p);
+    }
+    env.walk_all(&a);
+    // Pages 1..7 span a hole at 4..6: dropped where mapped, then ENOMEM.
+    assert_eq!(
+        a.dontneed(&mut env, va(1), va(7)),
+        Err(folium_mm::vma::VmaError::Hole)
+    );
+    assert_eq!(read_u64(&mut env, &mut a, va(0)), 100, "outside the range");
+    assert_eq!(read_u64(&mut env, &mut a, va(2)), 0, "reads back zero");
+    assert_eq!(read_u64(&mut env, &mut a, va(6)), 0);
+    assert_eq!(read_u64(&mut env, &mut a, va(7)), 107);
+    assert_eq!(a.vmas().len(), 2, "areas stay");
+    a.advise_hugepage(va(0), va(2), true).unwrap();
+    assert_eq!(a.vmas().len(), 3, "split for the flag");
+    assert!(a.advise_hugepage(va(3), va(7), true).is_err(), "a hole");
+    a.advise_hugepage(va(0), va(2), false).unwrap();
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}

@@ -191,3 +191,84 @@ pub fn munmap(task: &mut Task, addr: u64, len: u64) -> SysResult {
         .map_err(|_| Errno::EINVAL)?;
     Ok(0)
 }
+
+const MADV_NORMAL: u64 = 0;
+const MADV_RANDOM: u64 = 1;
+const MADV_SEQUENTIAL: u64 = 2;
+const MADV_WILLNEED: u64 = 3;
+const MADV_DONTNEED: u64 = 4;
+const MADV_FREE: u64 = 8;
+const MADV_HUGEPAGE: u64 = 14;
+const MADV_NOHUGEPAGE: u64 = 15;
+
+/// `madvise` over private anonymous memory: DONTNEED (and FREE, which may
+/// drop the pages at once) zap the range, HUGEPAGE/NOHUGEPAGE mark areas
+/// for the fault policy, the access-pattern hints are accepted and
+/// ignored. Linux's checks: unaligned start or overflowing length EINVAL,
+/// an empty range 0, a hole ENOMEM.
+pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let known = matches!(
+        advice,
+        MADV_NORMAL
+            | MADV_RANDOM
+            | MADV_SEQUENTIAL
+            | MADV_WILLNEED
+            | MADV_DONTNEED
+            | MADV_FREE
+            | MADV_HUGEPAGE
+            | MADV_NOHUGEPAGE
+    );
+    if !known {
+        return Err(Errno::EINVAL);
+    }
+    let rounded = page_len(len).map_err(|_| Errno::EINVAL)?;
+    let end = addr.checked_add(rounded).ok_or(Errno::EINVAL)?;
+    if end == addr {
+        return Ok(0);
+    }
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    if end > space.user_end().as_u64() {
+        return Err(Errno::ENOMEM);
+    }
+    let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
+    let r = match advice {
+        MADV_DONTNEED | MADV_FREE => space.dontneed(&mut KernelEnv, s, e),
+        MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
+            if space.vmas().len() + space.vmas().splits_needed(s, e) > MAX_MAP_COUNT
+                || !crate::heap::can_grow()
+            {
+                return Err(Errno::ENOMEM);
+            }
+            space.advise_hugepage(s, e, advice == MADV_HUGEPAGE)
+        }
+        // Hints about access patterns: nothing to do, but the range must
+        // be mapped.
+        _ => {
+            if covered(space, s, e) {
+                Ok(())
+            } else {
+                Err(VmaError::Hole)
+            }
+        }
+    };
+    match r {
+        Ok(()) => Ok(0),
+        Err(VmaError::Hole) => Err(Errno::ENOMEM),
+        Err(_) => Err(Errno::EINVAL),
+    }
+}
+
+/// True if areas cover all of `[s, e)` (whatever their rights).
+fn covered(space: &crate::mm::uspace::UserSpace, s: VirtAddr, e: VirtAddr) -> bool {
+    let mut at = s;
+    for v in space.vmas().overlapping(s, e) {
+        if v.start > at {
+            return false;
+        }
+        at = v.end;
+    }
+    at >= e
+}

@@ -1035,6 +1035,48 @@ fn t_signal_state() -> TestResult {
     Ok(())
 }
 
+/// MADV_DONTNEED reads back zeroes and keeps the mapping; madvise's
+/// errno cases are Linux's.
+fn t_madvise() -> TestResult {
+    use sys::mm::*;
+    let madv = |a: u64, l: u64, adv: u64| call_int(Sysno::Madvise, [a, l, adv, 0, 0, 0]);
+    let p = sys::mmap_anon(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE)
+        .map_err(|e| format!("mmap: {}", e.name()))?;
+    for i in 0..4u64 {
+        // SAFETY: inside the mapping just made.
+        unsafe { ((p + i * 4096) as *mut u64).write_volatile(0x1000 + i) };
+    }
+    ensure_eq!(madv(p + 4096, 2 * 4096, 4), Ok(0));
+    // SAFETY: still mapped, now zero-filled where dropped.
+    let got: Vec<u64> = (0..4u64)
+        .map(|i| unsafe { ((p + i * 4096) as *const u64).read_volatile() })
+        .collect();
+    ensure_eq!(got, [0x1000, 0, 0, 0x1003]);
+    ensure_eq!(errno_of(madv(p + 1, 4096, 4)), Some("EINVAL"), "unaligned");
+    ensure_eq!(
+        errno_of(madv(p, 4096, 999)),
+        Some("EINVAL"),
+        "unknown advice"
+    );
+    ensure_eq!(madv(p, 0, 4), Ok(0), "empty range");
+    ensure_eq!(
+        errno_of(madv(p, u64::MAX - 100, 4)),
+        Some("EINVAL"),
+        "overflow"
+    );
+    ensure_eq!(madv(p, 4 * 4096, 14), Ok(0), "MADV_HUGEPAGE");
+    ensure_eq!(madv(p, 4 * 4096, 15), Ok(0), "MADV_NOHUGEPAGE");
+    ensure_eq!(sys::munmap(p + 2 * 4096, 4096), Ok(0));
+    ensure_eq!(errno_of(madv(p, 4 * 4096, 4)), Some("ENOMEM"), "a hole");
+    ensure_eq!(
+        errno_of(madv(p, 4 * 4096, 0)),
+        Some("ENOMEM"),
+        "a hole, MADV_NORMAL"
+    );
+    ensure_eq!(sys::munmap(p, 4 * 4096), Ok(0));
+    Ok(())
+}
+
 /// Reads a whole control file (None if it cannot be opened).
 fn read_file(path: &core::ffi::CStr) -> Option<String> {
     // SAFETY: a NUL-terminated path; O_RDONLY.
@@ -1165,6 +1207,7 @@ const TESTS: &[Test] = &[
     ("prot_none_hides_pages", t_prot_none_hides_pages),
     ("signal_state", t_signal_state),
     ("thp_knobs", t_thp_knobs),
+    ("madvise", t_madvise),
     ("fork_until_refused", t_fork_until_refused),
     (
         "memory_exhaustion_kills_only_the_hog",
