@@ -41,7 +41,7 @@
 use super::PteFormat;
 use super::kind::{Attrs, MemType, PteKind};
 use super::level::{Level, VA_BITS};
-use crate::addr::{PhysAddr, VirtAddr};
+use crate::addr::{PAGE_SHIFT, Pfn, PhysAddr, VirtAddr};
 
 /// The arm64 descriptor format (a type-level tag; no data).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -175,6 +175,102 @@ impl PteFormat for Aarch64 {
             PteKind::Table(pa) => (pa.as_u64() & OA_MASK) | VALID | TABLE_OR_PAGE,
             PteKind::Leaf { pa, attrs } => Self::encode_leaf(pa, attrs, level),
         }
+    }
+
+    #[inline]
+    fn pte_pfn(raw: u64) -> Pfn {
+        PhysAddr::new(raw & OA_MASK).pfn()
+    }
+
+    #[inline]
+    fn pte_present(raw: u64) -> bool {
+        raw & TYPE_MASK == VALID | TABLE_OR_PAGE
+    }
+
+    #[inline]
+    fn pte_advance(raw: u64, n: u64) -> u64 {
+        let oa = (raw & OA_MASK).wrapping_add(n << PAGE_SHIFT);
+        debug_assert!(
+            n < 1 << (48 - PAGE_SHIFT) && oa & !OA_MASK == 0,
+            "advancing {raw:#x} by {n} pages leaves the output-address field"
+        );
+        (raw & !OA_MASK) | (oa & OA_MASK)
+    }
+
+    /// Dirt the hardware recorded (AP\[2\] clear) moves to the software bit
+    /// before AP\[2\] is set, so write-protection never cleans a page.
+    #[inline]
+    fn pte_wrprotect(raw: u64) -> u64 {
+        let dirt = if raw & AP_RDONLY == 0 { SW_DIRTY } else { 0 };
+        (raw | dirt | AP_RDONLY) & !DBM
+    }
+
+    /// A dirty entry becomes hardware-writable at once (DBM, AP\[2\] clear,
+    /// the software bit dropped as `encode` spells it); a clean one gets
+    /// DBM and keeps AP\[2\], so the first store marks it dirty.
+    #[inline]
+    fn pte_mkwrite(raw: u64) -> u64 {
+        if raw & (SW_DIRTY | AP_RDONLY) != AP_RDONLY {
+            (raw | DBM) & !(SW_DIRTY | AP_RDONLY)
+        } else {
+            raw | DBM
+        }
+    }
+
+    #[inline]
+    fn pte_mkold(raw: u64) -> u64 {
+        raw & !AF
+    }
+
+    #[inline]
+    fn pte_mkyoung(raw: u64) -> u64 {
+        raw | AF
+    }
+
+    /// A writable entry (DBM, or AP\[2\] clear without DBM, which `decode`
+    /// also reads as writable) becomes DBM with AP\[2\] set: still writable,
+    /// clean until the next store.
+    #[inline]
+    fn pte_mkclean(raw: u64) -> u64 {
+        let raw = raw & !SW_DIRTY;
+        if Self::pte_writable(raw) {
+            raw | DBM | AP_RDONLY
+        } else {
+            raw
+        }
+    }
+
+    /// A writable entry is dirtied the way the hardware would (AP\[2\]
+    /// cleared), a read-only one through the software bit.
+    #[inline]
+    fn pte_mkdirty(raw: u64) -> u64 {
+        if Self::pte_writable(raw) {
+            raw & !(AP_RDONLY | SW_DIRTY)
+        } else {
+            raw | SW_DIRTY
+        }
+    }
+
+    #[inline]
+    fn pte_young(raw: u64) -> bool {
+        raw & AF != 0
+    }
+
+    #[inline]
+    fn pte_dirty(raw: u64) -> bool {
+        raw & SW_DIRTY != 0 || raw & AP_RDONLY == 0
+    }
+
+    #[inline]
+    fn pte_writable(raw: u64) -> bool {
+        raw & DBM != 0 || raw & AP_RDONLY == 0
+    }
+
+    /// AF, and the three bits that together spell write and dirt (DBM,
+    /// AP\[2\], the software dirty bit), are left out of the comparison.
+    #[inline]
+    fn pte_same_ignoring_ad(a: u64, b: u64) -> bool {
+        (a ^ b) & !(AF | DBM | AP_RDONLY | SW_DIRTY) == 0
     }
 
     fn decode(raw: u64, level: Level) -> PteKind {

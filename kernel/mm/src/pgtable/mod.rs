@@ -18,8 +18,13 @@
 //!   [`X86_64`] implement it.
 //! - [`PageTable`]: builds and walks a 4-level tree through the
 //!   [`LinearMap`](crate::phys::LinearMap).
+//! - [`PteCursor`]: Linux-style batch operations (`set_ptes`,
+//!   `get_and_clear_ptes`, `wrprotect_ptes`, `pte_batch`) over one
+//!   last-level table, on raw entries through the `pte_*` helpers of
+//!   [`PteFormat`].
 
 mod aarch64;
+mod cursor;
 mod kind;
 mod level;
 mod mapper;
@@ -30,13 +35,14 @@ pub use aarch64::{
     Aarch64, MAIR_ATTR_DEVICE_NGNRNE, MAIR_ATTR_NORMAL_NC, MAIR_ATTR_NORMAL_WB, MAIR_EL1_VALUE,
     MAIR_IDX_DEVICE, MAIR_IDX_NORMAL, MAIR_IDX_NORMAL_NC,
 };
+pub use cursor::PteCursor;
 pub use kind::{Attrs, MemType, PteError, PteKind};
 pub use level::{ENTRIES, Level, VA_BITS, is_canonical};
 pub use mapper::{MapError, MapOptions, PageTable, TableAlloc, Translation};
 pub use walk::PteSlot;
 pub use x86_64::{IA32_PAT_VALUE, X86_64};
 
-use crate::addr::{PAGE_SIZE, VirtAddr};
+use crate::addr::{PAGE_SIZE, Pfn, VirtAddr};
 
 /// How one architecture spells a page-table entry in bits.
 ///
@@ -97,6 +103,73 @@ pub trait PteFormat {
     fn is_present(raw: u64, level: Level) -> bool {
         !matches!(Self::decode(raw, level), PteKind::Absent)
     }
+
+    // ------------------------------------------------------------------
+    // Raw last-level (L3, 4 KiB page) entry helpers: the hot paths' view
+    // of an entry, without a full decode/encode. Each is checked by the
+    // host tests against the `PteKind` round trip, as `decode(h(encode(k)))
+    // == k'` *and* `h(encode(k)) == encode(k')` (the canonical spelling),
+    // so raw entries stay comparable bit for bit. Except for
+    // `pte_present`, they are meaningful only on present page entries;
+    // none of them reads or changes the arm64 contiguous hint.
+    // ------------------------------------------------------------------
+
+    /// The frame a present page entry maps (Linux `pte_pfn`).
+    fn pte_pfn(raw: u64) -> Pfn;
+
+    /// True if `raw` is a valid page entry at L3 (Linux `pte_present`);
+    /// the same as `is_present(raw, Level::L3)`, without the decode.
+    fn pte_present(raw: u64) -> bool;
+
+    /// The same entry mapping the frame `n` pages further on, every other
+    /// bit unchanged (Linux `pte_advance_pfn`). The frame must stay within
+    /// the format's address width (debug builds assert).
+    fn pte_advance(raw: u64, n: u64) -> u64;
+
+    /// The entry without write permission; a dirty entry stays dirty.
+    fn pte_wrprotect(raw: u64) -> u64;
+
+    /// The entry with write permission; a clean entry stays clean, so the
+    /// first store still marks it dirty (arm64 DBM, x86 D).
+    fn pte_mkwrite(raw: u64) -> u64;
+
+    /// The entry with the accessed flag clear.
+    fn pte_mkold(raw: u64) -> u64;
+
+    /// The entry with the accessed flag set.
+    fn pte_mkyoung(raw: u64) -> u64;
+
+    /// The entry marked clean; write permission is unchanged.
+    fn pte_mkclean(raw: u64) -> u64;
+
+    /// The entry marked dirty; write permission is unchanged.
+    fn pte_mkdirty(raw: u64) -> u64;
+
+    /// True if the accessed flag is set.
+    fn pte_young(raw: u64) -> bool;
+
+    /// True if the entry is dirty in the sense of [`Attrs`]' dirty model.
+    fn pte_dirty(raw: u64) -> bool;
+
+    /// True if the entry grants write permission (it may be clean).
+    fn pte_writable(raw: u64) -> bool;
+
+    /// True if `a` and `b` are the same entry apart from the accessed flag,
+    /// dirtiness **and write permission**: the comparison batching uses.
+    ///
+    /// Write permission is ignored as Linux's `folio_pte_batch` ignores it
+    /// (its normalisation always clears write as well as accessed): a
+    /// caller that needs it uniform, or needs to know whether any entry
+    /// was writable, asks [`PteFormat::pte_writable`] per entry. On arm64
+    /// it could not be otherwise anyway: AP\[2\] means both "not yet
+    /// dirty" and "not writable by hardware", so "ignore dirt but compare
+    /// write" is not a mask over the raw bits. Everything else is compared
+    /// (frame, type, user, exec, global, memory type, software bits, and the
+    /// arm64 contiguous hint, so a batch also ends where a folded block
+    /// meets an unfolded one). Two present entries that are the same here
+    /// decode to the same [`PteKind`] once young, dirty and writable are
+    /// cleared; for entries `encode` produced the converse holds too.
+    fn pte_same_ignoring_ad(a: u64, b: u64) -> bool;
 }
 
 const _: () = assert!(

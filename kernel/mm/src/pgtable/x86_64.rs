@@ -40,7 +40,7 @@
 use super::PteFormat;
 use super::kind::{Attrs, MemType, PteKind};
 use super::level::Level;
-use crate::addr::PhysAddr;
+use crate::addr::{PAGE_SHIFT, Pfn, PhysAddr};
 
 /// The x86_64 entry format (a type-level tag; no data).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,6 +126,76 @@ impl PteFormat for X86_64 {
             PteKind::Table(pa) => (pa.as_u64() & ADDR_MASK) | TABLE_BITS,
             PteKind::Leaf { pa, attrs } => Self::encode_leaf(pa, attrs, level),
         }
+    }
+
+    #[inline]
+    fn pte_pfn(raw: u64) -> Pfn {
+        PhysAddr::new(raw & ADDR_MASK).pfn()
+    }
+
+    #[inline]
+    fn pte_present(raw: u64) -> bool {
+        raw & P != 0
+    }
+
+    #[inline]
+    fn pte_advance(raw: u64, n: u64) -> u64 {
+        let addr = (raw & ADDR_MASK).wrapping_add(n << PAGE_SHIFT);
+        debug_assert!(
+            n < 1 << (52 - PAGE_SHIFT) && addr & !ADDR_MASK == 0,
+            "advancing {raw:#x} by {n} pages leaves the address field"
+        );
+        (raw & !ADDR_MASK) | (addr & ADDR_MASK)
+    }
+
+    #[inline]
+    fn pte_wrprotect(raw: u64) -> u64 {
+        raw & !RW
+    }
+
+    #[inline]
+    fn pte_mkwrite(raw: u64) -> u64 {
+        raw | RW
+    }
+
+    #[inline]
+    fn pte_mkold(raw: u64) -> u64 {
+        raw & !A
+    }
+
+    #[inline]
+    fn pte_mkyoung(raw: u64) -> u64 {
+        raw | A
+    }
+
+    #[inline]
+    fn pte_mkclean(raw: u64) -> u64 {
+        raw & !D
+    }
+
+    #[inline]
+    fn pte_mkdirty(raw: u64) -> u64 {
+        raw | D
+    }
+
+    #[inline]
+    fn pte_young(raw: u64) -> bool {
+        raw & A != 0
+    }
+
+    #[inline]
+    fn pte_dirty(raw: u64) -> bool {
+        raw & D != 0
+    }
+
+    #[inline]
+    fn pte_writable(raw: u64) -> bool {
+        raw & RW != 0
+    }
+
+    #[inline]
+    fn pte_same_ignoring_ad(a: u64, b: u64) -> bool {
+        (a ^ b) & !(A | D | RW) == 0
     }
 
     fn decode(raw: u64, level: Level) -> PteKind {

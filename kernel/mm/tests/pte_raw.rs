@@ -1,0 +1,315 @@
+//! Host tests of the raw last-level entry helpers of `PteFormat`
+//! (`pte_pfn`, `pte_wrprotect`, `pte_same_ignoring_ad`, ...) on both
+//! formats, against the `PteKind` round trip as the oracle.
+//!
+//! | property                        | entries checked                          |
+//! |---------------------------------|------------------------------------------|
+//! | exact: `h(encode(k)) == encode(k')` and `decode` of it `== k'` | every encodable L3 leaf |
+//! | meaning: `decode(h(raw)) == k'(decode(raw))` | any present raw L3 entry    |
+//! | predicates equal the decoded attribute | both of the above               |
+//! | `pte_same_ignoring_ad` is exact | pairs of encodable leaves                |
+//! | `pte_same_ignoring_ad` is sound | pairs of arbitrary present raw entries   |
+
+use folium_mm::pgtable::{Aarch64, Attrs, Level, MemType, PteFormat, PteKind, X86_64};
+use folium_mm::{PAGE_SIZE, PhysAddr};
+use proptest::prelude::*;
+
+const L3: Level = Level::L3;
+
+fn leaf(pa: PhysAddr, attrs: Attrs) -> PteKind {
+    PteKind::Leaf { pa, attrs }
+}
+
+fn attrs<F: PteFormat>() -> impl Strategy<Value = Attrs> {
+    let mem = prop_oneof![
+        Just(MemType::Normal),
+        Just(MemType::Device),
+        Just(MemType::NormalNonCacheable)
+    ];
+    (any::<[bool; 7]>(), mem).prop_map(|(b, mem)| Attrs {
+        writable: b[0],
+        user: b[1],
+        exec: b[2],
+        global: b[3],
+        young: b[4],
+        dirty: b[5],
+        mem,
+        cont: b[6] && F::CONT_ENTRIES > 1,
+    })
+}
+
+/// Any 4 KiB page entry `F` can encode.
+fn page<F: PteFormat>() -> impl Strategy<Value = PteKind> {
+    (any::<u64>(), attrs::<F>()).prop_map(|(addr, a)| {
+        leaf(
+            PhysAddr::new(addr & ((1 << F::PA_BITS) - 1) & !(PAGE_SIZE - 1)),
+            a,
+        )
+    })
+}
+
+/// The attributes of a leaf, which every generator here produces.
+fn attrs_of(k: PteKind) -> (PhysAddr, Attrs) {
+    match k {
+        PteKind::Leaf { pa, attrs } => (pa, attrs),
+        other => panic!("not a leaf: {other:?}"),
+    }
+}
+
+/// A helper and what it must do to the decoded attributes.
+type Case = (&'static str, fn(u64) -> u64, fn(&mut Attrs));
+
+fn cases<F: PteFormat>() -> [Case; 6] {
+    [
+        ("wrprotect", F::pte_wrprotect, |a| a.writable = false),
+        ("mkwrite", F::pte_mkwrite, |a| a.writable = true),
+        ("mkold", F::pte_mkold, |a| a.young = false),
+        ("mkyoung", F::pte_mkyoung, |a| a.young = true),
+        ("mkclean", F::pte_mkclean, |a| a.dirty = false),
+        ("mkdirty", F::pte_mkdirty, |a| a.dirty = true),
+    ]
+}
+
+fn predicates_match<F: PteFormat>(raw: u64, k: PteKind) -> Result<(), TestCaseError> {
+    let (pa, a) = attrs_of(k);
+    prop_assert!(F::pte_present(raw));
+    prop_assert_eq!(F::pte_pfn(raw), pa.pfn(), "raw {:#x}", raw);
+    prop_assert_eq!(F::pte_young(raw), a.young, "raw {:#x}", raw);
+    prop_assert_eq!(F::pte_dirty(raw), a.dirty, "raw {:#x}", raw);
+    prop_assert_eq!(F::pte_writable(raw), a.writable, "raw {:#x}", raw);
+    Ok(())
+}
+
+/// Every helper spells its result exactly as `encode` would.
+fn helpers_exact<F: PteFormat>(k: PteKind) -> Result<(), TestCaseError> {
+    let raw = F::encode(k, L3);
+    predicates_match::<F>(raw, k)?;
+    for (name, h, change) in cases::<F>() {
+        let (pa, mut a) = attrs_of(k);
+        change(&mut a);
+        let want = leaf(pa, a);
+        let got = h(raw);
+        prop_assert_eq!(F::decode(got, L3), want, "{} of {:#x}", name, raw);
+        prop_assert_eq!(got, F::encode(want, L3), "{} of {:#x}", name, raw);
+        predicates_match::<F>(got, want)?;
+    }
+    Ok(())
+}
+
+/// On any present entry, every helper changes exactly its attribute.
+fn helpers_mean<F: PteFormat>(raw: u64) -> Result<(), TestCaseError> {
+    let k = F::decode(raw, L3);
+    prop_assert_eq!(F::pte_present(raw), k != PteKind::Absent, "raw {:#x}", raw);
+    if k == PteKind::Absent {
+        return Ok(());
+    }
+    predicates_match::<F>(raw, k)?;
+    for (name, h, change) in cases::<F>() {
+        let (pa, mut a) = attrs_of(k);
+        change(&mut a);
+        let got = h(raw);
+        prop_assert_eq!(F::decode(got, L3), leaf(pa, a), "{} of {:#x}", name, raw);
+    }
+    Ok(())
+}
+
+/// `pte_advance` moves the frame and nothing else; `n` is kept small
+/// enough that the frame stays inside the address field.
+fn advance<F: PteFormat>(raw: u64, n: u64) -> Result<(), TestCaseError> {
+    let limit = 1u64 << (F::PA_BITS - 12);
+    let k = F::decode(raw, L3);
+    if k == PteKind::Absent || F::pte_pfn(raw).as_u64() + n >= limit {
+        return Ok(());
+    }
+    let (pa, a) = attrs_of(k);
+    let got = F::pte_advance(raw, n);
+    prop_assert_eq!(F::decode(got, L3), leaf(pa + n * PAGE_SIZE, a));
+    prop_assert_eq!(F::pte_pfn(got), pa.pfn() + n);
+    // Only the address field changed.
+    prop_assert_eq!(
+        (got ^ raw) & !((limit - 1) << 12),
+        0,
+        "{:#x} -> {:#x}",
+        raw,
+        got
+    );
+    prop_assert_eq!(F::pte_advance(got, 0), got);
+    Ok(())
+}
+
+/// The attributes batching compares: all but young, dirty, writable.
+fn batch_view(k: PteKind) -> PteKind {
+    let (pa, a) = attrs_of(k);
+    leaf(
+        pa,
+        Attrs {
+            young: false,
+            dirty: false,
+            writable: false,
+            ..a
+        },
+    )
+}
+
+/// A second leaf derived from `k`: young/dirty/writable flipped as asked,
+/// and at most one other difference (`other` picks which).
+fn variant<F: PteFormat>(k: PteKind, flips: [bool; 3], other: u8) -> PteKind {
+    let (mut pa, mut a) = attrs_of(k);
+    a.young ^= flips[0];
+    a.dirty ^= flips[1];
+    a.writable ^= flips[2];
+    match other {
+        1 => pa = PhysAddr::new(pa.as_u64() ^ PAGE_SIZE),
+        2 => a.user = !a.user,
+        3 => a.exec = !a.exec,
+        4 => a.global = !a.global,
+        5 => {
+            a.mem = match a.mem {
+                MemType::Normal => MemType::Device,
+                MemType::Device => MemType::NormalNonCacheable,
+                MemType::NormalNonCacheable => MemType::Normal,
+            }
+        }
+        6 if F::CONT_ENTRIES > 1 => a.cont = !a.cont,
+        _ => {}
+    }
+    leaf(pa, a)
+}
+
+fn same_exact<F: PteFormat>(k: PteKind, flips: [bool; 3], other: u8) -> Result<(), TestCaseError> {
+    let k2 = variant::<F>(k, flips, other);
+    let (a, b) = (F::encode(k, L3), F::encode(k2, L3));
+    let want = batch_view(k) == batch_view(k2);
+    prop_assert_eq!(F::pte_same_ignoring_ad(a, b), want, "{:#x} vs {:#x}", a, b);
+    prop_assert_eq!(F::pte_same_ignoring_ad(b, a), want);
+    prop_assert!(F::pte_same_ignoring_ad(a, a));
+    // Normalising either side the way batching does changes nothing.
+    let norm = |r| F::pte_mkold(F::pte_mkclean(F::pte_wrprotect(r)));
+    prop_assert_eq!(F::pte_same_ignoring_ad(norm(a), b), want);
+    Ok(())
+}
+
+/// For arbitrary present entries "same" may be stricter than the decoded
+/// view (bits `decode` ignores still count) but never looser.
+fn same_sound<F: PteFormat>(a: u64, b: u64) -> Result<(), TestCaseError> {
+    let (ka, kb) = (F::decode(a, L3), F::decode(b, L3));
+    if ka == PteKind::Absent || kb == PteKind::Absent || !F::pte_same_ignoring_ad(a, b) {
+        return Ok(());
+    }
+    prop_assert_eq!(batch_view(ka), batch_view(kb), "{:#x} vs {:#x}", a, b);
+    Ok(())
+}
+
+/// A present L3 entry with arbitrary other bits.
+fn present_raw<F: PteFormat>() -> impl Strategy<Value = u64> {
+    any::<u64>().prop_map(|r| {
+        // x86 needs P (bit 0); arm64 needs bit 1 too (page, not reserved).
+        if F::pte_present(r | 1) {
+            r | 1
+        } else {
+            r | 0b11
+        }
+    })
+}
+
+proptest! {
+    #[test]
+    fn arm64_helpers_exact(k in page::<Aarch64>()) {
+        helpers_exact::<Aarch64>(k)?;
+    }
+
+    #[test]
+    fn x86_helpers_exact(k in page::<X86_64>()) {
+        helpers_exact::<X86_64>(k)?;
+    }
+
+    #[test]
+    fn arm64_helpers_on_any_entry(raw in any::<u64>(), p in present_raw::<Aarch64>()) {
+        helpers_mean::<Aarch64>(raw)?;
+        helpers_mean::<Aarch64>(p)?;
+    }
+
+    #[test]
+    fn x86_helpers_on_any_entry(raw in any::<u64>(), p in present_raw::<X86_64>()) {
+        helpers_mean::<X86_64>(raw)?;
+        helpers_mean::<X86_64>(p)?;
+    }
+
+    #[test]
+    fn arm64_advance(k in page::<Aarch64>(), p in present_raw::<Aarch64>(), n in 0u64..4096) {
+        advance::<Aarch64>(Aarch64::encode(k, L3), n)?;
+        advance::<Aarch64>(p, n)?;
+    }
+
+    #[test]
+    fn x86_advance(k in page::<X86_64>(), p in present_raw::<X86_64>(), n in 0u64..4096) {
+        advance::<X86_64>(X86_64::encode(k, L3), n)?;
+        advance::<X86_64>(p, n)?;
+    }
+
+    #[test]
+    fn arm64_same_exact(k in page::<Aarch64>(), flips in any::<[bool; 3]>(), other in 0u8..8) {
+        same_exact::<Aarch64>(k, flips, other)?;
+    }
+
+    #[test]
+    fn x86_same_exact(k in page::<X86_64>(), flips in any::<[bool; 3]>(), other in 0u8..8) {
+        same_exact::<X86_64>(k, flips, other)?;
+    }
+
+    /// `b` differs from `a` in a few random bits, so "same" is often true.
+    #[test]
+    fn arm64_same_sound(a in present_raw::<Aarch64>(), m in any::<[u64; 3]>()) {
+        same_sound::<Aarch64>(a, a ^ (m[0] & m[1] & m[2]))?;
+    }
+
+    #[test]
+    fn x86_same_sound(a in present_raw::<X86_64>(), m in any::<[u64; 3]>()) {
+        same_sound::<X86_64>(a, a ^ (m[0] & m[1] & m[2]))?;
+    }
+}
+
+/// The arm64 dirty model, spelled out on one entry: write-protecting a
+/// hardware-dirtied page (AP[2] clear) keeps the dirt in bit 55, and
+/// making it writable again hands it straight back to the hardware.
+#[test]
+fn arm64_dirt_survives_write_protection() {
+    let clean = Aarch64::encode(
+        leaf(PhysAddr::new(0x4123_4000), Attrs::user(true, false)),
+        L3,
+    );
+    assert!(Aarch64::pte_writable(clean) && !Aarch64::pte_dirty(clean));
+    // What FEAT_HAFDBS does on the first store: clear AP[2] (bit 7).
+    let stored = clean & !(1 << 7);
+    assert!(Aarch64::pte_dirty(stored));
+    let ro = Aarch64::pte_wrprotect(stored);
+    assert_eq!(ro & (1 << 51 | 1 << 55 | 1 << 7), 1 << 55 | 1 << 7);
+    assert!(!Aarch64::pte_writable(ro) && Aarch64::pte_dirty(ro));
+    assert_eq!(Aarch64::pte_mkwrite(ro), stored);
+    // A clean page write-protected and unprotected is clean again.
+    assert_eq!(Aarch64::pte_mkwrite(Aarch64::pte_wrprotect(clean)), clean);
+}
+
+/// Batching ignores write permission too: a writable and a write-protected
+/// copy of the same mapping are the same, a different exec bit is not.
+#[test]
+fn same_ignores_write_but_not_exec() {
+    fn check<F: PteFormat>() {
+        let base = leaf(PhysAddr::new(0x8000_0000), Attrs::user(true, false));
+        let a = F::encode(base, L3);
+        let b = F::pte_mkyoung(F::pte_mkdirty(F::pte_wrprotect(a)));
+        assert!(F::pte_same_ignoring_ad(a, b), "{}", F::NAME);
+        let x = F::encode(
+            leaf(PhysAddr::new(0x8000_0000), Attrs::user(true, true)),
+            L3,
+        );
+        assert!(!F::pte_same_ignoring_ad(a, x), "{}", F::NAME);
+        assert!(
+            !F::pte_same_ignoring_ad(a, F::pte_advance(a, 1)),
+            "{}",
+            F::NAME
+        );
+    }
+    check::<Aarch64>();
+    check::<X86_64>();
+}
