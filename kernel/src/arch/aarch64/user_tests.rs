@@ -419,7 +419,10 @@ kernel_test!(
             dt >= expect / 2 && dt <= expect * 2,
             "{N} ticks took {dt} counter ticks, expected about {expect}"
         );
-        check!(exits >= N, "{exits} interrupt exits for {N} ticks");
+        // One exit per tick, except when the host stalls the guest long
+        // enough that the next deadline has passed by the time the handler
+        // looks again: then two ticks are taken in one exit.
+        check!(exits >= N / 2, "{exits} interrupt exits for {N} ticks");
         println!(
             "    {N} ticks via {} in {dt} counter ticks (expected {expect})",
             crate::platform::irqchip::name()
