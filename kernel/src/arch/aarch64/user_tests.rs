@@ -416,7 +416,9 @@ kernel_test!(
         let dt = clock::ticks() - t1;
         let expect = N * freq / crate::sched::TICK_HZ;
         check!(
-            dt >= expect / 2 && dt <= expect * 2,
+            // Loose: a wrong interval is off by factors, while a busy host
+            // can stall the guest (late ticks are dropped, not bunched).
+            dt >= expect / 2 && dt <= expect * 4,
             "{N} ticks took {dt} counter ticks, expected about {expect}"
         );
         // One exit per tick, except when the host stalls the guest long

@@ -623,7 +623,9 @@ kernel_test!(
         let rate = (k1 - k0) as f64 * hz as f64 / (t1 - t0) as f64;
         let want = crate::sched::TICK_HZ as f64;
         check!(
-            rate > want * 0.7 && rate < want * 1.3,
+            // Loose: a calibration error is off by factors, while a busy
+            // host can stall the guest for tens of milliseconds.
+            rate > want * 0.5 && rate < want * 1.5,
             "{} ticks in {} HPET ticks: {rate:.1} Hz (LAPIC timer {} Hz)",
             k1 - k0,
             t1 - t0,
