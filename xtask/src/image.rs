@@ -38,7 +38,10 @@ pub fn run(o: &Opts) -> Result<bool> {
         )
         .as_bytes(),
     )?;
-    w("cmdline.txt", b"\n")?;
+    w(
+        "cmdline.txt",
+        format!("{}\n", crate::qemu::DEFAULT_CMDLINE).as_bytes(),
+    )?;
     w(
         "README.txt",
         format!(
@@ -50,9 +53,12 @@ pub fn run(o: &Opts) -> Result<bool> {
              \x20  them (replace config.txt and cmdline.txt).\n\
              3. Connect a 3.3 V USB serial adapter to GPIO 14 (TX), 15 (RX) and GND,\n\
              \x20  open it at 115200 8N1 and power the board.\n\n\
-             The kernel command line is cmdline.txt: write `test` there to run the\n\
-             self-tests. The firmware parks the secondary cores and passes a device\n\
-             tree from which Folium reads the RAM ranges and the command line.\n"
+             The kernel command line is cmdline.txt. It starts with\n\
+             `init=bench-sys QUICK` (a short table of syscall, switch and fork\n\
+             costs); write `test init=utest` there to run the self-tests and the\n\
+             user suite. The firmware parks the secondary cores and passes a\n\
+             device tree from which Folium reads the RAM ranges and the command\n\
+             line.\n"
         )
         .as_bytes(),
     )?;
