@@ -1,12 +1,16 @@
 //! Host tests of both PTE encodings: exact bit patterns checked against the
 //! architecture manuals, and property tests of the round trip.
 
+mod common;
+
 use folium_mm::PhysAddr;
 use folium_mm::pgtable::{
     Aarch64, Attrs, IA32_PAT_VALUE, Level, MAIR_EL1_VALUE, MemType, PteError, PteFormat, PteKind,
     X86_64,
 };
 use proptest::prelude::*;
+
+use common::attrs;
 
 fn leaf(pa: u64, attrs: Attrs) -> PteKind {
     PteKind::Leaf {
@@ -282,24 +286,6 @@ fn check_rejects_what_cannot_be_encoded() {
 
 fn level() -> impl Strategy<Value = Level> {
     (0u8..4).prop_map(|n| Level::new(n).unwrap())
-}
-
-fn attrs<F: PteFormat>() -> impl Strategy<Value = Attrs> {
-    let mem = prop_oneof![
-        Just(MemType::Normal),
-        Just(MemType::Device),
-        Just(MemType::NormalNonCacheable)
-    ];
-    (any::<[bool; 7]>(), mem).prop_map(|(b, mem)| Attrs {
-        writable: b[0],
-        user: b[1],
-        exec: b[2],
-        global: b[3],
-        young: b[4],
-        dirty: b[5],
-        mem,
-        cont: b[6] && F::CONT_ENTRIES > 1,
-    })
 }
 
 /// Any kind that `F` can encode at the chosen level.

@@ -1,82 +1,20 @@
 //! Host tests of the 4-level table builder, for both formats, with an arena
 //! standing in for physical memory.
 
-use std::alloc::{Layout, alloc, dealloc};
+mod common;
 
 use folium_mm::pgtable::{
     Aarch64, Attrs, Level, MapError, MapOptions, PageTable, PteFormat, TableAlloc, X86_64,
 };
-use folium_mm::phys::LinearMap;
 use folium_mm::{PAGE_SIZE, PhysAddr, VirtAddr};
 use proptest::prelude::*;
 
-/// Fake physical address of the arena's first byte.
-const FAKE_BASE: u64 = 0x8000_0000;
+use common::{Arena, FAKE_BASE, Frames};
+
 /// Where the kernel's linear map starts in the tests (upper half).
 const LINEAR: u64 = 0xffff_8000_0000_0000;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
-
-/// "Physical memory" for page tables: page-aligned host memory filled with
-/// garbage, so a table the mapper forgets to zero shows up.
-struct Arena {
-    ptr: *mut u8,
-    layout: Layout,
-}
-
-impl Arena {
-    fn new(bytes: usize) -> Arena {
-        let layout = Layout::from_size_align(bytes, PAGE_SIZE as usize).unwrap();
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc(layout) };
-        assert!(!ptr.is_null());
-        // SAFETY: `ptr` is valid for `bytes` writes.
-        unsafe { ptr.write_bytes(0xa5, bytes) };
-        Arena { ptr, layout }
-    }
-
-    fn linear_map(&self) -> LinearMap {
-        // SAFETY: every table frame handed out by `frames` lies inside the
-        // arena, which each test keeps alive longer than its page table.
-        unsafe { LinearMap::new((self.ptr as u64).wrapping_sub(FAKE_BASE)) }
-    }
-
-    /// A bump allocator over the arena, limited to `budget` frames.
-    fn frames(&self, budget: usize) -> Frames {
-        Frames {
-            next: FAKE_BASE,
-            end: FAKE_BASE + self.layout.size() as u64,
-            budget,
-        }
-    }
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.ptr, self.layout) };
-    }
-}
-
-struct Frames {
-    next: u64,
-    end: u64,
-    budget: usize,
-}
-
-// SAFETY: frames come from the arena (mapped by `Arena::linear_map`), each
-// handed out once, page aligned.
-unsafe impl TableAlloc for Frames {
-    fn alloc_table(&mut self) -> Option<PhysAddr> {
-        if self.budget == 0 || self.next >= self.end {
-            return None;
-        }
-        self.budget -= 1;
-        let pa = self.next;
-        self.next += PAGE_SIZE;
-        Some(PhysAddr::new(pa))
-    }
-}
 
 fn setup<F: PteFormat>(budget: usize) -> (Arena, Frames, PageTable<F>) {
     let arena = Arena::new(4 << 20);

@@ -13,17 +13,16 @@
 //! | `*_window_only`                       | poisoned neighbours of a sub-range cursor stay untouched |
 //! | `cursor_*`                            | lookup, `None` cases, range and index contracts |
 
-use std::alloc::{Layout, alloc, dealloc};
+mod common;
 
 use folium_mm::pgtable::{
-    Aarch64, Attrs, Level, MapOptions, PageTable, PteCursor, PteFormat, PteKind, TableAlloc, X86_64,
+    Aarch64, Attrs, Level, MapOptions, PageTable, PteCursor, PteFormat, PteKind, X86_64,
 };
-use folium_mm::phys::LinearMap;
 use folium_mm::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use proptest::prelude::*;
 
-/// Fake physical address of the arena's first byte.
-const FAKE_BASE: u64 = 0x8000_0000;
+use common::{Arena, Frames};
+
 /// First VA of the table the tests use (2 MiB aligned, user half).
 const BASE: u64 = 0x4000_0000;
 const TABLE_SPAN: u64 = 2 << 20;
@@ -32,63 +31,9 @@ const N: usize = 512;
 /// Frames the entries map; never touched, so they need not exist.
 const PFN0: u64 = 0x9_0000;
 
-/// "Physical memory" for page tables: page-aligned host memory filled with
-/// garbage, so a table nobody zeroed shows up.
-struct Arena {
-    ptr: *mut u8,
-    layout: Layout,
-}
-
-impl Arena {
-    fn new(bytes: usize) -> Arena {
-        let layout = Layout::from_size_align(bytes, PAGE_SIZE as usize).unwrap();
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc(layout) };
-        assert!(!ptr.is_null());
-        // SAFETY: `ptr` is valid for `bytes` writes.
-        unsafe { ptr.write_bytes(0xa5, bytes) };
-        Arena { ptr, layout }
-    }
-
-    fn linear_map(&self) -> LinearMap {
-        // SAFETY: every table frame `Frames` hands out lies inside the
-        // arena, which each test keeps alive longer than its page table.
-        unsafe { LinearMap::new((self.ptr as u64).wrapping_sub(FAKE_BASE)) }
-    }
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.ptr, self.layout) };
-    }
-}
-
-/// A bump allocator over the arena.
-struct Frames {
-    next: u64,
-    end: u64,
-}
-
-// SAFETY: frames come from the arena (mapped by `Arena::linear_map`), each
-// handed out once, page aligned.
-unsafe impl TableAlloc for Frames {
-    fn alloc_table(&mut self) -> Option<PhysAddr> {
-        if self.next >= self.end {
-            return None;
-        }
-        let pa = self.next;
-        self.next += PAGE_SIZE;
-        Some(PhysAddr::new(pa))
-    }
-}
-
 fn setup<F: PteFormat>() -> (Arena, Frames, PageTable<F>) {
     let arena = Arena::new(64 * PAGE_SIZE as usize);
-    let mut frames = Frames {
-        next: FAKE_BASE,
-        end: FAKE_BASE + arena.layout.size() as u64,
-    };
+    let mut frames = arena.frames(usize::MAX);
     let pt = PageTable::<F>::create(&mut frames, arena.linear_map()).unwrap();
     (arena, frames, pt)
 }

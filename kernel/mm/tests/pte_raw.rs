@@ -10,32 +10,18 @@
 //! | `pte_same_ignoring_ad` is exact | pairs of encodable leaves                |
 //! | `pte_same_ignoring_ad` is sound | pairs of arbitrary present raw entries   |
 
+mod common;
+
 use folium_mm::pgtable::{Aarch64, Attrs, Level, MemType, PteFormat, PteKind, X86_64};
 use folium_mm::{PAGE_SIZE, PhysAddr};
 use proptest::prelude::*;
+
+use common::attrs;
 
 const L3: Level = Level::L3;
 
 fn leaf(pa: PhysAddr, attrs: Attrs) -> PteKind {
     PteKind::Leaf { pa, attrs }
-}
-
-fn attrs<F: PteFormat>() -> impl Strategy<Value = Attrs> {
-    let mem = prop_oneof![
-        Just(MemType::Normal),
-        Just(MemType::Device),
-        Just(MemType::NormalNonCacheable)
-    ];
-    (any::<[bool; 7]>(), mem).prop_map(|(b, mem)| Attrs {
-        writable: b[0],
-        user: b[1],
-        exec: b[2],
-        global: b[3],
-        young: b[4],
-        dirty: b[5],
-        mem,
-        cont: b[6] && F::CONT_ENTRIES > 1,
-    })
 }
 
 /// Any 4 KiB page entry `F` can encode.
