@@ -149,6 +149,23 @@ struct SuiteCounts {
     problems: Vec<String>,
 }
 
+impl SuiteCounts {
+    /// The outcome these counts make for `label`, each test line prefixed
+    /// with it (problems are the caller's to add).
+    fn outcome(&self, label: &str) -> Outcome {
+        Outcome {
+            label: label.to_string(),
+            passed: self.passed,
+            failed: self.failed,
+            report: self
+                .lines
+                .iter()
+                .map(|l| format!("[{label}] {l}"))
+                .collect(),
+        }
+    }
+}
+
 /// Counts `test NAME ... ok|FAILED` lines and checks each expected suite's
 /// `<suite>: N passed, N failed` summary against its own lines.
 fn count_suites<'a>(lines: impl Iterator<Item = &'a String>, expected: &[&str]) -> SuiteCounts {
@@ -205,16 +222,7 @@ fn count_suites<'a>(lines: impl Iterator<Item = &'a String>, expected: &[&str]) 
 fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> Outcome {
     let label = label.to_string();
     let counts = count_suites(run.lines.iter(), &suites_of(cmdline));
-    let mut o = Outcome {
-        label: label.clone(),
-        passed: counts.passed,
-        failed: counts.failed,
-        report: counts
-            .lines
-            .iter()
-            .map(|l| format!("[{label}] {l}"))
-            .collect(),
-    };
+    let mut o = counts.outcome(&label);
     let fatal = run
         .lines
         .iter()
@@ -476,16 +484,7 @@ fn host_native_suite(notices: &mut Vec<String>) -> Result<Outcome> {
     };
     let lines = reader.join().unwrap_or_default();
     let counts = count_suites(lines.iter(), &["utest"]);
-    let mut o = Outcome {
-        label: label.clone(),
-        passed: counts.passed,
-        failed: counts.failed,
-        report: counts
-            .lines
-            .iter()
-            .map(|l| format!("[{label}] {l}"))
-            .collect(),
-    };
+    let mut o = counts.outcome(&label);
     let mut problems = counts.problems;
     match status {
         None => problems.push("timed out".into()),
