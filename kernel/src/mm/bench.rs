@@ -67,16 +67,14 @@ pub fn alloc(board: &Board) -> bool {
             }
             clock::ticks() - t0
         });
-        let pairs = (rounds * BATCH) as f64;
-        let per_pair = ns(ticks) / pairs;
-        per_4k[o as usize] = per_pair / order.pages() as f64;
-        println!(
-            "  {:>5} {:>10} {:>14.1} {:>14.3}",
-            o, pairs, per_pair, per_4k[o as usize]
-        );
-        println!(
-            "{{\"bench\":\"alloc\",\"board\":\"{}\",\"arch\":\"{arch}\",\"order\":{o},\"pairs\":{pairs},\"ns_per_alloc_free\":{per_pair:.2},\"ns_per_4k\":{:.4}}}",
-            board.name, per_4k[o as usize]
+        per_4k[o as usize] = report_row(
+            board,
+            arch,
+            "alloc",
+            "ns_per_alloc_free",
+            order,
+            rounds * BATCH,
+            ticks,
         );
     }
     let ratio = per_4k[0] / per_4k[9];
@@ -89,6 +87,29 @@ pub fn alloc(board: &Board) -> bool {
         board.name
     );
     folios(board, arch) && zeroing(board, arch)
+}
+
+/// Prints one table row and its JSON object for `pairs` alloc/free pairs
+/// of `order` that took `ticks`; returns the cost per 4 KiB in ns.
+fn report_row(
+    board: &Board,
+    arch: &str,
+    bench: &str,
+    key: &str,
+    order: Order,
+    pairs: usize,
+    ticks: u64,
+) -> f64 {
+    let o = order.get();
+    let pairs = pairs as f64;
+    let per_pair = ns(ticks) / pairs;
+    let per_4k = per_pair / order.pages() as f64;
+    println!("  {o:>5} {pairs:>10} {per_pair:>14.1} {per_4k:>14.3}");
+    println!(
+        "{{\"bench\":\"{bench}\",\"board\":\"{}\",\"arch\":\"{arch}\",\"order\":{o},\"pairs\":{pairs},\"{key}\":{per_pair:.2},\"ns_per_4k\":{per_4k:.4}}}",
+        board.name
+    );
+    per_4k
 }
 
 /// The folio API: alloc_folio + folio_put pairs at orders 0 and 9, and a
@@ -115,16 +136,14 @@ fn folios(board: &Board, arch: &str) -> bool {
             println!("bench-alloc: {not_freed} folios not freed by their last put");
             return false;
         }
-        let pairs = (rounds * BATCH) as f64;
-        let per_pair = ns(ticks) / pairs;
-        per_4k[o as usize] = per_pair / order.pages() as f64;
-        println!(
-            "  {:>5} {:>10} {:>14.1} {:>14.3}",
-            o, pairs, per_pair, per_4k[o as usize]
-        );
-        println!(
-            "{{\"bench\":\"alloc-folio\",\"board\":\"{}\",\"arch\":\"{arch}\",\"order\":{o},\"pairs\":{pairs},\"ns_per_alloc_put\":{per_pair:.2},\"ns_per_4k\":{:.4}}}",
-            board.name, per_4k[o as usize]
+        per_4k[o as usize] = report_row(
+            board,
+            arch,
+            "alloc-folio",
+            "ns_per_alloc_put",
+            order,
+            rounds * BATCH,
+            ticks,
         );
     }
     println!(
