@@ -2,27 +2,31 @@
 //! break, and the operations a process needs on them: demand faults,
 //! copy-on-write, fork, unmapping, protection changes and teardown.
 //!
-//! Every mapped page holds one folio reference and one mapcount (Linux's
-//! accounting for anonymous PTE mappings). Per-page *anon-exclusive* says
-//! the page is mapped by this address space only, so a write fault may
-//! reuse it instead of copying:
+//! Every mapped page holds one reference to its folio and one mapcount
+//! (Linux's accounting for PTE-mapped anonymous folios, large ones
+//! included: a 64 KiB folio mapped by 16 PTEs has refcount 16 and mapcount
+//! 16). Per-page *anon-exclusive* says the page is mapped by this address
+//! space only, so a write fault may reuse it instead of copying:
 //!
-//! | event                       | PTE                         | folio / page state                              |
-//! |-----------------------------|-----------------------------|-------------------------------------------------|
-//! | demand fault                | new, writable if the VMA is | new folio: ref 1, map 1, anon, page exclusive   |
-//! | fork                        | both copies write-protected | ref +1, map +1, page no longer exclusive        |
-//! | write fault, exclusive      | made writable               | unchanged                                       |
-//! | write fault, ref == 1       | made writable (reuse)       | page exclusive again                            |
-//! | write fault, shared         | points to a fresh copy      | new folio exclusive; old: map -1, ref -1 (after flush) |
-//! | unmap / teardown            | cleared                     | map -1; ref -1 after the TLB flush              |
+//! | event                        | PTEs                                 | folio / page state                                   |
+//! |------------------------------|--------------------------------------|------------------------------------------------------|
+//! | read fault, nothing mapped   | the shared zero page, read-only      | none (the zero page is never counted)                |
+//! | write fault, nothing mapped  | all pages of a new folio of the largest allowed order, one `set_ptes` | ref = map = nr pages, anon, every page exclusive |
+//! | fork                         | both copies write-protected          | ref +1, map +1 per PTE; page no longer exclusive     |
+//! | write fault, exclusive page  | made writable                        | unchanged                                            |
+//! | write fault, all maps ours   | made writable (reuse)                | this page exclusive again                            |
+//! | write fault, shared          | this page only: a fresh order-0 copy | copy exclusive; old: map -1, ref -1 (after flush)    |
+//! | write fault on the zero page | a fresh zeroed order-0 page          | new folio exclusive                                  |
+//! | unmap / DONTNEED / teardown  | cleared (a part of a folio is fine)  | map -1; ref -1 after the TLB flush                   |
 //!
 //! **Unhook, flush, free.** Every path that removes or downgrades PTEs
 //! collects what it will release in a [`Gather`], which flushes the TLB
 //! before it drops a single folio reference or frees a table: no frame is
 //! reused while a stale translation to it may survive.
 //!
-//! This layer walks PTE by PTE through [`PteKind`]; batching, the cursor
-//! over whole tables and large folios come with the mTHP work.
+//! Faults map whole folios through a [`PteCursor`](crate::pgtable::PteCursor);
+//! fork, zap and mprotect still walk PTE by PTE (batching is a later step,
+//! built on the same cursor).
 
 use alloc::vec::Vec;
 
@@ -32,6 +36,7 @@ use crate::folio::Folio;
 use crate::memmap::Memmap;
 use crate::pgtable::{Attrs, Level, MapError, PageTable, PteFormat, PteKind, PteSlot, TableAlloc};
 use crate::phys::LinearMap;
+use crate::thp::{self, ThpPolicy};
 use crate::tlb::{Asid, TlbOps};
 use crate::vma::{Prot, VmFlags, Vma, VmaError, VmaKind, VmaMap};
 
@@ -53,12 +58,22 @@ pub trait MmEnv {
     fn free_table(&mut self, table: PhysAddr);
     /// TLB maintenance.
     fn tlb(&self) -> &dyn TlbOps;
-    /// Zeroes one page.
-    fn zero_page(&mut self, pfn: Pfn) {
-        // SAFETY: the caller owns the (just allocated) page, which is RAM
+    /// The mTHP policy anonymous faults follow.
+    fn thp(&self) -> &ThpPolicy;
+    /// The shared zero page: a frame of zeroes, never written and never
+    /// freed, that read faults on untouched memory map read-only. Its
+    /// mappings hold no reference and no mapcount (Linux's special PTE).
+    fn zero_pfn(&self) -> Pfn;
+    /// Zeroes `nr` pages from `pfn` (one folio the caller just allocated).
+    fn zero_pages(&mut self, pfn: Pfn, nr: u64) {
+        // SAFETY: the caller owns the (just allocated) pages, which are RAM
         // mapped writable by the linear map.
         unsafe {
-            core::ptr::write_bytes(self.linear().ptr::<u8>(pfn.phys()), 0, PAGE_SIZE as usize)
+            core::ptr::write_bytes(
+                self.linear().ptr::<u8>(pfn.phys()),
+                0,
+                (nr * PAGE_SIZE) as usize,
+            )
         };
     }
     /// Copies page `src` into page `dst`.
@@ -145,6 +160,16 @@ impl Gather {
         self.end = self.end.max(va.as_u64() + PAGE_SIZE);
     }
 
+    /// Takes over the folio reference a just-cleared PTE held (the folio's
+    /// head is `head`); it is dropped only after the flush. This is the
+    /// only way a mapped page's reference ends.
+    fn add_pte_ref(&mut self, head: Pfn) {
+        // SAFETY: the caller cleared a PTE of this folio and accounted its
+        // mapcount; the reference that PTE held moves into the gather,
+        // which puts it after the TLB flush.
+        self.folios.push(unsafe { Folio::from_raw(head) });
+    }
+
     /// Number of folio references waiting for the flush.
     pub fn pending(&self) -> usize {
         self.folios.len()
@@ -209,6 +234,8 @@ pub struct AddressSpace<F: PteFormat> {
     /// Present user pages (kept up to date by every path that maps or
     /// unmaps, so reading it costs nothing).
     rss: u64,
+    /// The shared zero page (its mappings are not counted in `rss`).
+    zero: Pfn,
 }
 
 /// The PTE for a user page.
@@ -274,6 +301,7 @@ impl<F: PteFormat> AddressSpace<F> {
             asid: Asid(0),
             user_end,
             rss: 0,
+            zero: env.zero_pfn(),
         })
     }
 
@@ -335,8 +363,10 @@ impl<F: PteFormat> AddressSpace<F> {
     }
 
     /// Resolves a fault at `va` for `access` (Linux `handle_mm_fault` for
-    /// anonymous private memory): a missing page is allocated zeroed; a
-    /// write to a write-protected page of a writable area is copy-on-write.
+    /// anonymous private memory): a missing page is allocated zeroed (a
+    /// large folio where the mTHP policy allows; the shared zero page for a
+    /// read); a write to a write-protected page of a writable area is
+    /// copy-on-write.
     pub fn handle_fault(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
@@ -354,21 +384,49 @@ impl<F: PteFormat> AddressSpace<F> {
         }
         self.fault_page(
             env,
+            &vma,
             va.align_down(PAGE_SIZE),
-            vma.prot,
             access == Access::Write,
+            false,
         )
     }
 
-    /// Makes the page at `va` present (and, with `write`, writable and
-    /// private) under rights `prot`. Shared by faults and by the kernel
-    /// writing a program's initial contents.
+    /// Makes every page of `[start, end)` present as a fault for `access`
+    /// would (Linux `populate_vma_page_range` for `MAP_POPULATE`), skipping
+    /// pages already present with the rights `access` needs, so a large
+    /// folio is faulted once, not once per page. Stops at the first error.
+    pub fn populate(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        start: VirtAddr,
+        end: VirtAddr,
+        access: Access,
+    ) -> FaultResult {
+        let mut va = start.align_down(PAGE_SIZE);
+        while va < end {
+            let done = self.translate(va).is_some_and(|(pfn, a)| {
+                access != Access::Write || (a.writable && pfn != env.zero_pfn())
+            });
+            if !done {
+                self.handle_fault(env, va, access)?;
+            }
+            va = va + PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Makes the page at `va` present under `vma`'s rights. `write`: a
+    /// store (the area allows it), so the page must end up private and
+    /// writable. `force`: the kernel writes the page's contents on the
+    /// program's behalf (loading), so it must end up private, mapped with
+    /// the area's own rights.
     fn fault_page(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
+        vma: &Vma,
         va: VirtAddr,
-        prot: Prot,
         write: bool,
+        force: bool,
     ) -> FaultResult {
         let slot = self
             .pt
@@ -378,51 +436,148 @@ impl<F: PteFormat> AddressSpace<F> {
                 _ => FaultError::Unmapped,
             })?;
         let raw = self.pt.pte(slot);
-        let Some((pfn, attrs)) = leaf::<F>(raw) else {
-            return self.map_new_page(env, slot, prot);
-        };
-        if !write || attrs.writable && attrs.dirty {
-            // Present and sufficient: a stale TLB entry faulted.
+        if !F::pte_present(raw) {
+            if write || force {
+                return self.do_anonymous(env, vma, va, write);
+            }
+            return self.map_zero_page(env, slot, vma.prot);
+        }
+        let pfn = F::pte_pfn(raw);
+        if !write && !force {
+            // Present: a stale TLB entry faulted (Linux's spurious fault).
             env.tlb().flush_page(self.asid, va);
             return Ok(());
         }
-        if attrs.writable {
-            // Writable but clean (arm64 without hardware dirty tracking):
-            // record the write.
-            self.pt.set_pte(slot, user_pte::<F>(pfn, prot, true));
+        if pfn == env.zero_pfn() {
+            return self.replace_page(env, slot, va, None, vma.prot, write);
+        }
+        if F::pte_writable(raw) {
+            if write && !F::pte_dirty(raw) {
+                // Writable but clean (arm64 without hardware dirty
+                // tracking): record the write.
+                self.pt.set_pte(slot, F::pte_mkdirty(F::pte_mkyoung(raw)));
+            }
             env.tlb().flush_page(self.asid, va);
             return Ok(());
         }
-        self.write_protect_fault(env, slot, va, pfn, prot)
+        self.write_protect_fault(env, slot, va, pfn, vma.prot, write)
     }
 
-    fn map_new_page(
+    /// A read of untouched anonymous memory: the shared zero page, read
+    /// only, holding no reference (Linux's special zero-page PTE). The
+    /// first write replaces it with a private page.
+    fn map_zero_page(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
         slot: PteSlot,
         prot: Prot,
     ) -> FaultResult {
-        let folio = env
-            .alloc_folio(Order::of(0))
-            .ok_or(FaultError::OutOfMemory)?;
-        let pfn = folio.pfn();
-        env.zero_page(pfn);
-        {
-            let f = env.memmap().folio(&folio);
-            f.set_anon();
-            f.add_mapcount(1);
-            f.set_page_anon_exclusive(pfn);
-        }
-        // The allocation's reference becomes the PTE's.
-        let _ = folio.into_raw();
-        self.pt
-            .set_pte(slot, user_pte::<F>(pfn, prot, prot.write()));
-        self.rss += 1;
+        let raw = user_pte::<F>(env.zero_pfn(), prot, false);
+        self.pt.set_pte(slot, raw);
         Ok(())
     }
 
-    /// A write to a write-protected page of a writable area: reuse it if
-    /// nobody else can see it, else copy (Linux `do_wp_page`).
+    /// A missing page that must be private (Linux `do_anonymous_page` with
+    /// `alloc_anon_folio`): the largest order the policy allows whose
+    /// naturally aligned range lies inside the area and has no populated
+    /// entry, falling back order by order to 0, also when an allocation
+    /// fails; zeroed; every page mapped by one `set_ptes`.
+    fn do_anonymous(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        vma: &Vma,
+        va: VirtAddr,
+        write: bool,
+    ) -> FaultResult {
+        let span = Level::L2.size();
+        let base = va.align_down(span);
+        let orders = self.fault_orders(env, vma, va);
+        // The tables exist (`fault_page` walked to the slot): a cursor over
+        // the whole last-level table sees every candidate range.
+        let mut cur = self
+            .pt
+            .pte_cursor(base, base + span)
+            .ok_or(FaultError::OutOfMemory)?;
+        let index = |a: VirtAddr| ((a - base) / PAGE_SIZE) as usize;
+        let mut got = None;
+        for order in (0..=thp::MAX_ORDER).rev() {
+            if orders & (1 << order) == 0 {
+                continue;
+            }
+            let size = PAGE_SIZE << order;
+            let first = index(va.align_down(size));
+            let nr = 1usize << order;
+            // Linux `pte_range_none`: any populated entry (the zero page
+            // included) rules the order out; it is not a fallback.
+            if order > 0 && (first..first + nr).any(|i| cur.get(i) != 0) {
+                continue;
+            }
+            match env.alloc_folio(Order::of(order)) {
+                Some(f) => {
+                    got = Some((f, order, first, nr));
+                    break;
+                }
+                None if order > 0 => env.thp().count_fallback(order),
+                None => {}
+            }
+        }
+        let (folio, order, first, nr) = got.ok_or(FaultError::OutOfMemory)?;
+        if order > 0 {
+            env.thp().count_alloc(order);
+        }
+        let head = folio.pfn();
+        env.zero_pages(head, nr as u64);
+        {
+            let f = env.memmap().folio(&folio);
+            f.set_anon();
+            // One reference and one mapcount per PTE; every page private.
+            f.ref_add(nr as u32 - 1);
+            f.add_mapcount(nr as u32);
+            for k in 0..nr as u64 {
+                f.set_page_anon_exclusive(head + k);
+            }
+        }
+        // The allocation's reference is the first PTE's.
+        let _ = folio.into_raw();
+        let raw = user_pte::<F>(head, vma.prot, write);
+        cur.set_ptes(first, raw, nr);
+        self.rss += nr as u64;
+        Ok(())
+    }
+
+    /// Orders a fault at `va` in `vma` may use: the policy's (Linux
+    /// `thp_vma_allowable_orders`) whose naturally aligned range lies
+    /// inside the area (`thp_vma_suitable_orders`); bit 0 always.
+    ///
+    /// Folium differs from Linux in one place: program images are
+    /// anonymous copies here, never large (Linux maps them from the page
+    /// cache, outside the anonymous policy).
+    fn fault_orders(&self, env: &(impl MmEnv + ?Sized), vma: &Vma, va: VirtAddr) -> u16 {
+        if vma.kind == VmaKind::Image {
+            return 1;
+        }
+        let mut orders = env.thp().allowed_orders(
+            vma.flags.contains(VmFlags::HUGEPAGE),
+            vma.flags.contains(VmFlags::NOHUGEPAGE),
+        );
+        for order in 1..=thp::MAX_ORDER {
+            let size = PAGE_SIZE << order;
+            let start = va.align_down(size);
+            if start < vma.start || start + size > vma.end {
+                orders &= !(1 << order);
+            }
+        }
+        orders
+    }
+
+    /// A store (or a forced kernel write) to a write-protected page: reuse
+    /// it if nobody else can see it, else copy (Linux `do_wp_page`).
+    ///
+    /// Reuse follows Linux: an anon-exclusive page is reused at once; any
+    /// other page when its folio's every mapping is one of this space's
+    /// PTEs and no reference is held beyond them (Linux 6.13's rule for
+    /// large folios, the `refcount == 1` test for small ones). The page
+    /// becomes exclusive; the folio's other pages keep their state.
     fn write_protect_fault(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
@@ -430,30 +585,84 @@ impl<F: PteFormat> AddressSpace<F> {
         va: VirtAddr,
         pfn: Pfn,
         prot: Prot,
+        write: bool,
     ) -> FaultResult {
         let reuse = {
             let mm = env.memmap();
             let f = mm.page_folio(pfn).ok_or(FaultError::Unmapped)?;
             if f.page_anon_exclusive(pfn) {
                 true
-            } else if f.ref_count() == 1 && f.mapcount() == 1 {
-                // The only reference is ours: nobody shares it any more.
+            } else if self.maps_all_of(&f, va, pfn) {
                 f.set_page_anon_exclusive(pfn);
                 true
             } else {
                 false
             }
         };
-        if reuse {
+        if !reuse {
+            return self.replace_page(env, slot, va, Some(pfn), prot, write);
+        }
+        if write {
             self.pt.set_pte(slot, user_pte::<F>(pfn, prot, true));
             env.tlb().flush_page(self.asid, va);
-            return Ok(());
         }
+        Ok(())
+    }
+
+    /// True if every mapping of folio `f` is a PTE of this space and the
+    /// PTEs hold every reference: `va` maps page `pfn` of it. Pages of a
+    /// folio are only ever mapped at their natural place (faults map whole
+    /// folios aligned; fork copies at the same address; nothing moves
+    /// them), so the folio's own range of this space's table is where all
+    /// of this space's mappings of it are.
+    fn maps_all_of(&self, f: &crate::folio::FolioRef<'_>, va: VirtAddr, pfn: Pfn) -> bool {
+        let nr = f.nr_pages();
+        let map = u64::from(f.mapcount());
+        if u64::from(f.ref_count()) != map || map > nr {
+            return false;
+        }
+        if nr == 1 {
+            return map == 1;
+        }
+        let base = va - (pfn - f.pfn()) * PAGE_SIZE;
+        if !base.is_aligned(nr * PAGE_SIZE) {
+            return false;
+        }
+        let Some(first) = self.pt.pte_slot(base) else {
+            return false;
+        };
+        let ours = (0..nr)
+            .filter(|&k| {
+                let raw = self.pt.pte(PteSlot {
+                    table: first.table,
+                    index: first.index + k as usize,
+                });
+                F::pte_present(raw) && F::pte_pfn(raw) == f.pfn() + k
+            })
+            .count() as u64;
+        ours == map
+    }
+
+    /// Replaces the page at `va` by a private order-0 copy of `old` (the
+    /// zero page's contents for `None`), mapped writable if `write`
+    /// (Linux `wp_page_copy`, which also copies into small folios only).
+    fn replace_page(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        slot: PteSlot,
+        va: VirtAddr,
+        old: Option<Pfn>,
+        prot: Prot,
+        write: bool,
+    ) -> FaultResult {
         let new = env
             .alloc_folio(Order::of(0))
             .ok_or(FaultError::OutOfMemory)?;
         let new_pfn = new.pfn();
-        env.copy_page(new_pfn, pfn);
+        match old {
+            Some(src) => env.copy_page(new_pfn, src),
+            None => env.zero_pages(new_pfn, 1),
+        }
         {
             let f = env.memmap().folio(&new);
             f.set_anon();
@@ -463,36 +672,40 @@ impl<F: PteFormat> AddressSpace<F> {
         let _ = new.into_raw();
         // Break before make (arm64 requires it when the output address
         // changes): clear the entry, flush it, only then install the copy;
-        // the shared page's reference is dropped after the flush too.
+        // the old page's reference is dropped after the flush too.
         let mut g = Gather::new(self.asid);
-        let old = self.pt.take_pte(slot);
+        let raw = self.pt.take_pte(slot);
         g.note(va);
-        self.release_pte(old, &mut g, env);
+        self.release_pte(raw, &mut g, env);
         g.flush(env);
-        self.pt.set_pte(slot, user_pte::<F>(new_pfn, prot, true));
+        self.pt.set_pte(slot, user_pte::<F>(new_pfn, prot, write));
+        self.rss += 1;
         g.finish(env);
         Ok(())
     }
 
     /// Accounts for a PTE (already cleared) that mapped a page: one
     /// mapcount now, one reference into the gather for after the flush.
-    fn release_pte(&self, raw: u64, g: &mut Gather, env: &mut (impl MmEnv + ?Sized)) {
-        let Some((pfn, attrs)) = leaf::<F>(raw) else {
+    /// The zero page holds neither.
+    fn release_pte(&mut self, raw: u64, g: &mut Gather, env: &mut (impl MmEnv + ?Sized)) {
+        if !F::pte_present(raw) {
             return;
-        };
+        }
+        let pfn = F::pte_pfn(raw);
+        if pfn == env.zero_pfn() {
+            return;
+        }
         let mm = env.memmap();
         let Some(f) = mm.page_folio(pfn) else {
             return;
         };
-        if attrs.dirty {
+        if F::pte_dirty(raw) {
             f.set_dirty();
         }
         f.clear_page_anon_exclusive(pfn);
         f.sub_mapcount(1);
-        let head = f.pfn();
-        // SAFETY: the PTE just cleared held one reference to this folio;
-        // it moves into the gather, which ends it after the flush.
-        g.folios.push(unsafe { Folio::from_raw(head) });
+        self.rss -= 1;
+        g.add_pte_ref(f.pfn());
     }
 
     /// Writes `bytes` at `va` in this space on the kernel's behalf (program
@@ -508,7 +721,7 @@ impl<F: PteFormat> AddressSpace<F> {
             let vma = *self.vmas.find(va).ok_or(FaultError::Unmapped)?;
             let page = va.align_down(PAGE_SIZE);
             // Force a private, present page even in a read-only area.
-            self.fault_page(env, page, vma.prot, vma.prot.write())?;
+            self.fault_page(env, &vma, page, vma.prot.write(), true)?;
             let (pfn, _) = self.translate(page).ok_or(FaultError::Unmapped)?;
             let off = (va - page) as usize;
             let n = bytes.len().min(PAGE_SIZE as usize - off);
@@ -586,7 +799,8 @@ impl<F: PteFormat> AddressSpace<F> {
                             break 'areas;
                         }
                     };
-                    if let Some(f) = env.memmap().page_folio(pfn) {
+                    let zero = pfn == env.zero_pfn();
+                    if !zero && let Some(f) = env.memmap().page_folio(pfn) {
                         f.ref_add(1);
                         f.add_mapcount(1);
                         f.clear_page_anon_exclusive(pfn);
@@ -608,7 +822,9 @@ impl<F: PteFormat> AddressSpace<F> {
                         raw
                     };
                     child.pt.set_pte(cslot, shared);
-                    child.rss += 1;
+                    if !zero {
+                        child.rss += 1;
+                    }
                 }
             }
         }
@@ -662,13 +878,12 @@ impl<F: PteFormat> AddressSpace<F> {
             from = next;
             for (tva, table) in tables {
                 for (va, slot) in PageTable::<F>::table_slots(tva, table, at, end) {
-                    if leaf::<F>(self.pt.pte(slot)).is_none() {
+                    if !F::pte_present(self.pt.pte(slot)) {
                         continue;
                     }
                     let raw = self.pt.take_pte(slot);
                     g.note(va);
                     self.release_pte(raw, g, env);
-                    self.rss -= 1;
                     if g.folios.len() >= GATHER_BATCH {
                         // Bound the gather's memory: flush what is unhooked
                         // so far, then free it, and go on.
@@ -822,7 +1037,8 @@ impl<F: PteFormat> AddressSpace<F> {
         g.finish(env);
     }
 
-    /// Present user pages, from the running count (Linux's RSS).
+    /// Present user pages, from the running count (Linux's RSS: mappings
+    /// of the zero page are not counted).
     pub fn rss(&self) -> u64 {
         self.rss
     }
@@ -833,7 +1049,8 @@ impl<F: PteFormat> AddressSpace<F> {
         let mut n = 0;
         for v in self.vmas.iter() {
             self.pt.for_each_slot(v.start, v.end, |_, s| {
-                if leaf::<F>(self.pt.pte(s)).is_some() {
+                let raw = self.pt.pte(s);
+                if F::pte_present(raw) && F::pte_pfn(raw) != self.zero {
                     n += 1;
                 }
             });

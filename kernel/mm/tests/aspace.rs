@@ -4,160 +4,22 @@
 //! that fails the test if a frame is freed while a translation to it may
 //! still be cached.
 
-use std::alloc::{Layout, alloc, dealloc};
 use std::collections::HashMap;
 
-use folium_mm::aspace::{Access, AddressSpace, Brk, FaultError, MmEnv};
-use folium_mm::buddy::BuddyAllocator;
-use folium_mm::folio::Folio;
-use folium_mm::memmap::{Memmap, Page};
+use folium_mm::aspace::{Access, AddressSpace, Brk, FaultError};
 use folium_mm::pgtable::{Aarch64, PteFormat, X86_64};
-use folium_mm::phys::LinearMap;
-use folium_mm::tlb::{Asid, RecordingTlb, TlbOps};
+use folium_mm::tlb::Asid;
 use folium_mm::vma::{Prot, Vma, VmaKind};
-use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use folium_mm::{PAGE_SIZE, Pfn};
 use proptest::prelude::*;
 
-const FAKE_BASE: u64 = 0x4000_0000;
+mod common;
+use common::hostenv::{HostEnv, new_space, read_u64, va, write_u64};
+
 const FRAMES: u64 = 2048;
-const USER_END: u64 = 1 << 47;
-
-/// "Physical memory": an arena, a memmap over it and a buddy allocator.
-struct HostEnv {
-    arena: *mut u8,
-    layout: Layout,
-    memmap: &'static Memmap,
-    buddy: BuddyAllocator<'static>,
-    tlb: RecordingTlb,
-    tables: u64,
-}
-
-impl HostEnv {
-    fn new() -> HostEnv {
-        let layout = Layout::from_size_align((FRAMES * PAGE_SIZE) as usize, 4096).unwrap();
-        // SAFETY: non-zero size.
-        let arena = unsafe { alloc(layout) };
-        assert!(!arena.is_null());
-        // SAFETY: `arena` is valid for the whole layout.
-        unsafe { arena.write_bytes(0x5a, layout.size()) };
-        let (start, end) = (
-            Pfn::new(FAKE_BASE >> 12),
-            Pfn::new((FAKE_BASE >> 12) + FRAMES),
-        );
-        let nr = Memmap::nr_pages_for(start, end) as usize;
-        let storage: &'static mut [std::mem::MaybeUninit<Page>] =
-            Box::leak(Box::new_uninit_slice(nr));
-        // SAFETY: the leaked slice is aligned for Page and holds `nr` slots.
-        let memmap: &'static Memmap = Box::leak(Box::new(unsafe {
-            Memmap::init(storage.as_mut_ptr().cast(), start, end)
-        }));
-        let mut buddy = BuddyAllocator::new(memmap);
-        buddy.add_free_range(start, end);
-        HostEnv {
-            arena,
-            layout,
-            memmap,
-            buddy,
-            tlb: RecordingTlb::new(),
-            tables: 0,
-        }
-    }
-
-    fn free_pages(&self) -> u64 {
-        self.buddy.nr_free_pages()
-    }
-
-    /// The hardware may cache any present translation at any time.
-    fn walk_all<F: PteFormat>(&self, a: &AddressSpace<F>) {
-        for v in a.vmas().iter() {
-            let mut va = v.start;
-            while va < v.end {
-                if let Some((pfn, _)) = a.translate(va) {
-                    self.tlb.touch(a.asid, va, pfn);
-                }
-                va = va + PAGE_SIZE;
-            }
-        }
-    }
-}
-
-impl Drop for HostEnv {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.arena, self.layout) };
-    }
-}
-
-impl MmEnv for HostEnv {
-    fn memmap(&self) -> &Memmap {
-        self.memmap
-    }
-    fn linear(&self) -> LinearMap {
-        // SAFETY: every frame the buddy hands out lies in the arena.
-        unsafe { LinearMap::new((self.arena as u64).wrapping_sub(FAKE_BASE)) }
-    }
-    fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
-        self.buddy.alloc_folio(order)
-    }
-    fn folio_put(&mut self, folio: Folio) {
-        let pfn = folio.pfn();
-        if self.buddy.folio_put(folio).freed() {
-            assert!(
-                !self.tlb.maps_frame(pfn),
-                "{pfn:?} freed while a translation to it may be cached"
-            );
-        }
-    }
-    fn alloc_table(&mut self) -> Option<PhysAddr> {
-        self.tables += 1;
-        self.buddy.alloc(Order::of(0)).map(Pfn::phys)
-    }
-    fn free_table(&mut self, table: PhysAddr) {
-        self.tables -= 1;
-        self.buddy.free(table.pfn(), Order::of(0)).unwrap();
-    }
-    fn tlb(&self) -> &dyn TlbOps {
-        &self.tlb
-    }
-}
-
-fn va(page: u64) -> VirtAddr {
-    VirtAddr::new(0x40_0000 + page * PAGE_SIZE)
-}
-
-fn new_space<F: PteFormat>(env: &mut HostEnv, asid: u16) -> AddressSpace<F> {
-    let mut a = AddressSpace::<F>::new(env, VirtAddr::new(USER_END), None).unwrap();
-    a.asid = Asid(asid);
-    a
-}
-
-fn write_u64<F: PteFormat>(env: &mut HostEnv, a: &mut AddressSpace<F>, at: VirtAddr, v: u64) {
-    // A user store: fault for write if not writable, then store.
-    if a.translate(at).is_none_or(|(_, attrs)| !attrs.writable) {
-        a.handle_fault(env, at, Access::Write).unwrap();
-    }
-    let (pfn, attrs) = a.translate(at).unwrap();
-    assert!(attrs.writable && attrs.user && !attrs.exec);
-    let p = env.linear().ptr::<u8>(pfn.phys());
-    // SAFETY: a mapped, writable page of the arena.
-    unsafe {
-        p.add((at.as_u64() % PAGE_SIZE) as usize)
-            .cast::<u64>()
-            .write_unaligned(v)
-    };
-}
-
-fn read_u64<F: PteFormat>(env: &mut HostEnv, a: &mut AddressSpace<F>, at: VirtAddr) -> u64 {
-    if a.translate(at).is_none() {
-        a.handle_fault(env, at, Access::Read).unwrap();
-    }
-    let mut b = [0u8; 8];
-    assert!(a.read_bytes(env, at, &mut b));
-    u64::from_le_bytes(b)
-}
 
 fn cow_round_trip<F: PteFormat>() {
-    let mut env = HostEnv::new();
+    let mut env = HostEnv::new(FRAMES);
     let free0 = env.free_pages();
     let mut parent = new_space::<F>(&mut env, 1);
     parent
@@ -223,7 +85,7 @@ fn cow_round_trip_aarch64() {
 
 #[test]
 fn faults_respect_areas() {
-    let mut env = HostEnv::new();
+    let mut env = HostEnv::new(FRAMES);
     let mut a = new_space::<X86_64>(&mut env, 1);
     a.add_vma(Vma::new(va(0), va(2), Prot::READ, VmaKind::Image))
         .unwrap();
@@ -253,7 +115,7 @@ fn faults_respect_areas() {
 
 #[test]
 fn brk_grows_and_shrinks() {
-    let mut env = HostEnv::new();
+    let mut env = HostEnv::new(FRAMES);
     let free0 = env.free_pages();
     let mut a = new_space::<Aarch64>(&mut env, 1);
     a.brk = Some(Brk {
@@ -283,7 +145,7 @@ fn brk_grows_and_shrinks() {
 
 #[test]
 fn mprotect_downgrades_and_cow_restores() {
-    let mut env = HostEnv::new();
+    let mut env = HostEnv::new(FRAMES);
     let mut a = new_space::<X86_64>(&mut env, 1);
     a.add_vma(Vma::new(va(0), va(4), Prot::RW, VmaKind::Anon))
         .unwrap();
@@ -305,7 +167,7 @@ fn mprotect_downgrades_and_cow_restores() {
 
 #[test]
 fn large_unmaps_flush_in_batches_before_freeing() {
-    let mut env = HostEnv::new();
+    let mut env = HostEnv::new(FRAMES);
     let free0 = env.free_pages();
     let mut a = new_space::<Aarch64>(&mut env, 1);
     let n = 3 * folium_mm::aspace::GATHER_BATCH as u64 + 7;
@@ -353,7 +215,7 @@ type Modelled<F> = (AddressSpace<F>, HashMap<u64, u64>, [bool; 16]);
 /// Random histories of several address spaces against a model in which
 /// every space has its own private copy of every page.
 fn history<F: PteFormat>(ops: Vec<Op>) {
-    let mut env = HostEnv::new();
+    let mut env = HostEnv::new(FRAMES);
     let free0 = env.free_pages();
     let mut spaces: Vec<Option<Modelled<F>>> = Vec::new();
     let mut next_asid = 1;
@@ -424,7 +286,9 @@ fn history<F: PteFormat>(ops: Vec<Op>) {
         let mut users: HashMap<Pfn, u32> = HashMap::new();
         for (a, _, _) in spaces.iter().flatten() {
             for p in 0..16 {
-                if let Some((pfn, _)) = a.translate(va(p)) {
+                if let Some((pfn, _)) = a.translate(va(p))
+                    && pfn != env.zero
+                {
                     *users.entry(pfn).or_default() += 1;
                 }
             }
@@ -459,7 +323,7 @@ proptest! {
 
 #[test]
 fn teardown_of_many_tables_frees_everything() {
-    let mut env = HostEnv::new();
+    let mut env = HostEnv::new(FRAMES);
     let free0 = env.free_pages();
     let mut a = new_space::<X86_64>(&mut env, 1);
     // One page in each of 150 separate 2 MiB regions: 150 last-level
@@ -479,7 +343,7 @@ fn teardown_of_many_tables_frees_everything() {
 
 #[test]
 fn dontneed_drops_pages_keeps_areas_and_reports_holes() {
-    let mut env = HostEnv::new();
+    let mut env = HostEnv::new(FRAMES);
     let free0 = env.free_pages();
     let mut a = new_space::<Aarch64>(&mut env, 1);
     a.add_vma(Vma::new(va(0), va(4), Prot::RW, VmaKind::Anon))

@@ -25,6 +25,7 @@ pub fn init(info: &BootInfo, board: &Board) {
     let plan = frames::init(info, board);
     kmap::init(info, board);
     kstack::init();
+    uspace::init();
     frames::add_deferred(&plan);
     frames::print_report(&plan);
 }

@@ -9,6 +9,7 @@ use folium_mm::aspace::{AddressSpace, FaultError, MmEnv};
 use folium_mm::folio::Folio;
 use folium_mm::memmap::Memmap;
 use folium_mm::phys::LinearMap;
+use folium_mm::thp::ThpPolicy;
 use folium_mm::tlb::{Asid, TlbOps};
 use folium_mm::{PAGE_SIZE, Pfn, VirtAddr};
 
@@ -69,11 +70,33 @@ impl MmEnv for KernelEnv {
     fn tlb(&self) -> &dyn TlbOps {
         &HwTlb
     }
-    fn zero_page(&mut self, pfn: Pfn) {
+    fn zero_pages(&mut self, pfn: Pfn, nr: u64) {
         let p = frames::linear().ptr::<u8>(pfn.phys());
-        // SAFETY: a page the caller just allocated, RAM in the linear map.
-        unsafe { arch::zero_pages(p, PAGE_SIZE as usize) };
+        // SAFETY: a folio the caller just allocated, RAM in the linear map.
+        unsafe { arch::zero_pages(p, (nr * PAGE_SIZE) as usize) };
     }
+    fn thp(&self) -> &ThpPolicy {
+        &super::THP
+    }
+    fn zero_pfn(&self) -> Pfn {
+        *ZERO_PFN
+            .get()
+            .expect("the zero page is allocated at boot (uspace::init)")
+    }
+}
+
+/// The shared zero page.
+static ZERO_PFN: spin::Once<Pfn> = spin::Once::new();
+
+/// Allocates the shared zero page (boot, after the linear map is up).
+pub fn init() {
+    ZERO_PFN.call_once(|| {
+        let f = frames::alloc_folio(Order::of(0)).expect("no frame for the zero page");
+        let pfn = f.pfn();
+        KernelEnv.zero_pages(pfn, 1);
+        // Kept for ever: the reference is never put.
+        f.into_raw()
+    });
 }
 
 /// ASIDs: as wide as the CPU's (`arch::asid_bits`: 8 or 16 on arm64; 12

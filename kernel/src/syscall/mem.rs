@@ -150,19 +150,16 @@ pub fn mmap(task: &mut Task, addr: u64, len: u64, prot: u64, flags: u64, fd: u64
     );
     space.add_vma(vma).map_err(|_| Errno::ENOMEM)?;
     if flags & MAP_POPULATE != 0 && prot.read() {
+        // Linux populates a writable private mapping for write (private
+        // pages, large folios where the policy allows) and ignores
+        // failures: the pages not populated fault in later.
         let access = if prot.write() {
             Access::Write
         } else {
             Access::Read
         };
-        for p in (start..start + len).step_by(PAGE_SIZE as usize) {
-            if space
-                .handle_fault(&mut KernelEnv, VirtAddr::new(p), access)
-                .is_err()
-            {
-                break; // Linux ignores population failures too
-            }
-        }
+        let (s, e) = (VirtAddr::new(start), VirtAddr::new(start + len));
+        let _ = space.populate(&mut KernelEnv, s, e, access);
     }
     Ok(start)
 }

@@ -4,6 +4,8 @@
 //! arbitrary leaf attributes. Each test binary uses part of it.
 #![allow(dead_code)]
 
+pub mod hostenv;
+
 use std::alloc::{Layout, alloc, dealloc};
 
 use folium_mm::PAGE_SIZE;

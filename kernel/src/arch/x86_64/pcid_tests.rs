@@ -378,6 +378,12 @@ impl MmEnv for ModelEnv<'_> {
     fn tlb(&self) -> &dyn TlbOps {
         &self.0
     }
+    fn thp(&self) -> &folium_mm::thp::ThpPolicy {
+        KernelEnv.thp()
+    }
+    fn zero_pfn(&self) -> folium_mm::Pfn {
+        KernelEnv.zero_pfn()
+    }
 }
 
 /// What `uspace::activate` does, on the model: `between` runs where the

@@ -1,0 +1,740 @@
+//! Host tests of anonymous memory in large folios on both PTE formats: the
+//! mTHP fault policy (largest allowed order that fits, fallback when the
+//! range is populated or the allocation fails, the counters), the shared
+//! zero page, copy-on-write of large folios one page at a time, partial
+//! munmap / mprotect / MADV_DONTNEED of a folio, and random histories of
+//! all of it checked against a per-page model after every step.
+
+use std::collections::{BTreeMap, HashMap};
+
+use folium_mm::aspace::{Access, AddressSpace, FaultError};
+use folium_mm::folio::Folio;
+use folium_mm::pgtable::{Aarch64, PteFormat, X86_64};
+use folium_mm::tlb::Asid;
+use folium_mm::vma::{Prot, Vma, VmaError, VmaKind};
+use folium_mm::{Order, PAGE_SIZE, Pfn};
+use proptest::prelude::*;
+
+mod common;
+use common::hostenv::{HostEnv, new_space, read_u64, va, write_u64};
+
+/// 32 MiB of RAM: room for several 2 MiB folios and their copies.
+const FRAMES: u64 = 8192;
+
+fn anon(a: &mut AddressSpace<impl PteFormat>, first: u64, pages: u64) {
+    a.add_vma(Vma::new(
+        va(first),
+        va(first + pages),
+        Prot::RW,
+        VmaKind::Anon,
+    ))
+    .unwrap();
+}
+
+/// (head frame, order, refcount, mapcount) of the folio `page` maps.
+fn folio_at(env: &HostEnv, a: &AddressSpace<impl PteFormat>, page: u64) -> (Pfn, u8, u32, u32) {
+    let (pfn, _) = a.translate(va(page)).expect("mapped");
+    let f = env.memmap.page_folio(pfn).expect("a folio");
+    (f.pfn(), f.order().get(), f.ref_count(), f.mapcount())
+}
+
+fn exclusive(env: &HostEnv, a: &AddressSpace<impl PteFormat>, page: u64) -> bool {
+    let (pfn, _) = a.translate(va(page)).unwrap();
+    env.memmap.page_folio(pfn).unwrap().page_anon_exclusive(pfn)
+}
+
+fn set_sizes(env: &HostEnv, top: &str, sizes: &[(u8, &str)]) {
+    env.thp.write_top(top.as_bytes()).unwrap();
+    for o in 2..=9 {
+        let s = sizes
+            .iter()
+            .find(|(k, _)| *k == o)
+            .map_or("never", |(_, s)| s);
+        env.thp.write_size(o, s.as_bytes()).unwrap();
+    }
+}
+
+fn fault_takes_the_largest_order_that_fits<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    set_sizes(&env, "never", &[(2, "always"), (4, "always")]);
+    let mut a = new_space::<F>(&mut env, 1);
+    // 0..40: a 64 KiB range fits at 0..16 and 16..32, only 16 KiB ones in
+    // 32..40.
+    anon(&mut a, 0, 40);
+    write_u64(&mut env, &mut a, va(5), 5);
+    let (head, order, r, m) = folio_at(&env, &a, 5);
+    assert_eq!((order, r, m), (4, 16, 16), "one 64K folio, one ref per PTE");
+    for p in 0..16 {
+        let (pfn, attrs) = a.translate(va(p)).unwrap();
+        assert_eq!(pfn, head + p, "page {p} maps its frame of the folio");
+        assert!(attrs.writable && attrs.dirty && attrs.user);
+        assert!(exclusive(&env, &a, p));
+        assert_eq!(
+            read_u64(&mut env, &mut a, va(p)),
+            if p == 5 { 5 } else { 0 }
+        );
+    }
+    assert!(a.translate(va(16)).is_none(), "nothing past the folio");
+    assert_eq!(env.thp.counters(4), Some((1, 0)));
+    // Past 32 only 16 KiB fits.
+    write_u64(&mut env, &mut a, va(37), 37);
+    assert_eq!(folio_at(&env, &a, 37).1, 2);
+    assert!(a.translate(va(36)).is_some() && a.translate(va(40)).is_none());
+    assert_eq!(env.thp.counters(2), Some((1, 0)));
+    // A read maps the zero page; a 16 KiB range around it is no longer
+    // empty, so the next write there takes order 0 (and that is not a
+    // fallback: Linux counts only failed allocations).
+    assert_eq!(read_u64(&mut env, &mut a, va(18)), 0);
+    assert_eq!(a.translate(va(18)).unwrap().0, env.zero);
+    assert!(!a.translate(va(18)).unwrap().1.writable);
+    assert_eq!(a.rss(), 20, "the zero page is not resident");
+    write_u64(&mut env, &mut a, va(17), 17);
+    assert_eq!(folio_at(&env, &a, 17).1, 0);
+    // The first write to the zero page replaces it with a private page.
+    write_u64(&mut env, &mut a, va(18), 18);
+    let (_, order, r, m) = folio_at(&env, &a, 18);
+    assert_eq!((order, r, m), (0, 1, 1));
+    assert!(exclusive(&env, &a, 18));
+    assert_eq!(env.thp.counters(2), Some((1, 0)));
+    assert_eq!(env.thp.counters(4), Some((1, 0)));
+    assert_eq!(a.rss(), a.resident_pages());
+    env.walk_all(&a);
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}
+
+#[test]
+fn fault_takes_the_largest_order_that_fits_x86_64() {
+    fault_takes_the_largest_order_that_fits::<X86_64>();
+}
+
+#[test]
+fn fault_takes_the_largest_order_that_fits_aarch64() {
+    fault_takes_the_largest_order_that_fits::<Aarch64>();
+}
+
+#[test]
+fn policy_follows_the_knobs_and_madvise() {
+    let mut env = HostEnv::new(FRAMES);
+    let mut a = new_space::<Aarch64>(&mut env, 1);
+    anon(&mut a, 0, 1024);
+    // Linux's defaults: 2 MiB inherits the top level's `madvise`.
+    set_sizes(&env, "madvise", &[(9, "inherit")]);
+    write_u64(&mut env, &mut a, va(3), 1);
+    assert_eq!(folio_at(&env, &a, 3).1, 0, "not advised: small");
+    a.advise_hugepage(va(512), va(1024), true).unwrap();
+    write_u64(&mut env, &mut a, va(600), 1);
+    assert_eq!(folio_at(&env, &a, 600).1, 9, "advised: 2 MiB");
+    assert_eq!(env.thp.counters(9), Some((1, 0)));
+    // MADV_NOHUGEPAGE wins over `always`.
+    a.unmap(&mut env, va(512), va(1024)).unwrap();
+    anon(&mut a, 512, 512);
+    a.advise_hugepage(va(512), va(1024), false).unwrap();
+    set_sizes(&env, "always", &[(9, "inherit"), (4, "always")]);
+    write_u64(&mut env, &mut a, va(700), 1);
+    assert_eq!(folio_at(&env, &a, 700).1, 0);
+    a.teardown(&mut env);
+}
+
+#[test]
+fn allocation_failure_falls_back_order_by_order_and_counts() {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    let mut a = new_space::<X86_64>(&mut env, 1);
+    anon(&mut a, 0, 512);
+    set_sizes(
+        &env,
+        "never",
+        &[(2, "always"), (4, "always"), (9, "always")],
+    );
+    // Take every block of order 4 and above: what is left (one block of
+    // each smaller order) holds the tables and a 16 KiB folio, but no
+    // 64 KiB or 2 MiB one.
+    let mut held = Vec::new();
+    for o in (4..=10).rev() {
+        while let Some(f) = env.buddy.alloc_folio(Order::of(o)) {
+            held.push(f);
+        }
+    }
+    write_u64(&mut env, &mut a, va(100), 1);
+    assert_eq!(folio_at(&env, &a, 100).1, 2, "fell back to 16 KiB");
+    assert_eq!(env.thp.counters(9), Some((0, 1)));
+    assert_eq!(env.thp.counters(4), Some((0, 1)));
+    assert_eq!(env.thp.counters(2), Some((1, 0)));
+    // With nothing left at all the fault reports out of memory and maps
+    // nothing.
+    let mut small = Vec::new();
+    while let Some(f) = env.buddy.alloc_folio(Order::of(0)) {
+        small.push(f);
+    }
+    assert_eq!(
+        a.handle_fault(&mut env, va(300), Access::Write),
+        Err(FaultError::OutOfMemory)
+    );
+    assert!(a.translate(va(300)).is_none());
+    for f in small.into_iter().chain(held) {
+        put(&mut env, f);
+    }
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0, "every frame back");
+}
+
+fn put(env: &mut HostEnv, f: Folio) {
+    assert!(env.buddy.folio_put(f).freed());
+}
+
+fn cow_of_a_large_folio<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    set_sizes(&env, "never", &[(4, "always")]);
+    let mut parent = new_space::<F>(&mut env, 1);
+    anon(&mut parent, 0, 16);
+    for p in 0..16 {
+        write_u64(&mut env, &mut parent, va(p), 100 + p);
+    }
+    let (head, order, ..) = folio_at(&env, &parent, 0);
+    assert_eq!(order, 4);
+    env.walk_all(&parent);
+    let mut child = parent.fork(&mut env, None).unwrap();
+    child.asid = Asid(2);
+    env.walk_all(&child);
+    assert_eq!(folio_at(&env, &parent, 0), (head, 4, 32, 32));
+    assert!((0..16).all(|p| !exclusive(&env, &parent, p)));
+    // The child writes one page: that page alone is copied.
+    write_u64(&mut env, &mut child, va(3), 7);
+    let (cpfn, _) = child.translate(va(3)).unwrap();
+    assert_ne!(cpfn, head + 3);
+    assert_eq!(folio_at(&env, &child, 3).1, 0, "the copy is small");
+    assert!(exclusive(&env, &child, 3));
+    for p in (0..16).filter(|&p| p != 3) {
+        assert_eq!(child.translate(va(p)).unwrap().0, head + p, "still shared");
+    }
+    assert_eq!(folio_at(&env, &parent, 0), (head, 4, 31, 31));
+    assert_eq!(read_u64(&mut env, &mut parent, va(3)), 103);
+    assert_eq!(read_u64(&mut env, &mut child, va(3)), 7);
+    // The parent writes the same page: the folio is still mapped by the
+    // child, so it copies too.
+    write_u64(&mut env, &mut parent, va(3), 8);
+    assert_ne!(parent.translate(va(3)).unwrap().0, head + 3);
+    assert_eq!(folio_at(&env, &parent, 0), (head, 4, 30, 30));
+    env.walk_all(&parent);
+    env.walk_all(&child);
+    child.teardown(&mut env);
+    // Now every mapping of the folio is the parent's (15 pages): a write
+    // reuses the page in place and makes it exclusive again.
+    assert_eq!(folio_at(&env, &parent, 0), (head, 4, 15, 15));
+    write_u64(&mut env, &mut parent, va(9), 9);
+    assert_eq!(parent.translate(va(9)).unwrap().0, head + 9, "reused");
+    assert!(exclusive(&env, &parent, 9));
+    assert!(!exclusive(&env, &parent, 10), "only the written page");
+    for p in 0..16 {
+        let want = match p {
+            3 => 8,
+            9 => 9,
+            _ => 100 + p,
+        };
+        assert_eq!(read_u64(&mut env, &mut parent, va(p)), want);
+    }
+    env.walk_all(&parent);
+    parent.teardown(&mut env);
+    assert_eq!(env.tables, 0);
+    assert_eq!(env.free_pages(), free0);
+}
+
+#[test]
+fn cow_of_a_large_folio_x86_64() {
+    cow_of_a_large_folio::<X86_64>();
+}
+
+#[test]
+fn cow_of_a_large_folio_aarch64() {
+    cow_of_a_large_folio::<Aarch64>();
+}
+
+fn partial_operations_on_a_large_folio<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    set_sizes(&env, "never", &[(5, "always")]);
+    let mut a = new_space::<F>(&mut env, 1);
+    anon(&mut a, 0, 32);
+    for p in 0..32 {
+        write_u64(&mut env, &mut a, va(p), 1000 + p);
+    }
+    let (head, order, ..) = folio_at(&env, &a, 0);
+    assert_eq!(order, 5);
+    env.walk_all(&a);
+    // munmap of pages 4..8: the rest stays mapped and intact.
+    a.unmap(&mut env, va(4), va(8)).unwrap();
+    assert_eq!(folio_at(&env, &a, 0), (head, 5, 28, 28));
+    assert!((4..8).all(|p| a.translate(va(p)).is_none()));
+    assert_eq!(
+        a.handle_fault(&mut env, va(5), Access::Read),
+        Err(FaultError::Unmapped)
+    );
+    // mprotect of pages 10..12 to read-only: only those lose write.
+    a.protect(&mut env, va(10), va(12), Prot::READ).unwrap();
+    for p in (0..32).filter(|p| !(4..8).contains(p)) {
+        let w = a.translate(va(p)).unwrap().1.writable;
+        assert_eq!(w, !(10..12).contains(&p), "page {p}");
+    }
+    assert_eq!(
+        a.handle_fault(&mut env, va(10), Access::Write),
+        Err(FaultError::Protection)
+    );
+    a.protect(&mut env, va(10), va(12), Prot::RW).unwrap();
+    write_u64(&mut env, &mut a, va(10), 10);
+    assert_eq!(
+        a.translate(va(10)).unwrap().0,
+        head + 10,
+        "exclusive: reused"
+    );
+    // MADV_DONTNEED of 20..24 reads back zeroes (fresh small pages).
+    env.walk_all(&a);
+    a.dontneed(&mut env, va(20), va(24)).unwrap();
+    assert_eq!(folio_at(&env, &a, 0), (head, 5, 24, 24));
+    for p in 20..24 {
+        assert_eq!(read_u64(&mut env, &mut a, va(p)), 0);
+    }
+    write_u64(&mut env, &mut a, va(21), 5);
+    assert_eq!(folio_at(&env, &a, 21).1, 0, "the range is no longer empty");
+    for p in [0, 3, 8, 11, 19, 24, 31] {
+        assert_eq!(read_u64(&mut env, &mut a, va(p)), 1000 + p);
+    }
+    assert_eq!(a.rss(), a.resident_pages());
+    // Unmapping the folio's pages one run at a time frees it with the last.
+    env.walk_all(&a);
+    let before = env.free_pages();
+    a.unmap(&mut env, va(0), va(4)).unwrap();
+    a.unmap(&mut env, va(8), va(20)).unwrap();
+    assert_eq!(env.free_pages(), before, "still 8 pages mapped");
+    a.unmap(&mut env, va(24), va(32)).unwrap();
+    assert!(
+        env.memmap
+            .page_folio(head)
+            .is_none_or(|f| f.ref_count() == 0)
+    );
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}
+
+#[test]
+fn partial_operations_on_a_large_folio_x86_64() {
+    partial_operations_on_a_large_folio::<X86_64>();
+}
+
+#[test]
+fn partial_operations_on_a_large_folio_aarch64() {
+    partial_operations_on_a_large_folio::<Aarch64>();
+}
+
+#[test]
+fn the_zero_page_is_shared_and_never_counted() {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    let mut a = new_space::<X86_64>(&mut env, 1);
+    anon(&mut a, 0, 8);
+    for p in 0..8 {
+        assert_eq!(read_u64(&mut env, &mut a, va(p)), 0);
+        assert_eq!(a.translate(va(p)).unwrap().0, env.zero);
+    }
+    assert_eq!(env.free_pages(), free0 - env.tables, "tables, no pages");
+    assert_eq!((a.rss(), a.resident_pages()), (0, 0));
+    let mut c = a.fork(&mut env, None).unwrap();
+    c.asid = Asid(2);
+    assert_eq!(c.translate(va(2)).unwrap().0, env.zero);
+    write_u64(&mut env, &mut c, va(2), 5);
+    assert_eq!(read_u64(&mut env, &mut a, va(2)), 0);
+    assert_eq!(read_u64(&mut env, &mut c, va(2)), 5);
+    // The zero page itself is untouched and holds no references.
+    let mut z = [0u8; 8];
+    assert!(a.read_bytes(&env, va(2), &mut z));
+    assert_eq!(z, [0; 8]);
+    assert_eq!(env.memmap.page_folio(env.zero).unwrap().ref_count(), 1);
+    assert_eq!(env.memmap.page_folio(env.zero).unwrap().mapcount(), 0);
+    env.walk_all(&a);
+    env.walk_all(&c);
+    c.teardown(&mut env);
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}
+
+// ---------------------------------------------------------------------
+// Random histories against a per-page model.
+// ---------------------------------------------------------------------
+
+/// Pages in the window the histories use: two 2 MiB spans.
+const WINDOW: u64 = 1024;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Top-level knob and one per-size knob.
+    Policy {
+        top: u8,
+        order: u8,
+        setting: u8,
+    },
+    /// `mmap(MAP_FIXED)`: replaces whatever was there.
+    Mmap {
+        space: usize,
+        page: u64,
+        n: u64,
+        huge: bool,
+    },
+    /// Stores `value + i` into pages `page..page + n`.
+    Touch {
+        space: usize,
+        page: u64,
+        n: u64,
+        value: u64,
+    },
+    Read {
+        space: usize,
+        page: u64,
+    },
+    Unmap {
+        space: usize,
+        page: u64,
+        n: u64,
+    },
+    Protect {
+        space: usize,
+        page: u64,
+        n: u64,
+        write: bool,
+    },
+    DontNeed {
+        space: usize,
+        page: u64,
+        n: u64,
+    },
+    Fork {
+        space: usize,
+    },
+    Exit {
+        space: usize,
+    },
+}
+
+fn range() -> impl Strategy<Value = (u64, u64)> {
+    prop_oneof![
+        // Small, anywhere.
+        (0..WINDOW, 1u64..20),
+        // Aligned to a folio size, so large folios fit.
+        (0..WINDOW / 16, 1u64..5).prop_map(|(p, k)| (p * 16, k * 16)),
+        // Big.
+        (0..WINDOW / 2, 64u64..600),
+        // A whole 2 MiB span, where a PMD-sized folio fits.
+        (0..2u64, Just(512u64)).prop_map(|(k, n)| (k * 512, n)),
+    ]
+    .prop_map(|(p, n)| (p, n.min(WINDOW - p).max(1)))
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let space = 0usize..4;
+    prop_oneof![
+        1 => (0u8..3, 2u8..10, 0u8..4).prop_map(|(top, order, setting)| Op::Policy { top, order, setting }),
+        2 => (space.clone(), range(), any::<bool>()).prop_map(|(space, (page, n), huge)| Op::Mmap { space, page, n, huge }),
+        6 => (space.clone(), range(), any::<u64>()).prop_map(|(space, (page, n), value)| Op::Touch { space, page, n: n.min(80), value }),
+        3 => (space.clone(), 0..WINDOW).prop_map(|(space, page)| Op::Read { space, page }),
+        2 => (space.clone(), range()).prop_map(|(space, (page, n))| Op::Unmap { space, page, n }),
+        2 => (space.clone(), range(), any::<bool>()).prop_map(|(space, (page, n), write)| Op::Protect { space, page, n, write }),
+        2 => (space.clone(), range()).prop_map(|(space, (page, n))| Op::DontNeed { space, page, n }),
+        1 => space.clone().prop_map(|space| Op::Fork { space }),
+        1 => space.prop_map(|space| Op::Exit { space }),
+    ]
+}
+
+/// What a page of a space should be: mapped (with write permission or
+/// not) and its first word.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct PageModel {
+    writable: bool,
+    value: u64,
+}
+
+struct Modelled<F: PteFormat> {
+    space: AddressSpace<F>,
+    pages: BTreeMap<u64, PageModel>,
+}
+
+const WORDS: [&str; 4] = ["always", "inherit", "madvise", "never"];
+
+fn apply<F: PteFormat>(env: &mut HostEnv, spaces: &mut Vec<Option<Modelled<F>>>, op: Op) {
+    let n = spaces.len();
+    let pick = |spaces: &mut Vec<Option<Modelled<F>>>, s: usize| -> Option<usize> {
+        spaces.get(s % n).and_then(|x| x.as_ref()).map(|_| s % n)
+    };
+    match op {
+        Op::Policy {
+            top,
+            order,
+            setting,
+        } => {
+            let top = ["always", "madvise", "never"][top as usize];
+            env.thp.write_top(top.as_bytes()).unwrap();
+            env.thp
+                .write_size(order, WORDS[setting as usize].as_bytes())
+                .unwrap();
+        }
+        Op::Mmap {
+            space,
+            page,
+            n,
+            huge,
+        } => {
+            let Some(i) = pick(spaces, space) else { return };
+            let m = spaces[i].as_mut().unwrap();
+            m.space.unmap(env, va(page), va(page + n)).unwrap();
+            m.space
+                .add_vma(Vma::new(va(page), va(page + n), Prot::RW, VmaKind::Anon))
+                .unwrap();
+            if huge {
+                m.space
+                    .advise_hugepage(va(page), va(page + n), true)
+                    .unwrap();
+            }
+            for p in page..page + n {
+                m.pages.insert(
+                    p,
+                    PageModel {
+                        writable: true,
+                        value: 0,
+                    },
+                );
+            }
+        }
+        Op::Touch {
+            space,
+            page,
+            n,
+            value,
+        } => {
+            let Some(i) = pick(spaces, space) else { return };
+            let m = spaces[i].as_mut().unwrap();
+            for p in page..(page + n).min(WINDOW) {
+                match m.pages.get_mut(&p) {
+                    Some(pm) if pm.writable => {
+                        let v = value.wrapping_add(p);
+                        write_u64(env, &mut m.space, va(p), v);
+                        pm.value = v;
+                    }
+                    Some(_) => assert_eq!(
+                        m.space.handle_fault(env, va(p), Access::Write),
+                        Err(FaultError::Protection)
+                    ),
+                    None => assert_eq!(
+                        m.space.handle_fault(env, va(p), Access::Write),
+                        Err(FaultError::Unmapped)
+                    ),
+                }
+            }
+        }
+        Op::Read { space, page } => {
+            let Some(i) = pick(spaces, space) else { return };
+            let m = spaces[i].as_mut().unwrap();
+            match m.pages.get(&page) {
+                Some(pm) => assert_eq!(read_u64(env, &mut m.space, va(page)), pm.value),
+                None => assert_eq!(
+                    m.space.handle_fault(env, va(page), Access::Read),
+                    Err(FaultError::Unmapped)
+                ),
+            }
+        }
+        Op::Unmap { space, page, n } => {
+            let Some(i) = pick(spaces, space) else { return };
+            let m = spaces[i].as_mut().unwrap();
+            m.space.unmap(env, va(page), va(page + n)).unwrap();
+            for p in page..page + n {
+                m.pages.remove(&p);
+            }
+        }
+        Op::Protect {
+            space,
+            page,
+            n,
+            write,
+        } => {
+            let Some(i) = pick(spaces, space) else { return };
+            let m = spaces[i].as_mut().unwrap();
+            let prot = if write { Prot::RW } else { Prot::READ };
+            let hole = (page..page + n).any(|p| !m.pages.contains_key(&p));
+            let r = m.space.protect(env, va(page), va(page + n), prot);
+            if hole {
+                assert_eq!(r, Err(VmaError::Hole));
+            } else {
+                r.unwrap();
+                for p in page..page + n {
+                    m.pages.get_mut(&p).unwrap().writable = write;
+                }
+            }
+        }
+        Op::DontNeed { space, page, n } => {
+            let Some(i) = pick(spaces, space) else { return };
+            let m = spaces[i].as_mut().unwrap();
+            let hole = (page..page + n).any(|p| !m.pages.contains_key(&p));
+            let r = m.space.dontneed(env, va(page), va(page + n));
+            assert_eq!(r.is_err(), hole, "{r:?}");
+            for p in page..page + n {
+                if let Some(pm) = m.pages.get_mut(&p) {
+                    pm.value = 0;
+                }
+            }
+        }
+        Op::Fork { space } => {
+            if spaces.len() >= 6 {
+                return;
+            }
+            let Some(i) = pick(spaces, space) else { return };
+            let asid = Asid(spaces.len() as u16 + 1);
+            let m = spaces[i].as_mut().unwrap();
+            let mut c = m.space.fork(env, None).unwrap();
+            c.asid = asid;
+            let pages = m.pages.clone();
+            spaces.push(Some(Modelled { space: c, pages }));
+        }
+        Op::Exit { space } => {
+            let Some(i) = pick(spaces, space) else { return };
+            let m = spaces[i].take().unwrap();
+            m.space.teardown(env);
+        }
+    }
+}
+
+/// Everything the model and the accounting say must hold now.
+fn check<F: PteFormat>(env: &HostEnv, spaces: &[Option<Modelled<F>>], free0: u64) {
+    // PTEs per frame, over all spaces; and page contents and rights.
+    let mut users: HashMap<Pfn, u32> = HashMap::new();
+    for m in spaces.iter().flatten() {
+        let a = &m.space;
+        assert_eq!(a.rss(), a.resident_pages(), "rss counter");
+        for p in 0..WINDOW {
+            let t = a.translate(va(p));
+            let Some(pm) = m.pages.get(&p) else {
+                assert!(t.is_none(), "page {p} is not in an area but mapped");
+                continue;
+            };
+            let Some((pfn, attrs)) = t else { continue };
+            assert!(attrs.user && !attrs.exec);
+            assert!(
+                !attrs.writable || pm.writable,
+                "page {p} writable under PROT_READ"
+            );
+            let mut b = [0u8; 8];
+            assert!(a.read_bytes(env, va(p), &mut b));
+            assert_eq!(u64::from_le_bytes(b), pm.value, "contents of page {p}");
+            if pfn == env.zero {
+                assert!(!attrs.writable, "the zero page mapped writable");
+                continue;
+            }
+            let f = env.memmap.page_folio(pfn).expect("a folio");
+            // A folio's pages sit at their natural place: the folio is
+            // mapped aligned to its size.
+            let base = va(p).as_u64() - (pfn - f.pfn()) * PAGE_SIZE;
+            assert!(base.is_multiple_of(f.nr_pages() * PAGE_SIZE), "misplaced");
+            *users.entry(pfn).or_default() += 1;
+        }
+    }
+    // Per folio: refcount = mapcount = PTEs mapping any of its pages; an
+    // exclusive page is mapped once.
+    let mut folios: HashMap<Pfn, (u32, u64)> = HashMap::new();
+    for (&pfn, &n) in &users {
+        let f = env.memmap.page_folio(pfn).unwrap();
+        if f.page_anon_exclusive(pfn) {
+            assert_eq!(n, 1, "exclusive page {pfn:?} mapped {n} times");
+        }
+        let e = folios.entry(f.pfn()).or_insert((0, f.nr_pages()));
+        e.0 += n;
+    }
+    let mut in_folios = 0;
+    for (&head, &(n, pages)) in &folios {
+        let f = env.memmap.page_folio(head).unwrap();
+        assert_eq!((f.ref_count(), f.mapcount()), (n, n), "folio {head:?}");
+        in_folios += pages;
+    }
+    // Every frame is free, a table, or in a mapped folio: nothing leaks.
+    assert_eq!(env.free_pages() + env.tables + in_folios, free0, "frames");
+}
+
+/// A whole random policy: the top-level knob and one setting per size,
+/// leaning towards sizes being enabled.
+fn policy() -> impl Strategy<Value = (u8, [u8; 8])> {
+    let setting = prop_oneof![3 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8), 2 => Just(3u8)];
+    (0u8..3, proptest::array::uniform8(setting))
+}
+
+fn history<F: PteFormat>((top, sizes): (u8, [u8; 8]), ops: Vec<Op>) {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    for (k, &setting) in sizes.iter().enumerate() {
+        let op = Op::Policy {
+            top,
+            order: k as u8 + 2,
+            setting,
+        };
+        apply::<F>(&mut env, &mut Vec::new(), op);
+    }
+    let mut spaces: Vec<Option<Modelled<F>>> = vec![Some(Modelled {
+        space: new_space::<F>(&mut env, 1),
+        pages: BTreeMap::new(),
+    })];
+    for op in ops {
+        // The hardware may have cached every present translation.
+        for m in spaces.iter().flatten() {
+            env.walk_all(&m.space);
+        }
+        apply(&mut env, &mut spaces, op);
+        check(&env, &spaces, free0);
+    }
+    for m in spaces.into_iter().flatten() {
+        env.walk_all(&m.space);
+        m.space.teardown(&mut env);
+    }
+    assert_eq!(env.tables, 0);
+    assert_eq!(env.free_pages(), free0, "leak");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn mthp_histories_match_the_model_x86_64(p in policy(), ops in proptest::collection::vec(op(), 1..60)) {
+        history::<X86_64>(p, ops);
+    }
+    #[test]
+    fn mthp_histories_match_the_model_aarch64(p in policy(), ops in proptest::collection::vec(op(), 1..60)) {
+        history::<Aarch64>(p, ops);
+    }
+}
+
+/// A folio mapped by two spaces with fewer mappings than it has pages
+/// (each unmapped part of it) is still shared: a write copies.
+#[test]
+fn a_partly_mapped_shared_folio_is_copied_not_reused() {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    set_sizes(&env, "never", &[(4, "always")]);
+    let mut parent = new_space::<Aarch64>(&mut env, 1);
+    anon(&mut parent, 0, 16);
+    for p in 0..16 {
+        write_u64(&mut env, &mut parent, va(p), p);
+    }
+    let mut child = parent.fork(&mut env, None).unwrap();
+    child.asid = Asid(2);
+    let head = folio_at(&env, &parent, 0).0;
+    env.walk_all(&parent);
+    env.walk_all(&child);
+    child.unmap(&mut env, va(4), va(16)).unwrap();
+    parent.unmap(&mut env, va(8), va(16)).unwrap();
+    assert_eq!(folio_at(&env, &parent, 0), (head, 4, 12, 12));
+    write_u64(&mut env, &mut parent, va(1), 99);
+    assert_ne!(parent.translate(va(1)).unwrap().0, head + 1, "copied");
+    assert_eq!(read_u64(&mut env, &mut child, va(1)), 1, "child unchanged");
+    // Page 5 is the parent's alone, but the folio is not: Linux copies too.
+    write_u64(&mut env, &mut parent, va(5), 55);
+    assert_ne!(parent.translate(va(5)).unwrap().0, head + 5);
+    env.walk_all(&parent);
+    env.walk_all(&child);
+    child.teardown(&mut env);
+    parent.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}

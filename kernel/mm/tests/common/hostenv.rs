@@ -1,0 +1,178 @@
+//! A whole machine for address-space tests: an arena of "RAM" (filled
+//! with garbage), a memmap and buddy allocator over it, a recording TLB
+//! that fails the test when a frame is freed while a translation to it may
+//! still be cached, an mTHP policy and a zero page.
+
+use std::alloc::{Layout, alloc, dealloc};
+
+use folium_mm::aspace::{Access, AddressSpace, MmEnv};
+use folium_mm::buddy::BuddyAllocator;
+use folium_mm::folio::Folio;
+use folium_mm::memmap::{Memmap, Page};
+use folium_mm::pgtable::PteFormat;
+use folium_mm::phys::LinearMap;
+use folium_mm::thp::ThpPolicy;
+use folium_mm::tlb::{Asid, RecordingTlb, TlbOps};
+use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+
+/// Fake physical address of the arena's first frame.
+const FAKE_BASE: u64 = 0x4000_0000;
+/// One past the highest user address the tests' spaces use.
+pub const USER_END: u64 = 1 << 47;
+
+/// "Physical memory": an arena, a memmap over it and a buddy allocator.
+pub struct HostEnv {
+    pub arena: *mut u8,
+    pub layout: Layout,
+    pub memmap: &'static Memmap,
+    pub buddy: BuddyAllocator<'static>,
+    pub tlb: RecordingTlb,
+    pub tables: u64,
+    pub thp: ThpPolicy,
+    pub zero: Pfn,
+}
+
+impl HostEnv {
+    /// `frames` frames of RAM (the zero page is taken from them).
+    pub fn new(frames: u64) -> HostEnv {
+        let layout = Layout::from_size_align((frames * PAGE_SIZE) as usize, 4096).unwrap();
+        // SAFETY: non-zero size.
+        let arena = unsafe { alloc(layout) };
+        assert!(!arena.is_null());
+        // SAFETY: `arena` is valid for the whole layout.
+        unsafe { arena.write_bytes(0x5a, layout.size()) };
+        let (start, end) = (
+            Pfn::new(FAKE_BASE >> 12),
+            Pfn::new((FAKE_BASE >> 12) + frames),
+        );
+        let nr = Memmap::nr_pages_for(start, end) as usize;
+        let storage: &'static mut [std::mem::MaybeUninit<Page>] =
+            Box::leak(Box::new_uninit_slice(nr));
+        // SAFETY: the leaked slice is aligned for Page and holds `nr` slots.
+        let memmap: &'static Memmap = Box::leak(Box::new(unsafe {
+            Memmap::init(storage.as_mut_ptr().cast(), start, end)
+        }));
+        let mut buddy = BuddyAllocator::new(memmap);
+        buddy.add_free_range(start, end);
+        let zero = buddy.alloc(Order::of(0)).unwrap();
+        // SAFETY: a frame of the arena, just allocated.
+        unsafe {
+            arena
+                .add((zero.phys().as_u64() - FAKE_BASE) as usize)
+                .write_bytes(0, PAGE_SIZE as usize)
+        };
+        HostEnv {
+            arena,
+            layout,
+            memmap,
+            buddy,
+            tlb: RecordingTlb::new(),
+            tables: 0,
+            thp: ThpPolicy::new(),
+            zero,
+        }
+    }
+
+    pub fn free_pages(&self) -> u64 {
+        self.buddy.nr_free_pages()
+    }
+
+    /// The hardware may cache any present translation at any time.
+    pub fn walk_all<F: PteFormat>(&self, a: &AddressSpace<F>) {
+        for v in a.vmas().iter() {
+            let mut va = v.start;
+            while va < v.end {
+                if let Some((pfn, _)) = a.translate(va) {
+                    self.tlb.touch(a.asid, va, pfn);
+                }
+                va = va + PAGE_SIZE;
+            }
+        }
+    }
+}
+
+impl Drop for HostEnv {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.arena, self.layout) };
+    }
+}
+
+impl MmEnv for HostEnv {
+    fn memmap(&self) -> &Memmap {
+        self.memmap
+    }
+    fn linear(&self) -> LinearMap {
+        // SAFETY: every frame the buddy hands out lies in the arena.
+        unsafe { LinearMap::new((self.arena as u64).wrapping_sub(FAKE_BASE)) }
+    }
+    fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
+        self.buddy.alloc_folio(order)
+    }
+    fn folio_put(&mut self, folio: Folio) {
+        let pfn = folio.pfn();
+        if self.buddy.folio_put(folio).freed() {
+            assert!(
+                !self.tlb.maps_frame(pfn),
+                "{pfn:?} freed while a translation to it may be cached"
+            );
+        }
+    }
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        self.tables += 1;
+        self.buddy.alloc(Order::of(0)).map(Pfn::phys)
+    }
+    fn free_table(&mut self, table: PhysAddr) {
+        self.tables -= 1;
+        self.buddy.free(table.pfn(), Order::of(0)).unwrap();
+    }
+    fn tlb(&self) -> &dyn TlbOps {
+        &self.tlb
+    }
+    fn thp(&self) -> &ThpPolicy {
+        &self.thp
+    }
+    fn zero_pfn(&self) -> Pfn {
+        self.zero
+    }
+}
+
+/// The address of page `page` of the tests' window (2 MiB aligned).
+pub fn va(page: u64) -> VirtAddr {
+    VirtAddr::new(0x40_0000 + page * PAGE_SIZE)
+}
+
+/// An empty space tagged `asid`.
+pub fn new_space<F: PteFormat>(env: &mut HostEnv, asid: u16) -> AddressSpace<F> {
+    let mut a = AddressSpace::<F>::new(env, VirtAddr::new(USER_END), None).unwrap();
+    a.asid = Asid(asid);
+    a
+}
+
+/// A user store of `v` at `at`: a write fault first if the page is
+/// missing or not writable, then the store through the page tables.
+pub fn write_u64<F: PteFormat>(env: &mut HostEnv, a: &mut AddressSpace<F>, at: VirtAddr, v: u64) {
+    // A user store: fault for write if not writable, then store.
+    if a.translate(at).is_none_or(|(_, attrs)| !attrs.writable) {
+        a.handle_fault(env, at, Access::Write).unwrap();
+    }
+    let (pfn, attrs) = a.translate(at).unwrap();
+    assert!(attrs.writable && attrs.user && !attrs.exec);
+    let p = env.linear().ptr::<u8>(pfn.phys());
+    // SAFETY: a mapped, writable page of the arena.
+    unsafe {
+        p.add((at.as_u64() % PAGE_SIZE) as usize)
+            .cast::<u64>()
+            .write_unaligned(v)
+    };
+}
+
+/// A user load at `at`: a read fault first if the page is missing.
+pub fn read_u64<F: PteFormat>(env: &mut HostEnv, a: &mut AddressSpace<F>, at: VirtAddr) -> u64 {
+    if a.translate(at).is_none() {
+        a.handle_fault(env, at, Access::Read).unwrap();
+    }
+    let mut b = [0u8; 8];
+    assert!(a.read_bytes(env, at, &mut b));
+    u64::from_le_bytes(b)
+}
