@@ -58,6 +58,11 @@ pub trait MmEnv {
     fn free_table(&mut self, table: PhysAddr);
     /// TLB maintenance.
     fn tlb(&self) -> &dyn TlbOps;
+    /// Folio references a [`Gather`] may hold before it must flush and
+    /// free early ([`GATHER_BATCH`]; tests make it small).
+    fn gather_batch(&self) -> usize {
+        GATHER_BATCH
+    }
     /// The mTHP policy anonymous faults follow.
     fn thp(&self) -> &ThpPolicy;
     /// The shared zero page: a frame of zeroes, never written and never
@@ -163,11 +168,26 @@ impl Gather {
     /// Takes over the folio reference a just-cleared PTE held (the folio's
     /// head is `head`); it is dropped only after the flush. This is the
     /// only way a mapped page's reference ends.
-    fn add_pte_ref(&mut self, head: Pfn) {
+    ///
+    /// Context: the PTE's address was [noted](Gather::note) first, so any
+    /// early flush this forces covers it.
+    fn add_pte_ref(&mut self, head: Pfn, env: &mut (impl MmEnv + ?Sized)) {
         // SAFETY: the caller cleared a PTE of this folio and accounted its
         // mapcount; the reference that PTE held moves into the gather,
         // which puts it after the TLB flush.
-        self.folios.push(unsafe { Folio::from_raw(head) });
+        let folio = unsafe { Folio::from_raw(head) };
+        if self.folios.len() >= env.gather_batch() || self.folios.try_reserve(1).is_err() {
+            // Bound the gather's memory (and survive a full kernel heap):
+            // flush what is unhooked so far, free it, and go on.
+            self.flush_and_free_folios(env);
+        }
+        if self.folios.len() < self.folios.capacity() {
+            self.folios.push(folio);
+        } else {
+            // Not even one slot: flush (this PTE is covered), then free.
+            self.flush(env);
+            env.folio_put(folio);
+        }
     }
 
     /// Number of folio references waiting for the flush.
@@ -207,8 +227,11 @@ impl Gather {
 }
 
 /// Folio references a [`Gather`] holds before it flushes and frees them
-/// (Linux's mmu_gather batches are a page of pointers: the same order).
-pub const GATHER_BATCH: usize = 512;
+/// early. Linux chains batch pages up to about ten thousand of them
+/// before a forced flush; Folium bounds the list at 64 Ki references
+/// (512 KiB of kernel heap), so unmapping 1 GiB of small folios flushes
+/// four times and anything up to 256 MiB once.
+pub const GATHER_BATCH: usize = 1 << 16;
 
 /// The program break: `[start, cur)` is the heap area (Linux `brk`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -705,7 +728,8 @@ impl<F: PteFormat> AddressSpace<F> {
         f.clear_page_anon_exclusive(pfn);
         f.sub_mapcount(1);
         self.rss -= 1;
-        g.add_pte_ref(f.pfn());
+        let head = f.pfn();
+        g.add_pte_ref(head, env);
     }
 
     /// Writes `bytes` at `va` in this space on the kernel's behalf (program
@@ -829,7 +853,11 @@ impl<F: PteFormat> AddressSpace<F> {
             }
         }
         if downgraded {
-            env.tlb().flush_asid(self.asid);
+            // The parent's PTEs lost write: one flush of the whole space
+            // (nothing is released, so the gather only flushes).
+            let mut g = Gather::new(self.asid);
+            g.full = true;
+            g.finish(env);
         }
         if let Err(e) = result {
             child.teardown(env);
@@ -884,11 +912,6 @@ impl<F: PteFormat> AddressSpace<F> {
                     let raw = self.pt.take_pte(slot);
                     g.note(va);
                     self.release_pte(raw, g, env);
-                    if g.folios.len() >= GATHER_BATCH {
-                        // Bound the gather's memory: flush what is unhooked
-                        // so far, then free it, and go on.
-                        g.flush_and_free_folios(env);
-                    }
                 }
             }
         }

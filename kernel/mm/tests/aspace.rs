@@ -166,11 +166,33 @@ fn mprotect_downgrades_and_cow_restores() {
 }
 
 #[test]
-fn large_unmaps_flush_in_batches_before_freeing() {
+fn unmaps_flush_once_then_free() {
     let mut env = HostEnv::new(FRAMES);
     let free0 = env.free_pages();
     let mut a = new_space::<Aarch64>(&mut env, 1);
-    let n = 3 * folium_mm::aspace::GATHER_BATCH as u64 + 7;
+    let n = 1000;
+    a.add_vma(Vma::new(va(0), va(n), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    for p in 0..n {
+        write_u64(&mut env, &mut a, va(p), p);
+    }
+    env.walk_all(&a);
+    let before = env.tlb.calls();
+    a.unmap(&mut env, va(0), va(n)).unwrap();
+    let after = env.tlb.calls();
+    let flushes: u64 = (0..3).map(|i| after[i] - before[i]).sum();
+    assert_eq!(flushes, 1, "one flush for the whole operation");
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}
+
+#[test]
+fn full_gathers_flush_before_freeing() {
+    let mut env = HostEnv::new(FRAMES);
+    env.gather_batch = 64;
+    let free0 = env.free_pages();
+    let mut a = new_space::<Aarch64>(&mut env, 1);
+    let n = 3 * 64 + 7;
     a.add_vma(Vma::new(va(0), va(n), Prot::RW, VmaKind::Anon))
         .unwrap();
     for p in 0..n {
@@ -183,7 +205,7 @@ fn large_unmaps_flush_in_batches_before_freeing() {
     a.unmap(&mut env, va(0), va(n)).unwrap();
     let after = env.tlb.calls();
     let flushes: u64 = (0..3).map(|i| after[i] - before[i]).sum();
-    assert!(flushes >= 4, "expected a flush per batch, saw {flushes}");
+    assert_eq!(flushes, 4, "a flush per full batch and one at the end");
     assert_eq!(a.resident_pages(), 0);
     a.teardown(&mut env);
     assert_eq!(env.free_pages(), free0);

@@ -30,6 +30,8 @@ pub struct HostEnv {
     pub tables: u64,
     pub thp: ThpPolicy,
     pub zero: Pfn,
+    /// What [`MmEnv::gather_batch`] answers.
+    pub gather_batch: usize,
 }
 
 impl HostEnv {
@@ -70,6 +72,7 @@ impl HostEnv {
             tables: 0,
             thp: ThpPolicy::new(),
             zero,
+            gather_batch: folium_mm::aspace::GATHER_BATCH,
         }
     }
 
@@ -134,6 +137,9 @@ impl MmEnv for HostEnv {
     }
     fn zero_pfn(&self) -> Pfn {
         self.zero
+    }
+    fn gather_batch(&self) -> usize {
+        self.gather_batch
     }
 }
 
