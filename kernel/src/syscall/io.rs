@@ -23,8 +23,13 @@ pub fn write(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
         File::Control {
             knob: Some(knob), ..
         } => {
-            // A knob takes one short word per write, as sysfs does.
+            // A knob takes one short word per write, as sysfs does; an
+            // empty write changes nothing and succeeds (sysfs returns 0
+            // before calling the knob's handler).
             let knob = *knob;
+            if len == 0 {
+                return Ok(0);
+            }
             let mut word = [0u8; 64];
             let n = (len as usize).min(word.len());
             uaccess::copy_in(task, &mut word[..n], buf)?;

@@ -93,7 +93,9 @@ pub fn mmap(task: &mut Task, addr: u64, len: u64, prot: u64, flags: u64, fd: u64
         MAP_SHARED => return Err(Errno::ENOTSUP),
         _ => return Err(Errno::EINVAL),
     }
-    let prot = Prot::from_bits(prot).ok_or(Errno::EINVAL)?;
+    // Linux's mmap ignores `prot` bits it does not know (only mprotect
+    // refuses them).
+    let prot = Prot::from_bits(prot & 7).ok_or(Errno::EINVAL)?;
     if len == 0 {
         return Err(Errno::EINVAL);
     }
