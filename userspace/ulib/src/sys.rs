@@ -263,6 +263,32 @@ pub mod mm {
     pub const PROT_WRITE: u64 = 2;
     pub const MAP_PRIVATE: u64 = 0x02;
     pub const MAP_ANONYMOUS: u64 = 0x20;
+    // The same values on x86-64 and arm64 (the generic ones).
+    pub const PROT_EXEC: u64 = 4;
+    pub const MAP_SHARED: u64 = 0x01;
+    pub const MAP_FIXED: u64 = 0x10;
+    pub const MAP_NORESERVE: u64 = 0x4000;
+    pub const MAP_POPULATE: u64 = 0x8000;
+    pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+    pub const MADV_NORMAL: u64 = 0;
+    pub const MADV_RANDOM: u64 = 1;
+    pub const MADV_SEQUENTIAL: u64 = 2;
+    pub const MADV_WILLNEED: u64 = 3;
+    pub const MADV_DONTNEED: u64 = 4;
+    pub const MADV_FREE: u64 = 8;
+    pub const MADV_HUGEPAGE: u64 = 14;
+    pub const MADV_NOHUGEPAGE: u64 = 15;
+}
+
+/// `mmap(addr, len, prot, flags, fd, off)` with every argument as given
+/// (no `MAP_ANONYMOUS` added), so tests see the kernel's checks.
+pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> SysResult {
+    call_int(Sysno::Mmap, [addr, len, prot, flags, fd, off])
+}
+
+/// `madvise(addr, len, advice)`.
+pub fn madvise(addr: u64, len: u64, advice: u64) -> SysResult {
+    call_int(Sysno::Madvise, [addr, len, advice, 0, 0, 0])
 }
 
 /// `mmap(addr, len, prot, flags, -1, 0)` of anonymous memory.

@@ -14,120 +14,14 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use folium_abi::{Errno, Sysno};
+use folium_programs::{
+    Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, mem_free_kb, on_folium,
+    read_file, run_suite, signalled, spawn, write_file,
+};
+use ulib::println;
 use ulib::sys::{self, call, call_int, raw6};
-use ulib::{print, println};
-
-type TestResult = Result<(), String>;
-
-macro_rules! ensure {
-    ($c:expr) => {
-        if !$c {
-            return Err(format!("line {}: {}", line!(), stringify!($c)));
-        }
-    };
-    ($c:expr, $($m:tt)+) => {
-        if !$c {
-            return Err(format!("line {}: {}: {}", line!(), stringify!($c), format_args!($($m)+)));
-        }
-    };
-}
-
-macro_rules! ensure_eq {
-    ($a:expr, $b:expr) => {
-        ensure_eq!($a, $b, "")
-    };
-    ($a:expr, $b:expr, $($m:tt)+) => {{
-        let (a, b) = (&$a, &$b);
-        if a != b {
-            return Err(format!(
-                "line {}: {} = {:?}, expected {:?} {}",
-                line!(), stringify!($a), a, b, format_args!($($m)+)
-            ));
-        }
-    }};
-}
 
 ulib::entry!(main);
-
-/// True when running on Folium (uname's release says so).
-fn on_folium() -> bool {
-    let mut u = [0u8; 390];
-    sys::uname(&mut u).is_ok() && u[130..195].windows(6).any(|w| w == b"folium")
-}
-
-/// Forks a child that runs `f` and exits with its result (0 on Ok, 1 on
-/// Err after printing it); returns the child's wait status.
-fn in_child(f: impl FnOnce() -> i32) -> Result<u32, String> {
-    match sys::fork() {
-        Ok(0) => sys::exit_group(f()),
-        Ok(pid) => {
-            let (got, status) =
-                sys::wait4(pid as i32, 0).map_err(|e| format!("wait4: {}", e.name()))?;
-            if got != pid as i32 {
-                return Err(format!("wait4 returned {got}, expected {pid}"));
-            }
-            Ok(status)
-        }
-        Err(e) => Err(format!("fork: {}", e.name())),
-    }
-}
-
-/// Forks a child that runs `f` (which normally exits or loops forever; if
-/// it returns, the child exits 0); returns the child's pid without waiting.
-fn spawn(f: impl FnOnce()) -> Result<i32, String> {
-    match sys::fork() {
-        Ok(0) => {
-            f();
-            sys::exit_group(0)
-        }
-        Ok(pid) => Ok(pid as i32),
-        Err(e) => Err(format!("fork: {}", e.name())),
-    }
-}
-
-fn signalled(status: u32) -> Option<u32> {
-    let s = status & 0x7f;
-    (s != 0 && s != 0x7f).then_some(s)
-}
-
-fn exit_code(status: u32) -> Option<u32> {
-    (status & 0x7f == 0).then_some((status >> 8) & 0xff)
-}
-
-/// MemFree from /proc/meminfo, in kB.
-fn mem_free_kb() -> Option<u64> {
-    // SAFETY: a NUL-terminated path; flags O_RDONLY.
-    let fd = unsafe {
-        call(
-            Sysno::Openat,
-            [
-                (-100i64) as u64,
-                c"/proc/meminfo".as_ptr() as u64,
-                0,
-                0,
-                0,
-                0,
-            ],
-        )
-    }
-    .ok()?;
-    let mut buf = [0u8; 4096];
-    let mut len = 0;
-    while let Ok(n) = sys::read(fd as i32, &mut buf[len..]) {
-        if n == 0 || len + n as usize >= buf.len() {
-            break;
-        }
-        len += n as usize;
-    }
-    let _ = call_int(Sysno::Close, [fd, 0, 0, 0, 0, 0]);
-    let text = core::str::from_utf8(&buf[..len]).ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemFree:"))?;
-    line.split_ascii_whitespace().nth(1)?.parse().ok()
-}
-
-fn errno_of(r: Result<u64, Errno>) -> Option<&'static str> {
-    r.err().map(Errno::name)
-}
 
 /// An address in the kernel half on both architectures.
 const KERNEL_ADDR: u64 = 0xffff_ffff_8000_0000;
@@ -530,7 +424,7 @@ fn t_wait_without_children() -> TestResult {
 
 fn t_fork_and_exit_status() -> TestResult {
     let st = in_child(|| 42)?;
-    ensure_eq!(exit_code(st), Some(42));
+    ensure_eq!(exited(st), Some(42));
     // WNOHANG on a running child: 0, then the real status.
     let pid = spawn(|| {
         let _ = sys::nanosleep(30_000_000);
@@ -539,7 +433,7 @@ fn t_fork_and_exit_status() -> TestResult {
     ensure_eq!(sys::wait4(pid, sys::WNOHANG).map(|r| r.0), Ok(0));
     let (got, st) = sys::wait4(pid, 0).map_err(|e| String::from(e.name()))?;
     ensure_eq!(got, pid);
-    ensure_eq!(exit_code(st), Some(7));
+    ensure_eq!(exited(st), Some(7));
     Ok(())
 }
 
@@ -560,7 +454,7 @@ fn t_fork_hundred_children() -> TestResult {
             .iter()
             .find(|p| p.0 == pid)
             .ok_or(format!("unknown pid {pid}"))?;
-        ensure_eq!(exit_code(st), Some(i * 3 % 256));
+        ensure_eq!(exited(st), Some(i * 3 % 256));
         seen += 1;
     }
     ensure_eq!(errno_of(sys::wait4(-1, 0).map(|_| 0)), Some("ECHILD"));
@@ -575,15 +469,15 @@ fn t_three_generations() -> TestResult {
                 return 90;
             }
             match in_child(|| 5) {
-                Ok(st) if exit_code(st) == Some(5) => 6,
+                Ok(st) if exited(st) == Some(5) => 6,
                 _ => 91,
             }
         }) {
-            Ok(st) if exit_code(st) == Some(6) => 7,
+            Ok(st) if exited(st) == Some(6) => 7,
             _ => 92,
         }
     })?;
-    ensure_eq!(exit_code(st), Some(7));
+    ensure_eq!(exited(st), Some(7));
     Ok(())
 }
 
@@ -620,7 +514,7 @@ fn t_orphans_are_reparented() -> TestResult {
         st
     };
     ensure_eq!(
-        exit_code(middle_status),
+        exited(middle_status),
         Some(0),
         "the middle child could not fork"
     );
@@ -655,7 +549,7 @@ fn t_cow_isolation() -> TestResult {
         }
         0
     })?;
-    ensure_eq!(exit_code(st), Some(0));
+    ensure_eq!(exited(st), Some(0));
     ensure_eq!(SHARED.load(Ordering::SeqCst), 0x2222);
     ensure_eq!(heap[7].load(Ordering::SeqCst), 7);
     ensure_eq!(stack_val[100], 0xab);
@@ -730,7 +624,7 @@ fn t_fp_simd_isolation() -> TestResult {
     let mine = simd_survives(0x0101_0000, 300);
     let (_, st) = sys::wait4(pid, 0).map_err(|e| String::from(e.name()))?;
     ensure!(mine, "the parent's SIMD registers changed");
-    ensure_eq!(exit_code(st), Some(0), "the child's SIMD registers changed");
+    ensure_eq!(exited(st), Some(0), "the child's SIMD registers changed");
     Ok(())
 }
 
@@ -749,7 +643,7 @@ fn t_preemption() -> TestResult {
         }
         0
     })?;
-    ensure_eq!(exit_code(st), Some(0));
+    ensure_eq!(exited(st), Some(0));
     // The parent itself ran too (it is here); now stop the spinner.
     ensure_eq!(sys::kill(spinner, 9), Ok(0));
     let (got, st) = sys::wait4(spinner, 0).map_err(|e| String::from(e.name()))?;
@@ -891,7 +785,7 @@ fn t_fork_until_refused() -> TestResult {
     );
     ensure!(n >= 100, "only {n} forks before {}", refusal.name());
     // After the bomb, forking works again.
-    ensure_eq!(exit_code(in_child(|| 3)?), Some(3));
+    ensure_eq!(exited(in_child(|| 3)?), Some(3));
     Ok(())
 }
 
@@ -938,7 +832,7 @@ fn t_memory_exhaustion_kills_only_the_hog() -> TestResult {
         }
     })?;
     let (_, st) = sys::wait4(small, 0).map_err(|e| String::from(e.name()))?;
-    ensure_eq!(exit_code(st), Some(0), "the small process: status {st:#x}");
+    ensure_eq!(exited(st), Some(0), "the small process: status {st:#x}");
     let (got, st) = sys::wait4(hog, 0).map_err(|e| String::from(e.name()))?;
     ensure_eq!(got, hog);
     ensure_eq!(signalled(st), Some(9), "the hog: status {st:#x}");
@@ -1007,7 +901,7 @@ fn t_signal_state() -> TestResult {
         let _ = unsafe { sys::execve(path, argv.as_ptr(), envp.as_ptr()) };
         3
     })?;
-    ensure_eq!(exit_code(st), Some(0), "status {st:#x}");
+    ensure_eq!(exited(st), Some(0), "status {st:#x}");
     // SIGCHLD ignored: the child is reaped for us; wait4 finds none.
     let st = in_child(|| {
         if sys::sigaction_simple(17, 1, 0).is_err() {
@@ -1023,7 +917,7 @@ fn t_signal_state() -> TestResult {
             _ => 3,
         }
     })?;
-    ensure_eq!(exit_code(st), Some(0), "status {st:#x}");
+    ensure_eq!(exited(st), Some(0), "status {st:#x}");
     ensure_eq!(errno_of(sys::kill(-12345, 0)), Some("ESRCH"));
     ensure_eq!(errno_of(sys::kill(i32::MIN, 0)), Some("ESRCH"));
     if on_folium() {
@@ -1075,37 +969,6 @@ fn t_madvise() -> TestResult {
     );
     ensure_eq!(sys::munmap(p, 4 * 4096), Ok(0));
     Ok(())
-}
-
-/// Reads a whole control file (None if it cannot be opened).
-fn read_file(path: &core::ffi::CStr) -> Option<String> {
-    // SAFETY: a NUL-terminated path; O_RDONLY.
-    let fd = unsafe {
-        call(
-            Sysno::Openat,
-            [(-100i64) as u64, path.as_ptr() as u64, 0, 0, 0, 0],
-        )
-    }
-    .ok()?;
-    let mut buf = [0u8; 512];
-    let n = sys::read(fd as i32, &mut buf).unwrap_or(0) as usize;
-    let _ = call_int(Sysno::Close, [fd, 0, 0, 0, 0, 0]);
-    Some(String::from(core::str::from_utf8(&buf[..n]).ok()?))
-}
-
-/// Opens `path` with `flags` and writes `word`; the write's result.
-fn write_file(path: &core::ffi::CStr, flags: u64, word: &[u8]) -> Result<u64, &'static str> {
-    // SAFETY: a NUL-terminated path.
-    let fd = unsafe {
-        call(
-            Sysno::Openat,
-            [(-100i64) as u64, path.as_ptr() as u64, flags, 0, 0, 0],
-        )
-    }
-    .map_err(Errno::name)?;
-    let r = sys::write(fd as i32, word).map_err(Errno::name);
-    let _ = call_int(Sysno::Close, [fd, 0, 0, 0, 0, 0]);
-    r
 }
 
 /// The transparent-hugepage knobs at Linux's paths: read in Linux's format
@@ -1176,8 +1039,6 @@ fn t_thp_knobs() -> TestResult {
 /// This program's argv[0], for re-executing itself.
 static EXE: AtomicU64 = AtomicU64::new(0);
 
-type Test = (&'static str, fn() -> TestResult);
-
 /// Tests that only run on Folium.
 const FOLIUM_ONLY: [&str; 2] = ["fork_until_refused", "memory_exhaustion_kills_only_the_hog"];
 
@@ -1226,8 +1087,9 @@ fn main(args: &ulib::Args) -> i32 {
     EXE.store(unsafe { *args.argv_ptr() } as u64, Ordering::Relaxed);
     let filters: Vec<&str> = (1..args.len()).filter_map(|i| args.arg(i)).collect();
     let folium = on_folium();
-    let selected: Vec<&Test> = TESTS
+    let selected: Vec<Test> = TESTS
         .iter()
+        .copied()
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|w| name.contains(w)))
         .filter(|(name, _)| {
             // Neither is run (nor counted) on a real host: the fork bomb
@@ -1239,46 +1101,5 @@ fn main(args: &ulib::Args) -> i32 {
             folium || !host_unsafe
         })
         .collect();
-    // The tests run in a child, so that this process's own memory (heap,
-    // stack, page tables) is the same when MemFree is read before and
-    // after: the difference is then exactly what the tests leaked.
-    let _ = mem_free_kb();
-    let free_before = mem_free_kb();
-    let status = in_child(|| {
-        let mut failed = 0;
-        for (name, f) in &selected {
-            match f() {
-                Ok(()) => println!("test utest::{name} ... ok"),
-                Err(why) => {
-                    failed += 1;
-                    println!("test utest::{name} ... FAILED: {why}");
-                }
-            }
-        }
-        failed
-    });
-    let free_after = mem_free_kb();
-    let failed = match status.map(exit_code) {
-        Ok(Some(n)) => n as usize,
-        other => {
-            println!("utest: the test process ended abnormally: {other:?}");
-            selected.len()
-        }
-    };
-    let mut passed = selected.len() - failed.min(selected.len());
-    let mut failed = failed;
-    match (free_before, free_after) {
-        (Some(b), Some(a)) if folium => {
-            if a == b {
-                passed += 1;
-                println!("test utest::no_leak ... ok");
-            } else {
-                failed += 1;
-                println!("test utest::no_leak ... FAILED: MemFree {b} kB before, {a} kB after");
-            }
-        }
-        (b, a) => print!("utest: MemFree before {b:?} kB, after {a:?} kB (not checked on Linux)\n"),
-    }
-    println!("utest: {passed} passed, {failed} failed");
-    if failed == 0 { 0 } else { 1 }
+    run_suite("utest", &selected)
 }

@@ -1,0 +1,1095 @@
+//! `mmtests`: the memory-management conformance suite. Runs on Folium
+//! (under init) and, unchanged, natively on Linux: copy-on-write of every
+//! folio size, partial unmaps, protections, `MADV_DONTNEED`, `MAP_FIXED`,
+//! `MAP_POPULATE`, fork of many areas, the errno of each refused call, and
+//! the mTHP knobs and fault counters. Every check is Linux's behaviour, so
+//! a difference is a Folium bug.
+//!
+//! On Folium a test that needs an mTHP policy sets it through Linux's
+//! sysfs knobs, proves with the per-size `anon_fault_alloc` counters that
+//! the folio size it meant was used, and puts the knobs back. On Linux it
+//! never writes a knob (the host is shared): it runs under the host's
+//! policy, or is skipped (printed, not counted).
+//!
+//! Prints `test mmtests::NAME ... ok|FAILED: why` per test, `no_leak` on
+//! Folium, and `mmtests: N passed, N failed`; exits 0 only if all passed.
+//! `mmtests NAME...` runs the tests whose names contain one of the words.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ffi::CStr;
+
+use folium_programs::{
+    Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, on_folium, read_file,
+    read_into, run_suite, signalled, spawn, write_file,
+};
+use ulib::println;
+use ulib::sys::{self, mm::*};
+
+ulib::entry!(main);
+
+const PAGE: u64 = 4096;
+const RW: u64 = PROT_READ | PROT_WRITE;
+const ANON: u64 = MAP_PRIVATE | MAP_ANONYMOUS;
+/// `fd` for an anonymous mapping.
+const NO_FD: u64 = u64::MAX;
+/// The last word of a page.
+const LAST: u64 = PAGE / 8 - 1;
+/// An address above the user half on both architectures.
+const HIGH: u64 = 0x8000_0000_0000_0000;
+
+// ---------------------------------------------------------------------
+// Mappings and their contents
+
+/// A private anonymous mapping this test made, unmapped when dropped.
+/// No Rust reference ever points into it: every access is a volatile
+/// load or store through [`Map::get`] / [`Map::set`].
+struct Map {
+    addr: u64,
+    len: u64,
+}
+
+impl Map {
+    /// `len` bytes, read-write.
+    fn new(len: u64) -> Result<Map, String> {
+        let addr = sys::mmap(0, len, RW, ANON, NO_FD, 0)
+            .map_err(|e| format!("mmap of {len:#x} bytes: {}", e.name()))?;
+        Ok(Map { addr, len })
+    }
+
+    /// A mapping with a `len`-byte range aligned to `align` inside it (it
+    /// maps `len + align` bytes); the range's start.
+    fn aligned(len: u64, align: u64) -> Result<(Map, u64), String> {
+        let m = Map::new(len + align)?;
+        let start = m.addr.next_multiple_of(align);
+        Ok((m, start))
+    }
+
+    fn check_range(&self, a: u64) {
+        assert!(
+            a.is_multiple_of(8) && a >= self.addr && a + 8 <= self.addr + self.len,
+            "access at {a:#x} outside the mapping"
+        );
+    }
+
+    /// The word at `a`.
+    fn get(&self, a: u64) -> u64 {
+        self.check_range(a);
+        // SAFETY: `a` is an aligned word inside a range this process
+        // mapped and no Rust object lives in; if the test made it
+        // inaccessible, the access kills the process with SIGSEGV (what
+        // such a test checks for) rather than reading anything else.
+        unsafe { (a as *const u64).read_volatile() }
+    }
+
+    /// Stores `v` at `a`.
+    fn set(&self, a: u64, v: u64) {
+        self.check_range(a);
+        // SAFETY: as in `get`.
+        unsafe { (a as *mut u64).write_volatile(v) }
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        let _ = sys::munmap(self.addr, self.len);
+    }
+}
+
+/// The address of word `w` of page `p` of the range at `start`.
+fn at(start: u64, p: u64, w: u64) -> u64 {
+    start + p * PAGE + w * 8
+}
+
+/// The pattern word `w` of page `p` holds.
+fn val(p: u64, w: u64) -> u64 {
+    0xa5a5_0000_0000_0000 ^ (p << 20) ^ w
+}
+
+/// Writes the pattern into the first and last word of each of `pages`
+/// pages at `start` (touching every page).
+fn fill(m: &Map, start: u64, pages: u64) {
+    for p in 0..pages {
+        m.set(at(start, p, 0), val(p, 0));
+        m.set(at(start, p, LAST), val(p, LAST));
+    }
+}
+
+/// Checks the first and last word of each of `pages` pages at `start`
+/// against `want(page, word)`.
+fn check(
+    m: &Map,
+    start: u64,
+    pages: u64,
+    what: &str,
+    want: impl Fn(u64, u64) -> u64,
+) -> TestResult {
+    for p in 0..pages {
+        for w in [0, LAST] {
+            let (got, exp) = (m.get(at(start, p, w)), want(p, w));
+            if got != exp {
+                return Err(format!(
+                    "{what}: page {p} word {w} is {got:#x}, expected {exp:#x}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the pattern, except pages in `zero` (which read 0).
+fn check_pattern_but(m: &Map, start: u64, pages: u64, what: &str, zero: &[u64]) -> TestResult {
+    check(m, start, pages, what, |p, w| {
+        if zero.contains(&p) { 0 } else { val(p, w) }
+    })
+}
+
+/// Runs `f` in a child: passes if it returned `Ok` (a failure is printed
+/// by the child and named here).
+fn child_ok(what: &str, f: impl FnOnce() -> TestResult) -> TestResult {
+    let st = in_child(|| child_body(what, f))?;
+    ensure!(exited(st) == Some(0), "{what}: status {st:#x}");
+    Ok(())
+}
+
+fn child_body(what: &str, f: impl FnOnce() -> TestResult) -> i32 {
+    match f() {
+        Ok(()) => 0,
+        Err(why) => {
+            println!("mmtests: {what}: {why}");
+            1
+        }
+    }
+}
+
+/// Runs `f` in a child that must die of SIGSEGV.
+fn expect_segv(what: &str, f: impl FnOnce()) -> TestResult {
+    let st = in_child(|| {
+        f();
+        100
+    })?;
+    ensure!(
+        signalled(st) == Some(11),
+        "{what}: status {st:#x}, expected death by SIGSEGV"
+    );
+    Ok(())
+}
+
+fn wait_ok(pid: i32, what: &str) -> TestResult {
+    let (got, st) = sys::wait4(pid, 0).map_err(|e| format!("wait4: {}", e.name()))?;
+    ensure_eq!(got, pid);
+    ensure!(exited(st) == Some(0), "{what}: status {st:#x}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------
+// The mTHP knobs and counters
+
+/// Folio sizes with a knob, in kB: order 2 (16 kB) to 9 (2 MiB).
+const SIZES: [u64; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
+const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
+
+macro_rules! stat_path {
+    ($kb:literal, $file:literal) => {
+        match CStr::from_bytes_with_nul(
+            concat!(
+                "/sys/kernel/mm/transparent_hugepage/hugepages-",
+                $kb,
+                "kB/stats/",
+                $file,
+                "\0"
+            )
+            .as_bytes(),
+        ) {
+            Ok(c) => c,
+            Err(_) => panic!("a bad path"),
+        }
+    };
+}
+
+macro_rules! stat_paths {
+    ($file:literal) => {
+        [
+            stat_path!(16, $file),
+            stat_path!(32, $file),
+            stat_path!(64, $file),
+            stat_path!(128, $file),
+            stat_path!(256, $file),
+            stat_path!(512, $file),
+            stat_path!(1024, $file),
+            stat_path!(2048, $file),
+        ]
+    };
+}
+
+/// `anon_fault_alloc` of each size in [`SIZES`].
+const ALLOC: [&CStr; 8] = stat_paths!("anon_fault_alloc");
+/// `anon_fault_fallback` of each size in [`SIZES`].
+const FALLBACK: [&CStr; 8] = stat_paths!("anon_fault_fallback");
+
+/// The counters at `paths`, read without touching the heap (a heap page
+/// faulted in between two readings could itself be a counted folio).
+fn counters(paths: &[&CStr; 8]) -> Result<[u64; 8], String> {
+    let mut out = [0; 8];
+    for (o, path) in out.iter_mut().zip(paths) {
+        let mut buf = [0u8; 32];
+        let n = read_into(path, &mut buf).ok_or_else(|| format!("cannot read {path:?}"))?;
+        *o = core::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|t| t.trim_end().parse().ok())
+            .ok_or_else(|| format!("{path:?} reads {:?}", &buf[..n]))?;
+    }
+    Ok(out)
+}
+
+fn allocs() -> Result<[u64; 8], String> {
+    counters(&ALLOC)
+}
+
+fn delta(before: [u64; 8], after: [u64; 8]) -> [u64; 8] {
+    core::array::from_fn(|i| after[i].wrapping_sub(before[i]))
+}
+
+/// `n` at `kb`'s place, 0 elsewhere (all 0 for 4 kB).
+fn only_at(kb: u64, n: u64) -> [u64; 8] {
+    SIZES.map(|k| if k == kb { n } else { 0 })
+}
+
+/// The knob of `kb` (`None`: the top-level one), NUL-terminated.
+fn knob_path(kb: Option<u64>) -> Vec<u8> {
+    let mut p = match kb {
+        Some(kb) => format!("{THP_DIR}/hugepages-{kb}kB/enabled").into_bytes(),
+        None => format!("{THP_DIR}/enabled").into_bytes(),
+    };
+    p.push(0);
+    p
+}
+
+fn read_knob(kb: Option<u64>) -> Result<String, String> {
+    let p = knob_path(kb);
+    let c = CStr::from_bytes_with_nul(&p).map_err(|_| String::from("bad path"))?;
+    read_file(c).ok_or_else(|| format!("cannot read {c:?}"))
+}
+
+fn write_knob(kb: Option<u64>, word: &[u8]) -> Result<u64, &'static str> {
+    let p = knob_path(kb);
+    let c = CStr::from_bytes_with_nul(&p).map_err(|_| "bad path")?;
+    write_file(c, 1, word)
+}
+
+/// The bracketed word of a knob's text (`always [madvise] never`).
+fn current(text: &str) -> Option<&str> {
+    let s = text.find('[')?;
+    let e = text[s..].find(']')? + s;
+    Some(&text[s + 1..e])
+}
+
+fn set_knob(kb: Option<u64>, word: &str) -> TestResult {
+    match write_knob(kb, word.as_bytes()) {
+        Ok(n) if n == word.len() as u64 => Ok(()),
+        r => Err(format!("writing {word:?} to the {kb:?} kB knob: {r:?}")),
+    }
+}
+
+/// Every knob's word: (top, per size).
+type Policy = (String, Vec<String>);
+
+fn save_policy() -> Result<Policy, String> {
+    let word = |kb| {
+        let t = read_knob(kb)?;
+        current(&t)
+            .map(String::from)
+            .ok_or_else(|| format!("knob {kb:?} reads {t:?}"))
+    };
+    let top = word(None)?;
+    let sizes = SIZES
+        .iter()
+        .map(|&kb| word(Some(kb)))
+        .collect::<Result<_, _>>()?;
+    Ok((top, sizes))
+}
+
+fn apply_policy(top: &str, sizes: &[&str]) -> TestResult {
+    set_knob(None, top)?;
+    for (kb, w) in SIZES.iter().zip(sizes) {
+        set_knob(Some(*kb), w)?;
+    }
+    Ok(())
+}
+
+/// Runs `body` and puts every knob back as it was before (Folium only:
+/// the caller never writes a knob on Linux).
+fn keeping_knobs(body: impl FnOnce() -> TestResult) -> TestResult {
+    let saved = save_policy()?;
+    let r = body();
+    let sizes: Vec<&str> = saved.1.iter().map(String::as_str).collect();
+    let restored = apply_policy(&saved.0, &sizes);
+    r?;
+    restored?;
+    ensure_eq!(save_policy()?, saved, "the knobs were not restored");
+    Ok(())
+}
+
+/// Runs `body` under the policy `top` / `sizes` (per [`SIZES`]) and puts
+/// the knobs back as they were. On Linux nothing is written: `body` runs
+/// under the host's policy.
+fn with_policy(top: &str, sizes: [&str; 8], body: impl FnOnce() -> TestResult) -> TestResult {
+    if !on_folium() {
+        return body();
+    }
+    keeping_knobs(|| {
+        apply_policy(top, &sizes)?;
+        body()
+    })
+}
+
+/// The policy with folios of `kb` kB only (`always` for that size, every
+/// other size and the top level `never`; 4 kB: all `never`).
+fn only(kb: u64) -> [&'static str; 8] {
+    SIZES.map(|k| if k == kb { "always" } else { "never" })
+}
+
+/// Runs `body` with folios of `kb` kB only (Folium; Linux: the host's
+/// policy).
+fn with_only(kb: u64, body: impl FnOnce() -> TestResult) -> TestResult {
+    with_policy("never", only(kb), body)
+}
+
+/// Touches `pages` pages at `start` with the pattern; on Folium checks
+/// that exactly `folios` folios of `kb` kB (none of any other size) were
+/// allocated for them.
+fn fill_counted(m: &Map, start: u64, pages: u64, kb: u64, folios: u64) -> TestResult {
+    let folium = on_folium();
+    let before = if folium { allocs()? } else { [0; 8] };
+    fill(m, start, pages);
+    if folium {
+        let after = allocs()?;
+        ensure_eq!(
+            delta(before, after),
+            only_at(kb, folios),
+            "(anon_fault_alloc moves of {SIZES:?} kB)"
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------
+// Copy-on-write per folio size
+
+/// Marks a test writes over the pattern.
+const CHILD1: u64 = 0xc1c1_c1c1_0000_0001;
+const PARENT1: u64 = 0x9a9a_9a9a_0000_0001;
+const PARENT2: u64 = 0x9a9a_9a9a_0000_0002;
+const CHILD2: u64 = 0xc2c2_c2c2_0000_0002;
+
+/// A region of one `kb` folio (at least 4 pages) is touched, then: a
+/// child writes the middle page and sees its write there and the
+/// original elsewhere (the rest of that page included); the parent still
+/// sees the original; the parent writes a page and forks a second child,
+/// which sees that write, but not the parent's write to a third page made
+/// after the fork (the child waits 20 ms first); the child's own write
+/// does not reach the parent.
+fn cow_isolation(kb: u64) -> TestResult {
+    let size = kb * 1024;
+    let len = size.max(4 * PAGE);
+    let pages = len / PAGE;
+    with_only(kb, || {
+        let (m, base) = Map::aligned(len, size)?;
+        if !on_folium() {
+            // The host's own policy (often `madvise` for 2 MiB): asked for
+            // here, so the largest size really is a THP there too.
+            let _ = sys::madvise(base, len, MADV_HUGEPAGE);
+        }
+        fill_counted(&m, base, pages, kb, len / size * u64::from(kb > 4))?;
+        let (mid, q, r) = (pages / 2, pages / 4, pages * 3 / 4);
+        child_ok("child 1", || {
+            m.set(at(base, mid, 0), CHILD1);
+            check(&m, base, pages, "child 1 after its write", |p, w| {
+                if (p, w) == (mid, 0) {
+                    CHILD1
+                } else {
+                    val(p, w)
+                }
+            })
+        })?;
+        check(&m, base, pages, "parent after child 1", val)?;
+        m.set(at(base, q, 0), PARENT1);
+        let child2 = spawn(|| {
+            let c = child_body("child 2", || {
+                let _ = sys::nanosleep(20_000_000);
+                check(&m, base, pages, "child 2", |p, w| {
+                    if (p, w) == (q, 0) { PARENT1 } else { val(p, w) }
+                })?;
+                m.set(at(base, q, 0), CHILD2);
+                ensure_eq!(m.get(at(base, q, 0)), CHILD2);
+                Ok(())
+            });
+            sys::exit_group(c)
+        })?;
+        m.set(at(base, r, 0), PARENT2);
+        wait_ok(child2, "child 2")?;
+        check(&m, base, pages, "parent after child 2", |p, w| {
+            match (p, w) {
+                (p, 0) if p == q => PARENT1,
+                (p, 0) if p == r => PARENT2,
+                _ => val(p, w),
+            }
+        })
+    })
+}
+
+fn t_cow_4k() -> TestResult {
+    cow_isolation(4)
+}
+fn t_cow_16k() -> TestResult {
+    cow_isolation(16)
+}
+fn t_cow_32k() -> TestResult {
+    cow_isolation(32)
+}
+fn t_cow_64k() -> TestResult {
+    cow_isolation(64)
+}
+fn t_cow_128k() -> TestResult {
+    cow_isolation(128)
+}
+fn t_cow_256k() -> TestResult {
+    cow_isolation(256)
+}
+fn t_cow_512k() -> TestResult {
+    cow_isolation(512)
+}
+fn t_cow_1024k() -> TestResult {
+    cow_isolation(1024)
+}
+fn t_cow_2048k() -> TestResult {
+    cow_isolation(2048)
+}
+
+// ---------------------------------------------------------------------
+// Unmapping, protections, DONTNEED, MAP_FIXED, MAP_POPULATE
+
+/// Two 64 kB folios; four pages in the middle of the first are unmapped:
+/// they fault, the rest of both folios reads back intact.
+fn t_partial_munmap() -> TestResult {
+    with_only(64, || {
+        let (m, base) = Map::aligned(128 << 10, 64 << 10)?;
+        fill_counted(&m, base, 32, 64, 2)?;
+        ensure_eq!(sys::munmap(at(base, 6, 0), 4 * PAGE), Ok(0));
+        check_pattern_but(&m, base, 6, "before the hole", &[])?;
+        check(&m, at(base, 10, 0), 22, "after the hole", |p, w| {
+            val(p + 10, w)
+        })?;
+        for p in [6, 9] {
+            expect_segv("a read of an unmapped page", || {
+                m.get(at(base, p, 0));
+            })?;
+        }
+        expect_segv("a write to an unmapped page", || {
+            m.set(at(base, 8, LAST), 1)
+        })?;
+        // The pieces stay private and writable.
+        m.set(at(base, 5, 0), 55);
+        m.set(at(base, 10, 0), 1010);
+        ensure_eq!(m.get(at(base, 5, 0)), 55);
+        ensure_eq!(m.get(at(base, 10, 0)), 1010);
+        ensure_eq!(m.get(at(base, 11, 0)), val(11, 0));
+        Ok(())
+    })
+}
+
+fn t_access_after_munmap() -> TestResult {
+    let m = Map::new(2 * PAGE)?;
+    fill(&m, m.addr, 2);
+    ensure_eq!(sys::munmap(m.addr, 2 * PAGE), Ok(0));
+    expect_segv("a read after munmap", || {
+        m.get(m.addr);
+    })?;
+    expect_segv("a write after munmap", || m.set(at(m.addr, 1, LAST), 1))?;
+    ensure_eq!(sys::munmap(m.addr, 2 * PAGE), Ok(0), "unmapping it again");
+    Ok(())
+}
+
+fn t_write_after_mprotect_read() -> TestResult {
+    let m = Map::new(2 * PAGE)?;
+    fill(&m, m.addr, 2);
+    ensure_eq!(sys::mprotect(m.addr, 2 * PAGE, PROT_READ), Ok(0));
+    check_pattern_but(&m, m.addr, 2, "read-only", &[])?;
+    expect_segv("a write to a read-only page", || m.set(at(m.addr, 1, 7), 1))?;
+    check_pattern_but(&m, m.addr, 2, "after the refused write", &[])?;
+    // Half back to read-write: that half is writable, the other is not.
+    ensure_eq!(sys::mprotect(m.addr, PAGE, RW), Ok(0));
+    m.set(m.addr, 42);
+    ensure_eq!(m.get(m.addr), 42);
+    expect_segv("a write to the page left read-only", || {
+        m.set(at(m.addr, 1, 0), 1)
+    })?;
+    Ok(())
+}
+
+fn t_prot_none_then_back() -> TestResult {
+    let m = Map::new(4 * PAGE)?;
+    fill(&m, m.addr, 4);
+    ensure_eq!(sys::mprotect(at(m.addr, 1, 0), 2 * PAGE, PROT_NONE), Ok(0));
+    expect_segv("a read of a PROT_NONE page", || {
+        m.get(at(m.addr, 2, LAST));
+    })?;
+    expect_segv("a write to a PROT_NONE page", || m.set(at(m.addr, 1, 0), 1))?;
+    // The neighbours are untouched: a child reads them without dying.
+    child_ok("a read of the neighbours", || {
+        ensure_eq!(m.get(m.addr), val(0, 0));
+        ensure_eq!(m.get(at(m.addr, 3, LAST)), val(3, LAST));
+        Ok(())
+    })?;
+    ensure_eq!(sys::mprotect(at(m.addr, 1, 0), 2 * PAGE, RW), Ok(0));
+    check_pattern_but(&m, m.addr, 4, "back to read-write", &[])?;
+    m.set(at(m.addr, 2, 0), 7);
+    ensure_eq!(m.get(at(m.addr, 2, 0)), 7);
+    Ok(())
+}
+
+fn t_madv_dontneed() -> TestResult {
+    // Small pages: the advised pages read zero, the mapping stays.
+    let m = Map::new(8 * PAGE)?;
+    fill(&m, m.addr, 8);
+    ensure_eq!(
+        sys::madvise(at(m.addr, 2, 0), 3 * PAGE, MADV_DONTNEED),
+        Ok(0)
+    );
+    check_pattern_but(&m, m.addr, 8, "4 kB pages", &[2, 3, 4])?;
+    m.set(at(m.addr, 3, 0), 33);
+    ensure_eq!(m.get(at(m.addr, 3, 0)), 33);
+    ensure_eq!(m.get(at(m.addr, 3, LAST)), 0);
+    // Part of a 64 kB folio: the rest of it is intact.
+    with_only(64, || {
+        let (m, base) = Map::aligned(64 << 10, 64 << 10)?;
+        fill_counted(&m, base, 16, 64, 1)?;
+        ensure_eq!(sys::madvise(at(base, 3, 0), 5 * PAGE, MADV_DONTNEED), Ok(0));
+        check_pattern_but(&m, base, 16, "a 64 kB folio", &[3, 4, 5, 6, 7])?;
+        m.set(at(base, 4, 0), 44);
+        ensure_eq!(m.get(at(base, 4, 0)), 44);
+        ensure_eq!(m.get(at(base, 5, 0)), 0);
+        ensure_eq!(sys::madvise(base, 64 << 10, MADV_DONTNEED), Ok(0));
+        check(&m, base, 16, "the whole folio dropped", |_, _| 0)
+    })
+}
+
+/// MAP_FIXED over the middle of two touched 64 kB folios (across their
+/// boundary): fresh zero pages with the new rights there, the rest intact.
+fn t_map_fixed_replaces() -> TestResult {
+    with_only(64, || {
+        let (m, base) = Map::aligned(128 << 10, 64 << 10)?;
+        fill_counted(&m, base, 32, 64, 2)?;
+        let a = at(base, 10, 0);
+        let got = sys::mmap(a, 12 * PAGE, PROT_READ, ANON | MAP_FIXED, NO_FD, 0);
+        ensure_eq!(got, Ok(a));
+        let fresh: Vec<u64> = (10..22).collect();
+        check_pattern_but(&m, base, 32, "after MAP_FIXED", &fresh)?;
+        expect_segv("a write to the read-only replacement", || {
+            m.set(at(base, 15, 0), 1)
+        })?;
+        // Read-write again: the replacement is private and writable.
+        let got = sys::mmap(a, PAGE, RW, ANON | MAP_FIXED, NO_FD, 0);
+        ensure_eq!(got, Ok(a));
+        m.set(a, 1234);
+        ensure_eq!(m.get(a), 1234);
+        ensure_eq!(m.get(at(base, 9, LAST)), val(9, LAST));
+        Ok(())
+    })
+}
+
+/// MAP_POPULATE faults the memory in at mmap time: on Folium, with 64 kB
+/// folios, two of them are counted before any touch (and none after).
+fn t_map_populate() -> TestResult {
+    with_only(64, || {
+        let folium = on_folium();
+        let (m, base) = Map::aligned(128 << 10, 64 << 10)?;
+        let before = if folium { allocs()? } else { [0; 8] };
+        let got = sys::mmap(
+            base,
+            128 << 10,
+            RW,
+            ANON | MAP_FIXED | MAP_POPULATE,
+            NO_FD,
+            0,
+        );
+        ensure_eq!(got, Ok(base));
+        if folium {
+            ensure_eq!(
+                delta(before, allocs()?),
+                only_at(64, 2),
+                "at mmap time ({SIZES:?} kB)"
+            );
+        }
+        check(&m, base, 32, "populated", |_, _| 0)?;
+        fill(&m, base, 32);
+        check_pattern_but(&m, base, 32, "written", &[])?;
+        if folium {
+            ensure_eq!(
+                delta(before, allocs()?),
+                only_at(64, 2),
+                "after touching it ({SIZES:?} kB)"
+            );
+        }
+        // Read-only populate works too (and reads zero).
+        let r = sys::mmap(0, 4 * PAGE, PROT_READ, ANON | MAP_POPULATE, NO_FD, 0)
+            .map_err(|e| format!("read-only MAP_POPULATE: {}", e.name()))?;
+        let ro = Map {
+            addr: r,
+            len: 4 * PAGE,
+        };
+        check(&ro, r, 4, "read-only populated", |_, _| 0)
+    })
+}
+
+/// 1000 one-page areas (holes between them), each with its own value: a
+/// child sees them all, overwrites them all; the parent's stay.
+fn t_fork_with_1000_mappings() -> TestResult {
+    const N: u64 = 1000;
+    let m = Map::new(2 * N * PAGE)?;
+    for i in 0..N {
+        ensure_eq!(sys::munmap(at(m.addr, 2 * i + 1, 0), PAGE), Ok(0));
+    }
+    let slot = |i: u64| at(m.addr, 2 * i, i % 512);
+    let v = |i: u64| 0x1000_0000 + i * 7;
+    for i in 0..N {
+        m.set(slot(i), v(i));
+    }
+    child_ok("the child", || {
+        for i in 0..N {
+            ensure_eq!(m.get(slot(i)), v(i), "area {i}");
+            m.set(slot(i), !v(i));
+        }
+        for i in 0..N {
+            ensure_eq!(m.get(slot(i)), !v(i), "area {i} after the write");
+        }
+        Ok(())
+    })?;
+    for i in 0..N {
+        ensure_eq!(m.get(slot(i)), v(i), "area {i} in the parent");
+    }
+    // They are separate areas: the holes still fault.
+    expect_segv("a read of a hole", || {
+        m.get(at(m.addr, 501, 0));
+    })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------
+// Errors
+
+fn t_mmap_errors() -> TestResult {
+    let m = Map::new(4 * PAGE)?;
+    let mmap = |a, l, p, f| errno_of(sys::mmap(a, l, p, f, NO_FD, 0));
+    ensure_eq!(
+        mmap(m.addr + 1, PAGE, RW, ANON | MAP_FIXED),
+        Some("EINVAL"),
+        "unaligned MAP_FIXED"
+    );
+    ensure_eq!(mmap(0, 0, RW, ANON), Some("EINVAL"), "length 0");
+    ensure_eq!(mmap(0, 1 << 60, RW, ANON), Some("ENOMEM"), "1 EiB");
+    ensure_eq!(
+        mmap(0, u64::MAX - 10, RW, ANON),
+        Some("ENOMEM"),
+        "a length that overflows when rounded"
+    );
+    ensure_eq!(
+        mmap(HIGH, PAGE, RW, ANON | MAP_FIXED),
+        Some("ENOMEM"),
+        "MAP_FIXED above the user half"
+    );
+    ensure_eq!(
+        mmap(0, PAGE, RW, MAP_ANONYMOUS),
+        Some("EINVAL"),
+        "neither MAP_PRIVATE nor MAP_SHARED"
+    );
+    ensure_eq!(
+        mmap(0, PAGE, RW, MAP_ANONYMOUS | 0xf),
+        Some("EINVAL"),
+        "an unknown mapping type"
+    );
+    // A free hint is taken as is; an unaligned one moves to a nearby page
+    // boundary (Linux rounds down on x86-64, up in the generic code).
+    let hint = {
+        let h = Map::new(16 * PAGE)?;
+        h.addr
+    };
+    let got = sys::mmap(hint, 4 * PAGE, RW, ANON, NO_FD, 0);
+    ensure_eq!(got, Ok(hint), "a free hint");
+    ensure_eq!(sys::munmap(hint, 4 * PAGE), Ok(0));
+    let got = sys::mmap(hint + 100, 4 * PAGE, RW, ANON, NO_FD, 0);
+    ensure!(
+        got == Ok(hint) || got == Ok(hint + PAGE),
+        "an unaligned hint {:#x}: {got:x?}",
+        hint + 100
+    );
+    ensure_eq!(sys::munmap(got.unwrap_or(hint), 4 * PAGE), Ok(0));
+    // MAP_NORESERVE is accepted; a length is rounded up to whole pages.
+    let p = sys::mmap(0, 100, RW, ANON | MAP_NORESERVE, NO_FD, 0)
+        .map_err(|e| format!("MAP_NORESERVE: {}", e.name()))?;
+    let n = Map { addr: p, len: PAGE };
+    n.set(p + PAGE - 8, 5);
+    ensure_eq!(n.get(p + PAGE - 8), 5);
+    // mmap ignores prot bits it does not know (mprotect refuses them).
+    let p = sys::mmap(0, PAGE, RW | 0x100, ANON, NO_FD, 0)
+        .map_err(|e| format!("mmap with an unknown prot bit: {}", e.name()))?;
+    let u = Map { addr: p, len: PAGE };
+    u.set(p, 9);
+    ensure_eq!(u.get(p), 9);
+    Ok(())
+}
+
+fn t_munmap_errors() -> TestResult {
+    let m = Map::new(4 * PAGE)?;
+    ensure_eq!(
+        errno_of(sys::munmap(m.addr + 8, PAGE)),
+        Some("EINVAL"),
+        "unaligned"
+    );
+    ensure_eq!(errno_of(sys::munmap(m.addr, 0)), Some("EINVAL"), "length 0");
+    ensure_eq!(
+        errno_of(sys::munmap(m.addr, u64::MAX - m.addr + PAGE)),
+        Some("EINVAL"),
+        "a range that wraps"
+    );
+    ensure_eq!(
+        errno_of(sys::munmap(m.addr, u64::MAX - 10)),
+        Some("EINVAL"),
+        "a length that overflows when rounded"
+    );
+    ensure_eq!(
+        errno_of(sys::munmap(HIGH, PAGE)),
+        Some("EINVAL"),
+        "above the user half"
+    );
+    // Nothing mapped: fine.
+    let free = {
+        let f = Map::new(4 * PAGE)?;
+        f.addr
+    };
+    ensure_eq!(sys::munmap(free, 4 * PAGE), Ok(0), "nothing mapped");
+    // A length not a page multiple covers the partial page.
+    fill(&m, m.addr, 4);
+    ensure_eq!(sys::munmap(at(m.addr, 2, 0), 1), Ok(0));
+    expect_segv("a read of the page unmapped by length 1", || {
+        m.get(at(m.addr, 2, LAST));
+    })?;
+    ensure_eq!(m.get(at(m.addr, 3, 0)), val(3, 0));
+    Ok(())
+}
+
+fn t_mprotect_errors() -> TestResult {
+    let m = Map::new(4 * PAGE)?;
+    let mp = |a, l, p| errno_of(sys::mprotect(a, l, p));
+    ensure_eq!(mp(m.addr + 8, PAGE, PROT_READ), Some("EINVAL"), "unaligned");
+    ensure_eq!(mp(m.addr, PAGE, 0x100), Some("EINVAL"), "unknown prot bit");
+    ensure_eq!(mp(m.addr, 0, PROT_READ), None, "length 0");
+    ensure_eq!(
+        mp(m.addr, u64::MAX - m.addr + PAGE, PROT_READ),
+        Some("ENOMEM"),
+        "a range that wraps"
+    );
+    ensure_eq!(
+        mp(m.addr, u64::MAX - 10, PROT_READ),
+        Some("ENOMEM"),
+        "a length that overflows when rounded"
+    );
+    ensure_eq!(
+        mp(HIGH, PAGE, PROT_READ),
+        Some("ENOMEM"),
+        "above the user half"
+    );
+    ensure_eq!(sys::munmap(at(m.addr, 2, 0), PAGE), Ok(0));
+    ensure_eq!(
+        mp(m.addr, 4 * PAGE, PROT_READ),
+        Some("ENOMEM"),
+        "over a hole"
+    );
+    ensure_eq!(
+        mp(at(m.addr, 2, 0), PAGE, PROT_READ),
+        Some("ENOMEM"),
+        "in a hole"
+    );
+    // A length not a page multiple covers the partial page.
+    ensure_eq!(mp(m.addr, PAGE + 1, PROT_READ), None);
+    expect_segv("a write to a page protected by length PAGE + 1", || {
+        m.set(at(m.addr, 1, 0), 1)
+    })?;
+    Ok(())
+}
+
+fn t_madvise_errors() -> TestResult {
+    let m = Map::new(4 * PAGE)?;
+    let ma = |a, l, adv| errno_of(sys::madvise(a, l, adv));
+    ensure_eq!(
+        ma(m.addr + 8, PAGE, MADV_DONTNEED),
+        Some("EINVAL"),
+        "unaligned"
+    );
+    ensure_eq!(ma(m.addr, PAGE, 999), Some("EINVAL"), "unknown advice");
+    ensure_eq!(ma(m.addr, 0, MADV_DONTNEED), None, "length 0");
+    ensure_eq!(
+        ma(m.addr, u64::MAX - 10, MADV_DONTNEED),
+        Some("EINVAL"),
+        "a length that overflows when rounded"
+    );
+    for adv in [
+        MADV_NORMAL,
+        MADV_RANDOM,
+        MADV_SEQUENTIAL,
+        MADV_WILLNEED,
+        MADV_DONTNEED,
+        MADV_FREE,
+        MADV_HUGEPAGE,
+        MADV_NOHUGEPAGE,
+    ] {
+        ensure_eq!(ma(m.addr, 4 * PAGE, adv), None, "advice {adv}");
+    }
+    ensure_eq!(sys::munmap(at(m.addr, 2, 0), PAGE), Ok(0));
+    for adv in [MADV_NORMAL, MADV_WILLNEED, MADV_DONTNEED, MADV_HUGEPAGE] {
+        ensure_eq!(
+            ma(m.addr, 4 * PAGE, adv),
+            Some("ENOMEM"),
+            "advice {adv} over a hole"
+        );
+    }
+    ensure_eq!(
+        ma(at(m.addr, 2, 0), PAGE, MADV_DONTNEED),
+        Some("ENOMEM"),
+        "in a hole"
+    );
+    Ok(())
+}
+
+fn t_fixed_noreplace() -> TestResult {
+    let m = Map::new(8 * PAGE)?;
+    fill(&m, m.addr, 8);
+    // [0, 2) becomes a hole; [2, 8) stays mapped.
+    ensure_eq!(sys::munmap(m.addr, 2 * PAGE), Ok(0));
+    let nr = |a, l| sys::mmap(a, l, RW, ANON | MAP_FIXED_NOREPLACE, NO_FD, 0);
+    ensure_eq!(
+        errno_of(nr(at(m.addr, 4, 0), PAGE)),
+        Some("EEXIST"),
+        "inside"
+    );
+    ensure_eq!(
+        errno_of(nr(at(m.addr, 1, 0), 2 * PAGE)),
+        Some("EEXIST"),
+        "overlapping the start"
+    );
+    ensure_eq!(
+        errno_of(nr(at(m.addr, 7, 0), 4 * PAGE)),
+        Some("EEXIST"),
+        "overlapping the end"
+    );
+    ensure_eq!(errno_of(nr(m.addr + 8, PAGE)), Some("EINVAL"), "unaligned");
+    check(&m, at(m.addr, 2, 0), 6, "after the refusals", |p, w| {
+        val(p + 2, w)
+    })?;
+    // Exactly the hole: granted where asked, zero-filled.
+    ensure_eq!(nr(m.addr, 2 * PAGE), Ok(m.addr), "exactly the hole");
+    check(&m, m.addr, 2, "the new mapping", |_, _| 0)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------
+// The knobs and the counters
+
+/// Linux's format: `words` with exactly one in brackets and a newline.
+fn check_knob_text(text: &str, words: &[&str]) -> TestResult {
+    let got: Vec<&str> = text
+        .split_whitespace()
+        .map(|w| w.trim_matches(['[', ']']))
+        .collect();
+    ensure_eq!(got, words, "{text:?}");
+    ensure_eq!(text.matches('[').count(), 1, "{text:?}");
+    ensure_eq!(text.matches(']').count(), 1, "{text:?}");
+    ensure!(text.ends_with('\n') && !text.contains("  "), "{text:?}");
+    Ok(())
+}
+
+const SIZE_WORDS: [&str; 4] = ["always", "inherit", "madvise", "never"];
+const TOP_WORDS: [&str; 3] = ["always", "madvise", "never"];
+
+/// The text a knob with `words` reads when set to `set`.
+fn knob_text(words: &[&str], set: &str) -> String {
+    let v: Vec<String> = words
+        .iter()
+        .map(|w| {
+            if *w == set {
+                format!("[{w}]")
+            } else {
+                String::from(*w)
+            }
+        })
+        .collect();
+    v.join(" ") + "\n"
+}
+
+fn t_thp_knobs_round_trip() -> TestResult {
+    check_knob_text(&read_knob(None)?, &TOP_WORDS)?;
+    for kb in SIZES {
+        check_knob_text(&read_knob(Some(kb))?, &SIZE_WORDS)?;
+    }
+    allocs()?;
+    counters(&FALLBACK)?;
+    for kb in [4, 8, 4096] {
+        ensure!(read_knob(Some(kb)).is_err(), "a {kb} kB knob exists");
+    }
+    if !on_folium() {
+        // Not a skip line: the read-only checks above ran and count.
+        println!("mmtests: thp_knobs_round_trip: knob writes not tried on Linux (the host's)");
+        return Ok(());
+    }
+    keeping_knobs(|| {
+        for kb in SIZES {
+            for w in SIZE_WORDS {
+                ensure_eq!(write_knob(Some(kb), w.as_bytes()), Ok(w.len() as u64));
+                ensure_eq!(read_knob(Some(kb))?, knob_text(&SIZE_WORDS, w), "{kb} kB");
+            }
+            let nl = b"madvise\n";
+            ensure_eq!(write_knob(Some(kb), nl), Ok(8), "one newline is allowed");
+            for bad in [&b"bogus"[..], b"always ", b"Always", b"never\n\n"] {
+                ensure_eq!(write_knob(Some(kb), bad), Err("EINVAL"), "{kb} kB: {bad:?}");
+            }
+            ensure_eq!(read_knob(Some(kb))?, knob_text(&SIZE_WORDS, "madvise"));
+        }
+        for w in TOP_WORDS {
+            ensure_eq!(write_knob(None, w.as_bytes()), Ok(w.len() as u64));
+            ensure_eq!(read_knob(None)?, knob_text(&TOP_WORDS, w));
+        }
+        ensure_eq!(
+            write_knob(None, b"inherit"),
+            Err("EINVAL"),
+            "top-level inherit"
+        );
+        ensure_eq!(
+            write_knob(None, b"bogus"),
+            Err("EINVAL"),
+            "top level: bogus"
+        );
+        ensure_eq!(
+            write_knob(None, b"never\n"),
+            Ok(6),
+            "top level: one newline"
+        );
+        // sysfs takes an empty write as a no-op.
+        ensure_eq!(write_knob(None, b""), Ok(0), "top level: an empty write");
+        ensure_eq!(read_knob(None)?, knob_text(&TOP_WORDS, "never"));
+        ensure_eq!(write_knob(Some(64), b""), Ok(0), "64 kB: an empty write");
+        ensure_eq!(read_knob(Some(64))?, knob_text(&SIZE_WORDS, "madvise"));
+        Ok(())
+    })
+}
+
+/// Folium only: with one size enabled, touching one page in each of K
+/// aligned regions counts exactly K folios of that size (none of any
+/// other, no fallback), and the whole folio is mapped (touching the rest
+/// counts nothing); MADV_NOHUGEPAGE turns it off; with the top level
+/// `madvise` and the size `inherit`, only an MADV_HUGEPAGE area gets it.
+fn t_fault_counters_follow_policy() -> TestResult {
+    const K: u64 = 3;
+    for kb in [16, 64, 512, 2048] {
+        let size = kb * 1024;
+        with_only(kb, || {
+            let (m, base) = Map::aligned(K * size, size)?;
+            let (a0, f0) = (allocs()?, counters(&FALLBACK)?);
+            for k in 0..K {
+                m.set(base + k * size + size / 2, k + 1);
+            }
+            let (a1, f1) = (allocs()?, counters(&FALLBACK)?);
+            ensure_eq!(delta(a0, a1), only_at(kb, K), "{kb} kB: alloc of {SIZES:?}");
+            ensure_eq!(delta(f0, f1), [0; 8], "{kb} kB: fallback of {SIZES:?}");
+            fill(&m, base, K * size / PAGE);
+            ensure_eq!(delta(a1, allocs()?), [0; 8], "{kb} kB: the rest was mapped");
+            // MADV_NOHUGEPAGE wins over `always`.
+            let (n, nbase) = Map::aligned(size, size)?;
+            ensure_eq!(sys::madvise(nbase, size, MADV_NOHUGEPAGE), Ok(0));
+            let a2 = allocs()?;
+            n.set(nbase, 1);
+            ensure_eq!(delta(a2, allocs()?), [0; 8], "{kb} kB: MADV_NOHUGEPAGE");
+            Ok(())
+        })?;
+        let inherit = SIZES.map(|k| if k == kb { "inherit" } else { "never" });
+        with_policy("madvise", inherit, || {
+            let (plain, pbase) = Map::aligned(size, size)?;
+            let (adv, abase) = Map::aligned(size, size)?;
+            ensure_eq!(sys::madvise(abase, size, MADV_HUGEPAGE), Ok(0));
+            let a0 = allocs()?;
+            plain.set(pbase, 1);
+            let a1 = allocs()?;
+            adv.set(abase, 1);
+            let a2 = allocs()?;
+            ensure_eq!(delta(a0, a1), [0; 8], "{kb} kB inherit, not advised");
+            ensure_eq!(
+                delta(a1, a2),
+                only_at(kb, 1),
+                "{kb} kB inherit, MADV_HUGEPAGE"
+            );
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Tests that only run on Folium, with the reason printed on Linux.
+const FOLIUM_ONLY: [(&str, &str); 1] = [(
+    "fault_counters_follow_policy",
+    "it sets the mTHP knobs, which are the host's",
+)];
+
+const TESTS: &[Test] = &[
+    ("cow_isolation_4K", t_cow_4k),
+    ("cow_isolation_16K", t_cow_16k),
+    ("cow_isolation_32K", t_cow_32k),
+    ("cow_isolation_64K", t_cow_64k),
+    ("cow_isolation_128K", t_cow_128k),
+    ("cow_isolation_256K", t_cow_256k),
+    ("cow_isolation_512K", t_cow_512k),
+    ("cow_isolation_1024K", t_cow_1024k),
+    ("cow_isolation_2048K", t_cow_2048k),
+    ("partial_munmap_of_a_large_folio", t_partial_munmap),
+    ("access_after_munmap_segfaults", t_access_after_munmap),
+    (
+        "write_after_mprotect_read_segfaults",
+        t_write_after_mprotect_read,
+    ),
+    ("prot_none_then_back", t_prot_none_then_back),
+    ("madv_dontneed_reads_zeroes", t_madv_dontneed),
+    ("map_fixed_replaces", t_map_fixed_replaces),
+    ("map_populate", t_map_populate),
+    ("fork_with_1000_mappings", t_fork_with_1000_mappings),
+    ("mmap_errors", t_mmap_errors),
+    ("munmap_errors", t_munmap_errors),
+    ("mprotect_errors", t_mprotect_errors),
+    ("madvise_errors", t_madvise_errors),
+    ("fixed_noreplace", t_fixed_noreplace),
+    ("thp_knobs_round_trip", t_thp_knobs_round_trip),
+    (
+        "fault_counters_follow_policy",
+        t_fault_counters_follow_policy,
+    ),
+];
+
+fn main(args: &ulib::Args) -> i32 {
+    let filters: Vec<&str> = (1..args.len()).filter_map(|i| args.arg(i)).collect();
+    let folium = on_folium();
+    let selected: Vec<Test> = TESTS
+        .iter()
+        .copied()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|w| name.contains(w)))
+        .filter(|(name, _)| {
+            let skip = FOLIUM_ONLY.iter().find(|(n, _)| n == name);
+            if let (Some((_, why)), false) = (skip, folium) {
+                println!("mmtests: {name} skipped on Linux ({why})");
+            }
+            folium || skip.is_none()
+        })
+        .collect();
+    run_suite("mmtests", &selected)
+}
