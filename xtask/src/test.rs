@@ -123,9 +123,12 @@ struct Outcome {
 }
 
 /// The suites whose results a boot prints: kernel self-tests (`ktest`,
-/// test names without a suite prefix) and the user suite run by init
-/// (`utest`, names `utest::...`).
-const SUITES: [&str; 2] = ["ktest", "utest"];
+/// test names without a suite prefix) and the user suites init runs
+/// (`utest`, names `utest::...`; `mmtests`, names `mmtests::...`).
+const SUITES: [&str; 3] = ["ktest", "utest", "mmtests"];
+
+/// The user suites (programs of the same name that print their results).
+const USER_SUITES: [&str; 2] = ["utest", "mmtests"];
 
 /// The suites a command line runs.
 fn suites_of(cmdline: &str) -> Vec<&'static str> {
@@ -134,8 +137,15 @@ fn suites_of(cmdline: &str) -> Vec<&'static str> {
     if words.iter().any(|w| *w == "test" || w.starts_with("test=")) {
         v.push("ktest");
     }
-    if words.contains(&"init=utest") {
-        v.push("utest");
+    // init=A,B,... runs each program in turn.
+    let programs = words
+        .iter()
+        .filter_map(|w| w.strip_prefix("init="))
+        .flat_map(|list| list.split(','));
+    for p in programs {
+        if let Some(s) = USER_SUITES.iter().find(|s| **s == p) {
+            v.push(*s);
+        }
     }
     v
 }
@@ -434,12 +444,12 @@ fn host_tests() -> Result<(usize, usize)> {
 }
 
 /// What a test boot runs: the kernel self-tests, then init running the
-/// user suite.
-const TEST_CMDLINE: &str = "test init=utest";
+/// user suites one after the other.
+const TEST_CMDLINE: &str = "test init=utest,mmtests";
 
-/// Runs the x86_64 build of the user suite natively on the host's Linux:
-/// the same binary that runs under Folium, proving the suite checks Linux
-/// behaviour. Skipped with a notice on other hosts.
+/// Runs the x86_64 builds of the user suites natively on the host's Linux:
+/// the same binaries that run under Folium, proving the suites check
+/// Linux behaviour. Skipped with a notice on other hosts.
 fn host_native_suite(notices: &mut Vec<String>) -> Result<Outcome> {
     let label = "host-linux/x86_64".to_string();
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
@@ -452,17 +462,34 @@ fn host_native_suite(notices: &mut Vec<String>) -> Result<Outcome> {
         });
     }
     let programs = build::user_programs(Arch::X86_64)?;
-    let utest = programs
-        .iter()
-        .find(|(n, _)| n == "utest")
-        .map(|(_, p)| p.clone())
-        .ok_or("utest was not built")?;
-    let mut child = std::process::Command::new(&utest)
+    let mut all = Outcome {
+        label: label.clone(),
+        passed: 0,
+        failed: 0,
+        report: Vec::new(),
+    };
+    for suite in USER_SUITES {
+        let path = programs
+            .iter()
+            .find(|(n, _)| n == suite)
+            .map(|(_, p)| p.clone())
+            .ok_or(format!("{suite} was not built"))?;
+        let o = native_run(&label, suite, &path)?;
+        all.passed += o.passed;
+        all.failed += o.failed;
+        all.report.extend(o.report);
+    }
+    Ok(all)
+}
+
+/// Runs one user suite natively and judges its output like a guest's.
+fn native_run(label: &str, suite: &str, path: &std::path::Path) -> Result<Outcome> {
+    let mut child = std::process::Command::new(path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("{}: {e}", utest.display()))?;
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let out = child.stdout.take();
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
@@ -483,8 +510,8 @@ fn host_native_suite(notices: &mut Vec<String>) -> Result<Outcome> {
         std::thread::sleep(Duration::from_millis(20));
     };
     let lines = reader.join().unwrap_or_default();
-    let counts = count_suites(lines.iter(), &["utest"]);
-    let mut o = counts.outcome(&label);
+    let counts = count_suites(lines.iter(), &[suite]);
+    let mut o = counts.outcome(label);
     let mut problems = counts.problems;
     match status {
         None => problems.push("timed out".into()),
@@ -752,6 +779,28 @@ mod tests {
             banner_after: None,
             elapsed: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn init_lists_name_every_suite_they_run() {
+        assert_eq!(suites_of("test init=utest"), ["ktest", "utest"]);
+        assert_eq!(
+            suites_of("test init=utest,mmtests"),
+            ["ktest", "utest", "mmtests"]
+        );
+        assert_eq!(suites_of("init=mmtests,hello"), ["mmtests"]);
+        assert!(suites_of("init=bench-sys QUICK").is_empty());
+        // A suite whose summary is missing fails the boot.
+        let r = run_of(
+            &[
+                "test utest::a ... ok",
+                "utest: 1 passed, 0 failed",
+                "test mmtests::b ... ok",
+            ],
+            0,
+        );
+        let o = check_test_boot("virt", Board::Virt, "init=utest,mmtests", &r);
+        assert!(o.failed > 0, "{:?}", o.report);
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! child, reaps every process that ends (orphans are reparented to it),
 //! prints each exit status, and exits with the program's status; the
 //! kernel then powers off, successfully only if that status was 0.
+//!
+//! `init=A,B,...` runs several programs one after the other (each gets
+//! the remaining arguments) and exits with the first non-zero status, or
+//! 0: how a test boot runs more than one suite.
 #![no_std]
 #![no_main]
 
@@ -16,10 +20,24 @@ extern crate alloc;
 ulib::entry!(main);
 
 fn main(args: &ulib::Args) -> i32 {
-    let Some(name) = args.get(1) else {
+    let Some(names) = args.get(1) else {
         println!("init: no program to run (boot with init=NAME)");
         return 2;
     };
+    let mut code = 0;
+    for name in names.split(|&b| b == b',').filter(|n| !n.is_empty()) {
+        let c = run(name, args);
+        if code == 0 {
+            code = c;
+        }
+    }
+    code
+}
+
+/// Runs `name` with `args`' arguments from the second on and reaps every
+/// process that ends until none is left (the program's orphans too, so
+/// the next program starts alone); the program's exit code.
+fn run(name: &[u8], args: &ulib::Args) -> i32 {
     let mut path: Vec<u8> = Vec::with_capacity(name.len() + 2);
     if !name.starts_with(b"/") {
         path.push(b'/');
@@ -28,9 +46,17 @@ fn main(args: &ulib::Args) -> i32 {
     path.push(0);
     let child = match sys::fork() {
         Ok(0) => {
+            // The program's argv[0] is its path, not the whole list.
+            // SAFETY: argv[1] exists (main read it), and the argv array
+            // is writable memory on this process's initial stack, which
+            // lives as long as the process; only this child, which execs
+            // or exits right away, changes it.
+            let argv = unsafe { args.argv_ptr().add(1) as *mut *const u8 };
+            // SAFETY: as above; `path` outlives the execve call.
+            unsafe { *argv = path.as_ptr() };
             // SAFETY: `path` is NUL-terminated; argv + 1 and envp are the
             // kernel-built NULL-terminated arrays of our own stack.
-            let e = unsafe { sys::execve(&path, args.argv_ptr().add(1), args.envp_ptr()) };
+            let e = unsafe { sys::execve(&path, argv, args.envp_ptr()) };
             println!(
                 "init: cannot run {}: {:?}",
                 core::str::from_utf8(name).unwrap_or("?"),
