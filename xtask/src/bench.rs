@@ -10,9 +10,14 @@ use crate::test::boot;
 use crate::{Opts, Result};
 
 /// The in-guest benchmarks (kernel command lines) and their file stems:
-/// the kernel's page-allocator benchmark, and the user-space syscall
-/// benchmark run by init.
-const BENCHES: [(&str, &str); 2] = [("bench-alloc", "alloc"), ("init=bench-sys", "sys")];
+/// the kernel's page-allocator benchmark, the user-space syscall
+/// benchmark, and the anonymous-memory fault benchmark (256 MiB per
+/// repetition, every folio size), the last two run by init.
+const BENCHES: [(&str, &str); 3] = [
+    ("bench-alloc", "alloc"),
+    ("init=bench-sys", "sys"),
+    ("init=bench fault --size 256 --iters 3", "fault"),
+];
 
 pub fn run(o: &Opts) -> Result<bool> {
     let boards = if o.boards.is_empty() {

@@ -93,8 +93,9 @@ impl Profile {
 }
 
 /// The user programs every kernel image embeds (bins of
-/// `userspace/programs`), by the name `execve` finds them under.
-pub const PROGRAMS: [&str; 4] = ["init", "hello", "utest", "bench-sys"];
+/// `userspace/programs` and `userspace/bench`), by the name `execve` finds
+/// them under.
+pub const PROGRAMS: [&str; 6] = ["init", "hello", "utest", "mmtests", "bench-sys", "bench"];
 
 /// Builds the user programs for `arch` (profile `user`: release code, no
 /// debug info) and returns `(name, path)` for each.
@@ -106,6 +107,8 @@ pub fn user_programs(arch: Arch) -> Result<Vec<(String, PathBuf)>> {
         "user",
         "-p",
         "folium-programs",
+        "-p",
+        "folium-bench",
         "--bins",
         "--target",
         arch.target(),
