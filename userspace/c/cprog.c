@@ -1,7 +1,7 @@
 /* cprog: an ordinary static C program (glibc or musl) that Folium must run
- * unchanged: it prints through stdio, reads both clocks, allocates, forks,
- * waits for its child and checks the status word, then reports. Exits 0
- * only if every check held. */
+ * unchanged: it prints through stdio, reads both clocks, allocates small
+ * and large buffers (so both brk and mmap), forks, waits for its child and
+ * checks the status word, then reports. Exits 0 only if every check held. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +19,54 @@ static void check(int ok, const char *what)
 	}
 }
 
+/* Fills every page of `p` with a value derived from its index and `seed`,
+ * then checks them all: a page lost, shared or misplaced shows up. */
+static int touch_and_verify(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i += 4096)
+		p[i] = (unsigned char)((i >> 12) * 7 + seed);
+	p[n - 1] = (unsigned char)seed;
+	for (size_t i = 0; i < n; i += 4096)
+		if (p[i] != (unsigned char)((i >> 12) * 7 + seed))
+			return 0;
+	return p[n - 1] == (unsigned char)seed;
+}
+
+/* Large buffers: libc serves requests above its mmap threshold (128 KiB by
+ * default in glibc and musl) with mmap and frees them with munmap; many
+ * smaller blocks grow the brk heap by megabytes, and freeing them lets libc
+ * shrink it again. */
+static void big_buffers(void)
+{
+	static const size_t sizes[] = { 100 << 10, 1 << 20, 3 << 20, 16 << 20 };
+	for (unsigned k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+		unsigned char *p = malloc(sizes[k]);
+		check(p != NULL, "malloc of a large buffer");
+		if (p)
+			check(touch_and_verify(p, sizes[k], k), "large buffer contents");
+		free(p);
+	}
+	enum { BLOCKS = 256, BLOCK = 16 << 10 };
+	static unsigned char *blocks[BLOCKS];
+	for (unsigned i = 0; i < BLOCKS; i++) {
+		blocks[i] = malloc(BLOCK);
+		check(blocks[i] != NULL, "malloc of a heap block");
+		if (blocks[i])
+			memset(blocks[i], (int)(i & 0xff), BLOCK);
+	}
+	for (unsigned i = 0; i < BLOCKS; i++)
+		if (blocks[i])
+			check(blocks[i][i % BLOCK] == (unsigned char)(i & 0xff) &&
+				      blocks[i][BLOCK - 1] == (unsigned char)(i & 0xff),
+			      "heap block contents");
+	for (unsigned i = 0; i < BLOCKS; i++)
+		free(blocks[i]);
+	/* The freed space is reused: a second round must work as well. */
+	unsigned char *again = malloc(4 << 20);
+	check(again != NULL && touch_and_verify(again, 4 << 20, 99), "reuse after free");
+	free(again);
+}
+
 int main(int argc, char **argv)
 {
 	struct timespec a, b, r;
@@ -32,6 +80,8 @@ int main(int argc, char **argv)
 		memset(buf, 'x', 1 << 16);
 		check(buf[12345] == 'x', "heap contents");
 	}
+
+	big_buffers();
 
 	int shared = 1;
 	pid_t pid = fork();
