@@ -809,46 +809,24 @@ impl<F: PteFormat> AddressSpace<F> {
         child.brk = self.brk;
         let mut downgraded = false;
         let mut result = Ok(());
-        'areas: for vma in self.vmas.iter() {
-            for (tva, table) in self.pt.pte_tables(vma.start, vma.end) {
-                for (va, slot) in PageTable::<F>::table_slots(tva, table, vma.start, vma.end) {
-                    let raw = self.pt.pte(slot);
-                    let Some((pfn, attrs)) = leaf::<F>(raw) else {
-                        continue;
-                    };
-                    let cslot = match child.pt.pte_slot_alloc(va, &mut EnvTables(env)) {
-                        Ok(s) => s,
-                        Err(_) => {
-                            result = Err(FaultError::OutOfMemory);
-                            break 'areas;
-                        }
-                    };
-                    let zero = pfn == env.zero_pfn();
-                    if !zero && let Some(f) = env.memmap().page_folio(pfn) {
-                        f.ref_add(1);
-                        f.add_mapcount(1);
-                        f.clear_page_anon_exclusive(pfn);
-                    }
-                    let shared = if attrs.writable {
-                        downgraded = true;
-                        let mut a = attrs;
-                        a.writable = false;
-                        let ro = F::encode(
-                            PteKind::Leaf {
-                                pa: pfn.phys(),
-                                attrs: a,
-                            },
-                            Level::L3,
-                        );
-                        self.pt.set_pte(slot, ro);
-                        ro
-                    } else {
-                        raw
-                    };
-                    child.pt.set_pte(cslot, shared);
-                    if !zero {
-                        child.rss += 1;
-                    }
+        let span = Level::L2.size();
+        let mut at = VirtAddr::new(0);
+        // One area at a time, looked up afresh: no list of areas is built.
+        'areas: loop {
+            let Some((start, end)) = self
+                .vmas
+                .overlapping(at, self.user_end)
+                .next()
+                .map(|v| (v.start, v.end))
+            else {
+                break;
+            };
+            at = end;
+            for (tva, _) in self.pt.pte_tables(start, end) {
+                let (s, e) = (tva.max(start), (tva + span).min(end));
+                if let Err(err) = self.copy_pte_range(&mut child, env, s, e, &mut downgraded) {
+                    result = Err(err);
+                    break 'areas;
                 }
             }
         }
@@ -864,6 +842,56 @@ impl<F: PteFormat> AddressSpace<F> {
             return Err(e);
         }
         Ok(child)
+    }
+
+    /// Copies the present entries of `[s, e)` (inside one last-level
+    /// table) into `child` (Linux `copy_pte_range`, one entry at a time):
+    /// the folio gains a reference and a mapcount per entry and the page
+    /// stops being exclusive; writable entries are write-protected in both
+    /// spaces (`downgraded` notes that the parent needs a flush). The zero
+    /// page is shared without either. The child's table is allocated only
+    /// if there is something to copy.
+    fn copy_pte_range(
+        &mut self,
+        child: &mut Self,
+        env: &mut (impl MmEnv + ?Sized),
+        s: VirtAddr,
+        e: VirtAddr,
+        downgraded: &mut bool,
+    ) -> FaultResult {
+        let Some(mut src) = self.pt.pte_cursor(s, e) else {
+            return Ok(());
+        };
+        let Some(first) = (0..src.len()).find(|&i| F::pte_present(src.get(i))) else {
+            return Ok(());
+        };
+        let mut dst = child
+            .pt
+            .pte_cursor_alloc(s, e, &mut EnvTables(env))
+            .map_err(|_| FaultError::OutOfMemory)?;
+        let mut copied = 0;
+        for i in first..src.len() {
+            let raw = src.get(i);
+            if !F::pte_present(raw) {
+                continue;
+            }
+            let pfn = F::pte_pfn(raw);
+            if pfn != self.zero
+                && let Some(f) = env.memmap().page_folio(pfn)
+            {
+                f.ref_add(1);
+                f.add_mapcount(1);
+                f.clear_page_anon_exclusive(pfn);
+                copied += 1;
+            }
+            if F::pte_writable(raw) {
+                src.wrprotect_ptes(i, 1);
+                *downgraded = true;
+            }
+            dst.set_ptes(i, F::pte_wrprotect(raw), 1);
+        }
+        child.rss += copied;
+        Ok(())
     }
 
     /// Removes every mapping in `[start, end)`: PTEs cleared, areas
