@@ -145,6 +145,10 @@ pub struct Gather {
     tables: Vec<PhysAddr>,
     /// Flush the whole address space rather than the range.
     full: bool,
+    /// Something was noted since the last flush (a flush with nothing
+    /// new to invalidate is skipped: break-before-make flushes early,
+    /// and `finish` then has nothing left to do).
+    unflushed: bool,
 }
 
 impl Gather {
@@ -156,6 +160,17 @@ impl Gather {
             folios: Vec::new(),
             tables: Vec::new(),
             full: false,
+            unflushed: false,
+        }
+    }
+
+    /// A gather that flushes the whole address space (exit; fork's
+    /// write-protect of every writable PTE), at least once.
+    fn new_full(asid: Asid) -> Gather {
+        Gather {
+            full: true,
+            unflushed: true,
+            ..Gather::new(asid)
         }
     }
 
@@ -163,6 +178,7 @@ impl Gather {
     fn note(&mut self, va: VirtAddr) {
         self.start = self.start.min(va.as_u64());
         self.end = self.end.max(va.as_u64() + PAGE_SIZE);
+        self.unflushed = true;
     }
 
     /// Takes over the folio reference a just-cleared PTE held (the folio's
@@ -204,7 +220,11 @@ impl Gather {
         }
     }
 
-    fn flush(&self, env: &mut (impl MmEnv + ?Sized)) {
+    fn flush(&mut self, env: &mut (impl MmEnv + ?Sized)) {
+        if !self.unflushed {
+            return;
+        }
+        self.unflushed = false;
         if self.full {
             env.tlb().flush_asid(self.asid);
         } else if self.start < self.end {
@@ -214,6 +234,7 @@ impl Gather {
                 VirtAddr::new(self.end),
             );
         }
+        (self.start, self.end) = (u64::MAX, 0);
     }
 
     /// Flushes the TLB once for everything noted, then drops the folio
@@ -626,8 +647,10 @@ impl<F: PteFormat> AddressSpace<F> {
             return self.replace_page(env, slot, va, Some(pfn), prot, write);
         }
         if write {
+            // Only permission is added: no flush (Linux neither). A stale
+            // read-only entry faults once more and the spurious-fault
+            // path flushes it.
             self.pt.set_pte(slot, user_pte::<F>(pfn, prot, true));
-            env.tlb().flush_page(self.asid, va);
         }
         Ok(())
     }
@@ -833,8 +856,7 @@ impl<F: PteFormat> AddressSpace<F> {
         if downgraded {
             // The parent's PTEs lost write: one flush of the whole space
             // (nothing is released, so the gather only flushes).
-            let mut g = Gather::new(self.asid);
-            g.full = true;
+            let g = Gather::new_full(self.asid);
             g.finish(env);
         }
         if let Err(e) = result {
@@ -1074,8 +1096,7 @@ impl<F: PteFormat> AddressSpace<F> {
     /// Frees everything: every page reference and every table, the root
     /// included, after one flush of the whole address space (exit, exec).
     pub fn teardown(mut self, env: &mut (impl MmEnv + ?Sized)) {
-        let mut g = Gather::new(self.asid);
-        g.full = true;
+        let mut g = Gather::new_full(self.asid);
         let end = self.user_end;
         self.zap(env, VirtAddr::new(0), end, &mut g);
         // Every PTE is gone and the whole address space flushed: no walk

@@ -34,11 +34,13 @@ pub trait TlbOps {
 }
 
 /// Page-granular model of what a TLB may hold, for host tests: a PTE that
-/// was ever present may be cached until a flush covers it.
+/// was ever present may be cached, with the write permission it had, until
+/// a flush covers it.
 #[derive(Debug, Default)]
 pub struct RecordingTlb {
-    /// (asid, page VA) -> the frame the cached translation points to.
-    cached: RefCell<BTreeMap<(Asid, u64), Pfn>>,
+    /// (asid, page VA) -> the frame the cached translation points to and
+    /// whether it allowed writes.
+    cached: RefCell<BTreeMap<(Asid, u64), (Pfn, bool)>>,
     /// Number of flush calls of each kind: page, range, asid.
     calls: RefCell<[u64; 3]>,
 }
@@ -49,26 +51,38 @@ impl RecordingTlb {
         Self::default()
     }
 
-    /// Records that the walker may have cached `va -> pfn` in `asid`
-    /// (called by tests whenever a PTE becomes present).
-    pub fn touch(&self, asid: Asid, va: VirtAddr, pfn: Pfn) {
-        self.cached
-            .borrow_mut()
-            .insert((asid, va.align_down(PAGE_SIZE).as_u64()), pfn);
+    /// Records that the walker may have cached `va -> pfn` in `asid`,
+    /// writable or not (called by tests for every present PTE). A
+    /// writable entry stays recorded as writable until flushed: a later
+    /// read-only walk does not make the cached write permission go away.
+    pub fn touch(&self, asid: Asid, va: VirtAddr, pfn: Pfn, writable: bool) {
+        let mut c = self.cached.borrow_mut();
+        let e = c
+            .entry((asid, va.align_down(PAGE_SIZE).as_u64()))
+            .or_insert((pfn, writable));
+        if e.0 != pfn {
+            // A different frame: the hardware may hold either; keep the
+            // one that is writable (the dangerous one), else the new one.
+            if !e.1 {
+                *e = (pfn, writable);
+            }
+        } else {
+            e.1 |= writable;
+        }
     }
 
     /// True if a translation to `pfn` may still be cached anywhere.
     pub fn maps_frame(&self, pfn: Pfn) -> bool {
-        self.cached.borrow().values().any(|&p| p == pfn)
+        self.cached.borrow().values().any(|&(p, _)| p == pfn)
     }
 
-    /// Cached translations of `asid`, as (page VA, frame).
-    pub fn cached(&self, asid: Asid) -> Vec<(VirtAddr, Pfn)> {
+    /// Cached translations of `asid`, as (page VA, frame, writable).
+    pub fn cached(&self, asid: Asid) -> Vec<(VirtAddr, Pfn, bool)> {
         self.cached
             .borrow()
             .iter()
             .filter(|((a, _), _)| *a == asid)
-            .map(|((_, va), p)| (VirtAddr::new(*va), *p))
+            .map(|((_, va), (p, w))| (VirtAddr::new(*va), *p, *w))
             .collect()
     }
 
@@ -108,13 +122,23 @@ mod tests {
         let t = RecordingTlb::new();
         let (a, b) = (Asid(1), Asid(2));
         for i in 0..4 {
-            t.touch(a, VirtAddr::new(i * PAGE_SIZE), Pfn::new(100 + i));
+            t.touch(a, VirtAddr::new(i * PAGE_SIZE), Pfn::new(100 + i), i == 3);
         }
-        t.touch(b, VirtAddr::new(0), Pfn::new(200));
+        t.touch(b, VirtAddr::new(0), Pfn::new(200), false);
+        t.touch(b, VirtAddr::new(0), Pfn::new(200), true);
+        t.touch(b, VirtAddr::new(0), Pfn::new(200), false);
+        assert_eq!(
+            t.cached(b),
+            [(VirtAddr::new(0), Pfn::new(200), true)],
+            "write permission stays cached until a flush"
+        );
         t.flush_page(a, VirtAddr::new(0x123));
         assert!(!t.maps_frame(Pfn::new(100)));
         t.flush_range(a, VirtAddr::new(PAGE_SIZE), VirtAddr::new(3 * PAGE_SIZE));
-        assert_eq!(t.cached(a), [(VirtAddr::new(3 * PAGE_SIZE), Pfn::new(103))]);
+        assert_eq!(
+            t.cached(a),
+            [(VirtAddr::new(3 * PAGE_SIZE), Pfn::new(103), true)]
+        );
         t.flush_asid(a);
         assert!(t.cached(a).is_empty());
         assert!(

@@ -302,6 +302,7 @@ fn history<F: PteFormat>(ops: Vec<Op>) {
         }
         // The running page count matches a walk of the tables.
         for (a, _, _) in spaces.iter().flatten() {
+            env.assert_no_stale_write(a);
             assert_eq!(a.rss(), a.resident_pages(), "rss counter");
         }
         // Refcounts equal mapcounts equal the number of spaces mapping a frame.

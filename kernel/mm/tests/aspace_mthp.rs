@@ -623,11 +623,17 @@ fn check<F: PteFormat>(env: &HostEnv, spaces: &[Option<Modelled<F>>], free0: u64
             let mut b = [0u8; 8];
             assert!(a.read_bytes(env, va(p), &mut b));
             assert_eq!(u64::from_le_bytes(b), pm.value, "contents of page {p}");
+            // Only word 0 is ever written: the rest of the page is zero
+            // (a page not zeroed, or a copy of the wrong page, shows here).
+            assert!(a.read_bytes(env, va(p) + (PAGE_SIZE - 8), &mut b));
+            assert_eq!(u64::from_le_bytes(b), 0, "last word of page {p}");
             if pfn == env.zero {
                 assert!(!attrs.writable, "the zero page mapped writable");
                 continue;
             }
             let f = env.memmap.page_folio(pfn).expect("a folio");
+            // A writable page is this space's alone.
+            assert!(!attrs.writable || f.page_anon_exclusive(pfn), "page {p}");
             // A folio's pages sit at their natural place: the folio is
             // mapped aligned to its size.
             let base = va(p).as_u64() - (pfn - f.pfn()) * PAGE_SIZE;
@@ -684,6 +690,9 @@ fn history<F: PteFormat>((top, sizes): (u8, [u8; 8]), ops: Vec<Op>) {
             env.walk_all(&m.space);
         }
         apply(&mut env, &mut spaces, op);
+        for m in spaces.iter().flatten() {
+            env.assert_no_stale_write(&m.space);
+        }
         check(&env, &spaces, free0);
     }
     for m in spaces.into_iter().flatten() {
@@ -736,5 +745,86 @@ fn a_partly_mapped_shared_folio_is_copied_not_reused() {
     env.walk_all(&child);
     child.teardown(&mut env);
     parent.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}
+
+/// The kernel writing a program's contents (`write_bytes`, Linux's
+/// `FOLL_FORCE`) into pages that are not private yet: the zero page, a page
+/// shared with a child, a read-only area. Each gets a private copy; the
+/// zero page and the child's view stay as they were.
+#[test]
+fn kernel_writes_make_pages_private_first() {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    set_sizes(&env, "never", &[(4, "always")]);
+    let mut a = new_space::<X86_64>(&mut env, 1);
+    a.add_vma(Vma::new(va(0), va(16), Prot::READ, VmaKind::Anon))
+        .unwrap();
+    anon(&mut a, 16, 16);
+    // A read maps the zero page; the kernel's write must not land there.
+    assert_eq!(read_u64(&mut env, &mut a, va(2)), 0);
+    a.write_bytes(&mut env, va(2) + 8, b"text").unwrap();
+    let (pfn, attrs) = a.translate(va(2)).unwrap();
+    assert_ne!(pfn, env.zero);
+    assert!(!attrs.writable, "still read-only");
+    let mut b = [0u8; 4];
+    assert!(a.read_bytes(&env, va(2) + 8, &mut b));
+    assert_eq!(&b, b"text");
+    assert_eq!(read_u64(&mut env, &mut a, va(3)), 0);
+    let mut z = [0xffu8; 16];
+    assert!(a.read_bytes(&env, va(3), &mut z));
+    assert_eq!(a.translate(va(3)).unwrap().0, env.zero);
+    assert_eq!(z, [0; 16], "the zero page is untouched");
+    // A large folio shared with a child: the parent's forced write copies
+    // the page; the child still reads the original.
+    for p in 16..32 {
+        write_u64(&mut env, &mut a, va(p), p);
+    }
+    assert_eq!(folio_at(&env, &a, 16).1, 4);
+    let mut c = a.fork(&mut env, None).unwrap();
+    c.asid = Asid(2);
+    env.walk_all(&a);
+    env.walk_all(&c);
+    a.write_bytes(&mut env, va(20), &99u64.to_le_bytes())
+        .unwrap();
+    env.assert_no_stale_write(&a);
+    assert_eq!(read_u64(&mut env, &mut a, va(20)), 99);
+    assert_eq!(read_u64(&mut env, &mut c, va(20)), 20);
+    assert_eq!(folio_at(&env, &c, 16).2, 31, "one page of the folio copied");
+    env.walk_all(&a);
+    env.walk_all(&c);
+    c.teardown(&mut env);
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}
+
+/// `MAP_POPULATE`'s path: every page present after one call, large folios
+/// where the policy allows (one fault per folio, counted once), zero pages
+/// for a read-only population.
+#[test]
+fn populate_faults_each_folio_once() {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    set_sizes(&env, "never", &[(4, "always")]);
+    let mut a = new_space::<Aarch64>(&mut env, 1);
+    anon(&mut a, 0, 64);
+    a.populate(&mut env, va(0), va(64), Access::Write).unwrap();
+    assert_eq!(env.thp.counters(4), Some((4, 0)), "four 64 KiB folios");
+    for p in 0..64 {
+        let (pfn, attrs) = a.translate(va(p)).unwrap();
+        assert!(attrs.writable && pfn != env.zero, "page {p}");
+    }
+    assert_eq!(a.rss(), 64);
+    a.add_vma(Vma::new(va(100), va(104), Prot::READ, VmaKind::Anon))
+        .unwrap();
+    a.populate(&mut env, va(100), va(104), Access::Read)
+        .unwrap();
+    assert!((100..104).all(|p| a.translate(va(p)).unwrap().0 == env.zero));
+    assert_eq!(
+        a.populate(&mut env, va(104), va(106), Access::Read),
+        Err(FaultError::Unmapped)
+    );
+    env.walk_all(&a);
+    a.teardown(&mut env);
     assert_eq!(env.free_pages(), free0);
 }

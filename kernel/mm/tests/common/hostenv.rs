@@ -85,11 +85,30 @@ impl HostEnv {
         for v in a.vmas().iter() {
             let mut va = v.start;
             while va < v.end {
-                if let Some((pfn, _)) = a.translate(va) {
-                    self.tlb.touch(a.asid, va, pfn);
+                if let Some((pfn, attrs)) = a.translate(va) {
+                    self.tlb
+                        .touch(a.asid, va, pfn, attrs.writable && attrs.user);
                 }
                 va = va + PAGE_SIZE;
             }
+        }
+    }
+
+    /// Fails unless every writable translation the TLB may still hold for
+    /// `a` is one its page tables grant now (same frame, still writable):
+    /// a downgrade (fork's write-protect, mprotect, a COW replacement)
+    /// that forgot its flush would let the program write where it may
+    /// not.
+    pub fn assert_no_stale_write<F: PteFormat>(&self, a: &AddressSpace<F>) {
+        for (va, pfn, writable) in self.tlb.cached(a.asid) {
+            if !writable {
+                continue;
+            }
+            let now = a.translate(va);
+            assert!(
+                now.is_some_and(|(p, at)| p == pfn && at.writable && at.user),
+                "stale writable TLB entry {va:?} -> {pfn:?}; the PTE is now {now:?}"
+            );
         }
     }
 }
@@ -122,8 +141,9 @@ impl MmEnv for HostEnv {
         }
     }
     fn alloc_table(&mut self) -> Option<PhysAddr> {
-        self.tables += 1;
-        self.buddy.alloc(Order::of(0)).map(Pfn::phys)
+        let t = self.buddy.alloc(Order::of(0)).map(Pfn::phys);
+        self.tables += u64::from(t.is_some());
+        t
     }
     fn free_table(&mut self, table: PhysAddr) {
         self.tables -= 1;
