@@ -109,6 +109,7 @@ syscalls! {
     ArchPrctl = -, 158;
     Setrlimit = 164, 160;
     Reboot = 142, 169;
+    Mount = 40, 165;
     Gettid = 178, 186;
     Tkill = 130, 200;
     Futex = 98, 202;
@@ -119,6 +120,7 @@ syscalls! {
     ExitGroup = 94, 231;
     Tgkill = 131, 234;
     Openat = 56, 257;
+    Mkdirat = 34, 258;
     Newfstatat = 79, 262;
     Readlinkat = 78, 267;
     SetRobustList = 99, 273;

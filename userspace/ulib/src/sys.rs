@@ -247,6 +247,46 @@ pub unsafe fn execve(path: &[u8], argv: *const *const u8, envp: *const *const u8
     }
 }
 
+/// `mkdirat(AT_FDCWD, path, mode)`; `path` is NUL-terminated.
+pub fn mkdir(path: &core::ffi::CStr, mode: u32) -> SysResult {
+    // SAFETY: the kernel reads a NUL-terminated string.
+    unsafe {
+        call(
+            Sysno::Mkdirat,
+            [
+                (-100i64) as u64,
+                path.as_ptr() as u64,
+                u64::from(mode),
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `mount(source, target, fstype, 0, NULL)`.
+pub fn mount(
+    source: &core::ffi::CStr,
+    target: &core::ffi::CStr,
+    fstype: &core::ffi::CStr,
+) -> SysResult {
+    // SAFETY: the kernel reads three NUL-terminated strings; no data.
+    unsafe {
+        call(
+            Sysno::Mount,
+            [
+                source.as_ptr() as u64,
+                target.as_ptr() as u64,
+                fstype.as_ptr() as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
 /// `reboot(LINUX_REBOOT_CMD_POWER_OFF)` with Linux's magic numbers.
 pub fn power_off() -> SysResult {
     call_int(
