@@ -54,9 +54,9 @@ pub fn run(o: &Opts) -> Result<bool> {
              3. Connect a 3.3 V USB serial adapter to GPIO 14 (TX), 15 (RX) and GND,\n\
              \x20  open it at 115200 8N1 and power the board.\n\n\
              The kernel command line is cmdline.txt. It starts with\n\
-             `init=bench-sys QUICK` (a short table of syscall, switch and fork\n\
-             costs); write `test init=utest` there to run the self-tests and the\n\
-             user suite. The firmware parks the secondary cores and passes a\n\
+             `init=bench --quick` (a short run of the memory benchmark: syscall,\n\
+             fork, fault and munmap tables); write `test init=utest,mmtests`\n\
+             there to run the self-tests and the user suites. The firmware parks the secondary cores and passes a\n\
              device tree from which Folium reads the RAM ranges and the command\n\
              line.\n"
         )

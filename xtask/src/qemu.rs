@@ -133,6 +133,22 @@ impl Spec {
         s
     }
 
+    /// The CPU model the guest runs on: the one asked for, else the
+    /// board's default (virt `cortex-a72`; q35 `qemu64` under TCG, `host`
+    /// under KVM; the Pi boards' own cores).
+    pub fn cpu_name(&self) -> String {
+        if let Some(c) = &self.cpu {
+            return c.clone();
+        }
+        match self.board {
+            Board::Virt | Board::Raspi4b => "cortex-a72",
+            Board::Raspi3b => "cortex-a53",
+            Board::Q35 if self.accel == Accel::Kvm => "host",
+            Board::Q35 => "qemu64",
+        }
+        .to_string()
+    }
+
     /// The QEMU command for this run. `interactive` keeps QEMU's monitor on
     /// the terminal (Ctrl-A X quits); otherwise serial goes to stdout only.
     pub fn command(&self, kernel: &Path, interactive: bool) -> Result<Command> {
@@ -148,7 +164,7 @@ impl Spec {
         c.args(["-M", &machine]);
         match b {
             Board::Virt => {
-                c.args(["-cpu", self.cpu.as_deref().unwrap_or("cortex-a72")]);
+                c.args(["-cpu", &self.cpu_name()]);
                 c.args(["-m", self.mem.as_deref().unwrap_or("512M")]);
             }
             Board::Raspi4b | Board::Raspi3b => {
@@ -160,12 +176,7 @@ impl Spec {
                 }
             }
             Board::Q35 => {
-                let default_cpu = if self.accel == Accel::Kvm {
-                    "host"
-                } else {
-                    "qemu64"
-                };
-                c.args(["-cpu", self.cpu.as_deref().unwrap_or(default_cpu)]);
+                c.args(["-cpu", &self.cpu_name()]);
                 c.args(["-m", self.mem.as_deref().unwrap_or("512M")]);
                 c.args([
                     "-device",
@@ -315,7 +326,7 @@ fn debian_mirror() -> (String, String) {
 }
 
 /// What `qemu-run` boots with when given no command line.
-pub const DEFAULT_CMDLINE: &str = "init=bench-sys QUICK";
+pub const DEFAULT_CMDLINE: &str = "init=bench --quick";
 
 /// `cargo xtask qemu-run`: build, boot one board, stream its console.
 pub fn run(o: &Opts) -> Result<bool> {

@@ -47,7 +47,21 @@ fn clean(line: &str) -> String {
 /// Boots one guest and collects its console until it exits or times out.
 /// With `echo`, lines are printed as they arrive.
 pub fn boot(spec: &Spec, kernel: &Path, timeout: Duration, echo: bool) -> Result<GuestRun> {
-    let mut cmd = spec.command(kernel, false)?;
+    let cmd = spec.command(kernel, false)?;
+    run_console(cmd, timeout, echo, |l| {
+        l.starts_with("Folium ") && l.contains(" on ")
+    })
+}
+
+/// Runs a QEMU command whose serial console is its stdout and collects the
+/// console like [`boot`]; `banner_after` is when the first line `banner`
+/// accepts arrived.
+pub fn run_console(
+    mut cmd: std::process::Command,
+    timeout: Duration,
+    echo: bool,
+    banner: impl Fn(&str) -> bool,
+) -> Result<GuestRun> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -90,10 +104,7 @@ pub fn boot(spec: &Spec, kernel: &Path, timeout: Duration, echo: bool) -> Result
         match rx.recv_timeout(deadline - now) {
             Ok((t, raw)) => {
                 let line = clean(&raw);
-                if run.banner_after.is_none()
-                    && line.starts_with("Folium ")
-                    && line.contains(" on ")
-                {
+                if run.banner_after.is_none() && banner(&line) {
                     run.banner_after = Some(t - start);
                 }
                 if echo {
@@ -350,6 +361,92 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
     one_test_outcome(label, "ordinary_c_program_runs_unchanged", ok, why, run)
 }
 
+/// The command line of the benchmark's test boot: every benchmark, 4 MiB
+/// (two 2 MiB folios), one repetition.
+pub const BENCH_TEST_CMDLINE: &str = "init=bench --size 4 --iters 1";
+
+/// Every (bench, case) the benchmark's test boot must report.
+const BENCH_ROWS: [(&str, &str); 24] = [
+    ("sys", "null_syscall"),
+    ("sys", "yield_switch"),
+    ("sys", "fork_exit_wait"),
+    ("fork", "order-0"),
+    ("fork", "order-9"),
+    ("memcpy", "page-tables"),
+    ("fault", "4K"),
+    ("fault", "16K"),
+    ("fault", "32K"),
+    ("fault", "64K"),
+    ("fault", "128K"),
+    ("fault", "256K"),
+    ("fault", "512K"),
+    ("fault", "1024K"),
+    ("fault", "2048K"),
+    ("munmap", "4K"),
+    ("munmap", "16K"),
+    ("munmap", "32K"),
+    ("munmap", "64K"),
+    ("munmap", "128K"),
+    ("munmap", "256K"),
+    ("munmap", "512K"),
+    ("munmap", "1024K"),
+    ("munmap", "2048K"),
+];
+
+/// Parses the benchmark's test boot: each JSON line must parse and carry
+/// the common fields with sane values, every expected row must be there
+/// and checked `ok`, and the guest must exit successfully.
+fn check_bench_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
+    let mut problems = Vec::new();
+    let mut rows = Vec::new();
+    for l in run
+        .lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with('{'))
+    {
+        match crate::json::parse_object(l) {
+            Ok(o) => {
+                let n = |k: &str| o.num(k).unwrap_or(-1.0);
+                if !(n("min_ns") >= 0.0
+                    && n("min_ns") <= n("median_ns")
+                    && n("median_ns") <= n("max_ns"))
+                    || n("iterations") < 1.0
+                    || o.str("kernel").is_empty()
+                {
+                    problems.push(format!("implausible record {l}"));
+                }
+                if o.str("check") != "ok" {
+                    problems.push(format!(
+                        "{} {}: {}",
+                        o.str("bench"),
+                        o.str("case"),
+                        o.str("check")
+                    ));
+                }
+                rows.push((o.str("bench").to_string(), o.str("case").to_string()));
+            }
+            Err(e) => problems.push(format!("bad JSON {l:?}: {e}")),
+        }
+    }
+    for (b, c) in BENCH_ROWS {
+        if !rows.iter().any(|(x, y)| x == b && y == c) {
+            problems.push(format!("no {b} {c} record"));
+        }
+    }
+    if run.exit != Some(board.exit_codes().0) || run.timed_out {
+        problems.push(format!("exit {:?}, timed out {}", run.exit, run.timed_out));
+    }
+    let ok = problems.is_empty();
+    one_test_outcome(
+        label,
+        "bench_runs_and_reports",
+        ok,
+        problems.join("; "),
+        run,
+    )
+}
+
 /// Parses a boot in which init was handed a malformed program.
 fn check_refused_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
     let reason = run.lines.iter().find(|l| l.starts_with("exec: broken: "));
@@ -543,6 +640,10 @@ enum Check {
     /// a printed reason, init must report exit status 127, and the machine
     /// must stop with the failure status (never a panic).
     Refused,
+    /// init runs the benchmark at a tiny size: it must finish, print a
+    /// well-formed record for every benchmark, and check every one `ok`
+    /// (folio sizes as asked); no time is judged.
+    Bench,
 }
 
 /// One guest boot of `cargo xtask test`.
@@ -567,7 +668,7 @@ impl GuestBoot {
         if self.profile == Profile::Checked {
             l.push_str("/checked");
         }
-        if let Check::Fatal(_) | Check::CProgram | Check::Refused = self.check {
+        if let Check::Fatal(_) | Check::CProgram | Check::Refused | Check::Bench = self.check {
             l.push(':');
             let mut words = self.spec.cmdline.split_whitespace();
             let word = words
@@ -622,6 +723,10 @@ fn guest_boots(
         ..GuestBoot::new(Spec::new(b, TEST_CMDLINE), Check::Tests)
     };
     for &b in boards {
+        boots.push(GuestBoot::new(
+            Spec::new(b, BENCH_TEST_CMDLINE),
+            Check::Bench,
+        ));
         match b {
             Board::Virt => {
                 let mut a72 = Spec::new(b, TEST_CMDLINE);
@@ -731,6 +836,7 @@ pub fn run(o: &Opts) -> Result<bool> {
                         (Ok(run), Check::Refused) => {
                             check_refused_boot(&label, gb.spec.board, &run)
                         }
+                        (Ok(run), Check::Bench) => check_bench_boot(&label, gb.spec.board, &run),
                         (Ok(run), Check::Tests) => {
                             check_test_boot(&label, gb.spec.board, &gb.spec.cmdline, &run)
                         }
@@ -789,7 +895,7 @@ mod tests {
             ["ktest", "utest", "mmtests"]
         );
         assert_eq!(suites_of("init=mmtests,hello"), ["mmtests"]);
-        assert!(suites_of("init=bench-sys QUICK").is_empty());
+        assert!(suites_of("init=bench --quick").is_empty());
         // A suite whose summary is missing fails the boot.
         let r = run_of(
             &[

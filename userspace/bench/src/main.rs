@@ -3,68 +3,146 @@
 //! two kernels can be compared in the same QEMU.
 //!
 //! ```text
-//! bench [fault] [--size MIB] [--iters N] [--sizes KB,KB,...] [--set-knobs]
+//! bench [sys] [fork] [munmap] [fault] [--size MIB] [--iters N]
+//!       [--sizes KB,KB,...] [--quick] [--set-knobs]
 //! ```
 //!
-//! - `fault` (the default): the time to populate `--size` MiB (default
-//!   64) by touching each page, per folio size (default all of 4 kB to
-//!   2048 kB), `--iters` repetitions (default 3); see [`fault`].
+//! With no benchmark named, all of them run, in that order:
 //!
-//! The mTHP policy is set through Linux's knobs for each size and put back
-//! afterwards. It is set only where that is safe: on Folium, or when this
-//! program is PID 1 or its child (a benchmark guest); elsewhere (a shared
-//! host) only with `--set-knobs`, and otherwise measured as it stands,
-//! which the check column then says.
+//! - `sys`: null syscall, context switch, small fork ([`sys`]);
+//! - `fork`: `fork()` of a process with `--size` MiB (default 1024)
+//!   populated with order-0 folios, then with order-9 folios mapped by
+//!   PTEs, and a `memcpy` of as many bytes as that memory's page tables,
+//!   the physical limit fork is measured against ([`anon`]);
+//! - `munmap` and `fault` (measured together): populating `--size` MiB by
+//!   touching each page, and unmapping it, per folio size (default every
+//!   size from 4 kB to 2048 kB).
 //!
-//! Output: a table per benchmark, then one JSON object per result line.
+//! `--iters` repetitions (default 5) give each row its median, mean,
+//! standard deviation, min and max. `--quick` is a run of seconds: 64 MiB,
+//! 3 repetitions, smaller syscall batches.
+//!
+//! The mTHP policy is set through Linux's knobs for each case (top level
+//! `never`, the size under test `always`, every other size `never`) and
+//! put back afterwards. It is set only where that is safe: on Folium, or
+//! when this program is PID 1 or its child (a benchmark guest); elsewhere
+//! (a shared host) only with `--set-knobs`, and otherwise measured as it
+//! stands, which the check column then says. As PID 1 on Linux it mounts
+//! /proc and /sys first and powers the machine off at the end.
+//!
+//! Output: progress lines (`bench: [k/n] ...`), a table per benchmark,
+//! one JSON object per result line (see [`report`]), and the fork /
+//! memcpy ratios.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-mod fault;
+mod anon;
 mod knobs;
+mod report;
 mod stats;
+mod sys;
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use folium_programs::on_folium;
-use ulib::{println, sys};
+use report::Record;
+use ulib::println;
 
 ulib::entry!(main);
 
 /// The kernel's release string (uname).
 fn release() -> String {
     let mut buf = [0u8; 390];
-    let _ = sys::uname(&mut buf);
+    let _ = ulib::sys::uname(&mut buf);
     let f = &buf[130..195];
     let n = f.iter().position(|&b| b == 0).unwrap_or(f.len());
     String::from(core::str::from_utf8(&f[..n]).unwrap_or("?"))
 }
 
+/// Progress through the run: `step` announces what starts, with the time
+/// spent and an estimate of what is left; `done` counts finished units.
+pub struct Progress {
+    start: u64,
+    total: u64,
+    done: u64,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        Progress {
+            start: ulib::sys::now_ns(),
+            total: total.max(1),
+            done: 0,
+        }
+    }
+
+    /// Announces the next piece of work.
+    pub fn step(&self, what: &str) {
+        let elapsed = (ulib::sys::now_ns() - self.start) as f64 / 1e9;
+        let left = if self.done == 0 {
+            String::from("?")
+        } else {
+            let per = elapsed / self.done as f64;
+            format!(
+                "~{:.0}",
+                per * (self.total.saturating_sub(self.done)) as f64
+            )
+        };
+        println!(
+            "bench: [{}/{}] {what} ({elapsed:.0} s elapsed, {left} s left)",
+            self.done + 1,
+            self.total
+        );
+    }
+
+    /// Counts `n` finished units.
+    pub fn done(&mut self, n: u64) {
+        self.done += n;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bench {
+    Sys,
+    Fork,
+    Anon,
+}
+
 struct Opts {
+    benches: Vec<Bench>,
     size_mib: u64,
     iters: u32,
     sizes: Vec<u64>,
+    quick: bool,
     set_knobs: bool,
 }
 
+const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [--size MIB] [--iters N] \
+                     [--sizes KB,...] [--quick] [--set-knobs]";
+
 fn parse(args: &ulib::Args) -> Result<Opts, String> {
     let mut o = Opts {
-        size_mib: 64,
-        iters: 3,
-        sizes: fault::ALL_KB.to_vec(),
+        benches: Vec::new(),
+        size_mib: 0,
+        iters: 0,
+        sizes: anon::ALL_KB.to_vec(),
+        quick: false,
         set_knobs: false,
     };
     let mut i = 1;
     let value = |i: usize, what: &str| -> Result<&str, String> {
         args.arg(i + 1)
-            .ok_or_else(|| alloc::format!("{what} needs a value"))
+            .ok_or_else(|| format!("{what} needs a value"))
     };
     while let Some(a) = args.arg(i) {
-        match a {
-            "fault" => {}
+        let b = match a {
+            "sys" => Some(Bench::Sys),
+            "fork" => Some(Bench::Fork),
+            "munmap" | "fault" => Some(Bench::Anon),
             "--size" => {
                 o.size_mib = value(i, a)?
                     .parse()
@@ -72,6 +150,7 @@ fn parse(args: &ulib::Args) -> Result<Opts, String> {
                     .filter(|&m: &u64| (2..=1 << 20).contains(&m) && m % 2 == 0)
                     .ok_or("--size: an even number of MiB, at least 2")?;
                 i += 1;
+                None
             }
             "--iters" => {
                 o.iters = value(i, a)?
@@ -80,13 +159,14 @@ fn parse(args: &ulib::Args) -> Result<Opts, String> {
                     .filter(|&n: &u32| (1..=1000).contains(&n))
                     .ok_or("--iters: 1 to 1000")?;
                 i += 1;
+                None
             }
             "--sizes" => {
                 let mut v = Vec::new();
                 for w in value(i, a)?.split(',') {
                     let kb: u64 = w.trim_end_matches(['k', 'K']).parse().unwrap_or(0);
-                    if !fault::ALL_KB.contains(&kb) {
-                        return Err(alloc::format!(
+                    if !anon::ALL_KB.contains(&kb) {
+                        return Err(format!(
                             "--sizes: {w} is not one of 4,16,32,64,128,256,512,1024,2048"
                         ));
                     }
@@ -94,55 +174,249 @@ fn parse(args: &ulib::Args) -> Result<Opts, String> {
                 }
                 o.sizes = v;
                 i += 1;
+                None
             }
-            "--set-knobs" => o.set_knobs = true,
-            other => return Err(alloc::format!("unknown argument {other:?}")),
+            "--quick" => {
+                o.quick = true;
+                None
+            }
+            "--set-knobs" => {
+                o.set_knobs = true;
+                None
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        };
+        if let Some(b) = b
+            && !o.benches.contains(&b)
+        {
+            o.benches.push(b);
         }
         i += 1;
+    }
+    if o.benches.is_empty() {
+        o.benches = alloc::vec![Bench::Sys, Bench::Fork, Bench::Anon];
+    }
+    if o.size_mib == 0 {
+        o.size_mib = if o.quick { 64 } else { 1024 };
+    }
+    if o.iters == 0 {
+        o.iters = if o.quick { 3 } else { 5 };
     }
     Ok(o)
 }
 
+/// PID 1 on Linux (a benchmark guest booted with this program as init):
+/// the knobs and counters need sysfs, the PTE-mapping check procfs.
+fn mount_pseudo_filesystems() {
+    for (dir, fs) in [(c"/proc", c"proc"), (c"/sys", c"sysfs")] {
+        let _ = ulib::sys::mkdir(dir, 0o755);
+        if let Err(e) = ulib::sys::mount(fs, dir, fs) {
+            println!("bench: mount {fs:?} on {dir:?}: {}", e.name());
+        }
+    }
+}
+
 fn main(args: &ulib::Args) -> i32 {
+    let linux_init = ulib::sys::getpid() == 1 && !on_folium();
+    if linux_init {
+        mount_pseudo_filesystems();
+    }
+    let code = run(args);
+    if linux_init {
+        // Returning would panic Linux ("attempted to kill init").
+        println!("bench: exit status {code}; powering off");
+        let _ = ulib::sys::power_off();
+    }
+    code
+}
+
+fn run(args: &ulib::Args) -> i32 {
     let o = match parse(args) {
         Ok(o) => o,
         Err(e) => {
             println!("bench: {e}");
-            println!(
-                "usage: bench [fault] [--size MIB] [--iters N] [--sizes KB,...] [--set-knobs]"
-            );
+            println!("{USAGE}");
             return 2;
         }
     };
     let kernel = release();
-    let may_set = o.set_knobs || on_folium() || sys::getpid() == 1 || sys::getppid() == 1;
+    let pid = ulib::sys::getpid();
+    let may_set = o.set_knobs || on_folium() || pid == 1 || ulib::sys::getppid() == 1;
     let saved = knobs::save();
     if saved.is_none() {
         println!("bench: no mTHP knobs under /sys/kernel/mm/transparent_hugepage (Linux < 6.8?)");
     } else if !may_set {
         println!("bench: not changing the knobs of a shared host (pass --set-knobs to allow)");
     }
-    let mut rows = Vec::new();
+    let policy = |kb: u64| saved.is_some() && may_set && knobs::use_only(kb).is_ok();
+    println!(
+        "bench on {kernel}: {} MiB, {} repetitions{}",
+        o.size_mib,
+        o.iters,
+        if o.quick { " (quick)" } else { "" }
+    );
+    let has = |b| o.benches.contains(&b);
+    let n = u64::from(o.iters);
+    let total = if has(Bench::Sys) { 3 } else { 0 }
+        + if has(Bench::Fork) { 2 * (n + 1) + 1 } else { 0 }
+        + if has(Bench::Anon) {
+            o.sizes.len() as u64 * n
+        } else {
+            0
+        };
+    let mut progress = Progress::new(total);
     let mut failed = false;
-    for &kb in &o.sizes {
-        let policy = saved.is_some() && may_set && knobs::use_only(kb).is_ok();
-        match fault::measure(kb, o.size_mib, o.iters, policy) {
+    let fail = |what: &str, e: String| println!("bench: {what}: {e}");
+    let mut all: Vec<Record> = Vec::new();
+
+    if has(Bench::Sys) {
+        match sys::run(o.iters, if o.quick { 10 } else { 1 }, &mut progress) {
             Ok(r) => {
-                failed |= r.check == "MISMATCH";
-                rows.push(r);
+                report::table("sys: ns per operation", &r, &|_| Vec::new());
+                all.extend(r);
             }
             Err(e) => {
-                println!("bench: fault {kb}K: {e}");
+                fail("sys", e);
                 failed = true;
             }
         }
     }
+
+    if has(Bench::Fork) {
+        let mut rows = Vec::new();
+        for kb in [4, 2048] {
+            let p = policy(kb);
+            match anon::fork(kb, o.size_mib, o.iters, p, &mut progress) {
+                Ok(r) => rows.push(r),
+                Err(e) => {
+                    fail("fork", e);
+                    failed = true;
+                }
+            }
+        }
+        let copy = anon::memcpy(o.size_mib, o.iters, &mut progress);
+        if let Ok(c) = &copy {
+            for r in &mut rows {
+                let ratio = r.summary.median / c.summary.median.max(1.0);
+                r.extra.push(("fork_over_memcpy", format!("{ratio:.2}")));
+            }
+        }
+        let title = format!(
+            "fork: fork() of a process with {} MiB populated, parent's time",
+            o.size_mib
+        );
+        report::table(&title, &rows, &|r| {
+            let f = r.extra.iter().find(|(k, _)| *k == "fork_over_memcpy");
+            alloc::vec![
+                (
+                    "pte-mapped",
+                    String::from(
+                        if r.extra
+                            .iter()
+                            .any(|(k, v)| *k == "pte_mapped" && v == "true")
+                        {
+                            "yes"
+                        } else {
+                            "no"
+                        }
+                    )
+                ),
+                ("x memcpy", f.map_or(String::from("-"), |(_, v)| v.clone())),
+            ]
+        });
+        match copy {
+            Ok(c) => {
+                println!(
+                    "  physical limit: memcpy of {} KiB (the page tables of {} MiB) takes {:.1} us",
+                    o.size_mib * 2,
+                    o.size_mib,
+                    c.summary.median / 1e3
+                );
+                rows.push(c);
+            }
+            Err(e) => {
+                fail("memcpy", e);
+                failed = true;
+            }
+        }
+        all.extend(rows);
+    }
+
+    if has(Bench::Anon) {
+        let (mut faults, mut unmaps) = (Vec::new(), Vec::new());
+        for &kb in &o.sizes {
+            let p = policy(kb);
+            match anon::fault_and_munmap(kb, o.size_mib, o.iters, p, &mut progress) {
+                Ok((f, u)) => {
+                    failed |= f.check.starts_with("MISMATCH");
+                    faults.push(f);
+                    unmaps.push(u);
+                }
+                Err(e) => {
+                    fail("fault/munmap", e);
+                    failed = true;
+                }
+            }
+        }
+        for rows in [&mut faults, &mut unmaps] {
+            let base = rows
+                .iter()
+                .find(|r| r.folio_kb == 4)
+                .map(|r| r.summary.median);
+            for r in rows.iter_mut() {
+                let ratio = base.map_or(0.0, |b| r.summary.median / b.max(1.0));
+                r.extra.push(("ratio_vs_4k", format!("{ratio:.3}")));
+            }
+        }
+        let cols = |r: &Record| {
+            let get = |k: &str| {
+                r.extra
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.clone())
+            };
+            let folios = match (get("folios_got"), get("folios_expected")) {
+                (Some(g), Some(e)) if r.folio_kb > 4 => format!("{g}/{e}"),
+                _ => String::from("-"),
+            };
+            alloc::vec![
+                ("vs 4K", get("ratio_vs_4k").unwrap_or_default()),
+                ("folios", folios),
+            ]
+        };
+        report::table(
+            &format!(
+                "fault: populate {} MiB by writing each 4 KiB page",
+                o.size_mib
+            ),
+            &faults,
+            &cols,
+        );
+        report::table(
+            &format!(
+                "munmap: munmap() of {} MiB populated with one folio size",
+                o.size_mib
+            ),
+            &unmaps,
+            &cols,
+        );
+        all.extend(faults);
+        all.extend(unmaps);
+    }
+
     if let (Some(s), true) = (&saved, may_set)
         && let Err(e) = knobs::restore(s)
     {
         println!("bench: could not restore the knobs: {e}");
         failed = true;
     }
-    fault::report(&rows, o.size_mib, o.iters, &kernel);
+    for r in &all {
+        failed |= r.check.starts_with("MISMATCH");
+        r.json(&kernel);
+    }
+    println!(
+        "bench: done in {:.1} s",
+        (ulib::sys::now_ns() - progress.start) as f64 / 1e9
+    );
     if failed { 1 } else { 0 }
 }
