@@ -1,23 +1,59 @@
-//! `cargo xtask bench`: boots the benchmark boards with each in-guest
-//! benchmark, shows the guest's tables as they print, and saves the JSON
-//! objects the guest printed to `out/bench/<bench>-<board>.json`.
+//! `cargo xtask bench`: boots each benchmark board with Folium's in-guest
+//! benchmarks (the kernel's page-allocator benchmark, then the user-space
+//! `bench`), and with `--linux-kernel` boots a real Linux in the same QEMU
+//! configuration with the same `bench` binary as its init. Shows the
+//! guests' progress and tables as they print, then prints Folium and
+//! Linux side by side with the ratio per row, and writes `results.json`
+//! and SVG plots into the output directory.
+//!
+//! ```text
+//! cargo xtask bench [--board virt|q35]... [--accel tcg|kvm] [--cpu C] [--mem M]
+//!                   [--size MIB] [--iters N] [--out DIR] [--linux-kernel PATH|debian]
+//! ```
 
-use std::time::Duration;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::build::{self, Arch};
-use crate::qemu::{self, Board, Spec};
+use crate::json::{self, Object};
+use crate::qemu::{self, Accel, Board, Spec};
 use crate::test::boot;
 use crate::{Opts, Result};
 
-/// The in-guest benchmarks (kernel command lines) and their file stems:
-/// the kernel's page-allocator benchmark, the user-space syscall
-/// benchmark, and the anonymous-memory fault benchmark (256 MiB per
-/// repetition, every folio size), the last two run by init.
-const BENCHES: [(&str, &str); 3] = [
-    ("bench-alloc", "alloc"),
-    ("init=bench-sys", "sys"),
-    ("init=bench fault --size 256 --iters 3", "fault"),
-];
+/// Memory per repetition when `--size` is not given (the size the
+/// published Linux results use).
+pub const DEFAULT_SIZE_MIB: u64 = 1024;
+/// Repetitions per row when `--iters` is not given.
+pub const DEFAULT_ITERS: u32 = 5;
+
+/// One kernel's run of the benchmark on one board.
+struct Run {
+    board: Board,
+    /// `folium` or `linux`.
+    kernel: &'static str,
+    /// The kernel's release string, as the guest's uname reported it.
+    release: String,
+    cpu: String,
+    records: Vec<Object>,
+}
+
+/// Guest RAM for a run of `size_mib` MiB: the region, a forked child's
+/// page tables and the kernel, with room to spare.
+fn guest_mem(size_mib: u64) -> String {
+    format!("{}M", (size_mib * 2 + 512).max(1024))
+}
+
+/// The JSON objects among a guest's console lines (others are refused
+/// with the reason).
+fn records(lines: &[String]) -> Result<Vec<Object>> {
+    lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with('{'))
+        .map(|l| json::parse_object(l).map_err(|e| format!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
 
 pub fn run(o: &Opts) -> Result<bool> {
     let boards = if o.boards.is_empty() {
@@ -25,58 +61,420 @@ pub fn run(o: &Opts) -> Result<bool> {
     } else {
         o.boards.clone()
     };
-    qemu::ensure_installed()?;
-    let out_dir = build::root().join("out").join("bench");
+    let size = o.size.unwrap_or(DEFAULT_SIZE_MIB);
+    let iters = o.iters.unwrap_or(DEFAULT_ITERS);
+    let out_dir = o
+        .out
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| build::root().join("out").join("bench"));
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    qemu::ensure_installed()?;
+    let timeout = Duration::from_secs(o.timeout.unwrap_or(1800));
+    let started = Instant::now();
+    let per_board = 2 + usize::from(o.linux_kernel.is_some());
+    let total = boards.len() * per_board;
+    let mut step = 0;
+    let mut announce = |what: &str| {
+        step += 1;
+        println!(
+            "== [{step}/{total}] {what} ({} elapsed)",
+            minutes(started.elapsed())
+        );
+    };
     let mut ok = true;
-    for arch in [Arch::Aarch64, Arch::X86_64] {
-        let on_arch: Vec<Board> = boards
-            .iter()
-            .copied()
-            .filter(|b| b.arch() == arch)
-            .collect();
-        if on_arch.is_empty() {
-            continue;
-        }
+    let mut runs: Vec<Run> = Vec::new();
+    let mut alloc: Vec<(Board, Vec<Object>)> = Vec::new();
+    for &board in &boards {
+        let arch = board.arch();
         let kernel = build::kernel(arch)?;
-        for board in on_arch {
-            for (word, stem) in BENCHES {
-                let mut spec = Spec::new(board, word);
-                if matches!(board, Board::Virt | Board::Q35) {
-                    spec.mem = Some(o.mem.clone().unwrap_or_else(|| "1G".into()));
-                }
-                spec.cpu = o.cpu.clone();
-                println!("== {word} on {}", spec.label());
-                let run = boot(
-                    &spec,
-                    &kernel,
-                    Duration::from_secs(o.timeout.unwrap_or(1200)),
-                    true,
-                )?;
-                let objects: Vec<&str> = run
-                    .lines
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|l| l.starts_with('{'))
-                    .collect();
-                let passed =
-                    run.exit == Some(board.exit_codes().0) && !run.timed_out && !objects.is_empty();
-                if !passed {
-                    println!(
-                        "{word} on {} failed (exit {:?}, timed out {})",
-                        spec.label(),
-                        run.exit,
-                        run.timed_out
-                    );
+        let mut spec = Spec::new(board, "bench-alloc");
+        spec.cpu = o.cpu.clone();
+        if let Some(a) = o.accel {
+            spec.accel = a;
+        }
+        let fixed_mem = matches!(board, Board::Raspi3b | Board::Raspi4b);
+        if !fixed_mem {
+            spec.mem = Some(o.mem.clone().unwrap_or_else(|| guest_mem(size)));
+        }
+
+        announce(&format!("bench-alloc on {}", spec.label()));
+        let r = boot(&spec, &kernel, timeout, true)?;
+        match (
+            r.exit == Some(board.exit_codes().0) && !r.timed_out,
+            records(&r.lines),
+        ) {
+            (true, Ok(recs)) if !recs.is_empty() => alloc.push((board, recs)),
+            (_, Err(e)) => {
+                println!("bench-alloc on {}: {e}", spec.label());
+                ok = false;
+            }
+            _ => {
+                println!("bench-alloc on {} failed (exit {:?})", spec.label(), r.exit);
+                ok = false;
+            }
+        }
+
+        let args = format!("--size {size} --iters {iters}");
+        spec.cmdline = format!("init=bench {args}");
+        announce(&format!("Folium on {}: bench {args}", spec.label()));
+        let r = boot(&spec, &kernel, timeout, true)?;
+        match records(&r.lines) {
+            Ok(recs) if !recs.is_empty() && r.exit == Some(board.exit_codes().0) => {
+                runs.push(Run {
+                    board,
+                    kernel: "folium",
+                    release: recs[0].str("kernel").to_string(),
+                    cpu: spec.cpu_name(),
+                    records: recs,
+                })
+            }
+            Ok(_) => {
+                println!(
+                    "bench on Folium/{} failed (exit {:?}, timed out {})",
+                    spec.label(),
+                    r.exit,
+                    r.timed_out
+                );
+                ok = false;
+            }
+            Err(e) => {
+                println!("bench on Folium/{}: {e}", spec.label());
+                ok = false;
+            }
+        }
+
+        if let Some(lk) = &o.linux_kernel {
+            announce(&format!("Linux on {}: bench {args}", spec.label()));
+            match linux_run(board, arch, lk, &spec, &args, timeout) {
+                Ok(run) => runs.push(run),
+                Err(e) => {
+                    println!("bench on Linux/{}: {e}", spec.label());
                     ok = false;
-                    continue;
                 }
-                let path = out_dir.join(format!("{stem}-{}.json", board.name()));
-                let body = format!("[\n  {}\n]\n", objects.join(",\n  "));
-                std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
-                println!("wrote {} ({} measurements)", path.display(), objects.len());
             }
         }
     }
+    for &board in &boards {
+        let on: Vec<&Run> = runs.iter().filter(|r| r.board == board).collect();
+        if !on.is_empty() {
+            side_by_side(board, &on);
+            plots(&out_dir, board, &on)?;
+        }
+    }
+    let path = out_dir.join("results.json");
+    std::fs::write(&path, results_json(o, size, iters, &runs, &alloc))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "wrote {} and the plots in {} ({} total)",
+        path.display(),
+        out_dir.display(),
+        minutes(started.elapsed())
+    );
     Ok(ok)
+}
+
+fn minutes(d: Duration) -> String {
+    format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+}
+
+/// Boots Linux `spec_word` (a path or `debian`) on `spec`'s machine with
+/// `bench` as init and collects its records.
+fn linux_run(
+    board: Board,
+    arch: Arch,
+    spec_word: &str,
+    spec: &Spec,
+    args: &str,
+    timeout: Duration,
+) -> Result<Run> {
+    let image = crate::linux::resolve_kernel(spec_word, arch)?;
+    let programs = build::user_programs(arch)?;
+    let bench = programs
+        .iter()
+        .find(|(n, _)| n == "bench")
+        .map(|(_, p)| p.clone())
+        .ok_or("bench was not built")?;
+    let initrd = build::target_dir()
+        .join("linux")
+        .join(board.name())
+        .join("initramfs.cpio");
+    crate::linux::initramfs(&bench, &initrd)?;
+    let argv: Vec<String> = args.split_whitespace().map(String::from).collect();
+    let r = crate::linux::boot(
+        board,
+        &image,
+        &initrd,
+        &argv,
+        spec.mem.as_deref().unwrap_or("2G"),
+        spec.cpu.as_deref(),
+        spec.accel,
+        timeout,
+    )?;
+    let recs = records(&r.lines)?;
+    if recs.is_empty() {
+        return Err(format!(
+            "no results (timed out {}); last lines:\n{}",
+            r.timed_out,
+            r.lines
+                .iter()
+                .rev()
+                .take(15)
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    Ok(Run {
+        board,
+        kernel: "linux",
+        release: recs[0].str("kernel").to_string(),
+        cpu: spec.cpu_name(),
+        records: recs,
+    })
+}
+
+/// A time in ns as `12.34 ms` or `567.8 us`.
+fn time(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.1} us", ns / 1e3)
+    }
+}
+
+/// The key of a row: benchmark and case.
+fn key(r: &Object) -> (String, String) {
+    (r.str("bench").to_string(), r.str("case").to_string())
+}
+
+/// The row's figure of merit: median time per unit (per 4 KiB, per op,
+/// per fork).
+fn per_unit(r: &Object) -> Option<f64> {
+    Some(r.num("median_ns")? / r.num("per").unwrap_or(1.0).max(1.0))
+}
+
+/// Prints one table per board: every Folium row, and where Linux ran the
+/// same row its median and the ratio Folium/Linux.
+fn side_by_side(board: Board, runs: &[&Run]) {
+    let folium = runs.iter().find(|r| r.kernel == "folium");
+    let linux = runs.iter().find(|r| r.kernel == "linux");
+    let Some(f) = folium else { return };
+    println!(
+        "== {} (cpu {}): Folium {}{}",
+        board.name(),
+        f.cpu,
+        f.release,
+        linux.map_or(String::new(), |l| format!(" vs Linux {}", l.release))
+    );
+    println!(
+        "  {:<8} {:<14} {:>14} {:>14} {:>14} {:>8}  check",
+        "bench", "case", "unit", "Folium", "Linux", "F/L"
+    );
+    for r in &f.records {
+        let (b, c) = key(r);
+        let unit = format!("median/{}", r.str("per_unit"));
+        let fv = per_unit(r);
+        let lv = linux
+            .and_then(|l| l.records.iter().find(|x| key(x) == (b.clone(), c.clone())))
+            .and_then(per_unit);
+        let ratio = match (fv, lv) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        println!(
+            "  {b:<8} {c:<14} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
+            fv.map_or("-".into(), time),
+            lv.map_or("-".into(), time),
+            r.str("check")
+        );
+    }
+}
+
+/// munmap time and fault time per 4 KiB against folio size, and fork bars,
+/// for every kernel that ran on `board`.
+fn plots(dir: &Path, board: Board, runs: &[&Run]) -> Result<()> {
+    use crate::plot::{Bar, Series, bar_chart, line_chart};
+    let name = |r: &Run| {
+        if r.kernel == "folium" {
+            "Folium".to_string()
+        } else {
+            format!("Linux {}", r.release.split('-').next().unwrap_or(""))
+        }
+    };
+    let series = |bench: &str, ms: bool| -> Vec<Series> {
+        runs.iter()
+            .map(|r| Series {
+                name: name(r),
+                points: r
+                    .records
+                    .iter()
+                    .filter(|x| x.str("bench") == bench)
+                    .filter_map(|x| {
+                        let kb = x.num("folio_kb")?;
+                        let y = if ms {
+                            x.num("median_ns")? / 1e6
+                        } else {
+                            per_unit(x)?
+                        };
+                        Some((kb, y))
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    let b = board.name();
+    let write = |file: String, svg: String| {
+        let p = dir.join(file);
+        std::fs::write(&p, svg).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let size = runs
+        .iter()
+        .flat_map(|r| r.records.iter())
+        .find_map(|x| x.num("size_mib").filter(|&s| s > 0.0))
+        .unwrap_or(0.0);
+    write(
+        format!("munmap-{b}.svg"),
+        line_chart(
+            &format!("munmap() of {size} MiB on {b}, by folio size"),
+            "folio size",
+            "median time (ms)",
+            true,
+            false,
+            &series("munmap", true),
+        ),
+    )?;
+    write(
+        format!("fault-{b}.svg"),
+        line_chart(
+            &format!("Populating {size} MiB on {b}: time per 4 KiB, by folio size"),
+            "folio size",
+            "median ns per 4 KiB",
+            true,
+            false,
+            &series("fault", false),
+        ),
+    )?;
+    let bars: Vec<Bar> = runs
+        .iter()
+        .flat_map(|r| {
+            r.records
+                .iter()
+                .filter(|x| x.str("bench") == "fork")
+                .filter_map(move |x| {
+                    Some(Bar {
+                        group: format!("fork {}", x.str("case")),
+                        series: name(r),
+                        value: x.num("median_ns")? / 1e6,
+                        err: x.num("stddev_ns").map(|s| s / 1e6),
+                    })
+                })
+        })
+        .collect();
+    write(
+        format!("fork-{b}.svg"),
+        bar_chart(
+            &format!("fork() with {size} MiB populated on {b}"),
+            "median time (ms)",
+            &bars,
+        ),
+    )
+}
+
+/// Everything measured, as one JSON document.
+fn results_json(
+    o: &Opts,
+    size: u64,
+    iters: u32,
+    runs: &[Run],
+    alloc: &[(Board, Vec<Object>)],
+) -> String {
+    let mut s = String::from("{\n");
+    let accel = o.accel.map_or("tcg", |a| match a {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "tcg",
+    });
+    let _ = writeln!(s, "  \"accel\": {},", json::quote(accel));
+    let _ = writeln!(s, "  \"size_mib\": {size},\n  \"iterations\": {iters},");
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%dT%H:%M:%SZ")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let _ = writeln!(s, "  \"date\": {},", json::quote(&date));
+    s.push_str("  \"runs\": [\n");
+    for (i, r) in runs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "    {{\"board\": {}, \"kernel\": {}, \"release\": {}, \"cpu\": {}, \"results\": [",
+            json::quote(r.board.name()),
+            json::quote(r.kernel),
+            json::quote(&r.release),
+            json::quote(&r.cpu)
+        );
+        let lines: Vec<String> = r
+            .records
+            .iter()
+            .map(|x| format!("      {}", x.raw))
+            .collect();
+        s.push_str(&lines.join(",\n"));
+        s.push_str(if i + 1 < runs.len() {
+            "\n    ]},\n"
+        } else {
+            "\n    ]}\n"
+        });
+    }
+    s.push_str("  ],\n  \"alloc\": [\n");
+    for (i, (b, recs)) in alloc.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "    {{\"board\": {}, \"results\": [",
+            json::quote(b.name())
+        );
+        let lines: Vec<String> = recs.iter().map(|x| format!("      {}", x.raw)).collect();
+        s.push_str(&lines.join(",\n"));
+        s.push_str(if i + 1 < alloc.len() {
+            "\n    ]},\n"
+        } else {
+            "\n    ]}\n"
+        });
+    }
+    s.push_str("  ]\n}\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_json_is_well_formed_for_the_parser_pieces() {
+        let rec = json::parse_object(
+            r#"{"bench":"fork","case":"order-0","folio_kb":4,"median_ns":1000,"per":1,"per_unit":"fork","check":"ok","kernel":"6.12.0-folium"}"#,
+        )
+        .unwrap();
+        let runs = vec![Run {
+            board: Board::Virt,
+            kernel: "folium",
+            release: "6.12.0-folium".into(),
+            cpu: "cortex-a72".into(),
+            records: vec![rec.clone(), rec],
+        }];
+        let s = results_json(&Opts::default(), 64, 3, &runs, &[]);
+        // Balanced brackets and every record present once per copy.
+        let opens = s.matches(['{', '[']).count();
+        let closes = s.matches(['}', ']']).count();
+        assert_eq!(opens, closes, "{s}");
+        assert_eq!(s.matches("\"order-0\"").count(), 2);
+        assert!(s.contains("\"size_mib\": 64"));
+    }
+
+    #[test]
+    fn guest_memory_leaves_room_for_the_region() {
+        assert_eq!(guest_mem(1024), "2560M");
+        assert_eq!(guest_mem(4), "1024M");
+    }
 }

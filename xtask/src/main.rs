@@ -3,16 +3,21 @@
 //! ```text
 //! cargo xtask qemu-run [--board virt|raspi4b|raspi3b|q35] [--cpu C] [--accel tcg|kvm] [--mem M] [--init PATH] [-- cmdline...]
 //! cargo xtask test     [--board B]... [--timeout SECS]
-//! cargo xtask bench    [--board B]...
+//! cargo xtask bench    [--board B]... [--accel A] [--size MIB] [--iters N] [--out DIR] [--linux-kernel PATH|debian]
 //! cargo xtask build    [--arch aarch64|x86_64]
 //! cargo xtask image    --board rpi4|rpi3 [--out DIR]
+//! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [-- ARGS...]
 //! ```
 
 mod bench;
 mod build;
+mod cpio;
 mod cprogs;
 mod elf;
 mod image;
+mod json;
+mod linux;
+mod plot;
 mod qemu;
 mod test;
 mod toolchain;
@@ -38,10 +43,15 @@ commands:
              -- ARGS...      kernel command line (e.g. `-- test`, `-- init=utest`, `-- bench-alloc`)
   test       host unit tests, then every board's in-guest self-tests
              --board B (repeatable; default all)  --timeout SECS (default 300)
-  bench      in-guest benchmarks on virt and q35; prints tables, writes out/bench/*.json
-             --board B (repeatable)  --mem SIZE
+  bench      the in-guest benchmarks on virt and q35 (bench-alloc, then bench: sys, fork,
+             fault, munmap); prints the tables as they come and Folium beside Linux,
+             writes results.json and SVG plots
+             --board B (repeatable)  --accel tcg|kvm  --cpu C  --mem SIZE (default 2x size + 512M)
+             --size MIB (default 1024)  --iters N (default 5)  --out DIR (default out/bench)
+             --linux-kernel PATH|debian  boot that Linux too, same QEMU, same bench binary
   build      build the kernel (--arch aarch64|x86_64; default both)
-  image      write an SD-card boot folder: --board rpi4|rpi3 [--out DIR]"
+  image      write an SD-card boot folder: --board rpi4|rpi3 [--out DIR]
+  qemu-linux boot Linux (--linux-kernel PATH|debian) on virt|q35 with bench as init; -- ARGS to bench"
 }
 
 /// Parsed options shared by the commands.
@@ -56,6 +66,11 @@ struct Opts {
     timeout: Option<u64>,
     init: Option<String>,
     cmdline: Vec<String>,
+    /// `bench`: MiB per repetition, repetitions, and the Linux kernel to
+    /// compare with (`qemu-linux` too).
+    size: Option<u64>,
+    iters: Option<u32>,
+    linux_kernel: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -78,6 +93,25 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--arch" => o.arch = Some(val("--arch")?),
             "--out" => o.out = Some(val("--out")?),
             "--init" => o.init = Some(val("--init")?),
+            "--linux-kernel" => o.linux_kernel = Some(val("--linux-kernel")?),
+            "--size" => {
+                let v = val("--size")?;
+                o.size = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&m: &u64| m >= 2 && m % 2 == 0)
+                        .ok_or(format!("--size {v}: an even number of MiB, at least 2"))?,
+                );
+            }
+            "--iters" => {
+                let v = val("--iters")?;
+                o.iters = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n: &u32| (1..=1000).contains(&n))
+                        .ok_or(format!("--iters {v}: 1 to 1000"))?,
+                );
+            }
             "--timeout" => {
                 let v = val("--timeout")?;
                 o.timeout = Some(v.parse().map_err(|_| format!("bad --timeout {v}"))?);
@@ -102,6 +136,7 @@ fn run() -> Result<bool> {
         "qemu-run" | "run" => qemu::run(&o),
         "test" => test::run(&o),
         "bench" => bench::run(&o),
+        "qemu-linux" => linux::run(&o),
         "build" => {
             let arches: Vec<&str> = match o.arch.as_deref() {
                 Some(a) => vec![a],
