@@ -63,6 +63,28 @@ pub fn run(o: &Opts) -> Result<bool> {
     };
     let size = o.size.unwrap_or(DEFAULT_SIZE_MIB);
     let iters = o.iters.unwrap_or(DEFAULT_ITERS);
+    // The Pi boards' RAM is fixed: the region and a forked child's tables
+    // must fit beside the kernel.
+    for b in &boards {
+        let ram = match b {
+            Board::Raspi3b => Some(1024),
+            Board::Raspi4b => Some(2048),
+            _ => None,
+        };
+        if let Some(ram) = ram.filter(|&r| size * 2 + 256 > r) {
+            return Err(format!(
+                "{} has {ram} MiB of RAM: use --size {} or less",
+                b.name(),
+                (ram - 256) / 2 / 2 * 2
+            ));
+        }
+        if o.linux_kernel.is_some() && !matches!(b, Board::Virt | Board::Q35) {
+            return Err(format!(
+                "--linux-kernel runs on virt and q35, not {}",
+                b.name()
+            ));
+        }
+    }
     let out_dir = o
         .out
         .as_ref()
