@@ -581,22 +581,30 @@ impl Memmap {
     /// saturated, so the folio stays allocated for good). A put on a
     /// saturated count is absorbed ([`PutOutcome::Saturated`]).
     pub fn folio_put_testzero(&self, folio: Folio) -> PutTestZero<'_> {
+        self.folio_put_refs_testzero(folio, 1)
+    }
+
+    /// Ends `nr` references at once, `folio` standing for all of them
+    /// (Linux `folio_put_refs`): one atomic update, with the refusals of
+    /// [`Memmap::folio_put_testzero`]; fewer than `nr` references left
+    /// is an underflow and changes nothing. `nr == 0` is refused too.
+    pub fn folio_put_refs_testzero(&self, folio: Folio, nr: u32) -> PutTestZero<'_> {
         let head = self.page(folio.head);
         let rc = head.refcount();
         let stats = self.safety();
         let mut old = rc.load(Relaxed);
         loop {
-            if old == 0 || !head.is_head() {
-                bump(&stats.put_underflow);
-                return PutTestZero::Kept(PutOutcome::Underflow);
-            }
-            if old >= REF_SATURATED {
+            if old >= REF_SATURATED && head.is_head() {
                 bump(&stats.put_saturated);
                 return PutTestZero::Kept(PutOutcome::Saturated);
             }
+            if old < nr || nr == 0 || !head.is_head() {
+                bump(&stats.put_underflow);
+                return PutTestZero::Kept(PutOutcome::Underflow);
+            }
             // Whoever maps the folio holds a reference, so with ours the
-            // last one, the mapcount cannot change under us.
-            let mapcount = if old == 1 {
+            // last ones, the mapcount cannot change under us.
+            let mapcount = if old == nr {
                 head.mapcount().load(Relaxed)
             } else {
                 0
@@ -604,7 +612,7 @@ impl Memmap {
             let new = if mapcount != 0 {
                 REF_SATURATED
             } else {
-                old - 1
+                old - nr
             };
             // Release: our writes to the folio happen before whoever
             // frees it; acquire: theirs happen before our free.
@@ -666,7 +674,14 @@ impl BuddyAllocator<'_> {
     /// [`Memmap::folio_put_testzero`], then [`BuddyAllocator::free_frozen`]
     /// if that was the last reference.
     pub fn folio_put(&mut self, folio: Folio) -> PutOutcome {
-        match self.memmap().folio_put_testzero(folio) {
+        self.folio_put_refs(folio, 1)
+    }
+
+    /// Ends `nr` references at once (Linux `folio_put_refs`), freeing the
+    /// folio if they were the last; refusals as
+    /// [`Memmap::folio_put_refs_testzero`].
+    pub fn folio_put_refs(&mut self, folio: Folio, nr: u32) -> PutOutcome {
+        match self.memmap().folio_put_refs_testzero(folio, nr) {
             PutTestZero::Zero(frozen) => self.free_frozen(frozen),
             PutTestZero::Kept(outcome) => outcome,
         }
