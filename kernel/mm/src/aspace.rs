@@ -29,6 +29,7 @@
 //! built on the same cursor).
 
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::asid::AsidTag;
@@ -36,6 +37,7 @@ use crate::folio::Folio;
 use crate::memmap::Memmap;
 use crate::pgtable::{Attrs, Level, MapError, PageTable, PteFormat, PteKind, PteSlot, TableAlloc};
 use crate::phys::LinearMap;
+use crate::stats::{MmStats, STATS};
 use crate::thp::{self, ThpPolicy};
 use crate::tlb::{Asid, TlbOps};
 use crate::vma::{Prot, VmFlags, Vma, VmaError, VmaKind, VmaMap};
@@ -50,8 +52,24 @@ pub trait MmEnv {
     fn linear(&self) -> LinearMap;
     /// A folio of `order`, refcount 1, contents undefined.
     fn alloc_folio(&mut self, order: Order) -> Option<Folio>;
+    /// Ends `nr` references to a folio at once (`folio` stands for all of
+    /// them), freeing the folio at zero.
+    fn folio_put_refs(&mut self, folio: Folio, nr: u32);
     /// Ends one folio reference, freeing the folio at zero.
-    fn folio_put(&mut self, folio: Folio);
+    fn folio_put(&mut self, folio: Folio) {
+        self.folio_put_refs(folio, 1);
+    }
+    /// Whether fork and zap handle runs of PTEs mapping one large folio as
+    /// one batch (the default) or PTE by PTE (Linux before 6.9), for
+    /// measuring one against the other in the same boot.
+    fn batching(&self) -> bool {
+        true
+    }
+    /// Sees every batch fork (`fork`) or zap (`!fork`) handles, of `nr`
+    /// PTEs (tests count them exactly; the global [`STATS`] are shared).
+    fn note_batch(&self, fork: bool, nr: usize) {
+        let _ = (fork, nr);
+    }
     /// A frame for a page table (contents undefined), or `None`.
     fn alloc_table(&mut self) -> Option<PhysAddr>;
     /// Returns a table frame that nothing links any more.
@@ -141,7 +159,8 @@ pub struct Gather {
     asid: Asid,
     start: u64,
     end: u64,
-    folios: Vec<Folio>,
+    /// Folio references to drop after the flush: (folio, how many).
+    folios: Vec<(Folio, u32)>,
     tables: Vec<PhysAddr>,
     /// Flush the whole address space rather than the range.
     full: bool,
@@ -181,28 +200,36 @@ impl Gather {
         self.unflushed = true;
     }
 
-    /// Takes over the folio reference a just-cleared PTE held (the folio's
-    /// head is `head`); it is dropped only after the flush. This is the
-    /// only way a mapped page's reference ends.
+    /// Notes that the translations of `nr` pages from `va` changed.
+    fn note_range(&mut self, va: VirtAddr, nr: usize) {
+        self.start = self.start.min(va.as_u64());
+        self.end = self.end.max(va.as_u64() + nr as u64 * PAGE_SIZE);
+        self.unflushed = true;
+    }
+
+    /// Takes over the folio references `nr` just-cleared PTEs held (the
+    /// folio's head is `head`), as one entry; they are dropped only after
+    /// the flush. This is the only way a mapped page's reference ends.
     ///
-    /// Context: the PTE's address was [noted](Gather::note) first, so any
-    /// early flush this forces covers it.
-    fn add_pte_ref(&mut self, head: Pfn, env: &mut (impl MmEnv + ?Sized)) {
-        // SAFETY: the caller cleared a PTE of this folio and accounted its
-        // mapcount; the reference that PTE held moves into the gather,
-        // which puts it after the TLB flush.
+    /// Context: the PTEs' addresses were [noted](Gather::note) first, so
+    /// any early flush this forces covers them.
+    fn add_pte_refs(&mut self, head: Pfn, nr: u32, env: &mut (impl MmEnv + ?Sized)) {
+        // SAFETY: the caller cleared `nr` PTEs of this folio and accounted
+        // their mapcount; the references they held move into the gather,
+        // which puts them after the TLB flush.
         let folio = unsafe { Folio::from_raw(head) };
+        STATS.gather_entries.fetch_add(1, Relaxed);
         if self.folios.len() >= env.gather_batch() || self.folios.try_reserve(1).is_err() {
             // Bound the gather's memory (and survive a full kernel heap):
             // flush what is unhooked so far, free it, and go on.
             self.flush_and_free_folios(env);
         }
         if self.folios.len() < self.folios.capacity() {
-            self.folios.push(folio);
+            self.folios.push((folio, nr));
         } else {
-            // Not even one slot: flush (this PTE is covered), then free.
+            // Not even one slot: flush (these PTEs are covered), then free.
             self.flush(env);
-            env.folio_put(folio);
+            env.folio_put_refs(folio, nr);
         }
     }
 
@@ -215,8 +242,8 @@ impl Gather {
     /// references gathered (tables wait for [`Gather::finish`]).
     fn flush_and_free_folios(&mut self, env: &mut (impl MmEnv + ?Sized)) {
         self.flush(env);
-        for f in self.folios.drain(..) {
-            env.folio_put(f);
+        for (f, nr) in self.folios.drain(..) {
+            env.folio_put_refs(f, nr);
         }
     }
 
@@ -226,8 +253,10 @@ impl Gather {
         }
         self.unflushed = false;
         if self.full {
+            STATS.flush_asid.fetch_add(1, Relaxed);
             env.tlb().flush_asid(self.asid);
         } else if self.start < self.end {
+            STATS.flush_range.fetch_add(1, Relaxed);
             env.tlb().flush_range(
                 self.asid,
                 VirtAddr::new(self.start),
@@ -240,6 +269,7 @@ impl Gather {
     /// Flushes the TLB once for everything noted, then drops the folio
     /// references and frees the tables.
     pub fn finish(mut self, env: &mut (impl MmEnv + ?Sized)) {
+        STATS.gathers.fetch_add(1, Relaxed);
         self.flush_and_free_folios(env);
         for t in self.tables {
             env.free_table(t);
@@ -280,6 +310,13 @@ pub struct AddressSpace<F: PteFormat> {
     rss: u64,
     /// The shared zero page (its mappings are not counted in `rss`).
     zero: Pfn,
+}
+
+/// Invalidates one page's translation (a spurious or permission fault's
+/// stale entry), counted in [`STATS`].
+fn flush_page(env: &(impl MmEnv + ?Sized), asid: Asid, va: VirtAddr) {
+    STATS.flush_page.fetch_add(1, Relaxed);
+    env.tlb().flush_page(asid, va);
 }
 
 /// The PTE for a user page.
@@ -489,7 +526,7 @@ impl<F: PteFormat> AddressSpace<F> {
         let pfn = F::pte_pfn(raw);
         if !write && !force {
             // Present: a stale TLB entry faulted (Linux's spurious fault).
-            env.tlb().flush_page(self.asid, va);
+            flush_page(env, self.asid, va);
             return Ok(());
         }
         if pfn == env.zero_pfn() {
@@ -501,7 +538,7 @@ impl<F: PteFormat> AddressSpace<F> {
                 // tracking): record the write.
                 self.pt.set_pte(slot, F::pte_mkdirty(F::pte_mkyoung(raw)));
             }
-            env.tlb().flush_page(self.asid, va);
+            flush_page(env, self.asid, va);
             return Ok(());
         }
         self.write_protect_fault(env, slot, va, pfn, vma.prot, write)
@@ -752,7 +789,7 @@ impl<F: PteFormat> AddressSpace<F> {
         f.sub_mapcount(1);
         self.rss -= 1;
         let head = f.pfn();
-        g.add_pte_ref(head, env);
+        g.add_pte_refs(head, 1, env);
     }
 
     /// Writes `bytes` at `va` in this space on the kernel's behalf (program
@@ -891,26 +928,47 @@ impl<F: PteFormat> AddressSpace<F> {
             .pt
             .pte_cursor_alloc(s, e, &mut EnvTables(env))
             .map_err(|_| FaultError::OutOfMemory)?;
+        let batching = env.batching();
         let mut copied = 0;
-        for i in first..src.len() {
+        let mut i = first;
+        while i < src.len() {
             let raw = src.get(i);
             if !F::pte_present(raw) {
+                i += 1;
                 continue;
             }
             let pfn = F::pte_pfn(raw);
-            if pfn != self.zero
-                && let Some(f) = env.memmap().page_folio(pfn)
-            {
-                f.ref_add(1);
-                f.add_mapcount(1);
-                f.clear_page_anon_exclusive(pfn);
-                copied += 1;
+            let mm = env.memmap();
+            let folio = (pfn != self.zero).then(|| mm.page_folio(pfn)).flatten();
+            // A run of entries mapping consecutive pages of one large folio
+            // is one batch (Linux `folio_pte_batch`, bounded by the folio's
+            // end before it scans); the zero page and small folios, or
+            // batching off, go one entry at a time.
+            let nr = match &folio {
+                Some(f) if batching && f.nr_pages() > 1 => {
+                    src.pte_batch(i, src.len() - i, f.pfn() + f.nr_pages())
+                }
+                _ => 1,
+            };
+            if let Some(f) = folio {
+                f.ref_add(nr as u32);
+                f.add_mapcount(nr as u32);
+                for k in 0..nr as u64 {
+                    f.clear_page_anon_exclusive(pfn + k);
+                }
+                copied += nr as u64;
             }
-            if F::pte_writable(raw) {
-                src.wrprotect_ptes(i, 1);
+            MmStats::count_batch(&STATS.fork_batches, nr);
+            env.note_batch(true, nr);
+            if (i..i + nr).any(|k| F::pte_writable(src.get(k))) {
+                src.wrprotect_ptes(i, nr);
                 *downgraded = true;
             }
-            dst.set_ptes(i, F::pte_wrprotect(raw), 1);
+            // The child's entries: the first one, write-protected, advanced
+            // page by page (within a batch they differ only in accessed and
+            // dirty state, which the first one's stands for).
+            dst.set_ptes(i, F::pte_wrprotect(raw), nr);
+            i += nr;
         }
         child.rss += copied;
         Ok(())
@@ -949,22 +1007,77 @@ impl<F: PteFormat> AddressSpace<F> {
         end: VirtAddr,
         g: &mut Gather,
     ) {
+        let span = Level::L2.size();
         let mut from = Some(start);
         while let Some(at) = from {
             // Tables a chunk at a time, so a huge range needs no big list.
             let (tables, next) = self.pt.pte_tables_limited(at, end, 64);
             from = next;
-            for (tva, table) in tables {
-                for (va, slot) in PageTable::<F>::table_slots(tva, table, at, end) {
-                    if !F::pte_present(self.pt.pte(slot)) {
-                        continue;
-                    }
-                    let raw = self.pt.take_pte(slot);
-                    g.note(va);
-                    self.release_pte(raw, g, env);
-                }
+            for (tva, _) in tables {
+                let (s, e) = (tva.max(at), (tva + span).min(end));
+                self.zap_pte_range(env, s, e, g);
             }
         }
+    }
+
+    /// Clears the present entries of `[s, e)`, inside one last-level table
+    /// (Linux `zap_present_ptes`): a run of entries mapping consecutive
+    /// pages of one large folio is one batch (one clear, one dirty fold,
+    /// one mapcount update, one gather entry) unless batching is off, when
+    /// every entry is its own batch as before Linux 6.9. Pages keep their
+    /// anon-exclusive flag, as on Linux: nothing maps them again, and
+    /// freeing clears it.
+    fn zap_pte_range(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        s: VirtAddr,
+        e: VirtAddr,
+        g: &mut Gather,
+    ) {
+        let batching = env.batching();
+        let Some(mut cur) = self.pt.pte_cursor(s, e) else {
+            return;
+        };
+        let mut freed = 0;
+        let mut i = 0;
+        while i < cur.len() {
+            let raw = cur.get(i);
+            if !F::pte_present(raw) {
+                i += 1;
+                continue;
+            }
+            let pfn = F::pte_pfn(raw);
+            let folio = (pfn != self.zero)
+                .then(|| env.memmap().page_folio(pfn))
+                .flatten()
+                .map(|f| (f.pfn(), f.nr_pages()));
+            let Some((head, pages)) = folio else {
+                // The zero page (or a frame without a folio): no reference.
+                cur.get_and_clear_ptes(i, 1);
+                g.note(cur.va(i));
+                i += 1;
+                continue;
+            };
+            let nr = if batching && pages > 1 {
+                cur.pte_batch(i, cur.len() - i, head + pages)
+            } else {
+                1
+            };
+            let (_, _, dirty) = cur.get_and_clear_ptes(i, nr);
+            g.note_range(cur.va(i), nr);
+            if let Some(f) = env.memmap().page_folio(head) {
+                if dirty {
+                    f.set_dirty();
+                }
+                f.sub_mapcount(nr as u32);
+            }
+            MmStats::count_batch(&STATS.zap_batches, nr);
+            env.note_batch(false, nr);
+            g.add_pte_refs(head, nr as u32, env);
+            freed += nr as u64;
+            i += nr;
+        }
+        self.rss -= freed;
     }
 
     /// Changes the rights of `[start, end)` (Linux `mprotect`): PTEs lose

@@ -828,3 +828,130 @@ fn populate_faults_each_folio_once() {
     a.teardown(&mut env);
     assert_eq!(env.free_pages(), free0);
 }
+
+// ---------------------------------------------------------------------
+// Batched and per-PTE fork and zap leave the same state.
+// ---------------------------------------------------------------------
+
+/// Runs `ops` twice, batching on and off, step by step, and requires the
+/// same page tables (frame, write and user permission of every page),
+/// refcounts, mapcounts, free frames and tables after every step; each
+/// run also passes the per-page model's checks.
+fn modes_agree<F: PteFormat>((top, sizes): (u8, [u8; 8]), ops: Vec<Op>) {
+    let mut envs = [HostEnv::new(FRAMES), HostEnv::new(FRAMES)];
+    envs[1].batching = false;
+    let free0 = envs[0].free_pages();
+    assert_eq!(free0, envs[1].free_pages());
+    let mut runs: Vec<Vec<Option<Modelled<F>>>> = Vec::new();
+    for env in envs.iter_mut() {
+        for (k, &setting) in sizes.iter().enumerate() {
+            let op = Op::Policy {
+                top,
+                order: k as u8 + 2,
+                setting,
+            };
+            apply::<F>(env, &mut Vec::new(), op);
+        }
+        runs.push(vec![Some(Modelled {
+            space: new_space::<F>(env, 1),
+            pages: BTreeMap::new(),
+        })]);
+    }
+    for op in ops {
+        for (env, spaces) in envs.iter_mut().zip(runs.iter_mut()) {
+            for m in spaces.iter().flatten() {
+                env.walk_all(&m.space);
+            }
+            apply(env, spaces, op.clone());
+            for m in spaces.iter().flatten() {
+                env.assert_no_stale_write(&m.space);
+            }
+            check(env, spaces, free0);
+        }
+        let (a, b) = (&runs[0], &runs[1]);
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b.iter()) {
+            let (Some(x), Some(y)) = (x, y) else {
+                assert!(x.is_none() && y.is_none());
+                continue;
+            };
+            for p in 0..WINDOW {
+                let tx = x.space.translate(va(p));
+                let ty = y.space.translate(va(p));
+                let key = |t: Option<(Pfn, folium_mm::pgtable::Attrs)>| {
+                    t.map(|(pfn, a)| (pfn, a.writable, a.user, a.exec))
+                };
+                assert_eq!(key(tx), key(ty), "page {p} after {op:?}");
+                if let Some((pfn, _)) = tx
+                    && pfn != envs[0].zero
+                {
+                    let fa = envs[0].memmap.page_folio(pfn).unwrap();
+                    let fb = envs[1].memmap.page_folio(pfn).unwrap();
+                    assert_eq!(
+                        (fa.ref_count(), fa.mapcount(), fa.order()),
+                        (fb.ref_count(), fb.mapcount(), fb.order()),
+                        "folio of page {p}"
+                    );
+                }
+            }
+            assert_eq!(x.space.rss(), y.space.rss());
+        }
+        assert_eq!(envs[0].free_pages(), envs[1].free_pages(), "after {op:?}");
+        assert_eq!(envs[0].tables, envs[1].tables);
+    }
+    for (env, spaces) in envs.iter_mut().zip(runs) {
+        for m in spaces.into_iter().flatten() {
+            env.walk_all(&m.space);
+            m.space.teardown(env);
+        }
+        assert_eq!(env.free_pages(), free0);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    #[test]
+    fn batched_and_per_pte_agree_x86_64(p in policy(), ops in proptest::collection::vec(op(), 1..50)) {
+        modes_agree::<X86_64>(p, ops);
+    }
+    #[test]
+    fn batched_and_per_pte_agree_aarch64(p in policy(), ops in proptest::collection::vec(op(), 1..50)) {
+        modes_agree::<Aarch64>(p, ops);
+    }
+}
+
+/// A fork and a teardown of 4 MiB of order-9 memory: with batching on,
+/// one batch per folio each (two of 512 PTEs); off, 1024 batches of one.
+#[test]
+fn batches_cover_whole_folios() {
+    for batching in [true, false] {
+        let mut env = HostEnv::new(FRAMES);
+        env.batching = batching;
+        set_sizes(&env, "never", &[(9, "always")]);
+        let mut a = new_space::<X86_64>(&mut env, 1);
+        anon(&mut a, 0, 1024);
+        a.populate(&mut env, va(0), va(1024), Access::Write)
+            .unwrap();
+        assert_eq!(folio_at(&env, &a, 0).1, 9);
+        env.batches.borrow_mut().clear();
+        let mut c = a.fork(&mut env, None).unwrap();
+        c.asid = Asid(2);
+        assert_eq!(folio_at(&env, &a, 0).2, 1024);
+        env.walk_all(&a);
+        env.walk_all(&c);
+        c.teardown(&mut env);
+        assert_eq!(folio_at(&env, &a, 0).2, 512);
+        let b = env.batches.borrow().clone();
+        let want: Vec<(bool, usize)> = if batching {
+            vec![(true, 512), (true, 512), (false, 512), (false, 512)]
+        } else {
+            (0..1024)
+                .map(|_| (true, 1))
+                .chain((0..1024).map(|_| (false, 1)))
+                .collect()
+        };
+        assert_eq!(b, want, "batching {batching}");
+        env.walk_all(&a);
+        a.teardown(&mut env);
+    }
+}

@@ -102,7 +102,13 @@ pub fn alloc_folio(order: Order) -> Option<Folio> {
 /// the folio. Refusals (a put on a count of 0, a last put on a mapped
 /// folio) come back in the outcome and are counted in [`safety`].
 pub fn folio_put(folio: Folio) -> PutOutcome {
-    match memmap().folio_put_testzero(folio) {
+    folio_put_refs(folio, 1)
+}
+
+/// Drops `nr` references to `folio` at once (Linux `folio_put_refs`), as
+/// [`folio_put`] does one.
+pub fn folio_put_refs(folio: Folio, nr: u32) -> PutOutcome {
+    match memmap().folio_put_refs_testzero(folio, nr) {
         PutTestZero::Zero(frozen) => with(|b| b.free_frozen(frozen)),
         PutTestZero::Kept(outcome) => outcome,
     }

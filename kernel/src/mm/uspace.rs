@@ -52,9 +52,9 @@ impl MmEnv for KernelEnv {
     fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
         frames::alloc_folio(order)
     }
-    fn folio_put(&mut self, folio: Folio) {
+    fn folio_put_refs(&mut self, folio: Folio, nr: u32) {
         let pfn = folio.pfn();
-        let outcome = frames::folio_put(folio);
+        let outcome = frames::folio_put_refs(folio, nr);
         if outcome.refused() {
             println!("mm: warning: folio {pfn:?} put refused ({outcome:?}); it stays pinned");
         }
@@ -77,6 +77,9 @@ impl MmEnv for KernelEnv {
     }
     fn thp(&self) -> &ThpPolicy {
         &super::THP
+    }
+    fn batching(&self) -> bool {
+        super::batching()
     }
     fn zero_pfn(&self) -> Pfn {
         *ZERO_PFN

@@ -32,6 +32,10 @@ pub struct HostEnv {
     pub zero: Pfn,
     /// What [`MmEnv::gather_batch`] answers.
     pub gather_batch: usize,
+    /// What [`MmEnv::batching`] answers.
+    pub batching: bool,
+    /// Every batch fork (true) and zap (false) handled, with its size.
+    pub batches: std::cell::RefCell<Vec<(bool, usize)>>,
 }
 
 impl HostEnv {
@@ -73,6 +77,8 @@ impl HostEnv {
             thp: ThpPolicy::new(),
             zero,
             gather_batch: folium_mm::aspace::GATHER_BATCH,
+            batching: true,
+            batches: Default::default(),
         }
     }
 
@@ -131,9 +137,9 @@ impl MmEnv for HostEnv {
     fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
         self.buddy.alloc_folio(order)
     }
-    fn folio_put(&mut self, folio: Folio) {
+    fn folio_put_refs(&mut self, folio: Folio, nr: u32) {
         let pfn = folio.pfn();
-        if self.buddy.folio_put(folio).freed() {
+        if self.buddy.folio_put_refs(folio, nr).freed() {
             assert!(
                 !self.tlb.maps_frame(pfn),
                 "{pfn:?} freed while a translation to it may be cached"
@@ -160,6 +166,12 @@ impl MmEnv for HostEnv {
     }
     fn gather_batch(&self) -> usize {
         self.gather_batch
+    }
+    fn batching(&self) -> bool {
+        self.batching
+    }
+    fn note_batch(&self, fork: bool, nr: usize) {
+        self.batches.borrow_mut().push((fork, nr));
     }
 }
 

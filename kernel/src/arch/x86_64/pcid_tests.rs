@@ -366,8 +366,8 @@ impl MmEnv for ModelEnv<'_> {
     fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
         KernelEnv.alloc_folio(order)
     }
-    fn folio_put(&mut self, folio: Folio) {
-        KernelEnv.folio_put(folio);
+    fn folio_put_refs(&mut self, folio: Folio, nr: u32) {
+        KernelEnv.folio_put_refs(folio, nr);
     }
     fn alloc_table(&mut self) -> Option<PhysAddr> {
         KernelEnv.alloc_table()

@@ -1,0 +1,88 @@
+//! Counters of the batching machinery, global and lock-free, for tests and
+//! benchmarks (the kernel serves them as a text file):
+//!
+//! - TLB flushes the gathers issued, by kind (one page, a range, a whole
+//!   address space);
+//! - PTEs per batch of fork and zap, as a histogram of powers of two
+//!   (bucket `k` counts batches of `2^k ..= 2^(k+1) - 1` PTEs);
+//! - gathers finished and the (folio, nr) entries they released.
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Histogram buckets: batches of 1 up to 512 PTEs (one table).
+pub const BUCKETS: usize = 10;
+
+/// The counters.
+pub struct MmStats {
+    /// Flushes of one page (fault paths).
+    pub flush_page: AtomicU64,
+    /// Gather flushes of a range.
+    pub flush_range: AtomicU64,
+    /// Gather flushes of a whole address space.
+    pub flush_asid: AtomicU64,
+    /// Batches of fork's copy, by size.
+    pub fork_batches: [AtomicU64; BUCKETS],
+    /// Batches of zap (munmap, MADV_DONTNEED, exit), by size.
+    pub zap_batches: [AtomicU64; BUCKETS],
+    /// Gathers finished.
+    pub gathers: AtomicU64,
+    /// (folio, nr) entries handed to gathers.
+    pub gather_entries: AtomicU64,
+}
+
+/// The global counters.
+pub static STATS: MmStats = MmStats {
+    flush_page: AtomicU64::new(0),
+    flush_range: AtomicU64::new(0),
+    flush_asid: AtomicU64::new(0),
+    fork_batches: [const { AtomicU64::new(0) }; BUCKETS],
+    zap_batches: [const { AtomicU64::new(0) }; BUCKETS],
+    gathers: AtomicU64::new(0),
+    gather_entries: AtomicU64::new(0),
+};
+
+/// The histogram bucket of a batch of `nr` PTEs.
+pub fn bucket(nr: usize) -> usize {
+    (usize::BITS - 1 - nr.max(1).leading_zeros()).min(BUCKETS as u32 - 1) as usize
+}
+
+impl MmStats {
+    /// Counts a batch of `nr` PTEs in `hist`.
+    pub fn count_batch(hist: &[AtomicU64; BUCKETS], nr: usize) {
+        hist[bucket(nr)].fetch_add(1, Relaxed);
+    }
+
+    /// The counters as `name value` lines (histograms as `name_<lo> n`).
+    pub fn write(&self, out: &mut impl Write) {
+        let _ = writeln!(out, "tlb_flush_page {}", self.flush_page.load(Relaxed));
+        let _ = writeln!(out, "tlb_flush_range {}", self.flush_range.load(Relaxed));
+        let _ = writeln!(out, "tlb_flush_asid {}", self.flush_asid.load(Relaxed));
+        for (name, h) in [
+            ("fork_batch", &self.fork_batches),
+            ("zap_batch", &self.zap_batches),
+        ] {
+            for (k, c) in h.iter().enumerate() {
+                let _ = writeln!(out, "{name}_{} {}", 1u32 << k, c.load(Relaxed));
+            }
+        }
+        let _ = writeln!(out, "gathers {}", self.gathers.load(Relaxed));
+        let _ = writeln!(out, "gather_entries {}", self.gather_entries.load(Relaxed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_powers_of_two() {
+        assert_eq!(bucket(1), 0);
+        assert_eq!(bucket(2), 1);
+        assert_eq!(bucket(3), 1);
+        assert_eq!(bucket(16), 4);
+        assert_eq!(bucket(511), 8);
+        assert_eq!(bucket(512), 9);
+        assert_eq!(bucket(4096), 9);
+    }
+}
