@@ -11,13 +11,29 @@ mod tests;
 pub mod uspace;
 mod uspace_tests;
 
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use folium_boot::BootInfo;
+
 use folium_mm::thp::ThpPolicy;
 
 use crate::platform::Board;
 
 /// The transparent-hugepage knobs and counters (Linux's sysfs files).
 pub static THP: ThpPolicy = ThpPolicy::new();
+
+/// Whether fork and zap batch runs of PTEs over large folios (the
+/// `transparent_hugepage/pte_batching` control file; on by default).
+static BATCHING: AtomicBool = AtomicBool::new(true);
+
+/// The batching switch.
+pub fn batching() -> bool {
+    BATCHING.load(Relaxed)
+}
+
+/// Turns batching on or off (takes effect at the next fork or unmap).
+pub fn set_batching(on: bool) {
+    BATCHING.store(on, Relaxed);
+}
 
 /// Brings up physical memory management and switches to the kernel's own
 /// page tables. Prints the memmap size and the free lists.

@@ -38,6 +38,9 @@ pub enum Knob {
     ThpTop,
     /// `transparent_hugepage/hugepages-<N>kB/enabled`, by folio order.
     ThpSize(u8),
+    /// `transparent_hugepage/pte_batching` (Folium's own): `1` batches
+    /// fork and zap over large folios, `0` goes PTE by PTE.
+    Batching,
 }
 
 impl Knob {
@@ -47,6 +50,15 @@ impl Knob {
         match self {
             Knob::ThpTop => thp.write_top(buf),
             Knob::ThpSize(order) => thp.write_size(order, buf),
+            Knob::Batching => {
+                let word = buf.strip_suffix(b"\n").unwrap_or(buf);
+                match word {
+                    b"1" => crate::mm::set_batching(true),
+                    b"0" => crate::mm::set_batching(false),
+                    _ => return Err(Errno::EINVAL),
+                }
+                Ok(())
+            }
         }
         .map_err(|_| Errno::EINVAL)
     }
@@ -123,6 +135,16 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     if rest == b"enabled" {
         thp.read_top(&mut text);
         return Some((text, Some(Knob::ThpTop)));
+    }
+    // Folium's own files beside Linux's: the batching switch and the
+    // batching counters (absent on Linux, so programs can tell).
+    if rest == b"pte_batching" {
+        let _ = writeln!(text, "{}", u8::from(crate::mm::batching()));
+        return Some((text, Some(Knob::Batching)));
+    }
+    if rest == b"folium_stats" {
+        folium_mm::stats::STATS.write(&mut text);
+        return Some((text, None));
     }
     let rest = rest.strip_prefix(b"hugepages-")?;
     let kb_end = rest.iter().position(|&b| b == b'k')?;
