@@ -37,7 +37,7 @@ use crate::folio::Folio;
 use crate::memmap::Memmap;
 use crate::pgtable::{Attrs, Level, MapError, PageTable, PteFormat, PteKind, PteSlot, TableAlloc};
 use crate::phys::LinearMap;
-use crate::stats::{MmStats, STATS};
+use crate::stats::{LocalHistogram, STATS};
 use crate::thp::{self, ThpPolicy};
 use crate::tlb::{Asid, TlbOps};
 use crate::vma::{Prot, VmFlags, Vma, VmaError, VmaKind, VmaMap};
@@ -168,6 +168,8 @@ pub struct Gather {
     /// new to invalidate is skipped: break-before-make flushes early,
     /// and `finish` then has nothing left to do).
     unflushed: bool,
+    /// Entries taken over so far (for [`STATS`], added once at the end).
+    entries: u64,
 }
 
 impl Gather {
@@ -180,6 +182,7 @@ impl Gather {
             tables: Vec::new(),
             full: false,
             unflushed: false,
+            entries: 0,
         }
     }
 
@@ -218,7 +221,7 @@ impl Gather {
         // their mapcount; the references they held move into the gather,
         // which puts them after the TLB flush.
         let folio = unsafe { Folio::from_raw(head) };
-        STATS.gather_entries.fetch_add(1, Relaxed);
+        self.entries += 1;
         if self.folios.len() >= env.gather_batch() || self.folios.try_reserve(1).is_err() {
             // Bound the gather's memory (and survive a full kernel heap):
             // flush what is unhooked so far, free it, and go on.
@@ -270,6 +273,7 @@ impl Gather {
     /// references and frees the tables.
     pub fn finish(mut self, env: &mut (impl MmEnv + ?Sized)) {
         STATS.gathers.fetch_add(1, Relaxed);
+        STATS.gather_entries.fetch_add(self.entries, Relaxed);
         self.flush_and_free_folios(env);
         for t in self.tables {
             env.free_table(t);
@@ -929,6 +933,7 @@ impl<F: PteFormat> AddressSpace<F> {
             .pte_cursor_alloc(s, e, &mut EnvTables(env))
             .map_err(|_| FaultError::OutOfMemory)?;
         let batching = env.batching();
+        let mut hist = LocalHistogram::default();
         let mut copied = 0;
         let mut i = first;
         while i < src.len() {
@@ -958,7 +963,7 @@ impl<F: PteFormat> AddressSpace<F> {
                 }
                 copied += nr as u64;
             }
-            MmStats::count_batch(&STATS.fork_batches, nr);
+            hist.count(nr);
             env.note_batch(true, nr);
             if (i..i + nr).any(|k| F::pte_writable(src.get(k))) {
                 src.wrprotect_ptes(i, nr);
@@ -971,6 +976,7 @@ impl<F: PteFormat> AddressSpace<F> {
             i += nr;
         }
         child.rss += copied;
+        hist.add_to(&STATS.fork_batches);
         Ok(())
     }
 
@@ -1038,6 +1044,7 @@ impl<F: PteFormat> AddressSpace<F> {
         let Some(mut cur) = self.pt.pte_cursor(s, e) else {
             return;
         };
+        let mut hist = LocalHistogram::default();
         let mut freed = 0;
         let mut i = 0;
         while i < cur.len() {
@@ -1071,13 +1078,14 @@ impl<F: PteFormat> AddressSpace<F> {
                 }
                 f.sub_mapcount(nr as u32);
             }
-            MmStats::count_batch(&STATS.zap_batches, nr);
+            hist.count(nr);
             env.note_batch(false, nr);
             g.add_pte_refs(head, nr as u32, env);
             freed += nr as u64;
             i += nr;
         }
         self.rss -= freed;
+        hist.add_to(&STATS.zap_batches);
     }
 
     /// Changes the rights of `[start, end)` (Linux `mprotect`): PTEs lose

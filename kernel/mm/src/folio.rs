@@ -268,6 +268,9 @@ pub struct FolioRef<'a> {
     memmap: &'a Memmap,
     head: &'a Page,
     pfn: Pfn,
+    /// The head's order, read once when the view was made (a folio's
+    /// order does not change while someone holds a reference).
+    order: Order,
 }
 
 impl<'a> FolioRef<'a> {
@@ -279,7 +282,7 @@ impl<'a> FolioRef<'a> {
     /// Linux `folio_order`.
     #[inline]
     pub fn order(&self) -> Order {
-        self.head.order()
+        self.order
     }
     /// Linux `folio_nr_pages`.
     #[inline]
@@ -558,6 +561,7 @@ impl Memmap {
             memmap: self,
             head,
             pfn: folio.head,
+            order: head.order(),
         }
     }
 
@@ -648,11 +652,13 @@ impl Memmap {
             if !flags.intersects(PageFlags::MARKER_MASK) {
                 continue;
             }
-            return if flags.contains(PageFlags::HEAD) && page.order() >= order {
+            let head_order = page.order();
+            return if flags.contains(PageFlags::HEAD) && head_order >= order {
                 Some(FolioRef {
                     memmap: self,
                     head: page,
                     pfn: cand,
+                    order: head_order,
                 })
             } else {
                 None

@@ -47,12 +47,29 @@ pub fn bucket(nr: usize) -> usize {
     (usize::BITS - 1 - nr.max(1).leading_zeros()).min(BUCKETS as u32 - 1) as usize
 }
 
-impl MmStats {
-    /// Counts a batch of `nr` PTEs in `hist`.
-    pub fn count_batch(hist: &[AtomicU64; BUCKETS], nr: usize) {
-        hist[bucket(nr)].fetch_add(1, Relaxed);
+/// Batch sizes counted locally (no atomics in a fork's or a zap's inner
+/// loop) and added to a global histogram once per page-table page.
+#[derive(Default)]
+pub struct LocalHistogram([u64; BUCKETS]);
+
+impl LocalHistogram {
+    /// Counts a batch of `nr` PTEs.
+    #[inline]
+    pub fn count(&mut self, nr: usize) {
+        self.0[bucket(nr)] += 1;
     }
 
+    /// Adds the counts to `hist`.
+    pub fn add_to(&self, hist: &[AtomicU64; BUCKETS]) {
+        for (h, &n) in hist.iter().zip(self.0.iter()) {
+            if n != 0 {
+                h.fetch_add(n, Relaxed);
+            }
+        }
+    }
+}
+
+impl MmStats {
     /// The counters as `name value` lines (histograms as `name_<lo> n`).
     pub fn write(&self, out: &mut impl Write) {
         let _ = writeln!(out, "tlb_flush_page {}", self.flush_page.load(Relaxed));
