@@ -88,8 +88,11 @@ pub mod tlb {
     use folium_mm::VirtAddr;
     use folium_mm::tlb::Asid;
 
-    /// Pages beyond which a range flush drops the whole ASID instead.
-    const RANGE_PAGES_MAX: u64 = 64;
+    /// Pages beyond which a range flush drops the whole ASID instead:
+    /// one TLBI VAE1IS per page below a table's worth (512), as Linux does
+    /// on CPUs without the range TLBI instructions (`MAX_DVM_OPS`).
+    /// Folium does not use FEAT_TLBIRANGE yet.
+    const RANGE_PAGES_MAX: u64 = 511;
 
     fn tlbi_page(asid: Asid, va: VirtAddr) {
         let arg = (u64::from(asid.0) << 48) | ((va.as_u64() >> 12) & ((1 << 44) - 1));

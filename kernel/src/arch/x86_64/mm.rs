@@ -109,8 +109,10 @@ pub(super) const INVPCID_ADDRESS: u64 = 0;
 pub(super) const INVPCID_CONTEXT: u64 = 1;
 pub(super) const INVPCID_ALL_NON_GLOBAL: u64 = 3;
 
-/// Pages beyond which a range flush drops the whole address space.
-const RANGE_PAGES_MAX: u64 = 64;
+/// Pages beyond which a range flush drops the whole address space: one
+/// INVLPG per page up to 33 pages, as Linux's default
+/// `tlb_single_page_flush_ceiling`.
+const RANGE_PAGES_MAX: u64 = 33;
 
 /// What the TLB bookkeeping needs of the CPU. [`Cpu`] is the real one;
 /// the self-tests drive the same bookkeeping on a model with PCIDs,
