@@ -325,14 +325,30 @@ fn plots(dir: &Path, board: Board, runs: &[&Run]) -> Result<()> {
             format!("Linux {}", r.release.split('-').next().unwrap_or(""))
         }
     };
+    // Folium's per-PTE rows (the `pte_batching` switch off) are a series
+    // of their own.
+    let modes = |r: &Run| -> Vec<&'static str> {
+        if r.records.iter().any(|x| x.str("mode") == "per-pte") {
+            vec!["batched", "per-pte"]
+        } else {
+            vec![""]
+        }
+    };
+    let label = |r: &Run, mode: &str| match mode {
+        "per-pte" => format!("{} per-PTE", name(r)),
+        "batched" => format!("{} batched", name(r)),
+        _ => name(r),
+    };
+    let in_mode = |x: &Object, mode: &str| mode.is_empty() || x.str("mode") == mode;
     let series = |bench: &str, ms: bool| -> Vec<Series> {
         runs.iter()
-            .map(|r| Series {
-                name: name(r),
+            .flat_map(|r| modes(r).into_iter().map(move |m| (r, m)))
+            .map(|(r, mode)| Series {
+                name: label(r, mode),
                 points: r
                     .records
                     .iter()
-                    .filter(|x| x.str("bench") == bench)
+                    .filter(|x| x.str("bench") == bench && in_mode(x, mode))
                     .filter_map(|x| {
                         let kb = x.num("folio_kb")?;
                         let y = if ms {
@@ -344,6 +360,7 @@ fn plots(dir: &Path, board: Board, runs: &[&Run]) -> Result<()> {
                     })
                     .collect(),
             })
+            .filter(|s| !s.points.is_empty())
             .collect()
     };
     let b = board.name();
@@ -385,9 +402,15 @@ fn plots(dir: &Path, board: Board, runs: &[&Run]) -> Result<()> {
                 .iter()
                 .filter(|x| x.str("bench") == "fork")
                 .filter_map(move |x| {
+                    let case = x.str("case");
+                    let base = case.strip_suffix("/per-pte").unwrap_or(case);
+                    let mode = match x.str("mode") {
+                        "per-pte" | "batched" => x.str("mode"),
+                        _ => "",
+                    };
                     Some(Bar {
-                        group: format!("fork {}", x.str("case")),
-                        series: name(r),
+                        group: format!("fork {base}"),
+                        series: label(r, mode),
                         value: x.num("median_ns")? / 1e6,
                         err: x.num("stddev_ns").map(|s| s / 1e6),
                     })

@@ -366,7 +366,7 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
 pub const BENCH_TEST_CMDLINE: &str = "init=bench --size 4 --iters 1";
 
 /// Every (bench, case) the benchmark's test boot must report.
-const BENCH_ROWS: [(&str, &str); 24] = [
+const BENCH_ROWS: [(&str, &str); 28] = [
     ("sys", "null_syscall"),
     ("sys", "yield_switch"),
     ("sys", "fork_exit_wait"),
@@ -391,6 +391,11 @@ const BENCH_ROWS: [(&str, &str); 24] = [
     ("munmap", "512K"),
     ("munmap", "1024K"),
     ("munmap", "2048K"),
+    // Folium measures fork and munmap with batching off too.
+    ("fork", "order-0/per-pte"),
+    ("fork", "order-9/per-pte"),
+    ("munmap", "4K/per-pte"),
+    ("munmap", "2048K/per-pte"),
 ];
 
 /// Parses the benchmark's test boot: each JSON line must parse and carry

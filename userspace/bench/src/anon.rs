@@ -92,35 +92,50 @@ fn size_name(kb: u64) -> String {
 }
 
 /// Measures fault and munmap for folios of `kb` KiB: `iters` times, map
-/// `size_mib` MiB, populate it (timed: fault), unmap it (timed: munmap).
+/// `size_mib` MiB, populate it (timed: fault), unmap it (timed: munmap),
+/// once in each of `modes` per repetition (`set_mode` switches; the modes
+/// alternate so both see the same conditions). One fault record (the
+/// first mode's: faults do not depend on it) and one munmap record per
+/// mode, in `modes` order.
 pub fn fault_and_munmap(
     kb: u64,
     size_mib: u64,
     iters: u32,
     policy: bool,
+    modes: &[&str],
+    set_mode: &dyn Fn(&str) -> Result<(), String>,
     progress: &mut Progress,
-) -> Result<(Record, Record), String> {
+) -> Result<(Record, Vec<Record>), String> {
     let len = size_mib * MIB;
     let expected = if kb > 4 { len / (kb * 1024) } else { 0 };
-    let (mut fault, mut unmap) = (Vec::new(), Vec::new());
+    let mut fault = Vec::new();
+    let mut unmap: Vec<Vec<u64>> = modes.iter().map(|_| Vec::new()).collect();
     let (mut got, mut others) = (u64::MAX, 0);
     for i in 0..iters {
-        progress.step(&format!("fault+munmap {kb}K, repetition {}/{iters}", i + 1));
-        let base = map_aligned(len)?;
-        let before = knobs::fault_allocs();
-        let t0 = sys::now_ns();
-        touch(base, len);
-        let t1 = sys::now_ns();
-        let after = knobs::fault_allocs();
-        let t2 = sys::now_ns();
-        sys::munmap(base, len).map_err(|e| format!("munmap: {}", e.name()))?;
-        let t3 = sys::now_ns();
-        fault.push(t1 - t0);
-        unmap.push(t3 - t2);
-        let (this, other) = folios_seen(kb, &before, &after);
-        got = got.min(this);
-        others += other;
-        progress.done(1);
+        for (m, mode) in modes.iter().enumerate() {
+            progress.step(&format!(
+                "fault+munmap {kb}K {mode}, repetition {}/{iters}",
+                i + 1
+            ));
+            set_mode(mode)?;
+            let base = map_aligned(len)?;
+            let before = knobs::fault_allocs();
+            let t0 = sys::now_ns();
+            touch(base, len);
+            let t1 = sys::now_ns();
+            let after = knobs::fault_allocs();
+            let t2 = sys::now_ns();
+            sys::munmap(base, len).map_err(|e| format!("munmap: {}", e.name()))?;
+            let t3 = sys::now_ns();
+            if m == 0 {
+                fault.push(t1 - t0);
+            }
+            unmap[m].push(t3 - t2);
+            let (this, other) = folios_seen(kb, &before, &after);
+            got = got.min(this);
+            others += other;
+            progress.done(1);
+        }
     }
     let check = folio_check(policy, expected, got, others);
     let record = |bench, samples: &[u64]| Record {
@@ -139,7 +154,8 @@ pub fn fault_and_munmap(
             ("folios_other_sizes", format!("{others}")),
         ],
     };
-    Ok((record("fault", &fault), record("munmap", &unmap)))
+    let unmaps = unmap.iter().map(|u| record("munmap", u)).collect();
+    Ok((record("fault", &fault), unmaps))
 }
 
 /// Whether no part of this process's memory is mapped by PMDs: Linux's
@@ -179,14 +195,18 @@ fn map_by_ptes(base: u64, len: u64) -> Result<(), String> {
 }
 
 /// Measures `fork()` of a process with `size_mib` MiB populated with
-/// folios of `kb` KiB (4: order 0; 2048: order 9, mapped by PTEs).
+/// folios of `kb` KiB (4: order 0; 2048: order 9, mapped by PTEs), once in
+/// each of `modes` per repetition (alternating, on the same memory); one
+/// record per mode, in `modes` order.
 pub fn fork(
     kb: u64,
     size_mib: u64,
     iters: u32,
     policy: bool,
+    modes: &[&str],
+    set_mode: &dyn Fn(&str) -> Result<(), String>,
     progress: &mut Progress,
-) -> Result<Record, String> {
+) -> Result<Vec<Record>, String> {
     let len = size_mib * MIB;
     let order = if kb == 4 { 0 } else { 9 };
     progress.step(&format!("fork order-{order}: populating {size_mib} MiB"));
@@ -205,46 +225,60 @@ pub fn fork(
         check = String::from("MISMATCH: mapped by PMDs");
     }
     progress.done(1);
-    let mut samples = Vec::new();
-    // One fork first, untimed: it warms caches and, on Linux, settles
+    let mut samples: Vec<Vec<u64>> = modes.iter().map(|_| Vec::new()).collect();
+    // One round first, untimed: it warms caches and, on Linux, settles
     // anything the first fork of a process does once.
     for i in 0..=iters {
-        if i > 0 {
-            progress.step(&format!("fork order-{order}, repetition {i}/{iters}"));
-        }
-        let t0 = sys::now_ns();
-        let pid = match sys::fork() {
-            Ok(0) => sys::exit_group(0),
-            Ok(pid) => pid as i32,
-            Err(e) => {
-                let _ = sys::munmap(base, len);
-                return Err(format!("fork: {}", e.name()));
+        for (m, mode) in modes.iter().enumerate() {
+            if i > 0 {
+                progress.step(&format!(
+                    "fork order-{order} {mode}, repetition {i}/{iters}"
+                ));
             }
-        };
-        let dt = sys::now_ns() - t0;
-        let _ = sys::wait4(pid, 0);
-        if i > 0 {
-            samples.push(dt);
-            progress.done(1);
+            let forked = set_mode(mode).and_then(|_| {
+                let t0 = sys::now_ns();
+                let pid = match sys::fork() {
+                    Ok(0) => sys::exit_group(0),
+                    Ok(pid) => pid as i32,
+                    Err(e) => return Err(format!("fork: {}", e.name())),
+                };
+                let dt = sys::now_ns() - t0;
+                let _ = sys::wait4(pid, 0);
+                Ok(dt)
+            });
+            let dt = match forked {
+                Ok(dt) => dt,
+                Err(e) => {
+                    let _ = sys::munmap(base, len);
+                    return Err(e);
+                }
+            };
+            if i > 0 {
+                samples[m].push(dt);
+                progress.done(1);
+            }
         }
     }
     sys::munmap(base, len).map_err(|e| format!("munmap: {}", e.name()))?;
-    Ok(Record {
-        bench: "fork",
-        case: format!("order-{order}"),
-        folio_kb: kb,
-        size_mib,
-        iterations: iters,
-        summary: Summary::of(&samples),
-        per: 1.0,
-        per_unit: "fork",
-        check,
-        extra: alloc::vec![
-            ("folios_expected", format!("{expected}")),
-            ("folios_got", format!("{got}")),
-            ("pte_mapped", format!("{ptes}")),
-        ],
-    })
+    Ok(samples
+        .iter()
+        .map(|s| Record {
+            bench: "fork",
+            case: format!("order-{order}"),
+            folio_kb: kb,
+            size_mib,
+            iterations: iters,
+            summary: Summary::of(s),
+            per: 1.0,
+            per_unit: "fork",
+            check: check.clone(),
+            extra: alloc::vec![
+                ("folios_expected", format!("{expected}")),
+                ("folios_got", format!("{got}")),
+                ("pte_mapped", format!("{ptes}")),
+            ],
+        })
+        .collect())
 }
 
 /// The physical limit beside fork: a `memcpy` of as many bytes as the

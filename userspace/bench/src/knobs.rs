@@ -82,6 +82,18 @@ pub fn use_only(kb: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Folium's batching switch (`pte_batching`: 1 batches fork and zap over
+/// large folios, 0 goes PTE by PTE), `None` where there is none (Linux).
+pub fn batching() -> Option<bool> {
+    let t = read(&format!("{DIR}/pte_batching"))?;
+    Some(t.trim() == "1")
+}
+
+/// Sets Folium's batching switch.
+pub fn set_batching(on: bool) -> Result<(), String> {
+    write(&format!("{DIR}/pte_batching"), if on { "1" } else { "0" })
+}
+
 /// `anon_fault_alloc` of every large size, in [`LARGE_KB`] order (0 where
 /// unreadable).
 pub fn fault_allocs() -> [u64; 8] {

@@ -216,6 +216,58 @@ fn mount_pseudo_filesystems() {
     }
 }
 
+/// `r` measured in `mode`: the mode in its JSON, and a `/per-pte` suffix
+/// on its case so each row keeps a unique name (batched and native rows
+/// keep the plain one, which is what compares with Linux).
+fn with_mode(mut r: Record, mode: &str) -> Record {
+    if mode == "per-pte" {
+        r.case.push_str("/per-pte");
+    }
+    r.extra.push(report::mode_json(mode));
+    r
+}
+
+/// Prints batched over per-PTE for every row measured both ways, and adds
+/// it to the batched row's JSON (`batched_over_per_pte`).
+fn mode_ratios(all: &mut [Record]) {
+    let mut lines = Vec::new();
+    let pairs: Vec<(usize, f64)> = all
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let per = all.iter().find(|p| {
+                p.bench == r.bench && p.case.strip_suffix("/per-pte") == Some(r.case.as_str())
+            })?;
+            let ratio = r.summary.median / per.summary.median.max(1.0);
+            lines.push(format!(
+                "  {:<8} {:<10} {:>12.2} ms {:>12.2} ms {:>8.2}",
+                r.bench,
+                r.case,
+                r.summary.median / 1e6,
+                per.summary.median / 1e6,
+                ratio
+            ));
+            Some((i, ratio))
+        })
+        .collect();
+    if lines.is_empty() {
+        return;
+    }
+    println!("batched / per-PTE (same boot; below 1: batching is faster)");
+    println!(
+        "  {:<8} {:<10} {:>15} {:>15} {:>8}",
+        "bench", "case", "batched", "per-PTE", "ratio"
+    );
+    for l in lines {
+        println!("{l}");
+    }
+    for (i, ratio) in pairs {
+        all[i]
+            .extra
+            .push(("batched_over_per_pte", format!("{ratio:.3}")));
+    }
+}
+
 fn main(args: &ulib::Args) -> i32 {
     let linux_init = ulib::sys::getpid() == 1 && !on_folium();
     if linux_init {
@@ -255,12 +307,31 @@ fn run(args: &ulib::Args) -> i32 {
         o.iters,
         if o.quick { " (quick)" } else { "" }
     );
+    // Folium measures fork and munmap twice, batched and PTE by PTE (its
+    // `pte_batching` switch), in the same boot; elsewhere once, natively.
+    let saved_batching = knobs::batching();
+    let modes: Vec<&str> = match saved_batching {
+        Some(_) if may_set => alloc::vec!["batched", "per-pte"],
+        Some(true) => alloc::vec!["batched"],
+        Some(false) => alloc::vec!["per-pte"],
+        None => alloc::vec!["native"],
+    };
+    let switching = modes.len() > 1;
+    let set_mode = move |mode: &str| match mode {
+        "batched" | "per-pte" if switching => knobs::set_batching(mode == "batched"),
+        _ => Ok(()),
+    };
     let has = |b| o.benches.contains(&b);
     let n = u64::from(o.iters);
+    let m = modes.len() as u64;
     let total = if has(Bench::Sys) { 3 } else { 0 }
-        + if has(Bench::Fork) { 2 * (n + 1) + 1 } else { 0 }
+        + if has(Bench::Fork) {
+            2 * (n + 1) * m + 1
+        } else {
+            0
+        }
         + if has(Bench::Anon) {
-            o.sizes.len() as u64 * n
+            o.sizes.len() as u64 * n * m
         } else {
             0
         };
@@ -286,8 +357,8 @@ fn run(args: &ulib::Args) -> i32 {
         let mut rows = Vec::new();
         for kb in [4, 2048] {
             let p = policy(kb);
-            match anon::fork(kb, o.size_mib, o.iters, p, &mut progress) {
-                Ok(r) => rows.push(r),
+            match anon::fork(kb, o.size_mib, o.iters, p, &modes, &set_mode, &mut progress) {
+                Ok(r) => rows.extend(r.into_iter().zip(&modes).map(|(r, m)| with_mode(r, m))),
                 Err(e) => {
                     fail("fork", e);
                     failed = true;
@@ -344,13 +415,24 @@ fn run(args: &ulib::Args) -> i32 {
 
     if has(Bench::Anon) {
         let (mut faults, mut unmaps) = (Vec::new(), Vec::new());
+        let mut per_mode: Vec<Vec<Record>> = modes.iter().map(|_| Vec::new()).collect();
         for &kb in &o.sizes {
             let p = policy(kb);
-            match anon::fault_and_munmap(kb, o.size_mib, o.iters, p, &mut progress) {
+            match anon::fault_and_munmap(
+                kb,
+                o.size_mib,
+                o.iters,
+                p,
+                &modes,
+                &set_mode,
+                &mut progress,
+            ) {
                 Ok((f, u)) => {
                     failed |= f.check.starts_with("MISMATCH");
-                    faults.push(f);
-                    unmaps.push(u);
+                    faults.push(with_mode(f, modes[0]));
+                    for (k, (r, m)) in u.into_iter().zip(&modes).enumerate() {
+                        per_mode[k].push(with_mode(r, m));
+                    }
                 }
                 Err(e) => {
                     fail("fault/munmap", e);
@@ -358,10 +440,14 @@ fn run(args: &ulib::Args) -> i32 {
                 }
             }
         }
+        // The munmap table lists one mode after the other.
+        for rows in per_mode {
+            unmaps.extend(rows);
+        }
         for rows in [&mut faults, &mut unmaps] {
             let base = rows
                 .iter()
-                .find(|r| r.folio_kb == 4)
+                .find(|r| r.folio_kb == 4 && r.case == "4K")
                 .map(|r| r.summary.median);
             for r in rows.iter_mut() {
                 let ratio = base.map_or(0.0, |b| r.summary.median / b.max(1.0));
@@ -404,6 +490,13 @@ fn run(args: &ulib::Args) -> i32 {
         all.extend(unmaps);
     }
 
+    mode_ratios(&mut all);
+    if let (Some(on), true) = (saved_batching, modes.len() > 1)
+        && let Err(e) = knobs::set_batching(on)
+    {
+        println!("bench: could not restore pte_batching: {e}");
+        failed = true;
+    }
     if let (Some(s), true) = (&saved, may_set)
         && let Err(e) = knobs::restore(s)
     {

@@ -39,6 +39,13 @@ pub struct Record {
     pub extra: Vec<(&'static str, String)>,
 }
 
+/// How fork and zap walked the page tables in a run: Folium `batched` or
+/// `per-pte` (its `pte_batching` switch), or `native` (a kernel without
+/// the switch, such as Linux).
+pub fn mode_json(mode: &str) -> (&'static str, String) {
+    ("mode", alloc::format!("\"{mode}\""))
+}
+
 impl Record {
     /// Median cost of one unit (`ns per 4 KiB`, `ns per op`).
     pub fn per_unit_ns(&self) -> f64 {
