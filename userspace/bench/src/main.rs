@@ -326,7 +326,7 @@ fn run(args: &ulib::Args) -> i32 {
     let m = modes.len() as u64;
     let total = if has(Bench::Sys) { 3 } else { 0 }
         + if has(Bench::Fork) {
-            2 * (n + 1) * m + 1
+            2 * (1 + n * m) + 1
         } else {
             0
         }
