@@ -24,9 +24,13 @@
 //! before it drops a single folio reference or frees a table: no frame is
 //! reused while a stale translation to it may survive.
 //!
-//! Faults map whole folios through a [`PteCursor`](crate::pgtable::PteCursor);
-//! fork, zap and mprotect still walk PTE by PTE (batching is a later step,
-//! built on the same cursor).
+//! Faults map whole folios through a [`PteCursor`](crate::pgtable::PteCursor).
+//! Fork and zap work one last-level table at a time through the cursor and
+//! handle a run of entries mapping consecutive pages of one large folio as
+//! one batch: one refcount and mapcount update, one write-protect or clear,
+//! one `set_ptes`, one (folio, nr) gather entry ([`MmEnv::batching`] turns
+//! this off, PTE by PTE as Linux before 6.9). mprotect still goes PTE by
+//! PTE.
 
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
