@@ -955,3 +955,55 @@ fn batches_cover_whole_folios() {
         a.teardown(&mut env);
     }
 }
+
+/// A batch whose first entry is read-only but a later one writable (the
+/// parent reused one page of a folio in place after an earlier child
+/// exited): fork must write-protect the whole run, or the parent would
+/// keep writing to a page the new child still maps.
+fn fork_write_protects_a_mixed_batch<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    let free0 = env.free_pages();
+    set_sizes(&env, "never", &[(4, "always")]);
+    let mut parent = new_space::<F>(&mut env, 1);
+    anon(&mut parent, 0, 16);
+    for p in 0..16 {
+        write_u64(&mut env, &mut parent, va(p), 100 + p);
+    }
+    let mut c1 = parent.fork(&mut env, None).unwrap();
+    c1.asid = Asid(2);
+    env.walk_all(&parent);
+    env.walk_all(&c1);
+    c1.teardown(&mut env);
+    write_u64(&mut env, &mut parent, va(9), 9);
+    assert!(!parent.translate(va(0)).unwrap().1.writable);
+    assert!(
+        parent.translate(va(9)).unwrap().1.writable,
+        "reused in place"
+    );
+    env.walk_all(&parent);
+    let mut c2 = parent.fork(&mut env, None).unwrap();
+    c2.asid = Asid(3);
+    env.assert_no_stale_write(&parent);
+    assert!(!parent.translate(va(9)).unwrap().1.writable);
+    write_u64(&mut env, &mut parent, va(9), 4242);
+    assert_eq!(
+        read_u64(&mut env, &mut c2, va(9)),
+        9,
+        "the child keeps its view"
+    );
+    env.walk_all(&parent);
+    env.walk_all(&c2);
+    c2.teardown(&mut env);
+    parent.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0);
+}
+
+#[test]
+fn fork_write_protects_a_mixed_batch_x86_64() {
+    fork_write_protects_a_mixed_batch::<X86_64>();
+}
+
+#[test]
+fn fork_write_protects_a_mixed_batch_aarch64() {
+    fork_write_protects_a_mixed_batch::<Aarch64>();
+}

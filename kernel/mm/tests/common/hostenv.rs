@@ -138,12 +138,17 @@ impl MmEnv for HostEnv {
         self.buddy.alloc_folio(order)
     }
     fn folio_put_refs(&mut self, folio: Folio, nr: u32) {
-        let pfn = folio.pfn();
+        let head = folio.pfn();
+        let pages = self.memmap.folio(&folio).nr_pages();
         if self.buddy.folio_put_refs(folio, nr).freed() {
-            assert!(
-                !self.tlb.maps_frame(pfn),
-                "{pfn:?} freed while a translation to it may be cached"
-            );
+            // Any frame of the folio, not only its head.
+            for k in 0..pages {
+                let pfn = head + k;
+                assert!(
+                    !self.tlb.maps_frame(pfn),
+                    "{pfn:?} freed while a translation to it may be cached"
+                );
+            }
         }
     }
     fn alloc_table(&mut self) -> Option<PhysAddr> {
