@@ -6,6 +6,8 @@
 
 extern crate alloc;
 
+pub mod thp;
+
 use alloc::format;
 use alloc::string::String;
 use core::ffi::CStr;

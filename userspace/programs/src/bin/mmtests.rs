@@ -22,11 +22,13 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::ffi::CStr;
 
+use folium_programs::thp::{
+    FALLBACK, SIZES, allocs, apply_policy, counters, only, read_knob, save_policy, write_knob,
+};
 use folium_programs::{
-    Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, on_folium, read_file,
-    read_into, run_suite, signalled, spawn, write_file,
+    Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, on_folium, run_suite,
+    signalled, spawn,
 };
 use ulib::println;
 use ulib::sys::{self, mm::*};
@@ -190,67 +192,6 @@ fn wait_ok(pid: i32, what: &str) -> TestResult {
 // ---------------------------------------------------------------------
 // The mTHP knobs and counters
 
-/// Folio sizes with a knob, in kB: order 2 (16 kB) to 9 (2 MiB).
-const SIZES: [u64; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
-const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
-
-macro_rules! stat_path {
-    ($kb:literal, $file:literal) => {
-        match CStr::from_bytes_with_nul(
-            concat!(
-                "/sys/kernel/mm/transparent_hugepage/hugepages-",
-                $kb,
-                "kB/stats/",
-                $file,
-                "\0"
-            )
-            .as_bytes(),
-        ) {
-            Ok(c) => c,
-            Err(_) => panic!("a bad path"),
-        }
-    };
-}
-
-macro_rules! stat_paths {
-    ($file:literal) => {
-        [
-            stat_path!(16, $file),
-            stat_path!(32, $file),
-            stat_path!(64, $file),
-            stat_path!(128, $file),
-            stat_path!(256, $file),
-            stat_path!(512, $file),
-            stat_path!(1024, $file),
-            stat_path!(2048, $file),
-        ]
-    };
-}
-
-/// `anon_fault_alloc` of each size in [`SIZES`].
-const ALLOC: [&CStr; 8] = stat_paths!("anon_fault_alloc");
-/// `anon_fault_fallback` of each size in [`SIZES`].
-const FALLBACK: [&CStr; 8] = stat_paths!("anon_fault_fallback");
-
-/// The counters at `paths`, read without touching the heap (a heap page
-/// faulted in between two readings could itself be a counted folio).
-fn counters(paths: &[&CStr; 8]) -> Result<[u64; 8], String> {
-    let mut out = [0; 8];
-    for (o, path) in out.iter_mut().zip(paths) {
-        let mut buf = [0u8; 32];
-        let n = read_into(path, &mut buf).ok_or_else(|| format!("cannot read {path:?}"))?;
-        *o = core::str::from_utf8(&buf[..n])
-            .ok()
-            .and_then(|t| t.trim_end().parse().ok())
-            .ok_or_else(|| format!("{path:?} reads {:?}", &buf[..n]))?;
-    }
-    Ok(out)
-}
-
-fn allocs() -> Result<[u64; 8], String> {
-    counters(&ALLOC)
-}
-
 fn delta(before: [u64; 8], after: [u64; 8]) -> [u64; 8] {
     core::array::from_fn(|i| after[i].wrapping_sub(before[i]))
 }
@@ -258,68 +199,6 @@ fn delta(before: [u64; 8], after: [u64; 8]) -> [u64; 8] {
 /// `n` at `kb`'s place, 0 elsewhere (all 0 for 4 kB).
 fn only_at(kb: u64, n: u64) -> [u64; 8] {
     SIZES.map(|k| if k == kb { n } else { 0 })
-}
-
-/// The knob of `kb` (`None`: the top-level one), NUL-terminated.
-fn knob_path(kb: Option<u64>) -> Vec<u8> {
-    let mut p = match kb {
-        Some(kb) => format!("{THP_DIR}/hugepages-{kb}kB/enabled").into_bytes(),
-        None => format!("{THP_DIR}/enabled").into_bytes(),
-    };
-    p.push(0);
-    p
-}
-
-fn read_knob(kb: Option<u64>) -> Result<String, String> {
-    let p = knob_path(kb);
-    let c = CStr::from_bytes_with_nul(&p).map_err(|_| String::from("bad path"))?;
-    read_file(c).ok_or_else(|| format!("cannot read {c:?}"))
-}
-
-fn write_knob(kb: Option<u64>, word: &[u8]) -> Result<u64, &'static str> {
-    let p = knob_path(kb);
-    let c = CStr::from_bytes_with_nul(&p).map_err(|_| "bad path")?;
-    write_file(c, 1, word)
-}
-
-/// The bracketed word of a knob's text (`always [madvise] never`).
-fn current(text: &str) -> Option<&str> {
-    let s = text.find('[')?;
-    let e = text[s..].find(']')? + s;
-    Some(&text[s + 1..e])
-}
-
-fn set_knob(kb: Option<u64>, word: &str) -> TestResult {
-    match write_knob(kb, word.as_bytes()) {
-        Ok(n) if n == word.len() as u64 => Ok(()),
-        r => Err(format!("writing {word:?} to the {kb:?} kB knob: {r:?}")),
-    }
-}
-
-/// Every knob's word: (top, per size).
-type Policy = (String, Vec<String>);
-
-fn save_policy() -> Result<Policy, String> {
-    let word = |kb| {
-        let t = read_knob(kb)?;
-        current(&t)
-            .map(String::from)
-            .ok_or_else(|| format!("knob {kb:?} reads {t:?}"))
-    };
-    let top = word(None)?;
-    let sizes = SIZES
-        .iter()
-        .map(|&kb| word(Some(kb)))
-        .collect::<Result<_, _>>()?;
-    Ok((top, sizes))
-}
-
-fn apply_policy(top: &str, sizes: &[&str]) -> TestResult {
-    set_knob(None, top)?;
-    for (kb, w) in SIZES.iter().zip(sizes) {
-        set_knob(Some(*kb), w)?;
-    }
-    Ok(())
 }
 
 /// Runs `body` and puts every knob back as it was before (Folium only:
@@ -346,12 +225,6 @@ fn with_policy(top: &str, sizes: [&str; 8], body: impl FnOnce() -> TestResult) -
         apply_policy(top, &sizes)?;
         body()
     })
-}
-
-/// The policy with folios of `kb` kB only (`always` for that size, every
-/// other size and the top level `never`; 4 kB: all `never`).
-fn only(kb: u64) -> [&'static str; 8] {
-    SIZES.map(|k| if k == kb { "always" } else { "never" })
 }
 
 /// Runs `body` with folios of `kb` kB only (Folium; Linux: the host's
