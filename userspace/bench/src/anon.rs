@@ -75,6 +75,25 @@ fn folios_seen(kb: u64, before: &[u64; 8], after: &[u64; 8]) -> (u64, u64) {
     (this, others)
 }
 
+/// Folios of `kb` KiB in `len` bytes (0 for order 0, which has no
+/// counter).
+fn expected_folios(kb: u64, len: u64) -> u64 {
+    if kb > 4 { len / (kb * 1024) } else { 0 }
+}
+
+/// Populates `[base, base + len)` by touching each page: the time the
+/// touches took, and the large folios of size `kb` and of other sizes
+/// the counters saw meanwhile (read outside the timed part).
+fn populate(kb: u64, base: u64, len: u64) -> (u64, u64, u64) {
+    let before = knobs::fault_allocs();
+    let t0 = sys::now_ns();
+    touch(base, len);
+    let dt = sys::now_ns() - t0;
+    let after = knobs::fault_allocs();
+    let (this, others) = folios_seen(kb, &before, &after);
+    (dt, this, others)
+}
+
 /// The check column for a population that should have used `expected`
 /// folios of `kb` and saw `got` of it and `others` of other sizes.
 fn folio_check(policy: bool, expected: u64, got: u64, others: u64) -> String {
@@ -107,7 +126,7 @@ pub fn fault_and_munmap(
     progress: &mut Progress,
 ) -> Result<(Record, Vec<Record>), String> {
     let len = size_mib * MIB;
-    let expected = if kb > 4 { len / (kb * 1024) } else { 0 };
+    let expected = expected_folios(kb, len);
     let mut fault = Vec::new();
     let mut unmap: Vec<Vec<u64>> = modes.iter().map(|_| Vec::new()).collect();
     let (mut got, mut others) = (u64::MAX, 0);
@@ -119,19 +138,14 @@ pub fn fault_and_munmap(
             ));
             set_mode(mode)?;
             let base = map_aligned(len)?;
-            let before = knobs::fault_allocs();
-            let t0 = sys::now_ns();
-            touch(base, len);
-            let t1 = sys::now_ns();
-            let after = knobs::fault_allocs();
+            let (dt, this, other) = populate(kb, base, len);
             let t2 = sys::now_ns();
             sys::munmap(base, len).map_err(|e| format!("munmap: {}", e.name()))?;
             let t3 = sys::now_ns();
             if m == 0 {
-                fault.push(t1 - t0);
+                fault.push(dt);
             }
             unmap[m].push(t3 - t2);
-            let (this, other) = folios_seen(kb, &before, &after);
             got = got.min(this);
             others += other;
             progress.done(1);
@@ -211,11 +225,8 @@ pub fn fork(
     let order = if kb == 4 { 0 } else { 9 };
     progress.step(&format!("fork order-{order}: populating {size_mib} MiB"));
     let base = map_aligned(len)?;
-    let before = knobs::fault_allocs();
-    touch(base, len);
-    let after = knobs::fault_allocs();
-    let expected = if kb > 4 { len / (kb * 1024) } else { 0 };
-    let (got, others) = folios_seen(kb, &before, &after);
+    let (_, got, others) = populate(kb, base, len);
+    let expected = expected_folios(kb, len);
     let mut check = folio_check(policy, expected, got, others);
     if kb > 4 {
         map_by_ptes(base, len)?;
