@@ -37,7 +37,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::asid::AsidTag;
-use crate::folio::Folio;
+use crate::folio::{Folio, FolioRef};
 use crate::memmap::Memmap;
 use crate::pgtable::{Attrs, Level, MapError, PageTable, PteFormat, PteKind, PteSlot, TableAlloc};
 use crate::phys::LinearMap;
@@ -141,6 +141,27 @@ pub enum Access {
     Exec,
 }
 
+impl Access {
+    /// True if rights `prot` allow this access.
+    fn allowed_by(self, prot: Prot) -> bool {
+        match self {
+            Access::Read => prot.read(),
+            Access::Write => prot.write(),
+            Access::Exec => prot.exec(),
+        }
+    }
+}
+
+/// Folio state for `nr` just-cleared PTEs mapping its pages, whose
+/// entries showed `dirty`: the dirt folded into the folio, the mapcount
+/// dropped. Their references go to the gather next ([`Gather::add_pte_refs`]).
+fn unmap_folio_ptes(f: &FolioRef<'_>, nr: usize, dirty: bool) {
+    if dirty {
+        f.set_dirty();
+    }
+    f.sub_mapcount(nr as u32);
+}
+
 /// Why a fault cannot be resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultError {
@@ -202,9 +223,7 @@ impl Gather {
 
     /// Notes that the translation of `va` changed or went away.
     fn note(&mut self, va: VirtAddr) {
-        self.start = self.start.min(va.as_u64());
-        self.end = self.end.max(va.as_u64() + PAGE_SIZE);
-        self.unflushed = true;
+        self.note_range(va, 1);
     }
 
     /// Notes that the translations of `nr` pages from `va` changed.
@@ -238,11 +257,6 @@ impl Gather {
             self.flush(env);
             env.folio_put_refs(folio, nr);
         }
-    }
-
-    /// Number of folio references waiting for the flush.
-    pub fn pending(&self) -> usize {
-        self.folios.len()
     }
 
     /// Flushes the TLB for everything noted so far and drops the folio
@@ -429,12 +443,7 @@ impl<F: PteFormat> AddressSpace<F> {
         }
         let mut at = start;
         for v in self.vmas.overlapping(start, VirtAddr::new(end)) {
-            let ok = match access {
-                Access::Read => v.prot.read(),
-                Access::Write => v.prot.write(),
-                Access::Exec => v.prot.exec(),
-            };
-            if v.start > at || !ok {
+            if v.start > at || !access.allowed_by(v.prot) {
                 return false;
             }
             at = v.end;
@@ -463,12 +472,7 @@ impl<F: PteFormat> AddressSpace<F> {
         access: Access,
     ) -> FaultResult {
         let vma = *self.vmas.find(va).ok_or(FaultError::Unmapped)?;
-        let allowed = match access {
-            Access::Read => vma.prot.read(),
-            Access::Write => vma.prot.write(),
-            Access::Exec => vma.prot.exec(),
-        };
-        if !allowed {
+        if !access.allowed_by(vma.prot) {
             return Err(FaultError::Protection);
         }
         self.fault_page(
@@ -776,27 +780,19 @@ impl<F: PteFormat> AddressSpace<F> {
     }
 
     /// Accounts for a PTE (already cleared) that mapped a page: one
-    /// mapcount now, one reference into the gather for after the flush.
-    /// The zero page holds neither.
+    /// mapcount now, one reference into the gather for after the flush
+    /// (zap's accounting for a batch of one). The zero page holds neither.
     fn release_pte(&mut self, raw: u64, g: &mut Gather, env: &mut (impl MmEnv + ?Sized)) {
-        if !F::pte_present(raw) {
-            return;
-        }
         let pfn = F::pte_pfn(raw);
-        if pfn == env.zero_pfn() {
+        if !F::pte_present(raw) || pfn == self.zero {
             return;
         }
-        let mm = env.memmap();
-        let Some(f) = mm.page_folio(pfn) else {
+        let Some(f) = env.memmap().page_folio(pfn) else {
             return;
         };
-        if F::pte_dirty(raw) {
-            f.set_dirty();
-        }
-        f.clear_page_anon_exclusive(pfn);
-        f.sub_mapcount(1);
-        self.rss -= 1;
         let head = f.pfn();
+        unmap_folio_ptes(&f, 1, F::pte_dirty(raw));
+        self.rss -= 1;
         g.add_pte_refs(head, 1, env);
     }
 
@@ -1058,30 +1054,23 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             }
             let pfn = F::pte_pfn(raw);
-            let folio = (pfn != self.zero)
-                .then(|| env.memmap().page_folio(pfn))
-                .flatten()
-                .map(|f| (f.pfn(), f.nr_pages()));
-            let Some((head, pages)) = folio else {
+            let mm = env.memmap();
+            let Some(f) = (pfn != self.zero).then(|| mm.page_folio(pfn)).flatten() else {
                 // The zero page (or a frame without a folio): no reference.
                 cur.get_and_clear_ptes(i, 1);
                 g.note(cur.va(i));
                 i += 1;
                 continue;
             };
+            let (head, pages) = (f.pfn(), f.nr_pages());
             let nr = if batching && pages > 1 {
                 cur.pte_batch(i, cur.len() - i, head + pages)
             } else {
                 1
             };
             let (_, _, dirty) = cur.get_and_clear_ptes(i, nr);
+            unmap_folio_ptes(&f, nr, dirty);
             g.note_range(cur.va(i), nr);
-            if let Some(f) = env.memmap().page_folio(head) {
-                if dirty {
-                    f.set_dirty();
-                }
-                f.sub_mapcount(nr as u32);
-            }
             hist.count(nr);
             env.note_batch(false, nr);
             g.add_pte_refs(head, nr as u32, env);
