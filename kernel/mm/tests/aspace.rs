@@ -13,6 +13,7 @@ use folium_mm::vma::{Prot, Vma, VmaKind};
 use folium_mm::{PAGE_SIZE, Pfn};
 use proptest::prelude::*;
 
+#[macro_use]
 mod common;
 use common::hostenv::{HostEnv, new_space, read_u64, va, write_u64};
 
@@ -73,15 +74,7 @@ fn cow_round_trip<F: PteFormat>() {
     assert_eq!(env.free_pages(), free0, "every frame back");
 }
 
-#[test]
-fn cow_round_trip_x86_64() {
-    cow_round_trip::<X86_64>();
-}
-
-#[test]
-fn cow_round_trip_aarch64() {
-    cow_round_trip::<Aarch64>();
-}
+on_both_formats!(cow_round_trip: cow_round_trip_x86_64, cow_round_trip_aarch64);
 
 #[test]
 fn faults_respect_areas() {
@@ -165,50 +158,42 @@ fn mprotect_downgrades_and_cow_restores() {
     a.teardown(&mut env);
 }
 
-#[test]
-fn unmaps_flush_once_then_free() {
-    let mut env = HostEnv::new(FRAMES);
+/// Populates `n` pages, lets the hardware cache them all, unmaps them
+/// in one call and returns how many TLB flushes that issued. Every free
+/// checks (in `HostEnv::folio_put_refs`) that no cached translation to the
+/// frame survives, so batches must flush before they free; afterwards
+/// nothing is resident and every frame is back.
+fn flushes_of_one_unmap(env: &mut HostEnv, n: u64) -> u64 {
     let free0 = env.free_pages();
-    let mut a = new_space::<Aarch64>(&mut env, 1);
-    let n = 1000;
+    let mut a = new_space::<Aarch64>(env, 1);
     a.add_vma(Vma::new(va(0), va(n), Prot::RW, VmaKind::Anon))
         .unwrap();
     for p in 0..n {
-        write_u64(&mut env, &mut a, va(p), p);
+        write_u64(env, &mut a, va(p), p);
     }
     env.walk_all(&a);
     let before = env.tlb.calls();
-    a.unmap(&mut env, va(0), va(n)).unwrap();
+    a.unmap(env, va(0), va(n)).unwrap();
     let after = env.tlb.calls();
-    let flushes: u64 = (0..3).map(|i| after[i] - before[i]).sum();
-    assert_eq!(flushes, 1, "one flush for the whole operation");
-    a.teardown(&mut env);
+    assert_eq!(a.resident_pages(), 0);
+    a.teardown(env);
     assert_eq!(env.free_pages(), free0);
+    (0..3).map(|i| after[i] - before[i]).sum()
+}
+
+#[test]
+fn unmaps_flush_once_then_free() {
+    let mut env = HostEnv::new(FRAMES);
+    let flushes = flushes_of_one_unmap(&mut env, 1000);
+    assert_eq!(flushes, 1, "one flush for the whole operation");
 }
 
 #[test]
 fn full_gathers_flush_before_freeing() {
     let mut env = HostEnv::new(FRAMES);
     env.gather_batch = 64;
-    let free0 = env.free_pages();
-    let mut a = new_space::<Aarch64>(&mut env, 1);
-    let n = 3 * 64 + 7;
-    a.add_vma(Vma::new(va(0), va(n), Prot::RW, VmaKind::Anon))
-        .unwrap();
-    for p in 0..n {
-        write_u64(&mut env, &mut a, va(p), p);
-    }
-    env.walk_all(&a);
-    let before = env.tlb.calls();
-    // Every free checks (in HostEnv::folio_put) that no cached translation
-    // to the frame survives: the batches must flush before they free.
-    a.unmap(&mut env, va(0), va(n)).unwrap();
-    let after = env.tlb.calls();
-    let flushes: u64 = (0..3).map(|i| after[i] - before[i]).sum();
+    let flushes = flushes_of_one_unmap(&mut env, 3 * 64 + 7);
     assert_eq!(flushes, 4, "a flush per full batch and one at the end");
-    assert_eq!(a.resident_pages(), 0);
-    a.teardown(&mut env);
-    assert_eq!(env.free_pages(), free0);
 }
 
 #[derive(Debug, Clone)]

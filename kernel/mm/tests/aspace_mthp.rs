@@ -15,6 +15,7 @@ use folium_mm::vma::{Prot, Vma, VmaError, VmaKind};
 use folium_mm::{Order, PAGE_SIZE, Pfn};
 use proptest::prelude::*;
 
+#[macro_use]
 mod common;
 use common::hostenv::{HostEnv, new_space, read_u64, va, write_u64};
 
@@ -104,15 +105,7 @@ fn fault_takes_the_largest_order_that_fits<F: PteFormat>() {
     assert_eq!(env.free_pages(), free0);
 }
 
-#[test]
-fn fault_takes_the_largest_order_that_fits_x86_64() {
-    fault_takes_the_largest_order_that_fits::<X86_64>();
-}
-
-#[test]
-fn fault_takes_the_largest_order_that_fits_aarch64() {
-    fault_takes_the_largest_order_that_fits::<Aarch64>();
-}
+on_both_formats!(fault_takes_the_largest_order_that_fits: fault_takes_the_largest_order_that_fits_x86_64, fault_takes_the_largest_order_that_fits_aarch64);
 
 #[test]
 fn policy_follows_the_knobs_and_madvise() {
@@ -242,15 +235,7 @@ fn cow_of_a_large_folio<F: PteFormat>() {
     assert_eq!(env.free_pages(), free0);
 }
 
-#[test]
-fn cow_of_a_large_folio_x86_64() {
-    cow_of_a_large_folio::<X86_64>();
-}
-
-#[test]
-fn cow_of_a_large_folio_aarch64() {
-    cow_of_a_large_folio::<Aarch64>();
-}
+on_both_formats!(cow_of_a_large_folio: cow_of_a_large_folio_x86_64, cow_of_a_large_folio_aarch64);
 
 fn partial_operations_on_a_large_folio<F: PteFormat>() {
     let mut env = HostEnv::new(FRAMES);
@@ -318,15 +303,7 @@ fn partial_operations_on_a_large_folio<F: PteFormat>() {
     assert_eq!(env.free_pages(), free0);
 }
 
-#[test]
-fn partial_operations_on_a_large_folio_x86_64() {
-    partial_operations_on_a_large_folio::<X86_64>();
-}
-
-#[test]
-fn partial_operations_on_a_large_folio_aarch64() {
-    partial_operations_on_a_large_folio::<Aarch64>();
-}
+on_both_formats!(partial_operations_on_a_large_folio: partial_operations_on_a_large_folio_x86_64, partial_operations_on_a_large_folio_aarch64);
 
 #[test]
 fn the_zero_page_is_shared_and_never_counted() {
@@ -998,12 +975,4 @@ fn fork_write_protects_a_mixed_batch<F: PteFormat>() {
     assert_eq!(env.free_pages(), free0);
 }
 
-#[test]
-fn fork_write_protects_a_mixed_batch_x86_64() {
-    fork_write_protects_a_mixed_batch::<X86_64>();
-}
-
-#[test]
-fn fork_write_protects_a_mixed_batch_aarch64() {
-    fork_write_protects_a_mixed_batch::<Aarch64>();
-}
+on_both_formats!(fork_write_protects_a_mixed_batch: fork_write_protects_a_mixed_batch_x86_64, fork_write_protects_a_mixed_batch_aarch64);

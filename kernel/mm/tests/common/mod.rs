@@ -6,6 +6,23 @@
 
 pub mod hostenv;
 
+/// `#[test]`s named `$x86` and `$arm` running the generic test function
+/// `$generic::<F>()` on the x86-64 and the arm64 PTE format.
+#[allow(unused_macros)]
+macro_rules! on_both_formats {
+    ($generic:ident: $x86:ident, $arm:ident) => {
+        #[test]
+        fn $x86() {
+            $generic::<folium_mm::pgtable::X86_64>();
+        }
+
+        #[test]
+        fn $arm() {
+            $generic::<folium_mm::pgtable::Aarch64>();
+        }
+    };
+}
+
 use std::alloc::{Layout, alloc, dealloc};
 
 use folium_mm::PAGE_SIZE;
