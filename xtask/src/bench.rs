@@ -450,47 +450,39 @@ fn results_json(
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let _ = writeln!(s, "  \"date\": {},", json::quote(&date));
-    s.push_str("  \"runs\": [\n");
-    for (i, r) in runs.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "    {{\"board\": {}, \"kernel\": {}, \"release\": {}, \"cpu\": {}, \"results\": [",
-            json::quote(r.board.name()),
-            json::quote(r.kernel),
-            json::quote(&r.release),
-            json::quote(&r.cpu)
-        );
-        let lines: Vec<String> = r
-            .records
-            .iter()
-            .map(|x| format!("      {}", x.raw))
-            .collect();
-        s.push_str(&lines.join(",\n"));
-        s.push_str(if i + 1 < runs.len() {
-            "\n    ]},\n"
-        } else {
-            "\n    ]}\n"
-        });
-    }
-    s.push_str("  ],\n  \"alloc\": [\n");
-    for (i, (b, recs)) in alloc.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "    {{\"board\": {}, \"results\": [",
-            json::quote(b.name())
-        );
+    // One object per run: its fields, then its records as they came.
+    let block = |fields: String, recs: &[Object]| {
         let lines: Vec<String> = recs.iter().map(|x| format!("      {}", x.raw)).collect();
-        s.push_str(&lines.join(",\n"));
-        s.push_str(if i + 1 < alloc.len() {
-            "\n    ]},\n"
-        } else {
-            "\n    ]}\n"
-        });
-    }
-    s.push_str("  ]\n}\n");
+        format!(
+            "    {{{fields}, \"results\": [\n{}\n    ]}}",
+            lines.join(",\n")
+        )
+    };
+    let runs: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            let fields = format!(
+                "\"board\": {}, \"kernel\": {}, \"release\": {}, \"cpu\": {}",
+                json::quote(r.board.name()),
+                json::quote(r.kernel),
+                json::quote(&r.release),
+                json::quote(&r.cpu)
+            );
+            block(fields, &r.records)
+        })
+        .collect();
+    let alloc: Vec<String> = alloc
+        .iter()
+        .map(|(b, recs)| block(format!("\"board\": {}", json::quote(b.name())), recs))
+        .collect();
+    let _ = write!(
+        s,
+        "  \"runs\": [\n{}\n  ],\n  \"alloc\": [\n{}\n  ]\n}}\n",
+        runs.join(",\n"),
+        alloc.join(",\n")
+    );
     s
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
