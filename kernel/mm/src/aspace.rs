@@ -87,6 +87,11 @@ pub trait MmEnv {
     }
     /// The mTHP policy anonymous faults follow.
     fn thp(&self) -> &ThpPolicy;
+    /// Queues the large folio at `head`, whose first page is mapped at
+    /// `base`, for deferred split
+    /// ([`BuddyAllocator::deferred_split_folio`](crate::buddy::BuddyAllocator::deferred_split_folio)
+    /// on the machine's allocator). True if it was not queued yet.
+    fn deferred_split_folio(&mut self, head: Pfn, base: VirtAddr) -> bool;
     /// The shared zero page: a frame of zeroes, never written and never
     /// freed, that read faults on untouched memory map read-only. Its
     /// mappings hold no reference and no mapcount (Linux's special PTE).
@@ -155,11 +160,31 @@ impl Access {
 /// Folio state for `nr` just-cleared PTEs mapping its pages, whose
 /// entries showed `dirty`: the dirt folded into the folio, the mapcount
 /// dropped. Their references go to the gather next ([`Gather::add_pte_refs`]).
-fn unmap_folio_ptes(f: &FolioRef<'_>, nr: usize, dirty: bool) {
+/// True if the folio is now partly mapped and not queued for deferred
+/// split yet: it has mappings left, but fewer than pages, so some page is
+/// mapped nowhere (see `split.rs`).
+fn unmap_folio_ptes(f: &FolioRef<'_>, nr: usize, dirty: bool) -> bool {
     if dirty {
         f.set_dirty();
     }
-    f.sub_mapcount(nr as u32);
+    let left = f.sub_mapcount(nr as u32);
+    left != 0 && u64::from(left) < f.nr_pages() && !f.test_deferred()
+}
+
+/// Queues the folio at `head` for deferred split (`unmap_folio_ptes` found
+/// it partly mapped); its page `pfn` was mapped at `va`, which places the
+/// whole folio. Counted as `split_deferred` of its size.
+fn queue_deferred_split(
+    env: &mut (impl MmEnv + ?Sized),
+    head: Pfn,
+    pages: u64,
+    pfn: Pfn,
+    va: VirtAddr,
+) {
+    let base = va - (pfn - head) * PAGE_SIZE;
+    if env.deferred_split_folio(head, base) {
+        env.thp().count_split_deferred(pages.trailing_zeros() as u8);
+    }
 }
 
 /// Why a fault cannot be resolved.
@@ -411,6 +436,12 @@ impl<F: PteFormat> AddressSpace<F> {
     /// The root table (for TTBR0 / CR3).
     pub fn root(&self) -> PhysAddr {
         self.pt.root()
+    }
+
+    /// The page table (read-only: the deferred split counts mappings in
+    /// it, see `split.rs`).
+    pub fn page_table(&self) -> &PageTable<F> {
+        &self.pt
     }
 
     /// First address past user space.
@@ -771,7 +802,7 @@ impl<F: PteFormat> AddressSpace<F> {
         let mut g = Gather::new(self.asid);
         let raw = self.pt.take_pte(slot);
         g.note(va);
-        self.release_pte(raw, &mut g, env);
+        self.release_pte(raw, va, &mut g, env);
         g.flush(env);
         self.pt.set_pte(slot, user_pte::<F>(new_pfn, prot, write));
         self.rss += 1;
@@ -782,7 +813,13 @@ impl<F: PteFormat> AddressSpace<F> {
     /// Accounts for a PTE (already cleared) that mapped a page: one
     /// mapcount now, one reference into the gather for after the flush
     /// (zap's accounting for a batch of one). The zero page holds neither.
-    fn release_pte(&mut self, raw: u64, g: &mut Gather, env: &mut (impl MmEnv + ?Sized)) {
+    fn release_pte(
+        &mut self,
+        raw: u64,
+        va: VirtAddr,
+        g: &mut Gather,
+        env: &mut (impl MmEnv + ?Sized),
+    ) {
         let pfn = F::pte_pfn(raw);
         if !F::pte_present(raw) || pfn == self.zero {
             return;
@@ -790,8 +827,10 @@ impl<F: PteFormat> AddressSpace<F> {
         let Some(f) = env.memmap().page_folio(pfn) else {
             return;
         };
-        let head = f.pfn();
-        unmap_folio_ptes(&f, 1, F::pte_dirty(raw));
+        let (head, pages) = (f.pfn(), f.nr_pages());
+        if unmap_folio_ptes(&f, 1, F::pte_dirty(raw)) {
+            queue_deferred_split(env, head, pages, pfn, va);
+        }
         self.rss -= 1;
         g.add_pte_refs(head, 1, env);
     }
@@ -1069,7 +1108,9 @@ impl<F: PteFormat> AddressSpace<F> {
                 1
             };
             let (_, _, dirty) = cur.get_and_clear_ptes(i, nr);
-            unmap_folio_ptes(&f, nr, dirty);
+            if unmap_folio_ptes(&f, nr, dirty) {
+                queue_deferred_split(env, head, pages, pfn, cur.va(i));
+            }
             g.note_range(cur.va(i), nr);
             hist.count(nr);
             env.note_batch(false, nr);

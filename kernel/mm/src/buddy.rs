@@ -31,11 +31,14 @@
 //! - a free block's buddy is never a free block of the same order (merging
 //!   is maximal);
 //! - `RESERVED` frames are never part of a block;
-//! - a free block's tails carry no flag at all.
+//! - a free block's tails carry no flag at all;
+//! - the deferred-split queue (`split.rs`) holds allocated folios only:
+//!   freeing a queued folio takes it off first.
 
 use crate::addr::{Order, Pfn};
 use crate::folio::bump;
 use crate::memmap::{Memmap, NONE, Page, PageFlags};
+use crate::split::DeferredQueue;
 use core::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// Why [`BuddyAllocator::free`] refused a block. Nothing was changed.
@@ -74,6 +77,8 @@ pub struct BuddyAllocator<'m> {
     nr_free_blocks: [u64; Order::COUNT],
     nr_free_pages: u64,
     nr_managed_pages: u64,
+    /// Large folios waiting to be split (see `split.rs`).
+    pub(crate) deferred: DeferredQueue,
 }
 
 impl<'m> BuddyAllocator<'m> {
@@ -90,6 +95,7 @@ impl<'m> BuddyAllocator<'m> {
             nr_free_blocks: [0; Order::COUNT],
             nr_free_pages: 0,
             nr_managed_pages: 0,
+            deferred: DeferredQueue::new(),
         }
     }
 
@@ -214,6 +220,11 @@ impl<'m> BuddyAllocator<'m> {
     /// unreserved) block of `order`, unreferenced and unmapped.
     pub(crate) fn free_block(&mut self, mut idx: u32, order: Order) {
         let head = self.memmap.at(idx);
+        if head.flags().contains(PageFlags::DEFERRED) {
+            // A folio freed while queued for splitting (the per-PTE unmap
+            // of a whole folio queues it on the way down).
+            self.deferred_del(idx);
+        }
         if head.flags().contains(PageFlags::PER_PAGE_SET) {
             self.clear_tail_flags(idx, order);
         }

@@ -458,6 +458,12 @@ impl<'a> FolioRef<'a> {
     pub fn test_anon(&self) -> bool {
         self.test(PageFlags::ANON)
     }
+    /// True while the folio waits on the deferred-split queue (Linux
+    /// `folio_test_partially_mapped`); see `split.rs`.
+    #[inline]
+    pub fn test_deferred(&self) -> bool {
+        self.test(PageFlags::DEFERRED)
+    }
     /// Marks the folio anonymous (Linux: set by `folio_add_new_anon_rmap`).
     #[inline]
     pub fn set_anon(&self) {

@@ -16,6 +16,7 @@ pub mod folio;
 pub mod memmap;
 pub mod pgtable;
 pub mod phys;
+pub mod split;
 pub mod stats;
 pub mod thp;
 pub mod tlb;

@@ -22,8 +22,14 @@
 //! | reserved (hole, firmware, kernel) | `RESERVED`                                    | -     | 0                  | -          |
 //! | head of a free block              | `BUDDY`                                       | yes   | 0                  | free list  |
 //! | head of an allocated block/folio  | `HEAD` + folio flags + `PER_PAGE_SET` + own   | yes   | yes                | -          |
+//! | second page of a queued folio     | own per-page flags only                       | -     | 0                  | split queue|
 //! | tail of an allocated block        | own per-page flags only                       | -     | 0                  | -          |
 //! | tail of a free block              | none                                          | -     | 0                  | -          |
+//!
+//! A folio on the deferred-split queue (`DEFERRED` on its head) is linked
+//! through its second page's `next`/`prev`, which no allocated tail uses
+//! otherwise (Linux keeps `_deferred_list` in a tail the same way), and
+//! its head's `private` word holds where it is mapped.
 //!
 //! Tails never record their head: making a block an order-9 folio or
 //! freeing it writes only the head descriptor (and a merging buddy's head),
@@ -47,9 +53,7 @@
 use core::mem::{align_of, size_of};
 use core::ops::BitOr;
 use core::ptr;
-#[cfg(test)]
-use core::sync::atomic::AtomicU64;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::addr::{Order, Pfn};
 use crate::folio::SafetyStats;
@@ -82,6 +86,11 @@ impl PageFlags {
     pub const DIRTY: PageFlags = PageFlags(1 << 4);
     /// Folio was accessed since the flag was last cleared (Linux `PG_young`).
     pub const YOUNG: PageFlags = PageFlags(1 << 5);
+    /// Head only: the folio is on the allocator's deferred-split queue
+    /// (Linux `folio_test_partially_mapped` with the folio on the
+    /// `_deferred_list`). Set and cleared under the allocator only; see
+    /// `split.rs`.
+    pub const DEFERRED: PageFlags = PageFlags(1 << 6);
     /// Per page: this page is mapped by exactly one process, which may
     /// reuse it on a write fault instead of copying (Linux
     /// `PageAnonExclusive`).
@@ -114,6 +123,11 @@ impl PageFlags {
     pub const fn intersects(self, other: PageFlags) -> bool {
         self.0 & other.0 != 0
     }
+    /// The flags set in both.
+    #[inline]
+    pub const fn and(self, other: PageFlags) -> PageFlags {
+        PageFlags(self.0 & other.0)
+    }
     /// True if no flag is set.
     #[inline]
     pub const fn is_empty(self) -> bool {
@@ -131,13 +145,14 @@ impl BitOr for PageFlags {
 
 impl core::fmt::Debug for PageFlags {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        const NAMES: [(PageFlags, &str); 8] = [
+        const NAMES: [(PageFlags, &str); 9] = [
             (PageFlags::HEAD, "HEAD"),
             (PageFlags::BUDDY, "BUDDY"),
             (PageFlags::RESERVED, "RESERVED"),
             (PageFlags::ANON, "ANON"),
             (PageFlags::DIRTY, "DIRTY"),
             (PageFlags::YOUNG, "YOUNG"),
+            (PageFlags::DEFERRED, "DEFERRED"),
             (PageFlags::ANON_EXCLUSIVE, "ANON_EXCLUSIVE"),
             (PageFlags::PER_PAGE_SET, "PER_PAGE_SET"),
         ];
@@ -156,7 +171,7 @@ impl core::fmt::Debug for PageFlags {
 /// Layout (`repr(C)`, 32 bytes, 32-aligned so that finding a descriptor
 /// is a shift): flags `u32` @0, order `u8` @4, 3 bytes padding, refcount
 /// `u32` @8, mapcount `u32` @12, free-list next `u32` @16, prev `u32` @20,
-/// 8 spare bytes @24.
+/// private `u64` @24.
 #[repr(C, align(32))]
 pub struct Page {
     /// [`PageFlags`] bits.
@@ -175,6 +190,10 @@ pub struct Page {
     next: AtomicU32,
     /// Previous block on the same free list, as a memmap index, or [`NONE`].
     prev: AtomicU32,
+    /// Owner-defined word (Linux `page->private`): on the head of a folio
+    /// queued for deferred split, the virtual page number its first page
+    /// is mapped at (see `split.rs`); otherwise meaningless.
+    private: AtomicU64,
 }
 
 const _: () = {
@@ -194,6 +213,7 @@ impl Page {
             mapcount: AtomicU32::new(0),
             next: AtomicU32::new(NONE),
             prev: AtomicU32::new(NONE),
+            private: AtomicU64::new(0),
         }
     }
 
@@ -292,6 +312,14 @@ impl Page {
     #[inline]
     pub(crate) fn set_prev(&self, idx: u32) {
         self.prev.store(idx, Relaxed);
+    }
+    #[inline]
+    pub(crate) fn private(&self) -> u64 {
+        self.private.load(Relaxed)
+    }
+    #[inline]
+    pub(crate) fn set_private(&self, v: u64) {
+        self.private.store(v, Relaxed);
     }
 }
 

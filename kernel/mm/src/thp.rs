@@ -95,6 +95,8 @@ pub struct ThpPolicy {
     per_size: [AtomicU8; SIZES],
     fault_alloc: [AtomicU64; SIZES],
     fault_fallback: [AtomicU64; SIZES],
+    /// `split`, `split_failed`, `split_deferred`.
+    split: [[AtomicU64; SIZES]; 3],
 }
 
 impl Default for ThpPolicy {
@@ -114,6 +116,7 @@ impl ThpPolicy {
             per_size,
             fault_alloc: [const { AtomicU64::new(0) }; SIZES],
             fault_fallback: [const { AtomicU64::new(0) }; SIZES],
+            split: [const { [const { AtomicU64::new(0) }; SIZES] }; 3],
         }
     }
 
@@ -195,6 +198,30 @@ impl ThpPolicy {
         if let Some(i) = Self::slot(order) {
             self.fault_fallback[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts a split of a folio of `order` (`split`), or one that could
+    /// not be done (`split_failed`).
+    pub fn count_split(&self, order: u8, done: bool) {
+        if let Some(i) = Self::slot(order) {
+            self.split[usize::from(!done)][i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a folio of `order` queued for deferred split
+    /// (`split_deferred`).
+    pub fn count_split_deferred(&self, order: u8) {
+        if let Some(i) = Self::slot(order) {
+            self.split[2][i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The (`split`, `split_failed`, `split_deferred`) counters of `order`.
+    pub fn split_counters(&self, order: u8) -> Option<(u64, u64, u64)> {
+        Self::slot(order).map(|i| {
+            let [a, b, c] = &self.split;
+            (a[i].load(Relaxed), b[i].load(Relaxed), c[i].load(Relaxed))
+        })
     }
 
     /// The (`anon_fault_alloc`, `anon_fault_fallback`) counters of `order`.

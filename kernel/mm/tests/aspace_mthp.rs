@@ -391,6 +391,8 @@ enum Op {
     Exit {
         space: usize,
     },
+    /// The deferred-split scan over every space alive.
+    Split,
 }
 
 fn range() -> impl Strategy<Value = (u64, u64)> {
@@ -419,6 +421,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (space.clone(), range()).prop_map(|(space, (page, n))| Op::DontNeed { space, page, n }),
         1 => space.clone().prop_map(|space| Op::Fork { space }),
         1 => space.prop_map(|space| Op::Exit { space }),
+        1 => Just(Op::Split),
     ]
 }
 
@@ -575,6 +578,15 @@ fn apply<F: PteFormat>(env: &mut HostEnv, spaces: &mut Vec<Option<Modelled<F>>>,
             let m = spaces[i].take().unwrap();
             m.space.teardown(env);
         }
+        Op::Split => {
+            let all: Vec<&AddressSpace<F>> = spaces.iter().flatten().map(|m| &m.space).collect();
+            let scan = env.split_scan(&all);
+            // With every space in view and no reference in flight, every
+            // queued folio is split.
+            assert_eq!((scan.failed, scan.dequeued), (0, 0), "{scan:?}");
+            assert_eq!(scan.split, scan.scanned);
+            assert_eq!(env.buddy.deferred_len(), 0);
+        }
     }
 }
 
@@ -634,6 +646,22 @@ fn check<F: PteFormat>(env: &HostEnv, spaces: &[Option<Modelled<F>>], free0: u64
         let f = env.memmap.page_folio(head).unwrap();
         assert_eq!((f.ref_count(), f.mapcount()), (n, n), "folio {head:?}");
         in_folios += pages;
+        // Fewer mappings than pages: some page is mapped nowhere, and the
+        // unmap that made it so queued the folio.
+        if u64::from(n) < pages {
+            assert!(f.test_deferred(), "partly mapped {head:?} not queued");
+        }
+    }
+    // Everything queued is a live folio with a page nobody maps.
+    let queued: Vec<_> = env.buddy.deferred_folios().collect();
+    assert_eq!(queued.len() as u64, env.buddy.deferred_len());
+    for (head, base) in queued {
+        let &(_, pages) = folios.get(&head).expect("a queued folio is mapped");
+        assert!(base.is_aligned(pages * PAGE_SIZE));
+        assert!(
+            (0..pages).any(|k| !users.contains_key(&(head + k))),
+            "{head:?} queued with every page mapped"
+        );
     }
     // Every frame is free, a table, or in a mapped folio: nothing leaks.
     assert_eq!(env.free_pages() + env.tables + in_folios, free0, "frames");
@@ -874,6 +902,10 @@ fn modes_agree<F: PteFormat>((top, sizes): (u8, [u8; 8]), ops: Vec<Op>) {
             assert_eq!(x.space.rss(), y.space.rss());
         }
         assert_eq!(envs[0].free_pages(), envs[1].free_pages(), "after {op:?}");
+        // The same folios wait for a split: per PTE, only folios freed by
+        // the same operation were queued in passing.
+        let queued = |e: &HostEnv| e.buddy.deferred_folios().collect::<Vec<_>>();
+        assert_eq!(queued(&envs[0]), queued(&envs[1]), "after {op:?}");
         assert_eq!(envs[0].tables, envs[1].tables);
     }
     for (env, spaces) in envs.iter_mut().zip(runs) {

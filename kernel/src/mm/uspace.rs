@@ -2,13 +2,17 @@
 //! frame allocator and this CPU's TLB, ASIDs with generation rollover, and
 //! installing a space as the user half (TTBR0 / CR3).
 
+use alloc::vec::Vec;
+
 use folium_mm::Order;
 use folium_mm::PhysAddr;
 use folium_mm::asid::AsidAllocator;
 use folium_mm::aspace::{AddressSpace, FaultError, MmEnv};
 use folium_mm::folio::Folio;
 use folium_mm::memmap::Memmap;
+use folium_mm::pgtable::PageTable;
 use folium_mm::phys::LinearMap;
+use folium_mm::split::{SplitScan, deferred_split_scan};
 use folium_mm::thp::ThpPolicy;
 use folium_mm::tlb::{Asid, TlbOps};
 use folium_mm::{PAGE_SIZE, Pfn, VirtAddr};
@@ -81,11 +85,33 @@ impl MmEnv for KernelEnv {
     fn batching(&self) -> bool {
         super::batching()
     }
+    fn deferred_split_folio(&mut self, head: Pfn, base: VirtAddr) -> bool {
+        frames::with(|b| b.deferred_split_folio(head, base))
+    }
     fn zero_pfn(&self) -> Pfn {
         *ZERO_PFN
             .get()
             .expect("the zero page is allocated at boot (uspace::init)")
     }
+}
+
+/// Runs the deferred-split scan over the user page tables rooted at
+/// `roots`, which must be every user address space alive (see
+/// `folium_mm::split`): the folios it can split give their unmapped pages
+/// back.
+pub fn split_deferred_folios(roots: &[PhysAddr]) -> SplitScan {
+    let tables: Vec<PageTable<KernelPteFormat>> = roots
+        .iter()
+        // SAFETY: each root is a live process's page table, published
+        // while its space exists and withdrawn before teardown frees it;
+        // every table is RAM in the linear map. The handles only read, and
+        // nothing modifies any tree meanwhile: kernel code is never
+        // preempted on the one CPU, and the scan runs between address-space
+        // operations, never inside one.
+        .map(|&r| unsafe { PageTable::new(r, frames::linear()) })
+        .collect();
+    let refs: Vec<&PageTable<KernelPteFormat>> = tables.iter().collect();
+    frames::with(|b| deferred_split_scan(b, &refs, &super::THP))
 }
 
 /// The shared zero page.

@@ -19,7 +19,7 @@ use super::PteFormat;
 use super::kind::PteKind;
 use super::level::{ENTRIES, Level};
 use super::mapper::{MapError, PageTable, TableAlloc};
-use crate::addr::{PAGE_SIZE, PhysAddr, VirtAddr};
+use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 
 /// One last-level entry: the L3 table holding it and its index there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +88,30 @@ impl<F: PteFormat> PageTable<F> {
             table,
             index: Level::L3.index_of(va),
         })
+    }
+
+    /// Adds to `counts[k]` one if the entry for `base + k` pages maps frame
+    /// `head + k` (the deferred split's census of a folio's mappings, see
+    /// `split.rs`). `base` is aligned to the span of `counts`, which is at
+    /// most one table's worth, so one L3 table holds every entry; anything
+    /// else counts nothing.
+    pub fn count_folio_mappings(&self, head: Pfn, base: VirtAddr, counts: &mut [u32]) {
+        let span = counts.len() as u64 * PAGE_SIZE;
+        if counts.len() > ENTRIES || !base.is_aligned(span) {
+            return;
+        }
+        let Some(first) = self.pte_slot(base) else {
+            return;
+        };
+        for (k, c) in counts.iter_mut().enumerate() {
+            let raw = self.pte(PteSlot {
+                table: first.table,
+                index: first.index + k,
+            });
+            if F::pte_present(raw) && F::pte_pfn(raw) == head + k as u64 {
+                *c += 1;
+            }
+        }
     }
 
     /// The L3 slot for `va`, creating (zeroed) tables from `alloc` where

@@ -11,6 +11,7 @@ use folium_mm::folio::Folio;
 use folium_mm::memmap::{Memmap, Page};
 use folium_mm::pgtable::PteFormat;
 use folium_mm::phys::LinearMap;
+use folium_mm::split::{SplitScan, deferred_split_scan};
 use folium_mm::thp::ThpPolicy;
 use folium_mm::tlb::{Asid, RecordingTlb, TlbOps};
 use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
@@ -119,6 +120,32 @@ impl HostEnv {
     }
 }
 
+impl HostEnv {
+    /// Runs the deferred-split scan over `spaces` (which must be every
+    /// space alive), and fails if it frees a frame the TLB may still
+    /// translate.
+    pub fn split_scan<F: PteFormat>(&mut self, spaces: &[&AddressSpace<F>]) -> SplitScan {
+        let queued: Vec<(Pfn, u64)> = self
+            .buddy
+            .deferred_folios()
+            .map(|(head, _)| (head, self.memmap.page_folio(head).unwrap().nr_pages()))
+            .collect();
+        let tables: Vec<_> = spaces.iter().map(|a| a.page_table()).collect();
+        let scan = deferred_split_scan(&mut self.buddy, &tables, &self.thp);
+        for (head, pages) in queued {
+            for pfn in (0..pages).map(|k| head + k) {
+                if self.memmap.page_folio(pfn).is_none() {
+                    assert!(
+                        !self.tlb.maps_frame(pfn),
+                        "split freed {pfn:?} while a translation to it may be cached"
+                    );
+                }
+            }
+        }
+        scan
+    }
+}
+
 impl Drop for HostEnv {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout.
@@ -165,6 +192,9 @@ impl MmEnv for HostEnv {
     }
     fn thp(&self) -> &ThpPolicy {
         &self.thp
+    }
+    fn deferred_split_folio(&mut self, head: Pfn, base: VirtAddr) -> bool {
+        self.buddy.deferred_split_folio(head, base)
     }
     fn zero_pfn(&self) -> Pfn {
         self.zero

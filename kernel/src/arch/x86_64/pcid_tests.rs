@@ -384,6 +384,9 @@ impl MmEnv for ModelEnv<'_> {
     fn zero_pfn(&self) -> folium_mm::Pfn {
         KernelEnv.zero_pfn()
     }
+    fn deferred_split_folio(&mut self, head: folium_mm::Pfn, base: VirtAddr) -> bool {
+        KernelEnv.deferred_split_folio(head, base)
+    }
 }
 
 /// What `uspace::activate` does, on the model: `between` runs where the
