@@ -20,6 +20,12 @@ pub fn handle(task: &mut Task, f: UserFault) {
             };
             match r {
                 Ok(()) => return,
+                Err(FaultError::OutOfMemory) if super::split_deferred_folios().freed_pages > 0 => {
+                    // Reclaim first, as Linux's shrinkers do: splitting
+                    // partly mapped folios gave frames back, so the
+                    // faulting instruction runs again.
+                    return;
+                }
                 Err(FaultError::OutOfMemory) => {
                     // Linux's OOM killer: the process using the most
                     // memory goes (never init), not whoever faulted next.

@@ -1,6 +1,7 @@
 //! Open files: the console on fds 0-2 and a tiny table of control files at
-//! Linux's paths (`/proc/meminfo` and the transparent-hugepage knobs and
-//! counters under `/sys/kernel/mm/transparent_hugepage/`), reachable with
+//! Linux's paths (`/proc/meminfo`, `/proc/sys/vm/drop_caches` and the
+//! transparent-hugepage knobs and counters under
+//! `/sys/kernel/mm/transparent_hugepage/`), reachable with
 //! `openat`/`read`/`write`/`close` so one program configures and reads
 //! Linux and Folium alike. Not a filesystem: a path is either in the table
 //! or ENOENT.
@@ -8,6 +9,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use folium_abi::Errno;
 use folium_abi::structs::RLIM_INFINITY;
@@ -41,6 +43,10 @@ pub enum Knob {
     /// `transparent_hugepage/pte_batching` (Folium's own): `1` batches
     /// fork and zap over large folios, `0` goes PTE by PTE.
     Batching,
+    /// `/proc/sys/vm/drop_caches`: 1 to 4 as on Linux. Folium has no page
+    /// cache; bit 2 runs the shrinkers, here the deferred split (Linux's
+    /// `drop_slab` runs its deferred-split shrinker the same way).
+    DropCaches,
 }
 
 impl Knob {
@@ -59,10 +65,27 @@ impl Knob {
                 }
                 Ok(())
             }
+            Knob::DropCaches => {
+                let word = buf.strip_suffix(b"\n").unwrap_or(buf);
+                let v: u8 = core::str::from_utf8(word)
+                    .ok()
+                    .and_then(|w| w.trim().parse().ok())
+                    .filter(|v| (1..=4).contains(v))
+                    .ok_or(Errno::EINVAL)?;
+                DROP_CACHES.store(v, Relaxed);
+                if v & 2 != 0 {
+                    let _ = crate::proc::split_deferred_folios();
+                }
+                Ok(())
+            }
         }
         .map_err(|_| Errno::EINVAL)
     }
 }
+
+/// The last value written to `/proc/sys/vm/drop_caches` (what reading it
+/// shows, as on Linux).
+static DROP_CACHES: AtomicU8 = AtomicU8::new(0);
 
 /// Most open files per process (`RLIMIT_NOFILE`'s soft default).
 pub const MAX_FDS: usize = 1024;
@@ -129,6 +152,10 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     if path == b"/proc/meminfo" {
         return Some((meminfo(), None));
     }
+    if path == b"/proc/sys/vm/drop_caches" {
+        let text = alloc::format!("{}\n", DROP_CACHES.load(Relaxed));
+        return Some((text, Some(Knob::DropCaches)));
+    }
     let thp = &crate::mm::THP;
     let rest = path.strip_prefix(THP_DIR)?;
     let mut text = String::new();
@@ -144,6 +171,8 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     }
     if rest == b"folium_stats" {
         folium_mm::stats::STATS.write(&mut text);
+        let queued = crate::mm::frames::with(|b| b.deferred_len());
+        let _ = writeln!(text, "deferred_split_queue {queued}");
         return Some((text, None));
     }
     let rest = rest.strip_prefix(b"hugepages-")?;
@@ -161,6 +190,18 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
         }
         b"stats/anon_fault_fallback" => {
             let _ = writeln!(text, "{}", thp.counters(order)?.1);
+            Some((text, None))
+        }
+        b"stats/split" => {
+            let _ = writeln!(text, "{}", thp.split_counters(order)?.0);
+            Some((text, None))
+        }
+        b"stats/split_failed" => {
+            let _ = writeln!(text, "{}", thp.split_counters(order)?.1);
+            Some((text, None))
+        }
+        b"stats/split_deferred" => {
+            let _ = writeln!(text, "{}", thp.split_counters(order)?.2);
             Some((text, None))
         }
         _ => None,

@@ -34,6 +34,8 @@ use alloc::vec::Vec;
 use folium_abi::Errno;
 use folium_abi::signal::{DefaultAction, ExitStatus, Signal};
 
+use folium_mm::PhysAddr;
+
 use crate::arch::{self, Context, UserContext, UserExit};
 use crate::mm::kstack::KernelStack;
 use crate::mm::uspace::{self, KernelEnv, UserSpace};
@@ -85,6 +87,10 @@ pub struct ProcInfo {
     /// Resident pages of its address space, as the process itself last
     /// published them (the OOM killer's measure).
     pub rss: u64,
+    /// The root of its user page table while it has an address space,
+    /// published so the deferred split can count a folio's mappings in
+    /// every space without touching another process's [`Task`].
+    pt_root: Option<PhysAddr>,
     /// The private part.
     task: *mut Task,
     /// Its kernel thread's saved registers while switched out: a heap
@@ -262,6 +268,7 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             pending: 0,
             name: String::from(program.name),
             rss: 0,
+            pt_root: task.space.as_ref().map(|s| s.root()),
             kctx: new_kctx(&task, pid),
             task: Box::into_raw(task),
         },
@@ -442,7 +449,9 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
     }
     task.files.close_all();
     if let Some(space) = task.space.take() {
-        // The tables are freed: stop using them first.
+        // The tables are freed: stop using them, and stop publishing them,
+        // first.
+        publish_root(pid, None);
         uspace::deactivate();
         space.teardown(&mut KernelEnv);
     }
@@ -680,6 +689,27 @@ pub fn oom_victim(current: &Task) -> (Pid, u64) {
     best
 }
 
+/// Publishes the root of `pid`'s user page table (`None` once it has no
+/// address space), after exec replaced it or before exit frees it.
+pub fn publish_root(pid: Pid, root: Option<PhysAddr>) {
+    if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
+        p.pt_root = root;
+    }
+}
+
+/// Runs the deferred split over every process's page tables (Linux's
+/// deferred-split shrinker): before the OOM killer, and on a write of 2 or
+/// 3 to `/proc/sys/vm/drop_caches`.
+pub fn split_deferred_folios() -> folium_mm::split::SplitScan {
+    let roots: Vec<PhysAddr> = PROCS
+        .lock()
+        .procs
+        .values()
+        .filter_map(|p| p.pt_root)
+        .collect();
+    uspace::split_deferred_folios(&roots)
+}
+
 /// Every live pid except init and `except`, for `kill(-1, sig)`.
 pub fn all_pids_except(except: Pid) -> Vec<Pid> {
     PROCS
@@ -762,6 +792,7 @@ pub fn fork_current(
             pending: 0,
             name,
             rss: 0,
+            pt_root: task.space.as_ref().map(|s| s.root()),
             kctx: new_kctx(&task, pid),
             task: Box::into_raw(task),
         },

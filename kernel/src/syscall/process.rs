@@ -150,6 +150,7 @@ pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
     let old = task.space.replace(space);
     if let Some(s) = task.space.as_mut() {
         uspace::activate(s);
+        proc::publish_root(task.pid, Some(s.root()));
     }
     if let Some(old) = old {
         old.teardown(&mut KernelEnv);

@@ -53,6 +53,10 @@ macro_rules! stat_paths {
 pub const ALLOC: [&CStr; 8] = stat_paths!("anon_fault_alloc");
 /// `anon_fault_fallback` of each size in [`SIZES`].
 pub const FALLBACK: [&CStr; 8] = stat_paths!("anon_fault_fallback");
+/// `split` (folios split) of each size in [`SIZES`].
+pub const SPLIT: [&CStr; 8] = stat_paths!("split");
+/// `split_deferred` (folios queued for deferred split) of each size.
+pub const SPLIT_DEFERRED: [&CStr; 8] = stat_paths!("split_deferred");
 
 /// The counters at `paths`, read without touching the heap (a heap page
 /// faulted in between two readings could itself be a counted folio).

@@ -24,11 +24,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use folium_programs::thp::{
-    FALLBACK, SIZES, allocs, apply_policy, counters, only, read_knob, save_policy, write_knob,
+    FALLBACK, SIZES, SPLIT, SPLIT_DEFERRED, allocs, apply_policy, counters, only, read_knob,
+    save_policy, write_knob,
 };
 use folium_programs::{
-    Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, on_folium, run_suite,
-    signalled, spawn,
+    Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, mem_free_kb, on_folium,
+    run_suite, signalled, spawn, write_file,
 };
 use ulib::println;
 use ulib::sys::{self, mm::*};
@@ -910,11 +911,140 @@ fn t_fault_counters_follow_policy() -> TestResult {
     Ok(())
 }
 
+// ---------------------------------------------------------------------
+// Deferred split
+
+/// Runs the shrinkers, the deferred-split one among them (Linux and
+/// Folium: a write of 2 to `drop_caches`).
+fn drop_caches() -> TestResult {
+    ensure_eq!(write_file(c"/proc/sys/vm/drop_caches", 1, b"2"), Ok(1));
+    Ok(())
+}
+
+/// Folium only: a munmap of part of a 64 kB folio queues it for deferred
+/// split once (`split_deferred`), one of a whole folio never does; the
+/// shrinker then splits it (`split`) and what is left keeps its data and
+/// stays writable.
+fn t_deferred_split_counts() -> TestResult {
+    with_only(64, || {
+        let (m, base) = Map::aligned(128 << 10, 64 << 10)?;
+        fill_counted(&m, base, 32, 64, 2)?;
+        let d0 = counters(&SPLIT_DEFERRED)?;
+        ensure_eq!(sys::munmap(base, 64 << 10), Ok(0));
+        ensure_eq!(delta(d0, counters(&SPLIT_DEFERRED)?), [0; 8], "whole folio");
+        ensure_eq!(sys::munmap(at(base, 16, 0), 4 * PAGE), Ok(0));
+        ensure_eq!(sys::munmap(at(base, 21, 0), PAGE), Ok(0));
+        ensure_eq!(
+            delta(d0, counters(&SPLIT_DEFERRED)?),
+            only_at(64, 1),
+            "part of a folio, twice (split_deferred of {SIZES:?} kB)"
+        );
+        let s0 = counters(&SPLIT)?;
+        drop_caches()?;
+        ensure_eq!(
+            delta(s0, counters(&SPLIT)?),
+            only_at(64, 1),
+            "split of {SIZES:?} kB"
+        );
+        check(&m, at(base, 22, 0), 10, "after the split", |p, w| {
+            val(p + 22, w)
+        })?;
+        ensure_eq!(m.get(at(base, 20, LAST)), val(20, LAST));
+        m.set(at(base, 25, 0), 25);
+        ensure_eq!(m.get(at(base, 25, 0)), 25);
+        ensure_eq!(m.get(at(base, 26, 0)), val(26, 0));
+        Ok(())
+    })
+}
+
+/// Folium only: a 2 MiB folio with one page left mapped pins 2 MiB until
+/// the shrinker splits it; then 511 pages' worth comes back (MemFree) and
+/// the page left keeps its data.
+fn t_split_gives_memory_back() -> TestResult {
+    with_only(2048, || {
+        let (m, base) = Map::aligned(2 << 20, 2 << 20)?;
+        fill_counted(&m, base, 512, 2048, 1)?;
+        let free = || mem_free_kb().ok_or_else(|| String::from("no MemFree"));
+        let before = free()?;
+        ensure_eq!(sys::munmap(base, 100 * PAGE), Ok(0));
+        ensure_eq!(sys::munmap(at(base, 101, 0), 411 * PAGE), Ok(0));
+        let pinned = free()?;
+        ensure!(
+            pinned < before + 64,
+            "MemFree {before} -> {pinned} kB: the folio should still be whole"
+        );
+        let s0 = counters(&SPLIT)?;
+        drop_caches()?;
+        ensure_eq!(delta(s0, counters(&SPLIT)?), only_at(2048, 1));
+        let after = free()?;
+        ensure!(
+            after >= pinned + 511 * 4,
+            "MemFree {pinned} -> {after} kB: 511 pages should have come back"
+        );
+        ensure_eq!(m.get(at(base, 100, 0)), val(100, 0));
+        ensure_eq!(m.get(at(base, 100, LAST)), val(100, LAST));
+        m.set(at(base, 100, 0), 7);
+        ensure_eq!(m.get(at(base, 100, 0)), 7);
+        Ok(())
+    })
+}
+
+/// Folium only: memory filled with 2 MiB folios that each have one page
+/// left mapped. A fault that finds no free frame splits them (the
+/// shrinker runs before the OOM killer), so a new 16 MiB fits and nobody
+/// is killed.
+fn t_memory_pressure_splits_before_oom() -> TestResult {
+    with_only(2048, || {
+        child_ok("filling memory", || {
+            let mut maps = Vec::new();
+            let mut pinned = 0u64;
+            while mem_free_kb().is_some_and(|kb| kb > 8 << 10) {
+                let Ok((m, base)) = Map::aligned(2 << 20, 2 << 20) else {
+                    break;
+                };
+                let a0 = allocs()?;
+                fill(&m, base, 512);
+                if delta(a0, allocs()?) == only_at(2048, 1) {
+                    ensure_eq!(sys::munmap(at(base, 1, 0), 511 * PAGE), Ok(0));
+                    pinned += 1;
+                }
+                maps.push((m, base));
+            }
+            ensure!(pinned >= 4, "only {pinned} folios of 2 MiB");
+            let s0 = counters(&SPLIT)?;
+            let (m, base) = Map::aligned(16 << 20, 2 << 20)?;
+            ensure_eq!(sys::madvise(base, 16 << 20, MADV_NOHUGEPAGE), Ok(0));
+            fill(&m, base, 4096);
+            check_pattern_but(&m, base, 4096, "the new memory", &[])?;
+            let split = delta(s0, counters(&SPLIT)?)[7];
+            ensure!(split >= 1, "no 2 MiB folio was split");
+            for (m, base) in &maps {
+                ensure_eq!(m.get(*base), val(0, 0), "a pinned page");
+            }
+            Ok(())
+        })
+    })
+}
+
 /// Tests that only run on Folium, with the reason printed on Linux.
-const FOLIUM_ONLY: [(&str, &str); 1] = [(
-    "fault_counters_follow_policy",
-    "it sets the mTHP knobs, which are the host's",
-)];
+const FOLIUM_ONLY: [(&str, &str); 4] = [
+    (
+        "fault_counters_follow_policy",
+        "it sets the mTHP knobs, which are the host's",
+    ),
+    (
+        "deferred_split_counts",
+        "it sets the mTHP knobs and drops the host's caches",
+    ),
+    (
+        "split_gives_memory_back",
+        "it sets the mTHP knobs and drops the host's caches",
+    ),
+    (
+        "memory_pressure_splits_before_oom",
+        "it fills the host's memory",
+    ),
+];
 
 const TESTS: &[Test] = &[
     ("cow_isolation_4K", t_cow_4k),
@@ -946,6 +1076,12 @@ const TESTS: &[Test] = &[
     (
         "fault_counters_follow_policy",
         t_fault_counters_follow_policy,
+    ),
+    ("deferred_split_counts", t_deferred_split_counts),
+    ("split_gives_memory_back", t_split_gives_memory_back),
+    (
+        "memory_pressure_splits_before_oom",
+        t_memory_pressure_splits_before_oom,
     ),
 ];
 
