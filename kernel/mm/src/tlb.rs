@@ -33,6 +33,74 @@ pub trait TlbOps {
     fn flush_asid(&self, asid: Asid);
 }
 
+/// One arm64 invalidation by virtual page number (4 KiB granule): a single
+/// page (`TLBI VAE1`), or a range (`TLBI RVAE1`, FEAT_TLBIRANGE) of
+/// `(num + 1) << (5 * scale + 1)` pages from `vpn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbiOp {
+    /// One page.
+    Page {
+        /// Its virtual page number.
+        vpn: u64,
+    },
+    /// A run of pages.
+    Range {
+        /// The first page's virtual page number.
+        vpn: u64,
+        /// The range's SCALE field, 0..=3.
+        scale: u8,
+        /// The range's NUM field, 0..=31.
+        num: u8,
+    },
+}
+
+impl TlbiOp {
+    /// Pages this operation invalidates.
+    pub fn pages(self) -> u64 {
+        match self {
+            TlbiOp::Page { .. } => 1,
+            TlbiOp::Range { scale, num, .. } => (u64::from(num) + 1) << (5 * scale + 1),
+        }
+    }
+}
+
+/// Most pages one range operation covers (NUM 31 at SCALE 3): above this
+/// a range flush is cheaper as a whole-ASID flush (Linux's
+/// `MAX_TLBI_RANGE_PAGES`).
+pub const ARM64_RANGE_PAGES_MAX: u64 = 32 << 16;
+
+/// The range operations that invalidate exactly `pages` pages from `vpn`
+/// (at most [`ARM64_RANGE_PAGES_MAX`]): the largest scale first, each
+/// scale used at most once with as many blocks as fit, and a lone page
+/// (a range covers an even number) as a single-page operation. At most
+/// five operations, whatever the length.
+pub fn arm64_range_ops(mut vpn: u64, mut pages: u64) -> impl Iterator<Item = TlbiOp> {
+    debug_assert!(pages <= ARM64_RANGE_PAGES_MAX);
+    let mut scale = 3u8;
+    core::iter::from_fn(move || {
+        while pages > 0 {
+            let block = 1u64 << (5 * scale + 1);
+            let op = if pages >= block {
+                let n = (pages / block).min(32);
+                TlbiOp::Range {
+                    vpn,
+                    scale,
+                    num: (n - 1) as u8,
+                }
+            } else if scale == 0 {
+                TlbiOp::Page { vpn }
+            } else {
+                scale -= 1;
+                continue;
+            };
+            vpn += op.pages();
+            pages -= op.pages();
+            return Some(op);
+        }
+        None
+    })
+}
+
 /// Page-granular model of what a TLB may hold, for host tests: a PTE that
 /// was ever present may be cached, with the write permission it had, until
 /// a flush covers it.
@@ -116,6 +184,69 @@ impl TlbOps for RecordingTlb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The operations tile the range exactly, in order, with legal
+        /// fields, and there are never more than five.
+        #[test]
+        fn range_ops_cover_exactly(vpn in 0u64..1 << 36, pages in 1u64..=ARM64_RANGE_PAGES_MAX) {
+            let ops: Vec<TlbiOp> = arm64_range_ops(vpn, pages).collect();
+            prop_assert!(ops.len() <= 5, "{ops:?}");
+            let mut next = vpn;
+            for op in &ops {
+                match *op {
+                    TlbiOp::Page { vpn } => prop_assert_eq!(vpn, next),
+                    TlbiOp::Range { vpn, scale, num } => {
+                        prop_assert_eq!(vpn, next);
+                        prop_assert!(scale <= 3 && num <= 31);
+                    }
+                }
+                next += op.pages();
+            }
+            prop_assert_eq!(next, vpn + pages);
+        }
+    }
+
+    #[test]
+    fn range_ops_examples() {
+        let ops = |p| arm64_range_ops(0x100, p).collect::<Vec<_>>();
+        assert_eq!(ops(1), [TlbiOp::Page { vpn: 0x100 }]);
+        assert_eq!(
+            ops(2),
+            [TlbiOp::Range {
+                vpn: 0x100,
+                scale: 0,
+                num: 0
+            }]
+        );
+        // 1 GiB: four blocks of 2^16 pages.
+        assert_eq!(
+            ops(1 << 18),
+            [TlbiOp::Range {
+                vpn: 0x100,
+                scale: 3,
+                num: 3
+            }]
+        );
+        // 511 = 7 * 64 + 31 * 2 + 1.
+        assert_eq!(
+            ops(511),
+            [
+                TlbiOp::Range {
+                    vpn: 0x100,
+                    scale: 1,
+                    num: 6
+                },
+                TlbiOp::Range {
+                    vpn: 0x100 + 448,
+                    scale: 0,
+                    num: 30
+                },
+                TlbiOp::Page { vpn: 0x100 + 510 },
+            ]
+        );
+    }
 
     #[test]
     fn model_forgets_exactly_what_is_flushed() {

@@ -88,3 +88,83 @@ kernel_test!(
         Ok(())
     }
 );
+
+// A range flush must drop every translation of its range: entries are
+// cleared behind the mm layer's back, the hardware shown to still use them,
+// then flushed. (QEMU flushes a whole TLB for any range longer than its
+// small initial TLB, so it is the short ranges here, and the mmtests on
+// `virt -cpu max`, that catch a mis-encoded range operation.)
+kernel_test!(
+    fn range_flushes_leave_no_stale_translation() {
+        use folium_mm::pgtable::PageTable;
+
+        const PAGES: u64 = 600;
+        let env = &mut KernelEnv;
+        let mut space = uspace::new_space().map_err(|e| alloc::format!("{e:?}"))?;
+        check!(
+            space
+                .add_vma(Vma::new(va(0), va(PAGES), Prot::RW, VmaKind::Anon))
+                .is_ok()
+        );
+        for p in 0..PAGES {
+            check!(space.write_bytes(env, va(p), &p.to_le_bytes()).is_ok());
+        }
+        uspace::activate(&mut space);
+        // SAFETY: a second handle on this test's own tree, used only while
+        // `space` does nothing, to change entries without the flush the mm
+        // layer would do (every entry it clears is put back before teardown).
+        let mut raw = unsafe {
+            PageTable::<arch::KernelPteFormat>::new(space.root(), super::frames::linear())
+        };
+        // Below and above the x86 ceiling (33) and the arm64 one without
+        // range instructions (511), and range lengths of every kind.
+        for (first, n) in [
+            (5, 1),
+            (5, 2),
+            (7, 33),
+            (7, 34),
+            (3, 511),
+            (3, 517),
+            (0, 600),
+        ] {
+            // Reading the range last, and its first page once more, leaves
+            // both of its ends in the TLB (QEMU's is direct-mapped: pages
+            // read earlier may be evicted).
+            let last = first + n - 1;
+            for p in (0..PAGES).filter(|p| !(first..first + n).contains(p)) {
+                check_eq!(user_read(va(p).as_u64()), Ok(p), "page {p} before");
+            }
+            for p in (first..first + n).chain([first]) {
+                check_eq!(user_read(va(p).as_u64()), Ok(p), "page {p} before");
+            }
+            let mut saved = alloc::vec::Vec::new();
+            for p in first..first + n {
+                let slot = raw.pte_slot(va(p)).ok_or("no table")?;
+                saved.push((slot, raw.take_pte(slot)));
+            }
+            // Still cached: without a flush the hardware may go on using
+            // the old entries (QEMU does), so the flush is what is tested.
+            for p in [first, last] {
+                check_eq!(
+                    user_read(va(p).as_u64()),
+                    Ok(p),
+                    "page {p} stale, unflushed"
+                );
+            }
+            arch::tlb::flush_range(space.asid, va(first), va(first + n));
+            for p in first..first + n {
+                check_eq!(
+                    user_read(va(p).as_u64()),
+                    Err(8),
+                    "page {p} of {first}+{n} after the flush"
+                );
+            }
+            for (slot, pte) in saved {
+                raw.set_pte(slot, pte);
+            }
+        }
+        uspace::deactivate();
+        space.teardown(env);
+        Ok(())
+    }
+);

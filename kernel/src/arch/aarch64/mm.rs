@@ -85,20 +85,74 @@ pub unsafe fn zero_pages(ptr: *mut u8, len: usize) {
 pub mod tlb {
     use core::arch::asm;
 
-    use folium_mm::VirtAddr;
-    use folium_mm::tlb::Asid;
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-    /// Pages beyond which a range flush drops the whole ASID instead:
-    /// one TLBI VAE1IS per page below a table's worth (512), as Linux does
-    /// on CPUs without the range TLBI instructions (`MAX_DVM_OPS`).
-    /// Folium does not use FEAT_TLBIRANGE yet.
+    use folium_mm::VirtAddr;
+    use folium_mm::tlb::{ARM64_RANGE_PAGES_MAX, Asid, TlbiOp, arm64_range_ops};
+
+    /// Pages beyond which a range flush drops the whole ASID instead, on a
+    /// CPU without the range instructions: one TLBI VAE1 per page below a
+    /// table's worth (512), as Linux does there (`MAX_DVM_OPS`). With
+    /// FEAT_TLBIRANGE, a handful of range operations cover up to
+    /// [`ARM64_RANGE_PAGES_MAX`] pages, and only longer ranges drop the
+    /// ASID.
     const RANGE_PAGES_MAX: u64 = 511;
 
+    /// Whether the CPU has FEAT_TLBIRANGE (ID_AA64ISAR0_EL1.TLB is 0b0010),
+    /// read once: 0 not yet known, 1 no, 2 yes.
+    static TLBI_RANGE: AtomicU8 = AtomicU8::new(0);
+
+    /// True if the CPU implements the range TLBI instructions.
+    pub fn has_range() -> bool {
+        match TLBI_RANGE.load(Relaxed) {
+            0 => {
+                let isar0: u64;
+                // SAFETY: reading an ID register has no side effects.
+                unsafe {
+                    asm!("mrs {}, id_aa64isar0_el1", out(reg) isar0, options(nomem, nostack, preserves_flags))
+                };
+                let yes = (isar0 >> 56) & 0xf == 0b0010;
+                TLBI_RANGE.store(if yes { 2 } else { 1 }, Relaxed);
+                yes
+            }
+            v => v == 2,
+        }
+    }
+
+    fn tlbi(asid: Asid, op: TlbiOp) {
+        let asid = u64::from(asid.0) << 48;
+        match op {
+            TlbiOp::Page { vpn } => {
+                let arg = asid | (vpn & ((1 << 44) - 1));
+                // SAFETY: invalidating TLB entries never breaks memory
+                // safety; at worst the walker refetches an entry.
+                unsafe { asm!("tlbi vae1, {}", in(reg) arg, options(nostack, preserves_flags)) };
+            }
+            TlbiOp::Range { vpn, scale, num } => {
+                // ASID, TG = 4 KiB granule, SCALE, NUM, no level hint, and
+                // the base's page number.
+                let arg = asid
+                    | (0b01 << 46)
+                    | (u64::from(scale) << 44)
+                    | (u64::from(num) << 39)
+                    | (vpn & ((1 << 37) - 1));
+                // SAFETY: as above. `TLBI RVAE1, Xt` is written as the
+                // system instruction it is (op1 0, C8, C6, op2 1), which
+                // needs no assembler feature; callers check `has_range`.
+                unsafe {
+                    asm!("sys #0, c8, c6, #1, {}", in(reg) arg, options(nostack, preserves_flags))
+                };
+            }
+        }
+    }
+
     fn tlbi_page(asid: Asid, va: VirtAddr) {
-        let arg = (u64::from(asid.0) << 48) | ((va.as_u64() >> 12) & ((1 << 44) - 1));
-        // SAFETY: invalidating TLB entries never breaks memory safety; at
-        // worst the walker refetches an entry.
-        unsafe { asm!("tlbi vae1, {}", in(reg) arg, options(nostack, preserves_flags)) };
+        tlbi(
+            asid,
+            TlbiOp::Page {
+                vpn: va.as_u64() >> 12,
+            },
+        );
     }
 
     fn sync() {
@@ -118,15 +172,30 @@ pub mod tlb {
         sync();
     }
 
-    /// Invalidates `[start, end)` in `asid` (the whole ASID when long).
+    /// Invalidates `[start, end)` in `asid`: by range operations where the
+    /// CPU has them, else page by page; the whole ASID when long.
     pub fn flush_range(asid: Asid, start: VirtAddr, end: VirtAddr) {
-        let pages = (end - start).div_ceil(4096);
-        if pages > RANGE_PAGES_MAX {
+        let first = start.as_u64() >> 12;
+        let pages = end.as_u64().div_ceil(4096).saturating_sub(first);
+        let range = has_range();
+        if pages
+            > if range {
+                ARM64_RANGE_PAGES_MAX
+            } else {
+                RANGE_PAGES_MAX
+            }
+        {
             return flush_asid(asid);
         }
         before();
-        for i in 0..pages {
-            tlbi_page(asid, start + i * 4096);
+        if range {
+            for op in arm64_range_ops(first, pages) {
+                tlbi(asid, op);
+            }
+        } else {
+            for vpn in first..first + pages {
+                tlbi(asid, TlbiOp::Page { vpn });
+            }
         }
         sync();
     }
