@@ -155,6 +155,7 @@ impl Access {
 /// Folio state for `nr` just-cleared PTEs mapping its pages, whose
 /// entries showed `dirty`: the dirt folded into the folio, the mapcount
 /// dropped. Their references go to the gather next ([`Gather::add_pte_refs`]).
+#[inline]
 fn unmap_folio_ptes(f: &FolioRef<'_>, nr: usize, dirty: bool) {
     if dirty {
         f.set_dirty();
@@ -227,6 +228,7 @@ impl Gather {
     }
 
     /// Notes that the translations of `nr` pages from `va` changed.
+    #[inline]
     fn note_range(&mut self, va: VirtAddr, nr: usize) {
         self.start = self.start.min(va.as_u64());
         self.end = self.end.max(va.as_u64() + nr as u64 * PAGE_SIZE);
@@ -239,6 +241,7 @@ impl Gather {
     ///
     /// Context: the PTEs' addresses were [noted](Gather::note) first, so
     /// any early flush this forces covers them.
+    #[inline]
     fn add_pte_refs(&mut self, head: Pfn, nr: u32, env: &mut (impl MmEnv + ?Sized)) {
         // SAFETY: the caller cleared `nr` PTEs of this folio and accounted
         // their mapcount; the references they held move into the gather,
@@ -886,12 +889,14 @@ impl<F: PteFormat> AddressSpace<F> {
                 break;
             };
             at = end;
-            for (tva, _) in self.pt.pte_tables(start, end) {
-                let (s, e) = (tva.max(start), (tva + span).min(end));
+            let mut from = start;
+            while let Some((tva, _)) = self.pt.next_pte_table(from, end) {
+                let (s, e) = (tva.max(from), (tva + span).min(end));
                 if let Err(err) = self.copy_pte_range(&mut child, env, s, e, &mut downgraded) {
                     result = Err(err);
                     break 'areas;
                 }
+                from = e;
             }
         }
         if downgraded {
@@ -943,8 +948,11 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             }
             let pfn = F::pte_pfn(raw);
-            let mm = env.memmap();
-            let folio = (pfn != self.zero).then(|| mm.page_folio(pfn)).flatten();
+            let folio = if pfn == self.zero {
+                None
+            } else {
+                env.memmap().page_folio(pfn)
+            };
             // A run of entries mapping consecutive pages of one large folio
             // is one batch (Linux `folio_pte_batch`, bounded by the folio's
             // end before it scans); the zero page and small folios, or
@@ -958,15 +966,12 @@ impl<F: PteFormat> AddressSpace<F> {
             if let Some(f) = folio {
                 f.ref_add(nr as u32);
                 f.add_mapcount(nr as u32);
-                for k in 0..nr as u64 {
-                    f.clear_page_anon_exclusive(pfn + k);
-                }
+                f.clear_pages_anon_exclusive(pfn, nr as u64);
                 copied += nr as u64;
             }
             hist.count(nr);
             env.note_batch(true, nr);
-            if (i..i + nr).any(|k| F::pte_writable(src.get(k))) {
-                src.wrprotect_ptes(i, nr);
+            if src.wrprotect_ptes(i, nr) > 0 {
                 *downgraded = true;
             }
             // The child's entries: the first one, write-protected, advanced
@@ -994,7 +999,9 @@ impl<F: PteFormat> AddressSpace<F> {
         // PTEs exist only inside the areas just removed.
         self.zap(env, start, end, &mut g);
         let mut tables = Vec::new();
-        self.pt.free_tables(start, end, &mut |t| tables.push(t));
+        // Every entry of the range was just cleared.
+        self.pt
+            .free_cleared_tables(start, end, &mut |t| tables.push(t));
         if !tables.is_empty() {
             // Intermediate walks may be cached too: flush the whole range.
             g.note(start);
@@ -1014,15 +1021,13 @@ impl<F: PteFormat> AddressSpace<F> {
         g: &mut Gather,
     ) {
         let span = Level::L2.size();
-        let mut from = Some(start);
-        while let Some(at) = from {
-            // Tables a chunk at a time, so a huge range needs no big list.
-            let (tables, next) = self.pt.pte_tables_limited(at, end, 64);
-            from = next;
-            for (tva, _) in tables {
-                let (s, e) = (tva.max(at), (tva + span).min(end));
-                self.zap_pte_range(env, s, e, g);
-            }
+        let mut at = start;
+        // One table at a time, found by a short descent that skips missing
+        // subtrees: nothing is allocated, however large the range.
+        while let Some((tva, _)) = self.pt.next_pte_table(at, end) {
+            let (s, e) = (tva.max(at), (tva + span).min(end));
+            self.zap_pte_range(env, s, e, g);
+            at = e;
         }
     }
 
@@ -1054,8 +1059,12 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             }
             let pfn = F::pte_pfn(raw);
-            let mm = env.memmap();
-            let Some(f) = (pfn != self.zero).then(|| mm.page_folio(pfn)).flatten() else {
+            let folio = if pfn == self.zero {
+                None
+            } else {
+                env.memmap().page_folio(pfn)
+            };
+            let Some(f) = folio else {
                 // The zero page (or a frame without a folio): no reference.
                 cur.get_and_clear_ptes(i, 1);
                 g.note(cur.va(i));
@@ -1218,7 +1227,7 @@ impl<F: PteFormat> AddressSpace<F> {
         // they are freed as they are unlinked.
         g.flush_and_free_folios(env);
         self.pt
-            .free_tables(VirtAddr::new(0), end, &mut |t| env.free_table(t));
+            .free_cleared_tables(VirtAddr::new(0), end, &mut |t| env.free_table(t));
         env.free_table(self.pt.root());
         g.finish(env);
     }

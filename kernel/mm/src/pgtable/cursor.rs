@@ -200,6 +200,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ///
     /// If `i + nr` exceeds the cursor, or `nr > 1` and `first_raw` is not
     /// present. Debug builds also panic if `nr > 1` and an entry is present.
+    #[inline]
     pub fn set_ptes(&mut self, i: usize, first_raw: u64, nr: usize) -> usize {
         let run = self.run("set_ptes", i, nr);
         assert!(
@@ -244,6 +245,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// # Panics
     ///
     /// If `i + nr` exceeds the cursor.
+    #[inline]
     pub fn get_and_clear_ptes(&mut self, i: usize, nr: usize) -> (u64, bool, bool) {
         let run = self.run("get_and_clear_ptes", i, nr);
         let (mut first, mut young, mut dirty) = (0, false, false);
@@ -262,10 +264,12 @@ impl<F: PteFormat> PteCursor<'_, F> {
 
     /// Removes write permission from the present entries among
     /// `i..i + nr`, keeping their accessed and dirty state, and returns
-    /// `nr`. Each entry is changed by a compare-and-swap loop, so a bit the
-    /// hardware sets between the read and the write is not overwritten (on
-    /// arm64, hardware dirt moves into the software dirty bit). Entries
-    /// that are not present are left alone.
+    /// how many of them were writable (fork flushes the parent only if
+    /// some were). Each writable entry is changed by a compare-and-swap
+    /// loop, so a bit the hardware sets between the read and the write is
+    /// not overwritten (on arm64, hardware dirt moves into the software
+    /// dirty bit). Entries that are not present, or present but already
+    /// read-only, are left alone.
     ///
     /// Context: the caller flushes the TLB before relying on the
     /// protection (fork: once for the whole address space, at the end).
@@ -273,16 +277,19 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// # Panics
     ///
     /// If `i + nr` exceeds the cursor.
+    #[inline]
     pub fn wrprotect_ptes(&mut self, i: usize, nr: usize) -> usize {
         let run = self.run("wrprotect_ptes", i, nr);
+        let mut changed = 0;
         for e in run {
-            // The closure only declines (no write) for non-present entries,
-            // so the result carries no information worth keeping.
-            let _ = e.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |old| {
-                F::pte_present(old).then(|| F::pte_wrprotect(old))
+            // The closure declines (no write) for entries that are not
+            // present or not writable: those keep their exact bits.
+            let updated = e.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |old| {
+                (F::pte_present(old) && F::pte_writable(old)).then(|| F::pte_wrprotect(old))
             });
+            changed += usize::from(updated.is_ok());
         }
-        nr
+        changed
     }
 
     /// How many entries from `i` on (at least 1, at most `max_nr`) map
@@ -303,6 +310,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// If `max_nr == 0` or `i + max_nr` exceeds the cursor. Debug builds
     /// also panic if entry `i` is not present or maps a frame at or past
     /// `folio_end`; release builds then return 1.
+    #[inline]
     pub fn pte_batch(&self, i: usize, max_nr: usize, folio_end: Pfn) -> usize {
         assert!(max_nr >= 1, "PteCursor::pte_batch: max_nr is 0");
         let run = self.run("pte_batch", i, max_nr);
