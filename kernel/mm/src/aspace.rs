@@ -63,6 +63,15 @@ pub trait MmEnv {
     fn folio_put(&mut self, folio: Folio) {
         self.folio_put_refs(folio, 1);
     }
+    /// Ends the references of every `(folio, nr)` entry of `batch` and
+    /// leaves it empty (Linux `folios_put_refs`, which a gather calls once
+    /// per batch). The default puts them one by one; an environment may
+    /// free those that reach zero under one lock of its allocator.
+    fn folios_put_refs(&mut self, batch: &mut Vec<(Folio, u32)>) {
+        for (f, nr) in batch.drain(..) {
+            self.folio_put_refs(f, nr);
+        }
+    }
     /// Whether fork and zap handle runs of PTEs mapping one large folio as
     /// one batch (the default) or PTE by PTE (Linux before 6.9), for
     /// measuring one against the other in the same boot.
@@ -78,6 +87,14 @@ pub trait MmEnv {
     fn alloc_table(&mut self) -> Option<PhysAddr>;
     /// Returns a table frame that nothing links any more.
     fn free_table(&mut self, table: PhysAddr);
+    /// Returns every table frame of `tables` (nothing links them any
+    /// more) and leaves it empty. The default frees them one by one; an
+    /// environment may take its allocator's lock once for all of them.
+    fn free_tables(&mut self, tables: &mut Vec<PhysAddr>) {
+        for t in tables.drain(..) {
+            self.free_table(t);
+        }
+    }
     /// TLB maintenance.
     fn tlb(&self) -> &dyn TlbOps;
     /// Folio references a [`Gather`] may hold before it must flush and
@@ -157,7 +174,9 @@ impl Access {
 /// dropped. Their references go to the gather next ([`Gather::add_pte_refs`]).
 #[inline]
 fn unmap_folio_ptes(f: &FolioRef<'_>, nr: usize, dirty: bool) {
-    if dirty {
+    // Read first: most folios are dirty already (Linux's
+    // `folio_mark_dirty` tests before it sets, too).
+    if dirty && !f.test_dirty() {
         f.set_dirty();
     }
     f.sub_mapcount(nr as u32);
@@ -248,6 +267,17 @@ impl Gather {
         // which puts them after the TLB flush.
         let folio = unsafe { Folio::from_raw(head) };
         self.entries += 1;
+        // The common case, inlined into zap's loop: room in the list.
+        if self.folios.len() < self.folios.capacity().min(env.gather_batch()) {
+            self.folios.push((folio, nr));
+        } else {
+            self.add_pte_refs_slow(folio, nr, env);
+        }
+    }
+
+    /// [`Gather::add_pte_refs`] when the list is full or must grow.
+    #[inline(never)]
+    fn add_pte_refs_slow(&mut self, folio: Folio, nr: u32, env: &mut (impl MmEnv + ?Sized)) {
         if self.folios.len() >= env.gather_batch() || self.folios.try_reserve(1).is_err() {
             // Bound the gather's memory (and survive a full kernel heap):
             // flush what is unhooked so far, free it, and go on.
@@ -266,9 +296,7 @@ impl Gather {
     /// references gathered (tables wait for [`Gather::finish`]).
     fn flush_and_free_folios(&mut self, env: &mut (impl MmEnv + ?Sized)) {
         self.flush(env);
-        for (f, nr) in self.folios.drain(..) {
-            env.folio_put_refs(f, nr);
-        }
+        env.folios_put_refs(&mut self.folios);
     }
 
     fn flush(&mut self, env: &mut (impl MmEnv + ?Sized)) {
@@ -296,9 +324,7 @@ impl Gather {
         STATS.gathers.fetch_add(1, Relaxed);
         STATS.gather_entries.fetch_add(self.entries, Relaxed);
         self.flush_and_free_folios(env);
-        for t in self.tables {
-            env.free_table(t);
-        }
+        env.free_tables(&mut self.tables);
     }
 }
 
@@ -308,6 +334,9 @@ impl Gather {
 /// (512 KiB of kernel heap), so unmapping 1 GiB of small folios flushes
 /// four times and anything up to 256 MiB once.
 pub const GATHER_BATCH: usize = 1 << 16;
+
+/// Emptied tables an exit frees per batch ([`MmEnv::free_tables`]).
+const TABLE_BATCH: usize = 512;
 
 /// The program break: `[start, cur)` is the heap area (Linux `brk`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1224,10 +1253,22 @@ impl<F: PteFormat> AddressSpace<F> {
         self.zap(env, VirtAddr::new(0), end, &mut g);
         // Every PTE is gone and the whole address space flushed: no walk
         // can reach the tables any more (this space is not installed), so
-        // they are freed as they are unlinked.
+        // they are freed as they are unlinked, in batches (one allocator
+        // lock each), or one by one if the kernel heap is short.
         g.flush_and_free_folios(env);
+        let mut tables = Vec::new();
         self.pt
-            .free_cleared_tables(VirtAddr::new(0), end, &mut |t| env.free_table(t));
+            .free_cleared_tables(VirtAddr::new(0), end, &mut |t| {
+                if tables.len() == TABLE_BATCH {
+                    env.free_tables(&mut tables);
+                }
+                if tables.try_reserve(1).is_ok() {
+                    tables.push(t);
+                } else {
+                    env.free_table(t);
+                }
+            });
+        env.free_tables(&mut tables);
         env.free_table(self.pt.root());
         g.finish(env);
     }

@@ -532,6 +532,14 @@ impl<'a> FolioRef<'a> {
     /// range is checked once, not per page. Panics if it leaves the folio.
     #[inline]
     pub fn clear_pages_anon_exclusive(&self, pfn: Pfn, nr: u64) {
+        if pfn == self.pfn && nr == 1 {
+            // An order-0 folio (or one page at the head): the descriptor
+            // is at hand.
+            if self.head.test_anon_exclusive() {
+                self.head.clear_anon_exclusive();
+            }
+            return;
+        }
         assert!(
             self.contains(pfn) && nr <= self.nr_pages() - (pfn - self.pfn),
             "{nr} pages from {pfn:?} leave folio {:?}",
