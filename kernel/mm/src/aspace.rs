@@ -63,6 +63,15 @@ pub trait MmEnv {
     fn folio_put(&mut self, folio: Folio) {
         self.folio_put_refs(folio, 1);
     }
+    /// Ends the references of every `(folio, nr)` entry of `batch` and
+    /// leaves it empty (Linux `folios_put_refs`, which a gather calls once
+    /// per batch). The default puts them one by one; an environment may
+    /// free those that reach zero under one lock of its allocator.
+    fn folios_put_refs(&mut self, batch: &mut Vec<(Folio, u32)>) {
+        for (f, nr) in batch.drain(..) {
+            self.folio_put_refs(f, nr);
+        }
+    }
     /// Whether fork and zap handle runs of PTEs mapping one large folio as
     /// one batch (the default) or PTE by PTE (Linux before 6.9), for
     /// measuring one against the other in the same boot.
@@ -78,6 +87,14 @@ pub trait MmEnv {
     fn alloc_table(&mut self) -> Option<PhysAddr>;
     /// Returns a table frame that nothing links any more.
     fn free_table(&mut self, table: PhysAddr);
+    /// Returns every table frame of `tables` (nothing links them any
+    /// more) and leaves it empty. The default frees them one by one; an
+    /// environment may take its allocator's lock once for all of them.
+    fn free_tables(&mut self, tables: &mut Vec<PhysAddr>) {
+        for t in tables.drain(..) {
+            self.free_table(t);
+        }
+    }
     /// TLB maintenance.
     fn tlb(&self) -> &dyn TlbOps;
     /// Folio references a [`Gather`] may hold before it must flush and
@@ -163,8 +180,11 @@ impl Access {
 /// True if the folio is now partly mapped and not queued for deferred
 /// split yet: it has mappings left, but fewer than pages, so some page is
 /// mapped nowhere (see `split.rs`).
+#[inline]
 fn unmap_folio_ptes(f: &FolioRef<'_>, nr: usize, dirty: bool) -> bool {
-    if dirty {
+    // Read first: most folios are dirty already (Linux's
+    // `folio_mark_dirty` tests before it sets, too).
+    if dirty && !f.test_dirty() {
         f.set_dirty();
     }
     let left = f.sub_mapcount(nr as u32);
@@ -252,6 +272,7 @@ impl Gather {
     }
 
     /// Notes that the translations of `nr` pages from `va` changed.
+    #[inline]
     fn note_range(&mut self, va: VirtAddr, nr: usize) {
         self.start = self.start.min(va.as_u64());
         self.end = self.end.max(va.as_u64() + nr as u64 * PAGE_SIZE);
@@ -264,12 +285,24 @@ impl Gather {
     ///
     /// Context: the PTEs' addresses were [noted](Gather::note) first, so
     /// any early flush this forces covers them.
+    #[inline]
     fn add_pte_refs(&mut self, head: Pfn, nr: u32, env: &mut (impl MmEnv + ?Sized)) {
         // SAFETY: the caller cleared `nr` PTEs of this folio and accounted
         // their mapcount; the references they held move into the gather,
         // which puts them after the TLB flush.
         let folio = unsafe { Folio::from_raw(head) };
         self.entries += 1;
+        // The common case, inlined into zap's loop: room in the list.
+        if self.folios.len() < self.folios.capacity().min(env.gather_batch()) {
+            self.folios.push((folio, nr));
+        } else {
+            self.add_pte_refs_slow(folio, nr, env);
+        }
+    }
+
+    /// [`Gather::add_pte_refs`] when the list is full or must grow.
+    #[inline(never)]
+    fn add_pte_refs_slow(&mut self, folio: Folio, nr: u32, env: &mut (impl MmEnv + ?Sized)) {
         if self.folios.len() >= env.gather_batch() || self.folios.try_reserve(1).is_err() {
             // Bound the gather's memory (and survive a full kernel heap):
             // flush what is unhooked so far, free it, and go on.
@@ -288,9 +321,7 @@ impl Gather {
     /// references gathered (tables wait for [`Gather::finish`]).
     fn flush_and_free_folios(&mut self, env: &mut (impl MmEnv + ?Sized)) {
         self.flush(env);
-        for (f, nr) in self.folios.drain(..) {
-            env.folio_put_refs(f, nr);
-        }
+        env.folios_put_refs(&mut self.folios);
     }
 
     fn flush(&mut self, env: &mut (impl MmEnv + ?Sized)) {
@@ -318,9 +349,7 @@ impl Gather {
         STATS.gathers.fetch_add(1, Relaxed);
         STATS.gather_entries.fetch_add(self.entries, Relaxed);
         self.flush_and_free_folios(env);
-        for t in self.tables {
-            env.free_table(t);
-        }
+        env.free_tables(&mut self.tables);
     }
 }
 
@@ -330,6 +359,9 @@ impl Gather {
 /// (512 KiB of kernel heap), so unmapping 1 GiB of small folios flushes
 /// four times and anything up to 256 MiB once.
 pub const GATHER_BATCH: usize = 1 << 16;
+
+/// Emptied tables an exit frees per batch ([`MmEnv::free_tables`]).
+const TABLE_BATCH: usize = 512;
 
 /// The program break: `[start, cur)` is the heap area (Linux `brk`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -925,12 +957,14 @@ impl<F: PteFormat> AddressSpace<F> {
                 break;
             };
             at = end;
-            for (tva, _) in self.pt.pte_tables(start, end) {
-                let (s, e) = (tva.max(start), (tva + span).min(end));
+            let mut from = start;
+            while let Some((tva, _)) = self.pt.next_pte_table(from, end) {
+                let (s, e) = (tva.max(from), (tva + span).min(end));
                 if let Err(err) = self.copy_pte_range(&mut child, env, s, e, &mut downgraded) {
                     result = Err(err);
                     break 'areas;
                 }
+                from = e;
             }
         }
         if downgraded {
@@ -982,8 +1016,11 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             }
             let pfn = F::pte_pfn(raw);
-            let mm = env.memmap();
-            let folio = (pfn != self.zero).then(|| mm.page_folio(pfn)).flatten();
+            let folio = if pfn == self.zero {
+                None
+            } else {
+                env.memmap().page_folio(pfn)
+            };
             // A run of entries mapping consecutive pages of one large folio
             // is one batch (Linux `folio_pte_batch`, bounded by the folio's
             // end before it scans); the zero page and small folios, or
@@ -997,15 +1034,12 @@ impl<F: PteFormat> AddressSpace<F> {
             if let Some(f) = folio {
                 f.ref_add(nr as u32);
                 f.add_mapcount(nr as u32);
-                for k in 0..nr as u64 {
-                    f.clear_page_anon_exclusive(pfn + k);
-                }
+                f.clear_pages_anon_exclusive(pfn, nr as u64);
                 copied += nr as u64;
             }
             hist.count(nr);
             env.note_batch(true, nr);
-            if (i..i + nr).any(|k| F::pte_writable(src.get(k))) {
-                src.wrprotect_ptes(i, nr);
+            if src.wrprotect_ptes(i, nr) > 0 {
                 *downgraded = true;
             }
             // The child's entries: the first one, write-protected, advanced
@@ -1033,7 +1067,9 @@ impl<F: PteFormat> AddressSpace<F> {
         // PTEs exist only inside the areas just removed.
         self.zap(env, start, end, &mut g);
         let mut tables = Vec::new();
-        self.pt.free_tables(start, end, &mut |t| tables.push(t));
+        // Every entry of the range was just cleared.
+        self.pt
+            .free_cleared_tables(start, end, &mut |t| tables.push(t));
         if !tables.is_empty() {
             // Intermediate walks may be cached too: flush the whole range.
             g.note(start);
@@ -1053,15 +1089,13 @@ impl<F: PteFormat> AddressSpace<F> {
         g: &mut Gather,
     ) {
         let span = Level::L2.size();
-        let mut from = Some(start);
-        while let Some(at) = from {
-            // Tables a chunk at a time, so a huge range needs no big list.
-            let (tables, next) = self.pt.pte_tables_limited(at, end, 64);
-            from = next;
-            for (tva, _) in tables {
-                let (s, e) = (tva.max(at), (tva + span).min(end));
-                self.zap_pte_range(env, s, e, g);
-            }
+        let mut at = start;
+        // One table at a time, found by a short descent that skips missing
+        // subtrees: nothing is allocated, however large the range.
+        while let Some((tva, _)) = self.pt.next_pte_table(at, end) {
+            let (s, e) = (tva.max(at), (tva + span).min(end));
+            self.zap_pte_range(env, s, e, g);
+            at = e;
         }
     }
 
@@ -1093,8 +1127,12 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             }
             let pfn = F::pte_pfn(raw);
-            let mm = env.memmap();
-            let Some(f) = (pfn != self.zero).then(|| mm.page_folio(pfn)).flatten() else {
+            let folio = if pfn == self.zero {
+                None
+            } else {
+                env.memmap().page_folio(pfn)
+            };
+            let Some(f) = folio else {
                 // The zero page (or a frame without a folio): no reference.
                 cur.get_and_clear_ptes(i, 1);
                 g.note(cur.va(i));
@@ -1256,10 +1294,22 @@ impl<F: PteFormat> AddressSpace<F> {
         self.zap(env, VirtAddr::new(0), end, &mut g);
         // Every PTE is gone and the whole address space flushed: no walk
         // can reach the tables any more (this space is not installed), so
-        // they are freed as they are unlinked.
+        // they are freed as they are unlinked, in batches (one allocator
+        // lock each), or one by one if the kernel heap is short.
         g.flush_and_free_folios(env);
+        let mut tables = Vec::new();
         self.pt
-            .free_tables(VirtAddr::new(0), end, &mut |t| env.free_table(t));
+            .free_cleared_tables(VirtAddr::new(0), end, &mut |t| {
+                if tables.len() == TABLE_BATCH {
+                    env.free_tables(&mut tables);
+                }
+                if tables.try_reserve(1).is_ok() {
+                    tables.push(t);
+                } else {
+                    env.free_table(t);
+                }
+            });
+        env.free_tables(&mut tables);
         env.free_table(self.pt.root());
         g.finish(env);
     }

@@ -258,11 +258,15 @@ impl<'m> BuddyAllocator<'m> {
     /// folios that set such a flag on a tail.
     fn clear_tail_flags(&self, idx: u32, order: Order) {
         let end = idx + (1u32 << order.get());
-        for t in idx + 1..end {
-            let tail = self.memmap.at(t);
+        for tail in &self.memmap.pages()[idx as usize + 1..end as usize] {
             // Reading first leaves the tails that were never set unwritten.
-            if tail.flags().intersects(PageFlags::PER_PAGE_MASK) {
-                tail.clear_flags(PageFlags::PER_PAGE_MASK);
+            // A plain store, not a read-modify-write: the block is being
+            // freed, so nobody holds a reference through which its tails'
+            // flags could change meanwhile (as Linux clears a freed page's
+            // flags with plain stores).
+            let flags = tail.flags();
+            if flags.intersects(PageFlags::PER_PAGE_MASK) {
+                tail.store_flags(flags.without(PageFlags::PER_PAGE_MASK));
             }
         }
         #[cfg(test)]

@@ -530,6 +530,34 @@ impl<'a> FolioRef<'a> {
     pub fn clear_page_anon_exclusive(&self, pfn: Pfn) {
         self.page_at(pfn).clear_flags(PageFlags::ANON_EXCLUSIVE);
     }
+    /// Clears `PageAnonExclusive` of the `nr` pages from `pfn`, all in this
+    /// folio (the per-page part of Linux `folio_try_dup_anon_rmap_ptes`,
+    /// which fork runs for every page it shares). Each page is read first
+    /// and written only if its flag is set, as Linux does: after the first
+    /// fork the pages are shared already, and later forks only read. The
+    /// range is checked once, not per page. Panics if it leaves the folio.
+    #[inline]
+    pub fn clear_pages_anon_exclusive(&self, pfn: Pfn, nr: u64) {
+        if pfn == self.pfn && nr == 1 {
+            // An order-0 folio (or one page at the head): the descriptor
+            // is at hand.
+            if self.head.test_anon_exclusive() {
+                self.head.clear_anon_exclusive();
+            }
+            return;
+        }
+        assert!(
+            self.contains(pfn) && nr <= self.nr_pages() - (pfn - self.pfn),
+            "{nr} pages from {pfn:?} leave folio {:?}",
+            self.pfn
+        );
+        let first = (pfn - self.memmap.start_pfn()) as usize;
+        for page in &self.memmap.pages()[first..first + nr as usize] {
+            if page.test_anon_exclusive() {
+                page.clear_anon_exclusive();
+            }
+        }
+    }
 
     /// The only way a per-page flag gets set: the head's mark comes first,
     /// so nobody can observe a tail's flag without it. The head's own
@@ -647,10 +675,33 @@ impl Memmap {
     /// `pfn` is free, reserved or outside the memmap (Linux `page_folio`,
     /// computed rather than stored; see the module doc). The view is not
     /// a reference: the caller must hold one some other way.
+    #[inline]
     pub fn page_folio(&self, pfn: Pfn) -> Option<FolioRef<'_>> {
-        if !self.contains(pfn) {
+        // Fast path, inlined into fork's and zap's loops: `pfn` heads its
+        // folio (every order-0 page, and the first page of each batch that
+        // starts a large folio). One descriptor read.
+        let page = self.get(pfn)?;
+        let flags = page.flags();
+        if flags.contains(PageFlags::HEAD) {
+            return Some(FolioRef {
+                memmap: self,
+                head: page,
+                pfn,
+                order: page.order(),
+            });
+        }
+        if flags.intersects(PageFlags::MARKER_MASK) {
+            // Free or reserved: no allocated block covers it (order 0 of
+            // the search below).
             return None;
         }
+        self.tail_folio(pfn)
+    }
+
+    /// [`Memmap::page_folio`] for a frame that is not a head: the search
+    /// through its aligned ancestors.
+    #[inline(never)]
+    fn tail_folio(&self, pfn: Pfn) -> Option<FolioRef<'_>> {
         for order in Order::all() {
             let cand = pfn.align_down(order.pages());
             let page = self.page(cand);

@@ -133,6 +133,11 @@ impl PageFlags {
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
+    /// `self` with every flag of `other` cleared.
+    #[inline]
+    pub const fn without(self, other: PageFlags) -> PageFlags {
+        PageFlags(self.0 & !other.0)
+    }
 }
 
 impl BitOr for PageFlags {

@@ -63,12 +63,44 @@ impl MmEnv for KernelEnv {
             println!("mm: warning: folio {pfn:?} put refused ({outcome:?}); it stays pinned");
         }
     }
+    /// One allocator lock for the whole batch (Linux frees a gather's
+    /// folios in batches too): the puts that do not free need no lock, but
+    /// taking it once costs less than testing each first.
+    fn folios_put_refs(&mut self, batch: &mut Vec<(Folio, u32)>) {
+        let mut refused = None;
+        frames::with(|b| {
+            for (f, nr) in batch.drain(..) {
+                let pfn = f.pfn();
+                let outcome = b.folio_put_refs(f, nr);
+                if outcome.refused() && refused.is_none() {
+                    refused = Some((pfn, outcome));
+                }
+            }
+        });
+        // Reported outside the lock; the first refusal stands for all.
+        if let Some((pfn, outcome)) = refused {
+            println!("mm: warning: folio {pfn:?} put refused ({outcome:?}); it stays pinned");
+        }
+    }
     fn alloc_table(&mut self) -> Option<PhysAddr> {
         frames::alloc_table_frame()
     }
     fn free_table(&mut self, table: PhysAddr) {
         if let Err(e) = frames::with(|b| b.free(table.pfn(), Order::of(0))) {
             println!("mm: warning: page-table frame {table:?} not freed: {e:?}");
+        }
+    }
+    fn free_tables(&mut self, tables: &mut Vec<PhysAddr>) {
+        let mut failed = None;
+        frames::with(|b| {
+            for t in tables.drain(..) {
+                if let Err(e) = b.free(t.pfn(), Order::of(0)) {
+                    failed.get_or_insert((t, e));
+                }
+            }
+        });
+        if let Some((t, e)) = failed {
+            println!("mm: warning: page-table frame {t:?} not freed: {e:?}");
         }
     }
     fn tlb(&self) -> &dyn TlbOps {

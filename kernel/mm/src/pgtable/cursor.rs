@@ -25,12 +25,26 @@
 //! }
 //! ```
 //!
-//! Entries are 64-bit atomics (the hardware walker sets accessed/dirty
-//! bits concurrently): clearing is one exchange per entry and
-//! write-protection one compare-and-swap loop per entry, so a bit the
-//! hardware sets meanwhile is either returned or kept. No operation does
-//! TLB maintenance; the caller flushes (mmu_gather, or one flush at the
-//! end of fork) as the change requires.
+//! Entries are 64-bit atomics, each read and written whole, so a walk
+//! sees the old entry or the new one, never a mix. Clearing and
+//! write-protection are a load and a store, not an atomic
+//! read-modify-write (Linux's `xchg` / `cmpxchg` loops), because no
+//! hardware update can come between the two on Folium: the walker sets
+//! accessed/dirty bits only for accesses through this table, and none can
+//! happen while a cursor lives. Folium runs on one CPU, the cursor's
+//! caller is the kernel acting for the address space (a syscall, a
+//! fault, exit), so the space's user code is not running; kernel code
+//! runs with interrupts masked, so no handler touches user memory
+//! meanwhile; and nothing in these paths accesses user memory through the
+//! table between the load and the store. At most a speculative walk might
+//! set an accessed bit in between, and losing that is harmless (it only
+//! feeds aging); dirt is recorded only for stores that complete, and none
+//! can. (On arm64, `get_and_clear_ptes`
+//! and `wrprotect_ptes` would otherwise race with hardware dirty-bit
+//! updates; with a second CPU running the space, they must become
+//! `swap` / `fetch_update` again, as Linux's SMP versions are.) No
+//! operation does TLB maintenance; the caller flushes (mmu_gather, or one
+//! flush at the end of fork) as the change requires.
 //!
 //! The arm64 contiguous hint is not handled here: entries are stored as
 //! given. Folding and unfolding belong to the aarch64 side of these
@@ -200,6 +214,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ///
     /// If `i + nr` exceeds the cursor, or `nr > 1` and `first_raw` is not
     /// present. Debug builds also panic if `nr > 1` and an entry is present.
+    #[inline]
     pub fn set_ptes(&mut self, i: usize, first_raw: u64, nr: usize) -> usize {
         let run = self.run("set_ptes", i, nr);
         assert!(
@@ -232,10 +247,10 @@ impl<F: PteFormat> PteCursor<'_, F> {
 
     /// Clears entries `i..i + nr` and returns what entry `i` held, and
     /// whether any of the `nr` entries (the first included) was young and
-    /// whether any was dirty. Each entry is cleared by one atomic exchange,
-    /// so accessed/dirty bits the hardware sets up to that moment are in
-    /// the answer, never lost. Entries that were not present are cleared
-    /// too and add nothing to the answer.
+    /// whether any was dirty. Each entry is read and then cleared (a load
+    /// and a store, see the module doc for why no hardware update can come
+    /// between them on Folium's one CPU). Entries that were not present are
+    /// cleared too and add nothing to the answer.
     ///
     /// Context: the caller owns the references the entries held (usually
     /// a batch from [`PteCursor::pte_batch`]) and flushes the TLB before
@@ -244,11 +259,14 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// # Panics
     ///
     /// If `i + nr` exceeds the cursor.
+    #[inline]
     pub fn get_and_clear_ptes(&mut self, i: usize, nr: usize) -> (u64, bool, bool) {
         let run = self.run("get_and_clear_ptes", i, nr);
         let (mut first, mut young, mut dirty) = (0, false, false);
         for (k, e) in run.iter().enumerate() {
-            let old = e.swap(0, Ordering::AcqRel);
+            // Not a swap: no walk can set A/D in between (module doc).
+            let old = e.load(Ordering::Relaxed);
+            e.store(0, Ordering::Relaxed);
             if k == 0 {
                 first = old;
             }
@@ -262,10 +280,12 @@ impl<F: PteFormat> PteCursor<'_, F> {
 
     /// Removes write permission from the present entries among
     /// `i..i + nr`, keeping their accessed and dirty state, and returns
-    /// `nr`. Each entry is changed by a compare-and-swap loop, so a bit the
-    /// hardware sets between the read and the write is not overwritten (on
-    /// arm64, hardware dirt moves into the software dirty bit). Entries
-    /// that are not present are left alone.
+    /// how many of them were writable (fork flushes the parent only if
+    /// some were). Each writable entry is read and rewritten (a load and a
+    /// store, see the module doc for why no hardware update can come
+    /// between them on Folium's one CPU); on arm64, hardware dirt moves
+    /// into the software dirty bit. Entries that are not present, or
+    /// present but already read-only, are left alone.
     ///
     /// Context: the caller flushes the TLB before relying on the
     /// protection (fork: once for the whole address space, at the end).
@@ -273,16 +293,21 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// # Panics
     ///
     /// If `i + nr` exceeds the cursor.
+    #[inline]
     pub fn wrprotect_ptes(&mut self, i: usize, nr: usize) -> usize {
         let run = self.run("wrprotect_ptes", i, nr);
+        let mut changed = 0;
         for e in run {
-            // The closure only declines (no write) for non-present entries,
-            // so the result carries no information worth keeping.
-            let _ = e.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |old| {
-                F::pte_present(old).then(|| F::pte_wrprotect(old))
-            });
+            // Not a compare-and-swap: no walk can set A/D in between
+            // (module doc). Entries that are not present or not writable
+            // keep their exact bits.
+            let old = e.load(Ordering::Relaxed);
+            if F::pte_present(old) && F::pte_writable(old) {
+                e.store(F::pte_wrprotect(old), Ordering::Relaxed);
+                changed += 1;
+            }
         }
-        nr
+        changed
     }
 
     /// How many entries from `i` on (at least 1, at most `max_nr`) map
@@ -303,6 +328,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// If `max_nr == 0` or `i + max_nr` exceeds the cursor. Debug builds
     /// also panic if entry `i` is not present or maps a frame at or past
     /// `folio_end`; release builds then return 1.
+    #[inline]
     pub fn pte_batch(&self, i: usize, max_nr: usize, folio_end: Pfn) -> usize {
         assert!(max_nr >= 1, "PteCursor::pte_batch: max_nr is 0");
         let run = self.run("pte_batch", i, max_nr);

@@ -196,33 +196,53 @@ impl<F: PteFormat> PageTable<F> {
     /// (first VA the table maps, the table): one entry per 2 MiB that has a
     /// table, missing subtrees skipped. Callers that change entries walk
     /// this short list and then each table's slots, instead of holding a
-    /// slot per page.
+    /// slot per page. (Hot paths that must not allocate step through the
+    /// tables with [`PageTable::next_pte_table`] instead.)
     pub fn pte_tables(&self, start: VirtAddr, end: VirtAddr) -> Vec<(VirtAddr, PhysAddr)> {
-        self.pte_tables_limited(start, end, usize::MAX).0
+        let mut out = Vec::new();
+        let mut at = start;
+        while let Some((tva, table)) = self.next_pte_table(at, end) {
+            out.push((tva, table));
+            match tva.as_u64().checked_add(Level::L2.size()) {
+                Some(next) => at = VirtAddr::new(next),
+                None => break,
+            }
+        }
+        out
     }
 
-    /// Like [`PageTable::pte_tables`], but at most `max` tables; the second
-    /// value is where to continue (None when the range is done). Callers
-    /// loop over chunks to keep their memory bounded.
-    pub fn pte_tables_limited(
-        &self,
-        start: VirtAddr,
-        end: VirtAddr,
-        max: usize,
-    ) -> (Vec<(VirtAddr, PhysAddr)>, Option<VirtAddr>) {
-        let mut out: Vec<(VirtAddr, PhysAddr)> = Vec::new();
-        let mut resume = None;
-        self.for_each_slot_inner(start, end, &mut |va, slot, first_of_table| {
-            if first_of_table {
-                if out.len() == max {
-                    resume = Some(va.align_down(Level::L2.size()).max(start));
-                    return false;
+    /// The first last-level table that maps part of `[from, end)`, as
+    /// (first VA the table maps, 2 MiB aligned and possibly below `from`;
+    /// the table), or `None` if there is none (or the range is empty). A
+    /// missing or block entry on the way down skips its whole span at once,
+    /// as Linux's `p?d_addr_end` steps do, so a sparse range costs one
+    /// short descent per table, and nothing is allocated or called per
+    /// entry. Fork and zap loop `at = table VA + 2 MiB` until this returns
+    /// `None`.
+    pub fn next_pte_table(&self, from: VirtAddr, end: VirtAddr) -> Option<(VirtAddr, PhysAddr)> {
+        if from >= end {
+            return None;
+        }
+        let mut va = from.align_down(Level::L2.size()).as_u64();
+        let end = end.as_u64();
+        'spans: while va < end {
+            let mut table = self.root();
+            for level in [Level::L0, Level::L1, Level::L2] {
+                let raw = self
+                    .slot_entry(table, level.index_of(VirtAddr::new(va)))
+                    .load(Ordering::Acquire);
+                match F::decode(raw, level) {
+                    PteKind::Table(next) => table = next,
+                    PteKind::Absent | PteKind::Leaf { .. } => {
+                        let span = level.size();
+                        va = (va & !(span - 1)).checked_add(span)?;
+                        continue 'spans;
+                    }
                 }
-                out.push((va.align_down(Level::L2.size()), slot.table));
             }
-            true
-        });
-        (out, resume)
+            return Some((VirtAddr::new(va), table));
+        }
+        None
     }
 
     /// The slots of L3 table `table` (mapping from `table_va`) that lie in
@@ -248,59 +268,22 @@ impl<F: PteFormat> PageTable<F> {
         end: VirtAddr,
         mut f: impl FnMut(VirtAddr, PteSlot),
     ) {
-        self.for_each_slot_inner(start, end, &mut |va, slot, _| {
-            f(va, slot);
-            true
-        });
-    }
-
-    fn for_each_slot_inner(
-        &self,
-        start: VirtAddr,
-        end: VirtAddr,
-        f: &mut dyn FnMut(VirtAddr, PteSlot, bool) -> bool,
-    ) {
-        let mut va = start.align_down(PAGE_SIZE).as_u64();
-        let end = end.as_u64();
-        while va < end {
-            // Descend; on a missing table, jump to the next entry's span.
-            let mut table = self.root();
-            let mut skip = None;
-            for level in [Level::L0, Level::L1, Level::L2] {
-                let raw = self
-                    .slot_entry(table, level.index_of(VirtAddr::new(va)))
-                    .load(Ordering::Acquire);
-                match F::decode(raw, level) {
-                    PteKind::Table(next) => table = next,
-                    _ => {
-                        skip = Some(level.size());
-                        break;
-                    }
-                }
-            }
-            if let Some(span) = skip {
-                va = match (va & !(span - 1)).checked_add(span) {
-                    Some(v) => v,
-                    None => return,
-                };
-                continue;
-            }
-            let first = Level::L3.index_of(VirtAddr::new(va));
-            let table_end = (va & !(Level::L2.size() - 1)).saturating_add(Level::L2.size());
-            for index in first..ENTRIES {
-                let here = (va & !(Level::L2.size() - 1)) + (index as u64) * PAGE_SIZE;
-                if here >= end {
+        let start = start.align_down(PAGE_SIZE);
+        let mut at = start;
+        while let Some((tva, table)) = self.next_pte_table(at, end) {
+            for index in 0..ENTRIES {
+                let va = tva + index as u64 * PAGE_SIZE;
+                if va >= end {
                     return;
                 }
-                if !f(
-                    VirtAddr::new(here),
-                    PteSlot { table, index },
-                    index == first,
-                ) {
-                    return;
+                if va >= start {
+                    f(va, PteSlot { table, index });
                 }
             }
-            va = table_end;
+            match tva.as_u64().checked_add(Level::L2.size()) {
+                Some(next) => at = VirtAddr::new(next),
+                None => return,
+            }
         }
     }
 
@@ -311,20 +294,46 @@ impl<F: PteFormat> PageTable<F> {
     /// entries too): unhook, flush, then free.
     pub fn free_tables(&mut self, start: VirtAddr, end: VirtAddr, free: &mut impl FnMut(PhysAddr)) {
         let root = self.root();
-        self.free_below(root, Level::L0, 0, start.as_u64(), end.as_u64(), free);
+        let range = (start.as_u64(), end.as_u64());
+        self.free_below(root, Level::L0, 0, range, false, free);
     }
 
-    /// Frees empty tables under `table` within `[start, end)`; returns true
-    /// if `table` itself maps nothing afterwards.
+    /// [`PageTable::free_tables`] for a range whose last-level entries the
+    /// caller has just cleared (munmap and exit zap first, as Linux's
+    /// `free_pgtables` runs after `unmap_vmas`): a last-level table whose
+    /// whole span lies in `[start, end)` is known to be empty and is freed
+    /// without reading its 512 entries; tables the range covers only in
+    /// part are still read, since entries outside the range may remain.
+    ///
+    /// Context: every L3 entry for `[start, end)` is 0. Debug builds check
+    /// each table they free unread; release builds trust the caller (a
+    /// wrong caller frees a table that still maps pages, and the frames it
+    /// maps keep their references: leaked, never freed while in use).
+    pub fn free_cleared_tables(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        free: &mut impl FnMut(PhysAddr),
+    ) {
+        let root = self.root();
+        let range = (start.as_u64(), end.as_u64());
+        self.free_below(root, Level::L0, 0, range, true, free);
+    }
+
+    /// Frees empty tables under `table` within `range` (`[start, end)`);
+    /// returns true if `table` itself maps nothing afterwards. `cleared`:
+    /// the L3 entries of the range are known to be 0 (see
+    /// [`PageTable::free_cleared_tables`]).
     fn free_below(
         &mut self,
         table: PhysAddr,
         level: Level,
         base: u64,
-        start: u64,
-        end: u64,
+        range: (u64, u64),
+        cleared: bool,
         free: &mut impl FnMut(PhysAddr),
     ) -> bool {
+        let (start, end) = range;
         let mut empty = true;
         for idx in 0..ENTRIES {
             let lo = base + ((idx as u64) << level.shift());
@@ -342,8 +351,17 @@ impl<F: PteFormat> PageTable<F> {
                 empty = false;
                 continue;
             };
-            let child_empty = self.free_below(t, next, lo, start, end, free);
-            if child_empty && start <= lo && hi <= end {
+            let inside = start <= lo && hi <= end;
+            let child_empty = if cleared && inside && next == Level::L3 {
+                debug_assert!(
+                    (0..ENTRIES).all(|i| self.slot_entry(t, i).load(Ordering::Relaxed) == 0),
+                    "free_cleared_tables: the table for {lo:#x} still has entries"
+                );
+                true
+            } else {
+                self.free_below(t, next, lo, range, cleared, free)
+            };
+            if child_empty && inside {
                 self.slot_entry(table, idx).store(0, Ordering::Release);
                 free(t);
             } else {
