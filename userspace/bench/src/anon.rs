@@ -6,7 +6,8 @@
 //! - **munmap**: the time of the `munmap()` of the populated region;
 //! - **fork**: the time of the `fork()` call in a parent with the region
 //!   populated with order-0 folios, or with order-9 (2 MiB) folios mapped
-//!   by PTEs; the child `_exit`s at once and the parent `wait4`s.
+//!   by PTEs; the child sleeps 5 ms and `_exit`s, the parent reads the
+//!   clock and then `wait4`s (so the child's exit is never timed).
 //!
 //! Regions are 2 MiB aligned, so every folio size fits exactly. The
 //! per-size fault counters (`anon_fault_alloc`) are read around the
@@ -249,7 +250,14 @@ pub fn fork(
             let forked = set_mode(mode).and_then(|_| {
                 let t0 = sys::now_ns();
                 let pid = match sys::fork() {
-                    Ok(0) => sys::exit_group(0),
+                    // The child waits a moment before it exits: should the
+                    // scheduler run it first (the fork used up the parent's
+                    // time slice), its exit, the teardown of its copy, must
+                    // not land inside the parent's timed window.
+                    Ok(0) => {
+                        let _ = sys::nanosleep(5_000_000);
+                        sys::exit_group(0)
+                    }
                     Ok(pid) => pid as i32,
                     Err(e) => return Err(format!("fork: {}", e.name())),
                 };
