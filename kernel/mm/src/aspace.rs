@@ -39,7 +39,9 @@ use crate::addr::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::asid::AsidTag;
 use crate::folio::{Folio, FolioRef};
 use crate::memmap::Memmap;
-use crate::pgtable::{Attrs, Level, MapError, PageTable, PteFormat, PteKind, PteSlot, TableAlloc};
+use crate::pgtable::{
+    Attrs, Level, MapError, PageTable, PteCursor, PteFormat, PteKind, PteSlot, TableAlloc,
+};
 use crate::phys::LinearMap;
 use crate::stats::{LocalHistogram, STATS};
 use crate::thp::{self, ThpPolicy};
@@ -204,6 +206,37 @@ fn queue_deferred_split(
     let base = va - (pfn - head) * PAGE_SIZE;
     if env.deferred_split_folio(head, base) {
         env.thp().count_split_deferred(pages.trailing_zeros() as u8);
+    }
+}
+
+/// The folio a present entry mapping `pfn` holds a reference to: `None`
+/// for the zero page `zero`, which holds none (or a frame without a
+/// folio).
+#[inline]
+fn entry_folio(mm: &Memmap, zero: Pfn, pfn: Pfn) -> Option<FolioRef<'_>> {
+    if pfn == zero {
+        None
+    } else {
+        mm.page_folio(pfn)
+    }
+}
+
+/// How many entries from `i` fork or zap handle as one batch, `f` being
+/// the folio entry `i` maps: a run mapping consecutive pages of one large
+/// folio (Linux `folio_pte_batch`, bounded by the folio's end before it
+/// scans); small folios, or batching off, go one entry at a time.
+#[inline]
+fn batch_len<F: PteFormat>(
+    cur: &PteCursor<'_, F>,
+    i: usize,
+    f: &FolioRef<'_>,
+    batching: bool,
+) -> usize {
+    let pages = f.nr_pages();
+    if batching && pages > 1 {
+        cur.pte_batch(i, cur.len() - i, f.pfn() + pages)
+    } else {
+        1
     }
 }
 
@@ -786,18 +819,9 @@ impl<F: PteFormat> AddressSpace<F> {
         if !base.is_aligned(nr * PAGE_SIZE) {
             return false;
         }
-        let Some(first) = self.pt.pte_slot(base) else {
-            return false;
-        };
-        let ours = (0..nr)
-            .filter(|&k| {
-                let raw = self.pt.pte(PteSlot {
-                    table: first.table,
-                    index: first.index + k as usize,
-                });
-                F::pte_present(raw) && F::pte_pfn(raw) == f.pfn() + k
-            })
-            .count() as u64;
+        let mut ours = 0;
+        self.pt
+            .folio_mappings(f.pfn(), base, nr as usize, |_| ours += 1);
         ours == map
     }
 
@@ -853,10 +877,10 @@ impl<F: PteFormat> AddressSpace<F> {
         env: &mut (impl MmEnv + ?Sized),
     ) {
         let pfn = F::pte_pfn(raw);
-        if !F::pte_present(raw) || pfn == self.zero {
+        if !F::pte_present(raw) {
             return;
         }
-        let Some(f) = env.memmap().page_folio(pfn) else {
+        let Some(f) = entry_folio(env.memmap(), self.zero, pfn) else {
             return;
         };
         let (head, pages) = (f.pfn(), f.nr_pages());
@@ -1016,21 +1040,10 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             }
             let pfn = F::pte_pfn(raw);
-            let folio = if pfn == self.zero {
-                None
-            } else {
-                env.memmap().page_folio(pfn)
-            };
-            // A run of entries mapping consecutive pages of one large folio
-            // is one batch (Linux `folio_pte_batch`, bounded by the folio's
-            // end before it scans); the zero page and small folios, or
-            // batching off, go one entry at a time.
-            let nr = match &folio {
-                Some(f) if batching && f.nr_pages() > 1 => {
-                    src.pte_batch(i, src.len() - i, f.pfn() + f.nr_pages())
-                }
-                _ => 1,
-            };
+            let folio = entry_folio(env.memmap(), self.zero, pfn);
+            let nr = folio
+                .as_ref()
+                .map_or(1, |f| batch_len(&src, i, f, batching));
             if let Some(f) = folio {
                 f.ref_add(nr as u32);
                 f.add_mapcount(nr as u32);
@@ -1127,12 +1140,7 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             }
             let pfn = F::pte_pfn(raw);
-            let folio = if pfn == self.zero {
-                None
-            } else {
-                env.memmap().page_folio(pfn)
-            };
-            let Some(f) = folio else {
+            let Some(f) = entry_folio(env.memmap(), self.zero, pfn) else {
                 // The zero page (or a frame without a folio): no reference.
                 cur.get_and_clear_ptes(i, 1);
                 g.note(cur.va(i));
@@ -1140,11 +1148,7 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             };
             let (head, pages) = (f.pfn(), f.nr_pages());
-            let nr = if batching && pages > 1 {
-                cur.pte_batch(i, cur.len() - i, head + pages)
-            } else {
-                1
-            };
+            let nr = batch_len(&cur, i, &f, batching);
             let (_, _, dirty) = cur.get_and_clear_ptes(i, nr);
             if unmap_folio_ptes(&f, nr, dirty) {
                 queue_deferred_split(env, head, pages, pfn, cur.va(i));

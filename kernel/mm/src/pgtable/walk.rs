@@ -90,28 +90,40 @@ impl<F: PteFormat> PageTable<F> {
         })
     }
 
-    /// Adds to `counts[k]` one if the entry for `base + k` pages maps frame
-    /// `head + k` (the deferred split's census of a folio's mappings, see
-    /// `split.rs`). `base` is aligned to the span of `counts`, which is at
-    /// most one table's worth, so one L3 table holds every entry; anything
-    /// else counts nothing.
-    pub fn count_folio_mappings(&self, head: Pfn, base: VirtAddr, counts: &mut [u32]) {
-        let span = counts.len() as u64 * PAGE_SIZE;
-        if counts.len() > ENTRIES || !base.is_aligned(span) {
+    /// Calls `found(k)` for each `k < nr` whose entry for `base + k` pages
+    /// maps frame `head + k`: the mappings this tree holds of a folio of
+    /// `nr` pages placed at `base`. `base` is aligned to the folio's span,
+    /// at most one table's worth, so one L3 table holds every entry;
+    /// anything else finds nothing.
+    pub fn folio_mappings(
+        &self,
+        head: Pfn,
+        base: VirtAddr,
+        nr: usize,
+        mut found: impl FnMut(usize),
+    ) {
+        if nr > ENTRIES || !base.is_aligned(nr as u64 * PAGE_SIZE) {
             return;
         }
         let Some(first) = self.pte_slot(base) else {
             return;
         };
-        for (k, c) in counts.iter_mut().enumerate() {
+        for k in 0..nr {
             let raw = self.pte(PteSlot {
                 table: first.table,
                 index: first.index + k,
             });
             if F::pte_present(raw) && F::pte_pfn(raw) == head + k as u64 {
-                *c += 1;
+                found(k);
             }
         }
+    }
+
+    /// Adds to `counts[k]` one if the entry for `base + k` pages maps frame
+    /// `head + k` ([`PageTable::folio_mappings`]; the deferred split's census
+    /// of a folio's mappings, see `split.rs`).
+    pub fn count_folio_mappings(&self, head: Pfn, base: VirtAddr, counts: &mut [u32]) {
+        self.folio_mappings(head, base, counts.len(), |k| counts[k] += 1);
     }
 
     /// The L3 slot for `va`, creating (zeroed) tables from `alloc` where
