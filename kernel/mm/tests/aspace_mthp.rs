@@ -17,42 +17,14 @@ use proptest::prelude::*;
 
 #[macro_use]
 mod common;
-use common::hostenv::{HostEnv, new_space, read_u64, va, write_u64};
+use common::hostenv::{HostEnv, anon, folio_at, new_space, read_u64, set_sizes, va, write_u64};
 
 /// 32 MiB of RAM: room for several 2 MiB folios and their copies.
 const FRAMES: u64 = 8192;
 
-fn anon(a: &mut AddressSpace<impl PteFormat>, first: u64, pages: u64) {
-    a.add_vma(Vma::new(
-        va(first),
-        va(first + pages),
-        Prot::RW,
-        VmaKind::Anon,
-    ))
-    .unwrap();
-}
-
-/// (head frame, order, refcount, mapcount) of the folio `page` maps.
-fn folio_at(env: &HostEnv, a: &AddressSpace<impl PteFormat>, page: u64) -> (Pfn, u8, u32, u32) {
-    let (pfn, _) = a.translate(va(page)).expect("mapped");
-    let f = env.memmap.page_folio(pfn).expect("a folio");
-    (f.pfn(), f.order().get(), f.ref_count(), f.mapcount())
-}
-
 fn exclusive(env: &HostEnv, a: &AddressSpace<impl PteFormat>, page: u64) -> bool {
     let (pfn, _) = a.translate(va(page)).unwrap();
     env.memmap.page_folio(pfn).unwrap().page_anon_exclusive(pfn)
-}
-
-fn set_sizes(env: &HostEnv, top: &str, sizes: &[(u8, &str)]) {
-    env.thp.write_top(top.as_bytes()).unwrap();
-    for o in 2..=9 {
-        let s = sizes
-            .iter()
-            .find(|(k, _)| *k == o)
-            .map_or("never", |(_, s)| s);
-        env.thp.write_size(o, s.as_bytes()).unwrap();
-    }
 }
 
 fn fault_takes_the_largest_order_that_fits<F: PteFormat>() {

@@ -13,7 +13,7 @@ use folium_mm::vma::{Prot, Vma, VmaKind};
 
 #[macro_use]
 mod common;
-use common::hostenv::{HostEnv, new_space, read_u64, va, write_u64};
+use common::hostenv::{HostEnv, anon, folio_at, new_space, read_u64, set_sizes, va, write_u64};
 
 /// 16 MiB of RAM.
 const FRAMES: u64 = 4096;
@@ -21,25 +21,13 @@ const FRAMES: u64 = 4096;
 /// A space with an anonymous area of `pages` pages at page 0, every page
 /// written with `100 + p`, faulted with only `order` allowed.
 fn filled<F: PteFormat>(env: &mut HostEnv, asid: u16, order: u8, pages: u64) -> AddressSpace<F> {
-    env.thp.write_top(b"never").unwrap();
-    for o in 2..=9 {
-        let s: &[u8] = if o == order { b"always" } else { b"never" };
-        env.thp.write_size(o, s).unwrap();
-    }
+    set_sizes(env, "never", &[(order, "always")]);
     let mut a = new_space::<F>(env, asid);
-    a.add_vma(Vma::new(va(0), va(pages), Prot::RW, VmaKind::Anon))
-        .unwrap();
+    anon(&mut a, 0, pages);
     for p in 0..pages {
         write_u64(env, &mut a, va(p), 100 + p);
     }
     a
-}
-
-/// The head of the folio mapped at page `p`, its order, refcount, mapcount.
-fn folio_at(env: &HostEnv, a: &AddressSpace<impl PteFormat>, p: u64) -> (Pfn, u8, u32, u32) {
-    let (pfn, _) = a.translate(va(p)).expect("mapped");
-    let f = env.memmap.page_folio(pfn).expect("a folio");
-    (f.pfn(), f.order().get(), f.ref_count(), f.mapcount())
 }
 
 fn queue(env: &HostEnv) -> Vec<Pfn> {

@@ -14,6 +14,7 @@ use folium_mm::phys::LinearMap;
 use folium_mm::split::{SplitScan, deferred_split_scan};
 use folium_mm::thp::ThpPolicy;
 use folium_mm::tlb::{Asid, RecordingTlb, TlbOps};
+use folium_mm::vma::{Prot, Vma, VmaKind};
 use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 
 /// Fake physical address of the arena's first frame.
@@ -248,4 +249,35 @@ pub fn read_u64<F: PteFormat>(env: &mut HostEnv, a: &mut AddressSpace<F>, at: Vi
     let mut b = [0u8; 8];
     assert!(a.read_bytes(env, at, &mut b));
     u64::from_le_bytes(b)
+}
+
+/// An anonymous read-write area of `pages` pages from page `first`.
+pub fn anon(a: &mut AddressSpace<impl PteFormat>, first: u64, pages: u64) {
+    a.add_vma(Vma::new(
+        va(first),
+        va(first + pages),
+        Prot::RW,
+        VmaKind::Anon,
+    ))
+    .unwrap();
+}
+
+/// (head frame, order, refcount, mapcount) of the folio `page` maps.
+pub fn folio_at(env: &HostEnv, a: &AddressSpace<impl PteFormat>, page: u64) -> (Pfn, u8, u32, u32) {
+    let (pfn, _) = a.translate(va(page)).expect("mapped");
+    let f = env.memmap.page_folio(pfn).expect("a folio");
+    (f.pfn(), f.order().get(), f.ref_count(), f.mapcount())
+}
+
+/// The top-level knob set to `top`, each order in `sizes` to its word and
+/// every other size to `never`.
+pub fn set_sizes(env: &HostEnv, top: &str, sizes: &[(u8, &str)]) {
+    env.thp.write_top(top.as_bytes()).unwrap();
+    for o in 2..=9 {
+        let s = sizes
+            .iter()
+            .find(|(k, _)| *k == o)
+            .map_or("never", |(_, s)| s);
+        env.thp.write_size(o, s.as_bytes()).unwrap();
+    }
 }
