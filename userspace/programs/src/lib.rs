@@ -195,6 +195,32 @@ pub fn write_file(path: &CStr, flags: u64, word: &[u8]) -> Result<u64, &'static 
     r
 }
 
+/// The tests of `tests` this run takes: those whose name contains one of
+/// the program's arguments (all of them without arguments), less, on
+/// Linux, those listed in `folium_only` as (name, why), each skip printed
+/// with its reason as `SUITE: NAME skipped on Linux (WHY)`.
+pub fn select_tests(
+    suite: &str,
+    tests: &[Test],
+    args: &ulib::Args,
+    folium_only: &[(&str, &str)],
+) -> alloc::vec::Vec<Test> {
+    let filters: alloc::vec::Vec<&str> = (1..args.len()).filter_map(|i| args.arg(i)).collect();
+    let folium = on_folium();
+    tests
+        .iter()
+        .copied()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|w| name.contains(w)))
+        .filter(|(name, _)| {
+            let skip = folium_only.iter().find(|(n, _)| n == name);
+            if let (Some((_, why)), false) = (skip, folium) {
+                println!("{suite}: {name} skipped on Linux ({why})");
+            }
+            folium || skip.is_none()
+        })
+        .collect()
+}
+
 /// Runs `tests` of `suite` in a child and prints `test SUITE::NAME ...
 /// ok|FAILED: why` for each, then, on Folium, the `no_leak` test (MemFree
 /// the same before and after the child; on Linux both numbers are only

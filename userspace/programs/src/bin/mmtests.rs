@@ -29,7 +29,7 @@ use folium_programs::thp::{
 };
 use folium_programs::{
     Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, mem_free_kb, on_folium,
-    run_suite, signalled, spawn, write_file,
+    run_suite, select_tests, signalled, spawn, write_file,
 };
 use ulib::println;
 use ulib::sys::{self, mm::*};
@@ -1086,19 +1086,8 @@ const TESTS: &[Test] = &[
 ];
 
 fn main(args: &ulib::Args) -> i32 {
-    let filters: Vec<&str> = (1..args.len()).filter_map(|i| args.arg(i)).collect();
-    let folium = on_folium();
-    let selected: Vec<Test> = TESTS
-        .iter()
-        .copied()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|w| name.contains(w)))
-        .filter(|(name, _)| {
-            let skip = FOLIUM_ONLY.iter().find(|(n, _)| n == name);
-            if let (Some((_, why)), false) = (skip, folium) {
-                println!("mmtests: {name} skipped on Linux ({why})");
-            }
-            folium || skip.is_none()
-        })
-        .collect();
-    run_suite("mmtests", &selected)
+    run_suite(
+        "mmtests",
+        &select_tests("mmtests", TESTS, args, &FOLIUM_ONLY),
+    )
 }

@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use folium_abi::{Errno, Sysno};
 use folium_programs::{
     Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, mem_free_kb, on_folium,
-    read_file, run_suite, signalled, spawn, write_file,
+    read_file, run_suite, select_tests, signalled, spawn, write_file,
 };
 use ulib::println;
 use ulib::sys::{self, call, call_int, raw6};
@@ -1040,7 +1040,15 @@ fn t_thp_knobs() -> TestResult {
 static EXE: AtomicU64 = AtomicU64::new(0);
 
 /// Tests that only run on Folium.
-const FOLIUM_ONLY: [&str; 2] = ["fork_until_refused", "memory_exhaustion_kills_only_the_hog"];
+// Neither is run (nor counted) on a real host: the fork bomb would fill
+// its process table, the hog wake its OOM killer.
+const FOLIUM_ONLY: [(&str, &str); 2] = [
+    ("fork_until_refused", "unsafe on a shared host"),
+    (
+        "memory_exhaustion_kills_only_the_hog",
+        "unsafe on a shared host",
+    ),
+];
 
 const TESTS: &[Test] = &[
     ("write_and_read_errors", t_write_and_read_errors),
@@ -1085,21 +1093,5 @@ fn main(args: &ulib::Args) -> i32 {
     // SAFETY: argv[0] is a NUL-terminated string on the initial stack,
     // which lives as long as the program.
     EXE.store(unsafe { *args.argv_ptr() } as u64, Ordering::Relaxed);
-    let filters: Vec<&str> = (1..args.len()).filter_map(|i| args.arg(i)).collect();
-    let folium = on_folium();
-    let selected: Vec<Test> = TESTS
-        .iter()
-        .copied()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|w| name.contains(w)))
-        .filter(|(name, _)| {
-            // Neither is run (nor counted) on a real host: the fork bomb
-            // would fill its process table, the hog wake its OOM killer.
-            let host_unsafe = FOLIUM_ONLY.contains(name);
-            if host_unsafe && !folium {
-                println!("utest: {name} skipped on Linux (unsafe on a shared host)");
-            }
-            folium || !host_unsafe
-        })
-        .collect();
-    run_suite("utest", &selected)
+    run_suite("utest", &select_tests("utest", TESTS, args, &FOLIUM_ONLY))
 }
