@@ -179,33 +179,23 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     let kb_end = rest.iter().position(|&b| b == b'k')?;
     let kb: u64 = core::str::from_utf8(&rest[..kb_end]).ok()?.parse().ok()?;
     let order = folium_mm::thp::order_of_kb(kb)?;
-    match rest[kb_end..].strip_prefix(b"kB/")? {
-        b"enabled" => {
-            thp.read_size(order, &mut text);
-            Some((text, Some(Knob::ThpSize(order))))
-        }
-        b"stats/anon_fault_alloc" => {
-            let _ = writeln!(text, "{}", thp.counters(order)?.0);
-            Some((text, None))
-        }
-        b"stats/anon_fault_fallback" => {
-            let _ = writeln!(text, "{}", thp.counters(order)?.1);
-            Some((text, None))
-        }
-        b"stats/split" => {
-            let _ = writeln!(text, "{}", thp.split_counters(order)?.0);
-            Some((text, None))
-        }
-        b"stats/split_failed" => {
-            let _ = writeln!(text, "{}", thp.split_counters(order)?.1);
-            Some((text, None))
-        }
-        b"stats/split_deferred" => {
-            let _ = writeln!(text, "{}", thp.split_counters(order)?.2);
-            Some((text, None))
-        }
-        _ => None,
+    let file = rest[kb_end..].strip_prefix(b"kB/")?;
+    if file == b"enabled" {
+        thp.read_size(order, &mut text);
+        return Some((text, Some(Knob::ThpSize(order))));
     }
+    let (alloc, fallback) = thp.counters(order)?;
+    let (split, split_failed, split_deferred) = thp.split_counters(order)?;
+    let count = match file.strip_prefix(b"stats/")? {
+        b"anon_fault_alloc" => alloc,
+        b"anon_fault_fallback" => fallback,
+        b"split" => split,
+        b"split_failed" => split_failed,
+        b"split_deferred" => split_deferred,
+        _ => return None,
+    };
+    let _ = writeln!(text, "{count}");
+    Some((text, None))
 }
 
 /// Opens `path` with the access mode of `flags` (`O_RDONLY`, `O_WRONLY`,
