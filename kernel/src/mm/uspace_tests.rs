@@ -127,20 +127,24 @@ kernel_test!(
             (3, 517),
             (0, 600),
         ] {
-            // Reading the range last, and its first page once more, leaves
-            // both of its ends in the TLB (QEMU's is direct-mapped: pages
-            // read earlier may be evicted).
+            // The slots are looked up (and their list allocated) first:
+            // between reading the range's ends and clearing the entries
+            // the kernel then touches only the last-level tables, so the
+            // ends stay in the TLB (QEMU's is direct-mapped: any other page
+            // the kernel touches may evict one, heap pages included).
             let last = first + n - 1;
+            let mut saved = alloc::vec::Vec::with_capacity(n as usize);
+            for p in first..first + n {
+                saved.push((raw.pte_slot(va(p)).ok_or("no table")?, 0));
+            }
             for p in (0..PAGES).filter(|p| !(first..first + n).contains(p)) {
                 check_eq!(user_read(va(p).as_u64()), Ok(p), "page {p} before");
             }
             for p in (first..first + n).chain([first]) {
                 check_eq!(user_read(va(p).as_u64()), Ok(p), "page {p} before");
             }
-            let mut saved = alloc::vec::Vec::new();
-            for p in first..first + n {
-                let slot = raw.pte_slot(va(p)).ok_or("no table")?;
-                saved.push((slot, raw.take_pte(slot)));
+            for (slot, pte) in saved.iter_mut() {
+                *pte = raw.take_pte(*slot);
             }
             // Still cached: without a flush the hardware may go on using
             // the old entries (QEMU does), so the flush is what is tested.
