@@ -565,6 +565,63 @@ mod tests {
         check_lists(&b);
     }
 
+    /// Fork's clearing of anon-exclusive keeps the head's per-page mark
+    /// exactly as long as a tail may still carry the flag: a partial clear
+    /// keeps it (and the free walks the tails, finding the rest), a whole
+    /// clear drops it with every flag gone (and the free walks nothing),
+    /// and a later set marks the head again.
+    #[test]
+    fn fork_clears_the_per_page_mark_only_with_every_flag() {
+        let mut b = buddy(0, 0x400);
+        b.add_free_range(Pfn::new(0), Pfn::new(0x400));
+        let mm = b.memmap();
+        let exclusive = |pfn: Pfn, n: u64| {
+            (0..n)
+                .filter(|&k| mm.page(pfn + k).test_anon_exclusive())
+                .count()
+        };
+        let f = b.alloc_folio(o(4)).unwrap();
+        let pfn = f.pfn();
+        let v = mm.folio(&f);
+        for k in 0..16 {
+            v.set_page_anon_exclusive(pfn + k);
+        }
+        assert!(mm.page(pfn).flags().contains(PageFlags::PER_PAGE_SET));
+        // A batch of the middle ten pages, then one of the head alone.
+        v.clear_pages_anon_exclusive(pfn + 3, 10);
+        v.clear_pages_anon_exclusive(pfn, 1);
+        assert_eq!(exclusive(pfn, 16), 5);
+        assert!(mm.page(pfn).flags().contains(PageFlags::PER_PAGE_SET));
+        // The whole folio: every flag and the mark go.
+        v.clear_pages_anon_exclusive(pfn, 16);
+        assert_eq!(exclusive(pfn, 16), 0);
+        assert!(!mm.page(pfn).flags().contains(PageFlags::PER_PAGE_SET));
+        // With the mark gone a later clear reads the head only, and a
+        // later set on a tail marks the head again.
+        v.set_page_anon_exclusive(pfn + 9);
+        assert!(mm.page(pfn).flags().contains(PageFlags::PER_PAGE_SET));
+        v.clear_pages_anon_exclusive(pfn + 8, 4);
+        assert_eq!(exclusive(pfn, 16), 0);
+        v.set_page_anon_exclusive(pfn + 15);
+        let before = mm.tail_visits.load(Relaxed);
+        assert!(b.folio_put(f).freed());
+        assert_eq!(
+            mm.tail_visits.load(Relaxed) - before,
+            15,
+            "the mark was kept"
+        );
+        assert_eq!(exclusive(pfn, 16), 0);
+        // Cleared whole before the free: no tail walk.
+        let f = b.alloc_folio(o(4)).unwrap();
+        let v = mm.folio(&f);
+        v.set_page_anon_exclusive(f.pfn() + 4);
+        v.clear_pages_anon_exclusive(f.pfn(), 16);
+        let before = mm.tail_visits.load(Relaxed);
+        assert!(b.folio_put(f).freed());
+        assert_eq!(mm.tail_visits.load(Relaxed), before);
+        check_lists(&b);
+    }
+
     #[test]
     fn one_allocator_per_memmap() {
         let mm = test_memmap(Pfn::new(0), Pfn::new(0x400));

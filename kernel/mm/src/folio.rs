@@ -533,29 +533,55 @@ impl<'a> FolioRef<'a> {
     /// Clears `PageAnonExclusive` of the `nr` pages from `pfn`, all in this
     /// folio (the per-page part of Linux `folio_try_dup_anon_rmap_ptes`,
     /// which fork runs for every page it shares). Each page is read first
-    /// and written only if its flag is set, as Linux does: after the first
-    /// fork the pages are shared already, and later forks only read. The
-    /// range is checked once, not per page. Panics if it leaves the folio.
+    /// and written only if its flag is set, as Linux does. The range is
+    /// checked once, not per page. Panics if it leaves the folio.
+    ///
+    /// Tails are visited only while the head says one of them may carry a
+    /// per-page flag ([`PageFlags::PER_PAGE_SET`]), and a call covering
+    /// the whole folio clears that mark once it has cleared every page:
+    /// anon-exclusive is the only per-page flag, so no tail carries any
+    /// flag then, which is what the mark promises the allocator. Linux
+    /// reads all 512 descriptors of a PTE-mapped 2 MiB folio on every
+    /// fork; here only the first fork after the pages became exclusive
+    /// does, and later forks of the same (shared) pages read the head
+    /// alone. Nothing can set a flag on a tail meanwhile: fork holds the
+    /// address space, and another space sharing the folio never finds it
+    /// exclusive to reuse.
     #[inline]
     pub fn clear_pages_anon_exclusive(&self, pfn: Pfn, nr: u64) {
         if pfn == self.pfn && nr == 1 {
-            // An order-0 folio (or one page at the head): the descriptor
-            // is at hand.
+            // An order-0 folio (or one page at the head): no tail.
             if self.head.test_anon_exclusive() {
                 self.head.clear_anon_exclusive();
             }
             return;
         }
+        let pages = self.nr_pages();
         assert!(
-            self.contains(pfn) && nr <= self.nr_pages() - (pfn - self.pfn),
+            self.contains(pfn) && nr <= pages - (pfn - self.pfn),
             "{nr} pages from {pfn:?} leave folio {:?}",
             self.pfn
         );
-        let first = (pfn - self.memmap.start_pfn()) as usize;
-        for page in &self.memmap.pages()[first..first + nr as usize] {
+        let mut first = (pfn - self.memmap.start_pfn()) as usize;
+        let mut left = nr as usize;
+        if pfn == self.pfn && left > 0 {
+            // The head's own flag: the descriptor is at hand.
+            if self.head.test_anon_exclusive() {
+                self.head.clear_anon_exclusive();
+            }
+            first += 1;
+            left -= 1;
+        }
+        if left == 0 || !self.test(PageFlags::PER_PAGE_SET) {
+            return;
+        }
+        for page in &self.memmap.pages()[first..first + left] {
             if page.test_anon_exclusive() {
                 page.clear_anon_exclusive();
             }
+        }
+        if nr == pages {
+            self.head.clear_flags(PageFlags::PER_PAGE_SET);
         }
     }
 

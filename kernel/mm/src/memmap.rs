@@ -102,7 +102,11 @@ impl PageFlags {
 
     /// Flags that describe the whole folio, set by its users.
     pub const FOLIO_MASK: PageFlags = PageFlags(Self::ANON.0 | Self::DIRTY.0 | Self::YOUNG.0);
-    /// Flags each page keeps for itself.
+    /// Flags each page keeps for itself. Only anon-exclusive:
+    /// `FolioRef::clear_pages_anon_exclusive` drops the head's
+    /// [`PageFlags::PER_PAGE_SET`] after clearing it from every page,
+    /// which a second per-page flag would make wrong (the assertion below
+    /// stops that change from compiling unnoticed).
     pub const PER_PAGE_MASK: PageFlags = Self::ANON_EXCLUSIVE;
     /// The allocator's markers: a page carrying none of them is the tail
     /// of a free or allocated block.
@@ -202,6 +206,7 @@ pub struct Page {
 }
 
 const _: () = {
+    assert!(PageFlags::PER_PAGE_MASK.0 == PageFlags::ANON_EXCLUSIVE.0);
     assert!(size_of::<Page>() <= 64);
     assert!(size_of::<Page>() == 32);
     assert!(align_of::<Page>() == 32);
