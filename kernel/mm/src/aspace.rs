@@ -152,6 +152,10 @@ unsafe impl<E: MmEnv + ?Sized> TableAlloc for EnvTables<'_, E> {
     fn alloc_table(&mut self) -> Option<PhysAddr> {
         self.0.alloc_table()
     }
+    unsafe fn zero_table(&mut self, table: PhysAddr, _ptr: *mut u8) {
+        // The environment's page zeroing (the kernel's is its fastest).
+        self.0.zero_pages(table.pfn(), 1);
+    }
 }
 
 /// The kind of access that faulted.
@@ -238,6 +242,17 @@ fn batch_len<F: PteFormat>(
     } else {
         1
     }
+}
+
+/// The longest batch that can start at an entry mapping `pfn` of folio
+/// `f` with `room` entries allowed: up to the folio's end, computed before
+/// any entry is read (so an adjacent folio is never joined); 1 for a small
+/// folio. Fork's bound for [`PteCursor::copy_batch_wrprotect`], which
+/// scans as it copies.
+#[inline]
+fn batch_limit(f: &FolioRef<'_>, pfn: Pfn, room: usize) -> usize {
+    let left = f.pfn().as_u64() + f.nr_pages() - pfn.as_u64();
+    (left as usize).min(room)
 }
 
 /// Why a fault cannot be resolved.
@@ -1005,9 +1020,9 @@ impl<F: PteFormat> AddressSpace<F> {
     }
 
     /// Copies the present entries of `[s, e)` (inside one last-level
-    /// table) into `child` (Linux `copy_pte_range`, one entry at a time):
-    /// the folio gains a reference and a mapcount per entry and the page
-    /// stops being exclusive; writable entries are write-protected in both
+    /// table) into `child` (Linux `copy_pte_range`), a batch at a time:
+    /// the folio gains a reference and a mapcount per entry and the pages
+    /// stop being exclusive; writable entries are write-protected in both
     /// spaces (`downgraded` notes that the parent needs a flush). The zero
     /// page is shared without either. The child's table is allocated only
     /// if there is something to copy.
@@ -1029,7 +1044,11 @@ impl<F: PteFormat> AddressSpace<F> {
             .pt
             .pte_cursor_alloc(s, e, &mut EnvTables(env))
             .map_err(|_| FaultError::OutOfMemory)?;
-        let batching = env.batching();
+        // The switch caps a batch's length rather than choosing a path:
+        // both modes then run the very same instructions per entry, and a
+        // small folio (or the per-PTE mode) is a batch of one.
+        let cap = if env.batching() { src.len() } else { 1 };
+        let mm = env.memmap();
         let mut hist = LocalHistogram::default();
         let mut copied = 0;
         let mut i = first;
@@ -1040,10 +1059,18 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             }
             let pfn = F::pte_pfn(raw);
-            let folio = entry_folio(env.memmap(), self.zero, pfn);
-            let nr = folio
+            let folio = entry_folio(mm, self.zero, pfn);
+            let max = folio
                 .as_ref()
-                .map_or(1, |f| batch_len(&src, i, f, batching));
+                .map_or(1, |f| batch_limit(f, pfn, (src.len() - i).min(cap)));
+            // One pass finds the batch, write-protects it in the parent and
+            // writes the child's entries (the first one, write-protected,
+            // advanced page by page); the references follow at once.
+            let (nr, writable) = if max == 1 {
+                (1, usize::from(src.copy_one_wrprotect(&mut dst, i, raw)))
+            } else {
+                src.copy_batch_wrprotect(&mut dst, i, max)
+            };
             if let Some(f) = folio {
                 f.ref_add(nr as u32);
                 f.add_mapcount(nr as u32);
@@ -1052,13 +1079,9 @@ impl<F: PteFormat> AddressSpace<F> {
             }
             hist.count(nr);
             env.note_batch(true, nr);
-            if src.wrprotect_ptes(i, nr) > 0 {
+            if writable > 0 {
                 *downgraded = true;
             }
-            // The child's entries: the first one, write-protected, advanced
-            // page by page (within a batch they differ only in accessed and
-            // dirty state, which the first one's stands for).
-            dst.set_ptes(i, F::pte_wrprotect(raw), nr);
             i += nr;
         }
         child.rss += copied;

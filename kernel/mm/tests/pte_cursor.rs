@@ -5,7 +5,7 @@
 //!
 //! | test                                  | what would catch a bug            |
 //! |---------------------------------------|-----------------------------------|
-//! | `*_ops_match_model` (proptest)        | all 512 entries compared after every op; the walker's `translate` at the end |
+//! | `*_ops_match_model` (proptest)        | all 512 entries of both tables (parent, fork's child) compared after every op; the walker's `translate` at the end |
 //! | `*_adjacent_folios`                   | the folio-end off-by-one          |
 //! | `*_batch_stops`                       | bit difference, frame gap, hole, `max_nr`, A/D/W ignored |
 //! | `*_zap_loop`                          | a `zap_pte_range`-style loop sees exactly the folios mapped |
@@ -110,6 +110,14 @@ enum Op {
         max_nr: usize,
         left: u64,
     },
+    /// Fork's copy of the batch at `i` (bounded by `max_nr` and a folio
+    /// ending `left` frames on) into the second table, emptied there
+    /// first: `copy_batch_wrprotect`, or `copy_one_wrprotect` for one.
+    Fork {
+        i: usize,
+        max_nr: usize,
+        left: u64,
+    },
 }
 
 const PALETTE: [Attrs; 4] = [
@@ -132,7 +140,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (i.clone(), any::<u8>()).prop_map(|(i, flip)| Op::Flip { i, flip }),
         1 => (i.clone(), 1usize..40).prop_map(|(i, nr)| Op::GetAndClear { i, nr }),
         1 => (i.clone(), 1usize..40).prop_map(|(i, nr)| Op::Wrprotect { i, nr }),
-        3 => (i, 1usize..64, 1u64..64).prop_map(|(i, max_nr, left)| Op::Batch { i, max_nr, left }),
+        3 => (i.clone(), 1usize..64, 1u64..64).prop_map(|(i, max_nr, left)| Op::Batch { i, max_nr, left }),
+        3 => (i, 1usize..64, 1u64..64).prop_map(|(i, max_nr, left)| Op::Fork { i, max_nr, left }),
     ]
 }
 
@@ -166,7 +175,26 @@ fn model_batch<F: PteFormat>(m: &[u64], i: usize, max_nr: usize, end: Pfn) -> us
     n
 }
 
-fn apply<F: PteFormat>(c: &mut PteCursor<'_, F>, m: &mut [u64], op: &Op) {
+/// `raw` without write permission, spelled as the oracle spells it.
+fn readonly<F: PteFormat>(pfn: Pfn, a: Attrs) -> u64 {
+    page::<F>(
+        pfn.as_u64(),
+        Attrs {
+            writable: false,
+            ..a
+        },
+    )
+}
+
+/// Applies `op` to the parent cursor `c` (model `m`) and, for a fork, the
+/// child cursor `d` (model `md`).
+fn apply<F: PteFormat>(
+    c: &mut PteCursor<'_, F>,
+    m: &mut [u64],
+    d: &mut PteCursor<'_, F>,
+    md: &mut [u64],
+    op: &Op,
+) {
     match *op {
         Op::Set { i, nr, pfn, attrs } => {
             let nr = nr.min(N - i);
@@ -237,18 +265,50 @@ fn apply<F: PteFormat>(c: &mut PteCursor<'_, F>, m: &mut [u64], op: &Op) {
                 "pte_batch({i}, {max_nr}, {end:?})"
             );
         }
+        Op::Fork { i, max_nr, left } => {
+            let Some((pfn, a0)) = leaf_of::<F>(m[i]) else {
+                return;
+            };
+            // The caller's bound: the folio's end and the table's.
+            let max = max_nr.min(N - i).min(left as usize);
+            d.get_and_clear_ptes(i, max);
+            md[i..i + max].fill(0);
+            let nr = model_batch::<F>(m, i, max, pfn + left);
+            let writable = m[i..i + nr]
+                .iter()
+                .filter(|&&r| leaf_of::<F>(r).is_some_and(|(_, a)| a.writable))
+                .count();
+            let got = if max == 1 {
+                (1, usize::from(c.copy_one_wrprotect(d, i, m[i])))
+            } else {
+                c.copy_batch_wrprotect(d, i, max)
+            };
+            assert_eq!(got, (nr, writable), "copy {i} (max {max})");
+            for k in 0..nr {
+                let (p, a) = leaf_of::<F>(m[i + k]).unwrap();
+                m[i + k] = readonly::<F>(p, a);
+                // The child's entries all take the first one's state.
+                md[i + k] = readonly::<F>(pfn + k as u64, a0);
+            }
+        }
     }
 }
 
 fn ops_match_model<F: PteFormat>(ops: &[Op]) -> Result<(), TestCaseError> {
-    let (_arena, mut frames, mut pt) = setup::<F>();
+    let (arena, mut frames, mut pt) = setup::<F>();
+    let mut child = PageTable::<F>::create(&mut frames, arena.linear_map()).unwrap();
     let mut m = vec![0u64; N];
+    let mut md = vec![0u64; N];
     {
         let mut c = whole(&mut pt, &mut frames);
+        let mut d = whole(&mut child, &mut frames);
         for op in ops {
-            apply(&mut c, &mut m, op);
+            apply(&mut c, &mut m, &mut d, &mut md, op);
             for (j, &want) in m.iter().enumerate() {
                 prop_assert_eq!(c.get(j), want, "entry {} after {:?}", j, op);
+            }
+            for (j, &want) in md.iter().enumerate() {
+                prop_assert_eq!(d.get(j), want, "child entry {} after {:?}", j, op);
             }
         }
     }

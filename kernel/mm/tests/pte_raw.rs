@@ -9,6 +9,7 @@
 //! | predicates equal the decoded attribute | both of the above               |
 //! | `pte_same_ignoring_ad` is exact | pairs of encodable leaves                |
 //! | `pte_same_ignoring_ad` is sound | pairs of arbitrary present raw entries   |
+//! | `READONLY_AD` implies read-only and "same" | arbitrary entries near a present read-only one |
 
 mod common;
 
@@ -186,6 +187,35 @@ fn same_sound<F: PteFormat>(a: u64, b: u64) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Fork's four-at-a-time test: an entry equal to a present read-only
+/// `b` outside `READONLY_AD` is present, read-only, and "same" as `b`; and
+/// flipping only accessed or dirty on an encodable read-only leaf passes
+/// the test (so the fast path is taken where it should be).
+fn readonly_ad<F: PteFormat>(b: u64, a: u64) -> Result<(), TestCaseError> {
+    let b = F::pte_wrprotect(b);
+    prop_assert!(F::pte_present(b) && !F::pte_writable(b));
+    if (a ^ b) & !F::READONLY_AD == 0 {
+        prop_assert!(F::pte_present(a), "{:#x} vs {:#x}", a, b);
+        prop_assert!(!F::pte_writable(a), "{:#x} vs {:#x}", a, b);
+        prop_assert!(F::pte_same_ignoring_ad(a, b), "{:#x} vs {:#x}", a, b);
+    }
+    Ok(())
+}
+
+fn readonly_ad_covers_ad<F: PteFormat>(k: PteKind) -> Result<(), TestCaseError> {
+    let (pa, a) = attrs_of(k);
+    let ro = Attrs {
+        writable: false,
+        ..a
+    };
+    let b = F::encode(leaf(pa, ro), L3);
+    for (young, dirty) in [(false, false), (false, true), (true, false), (true, true)] {
+        let other = F::encode(leaf(pa, Attrs { young, dirty, ..ro }), L3);
+        prop_assert_eq!((other ^ b) & !F::READONLY_AD, 0, "{:#x} vs {:#x}", other, b);
+    }
+    Ok(())
+}
+
 /// A present L3 entry with arbitrary other bits.
 fn present_raw<F: PteFormat>() -> impl Strategy<Value = u64> {
     any::<u64>().prop_map(|r| {
@@ -252,6 +282,22 @@ proptest! {
     #[test]
     fn x86_same_sound(a in present_raw::<X86_64>(), m in any::<[u64; 3]>()) {
         same_sound::<X86_64>(a, a ^ (m[0] & m[1] & m[2]))?;
+    }
+
+    #[test]
+    fn arm64_readonly_ad(b in present_raw::<Aarch64>(), m in any::<[u64; 3]>(), k in page::<Aarch64>()) {
+        let b = Aarch64::pte_wrprotect(b);
+        readonly_ad::<Aarch64>(b, b ^ (m[0] & m[1] & m[2]))?;
+        readonly_ad::<Aarch64>(b, b ^ (m[0] & (Aarch64::READONLY_AD | 0b11 | (1 << 7) | (1 << 51))))?;
+        readonly_ad_covers_ad::<Aarch64>(k)?;
+    }
+
+    #[test]
+    fn x86_readonly_ad(b in present_raw::<X86_64>(), m in any::<[u64; 3]>(), k in page::<X86_64>()) {
+        let b = X86_64::pte_wrprotect(b);
+        readonly_ad::<X86_64>(b, b ^ (m[0] & m[1] & m[2]))?;
+        readonly_ad::<X86_64>(b, b ^ (m[0] & (X86_64::READONLY_AD | 0b11)))?;
+        readonly_ad_covers_ad::<X86_64>(k)?;
     }
 }
 

@@ -166,6 +166,7 @@ impl PteFormat for Aarch64 {
 
     const NAME: &'static str = "aarch64";
     const PA_BITS: u32 = 48;
+    const READONLY_AD: u64 = AF | SW_DIRTY;
     const CONT_ENTRIES: usize = 16;
 
     fn encode(kind: PteKind, level: Level) -> u64 {

@@ -11,6 +11,7 @@
 //! | [`PteCursor::get_and_clear_ptes`]| `get_and_clear_full_ptes`               |
 //! | [`PteCursor::wrprotect_ptes`]    | `wrprotect_ptes`                        |
 //! | [`PteCursor::pte_batch`]         | `folio_pte_batch` (dirty ignored)       |
+//! | [`PteCursor::copy_batch_wrprotect`], [`PteCursor::copy_one_wrprotect`] | fork's `folio_pte_batch` + `wrprotect_ptes` + `set_ptes`, in one pass |
 //!
 //! A cursor covers `[start, end)` inside one 2 MiB-aligned span, so all of
 //! its entries sit in one table; index `i` is the entry for
@@ -58,7 +59,7 @@ use super::kind::PteKind;
 use super::level::{ENTRIES, Level};
 use super::mapper::{MapError, PageTable, TableAlloc};
 use super::walk::PteSlot;
-use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use crate::addr::{PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 
 /// A window of consecutive entries of one L3 table, borrowed from its
 /// [`PageTable`] for as long as the cursor lives.
@@ -308,6 +309,164 @@ impl<F: PteFormat> PteCursor<'_, F> {
             }
         }
         changed
+    }
+
+    /// Fork's copy of one batch into `dst`, in a single pass over the
+    /// entries (what `pte_batch`, `wrprotect_ptes` and `set_ptes` do in
+    /// turn, fused): entry `i` is present and starts the batch; entry
+    /// `i + n` joins it while `n < max_nr` and it equals entry `i` advanced
+    /// by `n` pages apart from accessed, dirty and write permission
+    /// ([`PteFormat::pte_same_ignoring_ad`]). Each entry of the batch loses
+    /// write permission here (if it had it), and `dst`'s entry at the same
+    /// index becomes entry `i` write-protected and advanced by `n` pages:
+    /// within a batch the first entry's accessed and dirty state stands
+    /// for all, as in `set_ptes`. Returns the batch length and how many of
+    /// its entries were writable (the parent needs a TLB flush if any).
+    ///
+    /// `max_nr` must already be bounded by the folio entry `i` maps (its
+    /// end frame minus entry `i`'s frame, as [`PteCursor::pte_batch`]
+    /// bounds the scan before it reads past `i`): the pass never reads
+    /// beyond `i + max_nr`, so a physically adjacent folio is never joined.
+    /// One pass instead of three matters under emulation, where every
+    /// load, test and loop step is paid per entry; the result is exactly
+    /// that of the three calls (the host tests compare them).
+    ///
+    /// Context: `dst` covers the same virtual range (the child's table at
+    /// the same address), its entries `i..i + max_nr` are not present, and
+    /// no walker can use `dst`'s table yet (fork's child has never run),
+    /// so the stores need no ordering; the caller takes the folio's
+    /// references and mapcount for the returned length right after, before
+    /// anything can observe the child. TLB maintenance for the parent is
+    /// the caller's, as for `wrprotect_ptes`.
+    ///
+    /// # Panics
+    ///
+    /// If `max_nr == 0`, `i + max_nr` exceeds the cursor, `dst` covers a
+    /// different range, or entry `i` is not present. Debug builds also
+    /// panic if a `dst` entry of the batch is present.
+    #[inline(never)]
+    pub fn copy_batch_wrprotect(
+        &mut self,
+        dst: &mut PteCursor<'_, F>,
+        i: usize,
+        max_nr: usize,
+    ) -> (usize, usize) {
+        assert!(max_nr >= 1, "PteCursor::copy_batch_wrprotect: max_nr is 0");
+        assert!(
+            dst.start == self.start && dst.len() == self.len(),
+            "PteCursor::copy_batch_wrprotect: the cursors cover different ranges"
+        );
+        let src = self.run("copy_batch_wrprotect", i, max_nr);
+        let out = &dst.entries[i..i + max_nr];
+        let first = src[0].load(Ordering::Relaxed);
+        assert!(
+            F::pte_present(first),
+            "PteCursor::copy_batch_wrprotect: entry {i} ({first:#x}) is not present"
+        );
+        // Checked once per batch, so that advancing an entry by `k` pages
+        // can be an addition: with every frame up to `first + max_nr`
+        // inside the format's address width (a folio's frames are), adding
+        // `k` pages to the raw entry never carries out of the address
+        // field, and equals `pte_advance(first, k)`.
+        assert!(
+            F::pte_pfn(first).as_u64() + max_nr as u64 <= 1 << (F::PA_BITS - PAGE_SHIFT),
+            "PteCursor::copy_batch_wrprotect: {max_nr} frames from {first:#x} leave the address field"
+        );
+        let child = F::pte_wrprotect(first);
+        let mut writable = 0;
+        if F::pte_writable(first) {
+            src[0].store(child, Ordering::Relaxed);
+            writable += 1;
+        }
+        debug_assert!(
+            !F::pte_present(out[0].load(Ordering::Relaxed)),
+            "PteCursor::copy_batch_wrprotect: child entry {i} is present"
+        );
+        out[0].store(child, Ordering::Relaxed);
+        let mut n = 1;
+        if writable == 0 {
+            // A read-only batch (what every fork after the first one sees):
+            // four entries per step with one test, since each member is
+            // read-only too and so needs no write-protection, and the
+            // child's entry is the parent's expected one (`child == first`
+            // here). Where the test fails, the loop below sorts it out.
+            let p = PAGE_SIZE;
+            let mut e = first + p;
+            for (s4, o4) in src[1..].chunks_exact(4).zip(out[1..].chunks_exact(4)) {
+                let x = (s4[0].load(Ordering::Relaxed) ^ e)
+                    | (s4[1].load(Ordering::Relaxed) ^ (e + p))
+                    | (s4[2].load(Ordering::Relaxed) ^ (e + 2 * p))
+                    | (s4[3].load(Ordering::Relaxed) ^ (e + 3 * p));
+                if x & !F::READONLY_AD != 0 {
+                    break;
+                }
+                debug_assert!(
+                    o4.iter()
+                        .all(|o| !F::pte_present(o.load(Ordering::Relaxed))),
+                    "PteCursor::copy_batch_wrprotect: a child entry at {} is present",
+                    i + n
+                );
+                o4[0].store(e, Ordering::Relaxed);
+                o4[1].store(e + p, Ordering::Relaxed);
+                o4[2].store(e + 2 * p, Ordering::Relaxed);
+                o4[3].store(e + 3 * p, Ordering::Relaxed);
+                e += 4 * p;
+                n += 4;
+            }
+        }
+        while n < max_nr {
+            let delta = n as u64 * PAGE_SIZE;
+            let cur = src[n].load(Ordering::Relaxed);
+            // A non-present entry never matches a present expected one.
+            if !F::pte_same_ignoring_ad(cur, first + delta) {
+                break;
+            }
+            // Not a compare-and-swap: no walk can set A/D in between
+            // (module doc).
+            if F::pte_writable(cur) {
+                src[n].store(F::pte_wrprotect(cur), Ordering::Relaxed);
+                writable += 1;
+            }
+            debug_assert!(
+                !F::pte_present(out[n].load(Ordering::Relaxed)),
+                "PteCursor::copy_batch_wrprotect: child entry {} is present",
+                i + n
+            );
+            out[n].store(child + delta, Ordering::Relaxed);
+            n += 1;
+        }
+        (n, writable)
+    }
+
+    /// [`PteCursor::copy_batch_wrprotect`] for a batch of one, the
+    /// entry `raw` the caller read at `i` (every order-0 folio, and every
+    /// entry with batching off): kept apart so that the common small case
+    /// is a few inlined instructions rather than a call into the batch
+    /// loop. Returns whether the entry was writable.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is outside the cursor, `dst` covers a different range, or
+    /// `raw` is not present. Debug builds also panic if `raw` is not entry
+    /// `i` or `dst`'s entry `i` is present.
+    #[inline]
+    pub fn copy_one_wrprotect(&mut self, dst: &mut PteCursor<'_, F>, i: usize, raw: u64) -> bool {
+        assert!(
+            dst.start == self.start && dst.len() == self.len() && F::pte_present(raw),
+            "PteCursor::copy_one_wrprotect: bad call for entry {i} ({raw:#x})"
+        );
+        let src = &self.entries[i];
+        debug_assert_eq!(src.load(Ordering::Relaxed), raw);
+        let out = &dst.entries[i];
+        debug_assert!(!F::pte_present(out.load(Ordering::Relaxed)));
+        let child = F::pte_wrprotect(raw);
+        let writable = F::pte_writable(raw);
+        if writable {
+            // A load and a store, not a compare-and-swap (module doc).
+            src.store(child, Ordering::Relaxed);
+        }
+        out.store(child, Ordering::Relaxed);
+        writable
     }
 
     /// How many entries from `i` on (at least 1, at most `max_nr`) map

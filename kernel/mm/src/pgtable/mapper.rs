@@ -28,10 +28,27 @@ use crate::phys::LinearMap;
 /// writable, must be used for nothing else from then on (ownership passes
 /// to the page table), and should be 4 KiB aligned (a misaligned frame is
 /// refused with [`MapError::BadTableFrame`], never written). Its contents
-/// do not matter: the mapper zeroes a table before linking it.
+/// do not matter: the mapper zeroes a table (through
+/// [`TableAlloc::zero_table`]) before linking it.
 pub unsafe trait TableAlloc {
     /// One 4 KiB frame for a page table, or `None` when out of memory.
     fn alloc_table(&mut self) -> Option<PhysAddr>;
+
+    /// Zeroes `table`, a frame this allocator just handed out, whose 4 KiB
+    /// the linear map shows at `ptr`. The default writes zero bytes; an
+    /// allocator with a faster way (the kernel's wide vector stores: fork
+    /// zeroes one child table per 2 MiB it copies) overrides it.
+    ///
+    /// # Safety
+    ///
+    /// `table` came from [`TableAlloc::alloc_table`] and nothing else uses
+    /// or sees it yet; `ptr` is its page-aligned, writable linear-map
+    /// address.
+    unsafe fn zero_table(&mut self, table: PhysAddr, ptr: *mut u8) {
+        let _ = table;
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::write_bytes(ptr, 0, PAGE_SIZE as usize) };
+    }
 }
 
 /// How [`PageTable::map_range`] may shape the mapping.
@@ -439,16 +456,17 @@ impl<F: PteFormat> PageTable<F> {
         if all_empty { n } else { 1 }
     }
 
-    /// A zeroed table frame from `alloc`, not yet linked.
-    fn new_table(&mut self, alloc: &mut impl TableAlloc) -> Result<PhysAddr, MapError> {
+    /// A zeroed table frame from `alloc`, not yet linked: every new table
+    /// of the tree comes from here.
+    pub(super) fn new_table(&self, alloc: &mut impl TableAlloc) -> Result<PhysAddr, MapError> {
         let t = alloc.alloc_table().ok_or(MapError::OutOfMemory)?;
         if !t.is_aligned(PAGE_SIZE) {
             return Err(MapError::BadTableFrame);
         }
         // SAFETY: `TableAlloc` hands over an unused, page-aligned (checked
         // above) frame of RAM mapped writable by the linear map; nobody
-        // else can see it before we link it.
-        unsafe { core::ptr::write_bytes(self.map.ptr::<u8>(t), 0, PAGE_SIZE as usize) };
+        // else can see it before the caller links it.
+        unsafe { alloc.zero_table(t, self.map.ptr::<u8>(t)) };
         Ok(t)
     }
 

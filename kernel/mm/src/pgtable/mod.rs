@@ -19,7 +19,8 @@
 //! - [`PageTable`]: builds and walks a 4-level tree through the
 //!   [`LinearMap`](crate::phys::LinearMap).
 //! - [`PteCursor`]: Linux-style batch operations (`set_ptes`,
-//!   `get_and_clear_ptes`, `wrprotect_ptes`, `pte_batch`) over one
+//!   `get_and_clear_ptes`, `wrprotect_ptes`, `pte_batch`, and fork's
+//!   fused `copy_batch_wrprotect`) over one
 //!   last-level table, on raw entries through the `pte_*` helpers of
 //!   [`PteFormat`].
 
@@ -58,6 +59,14 @@ pub trait PteFormat {
     const NAME: &'static str;
     /// Width of an output (physical) address the format can hold.
     const PA_BITS: u32;
+    /// The bits in which two read-only page entries can differ by their
+    /// accessed and dirty state alone (arm64: AF and the software dirty
+    /// bit; x86: A and D). If `b` is a present read-only entry and
+    /// `(a ^ b) & !READONLY_AD == 0`, then `a` is present and read-only too
+    /// and `pte_same_ignoring_ad(a, b)` holds: one mask test per entry
+    /// where the general comparison needs the writable state apart (the
+    /// host tests check the implication).
+    const READONLY_AD: u64;
     /// Entries grouped by the contiguous hint (arm64: 16); 1 if the format
     /// has no such hint, in which case [`Attrs::cont`] is not encodable.
     const CONT_ENTRIES: usize;

@@ -146,20 +146,7 @@ impl<F: PteFormat> PageTable<F> {
                 PteKind::Table(next) => next,
                 PteKind::Leaf { .. } => return Err(MapError::AlreadyMapped),
                 PteKind::Absent => {
-                    let t = alloc.alloc_table().ok_or(MapError::OutOfMemory)?;
-                    if !t.is_aligned(PAGE_SIZE) {
-                        return Err(MapError::BadTableFrame);
-                    }
-                    // SAFETY: TableAlloc hands over an unused page-aligned
-                    // frame mapped writable by the linear map; nobody can
-                    // see it before the link below.
-                    unsafe {
-                        core::ptr::write_bytes(
-                            self.linear_map().ptr::<u8>(t),
-                            0,
-                            PAGE_SIZE as usize,
-                        )
-                    };
+                    let t = self.new_table(alloc)?;
                     // Release: the zeroes are visible before the link.
                     e.store(F::encode(PteKind::Table(t), level), Ordering::Release);
                     t
@@ -190,14 +177,7 @@ impl<F: PteFormat> PageTable<F> {
             ) {
                 continue;
             }
-            let t = alloc.alloc_table().ok_or(MapError::OutOfMemory)?;
-            if !t.is_aligned(PAGE_SIZE) {
-                return Err(MapError::BadTableFrame);
-            }
-            // SAFETY: as in `pte_slot_alloc`: a fresh frame nobody sees yet.
-            unsafe {
-                core::ptr::write_bytes(self.linear_map().ptr::<u8>(t), 0, PAGE_SIZE as usize)
-            };
+            let t = self.new_table(alloc)?;
             e.store(F::encode(PteKind::Table(t), Level::L0), Ordering::Release);
             added += 1;
         }

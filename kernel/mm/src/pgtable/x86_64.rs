@@ -117,6 +117,7 @@ impl X86_64 {
 impl PteFormat for X86_64 {
     const NAME: &'static str = "x86_64";
     const PA_BITS: u32 = 52;
+    const READONLY_AD: u64 = A | D;
     const CONT_ENTRIES: usize = 1;
 
     fn encode(kind: PteKind, level: Level) -> u64 {
