@@ -27,8 +27,10 @@
 //! Faults map whole folios through a [`PteCursor`](crate::pgtable::PteCursor).
 //! Fork and zap work one last-level table at a time through the cursor and
 //! handle a run of entries mapping consecutive pages of one large folio as
-//! one batch: one refcount and mapcount update, one write-protect or clear,
-//! one `set_ptes`, one (folio, nr) gather entry ([`MmEnv::batching`] turns
+//! one batch: one refcount and mapcount update; fork finds, write-protects
+//! and copies the run in one pass (`PteCursor::copy_batch_wrprotect`), zap
+//! clears it in one call and hands one (folio, nr) gather entry on
+//! ([`MmEnv::batching`] turns
 //! this off, PTE by PTE as Linux before 6.9). mprotect still goes PTE by
 //! PTE.
 
