@@ -24,7 +24,7 @@
 //! before it drops a single folio reference or frees a table: no frame is
 //! reused while a stale translation to it may survive.
 //!
-//! Faults map whole folios through a [`PteCursor`](crate::pgtable::PteCursor).
+//! Faults map whole folios through a [`PteCursor`].
 //! Fork and zap work one last-level table at a time through the cursor and
 //! handle a run of entries mapping consecutive pages of one large folio as
 //! one batch: one refcount and mapcount update; fork finds, write-protects
