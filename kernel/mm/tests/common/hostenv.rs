@@ -5,8 +5,9 @@
 
 use std::alloc::{Layout, alloc, dealloc};
 
-use folium_mm::aspace::{Access, AddressSpace, MmEnv};
+use folium_mm::aspace::{Access, AddressSpace};
 use folium_mm::buddy::BuddyAllocator;
+use folium_mm::env::MmEnv;
 use folium_mm::folio::Folio;
 use folium_mm::memmap::{Memmap, Page};
 use folium_mm::pgtable::PteFormat;
@@ -78,7 +79,7 @@ impl HostEnv {
             tables: 0,
             thp: ThpPolicy::new(),
             zero,
-            gather_batch: folium_mm::aspace::GATHER_BATCH,
+            gather_batch: folium_mm::env::GATHER_BATCH,
             batching: true,
             batches: Default::default(),
         }

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
 use folium_mm::asid::AsidAllocator;
-use folium_mm::aspace::MmEnv;
+use folium_mm::env::MmEnv;
 use folium_mm::folio::Folio;
 use folium_mm::memmap::Memmap;
 use folium_mm::phys::LinearMap;

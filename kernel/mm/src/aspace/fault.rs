@@ -1,0 +1,336 @@
+//! Faults: demand-zero anonymous pages in large folios (mTHP order
+//! choice), the shared zero page, spurious faults, and copy-on-write of
+//! large folios page by page (Linux `handle_mm_fault`, `do_anonymous_page`,
+//! `do_wp_page`).
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::addr::{Order, PAGE_SIZE, Pfn, VirtAddr};
+use crate::env::{EnvTables, MmEnv};
+use crate::mmu_gather::Gather;
+use crate::pgtable::{Level, MapError, PteFormat, PteSlot};
+use crate::stats::STATS;
+use crate::thp;
+use crate::tlb::Asid;
+use crate::vma::{Prot, VmFlags, Vma, VmaKind};
+
+use super::{Access, AddressSpace, FaultError, FaultResult, user_pte};
+
+/// Invalidates one page's translation (a spurious or permission fault's
+/// stale entry), counted in [`STATS`].
+fn flush_page(env: &(impl MmEnv + ?Sized), asid: Asid, va: VirtAddr) {
+    STATS.flush_page.fetch_add(1, Relaxed);
+    env.tlb().flush_page(asid, va);
+}
+
+impl<F: PteFormat> AddressSpace<F> {
+    /// Resolves a fault at `va` for `access` (Linux `handle_mm_fault` for
+    /// anonymous private memory): a missing page is allocated zeroed (a
+    /// large folio where the mTHP policy allows; the shared zero page for a
+    /// read); a write to a write-protected page of a writable area is
+    /// copy-on-write.
+    pub fn handle_fault(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        va: VirtAddr,
+        access: Access,
+    ) -> FaultResult {
+        let vma = *self.vmas.find(va).ok_or(FaultError::Unmapped)?;
+        if !access.allowed_by(vma.prot) {
+            return Err(FaultError::Protection);
+        }
+        self.fault_page(
+            env,
+            &vma,
+            va.align_down(PAGE_SIZE),
+            access == Access::Write,
+            false,
+        )
+    }
+
+    /// Makes every page of `[start, end)` present as a fault for `access`
+    /// would (Linux `populate_vma_page_range` for `MAP_POPULATE`), skipping
+    /// pages already present with the rights `access` needs, so a large
+    /// folio is faulted once, not once per page. Stops at the first error.
+    pub fn populate(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        start: VirtAddr,
+        end: VirtAddr,
+        access: Access,
+    ) -> FaultResult {
+        let mut va = start.align_down(PAGE_SIZE);
+        while va < end {
+            let done = self.translate(va).is_some_and(|(pfn, a)| {
+                access != Access::Write || (a.writable && pfn != env.zero_pfn())
+            });
+            if !done {
+                self.handle_fault(env, va, access)?;
+            }
+            va = va + PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Makes the page at `va` present under `vma`'s rights. `write`: a
+    /// store (the area allows it), so the page must end up private and
+    /// writable. `force`: the kernel writes the page's contents on the
+    /// program's behalf (loading), so it must end up private, mapped with
+    /// the area's own rights.
+    pub(super) fn fault_page(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        vma: &Vma,
+        va: VirtAddr,
+        write: bool,
+        force: bool,
+    ) -> FaultResult {
+        let slot = self
+            .pt
+            .pte_slot_alloc(va, &mut EnvTables(env))
+            .map_err(|e| match e {
+                MapError::OutOfMemory => FaultError::OutOfMemory,
+                _ => FaultError::Unmapped,
+            })?;
+        let raw = self.pt.pte(slot);
+        if !F::pte_present(raw) {
+            if write || force {
+                return self.do_anonymous(env, vma, va, write);
+            }
+            return self.map_zero_page(env, slot, vma.prot);
+        }
+        let pfn = F::pte_pfn(raw);
+        if !write && !force {
+            // Present: a stale TLB entry faulted (Linux's spurious fault).
+            flush_page(env, self.asid, va);
+            return Ok(());
+        }
+        if pfn == env.zero_pfn() {
+            return self.replace_page(env, slot, va, None, vma.prot, write);
+        }
+        if F::pte_writable(raw) {
+            if write && !F::pte_dirty(raw) {
+                // Writable but clean (arm64 without hardware dirty
+                // tracking): record the write.
+                self.pt.set_pte(slot, F::pte_mkdirty(F::pte_mkyoung(raw)));
+            }
+            flush_page(env, self.asid, va);
+            return Ok(());
+        }
+        self.write_protect_fault(env, slot, va, pfn, vma.prot, write)
+    }
+
+    /// A read of untouched anonymous memory: the shared zero page, read
+    /// only, holding no reference (Linux's special zero-page PTE). The
+    /// first write replaces it with a private page.
+    fn map_zero_page(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        slot: PteSlot,
+        prot: Prot,
+    ) -> FaultResult {
+        let raw = user_pte::<F>(env.zero_pfn(), prot, false);
+        self.pt.set_pte(slot, raw);
+        Ok(())
+    }
+
+    /// A missing page that must be private (Linux `do_anonymous_page` with
+    /// `alloc_anon_folio`): the largest order the policy allows whose
+    /// naturally aligned range lies inside the area and has no populated
+    /// entry, falling back order by order to 0, also when an allocation
+    /// fails; zeroed; every page mapped by one `set_ptes`.
+    fn do_anonymous(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        vma: &Vma,
+        va: VirtAddr,
+        write: bool,
+    ) -> FaultResult {
+        let span = Level::L2.size();
+        let base = va.align_down(span);
+        let orders = self.fault_orders(env, vma, va);
+        // The tables exist (`fault_page` walked to the slot): a cursor over
+        // the whole last-level table sees every candidate range.
+        let mut cur = self
+            .pt
+            .pte_cursor(base, base + span)
+            .ok_or(FaultError::OutOfMemory)?;
+        let index = |a: VirtAddr| ((a - base) / PAGE_SIZE) as usize;
+        let mut got = None;
+        for order in (0..=thp::MAX_ORDER).rev() {
+            if orders & (1 << order) == 0 {
+                continue;
+            }
+            let size = PAGE_SIZE << order;
+            let first = index(va.align_down(size));
+            let nr = 1usize << order;
+            // Linux `pte_range_none`: any populated entry (the zero page
+            // included) rules the order out; it is not a fallback.
+            if order > 0 && (first..first + nr).any(|i| cur.get(i) != 0) {
+                continue;
+            }
+            match env.alloc_folio(Order::of(order)) {
+                Some(f) => {
+                    got = Some((f, order, first, nr));
+                    break;
+                }
+                None if order > 0 => env.thp().count_fallback(order),
+                None => {}
+            }
+        }
+        let (folio, order, first, nr) = got.ok_or(FaultError::OutOfMemory)?;
+        if order > 0 {
+            env.thp().count_alloc(order);
+        }
+        let head = folio.pfn();
+        env.zero_pages(head, nr as u64);
+        {
+            let f = env.memmap().folio(&folio);
+            f.set_anon();
+            // One reference and one mapcount per PTE; every page private.
+            f.ref_add(nr as u32 - 1);
+            f.add_mapcount(nr as u32);
+            for k in 0..nr as u64 {
+                f.set_page_anon_exclusive(head + k);
+            }
+        }
+        // The allocation's reference is the first PTE's.
+        let _ = folio.into_raw();
+        let raw = user_pte::<F>(head, vma.prot, write);
+        cur.set_ptes(first, raw, nr);
+        self.rss += nr as u64;
+        Ok(())
+    }
+
+    /// Orders a fault at `va` in `vma` may use: the policy's (Linux
+    /// `thp_vma_allowable_orders`) whose naturally aligned range lies
+    /// inside the area (`thp_vma_suitable_orders`); bit 0 always.
+    ///
+    /// Folium differs from Linux in one place: program images are
+    /// anonymous copies here, never large (Linux maps them from the page
+    /// cache, outside the anonymous policy).
+    fn fault_orders(&self, env: &(impl MmEnv + ?Sized), vma: &Vma, va: VirtAddr) -> u16 {
+        if vma.kind == VmaKind::Image {
+            return 1;
+        }
+        let mut orders = env.thp().allowed_orders(
+            vma.flags.contains(VmFlags::HUGEPAGE),
+            vma.flags.contains(VmFlags::NOHUGEPAGE),
+        );
+        for order in 1..=thp::MAX_ORDER {
+            let size = PAGE_SIZE << order;
+            let start = va.align_down(size);
+            if start < vma.start || start + size > vma.end {
+                orders &= !(1 << order);
+            }
+        }
+        orders
+    }
+
+    /// A store (or a forced kernel write) to a write-protected page: reuse
+    /// it if nobody else can see it, else copy (Linux `do_wp_page`).
+    ///
+    /// Reuse follows Linux: an anon-exclusive page is reused at once; any
+    /// other page when its folio's every mapping is one of this space's
+    /// PTEs and no reference is held beyond them (Linux 6.13's rule for
+    /// large folios, the `refcount == 1` test for small ones). The page
+    /// becomes exclusive; the folio's other pages keep their state.
+    fn write_protect_fault(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        slot: PteSlot,
+        va: VirtAddr,
+        pfn: Pfn,
+        prot: Prot,
+        write: bool,
+    ) -> FaultResult {
+        let reuse = {
+            let mm = env.memmap();
+            let f = mm.page_folio(pfn).ok_or(FaultError::Unmapped)?;
+            if f.page_anon_exclusive(pfn) {
+                true
+            } else if self.maps_all_of(&f, va, pfn) {
+                f.set_page_anon_exclusive(pfn);
+                true
+            } else {
+                false
+            }
+        };
+        if !reuse {
+            return self.replace_page(env, slot, va, Some(pfn), prot, write);
+        }
+        if write {
+            // Only permission is added: no flush (Linux neither). A stale
+            // read-only entry faults once more and the spurious-fault
+            // path flushes it.
+            self.pt.set_pte(slot, user_pte::<F>(pfn, prot, true));
+        }
+        Ok(())
+    }
+
+    /// True if every mapping of folio `f` is a PTE of this space and the
+    /// PTEs hold every reference: `va` maps page `pfn` of it. Pages of a
+    /// folio are only ever mapped at their natural place (faults map whole
+    /// folios aligned; fork copies at the same address; nothing moves
+    /// them), so the folio's own range of this space's table is where all
+    /// of this space's mappings of it are.
+    fn maps_all_of(&self, f: &crate::folio::FolioRef<'_>, va: VirtAddr, pfn: Pfn) -> bool {
+        let nr = f.nr_pages();
+        let map = u64::from(f.mapcount());
+        if u64::from(f.ref_count()) != map || map > nr {
+            return false;
+        }
+        if nr == 1 {
+            return map == 1;
+        }
+        let base = va - (pfn - f.pfn()) * PAGE_SIZE;
+        if !base.is_aligned(nr * PAGE_SIZE) {
+            return false;
+        }
+        let mut ours = 0;
+        self.pt
+            .folio_mappings(f.pfn(), base, nr as usize, |_| ours += 1);
+        ours == map
+    }
+
+    /// Replaces the page at `va` by a private order-0 copy of `old` (the
+    /// zero page's contents for `None`), mapped writable if `write`
+    /// (Linux `wp_page_copy`, which also copies into small folios only).
+    fn replace_page(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        slot: PteSlot,
+        va: VirtAddr,
+        old: Option<Pfn>,
+        prot: Prot,
+        write: bool,
+    ) -> FaultResult {
+        let new = env
+            .alloc_folio(Order::of(0))
+            .ok_or(FaultError::OutOfMemory)?;
+        let new_pfn = new.pfn();
+        match old {
+            Some(src) => env.copy_page(new_pfn, src),
+            None => env.zero_pages(new_pfn, 1),
+        }
+        {
+            let f = env.memmap().folio(&new);
+            f.set_anon();
+            f.add_mapcount(1);
+            f.set_page_anon_exclusive(new_pfn);
+        }
+        let _ = new.into_raw();
+        // Break before make (arm64 requires it when the output address
+        // changes): clear the entry, flush it, only then install the copy;
+        // the old page's reference is dropped after the flush too.
+        let mut g = Gather::new(self.asid);
+        let raw = self.pt.take_pte(slot);
+        g.note(va);
+        self.release_pte(raw, va, &mut g, env);
+        g.flush(env);
+        self.pt.set_pte(slot, user_pte::<F>(new_pfn, prot, write));
+        self.rss += 1;
+        g.finish(env);
+        Ok(())
+    }
+}

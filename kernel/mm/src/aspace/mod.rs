@@ -1,0 +1,373 @@
+//! A user address space: one page-table tree, its [`VmaMap`], the program
+//! break, and the operations a process needs on them: demand faults,
+//! copy-on-write, fork, unmapping, protection changes and teardown.
+//!
+//! Every mapped page holds one reference to its folio and one mapcount
+//! (Linux's accounting for PTE-mapped anonymous folios, large ones
+//! included: a 64 KiB folio mapped by 16 PTEs has refcount 16 and mapcount
+//! 16). Per-page *anon-exclusive* says the page is mapped by this address
+//! space only, so a write fault may reuse it instead of copying:
+//!
+//! | event                        | PTEs                                 | folio / page state                                   |
+//! |------------------------------|--------------------------------------|------------------------------------------------------|
+//! | read fault, nothing mapped   | the shared zero page, read-only      | none (the zero page is never counted)                |
+//! | write fault, nothing mapped  | all pages of a new folio of the largest allowed order, one `set_ptes` | ref = map = nr pages, anon, every page exclusive |
+//! | fork                         | both copies write-protected          | ref +1, map +1 per PTE; page no longer exclusive     |
+//! | write fault, exclusive page  | made writable                        | unchanged                                            |
+//! | write fault, all maps ours   | made writable (reuse)                | this page exclusive again                            |
+//! | write fault, shared          | this page only: a fresh order-0 copy | copy exclusive; old: map -1, ref -1 (after flush)    |
+//! | write fault on the zero page | a fresh zeroed order-0 page          | new folio exclusive                                  |
+//! | unmap / DONTNEED / teardown  | cleared (a part of a folio is fine)  | map -1; ref -1 after the TLB flush                   |
+//!
+//! **Unhook, flush, free.** Every path that removes or downgrades PTEs
+//! collects what it will release in a [`Gather`](crate::mmu_gather::Gather),
+//! which flushes the TLB before it drops a single folio reference or frees
+//! a table: no frame is reused while a stale translation to it may survive.
+//!
+//! One file per mechanism, each an `impl` block of [`AddressSpace`]:
+//!
+//! | file         | what                                                         | Linux                                   |
+//! |--------------|--------------------------------------------------------------|-----------------------------------------|
+//! | `fault.rs`   | demand faults, mTHP order choice, zero page, COW             | `handle_mm_fault`, `do_anonymous_page`, `do_wp_page` |
+//! | `fork.rs`    | batched copy of one PTE table at a time                      | `dup_mmap`, `copy_pte_range`            |
+//! | `zap.rs`     | munmap, `MADV_DONTNEED`, teardown: batched zap into the gather | `zap_pte_range`, `exit_mmap`          |
+//! | `protect.rs` | mprotect, `MADV_(NO)HUGEPAGE`                                | `change_protection`, `hugepage_madvise` |
+//!
+//! Faults map whole folios through a [`PteCursor`](crate::pgtable::PteCursor).
+//! Fork and zap work one last-level table at a time through the cursor and
+//! handle a run of entries mapping consecutive pages of one large folio as
+//! one batch: one refcount and mapcount update; fork finds, write-protects
+//! and copies the run in one pass (`PteCursor::copy_batch_wrprotect`), zap
+//! clears it in one call and hands one (folio, nr) gather entry on
+//! ([`MmEnv::batching`] turns this off, PTE by PTE as Linux before 6.9).
+//! mprotect still goes PTE by PTE.
+
+mod fault;
+mod fork;
+mod protect;
+mod zap;
+
+use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use crate::asid::AsidTag;
+use crate::env::{EnvTables, MmEnv};
+use crate::folio::FolioRef;
+use crate::memmap::Memmap;
+use crate::pgtable::{Attrs, Level, PageTable, PteFormat, PteKind};
+use crate::tlb::Asid;
+use crate::vma::{Prot, Vma, VmaError, VmaKind, VmaMap};
+
+/// The kind of access that faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A load.
+    Read,
+    /// A store.
+    Write,
+    /// An instruction fetch.
+    Exec,
+}
+
+impl Access {
+    /// True if rights `prot` allow this access.
+    fn allowed_by(self, prot: Prot) -> bool {
+        match self {
+            Access::Read => prot.read(),
+            Access::Write => prot.write(),
+            Access::Exec => prot.exec(),
+        }
+    }
+}
+
+/// The folio a present entry mapping `pfn` holds a reference to: `None`
+/// for the zero page `zero`, which holds none (or a frame without a
+/// folio).
+#[inline]
+fn entry_folio(mm: &Memmap, zero: Pfn, pfn: Pfn) -> Option<FolioRef<'_>> {
+    if pfn == zero {
+        None
+    } else {
+        mm.page_folio(pfn)
+    }
+}
+
+/// Why a fault cannot be resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    /// No area covers the address (Linux `SEGV_MAPERR`).
+    Unmapped,
+    /// The area forbids this access (Linux `SEGV_ACCERR`).
+    Protection,
+    /// No memory for a page or a table (the process is killed).
+    OutOfMemory,
+}
+
+/// A fault's answer for the caller.
+pub type FaultResult = Result<(), FaultError>;
+
+/// The program break: `[start, cur)` is the heap area (Linux `brk`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Brk {
+    /// Where the heap starts (page aligned, just above the program).
+    pub start: VirtAddr,
+    /// The current break (byte granular, as `brk` returns it).
+    pub cur: VirtAddr,
+}
+
+/// One user address space of page-table format `F`.
+pub struct AddressSpace<F: PteFormat> {
+    pt: PageTable<F>,
+    vmas: VmaMap,
+    /// The program break, once a program is loaded.
+    pub brk: Option<Brk>,
+    /// ASID bookkeeping (the kernel's allocator updates it on switch).
+    pub asid_tag: AsidTag,
+    /// The ASID this space last ran with (flushes use it).
+    pub asid: Asid,
+    /// First address past user space.
+    user_end: VirtAddr,
+    /// Present user pages (kept up to date by every path that maps or
+    /// unmaps, so reading it costs nothing).
+    rss: u64,
+    /// The shared zero page (its mappings are not counted in `rss`).
+    zero: Pfn,
+}
+
+/// The PTE for a user page.
+fn user_pte<F: PteFormat>(pfn: Pfn, prot: Prot, writable: bool) -> u64 {
+    let mut attrs = user_attrs(prot, writable);
+    attrs.young = true;
+    attrs.dirty = writable;
+    F::encode(
+        PteKind::Leaf {
+            pa: pfn.phys(),
+            attrs,
+        },
+        Level::L3,
+    )
+}
+
+/// Attributes of a user page under `prot`. A `PROT_NONE` page keeps its
+/// frame mapped (its contents survive a later `mprotect` back) but as a
+/// kernel-only, non-executable, read-only entry, which user mode cannot
+/// touch (arm64 AP[1] clear; x86 U/S clear); the kernel's own user copies
+/// check the areas first, so they refuse it too.
+fn user_attrs(prot: Prot, writable: bool) -> Attrs {
+    let mut a = Attrs::user(writable && prot.write(), prot.exec());
+    a.user = prot.read();
+    a
+}
+
+fn leaf<F: PteFormat>(raw: u64) -> Option<(Pfn, Attrs)> {
+    match F::decode(raw, Level::L3) {
+        PteKind::Leaf { pa, attrs } => Some((pa.pfn(), attrs)),
+        _ => None,
+    }
+}
+
+impl<F: PteFormat> AddressSpace<F> {
+    /// An empty address space whose root copies `kernel_root`'s entries
+    /// `kernel_slots` (x86: the shared kernel half; none on arm64, where
+    /// the kernel lives in TTBR1). `user_end` bounds user mappings.
+    pub fn new(
+        env: &mut (impl MmEnv + ?Sized),
+        user_end: VirtAddr,
+        kernel_root: Option<(PhysAddr, core::ops::Range<usize>)>,
+    ) -> Result<Self, FaultError> {
+        let lin = env.linear();
+        let pt = PageTable::<F>::create(&mut EnvTables(env), lin)
+            .map_err(|_| FaultError::OutOfMemory)?;
+        if let Some((kroot, slots)) = kernel_root {
+            for i in slots {
+                // SAFETY: both roots are table frames in the linear map;
+                // the kernel's upper-half entries are copied as they are
+                // (the tables they point to are shared, never freed).
+                unsafe {
+                    let src = lin.ptr::<u64>(kroot).add(i).read_volatile();
+                    lin.ptr::<u64>(pt.root()).add(i).write_volatile(src);
+                }
+            }
+        }
+        Ok(AddressSpace {
+            pt,
+            vmas: VmaMap::new(),
+            brk: None,
+            asid_tag: AsidTag::default(),
+            asid: Asid(0),
+            user_end,
+            rss: 0,
+            zero: env.zero_pfn(),
+        })
+    }
+
+    /// The root table (for TTBR0 / CR3).
+    pub fn root(&self) -> PhysAddr {
+        self.pt.root()
+    }
+
+    /// The page table (read-only: the deferred split counts mappings in
+    /// it, see `split.rs`).
+    pub fn page_table(&self) -> &PageTable<F> {
+        &self.pt
+    }
+
+    /// First address past user space.
+    pub fn user_end(&self) -> VirtAddr {
+        self.user_end
+    }
+
+    /// The areas.
+    pub fn vmas(&self) -> &VmaMap {
+        &self.vmas
+    }
+
+    /// Adds an area (no pages are mapped until touched).
+    pub fn add_vma(&mut self, vma: Vma) -> Result<(), VmaError> {
+        if vma.end > self.user_end || vma.start.as_u64() < PAGE_SIZE {
+            return Err(VmaError::Invalid);
+        }
+        self.vmas.insert(vma)
+    }
+
+    /// True if the areas cover all of `[start, start + len)` with rights
+    /// that allow `access` (the check the kernel's user copies make before
+    /// touching memory, so they honour `PROT_NONE` like user mode does).
+    pub fn allows(&self, start: VirtAddr, len: u64, access: Access) -> bool {
+        let Some(end) = start.as_u64().checked_add(len) else {
+            return false;
+        };
+        if len == 0 {
+            return true;
+        }
+        let mut at = start;
+        for v in self.vmas.overlapping(start, VirtAddr::new(end)) {
+            if v.start > at || !access.allowed_by(v.prot) {
+                return false;
+            }
+            at = v.end;
+            if at.as_u64() >= end {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// What `va` maps to now: frame and attributes.
+    pub fn translate(&self, va: VirtAddr) -> Option<(Pfn, Attrs)> {
+        let slot = self.pt.pte_slot(va)?;
+        leaf::<F>(self.pt.pte(slot))
+    }
+
+    /// Writes `bytes` at `va` in this space on the kernel's behalf (program
+    /// loading), faulting pages in as needed, whatever the areas' rights
+    /// (Linux `FOLL_FORCE`). The range must lie inside areas.
+    pub fn write_bytes(
+        &mut self,
+        env: &mut (impl MmEnv + ?Sized),
+        mut va: VirtAddr,
+        mut bytes: &[u8],
+    ) -> FaultResult {
+        while !bytes.is_empty() {
+            let vma = *self.vmas.find(va).ok_or(FaultError::Unmapped)?;
+            let page = va.align_down(PAGE_SIZE);
+            // Force a private, present page even in a read-only area.
+            self.fault_page(env, &vma, page, vma.prot.write(), true)?;
+            let (pfn, _) = self.translate(page).ok_or(FaultError::Unmapped)?;
+            let off = (va - page) as usize;
+            let n = bytes.len().min(PAGE_SIZE as usize - off);
+            // SAFETY: `pfn` is a private page of this space (just faulted
+            // in; exclusive since nothing has forked it yet during
+            // loading), RAM in the linear map; we write inside it.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    env.linear().ptr::<u8>(pfn.phys()).add(off),
+                    n,
+                )
+            };
+            bytes = &bytes[n..];
+            va = va + n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `va` through the page tables (tests and
+    /// debugging; user copies go through the hardware with fault fixups).
+    pub fn read_bytes(
+        &self,
+        env: &(impl MmEnv + ?Sized),
+        mut va: VirtAddr,
+        buf: &mut [u8],
+    ) -> bool {
+        let mut done = 0;
+        while done < buf.len() {
+            let page = va.align_down(PAGE_SIZE);
+            let Some((pfn, _)) = self.translate(page) else {
+                return false;
+            };
+            let off = (va - page) as usize;
+            let n = (buf.len() - done).min(PAGE_SIZE as usize - off);
+            // SAFETY: a mapped page of this space, RAM in the linear map.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    env.linear().ptr::<u8>(pfn.phys()).add(off),
+                    buf[done..].as_mut_ptr(),
+                    n,
+                )
+            };
+            done += n;
+            va = va + n as u64;
+        }
+        true
+    }
+
+    /// Sets the program break (Linux `brk`): returns the new break, or the
+    /// old one if the request is refused (below the heap's start, into
+    /// another area, or past user space). Shrinking unmaps the pages.
+    pub fn set_brk(&mut self, env: &mut (impl MmEnv + ?Sized), want: VirtAddr) -> VirtAddr {
+        let Some(b) = self.brk else {
+            return VirtAddr::new(0);
+        };
+        if want < b.start || want > self.user_end {
+            return b.cur;
+        }
+        let old_end = b.cur.align_up(PAGE_SIZE);
+        let new_end = want.align_up(PAGE_SIZE);
+        if new_end > old_end {
+            if self.vmas.intersects(old_end, new_end) {
+                return b.cur;
+            }
+            let heap = Vma::new(old_end, new_end, Prot::RW, VmaKind::Heap);
+            if self.vmas.insert(heap).is_err() {
+                return b.cur;
+            }
+        } else if new_end < old_end && self.unmap(env, new_end, old_end).is_err() {
+            return b.cur;
+        }
+        self.brk = Some(Brk {
+            start: b.start,
+            cur: want,
+        });
+        want
+    }
+
+    /// Present user pages, from the running count (Linux's RSS: mappings
+    /// of the zero page are not counted).
+    pub fn rss(&self) -> u64 {
+        self.rss
+    }
+
+    /// Present user pages, counted by walking the tables (tests check
+    /// [`AddressSpace::rss`] against it).
+    pub fn resident_pages(&self) -> u64 {
+        let mut n = 0;
+        for v in self.vmas.iter() {
+            self.pt.for_each_slot(v.start, v.end, |_, s| {
+                let raw = self.pt.pte(s);
+                if F::pte_present(raw) && F::pte_pfn(raw) != self.zero {
+                    n += 1;
+                }
+            });
+        }
+        n
+    }
+}

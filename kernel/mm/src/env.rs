@@ -1,0 +1,131 @@
+//! The environment an address space runs in: what the generic mm code
+//! needs from the machine around it (frames, the memmap, the linear map,
+//! the TLB, the mTHP policy). The kernel implements [`MmEnv`] over its
+//! global allocator; host tests over a buddy allocator on an arena.
+
+use alloc::vec::Vec;
+
+use crate::addr::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use crate::folio::Folio;
+use crate::memmap::Memmap;
+use crate::pgtable::TableAlloc;
+use crate::phys::LinearMap;
+use crate::thp::ThpPolicy;
+use crate::tlb::TlbOps;
+
+/// What an address space needs from the machine around it: frames, the
+/// memmap, the linear map and the TLB. The kernel implements it over its
+/// global allocator; host tests over a buddy allocator on an arena.
+pub trait MmEnv {
+    /// The descriptor array (folio metadata is updated without locks).
+    fn memmap(&self) -> &Memmap;
+    /// The linear map through which tables and pages are reached.
+    fn linear(&self) -> LinearMap;
+    /// A folio of `order`, refcount 1, contents undefined.
+    fn alloc_folio(&mut self, order: Order) -> Option<Folio>;
+    /// Ends `nr` references to a folio at once (`folio` stands for all of
+    /// them), freeing the folio at zero.
+    fn folio_put_refs(&mut self, folio: Folio, nr: u32);
+    /// Ends one folio reference, freeing the folio at zero.
+    fn folio_put(&mut self, folio: Folio) {
+        self.folio_put_refs(folio, 1);
+    }
+    /// Ends the references of every `(folio, nr)` entry of `batch` and
+    /// leaves it empty (Linux `folios_put_refs`, which a gather calls once
+    /// per batch). The default puts them one by one; an environment may
+    /// free those that reach zero under one lock of its allocator.
+    fn folios_put_refs(&mut self, batch: &mut Vec<(Folio, u32)>) {
+        for (f, nr) in batch.drain(..) {
+            self.folio_put_refs(f, nr);
+        }
+    }
+    /// Whether fork and zap handle runs of PTEs mapping one large folio as
+    /// one batch (the default) or PTE by PTE (Linux before 6.9), for
+    /// measuring one against the other in the same boot.
+    fn batching(&self) -> bool {
+        true
+    }
+    /// Sees every batch fork (`fork`) or zap (`!fork`) handles, of `nr`
+    /// PTEs (tests count them exactly; the global [`STATS`](crate::stats::STATS) are shared).
+    fn note_batch(&self, fork: bool, nr: usize) {
+        let _ = (fork, nr);
+    }
+    /// A frame for a page table (contents undefined), or `None`.
+    fn alloc_table(&mut self) -> Option<PhysAddr>;
+    /// Returns a table frame that nothing links any more.
+    fn free_table(&mut self, table: PhysAddr);
+    /// Returns every table frame of `tables` (nothing links them any
+    /// more) and leaves it empty. The default frees them one by one; an
+    /// environment may take its allocator's lock once for all of them.
+    fn free_tables(&mut self, tables: &mut Vec<PhysAddr>) {
+        for t in tables.drain(..) {
+            self.free_table(t);
+        }
+    }
+    /// TLB maintenance.
+    fn tlb(&self) -> &dyn TlbOps;
+    /// Folio references a [`Gather`](crate::mmu_gather::Gather) may hold before it must flush and
+    /// free early ([`GATHER_BATCH`]; tests make it small).
+    fn gather_batch(&self) -> usize {
+        GATHER_BATCH
+    }
+    /// The mTHP policy anonymous faults follow.
+    fn thp(&self) -> &ThpPolicy;
+    /// Queues the large folio at `head`, whose first page is mapped at
+    /// `base`, for deferred split
+    /// ([`BuddyAllocator::deferred_split_folio`](crate::buddy::BuddyAllocator::deferred_split_folio)
+    /// on the machine's allocator). True if it was not queued yet.
+    fn deferred_split_folio(&mut self, head: Pfn, base: VirtAddr) -> bool;
+    /// The shared zero page: a frame of zeroes, never written and never
+    /// freed, that read faults on untouched memory map read-only. Its
+    /// mappings hold no reference and no mapcount (Linux's special PTE).
+    fn zero_pfn(&self) -> Pfn;
+    /// Zeroes `nr` pages from `pfn` (one folio the caller just allocated).
+    fn zero_pages(&mut self, pfn: Pfn, nr: u64) {
+        // SAFETY: the caller owns the (just allocated) pages, which are RAM
+        // mapped writable by the linear map.
+        unsafe {
+            core::ptr::write_bytes(
+                self.linear().ptr::<u8>(pfn.phys()),
+                0,
+                (nr * PAGE_SIZE) as usize,
+            )
+        };
+    }
+    /// Copies page `src` into page `dst`.
+    fn copy_page(&mut self, dst: Pfn, src: Pfn) {
+        let l = self.linear();
+        // SAFETY: `dst` is a fresh page the caller owns and `src` a mapped
+        // page it holds a reference to; both are RAM in the linear map and
+        // distinct frames.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                l.ptr::<u8>(src.phys()),
+                l.ptr::<u8>(dst.phys()),
+                PAGE_SIZE as usize,
+            )
+        };
+    }
+}
+
+/// Folio references a [`Gather`](crate::mmu_gather::Gather) holds before it flushes and frees them
+/// early. Linux chains batch pages up to about ten thousand of them
+/// before a forced flush; Folium bounds the list at 64 Ki references
+/// (512 KiB of kernel heap), so unmapping 1 GiB of small folios flushes
+/// four times and anything up to 256 MiB once.
+pub const GATHER_BATCH: usize = 1 << 16;
+
+/// Table frames from an [`MmEnv`].
+pub(crate) struct EnvTables<'e, E: MmEnv + ?Sized>(pub(crate) &'e mut E);
+
+// SAFETY: MmEnv::alloc_table hands out unused RAM frames of the linear map
+// the address space's tables use; ownership passes to the page table.
+unsafe impl<E: MmEnv + ?Sized> TableAlloc for EnvTables<'_, E> {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        self.0.alloc_table()
+    }
+    unsafe fn zero_table(&mut self, table: PhysAddr, _ptr: *mut u8) {
+        // The environment's page zeroing (the kernel's is its fastest).
+        self.0.zero_pages(table.pfn(), 1);
+    }
+}
