@@ -35,10 +35,12 @@
 //! - the deferred-split queue (`split.rs`) holds allocated folios only:
 //!   freeing a queued folio takes it off first.
 
-use crate::addr::{Order, Pfn};
-use crate::folio::bump;
-use crate::memmap::{Memmap, NONE, Page, PageFlags};
-use crate::split::DeferredQueue;
+use core::ptr;
+
+use crate::addr::{Order, Pfn, VirtAddr};
+use crate::deferred_split::DeferredQueue;
+use crate::folio::{Folio, FrozenFolio, PutOutcome, PutTestZero, REF_SATURATED};
+use crate::memmap::{Memmap, NONE, Page, PageFlags, bump};
 use core::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// Why [`BuddyAllocator::free`] refused a block. Nothing was changed.
@@ -183,7 +185,7 @@ impl<'m> BuddyAllocator<'m> {
     /// allocated head of that order holding a single reference and mapped
     /// by no page-table entry; otherwise nothing changes and the reason is
     /// returned (a mapped block is also counted in the memmap's
-    /// [`crate::folio::SafetyStats`]).
+    /// [`crate::memmap::SafetyStats`]).
     pub fn free(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
         let head = self.memmap.get(pfn).ok_or(FreeError::OutOfSpan)?;
         if !pfn.is_order_aligned(order) {
@@ -223,7 +225,7 @@ impl<'m> BuddyAllocator<'m> {
         if head.flags().contains(PageFlags::DEFERRED) {
             // A folio freed while queued for splitting (the per-PTE unmap
             // of a whole folio queues it on the way down).
-            self.deferred_del(idx);
+            self.deferred.del(self.memmap, idx);
         }
         if head.flags().contains(PageFlags::PER_PAGE_SET) {
             self.clear_tail_flags(idx, order);
@@ -383,250 +385,83 @@ impl core::fmt::Debug for BuddyAllocator<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::memmap::test_memmap;
-
-    fn buddy(start: u64, end: u64) -> BuddyAllocator<'static> {
-        BuddyAllocator::new(test_memmap(Pfn::new(start), Pfn::new(end)))
+impl BuddyAllocator<'_> {
+    /// Queues the allocated folio at `head`, whose first page is mapped at
+    /// `base`, for splitting (Linux `deferred_split_folio`). Returns false
+    /// if it is already queued or is not a large allocated folio.
+    pub fn deferred_split_folio(&mut self, head: Pfn, base: VirtAddr) -> bool {
+        self.deferred.push(self.memmap, head, base)
     }
 
-    fn o(k: u8) -> Order {
-        Order::of(k)
+    /// Folios on the deferred-split queue.
+    pub fn deferred_len(&self) -> u64 {
+        self.deferred.len()
     }
 
-    /// Walks every free list and checks it against the counters and the
-    /// invariants in the module doc.
-    fn check_lists(b: &BuddyAllocator) {
-        let mut pages = 0;
-        for k in 0..Order::COUNT {
-            let (mut idx, mut prev, mut n) = (b.free_lists[k], NONE, 0);
-            while idx != NONE {
-                let p = b.memmap.at(idx);
-                assert!(p.is_buddy() && p.order().index() == k);
-                assert_eq!(p.prev(), prev);
-                assert_eq!(idx % (1 << k), 0, "misaligned free block");
-                if k < Order::MAX.index() {
-                    let bud = b.memmap.at(idx ^ (1 << k));
-                    assert!(
-                        !(bud.is_buddy() && bud.order().index() == k),
-                        "unmerged buddies"
-                    );
-                }
-                (prev, idx) = (idx, p.next());
-                n += 1;
-            }
-            assert_eq!(n, b.nr_free_blocks[k]);
-            pages += n << k;
+    /// The queued folios, oldest first: (head, where its first page is
+    /// mapped).
+    pub fn deferred_folios(&self) -> impl Iterator<Item = (Pfn, VirtAddr)> + '_ {
+        self.deferred.iter(self.memmap)
+    }
+
+    /// Allocates a folio of `order`: refcount 1, mapcount 0, no flags
+    /// (Linux `folio_alloc`, without zeroing). `None` when out of memory.
+    pub fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
+        // alloc() already leaves the head as a fresh folio head.
+        self.alloc(order).map(Folio::from_fresh_alloc)
+    }
+
+    /// Ends one reference (Linux `folio_put`):
+    /// [`Memmap::folio_put_testzero`], then [`BuddyAllocator::free_frozen`]
+    /// if that was the last reference.
+    pub fn folio_put(&mut self, folio: Folio) -> PutOutcome {
+        self.folio_put_refs(folio, 1)
+    }
+
+    /// Ends `nr` references at once (Linux `folio_put_refs`), freeing the
+    /// folio if they were the last; refusals as
+    /// [`Memmap::folio_put_refs_testzero`].
+    pub fn folio_put_refs(&mut self, folio: Folio, nr: u32) -> PutOutcome {
+        match self.memmap().folio_put_refs_testzero(folio, nr) {
+            PutTestZero::Zero(frozen) => self.free_frozen(frozen),
+            PutTestZero::Kept(outcome) => outcome,
         }
-        assert_eq!(pages, b.nr_free_pages);
-        let buddies = b.memmap.pages().iter().filter(|p| p.is_buddy()).count() as u64;
-        assert_eq!(buddies, b.nr_free_blocks.iter().sum::<u64>());
     }
 
-    #[test]
-    fn add_carves_maximal_aligned_blocks() {
-        let mut b = buddy(0x1000, 0x1800);
-        // 0x1003..0x1408: 1+4 (0x1003, 0x1004..8) ... up to 0x1400, then 8.
-        assert_eq!(b.add_free_range(Pfn::new(0x1003), Pfn::new(0x1408)), 0x405);
-        let f = b.free_per_order();
-        // 0x1003 (o0), 0x1004 (o2), 0x1008 (o3), 0x1010 (o4) ... 0x1200 (o9),
-        // 0x1400 (o3).
-        assert_eq!(f, [1, 0, 1, 2, 1, 1, 1, 1, 1, 1, 0]);
-        assert_eq!(b.nr_free_pages(), 0x405);
-        assert_eq!(b.nr_managed_pages(), 0x405);
-        check_lists(&b);
-        // Overlap, out of span and reversed input are ignored or clipped.
-        assert_eq!(b.add_free_range(Pfn::new(0x1000), Pfn::new(0x1004)), 3);
-        assert_eq!(b.add_free_range(Pfn::new(0x0), Pfn::new(0x800)), 0);
-        assert_eq!(b.add_free_range(Pfn::new(0x1500), Pfn::new(0x1400)), 0);
-        assert_eq!(b.add_free_range(Pfn::new(0x1700), Pfn::new(0x9000)), 0x100);
-        assert_eq!(b.free_per_order(), [0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1]);
-        check_lists(&b);
-    }
-
-    #[test]
-    fn split_and_merge_round_trip() {
-        let mut b = buddy(0, 0x400);
-        b.add_free_range(Pfn::new(0), Pfn::new(0x400));
-        let before = b.free_per_order();
-        let a = b.alloc(o(0)).unwrap();
-        assert_eq!(a, Pfn::new(0));
-        // One block of each order 0..MAX-1 remains.
-        assert_eq!(b.free_per_order(), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]);
-        check_lists(&b);
-        let c = b.alloc(o(9)).unwrap();
-        assert_eq!(c, Pfn::new(0x200));
-        assert_eq!(b.free(a, o(0)), Ok(()));
-        assert_eq!(b.free_per_order(), [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
-        assert_eq!(b.free(c, o(9)), Ok(()));
-        assert_eq!(b.free_per_order(), before);
-        check_lists(&b);
-    }
-
-    #[test]
-    fn bad_frees_are_refused_without_damage() {
-        let mut b = buddy(0, 0x400);
-        b.add_free_range(Pfn::new(1), Pfn::new(0x3ff));
-        let p = b.alloc(o(2)).unwrap();
-        let snapshot = b.free_per_order();
-        assert_eq!(b.free(Pfn::new(0x400), o(0)), Err(FreeError::OutOfSpan));
-        assert_eq!(b.free(p + 1, o(2)), Err(FreeError::Misaligned));
-        assert_eq!(b.free(p + 1, o(0)), Err(FreeError::NotAllocated));
-        assert_eq!(
-            b.free(p, o(1)),
-            Err(FreeError::WrongOrder { allocated: o(2) })
+    /// Frees a folio whose last reference is gone, clearing any per-page
+    /// flag of its pages. Still refuses if, since it froze, a bug took a
+    /// reference (the count is then saturated: [`PutOutcome::Saturated`])
+    /// or mapped it ([`PutOutcome::Mapped`]: pinned instead of freed).
+    ///
+    /// Panics if `folio` belongs to another memmap.
+    pub fn free_frozen(&mut self, folio: FrozenFolio<'_>) -> PutOutcome {
+        let mm = self.memmap();
+        assert!(
+            ptr::eq(folio.memmap(), mm),
+            "freeing a folio of another memmap"
         );
-        assert_eq!(
-            b.free(Pfn::new(0), o(0)),
-            Err(FreeError::NotAllocated),
-            "reserved"
+        let head = mm.page(folio.pfn());
+        // Only folio_put_testzero makes a FrozenFolio, from an allocated
+        // head, and nothing but this call frees it.
+        assert!(
+            head.is_head(),
+            "frozen folio {:?} is not allocated",
+            folio.pfn()
         );
-        assert_eq!(
-            b.free(Pfn::new(0x100), o(8)),
-            Err(FreeError::NotAllocated),
-            "free"
-        );
-        assert_eq!(b.free_per_order(), snapshot);
-        assert_eq!(b.free(p, o(2)), Ok(()));
-        assert_eq!(b.free(p, o(2)), Err(FreeError::NotAllocated), "double free");
-        check_lists(&b);
-    }
-
-    #[test]
-    fn out_of_memory_is_none() {
-        let mut b = buddy(0, 0x400);
-        assert_eq!(b.alloc(o(0)), None);
-        b.add_free_range(Pfn::new(0x10), Pfn::new(0x18));
-        assert_eq!(b.alloc(o(4)), None);
-        let x = b.alloc(o(3)).unwrap();
-        assert_eq!(b.alloc(o(0)), None);
-        assert_eq!(b.largest_free_order(), None);
-        b.free(x, o(3)).unwrap();
-        assert_eq!(b.largest_free_order(), Some(o(3)));
-    }
-
-    #[test]
-    fn reserved_holes_never_merge() {
-        let mut b = buddy(0, 0x400);
-        b.add_free_range(Pfn::new(0), Pfn::new(0x100));
-        b.add_free_range(Pfn::new(0x101), Pfn::new(0x400));
-        assert_eq!(b.free_per_order()[Order::MAX.index()], 0);
-        let mut got = 0;
-        while let Some(p) = b.alloc(o(0)) {
-            assert_ne!(p, Pfn::new(0x100));
-            got += 1;
+        if head.refcount().load(Relaxed) != 0 {
+            // Counted as ref_on_zero when it was taken.
+            return PutOutcome::Saturated;
         }
-        assert_eq!(got, 0x3ff);
-        // Giving the hole back later completes the MAX block on free.
-        b.add_free_range(Pfn::new(0x100), Pfn::new(0x101));
-        for i in (0..0x400).filter(|&i| i != 0x100) {
-            b.free(Pfn::new(i), o(0)).unwrap();
+        let mapcount = head.mapcount().load(Relaxed);
+        if mapcount != 0 {
+            head.refcount().store(REF_SATURATED, Relaxed);
+            bump(&mm.safety().freed_mapped);
+            return PutOutcome::Mapped { mapcount };
         }
-        assert_eq!(b.free_per_order(), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        check_lists(&b);
-    }
-
-    #[test]
-    fn alloc_and_free_write_heads_only() {
-        let mut b = buddy(0, 0x800);
-        b.add_free_range(Pfn::new(0), Pfn::new(0x800));
-        // Poison a tail's refcount, which no path should ever write.
-        let tail = Pfn::new(0x2a7);
-        b.memmap().page(tail).refcount().store(0xdead, Relaxed);
-        for _ in 0..3 {
-            let p = b.alloc(o(9)).unwrap();
-            let q = b.alloc(o(0)).unwrap();
-            b.free(q, o(0)).unwrap();
-            b.free(p, o(9)).unwrap();
-        }
-        assert_eq!(b.memmap().page(tail).refcount().load(Relaxed), 0xdead);
-        // Folios whose tails never had a per-page flag set free without a
-        // tail walk, even with folio and head-only flags set.
-        let mm = b.memmap();
-        for _ in 0..3 {
-            let f = b.alloc_folio(o(9)).unwrap();
-            let v = mm.folio(&f);
-            v.set_anon();
-            v.set_dirty();
-            v.set_page_anon_exclusive(f.pfn());
-            assert!(b.folio_put(f).freed());
-        }
-        assert_eq!(mm.tail_visits.load(Relaxed), 0, "a free walked the tails");
-        // A tail's per-page flag costs exactly one walk of that folio.
-        let f = b.alloc_folio(o(9)).unwrap();
-        let pfn = f.pfn();
-        mm.folio(&f).set_page_anon_exclusive(pfn + 0x1a7);
-        assert!(b.folio_put(f).freed());
-        assert_eq!(mm.tail_visits.load(Relaxed), 511);
-        assert!(!mm.page(pfn + 0x1a7).test_anon_exclusive());
-        assert_eq!(b.memmap().page(tail).refcount().load(Relaxed), 0xdead);
-        check_lists(&b);
-    }
-
-    /// Fork's clearing of anon-exclusive keeps the head's per-page mark
-    /// exactly as long as a tail may still carry the flag: a partial clear
-    /// keeps it (and the free walks the tails, finding the rest), a whole
-    /// clear drops it with every flag gone (and the free walks nothing),
-    /// and a later set marks the head again.
-    #[test]
-    fn fork_clears_the_per_page_mark_only_with_every_flag() {
-        let mut b = buddy(0, 0x400);
-        b.add_free_range(Pfn::new(0), Pfn::new(0x400));
-        let mm = b.memmap();
-        let exclusive = |pfn: Pfn, n: u64| {
-            (0..n)
-                .filter(|&k| mm.page(pfn + k).test_anon_exclusive())
-                .count()
-        };
-        let f = b.alloc_folio(o(4)).unwrap();
-        let pfn = f.pfn();
-        let v = mm.folio(&f);
-        for k in 0..16 {
-            v.set_page_anon_exclusive(pfn + k);
-        }
-        assert!(mm.page(pfn).flags().contains(PageFlags::PER_PAGE_SET));
-        // A batch of the middle ten pages, then one of the head alone.
-        v.clear_pages_anon_exclusive(pfn + 3, 10);
-        v.clear_pages_anon_exclusive(pfn, 1);
-        assert_eq!(exclusive(pfn, 16), 5);
-        assert!(mm.page(pfn).flags().contains(PageFlags::PER_PAGE_SET));
-        // The whole folio: every flag and the mark go.
-        v.clear_pages_anon_exclusive(pfn, 16);
-        assert_eq!(exclusive(pfn, 16), 0);
-        assert!(!mm.page(pfn).flags().contains(PageFlags::PER_PAGE_SET));
-        // With the mark gone a later clear reads the head only, and a
-        // later set on a tail marks the head again.
-        v.set_page_anon_exclusive(pfn + 9);
-        assert!(mm.page(pfn).flags().contains(PageFlags::PER_PAGE_SET));
-        v.clear_pages_anon_exclusive(pfn + 8, 4);
-        assert_eq!(exclusive(pfn, 16), 0);
-        v.set_page_anon_exclusive(pfn + 15);
-        let before = mm.tail_visits.load(Relaxed);
-        assert!(b.folio_put(f).freed());
-        assert_eq!(
-            mm.tail_visits.load(Relaxed) - before,
-            15,
-            "the mark was kept"
-        );
-        assert_eq!(exclusive(pfn, 16), 0);
-        // Cleared whole before the free: no tail walk.
-        let f = b.alloc_folio(o(4)).unwrap();
-        let v = mm.folio(&f);
-        v.set_page_anon_exclusive(f.pfn() + 4);
-        v.clear_pages_anon_exclusive(f.pfn(), 16);
-        let before = mm.tail_visits.load(Relaxed);
-        assert!(b.folio_put(f).freed());
-        assert_eq!(mm.tail_visits.load(Relaxed), before);
-        check_lists(&b);
-    }
-
-    #[test]
-    fn one_allocator_per_memmap() {
-        let mm = test_memmap(Pfn::new(0), Pfn::new(0x400));
-        let _first = BuddyAllocator::new(mm);
-        let second = std::panic::catch_unwind(|| BuddyAllocator::new(mm));
-        assert!(second.is_err(), "a second allocator over the same memmap");
+        self.free_block(mm.index(folio.pfn()), head.order());
+        PutOutcome::Freed
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@ pub mod addr;
 pub mod asid;
 pub mod aspace;
 pub mod buddy;
+mod deferred_split;
 pub mod env;
 pub mod folio;
 pub mod memmap;

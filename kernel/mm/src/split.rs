@@ -19,7 +19,7 @@
 //!
 //! # The queue
 //!
-//! Intrusive and owned by the [`BuddyAllocator`] (in the kernel, under its
+//! In `deferred_split.rs`. Intrusive and owned by the [`BuddyAllocator`] (in the kernel, under its
 //! lock): the head carries [`PageFlags::DEFERRED`] and, in its `private`
 //! word, the virtual page number of where the folio's first page is
 //! mapped; the links live in the second page's free-list fields, unused
@@ -53,27 +53,6 @@ use crate::memmap::{NONE, PageFlags};
 use crate::pgtable::{PageTable, PteFormat};
 use crate::thp::{self, ThpPolicy};
 
-/// The deferred-split queue's ends and length (the links are in the
-/// memmap). Lives inside the [`BuddyAllocator`].
-#[derive(Debug)]
-pub(crate) struct DeferredQueue {
-    /// Memmap index of the oldest queued folio's head, or [`NONE`].
-    first: u32,
-    /// Memmap index of the newest, or [`NONE`].
-    last: u32,
-    len: u64,
-}
-
-impl DeferredQueue {
-    pub(crate) const fn new() -> DeferredQueue {
-        DeferredQueue {
-            first: NONE,
-            last: NONE,
-            len: 0,
-        }
-    }
-}
-
 /// Why [`BuddyAllocator::split_folio`] did not split. Nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SplitError {
@@ -104,86 +83,6 @@ pub struct SplitScan {
 }
 
 impl BuddyAllocator<'_> {
-    /// Queues the allocated folio at `head`, whose first page is mapped at
-    /// `base`, for splitting (Linux `deferred_split_folio`). Returns false
-    /// if it is already queued or is not a large allocated folio.
-    pub fn deferred_split_folio(&mut self, head: Pfn, base: VirtAddr) -> bool {
-        let mm = self.memmap();
-        let Some(page) = mm.get(head) else {
-            return false;
-        };
-        let flags = page.flags();
-        if !flags.contains(PageFlags::HEAD)
-            || flags.contains(PageFlags::DEFERRED)
-            || page.order().get() == 0
-        {
-            return false;
-        }
-        let idx = mm.index(head);
-        page.set_private(base.as_u64() / PAGE_SIZE);
-        page.set_flags(PageFlags::DEFERRED);
-        let link = mm.at(idx + 1);
-        let q = &mut self.deferred;
-        link.set_prev(q.last);
-        link.set_next(NONE);
-        if q.last == NONE {
-            q.first = idx;
-        } else {
-            mm.at(q.last + 1).set_next(idx);
-        }
-        q.last = idx;
-        q.len += 1;
-        true
-    }
-
-    /// Takes the queued folio whose head is at memmap index `idx` off the
-    /// queue (Linux `folio_unqueue_deferred_split`).
-    pub(crate) fn deferred_del(&mut self, idx: u32) {
-        let mm = self.memmap();
-        let head = mm.at(idx);
-        debug_assert!(head.flags().contains(PageFlags::DEFERRED));
-        let link = mm.at(idx + 1);
-        let (prev, next) = (link.prev(), link.next());
-        let q = &mut self.deferred;
-        if prev == NONE {
-            q.first = next;
-        } else {
-            mm.at(prev + 1).set_next(next);
-        }
-        if next == NONE {
-            q.last = prev;
-        } else {
-            mm.at(next + 1).set_prev(prev);
-        }
-        link.set_next(NONE);
-        link.set_prev(NONE);
-        head.clear_flags(PageFlags::DEFERRED);
-        q.len -= 1;
-    }
-
-    /// Folios on the deferred-split queue.
-    pub fn deferred_len(&self) -> u64 {
-        self.deferred.len
-    }
-
-    /// The queued folios, oldest first: (head, where its first page is
-    /// mapped).
-    pub fn deferred_folios(&self) -> impl Iterator<Item = (Pfn, VirtAddr)> + '_ {
-        let mm = self.memmap();
-        let mut idx = self.deferred.first;
-        core::iter::from_fn(move || {
-            if idx == NONE {
-                return None;
-            }
-            let at = idx;
-            idx = mm.at(at + 1).next();
-            Some((
-                mm.pfn_at(at),
-                VirtAddr::new(mm.at(at).private() * PAGE_SIZE),
-            ))
-        })
-    }
-
     /// Splits the allocated folio at `head` into order-0 folios, page `k`
     /// being mapped by `counts[k]` PTEs (Linux `split_folio` to order 0):
     /// each page keeps its anon-exclusive bit and gets the folio's flags
@@ -212,7 +111,7 @@ impl BuddyAllocator<'_> {
         }
         let idx = mm.index(head);
         if page.flags().contains(PageFlags::DEFERRED) {
-            self.deferred_del(idx);
+            self.deferred.del(mm, idx);
         }
         let folio_flags = page.flags().and(PageFlags::FOLIO_MASK);
         // Every page becomes an allocated order-0 head before any is freed,
@@ -250,7 +149,7 @@ pub fn deferred_split_scan<F: PteFormat>(
     let mm = buddy.memmap();
     let mut scan = SplitScan::default();
     let mut counts = [0u32; 1 << thp::MAX_ORDER];
-    let mut idx = buddy.deferred.first;
+    let mut idx = buddy.deferred.first();
     while idx != NONE {
         // The next one first: this one may leave the queue.
         let next = mm.at(idx + 1).next();
@@ -269,7 +168,7 @@ pub fn deferred_split_scan<F: PteFormat>(
                 t.count_folio_mappings(head, base, counts);
             }
             if counts.iter().all(|&c| c != 0) {
-                buddy.deferred_del(idx);
+                buddy.deferred.del(mm, idx);
                 scan.dequeued += 1;
                 idx = next;
                 continue;

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::mem::MaybeUninit;
 
 use folium_mm::buddy::BuddyAllocator;
-use folium_mm::folio::{Folio, PutOutcome, REF_SATURATED, SafetyCounts};
+use folium_mm::folio::{Folio, PutOutcome, REF_SATURATED};
+use folium_mm::memmap::SafetyCounts;
 use folium_mm::memmap::{Memmap, Page, PageFlags};
 use folium_mm::{Order, Pfn};
 use proptest::prelude::*;

@@ -12,7 +12,8 @@ use alloc::vec::Vec;
 
 use folium_boot::{BootInfo, PhysRange};
 use folium_mm::buddy::BuddyAllocator;
-use folium_mm::folio::{Folio, PutOutcome, PutTestZero, SafetyCounts};
+use folium_mm::folio::{Folio, PutOutcome, PutTestZero};
+use folium_mm::memmap::SafetyCounts;
 use folium_mm::memmap::{Memmap, Page};
 use folium_mm::phys::LinearMap;
 use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr};

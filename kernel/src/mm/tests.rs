@@ -4,8 +4,9 @@
 use alloc::vec::Vec;
 
 use folium_mm::buddy::FreeError;
-use folium_mm::folio::{Folio, PutOutcome, REF_SATURATED, SafetyCounts};
+use folium_mm::folio::{Folio, PutOutcome, REF_SATURATED};
 use folium_mm::memmap::Page;
+use folium_mm::memmap::SafetyCounts;
 use folium_mm::pgtable::MemType;
 use folium_mm::{Order, Pfn, VirtAddr};
 
