@@ -99,7 +99,7 @@ fn ensure_compilers() -> &'static Vec<String> {
     })
 }
 
-/// What [`build`] produced: `(name, path)` of each program, and notices
+/// What [`build()`] produced: `(name, path)` of each program, and notices
 /// for what could not be built.
 pub type Built = (Vec<(String, PathBuf)>, Vec<String>);
 

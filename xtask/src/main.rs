@@ -3,11 +3,14 @@
 //! ```text
 //! cargo xtask qemu-run [--board virt|raspi4b|raspi3b|q35] [--cpu C] [--accel tcg|kvm] [--mem M] [--init PATH] [-- cmdline...]
 //! cargo xtask test     [--board B]... [--timeout SECS]
+//! cargo xtask lint
 //! cargo xtask bench    [--board B]... [--accel A] [--size MIB] [--iters N] [--out DIR] [--linux-kernel PATH|debian]
 //! cargo xtask build    [--arch aarch64|x86_64]
 //! cargo xtask image    --board rpi4|rpi3 [--out DIR]
 //! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [-- ARGS...]
 //! ```
+
+#![forbid(unsafe_code)]
 
 mod bench;
 mod build;
@@ -16,6 +19,7 @@ mod cprogs;
 mod elf;
 mod image;
 mod json;
+mod lint;
 mod linux;
 mod plot;
 mod qemu;
@@ -41,8 +45,10 @@ commands:
              --init PATH     run your own static Linux ELF under init (handed over as an
                              initrd); the words after `--` become its arguments
              -- ARGS...      kernel command line (e.g. `-- test`, `-- init=utest`, `-- bench-alloc`)
-  test       host unit tests, then every board's in-guest self-tests
+  test       the lint gate, host unit tests, then every board's in-guest self-tests
              --board B (repeatable; default all)  --timeout SECS (default 300)
+  lint       rustfmt, clippy (warnings denied) on every crate for each target it is
+             built for, rustdoc (warnings denied); `test` runs it first
   bench      the in-guest benchmarks on virt and q35 (bench-alloc, then bench: sys, fork,
              fault, munmap); prints the tables as they come and Folium beside Linux,
              writes results.json and SVG plots
@@ -135,6 +141,7 @@ fn run() -> Result<bool> {
     match cmd.as_str() {
         "qemu-run" | "run" => qemu::run(&o),
         "test" => test::run(&o),
+        "lint" => lint::run(),
         "bench" => bench::run(&o),
         "qemu-linux" => linux::run(&o),
         "build" => {

@@ -786,7 +786,10 @@ pub fn run(o: &Opts) -> Result<bool> {
         o.boards.clone()
     };
     let timeout = Duration::from_secs(o.timeout.unwrap_or(300));
+    let (lint_passed, lint_failed) = crate::lint::lint()?;
     let (mut passed, mut failed) = host_tests()?;
+    passed += lint_passed;
+    failed += lint_failed;
     qemu::ensure_installed()?;
     let mut cprogs = Vec::new();
     let mut cnotices = Vec::new();

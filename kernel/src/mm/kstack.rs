@@ -4,7 +4,7 @@
 //! occupies the lower 64 KiB of its slot ([`KERNEL_STACK_SIZE`]) and the
 //! upper half stays unmapped, so below every stack lies at least 64 KiB
 //! that faults: an overflow is caught (x86: #PF -> #DF on its IST stack;
-//! aarch64: the vectors test SP bit [`KERNEL_STACK_SHIFT`], which this
+//! aarch64: the vectors test SP bit [`KERNEL_STACK_SHIFT`](folium_boot::KERNEL_STACK_SHIFT), which this
 //! layout makes 0 for every SP inside a stack and 1 just below one).
 //!
 //! A stack's memory is one order-4 folio mapped with 4 KiB kernel data

@@ -24,9 +24,9 @@ pub const TSS_SEL: u16 = 0x30;
 
 /// The `IA32_STAR` value for SYSCALL/SYSRET with this GDT.
 ///
-/// SYSCALL loads CS = STAR[47:32] and SS = STAR[47:32] + 8:
+/// SYSCALL loads CS = `STAR[47:32]` and SS = `STAR[47:32]` + 8:
 /// 0x08 = [`KERNEL_CS`], 0x08 + 8 = 0x10 = [`KERNEL_DS`].
-/// 64-bit SYSRET loads CS = STAR[63:48] + 16 and SS = STAR[63:48] + 8, and
+/// 64-bit SYSRET loads CS = `STAR[63:48]` + 16 and SS = `STAR[63:48]` + 8, and
 /// forces RPL 3 on both: with base 0x1b ([`USER_CS32`]),
 /// (0x1b + 16) | 3 = 0x2b = [`USER_CS`] and (0x1b + 8) | 3 = 0x23 = [`USER_DS`].
 /// (A 32-bit SYSRET would load CS = base itself, hence the placeholder.)

@@ -290,7 +290,7 @@ fn report_stack_overflow(frame: &TrapFrame, cr2: u64, o: &overflow::Overflow) ->
     super::exit_qemu(Exit::Failure)
 }
 
-/// ", CR2 <value>" if the flag is set, nothing otherwise; formats without
+/// `", CR2 <value>"` if the flag is set, nothing otherwise; formats without
 /// the heap.
 struct CrNote(bool, u64);
 
