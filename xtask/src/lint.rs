@@ -32,6 +32,10 @@ struct Step {
 fn cargo_with(args: &[&str], packages: &[&str], tail: &[&str]) -> Command {
     let mut c = build::cargo();
     c.args(args);
+    if args[0] != "fmt" {
+        // Only what is wrong: no "Checking"/"Documenting" progress lines.
+        c.arg("--quiet");
+    }
     for p in packages {
         c.args(["-p", p]);
     }

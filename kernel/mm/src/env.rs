@@ -5,7 +5,7 @@
 
 use alloc::vec::Vec;
 
-use crate::addr::{Order, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use crate::addr::{Order, Pfn, PhysAddr, VirtAddr};
 use crate::folio::Folio;
 use crate::memmap::Memmap;
 use crate::pgtable::TableAlloc;
@@ -13,10 +13,13 @@ use crate::phys::LinearMap;
 use crate::thp::ThpPolicy;
 use crate::tlb::TlbOps;
 
-/// What an address space needs from the machine around it: frames, the
-/// memmap, the linear map and the TLB. The kernel implements it over its
-/// global allocator; host tests over a buddy allocator on an arena.
-pub trait MmEnv {
+/// What an address space needs from the machine around it: frames for
+/// its page tables (the [`TableAlloc`] supertrait, an `unsafe` promise
+/// that they are unused RAM, with the environment's fastest zeroing),
+/// folios, the memmap, the linear map and the TLB. The kernel implements
+/// it over its global allocator; host tests over a buddy allocator on an
+/// arena.
+pub trait MmEnv: TableAlloc {
     /// The descriptor array (folio metadata is updated without locks).
     fn memmap(&self) -> &Memmap;
     /// The linear map through which tables and pages are reached.
@@ -50,8 +53,6 @@ pub trait MmEnv {
     fn note_batch(&self, fork: bool, nr: usize) {
         let _ = (fork, nr);
     }
-    /// A frame for a page table (contents undefined), or `None`.
-    fn alloc_table(&mut self) -> Option<PhysAddr>;
     /// Returns a table frame that nothing links any more.
     fn free_table(&mut self, table: PhysAddr);
     /// Returns every table frame of `tables` (nothing links them any
@@ -80,31 +81,10 @@ pub trait MmEnv {
     /// freed, that read faults on untouched memory map read-only. Its
     /// mappings hold no reference and no mapcount (Linux's special PTE).
     fn zero_pfn(&self) -> Pfn;
-    /// Zeroes `nr` pages from `pfn` (one folio the caller just allocated).
-    fn zero_pages(&mut self, pfn: Pfn, nr: u64) {
-        // SAFETY: the caller owns the (just allocated) pages, which are RAM
-        // mapped writable by the linear map.
-        unsafe {
-            core::ptr::write_bytes(
-                self.linear().ptr::<u8>(pfn.phys()),
-                0,
-                (nr * PAGE_SIZE) as usize,
-            )
-        };
-    }
-    /// Copies page `src` into page `dst`.
-    fn copy_page(&mut self, dst: Pfn, src: Pfn) {
-        let l = self.linear();
-        // SAFETY: `dst` is a fresh page the caller owns and `src` a mapped
-        // page it holds a reference to; both are RAM in the linear map and
-        // distinct frames.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                l.ptr::<u8>(src.phys()),
-                l.ptr::<u8>(dst.phys()),
-                PAGE_SIZE as usize,
-            )
-        };
+    /// Zeroes the anonymous folio `folio`, just allocated (the kernel
+    /// overrides it with its fastest stores).
+    fn zero_folio(&mut self, folio: &Folio) {
+        self.memmap().folio(folio).zero(self.linear());
     }
 }
 
@@ -114,18 +94,3 @@ pub trait MmEnv {
 /// (512 KiB of kernel heap), so unmapping 1 GiB of small folios flushes
 /// four times and anything up to 256 MiB once.
 pub const GATHER_BATCH: usize = 1 << 16;
-
-/// Table frames from an [`MmEnv`].
-pub(crate) struct EnvTables<'e, E: MmEnv + ?Sized>(pub(crate) &'e mut E);
-
-// SAFETY: MmEnv::alloc_table hands out unused RAM frames of the linear map
-// the address space's tables use; ownership passes to the page table.
-unsafe impl<E: MmEnv + ?Sized> TableAlloc for EnvTables<'_, E> {
-    fn alloc_table(&mut self) -> Option<PhysAddr> {
-        self.0.alloc_table()
-    }
-    unsafe fn zero_table(&mut self, table: PhysAddr, _ptr: *mut u8) {
-        // The environment's page zeroing (the kernel's is its fastest).
-        self.0.zero_pages(table.pfn(), 1);
-    }
-}

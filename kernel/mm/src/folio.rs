@@ -534,6 +534,7 @@ impl Memmap {
     }
 }
 
+mod data;
 mod flags;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,15 @@
 //! no assembly, no `target_arch` gates. Hardware is reached only through the
 //! [`phys::LinearMap`] (physical address -> pointer) and small traits that the
 //! kernel implements per architecture and the tests implement with models.
+//!
+//! `unsafe` is denied here except in the modules that touch memory, each
+//! marked where it is declared: the linear map (`phys`), the descriptor
+//! array (`memmap`), folio handles and contents (`folio`), the page-table
+//! walker, cursor and mapper (`pgtable`), and the gather, which turns
+//! cleared entries back into folio references (`mmu_gather`). Everything
+//! else, the address space's faults, fork and zap included, is safe code.
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
@@ -14,10 +22,14 @@ pub mod aspace;
 pub mod buddy;
 mod deferred_split;
 pub mod env;
+#[allow(unsafe_code)]
 pub mod folio;
+#[allow(unsafe_code)]
 pub mod memmap;
+#[allow(unsafe_code)]
 pub mod mmu_gather;
 pub mod pgtable;
+#[allow(unsafe_code)]
 pub mod phys;
 pub mod split;
 pub mod stats;

@@ -11,7 +11,7 @@ use folium_mm::aspace::{AddressSpace, FaultError};
 use folium_mm::env::MmEnv;
 use folium_mm::folio::Folio;
 use folium_mm::memmap::Memmap;
-use folium_mm::pgtable::PageTable;
+use folium_mm::pgtable::{KernelHalf, PageTable, TableAlloc};
 use folium_mm::phys::LinearMap;
 use folium_mm::split::{SplitScan, deferred_split_scan};
 use folium_mm::thp::ThpPolicy;
@@ -46,6 +46,19 @@ impl TlbOps for HwTlb {
 
 /// The kernel's [`MmEnv`]: frames from the global allocator.
 pub struct KernelEnv;
+
+// SAFETY: alloc_table_frame hands out unused RAM frames of the linear map;
+// ownership passes to the page table that asked.
+unsafe impl TableAlloc for KernelEnv {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        frames::alloc_table_frame()
+    }
+    unsafe fn zero_table(&mut self, _table: PhysAddr, ptr: *mut u8) {
+        // SAFETY: the caller's contract: a fresh, page-aligned table frame
+        // at `ptr` that nothing else sees yet.
+        unsafe { arch::zero_pages(ptr, PAGE_SIZE as usize) };
+    }
+}
 
 impl MmEnv for KernelEnv {
     fn memmap(&self) -> &Memmap {
@@ -83,9 +96,6 @@ impl MmEnv for KernelEnv {
             println!("mm: warning: folio {pfn:?} put refused ({outcome:?}); it stays pinned");
         }
     }
-    fn alloc_table(&mut self) -> Option<PhysAddr> {
-        frames::alloc_table_frame()
-    }
     fn free_table(&mut self, table: PhysAddr) {
         if let Err(e) = frames::with(|b| b.free(table.pfn(), Order::of(0))) {
             println!("mm: warning: page-table frame {table:?} not freed: {e:?}");
@@ -107,9 +117,11 @@ impl MmEnv for KernelEnv {
     fn tlb(&self) -> &dyn TlbOps {
         &HwTlb
     }
-    fn zero_pages(&mut self, pfn: Pfn, nr: u64) {
-        let p = frames::linear().ptr::<u8>(pfn.phys());
-        // SAFETY: a folio the caller just allocated, RAM in the linear map.
+    fn zero_folio(&mut self, folio: &Folio) {
+        let nr = frames::memmap().folio(folio).nr_pages();
+        let p = frames::linear().ptr::<u8>(folio.pfn().phys());
+        // SAFETY: a folio the caller holds a reference to (just allocated,
+        // nobody else sees it), RAM in the linear map.
         unsafe { arch::zero_pages(p, (nr * PAGE_SIZE) as usize) };
     }
     fn thp(&self) -> &ThpPolicy {
@@ -154,8 +166,7 @@ static ZERO_PFN: spin::Once<Pfn> = spin::Once::new();
 pub fn init() {
     ZERO_PFN.call_once(|| {
         let f = frames::alloc_folio(Order::of(0)).expect("no frame for the zero page");
-        let pfn = f.pfn();
-        KernelEnv.zero_pages(pfn, 1);
+        KernelEnv.zero_folio(&f);
         // Kept for ever: the reference is never put.
         f.into_raw()
     });
@@ -175,12 +186,17 @@ static IDLE_ROOT: spin::Once<PhysAddr> = spin::Once::new();
 
 /// A new, empty user address space.
 pub fn new_space() -> Result<UserSpace, FaultError> {
-    UserSpace::new(&mut KernelEnv, USER_END, kernel_slots())
+    UserSpace::new(&mut KernelEnv, USER_END, kernel_half().as_ref())
 }
 
-/// What a new user root copies from the kernel's (x86: the upper half).
-pub fn kernel_slots() -> Option<(PhysAddr, core::ops::Range<usize>)> {
-    arch::KERNEL_ROOT_SLOTS.map(|s| (super::kmap::root().unwrap_or_default(), s))
+/// What a new user root shares with the kernel's (x86: the upper half);
+/// `None` on arm64, or before the kernel's tables are built.
+pub fn kernel_half() -> Option<KernelHalf> {
+    let slots = arch::KERNEL_ROOT_SLOTS?;
+    let root = super::kmap::root()?;
+    // SAFETY: the kernel's root is live for the whole run and its
+    // upper-half tables are allocated at boot and never freed.
+    Some(unsafe { KernelHalf::new(root, slots) })
 }
 
 /// Installs `space` as the user half, choosing its ASID.

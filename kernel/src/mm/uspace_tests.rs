@@ -64,7 +64,7 @@ kernel_test!(
         );
         // Fork: the parent's page is now read-only to the hardware as well.
         let mut child = parent
-            .fork(env, uspace::kernel_slots())
+            .fork(env, uspace::kernel_half().as_ref())
             .map_err(|e| alloc::format!("{e:?}"))?;
         let w = user_write(va(0).as_u64() + 8, 1);
         check_eq!(w, Err(8), "a store to a COW-shared page must fault");

@@ -760,7 +760,7 @@ pub fn fork_current(
         .space
         .as_mut()
         .ok_or(Errno::ENOMEM)?
-        .fork(&mut KernelEnv, uspace::kernel_slots())
+        .fork(&mut KernelEnv, uspace::kernel_half().as_ref())
         .map_err(|_| Errno::ENOMEM)?;
     let pid = {
         let mut t = PROCS.lock();

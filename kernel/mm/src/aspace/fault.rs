@@ -6,7 +6,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Order, PAGE_SIZE, Pfn, VirtAddr};
-use crate::env::{EnvTables, MmEnv};
+use crate::env::MmEnv;
 use crate::mmu_gather::Gather;
 use crate::pgtable::{Level, MapError, PteFormat, PteSlot};
 use crate::stats::STATS;
@@ -85,13 +85,10 @@ impl<F: PteFormat> AddressSpace<F> {
         write: bool,
         force: bool,
     ) -> FaultResult {
-        let slot = self
-            .pt
-            .pte_slot_alloc(va, &mut EnvTables(env))
-            .map_err(|e| match e {
-                MapError::OutOfMemory => FaultError::OutOfMemory,
-                _ => FaultError::Unmapped,
-            })?;
+        let slot = self.pt.pte_slot_alloc(va, env).map_err(|e| match e {
+            MapError::OutOfMemory => FaultError::OutOfMemory,
+            _ => FaultError::Unmapped,
+        })?;
         let raw = self.pt.pte(slot);
         if !F::pte_present(raw) {
             if write || force {
@@ -183,10 +180,11 @@ impl<F: PteFormat> AddressSpace<F> {
             env.thp().count_alloc(order);
         }
         let head = folio.pfn();
-        env.zero_pages(head, nr as u64);
+        // Anonymous from the start: only then may its contents be written.
+        env.memmap().folio(&folio).set_anon();
+        env.zero_folio(&folio);
         {
             let f = env.memmap().folio(&folio);
-            f.set_anon();
             // One reference and one mapcount per PTE; every page private.
             f.ref_add(nr as u32 - 1);
             f.add_mapcount(nr as u32);
@@ -309,13 +307,20 @@ impl<F: PteFormat> AddressSpace<F> {
             .alloc_folio(Order::of(0))
             .ok_or(FaultError::OutOfMemory)?;
         let new_pfn = new.pfn();
+        env.memmap().folio(&new).set_anon();
         match old {
-            Some(src) => env.copy_page(new_pfn, src),
-            None => env.zero_pages(new_pfn, 1),
+            Some(src) => {
+                let mm = env.memmap();
+                // The page being replaced is mapped here, so it has its
+                // anonymous folio (`write_protect_fault` looked it up).
+                let from = mm.page_folio(src).ok_or(FaultError::Unmapped)?;
+                mm.folio(&new)
+                    .copy_page_from(env.linear(), new_pfn, &from, src);
+            }
+            None => env.zero_folio(&new),
         }
         {
             let f = env.memmap().folio(&new);
-            f.set_anon();
             f.add_mapcount(1);
             f.set_page_anon_exclusive(new_pfn);
         }

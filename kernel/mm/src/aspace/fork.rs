@@ -2,11 +2,11 @@
 //! table at a time, a run of PTEs mapping one large folio copied as one
 //! batch (Linux `dup_mmap`, `copy_pte_range`, `folio_pte_batch`).
 
-use crate::addr::{Pfn, PhysAddr, VirtAddr};
-use crate::env::{EnvTables, MmEnv};
+use crate::addr::{Pfn, VirtAddr};
+use crate::env::MmEnv;
 use crate::folio::FolioRef;
 use crate::mmu_gather::Gather;
-use crate::pgtable::{Level, PteFormat};
+use crate::pgtable::{KernelHalf, Level, PteFormat};
 use crate::stats::{LocalHistogram, STATS};
 
 use super::{AddressSpace, FaultError, FaultResult, entry_folio};
@@ -30,9 +30,9 @@ impl<F: PteFormat> AddressSpace<F> {
     pub fn fork(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
-        kernel_root: Option<(PhysAddr, core::ops::Range<usize>)>,
+        kernel_half: Option<&KernelHalf>,
     ) -> Result<Self, FaultError> {
-        let mut child = AddressSpace::new(env, self.user_end, kernel_root)?;
+        let mut child = AddressSpace::new(env, self.user_end, kernel_half)?;
         child.vmas = self.vmas.clone();
         child.brk = self.brk;
         let mut downgraded = false;
@@ -96,7 +96,7 @@ impl<F: PteFormat> AddressSpace<F> {
         };
         let mut dst = child
             .pt
-            .pte_cursor_alloc(s, e, &mut EnvTables(env))
+            .pte_cursor_alloc(s, e, env)
             .map_err(|_| FaultError::OutOfMemory)?;
         // The switch caps a batch's length rather than choosing a path:
         // both modes then run the very same instructions per entry, and a

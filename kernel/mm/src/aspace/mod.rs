@@ -49,10 +49,10 @@ mod zap;
 
 use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::asid::AsidTag;
-use crate::env::{EnvTables, MmEnv};
+use crate::env::MmEnv;
 use crate::folio::FolioRef;
 use crate::memmap::Memmap;
-use crate::pgtable::{Attrs, Level, PageTable, PteFormat, PteKind};
+use crate::pgtable::{Attrs, KernelHalf, Level, PageTable, PteFormat, PteKind};
 use crate::tlb::Asid;
 use crate::vma::{Prot, Vma, VmaError, VmaKind, VmaMap};
 
@@ -165,27 +165,18 @@ fn leaf<F: PteFormat>(raw: u64) -> Option<(Pfn, Attrs)> {
 }
 
 impl<F: PteFormat> AddressSpace<F> {
-    /// An empty address space whose root copies `kernel_root`'s entries
-    /// `kernel_slots` (x86: the shared kernel half; none on arm64, where
-    /// the kernel lives in TTBR1). `user_end` bounds user mappings.
+    /// An empty address space whose root shares `kernel_half` (x86: the
+    /// kernel's upper half; none on arm64, where the kernel lives in
+    /// TTBR1). `user_end` bounds user mappings.
     pub fn new(
         env: &mut (impl MmEnv + ?Sized),
         user_end: VirtAddr,
-        kernel_root: Option<(PhysAddr, core::ops::Range<usize>)>,
+        kernel_half: Option<&KernelHalf>,
     ) -> Result<Self, FaultError> {
         let lin = env.linear();
-        let pt = PageTable::<F>::create(&mut EnvTables(env), lin)
-            .map_err(|_| FaultError::OutOfMemory)?;
-        if let Some((kroot, slots)) = kernel_root {
-            for i in slots {
-                // SAFETY: both roots are table frames in the linear map;
-                // the kernel's upper-half entries are copied as they are
-                // (the tables they point to are shared, never freed).
-                unsafe {
-                    let src = lin.ptr::<u64>(kroot).add(i).read_volatile();
-                    lin.ptr::<u64>(pt.root()).add(i).write_volatile(src);
-                }
-            }
+        let mut pt = PageTable::<F>::create(env, lin).map_err(|_| FaultError::OutOfMemory)?;
+        if let Some(k) = kernel_half {
+            pt.share_kernel_half(k);
         }
         Ok(AddressSpace {
             pt,
@@ -274,16 +265,10 @@ impl<F: PteFormat> AddressSpace<F> {
             let (pfn, _) = self.translate(page).ok_or(FaultError::Unmapped)?;
             let off = (va - page) as usize;
             let n = bytes.len().min(PAGE_SIZE as usize - off);
-            // SAFETY: `pfn` is a private page of this space (just faulted
-            // in; exclusive since nothing has forked it yet during
-            // loading), RAM in the linear map; we write inside it.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    bytes.as_ptr(),
-                    env.linear().ptr::<u8>(pfn.phys()).add(off),
-                    n,
-                )
-            };
+            // A private page of this space, just faulted in: an anonymous
+            // folio's.
+            let f = env.memmap().page_folio(pfn).ok_or(FaultError::Unmapped)?;
+            f.write_page(env.linear(), pfn, off, &bytes[..n]);
             bytes = &bytes[n..];
             va = va + n as u64;
         }
@@ -306,14 +291,16 @@ impl<F: PteFormat> AddressSpace<F> {
             };
             let off = (va - page) as usize;
             let n = (buf.len() - done).min(PAGE_SIZE as usize - off);
-            // SAFETY: a mapped page of this space, RAM in the linear map.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    env.linear().ptr::<u8>(pfn.phys()).add(off),
-                    buf[done..].as_mut_ptr(),
-                    n,
-                )
-            };
+            let out = &mut buf[done..done + n];
+            if pfn == self.zero {
+                out.fill(0);
+            } else {
+                // Every other user page is an anonymous folio's.
+                let Some(f) = env.memmap().page_folio(pfn) else {
+                    return false;
+                };
+                f.read_page(env.linear(), pfn, off, out);
+            }
             done += n;
             va = va + n as u64;
         }

@@ -114,7 +114,7 @@ impl<F: PteFormat> PageTable<F> {
         &mut self,
         start: VirtAddr,
         end: VirtAddr,
-        alloc: &mut impl TableAlloc,
+        alloc: &mut (impl TableAlloc + ?Sized),
     ) -> Result<PteCursor<'_, F>, MapError> {
         let len = range_pages(start, end);
         let slot = self.pte_slot_alloc(start, alloc)?;

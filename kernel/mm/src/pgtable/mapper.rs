@@ -174,7 +174,49 @@ struct Request {
     opts: MapOptions,
 }
 
+/// The entries of the kernel's root table that every user root shares
+/// (x86-64: slots 256..512, the upper half, whose tables are allocated at
+/// boot and never freed; arm64 needs none, its kernel lives in TTBR1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelHalf {
+    root: PhysAddr,
+    slots: core::ops::Range<usize>,
+}
+
+impl KernelHalf {
+    /// The slots `slots` of the root table at `root`.
+    ///
+    /// # Safety
+    ///
+    /// `root` must be a live root table in the linear map of every
+    /// [`PageTable`] this is shared into, `slots` inside `0..ENTRIES`, and
+    /// the tables its entries point to must never be freed (they are
+    /// copied as they are into user roots, which outlive any borrow).
+    pub unsafe fn new(root: PhysAddr, slots: core::ops::Range<usize>) -> KernelHalf {
+        assert!(
+            slots.end <= ENTRIES,
+            "kernel slots {slots:?} past the table"
+        );
+        KernelHalf { root, slots }
+    }
+}
+
 impl<F: PteFormat> PageTable<F> {
+    /// Copies the shared kernel entries `k` into this tree's root (a new
+    /// user root starts with the kernel's upper half).
+    pub fn share_kernel_half(&mut self, k: &KernelHalf) {
+        for i in k.slots.clone() {
+            // SAFETY: both roots are table frames in the linear map
+            // (KernelHalf::new's contract and this tree's invariant); `i`
+            // is inside the table. The entries are copied as they are: the
+            // tables they point to are shared and never freed.
+            unsafe {
+                let src = self.map.ptr::<u64>(k.root).add(i).read_volatile();
+                self.map.ptr::<u64>(self.root).add(i).write_volatile(src);
+            }
+        }
+    }
+
     /// A handle on an existing tree rooted at `root`.
     ///
     /// # Safety
@@ -192,7 +234,10 @@ impl<F: PteFormat> PageTable<F> {
     }
 
     /// A new, empty tree whose root comes from `alloc`.
-    pub fn create(alloc: &mut impl TableAlloc, map: LinearMap) -> Result<Self, MapError> {
+    pub fn create(
+        alloc: &mut (impl TableAlloc + ?Sized),
+        map: LinearMap,
+    ) -> Result<Self, MapError> {
         // A page-aligned offset keeps every entry pointer 8-byte aligned.
         if !map.offset().is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
@@ -234,7 +279,7 @@ impl<F: PteFormat> PageTable<F> {
         pa: PhysAddr,
         size: u64,
         attrs: Attrs,
-        alloc: &mut impl TableAlloc,
+        alloc: &mut (impl TableAlloc + ?Sized),
         opts: MapOptions,
     ) -> Result<(), MapError> {
         if !va.is_aligned(PAGE_SIZE) || !pa.is_aligned(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE)
@@ -367,7 +412,7 @@ impl<F: PteFormat> PageTable<F> {
         mut pa: u64,
         size: u64,
         req: &Request,
-        alloc: &mut impl TableAlloc,
+        alloc: &mut (impl TableAlloc + ?Sized),
         commit: bool,
     ) -> Result<(), MapError> {
         let span = level.size();
@@ -458,7 +503,10 @@ impl<F: PteFormat> PageTable<F> {
 
     /// A zeroed table frame from `alloc`, not yet linked: every new table
     /// of the tree comes from here.
-    pub(super) fn new_table(&self, alloc: &mut impl TableAlloc) -> Result<PhysAddr, MapError> {
+    pub(super) fn new_table(
+        &self,
+        alloc: &mut (impl TableAlloc + ?Sized),
+    ) -> Result<PhysAddr, MapError> {
         let t = alloc.alloc_table().ok_or(MapError::OutOfMemory)?;
         if !t.is_aligned(PAGE_SIZE) {
             return Err(MapError::BadTableFrame);

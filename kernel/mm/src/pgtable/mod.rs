@@ -25,10 +25,13 @@
 //!   [`PteFormat`].
 
 mod aarch64;
+#[allow(unsafe_code)]
 mod cursor;
 mod kind;
 mod level;
+#[allow(unsafe_code)]
 mod mapper;
+#[allow(unsafe_code)]
 mod walk;
 mod x86_64;
 
@@ -39,7 +42,7 @@ pub use aarch64::{
 pub use cursor::PteCursor;
 pub use kind::{Attrs, MemType, PteError, PteKind};
 pub use level::{ENTRIES, Level, VA_BITS, is_canonical};
-pub use mapper::{MapError, MapOptions, PageTable, TableAlloc, Translation};
+pub use mapper::{KernelHalf, MapError, MapOptions, PageTable, TableAlloc, Translation};
 pub use walk::PteSlot;
 pub use x86_64::{IA32_PAT_VALUE, X86_64};
 

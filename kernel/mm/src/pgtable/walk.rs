@@ -134,7 +134,7 @@ impl<F: PteFormat> PageTable<F> {
     pub fn pte_slot_alloc(
         &mut self,
         va: VirtAddr,
-        alloc: &mut impl TableAlloc,
+        alloc: &mut (impl TableAlloc + ?Sized),
     ) -> Result<PteSlot, MapError> {
         if !F::va_in_range(va) {
             return Err(MapError::OutOfRange);
@@ -166,7 +166,7 @@ impl<F: PteFormat> PageTable<F> {
     pub fn prealloc_root_slots(
         &mut self,
         slots: core::ops::Range<usize>,
-        alloc: &mut impl TableAlloc,
+        alloc: &mut (impl TableAlloc + ?Sized),
     ) -> Result<usize, MapError> {
         let mut added = 0;
         for idx in slots.filter(|&i| i < ENTRIES) {

@@ -10,7 +10,7 @@ use folium_mm::buddy::BuddyAllocator;
 use folium_mm::env::MmEnv;
 use folium_mm::folio::Folio;
 use folium_mm::memmap::{Memmap, Page};
-use folium_mm::pgtable::PteFormat;
+use folium_mm::pgtable::{PteFormat, TableAlloc};
 use folium_mm::phys::LinearMap;
 use folium_mm::split::{SplitScan, deferred_split_scan};
 use folium_mm::thp::ThpPolicy;
@@ -155,6 +155,16 @@ impl Drop for HostEnv {
     }
 }
 
+// SAFETY: the frames come from the arena's buddy allocator, unused until
+// now, and pass to the page table that asked for them.
+unsafe impl TableAlloc for HostEnv {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        let t = self.buddy.alloc(Order::of(0)).map(Pfn::phys);
+        self.tables += u64::from(t.is_some());
+        t
+    }
+}
+
 impl MmEnv for HostEnv {
     fn memmap(&self) -> &Memmap {
         self.memmap
@@ -179,11 +189,6 @@ impl MmEnv for HostEnv {
                 );
             }
         }
-    }
-    fn alloc_table(&mut self) -> Option<PhysAddr> {
-        let t = self.buddy.alloc(Order::of(0)).map(Pfn::phys);
-        self.tables += u64::from(t.is_some());
-        t
     }
     fn free_table(&mut self, table: PhysAddr) {
         self.tables -= 1;

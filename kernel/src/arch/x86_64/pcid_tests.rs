@@ -16,6 +16,7 @@ use folium_mm::asid::AsidAllocator;
 use folium_mm::env::MmEnv;
 use folium_mm::folio::Folio;
 use folium_mm::memmap::Memmap;
+use folium_mm::pgtable::TableAlloc;
 use folium_mm::phys::LinearMap;
 use folium_mm::tlb::{Asid, TlbOps};
 use folium_mm::vma::{Prot, Vma, VmaKind};
@@ -182,7 +183,7 @@ kernel_test!(
         // A child shares page A copy-on-write, so A stays allocated and
         // unchanged: a stale translation would read OLD, not freed memory.
         let child = g.0[s]
-            .fork(env, uspace::kernel_slots())
+            .fork(env, uspace::kernel_half().as_ref())
             .map_err(|e| format!("{e:?}"))?;
         g.0.push(child);
         let c = g.0.len() - 1;
@@ -356,6 +357,17 @@ impl TlbOps for ModelOps<'_> {
 /// The kernel's frames with the model's TLB.
 struct ModelEnv<'a>(ModelOps<'a>);
 
+// SAFETY: forwards to the kernel's table frames (KernelEnv's impl).
+unsafe impl TableAlloc for ModelEnv<'_> {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        KernelEnv.alloc_table()
+    }
+    unsafe fn zero_table(&mut self, table: PhysAddr, ptr: *mut u8) {
+        // SAFETY: the caller's contract, passed on unchanged.
+        unsafe { KernelEnv.zero_table(table, ptr) };
+    }
+}
+
 impl MmEnv for ModelEnv<'_> {
     fn memmap(&self) -> &Memmap {
         KernelEnv.memmap()
@@ -368,9 +380,6 @@ impl MmEnv for ModelEnv<'_> {
     }
     fn folio_put_refs(&mut self, folio: Folio, nr: u32) {
         KernelEnv.folio_put_refs(folio, nr);
-    }
-    fn alloc_table(&mut self) -> Option<PhysAddr> {
-        KernelEnv.alloc_table()
     }
     fn free_table(&mut self, table: PhysAddr) {
         KernelEnv.free_table(table);
@@ -470,7 +479,9 @@ kernel_test!(
                 let (s, t) = (0, 1);
                 v[s].write_bytes(env, VirtAddr::new(DATA2), &[7; 8])
                     .map_err(err)?;
-                let child = v[s].fork(env, uspace::kernel_slots()).map_err(err)?;
+                let child = v[s]
+                    .fork(env, uspace::kernel_half().as_ref())
+                    .map_err(err)?;
                 v.push(child);
                 model_activate(st, cpu, &mut ids, &mut v[s], none)?;
                 let a = check_some!(cpu.load(&v[s], DATA)?);
