@@ -301,7 +301,7 @@ fn side_by_side(board: Board, runs: &[&Run]) {
         println!("  Linux command line:  {}", l.cmdline);
     }
     println!(
-        "  {:<8} {:<14} {:>14} {:>14} {:>14} {:>8}  check",
+        "  {:<8} {:<16} {:>14} {:>14} {:>14} {:>8}  check",
         "bench", "case", "unit", "Folium", "Linux", "F/L"
     );
     for r in &f.records {
@@ -316,7 +316,7 @@ fn side_by_side(board: Board, runs: &[&Run]) {
             _ => "-".into(),
         };
         println!(
-            "  {b:<8} {c:<14} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
+            "  {b:<8} {c:<16} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
             fv.map_or("-".into(), time),
             lv.map_or("-".into(), time),
             r.str("check")
@@ -520,6 +520,63 @@ mod tests {
         assert_eq!(s.matches("\"order-0\"").count(), 2);
         assert!(s.contains("\"size_mib\": 64"));
         assert!(s.contains("\"cmdline\": \"console=ttyAMA0 nokaslr -- --size 64\""));
+    }
+
+    #[test]
+    fn fork_plot_has_a_group_per_child_and_per_pte_bars_beside_batched() {
+        let rec = |case: &str, mode: &str, ms: u32| {
+            json::parse_object(&format!(
+                r#"{{"bench":"fork","case":"{case}","folio_kb":4,"size_mib":16,"median_ns":{},"stddev_ns":1000,"per":1,"per_unit":"fork","check":"ok","kernel":"k","mode":"{mode}"}}"#,
+                ms * 1_000_000
+            ))
+            .unwrap()
+        };
+        let run = |kernel, release: &str, records| Run {
+            board: Board::Virt,
+            kernel,
+            release: release.into(),
+            cpu: "cortex-a72".into(),
+            cmdline: String::new(),
+            records,
+        };
+        let folium = run(
+            "folium",
+            "6.12.0-folium",
+            vec![
+                rec("order-0", "batched", 3),
+                rec("order-0/per-pte", "per-pte", 3),
+                rec("order-0/exit-now", "batched", 4),
+                rec("order-9", "batched", 1),
+                rec("order-9/per-pte", "per-pte", 9),
+                rec("order-9/exit-now", "batched", 2),
+            ],
+        );
+        let linux = run(
+            "linux",
+            "6.12.118+deb12-arm64",
+            vec![
+                rec("order-0", "native", 5),
+                rec("order-0/exit-now", "native", 6),
+                rec("order-9", "native", 7),
+                rec("order-9/exit-now", "native", 8),
+            ],
+        );
+        let dir = std::env::temp_dir().join(format!("xtask-bench-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        plots(&dir, Board::Virt, &[&folium, &linux]).unwrap();
+        let svg = std::fs::read_to_string(dir.join("fork-virt.svg")).unwrap();
+        let bars = |group: &str| {
+            svg.matches(&format!("class=\"bar\" data-group=\"fork {group}\""))
+                .count()
+        };
+        // Folium batched, Folium per-PTE and Linux in the sleeping rows;
+        // Folium batched and Linux in the exit-now rows.
+        assert_eq!(bars("order-0"), 3, "{svg}");
+        assert_eq!(bars("order-9"), 3);
+        assert_eq!(bars("order-0/exit-now"), 2);
+        assert_eq!(bars("order-9/exit-now"), 2);
+        assert_eq!(svg.matches("class=\"bar\"").count(), 10);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
