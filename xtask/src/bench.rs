@@ -8,8 +8,14 @@
 //!
 //! ```text
 //! cargo xtask bench [--board virt|q35]... [--accel tcg|kvm] [--cpu C] [--mem M]
-//!                   [--size MIB] [--iters N] [--out DIR] [--linux-kernel PATH|debian]
+//!                   [--size MIB] [--iters N] [--out DIR]
+//!                   [--linux-kernel PATH|debian [--linux-cmdline ARGS]]
 //! ```
+//!
+//! Linux boots with `init_on_alloc=0 mitigations=off nokaslr` unless
+//! `--linux-cmdline` replaces those words ([`crate::linux::params`]); each
+//! run's command line heads its side-by-side table and is stored with its
+//! records in `results.json`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -35,6 +41,8 @@ struct Run {
     /// The kernel's release string, as the guest's uname reported it.
     release: String,
     cpu: String,
+    /// The kernel command line the run booted with.
+    cmdline: String,
     records: Vec<Object>,
 }
 
@@ -93,6 +101,7 @@ pub fn run(o: &Opts) -> Result<bool> {
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     qemu::ensure_installed()?;
     let timeout = Duration::from_secs(o.timeout.unwrap_or(1800));
+    let linux_params = crate::linux::params(o.linux_cmdline.as_deref())?;
     let started = Instant::now();
     let per_board = 2 + usize::from(o.linux_kernel.is_some());
     let total = boards.len() * per_board;
@@ -148,6 +157,7 @@ pub fn run(o: &Opts) -> Result<bool> {
                     kernel: "folium",
                     release: recs[0].str("kernel").to_string(),
                     cpu: spec.cpu_name(),
+                    cmdline: spec.cmdline.clone(),
                     records: recs,
                 })
             }
@@ -168,7 +178,7 @@ pub fn run(o: &Opts) -> Result<bool> {
 
         if let Some(lk) = &o.linux_kernel {
             announce(&format!("Linux on {}: bench {args}", spec.label()));
-            match linux_run(board, arch, lk, &spec, &args, timeout) {
+            match linux_run(board, arch, lk, &spec, &linux_params, &args, timeout) {
                 Ok(run) => runs.push(run),
                 Err(e) => {
                     println!("bench on Linux/{}: {e}", spec.label());
@@ -201,12 +211,14 @@ fn minutes(d: Duration) -> String {
 }
 
 /// Boots Linux `spec_word` (a path or `debian`) on `spec`'s machine with
-/// `bench` as init and collects its records.
+/// the kernel parameters `params` and `bench` as init, and collects its
+/// records.
 fn linux_run(
     board: Board,
     arch: Arch,
     spec_word: &str,
     spec: &Spec,
+    params: &str,
     args: &str,
     timeout: Duration,
 ) -> Result<Run> {
@@ -223,16 +235,9 @@ fn linux_run(
         .join("initramfs.cpio");
     crate::linux::initramfs(&bench, &initrd)?;
     let argv: Vec<String> = args.split_whitespace().map(String::from).collect();
-    let r = crate::linux::boot(
-        board,
-        &image,
-        &initrd,
-        &argv,
-        spec.mem.as_deref().unwrap_or("2G"),
-        spec.cpu.as_deref(),
-        spec.accel,
-        timeout,
-    )?;
+    let mut machine = spec.clone();
+    machine.mem.get_or_insert_with(|| "2G".into());
+    let r = crate::linux::boot(&machine, &image, &initrd, params, &argv, timeout)?;
     let recs = records(&r.lines)?;
     if recs.is_empty() {
         return Err(format!(
@@ -253,6 +258,7 @@ fn linux_run(
         kernel: "linux",
         release: recs[0].str("kernel").to_string(),
         cpu: spec.cpu_name(),
+        cmdline: r.cmdline,
         records: recs,
     })
 }
@@ -290,8 +296,12 @@ fn side_by_side(board: Board, runs: &[&Run]) {
         f.release,
         linux.map_or(String::new(), |l| format!(" vs Linux {}", l.release))
     );
+    println!("  Folium command line: {}", f.cmdline);
+    if let Some(l) = linux {
+        println!("  Linux command line:  {}", l.cmdline);
+    }
     println!(
-        "  {:<8} {:<14} {:>14} {:>14} {:>14} {:>8}  check",
+        "  {:<8} {:<16} {:>14} {:>14} {:>14} {:>8}  check",
         "bench", "case", "unit", "Folium", "Linux", "F/L"
     );
     for r in &f.records {
@@ -306,7 +316,7 @@ fn side_by_side(board: Board, runs: &[&Run]) {
             _ => "-".into(),
         };
         println!(
-            "  {b:<8} {c:<14} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
+            "  {b:<8} {c:<16} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
             fv.map_or("-".into(), time),
             lv.map_or("-".into(), time),
             r.str("check")
@@ -462,11 +472,12 @@ fn results_json(
         .iter()
         .map(|r| {
             let fields = format!(
-                "\"board\": {}, \"kernel\": {}, \"release\": {}, \"cpu\": {}",
+                "\"board\": {}, \"kernel\": {}, \"release\": {}, \"cpu\": {}, \"cmdline\": {}",
                 json::quote(r.board.name()),
                 json::quote(r.kernel),
                 json::quote(&r.release),
-                json::quote(&r.cpu)
+                json::quote(&r.cpu),
+                json::quote(&r.cmdline)
             );
             block(fields, &r.records)
         })
@@ -498,6 +509,7 @@ mod tests {
             kernel: "folium",
             release: "6.12.0-folium".into(),
             cpu: "cortex-a72".into(),
+            cmdline: "console=ttyAMA0 nokaslr -- --size 64".into(),
             records: vec![rec.clone(), rec],
         }];
         let s = results_json(&Opts::default(), 64, 3, &runs, &[]);
@@ -507,6 +519,64 @@ mod tests {
         assert_eq!(opens, closes, "{s}");
         assert_eq!(s.matches("\"order-0\"").count(), 2);
         assert!(s.contains("\"size_mib\": 64"));
+        assert!(s.contains("\"cmdline\": \"console=ttyAMA0 nokaslr -- --size 64\""));
+    }
+
+    #[test]
+    fn fork_plot_has_a_group_per_child_and_per_pte_bars_beside_batched() {
+        let rec = |case: &str, mode: &str, ms: u32| {
+            json::parse_object(&format!(
+                r#"{{"bench":"fork","case":"{case}","folio_kb":4,"size_mib":16,"median_ns":{},"stddev_ns":1000,"per":1,"per_unit":"fork","check":"ok","kernel":"k","mode":"{mode}"}}"#,
+                ms * 1_000_000
+            ))
+            .unwrap()
+        };
+        let run = |kernel, release: &str, records| Run {
+            board: Board::Virt,
+            kernel,
+            release: release.into(),
+            cpu: "cortex-a72".into(),
+            cmdline: String::new(),
+            records,
+        };
+        let folium = run(
+            "folium",
+            "6.12.0-folium",
+            vec![
+                rec("order-0", "batched", 3),
+                rec("order-0/per-pte", "per-pte", 3),
+                rec("order-0/exit-now", "batched", 4),
+                rec("order-9", "batched", 1),
+                rec("order-9/per-pte", "per-pte", 9),
+                rec("order-9/exit-now", "batched", 2),
+            ],
+        );
+        let linux = run(
+            "linux",
+            "6.12.118+deb12-arm64",
+            vec![
+                rec("order-0", "native", 5),
+                rec("order-0/exit-now", "native", 6),
+                rec("order-9", "native", 7),
+                rec("order-9/exit-now", "native", 8),
+            ],
+        );
+        let dir = std::env::temp_dir().join(format!("xtask-bench-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        plots(&dir, Board::Virt, &[&folium, &linux]).unwrap();
+        let svg = std::fs::read_to_string(dir.join("fork-virt.svg")).unwrap();
+        let bars = |group: &str| {
+            svg.matches(&format!("class=\"bar\" data-group=\"fork {group}\""))
+                .count()
+        };
+        // Folium batched, Folium per-PTE and Linux in the sleeping rows;
+        // Folium batched and Linux in the exit-now rows.
+        assert_eq!(bars("order-0"), 3, "{svg}");
+        assert_eq!(bars("order-9"), 3);
+        assert_eq!(bars("order-0/exit-now"), 2);
+        assert_eq!(bars("order-9/exit-now"), 2);
+        assert_eq!(svg.matches("class=\"bar\"").count(), 10);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -4,8 +4,13 @@
 //!
 //! ```text
 //! cargo xtask qemu-linux [--board virt|q35] [--mem 1G] [--cpu C] [--accel tcg|kvm]
-//!                        [--timeout SECS] --linux-kernel PATH|debian [-- bench args]
+//!                        [--timeout SECS] --linux-kernel PATH|debian
+//!                        [--linux-cmdline ARGS] [-- bench args]
 //! ```
+//!
+//! Linux boots with [`DEFAULT_PARAMS`] after the console and panic
+//! settings xtask needs, unless `--linux-cmdline` replaces them (see
+//! [`params`]).
 //!
 //! Kernel images are never stored in the repository: `debian` fetches
 //! Debian's unsigned kernel package into the user's cache directory.
@@ -337,6 +342,8 @@ pub struct LinuxRun {
     pub init_after: Option<Duration>,
     /// Wall time from QEMU's start to its exit (or the timeout).
     pub elapsed: Duration,
+    /// The kernel command line Linux was booted with.
+    pub cmdline: String,
 }
 
 impl LinuxRun {
@@ -354,7 +361,7 @@ impl LinuxRun {
             .collect()
     }
 
-    fn from_guest(run: GuestRun) -> LinuxRun {
+    fn from_guest(run: GuestRun, cmdline: String) -> LinuxRun {
         // Linux's message when it is about to power off (loud enough to
         // pass `quiet`); a restart or a panic prints something else.
         let powered_off = run.exit == Some(0)
@@ -373,6 +380,7 @@ impl LinuxRun {
             exit: run.exit,
             init_after: run.banner_after,
             elapsed: run.elapsed,
+            cmdline,
         }
     }
 }
@@ -385,11 +393,59 @@ fn from_init(line: &str) -> bool {
     !l.is_empty() && !l.starts_with('[') && !l.starts_with("qemu:")
 }
 
-/// The kernel command line for init arguments `args`: everything after
-/// `--` becomes init's argv, so words like `fault` reach the program
+/// The kernel parameters every Linux boot gets unless `--linux-cmdline`
+/// replaces them. Debian's kernels zero every page they allocate
+/// (`INIT_ON_ALLOC_DEFAULT_ON`), randomize the kernel's place (KASLR) and
+/// unmap the kernel while user code runs (page-table isolation: x86
+/// `PAGE_TABLE_ISOLATION`; arm64 `UNMAP_KERNEL_AT_EL0`, which KASLR turns
+/// on even on CPUs Meltdown spares). Folium does none of this, so by
+/// default Linux is booted without it: a comparison of the memory
+/// management, not of these hardening costs.
+pub const DEFAULT_PARAMS: &str = "init_on_alloc=0 mitigations=off nokaslr";
+
+/// Parameters xtask sets itself and `--linux-cmdline` may not: the console
+/// it reads, and init, which must be the benchmark of the initramfs.
+const PLUMBING: [&str; 3] = ["console=", "init=", "rdinit="];
+
+/// The kernel parameters for a Linux boot: `replace` (`--linux-cmdline`,
+/// one string of words, possibly empty) or else [`DEFAULT_PARAMS`], as
+/// words joined by single spaces. Refused: `--`, which would end the
+/// kernel's parameters and hand the rest to init, and the parameters
+/// xtask's own plumbing sets ([`PLUMBING`]).
+pub fn params(replace: Option<&str>) -> Result<String> {
+    let Some(words) = replace else {
+        return Ok(DEFAULT_PARAMS.to_string());
+    };
+    let words: Vec<&str> = words.split_whitespace().collect();
+    for w in &words {
+        if *w == "--" {
+            return Err(
+                "--linux-cmdline: `--` would end the kernel's parameters; init's \
+                 arguments go after xtask's own `--`"
+                    .into(),
+            );
+        }
+        if let Some(p) = PLUMBING.iter().find(|p| w.starts_with(**p)) {
+            return Err(format!(
+                "--linux-cmdline: {w}: xtask sets {p} itself (the console it reads, \
+                 the benchmark as init)"
+            ));
+        }
+    }
+    Ok(words.join(" "))
+}
+
+/// The kernel command line for init arguments `args`: xtask's console and
+/// panic settings, then `params` (see [`params`]), then `--`; everything
+/// after `--` becomes init's argv, so words like `fault` reach the program
 /// rather than being taken for kernel parameters.
-fn cmdline(board: Board, args: &[String]) -> Result<String> {
-    let mut c = format!("console={} panic=-1 quiet --", console(board)?);
+fn cmdline(board: Board, params: &str, args: &[String]) -> Result<String> {
+    let mut c = format!("console={} panic=-1 quiet", console(board)?);
+    if !params.is_empty() {
+        c.push(' ');
+        c.push_str(params);
+    }
+    c.push_str(" --");
     for a in args {
         if a.is_empty() || a.contains(char::is_whitespace) {
             return Err(format!(
@@ -403,42 +459,24 @@ fn cmdline(board: Board, args: &[String]) -> Result<String> {
 }
 
 /// Boots `kernel` (a Linux image, see [`resolve_kernel`]) with `initrd`
-/// (see [`initramfs`]) on `board` with `mem` of RAM, printing the console
-/// as it arrives and collecting it until QEMU exits or `timeout` passes.
-/// The machine is the one Folium's boot of the same board gets: the same
-/// `-M`, and `cpu` or else the same default CPU (virt `cortex-a72`; q35
-/// `qemu64` under TCG, `host` under KVM). `args` become init's arguments.
-/// There is no disk and no network; `-no-reboot` makes a panic
-/// (`panic=-1`) end QEMU too. Only `virt` and `q35` are supported.
-#[allow(clippy::too_many_arguments)] // each is one knob of the machine or the run
+/// (see [`initramfs`]) on the machine `machine` describes (board, CPU,
+/// accelerator, RAM, extra machine options: the one Folium's boot of the
+/// same board gets), printing the console as it arrives and collecting it
+/// until QEMU exits or `timeout` passes. The command line is xtask's
+/// console settings and `params` (see [`params`]), then `args` as init's
+/// arguments; `machine`'s own command line and initrd are replaced. There
+/// is no disk and no network; `-no-reboot` makes a panic (`panic=-1`) end
+/// QEMU too. Only `virt` and `q35` are supported.
 pub fn boot(
-    board: Board,
-    kernel: &Path,
-    initrd: &Path,
-    args: &[String],
-    mem: &str,
-    cpu: Option<&str>,
-    accel: Accel,
-    timeout: Duration,
-) -> Result<LinuxRun> {
-    let mut spec = Spec::new(board, "");
-    spec.mem = Some(mem.to_string());
-    spec.cpu = cpu.map(str::to_string);
-    spec.accel = accel;
-    boot_machine(&spec, kernel, initrd, args, timeout)
-}
-
-/// [`boot`] on the machine `machine` describes (board, CPU, accelerator,
-/// RAM, extra machine options); its command line and initrd are replaced.
-fn boot_machine(
     machine: &Spec,
     kernel: &Path,
     initrd: &Path,
+    params: &str,
     args: &[String],
     timeout: Duration,
 ) -> Result<LinuxRun> {
     let mut spec = machine.clone();
-    spec.cmdline = cmdline(spec.board, args)?;
+    spec.cmdline = cmdline(spec.board, params, args)?;
     spec.initrd = Some(initrd.to_path_buf());
     // Folium's own command line: its semihosting and isa-debug-exit
     // hooks stay unused by Linux and change nothing else.
@@ -449,7 +487,7 @@ fn boot_machine(
         cmd.args(["-nic", "none"]);
     }
     let run = run_console(cmd, timeout, true, from_init)?;
-    Ok(LinuxRun::from_guest(run))
+    Ok(LinuxRun::from_guest(run, spec.cmdline))
 }
 
 /// `cargo xtask qemu-linux`: boots Linux on virt or q35 with the benchmark
@@ -460,6 +498,7 @@ pub fn run(o: &Opts) -> Result<bool> {
         .linux_kernel
         .clone()
         .ok_or("qemu-linux needs --linux-kernel PATH|debian")?;
+    let params = params(o.linux_cmdline.as_deref())?;
     let board = match o.boards.as_slice() {
         [] => Board::Virt,
         [b @ (Board::Virt | Board::Q35)] => *b,
@@ -491,13 +530,13 @@ pub fn run(o: &Opts) -> Result<bool> {
     spec.mem = Some(o.mem.clone().unwrap_or_else(|| "1G".into()));
     let timeout = Duration::from_secs(o.timeout.unwrap_or(1200));
     eprintln!(
-        "xtask: booting Linux {} on {} ({:?}), init: bench {}",
+        "xtask: booting Linux {} on {} ({:?}), bench as init; command line: {}",
         kernel.display(),
         spec.label(),
         spec.accel,
-        o.cmdline.join(" ")
+        cmdline(board, &params, &o.cmdline)?
     );
-    let run = boot_machine(&spec, &kernel, &initrd, &o.cmdline, timeout)?;
+    let run = boot(&spec, &kernel, &initrd, &params, &o.cmdline, timeout)?;
     let init_after = run.init_after.map_or("no output from init".into(), |d| {
         format!("init's first line after {:.2} s", d.as_secs_f64())
     });
@@ -619,27 +658,61 @@ mod tests {
     fn init_arguments_follow_the_double_dash() {
         let args: Vec<String> = ["fault", "--size", "16"].map(String::from).to_vec();
         assert_eq!(
-            cmdline(Board::Virt, &args).unwrap(),
+            cmdline(Board::Virt, "", &args).unwrap(),
             "console=ttyAMA0 panic=-1 quiet -- fault --size 16"
         );
         assert_eq!(
-            cmdline(Board::Q35, &[]).unwrap(),
+            cmdline(Board::Q35, "", &[]).unwrap(),
             "console=ttyS0 panic=-1 quiet --"
         );
-        assert!(cmdline(Board::Raspi4b, &[]).is_err());
-        assert!(cmdline(Board::Q35, &["a b".into()]).is_err());
+        assert!(cmdline(Board::Raspi4b, "", &[]).is_err());
+        assert!(cmdline(Board::Q35, "", &["a b".into()]).is_err());
+    }
+
+    #[test]
+    fn default_parameters_come_after_the_plumbing_unless_replaced() {
+        let args: Vec<String> = ["fork", "--size", "16"].map(String::from).to_vec();
+        let line = |replace: Option<&str>| cmdline(Board::Virt, &params(replace)?, &args);
+        // By default: no zeroing at allocation, no mitigations, no KASLR.
+        assert_eq!(
+            line(None).unwrap(),
+            "console=ttyAMA0 panic=-1 quiet init_on_alloc=0 mitigations=off nokaslr \
+             -- fork --size 16"
+        );
+        assert_eq!(params(None).unwrap(), DEFAULT_PARAMS);
+        // --linux-cmdline replaces the three words and keeps the plumbing.
+        assert_eq!(
+            line(Some("  kpti=0\tinit_on_alloc=1 ")).unwrap(),
+            "console=ttyAMA0 panic=-1 quiet kpti=0 init_on_alloc=1 -- fork --size 16"
+        );
+        assert_eq!(
+            cmdline(Board::Q35, &params(Some("loglevel=7")).unwrap(), &[]).unwrap(),
+            "console=ttyS0 panic=-1 quiet loglevel=7 --"
+        );
+        // An empty string: Debian's own defaults.
+        assert_eq!(
+            line(Some("")).unwrap(),
+            "console=ttyAMA0 panic=-1 quiet -- fork --size 16"
+        );
+        // What would break the plumbing is refused.
+        for bad in ["a -- b", "console=tty0", "init=/bin/sh", "x rdinit=/sh"] {
+            assert!(params(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn only_a_power_off_counts_as_finished() {
         let run = |lines: &[&str], exit, timed_out| {
-            LinuxRun::from_guest(GuestRun {
-                lines: lines.iter().map(|l| l.to_string()).collect(),
-                exit,
-                timed_out,
-                banner_after: None,
-                elapsed: Duration::ZERO,
-            })
+            LinuxRun::from_guest(
+                GuestRun {
+                    lines: lines.iter().map(|l| l.to_string()).collect(),
+                    exit,
+                    timed_out,
+                    banner_after: None,
+                    elapsed: Duration::ZERO,
+                },
+                String::new(),
+            )
         };
         let off = ["bench", "{\"x\":1}", "[    3.1] reboot: Power down"];
         assert!(run(&off, Some(0), false).finished());

@@ -4,10 +4,10 @@
 //! cargo xtask qemu-run [--board virt|raspi4b|raspi3b|q35] [--cpu C] [--accel tcg|kvm] [--mem M] [--init PATH] [-- cmdline...]
 //! cargo xtask test     [--board B]... [--timeout SECS]
 //! cargo xtask lint
-//! cargo xtask bench    [--board B]... [--accel A] [--size MIB] [--iters N] [--out DIR] [--linux-kernel PATH|debian]
+//! cargo xtask bench    [--board B]... [--accel A] [--size MIB] [--iters N] [--out DIR] [--linux-kernel PATH|debian [--linux-cmdline ARGS]]
 //! cargo xtask build    [--arch aarch64|x86_64]
 //! cargo xtask image    --board rpi4|rpi3 [--out DIR]
-//! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [-- ARGS...]
+//! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [--linux-cmdline ARGS] [-- ARGS...]
 //! ```
 
 #![forbid(unsafe_code)]
@@ -55,9 +55,13 @@ commands:
              --board B (repeatable)  --accel tcg|kvm  --cpu C  --mem SIZE (default 2x size + 512M)
              --size MIB (default 1024)  --iters N (default 5)  --out DIR (default out/bench)
              --linux-kernel PATH|debian  boot that Linux too, same QEMU, same bench binary
+             --linux-cmdline ARGS  (one string) Linux's kernel parameters after xtask's
+                             console settings, instead of the default
+                             `init_on_alloc=0 mitigations=off nokaslr` (\"\" for none)
   build      build the kernel (--arch aarch64|x86_64; default both)
   image      write an SD-card boot folder: --board rpi4|rpi3 [--out DIR]
-  qemu-linux boot Linux (--linux-kernel PATH|debian) on virt|q35 with bench as init; -- ARGS to bench"
+  qemu-linux boot Linux (--linux-kernel PATH|debian) on virt|q35 with bench as init; -- ARGS to bench
+             --linux-cmdline ARGS  as for bench"
 }
 
 /// Parsed options shared by the commands.
@@ -77,6 +81,8 @@ struct Opts {
     size: Option<u64>,
     iters: Option<u32>,
     linux_kernel: Option<String>,
+    /// Replaces Linux's default kernel parameters (`bench`, `qemu-linux`).
+    linux_cmdline: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -100,6 +106,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--out" => o.out = Some(val("--out")?),
             "--init" => o.init = Some(val("--init")?),
             "--linux-kernel" => o.linux_kernel = Some(val("--linux-kernel")?),
+            "--linux-cmdline" => o.linux_cmdline = Some(val("--linux-cmdline")?),
             "--size" => {
                 let v = val("--size")?;
                 o.size = Some(
@@ -131,6 +138,33 @@ fn parse(args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
+/// The Linux options shape a Linux boot: only `bench` and `qemu-linux`
+/// boot one, and `--linux-cmdline` means nothing without `--linux-kernel`.
+fn check_linux_opts(cmd: &str, o: &Opts) -> Result<()> {
+    let given = [
+        ("--linux-kernel", o.linux_kernel.is_some()),
+        ("--linux-cmdline", o.linux_cmdline.is_some()),
+    ];
+    if !matches!(cmd, "bench" | "qemu-linux")
+        && let Some((name, _)) = given.iter().find(|(_, g)| *g)
+    {
+        return Err(format!(
+            "{name}: only `bench` and `qemu-linux` boot Linux, not `{cmd}`"
+        ));
+    }
+    if let Some(c) = &o.linux_cmdline {
+        if o.linux_kernel.is_none() {
+            return Err(format!(
+                "--linux-cmdline {c:?} needs --linux-kernel PATH|debian: it sets the kernel \
+                 parameters of the Linux boot (default `{}`)",
+                linux::DEFAULT_PARAMS
+            ));
+        }
+        linux::params(Some(c))?;
+    }
+    Ok(())
+}
+
 fn run() -> Result<bool> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((cmd, rest)) = args.split_first() else {
@@ -138,6 +172,7 @@ fn run() -> Result<bool> {
         return Ok(false);
     };
     let o = parse(rest)?;
+    check_linux_opts(cmd, &o)?;
     match cmd.as_str() {
         "qemu-run" | "run" => qemu::run(&o),
         "test" => test::run(&o),
@@ -172,5 +207,46 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(cmd: &str, args: &[&str]) -> Result<Opts> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let o = parse(&args)?;
+        check_linux_opts(cmd, &o)?;
+        Ok(o)
+    }
+
+    #[test]
+    fn linux_cmdline_is_one_string_and_needs_a_linux_kernel() {
+        let o = opts(
+            "bench",
+            &[
+                "--linux-kernel",
+                "debian",
+                "--linux-cmdline",
+                "kpti=0 nokaslr",
+            ],
+        )
+        .unwrap();
+        assert_eq!(o.linux_cmdline.as_deref(), Some("kpti=0 nokaslr"));
+        let o = opts("qemu-linux", &["--linux-kernel", "debian", "--", "fork"]).unwrap();
+        assert_eq!(o.linux_cmdline, None);
+        let e = opts("bench", &["--linux-cmdline", "nokaslr"])
+            .err()
+            .unwrap();
+        assert!(e.contains("needs --linux-kernel"), "{e}");
+        assert!(opts("qemu-linux", &["--linux-cmdline", "x"]).is_err());
+        assert!(opts("bench", &["--linux-kernel", "debian", "--linux-cmdline"]).is_err());
+        // Refused words are refused before anything boots.
+        let bad = ["--linux-kernel", "debian", "--linux-cmdline", "init=/sh"];
+        assert!(opts("bench", &bad).is_err());
+        // Commands that boot no Linux refuse both options.
+        assert!(opts("qemu-run", &["--linux-kernel", "debian"]).is_err());
+        assert!(opts("test", &["--linux-cmdline", ""]).is_err());
     }
 }

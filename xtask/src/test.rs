@@ -366,12 +366,15 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
 pub const BENCH_TEST_CMDLINE: &str = "init=bench --size 4 --iters 1";
 
 /// Every (bench, case) the benchmark's test boot must report.
-const BENCH_ROWS: [(&str, &str); 28] = [
+const BENCH_ROWS: [(&str, &str); 30] = [
     ("sys", "null_syscall"),
     ("sys", "yield_switch"),
     ("sys", "fork_exit_wait"),
     ("fork", "order-0"),
     ("fork", "order-9"),
+    // The same forks with a child that exits at once.
+    ("fork", "order-0/exit-now"),
+    ("fork", "order-9/exit-now"),
     ("memcpy", "page-tables"),
     ("fault", "4K"),
     ("fault", "16K"),

@@ -6,8 +6,12 @@
 //! - **munmap**: the time of the `munmap()` of the populated region;
 //! - **fork**: the time of the `fork()` call in a parent with the region
 //!   populated with order-0 folios, or with order-9 (2 MiB) folios mapped
-//!   by PTEs; the child sleeps 5 ms and `_exit`s, the parent reads the
-//!   clock and then `wait4`s (so the child's exit is never timed).
+//!   by PTEs, two ways. In the `order-N` rows the child sleeps 5 ms and
+//!   `_exit`s, the parent reads the clock and then `wait4`s, so the
+//!   child's exit is never timed. In the `order-N/exit-now` rows the child
+//!   `_exit`s at once, the ordinary pattern of a fork benchmark: when the
+//!   scheduler runs the child first, its exit (the teardown of its copy)
+//!   falls inside the parent's timed window.
 //!
 //! Regions are 2 MiB aligned, so every folio size fits exactly. The
 //! per-size fault counters (`anon_fault_alloc`) are read around the
@@ -209,10 +213,52 @@ fn map_by_ptes(base: u64, len: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// What the forked child does before it `_exit`s.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Child {
+    /// Sleeps 5 ms: should the scheduler run it first (the fork used up
+    /// the parent's time slice), its exit, the teardown of its copy, does
+    /// not land inside the parent's timed window.
+    Sleeps,
+    /// Exits at once, as in an ordinary fork benchmark.
+    ExitsNow,
+}
+
+impl Child {
+    /// Its value in the JSON records (`child`).
+    fn json(self) -> String {
+        String::from(match self {
+            Child::Sleeps => "\"sleep-5ms\"",
+            Child::ExitsNow => "\"exit-now\"",
+        })
+    }
+}
+
+/// One `fork()` timed from the parent: the clock is read before the call
+/// and when it returns in the parent, then the child is reaped.
+fn timed_fork(child: Child) -> Result<u64, String> {
+    let t0 = sys::now_ns();
+    let pid = match sys::fork() {
+        Ok(0) => {
+            if child == Child::Sleeps {
+                let _ = sys::nanosleep(5_000_000);
+            }
+            sys::exit_group(0)
+        }
+        Ok(pid) => pid as i32,
+        Err(e) => return Err(format!("fork: {}", e.name())),
+    };
+    let dt = sys::now_ns() - t0;
+    let _ = sys::wait4(pid, 0);
+    Ok(dt)
+}
+
 /// Measures `fork()` of a process with `size_mib` MiB populated with
-/// folios of `kb` KiB (4: order 0; 2048: order 9, mapped by PTEs), once in
-/// each of `modes` per repetition (alternating, on the same memory); one
-/// record per mode, in `modes` order.
+/// folios of `kb` KiB (4: order 0; 2048: order 9, mapped by PTEs), on the
+/// same memory, alternating within each repetition: with a child that
+/// sleeps before it exits once in each of `modes`, then with a child that
+/// exits at once in the first mode. One record per mode, in `modes`
+/// order (case `order-N`), and the exit-now record (`order-N/exit-now`).
 pub fn fork(
     kb: u64,
     size_mib: u64,
@@ -221,7 +267,7 @@ pub fn fork(
     modes: &[&str],
     set_mode: &dyn Fn(&str) -> Result<(), String>,
     progress: &mut Progress,
-) -> Result<Vec<Record>, String> {
+) -> Result<(Vec<Record>, Record), String> {
     let len = size_mib * MIB;
     let order = if kb == 4 { 0 } else { 9 };
     progress.step(&format!("fork order-{order}: populating {size_mib} MiB"));
@@ -237,35 +283,28 @@ pub fn fork(
         check = String::from("MISMATCH: mapped by PMDs");
     }
     progress.done(1);
-    let mut samples: Vec<Vec<u64>> = modes.iter().map(|_| Vec::new()).collect();
+    // Each repetition: the sleeping child once per mode, then the child
+    // that exits at once in the first mode (batched on Folium).
+    let runs: Vec<(&str, Child)> = modes
+        .iter()
+        .map(|m| (*m, Child::Sleeps))
+        .chain([(modes[0], Child::ExitsNow)])
+        .collect();
+    let mut samples: Vec<Vec<u64>> = runs.iter().map(|_| Vec::new()).collect();
     // One round first, untimed: it warms caches and, on Linux, settles
     // anything the first fork of a process does once.
     for i in 0..=iters {
-        for (m, mode) in modes.iter().enumerate() {
+        for (k, &(mode, child)) in runs.iter().enumerate() {
             if i > 0 {
+                let what = match child {
+                    Child::Sleeps => String::from(mode),
+                    Child::ExitsNow => format!("{mode}, child exits at once"),
+                };
                 progress.step(&format!(
-                    "fork order-{order} {mode}, repetition {i}/{iters}"
+                    "fork order-{order} {what}, repetition {i}/{iters}"
                 ));
             }
-            let forked = set_mode(mode).and_then(|_| {
-                let t0 = sys::now_ns();
-                let pid = match sys::fork() {
-                    // The child waits a moment before it exits: should the
-                    // scheduler run it first (the fork used up the parent's
-                    // time slice), its exit, the teardown of its copy, must
-                    // not land inside the parent's timed window.
-                    Ok(0) => {
-                        let _ = sys::nanosleep(5_000_000);
-                        sys::exit_group(0)
-                    }
-                    Ok(pid) => pid as i32,
-                    Err(e) => return Err(format!("fork: {}", e.name())),
-                };
-                let dt = sys::now_ns() - t0;
-                let _ = sys::wait4(pid, 0);
-                Ok(dt)
-            });
-            let dt = match forked {
+            let dt = match set_mode(mode).and_then(|_| timed_fork(child)) {
                 Ok(dt) => dt,
                 Err(e) => {
                     let _ = sys::munmap(base, len);
@@ -273,17 +312,21 @@ pub fn fork(
                 }
             };
             if i > 0 {
-                samples[m].push(dt);
+                samples[k].push(dt);
                 progress.done(1);
             }
         }
     }
     sys::munmap(base, len).map_err(|e| format!("munmap: {}", e.name()))?;
-    Ok(samples
+    let mut records: Vec<Record> = samples
         .iter()
-        .map(|s| Record {
+        .zip(&runs)
+        .map(|(s, &(_, child))| Record {
             bench: "fork",
-            case: format!("order-{order}"),
+            case: match child {
+                Child::Sleeps => format!("order-{order}"),
+                Child::ExitsNow => format!("order-{order}/exit-now"),
+            },
             folio_kb: kb,
             size_mib,
             iterations: iters,
@@ -295,9 +338,12 @@ pub fn fork(
                 ("folios_expected", format!("{expected}")),
                 ("folios_got", format!("{got}")),
                 ("pte_mapped", format!("{ptes}")),
+                ("child", child.json()),
             ],
         })
-        .collect())
+        .collect();
+    let exit_now = records.pop().ok_or("no fork measured")?;
+    Ok((records, exit_now))
 }
 
 /// The physical limit beside fork: a `memcpy` of as many bytes as the

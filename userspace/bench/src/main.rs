@@ -12,8 +12,11 @@
 //! - `sys`: null syscall, context switch, small fork ([`sys`]);
 //! - `fork`: `fork()` of a process with `--size` MiB (default 1024)
 //!   populated with order-0 folios, then with order-9 folios mapped by
-//!   PTEs, and a `memcpy` of as many bytes as that memory's page tables,
-//!   the physical limit fork is measured against ([`anon`]);
+//!   PTEs, each with a child that sleeps 5 ms before it exits (`order-N`:
+//!   its exit stays out of the parent's time) and with one that exits at
+//!   once (`order-N/exit-now`: the ordinary pattern), and a `memcpy` of as
+//!   many bytes as that memory's page tables, the physical limit fork is
+//!   measured against ([`anon`]);
 //! - `munmap` and `fault` (measured together): populating `--size` MiB by
 //!   touching each page, and unmapping it, per folio size (default every
 //!   size from 4 kB to 2048 kB).
@@ -28,7 +31,9 @@
 //! when this program is PID 1 or its child (a benchmark guest); elsewhere
 //! (a shared host) only with `--set-knobs`, and otherwise measured as it
 //! stands, which the check column then says. As PID 1 on Linux it mounts
-//! /proc and /sys first and powers the machine off at the end.
+//! /proc and /sys first, prints the kernel command line, takes its
+//! arguments from the words after its `--` and powers the machine off at
+//! the end.
 //!
 //! Output: progress lines (`bench: [k/n] ...`), a table per benchmark,
 //! one JSON object per result line (see [`report`]), and the fork /
@@ -124,7 +129,9 @@ struct Opts {
 const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [--size MIB] [--iters N] \
                      [--sizes KB,...] [--quick] [--set-knobs]";
 
-fn parse(args: &ulib::Args) -> Result<Opts, String> {
+/// Parses `args` from index `first` (1, or later when the first words
+/// are not the program's: see [`linux_init_args`]).
+fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
     let mut o = Opts {
         benches: Vec::new(),
         size_mib: 0,
@@ -133,7 +140,7 @@ fn parse(args: &ulib::Args) -> Result<Opts, String> {
         quick: false,
         set_knobs: false,
     };
-    let mut i = 1;
+    let mut i = first;
     let value = |i: usize, what: &str| -> Result<&str, String> {
         args.arg(i + 1)
             .ok_or_else(|| format!("{what} needs a value"))
@@ -216,6 +223,35 @@ fn mount_pseudo_filesystems() {
     }
 }
 
+/// PID 1 on Linux: prints the kernel command line and returns the index
+/// of the first of init's arguments. The kernel hands init the words
+/// after `--`, but first every bare word of its own parameters it did not
+/// recognize (x86 `nokaslr`, which only its decompressor reads, is one):
+/// those are skipped. Without a `--`, every argument is the program's.
+fn linux_init_args(args: &ulib::Args) -> usize {
+    let mut buf = alloc::vec![0u8; 4096];
+    let Some(n) = folium_programs::read_into(c"/proc/cmdline", &mut buf) else {
+        println!("bench: cannot read /proc/cmdline");
+        return 1;
+    };
+    let line = core::str::from_utf8(&buf[..n]).unwrap_or("").trim();
+    println!("bench: kernel command line: {line}");
+    let mut words = line.split_ascii_whitespace();
+    if !words.any(|w| w == "--") {
+        return 1;
+    }
+    let ours = words.count();
+    let first = args.len().saturating_sub(ours).max(1);
+    if first > 1 {
+        let skipped: Vec<&str> = (1..first).filter_map(|i| args.arg(i)).collect();
+        println!(
+            "bench: skipping what the kernel passed on from its own parameters: {}",
+            skipped.join(" ")
+        );
+    }
+    first
+}
+
 /// `r` measured in `mode`: the mode in its JSON, and a `/per-pte` suffix
 /// on its case so each row keeps a unique name (batched and native rows
 /// keep the plain one, which is what compares with Linux).
@@ -270,10 +306,12 @@ fn mode_ratios(all: &mut [Record]) {
 
 fn main(args: &ulib::Args) -> i32 {
     let linux_init = ulib::sys::getpid() == 1 && !on_folium();
+    let mut first = 1;
     if linux_init {
         mount_pseudo_filesystems();
+        first = linux_init_args(args);
     }
-    let code = run(args);
+    let code = run(args, first);
     if linux_init {
         // Returning would panic Linux ("attempted to kill init").
         println!("bench: exit status {code}; powering off");
@@ -282,8 +320,8 @@ fn main(args: &ulib::Args) -> i32 {
     code
 }
 
-fn run(args: &ulib::Args) -> i32 {
-    let o = match parse(args) {
+fn run(args: &ulib::Args, first: usize) -> i32 {
+    let o = match parse(args, first) {
         Ok(o) => o,
         Err(e) => {
             println!("bench: {e}");
@@ -326,7 +364,9 @@ fn run(args: &ulib::Args) -> i32 {
     let m = modes.len() as u64;
     let total = if has(Bench::Sys) { 3 } else { 0 }
         + if has(Bench::Fork) {
-            2 * (1 + n * m) + 1
+            // Per order: populating, then each mode and the exit-now child
+            // per repetition; the memcpy.
+            2 * (1 + n * (m + 1)) + 1
         } else {
             0
         }
@@ -358,7 +398,10 @@ fn run(args: &ulib::Args) -> i32 {
         for kb in [4, 2048] {
             let p = policy(kb);
             match anon::fork(kb, o.size_mib, o.iters, p, &modes, &set_mode, &mut progress) {
-                Ok(r) => rows.extend(r.into_iter().zip(&modes).map(|(r, m)| with_mode(r, m))),
+                Ok((r, exit_now)) => {
+                    rows.extend(r.into_iter().zip(&modes).map(|(r, m)| with_mode(r, m)));
+                    rows.push(with_mode(exit_now, modes[0]));
+                }
                 Err(e) => fail("fork", e),
             }
         }
@@ -404,6 +447,11 @@ fn run(args: &ulib::Args) -> i32 {
             }
             Err(e) => fail("memcpy", e),
         }
+        println!("  order-N: the child sleeps 5 ms before it exits, so its exit is never timed");
+        println!(
+            "  order-N/exit-now: the child exits at once, the ordinary pattern \
+             (its exit is timed if it runs first)"
+        );
         all.extend(rows);
     }
 

@@ -105,7 +105,7 @@ pub fn table(
     };
     let extra_names: Vec<&str> = columns(first).iter().map(|(n, _)| *n).collect();
     let mut head = alloc::format!(
-        "  {:<14} {:>11} {:>12} {:>11} {:>11} {:>11} {:>11}",
+        "  {:<16} {:>11} {:>12} {:>11} {:>11} {:>11} {:>11}",
         "case",
         "median",
         alloc::format!("ns/{}", first.per_unit),
@@ -121,7 +121,7 @@ pub fn table(
     for r in records {
         let s = &r.summary;
         let mut row = alloc::format!(
-            "  {:<14} {:>11} {:>12.1} {:>11} {:>11} {:>11} {:>11}",
+            "  {:<16} {:>11} {:>12.1} {:>11} {:>11} {:>11} {:>11}",
             r.case,
             time(s.median),
             r.per_unit_ns(),
