@@ -39,6 +39,11 @@ pub struct HostEnv {
     pub batching: bool,
     /// Every batch fork (true) and zap (false) handled, with its size.
     pub batches: std::cell::RefCell<Vec<(bool, usize)>>,
+    /// Free frames when the environment was made: dropping it checks that
+    /// every frame came back and no table is held (the books every test
+    /// keeps without writing them), unless [`HostEnv::allow_leaks`].
+    free_at_start: u64,
+    check_leaks: bool,
 }
 
 impl HostEnv {
@@ -82,7 +87,21 @@ impl HostEnv {
             gather_batch: folium_mm::env::GATHER_BATCH,
             batching: true,
             batches: Default::default(),
+            free_at_start: 0,
+            check_leaks: true,
         }
+        .with_free_recorded()
+    }
+
+    fn with_free_recorded(mut self) -> HostEnv {
+        self.free_at_start = self.free_pages();
+        self
+    }
+
+    /// This test keeps address spaces alive to its end on purpose: no
+    /// leak check when the environment is dropped.
+    pub fn allow_leaks(&mut self) {
+        self.check_leaks = false;
     }
 
     pub fn free_pages(&self) -> u64 {
@@ -150,6 +169,15 @@ impl HostEnv {
 
 impl Drop for HostEnv {
     fn drop(&mut self) {
+        // A failing test is already reported; a second panic would abort.
+        if self.check_leaks && !std::thread::panicking() {
+            assert_eq!(self.tables, 0, "page tables still held at the end");
+            assert_eq!(
+                self.free_pages(),
+                self.free_at_start,
+                "frames not back at the end of the test"
+            );
+        }
         // SAFETY: allocated in `new` with this layout.
         unsafe { dealloc(self.arena, self.layout) };
     }
