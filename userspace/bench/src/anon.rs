@@ -111,25 +111,43 @@ fn folio_check(policy: bool, expected: u64, got: u64, others: u64) -> String {
     }
 }
 
+/// What every measurement of a run shares: the region's size, the
+/// repetitions, and the kernel modes to alternate (Folium's `batched`
+/// and `per-pte`, or one `native` elsewhere) with the switch between them.
+#[derive(Clone, Copy)]
+pub struct Run<'a> {
+    /// MiB mapped and populated per repetition.
+    pub size_mib: u64,
+    /// Repetitions.
+    pub iters: u32,
+    /// The modes, measured once each per repetition, in this order.
+    pub modes: &'a [&'a str],
+    /// Switches the kernel to a mode.
+    pub set_mode: &'a dyn Fn(&str) -> Result<(), String>,
+}
+
 fn size_name(kb: u64) -> String {
     format!("{kb}K")
 }
 
-/// Measures fault and munmap for folios of `kb` KiB: `iters` times, map
-/// `size_mib` MiB, populate it (timed: fault), unmap it (timed: munmap),
-/// once in each of `modes` per repetition (`set_mode` switches; the modes
+/// Measures fault and munmap for folios of `kb` KiB: `run.iters` times,
+/// map `run.size_mib` MiB, populate it (timed: fault), unmap it (timed:
+/// munmap), once in each of `run.modes` per repetition (`run.set_mode` switches; the modes
 /// alternate so both see the same conditions). One fault record (the
 /// first mode's: faults do not depend on it) and one munmap record per
 /// mode, in `modes` order.
 pub fn fault_and_munmap(
     kb: u64,
-    size_mib: u64,
-    iters: u32,
     policy: bool,
-    modes: &[&str],
-    set_mode: &dyn Fn(&str) -> Result<(), String>,
+    run: &Run<'_>,
     progress: &mut Progress,
 ) -> Result<(Record, Vec<Record>), String> {
+    let Run {
+        size_mib,
+        iters,
+        modes,
+        set_mode,
+    } = *run;
     let len = size_mib * MIB;
     let expected = expected_folios(kb, len);
     let mut fault = Vec::new();
@@ -253,21 +271,24 @@ fn timed_fork(child: Child) -> Result<u64, String> {
     Ok(dt)
 }
 
-/// Measures `fork()` of a process with `size_mib` MiB populated with
+/// Measures `fork()` of a process with `run.size_mib` MiB populated with
 /// folios of `kb` KiB (4: order 0; 2048: order 9, mapped by PTEs), on the
 /// same memory, alternating within each repetition: with a child that
-/// sleeps before it exits once in each of `modes`, then with a child that
+/// sleeps before it exits once in each of `run.modes`, then with a child that
 /// exits at once in the first mode. One record per mode, in `modes`
 /// order (case `order-N`), and the exit-now record (`order-N/exit-now`).
 pub fn fork(
     kb: u64,
-    size_mib: u64,
-    iters: u32,
     policy: bool,
-    modes: &[&str],
-    set_mode: &dyn Fn(&str) -> Result<(), String>,
+    run: &Run<'_>,
     progress: &mut Progress,
 ) -> Result<(Vec<Record>, Record), String> {
+    let Run {
+        size_mib,
+        iters,
+        modes,
+        set_mode,
+    } = *run;
     let len = size_mib * MIB;
     let order = if kb == 4 { 0 } else { 9 };
     progress.step(&format!("fork order-{order}: populating {size_mib} MiB"));

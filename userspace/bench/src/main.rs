@@ -359,6 +359,12 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
         "batched" | "per-pte" if switching => knobs::set_batching(mode == "batched"),
         _ => Ok(()),
     };
+    let run = anon::Run {
+        size_mib: o.size_mib,
+        iters: o.iters,
+        modes: &modes,
+        set_mode: &set_mode,
+    };
     let has = |b| o.benches.contains(&b);
     let n = u64::from(o.iters);
     let m = modes.len() as u64;
@@ -397,7 +403,7 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
         let mut rows = Vec::new();
         for kb in [4, 2048] {
             let p = policy(kb);
-            match anon::fork(kb, o.size_mib, o.iters, p, &modes, &set_mode, &mut progress) {
+            match anon::fork(kb, p, &run, &mut progress) {
                 Ok((r, exit_now)) => {
                     rows.extend(r.into_iter().zip(&modes).map(|(r, m)| with_mode(r, m)));
                     rows.push(with_mode(exit_now, modes[0]));
@@ -460,15 +466,7 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
         let mut per_mode: Vec<Vec<Record>> = modes.iter().map(|_| Vec::new()).collect();
         for &kb in &o.sizes {
             let p = policy(kb);
-            match anon::fault_and_munmap(
-                kb,
-                o.size_mib,
-                o.iters,
-                p,
-                &modes,
-                &set_mode,
-                &mut progress,
-            ) {
+            match anon::fault_and_munmap(kb, p, &run, &mut progress) {
                 Ok((f, u)) => {
                     faults.push(with_mode(f, modes[0]));
                     for (k, (r, m)) in u.into_iter().zip(&modes).enumerate() {
