@@ -1,7 +1,9 @@
 //! System calls: Linux's numbers (per architecture, from `folium_abi`),
 //! arguments and errno. Every pointer argument goes through
-//! `crate::uaccess`; unknown numbers return ENOSYS and are named once on
-//! the console.
+//! `crate::uaccess`. A syscall Folium does not implement returns ENOSYS
+//! and is reported once per number on the console, by Linux's name when
+//! Folium knows it (`folium: syscall 292 (dup3) not implemented: ENOSYS`;
+//! just the number otherwise).
 
 mod io;
 mod mem;
@@ -26,10 +28,10 @@ fn report_enosys(nr: u64) {
         .get(w)
         .is_none_or(|word| word.fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0);
     if first {
-        println!(
-            "folium: syscall {nr} ({:?}) not implemented: ENOSYS",
-            Sysno::from_number(nr, MACHINE)
-        );
+        match Sysno::from_number(nr, MACHINE) {
+            Some(s) => println!("folium: syscall {nr} ({s}) not implemented: ENOSYS"),
+            None => println!("folium: syscall {nr} not implemented: ENOSYS"),
+        }
     }
 }
 
