@@ -3,7 +3,8 @@
 //! `crate::uaccess`. A syscall Folium does not implement returns ENOSYS
 //! and is reported once per number on the console, by Linux's name when
 //! Folium knows it (`folium: syscall 292 (dup3) not implemented: ENOSYS`;
-//! just the number otherwise).
+//! just the number otherwise); `rseq`, which glibc probes at every start,
+//! fails silently instead, as on a Linux built without it.
 
 mod io;
 mod mem;
@@ -71,6 +72,13 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
             task.clear_child_tid = a[0];
             Ok(u64::from(task.pid))
         }
+        SetRobustList => process::set_robust_list(task, a[0], a[1]),
+        GetRobustList => process::get_robust_list(task, a[0], a[1], a[2]),
+        // Restartable sequences are not implemented. glibc registers an
+        // area at every start and, on ENOSYS, carries on without it (as on
+        // a Linux built without CONFIG_RSEQ), so failing is expected and
+        // not reported.
+        Rseq => Err(Errno::ENOSYS),
         Clone => process::clone(task, a),
         Fork => process::fork(task),
         Execve => process::execve(task, a[0], a[1], a[2]),

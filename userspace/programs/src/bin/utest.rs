@@ -80,6 +80,112 @@ fn t_ids() -> TestResult {
     Ok(())
 }
 
+/// A `struct robust_list_head` (`list.next`, `futex_offset`,
+/// `list_op_pending`) for `robust_list`: static, so the address the
+/// kernel keeps stays valid however the test ends.
+static ROBUST_HEAD: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// `get_robust_list(pid)`: the recorded head and the length written back.
+fn get_robust_list(pid: i32) -> Result<(u64, u64), Errno> {
+    let (mut head, mut len) = (1u64, 0u64);
+    // SAFETY: two valid 8-byte destinations.
+    unsafe {
+        call(
+            Sysno::GetRobustList,
+            [
+                pid as u64,
+                &raw mut head as u64,
+                &raw mut len as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    Ok((head, len))
+}
+
+/// `set_robust_list(head, len)`.
+fn set_robust_list(head: u64, len: u64) -> Result<u64, Errno> {
+    // SAFETY: the kernel only records the pointer; Linux reads the list
+    // when the process exits, and every head set here is either the
+    // static ROBUST_HEAD or one it must refuse to follow.
+    unsafe { call(Sysno::SetRobustList, [head, len, 0, 0, 0, 0]) }
+}
+
+/// The robust-futex list head as Linux keeps it: `set_robust_list` takes
+/// exactly `sizeof(struct robust_list_head)` (24) and any pointer;
+/// `get_robust_list` gives it back for the caller (pid 0 or its own) and
+/// for another process, writing the length before the head; fork and exec
+/// start without a list. Also `rseq`, which Folium does not implement:
+/// ENOSYS there (glibc's probe at start-up), EINVAL on Linux for a NULL
+/// area.
+fn t_robust_list() -> TestResult {
+    let at = ROBUST_HEAD.as_ptr() as u64;
+    // An empty list points at itself.
+    ROBUST_HEAD[0].store(at, Ordering::Relaxed);
+    let before = get_robust_list(0);
+    ensure_eq!(before.map(|(_, len)| len), Ok(24));
+    ensure_eq!(set_robust_list(at, 24), Ok(0));
+    ensure_eq!(get_robust_list(0), Ok((at, 24)));
+    ensure_eq!(get_robust_list(sys::getpid()), Ok((at, 24)));
+    ensure_eq!(errno_of(set_robust_list(at, 23)), Some("EINVAL"));
+    ensure_eq!(errno_of(set_robust_list(at, 25)), Some("EINVAL"));
+    ensure_eq!(errno_of(set_robust_list(at, 0)), Some("EINVAL"));
+    ensure_eq!(get_robust_list(0), Ok((at, 24)), "a refused set changed it");
+    // The pointer is not checked.
+    ensure_eq!(set_robust_list(KERNEL_ADDR, 24), Ok(0));
+    ensure_eq!(get_robust_list(0), Ok((KERNEL_ADDR, 24)));
+    ensure_eq!(set_robust_list(at, 24), Ok(0));
+    let (mut head, mut len) = (1u64, 0u64);
+    // SAFETY: the kernel must refuse the bad pointers without touching
+    // them; the good ones are valid 8-byte destinations.
+    unsafe {
+        let get = |h: u64, l: u64| call(Sysno::GetRobustList, [0, h, l, 0, 0, 0]);
+        ensure_eq!(errno_of(get(&raw mut head as u64, 8)), Some("EFAULT"));
+        ensure_eq!(head, 1, "the head was written after a bad length pointer");
+        ensure_eq!(
+            errno_of(get(&raw mut head as u64, KERNEL_ADDR)),
+            Some("EFAULT")
+        );
+        ensure_eq!(
+            errno_of(get(KERNEL_ADDR, &raw mut len as u64)),
+            Some("EFAULT")
+        );
+        ensure_eq!(len, 24, "the length is written first");
+    }
+    ensure_eq!(errno_of(get_robust_list(1 << 30).map(|_| 0)), Some("ESRCH"));
+    ensure_eq!(errno_of(get_robust_list(-1).map(|_| 0)), Some("ESRCH"));
+    // A forked child has no list of its own, and reads its parent's.
+    let st = in_child(|| {
+        if get_robust_list(0) != Ok((0, 24)) {
+            return 1;
+        }
+        if get_robust_list(sys::getppid()) != Ok((at, 24)) {
+            return 2;
+        }
+        0
+    })?;
+    ensure_eq!(exited(st), Some(0), "status {st:#x}");
+    // A new image starts without one.
+    let st = in_child(|| {
+        if set_robust_list(at, 24).is_err() {
+            return 3;
+        }
+        exec_self(c"--robust-list-after-exec");
+        4
+    })?;
+    ensure_eq!(exited(st), Some(0), "status {st:#x}");
+    if let Ok((h, _)) = before {
+        ensure_eq!(set_robust_list(h, 24), Ok(0));
+    }
+    // SAFETY: a NULL area, refused before anything is read.
+    let r = unsafe { call(Sysno::Rseq, [0, 0, 0, 0x53053053, 0, 0]) };
+    let want = if on_folium() { "ENOSYS" } else { "EINVAL" };
+    ensure_eq!(errno_of(r), Some(want));
+    Ok(())
+}
+
 fn t_unknown_syscall_is_enosys() -> TestResult {
     // SAFETY: no such syscall; nothing is dereferenced.
     let r = unsafe { raw6(999, [0; 6]) };
@@ -883,22 +989,7 @@ fn t_signal_state() -> TestResult {
         if sys::sigaction_simple(15, 1, 0).is_err() {
             return 1;
         }
-        let argv: [*const u8; 3] = [
-            c"utest".as_ptr().cast(),
-            c"--raise-term".as_ptr().cast(),
-            core::ptr::null(),
-        ];
-        let envp: [*const u8; 1] = [core::ptr::null()];
-        let path = EXE.load(Ordering::Relaxed) as *const u8;
-        // SAFETY: `path` is this program's NUL-terminated argv[0]; the
-        // arrays are NULL-terminated.
-        let len = unsafe { core::ffi::CStr::from_ptr(path.cast()) }
-            .to_bytes_with_nul()
-            .len();
-        // SAFETY: as above.
-        let path = unsafe { core::slice::from_raw_parts(path, len) };
-        // SAFETY: as above.
-        let _ = unsafe { sys::execve(path, argv.as_ptr(), envp.as_ptr()) };
+        exec_self(c"--raise-term");
         3
     })?;
     ensure_eq!(exited(st), Some(0), "status {st:#x}");
@@ -1039,6 +1130,27 @@ fn t_thp_knobs() -> TestResult {
 /// This program's argv[0], for re-executing itself.
 static EXE: AtomicU64 = AtomicU64::new(0);
 
+/// Replaces this process with a fresh copy of this program run as
+/// `utest FLAG` (see `main`); returns only if execve failed.
+fn exec_self(flag: &core::ffi::CStr) {
+    let argv: [*const u8; 3] = [
+        c"utest".as_ptr().cast(),
+        flag.as_ptr().cast(),
+        core::ptr::null(),
+    ];
+    let envp: [*const u8; 1] = [core::ptr::null()];
+    let path = EXE.load(Ordering::Relaxed) as *const u8;
+    // SAFETY: `path` is this program's NUL-terminated argv[0]; the
+    // arrays are NULL-terminated.
+    let len = unsafe { core::ffi::CStr::from_ptr(path.cast()) }
+        .to_bytes_with_nul()
+        .len();
+    // SAFETY: as above.
+    let path = unsafe { core::slice::from_raw_parts(path, len) };
+    // SAFETY: as above.
+    let _ = unsafe { sys::execve(path, argv.as_ptr(), envp.as_ptr()) };
+}
+
 /// Tests that only run on Folium.
 // Neither is run (nor counted) on a real host: the fork bomb would fill
 // its process table, the hog wake its OOM killer.
@@ -1054,6 +1166,7 @@ const TESTS: &[Test] = &[
     ("write_and_read_errors", t_write_and_read_errors),
     ("ids", t_ids),
     ("unknown_syscall_is_enosys", t_unknown_syscall_is_enosys),
+    ("robust_list", t_robust_list),
     ("clocks", t_clocks),
     ("sleep", t_sleep),
     ("uname_and_random", t_uname_and_random),
@@ -1089,6 +1202,14 @@ fn main(args: &ulib::Args) -> i32 {
         // Re-executed by signal_state with SIGTERM ignored: survive it.
         let _ = sys::kill(sys::getpid(), 15);
         return 0;
+    }
+    if args.arg(1) == Some("--robust-list-after-exec") {
+        // Re-executed by robust_list after registering a list: the new
+        // image starts without one.
+        return match get_robust_list(0) {
+            Ok((0, 24)) => 0,
+            _ => 1,
+        };
     }
     // SAFETY: argv[0] is a NUL-terminated string on the initial stack,
     // which lives as long as the program.
