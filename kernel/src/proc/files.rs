@@ -146,6 +146,10 @@ impl FdTable {
 
 const THP_DIR: &[u8] = b"/sys/kernel/mm/transparent_hugepage/";
 
+/// The PMD size in bytes, what Linux's `hpage_pmd_size` reads: the largest
+/// anonymous folio (order 9, 2 MiB with 4 KiB pages).
+const HPAGE_PMD_SIZE: u64 = folium_abi::PAGE_SIZE << folium_mm::thp::MAX_ORDER;
+
 /// What a control-file path names: its contents now, and its knob if it
 /// accepts writes.
 fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
@@ -162,6 +166,10 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     if rest == b"enabled" {
         thp.read_top(&mut text);
         return Some((text, Some(Knob::ThpTop)));
+    }
+    if rest == b"hpage_pmd_size" {
+        let _ = writeln!(text, "{HPAGE_PMD_SIZE}");
+        return Some((text, None));
     }
     // Folium's own files beside Linux's: the batching switch and the
     // batching counters (absent on Linux, so programs can tell).

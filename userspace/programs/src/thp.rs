@@ -16,6 +16,9 @@ pub const SIZES: [u64; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
 /// Where the knobs live.
 pub const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 
+/// Linux's PMD size in bytes (read-only; `2097152` with 4 KiB pages).
+pub const HPAGE_PMD_SIZE: &CStr = c"/sys/kernel/mm/transparent_hugepage/hpage_pmd_size";
+
 macro_rules! stat_path {
     ($kb:literal, $file:literal) => {
         match CStr::from_bytes_with_nul(

@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use folium_abi::{Errno, Sysno};
 use folium_programs::{
     Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, mem_free_kb, on_folium,
-    read_file, run_suite, select_tests, signalled, spawn, write_file,
+    read_file, run_suite, select_tests, signalled, spawn, thp, write_file,
 };
 use ulib::println;
 use ulib::sys::{self, call, call_int, raw6};
@@ -1096,6 +1096,11 @@ fn t_thp_knobs() -> TestResult {
         None,
         "there is no order-1 knob"
     );
+    // Linux's PMD size in bytes: 2 MiB with 4 KiB pages; read-only, even
+    // for root.
+    let pmd = read_file(thp::HPAGE_PMD_SIZE);
+    ensure_eq!(pmd.as_deref(), Some("2097152\n"));
+    ensure_eq!(write_file(thp::HPAGE_PMD_SIZE, 1, b"4096"), Err("EACCES"));
     if !on_folium() {
         println!("utest: thp_knobs writes skipped on Linux (they would change the host)");
         return Ok(());
