@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use folium_abi::{Errno, Sysno};
 use folium_programs::{
     Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, mem_free_kb, on_folium,
-    read_file, run_suite, select_tests, signalled, spawn, thp, write_file,
+    read_file, read_into, run_suite, select_tests, signalled, spawn, thp, write_file,
 };
 use ulib::println;
 use ulib::sys::{self, call, call_int, raw6};
@@ -1132,6 +1132,37 @@ fn t_thp_knobs() -> TestResult {
     Ok(())
 }
 
+/// Folium's own knobs sit in a directory of their own, not in Linux's:
+/// the batching switch and the counters answer under
+/// `/sys/kernel/mm/folium/`, and their old names under
+/// `transparent_hugepage/` are gone.
+fn t_folium_knobs() -> TestResult {
+    const OLD_SWITCH: &core::ffi::CStr = c"/sys/kernel/mm/transparent_hugepage/pte_batching";
+    const OLD_STATS: &core::ffi::CStr = c"/sys/kernel/mm/transparent_hugepage/folium_stats";
+    ensure_eq!(read_file(OLD_SWITCH), None);
+    ensure_eq!(write_file(OLD_SWITCH, 1, b"1"), Err("ENOENT"));
+    ensure_eq!(read_file(OLD_STATS), None);
+    let was = read_file(thp::PTE_BATCHING).ok_or("cannot read pte_batching")?;
+    ensure!(was == "1\n" || was == "0\n", "pte_batching reads {was:?}");
+    ensure_eq!(write_file(thp::PTE_BATCHING, 1, b"0"), Ok(1));
+    let now = read_file(thp::PTE_BATCHING);
+    ensure_eq!(now.as_deref(), Some("0\n"));
+    ensure_eq!(write_file(thp::PTE_BATCHING, 1, b"2"), Err("EINVAL"));
+    ensure_eq!(write_file(thp::PTE_BATCHING, 1, was.as_bytes()), Ok(2));
+    ensure_eq!(read_file(thp::PTE_BATCHING), Some(was));
+    let mut buf = [0u8; 4096];
+    let n = read_into(thp::FOLIUM_STATS, &mut buf).ok_or("cannot read stats")?;
+    let stats = core::str::from_utf8(&buf[..n]).map_err(|_| "stats is not text")?;
+    ensure!(
+        stats.starts_with("tlb_flush_page ") && stats.ends_with('\n'),
+        "stats reads {stats:?}"
+    );
+    ensure!(stats.contains("\ndeferred_split_queue "), "{stats:?}");
+    ensure_eq!(write_file(thp::FOLIUM_STATS, 1, b"0"), Err("EACCES"));
+    ensure_eq!(read_file(c"/sys/kernel/mm/folium/nope"), None);
+    Ok(())
+}
+
 /// This program's argv[0], for re-executing itself.
 static EXE: AtomicU64 = AtomicU64::new(0);
 
@@ -1157,9 +1188,10 @@ fn exec_self(flag: &core::ffi::CStr) {
 }
 
 /// Tests that only run on Folium.
-// Neither is run (nor counted) on a real host: the fork bomb would fill
-// its process table, the hog wake its OOM killer.
-const FOLIUM_ONLY: [(&str, &str); 2] = [
+// The last two are not run (nor counted) on a real host: the fork bomb
+// would fill its process table, the hog wake its OOM killer.
+const FOLIUM_ONLY: [(&str, &str); 3] = [
+    ("folium_knobs", "Folium's own files"),
     ("fork_until_refused", "unsafe on a shared host"),
     (
         "memory_exhaustion_kills_only_the_hog",
@@ -1194,6 +1226,7 @@ const TESTS: &[Test] = &[
     ("prot_none_hides_pages", t_prot_none_hides_pages),
     ("signal_state", t_signal_state),
     ("thp_knobs", t_thp_knobs),
+    ("folium_knobs", t_folium_knobs),
     ("madvise", t_madvise),
     ("fork_until_refused", t_fork_until_refused),
     (
