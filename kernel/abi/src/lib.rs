@@ -1,7 +1,7 @@
 //! The Linux user ABI, as data and pure functions: syscall numbers for
 //! both architectures, errno values, signals and wait statuses, the
-//! structures syscalls copy in and out, ELF program loading plans and the
-//! initial process stack.
+//! structures syscalls copy in and out, ELF program loading plans, the
+//! initial process stack, and where Folium's own control files live.
 //!
 //! Nothing here touches hardware or memory outside its arguments, so all of
 //! it runs in `cargo test` on the host; the kernel does the copying.
@@ -15,6 +15,7 @@ pub mod errno;
 pub mod signal;
 pub mod stack;
 pub mod structs;
+pub mod sysfs;
 pub mod sysno;
 
 pub use errno::Errno;

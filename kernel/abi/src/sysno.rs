@@ -26,6 +26,14 @@ macro_rules! syscalls {
                 }
             }
 
+            /// The Rust name of the variant (`SetRobustList`); see the
+            /// `Display` impl for Linux's.
+            const fn variant_name(self) -> &'static str {
+                match self {
+                    $(Sysno::$name => stringify!($name),)*
+                }
+            }
+
             /// The syscall number `n` means on `m`.
             pub fn from_number(n: u64, m: Machine) -> Option<Sysno> {
                 match m {
@@ -124,12 +132,33 @@ syscalls! {
     Newfstatat = 79, 262;
     Readlinkat = 78, 267;
     SetRobustList = 99, 273;
+    GetRobustList = 100, 274;
     Dup3 = 24, 292;
     Prlimit64 = 261, 302;
     Getrandom = 278, 318;
     Rseq = 293, 334;
     Statx = 291, 332;
     Clone3 = 435, 435;
+}
+
+/// Linux's name of the syscall (`set_robust_list`, `rseq`, `wait4`): the
+/// variant's words in lower case joined by `_`, which is how every name
+/// in the tables above is spelled.
+impl core::fmt::Display for Sysno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use core::fmt::Write;
+        for (i, c) in self.variant_name().chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    f.write_char('_')?;
+                }
+                f.write_char(c.to_ascii_lowercase())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +185,37 @@ mod tests {
         assert_eq!(Sysno::Fork.number(Machine::Aarch64), None);
         assert_eq!(Sysno::from_number(100_000, Machine::X86_64), None);
         assert_eq!(Sysno::from_number(0, Machine::Aarch64), None);
+    }
+
+    #[test]
+    fn display_gives_linux_names() {
+        let name = |s: Sysno| std::format!("{s}");
+        assert_eq!(name(Sysno::SetRobustList), "set_robust_list");
+        assert_eq!(name(Sysno::GetRobustList), "get_robust_list");
+        assert_eq!(name(Sysno::Rseq), "rseq");
+        assert_eq!(name(Sysno::Wait4), "wait4");
+        assert_eq!(name(Sysno::Pread64), "pread64");
+        assert_eq!(name(Sysno::RtSigaction), "rt_sigaction");
+        assert_eq!(name(Sysno::ArchPrctl), "arch_prctl");
+        assert_eq!(name(Sysno::Clone3), "clone3");
+        // Every name is a C identifier in lower case, as Linux's are.
+        for &s in Sysno::ALL {
+            let n = name(s);
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{n}"
+            );
+            assert!(!n.starts_with('_') && !n.contains("__"), "{n}");
+        }
+        assert_eq!(
+            Sysno::from_number(100, Machine::Aarch64),
+            Some(Sysno::GetRobustList)
+        );
+        assert_eq!(
+            Sysno::from_number(274, Machine::X86_64),
+            Some(Sysno::GetRobustList)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Counters of the batching machinery, global and lock-free, for tests and
-//! benchmarks (the kernel serves them as a text file):
+//! benchmarks (the kernel serves them as the text file
+//! `/sys/kernel/mm/folium/stats`):
 //!
 //! - TLB flushes the gathers issued, by kind (one page, a range, a whole
 //!   address space);

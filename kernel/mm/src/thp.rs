@@ -9,6 +9,7 @@
 //! | `hugepages-<N>kB/enabled`                            | `always inherit madvise [never]` | `always`, `inherit`, `madvise`, `never` |
 //! | `hugepages-<N>kB/stats/anon_fault_alloc`             | a count                        | nothing (EACCES)                    |
 //! | `hugepages-<N>kB/stats/anon_fault_fallback`          | a count                        | nothing (EACCES)                    |
+//! | `hpage_pmd_size` (served by the kernel's file table) | `2097152`: the PMD size in bytes | nothing (EACCES)                  |
 //!
 //! Sizes are 16 kB (order 2) to 2048 kB (order 9): Linux never uses order-1
 //! anonymous folios. Defaults follow Linux: the PMD size (2048 kB) is

@@ -22,7 +22,7 @@ use crate::platform::Board;
 pub static THP: ThpPolicy = ThpPolicy::new();
 
 /// Whether fork and zap batch runs of PTEs over large folios (the
-/// `transparent_hugepage/pte_batching` control file; on by default).
+/// `/sys/kernel/mm/folium/pte_batching` control file; on by default).
 static BATCHING: AtomicBool = AtomicBool::new(true);
 
 /// The batching switch.

@@ -3,8 +3,10 @@
 //! transparent-hugepage knobs and counters under
 //! `/sys/kernel/mm/transparent_hugepage/`), reachable with
 //! `openat`/`read`/`write`/`close` so one program configures and reads
-//! Linux and Folium alike. Not a filesystem: a path is either in the table
-//! or ENOENT.
+//! Linux and Folium alike; and Folium's own knobs and counters, which
+//! Linux does not have, under `/sys/kernel/mm/folium/`
+//! ([`folium_abi::sysfs`]). Not a filesystem: a path is either in the
+//! table or ENOENT.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -40,7 +42,7 @@ pub enum Knob {
     ThpTop,
     /// `transparent_hugepage/hugepages-<N>kB/enabled`, by folio order.
     ThpSize(u8),
-    /// `transparent_hugepage/pte_batching` (Folium's own): `1` batches
+    /// `/sys/kernel/mm/folium/pte_batching` (Folium's own): `1` batches
     /// fork and zap over large folios, `0` goes PTE by PTE.
     Batching,
     /// `/proc/sys/vm/drop_caches`: 1 to 4 as on Linux. Folium has no page
@@ -146,6 +148,13 @@ impl FdTable {
 
 const THP_DIR: &[u8] = b"/sys/kernel/mm/transparent_hugepage/";
 
+/// Folium's own directory, with its slash.
+const FOLIUM_DIR: &[u8] = concat!(folium_abi::folium_mm_path!(), "/").as_bytes();
+
+/// The PMD size in bytes, what Linux's `hpage_pmd_size` reads: the largest
+/// anonymous folio (order 9, 2 MiB with 4 KiB pages).
+const HPAGE_PMD_SIZE: u64 = folium_abi::PAGE_SIZE << folium_mm::thp::MAX_ORDER;
+
 /// What a control-file path names: its contents now, and its knob if it
 /// accepts writes.
 fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
@@ -156,6 +165,9 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
         let text = alloc::format!("{}\n", DROP_CACHES.load(Relaxed));
         return Some((text, Some(Knob::DropCaches)));
     }
+    if let Some(file) = path.strip_prefix(FOLIUM_DIR) {
+        return folium_file(file);
+    }
     let thp = &crate::mm::THP;
     let rest = path.strip_prefix(THP_DIR)?;
     let mut text = String::new();
@@ -163,16 +175,8 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
         thp.read_top(&mut text);
         return Some((text, Some(Knob::ThpTop)));
     }
-    // Folium's own files beside Linux's: the batching switch and the
-    // batching counters (absent on Linux, so programs can tell).
-    if rest == b"pte_batching" {
-        let _ = writeln!(text, "{}", u8::from(crate::mm::batching()));
-        return Some((text, Some(Knob::Batching)));
-    }
-    if rest == b"folium_stats" {
-        folium_mm::stats::STATS.write(&mut text);
-        let queued = crate::mm::frames::with(|b| b.deferred_len());
-        let _ = writeln!(text, "deferred_split_queue {queued}");
+    if rest == b"hpage_pmd_size" {
+        let _ = writeln!(text, "{HPAGE_PMD_SIZE}");
         return Some((text, None));
     }
     let rest = rest.strip_prefix(b"hugepages-")?;
@@ -196,6 +200,25 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     };
     let _ = writeln!(text, "{count}");
     Some((text, None))
+}
+
+/// A file of Folium's own directory (`file` is its name there): the
+/// batching switch and the batching and flush counters.
+fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
+    let mut text = String::new();
+    match file {
+        b"pte_batching" => {
+            let _ = writeln!(text, "{}", u8::from(crate::mm::batching()));
+            Some((text, Some(Knob::Batching)))
+        }
+        b"stats" => {
+            folium_mm::stats::STATS.write(&mut text);
+            let queued = crate::mm::frames::with(|b| b.deferred_len());
+            let _ = writeln!(text, "deferred_split_queue {queued}");
+            Some((text, None))
+        }
+        _ => None,
+    }
 }
 
 /// Opens `path` with the access mode of `flags` (`O_RDONLY`, `O_WRONLY`,

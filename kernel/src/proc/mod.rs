@@ -87,6 +87,12 @@ pub struct ProcInfo {
     /// Resident pages of its address space, as the process itself last
     /// published them (the OOM killer's measure).
     pub rss: u64,
+    /// The head of its robust-futex list (`set_robust_list`), 0 for none:
+    /// here rather than in [`Task`] because `get_robust_list` may read
+    /// another process's. Like Linux's `task_struct::robust_list`, a new
+    /// process (fork or clone) starts without one, and exec and exit clear
+    /// it.
+    robust_list: u64,
     /// The root of its user page table while it has an address space,
     /// published so the deferred split can count a folio's mappings in
     /// every space without touching another process's [`Task`].
@@ -268,6 +274,7 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             pending: 0,
             name: String::from(program.name),
             rss: 0,
+            robust_list: 0,
             pt_root: task.space.as_ref().map(|s| s.root()),
             kctx: new_kctx(&task, pid),
             task: Box::into_raw(task),
@@ -447,6 +454,12 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
         let at = task.clear_child_tid;
         let _ = crate::uaccess::write_u32(task, at, 0);
     }
+    // Linux walks the robust-futex list here, marking each futex the
+    // process still holds with FUTEX_OWNER_DIED and waking a waiter. With
+    // one thread per process and only private memory, no other process
+    // can see those words, so the walk is skipped; the head is dropped as
+    // Linux drops it (`get_robust_list` on a zombie reads 0).
+    set_robust_list(pid, 0);
     task.files.close_all();
     if let Some(space) = task.space.take() {
         // The tables are freed: stop using them, and stop publishing them,
@@ -710,6 +723,24 @@ pub fn split_deferred_folios() -> folium_mm::split::SplitScan {
     uspace::split_deferred_folios(&roots)
 }
 
+/// The head of `pid`'s robust-futex list (0: none), ESRCH if there is no
+/// such process (a zombie still exists, without a list).
+pub fn robust_list(pid: Pid) -> Result<u64, Errno> {
+    PROCS
+        .lock()
+        .procs
+        .get(&pid)
+        .map(|p| p.robust_list)
+        .ok_or(Errno::ESRCH)
+}
+
+/// Records `head` as `pid`'s robust-futex list head (0 clears it).
+pub fn set_robust_list(pid: Pid, head: u64) {
+    if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
+        p.robust_list = head;
+    }
+}
+
 /// Every live pid except init and `except`, for `kill(-1, sig)`.
 pub fn all_pids_except(except: Pid) -> Vec<Pid> {
     PROCS
@@ -792,6 +823,7 @@ pub fn fork_current(
             pending: 0,
             name,
             rss: 0,
+            robust_list: 0,
             pt_root: task.space.as_ref().map(|s| s.root()),
             kctx: new_kctx(&task, pid),
             task: Box::into_raw(task),

@@ -1,7 +1,10 @@
 //! System calls: Linux's numbers (per architecture, from `folium_abi`),
 //! arguments and errno. Every pointer argument goes through
-//! `crate::uaccess`; unknown numbers return ENOSYS and are named once on
-//! the console.
+//! `crate::uaccess`. A syscall Folium does not implement returns ENOSYS
+//! and is reported once per number on the console, by Linux's name when
+//! Folium knows it (`folium: syscall 292 (dup3) not implemented: ENOSYS`;
+//! just the number otherwise); `rseq`, which glibc probes at every start,
+//! fails silently instead, as on a Linux built without it.
 
 mod io;
 mod mem;
@@ -26,10 +29,10 @@ fn report_enosys(nr: u64) {
         .get(w)
         .is_none_or(|word| word.fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0);
     if first {
-        println!(
-            "folium: syscall {nr} ({:?}) not implemented: ENOSYS",
-            Sysno::from_number(nr, MACHINE)
-        );
+        match Sysno::from_number(nr, MACHINE) {
+            Some(s) => println!("folium: syscall {nr} ({s}) not implemented: ENOSYS"),
+            None => println!("folium: syscall {nr} not implemented: ENOSYS"),
+        }
     }
 }
 
@@ -69,6 +72,13 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
             task.clear_child_tid = a[0];
             Ok(u64::from(task.pid))
         }
+        SetRobustList => process::set_robust_list(task, a[0], a[1]),
+        GetRobustList => process::get_robust_list(task, a[0], a[1], a[2]),
+        // Restartable sequences are not implemented. glibc registers an
+        // area at every start and, on ENOSYS, carries on without it (as on
+        // a Linux built without CONFIG_RSEQ), so failing is expected and
+        // not reported.
+        Rseq => Err(Errno::ENOSYS),
         Clone => process::clone(task, a),
         Fork => process::fork(task),
         Execve => process::execve(task, a[0], a[1], a[2]),

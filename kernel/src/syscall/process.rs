@@ -1,4 +1,5 @@
-//! Process syscalls: clone/fork, execve, wait4, kill.
+//! Process syscalls: clone/fork, execve, wait4, kill, and the
+//! robust-futex list (`set_robust_list`, `get_robust_list`).
 
 use alloc::vec::Vec;
 
@@ -122,6 +123,45 @@ pub fn tkill(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
     kill(task, tid, sig)
 }
 
+/// `sizeof(struct robust_list_head)` on 64-bit Linux: `list.next`,
+/// `futex_offset`, `list_op_pending`.
+const ROBUST_LIST_HEAD_LEN: u64 = 24;
+
+/// `set_robust_list(head, len)`: records `head` for this process, as
+/// Linux does: only the length is checked, never the pointer (it is read
+/// only when the list is walked at exit).
+pub fn set_robust_list(task: &mut Task, head: u64, len: u64) -> SysResult {
+    if len != ROBUST_LIST_HEAD_LEN {
+        return Err(Errno::EINVAL);
+    }
+    proc::set_robust_list(task.pid, head);
+    Ok(0)
+}
+
+/// `get_robust_list(pid, head_ptr, len_ptr)`: writes the recorded head of
+/// `pid` (0: the caller) to `*head_ptr` and the head's size to `*len_ptr`
+/// (the length first, as Linux does), EFAULT if either cannot be written,
+/// ESRCH if no process has that pid.
+///
+/// Linux lets a process read another's list only with ptrace read access
+/// to it (same user, or CAP_SYS_PTRACE). Folium has no credentials: every
+/// process runs as uid 0 (what `getuid` says) with every capability, and
+/// Linux grants root that access to any process, so any existing process
+/// may be read here too, never EPERM.
+pub fn get_robust_list(task: &mut Task, pid: u64, head_ptr: u64, len_ptr: u64) -> SysResult {
+    // The pid is a C int: the upper half of the register is ignored, and
+    // no process has a negative pid.
+    let pid = match pid as i32 {
+        0 => task.pid,
+        p if p > 0 => p as u32,
+        _ => return Err(Errno::ESRCH),
+    };
+    let head = proc::robust_list(pid)?;
+    uaccess::copy_out(task, len_ptr, &ROBUST_LIST_HEAD_LEN.to_le_bytes())?;
+    uaccess::copy_out(task, head_ptr, &head.to_le_bytes())?;
+    Ok(0)
+}
+
 /// Replaces the running program. On success the new program starts when
 /// the task next enters user mode (there is no caller to return to).
 pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
@@ -157,6 +197,9 @@ pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
     }
     task.uctx = crate::arch::UserContext::new(start.entry, start.sp);
     task.clear_child_tid = 0;
+    // The old image's robust-futex list is gone with it (Linux's
+    // futex_exec_release).
+    proc::set_robust_list(task.pid, 0);
     proc::reset_handlers_on_exec(task.pid);
     proc::set_name(task.pid, program.name);
     // The return value lands in the fresh context's x0/rax: Linux starts

@@ -5,12 +5,10 @@
 
 use alloc::string::String;
 
-use folium_programs::thp;
+use folium_programs::thp::{self, PTE_BATCHING};
 use folium_programs::{read_file, write_file};
 
 pub use folium_programs::thp::{Policy, SIZES as LARGE_KB};
-
-const BATCHING: &core::ffi::CStr = c"/sys/kernel/mm/transparent_hugepage/pte_batching";
 
 /// Every knob's setting; `None` if the files are missing (no mTHP
 /// support: a kernel older than Linux 6.8, or sysfs not mounted).
@@ -38,15 +36,16 @@ pub fn fault_allocs() -> [u64; 8] {
     thp::allocs().unwrap_or([0; 8])
 }
 
-/// Folium's batching switch (`pte_batching`: 1 batches fork and zap over
-/// large folios, 0 goes PTE by PTE), `None` where there is none (Linux).
+/// Folium's batching switch (`/sys/kernel/mm/folium/pte_batching`: 1
+/// batches fork and zap over large folios, 0 goes PTE by PTE), `None`
+/// where there is none (Linux).
 pub fn batching() -> Option<bool> {
-    Some(read_file(BATCHING)?.trim() == "1")
+    Some(read_file(PTE_BATCHING)?.trim() == "1")
 }
 
 /// Sets Folium's batching switch.
 pub fn set_batching(on: bool) -> Result<(), String> {
-    write_file(BATCHING, 1, if on { b"1" } else { b"0" })
+    write_file(PTE_BATCHING, 1, if on { b"1" } else { b"0" })
         .map(|_| ())
         .map_err(|e| alloc::format!("pte_batching: {e}"))
 }

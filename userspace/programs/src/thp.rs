@@ -2,7 +2,9 @@
 //! set it or read its counters (`mmtests`, `bench`): the per-size knob
 //! and counter paths, reading and writing a knob, Linux's bracketed
 //! format, saving and restoring the whole policy, and the fault counters
-//! read without touching the heap.
+//! read without touching the heap. Also the paths of Folium's own files,
+//! which live in a directory Linux does not have
+//! ([`folium_abi::sysfs`]).
 
 use alloc::format;
 use alloc::string::String;
@@ -15,6 +17,28 @@ use crate::{read_file, read_into, write_file};
 pub const SIZES: [u64; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
 /// Where the knobs live.
 pub const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
+
+/// Linux's PMD size in bytes (read-only; `2097152` with 4 KiB pages).
+pub const HPAGE_PMD_SIZE: &CStr = c"/sys/kernel/mm/transparent_hugepage/hpage_pmd_size";
+
+/// A file of Folium's own directory, as a C string.
+macro_rules! folium_file {
+    ($file:literal) => {
+        match CStr::from_bytes_with_nul(
+            concat!(folium_abi::folium_mm_path!($file), "\0").as_bytes(),
+        ) {
+            Ok(c) => c,
+            Err(_) => panic!("a bad path"),
+        }
+    };
+}
+
+/// Folium's batching switch: `1` batches fork and zap over runs of PTEs
+/// mapping one large folio, `0` goes PTE by PTE. Absent on Linux.
+pub const PTE_BATCHING: &CStr = folium_file!("pte_batching");
+
+/// Folium's batching and TLB-flush counters (read-only). Absent on Linux.
+pub const FOLIUM_STATS: &CStr = folium_file!("stats");
 
 macro_rules! stat_path {
     ($kb:literal, $file:literal) => {

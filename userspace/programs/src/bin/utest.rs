@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use folium_abi::{Errno, Sysno};
 use folium_programs::{
     Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, mem_free_kb, on_folium,
-    read_file, run_suite, select_tests, signalled, spawn, write_file,
+    read_file, read_into, run_suite, select_tests, signalled, spawn, thp, write_file,
 };
 use ulib::println;
 use ulib::sys::{self, call, call_int, raw6};
@@ -77,6 +77,112 @@ fn t_ids() -> TestResult {
     let r = unsafe { call(Sysno::SetTidAddress, [&raw mut tid as u64, 0, 0, 0, 0, 0]) };
     ensure_eq!(r, Ok(pid as u64));
     ensure_eq!(errno_of(call_int(Sysno::Getpid, [0; 6]).map(|_| 0)), None);
+    Ok(())
+}
+
+/// A `struct robust_list_head` (`list.next`, `futex_offset`,
+/// `list_op_pending`) for `robust_list`: static, so the address the
+/// kernel keeps stays valid however the test ends.
+static ROBUST_HEAD: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// `get_robust_list(pid)`: the recorded head and the length written back.
+fn get_robust_list(pid: i32) -> Result<(u64, u64), Errno> {
+    let (mut head, mut len) = (1u64, 0u64);
+    // SAFETY: two valid 8-byte destinations.
+    unsafe {
+        call(
+            Sysno::GetRobustList,
+            [
+                pid as u64,
+                &raw mut head as u64,
+                &raw mut len as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    Ok((head, len))
+}
+
+/// `set_robust_list(head, len)`.
+fn set_robust_list(head: u64, len: u64) -> Result<u64, Errno> {
+    // SAFETY: the kernel only records the pointer; Linux reads the list
+    // when the process exits, and every head set here is either the
+    // static ROBUST_HEAD or one it must refuse to follow.
+    unsafe { call(Sysno::SetRobustList, [head, len, 0, 0, 0, 0]) }
+}
+
+/// The robust-futex list head as Linux keeps it: `set_robust_list` takes
+/// exactly `sizeof(struct robust_list_head)` (24) and any pointer;
+/// `get_robust_list` gives it back for the caller (pid 0 or its own) and
+/// for another process, writing the length before the head; fork and exec
+/// start without a list. Also `rseq`, which Folium does not implement:
+/// ENOSYS there (glibc's probe at start-up), EINVAL on Linux for a NULL
+/// area.
+fn t_robust_list() -> TestResult {
+    let at = ROBUST_HEAD.as_ptr() as u64;
+    // An empty list points at itself.
+    ROBUST_HEAD[0].store(at, Ordering::Relaxed);
+    let before = get_robust_list(0);
+    ensure_eq!(before.map(|(_, len)| len), Ok(24));
+    ensure_eq!(set_robust_list(at, 24), Ok(0));
+    ensure_eq!(get_robust_list(0), Ok((at, 24)));
+    ensure_eq!(get_robust_list(sys::getpid()), Ok((at, 24)));
+    ensure_eq!(errno_of(set_robust_list(at, 23)), Some("EINVAL"));
+    ensure_eq!(errno_of(set_robust_list(at, 25)), Some("EINVAL"));
+    ensure_eq!(errno_of(set_robust_list(at, 0)), Some("EINVAL"));
+    ensure_eq!(get_robust_list(0), Ok((at, 24)), "a refused set changed it");
+    // The pointer is not checked.
+    ensure_eq!(set_robust_list(KERNEL_ADDR, 24), Ok(0));
+    ensure_eq!(get_robust_list(0), Ok((KERNEL_ADDR, 24)));
+    ensure_eq!(set_robust_list(at, 24), Ok(0));
+    let (mut head, mut len) = (1u64, 0u64);
+    // SAFETY: the kernel must refuse the bad pointers without touching
+    // them; the good ones are valid 8-byte destinations.
+    unsafe {
+        let get = |h: u64, l: u64| call(Sysno::GetRobustList, [0, h, l, 0, 0, 0]);
+        ensure_eq!(errno_of(get(&raw mut head as u64, 8)), Some("EFAULT"));
+        ensure_eq!(head, 1, "the head was written after a bad length pointer");
+        ensure_eq!(
+            errno_of(get(&raw mut head as u64, KERNEL_ADDR)),
+            Some("EFAULT")
+        );
+        ensure_eq!(
+            errno_of(get(KERNEL_ADDR, &raw mut len as u64)),
+            Some("EFAULT")
+        );
+        ensure_eq!(len, 24, "the length is written first");
+    }
+    ensure_eq!(errno_of(get_robust_list(1 << 30).map(|_| 0)), Some("ESRCH"));
+    ensure_eq!(errno_of(get_robust_list(-1).map(|_| 0)), Some("ESRCH"));
+    // A forked child has no list of its own, and reads its parent's.
+    let st = in_child(|| {
+        if get_robust_list(0) != Ok((0, 24)) {
+            return 1;
+        }
+        if get_robust_list(sys::getppid()) != Ok((at, 24)) {
+            return 2;
+        }
+        0
+    })?;
+    ensure_eq!(exited(st), Some(0), "status {st:#x}");
+    // A new image starts without one.
+    let st = in_child(|| {
+        if set_robust_list(at, 24).is_err() {
+            return 3;
+        }
+        exec_self(c"--robust-list-after-exec");
+        4
+    })?;
+    ensure_eq!(exited(st), Some(0), "status {st:#x}");
+    if let Ok((h, _)) = before {
+        ensure_eq!(set_robust_list(h, 24), Ok(0));
+    }
+    // SAFETY: a NULL area, refused before anything is read.
+    let r = unsafe { call(Sysno::Rseq, [0, 0, 0, 0x53053053, 0, 0]) };
+    let want = if on_folium() { "ENOSYS" } else { "EINVAL" };
+    ensure_eq!(errno_of(r), Some(want));
     Ok(())
 }
 
@@ -883,22 +989,7 @@ fn t_signal_state() -> TestResult {
         if sys::sigaction_simple(15, 1, 0).is_err() {
             return 1;
         }
-        let argv: [*const u8; 3] = [
-            c"utest".as_ptr().cast(),
-            c"--raise-term".as_ptr().cast(),
-            core::ptr::null(),
-        ];
-        let envp: [*const u8; 1] = [core::ptr::null()];
-        let path = EXE.load(Ordering::Relaxed) as *const u8;
-        // SAFETY: `path` is this program's NUL-terminated argv[0]; the
-        // arrays are NULL-terminated.
-        let len = unsafe { core::ffi::CStr::from_ptr(path.cast()) }
-            .to_bytes_with_nul()
-            .len();
-        // SAFETY: as above.
-        let path = unsafe { core::slice::from_raw_parts(path, len) };
-        // SAFETY: as above.
-        let _ = unsafe { sys::execve(path, argv.as_ptr(), envp.as_ptr()) };
+        exec_self(c"--raise-term");
         3
     })?;
     ensure_eq!(exited(st), Some(0), "status {st:#x}");
@@ -1005,6 +1096,11 @@ fn t_thp_knobs() -> TestResult {
         None,
         "there is no order-1 knob"
     );
+    // Linux's PMD size in bytes: 2 MiB with 4 KiB pages; read-only, even
+    // for root.
+    let pmd = read_file(thp::HPAGE_PMD_SIZE);
+    ensure_eq!(pmd.as_deref(), Some("2097152\n"));
+    ensure_eq!(write_file(thp::HPAGE_PMD_SIZE, 1, b"4096"), Err("EACCES"));
     if !on_folium() {
         println!("utest: thp_knobs writes skipped on Linux (they would change the host)");
         return Ok(());
@@ -1036,13 +1132,66 @@ fn t_thp_knobs() -> TestResult {
     Ok(())
 }
 
+/// Folium's own knobs sit in a directory of their own, not in Linux's:
+/// the batching switch and the counters answer under
+/// `/sys/kernel/mm/folium/`, and their old names under
+/// `transparent_hugepage/` are gone.
+fn t_folium_knobs() -> TestResult {
+    const OLD_SWITCH: &core::ffi::CStr = c"/sys/kernel/mm/transparent_hugepage/pte_batching";
+    const OLD_STATS: &core::ffi::CStr = c"/sys/kernel/mm/transparent_hugepage/folium_stats";
+    ensure_eq!(read_file(OLD_SWITCH), None);
+    ensure_eq!(write_file(OLD_SWITCH, 1, b"1"), Err("ENOENT"));
+    ensure_eq!(read_file(OLD_STATS), None);
+    let was = read_file(thp::PTE_BATCHING).ok_or("cannot read pte_batching")?;
+    ensure!(was == "1\n" || was == "0\n", "pte_batching reads {was:?}");
+    ensure_eq!(write_file(thp::PTE_BATCHING, 1, b"0"), Ok(1));
+    let now = read_file(thp::PTE_BATCHING);
+    ensure_eq!(now.as_deref(), Some("0\n"));
+    ensure_eq!(write_file(thp::PTE_BATCHING, 1, b"2"), Err("EINVAL"));
+    ensure_eq!(write_file(thp::PTE_BATCHING, 1, was.as_bytes()), Ok(2));
+    ensure_eq!(read_file(thp::PTE_BATCHING), Some(was));
+    let mut buf = [0u8; 4096];
+    let n = read_into(thp::FOLIUM_STATS, &mut buf).ok_or("cannot read stats")?;
+    let stats = core::str::from_utf8(&buf[..n]).map_err(|_| "stats is not text")?;
+    ensure!(
+        stats.starts_with("tlb_flush_page ") && stats.ends_with('\n'),
+        "stats reads {stats:?}"
+    );
+    ensure!(stats.contains("\ndeferred_split_queue "), "{stats:?}");
+    ensure_eq!(write_file(thp::FOLIUM_STATS, 1, b"0"), Err("EACCES"));
+    ensure_eq!(read_file(c"/sys/kernel/mm/folium/nope"), None);
+    Ok(())
+}
+
 /// This program's argv[0], for re-executing itself.
 static EXE: AtomicU64 = AtomicU64::new(0);
 
+/// Replaces this process with a fresh copy of this program run as
+/// `utest FLAG` (see `main`); returns only if execve failed.
+fn exec_self(flag: &core::ffi::CStr) {
+    let argv: [*const u8; 3] = [
+        c"utest".as_ptr().cast(),
+        flag.as_ptr().cast(),
+        core::ptr::null(),
+    ];
+    let envp: [*const u8; 1] = [core::ptr::null()];
+    let path = EXE.load(Ordering::Relaxed) as *const u8;
+    // SAFETY: `path` is this program's NUL-terminated argv[0]; the
+    // arrays are NULL-terminated.
+    let len = unsafe { core::ffi::CStr::from_ptr(path.cast()) }
+        .to_bytes_with_nul()
+        .len();
+    // SAFETY: as above.
+    let path = unsafe { core::slice::from_raw_parts(path, len) };
+    // SAFETY: as above.
+    let _ = unsafe { sys::execve(path, argv.as_ptr(), envp.as_ptr()) };
+}
+
 /// Tests that only run on Folium.
-// Neither is run (nor counted) on a real host: the fork bomb would fill
-// its process table, the hog wake its OOM killer.
-const FOLIUM_ONLY: [(&str, &str); 2] = [
+// The last two are not run (nor counted) on a real host: the fork bomb
+// would fill its process table, the hog wake its OOM killer.
+const FOLIUM_ONLY: [(&str, &str); 3] = [
+    ("folium_knobs", "Folium's own files"),
     ("fork_until_refused", "unsafe on a shared host"),
     (
         "memory_exhaustion_kills_only_the_hog",
@@ -1054,6 +1203,7 @@ const TESTS: &[Test] = &[
     ("write_and_read_errors", t_write_and_read_errors),
     ("ids", t_ids),
     ("unknown_syscall_is_enosys", t_unknown_syscall_is_enosys),
+    ("robust_list", t_robust_list),
     ("clocks", t_clocks),
     ("sleep", t_sleep),
     ("uname_and_random", t_uname_and_random),
@@ -1076,6 +1226,7 @@ const TESTS: &[Test] = &[
     ("prot_none_hides_pages", t_prot_none_hides_pages),
     ("signal_state", t_signal_state),
     ("thp_knobs", t_thp_knobs),
+    ("folium_knobs", t_folium_knobs),
     ("madvise", t_madvise),
     ("fork_until_refused", t_fork_until_refused),
     (
@@ -1089,6 +1240,14 @@ fn main(args: &ulib::Args) -> i32 {
         // Re-executed by signal_state with SIGTERM ignored: survive it.
         let _ = sys::kill(sys::getpid(), 15);
         return 0;
+    }
+    if args.arg(1) == Some("--robust-list-after-exec") {
+        // Re-executed by robust_list after registering a list: the new
+        // image starts without one.
+        return match get_robust_list(0) {
+            Ok((0, 24)) => 0,
+            _ => 1,
+        };
     }
     // SAFETY: argv[0] is a NUL-terminated string on the initial stack,
     // which lives as long as the program.

@@ -1,0 +1,38 @@
+//! Where Folium's own control files live. Linux's knobs keep Linux's paths
+//! (`/sys/kernel/mm/transparent_hugepage/...`); the ones only Folium has
+//! sit in a directory of their own, which Linux does not have, so Linux's
+//! directories hold Linux's files only and a program can tell the two
+//! kernels apart by whether the directory exists.
+
+/// The path of Folium's memory-management directory, `folium_mm_path!()`,
+/// or of a file in it, `folium_mm_path!("stats")`, as a string literal
+/// (so `concat!` can build C-string constants from it). The one place the
+/// directory is named; [`FOLIUM_MM_DIR`] is the same path as a constant.
+///
+/// Its files: `pte_batching` (1 batches fork and zap over runs of PTEs
+/// mapping one large folio, 0 goes PTE by PTE; read and write) and
+/// `stats` (batching and TLB-flush counters; read-only).
+#[macro_export]
+macro_rules! folium_mm_path {
+    () => {
+        "/sys/kernel/mm/folium"
+    };
+    ($file:literal) => {
+        concat!($crate::folium_mm_path!(), "/", $file)
+    };
+}
+
+/// Folium's memory-management directory (see [`folium_mm_path!`]).
+pub const FOLIUM_MM_DIR: &str = folium_mm_path!();
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn files_are_in_the_directory() {
+        assert_eq!(super::FOLIUM_MM_DIR, "/sys/kernel/mm/folium");
+        assert_eq!(
+            folium_mm_path!("pte_batching"),
+            "/sys/kernel/mm/folium/pte_batching"
+        );
+    }
+}
