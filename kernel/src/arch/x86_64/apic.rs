@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use x86_64::instructions::port::Port;
 
-use super::user::{rdmsr, wrmsr};
+use super::msr;
 
 /// Where the 8259 pair delivers (IRQ 0..15), all masked.
 const PIC_BASE: u8 = 0x20;
@@ -49,7 +49,7 @@ static STRAY: AtomicU64 = AtomicU64::new(0);
 
 fn read(reg: u32) -> u32 {
     if X2APIC.load(Ordering::Relaxed) {
-        return rdmsr(0x800 + reg / 16) as u32;
+        return msr::read(0x800 + reg / 16) as u32;
     }
     let base = MMIO.load(Ordering::Relaxed);
     // SAFETY: `init_lapic` set MMIO to the LAPIC page, mapped as device
@@ -60,7 +60,7 @@ fn read(reg: u32) -> u32 {
 fn write(reg: u32, v: u32) {
     if X2APIC.load(Ordering::Relaxed) {
         // SAFETY: an x2APIC register write; the callers pass valid values.
-        unsafe { wrmsr(0x800 + reg / 16, u64::from(v)) };
+        unsafe { msr::write(0x800 + reg / 16, u64::from(v)) };
         return;
     }
     let base = MMIO.load(Ordering::Relaxed);
@@ -92,7 +92,7 @@ pub(super) fn mask_pic() {
 
 /// Enables the local APIC; false if its registers cannot be reached.
 fn init_lapic() -> bool {
-    let base = rdmsr(IA32_APIC_BASE);
+    let base = msr::read(IA32_APIC_BASE);
     if base & APIC_BASE_X2 != 0 {
         X2APIC.store(true, Ordering::Relaxed);
     } else {
@@ -109,7 +109,7 @@ fn init_lapic() -> bool {
         MMIO.store(pa + info.linear_offset, Ordering::Relaxed);
         if base & APIC_BASE_ENABLE == 0 {
             // SAFETY: setting the global enable bit at the same base.
-            unsafe { wrmsr(IA32_APIC_BASE, base | APIC_BASE_ENABLE) };
+            unsafe { msr::write(IA32_APIC_BASE, base | APIC_BASE_ENABLE) };
         }
     }
     write(REG_TPR, 0);

@@ -12,6 +12,9 @@ use super::super::{
     EXEC_FAULTED, EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap,
     take_exec_probe,
 };
+use x86_64::registers::control::Cr2;
+
+use super::frame::TrapFrame;
 use super::{gdt, overflow, user};
 
 core::arch::global_asm!(
@@ -36,33 +39,6 @@ unsafe extern "C" {
 struct ProbeRet {
     value: u64,
     faulted: u64,
-}
-
-/// Register state pushed by `idt.S` and the CPU, in stack order.
-#[repr(C)]
-pub struct TrapFrame {
-    pub(super) r15: u64,
-    pub(super) r14: u64,
-    pub(super) r13: u64,
-    pub(super) r12: u64,
-    pub(super) r11: u64,
-    pub(super) r10: u64,
-    pub(super) r9: u64,
-    pub(super) r8: u64,
-    pub(super) rbp: u64,
-    pub(super) rdi: u64,
-    pub(super) rsi: u64,
-    pub(super) rdx: u64,
-    pub(super) rcx: u64,
-    pub(super) rbx: u64,
-    pub(super) rax: u64,
-    pub(super) vector: u64,
-    pub(super) error_code: u64,
-    pub(super) rip: u64,
-    pub(super) cs: u64,
-    pub(super) rflags: u64,
-    pub(super) rsp: u64,
-    pub(super) ss: u64,
 }
 
 /// One 16-byte IDT gate.
@@ -183,13 +159,6 @@ pub fn raw_probe_write(addr: u64, value: u64) -> bool {
     unsafe { probe_write_u64(addr, value).faulted != 0 }
 }
 
-pub(super) fn cr2() -> u64 {
-    let v: u64;
-    // SAFETY: reading CR2 has no side effects.
-    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
 /// A trap from ring 3 (`idt.S`, GS already swapped in): the fatal ones
 /// (NMI, #DF, #MC) are reported as in the kernel; the others end
 /// `run_user` with the code `user.rs` returns.
@@ -219,7 +188,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame) {
         record_trap(TrapRecord {
             class: VEC_PF,
             syndrome: frame.error_code,
-            addr: cr2(),
+            addr: Cr2::read_raw(),
             pc: frame.rip,
         });
         // Return to the probe's caller as if the probed function had: the
@@ -237,7 +206,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame) {
         record_trap(TrapRecord {
             class: VEC_PF,
             syndrome: frame.error_code,
-            addr: cr2(),
+            addr: Cr2::read_raw(),
             pc: frame.rip,
         });
         frame.rdx = 1;
@@ -248,7 +217,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame) {
         super::park();
     }
     super::super::begin_fatal_report();
-    let cr2 = cr2();
+    let cr2 = Cr2::read_raw();
     if let Some(o) = overflow::find(frame.vector, cr2, frame.rsp) {
         report_stack_overflow(frame, cr2, &o);
     }

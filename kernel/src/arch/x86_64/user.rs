@@ -24,10 +24,11 @@ use core::mem::offset_of;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use folium_mm::aspace::Access;
+use x86_64::registers::control::Cr2;
 
 use super::super::{UserExit, UserFault, UserFaultKind};
-use super::gdt;
-use super::trap::TrapFrame;
+use super::frame::TrapFrame;
+use super::{gdt, msr};
 
 /// The general registers of a user thread, as `user.S` stores them.
 #[repr(C)]
@@ -277,26 +278,6 @@ const IA32_FS_BASE: u32 = 0xc000_0100;
 const IA32_GS_BASE: u32 = 0xc000_0101;
 const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
 
-pub(super) fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: reads an architectural MSR the caller names; no memory effects.
-    unsafe {
-        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    u64::from(hi) << 32 | u64::from(lo)
-}
-
-/// # Safety
-///
-/// Writing an MSR changes how the CPU behaves: the caller must know the
-/// value is right for `msr`.
-pub(super) unsafe fn wrmsr(msr: u32, v: u64) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack, preserves_flags))
-    };
-}
-
 /// # Safety
 ///
 /// `p` must be 16-byte aligned and 512 bytes writable.
@@ -324,13 +305,13 @@ pub(super) fn init() {
     // values are what the SYSCALL/SWAPGS discipline of user.S assumes.
     unsafe {
         (*pcpu).rsp0 = gdt::rsp0_ptr() as u64;
-        wrmsr(IA32_GS_BASE, pcpu as u64);
-        wrmsr(IA32_KERNEL_GS_BASE, 0);
-        wrmsr(IA32_FS_BASE, 0);
-        wrmsr(IA32_STAR, gdt::STAR);
-        wrmsr(IA32_LSTAR, folium_syscall_entry as *const () as u64);
-        wrmsr(IA32_FMASK, FLAG_TF | FLAG_IF | 1 << 10 | 1 << 14 | 1 << 18);
-        wrmsr(IA32_EFER, rdmsr(IA32_EFER) | 1);
+        msr::write(IA32_GS_BASE, pcpu as u64);
+        msr::write(IA32_KERNEL_GS_BASE, 0);
+        msr::write(IA32_FS_BASE, 0);
+        msr::write(IA32_STAR, gdt::STAR);
+        msr::write(IA32_LSTAR, folium_syscall_entry as *const () as u64);
+        msr::write(IA32_FMASK, FLAG_TF | FLAG_IF | 1 << 10 | 1 << 14 | 1 << 18);
+        msr::write(IA32_EFER, msr::read(IA32_EFER) | 1);
     }
     FS_LOADED.store(0, Ordering::Relaxed);
 }
@@ -399,14 +380,14 @@ fn load_user_state(ctx: &UserContext) {
                 fxsave((*owner).ptr());
             }
             fxrstor(ctx.fp.ptr());
-            wrmsr(IA32_FS_BASE, ctx.fs_base);
-            wrmsr(IA32_KERNEL_GS_BASE, 0);
+            msr::write(IA32_FS_BASE, ctx.fs_base);
+            msr::write(IA32_KERNEL_GS_BASE, 0);
         }
         FP_OWNER.store(me, Ordering::Relaxed);
         FS_LOADED.store(ctx.fs_base, Ordering::Relaxed);
     } else if FS_LOADED.load(Ordering::Relaxed) != ctx.fs_base {
         // SAFETY: any value is a valid FS base (a bad one faults in ring 3).
-        unsafe { wrmsr(IA32_FS_BASE, ctx.fs_base) };
+        unsafe { msr::write(IA32_FS_BASE, ctx.fs_base) };
         FS_LOADED.store(ctx.fs_base, Ordering::Relaxed);
     }
 }
@@ -507,7 +488,7 @@ pub(super) fn trap_from_user(frame: &TrapFrame) -> u64 {
         return EXIT_INTERRUPT;
     }
     let addr = match frame.vector {
-        VEC_PF => super::trap::cr2(),
+        VEC_PF => Cr2::read_raw(),
         // int3 is a trap: RIP is past it; report the instruction.
         VEC_BP => frame.rip.wrapping_sub(1),
         _ => frame.rip,
