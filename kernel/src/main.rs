@@ -44,7 +44,7 @@ fn kmain(info: &'static BootInfo) -> ! {
         grown >> 20
     );
     arch::clock::init();
-    if let Some(secs) = arch::rtc_epoch_secs() {
+    if let Some(secs) = platform::rtc_epoch_secs() {
         time::set_realtime(secs);
     }
     let args = cmdline::Args::parse(info.cmdline());

@@ -267,13 +267,3 @@ pub fn flush_kernel_page(va: u64) {
         core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
     }
 }
-
-/// The wall-clock time from the board's RTC, in seconds since the epoch:
-/// the CMOS RTC on x86, the PL031 on `virt`; none on the Pis, which have
-/// no RTC (`CLOCK_REALTIME` starts at 1970 there).
-pub fn rtc_epoch_secs() -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    return clock::rtc_epoch_secs();
-    #[cfg(target_arch = "aarch64")]
-    crate::platform::pl031::epoch_secs()
-}

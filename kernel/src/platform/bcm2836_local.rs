@@ -5,7 +5,7 @@
 
 use core::arch::asm;
 
-use super::irqchip::Irq;
+use super::irq::Irq;
 
 /// The source bit (in both registers) of the EL1 virtual timer, CNTVIRQ.
 pub const CNTV_SOURCE: u32 = 3;

@@ -7,7 +7,7 @@
 
 use core::arch::asm;
 
-use super::irqchip::Irq;
+use super::irq::Irq;
 
 /// The EL1 virtual timer's interrupt: PPI 11, INTID 27.
 pub const TIMER_PPI: u32 = 27;

@@ -5,6 +5,7 @@
 
 use super::bcm2836_local::LocalIntc;
 use super::gic::{GicV2, GicV3};
+pub use super::irq::Irq;
 
 /// A controller driver.
 pub enum Chip {
@@ -15,11 +16,6 @@ pub enum Chip {
     /// BCM2836 ARM-local interrupt controller.
     Local(LocalIntc),
 }
-
-/// An acknowledged interrupt, as the controller names it (the raw GIC
-/// acknowledge value, or the local controller's source bit).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Irq(pub u32);
 
 static CHIP: spin::Once<Chip> = spin::Once::new();
 

@@ -3,8 +3,12 @@
 
 #[cfg(target_arch = "aarch64")]
 mod bcm2836_local;
+#[cfg(target_arch = "x86_64")]
+mod cmos_rtc;
 #[cfg(target_arch = "aarch64")]
 mod gic;
+#[cfg(target_arch = "aarch64")]
+mod irq;
 #[cfg(target_arch = "aarch64")]
 pub mod irqchip;
 #[cfg(target_arch = "aarch64")]
@@ -69,9 +73,14 @@ fn detect(info: &BootInfo) -> Board {
     q35::init(info)
 }
 
-/// Free base pages in the page allocator (0 until it exists).
-pub fn free_pages() -> u64 {
-    crate::mm::frames::stats().free_pages
+/// The wall-clock time from the board's RTC, in seconds since the epoch:
+/// the CMOS RTC on q35, the PL031 on `virt`; none on the Pis, which have
+/// no RTC (`CLOCK_REALTIME` starts at 1970 there).
+pub fn rtc_epoch_secs() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    return cmos_rtc::epoch_secs();
+    #[cfg(target_arch = "aarch64")]
+    pl031::epoch_secs()
 }
 
 /// The board's MMIO ranges (empty before `init`).
