@@ -93,10 +93,10 @@ pub fn grow_from_frames(bytes: u64) -> u64 {
     let block = folium_mm::Order::MAX;
     let mut added = 0;
     while added < bytes {
-        let Some(pfn) = crate::mm::frames::with(|b| b.alloc(block)) else {
+        let Some(pfn) = crate::memory::frames::with(|b| b.alloc(block)) else {
             break;
         };
-        let start = crate::mm::frames::linear().ptr::<u8>(pfn.phys()) as usize;
+        let start = crate::memory::frames::linear().ptr::<u8>(pfn.phys()) as usize;
         // SAFETY: a fresh block from the page allocator, never freed, RAM
         // in the linear map: the heap owns it from now on.
         with_heap(|h| unsafe { h.add_to_heap(start, start + block.bytes() as usize) });

@@ -51,11 +51,11 @@ pub fn run(filter: &str) -> bool {
     );
     let (mut passed, mut failed) = (0, 0);
     for t in selected {
-        let pages_before = crate::mm::frames::stats().free_pages;
+        let pages_before = crate::memory::frames::stats().free_pages;
         let heap_before = crate::heap::used();
         let mut result = (t.func)();
         // Measure both before formatting a message (formatting allocates).
-        let pages_after = crate::mm::frames::stats().free_pages;
+        let pages_after = crate::memory::frames::stats().free_pages;
         let heap_after = crate::heap::used();
         if result.is_ok() && pages_after != pages_before {
             result = Err(alloc::format!(

@@ -13,7 +13,7 @@ mod ktest;
 mod arch;
 mod cmdline;
 mod heap;
-mod mm;
+mod memory;
 mod platform;
 mod proc;
 mod rng;
@@ -34,7 +34,7 @@ fn kmain(info: &'static BootInfo) -> ! {
     heap::init();
     let board = platform::init(info);
     print_banner(info, board);
-    mm::init(info, board);
+    memory::init(info, board);
     // Kernel objects for processes live on the heap: 1/64 of RAM, between
     // 4 and 64 MiB, on top of the static arena.
     let grown = heap::grow_from_frames((board.ram.total() / 64).clamp(4 << 20, 64 << 20));
@@ -53,7 +53,7 @@ fn kmain(info: &'static BootInfo) -> ! {
         // reuses them: the bytes stay valid and unchanged for the whole run,
         // in the linear map.
         let bytes = unsafe {
-            core::slice::from_raw_parts(mm::frames::linear().ptr::<u8>(r.start), r.size() as usize)
+            core::slice::from_raw_parts(memory::frames::linear().ptr::<u8>(r.start), r.size() as usize)
         };
         println!(
             "  initrd   {:?} {} KiB, runs as {}",
@@ -65,7 +65,7 @@ fn kmain(info: &'static BootInfo) -> ! {
     }
     let ok = match args.action {
         cmdline::Action::Test { filter } => ktest::run(filter),
-        cmdline::Action::BenchAlloc => mm::bench::alloc(board),
+        cmdline::Action::BenchAlloc => memory::bench::alloc(board),
         cmdline::Action::Fatal => selftests::trigger_unexpected_fault(),
         cmdline::Action::StackOverflow => selftests::overflow_kernel_stack(),
         cmdline::Action::None => true,

@@ -13,7 +13,7 @@ use folium_mm::VirtAddr;
 use folium_mm::aspace::Access;
 
 use crate::arch;
-use crate::mm::uspace::KernelEnv;
+use crate::memory::uspace::KernelEnv;
 use crate::proc::Task;
 
 /// Runs `copy(offset)` (which returns the bytes it could not copy from

@@ -12,7 +12,7 @@ use folium_mm::aspace::Brk;
 use folium_mm::vma::{Prot, Vma, VmaKind};
 use folium_mm::{PAGE_SIZE, VirtAddr};
 
-use crate::mm::uspace::{KernelEnv, USER_END, UserSpace};
+use crate::memory::uspace::{KernelEnv, USER_END, UserSpace};
 
 /// A program the kernel can run: a name and its ELF file.
 #[derive(Clone, Copy)]
@@ -87,7 +87,7 @@ fn hwcap() -> u64 {
 fn sync_code(space: &UserSpace, start: u64, len: u64) {
     #[cfg(target_arch = "aarch64")]
     {
-        let lin = crate::mm::frames::linear();
+        let lin = crate::memory::frames::linear();
         let mut va = start & !(PAGE_SIZE - 1);
         while va < start + len {
             if let Some((pfn, _)) = space.translate(VirtAddr::new(va)) {

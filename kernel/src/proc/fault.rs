@@ -8,7 +8,7 @@ use folium_mm::aspace::FaultError;
 
 use super::Task;
 use crate::arch::{UserFault, UserFaultKind};
-use crate::mm::uspace::KernelEnv;
+use crate::memory::uspace::KernelEnv;
 
 /// Handles `f`, raised by the running `task`.
 pub fn handle(task: &mut Task, f: UserFault) {

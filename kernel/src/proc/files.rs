@@ -54,15 +54,15 @@ pub enum Knob {
 impl Knob {
     /// Applies a write of `buf`: the whole buffer, or EINVAL.
     pub fn write(self, buf: &[u8]) -> Result<(), Errno> {
-        let thp = &crate::mm::THP;
+        let thp = &crate::memory::THP;
         match self {
             Knob::ThpTop => thp.write_top(buf),
             Knob::ThpSize(order) => thp.write_size(order, buf),
             Knob::Batching => {
                 let word = buf.strip_suffix(b"\n").unwrap_or(buf);
                 match word {
-                    b"1" => crate::mm::set_batching(true),
-                    b"0" => crate::mm::set_batching(false),
+                    b"1" => crate::memory::set_batching(true),
+                    b"0" => crate::memory::set_batching(false),
                     _ => return Err(Errno::EINVAL),
                 }
                 Ok(())
@@ -168,7 +168,7 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     if let Some(file) = path.strip_prefix(FOLIUM_DIR) {
         return folium_file(file);
     }
-    let thp = &crate::mm::THP;
+    let thp = &crate::memory::THP;
     let rest = path.strip_prefix(THP_DIR)?;
     let mut text = String::new();
     if rest == b"enabled" {
@@ -208,12 +208,12 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
     let mut text = String::new();
     match file {
         b"pte_batching" => {
-            let _ = writeln!(text, "{}", u8::from(crate::mm::batching()));
+            let _ = writeln!(text, "{}", u8::from(crate::memory::batching()));
             Some((text, Some(Knob::Batching)))
         }
         b"stats" => {
             folium_mm::stats::STATS.write(&mut text);
-            let queued = crate::mm::frames::with(|b| b.deferred_len());
+            let queued = crate::memory::frames::with(|b| b.deferred_len());
             let _ = writeln!(text, "deferred_split_queue {queued}");
             Some((text, None))
         }
@@ -244,7 +244,7 @@ pub fn open(path: &[u8], flags: u64) -> Result<File, Errno> {
 
 /// `/proc/meminfo` in Linux's format (the fields Folium can fill).
 pub fn meminfo() -> String {
-    let s = crate::mm::frames::stats();
+    let s = crate::memory::frames::stats();
     let kb = |pages: u64| pages * 4;
     let mut out = String::new();
     let mut line = |name: &str, v: u64| {

@@ -37,8 +37,8 @@ use folium_abi::signal::{DefaultAction, ExitStatus, Signal};
 use folium_mm::PhysAddr;
 
 use crate::arch::{self, Context, UserContext, UserExit};
-use crate::mm::kstack::KernelStack;
-use crate::mm::uspace::{self, KernelEnv, UserSpace};
+use crate::memory::kstack::KernelStack;
+use crate::memory::uspace::{self, KernelEnv, UserSpace};
 use crate::sync::IrqMutex;
 
 /// A process id.

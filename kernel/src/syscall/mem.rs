@@ -7,7 +7,7 @@ use folium_mm::aspace::Access;
 use folium_mm::vma::{Prot, Vma, VmaError, VmaKind};
 use folium_mm::{PAGE_SIZE, VirtAddr};
 
-use crate::mm::uspace::KernelEnv;
+use crate::memory::uspace::KernelEnv;
 use crate::proc::Task;
 
 pub fn brk(task: &mut Task, want: u64) -> SysResult {
@@ -261,7 +261,7 @@ pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
 }
 
 /// True if areas cover all of `[s, e)` (whatever their rights).
-fn covered(space: &crate::mm::uspace::UserSpace, s: VirtAddr, e: VirtAddr) -> bool {
+fn covered(space: &crate::memory::uspace::UserSpace, s: VirtAddr, e: VirtAddr) -> bool {
     let mut at = s;
     for v in space.vmas().overlapping(s, e) {
         if v.start > at {

@@ -7,7 +7,7 @@ use folium_abi::errno::SysResult;
 use folium_abi::signal::Signal;
 use folium_abi::{Errno, Sysno};
 
-use crate::mm::uspace::{self, KernelEnv};
+use crate::memory::uspace::{self, KernelEnv};
 use crate::proc::{self, Task, exec};
 use crate::uaccess;
 

@@ -31,8 +31,8 @@ pub fn kimage_voffset(info: &BootInfo) -> u64 {
 pub unsafe fn switch_kernel_tables(root: PhysAddr) {
     let info = folium_boot::info().expect("boot info");
     let user_root =
-        crate::mm::frames::alloc_table_frame().expect("no frame for the empty user root");
-    let p = crate::mm::frames::linear().ptr::<u8>(user_root);
+        crate::memory::frames::alloc_table_frame().expect("no frame for the empty user root");
+    let p = crate::memory::frames::linear().ptr::<u8>(user_root);
     // SAFETY: a fresh frame of RAM, mapped by the (early) linear map.
     unsafe { core::ptr::write_bytes(p, 0, 4096) };
     // SAFETY: forwarded from the caller; interrupts are masked at boot; the

@@ -17,7 +17,7 @@ use folium_mm::vma::{Prot, Vma, VmaKind};
 use super::context::{Context, switch_to};
 use super::user::{UserContext, copy_from_user, copy_to_user, run_user};
 use crate::arch::{UserExit, UserFault, UserFaultKind};
-use crate::mm::uspace::{self, KernelEnv, UserSpace};
+use crate::memory::uspace::{self, KernelEnv, UserSpace};
 
 const CODE: u64 = 0x40_0000;
 const DATA: u64 = 0x60_0000;
@@ -110,7 +110,7 @@ impl TestSpace {
         let (pfn, _) = s
             .translate(VirtAddr::new(CODE))
             .ok_or("code page not mapped")?;
-        let kva = crate::mm::frames::linear().ptr::<u8>(pfn.phys()) as u64;
+        let kva = crate::memory::frames::linear().ptr::<u8>(pfn.phys()) as u64;
         super::sync_icache(kva, bytes.len());
         uspace::activate(s);
         Ok(t)
@@ -646,7 +646,7 @@ extern "C" fn pong(seed: u64) -> ! {
 
 kernel_test!(
     fn switch_to_ping_pongs_between_kernel_threads() {
-        use crate::mm::kstack::KernelStack;
+        use crate::memory::kstack::KernelStack;
         let a = check_some!(KernelStack::new());
         let b = check_some!(KernelStack::new());
         TRACE.store(0, Ordering::Relaxed);

@@ -30,7 +30,7 @@ use super::{
     tlb, user_root,
 };
 use crate::ktest::TestResult;
-use crate::mm::uspace::{self, KernelEnv, UserSpace};
+use crate::memory::uspace::{self, KernelEnv, UserSpace};
 
 /// The test area: two pages of private anonymous memory.
 const DATA: u64 = 0x40_0000;

@@ -15,7 +15,7 @@ use folium_mm::vma::{Prot, Vma, VmaKind};
 use super::super::{UserExit, UserFault, UserFaultKind};
 use super::user::MXCSR_RESET;
 use super::{Context, UserContext, copy_from_user, copy_to_user, cpu, run_user, switch_to};
-use crate::mm::uspace::{self, KernelEnv, UserSpace};
+use crate::memory::uspace::{self, KernelEnv, UserSpace};
 
 core::arch::global_asm!(
     r#"
@@ -831,7 +831,7 @@ extern "C" fn pong(arg: u64) -> ! {
 
 kernel_test!(
     fn switch_to_ping_pongs_between_kernel_threads() {
-        use crate::mm::kstack::KernelStack;
+        use crate::memory::kstack::KernelStack;
         let sa = check_some!(KernelStack::new());
         let sb = check_some!(KernelStack::new());
         let mut pp = PingPong {
