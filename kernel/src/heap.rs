@@ -1,15 +1,19 @@
 //! The kernel heap behind `#[global_allocator]`: a buddy-system heap
-//! (`buddy_system_allocator`) over a static arena in `.bss`, grown once at
-//! boot with frames from the page allocator in proportion to RAM, taken
-//! with interrupts masked so an interrupt handler may allocate too.
+//! (`buddy_system_allocator`'s unlocked `Heap`) over a static arena in
+//! `.bss`, grown once at boot with frames from the page allocator in
+//! proportion to RAM, behind the kernel's [`IrqMutex`] (one lock, taken
+//! with interrupts masked) so an interrupt handler may allocate too.
 //!
 //! A failed heap allocation stops the kernel, so code that lets user space
 //! create heap objects (processes, mappings) first checks [`headroom`]
 //! and answers ENOMEM/EAGAIN when it runs low.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
 
-use buddy_system_allocator::LockedHeap;
+use buddy_system_allocator::Heap;
+
+use crate::sync::IrqMutex;
 
 const HEAP_SIZE: usize = 4 << 20;
 
@@ -18,30 +22,36 @@ struct Arena([u8; HEAP_SIZE]);
 
 static mut ARENA: Arena = Arena([0; HEAP_SIZE]);
 
-/// [`LockedHeap`] with interrupts masked around every call.
-struct IrqSafeHeap(LockedHeap<32>);
+/// The buddy heap (blocks up to 2^31 bytes) behind the kernel's
+/// interrupt-masking lock.
+struct IrqSafeHeap(IrqMutex<Heap<32>>);
 
-// SAFETY: forwards to LockedHeap's GlobalAlloc implementation unchanged;
-// masking interrupts around it changes no allocation.
+// SAFETY: every block comes from the one buddy heap's `alloc`, which hands
+// out disjoint, suitably sized and aligned blocks of memory it was given
+// for good (the arena, frames never freed); `dealloc` returns a block only
+// under GlobalAlloc's contract. The IrqMutex serialises all use of the
+// heap, interrupt handlers included.
 unsafe impl GlobalAlloc for IrqSafeHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let flags = crate::arch::irq_save();
-        // SAFETY: forwarded from the caller.
-        let p = unsafe { self.0.alloc(layout) };
-        crate::arch::irq_restore(flags);
-        p
+        self.0
+            .lock()
+            .alloc(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let flags = crate::arch::irq_save();
-        // SAFETY: forwarded from the caller.
-        unsafe { self.0.dealloc(ptr, layout) };
-        crate::arch::irq_restore(flags);
+        let Some(ptr) = NonNull::new(ptr) else {
+            return;
+        };
+        // SAFETY: GlobalAlloc's contract: `ptr` was returned by `alloc`
+        // above with this layout, i.e. by this heap, and is not used after
+        // this call.
+        unsafe { self.0.lock().dealloc(ptr, layout) };
     }
 }
 
 #[global_allocator]
-static HEAP: IrqSafeHeap = IrqSafeHeap(LockedHeap::empty());
+static HEAP: IrqSafeHeap = IrqSafeHeap(IrqMutex::new(Heap::empty()));
 
 /// Hands the arena to the heap. Called once, before any allocation.
 pub fn init() {
@@ -131,10 +141,7 @@ kernel_test!(
     }
 );
 
-/// Runs `f` on the heap with interrupts masked.
-fn with_heap<R>(f: impl FnOnce(&mut buddy_system_allocator::Heap<32>) -> R) -> R {
-    let flags = crate::arch::irq_save();
-    let r = f(&mut HEAP.0.lock());
-    crate::arch::irq_restore(flags);
-    r
+/// Runs `f` on the heap, locked (with interrupts masked).
+fn with_heap<R>(f: impl FnOnce(&mut Heap<32>) -> R) -> R {
+    f(&mut HEAP.0.lock())
 }

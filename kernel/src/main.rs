@@ -53,7 +53,10 @@ fn kmain(info: &'static BootInfo) -> ! {
         // reuses them: the bytes stay valid and unchanged for the whole run,
         // in the linear map.
         let bytes = unsafe {
-            core::slice::from_raw_parts(memory::frames::linear().ptr::<u8>(r.start), r.size() as usize)
+            core::slice::from_raw_parts(
+                memory::frames::linear().ptr::<u8>(r.start),
+                r.size() as usize,
+            )
         };
         println!(
             "  initrd   {:?} {} KiB, runs as {}",

@@ -89,8 +89,9 @@ pub(super) fn init(kimage_voffset: u64) {
 }
 
 fn barrier() {
-    // SAFETY: barriers have no memory-safety preconditions.
-    unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+    use aarch64_cpu::asm::barrier;
+    barrier::dsb(barrier::ISHST);
+    barrier::isb(barrier::SY);
 }
 
 /// Maps `[pa, pa + size)` (rounded out to 2 MiB) at `LINEAR_OFFSET + pa` and

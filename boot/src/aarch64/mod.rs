@@ -3,6 +3,8 @@
 
 mod early_map;
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::TTBR0_EL1;
 use folium_mm::{PhysAddr, VirtAddr};
 
 pub use early_map::{EarlyMapError, MemKind, early_map, retire_early_map};
@@ -186,15 +188,16 @@ pub unsafe fn switch_tables(new_root: PhysAddr, user_root: PhysAddr, kimage_voff
     unsafe {
         let at_phys: unsafe extern "C" fn(u64, u64) = core::mem::transmute(f as usize);
         at_phys(new_root.as_u64(), user_root.as_u64());
-        core::arch::asm!(
-            "msr ttbr0_el1, {0}",
-            "isb",
-            "tlbi vmalle1",
-            "dsb nsh",
-            "isb",
-            in(reg) user_root.as_u64(),
-            options(nostack)
-        );
     }
+    // The empty user table replaces the identity map (its address has bit
+    // 0 and bits 63:48 clear: the BADDR field holds it whole).
+    debug_assert_eq!(user_root.as_u64() & !0x0000_ffff_ffff_fffe, 0);
+    TTBR0_EL1.set_baddr(user_root.as_u64());
+    barrier::isb(barrier::SY);
+    // SAFETY: TLB invalidation only: the walker refetches from the tables
+    // now installed, which map everything the kernel touches next.
+    unsafe { core::arch::asm!("tlbi vmalle1", options(nostack)) };
+    barrier::dsb(barrier::NSH);
+    barrier::isb(barrier::SY);
     retire_early_map();
 }

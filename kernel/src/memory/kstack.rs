@@ -120,10 +120,11 @@ impl KernelStack {
         stack.folio = Some(folio);
         // New valid entries need no flush; make them visible to the walker.
         #[cfg(target_arch = "aarch64")]
-        // SAFETY: barriers only.
-        unsafe {
-            core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags))
-        };
+        {
+            use aarch64_cpu::asm::barrier;
+            barrier::dsb(barrier::ISHST);
+            barrier::isb(barrier::SY);
+        }
         Some(stack)
     }
 

@@ -3,7 +3,7 @@
 //! control" register to that core's IRQ or FIQ line, and its "IRQ source"
 //! register says which source is asserting.
 
-use core::arch::asm;
+use aarch64_cpu::registers::{MPIDR_EL1, Readable};
 
 use super::irq::Irq;
 
@@ -21,10 +21,7 @@ pub struct LocalIntc {
 }
 
 fn core() -> u64 {
-    let mpidr: u64;
-    // SAFETY: reading MPIDR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack)) };
-    mpidr & 3
+    MPIDR_EL1.read(MPIDR_EL1::Aff0) & 3
 }
 
 impl LocalIntc {

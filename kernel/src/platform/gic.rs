@@ -7,6 +7,8 @@
 
 use core::arch::asm;
 
+use aarch64_cpu::registers::{MPIDR_EL1, Readable};
+
 use super::irq::Irq;
 
 /// The EL1 virtual timer's interrupt: PPI 11, INTID 27.
@@ -138,10 +140,12 @@ impl GicV3 {
     /// This CPU's redistributor: the one whose GICR_TYPER affinity is
     /// MPIDR_EL1's.
     fn my_redist(&self) -> Option<u64> {
-        let mpidr: u64;
-        // SAFETY: reading MPIDR_EL1 has no side effects.
-        unsafe { asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack)) };
-        let me = (mpidr & 0xff_ffff) | ((mpidr >> 8) & 0xff00_0000);
+        // GICR_TYPER.Affinity_Value is Aff3.Aff2.Aff1.Aff0.
+        let mpidr = MPIDR_EL1.extract();
+        let me = mpidr.read(MPIDR_EL1::Aff0)
+            | mpidr.read(MPIDR_EL1::Aff1) << 8
+            | mpidr.read(MPIDR_EL1::Aff2) << 16
+            | mpidr.read(MPIDR_EL1::Aff3) << 24;
         let mut off = 0;
         while off + 2 * GICR_SGI <= self.redist_size {
             let rd = self.redist + off;

@@ -5,6 +5,7 @@
 
 use core::arch::asm;
 
+use aarch64_cpu::asm::barrier;
 use folium_boot::aarch64::{MemKind, early_map};
 use folium_boot::{BootInfo, PhysRange, RangeList};
 use folium_mm::PhysAddr;
@@ -208,6 +209,5 @@ unsafe fn dcache_op(va: u64, len: usize) {
         unsafe { asm!("dc civac, {}", in(reg) line, options(nostack)) };
         line += 64;
     }
-    // SAFETY: a barrier has no preconditions.
-    unsafe { asm!("dsb sy", options(nostack)) };
+    barrier::dsb(barrier::SY);
 }

@@ -6,7 +6,8 @@
 //! - `_start` reads the initial stack ([`Args`]) and calls the program's
 //!   `main` (declared with [`entry!`]), then `exit_group`s with its result.
 //! - `print!`/`println!`/`eprintln!` write to fds 1 and 2.
-//! - A heap on `brk` for `alloc` (grow-only: test programs are short).
+//! - A heap on `brk` for `alloc` ([`heap`]: a first-fit free list that
+//!   reuses freed blocks).
 #![no_std]
 
 extern crate alloc;

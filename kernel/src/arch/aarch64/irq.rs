@@ -12,31 +12,27 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, Readable, Writeable};
+
 use crate::platform::irqchip;
 
 /// Counter ticks per timer interrupt.
 static INTERVAL: AtomicU64 = AtomicU64::new(0);
 
-/// CNTV_CTL_EL0.ENABLE; IMASK (bit 1) clear.
-const CNTV_ENABLE: u64 = 1;
-/// CNTV_CTL_EL0.ISTATUS: the timer condition is met.
-const CNTV_ISTATUS: u64 = 1 << 2;
-
 /// QEMU's generic-timer frequency, used should CNTFRQ_EL0 read 0 (firmware
 /// that never set it).
 const FALLBACK_HZ: u64 = 62_500_000;
 
+/// Sets the compare value (CNTV_CVAL_EL0, the kernel's: changing it only
+/// moves the next timer interrupt).
 fn write_cval(v: u64) {
-    // SAFETY: CNTV_CVAL_EL0 belongs to the kernel; changing the compare
-    // value only moves the next timer interrupt.
-    unsafe { asm!("msr cntv_cval_el0, {}", "isb", in(reg) v, options(nomem, nostack)) };
+    CNTV_CVAL_EL0.set(v);
+    barrier::isb(barrier::SY);
 }
 
 fn read_cval() -> u64 {
-    let v: u64;
-    // SAFETY: reading the timer's compare value has no side effects.
-    unsafe { asm!("mrs {}, cntv_cval_el0", out(reg) v, options(nomem, nostack)) };
-    v
+    CNTV_CVAL_EL0.get()
 }
 
 /// Starts the periodic timer at `crate::sched::TICK_HZ` and unmasks it at
@@ -50,8 +46,9 @@ pub fn timer_init() {
     let interval = (freq / crate::sched::TICK_HZ).max(1);
     INTERVAL.store(interval, Ordering::Relaxed);
     write_cval(super::clock::ticks() + interval);
-    // SAFETY: enables the EL1 virtual timer, which only raises its PPI.
-    unsafe { asm!("msr cntv_ctl_el0, {}", "isb", in(reg) CNTV_ENABLE, options(nomem, nostack)) };
+    // Enables the EL1 virtual timer, unmasked: it only raises its PPI.
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+    barrier::isb(barrier::SY);
     if let Err(e) = irqchip::enable_timer() {
         println!("irq: timer interrupt not enabled: {e}");
     }
@@ -66,10 +63,7 @@ fn timer_interrupt() {
     // A level-triggered line can stay latched as pending in the controller
     // after the handler moved the deadline (seen on the Pi 4's GIC-400
     // model): only a timer whose condition really holds is a tick.
-    let ctl: u64;
-    // SAFETY: reading the timer's control register has no side effects.
-    unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack)) };
-    if ctl & CNTV_ISTATUS == 0 {
+    if !CNTV_CTL_EL0.is_set(CNTV_CTL_EL0::ISTATUS) {
         return;
     }
     let interval = INTERVAL.load(Ordering::Relaxed).max(1);

@@ -2,7 +2,10 @@
 //! early map, the switch to the kernel's tables, and fast page zeroing.
 
 use core::arch::asm;
+use core::sync::atomic::{Ordering, compiler_fence};
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{Readable, TTBR0_EL1, TTBR1_EL1, Writeable};
 use folium_boot::aarch64::{MemKind, early_map, switch_tables};
 use folium_boot::{BootInfo, PhysRange};
 use folium_mm::PhysAddr;
@@ -42,10 +45,7 @@ pub unsafe fn switch_kernel_tables(root: PhysAddr) {
 
 /// The root of the live kernel-half tables (TTBR1_EL1's base address).
 pub fn current_kernel_root() -> PhysAddr {
-    let v: u64;
-    // SAFETY: reading TTBR1_EL1 has no side effects.
-    unsafe { asm!("mrs {}, ttbr1_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    PhysAddr::new(v & 0x0000_ffff_ffff_fffe)
+    PhysAddr::new(TTBR1_EL1.get_baddr())
 }
 
 /// Zeroes `len` bytes at `ptr` (both multiples of 4 KiB), 128 bytes per
@@ -87,6 +87,9 @@ pub mod tlb {
 
     use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
+    use aarch64_cpu::asm::barrier;
+    use aarch64_cpu::registers::{ID_AA64ISAR0_EL1, Readable};
+
     use folium_mm::VirtAddr;
     use folium_mm::tlb::{ARM64_RANGE_PAGES_MAX, Asid, TlbiOp, arm64_range_ops};
 
@@ -106,12 +109,8 @@ pub mod tlb {
     pub fn has_range() -> bool {
         match TLBI_RANGE.load(Relaxed) {
             0 => {
-                let isar0: u64;
-                // SAFETY: reading an ID register has no side effects.
-                unsafe {
-                    asm!("mrs {}, id_aa64isar0_el1", out(reg) isar0, options(nomem, nostack, preserves_flags))
-                };
-                let yes = (isar0 >> 56) & 0xf == 0b0010;
+                // The crate names no TLB field (bits 59:56) in this register.
+                let yes = (ID_AA64ISAR0_EL1.get() >> 56) & 0xf == 0b0010;
                 TLBI_RANGE.store(if yes { 2 } else { 1 }, Relaxed);
                 yes
             }
@@ -156,13 +155,12 @@ pub mod tlb {
     }
 
     fn sync() {
-        // SAFETY: barriers only.
-        unsafe { asm!("dsb nsh", "isb", options(nostack, preserves_flags)) };
+        barrier::dsb(barrier::NSH);
+        barrier::isb(barrier::SY);
     }
 
     fn before() {
-        // SAFETY: a barrier only.
-        unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+        barrier::dsb(barrier::ISHST);
     }
 
     /// Invalidates `va` in `asid`.
@@ -226,19 +224,24 @@ pub mod tlb {
 /// stays alive (and is only changed with TLB maintenance) while installed,
 /// and no stale entries of a previous owner of `asid` may remain.
 pub unsafe fn set_user_root(root: PhysAddr, asid: folium_mm::tlb::Asid) {
-    let v = root.as_u64() | (u64::from(asid.0) << 48);
-    // SAFETY: forwarded from the caller; the kernel runs from TTBR1.
-    unsafe { asm!("msr ttbr0_el1, {}", "isb", in(reg) v, options(nostack, preserves_flags)) };
+    // A table's address has bit 0 and bits 63:48 clear: the fields below
+    // write the same bits as `root | asid << 48`.
+    debug_assert_eq!(root.as_u64() & !0x0000_ffff_ffff_fffe, 0);
+    // The register write is `nomem` to the compiler: keep earlier stores
+    // (the tables just written) before the switch.
+    compiler_fence(Ordering::SeqCst);
+    // The caller vouches for the tables; the kernel runs from TTBR1.
+    TTBR0_EL1
+        .write(TTBR0_EL1::BADDR.val(root.as_u64() >> 1) + TTBR0_EL1::ASID.val(u64::from(asid.0)));
+    barrier::isb(barrier::SY);
 }
 
 /// The user half installed now: (root, ASID).
 pub fn user_root() -> (PhysAddr, folium_mm::tlb::Asid) {
-    let v: u64;
-    // SAFETY: reading TTBR0_EL1 has no side effects.
-    unsafe { asm!("mrs {}, ttbr0_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    let v = TTBR0_EL1.extract();
     (
-        PhysAddr::new(v & 0x0000_ffff_ffff_fffe),
-        folium_mm::tlb::Asid((v >> 48) as u16),
+        PhysAddr::new(v.read(TTBR0_EL1::BADDR) << 1),
+        folium_mm::tlb::Asid(v.read(TTBR0_EL1::ASID) as u16),
     )
 }
 

@@ -10,9 +10,9 @@ mod user;
 mod user_tests;
 
 use core::arch::asm;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{Ordering, compiler_fence};
 
-use aarch64_cpu::registers::{MIDR_EL1, Readable};
+use aarch64_cpu::registers::{CurrentEL, DAIF, MIDR_EL1, Readable, Writeable};
 
 pub use context::{Context, switch_to};
 pub use irq::{timer_init, wait_for_interrupt};
@@ -54,19 +54,22 @@ pub struct IrqFlags(u64);
 /// Masks IRQ and FIQ and returns the previous mask.
 #[inline]
 pub fn irq_save() -> IrqFlags {
-    let daif: u64;
-    // SAFETY: reading DAIF and masking interrupts only delays them; memory
-    // accesses are not moved across this (no `nomem`), so a critical
-    // section stays inside it.
-    unsafe { asm!("mrs {}, daif", "msr daifset, #3", out(reg) daif, options(nostack)) };
+    let daif = DAIF.get();
+    // SAFETY: masking interrupts only delays them; memory accesses are not
+    // moved across this (no `nomem`), so a critical section stays inside
+    // it.
+    unsafe { asm!("msr daifset, #3", options(nostack)) };
     IrqFlags(daif)
 }
 
 /// Restores the interrupt mask [`irq_save`] returned.
 #[inline]
 pub fn irq_restore(flags: IrqFlags) {
-    // SAFETY: writes back the DAIF value read by irq_save on this CPU.
-    unsafe { asm!("msr daif, {}", in(reg) flags.0, options(nostack)) };
+    // The register write is `nomem` to the compiler: the fence keeps the
+    // critical section's memory accesses before the unmasking.
+    compiler_fence(Ordering::SeqCst);
+    // Writes back the DAIF value read by irq_save on this CPU.
+    DAIF.set(flags.0);
 }
 
 /// Waits forever with interrupts masked.
@@ -79,9 +82,9 @@ pub fn park() -> ! {
 
 /// The CPU model, from MIDR_EL1.
 pub fn cpu_description() -> alloc::string::String {
-    let midr = MIDR_EL1.get();
-    let implementer = (midr >> 24) & 0xff;
-    let part = (midr >> 4) & 0xfff;
+    let midr = MIDR_EL1.extract();
+    let implementer = midr.read(MIDR_EL1::Implementer);
+    let part = midr.read(MIDR_EL1::PartNum);
     let name = match (implementer, part) {
         (0x41, 0xd03) => "Arm Cortex-A53",
         (0x41, 0xd07) => "Arm Cortex-A57",
@@ -92,12 +95,12 @@ pub fn cpu_description() -> alloc::string::String {
         (0x00, _) => "QEMU 'max' (software-defined)",
         _ => "unknown ARMv8 core",
     };
-    alloc::format!("{name} (MIDR_EL1 {midr:#010x})")
+    alloc::format!("{name} (MIDR_EL1 {:#010x})", midr.get())
 }
 
 /// Describes the exception level now and at entry.
 pub fn entry_description(entry_el: u8) -> alloc::string::String {
-    let now = aarch64_cpu::registers::CurrentEL.get() >> 2;
+    let now = CurrentEL.read(CurrentEL::EL);
     match entry_el {
         1 => alloc::format!("EL{now} (entered at EL1)"),
         n => alloc::format!("EL{now} (entered at EL{n}, lowered to EL1)"),
@@ -106,7 +109,7 @@ pub fn entry_description(entry_el: u8) -> alloc::string::String {
 
 /// The CPU's MIDR_EL1 part number (e.g. 0xd08 for Cortex-A72).
 pub fn midr_part() -> u64 {
-    (MIDR_EL1.get() >> 4) & 0xfff
+    MIDR_EL1.read(MIDR_EL1::PartNum)
 }
 
 /// True: with the 4 KiB granule Folium uses, every ARMv8-A translation

@@ -6,6 +6,9 @@ use core::arch::asm;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{VBAR_EL1, Writeable};
+
 use super::super::{
     EXEC_FAULTED, EXPECT_BREAKPOINT, Exit, STOPPING, TrapRecord, fixup_for, record_trap,
     take_exec_probe,
@@ -56,12 +59,10 @@ const EC_IABT_CUR: u64 = 0x21;
 
 /// Installs the vector table.
 pub fn init_exceptions() {
-    // SAFETY: `exception_vectors` is the 2 KiB-aligned table in vectors.S,
-    // mapped executable in the kernel image.
-    unsafe {
-        let vbar = &raw const exception_vectors as u64;
-        asm!("msr vbar_el1, {}", "isb", in(reg) vbar, options(nostack));
-    }
+    // `exception_vectors` is the 2 KiB-aligned table in vectors.S, mapped
+    // executable in the kernel image.
+    VBAR_EL1.set(&raw const exception_vectors as u64);
+    barrier::isb(barrier::SY);
 }
 
 /// Raises `brk #0xf01` (the test's immediate shows up in ESR_EL1.ISS).

@@ -7,6 +7,7 @@ use core::arch::asm;
 use core::fmt;
 use core::mem::offset_of;
 
+use aarch64_cpu::registers::{ID_AA64MMFR1_EL1, Readable, TCR_EL1};
 use folium_mm::aspace::Access;
 
 use super::super::{Exit, UserExit, UserFault, UserFaultKind};
@@ -311,21 +312,13 @@ pub fn copy_to_user(dst: u64, src: &[u8]) -> usize {
 /// ASID width in bits: 16 when the boot code set TCR_EL1.AS (the CPU
 /// reports 16-bit ASIDs), else 8.
 pub fn asid_bits() -> u32 {
-    let tcr: u64;
-    // SAFETY: reading TCR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, tcr_el1", out(reg) tcr, options(nomem, nostack, preserves_flags)) };
-    if tcr & (1 << 36) != 0 { 16 } else { 8 }
+    if TCR_EL1.is_set(TCR_EL1::AS) { 16 } else { 8 }
 }
 
 /// Whether the CPU implements PAN (ID_AA64MMFR1_EL1.PAN); the boot code
 /// then turned it on.
 pub fn has_pan() -> bool {
-    let mmfr1: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe {
-        asm!("mrs {}, id_aa64mmfr1_el1", out(reg) mmfr1, options(nomem, nostack, preserves_flags))
-    };
-    (mmfr1 >> 20) & 0xf != 0
+    ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::PAN) != 0
 }
 
 /// Whether PSTATE.PAN is set now (false where PAN does not exist).
@@ -343,8 +336,6 @@ pub fn pan_enabled() -> bool {
 /// The hardware page-table features the boot code enabled, for reports:
 /// (TCR_EL1.HA, TCR_EL1.HD).
 pub fn hw_access_dirty() -> (bool, bool) {
-    let tcr: u64;
-    // SAFETY: reading TCR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, tcr_el1", out(reg) tcr, options(nomem, nostack, preserves_flags)) };
-    (tcr & (1 << 39) != 0, tcr & (1 << 40) != 0)
+    let tcr = TCR_EL1.extract();
+    (tcr.is_set(TCR_EL1::HA), tcr.is_set(TCR_EL1::HD))
 }

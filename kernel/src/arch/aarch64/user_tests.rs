@@ -10,6 +10,7 @@ use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use aarch64_cpu::registers::{DAIF, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, Readable, SCTLR_EL1};
 use folium_mm::VirtAddr;
 use folium_mm::aspace::Access;
 use folium_mm::vma::{Prot, Vma, VmaKind};
@@ -235,10 +236,7 @@ kernel_test!(
                 // QEMU's TCG does not model SP alignment checking: the load
                 // went through. Check that the check is on, and the decoder
                 // with the syndrome a CPU would report.
-                let sctlr: u64;
-                // SAFETY: reading SCTLR_EL1 has no side effects.
-                unsafe { asm!("mrs {}, sctlr_el1", out(reg) sctlr, options(nomem, nostack)) };
-                check!(sctlr & (1 << 4) != 0, "SCTLR_EL1.SA0 is clear");
+                check!(SCTLR_EL1.is_set(SCTLR_EL1::SA0), "SCTLR_EL1.SA0 is clear");
                 println!("    SP alignment not checked by this CPU model; decoder checked alone");
                 let f = super::user::decode_sync(&ctx, (0x26 << 26) | (1 << 25), 0);
                 let want = UserFault {
@@ -375,10 +373,7 @@ kernel_test!(
 );
 
 fn irqs_masked() -> bool {
-    let daif: u64;
-    // SAFETY: reading DAIF has no side effects.
-    unsafe { asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack)) };
-    daif & (1 << 7) != 0
+    DAIF.is_set(DAIF::I)
 }
 
 kernel_test!(
@@ -514,15 +509,10 @@ kernel_test!(
 kernel_test!(
     fn pan_and_boot_mmu_features_match_the_cpu() {
         let _t = TestSpace::new(&[SPIN])?;
-        let (mmfr0, mmfr1): (u64, u64);
-        // SAFETY: reading ID registers has no side effects.
-        unsafe {
-            asm!("mrs {}, id_aa64mmfr0_el1", out(reg) mmfr0, options(nomem, nostack));
-            asm!("mrs {}, id_aa64mmfr1_el1", out(reg) mmfr1, options(nomem, nostack));
-        }
-        let want_bits = if (mmfr0 >> 4) & 0xf == 2 { 16 } else { 8 };
+        let asid_bits = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::ASIDBits);
+        let want_bits = if asid_bits == 2 { 16 } else { 8 };
         check_eq!(super::asid_bits(), want_bits, "TCR_EL1.AS");
-        let hafdbs = mmfr1 & 0xf;
+        let hafdbs = ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::HAFDBS);
         check_eq!(
             super::hw_access_dirty(),
             (hafdbs >= 1, hafdbs >= 2),

@@ -307,6 +307,27 @@ fn t_brk() -> TestResult {
     Ok(())
 }
 
+/// Freed heap memory is reused: a thousand 1 MiB blocks, each freed
+/// before the next is allocated, move the break by a few MiB at most (a
+/// heap that never frees would need 1000 MiB).
+fn t_heap_reuses_freed_memory() -> TestResult {
+    const MIB: usize = 1 << 20;
+    let before = sys::brk(0);
+    for i in 0..1000u32 {
+        let mut v: Vec<u8> = Vec::with_capacity(MIB);
+        v.push(i as u8);
+        if let Some(last) = v.spare_capacity_mut().last_mut() {
+            last.write(1);
+        }
+        // Keep the allocation: the compiler may drop an unused pair.
+        core::hint::black_box(&mut v);
+        ensure!(v.capacity() >= MIB);
+    }
+    let grown = sys::brk(0) - before;
+    ensure!(grown < 4 << 20, "the break grew by {grown:#x} bytes");
+    Ok(())
+}
+
 fn t_mprotect_errors() -> TestResult {
     let base = sys::brk(0);
     let page = (base + 0xfff) & !0xfff;
@@ -1208,6 +1229,7 @@ const TESTS: &[Test] = &[
     ("sleep", t_sleep),
     ("uname_and_random", t_uname_and_random),
     ("brk", t_brk),
+    ("heap_reuses_freed_memory", t_heap_reuses_freed_memory),
     ("mprotect_errors", t_mprotect_errors),
     ("files", t_files),
     ("limits_and_signals", t_limits_and_signals),
