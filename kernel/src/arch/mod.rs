@@ -1,15 +1,22 @@
 //! Instruction-set specific code. `aarch64` and `x86_64` export the same
-//! small set of functions; boards live in `crate::platform`.
+//! set of items, listed and type-checked in `interface.rs`; boards live
+//! in `crate::platform`.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+#[cfg(target_arch = "aarch64")]
+use self::aarch64 as imp;
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::*;
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
+use self::x86_64 as imp;
+#[cfg(target_arch = "x86_64")]
 pub use x86_64::*;
+
+mod interface;
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -29,21 +29,6 @@ pub type UserSpace = AddressSpace<KernelPteFormat>;
 /// as Linux's default `TASK_SIZE`).
 pub const USER_END: VirtAddr = VirtAddr::new(1 << 47);
 
-/// This CPU's TLB, for [`MmEnv`].
-pub struct HwTlb;
-
-impl TlbOps for HwTlb {
-    fn flush_page(&self, asid: Asid, va: VirtAddr) {
-        arch::tlb::flush_page(asid, va);
-    }
-    fn flush_range(&self, asid: Asid, start: VirtAddr, end: VirtAddr) {
-        arch::tlb::flush_range(asid, start, end);
-    }
-    fn flush_asid(&self, asid: Asid) {
-        arch::tlb::flush_asid(asid);
-    }
-}
-
 /// The kernel's [`MmEnv`]: frames from the global allocator.
 pub struct KernelEnv;
 
@@ -115,7 +100,7 @@ impl MmEnv for KernelEnv {
         }
     }
     fn tlb(&self) -> &dyn TlbOps {
-        &HwTlb
+        &arch::tlb::Hw
     }
     fn zero_folio(&mut self, folio: &Folio) {
         let nr = frames::memmap().folio(folio).nr_pages();
@@ -222,7 +207,7 @@ pub fn activate(space: &mut UserSpace) {
     space.asid = act.asid;
     // SAFETY: `space` is a live tree of this format whose root copies the
     // kernel slots; a rollover flushed every stale ASID above, and every
-    // change to the space went through `HwTlb` with its ASID.
+    // change to the space went through `arch::tlb::Hw` with its ASID.
     unsafe { arch::set_user_root(space.root(), act.asid) };
 }
 

@@ -214,6 +214,22 @@ pub mod tlb {
         unsafe { asm!("tlbi vmalle1", options(nostack, preserves_flags)) };
         sync();
     }
+
+    /// This CPU's TLB as the generic mm code drives it: the arch's own
+    /// implementation of [`TlbOps`](folium_mm::tlb::TlbOps).
+    pub struct Hw;
+
+    impl folium_mm::tlb::TlbOps for Hw {
+        fn flush_page(&self, asid: Asid, va: VirtAddr) {
+            flush_page(asid, va);
+        }
+        fn flush_range(&self, asid: Asid, start: VirtAddr, end: VirtAddr) {
+            flush_range(asid, start, end);
+        }
+        fn flush_asid(&self, asid: Asid) {
+            flush_asid(asid);
+        }
+    }
 }
 
 /// Installs `root` with `asid` as the user half (TTBR0_EL1).

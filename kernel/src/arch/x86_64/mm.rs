@@ -462,6 +462,22 @@ pub mod tlb {
         irq_restore(flags);
     }
 
+    /// This CPU's TLB as the generic mm code drives it: the arch's own
+    /// implementation of [`TlbOps`](folium_mm::tlb::TlbOps).
+    pub struct Hw;
+
+    impl folium_mm::tlb::TlbOps for Hw {
+        fn flush_page(&self, asid: Asid, va: VirtAddr) {
+            flush_page(asid, va);
+        }
+        fn flush_range(&self, asid: Asid, start: VirtAddr, end: VirtAddr) {
+            flush_range(asid, start, end);
+        }
+        fn flush_asid(&self, asid: Asid) {
+            flush_asid(asid);
+        }
+    }
+
     /// `asid` was just handed out: flush it when it is next installed.
     pub fn flush_on_install(asid: Asid) {
         CPU_TLB.flush_on_install(asid);
