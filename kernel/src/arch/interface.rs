@@ -76,7 +76,7 @@ const _: () = {
     let _: Option<Range<usize>> = imp::KERNEL_ROOT_SLOTS;
     let _: fn(PhysRange) -> Option<PhysRange> = imp::early_reachable;
     let _: fn(&BootInfo) -> u64 = imp::kimage_voffset;
-    let _: unsafe fn(PhysAddr) = imp::switch_kernel_tables;
+    let _: unsafe fn(PhysAddr, fn() -> PhysAddr) = imp::switch_kernel_tables;
     let _: fn() -> PhysAddr = imp::current_kernel_root;
     let _: unsafe fn(*mut u8, usize) = imp::zero_pages;
 };

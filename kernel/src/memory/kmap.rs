@@ -134,13 +134,23 @@ pub fn init(info: &BootInfo, board: &Board) {
     // at the same virtual addresses as the early tables did: the image, the
     // linear map of RAM (stack, heap, memmap, page tables) and the board's
     // MMIO; nothing else refers to the early tables' contents.
-    unsafe { crate::arch::switch_kernel_tables(pt.root()) };
+    unsafe { crate::arch::switch_kernel_tables(pt.root(), zeroed_table) };
     println!(
         "mm: switched to the kernel's own page tables: root {:#x}, {} table frames",
         pt.root().as_u64(),
         tables
     );
     KERNEL_TABLES.call_once(|| KernelTables { root: pt.root() });
+}
+
+/// A zeroed page-table frame for the architecture's switch (arm64's empty
+/// TTBR0 root), from the frame allocator.
+fn zeroed_table() -> PhysAddr {
+    let t = frames::alloc_table_frame().expect("no frame for an empty page table");
+    // SAFETY: a fresh frame of RAM nobody else uses, mapped writable by the
+    // linear map.
+    unsafe { core::ptr::write_bytes(frames::linear().ptr::<u8>(t), 0, PAGE_SIZE as usize) };
+    t
 }
 
 /// Root of the kernel's tables (None before they are built).

@@ -25,21 +25,19 @@ pub fn kimage_voffset(info: &BootInfo) -> u64 {
     info.kernel_virt.as_u64() - info.kernel_phys.start.as_u64()
 }
 
-/// Installs the kernel's tables in TTBR1 and an empty table in TTBR0.
+/// Installs the kernel's tables in TTBR1 and an empty table, taken from
+/// `zeroed_table`, in TTBR0 (where no user space runs yet).
 ///
 /// # Safety
 ///
 /// `root` must map the running kernel at the same virtual addresses as the
-/// early tables (see `folium_boot::aarch64::switch_tables`).
-pub unsafe fn switch_kernel_tables(root: PhysAddr) {
+/// early tables (see `folium_boot::aarch64::switch_tables`), and
+/// `zeroed_table` must return a zeroed table frame nothing else uses.
+pub unsafe fn switch_kernel_tables(root: PhysAddr, zeroed_table: fn() -> PhysAddr) {
     let info = folium_boot::info().expect("boot info");
-    let user_root =
-        crate::memory::frames::alloc_table_frame().expect("no frame for the empty user root");
-    let p = crate::memory::frames::linear().ptr::<u8>(user_root);
-    // SAFETY: a fresh frame of RAM, mapped by the (early) linear map.
-    unsafe { core::ptr::write_bytes(p, 0, 4096) };
+    let user_root = zeroed_table();
     // SAFETY: forwarded from the caller; interrupts are masked at boot; the
-    // user root was just zeroed; this runs once.
+    // user root is a zeroed table (caller); this runs once.
     unsafe { switch_tables(root, user_root, kimage_voffset(info)) };
 }
 

@@ -30,13 +30,14 @@ pub fn kimage_voffset(_info: &BootInfo) -> u64 {
 /// Makes sure the higher-half GDT is loaded (the boot GDT sits in low
 /// memory that the kernel's tables do not map; `init_exceptions` normally
 /// loaded it already), then installs `root` in CR3 and turns on global
-/// pages.
+/// pages. One root serves both halves here, so no table is taken from
+/// `_zeroed_table`.
 ///
 /// # Safety
 ///
 /// `root` must map the running kernel at the same virtual addresses as the
 /// early tables.
-pub unsafe fn switch_kernel_tables(root: PhysAddr) {
+pub unsafe fn switch_kernel_tables(root: PhysAddr, _zeroed_table: fn() -> PhysAddr) {
     super::gdt::init();
     // SAFETY: the caller guarantees `root` maps the kernel; CR4.PGE is set
     // only after the switch, and toggling it flushes global entries too.
