@@ -8,7 +8,7 @@
 
 use core::ops::{Deref, DerefMut};
 
-use crate::arch::{self, IrqFlags};
+use crate::arch::irqflags::{IrqFlags, irq_restore, irq_save};
 
 /// A spin lock that masks interrupts while held (Linux `spin_lock_irqsave`).
 pub struct IrqMutex<T> {
@@ -33,7 +33,7 @@ impl<T> IrqMutex<T> {
     /// Masks interrupts, then takes the lock.
     #[inline]
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
-        let flags = arch::irq_save();
+        let flags = irq_save();
         IrqMutexGuard {
             guard: Some(self.inner.lock()),
             flags,
@@ -78,6 +78,6 @@ impl<T> Drop for IrqMutexGuard<'_, T> {
         // Unlock first: an interrupt taken the moment the mask lifts must
         // find the lock free.
         self.guard = None;
-        arch::irq_restore(self.flags);
+        irq_restore(self.flags);
     }
 }

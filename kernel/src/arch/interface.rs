@@ -13,7 +13,7 @@
 //! | group | items |
 //! |---|---|
 //! | machine | `exit_qemu`, `park`, `cpu_description`, `entry_description`, `has_gib_pages` |
-//! | interrupts | `IrqFlags`, `irq_save`, `irq_restore`, `timer_init`, `wait_for_interrupt` |
+//! | interrupts | `IrqFlags`, `irq_save`, `irq_restore` (in `irqflags.rs`, a leaf the locks import), `timer_init`, `wait_for_interrupt` |
 //! | time | `clock::init`, `clock::ticks`, `clock::ticks_per_sec`, `clock::describe` |
 //! | traps | `init_exceptions`, `describe`, `raw_breakpoint`, `raw_probe_read`, `raw_probe_write` |
 //! | kernel tables | `KernelPteFormat`, `KERNEL_ROOT_SLOTS`, `early_reachable`, `kimage_voffset`, `switch_kernel_tables`, `current_kernel_root`, `zero_pages` |

@@ -17,6 +17,7 @@ use self::x86_64 as imp;
 pub use x86_64::*;
 
 mod interface;
+pub mod irqflags;
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -4,18 +4,20 @@
 pub mod clock;
 mod context;
 mod irq;
+pub(super) mod irqflags;
 mod mm;
 mod trap;
 mod user;
 mod user_tests;
 
 use core::arch::asm;
-use core::sync::atomic::{Ordering, compiler_fence};
+use core::sync::atomic::Ordering;
 
-use aarch64_cpu::registers::{CurrentEL, DAIF, MIDR_EL1, Readable, Writeable};
+use aarch64_cpu::registers::{CurrentEL, MIDR_EL1, Readable};
 
 pub use context::{Context, switch_to};
 pub use irq::{timer_init, wait_for_interrupt};
+pub use irqflags::{IrqFlags, irq_restore, irq_save};
 pub use mm::{
     KERNEL_ROOT_SLOTS, KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset,
     set_user_root, switch_kernel_tables, sync_icache, tlb, user_root, zero_pages,
@@ -44,32 +46,6 @@ pub fn exit_qemu(exit: Exit) -> ! {
         asm!("hlt #0xf000", in("w0") 0x20u32, in("x1") &block, options(nostack));
     }
     park()
-}
-
-/// The interrupt mask as it was before [`irq_save`] (DAIF).
-#[derive(Clone, Copy, Debug)]
-#[must_use = "restore the interrupt state with irq_restore"]
-pub struct IrqFlags(u64);
-
-/// Masks IRQ and FIQ and returns the previous mask.
-#[inline]
-pub fn irq_save() -> IrqFlags {
-    let daif = DAIF.get();
-    // SAFETY: masking interrupts only delays them; memory accesses are not
-    // moved across this (no `nomem`), so a critical section stays inside
-    // it.
-    unsafe { asm!("msr daifset, #3", options(nostack)) };
-    IrqFlags(daif)
-}
-
-/// Restores the interrupt mask [`irq_save`] returned.
-#[inline]
-pub fn irq_restore(flags: IrqFlags) {
-    // The register write is `nomem` to the compiler: the fence keeps the
-    // critical section's memory accesses before the unmasking.
-    compiler_fence(Ordering::SeqCst);
-    // Writes back the DAIF value read by irq_save on this CPU.
-    DAIF.set(flags.0);
 }
 
 /// Waits forever with interrupts masked.

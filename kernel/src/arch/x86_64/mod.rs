@@ -8,6 +8,7 @@ mod context;
 pub mod cpu;
 mod frame;
 pub mod gdt;
+pub(super) mod irqflags;
 mod mm;
 mod msr;
 pub mod overflow;
@@ -24,6 +25,7 @@ use x86_64::instructions::port::Port;
 
 pub use apic::{timer_init, wait_for_interrupt};
 pub use context::{Context, switch_to};
+pub use irqflags::{IrqFlags, irq_restore, irq_save};
 pub use mm::{
     KERNEL_ROOT_SLOTS, KernelPteFormat, asid_bits, current_cr3, current_kernel_root,
     early_reachable, invpcid_enabled, kimage_voffset, last_cr3_written, pcid_enabled,
@@ -47,30 +49,6 @@ pub fn exit_qemu(exit: Exit) -> ! {
     // on other machines the write is ignored and we halt below.
     unsafe { Port::<u32>::new(0xf4).write(value) };
     park()
-}
-
-/// The interrupt flag as it was before [`irq_save`] (RFLAGS.IF).
-#[derive(Clone, Copy, Debug)]
-#[must_use = "restore the interrupt state with irq_restore"]
-pub struct IrqFlags(u64);
-
-/// Disables interrupts and returns the previous RFLAGS.
-#[inline]
-pub fn irq_save() -> IrqFlags {
-    let rflags: u64;
-    // SAFETY: reading RFLAGS and clearing IF only delays interrupts; memory
-    // accesses are not moved across this (no `nomem`).
-    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) rflags, options(preserves_flags)) };
-    IrqFlags(rflags)
-}
-
-/// Re-enables interrupts if [`irq_save`] found them enabled.
-#[inline]
-pub fn irq_restore(flags: IrqFlags) {
-    if flags.0 & (1 << 9) != 0 {
-        // SAFETY: interrupts were enabled before the matching irq_save.
-        unsafe { asm!("sti", options(nostack)) };
-    }
 }
 
 /// Halts forever with interrupts disabled.
