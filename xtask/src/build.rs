@@ -6,23 +6,17 @@ use std::process::Command;
 use crate::Result;
 
 /// Instruction set of a kernel build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Arch {
-    /// `aarch64-unknown-none`: one raw Image for virt and the Pis.
+    /// `aarch64-unknown-none`: one raw Image for virt and the Pis
+    #[value(alias = "arm64")]
     Aarch64,
-    /// `x86_64-unknown-none`: a PVH ELF for q35.
+    /// `x86_64-unknown-none`: a PVH ELF for q35
+    #[value(name = "x86_64", aliases = ["x86", "amd64"])]
     X86_64,
 }
 
 impl Arch {
-    pub fn parse(s: &str) -> Result<Arch> {
-        match s {
-            "aarch64" | "arm64" => Ok(Arch::Aarch64),
-            "x86_64" | "x86" | "amd64" => Ok(Arch::X86_64),
-            _ => Err(format!("unknown arch {s} (aarch64 or x86_64)")),
-        }
-    }
-
     pub fn target(self) -> &'static str {
         match self {
             Arch::Aarch64 => "aarch64-unknown-none",

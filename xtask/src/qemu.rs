@@ -5,33 +5,27 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::build::{self, Arch};
-use crate::{Opts, Result};
+use crate::{Result, RunArgs};
 
 /// A machine Folium boots on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Board {
-    /// QEMU aarch64 `virt`.
+    /// QEMU aarch64 `virt`
+    #[default]
     Virt,
-    /// QEMU `raspi4b` (Raspberry Pi 4 B, 2 GiB).
+    /// QEMU `raspi4b` (Raspberry Pi 4 B, 2 GiB)
+    #[value(aliases = ["rpi4", "pi4"])]
     Raspi4b,
-    /// QEMU `raspi3b` (Raspberry Pi 3 B, 1 GiB).
+    /// QEMU `raspi3b` (Raspberry Pi 3 B, 1 GiB)
+    #[value(aliases = ["rpi3", "pi3"])]
     Raspi3b,
-    /// QEMU x86_64 `q35`.
+    /// QEMU x86_64 `q35`
+    #[value(aliases = ["x86", "x86_64"])]
     Q35,
 }
 
 impl Board {
     pub const ALL: [Board; 4] = [Board::Virt, Board::Raspi4b, Board::Raspi3b, Board::Q35];
-
-    pub fn parse(s: &str) -> Result<Board> {
-        match s {
-            "virt" => Ok(Board::Virt),
-            "raspi4b" | "rpi4" | "pi4" => Ok(Board::Raspi4b),
-            "raspi3b" | "rpi3" | "pi3" => Ok(Board::Raspi3b),
-            "q35" | "x86" | "x86_64" => Ok(Board::Q35),
-            _ => Err(format!("unknown board {s} (virt, raspi4b, raspi3b, q35)")),
-        }
-    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -59,20 +53,20 @@ impl Board {
 }
 
 /// How QEMU executes guest code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accel {
-    /// Software emulation (works everywhere).
+    /// Software emulation (works everywhere)
     Tcg,
-    /// Hardware virtualization (same-architecture guests only).
+    /// Hardware virtualization (same-architecture guests only)
     Kvm,
 }
 
 impl Accel {
-    pub fn parse(s: &str) -> Result<Accel> {
-        match s {
-            "tcg" => Ok(Accel::Tcg),
-            "kvm" => Ok(Accel::Kvm),
-            _ => Err(format!("unknown accelerator {s} (tcg or kvm)")),
+    /// `TCG` or `KVM`, as a person writes them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "TCG",
+            Accel::Kvm => "KVM",
         }
     }
 }
@@ -225,6 +219,25 @@ fn host_arch() -> Arch {
     }
 }
 
+/// `QEMU 10.0.2`: the version of the QEMU that runs `arch`'s guests, as
+/// its `--version` says it ("QEMU ?" if it cannot be run).
+pub fn version(arch: Arch) -> String {
+    let bin = match arch {
+        Arch::Aarch64 => "qemu-system-aarch64",
+        Arch::X86_64 => "qemu-system-x86_64",
+    };
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let v = text.split("version ").nth(1)?.split_whitespace().next()?;
+            Some(format!("QEMU {v}"))
+        })
+        .unwrap_or_else(|| "QEMU ?".into())
+}
+
 /// The major version of an installed QEMU binary, if any.
 fn qemu_major(bin: &str) -> Option<u32> {
     let out = Command::new(bin).arg("--version").output().ok()?;
@@ -329,14 +342,11 @@ fn debian_mirror() -> (String, String) {
 pub const DEFAULT_CMDLINE: &str = "init=bench --quick";
 
 /// `cargo xtask qemu-run`: build, boot one board, stream its console.
-pub fn run(o: &Opts) -> Result<bool> {
-    let board = match o.boards.as_slice() {
-        [] => Board::Virt,
-        [b] => *b,
-        _ => return Err("qemu-run boots one board".into()),
-    };
+pub fn run(o: &RunArgs) -> Result<bool> {
+    let board = o.board;
     ensure_installed()?;
     let accel = o
+        .machine
         .accel
         .unwrap_or(if board.arch() == host_arch() && host_has_hw_virt() {
             Accel::Kvm
@@ -346,14 +356,13 @@ pub fn run(o: &Opts) -> Result<bool> {
     let kernel = build::kernel(board.arch())?;
     let (cmdline, initrd) = match &o.init {
         // With nothing asked for, show something worth seeing: the
-        // syscall benchmark's short table.
-        None if o.cmdline.is_empty() => (DEFAULT_CMDLINE.to_string(), None),
-        None => (o.cmdline.join(" "), None),
-        Some(path) => {
-            let p = std::path::PathBuf::from(path);
-            let bytes = std::fs::read(&p).map_err(|e| format!("--init {path}: {e}"))?;
+        // benchmark's short tables.
+        None if o.args.is_empty() => (DEFAULT_CMDLINE.to_string(), None),
+        None => (o.args.join(" "), None),
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| format!("--init {}: {e}", p.display()))?;
             if !bytes.starts_with(b"\x7fELF") {
-                return Err(format!("--init {path}: not an ELF file"));
+                return Err(format!("--init {}: not an ELF file", p.display()));
             }
             let name = p
                 .file_name()
@@ -361,24 +370,24 @@ pub fn run(o: &Opts) -> Result<bool> {
                 .filter(|n| !n.is_empty() && !n.contains(char::is_whitespace))
                 .unwrap_or("initrd")
                 .to_string();
-            let args = o.cmdline.join(" ");
-            (format!("initrd={name} init={name} {args}"), Some(p))
+            let args = o.args.join(" ");
+            (format!("initrd={name} init={name} {args}"), Some(p.clone()))
         }
     };
     let spec = Spec {
         board,
-        cpu: o.cpu.clone(),
+        cpu: o.machine.cpu.clone(),
         accel,
-        mem: o.mem.clone(),
+        mem: o.machine.mem.clone(),
         extra_machine: None,
         cmdline,
         initrd,
     };
     let mut cmd = spec.command(&kernel, true)?;
     eprintln!(
-        "xtask: booting {} ({:?}); Ctrl-A X quits",
+        "xtask: booting {} ({}); Ctrl-A X quits",
         spec.label(),
-        accel
+        accel.name()
     );
     let status = cmd
         .status()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{self, Arch, Profile};
 use crate::qemu::{self, Accel, Board, Spec};
-use crate::{Opts, Result};
+use crate::{Result, TestArgs};
 
 /// What one guest boot printed and how it ended.
 pub struct GuestRun {
@@ -413,28 +413,20 @@ fn check_bench_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
         .map(|l| l.trim())
         .filter(|l| l.starts_with('{'))
     {
-        match crate::json::parse_object(l) {
+        match serde_json::from_str::<crate::records::Record>(l) {
             Ok(o) => {
-                let n = |k: &str| o.num(k).unwrap_or(-1.0);
-                if !(n("min_ns") >= 0.0
-                    && n("min_ns") <= n("median_ns")
-                    && n("median_ns") <= n("max_ns"))
-                    || n("iterations") < 1.0
-                    || o.str("kernel").is_empty()
+                if !(o.min_ns >= 0.0 && o.min_ns <= o.median_ns && o.median_ns <= o.max_ns)
+                    || o.iterations < 1
+                    || o.kernel.is_empty()
                 {
                     problems.push(format!("implausible record {l}"));
                 }
-                if o.str("check") != "ok" {
-                    problems.push(format!(
-                        "{} {}: {}",
-                        o.str("bench"),
-                        o.str("case"),
-                        o.str("check")
-                    ));
+                if o.check != "ok" {
+                    problems.push(format!("{} {}: {}", o.bench, o.case, o.check));
                 }
-                rows.push((o.str("bench").to_string(), o.str("case").to_string()));
+                rows.push((o.bench, o.case));
             }
-            Err(e) => problems.push(format!("bad JSON {l:?}: {e}")),
+            Err(e) => problems.push(format!("bad JSON `{l}`: {e}")),
         }
     }
     for (b, c) in BENCH_ROWS {
@@ -782,13 +774,13 @@ fn guest_boots(
 }
 
 /// `cargo xtask test`.
-pub fn run(o: &Opts) -> Result<bool> {
+pub fn run(o: &TestArgs) -> Result<bool> {
     let boards = if o.boards.is_empty() {
         Board::ALL.to_vec()
     } else {
         o.boards.clone()
     };
-    let timeout = Duration::from_secs(o.timeout.unwrap_or(300));
+    let timeout = Duration::from_secs(o.timeout);
     let (lint_passed, lint_failed) = crate::lint::lint()?;
     let (mut passed, mut failed) = host_tests()?;
     passed += lint_passed;
