@@ -17,6 +17,7 @@
 
 mod bench;
 mod build;
+mod console;
 mod cpio;
 mod cprogs;
 mod elf;
@@ -104,6 +105,10 @@ pub struct RunArgs {
     /// initrd); the words after `--` become its arguments
     #[arg(long, value_name = "PATH")]
     pub init: Option<PathBuf>,
+    /// Print the benchmark's JSON records here rather than into
+    /// out/qemu-run/BOARD-bench.jsonl
+    #[arg(long)]
+    pub json: bool,
     /// The kernel command line (e.g. `-- test`, `-- init=utest`,
     /// `-- bench-alloc`), or with --init the program's arguments
     #[arg(last = true, value_name = "ARGS")]
@@ -212,13 +217,15 @@ fn parse_linux_params(v: &str) -> std::result::Result<String, String> {
     linux::params(Some(v)).map(|_| v.to_string())
 }
 
-fn run(cli: Cli) -> Result<bool> {
+/// Runs the command; its exit status.
+fn run(cli: Cli) -> Result<u8> {
+    let status = |ok: bool| u8::from(!ok);
     match cli.command {
         Command::QemuRun(a) => qemu::run(&a),
-        Command::Test(a) => test::run(&a),
-        Command::Lint => lint::run(),
-        Command::Bench(a) => bench::run(&a),
-        Command::QemuLinux(a) => linux::run(&a),
+        Command::Test(a) => test::run(&a).map(status),
+        Command::Lint => lint::run().map(status),
+        Command::Bench(a) => bench::run(&a).map(status),
+        Command::QemuLinux(a) => linux::run(&a).map(status),
         Command::Build(a) => {
             let arches = match a.arch {
                 Some(a) => vec![a],
@@ -228,16 +235,15 @@ fn run(cli: Cli) -> Result<bool> {
                 let img = build::kernel(a)?;
                 println!("built {}", img.display());
             }
-            Ok(true)
+            Ok(0)
         }
-        Command::Image(a) => image::run(&a),
+        Command::Image(a) => image::run(&a).map(status),
     }
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE

@@ -1,10 +1,12 @@
 //! QEMU: the boards, their command lines in one place, and making sure a
 //! QEMU 10 is installed.
 
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::build::{self, Arch};
+use crate::console::{BenchView, InitExit, Out};
 use crate::{Result, RunArgs};
 
 /// A machine Folium boots on.
@@ -341,8 +343,10 @@ fn debian_mirror() -> (String, String) {
 /// What `qemu-run` boots with when given no command line.
 pub const DEFAULT_CMDLINE: &str = "init=bench --quick";
 
-/// `cargo xtask qemu-run`: build, boot one board, stream its console.
-pub fn run(o: &RunArgs) -> Result<bool> {
+/// `cargo xtask qemu-run`: build, boot one board, stream its console;
+/// the exit status is that of init's program (128 + N for a program
+/// killed by signal N), or 0/1 for a boot without one.
+pub fn run(o: &RunArgs) -> Result<u8> {
     let board = o.board;
     ensure_installed()?;
     let accel = o
@@ -389,9 +393,153 @@ pub fn run(o: &RunArgs) -> Result<bool> {
         spec.label(),
         accel.name()
     );
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start QEMU: {e}"))?;
+    // The console comes through xtask, which reshapes the benchmark's and
+    // reads init's exit status; the keyboard still goes to QEMU.
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let bench = spec.cmdline.split_whitespace().any(|w| w == "init=bench");
+    // The program init runs, to name it at the end.
+    let program = spec
+        .cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("init="))
+        .map_or("init's program".to_string(), |p| p.replace(',', " then "));
+    let mut screen = Screen::new(std::io::stdout().is_terminal());
+    let mut view = bench.then(BenchView::default);
+    let mut exit = InitExit::default();
+    let mut json = Vec::new();
+    let mut show = |out: Out, screen: &mut Screen| match out {
+        Out::Line(l) => screen.line(&l),
+        Out::Progress(p) => screen.progress(&p),
+        Out::Json(j) if o.json => screen.line(&j),
+        Out::Json(j) => json.push(j),
+    };
+    if let Some(mut out) = child.stdout.take() {
+        let mut buf = [0u8; 4096];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if view.is_none() {
+                // As it comes, partial lines too.
+                screen.raw(&buf[..n]);
+            }
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(at) = pending.iter().position(|&b| b == b'\n') {
+                let bytes: Vec<u8> = pending.drain(..=at).collect();
+                let line = String::from_utf8_lossy(&bytes);
+                let line = line.trim_end_matches(['\n', '\r']);
+                exit.feed(line);
+                if let Some(v) = view.as_mut() {
+                    for out in v.feed(line) {
+                        show(out, &mut screen);
+                    }
+                }
+            }
+        }
+        if let Some(v) = view.as_mut() {
+            let rest = String::from_utf8_lossy(&pending).into_owned();
+            let tail = if rest.trim().is_empty() {
+                vec![]
+            } else {
+                v.feed(&rest)
+            };
+            for out in tail.into_iter().chain(v.finish()) {
+                show(out, &mut screen);
+            }
+        }
+    }
+    screen.end();
+    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    if !json.is_empty() {
+        let dir = build::root().join("out").join("qemu-run");
+        let path = dir.join(format!("{}-bench.jsonl", board.name()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(&path, json.join("\n") + "\n")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!(
+            "xtask: {} JSON records in {} (--json prints them here)",
+            json.len(),
+            path.display()
+        );
+    }
     let (pass, _) = board.exit_codes();
-    Ok(status.code() == Some(pass))
+    let passed = status.code() == Some(pass);
+    // init's program decides the status, as a shell's would.
+    if let (Some(code), Some(said)) = (exit.code, exit.describe(&program)) {
+        println!("xtask: {said}");
+        if code != 0 || passed {
+            return Ok(u8::try_from(code).unwrap_or(u8::MAX));
+        }
+    }
+    if passed {
+        return Ok(0);
+    }
+    println!(
+        "xtask: the guest stopped with a failure ({})",
+        match status.code() {
+            Some(c) => format!("QEMU exit status {c}"),
+            None => "QEMU was killed by a signal".into(),
+        }
+    );
+    Ok(1)
+}
+
+/// The terminal xtask prints the guest's console on: plain lines, and a
+/// progress line that a terminal shows rewritten in place (`\r`), while
+/// plain output gets one progress line per benchmark phase.
+struct Screen {
+    tty: bool,
+    /// A progress line is on the terminal's last line.
+    progress_shown: bool,
+    phase: String,
+}
+
+impl Screen {
+    fn new(tty: bool) -> Screen {
+        Screen {
+            tty,
+            progress_shown: false,
+            phase: String::new(),
+        }
+    }
+
+    fn clear_progress(&mut self) {
+        if self.progress_shown {
+            print!("\r\x1b[K");
+            self.progress_shown = false;
+        }
+    }
+
+    fn line(&mut self, l: &str) {
+        self.clear_progress();
+        println!("{l}");
+    }
+
+    fn progress(&mut self, p: &str) {
+        let p = p.strip_prefix("bench: ").unwrap_or(p);
+        if self.tty {
+            // Kept within 80 columns so the line never wraps.
+            let short: String = p.chars().take(79).collect();
+            print!("\r\x1b[K{short}");
+            let _ = std::io::stdout().flush();
+            self.progress_shown = true;
+        } else if crate::console::phase(p) != self.phase {
+            self.phase = crate::console::phase(p).to_string();
+            println!("{p}");
+        }
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+
+    fn end(&mut self) {
+        self.clear_progress();
+        let _ = std::io::stdout().flush();
+    }
 }
