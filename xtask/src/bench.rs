@@ -17,7 +17,7 @@
 //! run's command line heads its side-by-side table and is stored with its
 //! records in `results.json`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -114,6 +114,23 @@ pub fn run(o: &BenchArgs) -> Result<bool> {
             ));
         }
     }
+    if let Some(m) = &o.machine.mem {
+        for b in &boards {
+            b.check_mem(m)?;
+        }
+    }
+    // Each Linux image is found (fetched, for `debian`) and checked to be
+    // one the board's QEMU boots before the first boot of the run.
+    let mut linux_images: Vec<(Arch, PathBuf)> = Vec::new();
+    if let Some(lk) = &o.linux_kernel {
+        for b in &boards {
+            if !linux_images.iter().any(|(a, _)| *a == b.arch()) {
+                let image = crate::linux::resolve_kernel(lk, b.arch())
+                    .map_err(|e| format!("--linux-kernel: {e}"))?;
+                linux_images.push((b.arch(), image));
+            }
+        }
+    }
     let out_dir = o
         .out
         .clone()
@@ -192,9 +209,9 @@ pub fn run(o: &BenchArgs) -> Result<bool> {
             }
         }
 
-        if let Some(lk) = &o.linux_kernel {
+        if let Some((_, image)) = linux_images.iter().find(|(a, _)| *a == arch) {
             announce(&format!("Linux on {}: bench {args}", spec.label()));
-            match linux_run(board, arch, lk, &spec, &linux_params, &args, timeout) {
+            match linux_run(board, arch, image, &spec, &linux_params, &args, timeout) {
                 Ok(run) => runs.push(run),
                 Err(e) => {
                     println!("bench on Linux/{}: {e}", spec.label());
@@ -274,19 +291,17 @@ fn minutes(d: Duration) -> String {
     format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
 }
 
-/// Boots Linux `spec_word` (a path or `debian`) on `spec`'s machine with
-/// the kernel parameters `params` and `bench` as init, and collects its
-/// records.
+/// Boots the Linux `image` on `spec`'s machine with the kernel parameters
+/// `params` and `bench` as init, and collects its records.
 fn linux_run(
     board: Board,
     arch: Arch,
-    spec_word: &str,
+    image: &Path,
     spec: &Spec,
     params: &str,
     args: &str,
     timeout: Duration,
 ) -> Result<Run> {
-    let image = crate::linux::resolve_kernel(spec_word, arch)?;
     let programs = build::user_programs(arch)?;
     let bench = programs
         .iter()
@@ -301,7 +316,7 @@ fn linux_run(
     let argv: Vec<String> = args.split_whitespace().map(String::from).collect();
     let mut machine = spec.clone();
     machine.mem.get_or_insert_with(|| "2G".into());
-    let r = crate::linux::boot(&machine, &image, &initrd, params, &argv, timeout)?;
+    let r = crate::linux::boot(&machine, image, &initrd, params, &argv, timeout)?;
     let recs = records::parse_lines::<Record>(&r.lines)?;
     if recs.is_empty() {
         return Err(format!(

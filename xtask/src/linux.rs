@@ -126,10 +126,11 @@ fn is_root() -> bool {
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .output()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        .map_err(|e| format!("cannot run {}: {e}", build::show_command(cmd)))?;
     if !out.status.success() {
         return Err(format!(
-            "{cmd:?} failed: {}\n{}",
+            "{} failed: {}\n{}",
+            build::show_command(cmd),
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ));
@@ -449,7 +450,8 @@ fn cmdline(board: Board, params: &str, args: &[String]) -> Result<String> {
     for a in args {
         if a.is_empty() || a.contains(char::is_whitespace) {
             return Err(format!(
-                "init argument {a:?}: the kernel command line cannot carry it"
+                "init argument `{a}`: the kernel command line cannot carry an empty \
+                 word or one with spaces"
             ));
         }
         c.push(' ');
@@ -537,7 +539,7 @@ pub fn run(o: &QemuLinuxArgs) -> Result<bool> {
     });
     let json = run.json_lines().len();
     eprintln!(
-        "xtask: Linux on {}: {init_after}, {json} JSON lines, {} after {:.2} s (QEMU exit {:?})",
+        "xtask: Linux on {}: {init_after}, {json} JSON lines, {} after {:.2} s (QEMU {})",
         spec.label(),
         if run.finished() {
             "powered off"
@@ -549,7 +551,7 @@ pub fn run(o: &QemuLinuxArgs) -> Result<bool> {
             "did not power off"
         },
         run.elapsed.as_secs_f64(),
-        run.exit
+        build::exit_words(run.exit)
     );
     Ok(run.finished() && json > 0)
 }

@@ -45,6 +45,38 @@ impl Board {
         }
     }
 
+    /// The least guest RAM, in MiB, Folium boots with on this board and
+    /// runs a program (`init=hello`), found by booting with less and less;
+    /// `None` where the board fixes its RAM.
+    pub fn min_mem_mib(self) -> Option<u64> {
+        match self {
+            Board::Virt => Some(MIN_MEM_VIRT),
+            Board::Q35 => Some(MIN_MEM_Q35),
+            Board::Raspi4b | Board::Raspi3b => None,
+        }
+    }
+
+    /// Checks a `--mem` value for this board before anything is built:
+    /// QEMU's syntax, and at least [`Board::min_mem_mib`].
+    pub fn check_mem(self, mem: &str) -> Result<()> {
+        let Some(min) = self.min_mem_mib() else {
+            return Err(format!(
+                "--mem: {}'s RAM is fixed by the board",
+                self.name()
+            ));
+        };
+        let mib = mem_mib(mem).ok_or_else(|| {
+            format!("--mem {mem}: a size such as 512M or 2G (MiB if no unit is given)")
+        })?;
+        if mib < min as f64 {
+            return Err(format!(
+                "--mem {mem}: {} needs at least {min}M to boot Folium",
+                self.name()
+            ));
+        }
+        Ok(())
+    }
+
     /// Guest exit status for success and failure as the host sees them.
     pub fn exit_codes(self) -> (i32, i32) {
         match self.arch() {
@@ -52,6 +84,36 @@ impl Board {
             Arch::X86_64 => (33, 35), // isa-debug-exit: (value << 1) | 1
         }
     }
+}
+
+/// [`Board::min_mem_mib`] of virt: with 8 MiB QEMU finds no room for the
+/// device tree after the kernel (QEMU 10.0, the kernel of this tree).
+const MIN_MEM_VIRT: u64 = 9;
+/// [`Board::min_mem_mib`] of q35: with 10 MiB the kernel runs out of
+/// frames for its own page tables.
+const MIN_MEM_Q35: u64 = 11;
+
+/// A QEMU `-m` size in MiB: a number with an optional unit `K`, `M`, `G`
+/// or `T` (then `B` or `iB` may follow); MiB without one, as QEMU reads it.
+pub fn mem_mib(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let n: f64 = s[..end].parse().ok()?;
+    let unit = s[end..].to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let scale = match unit {
+        "" | "m" => 1.0,
+        "k" => 1.0 / 1024.0,
+        "g" => 1024.0,
+        "t" => 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(n * scale).filter(|m| m.is_finite() && *m > 0.0)
 }
 
 /// How QEMU executes guest code.
@@ -158,17 +220,17 @@ impl Spec {
             _ => b.name().to_string(),
         };
         c.args(["-M", &machine]);
+        if let Some(m) = &self.mem {
+            b.check_mem(m)?;
+        }
         match b {
             Board::Virt => {
                 c.args(["-cpu", &self.cpu_name()]);
                 c.args(["-m", self.mem.as_deref().unwrap_or("512M")]);
             }
             Board::Raspi4b | Board::Raspi3b => {
-                if self.mem.is_some() || self.cpu.is_some() {
-                    return Err(format!(
-                        "{}: RAM size and CPU are fixed by the board",
-                        b.name()
-                    ));
+                if self.cpu.is_some() {
+                    return Err(format!("--cpu: {}'s CPU is fixed by the board", b.name()));
                 }
             }
             Board::Q35 => {
@@ -348,6 +410,25 @@ pub const DEFAULT_CMDLINE: &str = "init=bench --quick";
 /// killed by signal N), or 0/1 for a boot without one.
 pub fn run(o: &RunArgs) -> Result<u8> {
     let board = o.board;
+    // What can be checked before anything is built.
+    if let Some(m) = &o.machine.mem {
+        board.check_mem(m)?;
+    }
+    let init = match &o.init {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| format!("--init {}: {e}", p.display()))?;
+            crate::elf::check_static_program(&bytes, board.arch()).map_err(|e| {
+                format!(
+                    "--init {}: {e} ({} runs static {} Linux programs)",
+                    p.display(),
+                    board.name(),
+                    board.arch().name()
+                )
+            })?;
+            Some(p)
+        }
+        None => None,
+    };
     ensure_installed()?;
     let accel = o
         .machine
@@ -358,16 +439,12 @@ pub fn run(o: &RunArgs) -> Result<u8> {
             Accel::Tcg
         });
     let kernel = build::kernel(board.arch())?;
-    let (cmdline, initrd) = match &o.init {
+    let (cmdline, initrd) = match init {
         // With nothing asked for, show something worth seeing: the
         // benchmark's short tables.
         None if o.args.is_empty() => (DEFAULT_CMDLINE.to_string(), None),
         None => (o.args.join(" "), None),
         Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| format!("--init {}: {e}", p.display()))?;
-            if !bytes.starts_with(b"\x7fELF") {
-                return Err(format!("--init {}: not an ELF file", p.display()));
-            }
             let name = p
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -541,5 +618,37 @@ impl Screen {
     fn end(&mut self) {
         self.clear_progress();
         let _ = std::io::stdout().flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_read_as_qemu_reads_them() {
+        assert_eq!(mem_mib("512M"), Some(512.0));
+        assert_eq!(mem_mib("512"), Some(512.0));
+        assert_eq!(mem_mib("2G"), Some(2048.0));
+        assert_eq!(mem_mib("1.5g"), Some(1536.0));
+        assert_eq!(mem_mib("2GiB"), Some(2048.0));
+        assert_eq!(mem_mib("65536k"), Some(64.0));
+        for bad in ["", "G", "12X", "-5M", "0"] {
+            assert_eq!(mem_mib(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn too_little_memory_is_refused_with_the_minimum() {
+        assert!(Board::Virt.check_mem("512M").is_ok());
+        assert!(Board::Virt.check_mem(&format!("{MIN_MEM_VIRT}M")).is_ok());
+        let e = Board::Virt.check_mem("8M").unwrap_err();
+        assert!(e.contains(&format!("at least {MIN_MEM_VIRT}M")), "{e}");
+        assert!(Board::Q35.check_mem("4M").is_err());
+        assert!(Board::Q35.check_mem("lots").is_err());
+        assert!(
+            Board::Raspi4b.check_mem("2G").is_err(),
+            "fixed by the board"
+        );
     }
 }

@@ -270,8 +270,9 @@ fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> 
     };
     if run.exit != expected_exit && !run.timed_out {
         problems.push(format!(
-            "QEMU exit status {:?}, expected {:?}",
-            run.exit, expected_exit
+            "QEMU {}, expected {}",
+            build::exit_words(run.exit),
+            build::exit_words(expected_exit)
         ));
     }
     if !problems.is_empty() {
@@ -355,8 +356,9 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
     let forked = run.lines.iter().any(|l| l.contains("says hello"));
     let ok = reported && forked && run.exit == Some(board.exit_codes().0) && !run.timed_out;
     let why = format!(
-        "reported ok={reported} child={forked} exit={:?} timed_out={}",
-        run.exit, run.timed_out
+        "reported ok={reported} child={forked} QEMU {} timed_out={}",
+        build::exit_words(run.exit),
+        run.timed_out
     );
     one_test_outcome(label, "ordinary_c_program_runs_unchanged", ok, why, run)
 }
@@ -435,7 +437,11 @@ fn check_bench_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
         }
     }
     if run.exit != Some(board.exit_codes().0) || run.timed_out {
-        problems.push(format!("exit {:?}, timed out {}", run.exit, run.timed_out));
+        problems.push(format!(
+            "QEMU {}, timed out {}",
+            build::exit_words(run.exit),
+            run.timed_out
+        ));
     }
     let ok = problems.is_empty();
     one_test_outcome(
@@ -464,8 +470,10 @@ fn check_refused_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
         && run.exit == Some(board.exit_codes().1)
         && !run.timed_out;
     let why = format!(
-        "reason={reason:?} status127={status} fatal={fatal} exit={:?} timed_out={}",
-        run.exit, run.timed_out
+        "reason given={} status127={status} fatal={fatal} QEMU {} timed_out={}",
+        reason.is_some(),
+        build::exit_words(run.exit),
+        run.timed_out
     );
     one_test_outcome(
         label,
@@ -490,8 +498,9 @@ fn check_fatal_boot(label: &str, board: Board, run: &GuestRun, expect: &FatalExp
         .any(|l| l.contains("ELR ") || l.contains("RIP "));
     let ok = reported && regs && run.exit == Some(fail) && !run.timed_out;
     let why = format!(
-        "reported={reported} registers={regs} exit={:?} (expected {fail}) timed_out={}",
-        run.exit, run.timed_out
+        "reported={reported} registers={regs} QEMU {} (expected {fail}) timed_out={}",
+        build::exit_words(run.exit),
+        run.timed_out
     );
     one_test_outcome(label, expect.name, ok, why, run)
 }
