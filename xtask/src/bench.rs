@@ -157,6 +157,7 @@ pub fn run(o: &BenchArgs) -> Result<bool> {
         let arch = board.arch();
         let kernel = build::kernel(arch)?;
         let mut spec = Spec::new(board, "bench-alloc");
+        spec.qemu_args = o.qemu.qemu_arg.clone();
         spec.cpu = o.machine.cpu.clone();
         if let Some(a) = o.machine.accel {
             spec.accel = a;

@@ -521,6 +521,7 @@ pub fn run(o: &QemuLinuxArgs) -> Result<bool> {
         .join("initramfs.cpio");
     initramfs(&bench, &initrd)?;
     let mut spec = Spec::new(board, "");
+    spec.qemu_args = o.qemu.qemu_arg.clone();
     spec.cpu = o.machine.cpu.clone();
     spec.accel = o.machine.accel.unwrap_or(Accel::Tcg);
     // The RAM Folium's benchmarks run with.

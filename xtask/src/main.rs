@@ -92,6 +92,18 @@ pub struct Machine {
     pub mem: Option<String>,
 }
 
+/// What to add to QEMU's command line, and whether to show it.
+#[derive(Args, Clone, Default)]
+pub struct QemuExtra {
+    /// A word appended to QEMU's command line (repeatable), e.g.
+    /// `--qemu-arg=-d --qemu-arg=int`
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub qemu_arg: Vec<String>,
+    /// Print each QEMU command line, shell-quoted, before running it
+    #[arg(long)]
+    pub print_qemu: bool,
+}
+
 /// `qemu-run`'s options.
 #[derive(Args, Clone, Default)]
 pub struct RunArgs {
@@ -109,6 +121,13 @@ pub struct RunArgs {
     /// out/qemu-run/BOARD-bench.jsonl
     #[arg(long)]
     pub json: bool,
+    /// Start QEMU's gdb server on :1234 and wait for the debugger (prints
+    /// the gdb command to use)
+    #[arg(long)]
+    pub gdb: bool,
+    /// --qemu-arg and --print-qemu
+    #[command(flatten)]
+    pub qemu: QemuExtra,
     /// The kernel command line (e.g. `-- test`, `-- init=utest`,
     /// `-- bench-alloc`), or with --init the program's arguments
     #[arg(last = true, value_name = "ARGS")]
@@ -124,6 +143,9 @@ pub struct TestArgs {
     /// Seconds each guest boot may take
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub timeout: u64,
+    /// --qemu-arg and --print-qemu
+    #[command(flatten)]
+    pub qemu: QemuExtra,
 }
 
 /// `bench`'s options.
@@ -150,6 +172,9 @@ pub struct BenchArgs {
     /// Seconds each guest boot may take
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub timeout: u64,
+    /// --qemu-arg and --print-qemu
+    #[command(flatten)]
+    pub qemu: QemuExtra,
     /// Boot this Linux too, same QEMU, same bench binary: an arm64 Image
     /// (raw or gzip-compressed), an x86 bzImage, or `debian`
     #[arg(long, value_name = "PATH|debian")]
@@ -192,6 +217,9 @@ pub struct QemuLinuxArgs {
     /// Seconds the boot may take
     #[arg(long, value_name = "SECS", default_value_t = 1200)]
     pub timeout: u64,
+    /// --qemu-arg and --print-qemu
+    #[command(flatten)]
+    pub qemu: QemuExtra,
     /// The Linux to boot: an arm64 Image (raw or gzip-compressed), an x86
     /// bzImage, or `debian`
     #[arg(long, value_name = "PATH|debian")]
@@ -220,6 +248,14 @@ fn parse_linux_params(v: &str) -> std::result::Result<String, String> {
 /// Runs the command; its exit status.
 fn run(cli: Cli) -> Result<u8> {
     let status = |ok: bool| u8::from(!ok);
+    let print = match &cli.command {
+        Command::QemuRun(a) => a.qemu.print_qemu,
+        Command::Test(a) => a.qemu.print_qemu,
+        Command::Bench(a) => a.qemu.print_qemu,
+        Command::QemuLinux(a) => a.qemu.print_qemu,
+        _ => false,
+    };
+    qemu::PRINT_COMMANDS.store(print, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::QemuRun(a) => qemu::run(&a),
         Command::Test(a) => test::run(&a).map(status),
@@ -360,6 +396,24 @@ mod tests {
         assert_eq!(r.machine.mem.as_deref(), Some("1G"));
         assert_eq!(r.init, Some(PathBuf::from("./prog")));
         assert_eq!(r.args, ["a", "--b"]);
+        let Ok(Command::QemuRun(r)) = parse(&[
+            "qemu-run",
+            "--gdb",
+            "--print-qemu",
+            "--qemu-arg",
+            "-d",
+            "--qemu-arg=int,cpu_reset",
+        ]) else {
+            panic!("qemu-run refused the debugging options");
+        };
+        assert!(r.gdb && r.qemu.print_qemu);
+        assert_eq!(r.qemu.qemu_arg, ["-d", "int,cpu_reset"]);
+        assert!(parse(&["test", "--qemu-arg", "-d", "--print-qemu"]).is_ok());
+        assert!(parse(&["bench", "--qemu-arg=-d", "--print-qemu"]).is_ok());
+        assert!(
+            parse(&["test", "--gdb"]).is_err(),
+            "test boots many guests at once"
+        );
         let Ok(Command::QemuRun(r)) = parse(&["run"]) else {
             panic!("run is qemu-run");
         };

@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::build::{self, Arch};
 use crate::console::{BenchView, InitExit, Out};
@@ -159,6 +160,8 @@ pub struct Spec {
     pub cmdline: String,
     /// A file QEMU loads as the initrd (`-initrd`).
     pub initrd: Option<std::path::PathBuf>,
+    /// Words appended to QEMU's command line (`--qemu-arg`).
+    pub qemu_args: Vec<String>,
 }
 
 impl Spec {
@@ -171,6 +174,7 @@ impl Spec {
             extra_machine: None,
             cmdline: cmdline.into(),
             initrd: None,
+            qemu_args: Vec::new(),
         }
     }
 
@@ -271,6 +275,7 @@ impl Spec {
             c.arg("-initrd").arg(i);
         }
         c.args(["-append", &self.cmdline]);
+        c.args(&self.qemu_args);
         Ok(c)
     }
 }
@@ -402,6 +407,16 @@ fn debian_mirror() -> (String, String) {
     )
 }
 
+/// Set by `--print-qemu`: every QEMU command is printed before it runs.
+pub static PRINT_COMMANDS: AtomicBool = AtomicBool::new(false);
+
+/// Prints `cmd` as a shell would take it, if `--print-qemu` asked for it.
+pub fn print_command(cmd: &Command) {
+    if PRINT_COMMANDS.load(Ordering::Relaxed) {
+        eprintln!("{}", build::show_command(cmd));
+    }
+}
+
 /// What `qemu-run` boots with when given no command line.
 pub const DEFAULT_CMDLINE: &str = "init=bench --quick";
 
@@ -463,13 +478,28 @@ pub fn run(o: &RunArgs) -> Result<u8> {
         extra_machine: None,
         cmdline,
         initrd,
+        qemu_args: o.qemu.qemu_arg.clone(),
     };
     let mut cmd = spec.command(&kernel, true)?;
+    if o.gdb {
+        // -s: a gdb server on TCP port 1234; -S: the CPU waits for it.
+        cmd.args(["-s", "-S"]);
+    }
+    print_command(&cmd);
     eprintln!(
         "xtask: booting {} ({}); Ctrl-A X quits",
         spec.label(),
         accel.name()
     );
+    if o.gdb {
+        // The ELF beside the Image holds the symbols (the same file on x86).
+        let elf = kernel.with_file_name("folium");
+        eprintln!(
+            "xtask: QEMU waits for a debugger; in another terminal run:\n  \
+             gdb-multiarch {} -ex 'target remote :1234'",
+            build::shell_quote(&elf.to_string_lossy())
+        );
+    }
     // The console comes through xtask, which reshapes the benchmark's and
     // reads init's exit status; the keyboard still goes to QEMU.
     cmd.stdout(Stdio::piped());

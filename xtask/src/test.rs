@@ -65,6 +65,7 @@ pub fn run_console(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    qemu::print_command(&cmd);
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let (tx, rx) = mpsc::channel::<(Instant, String)>();
@@ -804,7 +805,10 @@ pub fn run(o: &TestArgs) -> Result<bool> {
             cnotices.extend(n);
         }
     }
-    let (boots, mut notices) = guest_boots(&boards, &cprogs);
+    let (mut boots, mut notices) = guest_boots(&boards, &cprogs);
+    for b in &mut boots {
+        b.spec.qemu_args = o.qemu.qemu_arg.clone();
+    }
     cnotices.dedup();
     notices.extend(cnotices);
     let native = host_native_suite(&mut notices)?;
