@@ -17,15 +17,17 @@
 //! run's command line heads its side-by-side table and is stored with its
 //! records in `results.json`.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use crate::build::{self, Arch};
-use crate::json::{self, Object};
+use crate::plot::{self, Bar, Labels, Point, Series};
 use crate::qemu::{self, Accel, Board, Spec};
+use crate::records::{self, Object, Record};
 use crate::test::boot;
-use crate::{Opts, Result};
+use crate::{BenchArgs, Result};
 
 /// Memory per repetition when `--size` is not given (the size the
 /// published Linux results use).
@@ -33,17 +35,48 @@ pub const DEFAULT_SIZE_MIB: u64 = 1024;
 /// Repetitions per row when `--iters` is not given.
 pub const DEFAULT_ITERS: u32 = 5;
 
-/// One kernel's run of the benchmark on one board.
+/// One kernel's run of the benchmark on one board (in `results.json`:
+/// these fields, then its records as `results`).
+#[derive(Serialize)]
 struct Run {
+    #[serde(serialize_with = "board_name")]
     board: Board,
     /// `folium` or `linux`.
     kernel: &'static str,
     /// The kernel's release string, as the guest's uname reported it.
     release: String,
     cpu: String,
+    #[serde(skip)]
+    accel: Accel,
     /// The kernel command line the run booted with.
     cmdline: String,
-    records: Vec<Object>,
+    #[serde(rename = "results")]
+    records: Vec<Record>,
+}
+
+/// `bench-alloc`'s records on one board.
+#[derive(Serialize)]
+struct AllocRun {
+    #[serde(serialize_with = "board_name")]
+    board: Board,
+    results: Vec<Object>,
+}
+
+/// Everything measured: `results.json`.
+#[derive(Serialize)]
+struct Results<'a> {
+    /// `tcg` or `kvm`.
+    accel: String,
+    size_mib: u64,
+    iterations: u32,
+    date: String,
+    qemu: String,
+    runs: &'a [Run],
+    alloc: &'a [AllocRun],
+}
+
+fn board_name<S: serde::Serializer>(b: &Board, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(b.name())
 }
 
 /// Guest RAM for a run of `size_mib` MiB: the region, a forked child's
@@ -52,25 +85,13 @@ fn guest_mem(size_mib: u64) -> String {
     format!("{}M", (size_mib * 2 + 512).max(1024))
 }
 
-/// The JSON objects among a guest's console lines (others are refused
-/// with the reason).
-fn records(lines: &[String]) -> Result<Vec<Object>> {
-    lines
-        .iter()
-        .map(|l| l.trim())
-        .filter(|l| l.starts_with('{'))
-        .map(|l| json::parse_object(l).map_err(|e| format!("bad JSON line {l:?}: {e}")))
-        .collect()
-}
-
-pub fn run(o: &Opts) -> Result<bool> {
+pub fn run(o: &BenchArgs) -> Result<bool> {
     let boards = if o.boards.is_empty() {
         vec![Board::Virt, Board::Q35]
     } else {
         o.boards.clone()
     };
-    let size = o.size.unwrap_or(DEFAULT_SIZE_MIB);
-    let iters = o.iters.unwrap_or(DEFAULT_ITERS);
+    let (size, iters) = (o.size, o.iters);
     // The Pi boards' RAM is fixed: the region and a forked child's tables
     // must fit beside the kernel.
     for b in &boards {
@@ -93,14 +114,30 @@ pub fn run(o: &Opts) -> Result<bool> {
             ));
         }
     }
+    if let Some(m) = &o.machine.mem {
+        for b in &boards {
+            b.check_mem(m)?;
+        }
+    }
+    // Each Linux image is found (fetched, for `debian`) and checked to be
+    // one the board's QEMU boots before the first boot of the run.
+    let mut linux_images: Vec<(Arch, PathBuf)> = Vec::new();
+    if let Some(lk) = &o.linux_kernel {
+        for b in &boards {
+            if !linux_images.iter().any(|(a, _)| *a == b.arch()) {
+                let image = crate::linux::resolve_kernel(lk, b.arch())
+                    .map_err(|e| format!("--linux-kernel: {e}"))?;
+                linux_images.push((b.arch(), image));
+            }
+        }
+    }
     let out_dir = o
         .out
-        .as_ref()
-        .map(PathBuf::from)
+        .clone()
         .unwrap_or_else(|| build::root().join("out").join("bench"));
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     qemu::ensure_installed()?;
-    let timeout = Duration::from_secs(o.timeout.unwrap_or(1800));
+    let timeout = Duration::from_secs(o.timeout);
     let linux_params = crate::linux::params(o.linux_cmdline.as_deref())?;
     let started = Instant::now();
     let per_board = 2 + usize::from(o.linux_kernel.is_some());
@@ -115,33 +152,34 @@ pub fn run(o: &Opts) -> Result<bool> {
     };
     let mut ok = true;
     let mut runs: Vec<Run> = Vec::new();
-    let mut alloc: Vec<(Board, Vec<Object>)> = Vec::new();
+    let mut alloc: Vec<AllocRun> = Vec::new();
     for &board in &boards {
         let arch = board.arch();
         let kernel = build::kernel(arch)?;
         let mut spec = Spec::new(board, "bench-alloc");
-        spec.cpu = o.cpu.clone();
-        if let Some(a) = o.accel {
+        spec.qemu_args = o.qemu.qemu_arg.clone();
+        spec.cpu = o.machine.cpu.clone();
+        if let Some(a) = o.machine.accel {
             spec.accel = a;
         }
         let fixed_mem = matches!(board, Board::Raspi3b | Board::Raspi4b);
         if !fixed_mem {
-            spec.mem = Some(o.mem.clone().unwrap_or_else(|| guest_mem(size)));
+            spec.mem = Some(o.machine.mem.clone().unwrap_or_else(|| guest_mem(size)));
         }
 
         announce(&format!("bench-alloc on {}", spec.label()));
         let r = boot(&spec, &kernel, timeout, true)?;
         match (
             r.exit == Some(board.exit_codes().0) && !r.timed_out,
-            records(&r.lines),
+            records::parse_lines::<Object>(&r.lines),
         ) {
-            (true, Ok(recs)) if !recs.is_empty() => alloc.push((board, recs)),
+            (true, Ok(results)) if !results.is_empty() => alloc.push(AllocRun { board, results }),
             (_, Err(e)) => {
                 println!("bench-alloc on {}: {e}", spec.label());
                 ok = false;
             }
             _ => {
-                println!("bench-alloc on {} failed (exit {:?})", spec.label(), r.exit);
+                println!("bench-alloc on {} failed ({})", spec.label(), ended(&r));
                 ok = false;
             }
         }
@@ -150,24 +188,20 @@ pub fn run(o: &Opts) -> Result<bool> {
         spec.cmdline = format!("init=bench {args}");
         announce(&format!("Folium on {}: bench {args}", spec.label()));
         let r = boot(&spec, &kernel, timeout, true)?;
-        match records(&r.lines) {
+        match records::parse_lines::<Record>(&r.lines) {
             Ok(recs) if !recs.is_empty() && r.exit == Some(board.exit_codes().0) => {
                 runs.push(Run {
                     board,
                     kernel: "folium",
-                    release: recs[0].str("kernel").to_string(),
+                    release: recs[0].kernel.clone(),
                     cpu: spec.cpu_name(),
+                    accel: spec.accel,
                     cmdline: spec.cmdline.clone(),
                     records: recs,
                 })
             }
             Ok(_) => {
-                println!(
-                    "bench on Folium/{} failed (exit {:?}, timed out {})",
-                    spec.label(),
-                    r.exit,
-                    r.timed_out
-                );
+                println!("bench on Folium/{} failed ({})", spec.label(), ended(&r));
                 ok = false;
             }
             Err(e) => {
@@ -176,9 +210,9 @@ pub fn run(o: &Opts) -> Result<bool> {
             }
         }
 
-        if let Some(lk) = &o.linux_kernel {
+        if let Some((_, image)) = linux_images.iter().find(|(a, _)| *a == arch) {
             announce(&format!("Linux on {}: bench {args}", spec.label()));
-            match linux_run(board, arch, lk, &spec, &linux_params, &args, timeout) {
+            match linux_run(board, arch, image, &spec, &linux_params, &args, timeout) {
                 Ok(run) => runs.push(run),
                 Err(e) => {
                     println!("bench on Linux/{}: {e}", spec.label());
@@ -187,16 +221,27 @@ pub fn run(o: &Opts) -> Result<bool> {
             }
         }
     }
+    let date = today();
+    let qemu_version = qemu::version(Arch::Aarch64);
     for &board in &boards {
         let on: Vec<&Run> = runs.iter().filter(|r| r.board == board).collect();
         if !on.is_empty() {
             side_by_side(board, &on);
-            plots(&out_dir, board, &on)?;
+            plots(&out_dir, &on, &conditions(&on, &qemu_version, &date))?;
         }
     }
+    let results = Results {
+        accel: o.machine.accel.unwrap_or(Accel::Tcg).name().to_lowercase(),
+        size_mib: size,
+        iterations: iters,
+        date,
+        qemu: qemu_version,
+        runs: &runs,
+        alloc: &alloc,
+    };
     let path = out_dir.join("results.json");
-    std::fs::write(&path, results_json(o, size, iters, &runs, &alloc))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     println!(
         "wrote {} and the plots in {} ({} total)",
         path.display(),
@@ -206,23 +251,58 @@ pub fn run(o: &Opts) -> Result<bool> {
     Ok(ok)
 }
 
+/// How a guest run ended, in words.
+fn ended(r: &crate::test::GuestRun) -> String {
+    match (r.timed_out, r.exit) {
+        (true, _) => "timed out".into(),
+        (false, Some(c)) => format!("QEMU exit status {c}"),
+        (false, None) => "QEMU killed by a signal".into(),
+    }
+}
+
+/// Now, as `2025-01-31T14:05:09Z`.
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The conditions of a board's runs, for the plots' subtitles: board,
+/// CPU, accelerator, QEMU version and date (to the minute).
+fn conditions(runs: &[&Run], qemu: &str, date: &str) -> String {
+    let Some(r) = runs.first() else {
+        return String::new();
+    };
+    let date = match date.get(..16) {
+        Some(minute) => format!("{} UTC", minute.replace('T', " ")),
+        None => date.to_string(),
+    };
+    format!(
+        "{}, CPU {}, {}, {qemu}, {date}",
+        r.board.name(),
+        r.cpu,
+        r.accel.name()
+    )
+}
+
 fn minutes(d: Duration) -> String {
     format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
 }
 
-/// Boots Linux `spec_word` (a path or `debian`) on `spec`'s machine with
-/// the kernel parameters `params` and `bench` as init, and collects its
-/// records.
+/// Boots the Linux `image` on `spec`'s machine with the kernel parameters
+/// `params` and `bench` as init, and collects its records.
 fn linux_run(
     board: Board,
     arch: Arch,
-    spec_word: &str,
+    image: &Path,
     spec: &Spec,
     params: &str,
     args: &str,
     timeout: Duration,
 ) -> Result<Run> {
-    let image = crate::linux::resolve_kernel(spec_word, arch)?;
     let programs = build::user_programs(arch)?;
     let bench = programs
         .iter()
@@ -237,8 +317,8 @@ fn linux_run(
     let argv: Vec<String> = args.split_whitespace().map(String::from).collect();
     let mut machine = spec.clone();
     machine.mem.get_or_insert_with(|| "2G".into());
-    let r = crate::linux::boot(&machine, &image, &initrd, params, &argv, timeout)?;
-    let recs = records(&r.lines)?;
+    let r = crate::linux::boot(&machine, image, &initrd, params, &argv, timeout)?;
+    let recs = records::parse_lines::<Record>(&r.lines)?;
     if recs.is_empty() {
         return Err(format!(
             "no results (timed out {}); last lines:\n{}",
@@ -256,8 +336,9 @@ fn linux_run(
     Ok(Run {
         board,
         kernel: "linux",
-        release: recs[0].str("kernel").to_string(),
+        release: recs[0].kernel.clone(),
         cpu: spec.cpu_name(),
+        accel: spec.accel,
         cmdline: r.cmdline,
         records: recs,
     })
@@ -270,17 +351,6 @@ fn time(ns: f64) -> String {
     } else {
         format!("{:.1} us", ns / 1e3)
     }
-}
-
-/// The key of a row: benchmark and case.
-fn key(r: &Object) -> (String, String) {
-    (r.str("bench").to_string(), r.str("case").to_string())
-}
-
-/// The row's figure of merit: median time per unit (per 4 KiB, per op,
-/// per fork).
-fn per_unit(r: &Object) -> Option<f64> {
-    Some(r.num("median_ns")? / r.num("per").unwrap_or(1.0).max(1.0))
 }
 
 /// Prints one table per board: every Folium row, and where Linux ran the
@@ -305,12 +375,12 @@ fn side_by_side(board: Board, runs: &[&Run]) {
         "bench", "case", "unit", "Folium", "Linux", "F/L"
     );
     for r in &f.records {
-        let (b, c) = key(r);
-        let unit = format!("median/{}", r.str("per_unit"));
-        let fv = per_unit(r);
+        let (b, c) = (&r.bench, &r.case);
+        let unit = format!("median/{}", r.per_unit);
+        let fv = Some(r.per_unit_ns());
         let lv = linux
-            .and_then(|l| l.records.iter().find(|x| key(x) == (b.clone(), c.clone())))
-            .and_then(per_unit);
+            .and_then(|l| l.records.iter().find(|x| x.bench == *b && x.case == *c))
+            .map(Record::per_unit_ns);
         let ratio = match (fv, lv) {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
             _ => "-".into(),
@@ -319,263 +389,248 @@ fn side_by_side(board: Board, runs: &[&Run]) {
             "  {b:<8} {c:<16} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
             fv.map_or("-".into(), time),
             lv.map_or("-".into(), time),
-            r.str("check")
+            r.check
         );
     }
 }
 
-/// munmap time and fault time per 4 KiB against folio size, and fork bars,
-/// for every kernel that ran on `board`.
-fn plots(dir: &Path, board: Board, runs: &[&Run]) -> Result<()> {
-    use crate::plot::{Bar, Series, bar_chart, line_chart};
-    let name = |r: &Run| {
-        if r.kernel == "folium" {
-            "Folium".to_string()
-        } else {
-            format!("Linux {}", r.release.split('-').next().unwrap_or(""))
+/// The series name of a run's rows in `mode`: `Folium batched`, `Folium
+/// per-PTE`, or the kernel alone (`Linux 6.12.38`) where it has one mode.
+fn series_name(r: &Run, mode: &str) -> String {
+    let kernel = if r.kernel == "folium" {
+        "Folium".to_string()
+    } else {
+        format!("Linux {}", r.release.split('-').next().unwrap_or(""))
+    };
+    let two_modes = r.records.iter().any(|x| x.mode() == "per-pte");
+    match mode {
+        "per-pte" => format!("{kernel} per-PTE"),
+        _ if two_modes => format!("{kernel} batched"),
+        _ => kernel,
+    }
+}
+
+/// The mode a row was measured in, as a series sees it: `per-pte`, or
+/// "" for the kernel's ordinary way (batched on Folium, Linux's own).
+fn series_mode(x: &Record) -> &'static str {
+    if x.mode() == "per-pte" { "per-pte" } else { "" }
+}
+
+/// Writes `munmap-<board>.svg` and `fault-<board>.svg` (median time per
+/// 4 KiB against folio size) and `fork-<board>.svg` (bars) for every
+/// kernel that ran on the board; `conditions` is their subtitle.
+fn plots(dir: &Path, runs: &[&Run], conditions: &str) -> Result<()> {
+    let Some(first) = runs.first() else {
+        return Ok(());
+    };
+    let b = first.board.name();
+    let size = runs
+        .iter()
+        .flat_map(|r| r.records.iter())
+        .map(|x| x.size_mib)
+        .find(|&s| s > 0)
+        .unwrap_or(0);
+    // One series per kernel and mode, in the order the rows came.
+    let series = |bench: &str| -> Vec<Series> {
+        let mut out: Vec<Series> = Vec::new();
+        for r in runs {
+            for x in r
+                .records
+                .iter()
+                .filter(|x| x.bench == bench && x.folio_kb > 0)
+            {
+                let name = series_name(r, series_mode(x));
+                let p = Point {
+                    x: x.folio_kb as f64,
+                    y: x.per_unit_ns(),
+                    err: x.stddev_per_unit_ns(),
+                };
+                match out.iter_mut().find(|s| s.name == name) {
+                    Some(s) => s.points.push(p),
+                    None => out.push(Series {
+                        name,
+                        points: vec![p],
+                    }),
+                }
+            }
         }
+        out
     };
-    // Folium's per-PTE rows (the `pte_batching` switch off) are a series
-    // of their own.
-    let modes = |r: &Run| -> Vec<&'static str> {
-        if r.records.iter().any(|x| x.str("mode") == "per-pte") {
-            vec!["batched", "per-pte"]
-        } else {
-            vec![""]
-        }
-    };
-    let label = |r: &Run, mode: &str| match mode {
-        "per-pte" => format!("{} per-PTE", name(r)),
-        "batched" => format!("{} batched", name(r)),
-        _ => name(r),
-    };
-    let in_mode = |x: &Object, mode: &str| mode.is_empty() || x.str("mode") == mode;
-    let series = |bench: &str, ms: bool| -> Vec<Series> {
-        runs.iter()
-            .flat_map(|r| modes(r).into_iter().map(move |m| (r, m)))
-            .map(|(r, mode)| Series {
-                name: label(r, mode),
-                points: r
-                    .records
-                    .iter()
-                    .filter(|x| x.str("bench") == bench && in_mode(x, mode))
-                    .filter_map(|x| {
-                        let kb = x.num("folio_kb")?;
-                        let y = if ms {
-                            x.num("median_ns")? / 1e6
-                        } else {
-                            per_unit(x)?
-                        };
-                        Some((kb, y))
-                    })
-                    .collect(),
-            })
-            .filter(|s| !s.points.is_empty())
-            .collect()
-    };
-    let b = board.name();
     let write = |file: String, svg: String| {
         let p = dir.join(file);
         std::fs::write(&p, svg).map_err(|e| format!("{}: {e}", p.display()))
     };
-    let size = runs
-        .iter()
-        .flat_map(|r| r.records.iter())
-        .find_map(|x| x.num("size_mib").filter(|&s| s > 0.0))
-        .unwrap_or(0.0);
+    let per_4k = "median ns per 4 KiB (error bars: standard deviation)";
+    let title = format!("munmap() of {size} MiB on {b}: time per 4 KiB, by folio size");
+    let labels = Labels {
+        title: &title,
+        subtitle: conditions,
+        x: "folio size",
+        y: per_4k,
+    };
     write(
         format!("munmap-{b}.svg"),
-        line_chart(
-            &format!("munmap() of {size} MiB on {b}, by folio size"),
-            "folio size",
-            "median time (ms)",
-            true,
-            false,
-            &series("munmap", true),
-        ),
+        plot::line_chart(&labels, &series("munmap"))?,
     )?;
+    let title = format!("Populating {size} MiB on {b}: time per 4 KiB, by folio size");
+    let labels = Labels {
+        title: &title,
+        ..labels
+    };
     write(
         format!("fault-{b}.svg"),
-        line_chart(
-            &format!("Populating {size} MiB on {b}: time per 4 KiB, by folio size"),
-            "folio size",
-            "median ns per 4 KiB",
-            true,
-            false,
-            &series("fault", false),
-        ),
+        plot::line_chart(&labels, &series("fault"))?,
     )?;
     let bars: Vec<Bar> = runs
         .iter()
         .flat_map(|r| {
             r.records
                 .iter()
-                .filter(|x| x.str("bench") == "fork")
-                .filter_map(move |x| {
-                    let case = x.str("case");
-                    let base = case.strip_suffix("/per-pte").unwrap_or(case);
-                    let mode = match x.str("mode") {
-                        "per-pte" | "batched" => x.str("mode"),
-                        _ => "",
-                    };
-                    Some(Bar {
-                        group: format!("fork {base}"),
-                        series: label(r, mode),
-                        value: x.num("median_ns")? / 1e6,
-                        err: x.num("stddev_ns").map(|s| s / 1e6),
-                    })
+                .filter(|x| x.bench == "fork")
+                .map(move |x| Bar {
+                    group: x
+                        .case
+                        .strip_suffix("/per-pte")
+                        .unwrap_or(&x.case)
+                        .to_string(),
+                    series: series_name(r, series_mode(x)),
+                    value: x.median_ns / 1e6,
+                    err: x.stddev_ns / 1e6,
                 })
         })
         .collect();
-    write(
-        format!("fork-{b}.svg"),
-        bar_chart(
-            &format!("fork() with {size} MiB populated on {b}"),
-            "median time (ms)",
-            &bars,
-        ),
-    )
+    let title = format!("fork() with {size} MiB populated on {b}");
+    let labels = Labels {
+        title: &title,
+        subtitle: conditions,
+        x: "",
+        y: "median time of one fork, ms (error bars: standard deviation)",
+    };
+    write(format!("fork-{b}.svg"), plot::bar_chart(&labels, &bars)?)
 }
 
-/// Everything measured, as one JSON document.
-fn results_json(
-    o: &Opts,
-    size: u64,
-    iters: u32,
-    runs: &[Run],
-    alloc: &[(Board, Vec<Object>)],
-) -> String {
-    let mut s = String::from("{\n");
-    let accel = o.accel.map_or("tcg", |a| match a {
-        Accel::Kvm => "kvm",
-        Accel::Tcg => "tcg",
-    });
-    let _ = writeln!(s, "  \"accel\": {},", json::quote(accel));
-    let _ = writeln!(s, "  \"size_mib\": {size},\n  \"iterations\": {iters},");
-    let date = std::process::Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%dT%H:%M:%SZ")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let _ = writeln!(s, "  \"date\": {},", json::quote(&date));
-    // One object per run: its fields, then its records as they came.
-    let block = |fields: String, recs: &[Object]| {
-        let lines: Vec<String> = recs.iter().map(|x| format!("      {}", x.raw)).collect();
-        format!(
-            "    {{{fields}, \"results\": [\n{}\n    ]}}",
-            lines.join(",\n")
-        )
-    };
-    let runs: Vec<String> = runs
-        .iter()
-        .map(|r| {
-            let fields = format!(
-                "\"board\": {}, \"kernel\": {}, \"release\": {}, \"cpu\": {}, \"cmdline\": {}",
-                json::quote(r.board.name()),
-                json::quote(r.kernel),
-                json::quote(&r.release),
-                json::quote(&r.cpu),
-                json::quote(&r.cmdline)
-            );
-            block(fields, &r.records)
-        })
-        .collect();
-    let alloc: Vec<String> = alloc
-        .iter()
-        .map(|(b, recs)| block(format!("\"board\": {}", json::quote(b.name())), recs))
-        .collect();
-    let _ = write!(
-        s,
-        "  \"runs\": [\n{}\n  ],\n  \"alloc\": [\n{}\n  ]\n}}\n",
-        runs.join(",\n"),
-        alloc.join(",\n")
-    );
-    s
-}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::check::{filled, lines, texts};
 
-    #[test]
-    fn results_json_is_well_formed_for_the_parser_pieces() {
-        let rec = json::parse_object(
-            r#"{"bench":"fork","case":"order-0","folio_kb":4,"median_ns":1000,"per":1,"per_unit":"fork","check":"ok","kernel":"6.12.0-folium"}"#,
-        )
-        .unwrap();
-        let runs = vec![Run {
-            board: Board::Virt,
-            kernel: "folium",
-            release: "6.12.0-folium".into(),
-            cpu: "cortex-a72".into(),
-            cmdline: "console=ttyAMA0 nokaslr -- --size 64".into(),
-            records: vec![rec.clone(), rec],
-        }];
-        let s = results_json(&Opts::default(), 64, 3, &runs, &[]);
-        // Balanced brackets and every record present once per copy.
-        let opens = s.matches(['{', '[']).count();
-        let closes = s.matches(['}', ']']).count();
-        assert_eq!(opens, closes, "{s}");
-        assert_eq!(s.matches("\"order-0\"").count(), 2);
-        assert!(s.contains("\"size_mib\": 64"));
-        assert!(s.contains("\"cmdline\": \"console=ttyAMA0 nokaslr -- --size 64\""));
+    fn rec(bench: &str, case: &str, kb: u64, mode: &str, ms: u32) -> Record {
+        serde_json::from_str(&format!(
+            r#"{{"bench":"{bench}","case":"{case}","folio_kb":{kb},"size_mib":16,"iterations":3,"median_ns":{},"mean_ns":1,"stddev_ns":1000,"min_ns":1,"max_ns":1,"per":1,"per_unit":"fork","check":"ok","kernel":"k","mode":"{mode}"}}"#,
+            ms * 1_000_000
+        ))
+        .unwrap()
     }
 
-    #[test]
-    fn fork_plot_has_a_group_per_child_and_per_pte_bars_beside_batched() {
-        let rec = |case: &str, mode: &str, ms: u32| {
-            json::parse_object(&format!(
-                r#"{{"bench":"fork","case":"{case}","folio_kb":4,"size_mib":16,"median_ns":{},"stddev_ns":1000,"per":1,"per_unit":"fork","check":"ok","kernel":"k","mode":"{mode}"}}"#,
-                ms * 1_000_000
-            ))
-            .unwrap()
-        };
-        let run = |kernel, release: &str, records| Run {
+    fn run(kernel: &'static str, release: &str, records: Vec<Record>) -> Run {
+        Run {
             board: Board::Virt,
             kernel,
             release: release.into(),
             cpu: "cortex-a72".into(),
-            cmdline: String::new(),
+            accel: Accel::Tcg,
+            cmdline: "console=ttyAMA0 nokaslr -- --size 64".into(),
             records,
+        }
+    }
+
+    #[test]
+    fn results_json_holds_every_record() {
+        let r = rec("fork", "order-0", 4, "batched", 1);
+        let runs = vec![run("folium", "6.12.0-folium", vec![r.clone(), r])];
+        let results = Results {
+            accel: "tcg".into(),
+            size_mib: 64,
+            iterations: 3,
+            date: "2025-01-01T00:00:59Z".into(),
+            qemu: "QEMU 10.0.2".into(),
+            runs: &runs,
+            alloc: &[],
         };
+        let s = serde_json::to_string_pretty(&results).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["size_mib"], 64);
+        assert_eq!(v["runs"][0]["board"], "virt");
+        assert_eq!(
+            v["runs"][0]["cmdline"],
+            "console=ttyAMA0 nokaslr -- --size 64"
+        );
+        assert_eq!(v["runs"][0]["results"].as_array().unwrap().len(), 2);
+        assert_eq!(v["runs"][0]["results"][1]["case"], "order-0");
+        assert_eq!(v["runs"][0]["results"][1]["mode"], "batched");
+    }
+
+    #[test]
+    fn plots_show_every_series_in_its_colour() {
         let folium = run(
             "folium",
             "6.12.0-folium",
             vec![
-                rec("order-0", "batched", 3),
-                rec("order-0/per-pte", "per-pte", 3),
-                rec("order-0/exit-now", "batched", 4),
-                rec("order-9", "batched", 1),
-                rec("order-9/per-pte", "per-pte", 9),
-                rec("order-9/exit-now", "batched", 2),
+                rec("fork", "order-0", 4, "batched", 3),
+                rec("fork", "order-0/per-pte", 4, "per-pte", 3),
+                rec("fork", "order-0/exit-now", 4, "batched", 4),
+                rec("fork", "order-9", 2048, "batched", 1),
+                rec("fork", "order-9/per-pte", 2048, "per-pte", 9),
+                rec("fork", "order-9/exit-now", 2048, "batched", 2),
+                rec("fault", "4K", 4, "batched", 9),
+                rec("fault", "64K", 64, "batched", 3),
+                rec("fault", "2048K", 2048, "batched", 2),
+                rec("munmap", "4K", 4, "batched", 9),
+                rec("munmap", "64K", 64, "batched", 2),
+                rec("munmap", "2048K", 2048, "batched", 1),
+                rec("munmap", "4K/per-pte", 4, "per-pte", 9),
+                rec("munmap", "2048K/per-pte", 2048, "per-pte", 8),
             ],
         );
         let linux = run(
             "linux",
             "6.12.118+deb12-arm64",
             vec![
-                rec("order-0", "native", 5),
-                rec("order-0/exit-now", "native", 6),
-                rec("order-9", "native", 7),
-                rec("order-9/exit-now", "native", 8),
+                rec("fork", "order-0", 4, "native", 5),
+                rec("fork", "order-0/exit-now", 4, "native", 6),
+                rec("fork", "order-9", 2048, "native", 7),
+                rec("fork", "order-9/exit-now", 2048, "native", 8),
+                rec("fault", "4K", 4, "native", 9),
+                rec("fault", "2048K", 2048, "native", 3),
+                rec("munmap", "4K", 4, "native", 9),
+                rec("munmap", "64K", 64, "native", 5),
+                rec("munmap", "2048K", 2048, "native", 3),
             ],
         );
         let dir = std::env::temp_dir().join(format!("xtask-bench-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        plots(&dir, Board::Virt, &[&folium, &linux]).unwrap();
-        let svg = std::fs::read_to_string(dir.join("fork-virt.svg")).unwrap();
-        let bars = |group: &str| {
-            svg.matches(&format!("class=\"bar\" data-group=\"fork {group}\""))
-                .count()
-        };
+        let cond = conditions(&[&folium], "QEMU 10.0.2", "2025-01-01T00:00:59Z");
+        assert_eq!(
+            cond,
+            "virt, CPU cortex-a72, TCG, QEMU 10.0.2, 2025-01-01 00:00 UTC"
+        );
+        plots(&dir, &[&folium, &linux], &cond).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        let (batched, per_pte, lx) = ("Folium batched", "Folium per-PTE", "Linux 6.12.118+deb12");
+
+        let fork = read("fork-virt.svg");
+        assert!(texts(&fork).contains(&cond));
         // Folium batched, Folium per-PTE and Linux in the sleeping rows;
-        // Folium batched and Linux in the exit-now rows.
-        assert_eq!(bars("order-0"), 3, "{svg}");
-        assert_eq!(bars("order-9"), 3);
-        assert_eq!(bars("order-0/exit-now"), 2);
-        assert_eq!(bars("order-9/exit-now"), 2);
-        assert_eq!(svg.matches("class=\"bar\"").count(), 10);
+        // Folium batched and Linux in the exit-now rows; a legend key each.
+        assert_eq!(filled(&fork, "rect", batched), 4 + 1);
+        assert_eq!(filled(&fork, "rect", per_pte), 2 + 1);
+        assert_eq!(filled(&fork, "rect", lx), 4 + 1);
+        for g in ["order-0", "order-0/exit-now", "order-9", "order-9/exit-now"] {
+            assert!(texts(&fork).iter().any(|t| t == g), "no group {g}");
+        }
+
+        // munmap per 4 KiB: a line and a dot per point, per series.
+        let munmap = read("munmap-virt.svg");
+        for (name, n) in [(batched, 3), (per_pte, 2), (lx, 3)] {
+            assert!(texts(&munmap).iter().any(|t| t == name), "no {name}");
+            assert_eq!(filled(&munmap, "circle", name), n, "{name}");
+            assert!(lines(&munmap, name).contains(&n), "{name}");
+        }
+        // fault has no per-PTE rows, so no such series.
+        let fault = read("fault-virt.svg");
+        assert_eq!(filled(&fault, "circle", batched), 3);
+        assert_eq!(filled(&fault, "circle", lx), 2);
+        assert!(!texts(&fault).iter().any(|t| t == per_pte));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -6,23 +6,17 @@ use std::process::Command;
 use crate::Result;
 
 /// Instruction set of a kernel build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Arch {
-    /// `aarch64-unknown-none`: one raw Image for virt and the Pis.
+    /// `aarch64-unknown-none`: one raw Image for virt and the Pis
+    #[value(alias = "arm64")]
     Aarch64,
-    /// `x86_64-unknown-none`: a PVH ELF for q35.
+    /// `x86_64-unknown-none`: a PVH ELF for q35
+    #[value(name = "x86_64", aliases = ["x86", "amd64"])]
     X86_64,
 }
 
 impl Arch {
-    pub fn parse(s: &str) -> Result<Arch> {
-        match s {
-            "aarch64" | "arm64" => Ok(Arch::Aarch64),
-            "x86_64" | "x86" | "amd64" => Ok(Arch::X86_64),
-            _ => Err(format!("unknown arch {s} (aarch64 or x86_64)")),
-        }
-    }
-
     pub fn target(self) -> &'static str {
         match self {
             Arch::Aarch64 => "aarch64-unknown-none",
@@ -53,15 +47,44 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// `word` as a shell reads it back: as it is if it is made of safe
+/// characters only, else in single quotes.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A command as one would type it in a shell: the program and its
+/// arguments, each quoted where needed.
+pub fn show_command(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|w| shell_quote(&w.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Runs a command, failing with its description if it does not succeed.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        .map_err(|e| format!("cannot run {}: {e}", show_command(cmd)))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{cmd:?} failed: {status}"))
+        Err(format!("{} failed: {status}", show_command(cmd)))
+    }
+}
+
+/// How a QEMU run ended, in words: `exit status 1`, `killed by a signal`.
+pub fn exit_words(exit: Option<i32>) -> String {
+    match exit {
+        Some(c) => format!("exit status {c}"),
+        None => "killed by a signal".into(),
     }
 }
 
@@ -159,5 +182,22 @@ pub fn kernel_with(arch: Arch, profile: Profile) -> Result<PathBuf> {
             std::fs::write(&img, raw).map_err(|e| format!("{}: {e}", img.display()))?;
             Ok(img)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_show_as_typed() {
+        let mut c = Command::new("qemu-system-aarch64");
+        c.args(["-M", "virt", "-append", "init=bench --quick", "it's"]);
+        assert_eq!(
+            show_command(&c),
+            r"qemu-system-aarch64 -M virt -append 'init=bench --quick' 'it'\''s'"
+        );
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(exit_words(Some(3)), "exit status 3");
     }
 }

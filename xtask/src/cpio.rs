@@ -87,7 +87,7 @@ impl Writer {
         let name = name.trim_start_matches('/');
         assert!(
             !name.is_empty() && name != TRAILER,
-            "cpio: bad entry name {name:?}"
+            "cpio: bad entry name `{name}`"
         );
         let filesize = u32::try_from(data.len()).expect("cpio: newc files are below 4 GiB");
         let ino = self.next_ino;

@@ -1,21 +1,18 @@
 //! `cargo xtask image`: an SD-card boot folder for a real Raspberry Pi.
 
-use std::path::PathBuf;
-
 use crate::build::{self, Arch};
-use crate::{Opts, Result};
+use crate::{ImageArgs, Result};
 
 /// Writes kernel8.img, config.txt, cmdline.txt and a README into the folder.
-pub fn run(o: &Opts) -> Result<bool> {
-    let (board, pi) = match o.boards.as_slice() {
-        [crate::qemu::Board::Raspi4b] => ("rpi4", 4),
-        [crate::qemu::Board::Raspi3b] => ("rpi3", 3),
-        _ => return Err("image needs --board rpi4 or --board rpi3".into()),
+pub fn run(o: &ImageArgs) -> Result<bool> {
+    let (board, pi) = match o.board {
+        crate::qemu::Board::Raspi4b => ("rpi4", 4),
+        crate::qemu::Board::Raspi3b => ("rpi3", 3),
+        b => return Err(format!("image: --board rpi4 or rpi3, not {}", b.name())),
     };
     let out = o
         .out
-        .as_ref()
-        .map(PathBuf::from)
+        .clone()
         .unwrap_or_else(|| build::root().join("out").join(board));
     let img = build::kernel(Arch::Aarch64)?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;

@@ -23,7 +23,7 @@ use crate::build::{self, Arch, run_cmd};
 use crate::cpio;
 use crate::qemu::{self, Accel, Board, Spec};
 use crate::test::{GuestRun, run_console};
-use crate::{Opts, Result};
+use crate::{QemuLinuxArgs, Result};
 
 /// The oldest Linux worth comparing with: mTHP (per-size anonymous folio
 /// knobs under sysfs) arrived in 6.8 and settled in 6.9.
@@ -126,10 +126,11 @@ fn is_root() -> bool {
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .output()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        .map_err(|e| format!("cannot run {}: {e}", build::show_command(cmd)))?;
     if !out.status.success() {
         return Err(format!(
-            "{cmd:?} failed: {}\n{}",
+            "{} failed: {}\n{}",
+            build::show_command(cmd),
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ));
@@ -449,7 +450,8 @@ fn cmdline(board: Board, params: &str, args: &[String]) -> Result<String> {
     for a in args {
         if a.is_empty() || a.contains(char::is_whitespace) {
             return Err(format!(
-                "init argument {a:?}: the kernel command line cannot carry it"
+                "init argument `{a}`: the kernel command line cannot carry an empty \
+                 word or one with spaces"
             ));
         }
         c.push(' ');
@@ -493,22 +495,17 @@ pub fn boot(
 /// `cargo xtask qemu-linux`: boots Linux on virt or q35 with the benchmark
 /// as init, prints the console as it comes; fails on a timeout, a boot
 /// that did not power off, or no JSON result line.
-pub fn run(o: &Opts) -> Result<bool> {
-    let kernel_spec = o
-        .linux_kernel
-        .clone()
-        .ok_or("qemu-linux needs --linux-kernel PATH|debian")?;
+pub fn run(o: &QemuLinuxArgs) -> Result<bool> {
+    let kernel_spec = o.linux_kernel.clone();
     let params = params(o.linux_cmdline.as_deref())?;
-    let board = match o.boards.as_slice() {
-        [] => Board::Virt,
-        [b @ (Board::Virt | Board::Q35)] => *b,
-        [b] => {
+    let board = match o.board {
+        b @ (Board::Virt | Board::Q35) => b,
+        b => {
             return Err(format!(
                 "qemu-linux: {} is not supported (virt, q35)",
                 b.name()
             ));
         }
-        _ => return Err("qemu-linux boots one board".into()),
     };
     qemu::ensure_installed()?;
     let arch = board.arch();
@@ -524,25 +521,26 @@ pub fn run(o: &Opts) -> Result<bool> {
         .join("initramfs.cpio");
     initramfs(&bench, &initrd)?;
     let mut spec = Spec::new(board, "");
-    spec.cpu = o.cpu.clone();
-    spec.accel = o.accel.unwrap_or(Accel::Tcg);
+    spec.qemu_args = o.qemu.qemu_arg.clone();
+    spec.cpu = o.machine.cpu.clone();
+    spec.accel = o.machine.accel.unwrap_or(Accel::Tcg);
     // The RAM Folium's benchmarks run with.
-    spec.mem = Some(o.mem.clone().unwrap_or_else(|| "1G".into()));
-    let timeout = Duration::from_secs(o.timeout.unwrap_or(1200));
+    spec.mem = Some(o.machine.mem.clone().unwrap_or_else(|| "1G".into()));
+    let timeout = Duration::from_secs(o.timeout);
     eprintln!(
-        "xtask: booting Linux {} on {} ({:?}), bench as init; command line: {}",
+        "xtask: booting Linux {} on {} ({}), bench as init; command line: {}",
         kernel.display(),
         spec.label(),
-        spec.accel,
-        cmdline(board, &params, &o.cmdline)?
+        spec.accel.name(),
+        cmdline(board, &params, &o.args)?
     );
-    let run = boot(&spec, &kernel, &initrd, &params, &o.cmdline, timeout)?;
+    let run = boot(&spec, &kernel, &initrd, &params, &o.args, timeout)?;
     let init_after = run.init_after.map_or("no output from init".into(), |d| {
         format!("init's first line after {:.2} s", d.as_secs_f64())
     });
     let json = run.json_lines().len();
     eprintln!(
-        "xtask: Linux on {}: {init_after}, {json} JSON lines, {} after {:.2} s (QEMU exit {:?})",
+        "xtask: Linux on {}: {init_after}, {json} JSON lines, {} after {:.2} s (QEMU {})",
         spec.label(),
         if run.finished() {
             "powered off"
@@ -554,7 +552,7 @@ pub fn run(o: &Opts) -> Result<bool> {
             "did not power off"
         },
         run.elapsed.as_secs_f64(),
-        run.exit
+        build::exit_words(run.exit)
     );
     Ok(run.finished() && json > 0)
 }

@@ -9,200 +9,277 @@
 //! cargo xtask image    --board rpi4|rpi3 [--out DIR]
 //! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [--linux-cmdline ARGS] [-- ARGS...]
 //! ```
+//!
+//! `cargo xtask help COMMAND` (or `COMMAND --help`) prints a command's
+//! options. A usage error exits with status 2, a failed step with 1.
 
 #![forbid(unsafe_code)]
 
 mod bench;
 mod build;
+mod console;
 mod cpio;
 mod cprogs;
 mod elf;
 mod image;
-mod json;
 mod lint;
 mod linux;
 mod plot;
 mod qemu;
+mod records;
 mod test;
 mod toolchain;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+
+use build::Arch;
 use qemu::{Accel, Board};
 
-/// A command-line error or a failed step, reported to the user.
+/// A failed step, reported to the user.
 type Result<T> = std::result::Result<T, String>;
 
-fn usage() -> &'static str {
-    "usage: cargo xtask <command> [options]
-
-commands:
-  qemu-run   build, then boot one board with the serial console on this terminal
-             --board virt|raspi4b|raspi3b|q35 (default virt)
-             --cpu NAME      QEMU -cpu (virt: cortex-a72 by default; try max)
-             --accel tcg|kvm (default tcg; q35 defaults to kvm on hosts with vmx/svm)
-             --mem SIZE      guest RAM, e.g. 512M, 2G (fixed on the Pi boards)
-             --init PATH     run your own static Linux ELF under init (handed over as an
-                             initrd); the words after `--` become its arguments
-             -- ARGS...      kernel command line (e.g. `-- test`, `-- init=utest`, `-- bench-alloc`)
-  test       the lint gate, host unit tests, then every board's in-guest self-tests
-             --board B (repeatable; default all)  --timeout SECS (default 300)
-  lint       rustfmt, clippy (warnings denied) on every crate for each target it is
-             built for, rustdoc (warnings denied); `test` runs it first
-  bench      the in-guest benchmarks on virt and q35 (bench-alloc, then bench: sys, fork,
-             fault, munmap); prints the tables as they come and Folium beside Linux,
-             writes results.json and SVG plots
-             --board B (repeatable)  --accel tcg|kvm  --cpu C  --mem SIZE (default 2x size + 512M)
-             --size MIB (default 1024)  --iters N (default 5)  --out DIR (default out/bench)
-             --linux-kernel PATH|debian  boot that Linux too, same QEMU, same bench binary
-             --linux-cmdline ARGS  (one string) Linux's kernel parameters after xtask's
-                             console settings, instead of the default
-                             `init_on_alloc=0 mitigations=off nokaslr` (\"\" for none)
-  build      build the kernel (--arch aarch64|x86_64; default both)
-  image      write an SD-card boot folder: --board rpi4|rpi3 [--out DIR]
-  qemu-linux boot Linux (--linux-kernel PATH|debian) on virt|q35 with bench as init; -- ARGS to bench
-             --linux-cmdline ARGS  as for bench"
+/// Folium's build, run, test, bench and image tool.
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true,
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-/// Parsed options shared by the commands.
-#[derive(Default)]
-struct Opts {
-    boards: Vec<Board>,
-    cpu: Option<String>,
-    accel: Option<Accel>,
-    mem: Option<String>,
-    arch: Option<String>,
-    out: Option<String>,
-    timeout: Option<u64>,
-    init: Option<String>,
-    cmdline: Vec<String>,
-    /// `bench`: MiB per repetition, repetitions, and the Linux kernel to
-    /// compare with (`qemu-linux` too).
-    size: Option<u64>,
-    iters: Option<u32>,
-    linux_kernel: Option<String>,
-    /// Replaces Linux's default kernel parameters (`bench`, `qemu-linux`).
-    linux_cmdline: Option<String>,
+#[derive(Subcommand)]
+enum Command {
+    /// Build, then boot one board with the serial console on this terminal
+    /// (with no arguments: virt, running `bench --quick`)
+    #[command(visible_alias = "run")]
+    QemuRun(RunArgs),
+    /// The lint gate, host unit tests, then every board's in-guest self-tests
+    Test(TestArgs),
+    /// rustfmt, clippy (warnings denied) on every crate for each target it
+    /// is built for, rustdoc (warnings denied); `test` runs it first
+    Lint,
+    /// The in-guest benchmarks (bench-alloc, then bench: sys, fork, fault,
+    /// munmap); prints the tables and Folium beside Linux, writes
+    /// results.json and SVG plots
+    Bench(BenchArgs),
+    /// Build the kernel
+    Build(BuildArgs),
+    /// Write an SD-card boot folder for a Raspberry Pi
+    Image(ImageArgs),
+    /// Boot Linux on virt or q35 with the benchmark as init
+    QemuLinux(QemuLinuxArgs),
 }
 
-fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match a.as_str() {
-            "--board" => {
-                let v = val("--board")?;
-                o.boards.push(Board::parse(&v)?);
-            }
-            "--cpu" => o.cpu = Some(val("--cpu")?),
-            "--accel" => o.accel = Some(Accel::parse(&val("--accel")?)?),
-            "--mem" | "-m" => o.mem = Some(val("--mem")?),
-            "--arch" => o.arch = Some(val("--arch")?),
-            "--out" => o.out = Some(val("--out")?),
-            "--init" => o.init = Some(val("--init")?),
-            "--linux-kernel" => o.linux_kernel = Some(val("--linux-kernel")?),
-            "--linux-cmdline" => o.linux_cmdline = Some(val("--linux-cmdline")?),
-            "--size" => {
-                let v = val("--size")?;
-                o.size = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|&m: &u64| m >= 2 && m % 2 == 0)
-                        .ok_or(format!("--size {v}: an even number of MiB, at least 2"))?,
-                );
-            }
-            "--iters" => {
-                let v = val("--iters")?;
-                o.iters = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|&n: &u32| (1..=1000).contains(&n))
-                        .ok_or(format!("--iters {v}: 1 to 1000"))?,
-                );
-            }
-            "--timeout" => {
-                let v = val("--timeout")?;
-                o.timeout = Some(v.parse().map_err(|_| format!("bad --timeout {v}"))?);
-            }
-            "--" => {
-                o.cmdline = it.by_ref().cloned().collect();
-            }
-            other => return Err(format!("unknown option {other}\n\n{}", usage())),
-        }
-    }
-    Ok(o)
+/// How QEMU runs the guest: CPU model, accelerator, RAM.
+#[derive(Args, Clone, Default)]
+pub struct Machine {
+    /// QEMU's -cpu (virt: cortex-a72 by default; try max)
+    #[arg(long, value_name = "NAME")]
+    pub cpu: Option<String>,
+    /// The accelerator (default tcg; qemu-run on q35 defaults to kvm on
+    /// hosts whose CPU has vmx/svm)
+    #[arg(long, value_enum)]
+    pub accel: Option<Accel>,
+    /// Guest RAM, e.g. 512M, 2G (fixed on the Pi boards)
+    #[arg(long, short = 'm', value_name = "SIZE")]
+    pub mem: Option<String>,
 }
 
-/// The Linux options shape a Linux boot: only `bench` and `qemu-linux`
-/// boot one, and `--linux-cmdline` means nothing without `--linux-kernel`.
-fn check_linux_opts(cmd: &str, o: &Opts) -> Result<()> {
-    let given = [
-        ("--linux-kernel", o.linux_kernel.is_some()),
-        ("--linux-cmdline", o.linux_cmdline.is_some()),
-    ];
-    if !matches!(cmd, "bench" | "qemu-linux")
-        && let Some((name, _)) = given.iter().find(|(_, g)| *g)
-    {
-        return Err(format!(
-            "{name}: only `bench` and `qemu-linux` boot Linux, not `{cmd}`"
-        ));
-    }
-    if let Some(c) = &o.linux_cmdline {
-        if o.linux_kernel.is_none() {
-            return Err(format!(
-                "--linux-cmdline {c:?} needs --linux-kernel PATH|debian: it sets the kernel \
-                 parameters of the Linux boot (default `{}`)",
-                linux::DEFAULT_PARAMS
-            ));
-        }
-        linux::params(Some(c))?;
-    }
-    Ok(())
+/// What to add to QEMU's command line, and whether to show it.
+#[derive(Args, Clone, Default)]
+pub struct QemuExtra {
+    /// A word appended to QEMU's command line (repeatable), e.g.
+    /// `--qemu-arg=-d --qemu-arg=int`
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub qemu_arg: Vec<String>,
+    /// Print each QEMU command line, shell-quoted, before running it
+    #[arg(long)]
+    pub print_qemu: bool,
 }
 
-fn run() -> Result<bool> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((cmd, rest)) = args.split_first() else {
-        println!("{}", usage());
-        return Ok(false);
+/// `qemu-run`'s options.
+#[derive(Args, Clone, Default)]
+pub struct RunArgs {
+    /// The board to boot
+    #[arg(long, value_enum, default_value = "virt")]
+    pub board: Board,
+    /// QEMU's -cpu, the accelerator, and guest RAM
+    #[command(flatten)]
+    pub machine: Machine,
+    /// Run your own static Linux ELF under init (handed over as an
+    /// initrd); the words after `--` become its arguments
+    #[arg(long, value_name = "PATH")]
+    pub init: Option<PathBuf>,
+    /// Print the benchmark's JSON records here rather than into
+    /// out/qemu-run/BOARD-bench.jsonl
+    #[arg(long)]
+    pub json: bool,
+    /// Start QEMU's gdb server on :1234 and wait for the debugger (prints
+    /// the gdb command to use)
+    #[arg(long)]
+    pub gdb: bool,
+    /// --qemu-arg and --print-qemu
+    #[command(flatten)]
+    pub qemu: QemuExtra,
+    /// The kernel command line (e.g. `-- test`, `-- init=utest`,
+    /// `-- bench-alloc`), or with --init the program's arguments
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// `test`'s options.
+#[derive(Args, Clone, Default)]
+pub struct TestArgs {
+    /// A board to test (repeatable; default all)
+    #[arg(long = "board", value_enum, value_name = "BOARD")]
+    pub boards: Vec<Board>,
+    /// Seconds each guest boot may take
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+    /// --qemu-arg and --print-qemu
+    #[command(flatten)]
+    pub qemu: QemuExtra,
+}
+
+/// `bench`'s options.
+#[derive(Args, Clone, Default)]
+pub struct BenchArgs {
+    /// A board to measure (repeatable; default virt and q35)
+    #[arg(long = "board", value_enum, value_name = "BOARD")]
+    pub boards: Vec<Board>,
+    /// QEMU's -cpu, the accelerator, and guest RAM (default twice --size
+    /// plus 512 MiB)
+    #[command(flatten)]
+    pub machine: Machine,
+    /// MiB per repetition (an even number, at least 2); guest RAM is
+    /// twice this plus 512 MiB unless --mem says otherwise
+    #[arg(long, value_name = "MIB", default_value_t = bench::DEFAULT_SIZE_MIB, value_parser = parse_size)]
+    pub size: u64,
+    /// Repetitions per row (1 to 1000)
+    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_ITERS,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub iters: u32,
+    /// Where results.json and the plots go (default out/bench)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seconds each guest boot may take
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub timeout: u64,
+    /// --qemu-arg and --print-qemu
+    #[command(flatten)]
+    pub qemu: QemuExtra,
+    /// Boot this Linux too, same QEMU, same bench binary: an arm64 Image
+    /// (raw or gzip-compressed), an x86 bzImage, or `debian`
+    #[arg(long, value_name = "PATH|debian")]
+    pub linux_kernel: Option<String>,
+    /// (one string) Linux's kernel parameters after xtask's console
+    /// settings, instead of `init_on_alloc=0 mitigations=off nokaslr`
+    /// ("" for none)
+    #[arg(long, value_name = "ARGS", requires = "linux_kernel", value_parser = parse_linux_params)]
+    pub linux_cmdline: Option<String>,
+}
+
+/// `build`'s options.
+#[derive(Args, Clone, Default)]
+pub struct BuildArgs {
+    /// The architecture to build (default both)
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+}
+
+/// `image`'s options.
+#[derive(Args, Clone)]
+pub struct ImageArgs {
+    /// The Pi to write the folder for: rpi4 or rpi3
+    #[arg(long, value_enum)]
+    pub board: Board,
+    /// The folder (default out/rpi4 or out/rpi3)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `qemu-linux`'s options.
+#[derive(Args, Clone, Default)]
+pub struct QemuLinuxArgs {
+    /// The board: virt or q35
+    #[arg(long, value_enum, default_value = "virt")]
+    pub board: Board,
+    /// QEMU's -cpu, the accelerator, and guest RAM (default 1G)
+    #[command(flatten)]
+    pub machine: Machine,
+    /// Seconds the boot may take
+    #[arg(long, value_name = "SECS", default_value_t = 1200)]
+    pub timeout: u64,
+    /// --qemu-arg and --print-qemu
+    #[command(flatten)]
+    pub qemu: QemuExtra,
+    /// The Linux to boot: an arm64 Image (raw or gzip-compressed), an x86
+    /// bzImage, or `debian`
+    #[arg(long, value_name = "PATH|debian")]
+    pub linux_kernel: String,
+    /// As for bench
+    #[arg(long, value_name = "ARGS", value_parser = parse_linux_params)]
+    pub linux_cmdline: Option<String>,
+    /// The benchmark's arguments
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+fn parse_size(v: &str) -> std::result::Result<u64, String> {
+    v.parse()
+        .ok()
+        .filter(|&m: &u64| m >= 2 && m % 2 == 0)
+        .ok_or_else(|| "an even number of MiB, at least 2".to_string())
+}
+
+/// `--linux-cmdline` is checked as it is parsed: words that would break
+/// xtask's plumbing are refused before anything builds or boots.
+fn parse_linux_params(v: &str) -> std::result::Result<String, String> {
+    linux::params(Some(v)).map(|_| v.to_string())
+}
+
+/// Runs the command; its exit status.
+fn run(cli: Cli) -> Result<u8> {
+    let status = |ok: bool| u8::from(!ok);
+    let print = match &cli.command {
+        Command::QemuRun(a) => a.qemu.print_qemu,
+        Command::Test(a) => a.qemu.print_qemu,
+        Command::Bench(a) => a.qemu.print_qemu,
+        Command::QemuLinux(a) => a.qemu.print_qemu,
+        _ => false,
     };
-    let o = parse(rest)?;
-    check_linux_opts(cmd, &o)?;
-    match cmd.as_str() {
-        "qemu-run" | "run" => qemu::run(&o),
-        "test" => test::run(&o),
-        "lint" => lint::run(),
-        "bench" => bench::run(&o),
-        "qemu-linux" => linux::run(&o),
-        "build" => {
-            let arches: Vec<&str> = match o.arch.as_deref() {
+    qemu::PRINT_COMMANDS.store(print, std::sync::atomic::Ordering::Relaxed);
+    match cli.command {
+        Command::QemuRun(a) => qemu::run(&a),
+        Command::Test(a) => test::run(&a).map(status),
+        Command::Lint => lint::run().map(status),
+        Command::Bench(a) => bench::run(&a).map(status),
+        Command::QemuLinux(a) => linux::run(&a).map(status),
+        Command::Build(a) => {
+            let arches = match a.arch {
                 Some(a) => vec![a],
-                None => vec!["aarch64", "x86_64"],
+                None => vec![Arch::Aarch64, Arch::X86_64],
             };
             for a in arches {
-                let img = build::kernel(build::Arch::parse(a)?)?;
+                let img = build::kernel(a)?;
                 println!("built {}", img.display());
             }
-            Ok(true)
+            Ok(0)
         }
-        "image" => image::run(&o),
-        "help" | "--help" | "-h" => {
-            println!("{}", usage());
-            Ok(true)
-        }
-        other => Err(format!("unknown command {other}\n\n{}", usage())),
+        Command::Image(a) => image::run(&a).map(status),
     }
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+    match run(Cli::parse()) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE
@@ -213,40 +290,168 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
 
-    fn opts(cmd: &str, args: &[&str]) -> Result<Opts> {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let o = parse(&args)?;
-        check_linux_opts(cmd, &o)?;
-        Ok(o)
+    fn parse(args: &[&str]) -> std::result::Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied())).map(|c| c.command)
+    }
+
+    fn bench(args: &[&str]) -> std::result::Result<BenchArgs, clap::Error> {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        match parse(&all)? {
+            Command::Bench(b) => Ok(b),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn linux_cmdline_is_one_string_and_needs_a_linux_kernel() {
-        let o = opts(
-            "bench",
-            &[
-                "--linux-kernel",
-                "debian",
-                "--linux-cmdline",
-                "kpti=0 nokaslr",
-            ],
-        )
+        let o = bench(&[
+            "--linux-kernel",
+            "debian",
+            "--linux-cmdline",
+            "kpti=0 nokaslr",
+        ])
         .unwrap();
         assert_eq!(o.linux_cmdline.as_deref(), Some("kpti=0 nokaslr"));
-        let o = opts("qemu-linux", &["--linux-kernel", "debian", "--", "fork"]).unwrap();
+        let Ok(Command::QemuLinux(o)) =
+            parse(&["qemu-linux", "--linux-kernel", "debian", "--", "fork"])
+        else {
+            panic!("qemu-linux with a kernel and arguments is refused");
+        };
         assert_eq!(o.linux_cmdline, None);
-        let e = opts("bench", &["--linux-cmdline", "nokaslr"])
-            .err()
-            .unwrap();
-        assert!(e.contains("needs --linux-kernel"), "{e}");
-        assert!(opts("qemu-linux", &["--linux-cmdline", "x"]).is_err());
-        assert!(opts("bench", &["--linux-kernel", "debian", "--linux-cmdline"]).is_err());
+        assert_eq!(o.args, ["fork"]);
+        let e = bench(&["--linux-cmdline", "nokaslr"]).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--linux-kernel"), "{e}");
+        assert!(parse(&["qemu-linux", "--linux-cmdline", "x"]).is_err());
+        assert!(bench(&["--linux-kernel", "debian", "--linux-cmdline"]).is_err());
+        // An empty string: Debian's own defaults.
+        assert_eq!(
+            bench(&["--linux-kernel", "x", "--linux-cmdline", ""])
+                .unwrap()
+                .linux_cmdline
+                .as_deref(),
+            Some("")
+        );
         // Refused words are refused before anything boots.
         let bad = ["--linux-kernel", "debian", "--linux-cmdline", "init=/sh"];
-        assert!(opts("bench", &bad).is_err());
+        assert_eq!(
+            bench(&bad).err().unwrap().kind(),
+            ErrorKind::ValueValidation
+        );
         // Commands that boot no Linux refuse both options.
-        assert!(opts("qemu-run", &["--linux-kernel", "debian"]).is_err());
-        assert!(opts("test", &["--linux-cmdline", ""]).is_err());
+        for (cmd, opt) in [("qemu-run", "--linux-kernel"), ("test", "--linux-cmdline")] {
+            let e = parse(&[cmd, opt, "debian"]).err().unwrap();
+            assert_eq!(e.kind(), ErrorKind::UnknownArgument, "{cmd} {opt}");
+        }
+    }
+
+    #[test]
+    fn options_are_per_command_and_usage_errors_exit_2() {
+        // An option a command does not take is an error naming the command.
+        let e = parse(&["lint", "--board", "virt"]).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.render().to_string().contains("cargo xtask lint"), "{e}");
+        assert!(parse(&["test", "--size", "64"]).is_err());
+        assert!(parse(&["build", "--iters", "3"]).is_err());
+        // qemu-run boots one board.
+        assert!(parse(&["qemu-run", "--board", "virt", "--board", "q35"]).is_err());
+        // Every command has --help.
+        for cmd in [
+            "qemu-run",
+            "run",
+            "test",
+            "lint",
+            "bench",
+            "build",
+            "image",
+            "qemu-linux",
+        ] {
+            let e = parse(&[cmd, "--help"]).err().unwrap();
+            assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{cmd}");
+            assert_eq!(e.exit_code(), 0);
+        }
+    }
+
+    #[test]
+    fn every_option_keeps_its_meaning() {
+        let Ok(Command::QemuRun(r)) = parse(&[
+            "qemu-run", "--board", "q35", "--cpu", "max", "--accel", "kvm", "-m", "1G", "--init",
+            "./prog", "--", "a", "--b",
+        ]) else {
+            panic!("qemu-run refused its options");
+        };
+        assert_eq!(r.board, Board::Q35);
+        assert_eq!(r.machine.cpu.as_deref(), Some("max"));
+        assert_eq!(r.machine.accel, Some(Accel::Kvm));
+        assert_eq!(r.machine.mem.as_deref(), Some("1G"));
+        assert_eq!(r.init, Some(PathBuf::from("./prog")));
+        assert_eq!(r.args, ["a", "--b"]);
+        let Ok(Command::QemuRun(r)) = parse(&[
+            "qemu-run",
+            "--gdb",
+            "--print-qemu",
+            "--qemu-arg",
+            "-d",
+            "--qemu-arg=int,cpu_reset",
+        ]) else {
+            panic!("qemu-run refused the debugging options");
+        };
+        assert!(r.gdb && r.qemu.print_qemu);
+        assert_eq!(r.qemu.qemu_arg, ["-d", "int,cpu_reset"]);
+        assert!(parse(&["test", "--qemu-arg", "-d", "--print-qemu"]).is_ok());
+        assert!(parse(&["bench", "--qemu-arg=-d", "--print-qemu"]).is_ok());
+        assert!(
+            parse(&["test", "--gdb"]).is_err(),
+            "test boots many guests at once"
+        );
+        let Ok(Command::QemuRun(r)) = parse(&["run"]) else {
+            panic!("run is qemu-run");
+        };
+        assert_eq!(r.board, Board::Virt);
+        assert!(r.args.is_empty());
+        // Boards by their other names.
+        let b = bench(&[
+            "--board", "virt", "--board", "x86", "--size", "16", "--iters", "2",
+        ]);
+        let b = b.unwrap();
+        assert_eq!(b.boards, [Board::Virt, Board::Q35]);
+        assert_eq!((b.size, b.iters), (16, 2));
+        let b = bench(&[]).unwrap();
+        assert_eq!(
+            (b.size, b.iters),
+            (bench::DEFAULT_SIZE_MIB, bench::DEFAULT_ITERS)
+        );
+        for bad in [
+            &["--size", "3"][..],
+            &["--size", "0"],
+            &["--iters", "0"],
+            &["--iters", "1001"],
+            &["--board", "vax"],
+        ] {
+            assert!(bench(bad).is_err(), "{bad:?}");
+        }
+        let Ok(Command::Image(i)) = parse(&["image", "--board", "rpi4", "--out", "/tmp/x"]) else {
+            panic!("image refused its options");
+        };
+        assert_eq!(i.board, Board::Raspi4b);
+        assert!(parse(&["image"]).is_err(), "image needs --board");
+        let Ok(Command::Build(b)) = parse(&["build", "--arch", "arm64"]) else {
+            panic!("build refused --arch");
+        };
+        assert_eq!(b.arch, Some(Arch::Aarch64));
+        let Ok(Command::Test(t)) = parse(&["test", "--board", "pi3", "--timeout", "9"]) else {
+            panic!("test refused its options");
+        };
+        assert_eq!((t.boards.as_slice(), t.timeout), (&[Board::Raspi3b][..], 9));
     }
 }

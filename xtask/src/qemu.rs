@@ -1,37 +1,34 @@
 //! QEMU: the boards, their command lines in one place, and making sure a
 //! QEMU 10 is installed.
 
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::build::{self, Arch};
-use crate::{Opts, Result};
+use crate::console::{BenchView, InitExit, Out};
+use crate::{Result, RunArgs};
 
 /// A machine Folium boots on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Board {
-    /// QEMU aarch64 `virt`.
+    /// QEMU aarch64 `virt`
+    #[default]
     Virt,
-    /// QEMU `raspi4b` (Raspberry Pi 4 B, 2 GiB).
+    /// QEMU `raspi4b` (Raspberry Pi 4 B, 2 GiB)
+    #[value(aliases = ["rpi4", "pi4"])]
     Raspi4b,
-    /// QEMU `raspi3b` (Raspberry Pi 3 B, 1 GiB).
+    /// QEMU `raspi3b` (Raspberry Pi 3 B, 1 GiB)
+    #[value(aliases = ["rpi3", "pi3"])]
     Raspi3b,
-    /// QEMU x86_64 `q35`.
+    /// QEMU x86_64 `q35`
+    #[value(aliases = ["x86", "x86_64"])]
     Q35,
 }
 
 impl Board {
     pub const ALL: [Board; 4] = [Board::Virt, Board::Raspi4b, Board::Raspi3b, Board::Q35];
-
-    pub fn parse(s: &str) -> Result<Board> {
-        match s {
-            "virt" => Ok(Board::Virt),
-            "raspi4b" | "rpi4" | "pi4" => Ok(Board::Raspi4b),
-            "raspi3b" | "rpi3" | "pi3" => Ok(Board::Raspi3b),
-            "q35" | "x86" | "x86_64" => Ok(Board::Q35),
-            _ => Err(format!("unknown board {s} (virt, raspi4b, raspi3b, q35)")),
-        }
-    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -49,6 +46,38 @@ impl Board {
         }
     }
 
+    /// The least guest RAM, in MiB, Folium boots with on this board and
+    /// runs a program (`init=hello`), found by booting with less and less;
+    /// `None` where the board fixes its RAM.
+    pub fn min_mem_mib(self) -> Option<u64> {
+        match self {
+            Board::Virt => Some(MIN_MEM_VIRT),
+            Board::Q35 => Some(MIN_MEM_Q35),
+            Board::Raspi4b | Board::Raspi3b => None,
+        }
+    }
+
+    /// Checks a `--mem` value for this board before anything is built:
+    /// QEMU's syntax, and at least [`Board::min_mem_mib`].
+    pub fn check_mem(self, mem: &str) -> Result<()> {
+        let Some(min) = self.min_mem_mib() else {
+            return Err(format!(
+                "--mem: {}'s RAM is fixed by the board",
+                self.name()
+            ));
+        };
+        let mib = mem_mib(mem).ok_or_else(|| {
+            format!("--mem {mem}: a size such as 512M or 2G (MiB if no unit is given)")
+        })?;
+        if mib < min as f64 {
+            return Err(format!(
+                "--mem {mem}: {} needs at least {min}M to boot Folium",
+                self.name()
+            ));
+        }
+        Ok(())
+    }
+
     /// Guest exit status for success and failure as the host sees them.
     pub fn exit_codes(self) -> (i32, i32) {
         match self.arch() {
@@ -58,21 +87,51 @@ impl Board {
     }
 }
 
+/// [`Board::min_mem_mib`] of virt: with 8 MiB QEMU finds no room for the
+/// device tree after the kernel (QEMU 10.0, the kernel of this tree).
+const MIN_MEM_VIRT: u64 = 9;
+/// [`Board::min_mem_mib`] of q35: with 10 MiB the kernel runs out of
+/// frames for its own page tables.
+const MIN_MEM_Q35: u64 = 11;
+
+/// A QEMU `-m` size in MiB: a number with an optional unit `K`, `M`, `G`
+/// or `T` (then `B` or `iB` may follow); MiB without one, as QEMU reads it.
+pub fn mem_mib(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let n: f64 = s[..end].parse().ok()?;
+    let unit = s[end..].to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let scale = match unit {
+        "" | "m" => 1.0,
+        "k" => 1.0 / 1024.0,
+        "g" => 1024.0,
+        "t" => 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(n * scale).filter(|m| m.is_finite() && *m > 0.0)
+}
+
 /// How QEMU executes guest code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accel {
-    /// Software emulation (works everywhere).
+    /// Software emulation (works everywhere)
     Tcg,
-    /// Hardware virtualization (same-architecture guests only).
+    /// Hardware virtualization (same-architecture guests only)
     Kvm,
 }
 
 impl Accel {
-    pub fn parse(s: &str) -> Result<Accel> {
-        match s {
-            "tcg" => Ok(Accel::Tcg),
-            "kvm" => Ok(Accel::Kvm),
-            _ => Err(format!("unknown accelerator {s} (tcg or kvm)")),
+    /// `TCG` or `KVM`, as a person writes them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "TCG",
+            Accel::Kvm => "KVM",
         }
     }
 }
@@ -101,6 +160,8 @@ pub struct Spec {
     pub cmdline: String,
     /// A file QEMU loads as the initrd (`-initrd`).
     pub initrd: Option<std::path::PathBuf>,
+    /// Words appended to QEMU's command line (`--qemu-arg`).
+    pub qemu_args: Vec<String>,
 }
 
 impl Spec {
@@ -113,6 +174,7 @@ impl Spec {
             extra_machine: None,
             cmdline: cmdline.into(),
             initrd: None,
+            qemu_args: Vec::new(),
         }
     }
 
@@ -162,17 +224,17 @@ impl Spec {
             _ => b.name().to_string(),
         };
         c.args(["-M", &machine]);
+        if let Some(m) = &self.mem {
+            b.check_mem(m)?;
+        }
         match b {
             Board::Virt => {
                 c.args(["-cpu", &self.cpu_name()]);
                 c.args(["-m", self.mem.as_deref().unwrap_or("512M")]);
             }
             Board::Raspi4b | Board::Raspi3b => {
-                if self.mem.is_some() || self.cpu.is_some() {
-                    return Err(format!(
-                        "{}: RAM size and CPU are fixed by the board",
-                        b.name()
-                    ));
+                if self.cpu.is_some() {
+                    return Err(format!("--cpu: {}'s CPU is fixed by the board", b.name()));
                 }
             }
             Board::Q35 => {
@@ -213,6 +275,7 @@ impl Spec {
             c.arg("-initrd").arg(i);
         }
         c.args(["-append", &self.cmdline]);
+        c.args(&self.qemu_args);
         Ok(c)
     }
 }
@@ -223,6 +286,25 @@ fn host_arch() -> Arch {
     } else {
         Arch::X86_64
     }
+}
+
+/// `QEMU 10.0.2`: the version of the QEMU that runs `arch`'s guests, as
+/// its `--version` says it ("QEMU ?" if it cannot be run).
+pub fn version(arch: Arch) -> String {
+    let bin = match arch {
+        Arch::Aarch64 => "qemu-system-aarch64",
+        Arch::X86_64 => "qemu-system-x86_64",
+    };
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let v = text.split("version ").nth(1)?.split_whitespace().next()?;
+            Some(format!("QEMU {v}"))
+        })
+        .unwrap_or_else(|| "QEMU ?".into())
 }
 
 /// The major version of an installed QEMU binary, if any.
@@ -325,18 +407,46 @@ fn debian_mirror() -> (String, String) {
     )
 }
 
+/// Set by `--print-qemu`: every QEMU command is printed before it runs.
+pub static PRINT_COMMANDS: AtomicBool = AtomicBool::new(false);
+
+/// Prints `cmd` as a shell would take it, if `--print-qemu` asked for it.
+pub fn print_command(cmd: &Command) {
+    if PRINT_COMMANDS.load(Ordering::Relaxed) {
+        eprintln!("{}", build::show_command(cmd));
+    }
+}
+
 /// What `qemu-run` boots with when given no command line.
 pub const DEFAULT_CMDLINE: &str = "init=bench --quick";
 
-/// `cargo xtask qemu-run`: build, boot one board, stream its console.
-pub fn run(o: &Opts) -> Result<bool> {
-    let board = match o.boards.as_slice() {
-        [] => Board::Virt,
-        [b] => *b,
-        _ => return Err("qemu-run boots one board".into()),
+/// `cargo xtask qemu-run`: build, boot one board, stream its console;
+/// the exit status is that of init's program (128 + N for a program
+/// killed by signal N), or 0/1 for a boot without one.
+pub fn run(o: &RunArgs) -> Result<u8> {
+    let board = o.board;
+    // What can be checked before anything is built.
+    if let Some(m) = &o.machine.mem {
+        board.check_mem(m)?;
+    }
+    let init = match &o.init {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| format!("--init {}: {e}", p.display()))?;
+            crate::elf::check_static_program(&bytes, board.arch()).map_err(|e| {
+                format!(
+                    "--init {}: {e} ({} runs static {} Linux programs)",
+                    p.display(),
+                    board.name(),
+                    board.arch().name()
+                )
+            })?;
+            Some(p)
+        }
+        None => None,
     };
     ensure_installed()?;
     let accel = o
+        .machine
         .accel
         .unwrap_or(if board.arch() == host_arch() && host_has_hw_virt() {
             Accel::Kvm
@@ -344,45 +454,231 @@ pub fn run(o: &Opts) -> Result<bool> {
             Accel::Tcg
         });
     let kernel = build::kernel(board.arch())?;
-    let (cmdline, initrd) = match &o.init {
+    let (cmdline, initrd) = match init {
         // With nothing asked for, show something worth seeing: the
-        // syscall benchmark's short table.
-        None if o.cmdline.is_empty() => (DEFAULT_CMDLINE.to_string(), None),
-        None => (o.cmdline.join(" "), None),
-        Some(path) => {
-            let p = std::path::PathBuf::from(path);
-            let bytes = std::fs::read(&p).map_err(|e| format!("--init {path}: {e}"))?;
-            if !bytes.starts_with(b"\x7fELF") {
-                return Err(format!("--init {path}: not an ELF file"));
-            }
+        // benchmark's short tables.
+        None if o.args.is_empty() => (DEFAULT_CMDLINE.to_string(), None),
+        None => (o.args.join(" "), None),
+        Some(p) => {
             let name = p
                 .file_name()
                 .and_then(|n| n.to_str())
                 .filter(|n| !n.is_empty() && !n.contains(char::is_whitespace))
                 .unwrap_or("initrd")
                 .to_string();
-            let args = o.cmdline.join(" ");
-            (format!("initrd={name} init={name} {args}"), Some(p))
+            let args = o.args.join(" ");
+            (format!("initrd={name} init={name} {args}"), Some(p.clone()))
         }
     };
     let spec = Spec {
         board,
-        cpu: o.cpu.clone(),
+        cpu: o.machine.cpu.clone(),
         accel,
-        mem: o.mem.clone(),
+        mem: o.machine.mem.clone(),
         extra_machine: None,
         cmdline,
         initrd,
+        qemu_args: o.qemu.qemu_arg.clone(),
     };
     let mut cmd = spec.command(&kernel, true)?;
+    if o.gdb {
+        // -s: a gdb server on TCP port 1234; -S: the CPU waits for it.
+        cmd.args(["-s", "-S"]);
+    }
+    print_command(&cmd);
     eprintln!(
-        "xtask: booting {} ({:?}); Ctrl-A X quits",
+        "xtask: booting {} ({}); Ctrl-A X quits",
         spec.label(),
-        accel
+        accel.name()
     );
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start QEMU: {e}"))?;
+    if o.gdb {
+        // The ELF beside the Image holds the symbols (the same file on x86).
+        let elf = kernel.with_file_name("folium");
+        eprintln!(
+            "xtask: QEMU waits for a debugger; in another terminal run:\n  \
+             gdb-multiarch {} -ex 'target remote :1234'",
+            build::shell_quote(&elf.to_string_lossy())
+        );
+    }
+    // The console comes through xtask, which reshapes the benchmark's and
+    // reads init's exit status; the keyboard still goes to QEMU.
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let bench = spec.cmdline.split_whitespace().any(|w| w == "init=bench");
+    // The program init runs, to name it at the end.
+    let program = spec
+        .cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("init="))
+        .map_or("init's program".to_string(), |p| p.replace(',', " then "));
+    let mut screen = Screen::new(std::io::stdout().is_terminal());
+    let mut view = bench.then(BenchView::default);
+    let mut exit = InitExit::default();
+    let mut json = Vec::new();
+    let mut show = |out: Out, screen: &mut Screen| match out {
+        Out::Line(l) => screen.line(&l),
+        Out::Progress(p) => screen.progress(&p),
+        Out::Json(j) if o.json => screen.line(&j),
+        Out::Json(j) => json.push(j),
+    };
+    if let Some(mut out) = child.stdout.take() {
+        let mut buf = [0u8; 4096];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if view.is_none() {
+                // As it comes, partial lines too.
+                screen.raw(&buf[..n]);
+            }
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(at) = pending.iter().position(|&b| b == b'\n') {
+                let bytes: Vec<u8> = pending.drain(..=at).collect();
+                let line = String::from_utf8_lossy(&bytes);
+                let line = line.trim_end_matches(['\n', '\r']);
+                exit.feed(line);
+                if let Some(v) = view.as_mut() {
+                    for out in v.feed(line) {
+                        show(out, &mut screen);
+                    }
+                }
+            }
+        }
+        if let Some(v) = view.as_mut() {
+            let rest = String::from_utf8_lossy(&pending).into_owned();
+            let tail = if rest.trim().is_empty() {
+                vec![]
+            } else {
+                v.feed(&rest)
+            };
+            for out in tail.into_iter().chain(v.finish()) {
+                show(out, &mut screen);
+            }
+        }
+    }
+    screen.end();
+    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    if !json.is_empty() {
+        let dir = build::root().join("out").join("qemu-run");
+        let path = dir.join(format!("{}-bench.jsonl", board.name()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(&path, json.join("\n") + "\n")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!(
+            "xtask: {} JSON records in {} (--json prints them here)",
+            json.len(),
+            path.display()
+        );
+    }
     let (pass, _) = board.exit_codes();
-    Ok(status.code() == Some(pass))
+    let passed = status.code() == Some(pass);
+    // init's program decides the status, as a shell's would.
+    if let (Some(code), Some(said)) = (exit.code, exit.describe(&program)) {
+        println!("xtask: {said}");
+        if code != 0 || passed {
+            return Ok(u8::try_from(code).unwrap_or(u8::MAX));
+        }
+    }
+    if passed {
+        return Ok(0);
+    }
+    println!(
+        "xtask: the guest stopped with a failure ({})",
+        match status.code() {
+            Some(c) => format!("QEMU exit status {c}"),
+            None => "QEMU was killed by a signal".into(),
+        }
+    );
+    Ok(1)
+}
+
+/// The terminal xtask prints the guest's console on: plain lines, and a
+/// progress line that a terminal shows rewritten in place (`\r`), while
+/// plain output gets one progress line per benchmark phase.
+struct Screen {
+    tty: bool,
+    /// A progress line is on the terminal's last line.
+    progress_shown: bool,
+    phase: String,
+}
+
+impl Screen {
+    fn new(tty: bool) -> Screen {
+        Screen {
+            tty,
+            progress_shown: false,
+            phase: String::new(),
+        }
+    }
+
+    fn clear_progress(&mut self) {
+        if self.progress_shown {
+            print!("\r\x1b[K");
+            self.progress_shown = false;
+        }
+    }
+
+    fn line(&mut self, l: &str) {
+        self.clear_progress();
+        println!("{l}");
+    }
+
+    fn progress(&mut self, p: &str) {
+        let p = p.strip_prefix("bench: ").unwrap_or(p);
+        if self.tty {
+            // Kept within 80 columns so the line never wraps.
+            let short: String = p.chars().take(79).collect();
+            print!("\r\x1b[K{short}");
+            let _ = std::io::stdout().flush();
+            self.progress_shown = true;
+        } else if crate::console::phase(p) != self.phase {
+            self.phase = crate::console::phase(p).to_string();
+            println!("{p}");
+        }
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+
+    fn end(&mut self) {
+        self.clear_progress();
+        let _ = std::io::stdout().flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_read_as_qemu_reads_them() {
+        assert_eq!(mem_mib("512M"), Some(512.0));
+        assert_eq!(mem_mib("512"), Some(512.0));
+        assert_eq!(mem_mib("2G"), Some(2048.0));
+        assert_eq!(mem_mib("1.5g"), Some(1536.0));
+        assert_eq!(mem_mib("2GiB"), Some(2048.0));
+        assert_eq!(mem_mib("65536k"), Some(64.0));
+        for bad in ["", "G", "12X", "-5M", "0"] {
+            assert_eq!(mem_mib(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn too_little_memory_is_refused_with_the_minimum() {
+        assert!(Board::Virt.check_mem("512M").is_ok());
+        assert!(Board::Virt.check_mem(&format!("{MIN_MEM_VIRT}M")).is_ok());
+        let e = Board::Virt.check_mem("8M").unwrap_err();
+        assert!(e.contains(&format!("at least {MIN_MEM_VIRT}M")), "{e}");
+        assert!(Board::Q35.check_mem("4M").is_err());
+        assert!(Board::Q35.check_mem("lots").is_err());
+        assert!(
+            Board::Raspi4b.check_mem("2G").is_err(),
+            "fixed by the board"
+        );
+    }
 }

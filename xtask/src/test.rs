@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{self, Arch, Profile};
 use crate::qemu::{self, Accel, Board, Spec};
-use crate::{Opts, Result};
+use crate::{Result, TestArgs};
 
 /// What one guest boot printed and how it ended.
 pub struct GuestRun {
@@ -65,6 +65,7 @@ pub fn run_console(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    qemu::print_command(&cmd);
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let (tx, rx) = mpsc::channel::<(Instant, String)>();
@@ -270,8 +271,9 @@ fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> 
     };
     if run.exit != expected_exit && !run.timed_out {
         problems.push(format!(
-            "QEMU exit status {:?}, expected {:?}",
-            run.exit, expected_exit
+            "QEMU {}, expected {}",
+            build::exit_words(run.exit),
+            build::exit_words(expected_exit)
         ));
     }
     if !problems.is_empty() {
@@ -377,8 +379,9 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
     let forked = run.lines.iter().any(|l| l.contains("says hello"));
     let ok = reported && forked && run.exit == Some(board.exit_codes().0) && !run.timed_out;
     let why = format!(
-        "reported ok={reported} child={forked} exit={:?} timed_out={}",
-        run.exit, run.timed_out
+        "reported ok={reported} child={forked} QEMU {} timed_out={}",
+        build::exit_words(run.exit),
+        run.timed_out
     );
     let runs = one_test_outcome(label, "ordinary_c_program_runs_unchanged", ok, why, run);
     let noise: Vec<&str> = run
@@ -448,28 +451,20 @@ fn check_bench_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
         .map(|l| l.trim())
         .filter(|l| l.starts_with('{'))
     {
-        match crate::json::parse_object(l) {
+        match serde_json::from_str::<crate::records::Record>(l) {
             Ok(o) => {
-                let n = |k: &str| o.num(k).unwrap_or(-1.0);
-                if !(n("min_ns") >= 0.0
-                    && n("min_ns") <= n("median_ns")
-                    && n("median_ns") <= n("max_ns"))
-                    || n("iterations") < 1.0
-                    || o.str("kernel").is_empty()
+                if !(o.min_ns >= 0.0 && o.min_ns <= o.median_ns && o.median_ns <= o.max_ns)
+                    || o.iterations < 1
+                    || o.kernel.is_empty()
                 {
                     problems.push(format!("implausible record {l}"));
                 }
-                if o.str("check") != "ok" {
-                    problems.push(format!(
-                        "{} {}: {}",
-                        o.str("bench"),
-                        o.str("case"),
-                        o.str("check")
-                    ));
+                if o.check != "ok" {
+                    problems.push(format!("{} {}: {}", o.bench, o.case, o.check));
                 }
-                rows.push((o.str("bench").to_string(), o.str("case").to_string()));
+                rows.push((o.bench, o.case));
             }
-            Err(e) => problems.push(format!("bad JSON {l:?}: {e}")),
+            Err(e) => problems.push(format!("bad JSON `{l}`: {e}")),
         }
     }
     for (b, c) in BENCH_ROWS {
@@ -478,7 +473,11 @@ fn check_bench_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
         }
     }
     if run.exit != Some(board.exit_codes().0) || run.timed_out {
-        problems.push(format!("exit {:?}, timed out {}", run.exit, run.timed_out));
+        problems.push(format!(
+            "QEMU {}, timed out {}",
+            build::exit_words(run.exit),
+            run.timed_out
+        ));
     }
     let ok = problems.is_empty();
     one_test_outcome(
@@ -507,8 +506,10 @@ fn check_refused_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
         && run.exit == Some(board.exit_codes().1)
         && !run.timed_out;
     let why = format!(
-        "reason={reason:?} status127={status} fatal={fatal} exit={:?} timed_out={}",
-        run.exit, run.timed_out
+        "reason given={} status127={status} fatal={fatal} QEMU {} timed_out={}",
+        reason.is_some(),
+        build::exit_words(run.exit),
+        run.timed_out
     );
     one_test_outcome(
         label,
@@ -533,8 +534,9 @@ fn check_fatal_boot(label: &str, board: Board, run: &GuestRun, expect: &FatalExp
         .any(|l| l.contains("ELR ") || l.contains("RIP "));
     let ok = reported && regs && run.exit == Some(fail) && !run.timed_out;
     let why = format!(
-        "reported={reported} registers={regs} exit={:?} (expected {fail}) timed_out={}",
-        run.exit, run.timed_out
+        "reported={reported} registers={regs} QEMU {} (expected {fail}) timed_out={}",
+        build::exit_words(run.exit),
+        run.timed_out
     );
     one_test_outcome(label, expect.name, ok, why, run)
 }
@@ -817,13 +819,13 @@ fn guest_boots(
 }
 
 /// `cargo xtask test`.
-pub fn run(o: &Opts) -> Result<bool> {
+pub fn run(o: &TestArgs) -> Result<bool> {
     let boards = if o.boards.is_empty() {
         Board::ALL.to_vec()
     } else {
         o.boards.clone()
     };
-    let timeout = Duration::from_secs(o.timeout.unwrap_or(300));
+    let timeout = Duration::from_secs(o.timeout);
     let (lint_passed, lint_failed) = crate::lint::lint()?;
     let (mut passed, mut failed) = host_tests()?;
     passed += lint_passed;
@@ -838,7 +840,10 @@ pub fn run(o: &Opts) -> Result<bool> {
             cnotices.extend(n);
         }
     }
-    let (boots, mut notices) = guest_boots(&boards, &cprogs);
+    let (mut boots, mut notices) = guest_boots(&boards, &cprogs);
+    for b in &mut boots {
+        b.spec.qemu_args = o.qemu.qemu_arg.clone();
+    }
     cnotices.dedup();
     notices.extend(cnotices);
     let native = host_native_suite(&mut notices)?;

@@ -110,11 +110,12 @@ fn ensure_now() -> Result<()> {
     let toolchain = std::env::var("RUSTUP_TOOLCHAIN").unwrap_or_else(|_| pinned.channel.clone());
     if !have_rustup {
         return Err(format!(
-            "the toolchain at {} lacks {:?} {:?} and rustup is not installed; add them, e.g.\n\n\
+            "the toolchain at {} lacks {} and rustup is not installed; add them, e.g.\n\n\
              rustup target add --toolchain {toolchain} {}\n",
             sysroot.display(),
-            targets,
-            components,
+            [targets.as_slice(), components.as_slice()]
+                .concat()
+                .join(" "),
             targets.join(" ")
         ));
     }
@@ -142,7 +143,10 @@ fn ensure_now() -> Result<()> {
         Ok(())
     } else {
         Err(format!(
-            "rustup ran, but {toolchain} still lacks {targets:?} {components:?}"
+            "rustup ran, but {toolchain} still lacks {}",
+            [targets.as_slice(), components.as_slice()]
+                .concat()
+                .join(" ")
         ))
     }
 }

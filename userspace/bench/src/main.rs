@@ -297,6 +297,7 @@ fn mode_ratios(all: &mut [Record]) {
     for l in lines {
         println!("{l}");
     }
+    report::how_to_read("the medians above, batching on and off alternating in each repetition");
     for (i, ratio) in pairs {
         all[i]
             .extra
@@ -393,6 +394,10 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
         match sys::run(o.iters, if o.quick { 10 } else { 1 }, &mut progress) {
             Ok(r) => {
                 report::table("sys: ns per operation", &r, &|_| Vec::new());
+                report::how_to_read(
+                    "one batch of calls per repetition; ns/op: the median over the calls \
+                     in a batch",
+                );
                 all.extend(r);
             }
             Err(e) => fail("sys", e),
@@ -458,6 +463,10 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
             "  order-N/exit-now: the child exits at once, the ordinary pattern \
              (its exit is timed if it runs first)"
         );
+        report::how_to_read(
+            "the parent's time for one fork(); x memcpy: over a memcpy of its page \
+             tables; /per-pte: batching off",
+        );
         all.extend(rows);
     }
 
@@ -514,6 +523,10 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
             &faults,
             &cols,
         );
+        report::how_to_read(
+            "ns/4KiB: the median per 4 KiB page; vs 4K: over the 4K row's median; \
+             folios: got/expected",
+        );
         report::table(
             &format!(
                 "munmap: munmap() of {} MiB populated with one folio size",
@@ -521,6 +534,10 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
             ),
             &unmaps,
             &cols,
+        );
+        report::how_to_read(
+            "ns/4KiB: the median per 4 KiB page; vs 4K: over the 4K row's median; \
+             /per-pte: batching off",
         );
         all.extend(faults);
         all.extend(unmaps);

@@ -81,6 +81,11 @@ impl Record {
     }
 }
 
+/// Prints the line that closes a table: how to read it.
+pub fn how_to_read(text: &str) {
+    println!("  how to read: {text}");
+}
+
 /// Milliseconds, or microseconds below 1 ms, with the unit.
 fn time(ns: f64) -> String {
     if ns >= 1e6 {
