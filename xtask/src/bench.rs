@@ -344,12 +344,15 @@ fn linux_run(
     })
 }
 
-/// A time in ns as `12.34 ms` or `567.8 us`.
+/// A time in ns as `12.34 ms`, `567.8 us` or `43 ns` (munmap's per-4 KiB
+/// medians of large folios are tens of ns: in us they all read 0.0).
 fn time(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
-    } else {
+    } else if ns >= 1e3 {
         format!("{:.1} us", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
     }
 }
 
@@ -511,6 +514,13 @@ fn plots(dir: &Path, runs: &[&Run], conditions: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_keep_their_digits_at_every_scale() {
+        assert_eq!(super::time(27_880_000.0), "27.88 ms");
+        assert_eq!(super::time(5_200.0), "5.2 us");
+        assert_eq!(super::time(43.4), "43 ns");
+    }
+
     use super::*;
     use crate::plot::check::{filled, lines, texts};
 
