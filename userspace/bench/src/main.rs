@@ -22,8 +22,9 @@
 //!   size from 4 kB to 2048 kB).
 //!
 //! `--iters` repetitions (default 5) give each row its median, mean,
-//! standard deviation, min and max. `--quick` is a run of seconds: 64 MiB,
-//! 3 repetitions, smaller syscall batches.
+//! standard deviation, min and max. `--quick` is a run of seconds that
+//! fits a screen: 64 MiB, 3 repetitions, smaller syscall batches, and the
+//! folio sizes 4, 64 and 2048 kB unless `--sizes` names others.
 //!
 //! The mTHP policy is set through Linux's knobs for each case (top level
 //! `never`, the size under test `always`, every other size `never`) and
@@ -131,6 +132,10 @@ const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [--size MIB] [--
 
 /// Parses `args` from index `first` (1, or later when the first words
 /// are not the program's: see [`linux_init_args`]).
+/// The folio sizes `--quick` measures: the smallest, the arm64 contpte
+/// block, the largest.
+const QUICK_KB: [u64; 3] = [4, 64, 2048];
+
 fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
     let mut o = Opts {
         benches: Vec::new(),
@@ -140,6 +145,7 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
         quick: false,
         set_knobs: false,
     };
+    let mut sizes_given = false;
     let mut i = first;
     let value = |i: usize, what: &str| -> Result<&str, String> {
         args.arg(i + 1)
@@ -180,6 +186,7 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
                     v.push(kb);
                 }
                 o.sizes = v;
+                sizes_given = true;
                 i += 1;
                 None
             }
@@ -208,6 +215,9 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
     }
     if o.iters == 0 {
         o.iters = if o.quick { 3 } else { 5 };
+    }
+    if o.quick && !sizes_given {
+        o.sizes = QUICK_KB.to_vec();
     }
     Ok(o)
 }
