@@ -212,7 +212,14 @@ pub fn run(o: &BenchArgs) -> Result<bool> {
 
         if let Some((_, image)) = linux_images.iter().find(|(a, _)| *a == arch) {
             announce(&format!("Linux on {}: bench {args}", spec.label()));
-            match linux_run(board, arch, image, &spec, &linux_params, &args, timeout) {
+            let argv: Vec<String> = args.split_whitespace().map(String::from).collect();
+            let linux = crate::linux::BenchBoot {
+                kernel: image,
+                params: &linux_params,
+                args: &argv,
+                timeout,
+            };
+            match linux_run(&spec, &linux) {
                 Ok(run) => runs.push(run),
                 Err(e) => {
                     println!("bench on Linux/{}: {e}", spec.label());
@@ -292,32 +299,12 @@ fn minutes(d: Duration) -> String {
     format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
 }
 
-/// Boots the Linux `image` on `spec`'s machine with the kernel parameters
-/// `params` and `bench` as init, and collects its records.
-fn linux_run(
-    board: Board,
-    arch: Arch,
-    image: &Path,
-    spec: &Spec,
-    params: &str,
-    args: &str,
-    timeout: Duration,
-) -> Result<Run> {
-    let programs = build::user_programs(arch)?;
-    let bench = programs
-        .iter()
-        .find(|(n, _)| n == "bench")
-        .map(|(_, p)| p.clone())
-        .ok_or("bench was not built")?;
-    let initrd = build::target_dir()
-        .join("linux")
-        .join(board.name())
-        .join("initramfs.cpio");
-    crate::linux::initramfs(&bench, &initrd)?;
-    let argv: Vec<String> = args.split_whitespace().map(String::from).collect();
+/// Boots Linux with `bench` as init on `spec`'s machine (2 GiB of RAM
+/// unless it says otherwise) and collects its records.
+fn linux_run(spec: &Spec, b: &crate::linux::BenchBoot<'_>) -> Result<Run> {
     let mut machine = spec.clone();
     machine.mem.get_or_insert_with(|| "2G".into());
-    let r = crate::linux::boot(&machine, image, &initrd, params, &argv, timeout)?;
+    let r = crate::linux::boot_bench(&machine, b)?;
     let recs = records::parse_lines::<Record>(&r.lines)?;
     if recs.is_empty() {
         return Err(format!(
@@ -334,7 +321,7 @@ fn linux_run(
         ));
     }
     Ok(Run {
-        board,
+        board: spec.board,
         kernel: "linux",
         release: recs[0].kernel.clone(),
         cpu: spec.cpu_name(),

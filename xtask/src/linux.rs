@@ -460,36 +460,60 @@ fn cmdline(board: Board, params: &str, args: &[String]) -> Result<String> {
     Ok(c)
 }
 
-/// Boots `kernel` (a Linux image, see [`resolve_kernel`]) with `initrd`
-/// (see [`initramfs`]) on the machine `machine` describes (board, CPU,
-/// accelerator, RAM, extra machine options: the one Folium's boot of the
-/// same board gets), printing the console as it arrives and collecting it
-/// until QEMU exits or `timeout` passes. The command line is xtask's
-/// console settings and `params` (see [`params`]), then `args` as init's
-/// arguments; `machine`'s own command line and initrd are replaced. There
+/// Boots `b.kernel` with `initrd` (see [`initramfs`]) on the machine
+/// `machine` describes (board, CPU, accelerator, RAM, extra machine
+/// options: the one Folium's boot of the same board gets), printing the
+/// console as it arrives and collecting it until QEMU exits or
+/// `b.timeout` passes. The command line is xtask's console settings and
+/// `b.params` (see [`params`]), then `b.args` as init's arguments; `machine`'s own command line and initrd are replaced. There
 /// is no disk and no network; `-no-reboot` makes a panic (`panic=-1`) end
 /// QEMU too. Only `virt` and `q35` are supported.
-pub fn boot(
-    machine: &Spec,
-    kernel: &Path,
-    initrd: &Path,
-    params: &str,
-    args: &[String],
-    timeout: Duration,
-) -> Result<LinuxRun> {
+fn boot(machine: &Spec, initrd: &Path, b: &BenchBoot<'_>) -> Result<LinuxRun> {
     let mut spec = machine.clone();
-    spec.cmdline = cmdline(spec.board, params, args)?;
+    spec.cmdline = cmdline(spec.board, b.params, b.args)?;
     spec.initrd = Some(initrd.to_path_buf());
     // Folium's own command line: its semihosting and isa-debug-exit
     // hooks stay unused by Linux and change nothing else.
-    let mut cmd = spec.command(kernel, false)?;
+    let mut cmd = spec.command(b.kernel, false)?;
     if spec.board == Board::Virt {
         // virt would otherwise get QEMU's default network card (q35's
         // command already has `-nic none`).
         cmd.args(["-nic", "none"]);
     }
-    let run = run_console(cmd, timeout, true, from_init)?;
+    let run = run_console(cmd, b.timeout, true, from_init)?;
     Ok(LinuxRun::from_guest(run, spec.cmdline))
+}
+
+/// A Linux boot with the benchmark as init: the image, its kernel
+/// parameters (see [`params`]), init's arguments, and how long it may
+/// take.
+pub struct BenchBoot<'a> {
+    /// The Linux image (see [`resolve_kernel`]).
+    pub kernel: &'a Path,
+    /// Kernel parameters after xtask's console settings.
+    pub params: &'a str,
+    /// The benchmark's arguments.
+    pub args: &'a [String],
+    /// How long QEMU may run.
+    pub timeout: Duration,
+}
+
+/// Builds `bench` for `machine`'s architecture, packs it as the init of
+/// an initramfs (see [`initramfs`]) and boots `b` on `machine` (see
+/// `boot` above).
+pub fn boot_bench(machine: &Spec, b: &BenchBoot<'_>) -> Result<LinuxRun> {
+    let board = machine.board;
+    let bench = build::user_programs(board.arch())?
+        .into_iter()
+        .find(|(n, _)| n == "bench")
+        .map(|(_, p)| p)
+        .ok_or("the user programs include no bench")?;
+    let initrd = build::target_dir()
+        .join("linux")
+        .join(board.name())
+        .join("initramfs.cpio");
+    initramfs(&bench, &initrd)?;
+    boot(machine, &initrd, b)
 }
 
 /// `cargo xtask qemu-linux`: boots Linux on virt or q35 with the benchmark
@@ -508,18 +532,7 @@ pub fn run(o: &QemuLinuxArgs) -> Result<bool> {
         }
     };
     qemu::ensure_installed()?;
-    let arch = board.arch();
-    let kernel = resolve_kernel(&kernel_spec, arch)?;
-    let bench = build::user_programs(arch)?
-        .into_iter()
-        .find(|(n, _)| n == "bench")
-        .map(|(_, p)| p)
-        .ok_or("the user programs include no bench")?;
-    let initrd = build::target_dir()
-        .join("linux")
-        .join(board.name())
-        .join("initramfs.cpio");
-    initramfs(&bench, &initrd)?;
+    let kernel = resolve_kernel(&kernel_spec, board.arch())?;
     let mut spec = Spec::new(board, "");
     spec.qemu_args = o.qemu.qemu_arg.clone();
     spec.cpu = o.machine.cpu.clone();
@@ -534,7 +547,15 @@ pub fn run(o: &QemuLinuxArgs) -> Result<bool> {
         spec.accel.name(),
         cmdline(board, &params, &o.args)?
     );
-    let run = boot(&spec, &kernel, &initrd, &params, &o.args, timeout)?;
+    let run = boot_bench(
+        &spec,
+        &BenchBoot {
+            kernel: &kernel,
+            params: &params,
+            args: &o.args,
+            timeout,
+        },
+    )?;
     let init_after = run.init_after.map_or("no output from init".into(), |d| {
         format!("init's first line after {:.2} s", d.as_secs_f64())
     });
