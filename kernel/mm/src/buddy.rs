@@ -32,7 +32,7 @@
 //!   is maximal);
 //! - `RESERVED` frames are never part of a block;
 //! - a free block's tails carry no flag at all;
-//! - the deferred-split queue (`split.rs`) holds allocated folios only:
+//! - the deferred-split queue (`deferred_split.rs`) holds allocated folios only:
 //!   freeing a queued folio takes it off first.
 
 use core::ptr;

@@ -82,7 +82,8 @@ pub trait MmEnv: TableAlloc {
     /// mappings hold no reference and no mapcount (Linux's special PTE).
     fn zero_pfn(&self) -> Pfn;
     /// Zeroes the anonymous folio `folio`, just allocated (the kernel
-    /// overrides it with its fastest stores).
+    /// overrides it with its fastest stores). Panics if `folio` is not
+    /// marked anonymous: only user data may be zeroed through here.
     fn zero_folio(&mut self, folio: &Folio) {
         self.memmap().folio(folio).zero(self.linear());
     }

@@ -103,11 +103,18 @@ impl MmEnv for KernelEnv {
         &arch::tlb::Hw
     }
     fn zero_folio(&mut self, folio: &Folio) {
-        let nr = frames::memmap().folio(folio).nr_pages();
+        let f = frames::memmap().folio(folio);
+        // As the default's: only a folio of user data may be zeroed here.
+        assert!(
+            f.test_anon(),
+            "zeroing folio {:?}, not anonymous",
+            folio.pfn()
+        );
         let p = frames::linear().ptr::<u8>(folio.pfn().phys());
-        // SAFETY: a folio the caller holds a reference to (just allocated,
-        // nobody else sees it), RAM in the linear map.
-        unsafe { arch::zero_pages(p, (nr * PAGE_SIZE) as usize) };
+        // SAFETY: an anonymous folio holds user data only (no kernel
+        // object lives in one), RAM in the linear map; the caller holds a
+        // reference to it.
+        unsafe { arch::zero_pages(p, (f.nr_pages() * PAGE_SIZE) as usize) };
     }
     fn thp(&self) -> &ThpPolicy {
         &super::THP
@@ -151,7 +158,14 @@ static ZERO_PFN: spin::Once<Pfn> = spin::Once::new();
 pub fn init() {
     ZERO_PFN.call_once(|| {
         let f = frames::alloc_folio(Order::of(0)).expect("no frame for the zero page");
-        KernelEnv.zero_folio(&f);
+        // SAFETY: a frame just allocated, which nothing else sees yet, RAM
+        // in the linear map.
+        unsafe {
+            arch::zero_pages(
+                frames::linear().ptr::<u8>(f.pfn().phys()),
+                PAGE_SIZE as usize,
+            )
+        };
         // Kept for ever: the reference is never put.
         f.into_raw()
     });

@@ -313,7 +313,10 @@ impl<F: PteFormat> AddressSpace<F> {
                 let mm = env.memmap();
                 // The page being replaced is mapped here, so it has its
                 // anonymous folio (`write_protect_fault` looked it up).
-                let from = mm.page_folio(src).ok_or(FaultError::Unmapped)?;
+                let Some(from) = mm.page_folio(src) else {
+                    env.folio_put(new);
+                    return Err(FaultError::Unmapped);
+                };
                 mm.folio(&new)
                     .copy_page_from(env.linear(), new_pfn, &from, src);
             }

@@ -173,6 +173,15 @@ impl<F: PteFormat> AddressSpace<F> {
         user_end: VirtAddr,
         kernel_half: Option<&KernelHalf>,
     ) -> Result<Self, FaultError> {
+        if let Some(k) = kernel_half {
+            // User mappings must stay below the shared slots: a user PTE
+            // there would land in the kernel's tables, which every process
+            // shares and teardown would free.
+            assert!(
+                user_end.as_u64() <= k.first_va(),
+                "user space up to {user_end:?} reaches the shared kernel half"
+            );
+        }
         let lin = env.linear();
         let mut pt = PageTable::<F>::create(env, lin).map_err(|_| FaultError::OutOfMemory)?;
         if let Some(k) = kernel_half {
@@ -283,6 +292,10 @@ impl<F: PteFormat> AddressSpace<F> {
         mut va: VirtAddr,
         buf: &mut [u8],
     ) -> bool {
+        // User pages only: on x86 the root also shares the kernel half.
+        if va.as_u64().saturating_add(buf.len() as u64) > self.user_end.as_u64() {
+            return false;
+        }
         let mut done = 0;
         while done < buf.len() {
             let page = va.align_down(PAGE_SIZE);

@@ -2,12 +2,16 @@
 //! zeroing of a new folio, copy-on-write's page copy, and the kernel's
 //! byte copies into and out of user pages (program loading, tests).
 //!
-//! These are safe because of what an anonymous folio is: a block the
-//! allocator handed out as a [`Folio`](super::Folio) and a fault marked
-//! anon, holding user data only. No kernel object lives in one, and any
-//! byte pattern is a valid content, so writing it cannot break the
-//! kernel's memory safety; each accessor checks that the folio is anon
-//! and that the bytes stay inside the page named.
+//! Why these are safe: they are `pub(crate)`, and their callers in this
+//! crate hand them only pages of user page tables, which map nothing but
+//! the folios that faults allocated for user data (`aspace/fault.rs`;
+//! the shared zero page is never passed: every caller compares with it
+//! first). No kernel object lives in such a folio and any byte pattern is
+//! a valid content, so writing it cannot break the kernel's memory
+//! safety. As a second line of defence each accessor checks that the
+//! folio is marked anonymous (only faults mark a folio anon in this
+//! crate, and freeing clears the mark) and that the bytes stay inside the
+//! page named.
 
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::phys::LinearMap;
@@ -32,7 +36,7 @@ impl FolioRef<'_> {
     }
 
     /// Zeroes every page of this anonymous folio.
-    pub fn zero(&self, lin: LinearMap) {
+    pub(crate) fn zero(&self, lin: LinearMap) {
         self.check_data(self.pfn(), 0, 0);
         let bytes = (self.nr_pages() * PAGE_SIZE) as usize;
         // SAFETY: an anonymous folio holds user data only (module doc),
@@ -41,7 +45,7 @@ impl FolioRef<'_> {
     }
 
     /// Copies `bytes` into page `pfn` of this anonymous folio at `off`.
-    pub fn write_page(&self, lin: LinearMap, pfn: Pfn, off: usize, bytes: &[u8]) {
+    pub(crate) fn write_page(&self, lin: LinearMap, pfn: Pfn, off: usize, bytes: &[u8]) {
         self.check_data(pfn, off, bytes.len());
         // SAFETY: inside one page of an anonymous folio (checked), RAM in
         // the linear map holding user data only; `bytes` is kernel memory,
@@ -57,7 +61,7 @@ impl FolioRef<'_> {
 
     /// Copies `buf.len()` bytes out of page `pfn` of this anonymous folio
     /// from `off`.
-    pub fn read_page(&self, lin: LinearMap, pfn: Pfn, off: usize, buf: &mut [u8]) {
+    pub(crate) fn read_page(&self, lin: LinearMap, pfn: Pfn, off: usize, buf: &mut [u8]) {
         self.check_data(pfn, off, buf.len());
         // SAFETY: as in write_page; every byte pattern is a valid u8.
         unsafe {
@@ -71,7 +75,13 @@ impl FolioRef<'_> {
 
     /// Copies page `src_pfn` of anonymous folio `src` into page `pfn` of
     /// this one (copy-on-write). The pages must differ.
-    pub fn copy_page_from(&self, lin: LinearMap, pfn: Pfn, src: &FolioRef<'_>, src_pfn: Pfn) {
+    pub(crate) fn copy_page_from(
+        &self,
+        lin: LinearMap,
+        pfn: Pfn,
+        src: &FolioRef<'_>,
+        src_pfn: Pfn,
+    ) {
         self.check_data(pfn, 0, PAGE_SIZE as usize);
         src.check_data(src_pfn, 0, PAGE_SIZE as usize);
         assert_ne!(pfn, src_pfn, "copying a page onto itself");

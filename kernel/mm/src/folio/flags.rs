@@ -18,12 +18,14 @@ impl FolioRef<'_> {
         self.test(PageFlags::ANON)
     }
     /// True while the folio waits on the deferred-split queue (Linux
-    /// `folio_test_partially_mapped`); see `split.rs`.
+    /// `folio_test_partially_mapped`); see `deferred_split.rs`.
     #[inline]
     pub fn test_deferred(&self) -> bool {
         self.test(PageFlags::DEFERRED)
     }
     /// Marks the folio anonymous (Linux: set by `folio_add_new_anon_rmap`).
+    /// In this crate only a fault marks a folio anon, one that holds user
+    /// data: the contents accessors (`folio/data.rs`) check the mark.
     #[inline]
     pub fn set_anon(&self) {
         self.head.set_flags(PageFlags::ANON);

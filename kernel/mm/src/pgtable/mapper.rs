@@ -199,6 +199,11 @@ impl KernelHalf {
         );
         KernelHalf { root, slots }
     }
+
+    /// The first virtual address the shared slots translate.
+    pub fn first_va(&self) -> u64 {
+        (self.slots.start as u64) << Level::L0.shift()
+    }
 }
 
 impl<F: PteFormat> PageTable<F> {
