@@ -2,10 +2,8 @@
 //! I and F bits. A leaf: what `IrqMutex` is built on imports nothing
 //! else of the kernel.
 
+use aarch64_cpu::registers::{DAIF, Readable};
 use core::arch::asm;
-use core::sync::atomic::{Ordering, compiler_fence};
-
-use aarch64_cpu::registers::{DAIF, Readable, Writeable};
 
 /// The interrupt mask as it was before [`irq_save`] (DAIF).
 #[derive(Clone, Copy, Debug)]
@@ -26,9 +24,10 @@ pub fn irq_save() -> IrqFlags {
 /// Restores the interrupt mask [`irq_save`] returned.
 #[inline]
 pub fn irq_restore(flags: IrqFlags) {
-    // The register write is `nomem` to the compiler: the fence keeps the
-    // critical section's memory accesses before the unmasking.
-    compiler_fence(Ordering::SeqCst);
-    // Writes back the DAIF value read by irq_save on this CPU.
-    DAIF.set(flags.0);
+    // A raw `msr` rather than aarch64-cpu's `DAIF.set`: the crate's write
+    // is `nomem` to the compiler, which may then move it above the
+    // critical section's loads and stores (a compiler fence orders memory
+    // accesses, not a `nomem` asm). Without `nomem` it stays after them.
+    // SAFETY: writes back the DAIF value irq_save read on this CPU.
+    unsafe { asm!("msr daif, {}", in(reg) flags.0, options(nostack)) };
 }

@@ -2,10 +2,9 @@
 //! early map, the switch to the kernel's tables, and fast page zeroing.
 
 use core::arch::asm;
-use core::sync::atomic::{Ordering, compiler_fence};
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{Readable, TTBR0_EL1, TTBR1_EL1, Writeable};
+use aarch64_cpu::registers::{Readable, TTBR0_EL1, TTBR1_EL1};
 use folium_boot::aarch64::{MemKind, early_map, switch_tables};
 use folium_boot::{BootInfo, PhysRange};
 use folium_mm::PhysAddr;
@@ -241,12 +240,15 @@ pub unsafe fn set_user_root(root: PhysAddr, asid: folium_mm::tlb::Asid) {
     // A table's address has bit 0 and bits 63:48 clear: the fields below
     // write the same bits as `root | asid << 48`.
     debug_assert_eq!(root.as_u64() & !0x0000_ffff_ffff_fffe, 0);
-    // The register write is `nomem` to the compiler: keep earlier stores
-    // (the tables just written) before the switch.
-    compiler_fence(Ordering::SeqCst);
-    // The caller vouches for the tables; the kernel runs from TTBR1.
-    TTBR0_EL1
-        .write(TTBR0_EL1::BADDR.val(root.as_u64() >> 1) + TTBR0_EL1::ASID.val(u64::from(asid.0)));
+    let value =
+        (TTBR0_EL1::BADDR.val(root.as_u64() >> 1) + TTBR0_EL1::ASID.val(u64::from(asid.0))).value;
+    // A raw `msr` with the crate's field encoding, rather than
+    // `TTBR0_EL1.write`: the crate's write is `nomem` to the compiler,
+    // which may move it above the stores that just built the tables; this
+    // one stays after them.
+    // SAFETY: the caller vouches for the tables; the kernel runs from
+    // TTBR1, so switching the user half does not pull the code away.
+    unsafe { asm!("msr ttbr0_el1, {}", in(reg) value, options(nostack)) };
     barrier::isb(barrier::SY);
 }
 
