@@ -58,3 +58,17 @@ pub fn epoch_secs() -> Option<u64> {
     let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(min) * 60 + i64::from(sec);
     u64::try_from(secs).ok()
 }
+
+kernel_test!(
+    fn cmos_rtc_gives_the_wall_clock() {
+        // Every PC-compatible board has one; q35's runs on the host's clock.
+        let secs = epoch_secs();
+        let s = check_some!(secs);
+        // 2020-01-01 .. 2100-01-01: the host's clock, not a counter from 0.
+        check!((1_577_836_800..4_102_444_800).contains(&s), "CMOS RTC {s}");
+        // CLOCK_REALTIME was set from it at boot.
+        let realtime = crate::time::realtime_ns() / 1_000_000_000;
+        check!(realtime.abs_diff(s) <= 2, "realtime {realtime} vs RTC {s}");
+        Ok(())
+    }
+);
