@@ -18,8 +18,9 @@ use crate::build::{self, Arch};
 
 /// The crates that run on the host (the workspace's default members).
 const HOST: &[&str] = &["folium-mm", "folium-abi", "folium-boot", "xtask"];
-/// The kernel and the boot layer it links, built per architecture.
-const KERNEL: &[&str] = &["folium-kernel", "folium-boot"];
+/// The kernel, the boot layer it links and the guard it depends on,
+/// built per architecture.
+const KERNEL: &[&str] = &["folium-kernel", "folium-boot", "bare-metal-guard"];
 /// The user programs embedded in the kernel image.
 const USER: &[&str] = &["ulib", "folium-programs", "folium-bench"];
 
@@ -79,6 +80,12 @@ fn steps() -> Vec<Step> {
     });
     for arch in [Arch::Aarch64, Arch::X86_64] {
         let t = arch.target();
+        let mut doc = cargo_with(&["doc", "--no-deps"], USER, &["--target", t]);
+        doc.env("RUSTDOCFLAGS", "-D warnings");
+        s.push(Step {
+            what: format!("rustdoc, user programs, {t}"),
+            cmd: doc,
+        });
         let mut doc = cargo_with(&["doc", "--no-deps"], &["folium-kernel"], &["--target", t]);
         doc.env("RUSTDOCFLAGS", "-D warnings");
         s.push(Step {
@@ -162,5 +169,40 @@ mod tests {
             );
         }
         assert_eq!(words(&steps[0].cmd), ["fmt", "--all", "--check"]);
+    }
+
+    /// The package names of the workspace's members, read from the
+    /// manifests (not from the lists above, so a new crate missing from
+    /// them fails here).
+    fn workspace_packages() -> Vec<String> {
+        let root = crate::build::root();
+        let text = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let members = text.split("members = [").nth(1).unwrap();
+        let members = &members[..members.find(']').unwrap()];
+        members
+            .split(',')
+            .map(|m| m.trim().trim_matches('"'))
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                let manifest = std::fs::read_to_string(root.join(m).join("Cargo.toml")).unwrap();
+                let name = manifest
+                    .lines()
+                    .find_map(|l| l.strip_prefix("name = "))
+                    .unwrap();
+                name.trim_matches('"').to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_workspace_member_is_linted() {
+        let packages = workspace_packages();
+        assert!(packages.len() >= 9, "{packages:?}");
+        for p in &packages {
+            assert!(
+                HOST.iter().chain(KERNEL).chain(USER).any(|q| q == p),
+                "{p} is in the workspace but no lint step checks it"
+            );
+        }
     }
 }

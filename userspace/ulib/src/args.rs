@@ -43,7 +43,7 @@ impl Args {
         self.argc
     }
 
-    /// True if there are no arguments (not even argv[0]).
+    /// True if there are no arguments (not even `argv[0]`).
     pub fn is_empty(&self) -> bool {
         self.argc == 0
     }

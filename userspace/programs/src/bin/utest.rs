@@ -1184,7 +1184,7 @@ fn t_folium_knobs() -> TestResult {
     Ok(())
 }
 
-/// This program's argv[0], for re-executing itself.
+/// This program's `argv[0]`, for re-executing itself.
 static EXE: AtomicU64 = AtomicU64::new(0);
 
 /// Replaces this process with a fresh copy of this program run as
