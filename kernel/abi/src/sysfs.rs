@@ -2,7 +2,8 @@
 //! (`/sys/kernel/mm/transparent_hugepage/...`); the ones only Folium has
 //! sit in a directory of their own, which Linux does not have, so Linux's
 //! directories hold Linux's files only and a program can tell the two
-//! kernels apart by whether the directory exists.
+//! kernels apart by whether a file in it opens (the directory itself is
+//! not served: Folium has files, not a filesystem).
 
 /// The path of Folium's memory-management directory, `folium_mm_path!()`,
 /// or of a file in it, `folium_mm_path!("stats")`, as a string literal
