@@ -90,6 +90,23 @@ fn kib(v: f64) -> String {
 
 type Drawn = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// The legend every chart draws, in the same style, at `pos`.
+fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>, pos: SeriesLabelPosition) -> Drawn
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 14))
+        .draw()?;
+    Ok(())
+}
+
 /// Renders into an SVG string: a white canvas with the title and the
 /// subtitle, the rest drawn by `body`.
 fn render(
@@ -179,13 +196,7 @@ pub fn line_chart(labels: &Labels, series: &[Series]) -> Result<String> {
                 ErrorBar::new_vertical(p.x, lo, p.y, p.y + p.err, c.filled().stroke_width(1), 8)
             }))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 14))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -290,13 +301,7 @@ pub fn bar_chart(labels: &Labels, bars: &[Bar]) -> Result<String> {
                 ])?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 14))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })
 }
