@@ -274,6 +274,11 @@ impl PteFormat for Aarch64 {
         (a ^ b) & !(AF | DBM | AP_RDONLY | SW_DIRTY) == 0
     }
 
+    #[inline]
+    fn pte_cont(raw: u64) -> bool {
+        raw & CONT != 0
+    }
+
     fn decode(raw: u64, level: Level) -> PteKind {
         match (raw & TYPE_MASK, level) {
             (0b11, Level::L0 | Level::L1 | Level::L2) => {

@@ -182,6 +182,15 @@ pub trait PteFormat {
     /// decode to the same [`PteKind`] once young, dirty and writable are
     /// cleared; for entries `encode` produced the converse holds too.
     fn pte_same_ignoring_ad(a: u64, b: u64) -> bool;
+
+    /// True if the present page entry `raw` is part of a folded block
+    /// (the arm64 contiguous hint); always false for formats without the
+    /// hint. For views of the tables (dumps), not for mm decisions.
+    #[inline]
+    fn pte_cont(raw: u64) -> bool {
+        let _ = raw;
+        false
+    }
 }
 
 const _: () = assert!(
