@@ -29,16 +29,22 @@ pub struct Args<'a> {
     /// `initrd=NAME`: the name the initrd's program is run by
     /// (default `initrd`).
     pub initrd_name: &'a str,
+    /// `contpte=on|off`: whether arm64 folds 64 KiB blocks of user
+    /// entries from boot (default on; the knob
+    /// `/sys/kernel/mm/folium/contpte` changes it later).
+    pub contpte: Option<bool>,
 }
 
 impl<'a> Args<'a> {
     /// Parses whitespace-separated words: `test`, `test=<filter>`, `fatal-test`,
-    /// `stack-overflow-test`, `bench-alloc`, `initrd=NAME`, and `init=NAME` (the words
+    /// `stack-overflow-test`, `bench-alloc`, `initrd=NAME`, `contpte=on|off`,
+    /// and `init=NAME` (the words
     /// after it are NAME's arguments, as Linux hands them to init).
     pub fn parse(cmdline: &'a str) -> Self {
         let mut action = Action::None;
         let mut init = None;
         let mut initrd_name = "initrd";
+        let mut contpte = None;
         let mut rest = cmdline;
         while let Some(word) = rest.split_ascii_whitespace().next() {
             let at = rest.find(word).unwrap_or(0) + word.len();
@@ -54,6 +60,8 @@ impl<'a> Args<'a> {
                 None if word == "stack-overflow-test" => action = Action::StackOverflow,
                 None if word == "bench-alloc" => action = Action::BenchAlloc,
                 Some(("initrd", name)) if !name.is_empty() => initrd_name = name,
+                Some(("contpte", "on")) => contpte = Some(true),
+                Some(("contpte", "off")) => contpte = Some(false),
                 _ => {}
             }
         }
@@ -61,6 +69,7 @@ impl<'a> Args<'a> {
             action,
             init,
             initrd_name,
+            contpte,
         }
     }
 }

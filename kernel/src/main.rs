@@ -48,6 +48,9 @@ fn kmain(info: &'static BootInfo) -> ! {
         time::set_realtime(secs);
     }
     let args = cmdline::Args::parse(info.cmdline());
+    if let Some(on) = args.contpte {
+        memory::set_contpte(on);
+    }
     if let Some(r) = info.initrd {
         // SAFETY: the boot layer reserved the initrd's pages, so nothing
         // reuses them: the bytes stay valid and unchanged for the whole run,

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::addr::{Order, Pfn, PhysAddr, VirtAddr};
 use crate::folio::Folio;
 use crate::memmap::Memmap;
-use crate::pgtable::TableAlloc;
+use crate::pgtable::{FoldEvent, FoldPolicy, TableAlloc};
 use crate::phys::LinearMap;
 use crate::thp::ThpPolicy;
 use crate::tlb::TlbOps;
@@ -52,6 +52,16 @@ pub trait MmEnv: TableAlloc {
     /// PTEs (tests count them exactly; the global [`STATS`](crate::stats::STATS) are shared).
     fn note_batch(&self, fork: bool, nr: usize) {
         let _ = (fork, nr);
+    }
+    /// How page-table formats that can fold runs of entries (arm64
+    /// contpte) may use it: on by default.
+    fn fold_policy(&self) -> FoldPolicy {
+        FoldPolicy::ON
+    }
+    /// Counts `n` folding events (the global [`STATS`](crate::stats::STATS)
+    /// by default).
+    fn note_fold(&self, event: FoldEvent, n: u64) {
+        crate::stats::STATS.note_fold(event, n);
     }
     /// Returns a table frame that nothing links any more.
     fn free_table(&mut self, table: PhysAddr);

@@ -11,6 +11,8 @@
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::pgtable::FoldEvent;
+
 /// Histogram buckets: batches of 1 up to 512 PTEs (one table).
 pub const BUCKETS: usize = 10;
 
@@ -30,6 +32,9 @@ pub struct MmStats {
     pub gathers: AtomicU64,
     /// (folio, nr) entries handed to gathers.
     pub gather_entries: AtomicU64,
+    /// Folding events (arm64 contpte), by [`FoldEvent`] in declaration
+    /// order: folds, unfolds, refolds, block flushes.
+    pub folds: [AtomicU64; 4],
 }
 
 /// The global counters.
@@ -41,7 +46,25 @@ pub static STATS: MmStats = MmStats {
     zap_batches: [const { AtomicU64::new(0) }; BUCKETS],
     gathers: AtomicU64::new(0),
     gather_entries: AtomicU64::new(0),
+    folds: [const { AtomicU64::new(0) }; 4],
 };
+
+/// The names the folding counters are served under.
+const FOLD_NAMES: [&str; 4] = [
+    "contpte_fold",
+    "contpte_unfold",
+    "contpte_refold",
+    "contpte_tlbi",
+];
+
+fn fold_index(event: FoldEvent) -> usize {
+    match event {
+        FoldEvent::Fold => 0,
+        FoldEvent::Unfold => 1,
+        FoldEvent::Refold => 2,
+        FoldEvent::Flush => 3,
+    }
+}
 
 /// The histogram bucket of a batch of `nr` PTEs.
 pub fn bucket(nr: usize) -> usize {
@@ -71,6 +94,16 @@ impl LocalHistogram {
 }
 
 impl MmStats {
+    /// Counts `n` folding events.
+    pub fn note_fold(&self, event: FoldEvent, n: u64) {
+        self.folds[fold_index(event)].fetch_add(n, Relaxed);
+    }
+
+    /// The count of one kind of folding event.
+    pub fn folds(&self, event: FoldEvent) -> u64 {
+        self.folds[fold_index(event)].load(Relaxed)
+    }
+
     /// The counters as `name value` lines (histograms as `name_<lo> n`).
     pub fn write(&self, out: &mut impl Write) {
         let _ = writeln!(out, "tlb_flush_page {}", self.flush_page.load(Relaxed));
@@ -86,6 +119,9 @@ impl MmStats {
         }
         let _ = writeln!(out, "gathers {}", self.gathers.load(Relaxed));
         let _ = writeln!(out, "gather_entries {}", self.gather_entries.load(Relaxed));
+        for (name, c) in FOLD_NAMES.iter().zip(&self.folds) {
+            let _ = writeln!(out, "{name} {}", c.load(Relaxed));
+        }
     }
 }
 

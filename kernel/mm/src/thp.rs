@@ -45,7 +45,8 @@ impl Setting {
         Setting::Never,
     ];
 
-    fn word(self) -> &'static str {
+    /// The word the knob file spells the setting with.
+    pub fn word(self) -> &'static str {
         match self {
             Setting::Always => "always",
             Setting::Inherit => "inherit",

@@ -16,7 +16,8 @@
 mod common;
 
 use folium_mm::pgtable::{
-    Aarch64, Attrs, Level, MapOptions, PageTable, PteCursor, PteFormat, PteKind, X86_64,
+    Aarch64, Attrs, Cleared, Copied, Level, MapOptions, NoFold, PageTable, PteCursor, PteFormat,
+    PteKind, X86_64,
 };
 use folium_mm::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use proptest::prelude::*;
@@ -56,6 +57,16 @@ fn page<F: PteFormat>(pfn: u64, attrs: Attrs) -> u64 {
         },
         Level::L3,
     )
+}
+
+/// `get_and_clear_ptes`'s answer as a tuple, for comparisons.
+fn tuple(c: Cleared) -> (u64, bool, bool) {
+    (c.first, c.young, c.dirty)
+}
+
+/// `copy_batch_wrprotect`'s answer as a pair, for comparisons.
+fn pair(c: Copied) -> (usize, usize) {
+    (c.nr, c.writable)
 }
 
 fn with(a: Attrs, young: bool, dirty: bool) -> Attrs {
@@ -202,13 +213,13 @@ fn apply<F: PteFormat>(
                 return;
             }
             let a = PALETTE[attrs];
-            assert_eq!(c.set_ptes(i, page::<F>(pfn, a), nr), nr);
+            assert_eq!(c.set_ptes(i, page::<F>(pfn, a), nr, &NoFold), nr);
             for k in 0..nr {
                 m[i + k] = page::<F>(pfn + k as u64, a);
             }
         }
         Op::Junk { i, which } => {
-            c.set_ptes(i, NOT_PRESENT[which], 1);
+            c.set_ptes(i, NOT_PRESENT[which], 1, &NoFold);
             m[i] = NOT_PRESENT[which];
         }
         Op::Flip { i, flip } => {
@@ -220,7 +231,7 @@ fn apply<F: PteFormat>(
             a.writable ^= flip & 4 != 0;
             a.exec ^= flip & 0xf8 == 0x08;
             m[i] = page::<F>(pfn.as_u64(), a);
-            c.set_ptes(i, m[i], 1);
+            c.set_ptes(i, m[i], 1, &NoFold);
         }
         Op::GetAndClear { i, nr } => {
             let nr = nr.min(N - i);
@@ -231,7 +242,11 @@ fn apply<F: PteFormat>(
                 leaves().any(|(_, a)| a.young),
                 leaves().any(|(_, a)| a.dirty),
             );
-            assert_eq!(c.get_and_clear_ptes(i, nr), want, "get_and_clear {i}+{nr}");
+            assert_eq!(
+                tuple(c.get_and_clear_ptes(i, nr, &NoFold)),
+                want,
+                "get_and_clear {i}+{nr}"
+            );
             run.fill(0);
         }
         Op::Wrprotect { i, nr } => {
@@ -240,7 +255,7 @@ fn apply<F: PteFormat>(
                 .iter()
                 .filter(|&&r| leaf_of::<F>(r).is_some_and(|(_, a)| a.writable))
                 .count();
-            assert_eq!(c.wrprotect_ptes(i, nr), writable);
+            assert_eq!(c.wrprotect_ptes(i, nr, &NoFold), writable);
             for r in &mut m[i..i + nr] {
                 if let Some((pfn, a)) = leaf_of::<F>(*r) {
                     *r = page::<F>(
@@ -271,7 +286,7 @@ fn apply<F: PteFormat>(
             };
             // The caller's bound: the folio's end and the table's.
             let max = max_nr.min(N - i).min(left as usize);
-            d.get_and_clear_ptes(i, max);
+            tuple(d.get_and_clear_ptes(i, max, &NoFold));
             md[i..i + max].fill(0);
             let nr = model_batch::<F>(m, i, max, pfn + left);
             let writable = m[i..i + nr]
@@ -279,9 +294,9 @@ fn apply<F: PteFormat>(
                 .filter(|&&r| leaf_of::<F>(r).is_some_and(|(_, a)| a.writable))
                 .count();
             let got = if max == 1 {
-                (1, usize::from(c.copy_one_wrprotect(d, i, m[i])))
+                (1, usize::from(c.copy_one_wrprotect(d, i, m[i], &NoFold)))
             } else {
-                c.copy_batch_wrprotect(d, i, max)
+                pair(c.copy_batch_wrprotect(d, i, max, &NoFold))
             };
             assert_eq!(got, (nr, writable), "copy {i} (max {max})");
             for k in 0..nr {
@@ -343,8 +358,8 @@ fn adjacent_folios<F: PteFormat>() {
     let a = with(Attrs::user(true, false), true, true);
     let (f0, f1, f2) = (Pfn::new(PFN0), Pfn::new(PFN0 + 16), Pfn::new(PFN0 + 32));
     // Index 8 onwards, so neither folio is table-aligned.
-    c.set_ptes(8, page::<F>(f0.as_u64(), a), 16);
-    c.set_ptes(24, page::<F>(f1.as_u64(), a), 16);
+    c.set_ptes(8, page::<F>(f0.as_u64(), a), 16, &NoFold);
+    c.set_ptes(24, page::<F>(f1.as_u64(), a), 16, &NoFold);
     // The two runs are indistinguishable entry by entry...
     assert!(F::pte_same_ignoring_ad(
         c.get(24),
@@ -369,7 +384,7 @@ fn batch_stops<F: PteFormat>() {
     let mut c = whole(&mut pt, &mut frames);
     let a = Attrs::user(true, false);
     let end = Pfn::new(PFN0 + 512);
-    c.set_ptes(0, page::<F>(PFN0, a), 64);
+    c.set_ptes(0, page::<F>(PFN0, a), 64, &NoFold);
     // Vary the ignored bits on every entry.
     for i in 1..64 {
         let pfn = PFN0 + i as u64;
@@ -379,25 +394,30 @@ fn batch_stops<F: PteFormat>() {
             writable: i % 5 != 0,
             ..a
         };
-        c.set_ptes(i, page::<F>(pfn, b), 1);
+        c.set_ptes(i, page::<F>(pfn, b), 1, &NoFold);
     }
     assert_eq!(c.pte_batch(0, 64, end), 64);
     assert_eq!(c.pte_batch(0, 7, end), 7, "max_nr");
     assert_eq!(c.pte_batch(63, 1, end), 1);
     // Executable from entry 40 on: a real difference.
-    c.set_ptes(40, page::<F>(PFN0 + 40, Attrs::user(true, true)), 1);
+    c.set_ptes(
+        40,
+        page::<F>(PFN0 + 40, Attrs::user(true, true)),
+        1,
+        &NoFold,
+    );
     assert_eq!(c.pte_batch(0, 64, end), 40);
     assert_eq!(c.pte_batch(41, 23, end), 23);
     // A frame gap at 30 (same bits, wrong frame).
-    c.set_ptes(30, page::<F>(PFN0 + 31, a), 1);
+    c.set_ptes(30, page::<F>(PFN0 + 31, a), 1, &NoFold);
     assert_eq!(c.pte_batch(0, 64, end), 30);
     assert_eq!(c.pte_batch(30, 10, end), 1);
     // A hole at 20, with stray bits that look like A/D.
-    c.set_ptes(20, NOT_PRESENT[0], 1);
+    c.set_ptes(20, NOT_PRESENT[0], 1, &NoFold);
     assert_eq!(c.pte_batch(0, 64, end), 20);
     // Global (kernel-style) versus not: compared.
     let g = Attrs { global: true, ..a };
-    c.set_ptes(10, page::<F>(PFN0 + 10, g), 1);
+    c.set_ptes(10, page::<F>(PFN0 + 10, g), 1, &NoFold);
     assert_eq!(c.pte_batch(0, 64, end), 10);
     assert_eq!(c.pte_batch(10, 5, end), 1);
 }
@@ -422,10 +442,10 @@ fn zap_loop<F: PteFormat>() {
     {
         let mut c = whole(&mut pt, &mut frames);
         for &(i, pfn, n) in &folios {
-            assert_eq!(c.set_ptes(i, page::<F>(pfn, a), n), n);
+            assert_eq!(c.set_ptes(i, page::<F>(pfn, a), n, &NoFold), n);
         }
         // The hardware dirties one page of the order-4 folio at 40.
-        c.set_ptes(45, page::<F>(PFN0 + 37, with(a, true, true)), 1);
+        c.set_ptes(45, page::<F>(PFN0 + 37, with(a, true, true)), 1, &NoFold);
     }
     let folio_end = |pfn: Pfn| {
         let &(_, first, n) = folios
@@ -444,7 +464,7 @@ fn zap_loop<F: PteFormat>() {
             continue;
         }
         let nr = c.pte_batch(i, c.len() - i, folio_end(F::pte_pfn(raw)));
-        let (first, young, dirty) = c.get_and_clear_ptes(i, nr);
+        let (first, young, dirty) = tuple(c.get_and_clear_ptes(i, nr, &NoFold));
         assert_eq!(first, raw);
         seen.push((i, F::pte_pfn(first).as_u64(), nr, young || dirty));
         i += nr;
@@ -463,11 +483,11 @@ fn clear_and_wrprotect_keep_ad<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>();
     let mut c = whole(&mut pt, &mut frames);
     let a = Attrs::user(true, false);
-    c.set_ptes(100, page::<F>(PFN0, a), 32);
-    c.set_ptes(105, page::<F>(PFN0 + 5, with(a, true, false)), 1);
-    c.set_ptes(120, page::<F>(PFN0 + 20, with(a, false, true)), 1);
+    c.set_ptes(100, page::<F>(PFN0, a), 32, &NoFold);
+    c.set_ptes(105, page::<F>(PFN0 + 5, with(a, true, false)), 1, &NoFold);
+    c.set_ptes(120, page::<F>(PFN0 + 20, with(a, false, true)), 1, &NoFold);
     // Write-protect 104..124: dirt on 120 must survive.
-    assert_eq!(c.wrprotect_ptes(104, 20), 20);
+    assert_eq!(c.wrprotect_ptes(104, 20, &NoFold), 20);
     for j in 100..132 {
         let (pfn, b) = leaf_of::<F>(c.get(j)).unwrap();
         assert_eq!(pfn.as_u64(), PFN0 + j as u64 - 100);
@@ -477,7 +497,7 @@ fn clear_and_wrprotect_keep_ad<F: PteFormat>() {
     assert!(!F::pte_writable(c.get(120)) && F::pte_dirty(c.get(120)));
     // Clear in three runs: nothing, young only, dirty only.
     assert_eq!(
-        c.get_and_clear_ptes(100, 5),
+        tuple(c.get_and_clear_ptes(100, 5, &NoFold)),
         (page::<F>(PFN0, a), false, false)
     );
     let ro = Attrs {
@@ -485,19 +505,19 @@ fn clear_and_wrprotect_keep_ad<F: PteFormat>() {
         ..a
     };
     assert_eq!(
-        c.get_and_clear_ptes(106, 20),
+        tuple(c.get_and_clear_ptes(106, 20, &NoFold)),
         (page::<F>(PFN0 + 6, ro), false, true)
     );
     assert_eq!(
-        c.get_and_clear_ptes(105, 1),
+        tuple(c.get_and_clear_ptes(105, 1, &NoFold)),
         (page::<F>(PFN0 + 5, with(ro, true, false)), true, false)
     );
     // Non-present entries with A/D-like bits count for nothing.
     for (k, &junk) in NOT_PRESENT.iter().enumerate() {
-        c.set_ptes(200 + k, junk, 1);
+        c.set_ptes(200 + k, junk, 1, &NoFold);
     }
     assert_eq!(
-        c.wrprotect_ptes(200, 3),
+        c.wrprotect_ptes(200, 3, &NoFold),
         0,
         "none of them is a writable page"
     );
@@ -508,7 +528,10 @@ fn clear_and_wrprotect_keep_ad<F: PteFormat>() {
             "wrprotect changed a non-present entry"
         );
     }
-    assert_eq!(c.get_and_clear_ptes(200, 3), (NOT_PRESENT[0], false, false));
+    assert_eq!(
+        tuple(c.get_and_clear_ptes(200, 3, &NoFold)),
+        (NOT_PRESENT[0], false, false)
+    );
     assert!((0..N).all(|j| c.get(j) == 0 || (126..132).contains(&j)));
 }
 
@@ -527,7 +550,7 @@ fn window_only<F: PteFormat>() {
             } else {
                 page::<F>(PFN0 + 1000 + j as u64, with(a, true, true))
             };
-            c.set_ptes(j, *e, 1);
+            c.set_ptes(j, *e, 1, &NoFold);
         }
     }
     let (lo, hi) = (64, 80);
@@ -536,11 +559,11 @@ fn window_only<F: PteFormat>() {
         assert_eq!(c.len(), hi - lo);
         assert_eq!(c.va(3), va(lo + 3));
         assert_eq!(c.get(0), before[lo]);
-        c.get_and_clear_ptes(0, c.len());
-        assert_eq!(c.set_ptes(0, page::<F>(PFN0, a), 16), 16);
-        c.wrprotect_ptes(0, 16);
+        tuple(c.get_and_clear_ptes(0, c.len(), &NoFold));
+        assert_eq!(c.set_ptes(0, page::<F>(PFN0, a), 16, &NoFold), 16);
+        c.wrprotect_ptes(0, 16, &NoFold);
         assert_eq!(c.pte_batch(0, 16, Pfn::new(PFN0 + 64)), 16);
-        c.get_and_clear_ptes(15, 1);
+        tuple(c.get_and_clear_ptes(15, 1, &NoFold));
         assert_eq!(c.pte_batch(0, 15, Pfn::new(PFN0 + 64)), 15);
     }
     let c = whole(&mut pt, &mut frames);
@@ -641,13 +664,18 @@ fn cursor_contracts_panic() {
             c.get(4);
         },
         |c| {
-            c.set_ptes(3, page::<Aarch64>(PFN0, Attrs::user(true, false)), 2);
+            c.set_ptes(
+                3,
+                page::<Aarch64>(PFN0, Attrs::user(true, false)),
+                2,
+                &NoFold,
+            );
         },
         |c| {
-            c.get_and_clear_ptes(0, 5);
+            tuple(c.get_and_clear_ptes(0, 5, &NoFold));
         },
         |c| {
-            c.wrprotect_ptes(4, 1);
+            c.wrprotect_ptes(4, 1, &NoFold);
         },
         |c| {
             c.pte_batch(2, 3, Pfn::new(u64::MAX));
@@ -656,7 +684,7 @@ fn cursor_contracts_panic() {
             c.pte_batch(0, 0, Pfn::new(u64::MAX));
         },
         |c| {
-            c.set_ptes(0, 0, 2);
+            c.set_ptes(0, 0, 2, &NoFold);
         },
     ];
     for (k, case) in cases.into_iter().enumerate() {
@@ -664,7 +692,12 @@ fn cursor_contracts_panic() {
             panics(|| {
                 let (_arena, mut frames, mut pt) = setup::<Aarch64>();
                 let mut c = pt.pte_cursor_alloc(va(0), va(4), &mut frames).unwrap();
-                c.set_ptes(0, page::<Aarch64>(PFN0, Attrs::user(true, false)), 4);
+                c.set_ptes(
+                    0,
+                    page::<Aarch64>(PFN0, Attrs::user(true, false)),
+                    4,
+                    &NoFold,
+                );
                 case(&mut c);
             }),
             "case {k} did not panic"

@@ -119,6 +119,10 @@ impl MmEnv for KernelEnv {
     fn thp(&self) -> &ThpPolicy {
         &super::THP
     }
+    fn fold_policy(&self) -> folium_mm::pgtable::FoldPolicy {
+        super::fold_policy()
+    }
+
     fn batching(&self) -> bool {
         super::batching()
     }

@@ -45,6 +45,13 @@ pub enum Knob {
     /// `/sys/kernel/mm/folium/pte_batching` (Folium's own): `1` batches
     /// fork and zap over large folios, `0` goes PTE by PTE.
     Batching,
+    /// `/sys/kernel/mm/folium/contpte` (Folium's own, arm64 only): `1`
+    /// folds whole 64 KiB blocks of one folio, `0` folds no new ones.
+    Contpte,
+    /// `/sys/kernel/mm/folium/contpte_fork_per_pte` (arm64 only, for
+    /// measurement): `1` makes fork unfold folded blocks and write-protect
+    /// them entry by entry (Linux before 6.9), `0` keeps them folded.
+    ContpteForkPerPte,
     /// `/proc/sys/vm/drop_caches`: 1 to 4 as on Linux. Folium has no page
     /// cache; bit 2 runs the shrinkers, here the deferred split (Linux's
     /// `drop_slab` runs its deferred-split shrinker the same way).
@@ -59,12 +66,15 @@ impl Knob {
             Knob::ThpTop => thp.write_top(buf),
             Knob::ThpSize(order) => thp.write_size(order, buf),
             Knob::Batching => {
-                let word = buf.strip_suffix(b"\n").unwrap_or(buf);
-                match word {
-                    b"1" => crate::memory::set_batching(true),
-                    b"0" => crate::memory::set_batching(false),
-                    _ => return Err(Errno::EINVAL),
-                }
+                crate::memory::set_batching(bool_word(buf)?);
+                Ok(())
+            }
+            Knob::Contpte => {
+                crate::memory::set_contpte(bool_word(buf)?);
+                Ok(())
+            }
+            Knob::ContpteForkPerPte => {
+                crate::memory::set_contpte_fork_per_pte(bool_word(buf)?);
                 Ok(())
             }
             Knob::DropCaches => {
@@ -202,6 +212,15 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     Some((text, None))
 }
 
+/// A switch's `0` or `1` (one trailing newline allowed), or EINVAL.
+fn bool_word(buf: &[u8]) -> Result<bool, Errno> {
+    match buf.strip_suffix(b"\n").unwrap_or(buf) {
+        b"1" => Ok(true),
+        b"0" => Ok(false),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
 /// A file of Folium's own directory (`file` is its name there): the
 /// batching switch and the batching and flush counters.
 fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
@@ -210,6 +229,18 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
         b"pte_batching" => {
             let _ = writeln!(text, "{}", u8::from(crate::memory::batching()));
             Some((text, Some(Knob::Batching)))
+        }
+        // Only arm64 folds: elsewhere the files do not exist, so a program
+        // can tell.
+        b"contpte" if cfg!(target_arch = "aarch64") => {
+            let on = crate::memory::fold_policy().fold;
+            let _ = writeln!(text, "{}", u8::from(on));
+            Some((text, Some(Knob::Contpte)))
+        }
+        b"contpte_fork_per_pte" if cfg!(target_arch = "aarch64") => {
+            let on = crate::memory::fold_policy().fork_per_pte;
+            let _ = writeln!(text, "{}", u8::from(on));
+            Some((text, Some(Knob::ContpteForkPerPte)))
         }
         b"stats" => {
             folium_mm::stats::STATS.write(&mut text);

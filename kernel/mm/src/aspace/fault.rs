@@ -8,13 +8,13 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::addr::{Order, PAGE_SIZE, Pfn, VirtAddr};
 use crate::env::MmEnv;
 use crate::mmu_gather::Gather;
-use crate::pgtable::{Level, MapError, PteFormat, PteSlot};
+use crate::pgtable::{Level, MapError, PteFormat};
 use crate::stats::STATS;
 use crate::thp;
 use crate::tlb::Asid;
 use crate::vma::{Prot, VmFlags, Vma, VmaKind};
 
-use super::{Access, AddressSpace, FaultError, FaultResult, user_pte};
+use super::{Access, AddressSpace, FaultError, FaultResult, hooks, user_pte};
 
 /// Invalidates one page's translation (a spurious or permission fault's
 /// stale entry), counted in [`STATS`].
@@ -85,36 +85,45 @@ impl<F: PteFormat> AddressSpace<F> {
         write: bool,
         force: bool,
     ) -> FaultResult {
-        let slot = self.pt.pte_slot_alloc(va, env).map_err(|e| match e {
-            MapError::OutOfMemory => FaultError::OutOfMemory,
-            _ => FaultError::Unmapped,
-        })?;
-        let raw = self.pt.pte(slot);
+        let asid = self.asid;
+        let mut cur = self
+            .pt
+            .pte_cursor_alloc(va, va + PAGE_SIZE, env)
+            .map_err(|e| match e {
+                MapError::OutOfMemory => FaultError::OutOfMemory,
+                _ => FaultError::Unmapped,
+            })?;
+        let raw = cur.get(0);
         if !F::pte_present(raw) {
             if write || force {
                 return self.do_anonymous(env, vma, va, write);
             }
-            return self.map_zero_page(env, slot, vma.prot);
+            return self.map_zero_page(env, va, vma.prot);
         }
         let pfn = F::pte_pfn(raw);
         if !write && !force {
             // Present: a stale TLB entry faulted (Linux's spurious fault).
-            flush_page(env, self.asid, va);
+            flush_page(env, asid, va);
             return Ok(());
         }
         if pfn == env.zero_pfn() {
-            return self.replace_page(env, slot, va, None, vma.prot, write);
+            return self.replace_page(env, va, None, vma.prot, write);
         }
         if F::pte_writable(raw) {
-            if write && !F::pte_dirty(raw) {
-                // Writable but clean (arm64 without hardware dirty
-                // tracking): record the write.
-                self.pt.set_pte(slot, F::pte_mkdirty(F::pte_mkyoung(raw)));
+            if write {
+                // Writable, so the store may have faulted only to record
+                // dirt (arm64 without hardware dirty tracking) or on a
+                // stale entry: mark it young and dirty (Linux
+                // `ptep_set_access_flags`; a folded block takes the state
+                // on all its entries, so `raw`, gathered over the block,
+                // is not the test).
+                let h = hooks(env, asid);
+                cur.set_ptes(0, F::pte_mkdirty(F::pte_mkyoung(raw)), 1, &h);
             }
-            flush_page(env, self.asid, va);
+            flush_page(env, asid, va);
             return Ok(());
         }
-        self.write_protect_fault(env, slot, va, pfn, vma.prot, write)
+        self.write_protect_fault(env, va, pfn, vma.prot, write)
     }
 
     /// A read of untouched anonymous memory: the shared zero page, read
@@ -123,11 +132,23 @@ impl<F: PteFormat> AddressSpace<F> {
     fn map_zero_page(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
-        slot: PteSlot,
+        va: VirtAddr,
         prot: Prot,
     ) -> FaultResult {
         let raw = user_pte::<F>(env.zero_pfn(), prot, false);
-        self.pt.set_pte(slot, raw);
+        self.set_one(env, va, raw)
+    }
+
+    /// Writes the single entry for `va`, whose table exists (Linux
+    /// `set_pte_at`, through the format's `set_ptes` so a folded block
+    /// around it is handled).
+    fn set_one(&mut self, env: &(impl MmEnv + ?Sized), va: VirtAddr, raw: u64) -> FaultResult {
+        let asid = self.asid;
+        let mut cur = self
+            .pt
+            .pte_cursor(va, va + PAGE_SIZE)
+            .ok_or(FaultError::Unmapped)?;
+        cur.set_ptes(0, raw, 1, &hooks(env, asid));
         Ok(())
     }
 
@@ -195,7 +216,7 @@ impl<F: PteFormat> AddressSpace<F> {
         // The allocation's reference is the first PTE's.
         let _ = folio.into_raw();
         let raw = user_pte::<F>(head, vma.prot, write);
-        cur.set_ptes(first, raw, nr);
+        cur.set_ptes(first, raw, nr, &hooks(env, self.asid));
         self.rss += nr as u64;
         Ok(())
     }
@@ -236,7 +257,6 @@ impl<F: PteFormat> AddressSpace<F> {
     fn write_protect_fault(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
-        slot: PteSlot,
         va: VirtAddr,
         pfn: Pfn,
         prot: Prot,
@@ -255,13 +275,13 @@ impl<F: PteFormat> AddressSpace<F> {
             }
         };
         if !reuse {
-            return self.replace_page(env, slot, va, Some(pfn), prot, write);
+            return self.replace_page(env, va, Some(pfn), prot, write);
         }
         if write {
             // Only permission is added: no flush (Linux neither). A stale
             // read-only entry faults once more and the spurious-fault
             // path flushes it.
-            self.pt.set_pte(slot, user_pte::<F>(pfn, prot, true));
+            self.set_one(env, va, user_pte::<F>(pfn, prot, true))?;
         }
         Ok(())
     }
@@ -297,7 +317,6 @@ impl<F: PteFormat> AddressSpace<F> {
     fn replace_page(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
-        slot: PteSlot,
         va: VirtAddr,
         old: Option<Pfn>,
         prot: Prot,
@@ -332,13 +351,17 @@ impl<F: PteFormat> AddressSpace<F> {
         // changes): clear the entry, flush it, only then install the copy;
         // the old page's reference is dropped after the flush too.
         let mut g = Gather::new(self.asid);
-        let raw = self.pt.take_pte(slot);
+        let asid = self.asid;
+        let raw = match self.pt.pte_cursor(va, va + PAGE_SIZE) {
+            Some(mut cur) => cur.get_and_clear_ptes(0, 1, &hooks(env, asid)).first,
+            None => 0,
+        };
         g.note(va);
         self.release_pte(raw, va, &mut g, env);
         g.flush(env);
-        self.pt.set_pte(slot, user_pte::<F>(new_pfn, prot, write));
+        let installed = self.set_one(env, va, user_pte::<F>(new_pfn, prot, write));
         self.rss += 1;
         g.finish(env);
-        Ok(())
+        installed
     }
 }

@@ -9,7 +9,7 @@ use crate::mmu_gather::Gather;
 use crate::pgtable::{KernelHalf, Level, PteFormat};
 use crate::stats::{LocalHistogram, STATS};
 
-use super::{AddressSpace, FaultError, FaultResult, entry_folio};
+use super::{AddressSpace, FaultError, FaultResult, entry_folio, hooks};
 
 /// The longest batch that can start at an entry mapping `pfn` of folio
 /// `f` with `room` entries allowed: up to the folio's end, computed before
@@ -88,6 +88,7 @@ impl<F: PteFormat> AddressSpace<F> {
         e: VirtAddr,
         downgraded: &mut bool,
     ) -> FaultResult {
+        let asid = self.asid;
         let Some(mut src) = self.pt.pte_cursor(s, e) else {
             return Ok(());
         };
@@ -120,10 +121,12 @@ impl<F: PteFormat> AddressSpace<F> {
             // One pass finds the batch, write-protects it in the parent and
             // writes the child's entries (the first one, write-protected,
             // advanced page by page); the references follow at once.
+            let h = hooks(env, asid);
             let (nr, writable) = if max == 1 {
-                (1, usize::from(src.copy_one_wrprotect(&mut dst, i, raw)))
+                (1, usize::from(src.copy_one_wrprotect(&mut dst, i, raw, &h)))
             } else {
-                src.copy_batch_wrprotect(&mut dst, i, max)
+                let c = src.copy_batch_wrprotect(&mut dst, i, max, &h);
+                (c.nr, c.writable)
             };
             if let Some(f) = folio {
                 f.ref_add(nr as u32);

@@ -52,7 +52,9 @@ use crate::asid::AsidTag;
 use crate::env::MmEnv;
 use crate::folio::FolioRef;
 use crate::memmap::Memmap;
-use crate::pgtable::{Attrs, KernelHalf, Level, PageTable, PteFormat, PteKind};
+use crate::pgtable::{
+    Attrs, FoldEvent, FoldPolicy, KernelHalf, Level, PageTable, PteEnv, PteFormat, PteKind,
+};
 use crate::tlb::Asid;
 use crate::vma::{Prot, Vma, VmaError, VmaKind, VmaMap};
 
@@ -87,6 +89,41 @@ fn entry_folio(mm: &Memmap, zero: Pfn, pfn: Pfn) -> Option<FolioRef<'_>> {
         None
     } else {
         mm.page_folio(pfn)
+    }
+}
+
+/// What the page-table format's batch operations may ask of one address
+/// space's environment ([`PteEnv`]): an immediate flush in the space's
+/// ASID, the folio of a frame, the folding policy and counters. Made per
+/// call (`hooks(env, asid)`), so it borrows the environment only for it.
+struct Hooks<'a, E: MmEnv + ?Sized> {
+    env: &'a E,
+    asid: Asid,
+}
+
+#[inline]
+fn hooks<E: MmEnv + ?Sized>(env: &E, asid: Asid) -> Hooks<'_, E> {
+    Hooks { env, asid }
+}
+
+impl<E: MmEnv + ?Sized> PteEnv for Hooks<'_, E> {
+    fn flush_now(&self, start: VirtAddr, end: VirtAddr) {
+        self.env.tlb().flush_range(self.asid, start, end);
+    }
+
+    fn one_folio(&self, first: Pfn, nr: u64) -> bool {
+        self.env
+            .memmap()
+            .page_folio(first)
+            .is_some_and(|f| first + nr <= f.pfn() + f.nr_pages())
+    }
+
+    fn fold_policy(&self) -> FoldPolicy {
+        self.env.fold_policy()
+    }
+
+    fn note(&self, event: FoldEvent, n: u64) {
+        self.env.note_fold(event, n);
     }
 }
 

@@ -4,16 +4,19 @@
 use crate::addr::VirtAddr;
 use crate::env::MmEnv;
 use crate::mmu_gather::Gather;
-use crate::pgtable::{Level, PageTable, PteFormat, PteKind};
+use crate::pgtable::{Level, PteFormat, PteKind};
 use crate::vma::{Prot, VmFlags, VmaError};
 
-use super::{AddressSpace, leaf, user_attrs};
+use super::{AddressSpace, hooks, leaf, user_attrs};
 
 impl<F: PteFormat> AddressSpace<F> {
     /// Changes the rights of `[start, end)` (Linux `mprotect`): PTEs lose
-    /// write (and gain or lose exec) now; write is never granted here, the
-    /// next write faults and takes the copy-on-write path, which reuses
-    /// exclusive pages.
+    /// write (and gain or lose exec) now. Write is granted here only to
+    /// anon-exclusive pages, as Linux's `can_change_pte_writable` does for
+    /// private memory; the others stay read-only until a write faults and
+    /// takes the copy-on-write path. Each entry goes through the format's
+    /// single-entry `set_ptes`, so arm64 unfolds a folded block the change
+    /// cuts and refolds one it makes uniform again.
     pub fn protect(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
@@ -23,30 +26,41 @@ impl<F: PteFormat> AddressSpace<F> {
     ) -> Result<(), VmaError> {
         self.vmas.protect(start, end, prot)?;
         let mut g = Gather::new(self.asid);
-        let slots = self
-            .pt
-            .pte_tables(start, end)
-            .into_iter()
-            .flat_map(|(tva, t)| PageTable::<F>::table_slots(tva, t, start, end));
-        for (va, slot) in slots {
-            let Some((pfn, attrs)) = leaf::<F>(self.pt.pte(slot)) else {
+        let asid = self.asid;
+        let span = Level::L2.size();
+        let mut at = start;
+        while let Some((tva, _)) = self.pt.next_pte_table(at, end) {
+            let (s, e) = (tva.max(at), (tva + span).min(end));
+            at = e;
+            let Some(mut cur) = self.pt.pte_cursor(s, e) else {
                 continue;
             };
-            let writable = attrs.writable && prot.write();
-            let mut a = user_attrs(prot, writable);
-            a.young = attrs.young;
-            a.dirty = attrs.dirty;
-            self.pt.set_pte(
-                slot,
-                F::encode(
+            for i in 0..cur.len() {
+                let Some((pfn, attrs)) = leaf::<F>(cur.get(i)) else {
+                    continue;
+                };
+                // The zero page is never made writable.
+                let exclusive = || {
+                    pfn != self.zero
+                        && env
+                            .memmap()
+                            .page_folio(pfn)
+                            .is_some_and(|f| f.page_anon_exclusive(pfn))
+                };
+                let writable = prot.write() && (attrs.writable || exclusive());
+                let mut a = user_attrs(prot, writable);
+                a.young = attrs.young;
+                a.dirty = attrs.dirty;
+                let raw = F::encode(
                     PteKind::Leaf {
                         pa: pfn.phys(),
                         attrs: a,
                     },
                     Level::L3,
-                ),
-            );
-            g.note(va);
+                );
+                cur.set_ptes(i, raw, 1, &hooks(env, asid));
+                g.note(cur.va(i));
+            }
         }
         g.finish(env);
         Ok(())

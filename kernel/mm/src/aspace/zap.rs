@@ -13,7 +13,7 @@ use crate::pgtable::{Level, PteCursor, PteFormat};
 use crate::stats::{LocalHistogram, STATS};
 use crate::vma::VmaError;
 
-use super::{AddressSpace, entry_folio};
+use super::{AddressSpace, entry_folio, hooks};
 
 /// Folio state for `nr` just-cleared PTEs mapping its pages, whose
 /// entries showed `dirty`: the dirt folded into the folio, the mapcount
@@ -157,6 +157,7 @@ impl<F: PteFormat> AddressSpace<F> {
         g: &mut Gather,
     ) {
         let batching = env.batching();
+        let asid = self.asid;
         let Some(mut cur) = self.pt.pte_cursor(s, e) else {
             return;
         };
@@ -172,14 +173,14 @@ impl<F: PteFormat> AddressSpace<F> {
             let pfn = F::pte_pfn(raw);
             let Some(f) = entry_folio(env.memmap(), self.zero, pfn) else {
                 // The zero page (or a frame without a folio): no reference.
-                cur.get_and_clear_ptes(i, 1);
+                cur.get_and_clear_ptes(i, 1, &hooks(env, asid));
                 g.note(cur.va(i));
                 i += 1;
                 continue;
             };
             let (head, pages) = (f.pfn(), f.nr_pages());
             let nr = batch_len(&cur, i, &f, batching);
-            let (_, _, dirty) = cur.get_and_clear_ptes(i, nr);
+            let dirty = cur.get_and_clear_ptes(i, nr, &hooks(env, asid)).dirty;
             if unmap_folio_ptes(&f, nr, dirty) {
                 queue_deferred_split(env, head, pages, pfn, cur.va(i));
             }

@@ -38,9 +38,12 @@
 //!
 //! **Tables** carry no APTable/XNTable restrictions: the leaves decide.
 
-use super::PteFormat;
+mod contpte;
+
+use super::cursor::{Cleared, Copied, PteTable};
 use super::kind::{Attrs, MemType, PteKind};
 use super::level::{Level, VA_BITS};
+use super::{PteEnv, PteFormat};
 use crate::addr::{PAGE_SHIFT, Pfn, PhysAddr, VirtAddr};
 
 /// The arm64 descriptor format (a type-level tag; no data).
@@ -167,7 +170,7 @@ impl PteFormat for Aarch64 {
     const NAME: &'static str = "aarch64";
     const PA_BITS: u32 = 48;
     const READONLY_AD: u64 = AF | SW_DIRTY;
-    const CONT_ENTRIES: usize = 16;
+    const CONT_ENTRIES: usize = contpte::CONT_PTES;
 
     fn encode(kind: PteKind, level: Level) -> u64 {
         debug_assert_eq!(Self::check(kind, level), Ok(()), "{kind:?} at {level:?}");
@@ -276,7 +279,49 @@ impl PteFormat for Aarch64 {
 
     #[inline]
     fn pte_cont(raw: u64) -> bool {
-        raw & CONT != 0
+        raw & (CONT | TYPE_MASK) == CONT | TYPE_MASK
+    }
+
+    #[inline]
+    fn table_get(t: PteTable<'_>, i: usize) -> u64 {
+        contpte::get(t, i)
+    }
+
+    #[inline]
+    fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: u64, nr: usize, h: &dyn PteEnv) {
+        contpte::set_ptes(t, i, first_raw, nr, h);
+    }
+
+    #[inline]
+    fn table_get_and_clear(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> Cleared {
+        contpte::get_and_clear(t, i, nr, h)
+    }
+
+    #[inline]
+    fn table_wrprotect(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> usize {
+        contpte::wrprotect(t, i, nr, h)
+    }
+
+    #[inline]
+    fn table_copy_batch(
+        src: PteTable<'_>,
+        dst: PteTable<'_>,
+        i: usize,
+        max_nr: usize,
+        h: &dyn PteEnv,
+    ) -> Copied {
+        contpte::copy_batch(src, dst, i, max_nr, h)
+    }
+
+    #[inline]
+    fn table_copy_one(
+        src: PteTable<'_>,
+        dst: PteTable<'_>,
+        i: usize,
+        raw: u64,
+        h: &dyn PteEnv,
+    ) -> bool {
+        contpte::copy_one(src, dst, i, raw, h)
     }
 
     fn decode(raw: u64, level: Level) -> PteKind {

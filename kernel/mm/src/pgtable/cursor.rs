@@ -47,28 +47,87 @@
 //! operation does TLB maintenance; the caller flushes (mmu_gather, or one
 //! flush at the end of fork) as the change requires.
 //!
-//! The arm64 contiguous hint is not handled here: entries are stored as
-//! given. Folding and unfolding belong to the aarch64 side of these
-//! operations and will live there.
+//! Each operation goes through the format's `table_*` method of the same
+//! name ([`PteFormat::table_set_ptes`] and so on), whose default is the
+//! plain loop in [`plain`]. The arm64 format overrides them to keep its
+//! contiguous hint right (`aarch64/contpte.rs`): generic code passes
+//! entries without the hint and a [`PteEnv`] the override may call, and
+//! never sees a folded block as anything but 16 ordinary entries.
 
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::PteFormat;
-use super::kind::PteKind;
 use super::level::{ENTRIES, Level};
 use super::mapper::{MapError, PageTable, TableAlloc};
 use super::walk::PteSlot;
+use super::{PteEnv, PteFormat};
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+
+/// One whole last-level table as the format's batch operations see it:
+/// its 512 entries and the virtual address its entry 0 translates, so an
+/// operation on some entries can reach their neighbours (a folded block
+/// may straddle a cursor's edge).
+#[derive(Clone, Copy)]
+pub struct PteTable<'a> {
+    entries: &'a [AtomicU64],
+    va: VirtAddr,
+}
+
+impl<'a> PteTable<'a> {
+    /// The virtual address entry `i` translates.
+    #[inline]
+    pub fn va(self, i: usize) -> VirtAddr {
+        self.va + i as u64 * PAGE_SIZE
+    }
+
+    /// Entry `i`, read whole.
+    #[inline]
+    pub fn load(self, i: usize) -> u64 {
+        self.entries[i].load(Ordering::Relaxed)
+    }
+
+    /// Entry `i`.
+    #[inline]
+    pub fn entry(self, i: usize) -> &'a AtomicU64 {
+        &self.entries[i]
+    }
+
+    /// Entries `i..i + nr`.
+    #[inline]
+    pub fn run(self, i: usize, nr: usize) -> &'a [AtomicU64] {
+        &self.entries[i..i + nr]
+    }
+}
+
+/// What [`PteCursor::get_and_clear_ptes`] found in the entries it cleared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cleared {
+    /// The first entry as it was (0 if it was empty).
+    pub first: u64,
+    /// Some present entry was young.
+    pub young: bool,
+    /// Some present entry was dirty.
+    pub dirty: bool,
+}
+
+/// What [`PteCursor::copy_batch_wrprotect`] copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Copied {
+    /// Entries in the batch.
+    pub nr: usize,
+    /// How many of them were writable in the parent.
+    pub writable: usize,
+}
 
 /// A window of consecutive entries of one L3 table, borrowed from its
 /// [`PageTable`] for as long as the cursor lives.
 pub struct PteCursor<'a, F: PteFormat> {
-    /// The entries for `[start, start + len * PAGE_SIZE)`.
-    entries: &'a [AtomicU64],
-    table: PhysAddr,
+    /// The whole table.
+    table: PteTable<'a>,
+    table_pa: PhysAddr,
+    /// Entry 0 of the cursor is entry `first_index` of the table.
     first_index: usize,
-    start: VirtAddr,
+    len: usize,
     /// Ties the cursor to an exclusive borrow of the page table, so
     /// nothing else changes the tree (or frees this table) meanwhile.
     _table: PhantomData<&'a mut PageTable<F>>,
@@ -124,24 +183,23 @@ impl<F: PteFormat> PageTable<F> {
     fn cursor_at(&mut self, slot: PteSlot, start: VirtAddr, len: usize) -> PteCursor<'_, F> {
         // `range_pages` kept the range inside the table.
         assert!(slot.index + len <= ENTRIES && slot.table.is_aligned(PAGE_SIZE));
-        let first = self
-            .linear_map()
-            .ptr::<AtomicU64>(slot.table)
-            .wrapping_add(slot.index);
+        let first = self.linear_map().ptr::<AtomicU64>(slot.table);
         // SAFETY: by the PageTable invariant `slot.table` (found by the
         // walk) is a page-aligned table frame of this tree, mapped readable
-        // and writable by the linear map at a page-aligned offset, so
-        // entries `index..index + len` (checked above to end inside it) are
-        // valid, 8-aligned u64s. They are only accessed atomically, here and
-        // by the hardware walker. The `&mut self` borrow the cursor holds
-        // keeps every other user of this handle, and so any freeing of the
-        // table, away for the slice's lifetime.
-        let entries = unsafe { core::slice::from_raw_parts(first, len) };
+        // and writable by the linear map at a page-aligned offset, so its
+        // 512 entries are valid, 8-aligned u64s. They are only accessed
+        // atomically, here and by the hardware walker. The `&mut self`
+        // borrow the cursor holds keeps every other user of this handle,
+        // and so any freeing of the table, away for the slice's lifetime.
+        let entries = unsafe { core::slice::from_raw_parts(first, ENTRIES) };
         PteCursor {
-            entries,
-            table: slot.table,
+            table: PteTable {
+                entries,
+                va: start - slot.index as u64 * PAGE_SIZE,
+            },
+            table_pa: slot.table,
             first_index: slot.index,
-            start,
+            len,
             _table: PhantomData,
         }
     }
@@ -151,25 +209,25 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// Number of entries the cursor covers.
     #[inline]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Always false: a cursor covers at least one entry.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// The virtual address entry `i` translates.
     #[inline]
     pub fn va(&self, i: usize) -> VirtAddr {
-        self.start + i as u64 * PAGE_SIZE
+        self.table.va(self.first_index + i)
     }
 
     /// The L3 table the entries live in.
     #[inline]
     pub fn table(&self) -> PhysAddr {
-        self.table
+        self.table_pa
     }
 
     /// Entry `i` as a [`PteSlot`], for code that works slot by slot.
@@ -177,28 +235,30 @@ impl<F: PteFormat> PteCursor<'_, F> {
     pub fn slot(&self, i: usize) -> PteSlot {
         assert!(i < self.len());
         PteSlot {
-            table: self.table,
+            table: self.table_pa,
             index: self.first_index + i,
         }
     }
 
-    /// The entries `i..i + nr`, or a panic naming the operation.
+    /// The table index of cursor entries `i..i + nr`, or a panic naming
+    /// the operation.
     #[inline]
-    fn run(&self, op: &str, i: usize, nr: usize) -> &[AtomicU64] {
+    fn at(&self, op: &str, i: usize, nr: usize) -> usize {
         match i.checked_add(nr) {
-            Some(end) if end <= self.len() => &self.entries[i..end],
-            _ => panic!("PteCursor::{op}: {i}+{nr} exceeds {}", self.len()),
+            Some(end) if end <= self.len => self.first_index + i,
+            _ => panic!("PteCursor::{op}: {i}+{nr} exceeds {}", self.len),
         }
     }
 
-    /// Reads entry `i`.
+    /// Reads entry `i` (Linux `ptep_get`): on arm64, accessed and dirty
+    /// are gathered over the entry's folded block, if it is in one.
     ///
     /// # Panics
     ///
     /// If `i >= self.len()`.
     #[inline]
     pub fn get(&self, i: usize) -> u64 {
-        self.entries[i].load(Ordering::Relaxed)
+        F::table_get(self.table, self.at("get", i, 1))
     }
 
     /// Maps `nr` consecutive frames: entry `i + k` becomes `first_raw`
@@ -209,40 +269,26 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// entry whose frames `+0..nr` all belong to one folio (the caller
     /// takes its references first). A single entry (`nr == 1`) may replace
     /// a present one; the caller then does the TLB maintenance the change
-    /// needs. `first_raw` carries no contiguous hint.
+    /// itself needs (arm64 unfolds a folded block around it first, and
+    /// keeps it folded if only accessed and dirty grow). `first_raw`
+    /// carries no contiguous hint.
     ///
     /// # Panics
     ///
     /// If `i + nr` exceeds the cursor, or `nr > 1` and `first_raw` is not
     /// present. Debug builds also panic if `nr > 1` and an entry is present.
     #[inline]
-    pub fn set_ptes(&mut self, i: usize, first_raw: u64, nr: usize) -> usize {
-        let run = self.run("set_ptes", i, nr);
+    pub fn set_ptes(&mut self, i: usize, first_raw: u64, nr: usize, h: &dyn PteEnv) -> usize {
+        let at = self.at("set_ptes", i, nr);
         assert!(
             nr <= 1 || F::pte_present(first_raw),
             "PteCursor::set_ptes: {nr} copies of a non-present entry"
         );
         debug_assert!(
-            !matches!(
-                F::decode(first_raw, Level::L3),
-                PteKind::Leaf { attrs, .. } if attrs.cont
-            ),
-            "PteCursor::set_ptes: the contiguous hint is the arm64 layer's"
+            !(F::pte_present(first_raw) && F::pte_cont(first_raw)),
+            "PteCursor::set_ptes: the contiguous hint is the format's own"
         );
-        let mut raw = first_raw;
-        for (k, e) in run.iter().enumerate() {
-            debug_assert!(
-                nr == 1 || !F::pte_present(e.load(Ordering::Relaxed)),
-                "PteCursor::set_ptes: entry {} is present",
-                i + k
-            );
-            // Release: what the caller wrote to the frames (zeroes, copies)
-            // is visible before the mapping is.
-            e.store(raw, Ordering::Release);
-            if k + 1 < nr {
-                raw = F::pte_advance(raw, 1);
-            }
-        }
+        F::table_set_ptes(self.table, at, first_raw, nr, h);
         nr
     }
 
@@ -261,22 +307,9 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ///
     /// If `i + nr` exceeds the cursor.
     #[inline]
-    pub fn get_and_clear_ptes(&mut self, i: usize, nr: usize) -> (u64, bool, bool) {
-        let run = self.run("get_and_clear_ptes", i, nr);
-        let (mut first, mut young, mut dirty) = (0, false, false);
-        for (k, e) in run.iter().enumerate() {
-            // Not a swap: no walk can set A/D in between (module doc).
-            let old = e.load(Ordering::Relaxed);
-            e.store(0, Ordering::Relaxed);
-            if k == 0 {
-                first = old;
-            }
-            if F::pte_present(old) {
-                young |= F::pte_young(old);
-                dirty |= F::pte_dirty(old);
-            }
-        }
-        (first, young, dirty)
+    pub fn get_and_clear_ptes(&mut self, i: usize, nr: usize, h: &dyn PteEnv) -> Cleared {
+        let at = self.at("get_and_clear_ptes", i, nr);
+        F::table_get_and_clear(self.table, at, nr, h)
     }
 
     /// Removes write permission from the present entries among
@@ -295,20 +328,9 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ///
     /// If `i + nr` exceeds the cursor.
     #[inline]
-    pub fn wrprotect_ptes(&mut self, i: usize, nr: usize) -> usize {
-        let run = self.run("wrprotect_ptes", i, nr);
-        let mut changed = 0;
-        for e in run {
-            // Not a compare-and-swap: no walk can set A/D in between
-            // (module doc). Entries that are not present or not writable
-            // keep their exact bits.
-            let old = e.load(Ordering::Relaxed);
-            if F::pte_present(old) && F::pte_writable(old) {
-                e.store(F::pte_wrprotect(old), Ordering::Relaxed);
-                changed += 1;
-            }
-        }
-        changed
+    pub fn wrprotect_ptes(&mut self, i: usize, nr: usize, h: &dyn PteEnv) -> usize {
+        let at = self.at("wrprotect_ptes", i, nr);
+        F::table_wrprotect(self.table, at, nr, h)
     }
 
     /// Fork's copy of one batch into `dst`, in a single pass over the
@@ -344,98 +366,21 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// If `max_nr == 0`, `i + max_nr` exceeds the cursor, `dst` covers a
     /// different range, or entry `i` is not present. Debug builds also
     /// panic if a `dst` entry of the batch is present.
-    #[inline(never)]
+    #[inline]
     pub fn copy_batch_wrprotect(
         &mut self,
         dst: &mut PteCursor<'_, F>,
         i: usize,
         max_nr: usize,
-    ) -> (usize, usize) {
+        h: &dyn PteEnv,
+    ) -> Copied {
         assert!(max_nr >= 1, "PteCursor::copy_batch_wrprotect: max_nr is 0");
         assert!(
-            dst.start == self.start && dst.len() == self.len(),
+            dst.va(0) == self.va(0) && dst.len() == self.len(),
             "PteCursor::copy_batch_wrprotect: the cursors cover different ranges"
         );
-        let src = self.run("copy_batch_wrprotect", i, max_nr);
-        let out = &dst.entries[i..i + max_nr];
-        let first = src[0].load(Ordering::Relaxed);
-        assert!(
-            F::pte_present(first),
-            "PteCursor::copy_batch_wrprotect: entry {i} ({first:#x}) is not present"
-        );
-        // Checked once per batch, so that advancing an entry by `k` pages
-        // can be an addition: with every frame up to `first + max_nr`
-        // inside the format's address width (a folio's frames are), adding
-        // `k` pages to the raw entry never carries out of the address
-        // field, and equals `pte_advance(first, k)`.
-        assert!(
-            F::pte_pfn(first).as_u64() + max_nr as u64 <= 1 << (F::PA_BITS - PAGE_SHIFT),
-            "PteCursor::copy_batch_wrprotect: {max_nr} frames from {first:#x} leave the address field"
-        );
-        let child = F::pte_wrprotect(first);
-        let mut writable = 0;
-        if F::pte_writable(first) {
-            src[0].store(child, Ordering::Relaxed);
-            writable += 1;
-        }
-        debug_assert!(
-            !F::pte_present(out[0].load(Ordering::Relaxed)),
-            "PteCursor::copy_batch_wrprotect: child entry {i} is present"
-        );
-        out[0].store(child, Ordering::Relaxed);
-        let mut n = 1;
-        if writable == 0 {
-            // A read-only batch (what every fork after the first one sees):
-            // four entries per step with one test, since each member is
-            // read-only too and so needs no write-protection, and the
-            // child's entry is the parent's expected one (`child == first`
-            // here). Where the test fails, the loop below sorts it out.
-            let p = PAGE_SIZE;
-            let mut e = first + p;
-            for (s4, o4) in src[1..].chunks_exact(4).zip(out[1..].chunks_exact(4)) {
-                let x = (s4[0].load(Ordering::Relaxed) ^ e)
-                    | (s4[1].load(Ordering::Relaxed) ^ (e + p))
-                    | (s4[2].load(Ordering::Relaxed) ^ (e + 2 * p))
-                    | (s4[3].load(Ordering::Relaxed) ^ (e + 3 * p));
-                if x & !F::READONLY_AD != 0 {
-                    break;
-                }
-                debug_assert!(
-                    o4.iter()
-                        .all(|o| !F::pte_present(o.load(Ordering::Relaxed))),
-                    "PteCursor::copy_batch_wrprotect: a child entry at {} is present",
-                    i + n
-                );
-                o4[0].store(e, Ordering::Relaxed);
-                o4[1].store(e + p, Ordering::Relaxed);
-                o4[2].store(e + 2 * p, Ordering::Relaxed);
-                o4[3].store(e + 3 * p, Ordering::Relaxed);
-                e += 4 * p;
-                n += 4;
-            }
-        }
-        while n < max_nr {
-            let delta = n as u64 * PAGE_SIZE;
-            let cur = src[n].load(Ordering::Relaxed);
-            // A non-present entry never matches a present expected one.
-            if !F::pte_same_ignoring_ad(cur, first + delta) {
-                break;
-            }
-            // Not a compare-and-swap: no walk can set A/D in between
-            // (module doc).
-            if F::pte_writable(cur) {
-                src[n].store(F::pte_wrprotect(cur), Ordering::Relaxed);
-                writable += 1;
-            }
-            debug_assert!(
-                !F::pte_present(out[n].load(Ordering::Relaxed)),
-                "PteCursor::copy_batch_wrprotect: child entry {} is present",
-                i + n
-            );
-            out[n].store(child + delta, Ordering::Relaxed);
-            n += 1;
-        }
-        (n, writable)
+        let at = self.at("copy_batch_wrprotect", i, max_nr);
+        F::table_copy_batch(self.table, dst.table, at, max_nr, h)
     }
 
     /// [`PteCursor::copy_batch_wrprotect`] for a batch of one, the
@@ -450,23 +395,19 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// `raw` is not present. Debug builds also panic if `raw` is not entry
     /// `i` or `dst`'s entry `i` is present.
     #[inline]
-    pub fn copy_one_wrprotect(&mut self, dst: &mut PteCursor<'_, F>, i: usize, raw: u64) -> bool {
+    pub fn copy_one_wrprotect(
+        &mut self,
+        dst: &mut PteCursor<'_, F>,
+        i: usize,
+        raw: u64,
+        h: &dyn PteEnv,
+    ) -> bool {
         assert!(
-            dst.start == self.start && dst.len() == self.len() && F::pte_present(raw),
+            dst.va(0) == self.va(0) && dst.len() == self.len() && F::pte_present(raw),
             "PteCursor::copy_one_wrprotect: bad call for entry {i} ({raw:#x})"
         );
-        let src = &self.entries[i];
-        debug_assert_eq!(src.load(Ordering::Relaxed), raw);
-        let out = &dst.entries[i];
-        debug_assert!(!F::pte_present(out.load(Ordering::Relaxed)));
-        let child = F::pte_wrprotect(raw);
-        let writable = F::pte_writable(raw);
-        if writable {
-            // A load and a store, not a compare-and-swap (module doc).
-            src.store(child, Ordering::Relaxed);
-        }
-        out.store(child, Ordering::Relaxed);
-        writable
+        let at = self.at("copy_one_wrprotect", i, 1);
+        F::table_copy_one(self.table, dst.table, at, raw, h)
     }
 
     /// How many entries from `i` on (at least 1, at most `max_nr`) map
@@ -490,7 +431,8 @@ impl<F: PteFormat> PteCursor<'_, F> {
     #[inline]
     pub fn pte_batch(&self, i: usize, max_nr: usize, folio_end: Pfn) -> usize {
         assert!(max_nr >= 1, "PteCursor::pte_batch: max_nr is 0");
-        let run = self.run("pte_batch", i, max_nr);
+        let at = self.at("pte_batch", i, max_nr);
+        let run = self.table.run(at, max_nr);
         let first = run[0].load(Ordering::Relaxed);
         let first_pfn = F::pte_pfn(first);
         let left_in_folio = folio_end.as_u64().saturating_sub(first_pfn.as_u64());
@@ -518,5 +460,167 @@ impl<F: PteFormat> PteCursor<'_, F> {
             n += 1;
         }
         n
+    }
+}
+
+/// The plain batch operations on runs of entries, shared by every format:
+/// the defaults of [`PteFormat`]'s `table_*` methods, and what arm64's
+/// overrides call once the blocks around a run are in order.
+pub mod plain {
+    use super::*;
+
+    /// Stores `first_raw` advanced by `k` pages into `run[k]`.
+    #[inline]
+    pub fn set_ptes<F: PteFormat + ?Sized>(run: &[AtomicU64], first_raw: u64) {
+        let nr = run.len();
+        let mut raw = first_raw;
+        for (k, e) in run.iter().enumerate() {
+            debug_assert!(
+                nr == 1 || !F::pte_present(e.load(Ordering::Relaxed)),
+                "set_ptes: entry {k} of {nr} is present"
+            );
+            // Release: what the caller wrote to the frames (zeroes, copies)
+            // is visible before the mapping is.
+            e.store(raw, Ordering::Release);
+            if k + 1 < nr {
+                raw = F::pte_advance(raw, 1);
+            }
+        }
+    }
+
+    /// Clears `run`, gathering what it held.
+    #[inline]
+    pub fn get_and_clear<F: PteFormat + ?Sized>(run: &[AtomicU64]) -> Cleared {
+        let mut c = Cleared::default();
+        for (k, e) in run.iter().enumerate() {
+            // Not a swap: no walk can set A/D in between (module doc).
+            let old = e.load(Ordering::Relaxed);
+            e.store(0, Ordering::Relaxed);
+            if k == 0 {
+                c.first = old;
+            }
+            if F::pte_present(old) {
+                c.young |= F::pte_young(old);
+                c.dirty |= F::pte_dirty(old);
+            }
+        }
+        c
+    }
+
+    /// Write-protects the writable present entries of `run`; returns how
+    /// many there were.
+    #[inline]
+    pub fn wrprotect<F: PteFormat + ?Sized>(run: &[AtomicU64]) -> usize {
+        let mut changed = 0;
+        for e in run {
+            // Not a compare-and-swap: no walk can set A/D in between
+            // (module doc). Entries that are not present or not writable
+            // keep their exact bits.
+            let old = e.load(Ordering::Relaxed);
+            if F::pte_present(old) && F::pte_writable(old) {
+                e.store(F::pte_wrprotect(old), Ordering::Relaxed);
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// Fork's fused batch copy from `src[0]` (present) into `out`, at
+    /// most `src.len()` entries (see [`PteCursor::copy_batch_wrprotect`]).
+    #[inline(never)]
+    pub fn copy_batch<F: PteFormat + ?Sized>(src: &[AtomicU64], out: &[AtomicU64]) -> Copied {
+        let max_nr = src.len();
+        let first = src[0].load(Ordering::Relaxed);
+        assert!(
+            F::pte_present(first),
+            "copy_batch_wrprotect: the first entry ({first:#x}) is not present"
+        );
+        // Checked once per batch, so that advancing an entry by `k` pages
+        // can be an addition: with every frame up to `first + max_nr`
+        // inside the format's address width (a folio's frames are), adding
+        // `k` pages to the raw entry never carries out of the address
+        // field, and equals `pte_advance(first, k)`.
+        assert!(
+            F::pte_pfn(first).as_u64() + max_nr as u64 <= 1 << (F::PA_BITS - PAGE_SHIFT),
+            "copy_batch_wrprotect: {max_nr} frames from {first:#x} leave the address field"
+        );
+        let child = F::pte_wrprotect(first);
+        let mut writable = 0;
+        if F::pte_writable(first) {
+            src[0].store(child, Ordering::Relaxed);
+            writable += 1;
+        }
+        debug_assert!(
+            !F::pte_present(out[0].load(Ordering::Relaxed)),
+            "copy_batch_wrprotect: the first child entry is present"
+        );
+        out[0].store(child, Ordering::Relaxed);
+        let mut n = 1;
+        if writable == 0 {
+            // A read-only batch (what every fork after the first one sees):
+            // four entries per step with one test, since each member is
+            // read-only too and so needs no write-protection, and the
+            // child's entry is the parent's expected one (`child == first`
+            // here). Where the test fails, the loop below sorts it out.
+            let p = PAGE_SIZE;
+            let mut e = first + p;
+            for (s4, o4) in src[1..].chunks_exact(4).zip(out[1..].chunks_exact(4)) {
+                let x = (s4[0].load(Ordering::Relaxed) ^ e)
+                    | (s4[1].load(Ordering::Relaxed) ^ (e + p))
+                    | (s4[2].load(Ordering::Relaxed) ^ (e + 2 * p))
+                    | (s4[3].load(Ordering::Relaxed) ^ (e + 3 * p));
+                if x & !F::READONLY_AD != 0 {
+                    break;
+                }
+                debug_assert!(
+                    o4.iter()
+                        .all(|o| !F::pte_present(o.load(Ordering::Relaxed))),
+                    "copy_batch_wrprotect: a child entry at +{n} is present"
+                );
+                o4[0].store(e, Ordering::Relaxed);
+                o4[1].store(e + p, Ordering::Relaxed);
+                o4[2].store(e + 2 * p, Ordering::Relaxed);
+                o4[3].store(e + 3 * p, Ordering::Relaxed);
+                e += 4 * p;
+                n += 4;
+            }
+        }
+        while n < max_nr {
+            let delta = n as u64 * PAGE_SIZE;
+            let cur = src[n].load(Ordering::Relaxed);
+            // A non-present entry never matches a present expected one.
+            if !F::pte_same_ignoring_ad(cur, first + delta) {
+                break;
+            }
+            // Not a compare-and-swap: no walk can set A/D in between
+            // (module doc).
+            if F::pte_writable(cur) {
+                src[n].store(F::pte_wrprotect(cur), Ordering::Relaxed);
+                writable += 1;
+            }
+            debug_assert!(
+                !F::pte_present(out[n].load(Ordering::Relaxed)),
+                "copy_batch_wrprotect: child entry +{n} is present"
+            );
+            out[n].store(child + delta, Ordering::Relaxed);
+            n += 1;
+        }
+        Copied { nr: n, writable }
+    }
+
+    /// Fork's copy of one entry `raw` (read from `src`) into `out`;
+    /// returns whether it was writable.
+    #[inline]
+    pub fn copy_one<F: PteFormat + ?Sized>(src: &AtomicU64, out: &AtomicU64, raw: u64) -> bool {
+        debug_assert_eq!(src.load(Ordering::Relaxed), raw);
+        debug_assert!(!F::pte_present(out.load(Ordering::Relaxed)));
+        let child = F::pte_wrprotect(raw);
+        let writable = F::pte_writable(raw);
+        if writable {
+            // A load and a store, not a compare-and-swap (module doc).
+            src.store(child, Ordering::Relaxed);
+        }
+        out.store(child, Ordering::Relaxed);
+        writable
     }
 }

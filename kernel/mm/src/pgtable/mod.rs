@@ -39,7 +39,7 @@ pub use aarch64::{
     Aarch64, MAIR_ATTR_DEVICE_NGNRNE, MAIR_ATTR_NORMAL_NC, MAIR_ATTR_NORMAL_WB, MAIR_EL1_VALUE,
     MAIR_IDX_DEVICE, MAIR_IDX_NORMAL, MAIR_IDX_NORMAL_NC,
 };
-pub use cursor::PteCursor;
+pub use cursor::{Cleared, Copied, PteCursor, PteTable};
 pub use kind::{Attrs, MemType, PteError, PteKind};
 pub use level::{ENTRIES, Level, VA_BITS, is_canonical};
 pub use mapper::{KernelHalf, MapError, MapOptions, PageTable, TableAlloc, Translation};
@@ -47,6 +47,7 @@ pub use walk::PteSlot;
 pub use x86_64::{IA32_PAT_VALUE, X86_64};
 
 use crate::addr::{PAGE_SIZE, Pfn, VirtAddr};
+use cursor::plain;
 
 /// How one architecture spells a page-table entry in bits.
 ///
@@ -183,6 +184,74 @@ pub trait PteFormat {
     /// cleared; for entries `encode` produced the converse holds too.
     fn pte_same_ignoring_ad(a: u64, b: u64) -> bool;
 
+    // ------------------------------------------------------------------
+    // The batch operations on one live last-level table, as the cursor
+    // calls them. The defaults are the plain operations every format
+    // shares; a format whose hardware can fold runs of entries (arm64's
+    // contiguous hint) overrides them to fold and unfold around the plain
+    // work, so generic code never sees the hint and a format without one
+    // compiles them to the plain loops. `h` is what the override may need
+    // from the mm around the table (a TLB invalidation in the middle of a
+    // break-before-make, the folio of a frame, the policy and counters).
+    // Each has the contract of the `PteCursor` method of the same name.
+    // ------------------------------------------------------------------
+
+    /// [`PteCursor::get`]: entry `i`, with accessed and dirty gathered
+    /// over a folded block.
+    #[inline]
+    fn table_get(t: PteTable<'_>, i: usize) -> u64 {
+        t.load(i)
+    }
+
+    /// [`PteCursor::set_ptes`] on entries `i..i + nr` of `t`.
+    #[inline]
+    fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: u64, nr: usize, h: &dyn PteEnv) {
+        let _ = h;
+        plain::set_ptes::<Self>(t.run(i, nr), first_raw);
+    }
+
+    /// [`PteCursor::get_and_clear_ptes`] on entries `i..i + nr` of `t`.
+    #[inline]
+    fn table_get_and_clear(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> Cleared {
+        let _ = h;
+        plain::get_and_clear::<Self>(t.run(i, nr))
+    }
+
+    /// [`PteCursor::wrprotect_ptes`] on entries `i..i + nr` of `t`.
+    #[inline]
+    fn table_wrprotect(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> usize {
+        let _ = h;
+        plain::wrprotect::<Self>(t.run(i, nr))
+    }
+
+    /// [`PteCursor::copy_batch_wrprotect`]: from entry `i` of `src` into
+    /// the same entries of `dst`, the same table position of the child.
+    #[inline]
+    fn table_copy_batch(
+        src: PteTable<'_>,
+        dst: PteTable<'_>,
+        i: usize,
+        max_nr: usize,
+        h: &dyn PteEnv,
+    ) -> Copied {
+        let _ = h;
+        plain::copy_batch::<Self>(src.run(i, max_nr), dst.run(i, max_nr))
+    }
+
+    /// [`PteCursor::copy_one_wrprotect`]: entry `i` of `src`, which reads
+    /// `raw`, into `dst`.
+    #[inline]
+    fn table_copy_one(
+        src: PteTable<'_>,
+        dst: PteTable<'_>,
+        i: usize,
+        raw: u64,
+        h: &dyn PteEnv,
+    ) -> bool {
+        let _ = h;
+        plain::copy_one::<Self>(src.entry(i), dst.entry(i), raw)
+    }
+
     /// True if the present page entry `raw` is part of a folded block
     /// (the arm64 contiguous hint); always false for formats without the
     /// hint. For views of the tables (dumps), not for mm decisions.
@@ -191,6 +260,82 @@ pub trait PteFormat {
         let _ = raw;
         false
     }
+}
+
+/// What a format's batch operations may ask of the mm around a live user
+/// table (see the `table_*` methods of [`PteFormat`]). Only a format that
+/// folds runs of entries (arm64 contpte) calls it; others ignore it.
+pub trait PteEnv {
+    /// Invalidates every cached translation of `[start, end)` in the
+    /// table's address space before returning: the middle step of a
+    /// break-before-make.
+    fn flush_now(&self, start: VirtAddr, end: VirtAddr);
+    /// True if the `nr` frames from `first` all belong to one folio.
+    fn one_folio(&self, first: Pfn, nr: u64) -> bool;
+    /// How the format may fold.
+    fn fold_policy(&self) -> FoldPolicy;
+    /// Counts `n` folding events of one kind.
+    fn note(&self, event: FoldEvent, n: u64);
+}
+
+/// How a format that can fold runs of entries into one TLB entry (arm64's
+/// contiguous hint over 16 pages) should use it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoldPolicy {
+    /// Fold whole aligned runs of one folio with identical attributes.
+    pub fold: bool,
+    /// For measurement only: fork write-protects a folded block entry by
+    /// entry, unfolding it first (Linux before 6.9's batched
+    /// `wrprotect_ptes`), instead of as a whole.
+    pub fork_per_pte: bool,
+}
+
+impl FoldPolicy {
+    /// Folding on, fork keeps folded blocks folded.
+    pub const ON: FoldPolicy = FoldPolicy {
+        fold: true,
+        fork_per_pte: false,
+    };
+    /// Folding off: no new folds (existing ones are still handled).
+    pub const OFF: FoldPolicy = FoldPolicy {
+        fold: false,
+        fork_per_pte: false,
+    };
+}
+
+/// A folding event, counted in the mm statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FoldEvent {
+    /// A block was folded as it was written: by a `set_ptes` over empty
+    /// entries (a fault), or by fork into the child.
+    Fold,
+    /// A folded run was unfolded (break-before-make) before a change to
+    /// part of it.
+    Unfold,
+    /// A run made uniform again by single-entry changes was folded
+    /// (break-before-make).
+    Refold,
+    /// A TLB invalidation of a whole run, part of an unfold or refold.
+    Flush,
+}
+
+/// A [`PteEnv`] for tables that are never folded or unfolded: no folding,
+/// nothing counted, and a flush request is a bug (nothing folded can meet
+/// a change).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoFold;
+
+impl PteEnv for NoFold {
+    fn flush_now(&self, start: VirtAddr, end: VirtAddr) {
+        panic!("NoFold: a folded run at {start:?}..{end:?} needs a flush");
+    }
+    fn one_folio(&self, _: Pfn, _: u64) -> bool {
+        false
+    }
+    fn fold_policy(&self) -> FoldPolicy {
+        FoldPolicy::OFF
+    }
+    fn note(&self, _: FoldEvent, _: u64) {}
 }
 
 const _: () = assert!(

@@ -1,0 +1,302 @@
+//! arm64 contiguous PTEs ("contpte"): the 16-entry folding that the
+//! aarch64 overrides of the batch operations keep right, so generic mm
+//! code never sees the contiguous hint (Linux `arch/arm64/mm/contpte.c`).
+//!
+//! With a 4 KiB granule, 16 entries aligned to 64 KiB that map 16
+//! consecutive frames, aligned to 64 KiB, of one folio, with identical
+//! attributes (accessed and dirty may differ) may all carry the
+//! contiguous hint: a **folded block**, which the TLB may cache as one
+//! entry. The rules this file keeps:
+//!
+//! | operation                                  | on a folded block                                           |
+//! |--------------------------------------------|-------------------------------------------------------------|
+//! | `set_ptes` of whole aligned blocks (fault) | written folded at once (the entries were empty: no flush)   |
+//! | read of one entry (`ptep_get`)             | accessed and dirty gathered over the 16 (OR)                |
+//! | single-entry change of accessed/dirty only | applied to all 16, stays folded (`ptep_set_access_flags`)   |
+//! | any other single-entry change              | unfold first, then the change, then try to refold           |
+//! | clear / write-protect whole blocks         | all 16 changed together, stays folded                       |
+//! | clear / write-protect part of a block      | that block unfolded first                                   |
+//! | fork's copy of whole blocks                | parent write-protected folded, child written folded         |
+//!
+//! **Break-before-make.** Setting or removing the hint on live entries is
+//! done by [`convert`]: all 16 entries cleared (their accessed and dirty
+//! state gathered), the TLB invalidated for the whole 64 KiB at page
+//! stride (a TLB may hold one block entry or per-page entries from before
+//! the fold), and only then the 16 entries written back with or without
+//! the hint and the gathered state. At no moment do two different live
+//! translations of one page exist, which is what the architecture forbids
+//! (a TLB conflict abort or an amalgamated translation otherwise). A user
+//! access in the window faults and, finding the entry empty or changed,
+//! retries; the kernel never folds its own mappings here.
+//!
+//! **Refold.** After a single-entry change the block is checked again
+//! ([`try_fold`]): if its 16 entries are once more a uniform run of one
+//! folio, they are folded (a refold, counted apart from folds at fault).
+//! Read-only and writable are part of "uniform"; accessed and dirty are
+//! not.
+
+use core::sync::atomic::Ordering;
+
+use super::super::cursor::{Cleared, Copied, PteTable, plain};
+use super::super::{FoldEvent, PteEnv, PteFormat};
+use super::{AF, AP_RDONLY, Aarch64, CONT, SW_DIRTY, TYPE_MASK};
+
+/// Entries in a block (64 KiB of 4 KiB pages).
+pub(super) const CONT_PTES: usize = 16;
+
+/// The bits in which two entries of one folded block may differ, beyond
+/// the frame: accessed and dirty (AP\[2\] of a writable entry, the
+/// software bit of a read-only one). Write permission (DBM) is compared.
+const FOLD_IGNORE: u64 = AF | AP_RDONLY | SW_DIRTY;
+
+/// The first entry of the block holding entry `i`.
+#[inline]
+fn block(i: usize) -> usize {
+    i & !(CONT_PTES - 1)
+}
+
+/// True if `raw` is a present page entry with the hint: an entry of a
+/// folded block. (Stray bits of an invalid entry mean nothing.)
+#[inline]
+fn is_cont(raw: u64) -> bool {
+    raw & (CONT | TYPE_MASK) == CONT | TYPE_MASK
+}
+
+/// `raw` with the accessed and dirty state of `young` and `dirty` added.
+#[inline]
+fn add_ad(raw: u64, young: bool, dirty: bool) -> u64 {
+    let raw = if young { raw | AF } else { raw };
+    if dirty {
+        Aarch64::pte_mkdirty(raw)
+    } else {
+        raw
+    }
+}
+
+/// Rewrites the 16 entries of the block at `b` with the hint set (`fold`)
+/// or clear, by break-before-make (module doc); every entry gets the
+/// accessed and dirty state gathered over all 16.
+fn convert(t: PteTable<'_>, b: usize, fold: bool, h: &dyn PteEnv) {
+    debug_assert_eq!(b % CONT_PTES, 0);
+    let mut old = [0u64; CONT_PTES];
+    let (mut young, mut dirty) = (false, false);
+    for (k, o) in old.iter_mut().enumerate() {
+        // A swap: whatever the walker set up to the clear is kept.
+        *o = t.entry(b + k).swap(0, Ordering::AcqRel);
+        young |= Aarch64::pte_young(*o);
+        dirty |= Aarch64::pte_dirty(*o);
+    }
+    h.flush_now(t.va(b), t.va(b + CONT_PTES));
+    h.note(FoldEvent::Flush, 1);
+    for (k, o) in old.iter().enumerate() {
+        let raw = if fold { *o | CONT } else { *o & !CONT };
+        t.entry(b + k)
+            .store(add_ad(raw, young, dirty), Ordering::Release);
+    }
+}
+
+/// Unfolds the block holding entry `i` if it is folded.
+#[inline]
+fn unfold(t: PteTable<'_>, i: usize, h: &dyn PteEnv) {
+    if is_cont(t.load(i)) {
+        convert(t, block(i), false, h);
+        h.note(FoldEvent::Unfold, 1);
+    }
+}
+
+/// Unfolds the blocks that `i..i + nr` covers only in part.
+#[inline]
+fn unfold_edges(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) {
+    if !i.is_multiple_of(CONT_PTES) {
+        unfold(t, i, h);
+    }
+    let end = i + nr;
+    if !end.is_multiple_of(CONT_PTES) {
+        unfold(t, end - 1, h);
+    }
+}
+
+/// True if the block at `b` (not folded) may be folded: 16 present
+/// entries mapping 16 consecutive frames aligned to the block, identical
+/// apart from accessed and dirty, of one folio, with folding allowed.
+fn foldable(t: PteTable<'_>, b: usize, h: &dyn PteEnv) -> bool {
+    let first = t.load(b);
+    if !Aarch64::pte_present(first)
+        || is_cont(first)
+        || Aarch64::pte_pfn(first).as_u64() % CONT_PTES as u64 != 0
+    {
+        return false;
+    }
+    // `first + k pages` cannot carry out of the address field: the frame
+    // is block aligned, so the block's last frame shares its upper bits.
+    let uniform = (1..CONT_PTES).all(|k| {
+        let expected = first + ((k as u64) << crate::addr::PAGE_SHIFT);
+        (t.load(b + k) ^ expected) & !FOLD_IGNORE == 0
+    });
+    uniform && h.fold_policy().fold && h.one_folio(Aarch64::pte_pfn(first), CONT_PTES as u64)
+}
+
+/// Folds the block holding entry `i` again if it has become uniform
+/// (module doc, "Refold").
+fn try_fold(t: PteTable<'_>, i: usize, h: &dyn PteEnv) {
+    let b = block(i);
+    if foldable(t, b, h) {
+        convert(t, b, true, h);
+        h.note(FoldEvent::Refold, 1);
+    }
+}
+
+/// `ptep_get`: entry `i`, with accessed and dirty gathered over its
+/// block if it is folded.
+#[inline]
+pub(super) fn get(t: PteTable<'_>, i: usize) -> u64 {
+    let raw = t.load(i);
+    if !is_cont(raw) {
+        return raw;
+    }
+    let b = block(i);
+    let (mut young, mut dirty) = (false, false);
+    for k in 0..CONT_PTES {
+        let e = t.load(b + k);
+        young |= Aarch64::pte_young(e);
+        dirty |= Aarch64::pte_dirty(e);
+    }
+    add_ad(raw, young, dirty)
+}
+
+/// `set_ptes`: a run over empty entries is written with whole aligned
+/// blocks folded (when the policy allows); a single entry over a folded
+/// block keeps the fold if only accessed and dirty grow, and otherwise
+/// unfolds it first; a single present entry may make its block foldable.
+pub(super) fn set_ptes(t: PteTable<'_>, i: usize, first: u64, nr: usize, h: &dyn PteEnv) {
+    if nr == 1 {
+        let old = t.load(i);
+        if is_cont(old) {
+            if (old ^ first) & !(FOLD_IGNORE | CONT) == 0 {
+                // Only accessed/dirty change (Linux's contpte
+                // `ptep_set_access_flags` with write unchanged): all 16
+                // entries take them, so the block stays uniform.
+                let (young, dirty) = (Aarch64::pte_young(first), Aarch64::pte_dirty(first));
+                let b = block(i);
+                for k in 0..CONT_PTES {
+                    let e = t.entry(b + k);
+                    e.store(
+                        add_ad(e.load(Ordering::Relaxed), young, dirty),
+                        Ordering::Release,
+                    );
+                }
+                return;
+            }
+            unfold(t, i, h);
+        }
+        plain::set_ptes::<Aarch64>(t.run(i, 1), first);
+        if Aarch64::pte_present(first) {
+            try_fold(t, i, h);
+        }
+        return;
+    }
+    if !h.fold_policy().fold {
+        plain::set_ptes::<Aarch64>(t.run(i, nr), first);
+        return;
+    }
+    let end = i + nr;
+    let mut k = i;
+    let mut raw = first;
+    let mut folds = 0;
+    while k < end {
+        let whole = k.is_multiple_of(CONT_PTES)
+            && k + CONT_PTES <= end
+            && Aarch64::pte_pfn(raw).as_u64() % CONT_PTES as u64 == 0;
+        let n = if whole { CONT_PTES } else { 1 };
+        // The entries were empty: nothing cached to break first.
+        plain::set_ptes::<Aarch64>(t.run(k, n), if whole { raw | CONT } else { raw });
+        folds += u64::from(whole);
+        k += n;
+        if k < end {
+            raw = Aarch64::pte_advance(raw, n as u64);
+        }
+    }
+    if folds > 0 {
+        h.note(FoldEvent::Fold, folds);
+    }
+}
+
+/// `get_and_clear_full_ptes`: blocks covered in part are unfolded first;
+/// whole blocks are cleared as they are (the caller's gather flushes the
+/// range).
+pub(super) fn get_and_clear(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> Cleared {
+    unfold_edges(t, i, nr, h);
+    let mut c = plain::get_and_clear::<Aarch64>(t.run(i, nr));
+    if is_cont(c.first) {
+        c.first &= !CONT;
+    }
+    c
+}
+
+/// `wrprotect_ptes`: blocks covered in part are unfolded first; whole
+/// blocks are write-protected folded, unless the policy asks for the
+/// per-entry behaviour, which unfolds every block.
+pub(super) fn wrprotect(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> usize {
+    if h.fold_policy().fork_per_pte {
+        for b in (block(i)..i + nr).step_by(CONT_PTES) {
+            unfold(t, b, h);
+        }
+    } else {
+        unfold_edges(t, i, nr, h);
+    }
+    plain::wrprotect::<Aarch64>(t.run(i, nr))
+}
+
+/// Fork's fused copy of a batch from entry `i`. Whole folded blocks stay
+/// folded in the parent (write-protected) and are written folded in the
+/// child; a block the batch starts or ends inside is unfolded in the
+/// parent and written without the hint in the child.
+pub(super) fn copy_batch(
+    src: PteTable<'_>,
+    dst: PteTable<'_>,
+    i: usize,
+    max_nr: usize,
+    h: &dyn PteEnv,
+) -> Copied {
+    if is_cont(src.load(i)) && (!i.is_multiple_of(CONT_PTES) || h.fold_policy().fork_per_pte) {
+        // In the per-entry mode every block is unfolded here; the batch
+        // then ends where the next, still folded, block starts.
+        unfold(src, i, h);
+    }
+    let c = plain::copy_batch::<Aarch64>(src.run(i, max_nr), dst.run(i, max_nr));
+    let end = i + c.nr;
+    let last = src.load(end - 1);
+    if is_cont(last) {
+        if !end.is_multiple_of(CONT_PTES) {
+            // The batch stopped inside a folded block (the area ended
+            // there): the parent's block is now partly write-protected.
+            unfold(src, end - 1, h);
+            for k in block(end - 1).max(i)..end {
+                let e = dst.entry(k);
+                e.store(e.load(Ordering::Relaxed) & !CONT, Ordering::Relaxed);
+            }
+        }
+        let whole = block(end).saturating_sub(i.next_multiple_of(CONT_PTES)) / CONT_PTES;
+        if whole > 0 {
+            h.note(FoldEvent::Fold, whole as u64);
+        }
+    }
+    c
+}
+
+/// Fork's copy of one entry: a folded block is unfolded first (a batch of
+/// one write-protects part of it).
+#[inline]
+pub(super) fn copy_one(
+    src: PteTable<'_>,
+    dst: PteTable<'_>,
+    i: usize,
+    raw: u64,
+    h: &dyn PteEnv,
+) -> bool {
+    if !is_cont(raw) {
+        return plain::copy_one::<Aarch64>(src.entry(i), dst.entry(i), raw);
+    }
+    unfold(src, i, h);
+    plain::copy_one::<Aarch64>(src.entry(i), dst.entry(i), src.load(i))
+}
