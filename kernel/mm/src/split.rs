@@ -42,7 +42,12 @@
 //! refcount and mapcount are its own mapping count, keeping its
 //! anon-exclusive bit and the folio's flags, and the unmapped pages go
 //! back to the allocator. No page-table entry changes: a PTE names a
-//! frame, and `page_folio` of that frame now finds its order-0 folio.
+//! frame, and `page_folio` of that frame now finds its order-0 folio. On
+//! arm64 a folded block (contpte) of the old folio stays folded: its
+//! frames are still consecutive with identical attributes, so what the
+//! TLB may cache is unchanged; the first change to part of it unfolds it
+//! as any other (`pgtable/aarch64/contpte.rs`), and it is never refolded,
+//! its frames being several folios now.
 
 use core::sync::atomic::Ordering::Relaxed;
 

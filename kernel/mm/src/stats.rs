@@ -58,12 +58,7 @@ const FOLD_NAMES: [&str; 4] = [
 ];
 
 fn fold_index(event: FoldEvent) -> usize {
-    match event {
-        FoldEvent::Fold => 0,
-        FoldEvent::Unfold => 1,
-        FoldEvent::Refold => 2,
-        FoldEvent::Flush => 3,
-    }
+    event as usize
 }
 
 /// The histogram bucket of a batch of `nr` PTEs.

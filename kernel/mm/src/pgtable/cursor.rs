@@ -261,6 +261,18 @@ impl<F: PteFormat> PteCursor<'_, F> {
         F::table_get(self.table, self.at("get", i, 1))
     }
 
+    /// Entry `i` exactly as stored, a format's hint bits included: for
+    /// views of the tables and tests, not for mm decisions (which use
+    /// [`PteCursor::get`]).
+    ///
+    /// # Panics
+    ///
+    /// If `i >= self.len()`.
+    #[inline]
+    pub fn raw(&self, i: usize) -> u64 {
+        self.table.load(self.at("raw", i, 1))
+    }
+
     /// Maps `nr` consecutive frames: entry `i + k` becomes `first_raw`
     /// advanced by `k` pages, for `k` in `0..nr`. Returns `nr`.
     ///

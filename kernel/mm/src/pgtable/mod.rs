@@ -303,7 +303,8 @@ impl FoldPolicy {
     };
 }
 
-/// A folding event, counted in the mm statistics.
+/// A folding event, counted in the mm statistics (`as usize` numbers
+/// them 0 to 3 in this order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FoldEvent {
     /// A block was folded as it was written: by a `set_ptes` over empty

@@ -10,7 +10,7 @@ use folium_mm::buddy::BuddyAllocator;
 use folium_mm::env::MmEnv;
 use folium_mm::folio::Folio;
 use folium_mm::memmap::{Memmap, Page};
-use folium_mm::pgtable::{PteFormat, TableAlloc};
+use folium_mm::pgtable::{FoldEvent, FoldPolicy, PteFormat, TableAlloc};
 use folium_mm::phys::LinearMap;
 use folium_mm::split::{SplitScan, deferred_split_scan};
 use folium_mm::thp::ThpPolicy;
@@ -39,6 +39,11 @@ pub struct HostEnv {
     pub batching: bool,
     /// Every batch fork (true) and zap (false) handled, with its size.
     pub batches: std::cell::RefCell<Vec<(bool, usize)>>,
+    /// What [`MmEnv::fold_policy`] answers (folding on by default).
+    pub fold: FoldPolicy,
+    /// Folding events counted through [`MmEnv::note_fold`]: folds,
+    /// unfolds, refolds, block flushes.
+    pub fold_events: std::cell::RefCell<[u64; 4]>,
     /// Free frames when the environment was made: dropping it checks that
     /// every frame came back and no table is held (the books every test
     /// keeps without writing them), unless [`HostEnv::allow_leaks`].
@@ -87,6 +92,8 @@ impl HostEnv {
             gather_batch: folium_mm::env::GATHER_BATCH,
             batching: true,
             batches: Default::default(),
+            fold: FoldPolicy::ON,
+            fold_events: Default::default(),
             free_at_start: 0,
             check_leaks: true,
         }
@@ -242,6 +249,12 @@ impl MmEnv for HostEnv {
     }
     fn note_batch(&self, fork: bool, nr: usize) {
         self.batches.borrow_mut().push((fork, nr));
+    }
+    fn fold_policy(&self) -> FoldPolicy {
+        self.fold
+    }
+    fn note_fold(&self, event: FoldEvent, n: u64) {
+        self.fold_events.borrow_mut()[event as usize] += n;
     }
 }
 
