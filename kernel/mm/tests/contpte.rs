@@ -55,16 +55,11 @@ fn page(pfn: u64, attrs: Attrs) -> u64 {
     )
 }
 
-/// Frame and attributes of a present entry, the hint left out.
+/// Frame and attributes of a present entry (the hint is not part of
+/// them).
 fn leaf(raw: u64) -> Option<(u64, Attrs)> {
     match F::decode(raw, Level::L3) {
-        PteKind::Leaf { pa, attrs } => Some((
-            pa.pfn().as_u64(),
-            Attrs {
-                cont: false,
-                ..attrs
-            },
-        )),
+        PteKind::Leaf { pa, attrs } => Some((pa.pfn().as_u64(), attrs)),
         _ => None,
     }
 }

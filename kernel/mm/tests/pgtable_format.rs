@@ -118,12 +118,15 @@ fn arm64_user_spot_values() {
         Level::L3,
         0x00e0_0000_4123_4fc7,
     );
-    // Contiguous hint: bit 52.
-    let cont = Attrs {
-        cont: true,
-        ..young_dirty(Attrs::user(true, false))
-    };
-    arm(leaf(0x4123_0000, cont), Level::L3, 0x0078_0000_4123_0f47);
+    // The contiguous hint (bit 52) is not part of the meaning: an entry
+    // with it decodes as the same leaf, and `encode` never sets it.
+    let k = leaf(0x4123_0000, young_dirty(Attrs::user(true, false)));
+    assert_eq!(Aarch64::encode(k, Level::L3) & (1 << 52), 0);
+    assert_eq!(Aarch64::decode(0x0078_0000_4123_0f47, Level::L3), k);
+    assert!(Aarch64::pte_cont(0x0078_0000_4123_0f47));
+    assert!(!Aarch64::pte_cont(0x0068_0000_4123_0f47));
+    assert!(!Aarch64::pte_cont(0x0078_0000_4123_0f46), "invalid");
+    assert!(!X86_64::pte_cont(0x0078_0000_4123_0f47));
 }
 
 #[test]
@@ -270,15 +273,6 @@ fn check_rejects_what_cannot_be_encoded() {
     assert_eq!(
         X86_64::check(leaf(1 << 52, Attrs::KERNEL_DATA), Level::L3),
         Err(PteError::AddressTooWide)
-    );
-    let cont = Attrs {
-        cont: true,
-        ..Attrs::KERNEL_DATA
-    };
-    assert_eq!(Aarch64::check(leaf(0, cont), Level::L3), Ok(()));
-    assert_eq!(
-        X86_64::check(leaf(0, cont), Level::L3),
-        Err(PteError::Unsupported)
     );
 }
 

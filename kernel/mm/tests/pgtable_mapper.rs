@@ -47,13 +47,13 @@ fn expect_at<F: PteFormat>(pt: &PageTable<F>, v: u64, p: u64, level: Level) {
 
 const BLOCKS_NO_CONT: MapOptions = MapOptions {
     largest_leaf: Level::L1,
-    allow_cont: false,
+    fold: false,
 };
 
 /// 2 MiB blocks but no 1 GiB ones, no contiguous hint.
 const NO_GIB_NO_CONT: MapOptions = MapOptions {
     largest_leaf: Level::L2,
-    allow_cont: false,
+    fold: false,
 };
 
 // ----------------------------------------------------------- scenarios --
@@ -141,6 +141,19 @@ fn pages_when_pa_incongruent<F: PteFormat>() {
     }
 }
 
+/// True if the leaf mapping `v` is part of a folded run (arm64's
+/// contiguous hint).
+fn is_folded<F: PteFormat>(pt: &PageTable<F>, v: u64) -> bool {
+    pt.raw_leaf(va(v)).is_some_and(|(raw, _)| F::pte_cont(raw))
+}
+
+/// Leaves that are part of a folded run.
+fn folded<F: PteFormat>(pt: &PageTable<F>) -> usize {
+    let mut n = 0;
+    pt.for_each_leaf(|v, _| n += usize::from(is_folded(pt, v.as_u64())));
+    n
+}
+
 fn pages_when_blocks_disallowed<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>(64);
     pt.map_range(
@@ -153,9 +166,7 @@ fn pages_when_blocks_disallowed<F: PteFormat>() {
     )
     .unwrap();
     assert_eq!(leaf_counts(&pt), [0, 0, 0, 1024]);
-    let mut any_cont = false;
-    pt.for_each_leaf(|_, t| any_cont |= t.attrs.cont);
-    assert!(!any_cont);
+    assert_eq!(folded(&pt), 0);
 }
 
 /// With 1 GiB blocks forbidden, GiB-aligned ranges come out as 2 MiB
@@ -184,15 +195,11 @@ fn gib_blocks_forbidden<F: PteFormat>() {
     expect_at(&pt, v + size - 1, p + size - 1, Level::L3);
     assert_eq!(pt.translate(va(v + size)), None);
     let mut l1 = 0;
-    let mut cont = 0;
-    pt.for_each_leaf(|_, t| {
-        l1 += (t.level == Level::L1) as usize;
-        cont += t.attrs.cont as usize;
-    });
+    pt.for_each_leaf(|_, t| l1 += (t.level == Level::L1) as usize);
     assert_eq!(l1, 0, "a 1 GiB block despite largest_leaf = L2");
     // 1024 blocks form 64 runs of 16 on arm64; x86 has no hint.
     let runs = if F::CONT_ENTRIES > 1 { 1024 } else { 0 };
-    assert_eq!(cont, runs);
+    assert_eq!(folded(&pt), runs);
 
     // Without the hint, the same shape.
     let (_arena, mut frames, mut pt) = setup::<F>(64);
@@ -206,9 +213,7 @@ fn gib_blocks_forbidden<F: PteFormat>() {
     )
     .unwrap();
     assert_eq!(leaf_counts(&pt), [0, 0, 512, 0]);
-    let mut cont = false;
-    pt.for_each_leaf(|_, t| cont |= t.attrs.cont);
-    assert!(!cont);
+    assert_eq!(folded(&pt), 0);
 }
 
 /// `largest_leaf` is a ceiling: each setting allows exactly the levels at
@@ -230,7 +235,7 @@ fn largest_leaf_is_a_ceiling<F: PteFormat>() {
         };
         let opts = MapOptions {
             largest_leaf: largest,
-            allow_cont: false,
+            fold: false,
         };
         pt.map_range(
             va(LINEAR + 3 * GIB),
@@ -479,9 +484,6 @@ fn bad_input<F: PteFormat>() {
         map(0x1000, (1 << F::PA_BITS) - 0x1000, 0x2000, k),
         Err(MapError::OutOfRange)
     );
-    // The contiguous hint is the mapper's call, not the caller's.
-    let cont = Attrs { cont: true, ..k };
-    assert_eq!(map(0x1000, 0, 0x1000, cont), Err(MapError::InvalidAttrs));
     // Empty ranges are fine and map nothing.
     assert_eq!(map(0x1000, 0, 0, k), Ok(()));
     // The very last page of the address space and the very first.
@@ -577,14 +579,12 @@ fn cont_runs<F: PteFormat>() {
     .unwrap();
     for i in 0..33u64 {
         let t = pt.translate(va(v + i * 0x1000)).unwrap();
-        assert_eq!(t.attrs.cont, has_cont && i < 32, "page {i}");
         assert_eq!(
-            t.attrs,
-            Attrs {
-                cont: t.attrs.cont,
-                ..k
-            }
+            is_folded(&pt, v + i * 0x1000),
+            has_cont && i < 32,
+            "page {i}"
         );
+        assert_eq!(t.attrs, k);
     }
     if has_cont {
         let (raw, _) = pt.raw_leaf(va(v)).unwrap();
@@ -601,7 +601,7 @@ fn cont_runs<F: PteFormat>() {
         MapOptions::LARGEST,
     )
     .unwrap();
-    assert!(!pt.translate(va(v)).unwrap().attrs.cont);
+    assert!(!is_folded(&pt, v));
     // Blocks: 16 x 2 MiB = 32 MiB runs.
     let v = LINEAR + 0x6000_0000;
     pt.map_range(
@@ -616,7 +616,7 @@ fn cont_runs<F: PteFormat>() {
     for i in 0..17u64 {
         let t = pt.translate(va(v + i * 2 * MIB)).unwrap();
         assert_eq!(
-            (t.level, t.attrs.cont),
+            (t.level, is_folded(&pt, v + i * 2 * MIB)),
             (Level::L2, has_cont && i < 16),
             "block {i}"
         );
@@ -632,7 +632,7 @@ fn cont_runs<F: PteFormat>() {
         BLOCKS_NO_CONT,
     )
     .unwrap();
-    assert!(!pt.translate(va(v)).unwrap().attrs.cont);
+    assert!(!is_folded(&pt, v));
 }
 
 fn misaligned_table_frame_is_refused<F: PteFormat>() {
@@ -815,17 +815,9 @@ fn check_against_model<F: PteFormat>(reqs: &[Req], probes: &[u64]) -> Result<(),
             (None, None) => {}
             (Some(t), Some(d)) => {
                 prop_assert_eq!(t.pa, pa(d.pa + (a - d.va)), "at {:#x}", a);
-                prop_assert_eq!(
-                    Attrs {
-                        cont: false,
-                        ..t.attrs
-                    },
-                    d.attrs,
-                    "at {:#x}",
-                    a
-                );
-                if t.attrs.cont {
-                    prop_assert!(d.opts.allow_cont && F::CONT_ENTRIES > 1);
+                prop_assert_eq!(t.attrs, d.attrs, "at {:#x}", a);
+                if is_folded(&pt, a) {
+                    prop_assert!(d.opts.fold && F::CONT_ENTRIES > 1);
                 }
             }
             (got, want) => prop_assert!(false, "at {:#x}: got {:?}, want {:?}", a, got, want),

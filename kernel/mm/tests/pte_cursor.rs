@@ -621,7 +621,7 @@ fn cursor_lookup<F: PteFormat>() {
         &mut frames,
         MapOptions {
             largest_leaf: Level::L2,
-            allow_cont: false,
+            fold: false,
         },
     )
     .unwrap();

@@ -157,7 +157,6 @@ fn variant<F: PteFormat>(k: PteKind, flips: [bool; 3], other: u8) -> PteKind {
                 MemType::NormalNonCacheable => MemType::Normal,
             }
         }
-        6 if F::CONT_ENTRIES > 1 => a.cont = !a.cont,
         _ => {}
     }
     leaf(pa, a)

@@ -37,10 +37,18 @@
 //! executable. The CPU also treats EL0-writable pages as PXN.
 //!
 //! **Tables** carry no APTable/XNTable restrictions: the leaves decide.
+//!
+//! **The contiguous hint** (bit 52) is not part of what an entry means
+//! ([`PteKind`]): `encode` never sets it and `decode` ignores it. Whether
+//! a run of entries carries it is decided by the batch operations'
+//! overrides in `aarch64/contpte.rs` (user pages) and by
+//! [`PteFormat::table_set_blocks`] here (kernel block runs).
 
 mod contpte;
 
-use super::cursor::{Cleared, Copied, PteTable};
+use core::sync::atomic::AtomicU64;
+
+use super::cursor::{Cleared, Copied, PteTable, plain};
 use super::kind::{Attrs, MemType, PteKind};
 use super::level::{Level, VA_BITS};
 use super::{PteEnv, PteFormat};
@@ -125,9 +133,6 @@ impl Aarch64 {
         if !a.global {
             d |= NG;
         }
-        if a.cont {
-            d |= CONT;
-        }
         d
     }
 
@@ -149,7 +154,6 @@ impl Aarch64 {
             young: raw & AF != 0,
             dirty: raw & SW_DIRTY != 0 || hw_writable,
             mem,
-            cont: raw & CONT != 0,
         };
         // Block descriptors keep bits below the block size RES0; mask them
         // so a decoded block address is always block-aligned.
@@ -279,7 +283,39 @@ impl PteFormat for Aarch64 {
 
     #[inline]
     fn pte_cont(raw: u64) -> bool {
-        raw & (CONT | TYPE_MASK) == CONT | TYPE_MASK
+        raw & (CONT | VALID) == CONT | VALID
+    }
+
+    /// Folds aligned runs of 16 2 MiB blocks (32 MiB) when `fold` allows;
+    /// 1 GiB blocks are left alone (a 16 GiB run buys nothing).
+    fn table_set_blocks(
+        table: &[AtomicU64],
+        i: usize,
+        first_raw: u64,
+        nr: usize,
+        level: Level,
+        fold: bool,
+    ) {
+        let n = contpte::CONT_PTES;
+        let step = level.size() >> PAGE_SHIFT;
+        let run_pages = step * n as u64;
+        let mut k = 0;
+        let mut raw = first_raw;
+        while k < nr {
+            let pfn = Self::pte_pfn(raw).as_u64();
+            let whole = fold
+                && level == Level::L2
+                && (i + k).is_multiple_of(n)
+                && k + n <= nr
+                && pfn.is_multiple_of(run_pages);
+            let m = if whole { n } else { 1 };
+            let hint = if whole { CONT } else { 0 };
+            plain::set_blocks::<Self>(&table[i + k..i + k + m], raw | hint, level);
+            k += m;
+            if k < nr {
+                raw = Self::pte_advance(raw, step * m as u64);
+            }
+        }
     }
 
     #[inline]

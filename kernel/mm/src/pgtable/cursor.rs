@@ -180,6 +180,21 @@ impl<F: PteFormat> PageTable<F> {
         Ok(self.cursor_at(slot, start, len))
     }
 
+    /// A cursor over `pages` entries from `start` (page aligned, inside
+    /// one table), creating tables as [`PageTable::pte_cursor_alloc`]: for
+    /// a range that ends at the very top of the address space, whose end
+    /// does not fit a `VirtAddr`.
+    pub(super) fn pte_cursor_pages(
+        &mut self,
+        start: VirtAddr,
+        pages: usize,
+        alloc: &mut (impl TableAlloc + ?Sized),
+    ) -> Result<PteCursor<'_, F>, MapError> {
+        let slot = self.pte_slot_alloc(start, alloc)?;
+        assert!(pages >= 1 && start.is_aligned(PAGE_SIZE) && slot.index + pages <= ENTRIES);
+        Ok(self.cursor_at(slot, start, pages))
+    }
+
     fn cursor_at(&mut self, slot: PteSlot, start: VirtAddr, len: usize) -> PteCursor<'_, F> {
         // `range_pages` kept the range inside the table.
         assert!(slot.index + len <= ENTRIES && slot.table.is_aligned(PAGE_SIZE));
@@ -496,6 +511,22 @@ pub mod plain {
             e.store(raw, Ordering::Release);
             if k + 1 < nr {
                 raw = F::pte_advance(raw, 1);
+            }
+        }
+    }
+
+    /// Stores `first_raw`, a block leaf at `level`, into `run[0]` and the
+    /// blocks after it into the rest (the entries are empty; a table not
+    /// yet in use or a kernel range nobody walks yet: no ordering needed
+    /// beyond the caller's barrier).
+    #[inline]
+    pub fn set_blocks<F: PteFormat + ?Sized>(run: &[AtomicU64], first_raw: u64, level: Level) {
+        let step = level.size() >> PAGE_SHIFT;
+        let mut raw = first_raw;
+        for (k, e) in run.iter().enumerate() {
+            e.store(raw, Ordering::Release);
+            if k + 1 < run.len() {
+                raw = F::pte_advance(raw, step);
             }
         }
     }

@@ -69,11 +69,6 @@ pub struct Attrs {
     pub dirty: bool,
     /// Memory type.
     pub mem: MemType,
-    /// arm64 contiguous hint: this entry is one of an aligned run of
-    /// [`PteFormat::CONT_ENTRIES`](super::PteFormat::CONT_ENTRIES) entries
-    /// mapping consecutive frames with identical attributes, so the TLB
-    /// may cache the run as one entry. Not encodable on x86.
-    pub cont: bool,
 }
 
 impl Attrs {
@@ -87,7 +82,6 @@ impl Attrs {
         young: true,
         dirty: true,
         mem: MemType::Normal,
-        cont: false,
     };
     /// Kernel read-only data: like [`Attrs::KERNEL_DATA`] without write.
     pub const KERNEL_RODATA: Attrs = Attrs {
@@ -116,7 +110,6 @@ impl Attrs {
             young: false,
             dirty: false,
             mem: MemType::Normal,
-            cont: false,
         }
     }
 }
@@ -130,8 +123,6 @@ pub enum PteError {
     Misaligned,
     /// The address does not fit the format's output-address field.
     AddressTooWide,
-    /// The attributes use something the format lacks (`cont` on x86).
-    Unsupported,
 }
 
 /// The checks every format shares: level, alignment, address width.

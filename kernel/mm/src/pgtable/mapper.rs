@@ -4,19 +4,24 @@
 //! kernel image with per-section W^X, device MMIO); host tests use it on an
 //! arena. Table memory is reached only through the [`LinearMap`].
 //!
-//! It only ever fills *empty* entries, never rewrites a valid one, so the
-//! arm64 break-before-make rule never arises here, and it does no TLB
-//! maintenance: making new entries visible to the walker (DSB/ISB on arm64)
-//! and flushing are the caller's job.
+//! [`PageTable::map_range`] is not a writer of its own: it finds (or
+//! creates) tables with the same walker user space uses, writes pages
+//! through a [`PteCursor`](super::PteCursor)'s `set_ptes` and blocks
+//! through the format's `table_set_blocks`, so the format alone decides
+//! the arm64 contiguous hint for kernel and user mappings alike. It only
+//! ever fills *empty* entries, never rewrites a valid one, so the arm64
+//! break-before-make rule never arises here, and it does no TLB
+//! maintenance: making new entries visible to the walker (DSB/ISB on
+//! arm64) and flushing are the caller's job.
 
 use core::fmt;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::PteFormat;
 use super::kind::{Attrs, PteKind};
 use super::level::{ENTRIES, Level};
-use crate::addr::{PAGE_SIZE, PhysAddr, VirtAddr};
+use super::{FoldEvent, FoldPolicy, PteEnv, PteFormat};
+use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::phys::LinearMap;
 
 /// A source of frames for new page tables.
@@ -59,30 +64,31 @@ pub struct MapOptions {
     /// `L1` (or `L0`, which no format can hold as a leaf) for 1 GiB blocks
     /// too. x86 CPUs without `pdpe1gb` need `L2` at most.
     pub largest_leaf: Level,
-    /// Set the contiguous hint (arm64) on aligned runs of
-    /// [`PteFormat::CONT_ENTRIES`] pages or 2 MiB blocks written by the same
-    /// call. Ignored by formats without the hint.
-    pub allow_cont: bool,
+    /// Let a format that folds runs of entries into one TLB entry (arm64's
+    /// contiguous hint) fold this mapping's aligned runs of pages or 2 MiB
+    /// blocks. Only for mappings changed as a whole, never a page at a
+    /// time. Ignored by formats that cannot fold.
+    pub fold: bool,
 }
 
 impl MapOptions {
-    /// 4 KiB pages only, no contiguous hint: for mappings whose pieces may
-    /// later be changed one page at a time (kernel image sections).
+    /// 4 KiB pages only, never folded: for mappings whose pieces may later
+    /// be changed one page at a time (kernel image sections).
     pub const PAGES: MapOptions = MapOptions {
         largest_leaf: Level::L3,
-        allow_cont: false,
+        fold: false,
     };
-    /// The fewest TLB entries: 1 GiB and 2 MiB blocks and contiguous runs
+    /// The fewest TLB entries: 1 GiB and 2 MiB blocks and folded runs
     /// wherever they fit (the linear map of RAM).
     pub const LARGEST: MapOptions = MapOptions {
         largest_leaf: Level::L1,
-        allow_cont: true,
+        fold: true,
     };
     /// [`LARGEST`](Self::LARGEST) without 1 GiB blocks: the linear map on a
     /// CPU whose page walker has none (x86 without `pdpe1gb`).
     pub const LARGEST_NO_GIB: MapOptions = MapOptions {
         largest_leaf: Level::L2,
-        allow_cont: true,
+        fold: true,
     };
 
     /// True if these options let a leaf be written at `level` (the format
@@ -113,9 +119,6 @@ pub enum MapError {
     /// The VA range is not canonical (or wraps, or crosses the hole between
     /// the halves), or the PA range exceeds the format's address width.
     OutOfRange,
-    /// The attributes cannot be requested here: `cont` is decided by
-    /// [`MapOptions::allow_cont`], not by the caller.
-    InvalidAttrs,
     /// The [`TableAlloc`] returned a frame that is not 4 KiB aligned.
     BadTableFrame,
 }
@@ -127,7 +130,6 @@ impl fmt::Display for MapError {
             MapError::AlreadyMapped => "range already mapped",
             MapError::Misaligned => "address or size not page aligned",
             MapError::OutOfRange => "address range not representable",
-            MapError::InvalidAttrs => "attributes not allowed here",
             MapError::BadTableFrame => "table allocator returned a misaligned frame",
         })
     }
@@ -168,10 +170,29 @@ impl<F: PteFormat> fmt::Debug for PageTable<F> {
     }
 }
 
-/// What one `map_range` call asks for, passed down the recursion.
-struct Request {
-    attrs: Attrs,
-    opts: MapOptions,
+/// The [`PteEnv`] of one [`PageTable::map_range`] call: runs may be
+/// folded if the options allow, within the request's own frames only,
+/// and nothing is ever unfolded (every entry written was empty).
+struct MapRun {
+    fold: bool,
+    pa: core::ops::Range<u64>,
+}
+
+impl PteEnv for MapRun {
+    fn flush_now(&self, start: VirtAddr, end: VirtAddr) {
+        panic!("map_range: no flush can be needed ({start:?}..{end:?})");
+    }
+    fn one_folio(&self, first: Pfn, nr: u64) -> bool {
+        let (a, b) = (first.phys().as_u64(), (first + nr).phys().as_u64());
+        self.pa.start <= a && b <= self.pa.end
+    }
+    fn fold_policy(&self) -> FoldPolicy {
+        FoldPolicy {
+            fold: self.fold,
+            fork_per_pte: false,
+        }
+    }
+    fn note(&self, _: FoldEvent, _: u64) {}
 }
 
 /// The entries of the kernel's root table that every user root shares
@@ -291,13 +312,6 @@ impl<F: PteFormat> PageTable<F> {
         {
             return Err(MapError::Misaligned);
         }
-        let probe = PteKind::Leaf {
-            pa: PhysAddr::new(0),
-            attrs,
-        };
-        if attrs.cont || F::check(probe, Level::L3).is_err() {
-            return Err(MapError::InvalidAttrs);
-        }
         if size == 0 {
             return Ok(());
         }
@@ -316,15 +330,98 @@ impl<F: PteFormat> PageTable<F> {
         {
             return Err(MapError::OutOfRange);
         }
-
-        let req = Request { attrs, opts };
-        let (va, pa) = (va.as_u64(), pa.as_u64());
         // Pass 1 creates tables and finds overlaps but writes no leaf, so a
         // failure leaves at most empty tables, which translate nothing.
-        self.fill(self.root, Level::L0, va, pa, size, &req, alloc, false)?;
+        self.map_pass(va, pa, size, attrs, opts, alloc, false)?;
         // Pass 2 makes the same decisions over the same entries: every
         // table it needs exists and no entry it writes is valid.
-        self.fill(self.root, Level::L0, va, pa, size, &req, alloc, true)
+        self.map_pass(va, pa, size, attrs, opts, alloc, true)
+    }
+
+    /// One pass of [`PageTable::map_range`] over the range, a piece at a
+    /// time: the largest block the options allow where VA and PA are
+    /// aligned to it, the rest covers it and its entry is empty (a run of
+    /// such blocks in one table at once); otherwise the pages up to the
+    /// next 2 MiB boundary, through a cursor and the format's `set_ptes`,
+    /// as user pages are written. `commit == false` only creates tables
+    /// and finds overlaps.
+    #[allow(clippy::too_many_arguments)]
+    fn map_pass(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        size: u64,
+        attrs: Attrs,
+        opts: MapOptions,
+        alloc: &mut (impl TableAlloc + ?Sized),
+        commit: bool,
+    ) -> Result<(), MapError> {
+        let run = MapRun {
+            fold: opts.fold,
+            pa: pa.as_u64()..pa.as_u64() + size,
+        };
+        let mut done = 0;
+        'pieces: while done < size {
+            let v = va.as_u64().wrapping_add(done);
+            let p = pa.as_u64() + done;
+            let left = size - done;
+            for level in [Level::L1, Level::L2] {
+                let span = level.size();
+                if !level.can_be_leaf()
+                    || !opts.allows_leaf_at(level)
+                    || v & (span - 1) != 0
+                    || p & (span - 1) != 0
+                    || left < span
+                {
+                    continue;
+                }
+                let slot = self.slot_alloc(VirtAddr::new(v), level, alloc)?;
+                let table = self.table_entries(slot.table);
+                match F::decode(table[slot.index].load(Ordering::Relaxed), level) {
+                    PteKind::Leaf { .. } => return Err(MapError::AlreadyMapped),
+                    // An (empty) table already here: map through it.
+                    PteKind::Table(_) => continue,
+                    PteKind::Absent => {}
+                }
+                // As many empty entries of this table as the range covers.
+                let most = ((left / span) as usize).min(ENTRIES - slot.index);
+                let nr = (slot.index..slot.index + most)
+                    .take_while(|&i| {
+                        matches!(
+                            F::decode(table[i].load(Ordering::Relaxed), level),
+                            PteKind::Absent
+                        )
+                    })
+                    .count();
+                if commit {
+                    let leaf = PteKind::Leaf {
+                        pa: PhysAddr::new(p),
+                        attrs,
+                    };
+                    let first = F::encode(leaf, level);
+                    F::table_set_blocks(table, slot.index, first, nr, level, opts.fold);
+                }
+                done += nr as u64 * span;
+                continue 'pieces;
+            }
+            let span = Level::L2.size();
+            let n = (span - (v & (span - 1))).min(left);
+            let pages = (n / PAGE_SIZE) as usize;
+            let mut cur = self.pte_cursor_pages(VirtAddr::new(v), pages, alloc)?;
+            if (0..cur.len()).any(|i| F::pte_present(cur.raw(i))) {
+                return Err(MapError::AlreadyMapped);
+            }
+            if commit {
+                let leaf = PteKind::Leaf {
+                    pa: PhysAddr::new(p),
+                    attrs,
+                };
+                let len = cur.len();
+                cur.set_ptes(0, F::encode(leaf, Level::L3), len, &run);
+            }
+            done += n;
+        }
+        Ok(())
     }
 
     /// Where `va` leads, or `None` if it is unmapped or not canonical.
@@ -406,106 +503,6 @@ impl<F: PteFormat> PageTable<F> {
         }
     }
 
-    /// Maps `[va, va + size)`, all of it inside the table at `level`.
-    /// With `commit == false` only tables are created and overlaps found.
-    #[allow(clippy::too_many_arguments)]
-    fn fill(
-        &mut self,
-        table: PhysAddr,
-        level: Level,
-        mut va: u64,
-        mut pa: u64,
-        size: u64,
-        req: &Request,
-        alloc: &mut (impl TableAlloc + ?Sized),
-        commit: bool,
-    ) -> Result<(), MapError> {
-        let span = level.size();
-        let mut left = size;
-        while left > 0 {
-            let idx = level.index_of(VirtAddr::new(va));
-            // `chunk == span` also means VA is span-aligned.
-            let chunk = (span - (va & (span - 1))).min(left);
-            let leaf_here = level.can_be_leaf()
-                && req.opts.allows_leaf_at(level)
-                && chunk == span
-                && pa & (span - 1) == 0;
-            let mut step = chunk;
-            match F::decode(self.read(table, idx), level) {
-                PteKind::Leaf { .. } => return Err(MapError::AlreadyMapped),
-                PteKind::Absent if leaf_here => {
-                    if commit {
-                        let n = self.cont_run(table, level, idx, va, pa, left, req);
-                        let attrs = Attrs {
-                            cont: n > 1,
-                            ..req.attrs
-                        };
-                        for i in 0..n {
-                            let leaf = PteKind::Leaf {
-                                pa: PhysAddr::new(pa + i as u64 * span),
-                                attrs,
-                            };
-                            self.write(table, idx + i, F::encode(leaf, level), Ordering::Relaxed);
-                        }
-                        step = n as u64 * span;
-                    }
-                }
-                PteKind::Absent => {
-                    // Not a leaf here, so not L3 (4 KiB pieces always fit).
-                    let next = level.next().ok_or(MapError::Misaligned)?;
-                    let t = self.new_table(alloc)?;
-                    // Release: the zeroes must be visible before the link.
-                    self.write(
-                        table,
-                        idx,
-                        F::encode(PteKind::Table(t), level),
-                        Ordering::Release,
-                    );
-                    self.fill(t, next, va, pa, chunk, req, alloc, commit)?;
-                }
-                PteKind::Table(t) => {
-                    // Formats decode tables only at L0-L2.
-                    let next = level.next().ok_or(MapError::AlreadyMapped)?;
-                    self.fill(t, next, va, pa, chunk, req, alloc, commit)?;
-                }
-            }
-            va = va.wrapping_add(step);
-            pa += step;
-            left -= step;
-        }
-        Ok(())
-    }
-
-    /// How many leaves to write at once from `idx`: a whole contiguous run
-    /// if the hint is allowed and the run is aligned in VA and PA, lies in
-    /// the range and is entirely empty; 1 otherwise.
-    #[allow(clippy::too_many_arguments)]
-    fn cont_run(
-        &self,
-        table: PhysAddr,
-        level: Level,
-        idx: usize,
-        va: u64,
-        pa: u64,
-        left: u64,
-        req: &Request,
-    ) -> usize {
-        let n = F::CONT_ENTRIES;
-        // L1 runs (16 GiB) buy nothing and are left out.
-        if n <= 1 || !req.opts.allow_cont || !matches!(level, Level::L2 | Level::L3) {
-            return 1;
-        }
-        let run = level.size() * n as u64;
-        if va & (run - 1) != 0 || pa & (run - 1) != 0 || left < run {
-            return 1;
-        }
-        // VA alignment puts the run inside this table; an existing (empty)
-        // table under one entry would break the run.
-        let all_empty = (idx..idx + n)
-            .all(|i| matches!(F::decode(self.read(table, i), level), PteKind::Absent));
-        if all_empty { n } else { 1 }
-    }
-
     /// A zeroed table frame from `alloc`, not yet linked: every new table
     /// of the tree comes from here.
     pub(super) fn new_table(
@@ -523,6 +520,17 @@ impl<F: PteFormat> PageTable<F> {
         Ok(t)
     }
 
+    /// The 512 entries of `table`, a table of this tree.
+    pub(super) fn table_entries(&self, table: PhysAddr) -> &[AtomicU64] {
+        assert!(table.is_aligned(PAGE_SIZE));
+        let p = self.map.ptr::<AtomicU64>(table);
+        // SAFETY: by the type invariant `table` is a page-aligned table
+        // frame of this tree (checked aligned above), mapped readable and
+        // writable by `map` at a page-aligned offset: 512 valid, 8-aligned
+        // u64s, only ever accessed atomically (here and by the walker).
+        unsafe { core::slice::from_raw_parts(p, ENTRIES) }
+    }
+
     fn entry(&self, table: PhysAddr, idx: usize) -> &AtomicU64 {
         debug_assert!(idx < ENTRIES && table.is_aligned(PAGE_SIZE));
         let p = self.map.ptr::<AtomicU64>(table).wrapping_add(idx % ENTRIES);
@@ -536,11 +544,5 @@ impl<F: PteFormat> PageTable<F> {
 
     fn read(&self, table: PhysAddr, idx: usize) -> u64 {
         self.entry(table, idx).load(Ordering::Relaxed)
-    }
-
-    fn write(&mut self, table: PhysAddr, idx: usize, raw: u64, order: Ordering) {
-        // A single 64-bit store: a concurrent walker sees old or new, never
-        // a torn entry.
-        self.entry(table, idx).store(raw, order);
     }
 }

@@ -46,6 +46,8 @@ pub use mapper::{KernelHalf, MapError, MapOptions, PageTable, TableAlloc, Transl
 pub use walk::PteSlot;
 pub use x86_64::{IA32_PAT_VALUE, X86_64};
 
+use core::sync::atomic::AtomicU64;
+
 use crate::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use cursor::plain;
 
@@ -71,9 +73,9 @@ pub trait PteFormat {
     /// where the general comparison needs the writable state apart (the
     /// host tests check the implication).
     const READONLY_AD: u64;
-    /// Entries grouped by the contiguous hint (arm64: 16); 1 if the format
-    /// has no such hint, in which case [`Attrs::cont`] is not encodable.
-    const CONT_ENTRIES: usize;
+    /// Entries a fold groups into one TLB entry (arm64's contiguous hint:
+    /// 16); 1 if the format cannot fold.
+    const CONT_ENTRIES: usize = 1;
 
     /// The raw entry for `kind` at `level`.
     ///
@@ -87,14 +89,7 @@ pub trait PteFormat {
 
     /// Whether `kind` can be encoded at `level` by this format.
     fn check(kind: PteKind, level: Level) -> Result<(), PteError> {
-        kind::check_common(kind, level, Self::PA_BITS)?;
-        if let PteKind::Leaf { attrs, .. } = kind
-            && attrs.cont
-            && Self::CONT_ENTRIES <= 1
-        {
-            return Err(PteError::Unsupported);
-        }
-        Ok(())
+        kind::check_common(kind, level, Self::PA_BITS)
     }
 
     /// True if `va` lies in one of the two translated halves. The default
@@ -196,6 +191,23 @@ pub trait PteFormat {
     // Each has the contract of the `PteCursor` method of the same name.
     // ------------------------------------------------------------------
 
+    /// Writes `nr` block leaves at `level` (L1 or L2) into entries
+    /// `i..i + nr` of `table` (all empty), each mapping the block after the
+    /// previous one: [`PageTable::map_range`]'s runs of blocks. A format
+    /// that folds may fold aligned runs of them when `fold` allows.
+    #[inline]
+    fn table_set_blocks(
+        table: &[AtomicU64],
+        i: usize,
+        first_raw: u64,
+        nr: usize,
+        level: Level,
+        fold: bool,
+    ) {
+        let _ = fold;
+        plain::set_blocks::<Self>(&table[i..i + nr], first_raw, level);
+    }
+
     /// [`PteCursor::get`]: entry `i`, with accessed and dirty gathered
     /// over a folded block.
     #[inline]
@@ -252,9 +264,10 @@ pub trait PteFormat {
         plain::copy_one::<Self>(src.entry(i), dst.entry(i), raw)
     }
 
-    /// True if the present page entry `raw` is part of a folded block
-    /// (the arm64 contiguous hint); always false for formats without the
-    /// hint. For views of the tables (dumps), not for mm decisions.
+    /// True if `raw`, a valid leaf (page or block), is part of a folded
+    /// run (the arm64 contiguous hint); always false for formats that
+    /// cannot fold. For views of the tables (dumps, tests), not for mm
+    /// decisions.
     #[inline]
     fn pte_cont(raw: u64) -> bool {
         let _ = raw;

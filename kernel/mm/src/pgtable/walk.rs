@@ -136,11 +136,24 @@ impl<F: PteFormat> PageTable<F> {
         va: VirtAddr,
         alloc: &mut (impl TableAlloc + ?Sized),
     ) -> Result<PteSlot, MapError> {
+        self.slot_alloc(va, Level::L3, alloc)
+    }
+
+    /// The entry for `va` in its table at `level` (the L3 slot of
+    /// [`PageTable::pte_slot_alloc`], or an L1/L2 entry where a block may
+    /// go), creating (zeroed) tables above it from `alloc` where missing;
+    /// errors as [`PageTable::pte_slot_alloc`].
+    pub(super) fn slot_alloc(
+        &mut self,
+        va: VirtAddr,
+        target: Level,
+        alloc: &mut (impl TableAlloc + ?Sized),
+    ) -> Result<PteSlot, MapError> {
         if !F::va_in_range(va) {
             return Err(MapError::OutOfRange);
         }
         let mut table = self.root();
-        for level in [Level::L0, Level::L1, Level::L2] {
+        for level in Level::ALL.into_iter().take_while(|&l| l != target) {
             let e = self.slot_entry(table, level.index_of(va));
             table = match F::decode(e.load(Ordering::Acquire), level) {
                 PteKind::Table(next) => next,
@@ -155,7 +168,7 @@ impl<F: PteFormat> PageTable<F> {
         }
         Ok(PteSlot {
             table,
-            index: Level::L3.index_of(va),
+            index: target.index_of(va),
         })
     }
 

@@ -105,7 +105,6 @@ impl X86_64 {
             young: raw & A != 0,
             dirty: raw & D != 0,
             mem,
-            cont: false,
         };
         // Masking to the level's size drops the large-page PAT bit (12) and
         // the reserved bits below the large-page address.
@@ -118,7 +117,6 @@ impl PteFormat for X86_64 {
     const NAME: &'static str = "x86_64";
     const PA_BITS: u32 = 52;
     const READONLY_AD: u64 = A | D;
-    const CONT_ENTRIES: usize = 1;
 
     fn encode(kind: PteKind, level: Level) -> u64 {
         debug_assert_eq!(Self::check(kind, level), Ok(()), "{kind:?} at {level:?}");

@@ -108,7 +108,7 @@ pub fn attrs<F: PteFormat>() -> impl Strategy<Value = Attrs> {
         Just(MemType::Device),
         Just(MemType::NormalNonCacheable)
     ];
-    (any::<[bool; 7]>(), mem).prop_map(|(b, mem)| Attrs {
+    (any::<[bool; 6]>(), mem).prop_map(|(b, mem)| Attrs {
         writable: b[0],
         user: b[1],
         exec: b[2],
@@ -116,6 +116,5 @@ pub fn attrs<F: PteFormat>() -> impl Strategy<Value = Attrs> {
         young: b[4],
         dirty: b[5],
         mem,
-        cont: b[6] && F::CONT_ENTRIES > 1,
     })
 }
