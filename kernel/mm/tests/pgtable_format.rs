@@ -284,7 +284,7 @@ fn level() -> impl Strategy<Value = Level> {
 
 /// Any kind that `F` can encode at the chosen level.
 fn valid_kind<F: PteFormat + 'static>() -> impl Strategy<Value = (PteKind, Level)> {
-    (level(), any::<u64>(), attrs::<F>(), 0u8..3).prop_map(|(level, addr, attrs, pick)| {
+    (level(), any::<u64>(), attrs(), 0u8..3).prop_map(|(level, addr, attrs, pick)| {
         let addr = addr & ((1 << F::PA_BITS) - 1);
         let kind = match pick {
             1 if level.can_be_table() => PteKind::Table(PhysAddr::new(addr & !0xfff)),
@@ -336,7 +336,7 @@ proptest! {
     /// No arm64 entry is executable at both privileges: kernel entries
     /// always carry UXN, user entries always PXN.
     #[test]
-    fn arm64_exec_never_crosses_privilege(a in attrs::<Aarch64>(), level in 1u8..4) {
+    fn arm64_exec_never_crosses_privilege(a in attrs(), level in 1u8..4) {
         let level = Level::new(level).unwrap();
         let raw = Aarch64::encode(leaf(0, a), level);
         let (pxn, uxn) = (raw >> 53 & 1 == 1, raw >> 54 & 1 == 1);

@@ -27,7 +27,7 @@ fn leaf(pa: PhysAddr, attrs: Attrs) -> PteKind {
 
 /// Any 4 KiB page entry `F` can encode.
 fn page<F: PteFormat>() -> impl Strategy<Value = PteKind> {
-    (any::<u64>(), attrs::<F>()).prop_map(|(addr, a)| {
+    (any::<u64>(), attrs()).prop_map(|(addr, a)| {
         leaf(
             PhysAddr::new(addr & ((1 << F::PA_BITS) - 1) & !(PAGE_SIZE - 1)),
             a,

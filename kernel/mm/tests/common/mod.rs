@@ -27,7 +27,7 @@ use std::alloc::{Layout, alloc, dealloc};
 
 use folium_mm::PAGE_SIZE;
 use folium_mm::PhysAddr;
-use folium_mm::pgtable::{Attrs, MemType, PteFormat, TableAlloc};
+use folium_mm::pgtable::{Attrs, MemType, TableAlloc};
 use folium_mm::phys::LinearMap;
 use proptest::prelude::*;
 
@@ -102,7 +102,7 @@ unsafe impl TableAlloc for Frames {
 }
 
 /// Arbitrary leaf attributes a format `F` can encode.
-pub fn attrs<F: PteFormat>() -> impl Strategy<Value = Attrs> {
+pub fn attrs() -> impl Strategy<Value = Attrs> {
     let mem = prop_oneof![
         Just(MemType::Normal),
         Just(MemType::Device),
