@@ -140,7 +140,7 @@ fn batch_view(k: PteKind) -> PteKind {
 
 /// A second leaf derived from `k`: young/dirty/writable flipped as asked,
 /// and at most one other difference (`other` picks which).
-fn variant<F: PteFormat>(k: PteKind, flips: [bool; 3], other: u8) -> PteKind {
+fn variant(k: PteKind, flips: [bool; 3], other: u8) -> PteKind {
     let (mut pa, mut a) = attrs_of(k);
     a.young ^= flips[0];
     a.dirty ^= flips[1];
@@ -163,7 +163,7 @@ fn variant<F: PteFormat>(k: PteKind, flips: [bool; 3], other: u8) -> PteKind {
 }
 
 fn same_exact<F: PteFormat>(k: PteKind, flips: [bool; 3], other: u8) -> Result<(), TestCaseError> {
-    let k2 = variant::<F>(k, flips, other);
+    let k2 = variant(k, flips, other);
     let (a, b) = (F::encode(k, L3), F::encode(k2, L3));
     let want = batch_view(k) == batch_view(k2);
     prop_assert_eq!(F::pte_same_ignoring_ad(a, b), want, "{:#x} vs {:#x}", a, b);
