@@ -99,7 +99,6 @@ fn pagemap_and_flags_of_a_large_folio<F: PteFormat>() {
         );
     }
     assert_eq!(flags(head + 16) & (HEAD | TAIL), 0, "the next block");
-    drop(v);
     a.teardown(&mut env);
 }
 
@@ -198,7 +197,6 @@ fn zero_page_after_a_read_fault() {
     let v = view(&env, &a, &all);
     assert_eq!(pagemap(&v, 0, 3), [0, PM_PRESENT | env.zero.as_u64(), 0]);
     assert_eq!(v.smaps_rollup([(va(0), va(4))].into_iter()).rss, 0);
-    drop(v);
     a.teardown(&mut env);
 }
 

@@ -35,7 +35,7 @@ use crate::pgtable::{ENTRIES, PageTable, PteFormat};
 use crate::thp;
 
 /// Fractional bits of the fixed-point `Pss` sums (Linux `PSS_SHIFT`).
-const PSS_SHIFT: u32 = 12;
+pub const PSS_SHIFT: u32 = 12;
 
 /// The sums of `smaps_rollup`, in bytes (`pss*` in fixed point, see
 /// [`PSS_SHIFT`]).
