@@ -39,7 +39,7 @@ pub use kpageflags::{PageState, kpageflags, page_state};
 pub use pagemap::{
     PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFN_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP, PM_UFFD_WP,
 };
-pub use smaps::SmapsRollup;
+pub use smaps::{PSS_SHIFT, SmapsRollup};
 
 use alloc::vec::Vec;
 
