@@ -35,6 +35,7 @@ pub mod split;
 pub mod stats;
 pub mod thp;
 pub mod tlb;
+pub mod views;
 pub mod vma;
 
 pub use addr::{Order, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};

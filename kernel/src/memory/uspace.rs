@@ -16,6 +16,7 @@ use folium_mm::phys::LinearMap;
 use folium_mm::split::{SplitScan, deferred_split_scan};
 use folium_mm::thp::ThpPolicy;
 use folium_mm::tlb::{Asid, TlbOps};
+use folium_mm::views::MemView;
 use folium_mm::{PAGE_SIZE, Pfn, VirtAddr};
 
 use super::frames;
@@ -153,6 +154,42 @@ pub fn split_deferred_folios(roots: &[PhysAddr]) -> SplitScan {
         .collect();
     let refs: Vec<&PageTable<KernelPteFormat>> = tables.iter().collect();
     frames::with(|b| deferred_split_scan(b, &refs, &super::THP))
+}
+
+/// Runs `f` on the view (`folium_mm::views`) of the user page table at
+/// `root`, with `roots` as every user address space alive (`root` is
+/// added if missing), so shared large folios are counted in all of them.
+pub fn with_view<R>(
+    root: PhysAddr,
+    roots: &[PhysAddr],
+    f: impl FnOnce(&MemView<'_, KernelPteFormat>) -> R,
+) -> R {
+    let linear = frames::linear();
+    // SAFETY: as in `split_deferred_folios`: each root is a live
+    // process's page table (published while its space exists, withdrawn
+    // before teardown frees it), RAM in the linear map, and the handles
+    // only read while nothing changes any tree (one CPU, kernel code is
+    // never preempted, and no address-space operation is under way).
+    let table = |r: PhysAddr| unsafe { PageTable::<KernelPteFormat>::new(r, linear) };
+    let mut tables: Vec<PageTable<KernelPteFormat>> = roots.iter().map(|&r| table(r)).collect();
+    if !roots.contains(&root) {
+        tables.push(table(root));
+    }
+    let all: Vec<&PageTable<KernelPteFormat>> = tables.iter().collect();
+    let own = table(root);
+    f(&MemView {
+        memmap: frames::memmap(),
+        zero_pfn: zero_pfn(),
+        table: &own,
+        all: &all,
+    })
+}
+
+/// The shared zero page's frame.
+pub fn zero_pfn() -> Pfn {
+    *ZERO_PFN
+        .get()
+        .expect("the zero page is allocated at boot (uspace::init)")
 }
 
 /// The shared zero page.

@@ -5,8 +5,9 @@
 //! `openat`/`read`/`write`/`close` so one program configures and reads
 //! Linux and Folium alike; and Folium's own knobs and counters, which
 //! Linux does not have, under `/sys/kernel/mm/folium/`
-//! ([`folium_abi::sysfs`]). Not a filesystem: a path is either in the
-//! table or ENOENT.
+//! ([`folium_abi::sysfs`]). Linux's views of memory (`pagemap`,
+//! `kpageflags`, `smaps_rollup`) are in `views.rs`. Not a filesystem: a
+//! path is either in the table or ENOENT.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -15,6 +16,9 @@ use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use folium_abi::Errno;
 use folium_abi::structs::RLIM_INFINITY;
+
+use super::Task;
+use super::views::{self, Found, ViewKind};
 
 /// What an fd refers to.
 #[derive(Clone)]
@@ -32,6 +36,14 @@ pub enum File {
         readable: bool,
         /// Opened for writing: the knob a write sets.
         knob: Option<Knob>,
+    },
+    /// A view of memory whose entries are made at read time from the
+    /// offset (`/proc/self/pagemap`, `/proc/kpageflags`; see `views.rs`).
+    View {
+        /// Which view.
+        kind: ViewKind,
+        /// The file offset.
+        pos: u64,
     },
 }
 
@@ -252,19 +264,26 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
     }
 }
 
-/// Opens `path` with the access mode of `flags` (`O_RDONLY`, `O_WRONLY`,
-/// `O_RDWR`): ENOENT if no such file, EACCES to write a read-only one.
-pub fn open(path: &[u8], flags: u64) -> Result<File, Errno> {
-    let (text, knob) = lookup(path).ok_or(Errno::ENOENT)?;
+/// Opens `path` for `me` with the access mode of `flags` (`O_RDONLY`,
+/// `O_WRONLY`, `O_RDWR`): ENOENT if no such file, EACCES to write a
+/// read-only one.
+pub fn open(path: &[u8], flags: u64, me: &Task) -> Result<File, Errno> {
+    let found = match views::lookup(path, me) {
+        Some(Found::View(kind)) => Err(kind),
+        Some(Found::Text(text)) => Ok((text, None)),
+        None => Ok(lookup(path).ok_or(Errno::ENOENT)?),
+    };
     let (readable, writable) = match flags & 3 {
         0 => (true, false),
         1 => (false, true),
         2 => (true, true),
         _ => return Err(Errno::EINVAL),
     };
-    if writable && knob.is_none() {
-        return Err(Errno::EACCES);
-    }
+    let (text, knob) = match found {
+        Err(_) | Ok((_, None)) if writable => return Err(Errno::EACCES),
+        Err(kind) => return Ok(File::View { kind, pos: 0 }),
+        Ok(found) => found,
+    };
     Ok(File::Control {
         data: text.into_bytes(),
         pos: 0,

@@ -25,6 +25,7 @@
 pub mod exec;
 pub mod fault;
 pub mod files;
+pub mod views;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -708,6 +709,14 @@ pub fn publish_root(pid: Pid, root: Option<PhysAddr>) {
     if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
         p.pt_root = root;
     }
+}
+
+/// The roots of every live user page table, and `pid`'s (if it has an
+/// address space): what Linux's views of memory read (`views.rs`).
+pub fn page_table_roots(pid: Pid) -> (Vec<PhysAddr>, Option<PhysAddr>) {
+    let t = PROCS.lock();
+    let all = t.procs.values().filter_map(|p| p.pt_root).collect();
+    (all, t.procs.get(&pid).and_then(|p| p.pt_root))
 }
 
 /// Runs the deferred split over every process's page tables (Linux's

@@ -1,5 +1,6 @@
-//! File syscalls: the console on fds 0-2 and the control files of
-//! `crate::proc::files`.
+//! File syscalls: the console on fds 0-2, the control files of
+//! `crate::proc::files` and the views of memory of `crate::proc::views`
+//! (read, `pread64` and `lseek` at any offset).
 
 use folium_abi::Errno;
 use folium_abi::errno::SysResult;
@@ -8,6 +9,7 @@ use folium_abi::structs::{S_IFCHR, S_IFREG, Stat};
 use crate::proc::Task;
 use crate::proc::exec::MACHINE;
 use crate::proc::files::{self, File};
+use crate::proc::views;
 use crate::uaccess;
 
 /// Most bytes one `read`/`write` moves (Linux's MAX_RW_COUNT is ~2 GiB;
@@ -19,7 +21,7 @@ const AT_EMPTY_PATH: u64 = 0x1000;
 pub fn write(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
     match task.files.get(fd)? {
         File::Console => {}
-        File::Control { knob: None, .. } => return Err(Errno::EBADF),
+        File::Control { knob: None, .. } | File::View { .. } => return Err(Errno::EBADF),
         File::Control {
             knob: Some(knob), ..
         } => {
@@ -76,21 +78,71 @@ pub fn writev(task: &mut Task, fd: u64, iov: u64, cnt: u64) -> SysResult {
 }
 
 pub fn read(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
+    let n = read_at(task, fd, None, buf, len)?;
+    match task.files.get(fd)? {
+        File::Control { pos, .. } => *pos += n as usize,
+        File::View { pos, .. } => *pos = pos.wrapping_add(n),
+        File::Console => {}
+    }
+    Ok(n)
+}
+
+/// `pread64`: a read at `off`, the file position unchanged (ESPIPE on the
+/// console, EINVAL for a negative offset).
+pub fn pread64(task: &mut Task, fd: u64, buf: u64, len: u64, off: u64) -> SysResult {
+    if (off as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if let File::Console = task.files.get(fd)? {
+        return Err(Errno::ESPIPE);
+    }
+    read_at(task, fd, Some(off), buf, len)
+}
+
+/// Reads from `fd` at `at` (`None`: its position) without moving it.
+fn read_at(task: &mut Task, fd: u64, at: Option<u64>, buf: u64, len: u64) -> SysResult {
     let chunk = match task.files.get(fd)? {
         File::Console => return Ok(0),
         File::Control {
             readable: false, ..
         } => return Err(Errno::EBADF),
         File::Control { data, pos, .. } => {
-            let n = (data.len() - *pos).min(len.min(MAX_RW) as usize);
-            data[*pos..*pos + n].to_vec()
+            let from = at.map_or(*pos, |a| usize::try_from(a).unwrap_or(usize::MAX));
+            let from = from.min(data.len());
+            let n = (data.len() - from).min(len.min(MAX_RW) as usize);
+            data[from..from + n].to_vec()
+        }
+        File::View { kind, pos } => {
+            let (kind, from) = (*kind, at.unwrap_or(*pos));
+            return views::read_at(task, kind, from, buf, len);
         }
     };
     uaccess::copy_out(task, buf, &chunk)?;
-    if let File::Control { pos, .. } = task.files.get(fd)? {
-        *pos += chunk.len();
-    }
     Ok(chunk.len() as u64)
+}
+
+/// `lseek`: ESPIPE on the console; a control file moves with `SEEK_SET`,
+/// `SEEK_CUR` and `SEEK_END` (EINVAL for a negative result); a view as
+/// Linux's `mem_lseek` (`views::seek`).
+pub fn lseek(task: &mut Task, fd: u64, off: u64, whence: u64) -> SysResult {
+    match task.files.get(fd)? {
+        File::Console => Err(Errno::ESPIPE),
+        File::View { pos, .. } => {
+            *pos = views::seek(*pos, off, whence)?;
+            Ok(*pos)
+        }
+        File::Control { data, pos, .. } => {
+            let base = match whence {
+                0 => 0,
+                1 => *pos as i64,
+                2 => data.len() as i64,
+                _ => return Err(Errno::EINVAL),
+            };
+            let new = base.checked_add(off as i64).ok_or(Errno::EINVAL)?;
+            *pos = usize::try_from(new).map_err(|_| Errno::EINVAL)?;
+            Ok(new as u64)
+        }
+    }
 }
 
 pub fn openat(task: &mut Task, dirfd: u64, path: u64, flags: u64) -> SysResult {
@@ -103,7 +155,7 @@ pub fn openat(task: &mut Task, dirfd: u64, path: u64, flags: u64) -> SysResult {
     if !crate::heap::can_grow() {
         return Err(Errno::ENOMEM);
     }
-    let f = files::open(&path, flags)?;
+    let f = files::open(&path, flags, task)?;
     task.files.install(f)
 }
 
@@ -117,6 +169,13 @@ fn stat_of(f: &File) -> Stat {
             mode: S_IFCHR | 0o620,
             nlink: 1,
             rdev: 0x0500, // major 5, minor 0: /dev/tty-like
+            blksize: 1024,
+            ..Stat::default()
+        },
+        // Linux's pagemap and kpageflags are readable by their owner only.
+        File::View { .. } => Stat {
+            mode: S_IFREG | 0o400,
+            nlink: 1,
             blksize: 1024,
             ..Stat::default()
         },
@@ -148,7 +207,7 @@ pub fn newfstatat(task: &mut Task, dirfd: u64, path: u64, buf: u64, flags: u64) 
         }
         return fstat(task, dirfd, buf);
     }
-    let f = files::open(&path, 0)?;
+    let f = files::open(&path, 0, task)?;
     put_stat(task, &stat_of(&f), buf)
 }
 

@@ -54,6 +54,8 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
     use Sysno::*;
     match s {
         Read => io::read(task, a[0], a[1], a[2]),
+        Pread64 => io::pread64(task, a[0], a[1], a[2], a[3]),
+        Lseek => io::lseek(task, a[0], a[1], a[2]),
         Write => io::write(task, a[0], a[1], a[2]),
         Writev => io::writev(task, a[0], a[1], a[2]),
         Openat => io::openat(task, a[0], a[1], a[2]),

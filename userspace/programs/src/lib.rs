@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod thp;
+pub mod views;
 
 use alloc::format;
 use alloc::string::String;

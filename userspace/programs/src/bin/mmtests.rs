@@ -23,9 +23,14 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use folium_abi::Errno;
 use folium_programs::thp::{
     FALLBACK, SIZES, SPLIT, SPLIT_DEFERRED, allocs, apply_policy, counters, only, read_knob,
     save_policy, write_knob,
+};
+use folium_programs::views::{
+    Fd, KPF_ANON, KPF_HEAD, KPF_MMAP, KPF_TAIL, KPF_THP, KPF_ZERO_PAGE, PM_EXCLUSIVE, PM_FILE,
+    PM_PFN, PM_PRESENT, kpageflags, pagemap,
 };
 use folium_programs::{
     Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, mem_free_kb, on_folium,
@@ -1026,6 +1031,325 @@ fn t_memory_pressure_splits_before_oom() -> TestResult {
     })
 }
 
+// ---------------------------------------------------------------------
+// Linux's views of memory: pagemap, kpageflags, smaps_rollup
+
+/// On Linux, why the host's knobs give no `kb` folios to a region advised
+/// `MADV_HUGEPAGE` (`None`: they do); `None` on Folium, which sets them.
+fn host_refuses(kb: u64) -> Result<Option<String>, String> {
+    if on_folium() {
+        return Ok(None);
+    }
+    let (top, size) = (read_knob(None)?, read_knob(Some(kb))?);
+    let word = |t: &str| String::from(folium_programs::thp::current(t).unwrap_or(""));
+    let (top, size) = (word(&top), word(&size));
+    let ok = match size.as_str() {
+        "always" | "madvise" => true,
+        "inherit" => top != "never",
+        _ => false,
+    };
+    Ok((!ok).then(|| format!("the host's hugepages-{kb}kB is {size:?}, top level {top:?}")))
+}
+
+/// Prints why a view test is skipped here; `Ok` (the test does not run).
+fn skipped(test: &str, why: &str) -> TestResult {
+    println!("mmtests: {test} skipped on Linux ({why})");
+    Ok(())
+}
+
+/// A mapping of exactly `size` bytes aligned to `size`, so that no folio
+/// larger than `size` fits in it.
+fn exact(size: u64) -> Result<(Map, u64), String> {
+    let (m, start) = Map::aligned(size, size)?;
+    let (addr, end) = (m.addr, m.addr + m.len);
+    core::mem::forget(m);
+    if start > addr {
+        ensure_eq!(sys::munmap(addr, start - addr), Ok(0));
+    }
+    if end > start + size {
+        ensure_eq!(sys::munmap(start + size, end - start - size), Ok(0));
+    }
+    Ok((
+        Map {
+            addr: start,
+            len: size,
+        },
+        start,
+    ))
+}
+
+/// `anon_fault_fallback` of `kb`.
+fn fallbacks(kb: u64) -> Result<u64, String> {
+    let i = SIZES.iter().position(|&k| k == kb).ok_or("no such size")?;
+    Ok(counters(&FALLBACK)?[i])
+}
+
+/// A region of exactly one `kb` folio, written (on Linux advised
+/// `MADV_HUGEPAGE`); `Ok(None)` on Linux if the fault fell back to a
+/// smaller size, which the host's memory decides, not the kernel's rules.
+fn one_folio(kb: u64) -> Result<Option<(Map, u64)>, String> {
+    let size = kb * 1024;
+    let (m, base) = exact(size)?;
+    if !on_folium() {
+        ensure_eq!(sys::madvise(base, size, MADV_HUGEPAGE), Ok(0));
+    }
+    let fb = fallbacks(kb)?;
+    fill_counted(&m, base, size / PAGE, kb, 1)?;
+    if !on_folium() && fallbacks(kb)? != fb {
+        return Ok(None);
+    }
+    Ok(Some((m, base)))
+}
+
+/// One `kb` folio, as pagemap and kpageflags show it: every page present,
+/// exclusive and anonymous, frames consecutive from a head aligned to the
+/// folio size; kpageflags marks the head and the tails of one THP,
+/// anonymous and mapped. `AnonHugePages` grows by 2 MiB for a 2 MiB folio
+/// only; after `MADV_DONTNEED` of one page it is no longer whole (Linux:
+/// no longer PMD-mapped) and is not counted, and that page reads 0.
+fn pagemap_layout(kb: u64) -> TestResult {
+    let name = format!("pagemap_layout_{kb}K");
+    if let Some(why) = host_refuses(kb)? {
+        return skipped(&name, &why);
+    }
+    with_only(kb, || {
+        let pages = kb * 1024 / PAGE;
+        let huge0 = folium_programs::views::rollup_kb("AnonHugePages")?;
+        let Some((m, base)) = one_folio(kb)? else {
+            return skipped(&name, "the host's allocation fell back to a smaller size");
+        };
+        let e = pagemap(base, pages as usize)?;
+        for (k, &e) in e.iter().enumerate() {
+            ensure_eq!(
+                e & (PM_PRESENT | PM_EXCLUSIVE | PM_FILE),
+                PM_PRESENT | PM_EXCLUSIVE,
+                "page {k}: {e:#x}"
+            );
+        }
+        let pfn = e[0] & PM_PFN;
+        if pfn == 0 {
+            return skipped(&name, "pagemap shows no frames: not root");
+        }
+        ensure!(
+            pfn.is_multiple_of(pages),
+            "head frame {pfn:#x} not aligned to {pages} pages"
+        );
+        for (k, &e) in e.iter().enumerate() {
+            ensure_eq!(e & PM_PFN, pfn + k as u64, "frame of page {k}");
+        }
+        let huge = folium_programs::views::rollup_kb("AnonHugePages")? - huge0;
+        ensure_eq!(
+            huge,
+            if kb == 2048 { 2048 } else { 0 },
+            "AnonHugePages grew by"
+        );
+        match kpageflags(pfn, pages as usize) {
+            Err(None) => {
+                println!("mmtests: {name}: kpageflags not readable (not root), not checked")
+            }
+            Err(Some(why)) => return Err(why),
+            Ok(f) => {
+                let mask = KPF_HEAD | KPF_TAIL | KPF_THP | KPF_ANON | KPF_MMAP;
+                let common = KPF_THP | KPF_ANON | KPF_MMAP;
+                for (k, &f) in f.iter().enumerate() {
+                    let want = common | if k == 0 { KPF_HEAD } else { KPF_TAIL };
+                    ensure_eq!(f & mask, want, "kpageflags of page {k}: {f:#x}");
+                }
+            }
+        }
+        ensure_eq!(sys::madvise(at(base, 7, 0), PAGE, MADV_DONTNEED), Ok(0));
+        ensure_eq!(pagemap(at(base, 7, 0), 1)?, [0], "the dropped page");
+        let huge = folium_programs::views::rollup_kb("AnonHugePages")?;
+        ensure_eq!(huge, huge0, "AnonHugePages after MADV_DONTNEED of one page");
+        check_pattern_but(&m, base, pages, "after MADV_DONTNEED", &[7])
+    })
+}
+
+fn t_pagemap_layout_64k() -> TestResult {
+    pagemap_layout(64)
+}
+fn t_pagemap_layout_2048k() -> TestResult {
+    pagemap_layout(2048)
+}
+
+/// The exclusive bit of one PTE-mapped large folio (64 kB on Folium,
+/// 2 MiB on Linux, its last page dropped) through fork and copy-on-write:
+/// all pages exclusive before the fork;
+/// none in the child after it; the child's write to page 3 gives it an
+/// exclusive page of its own (another frame), and the parent's page 3,
+/// mapped once again, turns exclusive while the others stay shared; once
+/// the child is gone every page is exclusive again.
+fn t_pagemap_exclusive_fork_cow() -> TestResult {
+    const NAME: &str = "pagemap_exclusive_fork_cow";
+    let kb = if on_folium() { 64 } else { 2048 };
+    if let Some(why) = host_refuses(kb)? {
+        return skipped(NAME, &why);
+    }
+    with_only(kb, || {
+        let pages = (kb * 1024 / PAGE) as usize;
+        let Some((m, base)) = one_folio(kb)? else {
+            return skipped(NAME, "the host's allocation fell back to a smaller size");
+        };
+        // The last page dropped: Linux then maps the 2 MiB folio with
+        // PTEs, as Folium maps every folio. (A PMD-mapped THP is another
+        // case there: 6.18 reports every page of it by its first page.)
+        ensure_eq!(
+            sys::madvise(at(base, pages as u64 - 1, 0), PAGE, MADV_DONTNEED),
+            Ok(0)
+        );
+        let pages = pages - 1;
+        let excl = |e: &[u64]| e.iter().map(|e| e & PM_EXCLUSIVE != 0).collect::<Vec<_>>();
+        let only3: Vec<bool> = (0..pages).map(|k| k == 3).collect();
+        let e = pagemap(base, pages)?;
+        ensure_eq!(excl(&e), [true].repeat(pages), "before the fork");
+        let orig3 = e[3] & PM_PFN;
+        let child = spawn(|| {
+            let c = child_body("child", || {
+                ensure_eq!(
+                    excl(&pagemap(base, pages)?),
+                    [false].repeat(pages),
+                    "child after fork"
+                );
+                m.set(at(base, 3, 0), CHILD1);
+                let e = pagemap(base, pages)?;
+                ensure_eq!(excl(&e), only3, "child after its write");
+                ensure!(
+                    orig3 == 0 || e[3] & PM_PFN != orig3,
+                    "page 3 was not copied"
+                );
+                Ok(())
+            });
+            if c != 0 {
+                sys::exit_group(c);
+            }
+            loop {
+                let _ = sys::nanosleep(1_000_000_000);
+            }
+        })?;
+        let mut seen = None;
+        for _ in 0..500 {
+            let e = pagemap(base, pages)?;
+            if e[3] & PM_EXCLUSIVE != 0 {
+                seen = Some(e);
+                break;
+            }
+            if let Ok((pid, st)) = sys::wait4(child, sys::WNOHANG)
+                && pid == child
+            {
+                return Err(format!("the child ended early: status {st:#x}"));
+            }
+            let _ = sys::nanosleep(10_000_000);
+        }
+        ensure_eq!(sys::kill(child, 9), Ok(0));
+        let (_, st) = sys::wait4(child, 0).map_err(|e| format!("wait4: {}", e.name()))?;
+        ensure_eq!(signalled(st), Some(9), "the child (status {st:#x})");
+        let e = seen.ok_or("the parent's page 3 never turned exclusive")?;
+        ensure_eq!(excl(&e), only3, "parent after the child's write");
+        ensure_eq!(e[3] & PM_PFN, orig3, "the parent's page 3 moved");
+        ensure_eq!(
+            excl(&pagemap(base, pages)?),
+            [true].repeat(pages),
+            "after the child's exit"
+        );
+        check_pattern_but(
+            &m,
+            base,
+            pages as u64 + 1,
+            "parent at the end",
+            &[pages as u64],
+        )
+    })
+}
+
+/// A read of untouched memory maps the zero page: present, neither
+/// exclusive nor a file page, its frame `ZERO_PAGE` in kpageflags; the
+/// neighbours read 0; a write then gives an exclusive anonymous page.
+fn t_pagemap_zero_page() -> TestResult {
+    with_only(4, || {
+        let m = Map::new(4 * PAGE)?;
+        ensure_eq!(m.get(at(m.addr, 1, 0)), 0);
+        let e = pagemap(m.addr, 3)?;
+        ensure_eq!((e[0], e[2]), (0, 0), "the untouched neighbours");
+        ensure_eq!(
+            e[1] & (PM_PRESENT | PM_EXCLUSIVE | PM_FILE),
+            PM_PRESENT,
+            "{:#x}",
+            e[1]
+        );
+        let zero = e[1] & PM_PFN;
+        if zero != 0 {
+            match kpageflags(zero, 1) {
+                Ok(f) => ensure!(f[0] & KPF_ZERO_PAGE != 0, "kpageflags {:#x}", f[0]),
+                Err(Some(why)) => return Err(why),
+                Err(None) => println!("mmtests: kpageflags not readable (not root), not checked"),
+            }
+        }
+        m.set(at(m.addr, 1, 0), 5);
+        let e = pagemap(m.addr, 2)?;
+        ensure_eq!(
+            e[1] & (PM_PRESENT | PM_EXCLUSIVE | PM_FILE),
+            PM_PRESENT | PM_EXCLUSIVE
+        );
+        ensure!(zero == 0 || e[1] & PM_PFN != zero, "still the zero page");
+        if let Ok(f) = kpageflags(e[1] & PM_PFN, 1) {
+            ensure!(
+                zero == 0 || f[0] & (KPF_ZERO_PAGE | KPF_ANON) == KPF_ANON,
+                "{:#x}",
+                f[0]
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Linux's errno for bad reads of pagemap (and kpageflags when readable):
+/// EINVAL for an offset or count not a multiple of 8 and for a negative
+/// offset, EFAULT for a buffer outside user space, 0 bytes for a count of
+/// 0 and past the end, EINVAL for `SEEK_END`, EBADF for a closed fd; and
+/// `lseek` + `read` reads the entry at the position and moves it.
+fn t_pagemap_errors() -> TestResult {
+    let fd = Fd::open(c"/proc/self/pagemap").map_err(|e| format!("open: {}", e.name()))?;
+    let mut buf = [0u64; 4];
+    let p = buf.as_mut_ptr() as u64;
+    ensure_eq!(errno_of(fd.pread_raw(p, 8, 3)), Some("EINVAL"));
+    ensure_eq!(errno_of(fd.pread_raw(p, 12, 0)), Some("EINVAL"));
+    ensure_eq!(errno_of(fd.pread_raw(p, 8, 1 << 63)), Some("EINVAL"));
+    ensure_eq!(errno_of(fd.pread_raw(HIGH, 8, 0)), Some("EFAULT"));
+    ensure_eq!(fd.pread_raw(p, 0, 8), Ok(0));
+    ensure_eq!(
+        fd.pread_raw(p, 32, (1 << 48) / PAGE * 8),
+        Ok(0),
+        "past the end"
+    );
+    ensure_eq!(fd.pread_raw(p, 32, 1 << 62), Ok(0), "far past the end");
+    ensure_eq!(errno_of(fd.lseek(0, 2)), Some("EINVAL"), "SEEK_END");
+    let m = Map::new(2 * PAGE)?;
+    m.set(at(m.addr, 1, 0), 1);
+    let off = m.addr / PAGE * 8;
+    ensure_eq!(fd.lseek(off, 0), Ok(off));
+    let mut b = [0u8; 16];
+    ensure_eq!(fd.read(&mut b), Ok(16));
+    let (e0, e1) = (
+        u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
+        u64::from_le_bytes(b[8..].try_into().unwrap_or_default()),
+    );
+    ensure_eq!((e0, e1 & PM_PRESENT), (0, PM_PRESENT), "{e0:#x} {e1:#x}");
+    ensure_eq!(fd.lseek(0, 1), Ok(off + 16), "the read moved the position");
+    let closed = fd.0;
+    drop(fd);
+    let bad = Fd(closed);
+    ensure_eq!(errno_of(bad.pread_raw(p, 8, 0)), Some("EBADF"));
+    core::mem::forget(bad);
+    if let Ok(k) = Fd::open(c"/proc/kpageflags")
+        && k.pread_raw(p, 8, 0) != Err(Errno::EPERM)
+    {
+        ensure_eq!(errno_of(k.pread_raw(p, 8, 4)), Some("EINVAL"));
+        ensure_eq!(errno_of(k.pread_raw(p, 4, 0)), Some("EINVAL"));
+        ensure_eq!(k.pread_raw(p, 8, 1 << 62), Ok(0), "past the last frame");
+    }
+    Ok(())
+}
+
 /// Tests that only run on Folium, with the reason printed on Linux.
 const FOLIUM_ONLY: [(&str, &str); 4] = [
     (
@@ -1083,6 +1407,11 @@ const TESTS: &[Test] = &[
         "memory_pressure_splits_before_oom",
         t_memory_pressure_splits_before_oom,
     ),
+    ("pagemap_layout_64K", t_pagemap_layout_64k),
+    ("pagemap_layout_2048K", t_pagemap_layout_2048k),
+    ("pagemap_exclusive_fork_cow", t_pagemap_exclusive_fork_cow),
+    ("pagemap_zero_page", t_pagemap_zero_page),
+    ("pagemap_errors", t_pagemap_errors),
 ];
 
 fn main(args: &ulib::Args) -> i32 {
