@@ -11,8 +11,12 @@
 /// directory is named; [`FOLIUM_MM_DIR`] is the same path as a constant.
 ///
 /// Its files: `pte_batching` (1 batches fork and zap over runs of PTEs
-/// mapping one large folio, 0 goes PTE by PTE; read and write) and
-/// `stats` (batching and TLB-flush counters; read-only).
+/// mapping one large folio, 0 goes PTE by PTE; read and write), `stats`
+/// (batching and TLB-flush counters; read-only), and the calling
+/// process's user page tables as of the open (read-only): `ptdump`, in
+/// the layout of Linux's arm64 page-table dump, and `mmview`, one record
+/// per run of pages of one folio (folio order, mapcount, sharing), which
+/// `cargo xtask mmview` draws.
 #[macro_export]
 macro_rules! folium_mm_path {
     () => {

@@ -25,6 +25,7 @@
 pub mod exec;
 pub mod fault;
 pub mod files;
+pub mod ptdump;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
