@@ -184,9 +184,10 @@ fn ptdump_of_an_empty_tree_is_one_hole() {
     );
 }
 
-/// One mmview record, parsed back: (start, end, fields by key, the last
-/// word).
-fn records(text: &str) -> Vec<(u64, u64, Vec<(String, String)>)> {
+/// One mmview record, parsed back: start, end, and its key=value fields.
+type Record = (u64, u64, Vec<(String, String)>);
+
+fn records(text: &str) -> Vec<Record> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
@@ -202,7 +203,7 @@ fn records(text: &str) -> Vec<(u64, u64, Vec<(String, String)>)> {
         .collect()
 }
 
-fn field<'a>(r: &'a (u64, u64, Vec<(String, String)>), key: &str) -> &'a str {
+fn field<'a>(r: &'a Record, key: &str) -> &'a str {
     &r.2.iter().find(|(k, _)| k == key).unwrap().1
 }
 
