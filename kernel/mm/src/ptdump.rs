@@ -15,8 +15,9 @@
 //! # ptdump lines
 //!
 //! ```text
-//! 0x0000000000400000-0x0000000000410000          64K PTE   USR ro x  SHD AF NG         UXN    MEM/NORMAL
-//! 0x0000000000410000-0x0000000000500000         960K
+//! 0x00007fffff6b0000-0x00007fffff6c5000          84K PTE   USR RW NX SHD AF NG         UXN    MEM/NORMAL
+//! 0x00007fffff6c5000-0x00007fffff6c6000           4K PTE   USR ro NX SHD AF NG         UXN    MEM/NORMAL
+//! 0x00007fffff6f0000-0x00007fffffffd000        9268K
 //! ```
 //!
 //! The range (end exclusive), its size in the largest unit that divides it

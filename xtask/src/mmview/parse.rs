@@ -302,6 +302,9 @@ pub fn parse(lines: &[String]) -> Result<Vec<Snapshot>> {
 pub(super) mod tests {
     use super::*;
 
+    /// mmdemo's output as recorded on a board (`virt` or `q35`), from its
+    /// layout line to `mmdemo: ok`. To record it again: `cargo xtask
+    /// qemu-run [--board q35] -- init=mmdemo | sed -n '/^mmdemo: layout/,/^mmdemo: ok/p'`.
     pub fn fixture(name: &str) -> Vec<String> {
         let text = match name {
             "virt" => include_str!("testdata/mmdemo-virt.txt"),
