@@ -118,7 +118,7 @@ impl Profile {
 /// The user programs every kernel image embeds (bins of
 /// `userspace/programs` and `userspace/bench`), by the name `execve` finds
 /// them under.
-pub const PROGRAMS: [&str; 5] = ["init", "hello", "utest", "mmtests", "bench"];
+pub const PROGRAMS: [&str; 6] = ["init", "hello", "utest", "mmtests", "bench", "mmdemo"];
 
 /// Builds the user programs for `arch` (profile `user`: release code, no
 /// debug info) and returns `(name, path)` for each.

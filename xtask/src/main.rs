@@ -8,6 +8,7 @@
 //! cargo xtask build    [--arch aarch64|x86_64]
 //! cargo xtask image    --board rpi4|rpi3 [--out DIR]
 //! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [--linux-cmdline ARGS] [-- ARGS...]
+//! cargo xtask mmview   [--board B] [--program NAME | --init PATH] [--out FILE.svg] [-- ARGS...]
 //! ```
 //!
 //! `cargo xtask help COMMAND` (or `COMMAND --help`) prints a command's
@@ -24,6 +25,7 @@ mod elf;
 mod image;
 mod lint;
 mod linux;
+mod mmview;
 mod plot;
 mod qemu;
 mod records;
@@ -75,6 +77,10 @@ enum Command {
     Image(ImageArgs),
     /// Boot Linux on virt or q35 with the benchmark as init
     QemuLinux(QemuLinuxArgs),
+    /// Boot a program that prints snapshots of its page tables (default
+    /// mmdemo: folios, fork, copy-on-write); print their ptdump and draw
+    /// the address space as an SVG
+    Mmview(MmviewArgs),
 }
 
 /// How QEMU runs the guest: CPU model, accelerator, RAM.
@@ -232,6 +238,41 @@ pub struct QemuLinuxArgs {
     pub args: Vec<String>,
 }
 
+/// `mmview`'s options.
+#[derive(Args, Clone, Default)]
+pub struct MmviewArgs {
+    /// The board to boot
+    #[arg(long, value_enum, default_value = "virt")]
+    pub board: Board,
+    /// QEMU's -cpu, the accelerator (default tcg), and guest RAM
+    #[command(flatten)]
+    pub machine: Machine,
+    /// A program built into the image that prints snapshots (default
+    /// mmdemo)
+    #[arg(long, value_name = "NAME", conflicts_with = "init")]
+    pub program: Option<String>,
+    /// Your own static Linux ELF instead (handed over as an initrd), which
+    /// prints the snapshot markers itself
+    #[arg(long, value_name = "PATH")]
+    pub init: Option<PathBuf>,
+    /// Boot nothing: read the snapshots from this saved console output
+    /// (of any board, hardware too)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["init", "program"])]
+    pub console: Option<PathBuf>,
+    /// The SVG to write (default out/mmview/PROGRAM-BOARD.svg)
+    #[arg(long, value_name = "FILE.svg")]
+    pub out: Option<PathBuf>,
+    /// Seconds the boot may take
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+    /// --qemu-arg and --print-qemu
+    #[command(flatten)]
+    pub qemu: QemuExtra,
+    /// The program's arguments
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
 fn parse_size(v: &str) -> std::result::Result<u64, String> {
     v.parse()
         .ok()
@@ -253,6 +294,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Test(a) => a.qemu.print_qemu,
         Command::Bench(a) => a.qemu.print_qemu,
         Command::QemuLinux(a) => a.qemu.print_qemu,
+        Command::Mmview(a) => a.qemu.print_qemu,
         _ => false,
     };
     qemu::PRINT_COMMANDS.store(print, std::sync::atomic::Ordering::Relaxed);
@@ -274,6 +316,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Image(a) => image::run(&a).map(status),
+        Command::Mmview(a) => mmview::run(&a),
     }
 }
 
@@ -375,6 +418,7 @@ mod tests {
             "build",
             "image",
             "qemu-linux",
+            "mmview",
         ] {
             let e = parse(&[cmd, "--help"]).err().unwrap();
             assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{cmd}");
@@ -453,5 +497,46 @@ mod tests {
             panic!("test refused its options");
         };
         assert_eq!((t.boards.as_slice(), t.timeout), (&[Board::Raspi3b][..], 9));
+    }
+
+    #[test]
+    fn mmview_takes_a_program_or_an_init_and_an_out_file() {
+        let Ok(Command::Mmview(m)) = parse(&["mmview"]) else {
+            panic!("mmview with no options is refused");
+        };
+        assert_eq!(
+            (m.board, m.program.as_deref(), m.out.as_ref()),
+            (Board::Virt, None, None)
+        );
+        let Ok(Command::Mmview(m)) = parse(&[
+            "mmview",
+            "--board",
+            "q35",
+            "--program",
+            "mmdemo",
+            "--out",
+            "/tmp/x.svg",
+            "--",
+            "a",
+        ]) else {
+            panic!("mmview refused its options");
+        };
+        assert_eq!(m.board, Board::Q35);
+        assert_eq!(m.program.as_deref(), Some("mmdemo"));
+        assert_eq!(m.out, Some(PathBuf::from("/tmp/x.svg")));
+        assert_eq!(m.args, ["a"]);
+        // One program: a built-in one or your own, not both.
+        let e = parse(&["mmview", "--program", "a", "--init", "./b"])
+            .err()
+            .unwrap();
+        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::ArgumentConflict, 2));
+        let Ok(Command::Mmview(m)) = parse(&["mmview", "--console", "log.txt"]) else {
+            panic!("mmview refused --console");
+        };
+        assert_eq!(m.console, Some(PathBuf::from("log.txt")));
+        assert!(parse(&["mmview", "--console", "a", "--program", "b"]).is_err());
+        let e = parse(&["mmview", "--size", "4"]).err().unwrap();
+        assert_eq!(e.exit_code(), 2);
+        assert!(parse(&["mmview", "--board", "vax"]).is_err());
     }
 }

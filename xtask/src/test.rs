@@ -489,6 +489,50 @@ fn check_bench_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
     )
 }
 
+/// The command line of the page-table dump's test boot.
+pub const MMVIEW_TEST_CMDLINE: &str = "init=mmdemo";
+
+/// Parses the boot that ran `mmdemo`: one test per check of
+/// [`crate::mmview::check`] (its snapshots show the folio sizes it asked
+/// for, its mprotect, fork's write protection and sharing, the child's
+/// own copies); the first also needs the machine to stop with success.
+/// The console is shown once, under the first failure.
+fn check_mmview_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
+    let mut verdicts = crate::mmview::check::check_mmdemo(&run.lines);
+    if run.timed_out || run.exit != Some(board.exit_codes().0) {
+        let why = format!(
+            "QEMU {}, timed out {}",
+            build::exit_words(run.exit),
+            run.timed_out
+        );
+        if let Some((_, r)) = verdicts.first_mut() {
+            *r = Err(match r {
+                Err(e) => format!("{e}; {why}"),
+                Ok(()) => why,
+            });
+        }
+    }
+    let mut all = Outcome {
+        label: label.to_string(),
+        passed: 0,
+        failed: 0,
+        report: Vec::new(),
+    };
+    let mut shown = false;
+    for (name, r) in verdicts {
+        let o = match r {
+            Ok(()) => one_check(label, name, true, String::new()),
+            Err(why) if !shown => {
+                shown = true;
+                one_test_outcome(label, name, false, why, run)
+            }
+            Err(why) => one_check(label, name, false, why),
+        };
+        all = all.and(o);
+    }
+    all
+}
+
 /// Parses a boot in which init was handed a malformed program.
 fn check_refused_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
     let reason = run.lines.iter().find(|l| l.starts_with("exec: broken: "));
@@ -689,6 +733,8 @@ enum Check {
     /// well-formed record for every benchmark, and check every one `ok`
     /// (folio sizes as asked); no time is judged.
     Bench,
+    /// init runs `mmdemo`: its page-table snapshots must show what it did.
+    Mmview,
 }
 
 /// One guest boot of `cargo xtask test`.
@@ -713,7 +759,9 @@ impl GuestBoot {
         if self.profile == Profile::Checked {
             l.push_str("/checked");
         }
-        if let Check::Fatal(_) | Check::CProgram | Check::Refused | Check::Bench = self.check {
+        if let Check::Fatal(_) | Check::CProgram | Check::Refused | Check::Bench | Check::Mmview =
+            self.check
+        {
             l.push(':');
             let mut words = self.spec.cmdline.split_whitespace();
             let word = words
@@ -772,6 +820,12 @@ fn guest_boots(
             Spec::new(b, BENCH_TEST_CMDLINE),
             Check::Bench,
         ));
+        if matches!(b, Board::Virt | Board::Q35) {
+            boots.push(GuestBoot::new(
+                Spec::new(b, MMVIEW_TEST_CMDLINE),
+                Check::Mmview,
+            ));
+        }
         match b {
             Board::Virt => {
                 let mut a72 = Spec::new(b, TEST_CMDLINE);
@@ -888,6 +942,7 @@ pub fn run(o: &TestArgs) -> Result<bool> {
                             check_refused_boot(&label, gb.spec.board, &run)
                         }
                         (Ok(run), Check::Bench) => check_bench_boot(&label, gb.spec.board, &run),
+                        (Ok(run), Check::Mmview) => check_mmview_boot(&label, gb.spec.board, &run),
                         (Ok(run), Check::Tests) => {
                             check_test_boot(&label, gb.spec.board, &gb.spec.cmdline, &run)
                         }
@@ -979,6 +1034,25 @@ mod tests {
             "{:?}",
             o.report
         );
+    }
+
+    #[test]
+    fn mmview_boot_counts_each_check_and_needs_a_clean_exit() {
+        let lines: Vec<String> = include_str!("mmview/testdata/mmdemo-q35.txt")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let good = run_of(&refs, Board::Q35.exit_codes().0);
+        let o = check_mmview_boot("q35:mmdemo", Board::Q35, &good);
+        assert_eq!((o.passed, o.failed), (5, 0), "{:?}", o.report);
+        let bad = run_of(&refs, Board::Q35.exit_codes().1);
+        let o = check_mmview_boot("q35:mmdemo", Board::Q35, &bad);
+        assert_eq!((o.passed, o.failed), (4, 1), "{:?}", o.report);
+        // Nothing printed: one failure with the console, not five.
+        let o = check_mmview_boot("q35:mmdemo", Board::Q35, &run_of(&["boom"], 0));
+        assert_eq!((o.passed, o.failed), (0, 1), "{:?}", o.report);
+        assert!(o.report.iter().any(|l| l.ends_with("boom")));
     }
 
     #[test]

@@ -12,11 +12,15 @@
 ///
 /// Its files: `pte_batching` (1 batches fork and zap over runs of PTEs
 /// mapping one large folio, 0 goes PTE by PTE; read and write), `stats`
-/// (batching, TLB-flush and contpte counters; read-only), and on arm64
-/// only `contpte` (1 folds whole 64 KiB blocks of one folio, 0 folds no
-/// new ones) and `contpte_fork_per_pte` (1: fork unfolds folded blocks
-/// and write-protects them entry by entry, for measuring Linux's
-/// behaviour before 6.9).
+/// (batching, TLB-flush and contpte counters; read-only); the calling
+/// process's user page tables as of the open (read-only): `ptdump`, in
+/// the layout of Linux's arm64 page-table dump, and `mmview`, one record
+/// per run of pages of one folio (folio order, mapcount, sharing), which
+/// `cargo xtask mmview` draws; and on arm64 only `contpte` (1 folds whole
+/// 64 KiB blocks of one folio, 0 folds no new ones) and
+/// `contpte_fork_per_pte` (1: fork unfolds folded blocks and
+/// write-protects them entry by entry, for measuring Linux's behaviour
+/// before 6.9).
 #[macro_export]
 macro_rules! folium_mm_path {
     () => {

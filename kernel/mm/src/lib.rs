@@ -31,6 +31,7 @@ pub mod mmu_gather;
 pub mod pgtable;
 #[allow(unsafe_code)]
 pub mod phys;
+pub mod ptdump;
 pub mod split;
 pub mod stats;
 pub mod thp;

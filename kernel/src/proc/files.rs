@@ -234,7 +234,8 @@ fn bool_word(buf: &[u8]) -> Result<bool, Errno> {
 }
 
 /// A file of Folium's own directory (`file` is its name there): the
-/// batching switch and the batching and flush counters.
+/// batching switch, the batching and flush counters, and the caller's
+/// page-table dumps (`ptdump`, `mmview`: see [`super::ptdump`]).
 fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
     let mut text = String::new();
     match file {
@@ -254,6 +255,8 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
             let _ = writeln!(text, "{}", u8::from(on));
             Some((text, Some(Knob::ContpteForkPerPte)))
         }
+        b"ptdump" => Some((super::ptdump::generate(super::ptdump::View::Ptdump), None)),
+        b"mmview" => Some((super::ptdump::generate(super::ptdump::View::Mmview), None)),
         b"stats" => {
             folium_mm::stats::STATS.write(&mut text);
             let queued = crate::memory::frames::with(|b| b.deferred_len());

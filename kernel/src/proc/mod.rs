@@ -25,6 +25,7 @@
 pub mod exec;
 pub mod fault;
 pub mod files;
+pub mod ptdump;
 pub mod views;
 
 use alloc::boxed::Box;

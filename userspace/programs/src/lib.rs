@@ -1,11 +1,13 @@
 //! Shared pieces of Folium's user programs (the binaries are in `src/bin`):
 //! wait-status decoding, the control files at Linux's paths, and the test
 //! harness `utest` and `mmtests` share (the `ensure!` macros, children,
-//! the run-in-a-child driver with its MemFree leak check).
+//! the run-in-a-child driver with its MemFree leak check), and page-table
+//! snapshots for `cargo xtask mmview` ([`mmview`]).
 #![no_std]
 
 extern crate alloc;
 
+pub mod mmview;
 pub mod thp;
 pub mod views;
 
