@@ -164,7 +164,9 @@ enum Op {
     },
     /// One entry changed: 0 accessed+dirty, 1 write-protect, 2 make
     /// writable, 3 flip exec, 4 copy-on-write to a fresh frame, 5 back to
-    /// its own frame with its block neighbour's attributes, 6 cleared.
+    /// its own frame with its block neighbour's attributes, 6 cleared, 7
+    /// marked young and dirty from what `get` read (the fault path's
+    /// round trip).
     Single {
         i: usize,
         kind: u8,
@@ -204,7 +206,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..N, prop_oneof![Just(0u8), Just(1), Just(4), Just(5), Just(6)], 0..PALETTE.len())
             .prop_map(|(i, order, attrs)| Op::Map { i, order, attrs }),
-        6 => (0..N, 0u8..7).prop_map(|(i, kind)| Op::Single { i, kind }),
+        6 => (0..N, 0u8..8).prop_map(|(i, kind)| Op::Single { i, kind }),
         1 => (0..N, 1usize..40).prop_map(|(i, nr)| Op::Clear { i, nr }),
         1 => (0..N, 1usize..40).prop_map(|(i, nr)| Op::Wrprotect { i, nr }),
         2 => (0..N, 1usize..70).prop_map(|(i, max)| Op::Fork { i, max }),
@@ -366,9 +368,22 @@ fn history(ops: &[Op], fold: bool) {
                         };
                         Some((PFN0 + i as u64, na.1))
                     }
+                    7 => Some((
+                        pfn,
+                        Attrs {
+                            young: true,
+                            dirty: true,
+                            ..a
+                        },
+                    )),
                     _ => None,
                 };
                 match new {
+                    // The fault path's round trip: what `get` read, marked.
+                    Some(_) if kind == 7 => {
+                        let got = c.get(i);
+                        c.set_ptes(i, F::pte_mkdirty(F::pte_mkyoung(got)), 1, &h);
+                    }
                     Some((p, a)) => {
                         c.set_ptes(i, page(p, a), 1, &h);
                     }
@@ -495,6 +510,7 @@ fn history(ops: &[Op], fold: bool) {
         for i in 0..N {
             if let Some((_, a)) = m[i] {
                 let got = c.get(i);
+                assert!(!F::pte_cont(got), "get({i}) shows the hint");
                 let (y, dy) = gathered(&after, i);
                 assert_eq!((F::pte_young(got), F::pte_dirty(got)), (y, dy), "get({i})");
                 assert!((y || !a.young) && (dy || !a.dirty), "entry {i} lost A/D");

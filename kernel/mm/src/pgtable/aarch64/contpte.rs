@@ -146,8 +146,9 @@ fn try_fold(t: PteTable<'_>, i: usize, h: &dyn PteEnv) {
     }
 }
 
-/// `ptep_get`: entry `i`, with accessed and dirty gathered over its
-/// block if it is folded.
+/// `ptep_get`: entry `i` without the hint (generic code never sees it,
+/// and may hand the entry back to `set_ptes`), with accessed and dirty
+/// gathered over its block if it is folded.
 #[inline]
 pub(super) fn get(t: PteTable<'_>, i: usize) -> u64 {
     let raw = t.load(i);
@@ -161,7 +162,7 @@ pub(super) fn get(t: PteTable<'_>, i: usize) -> u64 {
         young |= Aarch64::pte_young(e);
         dirty |= Aarch64::pte_dirty(e);
     }
-    add_ad(raw, young, dirty)
+    add_ad(raw & !CONT, young, dirty)
 }
 
 /// `set_ptes`: a run over empty entries is written with whole aligned
@@ -284,8 +285,9 @@ pub(super) fn copy_batch(
     c
 }
 
-/// Fork's copy of one entry: a folded block is unfolded first (a batch of
-/// one write-protects part of it).
+/// Fork's copy of one entry (`raw`, as `get` read it): a folded block is
+/// unfolded first (a batch of one write-protects part of it), and the
+/// entry read again, exactly.
 #[inline]
 pub(super) fn copy_one(
     src: PteTable<'_>,
@@ -294,8 +296,10 @@ pub(super) fn copy_one(
     raw: u64,
     h: &dyn PteEnv,
 ) -> bool {
-    if !is_cont(raw) {
-        return plain::copy_one::<Aarch64>(src.entry(i), dst.entry(i), raw);
+    let exact = src.load(i);
+    if !is_cont(exact) {
+        debug_assert_eq!(exact, raw);
+        return plain::copy_one::<Aarch64>(src.entry(i), dst.entry(i), exact);
     }
     unfold(src, i, h);
     plain::copy_one::<Aarch64>(src.entry(i), dst.entry(i), src.load(i))
