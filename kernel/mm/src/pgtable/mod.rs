@@ -14,6 +14,7 @@
 //! to the kernel's per-arch code and never appear in this module.
 //!
 //! - [`PteKind`] / [`Attrs`] / [`MemType`]: what an entry means.
+//! - [`Pte`]: one entry's bits at any level (Linux `pte_t`).
 //! - [`PteFormat`]: how an entry is spelled in bits; [`Aarch64`] and
 //!   [`X86_64`] implement it.
 //! - [`PageTable`]: builds and walks a 4-level tree through the
@@ -31,6 +32,7 @@ mod kind;
 mod level;
 #[allow(unsafe_code)]
 mod mapper;
+mod pte;
 #[allow(unsafe_code)]
 mod walk;
 mod x86_64;
@@ -43,6 +45,7 @@ pub use cursor::{Cleared, Copied, PteCursor, PteTable};
 pub use kind::{Attrs, MemType, PteError, PteKind};
 pub use level::{ENTRIES, Level, VA_BITS, is_canonical};
 pub use mapper::{KernelHalf, MapError, MapOptions, PageTable, TableAlloc, Translation};
+pub use pte::Pte;
 pub use walk::PteSlot;
 pub use x86_64::{IA32_PAT_VALUE, X86_64};
 
