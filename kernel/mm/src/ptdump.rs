@@ -260,7 +260,7 @@ impl<'a, F: PteFormat> Dump<'a, F> {
             let cont = self
                 .table
                 .raw_leaf(va)
-                .is_some_and(|(raw, _)| F::pte_cont(raw));
+                .is_some_and(|leaf| F::pte_cont(leaf.pte));
             f(Leaf {
                 va: va.as_u64(),
                 level: t.level,

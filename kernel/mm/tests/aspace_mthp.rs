@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use folium_mm::aspace::{Access, AddressSpace, FaultError};
 use folium_mm::folio::Folio;
-use folium_mm::pgtable::{Aarch64, Attrs, FoldPolicy, Level, PteFormat, PteKind, X86_64};
+use folium_mm::pgtable::{Aarch64, Attrs, FoldPolicy, Level, Pte, PteFormat, PteKind, X86_64};
 use folium_mm::tlb::Asid;
 use folium_mm::vma::{Prot, Vma, VmaError, VmaKind};
 use folium_mm::{Order, PAGE_SIZE, Pfn};
@@ -884,8 +884,8 @@ fn modes_agree<F: PteFormat>((top, sizes): (u8, [u8; 8]), ops: Vec<Op>, second: 
 fn check_folds<F: PteFormat>(env: &HostEnv, a: &AddressSpace<F>) {
     let pt = a.page_table();
     for b in 0..WINDOW / 16 {
-        let raws: Vec<Option<u64>> = (0..16)
-            .map(|k| pt.raw_leaf(va(b * 16 + k)).map(|(raw, _)| raw))
+        let raws: Vec<Option<Pte>> = (0..16)
+            .map(|k| pt.raw_leaf(va(b * 16 + k)).map(|l| l.pte))
             .collect();
         let folded = raws
             .iter()
@@ -909,7 +909,7 @@ fn check_folds<F: PteFormat>(env: &HostEnv, a: &AddressSpace<F>) {
             env.memmap.page_folio(first).is_some(),
             "block {b}: no folio"
         );
-        let view = |raw: u64| match F::decode(raw, Level::L3) {
+        let view = |raw: Pte| match F::decode(raw, Level::L3) {
             PteKind::Leaf { pa, attrs } => (
                 pa,
                 Attrs {

@@ -23,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use folium_mm::pgtable::{
-    Aarch64, Attrs, FoldEvent, FoldPolicy, Level, PageTable, PteEnv, PteFormat, PteKind,
+    Aarch64, Attrs, FoldEvent, FoldPolicy, Level, PageTable, Pte, PteEnv, PteFormat, PteKind,
 };
 use folium_mm::{PAGE_SIZE, Pfn, VirtAddr};
 use proptest::prelude::*;
@@ -45,7 +45,7 @@ fn va(i: usize) -> VirtAddr {
     VirtAddr::new(BASE + i as u64 * PAGE_SIZE)
 }
 
-fn page(pfn: u64, attrs: Attrs) -> u64 {
+fn page(pfn: u64, attrs: Attrs) -> Pte {
     F::encode(
         PteKind::Leaf {
             pa: Pfn::new(pfn).phys(),
@@ -57,7 +57,7 @@ fn page(pfn: u64, attrs: Attrs) -> u64 {
 
 /// Frame and attributes of a present entry (the hint is not part of
 /// them).
-fn leaf(raw: u64) -> Option<(u64, Attrs)> {
+fn leaf(raw: Pte) -> Option<(u64, Attrs)> {
     match F::decode(raw, Level::L3) {
         PteKind::Leaf { pa, attrs } => Some((pa.pfn().as_u64(), attrs)),
         _ => None,
@@ -88,17 +88,17 @@ struct Checker {
 }
 
 impl Checker {
-    fn entry(&self, i: usize) -> u64 {
+    fn entry(&self, i: usize) -> Pte {
         // SAFETY: `table` points at the parent's L3 table in the arena,
         // which outlives the checker's use; entries are atomics, which the
         // cursor also only accesses atomically.
-        unsafe { &*self.table.get().add(i) }.load(Ordering::Relaxed)
+        Pte::from_bits(unsafe { &*self.table.get().add(i) }.load(Ordering::Relaxed))
     }
 
     /// What the hardware walker does: one entry rewritten in place.
-    fn store(&self, i: usize, raw: u64) {
+    fn store(&self, i: usize, raw: Pte) {
         // SAFETY: as in `entry`.
-        unsafe { &*self.table.get().add(i) }.store(raw, Ordering::Relaxed);
+        unsafe { &*self.table.get().add(i) }.store(raw.bits(), Ordering::Relaxed);
     }
 
     fn folio_id(&self, pfn: u64) -> Option<u32> {
@@ -119,7 +119,7 @@ impl PteEnv for Checker {
         for k in first..first + BLOCK {
             assert_eq!(
                 self.entry(k),
-                0,
+                Pte::NONE,
                 "entry {k} is live while its block is flushed"
             );
         }
@@ -230,7 +230,7 @@ fn folio_end(h: &Checker, pfn: u64) -> u64 {
     end
 }
 
-fn check_table(h: &Checker, raws: &[u64], model: &Model, what: &str) {
+fn check_table(h: &Checker, raws: &[Pte], model: &Model, what: &str) {
     for b in (0..N).step_by(BLOCK) {
         let folded = (b..b + BLOCK).filter(|&k| F::pte_cont(raws[k])).count();
         assert!(
@@ -265,7 +265,7 @@ fn check_table(h: &Checker, raws: &[u64], model: &Model, what: &str) {
 }
 
 /// Accessed/dirty as `get` must report them for entry `i`.
-fn gathered(raws: &[u64], i: usize) -> (bool, bool) {
+fn gathered(raws: &[Pte], i: usize) -> (bool, bool) {
     let range = if F::pte_cont(raws[i]) {
         let b = i / BLOCK * BLOCK;
         b..b + BLOCK
@@ -298,7 +298,7 @@ fn history(ops: &[Op], fold: bool) {
     h.table.set(arena.linear_map().ptr::<AtomicU64>(c.table()));
     let mut m: Model = vec![None; N];
     let mut md: Model = vec![None; N];
-    let raw_of = |c: &folium_mm::pgtable::PteCursor<'_, F>| -> Vec<u64> {
+    let raw_of = |c: &folium_mm::pgtable::PteCursor<'_, F>| -> Vec<Pte> {
         (0..N).map(|i| h.entry_of(c, i)).collect()
     };
     for op in ops {
@@ -519,8 +519,8 @@ fn history(ops: &[Op], fold: bool) {
         // Every change of the hint on entries live before and after was
         // a break-before-make of its block.
         for b in (0..N).step_by(BLOCK) {
-            let live = |r: &[u64]| (b..b + BLOCK).any(|k| F::pte_present(r[k]));
-            let cont = |r: &[u64]| F::pte_cont(r[b]);
+            let live = |r: &[Pte]| (b..b + BLOCK).any(|k| F::pte_present(r[k]));
+            let cont = |r: &[Pte]| F::pte_cont(r[b]);
             if live(&before) && live(&after) && cont(&before) != cont(&after) {
                 assert!(
                     h.flushed.borrow().contains(&b),
@@ -568,7 +568,7 @@ impl PteEnv for NoCheck {
 }
 
 impl Checker {
-    fn entry_of(&self, c: &folium_mm::pgtable::PteCursor<'_, F>, i: usize) -> u64 {
+    fn entry_of(&self, c: &folium_mm::pgtable::PteCursor<'_, F>, i: usize) -> Pte {
         let _ = self;
         c.raw(i)
     }

@@ -5,8 +5,8 @@ mod common;
 
 use folium_mm::PhysAddr;
 use folium_mm::pgtable::{
-    Aarch64, Attrs, IA32_PAT_VALUE, Level, MAIR_EL1_VALUE, MemType, PteError, PteFormat, PteKind,
-    X86_64,
+    Aarch64, Attrs, IA32_PAT_VALUE, Level, MAIR_EL1_VALUE, MemType, Pte, PteError, PteFormat,
+    PteKind, X86_64,
 };
 use proptest::prelude::*;
 
@@ -32,7 +32,7 @@ fn young_dirty(a: Attrs) -> Attrs {
 /// Encodes, checks the exact value, and checks it decodes back.
 fn arm(kind: PteKind, level: Level, expect: u64) {
     let raw = Aarch64::encode(kind, level);
-    assert_eq!(raw, expect, "{kind:?} at {level:?}: got {raw:#018x}");
+    assert_eq!(raw.bits(), expect, "{kind:?} at {level:?}: got {raw:#018x}");
     assert_eq!(Aarch64::decode(raw, level), kind);
 }
 
@@ -121,32 +121,46 @@ fn arm64_user_spot_values() {
     // The contiguous hint (bit 52) is not part of the meaning: an entry
     // with it decodes as the same leaf, and `encode` never sets it.
     let k = leaf(0x4123_0000, young_dirty(Attrs::user(true, false)));
-    assert_eq!(Aarch64::encode(k, Level::L3) & (1 << 52), 0);
-    assert_eq!(Aarch64::decode(0x0078_0000_4123_0f47, Level::L3), k);
-    assert!(Aarch64::pte_cont(0x0078_0000_4123_0f47));
-    assert!(!Aarch64::pte_cont(0x0068_0000_4123_0f47));
-    assert!(!Aarch64::pte_cont(0x0078_0000_4123_0f46), "invalid");
-    assert!(!X86_64::pte_cont(0x0078_0000_4123_0f47));
+    assert_eq!(Aarch64::encode(k, Level::L3).bits() & (1 << 52), 0);
+    assert_eq!(
+        Aarch64::decode(Pte::from_bits(0x0078_0000_4123_0f47), Level::L3),
+        k
+    );
+    assert!(Aarch64::pte_cont(Pte::from_bits(0x0078_0000_4123_0f47)));
+    assert!(!Aarch64::pte_cont(Pte::from_bits(0x0068_0000_4123_0f47)));
+    assert!(
+        !Aarch64::pte_cont(Pte::from_bits(0x0078_0000_4123_0f46)),
+        "invalid"
+    );
+    assert!(!X86_64::pte_cont(Pte::from_bits(0x0078_0000_4123_0f47)));
 }
 
 #[test]
 fn arm64_decode_edge_cases() {
     // A block type where blocks do not exist is invalid.
-    assert_eq!(Aarch64::decode(0x4000_0701, Level::L0), PteKind::Absent);
-    assert_eq!(Aarch64::decode(0x4000_0701, Level::L3), PteKind::Absent);
+    assert_eq!(
+        Aarch64::decode(Pte::from_bits(0x4000_0701), Level::L0),
+        PteKind::Absent
+    );
+    assert_eq!(
+        Aarch64::decode(Pte::from_bits(0x4000_0701), Level::L3),
+        PteKind::Absent
+    );
     // Invalid entries may carry software bits; still absent.
     assert_eq!(
-        Aarch64::decode(0xdead_beef_0000_0ffe, Level::L2),
+        Aarch64::decode(Pte::from_bits(0xdead_beef_0000_0ffe), Level::L2),
         PteKind::Absent
     );
     // A classic RW entry without DBM is writable by hardware, hence dirty.
-    let PteKind::Leaf { attrs, .. } = Aarch64::decode(0x0060_0000_4000_0707, Level::L3) else {
+    let PteKind::Leaf { attrs, .. } =
+        Aarch64::decode(Pte::from_bits(0x0060_0000_4000_0707), Level::L3)
+    else {
         panic!("not a leaf")
     };
     assert!(attrs.writable && attrs.dirty);
     // Low bits of a block address are masked off.
     assert_eq!(
-        Aarch64::decode(0x0068_0000_4020_1705, Level::L1),
+        Aarch64::decode(Pte::from_bits(0x0068_0000_4020_1705), Level::L1),
         leaf(0x4000_0000, Attrs::KERNEL_DATA)
     );
 }
@@ -155,7 +169,7 @@ fn arm64_decode_edge_cases() {
 
 fn x86(kind: PteKind, level: Level, expect: u64) {
     let raw = X86_64::encode(kind, level);
-    assert_eq!(raw, expect, "{kind:?} at {level:?}: got {raw:#018x}");
+    assert_eq!(raw.bits(), expect, "{kind:?} at {level:?}: got {raw:#018x}");
     assert_eq!(X86_64::decode(raw, level), kind);
 }
 
@@ -227,19 +241,22 @@ fn x86_spot_values() {
 fn x86_decode_edge_cases() {
     // The large-page PAT bit (12) is not part of the address.
     assert_eq!(
-        X86_64::decode(0x8000_0000_4020_11e3, Level::L2),
+        X86_64::decode(Pte::from_bits(0x8000_0000_4020_11e3), Level::L2),
         leaf(0x4020_0000, Attrs::KERNEL_DATA)
     );
     // Bit 7 at level 3 is PAT, not PS: still a 4 KiB page.
     assert!(matches!(
-        X86_64::decode(0x8000_0000_4000_01e3, Level::L3),
+        X86_64::decode(Pte::from_bits(0x8000_0000_4000_01e3), Level::L3),
         PteKind::Leaf { .. }
     ));
     // PS in a PML4 entry is reserved: the walk faults.
-    assert_eq!(X86_64::decode(0x4000_00e3, Level::L0), PteKind::Absent);
+    assert_eq!(
+        X86_64::decode(Pte::from_bits(0x4000_00e3), Level::L0),
+        PteKind::Absent
+    );
     // Not present, whatever else is set.
     assert_eq!(
-        X86_64::decode(0x8000_0000_4000_01e2, Level::L1),
+        X86_64::decode(Pte::from_bits(0x8000_0000_4000_01e2), Level::L1),
         PteKind::Absent
     );
 }
@@ -305,7 +322,7 @@ fn round_trip<F: PteFormat>(kind: PteKind, level: Level) -> Result<(), TestCaseE
 
 /// Decoding never panics, yields something encodable, and is a fixed point
 /// after one decode-encode cycle.
-fn decode_is_stable<F: PteFormat>(raw: u64, level: Level) -> Result<(), TestCaseError> {
+fn decode_is_stable<F: PteFormat>(raw: Pte, level: Level) -> Result<(), TestCaseError> {
     let kind = F::decode(raw, level);
     prop_assert_eq!(F::check(kind, level), Ok(()), "raw {:#018x}", raw);
     prop_assert_eq!(F::decode(F::encode(kind, level), level), kind);
@@ -325,12 +342,12 @@ proptest! {
 
     #[test]
     fn arm64_decode_any(raw in any::<u64>(), level in level()) {
-        decode_is_stable::<Aarch64>(raw, level)?;
+        decode_is_stable::<Aarch64>(Pte::from_bits(raw), level)?;
     }
 
     #[test]
     fn x86_decode_any(raw in any::<u64>(), level in level()) {
-        decode_is_stable::<X86_64>(raw, level)?;
+        decode_is_stable::<X86_64>(Pte::from_bits(raw), level)?;
     }
 
     /// No arm64 entry is executable at both privileges: kernel entries
@@ -338,7 +355,7 @@ proptest! {
     #[test]
     fn arm64_exec_never_crosses_privilege(a in attrs(), level in 1u8..4) {
         let level = Level::new(level).unwrap();
-        let raw = Aarch64::encode(leaf(0, a), level);
+        let raw = Aarch64::encode(leaf(0, a), level).bits();
         let (pxn, uxn) = (raw >> 53 & 1 == 1, raw >> 54 & 1 == 1);
         if a.user { prop_assert!(pxn) } else { prop_assert!(uxn) }
     }

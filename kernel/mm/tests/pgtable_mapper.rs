@@ -144,7 +144,7 @@ fn pages_when_pa_incongruent<F: PteFormat>() {
 /// True if the leaf mapping `v` is part of a folded run (arm64's
 /// contiguous hint).
 fn is_folded<F: PteFormat>(pt: &PageTable<F>, v: u64) -> bool {
-    pt.raw_leaf(va(v)).is_some_and(|(raw, _)| F::pte_cont(raw))
+    pt.raw_leaf(va(v)).is_some_and(|l| F::pte_cont(l.pte))
 }
 
 /// Leaves that are part of a folded run.
@@ -587,8 +587,8 @@ fn cont_runs<F: PteFormat>() {
         assert_eq!(t.attrs, k);
     }
     if has_cont {
-        let (raw, _) = pt.raw_leaf(va(v)).unwrap();
-        assert_ne!(raw & (1 << 52), 0);
+        let raw = pt.raw_leaf(va(v)).unwrap().pte;
+        assert_ne!(raw.bits() & (1 << 52), 0);
     }
     // PA not 64 KiB-aligned: no run.
     let v = LINEAR + 0x5000_0000;

@@ -16,8 +16,8 @@
 mod common;
 
 use folium_mm::pgtable::{
-    Aarch64, Attrs, Cleared, Copied, Level, MapOptions, NoFold, PageTable, PteCursor, PteFormat,
-    PteKind, X86_64,
+    Aarch64, Attrs, Cleared, Copied, Level, MapOptions, NoFold, PageTable, Pte, PteCursor,
+    PteFormat, PteKind, X86_64,
 };
 use folium_mm::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use proptest::prelude::*;
@@ -49,7 +49,7 @@ fn whole<'a, F: PteFormat>(pt: &'a mut PageTable<F>, frames: &mut Frames) -> Pte
 }
 
 /// The canonical raw page entry for frame `pfn` (the oracle's spelling).
-fn page<F: PteFormat>(pfn: u64, attrs: Attrs) -> u64 {
+fn page<F: PteFormat>(pfn: u64, attrs: Attrs) -> Pte {
     F::encode(
         PteKind::Leaf {
             pa: Pfn::new(pfn).phys(),
@@ -60,7 +60,7 @@ fn page<F: PteFormat>(pfn: u64, attrs: Attrs) -> u64 {
 }
 
 /// `get_and_clear_ptes`'s answer as a tuple, for comparisons.
-fn tuple(c: Cleared) -> (u64, bool, bool) {
+fn tuple(c: Cleared) -> (Pte, bool, bool) {
     (c.first, c.young, c.dirty)
 }
 
@@ -77,10 +77,10 @@ fn with(a: Attrs, young: bool, dirty: bool) -> Attrs {
 /// frame: they must count for nothing and, where an operation does not
 /// clear them, stay as they are. Bit 0 is clear in each, so both formats
 /// read them as invalid.
-const NOT_PRESENT: [u64; 3] = [
-    0x0000_0000_0000_0460,
-    0x0080_0009_0000_0fe2,
-    0x5a5a_5a5a_5a5a_5a5a,
+const NOT_PRESENT: [Pte; 3] = [
+    Pte::from_bits(0x0000_0000_0000_0460),
+    Pte::from_bits(0x0080_0009_0000_0fe2),
+    Pte::from_bits(0x5a5a_5a5a_5a5a_5a5a),
 ];
 
 // --------------------------------------------------------------- model --
@@ -156,7 +156,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn leaf_of<F: PteFormat>(raw: u64) -> Option<(Pfn, Attrs)> {
+fn leaf_of<F: PteFormat>(raw: Pte) -> Option<(Pfn, Attrs)> {
     match F::decode(raw, Level::L3) {
         PteKind::Leaf { pa, attrs } => Some((pa.pfn(), attrs)),
         _ => None,
@@ -174,7 +174,7 @@ fn batch_view(a: Attrs) -> Attrs {
 }
 
 /// The batch length, computed from decoded entries only.
-fn model_batch<F: PteFormat>(m: &[u64], i: usize, max_nr: usize, end: Pfn) -> usize {
+fn model_batch<F: PteFormat>(m: &[Pte], i: usize, max_nr: usize, end: Pfn) -> usize {
     let (pfn0, a0) = leaf_of::<F>(m[i]).unwrap();
     let mut n = 1;
     while n < max_nr && pfn0.as_u64() + (n as u64) < end.as_u64() {
@@ -187,7 +187,7 @@ fn model_batch<F: PteFormat>(m: &[u64], i: usize, max_nr: usize, end: Pfn) -> us
 }
 
 /// `raw` without write permission, spelled as the oracle spells it.
-fn readonly<F: PteFormat>(pfn: Pfn, a: Attrs) -> u64 {
+fn readonly<F: PteFormat>(pfn: Pfn, a: Attrs) -> Pte {
     page::<F>(
         pfn.as_u64(),
         Attrs {
@@ -201,9 +201,9 @@ fn readonly<F: PteFormat>(pfn: Pfn, a: Attrs) -> u64 {
 /// child cursor `d` (model `md`).
 fn apply<F: PteFormat>(
     c: &mut PteCursor<'_, F>,
-    m: &mut [u64],
+    m: &mut [Pte],
     d: &mut PteCursor<'_, F>,
-    md: &mut [u64],
+    md: &mut [Pte],
     op: &Op,
 ) {
     match *op {
@@ -247,7 +247,7 @@ fn apply<F: PteFormat>(
                 want,
                 "get_and_clear {i}+{nr}"
             );
-            run.fill(0);
+            run.fill(Pte::NONE);
         }
         Op::Wrprotect { i, nr } => {
             let nr = nr.min(N - i);
@@ -287,7 +287,7 @@ fn apply<F: PteFormat>(
             // The caller's bound: the folio's end and the table's.
             let max = max_nr.min(N - i).min(left as usize);
             tuple(d.get_and_clear_ptes(i, max, &NoFold));
-            md[i..i + max].fill(0);
+            md[i..i + max].fill(Pte::NONE);
             let nr = model_batch::<F>(m, i, max, pfn + left);
             let writable = m[i..i + nr]
                 .iter()
@@ -312,8 +312,8 @@ fn apply<F: PteFormat>(
 fn ops_match_model<F: PteFormat>(ops: &[Op]) -> Result<(), TestCaseError> {
     let (arena, mut frames, mut pt) = setup::<F>();
     let mut child = PageTable::<F>::create(&mut frames, arena.linear_map()).unwrap();
-    let mut m = vec![0u64; N];
-    let mut md = vec![0u64; N];
+    let mut m = vec![Pte::NONE; N];
+    let mut md = vec![Pte::NONE; N];
     {
         let mut c = whole(&mut pt, &mut frames);
         let mut d = whole(&mut child, &mut frames);
@@ -474,7 +474,7 @@ fn zap_loop<F: PteFormat>() {
         .map(|&(i, pfn, n)| (i, pfn, n, i == 40))
         .collect();
     assert_eq!(seen, want);
-    assert!((0..N).all(|j| c.get(j) == 0));
+    assert!((0..N).all(|j| c.get(j).is_none()));
 }
 
 /// get_and_clear reports A/D from any entry of the run, not only the
@@ -532,7 +532,7 @@ fn clear_and_wrprotect_keep_ad<F: PteFormat>() {
         tuple(c.get_and_clear_ptes(200, 3, &NoFold)),
         (NOT_PRESENT[0], false, false)
     );
-    assert!((0..N).all(|j| c.get(j) == 0 || (126..132).contains(&j)));
+    assert!((0..N).all(|j| c.get(j).is_none() || (126..132).contains(&j)));
 }
 
 /// A cursor over part of a table changes only its window: entries on both
@@ -541,7 +541,7 @@ fn clear_and_wrprotect_keep_ad<F: PteFormat>() {
 fn window_only<F: PteFormat>() {
     let (_arena, mut frames, mut pt) = setup::<F>();
     let a = Attrs::user(true, false);
-    let mut before = vec![0u64; N];
+    let mut before = vec![Pte::NONE; N];
     {
         let mut c = whole(&mut pt, &mut frames);
         for (j, e) in before.iter_mut().enumerate() {
@@ -603,7 +603,10 @@ fn cursor_lookup<F: PteFormat>() {
         let c = pt.pte_cursor_alloc(va(10), va(12), &mut frames).unwrap();
         assert_eq!(c.len(), 2);
         assert!(!c.is_empty());
-        assert!((0..2).all(|i| c.get(i) == 0), "a new table starts empty");
+        assert!(
+            (0..2).all(|i| c.get(i).is_none()),
+            "a new table starts empty"
+        );
     }
     assert_eq!(pt.count_tables(), tables + 3);
     let (slot, table) = {
@@ -684,7 +687,7 @@ fn cursor_contracts_panic() {
             c.pte_batch(0, 0, Pfn::new(u64::MAX));
         },
         |c| {
-            c.set_ptes(0, 0, 2, &NoFold);
+            c.set_ptes(0, Pte::NONE, 2, &NoFold);
         },
     ];
     for (k, case) in cases.into_iter().enumerate() {

@@ -13,13 +13,18 @@
 
 mod common;
 
-use folium_mm::pgtable::{Aarch64, Attrs, Level, MemType, PteFormat, PteKind, X86_64};
+use folium_mm::pgtable::{Aarch64, Attrs, Level, MemType, Pte, PteFormat, PteKind, X86_64};
 use folium_mm::{PAGE_SIZE, PhysAddr};
 use proptest::prelude::*;
 
 use common::attrs;
 
 const L3: Level = Level::L3;
+
+/// `p` with the bits of `mask` flipped.
+fn flip(p: Pte, mask: u64) -> Pte {
+    Pte::from_bits(p.bits() ^ mask)
+}
 
 fn leaf(pa: PhysAddr, attrs: Attrs) -> PteKind {
     PteKind::Leaf { pa, attrs }
@@ -44,7 +49,7 @@ fn attrs_of(k: PteKind) -> (PhysAddr, Attrs) {
 }
 
 /// A helper and what it must do to the decoded attributes.
-type Case = (&'static str, fn(u64) -> u64, fn(&mut Attrs));
+type Case = (&'static str, fn(Pte) -> Pte, fn(&mut Attrs));
 
 fn cases<F: PteFormat>() -> [Case; 6] {
     [
@@ -57,7 +62,7 @@ fn cases<F: PteFormat>() -> [Case; 6] {
     ]
 }
 
-fn predicates_match<F: PteFormat>(raw: u64, k: PteKind) -> Result<(), TestCaseError> {
+fn predicates_match<F: PteFormat>(raw: Pte, k: PteKind) -> Result<(), TestCaseError> {
     let (pa, a) = attrs_of(k);
     prop_assert!(F::pte_present(raw));
     prop_assert_eq!(F::pte_pfn(raw), pa.pfn(), "raw {:#x}", raw);
@@ -84,7 +89,7 @@ fn helpers_exact<F: PteFormat>(k: PteKind) -> Result<(), TestCaseError> {
 }
 
 /// On any present entry, every helper changes exactly its attribute.
-fn helpers_mean<F: PteFormat>(raw: u64) -> Result<(), TestCaseError> {
+fn helpers_mean<F: PteFormat>(raw: Pte) -> Result<(), TestCaseError> {
     let k = F::decode(raw, L3);
     prop_assert_eq!(F::pte_present(raw), k != PteKind::Absent, "raw {:#x}", raw);
     if k == PteKind::Absent {
@@ -102,7 +107,7 @@ fn helpers_mean<F: PteFormat>(raw: u64) -> Result<(), TestCaseError> {
 
 /// `pte_advance` moves the frame and nothing else; `n` is kept small
 /// enough that the frame stays inside the address field.
-fn advance<F: PteFormat>(raw: u64, n: u64) -> Result<(), TestCaseError> {
+fn advance<F: PteFormat>(raw: Pte, n: u64) -> Result<(), TestCaseError> {
     let limit = 1u64 << (F::PA_BITS - 12);
     let k = F::decode(raw, L3);
     if k == PteKind::Absent || F::pte_pfn(raw).as_u64() + n >= limit {
@@ -114,7 +119,7 @@ fn advance<F: PteFormat>(raw: u64, n: u64) -> Result<(), TestCaseError> {
     prop_assert_eq!(F::pte_pfn(got), pa.pfn() + n);
     // Only the address field changed.
     prop_assert_eq!(
-        (got ^ raw) & !((limit - 1) << 12),
+        (got.bits() ^ raw.bits()) & !((limit - 1) << 12),
         0,
         "{:#x} -> {:#x}",
         raw,
@@ -177,7 +182,7 @@ fn same_exact<F: PteFormat>(k: PteKind, flips: [bool; 3], other: u8) -> Result<(
 
 /// For arbitrary present entries "same" may be stricter than the decoded
 /// view (bits `decode` ignores still count) but never looser.
-fn same_sound<F: PteFormat>(a: u64, b: u64) -> Result<(), TestCaseError> {
+fn same_sound<F: PteFormat>(a: Pte, b: Pte) -> Result<(), TestCaseError> {
     let (ka, kb) = (F::decode(a, L3), F::decode(b, L3));
     if ka == PteKind::Absent || kb == PteKind::Absent || !F::pte_same_ignoring_ad(a, b) {
         return Ok(());
@@ -190,10 +195,10 @@ fn same_sound<F: PteFormat>(a: u64, b: u64) -> Result<(), TestCaseError> {
 /// `b` outside `READONLY_AD` is present, read-only, and "same" as `b`; and
 /// flipping only accessed or dirty on an encodable read-only leaf passes
 /// the test (so the fast path is taken where it should be).
-fn readonly_ad<F: PteFormat>(b: u64, a: u64) -> Result<(), TestCaseError> {
+fn readonly_ad<F: PteFormat>(b: Pte, a: Pte) -> Result<(), TestCaseError> {
     let b = F::pte_wrprotect(b);
     prop_assert!(F::pte_present(b) && !F::pte_writable(b));
-    if (a ^ b) & !F::READONLY_AD == 0 {
+    if (a.bits() ^ b.bits()) & !F::READONLY_AD == 0 {
         prop_assert!(F::pte_present(a), "{:#x} vs {:#x}", a, b);
         prop_assert!(!F::pte_writable(a), "{:#x} vs {:#x}", a, b);
         prop_assert!(F::pte_same_ignoring_ad(a, b), "{:#x} vs {:#x}", a, b);
@@ -210,19 +215,25 @@ fn readonly_ad_covers_ad<F: PteFormat>(k: PteKind) -> Result<(), TestCaseError> 
     let b = F::encode(leaf(pa, ro), L3);
     for (young, dirty) in [(false, false), (false, true), (true, false), (true, true)] {
         let other = F::encode(leaf(pa, Attrs { young, dirty, ..ro }), L3);
-        prop_assert_eq!((other ^ b) & !F::READONLY_AD, 0, "{:#x} vs {:#x}", other, b);
+        prop_assert_eq!(
+            (other.bits() ^ b.bits()) & !F::READONLY_AD,
+            0,
+            "{:#x} vs {:#x}",
+            other,
+            b
+        );
     }
     Ok(())
 }
 
 /// A present L3 entry with arbitrary other bits.
-fn present_raw<F: PteFormat>() -> impl Strategy<Value = u64> {
+fn present_raw<F: PteFormat>() -> impl Strategy<Value = Pte> {
     any::<u64>().prop_map(|r| {
         // x86 needs P (bit 0); arm64 needs bit 1 too (page, not reserved).
-        if F::pte_present(r | 1) {
-            r | 1
+        if F::pte_present(Pte::from_bits(r | 1)) {
+            Pte::from_bits(r | 1)
         } else {
-            r | 0b11
+            Pte::from_bits(r | 0b11)
         }
     })
 }
@@ -240,13 +251,13 @@ proptest! {
 
     #[test]
     fn arm64_helpers_on_any_entry(raw in any::<u64>(), p in present_raw::<Aarch64>()) {
-        helpers_mean::<Aarch64>(raw)?;
+        helpers_mean::<Aarch64>(Pte::from_bits(raw))?;
         helpers_mean::<Aarch64>(p)?;
     }
 
     #[test]
     fn x86_helpers_on_any_entry(raw in any::<u64>(), p in present_raw::<X86_64>()) {
-        helpers_mean::<X86_64>(raw)?;
+        helpers_mean::<X86_64>(Pte::from_bits(raw))?;
         helpers_mean::<X86_64>(p)?;
     }
 
@@ -275,27 +286,27 @@ proptest! {
     /// `b` differs from `a` in a few random bits, so "same" is often true.
     #[test]
     fn arm64_same_sound(a in present_raw::<Aarch64>(), m in any::<[u64; 3]>()) {
-        same_sound::<Aarch64>(a, a ^ (m[0] & m[1] & m[2]))?;
+        same_sound::<Aarch64>(a, flip(a, m[0] & m[1] & m[2]))?;
     }
 
     #[test]
     fn x86_same_sound(a in present_raw::<X86_64>(), m in any::<[u64; 3]>()) {
-        same_sound::<X86_64>(a, a ^ (m[0] & m[1] & m[2]))?;
+        same_sound::<X86_64>(a, flip(a, m[0] & m[1] & m[2]))?;
     }
 
     #[test]
     fn arm64_readonly_ad(b in present_raw::<Aarch64>(), m in any::<[u64; 3]>(), k in page::<Aarch64>()) {
         let b = Aarch64::pte_wrprotect(b);
-        readonly_ad::<Aarch64>(b, b ^ (m[0] & m[1] & m[2]))?;
-        readonly_ad::<Aarch64>(b, b ^ (m[0] & (Aarch64::READONLY_AD | 0b11 | (1 << 7) | (1 << 51))))?;
+        readonly_ad::<Aarch64>(b, flip(b, m[0] & m[1] & m[2]))?;
+        readonly_ad::<Aarch64>(b, flip(b, m[0] & (Aarch64::READONLY_AD | 0b11 | (1 << 7) | (1 << 51))))?;
         readonly_ad_covers_ad::<Aarch64>(k)?;
     }
 
     #[test]
     fn x86_readonly_ad(b in present_raw::<X86_64>(), m in any::<[u64; 3]>(), k in page::<X86_64>()) {
         let b = X86_64::pte_wrprotect(b);
-        readonly_ad::<X86_64>(b, b ^ (m[0] & m[1] & m[2]))?;
-        readonly_ad::<X86_64>(b, b ^ (m[0] & (X86_64::READONLY_AD | 0b11)))?;
+        readonly_ad::<X86_64>(b, flip(b, m[0] & m[1] & m[2]))?;
+        readonly_ad::<X86_64>(b, flip(b, m[0] & (X86_64::READONLY_AD | 0b11)))?;
         readonly_ad_covers_ad::<X86_64>(k)?;
     }
 }
@@ -311,10 +322,10 @@ fn arm64_dirt_survives_write_protection() {
     );
     assert!(Aarch64::pte_writable(clean) && !Aarch64::pte_dirty(clean));
     // What FEAT_HAFDBS does on the first store: clear AP[2] (bit 7).
-    let stored = clean & !(1 << 7);
+    let stored = Pte::from_bits(clean.bits() & !(1 << 7));
     assert!(Aarch64::pte_dirty(stored));
     let ro = Aarch64::pte_wrprotect(stored);
-    assert_eq!(ro & (1 << 51 | 1 << 55 | 1 << 7), 1 << 55 | 1 << 7);
+    assert_eq!(ro.bits() & (1 << 51 | 1 << 55 | 1 << 7), 1 << 55 | 1 << 7);
     assert!(!Aarch64::pte_writable(ro) && Aarch64::pte_dirty(ro));
     assert_eq!(Aarch64::pte_mkwrite(ro), stored);
     // A clean page write-protected and unprotected is clean again.

@@ -36,7 +36,7 @@ fn folds(space: &UserSpace) -> Vec<Option<bool>> {
             let n = (0..16)
                 .filter(|k| {
                     pt.raw_leaf(va(b * 16 + k))
-                        .is_some_and(|(raw, _)| Aarch64::pte_cont(raw))
+                        .is_some_and(|l| Aarch64::pte_cont(l.pte))
                 })
                 .count();
             match n {

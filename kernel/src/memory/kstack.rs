@@ -166,7 +166,7 @@ impl Drop for KernelStack {
 }
 
 fn unmap(pt: &mut PageTable<KernelPteFormat>, ps: PteSlot, va: u64) {
-    if pt.take_pte(ps) != 0 {
+    if !pt.take_pte(ps).is_none() {
         crate::arch::flush_kernel_page(va);
     }
 }

@@ -96,7 +96,7 @@ kernel_test!(
 // `virt -cpu max`, that catch a mis-encoded range operation.)
 kernel_test!(
     fn range_flushes_leave_no_stale_translation() {
-        use folium_mm::pgtable::PageTable;
+        use folium_mm::pgtable::{PageTable, Pte};
 
         const PAGES: u64 = 600;
         let env = &mut KernelEnv;
@@ -135,7 +135,7 @@ kernel_test!(
             let last = first + n - 1;
             let mut saved = alloc::vec::Vec::with_capacity(n as usize);
             for p in first..first + n {
-                saved.push((raw.pte_slot(va(p)).ok_or("no table")?, 0));
+                saved.push((raw.pte_slot(va(p)).ok_or("no table")?, Pte::NONE));
             }
             for p in (0..PAGES).filter(|p| !(first..first + n).contains(p)) {
                 check_eq!(user_read(va(p).as_u64()), Ok(p), "page {p} before");

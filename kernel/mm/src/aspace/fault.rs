@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::addr::{Order, PAGE_SIZE, Pfn, VirtAddr};
 use crate::env::MmEnv;
 use crate::mmu_gather::Gather;
-use crate::pgtable::{Level, MapError, PteFormat};
+use crate::pgtable::{Level, MapError, Pte, PteFormat};
 use crate::stats::STATS;
 use crate::thp;
 use crate::tlb::Asid;
@@ -142,7 +142,7 @@ impl<F: PteFormat> AddressSpace<F> {
     /// Writes the single entry for `va`, whose table exists (Linux
     /// `set_pte_at`, through the format's `set_ptes` so a folded block
     /// around it is handled).
-    fn set_one(&mut self, env: &(impl MmEnv + ?Sized), va: VirtAddr, raw: u64) -> FaultResult {
+    fn set_one(&mut self, env: &(impl MmEnv + ?Sized), va: VirtAddr, raw: Pte) -> FaultResult {
         let asid = self.asid;
         let mut cur = self
             .pt
@@ -184,7 +184,7 @@ impl<F: PteFormat> AddressSpace<F> {
             let nr = 1usize << order;
             // Linux `pte_range_none`: any populated entry (the zero page
             // included) rules the order out; it is not a fallback.
-            if order > 0 && (first..first + nr).any(|i| cur.get(i) != 0) {
+            if order > 0 && (first..first + nr).any(|i| !cur.get(i).is_none()) {
                 continue;
             }
             match env.alloc_folio(Order::of(order)) {
@@ -354,7 +354,7 @@ impl<F: PteFormat> AddressSpace<F> {
         let asid = self.asid;
         let raw = match self.pt.pte_cursor(va, va + PAGE_SIZE) {
             Some(mut cur) => cur.get_and_clear_ptes(0, 1, &hooks(env, asid)).first,
-            None => 0,
+            None => Pte::NONE,
         };
         g.note(va);
         self.release_pte(raw, va, &mut g, env);

@@ -51,8 +51,8 @@ impl<F: PteFormat> AddressSpace<F> {
             };
             at = end;
             let mut from = start;
-            while let Some((tva, _)) = self.pt.next_pte_table(from, end) {
-                let (s, e) = (tva.max(from), (tva + span).min(end));
+            while let Some(table) = self.pt.next_pte_table(from, end) {
+                let (s, e) = (table.va.max(from), (table.va + span).min(end));
                 if let Err(err) = self.copy_pte_range(&mut child, env, s, e, &mut downgraded) {
                     result = Err(err);
                     break 'areas;

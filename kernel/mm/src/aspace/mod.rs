@@ -53,7 +53,7 @@ use crate::env::MmEnv;
 use crate::folio::FolioRef;
 use crate::memmap::Memmap;
 use crate::pgtable::{
-    Attrs, FoldEvent, FoldPolicy, KernelHalf, Level, PageTable, PteEnv, PteFormat, PteKind,
+    Attrs, FoldEvent, FoldPolicy, KernelHalf, Level, PageTable, Pte, PteEnv, PteFormat, PteKind,
 };
 use crate::tlb::Asid;
 use crate::vma::{Prot, Vma, VmaError, VmaKind, VmaMap};
@@ -170,7 +170,7 @@ pub struct AddressSpace<F: PteFormat> {
 }
 
 /// The PTE for a user page.
-fn user_pte<F: PteFormat>(pfn: Pfn, prot: Prot, writable: bool) -> u64 {
+fn user_pte<F: PteFormat>(pfn: Pfn, prot: Prot, writable: bool) -> Pte {
     let mut attrs = user_attrs(prot, writable);
     attrs.young = true;
     attrs.dirty = writable;
@@ -194,7 +194,7 @@ fn user_attrs(prot: Prot, writable: bool) -> Attrs {
     a
 }
 
-fn leaf<F: PteFormat>(raw: u64) -> Option<(Pfn, Attrs)> {
+fn leaf<F: PteFormat>(raw: Pte) -> Option<(Pfn, Attrs)> {
     match F::decode(raw, Level::L3) {
         PteKind::Leaf { pa, attrs } => Some((pa.pfn(), attrs)),
         _ => None,

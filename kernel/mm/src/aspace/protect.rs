@@ -29,8 +29,8 @@ impl<F: PteFormat> AddressSpace<F> {
         let asid = self.asid;
         let span = Level::L2.size();
         let mut at = start;
-        while let Some((tva, _)) = self.pt.next_pte_table(at, end) {
-            let (s, e) = (tva.max(at), (tva + span).min(end));
+        while let Some(table) = self.pt.next_pte_table(at, end) {
+            let (s, e) = (table.va.max(at), (table.va + span).min(end));
             at = e;
             let Some(mut cur) = self.pt.pte_cursor(s, e) else {
                 continue;

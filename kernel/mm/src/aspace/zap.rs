@@ -9,7 +9,7 @@ use crate::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use crate::env::MmEnv;
 use crate::folio::FolioRef;
 use crate::mmu_gather::Gather;
-use crate::pgtable::{Level, PteCursor, PteFormat};
+use crate::pgtable::{Level, Pte, PteCursor, PteFormat};
 use crate::stats::{LocalHistogram, STATS};
 use crate::vma::VmaError;
 
@@ -76,7 +76,7 @@ impl<F: PteFormat> AddressSpace<F> {
     /// (zap's accounting for a batch of one). The zero page holds neither.
     pub(super) fn release_pte(
         &mut self,
-        raw: u64,
+        raw: Pte,
         va: VirtAddr,
         g: &mut Gather,
         env: &mut (impl MmEnv + ?Sized),
@@ -135,8 +135,8 @@ impl<F: PteFormat> AddressSpace<F> {
         let mut at = start;
         // One table at a time, found by a short descent that skips missing
         // subtrees: nothing is allocated, however large the range.
-        while let Some((tva, _)) = self.pt.next_pte_table(at, end) {
-            let (s, e) = (tva.max(at), (tva + span).min(end));
+        while let Some(table) = self.pt.next_pte_table(at, end) {
+            let (s, e) = (table.va.max(at), (table.va + span).min(end));
             self.zap_pte_range(env, s, e, g);
             at = e;
         }

@@ -51,7 +51,7 @@ use core::sync::atomic::AtomicU64;
 use super::cursor::{Cleared, Copied, PteTable, plain};
 use super::kind::{Attrs, MemType, PteKind};
 use super::level::{Level, VA_BITS};
-use super::{PteEnv, PteFormat};
+use super::{Pte, PteEnv, PteFormat};
 use crate::addr::{PAGE_SHIFT, Pfn, PhysAddr, VirtAddr};
 
 /// The arm64 descriptor format (a type-level tag; no data).
@@ -176,114 +176,118 @@ impl PteFormat for Aarch64 {
     const READONLY_AD: u64 = AF | SW_DIRTY;
     const CONT_ENTRIES: usize = contpte::CONT_PTES;
 
-    fn encode(kind: PteKind, level: Level) -> u64 {
+    fn encode(kind: PteKind, level: Level) -> Pte {
         debug_assert_eq!(Self::check(kind, level), Ok(()), "{kind:?} at {level:?}");
-        match kind {
+        Pte::from_bits(match kind {
             PteKind::Absent => 0,
             PteKind::Table(pa) => (pa.as_u64() & OA_MASK) | VALID | TABLE_OR_PAGE,
             PteKind::Leaf { pa, attrs } => Self::encode_leaf(pa, attrs, level),
-        }
+        })
     }
 
     #[inline]
-    fn pte_pfn(raw: u64) -> Pfn {
-        PhysAddr::new(raw & OA_MASK).pfn()
+    fn pte_pfn(raw: Pte) -> Pfn {
+        PhysAddr::new(raw.bits() & OA_MASK).pfn()
     }
 
     #[inline]
-    fn pte_present(raw: u64) -> bool {
-        raw & TYPE_MASK == VALID | TABLE_OR_PAGE
+    fn pte_present(raw: Pte) -> bool {
+        raw.bits() & TYPE_MASK == VALID | TABLE_OR_PAGE
     }
 
     #[inline]
-    fn pte_advance(raw: u64, n: u64) -> u64 {
+    fn pte_advance(raw: Pte, n: u64) -> Pte {
+        let raw = raw.bits();
         let oa = (raw & OA_MASK).wrapping_add(n << PAGE_SHIFT);
         debug_assert!(
             n < 1 << (48 - PAGE_SHIFT) && oa & !OA_MASK == 0,
             "advancing {raw:#x} by {n} pages leaves the output-address field"
         );
-        (raw & !OA_MASK) | (oa & OA_MASK)
+        Pte::from_bits((raw & !OA_MASK) | (oa & OA_MASK))
     }
 
     /// Dirt the hardware recorded (AP\[2\] clear) moves to the software bit
     /// before AP\[2\] is set, so write-protection never cleans a page.
     #[inline]
-    fn pte_wrprotect(raw: u64) -> u64 {
+    fn pte_wrprotect(raw: Pte) -> Pte {
+        let raw = raw.bits();
         let dirt = if raw & AP_RDONLY == 0 { SW_DIRTY } else { 0 };
-        (raw | dirt | AP_RDONLY) & !DBM
+        Pte::from_bits((raw | dirt | AP_RDONLY) & !DBM)
     }
 
     /// A dirty entry becomes hardware-writable at once (DBM, AP\[2\] clear,
     /// the software bit dropped as `encode` spells it); a clean one gets
     /// DBM and keeps AP\[2\], so the first store marks it dirty.
     #[inline]
-    fn pte_mkwrite(raw: u64) -> u64 {
-        if raw & (SW_DIRTY | AP_RDONLY) != AP_RDONLY {
+    fn pte_mkwrite(raw: Pte) -> Pte {
+        let raw = raw.bits();
+        Pte::from_bits(if raw & (SW_DIRTY | AP_RDONLY) != AP_RDONLY {
             (raw | DBM) & !(SW_DIRTY | AP_RDONLY)
         } else {
             raw | DBM
-        }
+        })
     }
 
     #[inline]
-    fn pte_mkold(raw: u64) -> u64 {
-        raw & !AF
+    fn pte_mkold(raw: Pte) -> Pte {
+        Pte::from_bits(raw.bits() & !AF)
     }
 
     #[inline]
-    fn pte_mkyoung(raw: u64) -> u64 {
-        raw | AF
+    fn pte_mkyoung(raw: Pte) -> Pte {
+        Pte::from_bits(raw.bits() | AF)
     }
 
     /// A writable entry (DBM, or AP\[2\] clear without DBM, which `decode`
     /// also reads as writable) becomes DBM with AP\[2\] set: still writable,
     /// clean until the next store.
     #[inline]
-    fn pte_mkclean(raw: u64) -> u64 {
-        let raw = raw & !SW_DIRTY;
-        if Self::pte_writable(raw) {
-            raw | DBM | AP_RDONLY
-        } else {
-            raw
-        }
+    fn pte_mkclean(raw: Pte) -> Pte {
+        let writable = Self::pte_writable(raw);
+        let raw = raw.bits() & !SW_DIRTY;
+        Pte::from_bits(if writable { raw | DBM | AP_RDONLY } else { raw })
     }
 
     /// A writable entry is dirtied the way the hardware would (AP\[2\]
     /// cleared), a read-only one through the software bit.
     #[inline]
-    fn pte_mkdirty(raw: u64) -> u64 {
-        if Self::pte_writable(raw) {
+    fn pte_mkdirty(raw: Pte) -> Pte {
+        let writable = Self::pte_writable(raw);
+        let raw = raw.bits();
+        Pte::from_bits(if writable {
             raw & !(AP_RDONLY | SW_DIRTY)
         } else {
             raw | SW_DIRTY
-        }
+        })
     }
 
     #[inline]
-    fn pte_young(raw: u64) -> bool {
-        raw & AF != 0
+    fn pte_young(raw: Pte) -> bool {
+        raw.bits() & AF != 0
     }
 
     #[inline]
-    fn pte_dirty(raw: u64) -> bool {
+    fn pte_dirty(raw: Pte) -> bool {
+        let raw = raw.bits();
         raw & SW_DIRTY != 0 || raw & AP_RDONLY == 0
     }
 
     #[inline]
-    fn pte_writable(raw: u64) -> bool {
+    fn pte_writable(raw: Pte) -> bool {
+        let raw = raw.bits();
         raw & DBM != 0 || raw & AP_RDONLY == 0
     }
 
     /// AF, and the three bits that together spell write and dirt (DBM,
     /// AP\[2\], the software dirty bit), are left out of the comparison.
     #[inline]
-    fn pte_same_ignoring_ad(a: u64, b: u64) -> bool {
-        (a ^ b) & !(AF | DBM | AP_RDONLY | SW_DIRTY) == 0
+    fn pte_same_ignoring_ad(a: Pte, b: Pte) -> bool {
+        (a.bits() ^ b.bits()) & !(AF | DBM | AP_RDONLY | SW_DIRTY) == 0
     }
 
     #[inline]
-    fn pte_cont(raw: u64) -> bool {
-        raw & (CONT | VALID) == CONT | VALID
+    fn pte_cont(raw: Pte) -> bool {
+        raw.bits() & (CONT | VALID) == CONT | VALID
     }
 
     /// Folds aligned runs of 16 2 MiB blocks (32 MiB) when `fold` allows;
@@ -291,7 +295,7 @@ impl PteFormat for Aarch64 {
     fn table_set_blocks(
         table: &[AtomicU64],
         i: usize,
-        first_raw: u64,
+        first_raw: Pte,
         nr: usize,
         level: Level,
         fold: bool,
@@ -310,7 +314,8 @@ impl PteFormat for Aarch64 {
                 && pfn.is_multiple_of(run_pages);
             let m = if whole { n } else { 1 };
             let hint = if whole { CONT } else { 0 };
-            plain::set_blocks::<Self>(&table[i + k..i + k + m], raw | hint, level);
+            let e = Pte::from_bits(raw.bits() | hint);
+            plain::set_blocks::<Self>(&table[i + k..i + k + m], e, level);
             k += m;
             if k < nr {
                 raw = Self::pte_advance(raw, step * m as u64);
@@ -319,12 +324,12 @@ impl PteFormat for Aarch64 {
     }
 
     #[inline]
-    fn table_get(t: PteTable<'_>, i: usize) -> u64 {
+    fn table_get(t: PteTable<'_>, i: usize) -> Pte {
         contpte::get(t, i)
     }
 
     #[inline]
-    fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: u64, nr: usize, h: &dyn PteEnv) {
+    fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: Pte, nr: usize, h: &dyn PteEnv) {
         contpte::set_ptes(t, i, first_raw, nr, h);
     }
 
@@ -354,13 +359,14 @@ impl PteFormat for Aarch64 {
         src: PteTable<'_>,
         dst: PteTable<'_>,
         i: usize,
-        raw: u64,
+        raw: Pte,
         h: &dyn PteEnv,
     ) -> bool {
         contpte::copy_one(src, dst, i, raw, h)
     }
 
-    fn decode(raw: u64, level: Level) -> PteKind {
+    fn decode(raw: Pte, level: Level) -> PteKind {
+        let raw = raw.bits();
         match (raw & TYPE_MASK, level) {
             (0b11, Level::L0 | Level::L1 | Level::L2) => {
                 PteKind::Table(PhysAddr::new(raw & OA_MASK))

@@ -60,7 +60,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::level::{ENTRIES, Level};
 use super::mapper::{MapError, PageTable, TableAlloc};
 use super::walk::PteSlot;
-use super::{PteEnv, PteFormat};
+use super::{Pte, PteEnv, PteFormat};
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 
 /// One whole last-level table as the format's batch operations see it:
@@ -82,11 +82,11 @@ impl<'a> PteTable<'a> {
 
     /// Entry `i`, read whole.
     #[inline]
-    pub fn load(self, i: usize) -> u64 {
-        self.entries[i].load(Ordering::Relaxed)
+    pub fn load(self, i: usize) -> Pte {
+        Pte::from_bits(self.entries[i].load(Ordering::Relaxed))
     }
 
-    /// Entry `i`.
+    /// Entry `i`, for stores and exchanges ([`Pte::bits`] in, bits out).
     #[inline]
     pub fn entry(self, i: usize) -> &'a AtomicU64 {
         &self.entries[i]
@@ -102,8 +102,8 @@ impl<'a> PteTable<'a> {
 /// What [`PteCursor::get_and_clear_ptes`] found in the entries it cleared.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cleared {
-    /// The first entry as it was (0 if it was empty).
-    pub first: u64,
+    /// The first entry as it was ([`Pte::NONE`] if it was empty).
+    pub first: Pte,
     /// Some present entry was young.
     pub young: bool,
     /// Some present entry was dirty.
@@ -272,7 +272,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ///
     /// If `i >= self.len()`.
     #[inline]
-    pub fn get(&self, i: usize) -> u64 {
+    pub fn get(&self, i: usize) -> Pte {
         F::table_get(self.table, self.at("get", i, 1))
     }
 
@@ -284,7 +284,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ///
     /// If `i >= self.len()`.
     #[inline]
-    pub fn raw(&self, i: usize) -> u64 {
+    pub fn raw(&self, i: usize) -> Pte {
         self.table.load(self.at("raw", i, 1))
     }
 
@@ -305,7 +305,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// If `i + nr` exceeds the cursor, or `nr > 1` and `first_raw` is not
     /// present. Debug builds also panic if `nr > 1` and an entry is present.
     #[inline]
-    pub fn set_ptes(&mut self, i: usize, first_raw: u64, nr: usize, h: &dyn PteEnv) -> usize {
+    pub fn set_ptes(&mut self, i: usize, first_raw: Pte, nr: usize, h: &dyn PteEnv) -> usize {
         let at = self.at("set_ptes", i, nr);
         assert!(
             nr <= 1 || F::pte_present(first_raw),
@@ -426,7 +426,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
         &mut self,
         dst: &mut PteCursor<'_, F>,
         i: usize,
-        raw: u64,
+        raw: Pte,
         h: &dyn PteEnv,
     ) -> bool {
         assert!(
@@ -460,7 +460,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
         assert!(max_nr >= 1, "PteCursor::pte_batch: max_nr is 0");
         let at = self.at("pte_batch", i, max_nr);
         let run = self.table.run(at, max_nr);
-        let first = run[0].load(Ordering::Relaxed);
+        let first = Pte::from_bits(run[0].load(Ordering::Relaxed));
         let first_pfn = F::pte_pfn(first);
         let left_in_folio = folio_end.as_u64().saturating_sub(first_pfn.as_u64());
         let valid = F::pte_present(first) && left_in_folio > 0;
@@ -481,7 +481,8 @@ impl<F: PteFormat> PteCursor<'_, F> {
             // folio. A non-present candidate never matches a present
             // `expected`: the helpers leave the validity bits alone.
             expected = F::pte_advance(expected, 1);
-            if !F::pte_same_ignoring_ad(run[n].load(Ordering::Relaxed), expected) {
+            let cur = Pte::from_bits(run[n].load(Ordering::Relaxed));
+            if !F::pte_same_ignoring_ad(cur, expected) {
                 break;
             }
             n += 1;
@@ -498,17 +499,17 @@ pub mod plain {
 
     /// Stores `first_raw` advanced by `k` pages into `run[k]`.
     #[inline]
-    pub fn set_ptes<F: PteFormat + ?Sized>(run: &[AtomicU64], first_raw: u64) {
+    pub fn set_ptes<F: PteFormat + ?Sized>(run: &[AtomicU64], first_raw: Pte) {
         let nr = run.len();
         let mut raw = first_raw;
         for (k, e) in run.iter().enumerate() {
             debug_assert!(
-                nr == 1 || !F::pte_present(e.load(Ordering::Relaxed)),
+                nr == 1 || !F::pte_present(Pte::from_bits(e.load(Ordering::Relaxed))),
                 "set_ptes: entry {k} of {nr} is present"
             );
             // Release: what the caller wrote to the frames (zeroes, copies)
             // is visible before the mapping is.
-            e.store(raw, Ordering::Release);
+            e.store(raw.bits(), Ordering::Release);
             if k + 1 < nr {
                 raw = F::pte_advance(raw, 1);
             }
@@ -520,11 +521,11 @@ pub mod plain {
     /// yet in use or a kernel range nobody walks yet: no ordering needed
     /// beyond the caller's barrier).
     #[inline]
-    pub fn set_blocks<F: PteFormat + ?Sized>(run: &[AtomicU64], first_raw: u64, level: Level) {
+    pub fn set_blocks<F: PteFormat + ?Sized>(run: &[AtomicU64], first_raw: Pte, level: Level) {
         let step = level.size() >> PAGE_SHIFT;
         let mut raw = first_raw;
         for (k, e) in run.iter().enumerate() {
-            e.store(raw, Ordering::Release);
+            e.store(raw.bits(), Ordering::Release);
             if k + 1 < run.len() {
                 raw = F::pte_advance(raw, step);
             }
@@ -537,8 +538,8 @@ pub mod plain {
         let mut c = Cleared::default();
         for (k, e) in run.iter().enumerate() {
             // Not a swap: no walk can set A/D in between (module doc).
-            let old = e.load(Ordering::Relaxed);
-            e.store(0, Ordering::Relaxed);
+            let old = Pte::from_bits(e.load(Ordering::Relaxed));
+            e.store(Pte::NONE.bits(), Ordering::Relaxed);
             if k == 0 {
                 c.first = old;
             }
@@ -559,9 +560,9 @@ pub mod plain {
             // Not a compare-and-swap: no walk can set A/D in between
             // (module doc). Entries that are not present or not writable
             // keep their exact bits.
-            let old = e.load(Ordering::Relaxed);
+            let old = Pte::from_bits(e.load(Ordering::Relaxed));
             if F::pte_present(old) && F::pte_writable(old) {
-                e.store(F::pte_wrprotect(old), Ordering::Relaxed);
+                e.store(F::pte_wrprotect(old).bits(), Ordering::Relaxed);
                 changed += 1;
             }
         }
@@ -573,7 +574,7 @@ pub mod plain {
     #[inline(never)]
     pub fn copy_batch<F: PteFormat + ?Sized>(src: &[AtomicU64], out: &[AtomicU64]) -> Copied {
         let max_nr = src.len();
-        let first = src[0].load(Ordering::Relaxed);
+        let first = Pte::from_bits(src[0].load(Ordering::Relaxed));
         assert!(
             F::pte_present(first),
             "copy_batch_wrprotect: the first entry ({first:#x}) is not present"
@@ -582,22 +583,26 @@ pub mod plain {
         // can be an addition: with every frame up to `first + max_nr`
         // inside the format's address width (a folio's frames are), adding
         // `k` pages to the raw entry never carries out of the address
-        // field, and equals `pte_advance(first, k)`.
+        // field, and equals `pte_advance(first, k)`. That addition, and
+        // the XOR against `READONLY_AD` below, are done on the entries'
+        // bits here (`first_bits`, `child_bits`, `e`), which is why `Pte`
+        // itself needs no arithmetic.
         assert!(
             F::pte_pfn(first).as_u64() + max_nr as u64 <= 1 << (F::PA_BITS - PAGE_SHIFT),
             "copy_batch_wrprotect: {max_nr} frames from {first:#x} leave the address field"
         );
         let child = F::pte_wrprotect(first);
+        let (first_bits, child_bits) = (first.bits(), child.bits());
         let mut writable = 0;
         if F::pte_writable(first) {
-            src[0].store(child, Ordering::Relaxed);
+            src[0].store(child_bits, Ordering::Relaxed);
             writable += 1;
         }
         debug_assert!(
-            !F::pte_present(out[0].load(Ordering::Relaxed)),
+            !F::pte_present(Pte::from_bits(out[0].load(Ordering::Relaxed))),
             "copy_batch_wrprotect: the first child entry is present"
         );
-        out[0].store(child, Ordering::Relaxed);
+        out[0].store(child_bits, Ordering::Relaxed);
         let mut n = 1;
         if writable == 0 {
             // A read-only batch (what every fork after the first one sees):
@@ -606,7 +611,7 @@ pub mod plain {
             // child's entry is the parent's expected one (`child == first`
             // here). Where the test fails, the loop below sorts it out.
             let p = PAGE_SIZE;
-            let mut e = first + p;
+            let mut e = first_bits + p;
             for (s4, o4) in src[1..].chunks_exact(4).zip(out[1..].chunks_exact(4)) {
                 let x = (s4[0].load(Ordering::Relaxed) ^ e)
                     | (s4[1].load(Ordering::Relaxed) ^ (e + p))
@@ -617,7 +622,7 @@ pub mod plain {
                 }
                 debug_assert!(
                     o4.iter()
-                        .all(|o| !F::pte_present(o.load(Ordering::Relaxed))),
+                        .all(|o| !F::pte_present(Pte::from_bits(o.load(Ordering::Relaxed)))),
                     "copy_batch_wrprotect: a child entry at +{n} is present"
                 );
                 o4[0].store(e, Ordering::Relaxed);
@@ -630,22 +635,23 @@ pub mod plain {
         }
         while n < max_nr {
             let delta = n as u64 * PAGE_SIZE;
-            let cur = src[n].load(Ordering::Relaxed);
+            let cur = Pte::from_bits(src[n].load(Ordering::Relaxed));
+            let expected = Pte::from_bits(first_bits + delta);
             // A non-present entry never matches a present expected one.
-            if !F::pte_same_ignoring_ad(cur, first + delta) {
+            if !F::pte_same_ignoring_ad(cur, expected) {
                 break;
             }
             // Not a compare-and-swap: no walk can set A/D in between
             // (module doc).
             if F::pte_writable(cur) {
-                src[n].store(F::pte_wrprotect(cur), Ordering::Relaxed);
+                src[n].store(F::pte_wrprotect(cur).bits(), Ordering::Relaxed);
                 writable += 1;
             }
             debug_assert!(
-                !F::pte_present(out[n].load(Ordering::Relaxed)),
+                !F::pte_present(Pte::from_bits(out[n].load(Ordering::Relaxed))),
                 "copy_batch_wrprotect: child entry +{n} is present"
             );
-            out[n].store(child + delta, Ordering::Relaxed);
+            out[n].store(child_bits + delta, Ordering::Relaxed);
             n += 1;
         }
         Copied { nr: n, writable }
@@ -654,16 +660,16 @@ pub mod plain {
     /// Fork's copy of one entry `raw` (read from `src`) into `out`;
     /// returns whether it was writable.
     #[inline]
-    pub fn copy_one<F: PteFormat + ?Sized>(src: &AtomicU64, out: &AtomicU64, raw: u64) -> bool {
-        debug_assert_eq!(src.load(Ordering::Relaxed), raw);
-        debug_assert!(!F::pte_present(out.load(Ordering::Relaxed)));
+    pub fn copy_one<F: PteFormat + ?Sized>(src: &AtomicU64, out: &AtomicU64, raw: Pte) -> bool {
+        debug_assert_eq!(Pte::from_bits(src.load(Ordering::Relaxed)), raw);
+        debug_assert!(!F::pte_present(Pte::from_bits(out.load(Ordering::Relaxed))));
         let child = F::pte_wrprotect(raw);
         let writable = F::pte_writable(raw);
         if writable {
             // A load and a store, not a compare-and-swap (module doc).
-            src.store(child, Ordering::Relaxed);
+            src.store(child.bits(), Ordering::Relaxed);
         }
-        out.store(child, Ordering::Relaxed);
+        out.store(child.bits(), Ordering::Relaxed);
         writable
     }
 }

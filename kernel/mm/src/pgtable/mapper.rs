@@ -20,7 +20,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::kind::{Attrs, PteKind};
 use super::level::{ENTRIES, Level};
-use super::{FoldEvent, FoldPolicy, PteEnv, PteFormat};
+use super::{FoldEvent, FoldPolicy, Pte, PteEnv, PteFormat};
 use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::phys::LinearMap;
 
@@ -145,6 +145,16 @@ pub struct Translation {
     /// The leaf's attributes.
     pub attrs: Attrs,
     /// The level of the leaf: `L3` page, `L2` 2 MiB block, `L1` 1 GiB block.
+    pub level: Level,
+}
+
+/// The raw leaf entry that maps an address, as [`PageTable::raw_leaf`]
+/// finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawLeaf {
+    /// The entry exactly as stored (a format's hint bits included).
+    pub pte: Pte,
+    /// The level it sits at: L3 for a page, L1 or L2 for a block.
     pub level: Level,
 }
 
@@ -377,7 +387,10 @@ impl<F: PteFormat> PageTable<F> {
                 }
                 let slot = self.slot_alloc(VirtAddr::new(v), level, alloc)?;
                 let table = self.table_entries(slot.table);
-                match F::decode(table[slot.index].load(Ordering::Relaxed), level) {
+                match F::decode(
+                    Pte::from_bits(table[slot.index].load(Ordering::Relaxed)),
+                    level,
+                ) {
                     PteKind::Leaf { .. } => return Err(MapError::AlreadyMapped),
                     // An (empty) table already here: map through it.
                     PteKind::Table(_) => continue,
@@ -388,7 +401,7 @@ impl<F: PteFormat> PageTable<F> {
                 let nr = (slot.index..slot.index + most)
                     .take_while(|&i| {
                         matches!(
-                            F::decode(table[i].load(Ordering::Relaxed), level),
+                            F::decode(Pte::from_bits(table[i].load(Ordering::Relaxed)), level),
                             PteKind::Absent
                         )
                     })
@@ -426,8 +439,8 @@ impl<F: PteFormat> PageTable<F> {
 
     /// Where `va` leads, or `None` if it is unmapped or not canonical.
     pub fn translate(&self, va: VirtAddr) -> Option<Translation> {
-        let (raw, level) = self.raw_leaf(va)?;
-        match F::decode(raw, level) {
+        let RawLeaf { pte, level } = self.raw_leaf(va)?;
+        match F::decode(pte, level) {
             PteKind::Leaf { pa, attrs } => Some(Translation {
                 pa: pa + (va.as_u64() & (level.size() - 1)),
                 attrs,
@@ -438,7 +451,7 @@ impl<F: PteFormat> PageTable<F> {
     }
 
     /// The raw leaf entry that maps `va`, and its level.
-    pub fn raw_leaf(&self, va: VirtAddr) -> Option<(u64, Level)> {
+    pub fn raw_leaf(&self, va: VirtAddr) -> Option<RawLeaf> {
         if !F::va_in_range(va) {
             return None;
         }
@@ -448,7 +461,7 @@ impl<F: PteFormat> PageTable<F> {
             match F::decode(raw, level) {
                 PteKind::Absent => return None,
                 PteKind::Table(next) => table = next,
-                PteKind::Leaf { .. } => return Some((raw, level)),
+                PteKind::Leaf { .. } => return Some(RawLeaf { pte: raw, level }),
             }
         }
         None
@@ -542,7 +555,7 @@ impl<F: PteFormat> PageTable<F> {
         unsafe { &*p }
     }
 
-    fn read(&self, table: PhysAddr, idx: usize) -> u64 {
-        self.entry(table, idx).load(Ordering::Relaxed)
+    fn read(&self, table: PhysAddr, idx: usize) -> Pte {
+        Pte::from_bits(self.entry(table, idx).load(Ordering::Relaxed))
     }
 }

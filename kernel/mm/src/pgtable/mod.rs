@@ -14,6 +14,7 @@
 //! to the kernel's per-arch code and never appear in this module.
 //!
 //! - [`PteKind`] / [`Attrs`] / [`MemType`]: what an entry means.
+//! - [`Pte`]: one entry's bits at any level (Linux `pte_t`).
 //! - [`PteFormat`]: how an entry is spelled in bits; [`Aarch64`] and
 //!   [`X86_64`] implement it.
 //! - [`PageTable`]: builds and walks a 4-level tree through the
@@ -21,8 +22,8 @@
 //! - [`PteCursor`]: Linux-style batch operations (`set_ptes`,
 //!   `get_and_clear_ptes`, `wrprotect_ptes`, `pte_batch`, and fork's
 //!   fused `copy_batch_wrprotect`) over one
-//!   last-level table, on raw entries through the `pte_*` helpers of
-//!   [`PteFormat`].
+//!   last-level table, on raw entries ([`Pte`]) through the `pte_*`
+//!   helpers of [`PteFormat`].
 
 mod aarch64;
 #[allow(unsafe_code)]
@@ -31,6 +32,7 @@ mod kind;
 mod level;
 #[allow(unsafe_code)]
 mod mapper;
+mod pte;
 #[allow(unsafe_code)]
 mod walk;
 mod x86_64;
@@ -42,8 +44,9 @@ pub use aarch64::{
 pub use cursor::{Cleared, Copied, PteCursor, PteTable};
 pub use kind::{Attrs, MemType, PteError, PteKind};
 pub use level::{ENTRIES, Level, VA_BITS, is_canonical};
-pub use mapper::{KernelHalf, MapError, MapOptions, PageTable, TableAlloc, Translation};
-pub use walk::PteSlot;
+pub use mapper::{KernelHalf, MapError, MapOptions, PageTable, RawLeaf, TableAlloc, Translation};
+pub use pte::Pte;
+pub use walk::{L3Table, PteSlot};
 pub use x86_64::{IA32_PAT_VALUE, X86_64};
 
 use core::sync::atomic::AtomicU64;
@@ -58,7 +61,7 @@ use cursor::plain;
 ///
 /// - for every `kind` with `Self::check(kind, level) == Ok(())`,
 ///   `decode(encode(kind, level), level) == kind` (exact round trip);
-/// - `decode` accepts any `u64` at any level without panicking, and what it
+/// - `decode` accepts any [`Pte`] at any level without panicking, and what it
 ///   returns always passes `check` (so decode-encode-decode is stable).
 pub trait PteFormat {
     /// A short name for messages and test output.
@@ -68,10 +71,12 @@ pub trait PteFormat {
     /// The bits in which two read-only page entries can differ by their
     /// accessed and dirty state alone (arm64: AF and the software dirty
     /// bit; x86: A and D). If `b` is a present read-only entry and
-    /// `(a ^ b) & !READONLY_AD == 0`, then `a` is present and read-only too
-    /// and `pte_same_ignoring_ad(a, b)` holds: one mask test per entry
-    /// where the general comparison needs the writable state apart (the
-    /// host tests check the implication).
+    /// `(a.bits() ^ b.bits()) & !READONLY_AD == 0`, then `a` is present and
+    /// read-only too and `pte_same_ignoring_ad(a, b)` holds: one mask test
+    /// per entry where the general comparison needs the writable state
+    /// apart (the host tests check the implication). A mask over entry
+    /// bits, not an entry, so a plain `u64`: fork's batch copy applies it
+    /// to [`Pte::bits`].
     const READONLY_AD: u64;
     /// Entries a fold groups into one TLB entry (arm64's contiguous hint:
     /// 16); 1 if the format cannot fold.
@@ -82,10 +87,10 @@ pub trait PteFormat {
     /// `kind` must pass [`PteFormat::check`]; otherwise the result is
     /// unspecified (debug builds assert). Callers that take untrusted input
     /// check first, as [`PageTable::map_range`] does.
-    fn encode(kind: PteKind, level: Level) -> u64;
+    fn encode(kind: PteKind, level: Level) -> Pte;
 
     /// What the raw entry `raw`, found at `level`, means to the hardware.
-    fn decode(raw: u64, level: Level) -> PteKind;
+    fn decode(raw: Pte, level: Level) -> PteKind;
 
     /// Whether `kind` can be encoded at `level` by this format.
     fn check(kind: PteKind, level: Level) -> Result<(), PteError> {
@@ -108,7 +113,7 @@ pub trait PteFormat {
 
     /// True if `raw` is a valid entry (table or leaf) at `level`.
     #[inline]
-    fn is_present(raw: u64, level: Level) -> bool {
+    fn is_present(raw: Pte, level: Level) -> bool {
         !matches!(Self::decode(raw, level), PteKind::Absent)
     }
 
@@ -123,44 +128,44 @@ pub trait PteFormat {
     // ------------------------------------------------------------------
 
     /// The frame a present page entry maps (Linux `pte_pfn`).
-    fn pte_pfn(raw: u64) -> Pfn;
+    fn pte_pfn(raw: Pte) -> Pfn;
 
     /// True if `raw` is a valid page entry at L3 (Linux `pte_present`);
     /// the same as `is_present(raw, Level::L3)`, without the decode.
-    fn pte_present(raw: u64) -> bool;
+    fn pte_present(raw: Pte) -> bool;
 
     /// The same entry mapping the frame `n` pages further on, every other
     /// bit unchanged (Linux `pte_advance_pfn`). The frame must stay within
     /// the format's address width (debug builds assert).
-    fn pte_advance(raw: u64, n: u64) -> u64;
+    fn pte_advance(raw: Pte, n: u64) -> Pte;
 
     /// The entry without write permission; a dirty entry stays dirty.
-    fn pte_wrprotect(raw: u64) -> u64;
+    fn pte_wrprotect(raw: Pte) -> Pte;
 
     /// The entry with write permission; a clean entry stays clean, so the
     /// first store still marks it dirty (arm64 DBM, x86 D).
-    fn pte_mkwrite(raw: u64) -> u64;
+    fn pte_mkwrite(raw: Pte) -> Pte;
 
     /// The entry with the accessed flag clear.
-    fn pte_mkold(raw: u64) -> u64;
+    fn pte_mkold(raw: Pte) -> Pte;
 
     /// The entry with the accessed flag set.
-    fn pte_mkyoung(raw: u64) -> u64;
+    fn pte_mkyoung(raw: Pte) -> Pte;
 
     /// The entry marked clean; write permission is unchanged.
-    fn pte_mkclean(raw: u64) -> u64;
+    fn pte_mkclean(raw: Pte) -> Pte;
 
     /// The entry marked dirty; write permission is unchanged.
-    fn pte_mkdirty(raw: u64) -> u64;
+    fn pte_mkdirty(raw: Pte) -> Pte;
 
     /// True if the accessed flag is set.
-    fn pte_young(raw: u64) -> bool;
+    fn pte_young(raw: Pte) -> bool;
 
     /// True if the entry is dirty in the sense of [`Attrs`]' dirty model.
-    fn pte_dirty(raw: u64) -> bool;
+    fn pte_dirty(raw: Pte) -> bool;
 
     /// True if the entry grants write permission (it may be clean).
-    fn pte_writable(raw: u64) -> bool;
+    fn pte_writable(raw: Pte) -> bool;
 
     /// True if `a` and `b` are the same entry apart from the accessed flag,
     /// dirtiness **and write permission**: the comparison batching uses.
@@ -177,7 +182,7 @@ pub trait PteFormat {
     /// meets an unfolded one). Two present entries that are the same here
     /// decode to the same [`PteKind`] once young, dirty and writable are
     /// cleared; for entries `encode` produced the converse holds too.
-    fn pte_same_ignoring_ad(a: u64, b: u64) -> bool;
+    fn pte_same_ignoring_ad(a: Pte, b: Pte) -> bool;
 
     // ------------------------------------------------------------------
     // The batch operations on one live last-level table, as the cursor
@@ -199,7 +204,7 @@ pub trait PteFormat {
     fn table_set_blocks(
         table: &[AtomicU64],
         i: usize,
-        first_raw: u64,
+        first_raw: Pte,
         nr: usize,
         level: Level,
         fold: bool,
@@ -211,13 +216,13 @@ pub trait PteFormat {
     /// [`PteCursor::get`]: entry `i`, with accessed and dirty gathered
     /// over a folded block.
     #[inline]
-    fn table_get(t: PteTable<'_>, i: usize) -> u64 {
+    fn table_get(t: PteTable<'_>, i: usize) -> Pte {
         t.load(i)
     }
 
     /// [`PteCursor::set_ptes`] on entries `i..i + nr` of `t`.
     #[inline]
-    fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: u64, nr: usize, h: &dyn PteEnv) {
+    fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: Pte, nr: usize, h: &dyn PteEnv) {
         let _ = h;
         plain::set_ptes::<Self>(t.run(i, nr), first_raw);
     }
@@ -257,7 +262,7 @@ pub trait PteFormat {
         src: PteTable<'_>,
         dst: PteTable<'_>,
         i: usize,
-        raw: u64,
+        raw: Pte,
         h: &dyn PteEnv,
     ) -> bool {
         let _ = h;
@@ -269,7 +274,7 @@ pub trait PteFormat {
     /// cannot fold. For views of the tables (dumps, tests), not for mm
     /// decisions.
     #[inline]
-    fn pte_cont(raw: u64) -> bool {
+    fn pte_cont(raw: Pte) -> bool {
         let _ = raw;
         false
     }

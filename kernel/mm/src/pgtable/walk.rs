@@ -15,10 +15,10 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::PteFormat;
 use super::kind::PteKind;
 use super::level::{ENTRIES, Level};
 use super::mapper::{MapError, PageTable, TableAlloc};
+use super::{Pte, PteFormat};
 use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 
 /// One last-level entry: the L3 table holding it and its index there.
@@ -28,6 +28,29 @@ pub struct PteSlot {
     pub table: PhysAddr,
     /// Index of the entry, 0..512.
     pub index: usize,
+}
+
+/// One last-level (L3) table of a tree and where it sits: what
+/// [`PageTable::next_pte_table`] finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L3Table {
+    /// The first virtual address the table maps (2 MiB aligned); entry
+    /// `i` translates `va + i * PAGE_SIZE`.
+    pub va: VirtAddr,
+    /// The table (a 4 KiB frame).
+    pub table: PhysAddr,
+}
+
+impl L3Table {
+    /// The first virtual address past the table's span, or `None` at the
+    /// top of the address space.
+    #[inline]
+    pub fn end(&self) -> Option<VirtAddr> {
+        self.va
+            .as_u64()
+            .checked_add(Level::L2.size())
+            .map(VirtAddr::new)
+    }
 }
 
 impl<F: PteFormat> PageTable<F> {
@@ -46,26 +69,30 @@ impl<F: PteFormat> PageTable<F> {
 
     /// Reads the L3 entry at `slot`.
     #[inline]
-    pub fn pte(&self, slot: PteSlot) -> u64 {
-        self.slot_entry(slot.table, slot.index)
-            .load(Ordering::Relaxed)
+    pub fn pte(&self, slot: PteSlot) -> Pte {
+        Pte::from_bits(
+            self.slot_entry(slot.table, slot.index)
+                .load(Ordering::Relaxed),
+        )
     }
 
     /// Writes the L3 entry at `slot` (one atomic store). The caller does
     /// the TLB maintenance the change needs.
     #[inline]
-    pub fn set_pte(&mut self, slot: PteSlot, raw: u64) {
+    pub fn set_pte(&mut self, slot: PteSlot, raw: Pte) {
         self.slot_entry(slot.table, slot.index)
-            .store(raw, Ordering::Release);
+            .store(raw.bits(), Ordering::Release);
     }
 
     /// Clears the L3 entry at `slot` and returns what it held, in one
     /// atomic exchange so accessed/dirty bits the hardware sets meanwhile
     /// are not lost.
     #[inline]
-    pub fn take_pte(&mut self, slot: PteSlot) -> u64 {
-        self.slot_entry(slot.table, slot.index)
-            .swap(0, Ordering::AcqRel)
+    pub fn take_pte(&mut self, slot: PteSlot) -> Pte {
+        Pte::from_bits(
+            self.slot_entry(slot.table, slot.index)
+                .swap(Pte::NONE.bits(), Ordering::AcqRel),
+        )
     }
 
     /// The L3 slot for `va`, if every table above it exists. `None` also
@@ -79,7 +106,7 @@ impl<F: PteFormat> PageTable<F> {
             let raw = self
                 .slot_entry(table, level.index_of(va))
                 .load(Ordering::Acquire);
-            match F::decode(raw, level) {
+            match F::decode(Pte::from_bits(raw), level) {
                 PteKind::Table(next) => table = next,
                 PteKind::Absent | PteKind::Leaf { .. } => return None,
             }
@@ -155,13 +182,16 @@ impl<F: PteFormat> PageTable<F> {
         let mut table = self.root();
         for level in Level::ALL.into_iter().take_while(|&l| l != target) {
             let e = self.slot_entry(table, level.index_of(va));
-            table = match F::decode(e.load(Ordering::Acquire), level) {
+            table = match F::decode(Pte::from_bits(e.load(Ordering::Acquire)), level) {
                 PteKind::Table(next) => next,
                 PteKind::Leaf { .. } => return Err(MapError::AlreadyMapped),
                 PteKind::Absent => {
                     let t = self.new_table(alloc)?;
                     // Release: the zeroes are visible before the link.
-                    e.store(F::encode(PteKind::Table(t), level), Ordering::Release);
+                    e.store(
+                        F::encode(PteKind::Table(t), level).bits(),
+                        Ordering::Release,
+                    );
                     t
                 }
             };
@@ -185,46 +215,49 @@ impl<F: PteFormat> PageTable<F> {
         for idx in slots.filter(|&i| i < ENTRIES) {
             let e = self.slot_entry(self.root(), idx);
             if !matches!(
-                F::decode(e.load(Ordering::Acquire), Level::L0),
+                F::decode(Pte::from_bits(e.load(Ordering::Acquire)), Level::L0),
                 PteKind::Absent
             ) {
                 continue;
             }
             let t = self.new_table(alloc)?;
-            e.store(F::encode(PteKind::Table(t), Level::L0), Ordering::Release);
+            e.store(
+                F::encode(PteKind::Table(t), Level::L0).bits(),
+                Ordering::Release,
+            );
             added += 1;
         }
         Ok(added)
     }
 
-    /// The last-level tables under `[start, end)`, in address order, as
-    /// (first VA the table maps, the table): one entry per 2 MiB that has a
-    /// table, missing subtrees skipped. Callers that change entries walk
-    /// this short list and then each table's slots, instead of holding a
-    /// slot per page. (Hot paths that must not allocate step through the
-    /// tables with [`PageTable::next_pte_table`] instead.)
-    pub fn pte_tables(&self, start: VirtAddr, end: VirtAddr) -> Vec<(VirtAddr, PhysAddr)> {
+    /// The last-level tables under `[start, end)`, in address order: one
+    /// per 2 MiB that has a table, missing subtrees skipped. Callers that
+    /// change entries walk this short list and then each table's slots,
+    /// instead of holding a slot per page. (Hot paths that must not
+    /// allocate step through the tables with [`PageTable::next_pte_table`]
+    /// instead.)
+    pub fn pte_tables(&self, start: VirtAddr, end: VirtAddr) -> Vec<L3Table> {
         let mut out = Vec::new();
         let mut at = start;
-        while let Some((tva, table)) = self.next_pte_table(at, end) {
-            out.push((tva, table));
-            match tva.as_u64().checked_add(Level::L2.size()) {
-                Some(next) => at = VirtAddr::new(next),
+        while let Some(t) = self.next_pte_table(at, end) {
+            out.push(t);
+            match t.end() {
+                Some(next) => at = next,
                 None => break,
             }
         }
         out
     }
 
-    /// The first last-level table that maps part of `[from, end)`, as
-    /// (first VA the table maps, 2 MiB aligned and possibly below `from`;
-    /// the table), or `None` if there is none (or the range is empty). A
-    /// missing or block entry on the way down skips its whole span at once,
-    /// as Linux's `p?d_addr_end` steps do, so a sparse range costs one
-    /// short descent per table, and nothing is allocated or called per
-    /// entry. Fork and zap loop `at = table VA + 2 MiB` until this returns
+    /// The first last-level table that maps part of `[from, end)` (its
+    /// [`L3Table::va`] is 2 MiB aligned, possibly below `from`), or `None`
+    /// if there is none (or the range is empty). A missing or block entry
+    /// on the way down skips its whole span at once, as Linux's
+    /// `p?d_addr_end` steps do, so a sparse range costs one short descent
+    /// per table, and nothing is allocated or called per entry. Fork and
+    /// zap loop `at = t.end()` (the table's VA + 2 MiB) until this returns
     /// `None`.
-    pub fn next_pte_table(&self, from: VirtAddr, end: VirtAddr) -> Option<(VirtAddr, PhysAddr)> {
+    pub fn next_pte_table(&self, from: VirtAddr, end: VirtAddr) -> Option<L3Table> {
         if from >= end {
             return None;
         }
@@ -236,7 +269,7 @@ impl<F: PteFormat> PageTable<F> {
                 let raw = self
                     .slot_entry(table, level.index_of(VirtAddr::new(va)))
                     .load(Ordering::Acquire);
-                match F::decode(raw, level) {
+                match F::decode(Pte::from_bits(raw), level) {
                     PteKind::Table(next) => table = next,
                     PteKind::Absent | PteKind::Leaf { .. } => {
                         let span = level.size();
@@ -245,21 +278,24 @@ impl<F: PteFormat> PageTable<F> {
                     }
                 }
             }
-            return Some((VirtAddr::new(va), table));
+            return Some(L3Table {
+                va: VirtAddr::new(va),
+                table,
+            });
         }
         None
     }
 
-    /// The slots of L3 table `table` (mapping from `table_va`) that lie in
-    /// `[start, end)`.
+    /// The slots of the L3 table `t` that lie in `[start, end)`, each with
+    /// the virtual address it translates.
     pub fn table_slots(
-        table_va: VirtAddr,
-        table: PhysAddr,
+        t: L3Table,
         start: VirtAddr,
         end: VirtAddr,
     ) -> impl Iterator<Item = (VirtAddr, PteSlot)> {
+        let table = t.table;
         (0..ENTRIES).filter_map(move |index| {
-            let va = table_va + index as u64 * PAGE_SIZE;
+            let va = t.va + index as u64 * PAGE_SIZE;
             (start <= va && va < end).then_some((va, PteSlot { table, index }))
         })
     }
@@ -275,18 +311,19 @@ impl<F: PteFormat> PageTable<F> {
     ) {
         let start = start.align_down(PAGE_SIZE);
         let mut at = start;
-        while let Some((tva, table)) = self.next_pte_table(at, end) {
+        while let Some(t) = self.next_pte_table(at, end) {
             for index in 0..ENTRIES {
-                let va = tva + index as u64 * PAGE_SIZE;
+                let va = t.va + index as u64 * PAGE_SIZE;
                 if va >= end {
                     return;
                 }
                 if va >= start {
+                    let table = t.table;
                     f(va, PteSlot { table, index });
                 }
             }
-            match tva.as_u64().checked_add(Level::L2.size()) {
-                Some(next) => at = VirtAddr::new(next),
+            match t.end() {
+                Some(next) => at = next,
                 None => return,
             }
         }
@@ -343,7 +380,7 @@ impl<F: PteFormat> PageTable<F> {
         for idx in 0..ENTRIES {
             let lo = base + ((idx as u64) << level.shift());
             let hi = lo.saturating_add(level.size());
-            let raw = self.slot_entry(table, idx).load(Ordering::Acquire);
+            let raw = Pte::from_bits(self.slot_entry(table, idx).load(Ordering::Acquire));
             let kind = F::decode(raw, level);
             if matches!(kind, PteKind::Absent) {
                 continue;
@@ -359,7 +396,8 @@ impl<F: PteFormat> PageTable<F> {
             let inside = start <= lo && hi <= end;
             let child_empty = if cleared && inside && next == Level::L3 {
                 debug_assert!(
-                    (0..ENTRIES).all(|i| self.slot_entry(t, i).load(Ordering::Relaxed) == 0),
+                    (0..ENTRIES)
+                        .all(|i| self.slot_entry(t, i).load(Ordering::Relaxed) == Pte::NONE.bits()),
                     "free_cleared_tables: the table for {lo:#x} still has entries"
                 );
                 true
@@ -367,7 +405,8 @@ impl<F: PteFormat> PageTable<F> {
                 self.free_below(t, next, lo, range, cleared, free)
             };
             if child_empty && inside {
-                self.slot_entry(table, idx).store(0, Ordering::Release);
+                self.slot_entry(table, idx)
+                    .store(Pte::NONE.bits(), Ordering::Release);
                 free(t);
             } else {
                 empty = false;

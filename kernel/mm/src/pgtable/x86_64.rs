@@ -37,9 +37,9 @@
 //! decides (effective rights are the AND over the walk). A is pre-set so
 //! the walker need not write it.
 
-use super::PteFormat;
 use super::kind::{Attrs, MemType, PteKind};
 use super::level::Level;
+use super::{Pte, PteFormat};
 use crate::addr::{PAGE_SHIFT, Pfn, PhysAddr};
 
 /// The x86_64 entry format (a type-level tag; no data).
@@ -118,86 +118,88 @@ impl PteFormat for X86_64 {
     const PA_BITS: u32 = 52;
     const READONLY_AD: u64 = A | D;
 
-    fn encode(kind: PteKind, level: Level) -> u64 {
+    fn encode(kind: PteKind, level: Level) -> Pte {
         debug_assert_eq!(Self::check(kind, level), Ok(()), "{kind:?} at {level:?}");
-        match kind {
+        Pte::from_bits(match kind {
             PteKind::Absent => 0,
             PteKind::Table(pa) => (pa.as_u64() & ADDR_MASK) | TABLE_BITS,
             PteKind::Leaf { pa, attrs } => Self::encode_leaf(pa, attrs, level),
-        }
+        })
     }
 
     #[inline]
-    fn pte_pfn(raw: u64) -> Pfn {
-        PhysAddr::new(raw & ADDR_MASK).pfn()
+    fn pte_pfn(raw: Pte) -> Pfn {
+        PhysAddr::new(raw.bits() & ADDR_MASK).pfn()
     }
 
     #[inline]
-    fn pte_present(raw: u64) -> bool {
-        raw & P != 0
+    fn pte_present(raw: Pte) -> bool {
+        raw.bits() & P != 0
     }
 
     #[inline]
-    fn pte_advance(raw: u64, n: u64) -> u64 {
+    fn pte_advance(raw: Pte, n: u64) -> Pte {
+        let raw = raw.bits();
         let addr = (raw & ADDR_MASK).wrapping_add(n << PAGE_SHIFT);
         debug_assert!(
             n < 1 << (52 - PAGE_SHIFT) && addr & !ADDR_MASK == 0,
             "advancing {raw:#x} by {n} pages leaves the address field"
         );
-        (raw & !ADDR_MASK) | (addr & ADDR_MASK)
+        Pte::from_bits((raw & !ADDR_MASK) | (addr & ADDR_MASK))
     }
 
     #[inline]
-    fn pte_wrprotect(raw: u64) -> u64 {
-        raw & !RW
+    fn pte_wrprotect(raw: Pte) -> Pte {
+        Pte::from_bits(raw.bits() & !RW)
     }
 
     #[inline]
-    fn pte_mkwrite(raw: u64) -> u64 {
-        raw | RW
+    fn pte_mkwrite(raw: Pte) -> Pte {
+        Pte::from_bits(raw.bits() | RW)
     }
 
     #[inline]
-    fn pte_mkold(raw: u64) -> u64 {
-        raw & !A
+    fn pte_mkold(raw: Pte) -> Pte {
+        Pte::from_bits(raw.bits() & !A)
     }
 
     #[inline]
-    fn pte_mkyoung(raw: u64) -> u64 {
-        raw | A
+    fn pte_mkyoung(raw: Pte) -> Pte {
+        Pte::from_bits(raw.bits() | A)
     }
 
     #[inline]
-    fn pte_mkclean(raw: u64) -> u64 {
-        raw & !D
+    fn pte_mkclean(raw: Pte) -> Pte {
+        Pte::from_bits(raw.bits() & !D)
     }
 
     #[inline]
-    fn pte_mkdirty(raw: u64) -> u64 {
-        raw | D
+    fn pte_mkdirty(raw: Pte) -> Pte {
+        Pte::from_bits(raw.bits() | D)
     }
 
     #[inline]
-    fn pte_young(raw: u64) -> bool {
-        raw & A != 0
+    fn pte_young(raw: Pte) -> bool {
+        raw.bits() & A != 0
     }
 
     #[inline]
-    fn pte_dirty(raw: u64) -> bool {
-        raw & D != 0
+    fn pte_dirty(raw: Pte) -> bool {
+        raw.bits() & D != 0
     }
 
     #[inline]
-    fn pte_writable(raw: u64) -> bool {
-        raw & RW != 0
+    fn pte_writable(raw: Pte) -> bool {
+        raw.bits() & RW != 0
     }
 
     #[inline]
-    fn pte_same_ignoring_ad(a: u64, b: u64) -> bool {
-        (a ^ b) & !(A | D | RW) == 0
+    fn pte_same_ignoring_ad(a: Pte, b: Pte) -> bool {
+        (a.bits() ^ b.bits()) & !(A | D | RW) == 0
     }
 
-    fn decode(raw: u64, level: Level) -> PteKind {
+    fn decode(raw: Pte, level: Level) -> PteKind {
+        let raw = raw.bits();
         if raw & P == 0 {
             return PteKind::Absent;
         }

@@ -16,7 +16,7 @@
 
 use super::{MapcountCache, MemView};
 use crate::addr::{PAGE_SIZE, VirtAddr};
-use crate::pgtable::{ENTRIES, PteFormat, PteSlot};
+use crate::pgtable::{ENTRIES, Pte, PteFormat, PteSlot};
 
 /// Bits 0-54: the page frame number of a present page.
 pub const PM_PFN_MASK: u64 = (1 << 55) - 1;
@@ -62,7 +62,7 @@ impl<F: PteFormat> MemView<'_, F> {
 
     /// The pagemap entry of the page at `va`, whose last-level entry is
     /// `raw` (Linux `pte_to_pagemap_entry`).
-    pub fn pagemap_entry(&self, va: VirtAddr, raw: u64, cache: &mut MapcountCache) -> u64 {
+    pub fn pagemap_entry(&self, va: VirtAddr, raw: Pte, cache: &mut MapcountCache) -> u64 {
         if !F::pte_present(raw) {
             return 0;
         }

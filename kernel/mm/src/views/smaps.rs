@@ -31,7 +31,7 @@ use core::fmt::{self, Write};
 
 use super::{MapcountCache, MemView};
 use crate::addr::{PAGE_SIZE, VirtAddr};
-use crate::pgtable::{ENTRIES, PageTable, PteFormat};
+use crate::pgtable::{ENTRIES, PageTable, Pte, PteFormat};
 use crate::thp;
 
 /// Fractional bits of the fixed-point `Pss` sums (Linux `PSS_SHIFT`).
@@ -75,17 +75,17 @@ impl<F: PteFormat> MemView<'_, F> {
         let mut cache = MapcountCache::default();
         for (start, end) in areas {
             let mut at = start;
-            while let Some((tva, table)) = self.table.next_pte_table(at, end) {
-                for (va, slot) in PageTable::<F>::table_slots(tva, table, start, end) {
+            while let Some(t) = self.table.next_pte_table(at, end) {
+                for (va, slot) in PageTable::<F>::table_slots(t, start, end) {
                     self.account(&mut s, va, self.table.pte(slot), &mut cache);
                 }
-                at = tva + ENTRIES as u64 * PAGE_SIZE;
+                at = t.va + ENTRIES as u64 * PAGE_SIZE;
             }
         }
         s
     }
 
-    fn account(&self, s: &mut SmapsRollup, va: VirtAddr, raw: u64, cache: &mut MapcountCache) {
+    fn account(&self, s: &mut SmapsRollup, va: VirtAddr, raw: Pte, cache: &mut MapcountCache) {
         if !F::pte_present(raw) {
             return;
         }

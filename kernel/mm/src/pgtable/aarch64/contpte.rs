@@ -38,7 +38,7 @@
 use core::sync::atomic::Ordering;
 
 use super::super::cursor::{Cleared, Copied, PteTable, plain};
-use super::super::{FoldEvent, PteEnv, PteFormat};
+use super::super::{FoldEvent, Pte, PteEnv, PteFormat};
 use super::{AF, AP_RDONLY, Aarch64, CONT, SW_DIRTY, TYPE_MASK};
 
 /// Entries in a block (64 KiB of 4 KiB pages).
@@ -58,14 +58,28 @@ fn block(i: usize) -> usize {
 /// True if `raw` is a present page entry with the hint: an entry of a
 /// folded block. (Stray bits of an invalid entry mean nothing.)
 #[inline]
-fn is_cont(raw: u64) -> bool {
-    raw & (CONT | TYPE_MASK) == CONT | TYPE_MASK
+fn is_cont(raw: Pte) -> bool {
+    raw.bits() & (CONT | TYPE_MASK) == CONT | TYPE_MASK
+}
+
+/// `raw` with the contiguous hint set (`on`) or clear.
+#[inline]
+fn with_cont(raw: Pte, on: bool) -> Pte {
+    Pte::from_bits(if on {
+        raw.bits() | CONT
+    } else {
+        raw.bits() & !CONT
+    })
 }
 
 /// `raw` with the accessed and dirty state of `young` and `dirty` added.
 #[inline]
-fn add_ad(raw: u64, young: bool, dirty: bool) -> u64 {
-    let raw = if young { raw | AF } else { raw };
+fn add_ad(raw: Pte, young: bool, dirty: bool) -> Pte {
+    let raw = if young {
+        Aarch64::pte_mkyoung(raw)
+    } else {
+        raw
+    };
     if dirty {
         Aarch64::pte_mkdirty(raw)
     } else {
@@ -78,20 +92,19 @@ fn add_ad(raw: u64, young: bool, dirty: bool) -> u64 {
 /// accessed and dirty state gathered over all 16.
 fn convert(t: PteTable<'_>, b: usize, fold: bool, h: &dyn PteEnv) {
     debug_assert_eq!(b % CONT_PTES, 0);
-    let mut old = [0u64; CONT_PTES];
+    let mut old = [Pte::NONE; CONT_PTES];
     let (mut young, mut dirty) = (false, false);
     for (k, o) in old.iter_mut().enumerate() {
         // A swap: whatever the walker set up to the clear is kept.
-        *o = t.entry(b + k).swap(0, Ordering::AcqRel);
+        *o = Pte::from_bits(t.entry(b + k).swap(0, Ordering::AcqRel));
         young |= Aarch64::pte_young(*o);
         dirty |= Aarch64::pte_dirty(*o);
     }
     h.flush_now(t.va(b), t.va(b + CONT_PTES));
     h.note(FoldEvent::Flush, 1);
     for (k, o) in old.iter().enumerate() {
-        let raw = if fold { *o | CONT } else { *o & !CONT };
-        t.entry(b + k)
-            .store(add_ad(raw, young, dirty), Ordering::Release);
+        let raw = add_ad(with_cont(*o, fold), young, dirty);
+        t.entry(b + k).store(raw.bits(), Ordering::Release);
     }
 }
 
@@ -130,8 +143,8 @@ fn foldable(t: PteTable<'_>, b: usize, h: &dyn PteEnv) -> bool {
     // `first + k pages` cannot carry out of the address field: the frame
     // is block aligned, so the block's last frame shares its upper bits.
     let uniform = (1..CONT_PTES).all(|k| {
-        let expected = first + ((k as u64) << crate::addr::PAGE_SHIFT);
-        (t.load(b + k) ^ expected) & !FOLD_IGNORE == 0
+        let expected = first.bits() + ((k as u64) << crate::addr::PAGE_SHIFT);
+        (t.load(b + k).bits() ^ expected) & !FOLD_IGNORE == 0
     });
     uniform && h.fold_policy().fold && h.one_folio(Aarch64::pte_pfn(first), CONT_PTES as u64)
 }
@@ -150,7 +163,7 @@ fn try_fold(t: PteTable<'_>, i: usize, h: &dyn PteEnv) {
 /// and may hand the entry back to `set_ptes`), with accessed and dirty
 /// gathered over its block if it is folded.
 #[inline]
-pub(super) fn get(t: PteTable<'_>, i: usize) -> u64 {
+pub(super) fn get(t: PteTable<'_>, i: usize) -> Pte {
     let raw = t.load(i);
     if !is_cont(raw) {
         return raw;
@@ -169,22 +182,19 @@ pub(super) fn get(t: PteTable<'_>, i: usize) -> u64 {
 /// blocks folded (when the policy allows); a single entry over a folded
 /// block keeps the fold if only accessed and dirty grow, and otherwise
 /// unfolds it first; a single present entry may make its block foldable.
-pub(super) fn set_ptes(t: PteTable<'_>, i: usize, first: u64, nr: usize, h: &dyn PteEnv) {
+pub(super) fn set_ptes(t: PteTable<'_>, i: usize, first: Pte, nr: usize, h: &dyn PteEnv) {
     if nr == 1 {
         let old = t.load(i);
         if is_cont(old) {
-            if (old ^ first) & !(FOLD_IGNORE | CONT) == 0 {
+            if (old.bits() ^ first.bits()) & !(FOLD_IGNORE | CONT) == 0 {
                 // Only accessed/dirty change (Linux's contpte
                 // `ptep_set_access_flags` with write unchanged): all 16
                 // entries take them, so the block stays uniform.
                 let (young, dirty) = (Aarch64::pte_young(first), Aarch64::pte_dirty(first));
                 let b = block(i);
                 for k in 0..CONT_PTES {
-                    let e = t.entry(b + k);
-                    e.store(
-                        add_ad(e.load(Ordering::Relaxed), young, dirty),
-                        Ordering::Release,
-                    );
+                    let e = add_ad(t.load(b + k), young, dirty);
+                    t.entry(b + k).store(e.bits(), Ordering::Release);
                 }
                 return;
             }
@@ -210,7 +220,7 @@ pub(super) fn set_ptes(t: PteTable<'_>, i: usize, first: u64, nr: usize, h: &dyn
             && Aarch64::pte_pfn(raw).as_u64() % CONT_PTES as u64 == 0;
         let n = if whole { CONT_PTES } else { 1 };
         // The entries were empty: nothing cached to break first.
-        plain::set_ptes::<Aarch64>(t.run(k, n), if whole { raw | CONT } else { raw });
+        plain::set_ptes::<Aarch64>(t.run(k, n), with_cont(raw, whole));
         folds += u64::from(whole);
         k += n;
         if k < end {
@@ -229,7 +239,7 @@ pub(super) fn get_and_clear(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv
     unfold_edges(t, i, nr, h);
     let mut c = plain::get_and_clear::<Aarch64>(t.run(i, nr));
     if is_cont(c.first) {
-        c.first &= !CONT;
+        c.first = with_cont(c.first, false);
     }
     c
 }
@@ -273,8 +283,8 @@ pub(super) fn copy_batch(
             // there): the parent's block is now partly write-protected.
             unfold(src, end - 1, h);
             for k in block(end - 1).max(i)..end {
-                let e = dst.entry(k);
-                e.store(e.load(Ordering::Relaxed) & !CONT, Ordering::Relaxed);
+                let e = with_cont(dst.load(k), false);
+                dst.entry(k).store(e.bits(), Ordering::Relaxed);
             }
         }
         let whole = block(end).saturating_sub(i.next_multiple_of(CONT_PTES)) / CONT_PTES;
@@ -293,7 +303,7 @@ pub(super) fn copy_one(
     src: PteTable<'_>,
     dst: PteTable<'_>,
     i: usize,
-    raw: u64,
+    raw: Pte,
     h: &dyn PteEnv,
 ) -> bool {
     let exact = src.load(i);
