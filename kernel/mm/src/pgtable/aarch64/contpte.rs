@@ -175,7 +175,7 @@ pub(super) fn get(t: PteTable<'_>, i: usize) -> Pte {
         young |= Aarch64::pte_young(e);
         dirty |= Aarch64::pte_dirty(e);
     }
-    add_ad(raw & !CONT, young, dirty)
+    add_ad(with_cont(raw, false), young, dirty)
 }
 
 /// `set_ptes`: a run over empty entries is written with whole aligned
