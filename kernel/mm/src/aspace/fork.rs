@@ -104,6 +104,8 @@ impl<F: PteFormat> AddressSpace<F> {
         // small folio (or the per-PTE mode) is a batch of one.
         let cap = if env.batching() { src.len() } else { 1 };
         let mm = env.memmap();
+        // Made once per table: the batches only read the environment.
+        let h = hooks(env, asid);
         let mut hist = LocalHistogram::default();
         let mut copied = 0;
         let mut i = first;
@@ -121,7 +123,6 @@ impl<F: PteFormat> AddressSpace<F> {
             // One pass finds the batch, write-protects it in the parent and
             // writes the child's entries (the first one, write-protected,
             // advanced page by page); the references follow at once.
-            let h = hooks(env, asid);
             let (nr, writable) = if max == 1 {
                 (1, usize::from(src.copy_one_wrprotect(&mut dst, i, raw, &h)))
             } else {

@@ -99,11 +99,17 @@ fn entry_folio(mm: &Memmap, zero: Pfn, pfn: Pfn) -> Option<FolioRef<'_>> {
 struct Hooks<'a, E: MmEnv + ?Sized> {
     env: &'a E,
     asid: Asid,
+    /// Read once: fork asks for it per batch.
+    policy: FoldPolicy,
 }
 
 #[inline]
 fn hooks<E: MmEnv + ?Sized>(env: &E, asid: Asid) -> Hooks<'_, E> {
-    Hooks { env, asid }
+    Hooks {
+        env,
+        asid,
+        policy: env.fold_policy(),
+    }
 }
 
 impl<E: MmEnv + ?Sized> PteEnv for Hooks<'_, E> {
@@ -119,7 +125,7 @@ impl<E: MmEnv + ?Sized> PteEnv for Hooks<'_, E> {
     }
 
     fn fold_policy(&self) -> FoldPolicy {
-        self.env.fold_policy()
+        self.policy
     }
 
     fn note(&self, event: FoldEvent, n: u64) {

@@ -325,8 +325,9 @@ impl FoldPolicy {
 /// them 0 to 3 in this order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FoldEvent {
-    /// A block was folded as it was written: by a `set_ptes` over empty
-    /// entries (a fault), or by fork into the child.
+    /// A block was folded as it was written by a `set_ptes` over empty
+    /// entries (a fault; fork's child inherits the parent's folds
+    /// uncounted).
     Fold,
     /// A folded run was unfolded (break-before-make) before a change to
     /// part of it.

@@ -16,7 +16,7 @@
 //! | any other single-entry change              | unfold first, then the change, then try to refold           |
 //! | clear / write-protect whole blocks         | all 16 changed together, stays folded                       |
 //! | clear / write-protect part of a block      | that block unfolded first                                   |
-//! | fork's copy of whole blocks                | parent write-protected folded, child written folded         |
+//! | fork's copy of whole blocks                | parent write-protected folded, child written folded (not counted as folds) |
 //!
 //! **Break-before-make.** Setting or removing the hint on live entries is
 //! done by [`convert`]: all 16 entries cleared (their accessed and dirty
@@ -274,22 +274,19 @@ pub(super) fn copy_batch(
         // then ends where the next, still folded, block starts.
         unfold(src, i, h);
     }
+    // The common case (whole folded blocks, or none) costs two loads and
+    // tests beyond the plain copy: nothing is counted per batch, the
+    // child's folds being the parent's.
     let c = plain::copy_batch::<Aarch64>(src.run(i, max_nr), dst.run(i, max_nr));
     let end = i + c.nr;
     let last = src.load(end - 1);
-    if is_cont(last) {
-        if !end.is_multiple_of(CONT_PTES) {
-            // The batch stopped inside a folded block (the area ended
-            // there): the parent's block is now partly write-protected.
-            unfold(src, end - 1, h);
-            for k in block(end - 1).max(i)..end {
-                let e = with_cont(dst.load(k), false);
-                dst.entry(k).store(e.bits(), Ordering::Relaxed);
-            }
-        }
-        let whole = block(end).saturating_sub(i.next_multiple_of(CONT_PTES)) / CONT_PTES;
-        if whole > 0 {
-            h.note(FoldEvent::Fold, whole as u64);
+    if is_cont(last) && !end.is_multiple_of(CONT_PTES) {
+        // The batch stopped inside a folded block (the area ended there):
+        // the parent's block is now partly write-protected.
+        unfold(src, end - 1, h);
+        for k in block(end - 1).max(i)..end {
+            let e = with_cont(dst.load(k), false);
+            dst.entry(k).store(e.bits(), Ordering::Relaxed);
         }
     }
     c
