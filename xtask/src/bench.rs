@@ -361,7 +361,7 @@ fn side_by_side(board: Board, runs: &[&Run]) {
         println!("  Linux command line:  {}", l.cmdline);
     }
     println!(
-        "  {:<8} {:<16} {:>14} {:>14} {:>14} {:>8}  check",
+        "  {:<15} {:<16} {:>14} {:>14} {:>14} {:>8}  check",
         "bench", "case", "unit", "Folium", "Linux", "F/L"
     );
     for r in &f.records {
@@ -376,11 +376,18 @@ fn side_by_side(board: Board, runs: &[&Run]) {
             _ => "-".into(),
         };
         println!(
-            "  {b:<8} {c:<16} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
+            "  {b:<15} {c:<16} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
             fv.map_or("-".into(), time),
             lv.map_or("-".into(), time),
             r.check
         );
+    }
+    println!(
+        "== {}: arm64 contiguous PTEs against their goals",
+        board.name()
+    );
+    for line in crate::contpte::summary(&f.records, linux.map(|l| &l.records[..])) {
+        println!("{line}");
     }
 }
 

@@ -18,6 +18,7 @@
 mod bench;
 mod build;
 mod console;
+mod contpte;
 mod cpio;
 mod cprogs;
 mod elf;
