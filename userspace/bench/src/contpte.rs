@@ -296,18 +296,34 @@ fn fork_counted() -> Result<(u64, Option<[u64; 4]>), String> {
     Ok((dt, after))
 }
 
-/// Maps `len` bytes and populates them (after the switches were set, so
-/// the faults fold or not): the base, the time of the population, the
-/// folios of `kb` and of other sizes it saw, the counters around it.
-fn populated(
-    kb: u64,
-    len: u64,
-) -> Result<(u64, u64, u64, u64, Option<[u64; 4]>, Option<[u64; 4]>), String> {
+/// A region mapped and populated after the switches were set (so its
+/// faults folded or not).
+struct Populated {
+    base: u64,
+    /// The population's time.
+    dt: u64,
+    /// Folios of the size asked for, and of other sizes, it saw.
+    got: u64,
+    other: u64,
+    /// The counters before and after it.
+    before: Option<[u64; 4]>,
+    after: Option<[u64; 4]>,
+}
+
+/// Maps `len` bytes and populates them with folios of `kb`.
+fn populated(kb: u64, len: u64) -> Result<Populated, String> {
     let base = anon::map_aligned(len)?;
-    let c0 = counters();
+    let before = counters();
     let (dt, got, other) = anon::populate(kb, base, len);
-    let c1 = counters();
-    Ok((base, dt, got, other, c0, c1))
+    let after = counters();
+    Ok(Populated {
+        base,
+        dt,
+        got,
+        other,
+        before,
+        after,
+    })
 }
 
 fn unmap(base: u64, len: u64) -> Result<(), String> {
@@ -334,7 +350,9 @@ fn regression(ctx: &Ctx, s: Support, progress: &mut Progress) -> Result<(Vec<Row
                 ctx.iters
             ));
             r.mode.set()?;
-            let (base, _, got, other, _, _) = populated(64, len)?;
+            let Populated {
+                base, got, other, ..
+            } = populated(64, len)?;
             let c0 = counters();
             let timed = fork_counted();
             unmap(base, len)?;
@@ -380,7 +398,14 @@ fn per_size(
                 ctx.iters
             ));
             m.set()?;
-            let (base, dt, got, other, c0, c1) = populated(kb, len)?;
+            let Populated {
+                base,
+                dt,
+                got,
+                other,
+                before: c0,
+                after: c1,
+            } = populated(kb, len)?;
             rows[3 * k].add(dt, c0, c1);
             if kb == 2048 && !on_folium() {
                 // Linux maps 2 MiB folios by PMDs: by PTEs, as Folium does
@@ -460,7 +485,9 @@ fn touch(ctx: &Ctx, s: Support, progress: &mut Progress) -> Result<(Vec<Row>, bo
                 ctx.iters
             ));
             r.mode.set()?;
-            let (base, _, got, other, _, _) = populated(64, len)?;
+            let Populated {
+                base, got, other, ..
+            } = populated(64, len)?;
             touch_pages(base, &order);
             let c0 = counters();
             let t0 = sys::now_ns();
