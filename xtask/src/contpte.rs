@@ -36,7 +36,13 @@ fn find<'a>(recs: &'a [Record], bench: &str, case: &str) -> Option<&'a Record> {
 pub fn summary(folium: &[Record], linux: Option<&[Record]>) -> Vec<String> {
     let mut out = Vec::new();
     if !folium.iter().any(|r| r.contpte().is_some()) {
-        out.push("  contpte: no rows (not applicable on this kernel and board)".into());
+        out.push("  contpte: Folium ran no rows (not applicable on this kernel and board)".into());
+        let n = linux.map_or(0, |l| l.iter().filter(|r| r.contpte().is_some()).count());
+        if n > 0 {
+            out.push(format!(
+                "  Linux ran {n} contpte rows (in results.json and contpte-<board>.svg)"
+            ));
+        }
         return out;
     }
     let off = find(folium, "contpte-regress", "off");
@@ -310,8 +316,19 @@ mod tests {
 
     #[test]
     fn no_rows_says_so() {
-        let s = summary(&[rec("fork", "order-0", 4, 1.0, "")], None);
+        let plain = [rec("fork", "order-0", 4, 1.0, "")];
+        let s = summary(&plain, None);
         assert_eq!(s.len(), 1);
-        assert!(s[0].contains("no rows"), "{s:?}");
+        assert!(s[0].contains("Folium ran no rows"), "{s:?}");
+        let linux = [rec(
+            "contpte-touch",
+            "on",
+            64,
+            40.0,
+            r#","contpte":"native""#,
+        )];
+        let s = summary(&plain, Some(&linux));
+        assert_eq!(s.len(), 2);
+        assert!(s[1].contains("Linux ran 1 contpte rows"), "{s:?}");
     }
 }
