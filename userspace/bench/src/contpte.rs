@@ -25,6 +25,19 @@
 //! `on` form only (JSON `contpte: "native"`, counters `null`) to compare
 //! with Folium's; on x86, or on a Folium without the switch, they are
 //! reported as not applicable and skipped.
+//!
+//! Their JSON records add to the common fields (see [`crate::report`]):
+//! `mode` (`batched`: Folium's fork and zap batching, kept on; `native`
+//! on Linux), `contpte` (`off`, `on-per-pte-wp`, `on`, or `native`),
+//! `contpte_blocks` (64 KiB blocks in the region), `contpte_fold`,
+//! `contpte_unfold`, `contpte_refold` and `contpte_tlbi` (the counters'
+//! growth per repetition over the timed part, `null` without counters),
+//! `folios_expected`, `folios_got`, `folios_other_sizes`, `child` on fork
+//! rows, and on every row with an `off` row beside it `contpte_vs_off`
+//! (its median over off's), `contpte_vs_off_noise` (the two rows'
+//! relative standard deviations combined, in the same units) and
+//! `contpte_within_noise` (the ratio within twice its noise of 1; `null`
+//! with one repetition).
 
 use alloc::format;
 use alloc::string::String;
