@@ -620,10 +620,16 @@ fn field<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
 fn vs_off_cell(r: &Record) -> (String, String) {
     let ratio = field(r, "contpte_vs_off").and_then(|v| v.parse::<f64>().ok());
     let noise = field(r, "contpte_vs_off_noise").and_then(|v| v.parse::<f64>().ok());
+    // One repetition has no spread to tell the noise by.
+    let one = field(r, "contpte_within_noise") == Some("null");
     match (ratio, noise) {
         (Some(x), Some(n)) => (
             format!("{:+.1}%", (x - 1.0) * 100.0),
-            format!("±{:.1}%", n * 100.0),
+            if one {
+                String::from("-")
+            } else {
+                format!("±{:.1}%", n * 100.0)
+            },
         ),
         _ => (String::from("-"), String::from("-")),
     }
