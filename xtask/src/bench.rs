@@ -361,7 +361,7 @@ fn side_by_side(board: Board, runs: &[&Run]) {
         println!("  Linux command line:  {}", l.cmdline);
     }
     println!(
-        "  {:<8} {:<16} {:>14} {:>14} {:>14} {:>8}  check",
+        "  {:<15} {:<16} {:>14} {:>14} {:>14} {:>8}  check",
         "bench", "case", "unit", "Folium", "Linux", "F/L"
     );
     for r in &f.records {
@@ -376,11 +376,18 @@ fn side_by_side(board: Board, runs: &[&Run]) {
             _ => "-".into(),
         };
         println!(
-            "  {b:<8} {c:<16} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
+            "  {b:<15} {c:<16} {unit:>14} {:>14} {:>14} {ratio:>8}  {}",
             fv.map_or("-".into(), time),
             lv.map_or("-".into(), time),
             r.check
         );
+    }
+    println!(
+        "== {}: arm64 contiguous PTEs against their goals",
+        board.name()
+    );
+    for line in crate::contpte::summary(&f.records, linux.map(|l| &l.records[..])) {
+        println!("{line}");
     }
 }
 
@@ -407,7 +414,8 @@ fn series_mode(x: &Record) -> &'static str {
 }
 
 /// Writes `munmap-<board>.svg` and `fault-<board>.svg` (median time per
-/// 4 KiB against folio size) and `fork-<board>.svg` (bars) for every
+/// 4 KiB against folio size), `fork-<board>.svg` (bars) and, where the
+/// contpte fork regression ran, `contpte-<board>.svg` (bars) for every
 /// kernel that ran on the board; `conditions` is their subtitle.
 fn plots(dir: &Path, runs: &[&Run], conditions: &str) -> Result<()> {
     let Some(first) = runs.first() else {
@@ -496,7 +504,32 @@ fn plots(dir: &Path, runs: &[&Run], conditions: &str) -> Result<()> {
         x: "",
         y: "median time of one fork, ms (error bars: standard deviation)",
     };
-    write(format!("fork-{b}.svg"), plot::bar_chart(&labels, &bars)?)
+    write(format!("fork-{b}.svg"), plot::bar_chart(&labels, &bars)?)?;
+    // The contpte fork regression, where the board ran it: one group per
+    // mode (contpte off, on with per-PTE write-protect, on), Linux in on.
+    let bars: Vec<Bar> = runs
+        .iter()
+        .flat_map(|r| {
+            r.records
+                .iter()
+                .filter(|x| x.bench == "contpte-regress")
+                .map(move |x| Bar {
+                    group: format!("contpte {}", x.case),
+                    series: series_name(r, ""),
+                    value: x.median_ns / 1e6,
+                    err: x.stddev_ns / 1e6,
+                })
+        })
+        .collect();
+    if bars.is_empty() {
+        return Ok(());
+    }
+    let title = format!("fork() of {size} MiB of 64 KiB folios on {b}, contpte off and on");
+    let labels = Labels {
+        title: &title,
+        ..labels
+    };
+    write(format!("contpte-{b}.svg"), plot::bar_chart(&labels, &bars)?)
 }
 
 #[cfg(test)]
@@ -577,6 +610,9 @@ mod tests {
                 rec("munmap", "2048K", 2048, "batched", 1),
                 rec("munmap", "4K/per-pte", 4, "per-pte", 9),
                 rec("munmap", "2048K/per-pte", 2048, "per-pte", 8),
+                rec("contpte-regress", "off", 64, "batched", 5),
+                rec("contpte-regress", "on-per-pte-wp", 64, "batched", 6),
+                rec("contpte-regress", "on", 64, "batched", 5),
             ],
         );
         let linux = run(
@@ -592,6 +628,7 @@ mod tests {
                 rec("munmap", "4K", 4, "native", 9),
                 rec("munmap", "64K", 64, "native", 5),
                 rec("munmap", "2048K", 2048, "native", 3),
+                rec("contpte-regress", "on", 64, "native", 7),
             ],
         );
         let dir = std::env::temp_dir().join(format!("xtask-bench-plot-{}", std::process::id()));
@@ -628,6 +665,25 @@ mod tests {
         assert_eq!(filled(&fault, "circle", batched), 3);
         assert_eq!(filled(&fault, "circle", lx), 2);
         assert!(!texts(&fault).iter().any(|t| t == per_pte));
+        // contpte: Folium in each mode, Linux in on; a legend key each.
+        let contpte = read("contpte-virt.svg");
+        assert_eq!(filled(&contpte, "rect", batched), 3 + 1);
+        assert_eq!(filled(&contpte, "rect", lx), 1 + 1);
+        for g in ["contpte off", "contpte on-per-pte-wp", "contpte on"] {
+            assert!(texts(&contpte).iter().any(|t| t == g), "no group {g}");
+        }
+        // A board without contpte rows gets no such chart.
+        let q = dir.join("q35");
+        std::fs::create_dir_all(&q).unwrap();
+        let mut plain = run(
+            "folium",
+            "6.12.0-folium",
+            vec![rec("fork", "order-0", 4, "batched", 3)],
+        );
+        plain.board = Board::Q35;
+        plots(&q, &[&plain], &cond).unwrap();
+        assert!(q.join("fork-q35.svg").exists());
+        assert!(!q.join("contpte-q35.svg").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -19,6 +19,7 @@
 mod bench;
 mod build;
 mod console;
+mod contpte;
 mod cpio;
 mod cprogs;
 mod elf;

@@ -58,7 +58,47 @@ impl Record {
     pub fn stddev_per_unit_ns(&self) -> f64 {
         self.stddev_ns / self.per.max(1.0)
     }
+
+    /// How the row ran with arm64 contiguous PTEs (`contpte`): Folium's
+    /// `off`, `on`, `on-per-pte-wp`, or Linux's `native`; `None` for the
+    /// rows that are not about contpte.
+    pub fn contpte(&self) -> Option<&str> {
+        self.extra.get("contpte").and_then(Value::as_str)
+    }
+
+    /// The contpte counters' growth per repetition over the timed part:
+    /// fold, unfold, refold, tlbi (`None` where the kernel has none).
+    pub fn contpte_counts(&self) -> Option<[f64; 4]> {
+        let mut out = [0.0; 4];
+        for (o, k) in out.iter_mut().zip(CONTPTE_COUNTERS) {
+            *o = self.extra.get(k)?.as_f64()?;
+        }
+        Some(out)
+    }
+
+    /// The median over the same row's with contpte off, and that ratio's
+    /// noise (both rows' relative standard deviations combined).
+    pub fn contpte_vs_off(&self) -> Option<(f64, f64)> {
+        let get = |k: &str| self.extra.get(k).and_then(Value::as_f64);
+        Some((get("contpte_vs_off")?, get("contpte_vs_off_noise")?))
+    }
+
+    /// Whether [`Record::contpte_vs_off`] is within twice its noise
+    /// (`None` with one repetition, or for an off row).
+    pub fn contpte_within_noise(&self) -> Option<bool> {
+        self.extra
+            .get("contpte_within_noise")
+            .and_then(Value::as_bool)
+    }
 }
+
+/// The contpte counters each contpte row carries, per repetition.
+pub const CONTPTE_COUNTERS: [&str; 4] = [
+    "contpte_fold",
+    "contpte_unfold",
+    "contpte_refold",
+    "contpte_tlbi",
+];
 
 /// The JSON objects among console lines (the lines that start with `{`),
 /// each read as a `T`; the first that does not parse is the error.
@@ -99,6 +139,33 @@ mod tests {
         assert!(back.find("\"child\"") < back.find("\"mode\""), "{back}");
         let again: Record = serde_json::from_str(&back).unwrap();
         assert_eq!(&again, r);
+    }
+
+    const CONTPTE_ON: &str = r#"{"bench":"contpte-regress","case":"on-per-pte-wp","folio_kb":64,"size_mib":64,"iterations":3,"median_ns":2300000,"mean_ns":2300000,"stddev_ns":10000,"min_ns":2290000,"max_ns":2310000,"per":1,"per_unit":"fork","check":"ok","kernel":"6.12.0-folium","mode":"batched","contpte":"on-per-pte-wp","contpte_blocks":1024,"contpte_fold":1024,"contpte_unfold":1024.5,"contpte_refold":0,"contpte_tlbi":2048,"folios_expected":1024,"folios_got":1024,"folios_other_sizes":0,"child":"sleep-5ms","contpte_vs_off":1.0950,"contpte_vs_off_noise":0.0121,"contpte_within_noise":false}"#;
+
+    #[test]
+    fn reads_the_contpte_fields() {
+        let r: Vec<Record> = parse_lines(&[CONTPTE_ON.into()]).unwrap();
+        let r = &r[0];
+        assert_eq!(r.contpte(), Some("on-per-pte-wp"));
+        assert_eq!(r.contpte_counts(), Some([1024.0, 1024.5, 0.0, 2048.0]));
+        assert_eq!(r.contpte_vs_off(), Some((1.095, 0.0121)));
+        assert_eq!(r.contpte_within_noise(), Some(false));
+        // Linux: counters null, no off row to compare with.
+        let linux = CONTPTE_ON
+            .replace(r#""contpte":"on-per-pte-wp""#, r#""contpte":"native""#)
+            .replace(r#""contpte_unfold":1024.5"#, r#""contpte_unfold":null"#)
+            .replace(r#","contpte_within_noise":false"#, "")
+            .replace(r#","contpte_vs_off_noise":0.0121"#, "");
+        let l: Record = serde_json::from_str(&linux).unwrap();
+        assert_eq!(l.contpte(), Some("native"));
+        assert_eq!(l.contpte_counts(), None);
+        assert_eq!(l.contpte_vs_off(), None);
+        assert_eq!(l.contpte_within_noise(), None);
+        // Rows that are not about contpte have none of it.
+        let plain: Record = serde_json::from_str(LINE).unwrap();
+        assert_eq!(plain.contpte(), None);
+        assert_eq!(plain.contpte_counts(), None);
     }
 
     #[test]

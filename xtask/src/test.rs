@@ -439,6 +439,47 @@ const BENCH_ROWS: [(&str, &str); 30] = [
     ("munmap", "2048K/per-pte"),
 ];
 
+/// The contpte rows the benchmark's test boot reports where the kernel
+/// has Folium's contpte switches (every large folio size).
+fn contpte_rows() -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = ["off", "on-per-pte-wp", "on"]
+        .iter()
+        .map(|c| ("contpte-regress".to_string(), c.to_string()))
+        .collect();
+    for bench in ["contpte-fault", "contpte-fork", "contpte-munmap"] {
+        for kb in [16, 32, 64, 128, 256, 512, 1024, 2048] {
+            for m in ["off", "on"] {
+                rows.push((bench.to_string(), format!("{kb}K/{m}")));
+            }
+        }
+    }
+    rows.extend(["off", "on"].map(|c| ("contpte-touch".to_string(), c.to_string())));
+    rows
+}
+
+/// What is wrong with the contpte rows of a test boot that reported
+/// `rows` and printed `lines`: either all of them are there, or none and
+/// the benchmark said why not (`contpte: n/a ...`: x86, or a kernel
+/// without the switch).
+fn contpte_problems(lines: &[String], rows: &[(String, String)]) -> Vec<String> {
+    let any = rows.iter().any(|(b, _)| b.starts_with("contpte-"));
+    if !any {
+        return if lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("contpte: n/a"))
+        {
+            Vec::new()
+        } else {
+            vec!["no contpte rows, and no `contpte: n/a` line saying why".to_string()]
+        };
+    }
+    contpte_rows()
+        .into_iter()
+        .filter(|(b, c)| !rows.iter().any(|(x, y)| x == b && y == c))
+        .map(|(b, c)| format!("no {b} {c} record"))
+        .collect()
+}
+
 /// Parses the benchmark's test boot: each JSON line must parse and carry
 /// the common fields with sane values, every expected row must be there
 /// and checked `ok`, and the guest must exit successfully.
@@ -472,6 +513,7 @@ fn check_bench_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
             problems.push(format!("no {b} {c} record"));
         }
     }
+    problems.extend(contpte_problems(&run.lines, &rows));
     if run.exit != Some(board.exit_codes().0) || run.timed_out {
         problems.push(format!(
             "QEMU {}, timed out {}",
@@ -982,6 +1024,33 @@ pub fn run(o: &TestArgs) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contpte_rows_are_all_there_or_said_not_to_apply() {
+        let all = contpte_rows();
+        assert_eq!(all.len(), 3 + 3 * 8 * 2 + 2);
+        let plain = vec![("fork".to_string(), "order-0".to_string())];
+        // Neither rows nor a reason.
+        assert_eq!(contpte_problems(&[], &plain).len(), 1);
+        // The reason, no rows (x86, or no switch yet).
+        let na = [
+            "contpte: n/a (no contpte knob at /sys/kernel/mm/folium/contpte): its rows are skipped"
+                .to_string(),
+        ];
+        assert!(contpte_problems(&na, &plain).is_empty());
+        // Every row.
+        assert!(contpte_problems(&[], &all).is_empty());
+        // One missing is named.
+        let some: Vec<_> = all
+            .iter()
+            .filter(|(b, c)| !(b == "contpte-munmap" && c == "64K/on"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            contpte_problems(&na, &some),
+            vec!["no contpte-munmap 64K/on record".to_string()]
+        );
+    }
 
     fn run_of(lines: &[&str], exit: i32) -> GuestRun {
         GuestRun {

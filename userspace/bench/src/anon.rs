@@ -39,7 +39,7 @@ const HUGE: u64 = 2 * MIB;
 
 /// A 2 MiB-aligned private read-write mapping of `len` bytes (the surplus
 /// of an over-sized mapping is unmapped again).
-fn map_aligned(len: u64) -> Result<u64, String> {
+pub(crate) fn map_aligned(len: u64) -> Result<u64, String> {
     let prot = mm::PROT_READ | mm::PROT_WRITE;
     let raw = sys::mmap_anon(0, len + HUGE, prot, mm::MAP_PRIVATE)
         .map_err(|e| format!("mmap of {} MiB: {}", len / MIB, e.name()))?;
@@ -89,7 +89,7 @@ fn expected_folios(kb: u64, len: u64) -> u64 {
 /// Populates `[base, base + len)` by touching each page: the time the
 /// touches took, and the large folios of size `kb` and of other sizes
 /// the counters saw meanwhile (read outside the timed part).
-fn populate(kb: u64, base: u64, len: u64) -> (u64, u64, u64) {
+pub(crate) fn populate(kb: u64, base: u64, len: u64) -> (u64, u64, u64) {
     let before = knobs::fault_allocs();
     let t0 = sys::now_ns();
     touch(base, len);
@@ -101,7 +101,7 @@ fn populate(kb: u64, base: u64, len: u64) -> (u64, u64, u64) {
 
 /// The check column for a population that should have used `expected`
 /// folios of `kb` and saw `got` of it and `others` of other sizes.
-fn folio_check(policy: bool, expected: u64, got: u64, others: u64) -> String {
+pub(crate) fn folio_check(policy: bool, expected: u64, got: u64, others: u64) -> String {
     if !policy {
         String::from("policy not set")
     } else if got == expected && others == 0 {
@@ -219,7 +219,7 @@ fn pte_mapped() -> Result<bool, String> {
 /// splitting it (what Linux's own benchmarks do): changing the protection
 /// of one page and back splits a PMD mapping; with PTEs it changes
 /// nothing.
-fn map_by_ptes(base: u64, len: u64) -> Result<(), String> {
+pub(crate) fn map_by_ptes(base: u64, len: u64) -> Result<(), String> {
     let rw = mm::PROT_READ | mm::PROT_WRITE;
     let mut at = base;
     while at < base + len {

@@ -5,7 +5,7 @@
 
 use alloc::string::String;
 
-use folium_programs::thp::{self, PTE_BATCHING};
+use folium_programs::thp::{self, CONTPTE, CONTPTE_FORK_PER_PTE, PTE_BATCHING};
 use folium_programs::{read_file, write_file};
 
 pub use folium_programs::thp::{Policy, SIZES as LARGE_KB};
@@ -48,4 +48,38 @@ pub fn set_batching(on: bool) -> Result<(), String> {
     write_file(PTE_BATCHING, 1, if on { b"1" } else { b"0" })
         .map(|_| ())
         .map_err(|e| alloc::format!("pte_batching: {e}"))
+}
+
+/// A `0`/`1` switch of Folium's: its setting, `None` where it is missing.
+fn switch(path: &core::ffi::CStr) -> Option<bool> {
+    Some(read_file(path)?.trim() == "1")
+}
+
+/// Sets a `0`/`1` switch of Folium's.
+fn set_switch(path: &core::ffi::CStr, on: bool) -> Result<(), String> {
+    write_file(path, 1, if on { b"1" } else { b"0" })
+        .map(|_| ())
+        .map_err(|e| alloc::format!("{path:?}: {e}"))
+}
+
+/// Folium's contiguous-PTE switch (`1`: fold 64 KiB blocks), `None`
+/// where there is none (x86, Linux).
+pub fn contpte() -> Option<bool> {
+    switch(CONTPTE)
+}
+
+/// Sets Folium's contiguous-PTE switch.
+pub fn set_contpte(on: bool) -> Result<(), String> {
+    set_switch(CONTPTE, on)
+}
+
+/// Whether Folium's fork write-protects folded blocks PTE by PTE (`1`,
+/// unfolding each) rather than as a whole (`0`); `None` where missing.
+pub fn contpte_fork_per_pte() -> Option<bool> {
+    switch(CONTPTE_FORK_PER_PTE)
+}
+
+/// Sets how Folium's fork write-protects folded blocks.
+pub fn set_contpte_fork_per_pte(per_pte: bool) -> Result<(), String> {
+    set_switch(CONTPTE_FORK_PER_PTE, per_pte)
 }

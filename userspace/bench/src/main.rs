@@ -3,7 +3,7 @@
 //! two kernels can be compared in the same QEMU.
 //!
 //! ```text
-//! bench [sys] [fork] [munmap] [fault] [--size MIB] [--iters N]
+//! bench [sys] [fork] [munmap] [fault] [contpte] [--size MIB] [--iters N]
 //!       [--sizes KB,KB,...] [--quick] [--set-knobs]
 //! ```
 //!
@@ -19,7 +19,12 @@
 //!   measured against ([`anon`]);
 //! - `munmap` and `fault` (measured together): populating `--size` MiB by
 //!   touching each page, and unmapping it, per folio size (default every
-//!   size from 4 kB to 2048 kB).
+//!   size from 4 kB to 2048 kB);
+//! - `contpte`: arm64 contiguous PTEs off and on ([`contpte`]): the fork
+//!   regression Linux 6.9 cured, fault, fork and munmap at every large
+//!   folio size of `--sizes`, and random touches of every page; not
+//!   applicable (and said so) without contpte: on x86, or on a Folium
+//!   without its `contpte` switch.
 //!
 //! `--iters` repetitions (default 5) give each row its median, mean,
 //! standard deviation, min and max. `--quick` is a run of seconds that
@@ -45,6 +50,7 @@
 extern crate alloc;
 
 mod anon;
+mod contpte;
 mod knobs;
 mod report;
 mod stats;
@@ -116,6 +122,7 @@ enum Bench {
     Sys,
     Fork,
     Anon,
+    Contpte,
 }
 
 struct Opts {
@@ -127,7 +134,7 @@ struct Opts {
     set_knobs: bool,
 }
 
-const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [--size MIB] [--iters N] \
+const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [contpte] [--size MIB] [--iters N] \
                      [--sizes KB,...] [--quick] [--set-knobs]";
 
 /// Parses `args` from index `first` (1, or later when the first words
@@ -156,6 +163,7 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
             "sys" => Some(Bench::Sys),
             "fork" => Some(Bench::Fork),
             "munmap" | "fault" => Some(Bench::Anon),
+            "contpte" => Some(Bench::Contpte),
             "--size" => {
                 o.size_mib = value(i, a)?
                     .parse()
@@ -208,7 +216,7 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
         i += 1;
     }
     if o.benches.is_empty() {
-        o.benches = alloc::vec![Bench::Sys, Bench::Fork, Bench::Anon];
+        o.benches = alloc::vec![Bench::Sys, Bench::Fork, Bench::Anon, Bench::Contpte];
     }
     if o.size_mib == 0 {
         o.size_mib = if o.quick { 64 } else { 1024 };
@@ -377,6 +385,8 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
         set_mode: &set_mode,
     };
     let has = |b| o.benches.contains(&b);
+    let contpte_support = contpte::support(may_set);
+    let contpte_saved = contpte::save();
     let n = u64::from(o.iters);
     let m = modes.len() as u64;
     let total = if has(Bench::Sys) { 3 } else { 0 }
@@ -391,6 +401,12 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
             o.sizes.len() as u64 * n * m
         } else {
             0
+        }
+        + match (&contpte_support, has(Bench::Contpte)) {
+            (Ok(s), true) => {
+                contpte::units(*s, o.iters, o.sizes.iter().filter(|&&kb| kb > 4).count())
+            }
+            _ => 0,
         };
     let mut progress = Progress::new(total);
     let failed = core::cell::Cell::new(false);
@@ -551,6 +567,38 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
         );
         all.extend(faults);
         all.extend(unmaps);
+    }
+
+    if has(Bench::Contpte) {
+        match contpte_support {
+            Ok(s) => {
+                // Fork and zap as they ordinarily run: batched.
+                if switching && let Err(e) = knobs::set_batching(true) {
+                    fail("contpte", e);
+                }
+                let ctx = contpte::Ctx {
+                    size_mib: o.size_mib,
+                    iters: o.iters,
+                    policy: &policy,
+                    batching: match saved_batching {
+                        Some(_) if switching => "batched",
+                        Some(true) => "batched",
+                        Some(false) => "per-pte",
+                        None => "native",
+                    },
+                };
+                match contpte::run(&ctx, s, &o.sizes, &mut progress) {
+                    Ok(r) => all.extend(r),
+                    Err(e) => fail("contpte", e),
+                }
+                if let contpte::Support::Switches { .. } = s
+                    && let Err(e) = contpte::restore(&contpte_saved)
+                {
+                    fail("could not restore the contpte switches", e);
+                }
+            }
+            Err(why) => contpte::not_applicable(&why),
+        }
     }
 
     mode_ratios(&mut all);

@@ -14,7 +14,7 @@ pub struct Summary {
 
 /// `x.sqrt()` without `std`: Newton's iteration from a power-of-two guess,
 /// exact to the last few bits for the magnitudes benchmarks produce.
-fn sqrt(x: f64) -> f64 {
+pub(crate) fn sqrt(x: f64) -> f64 {
     if x <= 0.0 {
         return 0.0;
     }

@@ -40,6 +40,53 @@ pub const PTE_BATCHING: &CStr = folium_file!("pte_batching");
 /// Folium's batching and TLB-flush counters (read-only). Absent on Linux.
 pub const FOLIUM_STATS: &CStr = folium_file!("stats");
 
+/// Folium's arm64 contiguous-PTE switch: `1` folds each 64 KiB block of
+/// 16 PTEs mapping one folio (the default on arm64), `0` never folds
+/// (blocks folded before stay so until changed). Absent on x86 and Linux.
+pub const CONTPTE: &CStr = folium_file!("contpte");
+
+/// How Folium's fork write-protects a folded block: `0` as a whole,
+/// keeping it folded (Linux 6.9's batched `wrprotect_ptes`), `1` unfolds
+/// it and goes PTE by PTE (Linux before 6.9; for measurement only).
+/// Absent where [`CONTPTE`] is.
+pub const CONTPTE_FORK_PER_PTE: &CStr = folium_file!("contpte_fork_per_pte");
+
+/// The contiguous-PTE counters of [`FOLIUM_STATS`], in this order:
+/// blocks folded, unfolded, folded again after an unfold, and the TLB
+/// invalidations the folding cost.
+pub const CONTPTE_STATS: [&str; 4] = [
+    "contpte_fold",
+    "contpte_unfold",
+    "contpte_refold",
+    "contpte_tlbi",
+];
+
+/// The value of counter `name` in the `name value` lines of a stats
+/// file's `text`.
+pub fn stat(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        if n == name {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// The [`CONTPTE_STATS`] counters, read without touching the heap; `None`
+/// where the stats file or one of them is missing (x86, Linux).
+pub fn contpte_stats() -> Option<[u64; 4]> {
+    let mut buf = [0u8; 4096];
+    let n = read_into(FOLIUM_STATS, &mut buf)?;
+    let text = core::str::from_utf8(&buf[..n]).ok()?;
+    let mut out = [0; 4];
+    for (o, name) in out.iter_mut().zip(CONTPTE_STATS) {
+        *o = stat(text, name)?;
+    }
+    Some(out)
+}
+
 macro_rules! stat_path {
     ($kb:literal, $file:literal) => {
         match CStr::from_bytes_with_nul(
