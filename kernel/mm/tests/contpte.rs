@@ -511,6 +511,10 @@ fn history(ops: &[Op], fold: bool) {
             if let Some((_, a)) = m[i] {
                 let got = c.get(i);
                 assert!(!F::pte_cont(got), "get({i}) shows the hint");
+                let peeked = c.peek(i);
+                assert!(!F::pte_cont(peeked), "peek({i}) shows the hint");
+                assert_eq!(F::pte_pfn(peeked), F::pte_pfn(after[i]), "peek({i})");
+                assert!(F::pte_present(peeked));
                 let (y, dy) = gathered(&after, i);
                 assert_eq!((F::pte_young(got), F::pte_dirty(got)), (y, dy), "get({i})");
                 assert!((y || !a.young) && (dy || !a.dirty), "entry {i} lost A/D");

@@ -184,7 +184,7 @@ impl<F: PteFormat> AddressSpace<F> {
             let nr = 1usize << order;
             // Linux `pte_range_none`: any populated entry (the zero page
             // included) rules the order out; it is not a fallback.
-            if order > 0 && (first..first + nr).any(|i| !cur.get(i).is_none()) {
+            if order > 0 && (first..first + nr).any(|i| !cur.peek(i).is_none()) {
                 continue;
             }
             match env.alloc_folio(Order::of(order)) {

@@ -92,7 +92,7 @@ impl<F: PteFormat> AddressSpace<F> {
         let Some(mut src) = self.pt.pte_cursor(s, e) else {
             return Ok(());
         };
-        let Some(first) = (0..src.len()).find(|&i| F::pte_present(src.get(i))) else {
+        let Some(first) = (0..src.len()).find(|&i| F::pte_present(src.peek(i))) else {
             return Ok(());
         };
         let mut dst = child
@@ -110,7 +110,7 @@ impl<F: PteFormat> AddressSpace<F> {
         let mut copied = 0;
         let mut i = first;
         while i < src.len() {
-            let raw = src.get(i);
+            let raw = src.peek(i);
             if !F::pte_present(raw) {
                 i += 1;
                 continue;

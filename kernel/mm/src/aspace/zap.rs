@@ -165,7 +165,7 @@ impl<F: PteFormat> AddressSpace<F> {
         let mut freed = 0;
         let mut i = 0;
         while i < cur.len() {
-            let raw = cur.get(i);
+            let raw = cur.peek(i);
             if !F::pte_present(raw) {
                 i += 1;
                 continue;

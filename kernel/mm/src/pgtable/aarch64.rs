@@ -329,6 +329,11 @@ impl PteFormat for Aarch64 {
     }
 
     #[inline]
+    fn table_peek(t: PteTable<'_>, i: usize) -> Pte {
+        contpte::peek(t, i)
+    }
+
+    #[inline]
     fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: Pte, nr: usize, h: &dyn PteEnv) {
         contpte::set_ptes(t, i, first_raw, nr, h);
     }

@@ -220,6 +220,13 @@ pub trait PteFormat {
         t.load(i)
     }
 
+    /// [`PteCursor::peek`]: entry `i`, without the format's hint bits and
+    /// with only its own accessed and dirty state.
+    #[inline]
+    fn table_peek(t: PteTable<'_>, i: usize) -> Pte {
+        t.load(i)
+    }
+
     /// [`PteCursor::set_ptes`] on entries `i..i + nr` of `t`.
     #[inline]
     fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: Pte, nr: usize, h: &dyn PteEnv) {

@@ -178,6 +178,13 @@ pub(super) fn get(t: PteTable<'_>, i: usize) -> Pte {
     add_ad(with_cont(raw, false), young, dirty)
 }
 
+/// Entry `i` without the hint, its own accessed and dirty state only
+/// (for scans that need presence and frame: no gathering).
+#[inline]
+pub(super) fn peek(t: PteTable<'_>, i: usize) -> Pte {
+    with_cont(t.load(i), false)
+}
+
 /// `set_ptes`: a run over empty entries is written with whole aligned
 /// blocks folded (when the policy allows); a single entry over a folded
 /// block keeps the fold if only accessed and dirty grow, and otherwise
@@ -292,7 +299,7 @@ pub(super) fn copy_batch(
     c
 }
 
-/// Fork's copy of one entry (`raw`, as `get` read it): a folded block is
+/// Fork's copy of one entry (`raw`, as `peek` read it): a folded block is
 /// unfolded first (a batch of one write-protects part of it), and the
 /// entry read again, exactly.
 #[inline]
