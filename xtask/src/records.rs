@@ -76,8 +76,8 @@ impl Record {
         Some(out)
     }
 
-    /// The median over the same row's with contpte off, and that ratio's
-    /// noise (both rows' relative standard deviations combined).
+    /// The median of the per-repetition ratios to the same row with
+    /// contpte off, and those ratios' standard error.
     pub fn contpte_vs_off(&self) -> Option<(f64, f64)> {
         let get = |k: &str| self.extra.get(k).and_then(Value::as_f64);
         Some((get("contpte_vs_off")?, get("contpte_vs_off_noise")?))
