@@ -590,6 +590,29 @@ fn cont_runs<F: PteFormat>() {
         let raw = pt.raw_leaf(va(v)).unwrap().pte;
         assert_ne!(raw.bits() & (1 << 52), 0);
     }
+    // A range starting three pages before a block boundary: those three
+    // pages plain, then three whole blocks folded.
+    let v = LINEAR + 0x4020_d000;
+    pt.map_range(
+        va(v),
+        pa(0x4020_d000),
+        0x33000,
+        k,
+        &mut frames,
+        MapOptions::LARGEST,
+    )
+    .unwrap();
+    for i in 0..51u64 {
+        assert_eq!(
+            is_folded(&pt, v + i * 0x1000),
+            has_cont && i >= 3,
+            "page {i}"
+        );
+        assert_eq!(
+            pt.translate(va(v + i * 0x1000)).unwrap().pa,
+            pa(0x4020_d000 + i * 0x1000)
+        );
+    }
     // PA not 64 KiB-aligned: no run.
     let v = LINEAR + 0x5000_0000;
     pt.map_range(

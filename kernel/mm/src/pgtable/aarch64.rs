@@ -334,17 +334,28 @@ impl PteFormat for Aarch64 {
     }
 
     #[inline]
-    fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: Pte, nr: usize, h: &dyn PteEnv) {
+    fn table_set_ptes(
+        t: PteTable<'_>,
+        i: usize,
+        first_raw: Pte,
+        nr: usize,
+        h: &(impl PteEnv + ?Sized),
+    ) {
         contpte::set_ptes(t, i, first_raw, nr, h);
     }
 
     #[inline]
-    fn table_get_and_clear(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> Cleared {
+    fn table_get_and_clear(
+        t: PteTable<'_>,
+        i: usize,
+        nr: usize,
+        h: &(impl PteEnv + ?Sized),
+    ) -> Cleared {
         contpte::get_and_clear(t, i, nr, h)
     }
 
     #[inline]
-    fn table_wrprotect(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> usize {
+    fn table_wrprotect(t: PteTable<'_>, i: usize, nr: usize, h: &(impl PteEnv + ?Sized)) -> usize {
         contpte::wrprotect(t, i, nr, h)
     }
 
@@ -354,7 +365,7 @@ impl PteFormat for Aarch64 {
         dst: PteTable<'_>,
         i: usize,
         max_nr: usize,
-        h: &dyn PteEnv,
+        h: &(impl PteEnv + ?Sized),
     ) -> Copied {
         contpte::copy_batch(src, dst, i, max_nr, h)
     }
@@ -365,7 +376,7 @@ impl PteFormat for Aarch64 {
         dst: PteTable<'_>,
         i: usize,
         raw: Pte,
-        h: &dyn PteEnv,
+        h: &(impl PteEnv + ?Sized),
     ) -> bool {
         contpte::copy_one(src, dst, i, raw, h)
     }

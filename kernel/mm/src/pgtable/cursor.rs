@@ -319,7 +319,13 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// If `i + nr` exceeds the cursor, or `nr > 1` and `first_raw` is not
     /// present. Debug builds also panic if `nr > 1` and an entry is present.
     #[inline]
-    pub fn set_ptes(&mut self, i: usize, first_raw: Pte, nr: usize, h: &dyn PteEnv) -> usize {
+    pub fn set_ptes(
+        &mut self,
+        i: usize,
+        first_raw: Pte,
+        nr: usize,
+        h: &(impl PteEnv + ?Sized),
+    ) -> usize {
         let at = self.at("set_ptes", i, nr);
         assert!(
             nr <= 1 || F::pte_present(first_raw),
@@ -348,7 +354,12 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ///
     /// If `i + nr` exceeds the cursor.
     #[inline]
-    pub fn get_and_clear_ptes(&mut self, i: usize, nr: usize, h: &dyn PteEnv) -> Cleared {
+    pub fn get_and_clear_ptes(
+        &mut self,
+        i: usize,
+        nr: usize,
+        h: &(impl PteEnv + ?Sized),
+    ) -> Cleared {
         let at = self.at("get_and_clear_ptes", i, nr);
         F::table_get_and_clear(self.table, at, nr, h)
     }
@@ -369,7 +380,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ///
     /// If `i + nr` exceeds the cursor.
     #[inline]
-    pub fn wrprotect_ptes(&mut self, i: usize, nr: usize, h: &dyn PteEnv) -> usize {
+    pub fn wrprotect_ptes(&mut self, i: usize, nr: usize, h: &(impl PteEnv + ?Sized)) -> usize {
         let at = self.at("wrprotect_ptes", i, nr);
         F::table_wrprotect(self.table, at, nr, h)
     }
@@ -413,7 +424,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
         dst: &mut PteCursor<'_, F>,
         i: usize,
         max_nr: usize,
-        h: &dyn PteEnv,
+        h: &(impl PteEnv + ?Sized),
     ) -> Copied {
         assert!(max_nr >= 1, "PteCursor::copy_batch_wrprotect: max_nr is 0");
         assert!(
@@ -441,7 +452,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
         dst: &mut PteCursor<'_, F>,
         i: usize,
         raw: Pte,
-        h: &dyn PteEnv,
+        h: &(impl PteEnv + ?Sized),
     ) -> bool {
         assert!(
             dst.va(0) == self.va(0) && dst.len() == self.len() && F::pte_present(raw),

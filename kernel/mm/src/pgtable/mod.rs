@@ -229,21 +229,32 @@ pub trait PteFormat {
 
     /// [`PteCursor::set_ptes`] on entries `i..i + nr` of `t`.
     #[inline]
-    fn table_set_ptes(t: PteTable<'_>, i: usize, first_raw: Pte, nr: usize, h: &dyn PteEnv) {
+    fn table_set_ptes(
+        t: PteTable<'_>,
+        i: usize,
+        first_raw: Pte,
+        nr: usize,
+        h: &(impl PteEnv + ?Sized),
+    ) {
         let _ = h;
         plain::set_ptes::<Self>(t.run(i, nr), first_raw);
     }
 
     /// [`PteCursor::get_and_clear_ptes`] on entries `i..i + nr` of `t`.
     #[inline]
-    fn table_get_and_clear(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> Cleared {
+    fn table_get_and_clear(
+        t: PteTable<'_>,
+        i: usize,
+        nr: usize,
+        h: &(impl PteEnv + ?Sized),
+    ) -> Cleared {
         let _ = h;
         plain::get_and_clear::<Self>(t.run(i, nr))
     }
 
     /// [`PteCursor::wrprotect_ptes`] on entries `i..i + nr` of `t`.
     #[inline]
-    fn table_wrprotect(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> usize {
+    fn table_wrprotect(t: PteTable<'_>, i: usize, nr: usize, h: &(impl PteEnv + ?Sized)) -> usize {
         let _ = h;
         plain::wrprotect::<Self>(t.run(i, nr))
     }
@@ -256,7 +267,7 @@ pub trait PteFormat {
         dst: PteTable<'_>,
         i: usize,
         max_nr: usize,
-        h: &dyn PteEnv,
+        h: &(impl PteEnv + ?Sized),
     ) -> Copied {
         let _ = h;
         plain::copy_batch::<Self>(src.run(i, max_nr), dst.run(i, max_nr))
@@ -270,7 +281,7 @@ pub trait PteFormat {
         dst: PteTable<'_>,
         i: usize,
         raw: Pte,
-        h: &dyn PteEnv,
+        h: &(impl PteEnv + ?Sized),
     ) -> bool {
         let _ = h;
         plain::copy_one::<Self>(src.entry(i), dst.entry(i), raw)

@@ -90,7 +90,7 @@ fn add_ad(raw: Pte, young: bool, dirty: bool) -> Pte {
 /// Rewrites the 16 entries of the block at `b` with the hint set (`fold`)
 /// or clear, by break-before-make (module doc); every entry gets the
 /// accessed and dirty state gathered over all 16.
-fn convert(t: PteTable<'_>, b: usize, fold: bool, h: &dyn PteEnv) {
+fn convert(t: PteTable<'_>, b: usize, fold: bool, h: &(impl PteEnv + ?Sized)) {
     debug_assert_eq!(b % CONT_PTES, 0);
     let mut old = [Pte::NONE; CONT_PTES];
     let (mut young, mut dirty) = (false, false);
@@ -110,7 +110,7 @@ fn convert(t: PteTable<'_>, b: usize, fold: bool, h: &dyn PteEnv) {
 
 /// Unfolds the block holding entry `i` if it is folded.
 #[inline]
-fn unfold(t: PteTable<'_>, i: usize, h: &dyn PteEnv) {
+fn unfold(t: PteTable<'_>, i: usize, h: &(impl PteEnv + ?Sized)) {
     if is_cont(t.load(i)) {
         convert(t, block(i), false, h);
         h.note(FoldEvent::Unfold, 1);
@@ -119,7 +119,7 @@ fn unfold(t: PteTable<'_>, i: usize, h: &dyn PteEnv) {
 
 /// Unfolds the blocks that `i..i + nr` covers only in part.
 #[inline]
-fn unfold_edges(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) {
+fn unfold_edges(t: PteTable<'_>, i: usize, nr: usize, h: &(impl PteEnv + ?Sized)) {
     if !i.is_multiple_of(CONT_PTES) {
         unfold(t, i, h);
     }
@@ -132,7 +132,7 @@ fn unfold_edges(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) {
 /// True if the block at `b` (not folded) may be folded: 16 present
 /// entries mapping 16 consecutive frames aligned to the block, identical
 /// apart from accessed and dirty, of one folio, with folding allowed.
-fn foldable(t: PteTable<'_>, b: usize, h: &dyn PteEnv) -> bool {
+fn foldable(t: PteTable<'_>, b: usize, h: &(impl PteEnv + ?Sized)) -> bool {
     let first = t.load(b);
     if !Aarch64::pte_present(first)
         || is_cont(first)
@@ -151,7 +151,7 @@ fn foldable(t: PteTable<'_>, b: usize, h: &dyn PteEnv) -> bool {
 
 /// Folds the block holding entry `i` again if it has become uniform
 /// (module doc, "Refold").
-fn try_fold(t: PteTable<'_>, i: usize, h: &dyn PteEnv) {
+fn try_fold(t: PteTable<'_>, i: usize, h: &(impl PteEnv + ?Sized)) {
     let b = block(i);
     if foldable(t, b, h) {
         convert(t, b, true, h);
@@ -189,7 +189,13 @@ pub(super) fn peek(t: PteTable<'_>, i: usize) -> Pte {
 /// blocks folded (when the policy allows); a single entry over a folded
 /// block keeps the fold if only accessed and dirty grow, and otherwise
 /// unfolds it first; a single present entry may make its block foldable.
-pub(super) fn set_ptes(t: PteTable<'_>, i: usize, first: Pte, nr: usize, h: &dyn PteEnv) {
+pub(super) fn set_ptes(
+    t: PteTable<'_>,
+    i: usize,
+    first: Pte,
+    nr: usize,
+    h: &(impl PteEnv + ?Sized),
+) {
     if nr == 1 {
         let old = t.load(i);
         if is_cont(old) {
@@ -213,26 +219,40 @@ pub(super) fn set_ptes(t: PteTable<'_>, i: usize, first: Pte, nr: usize, h: &dyn
         }
         return;
     }
-    if !h.fold_policy().fold {
+    // A run shorter than a block (a 16 or 32 KiB folio) cannot fold: the
+    // plain loop, with no per-entry test.
+    if nr < CONT_PTES || !h.fold_policy().fold {
         plain::set_ptes::<Aarch64>(t.run(i, nr), first);
         return;
     }
     let end = i + nr;
+    // The entries were empty: nothing cached to break first. A piece
+    // before the first block boundary, whole blocks (folded where the
+    // frame is block aligned too), a piece after the last.
+    let lead = (i.next_multiple_of(CONT_PTES) - i).min(nr);
     let mut k = i;
     let mut raw = first;
     let mut folds = 0;
-    while k < end {
-        let whole = k.is_multiple_of(CONT_PTES)
-            && k + CONT_PTES <= end
-            && Aarch64::pte_pfn(raw).as_u64() % CONT_PTES as u64 == 0;
-        let n = if whole { CONT_PTES } else { 1 };
-        // The entries were empty: nothing cached to break first.
-        plain::set_ptes::<Aarch64>(t.run(k, n), with_cont(raw, whole));
-        folds += u64::from(whole);
-        k += n;
-        if k < end {
-            raw = Aarch64::pte_advance(raw, n as u64);
+    let piece = |k: &mut usize, raw: &mut Pte, n: usize, fold: bool| {
+        plain::set_ptes::<Aarch64>(t.run(*k, n), with_cont(*raw, fold));
+        *k += n;
+        if *k < end {
+            *raw = Aarch64::pte_advance(*raw, n as u64);
         }
+    };
+    if lead > 0 {
+        piece(&mut k, &mut raw, lead, false);
+    }
+    while k + CONT_PTES <= end {
+        let fold = Aarch64::pte_pfn(raw)
+            .as_u64()
+            .is_multiple_of(CONT_PTES as u64);
+        folds += u64::from(fold);
+        piece(&mut k, &mut raw, CONT_PTES, fold);
+    }
+    if k < end {
+        let rest = end - k;
+        piece(&mut k, &mut raw, rest, false);
     }
     if folds > 0 {
         h.note(FoldEvent::Fold, folds);
@@ -242,7 +262,12 @@ pub(super) fn set_ptes(t: PteTable<'_>, i: usize, first: Pte, nr: usize, h: &dyn
 /// `get_and_clear_full_ptes`: blocks covered in part are unfolded first;
 /// whole blocks are cleared as they are (the caller's gather flushes the
 /// range).
-pub(super) fn get_and_clear(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> Cleared {
+pub(super) fn get_and_clear(
+    t: PteTable<'_>,
+    i: usize,
+    nr: usize,
+    h: &(impl PteEnv + ?Sized),
+) -> Cleared {
     unfold_edges(t, i, nr, h);
     let mut c = plain::get_and_clear::<Aarch64>(t.run(i, nr));
     if is_cont(c.first) {
@@ -254,7 +279,7 @@ pub(super) fn get_and_clear(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv
 /// `wrprotect_ptes`: blocks covered in part are unfolded first; whole
 /// blocks are write-protected folded, unless the policy asks for the
 /// per-entry behaviour, which unfolds every block.
-pub(super) fn wrprotect(t: PteTable<'_>, i: usize, nr: usize, h: &dyn PteEnv) -> usize {
+pub(super) fn wrprotect(t: PteTable<'_>, i: usize, nr: usize, h: &(impl PteEnv + ?Sized)) -> usize {
     if h.fold_policy().fork_per_pte {
         for b in (block(i)..i + nr).step_by(CONT_PTES) {
             unfold(t, b, h);
@@ -274,7 +299,7 @@ pub(super) fn copy_batch(
     dst: PteTable<'_>,
     i: usize,
     max_nr: usize,
-    h: &dyn PteEnv,
+    h: &(impl PteEnv + ?Sized),
 ) -> Copied {
     if is_cont(src.load(i)) && (!i.is_multiple_of(CONT_PTES) || h.fold_policy().fork_per_pte) {
         // In the per-entry mode every block is unfolded here; the batch
@@ -308,7 +333,7 @@ pub(super) fn copy_one(
     dst: PteTable<'_>,
     i: usize,
     raw: Pte,
-    h: &dyn PteEnv,
+    h: &(impl PteEnv + ?Sized),
 ) -> bool {
     let exact = src.load(i);
     if !is_cont(exact) {
