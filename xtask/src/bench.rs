@@ -71,9 +71,17 @@ struct Results<'a> {
     iterations: u32,
     date: String,
     qemu: String,
+    /// True if QEMU ran with `-icount shift=0` (`--icount`): every time
+    /// is then guest instructions at 1 ns each.
+    icount: bool,
     runs: &'a [Run],
     alloc: &'a [AllocRun],
 }
+
+/// The QEMU words `--icount` adds: the virtual clock advances exactly one
+/// nanosecond per guest instruction and never with the host's time, so a
+/// benchmark's "time" is the instructions it ran, the same in every run.
+pub const ICOUNT_ARGS: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 
 fn board_name<S: serde::Serializer>(b: &Board, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(b.name())
@@ -92,6 +100,11 @@ pub fn run(o: &BenchArgs) -> Result<bool> {
         o.boards.clone()
     };
     let (size, iters) = (o.size, o.iters);
+    if o.icount && o.machine.accel == Some(Accel::Kvm) {
+        return Err(
+            "bench: --icount counts instructions under TCG; it cannot go with --accel kvm".into(),
+        );
+    }
     // The Pi boards' RAM is fixed: the region and a forked child's tables
     // must fit beside the kernel.
     for b in &boards {
@@ -139,6 +152,12 @@ pub fn run(o: &BenchArgs) -> Result<bool> {
     qemu::ensure_installed()?;
     let timeout = Duration::from_secs(o.timeout);
     let linux_params = crate::linux::params(o.linux_cmdline.as_deref())?;
+    if o.icount {
+        println!(
+            "bench: --icount: every time below is guest instructions at 1 ns each (QEMU -icount \
+             shift=0): the same in every run, and blind to what instructions cost (memory, TLB)"
+        );
+    }
     let started = Instant::now();
     let per_board = 2 + usize::from(o.linux_kernel.is_some());
     let total = boards.len() * per_board;
@@ -158,6 +177,9 @@ pub fn run(o: &BenchArgs) -> Result<bool> {
         let kernel = build::kernel(arch)?;
         let mut spec = Spec::new(board, "bench-alloc");
         spec.qemu_args = o.qemu.qemu_arg.clone();
+        if o.icount {
+            spec.qemu_args.extend(ICOUNT_ARGS.map(String::from));
+        }
         spec.cpu = o.machine.cpu.clone();
         if let Some(a) = o.machine.accel {
             spec.accel = a;
@@ -243,6 +265,7 @@ pub fn run(o: &BenchArgs) -> Result<bool> {
         iterations: iters,
         date,
         qemu: qemu_version,
+        icount: o.icount,
         runs: &runs,
         alloc: &alloc,
     };
@@ -574,6 +597,7 @@ mod tests {
             iterations: 3,
             date: "2025-01-01T00:00:59Z".into(),
             qemu: "QEMU 10.0.2".into(),
+            icount: false,
             runs: &runs,
             alloc: &[],
         };

@@ -179,6 +179,11 @@ pub struct BenchArgs {
     /// Seconds each guest boot may take
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub timeout: u64,
+    /// Count guest instructions instead of time: QEMU's virtual clock
+    /// advances 1 ns per instruction (`-icount shift=0,sleep=off`), so
+    /// every figure is the same in every run (TCG only)
+    #[arg(long)]
+    pub icount: bool,
     /// --qemu-arg and --print-qemu
     #[command(flatten)]
     pub qemu: QemuExtra,
@@ -353,6 +358,13 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn icount_is_a_bench_switch() {
+        assert!(bench(&["--icount"]).unwrap().icount);
+        assert!(!bench(&[]).unwrap().icount);
+        assert!(bench(&["--icount=yes"]).is_err());
     }
 
     #[test]
