@@ -1,8 +1,8 @@
 //! What `cargo xtask test` checks in a boot that ran `mmdemo`: that its
 //! snapshots show what the program did (64 KiB and 2 MiB folios where it
 //! asked for them, its mprotect, fork's write protection and sharing, the
-//! child's private copies). Folding (`CON`) is not required: whether a
-//! run is folded depends on the kernel's contpte policy.
+//! child's private copies), and on arm64, where contpte is on by
+//! default, which 64 KiB blocks are folded after each step.
 
 use super::parse::{self, Snapshot};
 
@@ -111,7 +111,37 @@ pub fn check_mmdemo(lines: &[String]) -> Vec<Verdict> {
             fork_shares(&snaps, &l),
         ),
         ("mmdemo_cow_gives_the_child_its_own_page", cow(&snaps, &l)),
+        ("mmdemo_arm64_folds_whole_blocks", folds(&snaps, &l)),
     ]
+}
+
+/// On arm64 (contpte on, the default): every page of the 64 KiB and
+/// 2 MiB areas is folded except in the blocks a change cut: the
+/// mprotected page's block in the parent (and so in the child), the
+/// copied pages' blocks in the child. Nothing to check on x86.
+fn folds(snaps: &[Snapshot], l: &Layout) -> Result<(), String> {
+    let block = |va: u64| va & !0xffff;
+    for s in snaps {
+        if s.format != "aarch64" {
+            continue;
+        }
+        let mut cut = vec![block(l.ro_page)];
+        if s.name == "child-after-cow" {
+            cut.extend([block(l.cow_page), block(l.cow_page_2m)]);
+        }
+        for (start, end) in [(l.a64k, l.a64k + l.a64k_len), (l.b2m, l.b2m + l.b2m_len)] {
+            for va in (start..end).step_by(4096) {
+                let r = s
+                    .run_at(va)
+                    .ok_or_else(|| format!("{}: {va:#x} not mapped", s.name))?;
+                let want = !cut.contains(&block(va));
+                ensure(r.cont == want, || {
+                    format!("{}: {va:#x} folded {}, expected {want}", s.name, r.cont)
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parses(snaps: &[Snapshot], ran: bool) -> Result<(), String> {
@@ -295,7 +325,7 @@ mod tests {
     fn the_recorded_boots_pass_every_check() {
         for board in ["virt", "q35"] {
             let v = check_mmdemo(&fixture(board));
-            assert_eq!(v.len(), 5);
+            assert_eq!(v.len(), 6);
             for (name, r) in v {
                 assert!(r.is_ok(), "{board} {name}: {r:?}");
             }
@@ -322,6 +352,24 @@ mod tests {
             .filter(|(_, r)| r.is_err())
             .map(|(n, _)| n)
             .collect()
+    }
+
+    #[test]
+    fn a_fold_where_none_belongs_or_a_missing_one_is_caught() {
+        let lines = fixture("virt");
+        let l = Layout::find(&lines).unwrap();
+        // The mprotected page's block shown folded.
+        let mut f = lines.clone();
+        let ro = format!("{:#018x}-", l.ro_page);
+        edit(&mut f, "parent-before-fork", &ro, |s| {
+            s.replace("flags=yd--", "flags=ydc-")
+        });
+        assert_eq!(failing(&f), ["mmdemo_arm64_folds_whole_blocks"]);
+        // A whole block of the 2 MiB area shown unfolded in the child.
+        let mut u = lines.clone();
+        let b = format!("{:#018x}-", l.b2m);
+        edit(&mut u, "parent-after-fork", &b, |s| s.replace("c-", "--"));
+        assert_eq!(failing(&u), ["mmdemo_arm64_folds_whole_blocks"]);
     }
 
     #[test]
