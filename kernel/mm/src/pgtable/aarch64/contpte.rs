@@ -100,6 +100,16 @@ fn convert(t: PteTable<'_>, b: usize, fold: bool, h: &(impl PteEnv + ?Sized)) {
         young |= Aarch64::pte_young(*o);
         dirty |= Aarch64::pte_dirty(*o);
     }
+    // A folded block must still be uniform when it is unfolded: anything
+    // that changed part of it first broke the rule this file keeps.
+    debug_assert!(
+        fold || (1..CONT_PTES).all(|k| {
+            let expected = old[0].bits() + ((k as u64) << crate::addr::PAGE_SHIFT);
+            (old[k].bits() ^ expected) & !FOLD_IGNORE == 0
+        }),
+        "unfolding a block at {:?} that is not uniform: {old:x?}",
+        t.va(b)
+    );
     h.flush_now(t.va(b), t.va(b + CONT_PTES));
     h.note(FoldEvent::Flush, 1);
     for (k, o) in old.iter().enumerate() {
@@ -120,6 +130,7 @@ fn unfold(t: PteTable<'_>, i: usize, h: &(impl PteEnv + ?Sized)) {
 /// Unfolds the blocks that `i..i + nr` covers only in part.
 #[inline]
 fn unfold_edges(t: PteTable<'_>, i: usize, nr: usize, h: &(impl PteEnv + ?Sized)) {
+    assert!(nr >= 1, "contpte: an empty run");
     if !i.is_multiple_of(CONT_PTES) {
         unfold(t, i, h);
     }
@@ -199,15 +210,28 @@ pub(super) fn set_ptes(
     if nr == 1 {
         let old = t.load(i);
         if is_cont(old) {
-            if (old.bits() ^ first.bits()) & !(FOLD_IGNORE | CONT) == 0 {
-                // Only accessed/dirty change (Linux's contpte
+            let (young, dirty) = (Aarch64::pte_young(first), Aarch64::pte_dirty(first));
+            let grows = (young || !Aarch64::pte_young(old)) && (dirty || !Aarch64::pte_dirty(old));
+            if (old.bits() ^ first.bits()) & !(FOLD_IGNORE | CONT) == 0 && grows {
+                // Accessed/dirty only grow (Linux's contpte
                 // `ptep_set_access_flags` with write unchanged): all 16
-                // entries take them, so the block stays uniform.
-                let (young, dirty) = (Aarch64::pte_young(first), Aarch64::pte_dirty(first));
+                // entries take them, so the block stays uniform. A TLB
+                // may hold read-only (clean) per-page entries of the
+                // block: newly dirty, the whole block is invalidated, or
+                // each of its pages would fault once more. Any other
+                // change, making an entry older or cleaner included,
+                // unfolds below.
                 let b = block(i);
+                let mut newly_dirty = false;
                 for k in 0..CONT_PTES {
-                    let e = add_ad(t.load(b + k), young, dirty);
+                    let was = t.load(b + k);
+                    newly_dirty |= dirty && !Aarch64::pte_dirty(was);
+                    let e = add_ad(was, young, dirty);
                     t.entry(b + k).store(e.bits(), Ordering::Release);
+                }
+                if newly_dirty {
+                    h.flush_now(t.va(b), t.va(b + CONT_PTES));
+                    h.note(FoldEvent::Flush, 1);
                 }
                 return;
             }
@@ -301,22 +325,31 @@ pub(super) fn copy_batch(
     max_nr: usize,
     h: &(impl PteEnv + ?Sized),
 ) -> Copied {
-    if is_cont(src.load(i)) && (!i.is_multiple_of(CONT_PTES) || h.fold_policy().fork_per_pte) {
-        // In the per-entry mode every block is unfolded here; the batch
-        // then ends where the next, still folded, block starts.
+    // The common case (whole folded blocks, or none) costs a load and a
+    // few tests beyond the plain copy: nothing is counted per batch, the
+    // child's folds being the parent's.
+    if !is_cont(src.load(i)) {
+        // Unfolded here: the batch ends where a folded block starts (the
+        // hint is part of what a batch compares).
+        return plain::copy_batch::<Aarch64>(src.run(i, max_nr), dst.run(i, max_nr));
+    }
+    let policy = h.fold_policy();
+    if !i.is_multiple_of(CONT_PTES) || policy.fork_per_pte {
+        // A block the batch starts inside; in the per-entry mode every
+        // block, the batch then ending where the next (folded) one starts.
         unfold(src, i, h);
     }
-    // The common case (whole folded blocks, or none) costs two loads and
-    // tests beyond the plain copy: nothing is counted per batch, the
-    // child's folds being the parent's.
-    let c = plain::copy_batch::<Aarch64>(src.run(i, max_nr), dst.run(i, max_nr));
-    let end = i + c.nr;
-    let last = src.load(end - 1);
-    if is_cont(last) && !end.is_multiple_of(CONT_PTES) {
-        // The batch stopped inside a folded block (the area ended there):
-        // the parent's block is now partly write-protected.
+    let end = i + max_nr;
+    if !end.is_multiple_of(CONT_PTES) && is_cont(src.load(end - 1)) {
+        // The bound (the area's end) cuts a folded block: unfolded before
+        // any of its entries is write-protected, so it is never folded
+        // and mixed.
         unfold(src, end - 1, h);
-        for k in block(end - 1).max(i)..end {
+    }
+    let c = plain::copy_batch::<Aarch64>(src.run(i, max_nr), dst.run(i, max_nr));
+    if !policy.fold {
+        // Folding off: the child gets no new folds.
+        for k in i..i + c.nr {
             let e = with_cont(dst.load(k), false);
             dst.entry(k).store(e.bits(), Ordering::Relaxed);
         }
