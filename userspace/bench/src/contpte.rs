@@ -796,7 +796,7 @@ pub fn run(
         );
     }
     println!(
-        "  goal: fault and munmap the same on and off (within the noise, 2 standard deviations)"
+        "  goal: fault and munmap no slower on than off beyond the noise (2 standard errors) or 0.5%"
     );
     out.extend(by_size);
 
