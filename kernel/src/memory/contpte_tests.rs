@@ -103,24 +103,31 @@ impl Drop for Restore {
     }
 }
 
+/// A new space with the test area, 64 KiB folios always, folding on and
+/// fork keeping blocks folded; the guard puts the switches back.
+fn setup() -> Result<(Restore, UserSpace), String> {
+    let restore = Restore(
+        super::THP.size(4).ok_or("no 64K knob")?,
+        super::fold_policy(),
+    );
+    super::THP
+        .write_size(4, b"always")
+        .map_err(|e| format!("{e:?}"))?;
+    super::set_contpte(true);
+    super::set_contpte_fork_per_pte(false);
+    let mut space = uspace::new_space().map_err(|e| format!("{e:?}"))?;
+    let area = Vma::new(va(0), va(PAGES), Prot::RW, VmaKind::Anon);
+    if let Err(e) = space.add_vma(area) {
+        space.teardown(&mut KernelEnv);
+        return Err(format!("{e:?}"));
+    }
+    Ok((restore, space))
+}
+
 kernel_test!(
     fn contpte_folds_unfolds_and_refolds_on_the_live_tables() {
-        let _restore = Restore(
-            super::THP.size(4).ok_or("no 64K knob")?,
-            super::fold_policy(),
-        );
-        super::THP
-            .write_size(4, b"always")
-            .map_err(|e| format!("{e:?}"))?;
-        super::set_contpte(true);
-        super::set_contpte_fork_per_pte(false);
+        let (_restore, mut parent) = setup()?;
         let env = &mut KernelEnv;
-        let mut parent = uspace::new_space().map_err(|e| format!("{e:?}"))?;
-        check!(
-            parent
-                .add_vma(Vma::new(va(0), va(PAGES), Prot::RW, VmaKind::Anon))
-                .is_ok()
-        );
         // Faults map 64 KiB folios, each written folded at once.
         let c = counters();
         for p in 0..PAGES {
@@ -211,20 +218,8 @@ kernel_test!(
 
 kernel_test!(
     fn contpte_off_folds_nothing_and_per_pte_fork_unfolds_every_block() {
-        let _restore = Restore(
-            super::THP.size(4).ok_or("no 64K knob")?,
-            super::fold_policy(),
-        );
-        super::THP
-            .write_size(4, b"always")
-            .map_err(|e| format!("{e:?}"))?;
+        let (_restore, mut space) = setup()?;
         let env = &mut KernelEnv;
-        let mut space = uspace::new_space().map_err(|e| format!("{e:?}"))?;
-        check!(
-            space
-                .add_vma(Vma::new(va(0), va(PAGES), Prot::RW, VmaKind::Anon))
-                .is_ok()
-        );
         super::set_contpte(false);
         let c = counters();
         for p in 0..PAGES / 2 {
