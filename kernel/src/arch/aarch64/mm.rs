@@ -98,8 +98,9 @@ pub mod tlb {
     /// ASID.
     const RANGE_PAGES_MAX: u64 = 511;
 
-    /// Whether the CPU has FEAT_TLBIRANGE (ID_AA64ISAR0_EL1.TLB is 0b0010),
-    /// read once: 0 not yet known, 1 no, 2 yes.
+    /// Whether the CPU has FEAT_TLBIRANGE (ID_AA64ISAR0_EL1.TLB at least
+    /// 0b0010, as Linux reads the field: later values keep the range
+    /// instructions), read once: 0 not yet known, 1 no, 2 yes.
     static TLBI_RANGE: AtomicU8 = AtomicU8::new(0);
 
     /// True if the CPU implements the range TLBI instructions.
@@ -107,7 +108,7 @@ pub mod tlb {
         match TLBI_RANGE.load(Relaxed) {
             0 => {
                 // The crate names no TLB field (bits 59:56) in this register.
-                let yes = (ID_AA64ISAR0_EL1.get() >> 56) & 0xf == 0b0010;
+                let yes = (ID_AA64ISAR0_EL1.get() >> 56) & 0xf >= 0b0010;
                 TLBI_RANGE.store(if yes { 2 } else { 1 }, Relaxed);
                 yes
             }
