@@ -87,6 +87,17 @@ fn add_ad(raw: Pte, young: bool, dirty: bool) -> Pte {
     }
 }
 
+/// True if `e`, the entry `k` places after `first` in a block, continues
+/// `first`'s run: the frame `k` further on, every other bit equal apart
+/// from accessed and dirty (write permission included). `first`'s frame
+/// is block aligned, so adding `k` pages never carries out of the
+/// address field.
+#[inline]
+fn continues(first: Pte, k: usize, e: Pte) -> bool {
+    let expected = first.bits() + ((k as u64) << crate::addr::PAGE_SHIFT);
+    (e.bits() ^ expected) & !FOLD_IGNORE == 0
+}
+
 /// Rewrites the 16 entries of the block at `b` with the hint set (`fold`)
 /// or clear, by break-before-make (module doc); every entry gets the
 /// accessed and dirty state gathered over all 16.
@@ -103,10 +114,7 @@ fn convert(t: PteTable<'_>, b: usize, fold: bool, h: &(impl PteEnv + ?Sized)) {
     // A folded block must still be uniform when it is unfolded: anything
     // that changed part of it first broke the rule this file keeps.
     debug_assert!(
-        fold || (1..CONT_PTES).all(|k| {
-            let expected = old[0].bits() + ((k as u64) << crate::addr::PAGE_SHIFT);
-            (old[k].bits() ^ expected) & !FOLD_IGNORE == 0
-        }),
+        fold || (1..CONT_PTES).all(|k| continues(old[0], k, old[k])),
         "unfolding a block at {:?} that is not uniform: {old:x?}",
         t.va(b)
     );
@@ -151,12 +159,7 @@ fn foldable(t: PteTable<'_>, b: usize, h: &(impl PteEnv + ?Sized)) -> bool {
     {
         return false;
     }
-    // `first + k pages` cannot carry out of the address field: the frame
-    // is block aligned, so the block's last frame shares its upper bits.
-    let uniform = (1..CONT_PTES).all(|k| {
-        let expected = first.bits() + ((k as u64) << crate::addr::PAGE_SHIFT);
-        (t.load(b + k).bits() ^ expected) & !FOLD_IGNORE == 0
-    });
+    let uniform = (1..CONT_PTES).all(|k| continues(first, k, t.load(b + k)));
     uniform && h.fold_policy().fold && h.one_folio(Aarch64::pte_pfn(first), CONT_PTES as u64)
 }
 
