@@ -11,6 +11,7 @@
 
 use folium_mm::PhysAddr;
 
+use crate::board::{Machine, machine_from_compatible};
 use crate::{IrqController, PhysRange, RangeList};
 
 const MAGIC: u32 = 0xd00d_feed;
@@ -33,20 +34,18 @@ pub enum FdtError {
     BadStructure,
 }
 
-/// What the boot layer learns from a DTB.
+/// What the boot layer learns from a DTB without allocating (read at
+/// entry, before the kernel heap exists).
 #[derive(Debug, Default)]
 pub struct DtbFacts<'a> {
-    /// `/memory*` `reg` ranges.
-    pub ram: RangeList,
-    /// `/memreserve/` entries and `/reserved-memory` children.
-    pub reserved: RangeList,
-    /// MMIO of root-level interrupt controllers and of the console UART.
-    pub mmio: RangeList,
     /// `/chosen/bootargs`.
     pub bootargs: Option<&'a [u8]>,
     /// The root node's first `compatible` string.
     pub compatible: Option<&'a [u8]>,
-    /// The console UART's first `reg` address (`/chosen/stdout-path`).
+    /// The machine the root `compatible` list names.
+    pub machine: Machine,
+    /// The console UART's first `reg` address (`/chosen/stdout-path`, or
+    /// `linux,stdout-path`), translated to a CPU physical address.
     pub console_uart: Option<PhysAddr>,
     /// The first root-level GIC (v2 or v3) with both of its `reg` ranges.
     pub irq_controller: Option<IrqController>,
@@ -55,6 +54,20 @@ pub struct DtbFacts<'a> {
     /// The registers of the first root-level `arm,pl031` real-time clock
     /// (its first, non-empty `reg` range).
     pub rtc: Option<PhysRange>,
+}
+
+/// The DTB's physical ranges, as many as it lists (read once the kernel
+/// heap exists: nothing here has a fixed capacity).
+#[derive(Debug, Default, Clone)]
+pub struct DtbRanges {
+    /// `reg` (or `linux,usable-memory`) of every root-level node with
+    /// `device_type = "memory"` that is not disabled, as listed.
+    pub ram: RangeList,
+    /// `/memreserve/` entries and the `reg` of every available
+    /// `/reserved-memory` child.
+    pub reserved: RangeList,
+    /// MMIO of root-level interrupt controllers and of the console UART.
+    pub mmio: RangeList,
 }
 
 /// A big-endian cell value of 4 or 8 bytes (`linux,initrd-*` use either).
@@ -154,15 +167,12 @@ impl<'a> Fdt<'a> {
         self.blob.len()
     }
 
-    /// Walks the structure block, calling `f(depth, path, property name,
-    /// value, parent address cells, parent size cells)` for every property.
-    fn walk(
-        &self,
-        mut f: impl FnMut(usize, &[u8], &'a [u8], &'a [u8], u32, u32),
-    ) -> Result<(), FdtError> {
+    /// Walks the structure block, calling `f` for every property.
+    fn walk(&self, mut f: impl FnMut(&Prop<'_, 'a>)) -> Result<(), FdtError> {
         let s = self.structs;
         let mut off = 0usize;
         let mut depth = 0usize;
+        let mut node = 0usize;
         // (#address-cells, #size-cells) each node sets for its children.
         let mut cells = [(2u32, 1u32); MAX_DEPTH + 1];
         let mut path = [0u8; PATH_MAX];
@@ -197,6 +207,7 @@ impl<'a> Fdt<'a> {
                         name.iter().for_each(|&c| push(c));
                     }
                     depth += 1;
+                    node += 1;
                     path_len[depth] = len;
                     cells[depth] = (2, 1);
                 }
@@ -221,7 +232,15 @@ impl<'a> Fdt<'a> {
                         _ => {}
                     }
                     let (ac, sc) = cells[depth - 1];
-                    f(depth, &path[..path_len[depth]], name, value, ac, sc);
+                    f(&Prop {
+                        depth,
+                        node,
+                        path: &path[..path_len[depth]],
+                        name,
+                        value,
+                        ac,
+                        sc,
+                    });
                 }
                 NOP => {}
                 END => {
@@ -236,68 +255,22 @@ impl<'a> Fdt<'a> {
         }
     }
 
-    /// Extracts the boot layer's facts; whatever is malformed is skipped.
+    /// Extracts the facts that need no allocation; whatever is malformed
+    /// is skipped.
     pub fn facts(&self) -> DtbFacts<'a> {
         let mut facts = DtbFacts::default();
-        for i in 0..64 {
-            let (Some(addr), Some(size)) =
-                (be64(self.rsvmap, i * 16), be64(self.rsvmap, i * 16 + 8))
-            else {
-                break;
-            };
-            if addr == 0 && size == 0 {
-                break;
-            }
-            facts
-                .reserved
-                .push_coalescing(PhysRange::new(PhysAddr::new(addr), size));
-        }
-        let mut stdout: Option<&[u8]> = None;
         let (mut initrd_start, mut initrd_end) = (None, None);
-        let mut aliases: [(&[u8], &[u8]); 16] = [(&[], &[]); 16];
-        let mut n_aliases = 0;
-        let _ = self.walk(|depth, path, name, value, ac, sc| {
-            let node = path.rsplit(|&c| c == b'/').next().unwrap_or(b"");
-            let node_base = node.split(|&c| c == b'@').next().unwrap_or(b"");
-            match (depth, name) {
-                (1, b"compatible") => facts.compatible = cstr(value, 0).filter(|s| !s.is_empty()),
-                (2, b"reg") if node_base == b"memory" => {
-                    decode_reg(value, ac, sc, |r| facts.ram.push(r))
-                }
-                (2, b"bootargs") if path == b"/chosen" => facts.bootargs = cstr(value, 0),
-                (2, b"stdout-path") if path == b"/chosen" => stdout = cstr(value, 0),
-                (2, b"linux,initrd-start") if path == b"/chosen" => initrd_start = be_cells(value),
-                (2, b"linux,initrd-end") if path == b"/chosen" => initrd_end = be_cells(value),
-                (2, _) if path == b"/aliases" && n_aliases < aliases.len() => {
-                    if let Some(target) = cstr(value, 0) {
-                        aliases[n_aliases] = (name, target);
-                        n_aliases += 1;
-                    }
-                }
-                (3, b"reg") if path.starts_with(b"/reserved-memory/") => {
-                    decode_reg(value, ac, sc, |r| facts.reserved.push_coalescing(r))
-                }
-                (2, b"interrupt-controller") => {
-                    let _ = self.node_reg(path, |r| facts.mmio.push(r));
-                }
-                _ => {}
+        let _ = self.walk(|p| match (p.depth, p.name) {
+            (1, b"compatible") => {
+                facts.compatible = cstr(p.value, 0).filter(|s| !s.is_empty());
+                facts.machine = machine_from_compatible(p.value);
             }
+            (2, b"bootargs") if p.path == b"/chosen" => facts.bootargs = cstr(p.value, 0),
+            (2, b"linux,initrd-start") if p.path == b"/chosen" => initrd_start = be_cells(p.value),
+            (2, b"linux,initrd-end") if p.path == b"/chosen" => initrd_end = be_cells(p.value),
+            _ => {}
         });
-        // stdout-path is a path or an alias, optionally followed by ":options".
-        if let Some(sp) = stdout {
-            let sp = sp.split(|&c| c == b':').next().unwrap_or(b"");
-            let target = if sp.first() == Some(&b'/') {
-                Some(sp)
-            } else {
-                aliases[..n_aliases].iter().find(|a| a.0 == sp).map(|a| a.1)
-            };
-            if let Some(t) = target.filter(|t| t.iter().filter(|&&c| c == b'/').count() == 1) {
-                let _ = self.node_reg(t, |r| {
-                    facts.console_uart.get_or_insert(r.start);
-                    facts.mmio.push(r);
-                });
-            }
-        }
+        facts.console_uart = self.console().map(|r| r.start);
         facts.irq_controller = self.gic();
         facts.rtc = self.rtc();
         if let (Some(s), Some(e)) = (initrd_start, initrd_end)
@@ -311,6 +284,179 @@ impl<'a> Fdt<'a> {
         facts
     }
 
+    /// Collects RAM, reservations and MMIO, as many as the blob lists.
+    ///
+    /// RAM is what Linux's early scan takes: root-level nodes whose
+    /// `device_type` is `"memory"` (whatever their name), unless their
+    /// `status` says they are not available; `linux,usable-memory`
+    /// replaces `reg` where present. The ranges come as listed (possibly
+    /// overlapping or repeated): callers normalise them.
+    pub fn ranges(&self) -> DtbRanges {
+        let mut out = DtbRanges::default();
+        let mut i = 0;
+        // Bounded by the blob: each entry is 16 bytes of it.
+        while let (Some(addr), Some(size)) =
+            (be64(self.rsvmap, i * 16), be64(self.rsvmap, i * 16 + 8))
+        {
+            if addr == 0 && size == 0 {
+                break;
+            }
+            out.reserved.push(PhysRange::new(PhysAddr::new(addr), size));
+            i += 1;
+        }
+        let mut cur = NodeProps::default();
+        let flush = |n: &NodeProps<'a>, out: &mut DtbRanges| {
+            if !n.available {
+                return;
+            }
+            match n.kind {
+                NodeKind::Root if n.memory => {
+                    let reg = n.usable.or(n.reg).unwrap_or(&[]);
+                    decode_reg(reg, n.ac, n.sc, |r| out.ram.push(r));
+                }
+                NodeKind::Root if n.intc => {
+                    decode_reg(n.reg.unwrap_or(&[]), n.ac, n.sc, |r| out.mmio.push(r))
+                }
+                NodeKind::Reserved => {
+                    decode_reg(n.reg.unwrap_or(&[]), n.ac, n.sc, |r| out.reserved.push(r))
+                }
+                _ => {}
+            }
+        };
+        let _ = self.walk(|p| {
+            if p.node != cur.node {
+                // A node's properties all precede its children's, so the
+                // previous node is complete.
+                flush(&cur, &mut out);
+                cur = NodeProps {
+                    node: p.node,
+                    kind: if p.depth == 2 {
+                        NodeKind::Root
+                    } else if p.depth == 3 && p.path.starts_with(b"/reserved-memory/") {
+                        NodeKind::Reserved
+                    } else {
+                        NodeKind::Other
+                    },
+                    available: true,
+                    ac: p.ac,
+                    sc: p.sc,
+                    ..NodeProps::default()
+                };
+            }
+            match p.name {
+                b"device_type" => cur.memory = cstr(p.value, 0) == Some(b"memory"),
+                b"status" => cur.available = matches!(cstr(p.value, 0), Some(b"okay" | b"ok")),
+                b"reg" => cur.reg = Some(p.value),
+                b"linux,usable-memory" => cur.usable = Some(p.value),
+                b"interrupt-controller" => cur.intc = true,
+                _ => {}
+            }
+        });
+        flush(&cur, &mut out);
+        if let Some(r) = self.console() {
+            out.mmio.push(r);
+        }
+        out
+    }
+
+    /// The value of property `name` of the node at `path` (exact path).
+    fn prop(&self, path: &[u8], name: &[u8]) -> Option<&'a [u8]> {
+        let mut found = None;
+        let _ = self.walk(|p| {
+            if found.is_none() && p.path == path && p.name == name {
+                found = Some(p.value);
+            }
+        });
+        found
+    }
+
+    /// The console's register range: `/chosen/stdout-path` (else
+    /// `linux,stdout-path`), a path or an alias optionally followed by
+    /// more path and by `:options`, translated through every ancestor's
+    /// `ranges` to a CPU physical address.
+    fn console(&self) -> Option<PhysRange> {
+        let sp = self
+            .prop(b"/chosen", b"stdout-path")
+            .or_else(|| self.prop(b"/chosen", b"linux,stdout-path"))?;
+        let sp = cstr(sp, 0)?;
+        let sp = sp.split(|&c| c == b':').next().unwrap_or(b"");
+        let mut buf = [0u8; PATH_MAX];
+        let path = self.resolve_alias(sp, &mut buf)?;
+        self.translated_reg(path).next()
+    }
+
+    /// `path` itself if absolute; else its first component looked up in
+    /// `/aliases`, with the rest of `path` appended (in `buf`).
+    fn resolve_alias<'b>(&self, path: &'b [u8], buf: &'b mut [u8; PATH_MAX]) -> Option<&'b [u8]> {
+        if path.first() == Some(&b'/') {
+            return Some(path);
+        }
+        let cut = path.iter().position(|&c| c == b'/').unwrap_or(path.len());
+        let (alias, rest) = path.split_at(cut);
+        if alias.is_empty() {
+            return None;
+        }
+        let target = cstr(self.prop(b"/aliases", alias)?, 0)?;
+        if target.first() != Some(&b'/') {
+            return None;
+        }
+        let len = target.len() + rest.len();
+        let dst = buf.get_mut(..len)?;
+        dst[..target.len()].copy_from_slice(target);
+        dst[target.len()..].copy_from_slice(rest);
+        Some(&buf[..len])
+    }
+
+    /// The `reg` ranges of the node at `path` (components may omit the
+    /// unit address, as in Linux), translated through each ancestor's
+    /// `ranges` into the root's address space. Empty if an ancestor below
+    /// the root has no `ranges` (its children are not memory mapped) or
+    /// uses cell counts this reader does not handle.
+    fn translated_reg(&self, path: &[u8]) -> impl Iterator<Item = PhysRange> {
+        // Per depth on the way to the node: own (#address-cells,
+        // #size-cells), `ranges`, and the path length that matched.
+        let mut cells = [(2u32, 1u32); MAX_DEPTH + 1];
+        let mut ranges: [Option<&'a [u8]>; MAX_DEPTH + 1] = [None; MAX_DEPTH + 1];
+        let mut target: Option<(usize, usize, &'a [u8])> = None;
+        let mut matched_node = [0usize; MAX_DEPTH + 1];
+        let want = path_components(path);
+        let _ = self.walk(|p| {
+            // Only the first node matching at each depth counts.
+            if p.depth == 0 || (matched_node[p.depth] != 0 && matched_node[p.depth] != p.node) {
+                return;
+            }
+            if !path_prefix_matches(p.path, path) {
+                return;
+            }
+            if matched_node[p.depth] == 0 {
+                // An earlier ancestor must have matched (the walk is in
+                // document order, so it did if it exists).
+                matched_node[p.depth] = p.node;
+            }
+            match p.name {
+                b"#address-cells" => cells[p.depth].0 = be32(p.value, 0).unwrap_or(2),
+                b"#size-cells" => cells[p.depth].1 = be32(p.value, 0).unwrap_or(1),
+                b"ranges" => ranges[p.depth] = Some(p.value),
+                b"reg" if path_components(p.path) == want && target.is_none() => {
+                    target = Some((p.depth, p.node, p.value));
+                }
+                _ => {}
+            }
+        });
+        let mut out = [None; 4];
+        if let Some((depth, _, reg)) = target {
+            let (ac, sc) = cells[depth - 1];
+            let mut n = 0;
+            decode_reg(reg, ac, sc, |r| {
+                if n < out.len() {
+                    out[n] = translate(r, depth, &cells, &ranges);
+                    n += 1;
+                }
+            });
+        }
+        out.into_iter().flatten()
+    }
+
     /// The first root-level node whose `compatible` list `pick` accepts:
     /// its path (in `path`, `len` bytes) and what `pick` returned.
     fn root_child<T>(
@@ -319,15 +465,15 @@ impl<'a> Fdt<'a> {
         mut pick: impl FnMut(&[u8]) -> Option<T>,
     ) -> Option<(T, usize)> {
         let mut found = None;
-        let _ = self.walk(|depth, p, name, value, _, _| {
-            if depth == 2
-                && name == b"compatible"
+        let _ = self.walk(|p| {
+            if p.depth == 2
+                && p.name == b"compatible"
                 && found.is_none()
-                && let Some(v) = pick(value)
+                && let Some(v) = pick(p.value)
             {
-                // `p` is at most PATH_MAX long (the walk cuts it).
-                let n = p.len().min(PATH_MAX);
-                path[..n].copy_from_slice(&p[..n]);
+                // `p.path` is at most PATH_MAX long (the walk cuts it).
+                let n = p.path.len().min(PATH_MAX);
+                path[..n].copy_from_slice(&p.path[..n]);
                 found = Some((v, n));
             }
         });
@@ -382,12 +528,123 @@ impl<'a> Fdt<'a> {
 
     /// Calls `f` for each `reg` range of the node at `path`.
     fn node_reg(&self, path: &[u8], mut f: impl FnMut(PhysRange)) -> Result<(), FdtError> {
-        self.walk(|_, p, name, value, ac, sc| {
-            if p == path && name == b"reg" {
-                decode_reg(value, ac, sc, &mut f);
+        self.walk(|p| {
+            if p.path == path && p.name == b"reg" {
+                decode_reg(p.value, p.ac, p.sc, &mut f);
             }
         })
     }
+}
+
+/// One property, as the walk meets it.
+struct Prop<'p, 'a> {
+    /// 1 for the root's properties, 2 for its children's, ...
+    depth: usize,
+    /// The node's number in document order (the root is 1).
+    node: usize,
+    /// The node's path ("/" for the root).
+    path: &'p [u8],
+    name: &'a [u8],
+    value: &'a [u8],
+    /// The parent's `#address-cells` / `#size-cells` (the cells of `reg`).
+    ac: u32,
+    sc: u32,
+}
+
+/// Where a node sits, as far as [`Fdt::ranges`] cares.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum NodeKind {
+    /// A child of the root: memory or an interrupt controller.
+    Root,
+    /// A child of `/reserved-memory`.
+    Reserved,
+    #[default]
+    Other,
+}
+
+/// The properties of one node that [`Fdt::ranges`] reads, gathered
+/// before deciding (a node may list `reg` before `device_type` or
+/// `status`).
+#[derive(Default)]
+struct NodeProps<'a> {
+    node: usize,
+    kind: NodeKind,
+    available: bool,
+    memory: bool,
+    intc: bool,
+    reg: Option<&'a [u8]>,
+    usable: Option<&'a [u8]>,
+    ac: u32,
+    sc: u32,
+}
+
+/// Number of components of a path ("/" has none, "/a/b" two).
+fn path_components(path: &[u8]) -> usize {
+    path.split(|&c| c == b'/').filter(|c| !c.is_empty()).count()
+}
+
+/// Whether the node at `node_path` is `target` or one of its ancestors;
+/// a component of `target` without a unit address (`@...`) matches any
+/// unit address, as Linux's path lookup does.
+fn path_prefix_matches(node_path: &[u8], target: &[u8]) -> bool {
+    let mut want = target.split(|&c| c == b'/').filter(|c| !c.is_empty());
+    for have in node_path.split(|&c| c == b'/').filter(|c| !c.is_empty()) {
+        let Some(w) = want.next() else {
+            return false;
+        };
+        let base = have.split(|&c| c == b'@').next().unwrap_or(b"");
+        if have != w && (w.contains(&b'@') || base != w) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads a number of 0, 1 or 2 cells at byte `off` of `v`.
+fn read_cells(v: &[u8], off: usize, cells: u32) -> Option<u64> {
+    match cells {
+        0 => Some(0),
+        1 => be32(v, off).map(u64::from),
+        2 => be64(v, off),
+        _ => None,
+    }
+}
+
+/// Translates `r`, a `reg` range of a node at `depth`, up through the
+/// `ranges` of its ancestors at depths `depth - 1` down to 2 (the root's
+/// children's addresses are CPU physical addresses).
+fn translate(
+    r: PhysRange,
+    depth: usize,
+    cells: &[(u32, u32); MAX_DEPTH + 1],
+    ranges: &[Option<&[u8]>; MAX_DEPTH + 1],
+) -> Option<PhysRange> {
+    let mut addr = r.start.as_u64();
+    let size = r.size();
+    for k in (2..depth).rev() {
+        let map = ranges[k]?;
+        if map.is_empty() {
+            continue; // an identity mapping
+        }
+        let (cac, csc) = cells[k];
+        let pac = cells[k - 1].0;
+        if cac > 2 || csc > 2 || pac > 2 {
+            return None;
+        }
+        let stride = 4 * (cac + pac + csc) as usize;
+        if stride == 0 {
+            return None;
+        }
+        addr = (0..map.len() / stride).find_map(|i| {
+            let off = i * stride;
+            let child = read_cells(map, off, cac)?;
+            let parent = read_cells(map, off + 4 * cac as usize, pac)?;
+            let len = read_cells(map, off + 4 * (cac + pac) as usize, csc)?;
+            let within = addr.checked_sub(child).filter(|&d| d < len)?;
+            parent.checked_add(within)
+        })?;
+    }
+    Some(PhysRange::new(PhysAddr::new(addr), size))
 }
 
 /// Decodes a `reg` value with the given cell counts (1 or 2 each).
@@ -536,7 +793,9 @@ mod tests {
         let blob = virt_like();
         let fdt = Fdt::new(&blob).unwrap();
         let f = fdt.facts();
+        let m = fdt.ranges();
         assert_eq!(f.compatible, Some(&b"linux,dummy-virt"[..]));
+        assert_eq!(f.machine, Machine::Virt);
         assert_eq!(f.bootargs, Some(&b"test=buddy"[..]));
         assert_eq!(
             f.initrd,
@@ -547,11 +806,11 @@ mod tests {
             "4- and 8-byte cells both read"
         );
         assert_eq!(
-            f.ram.as_slice(),
+            m.ram.as_slice(),
             &[PhysRange::new(PhysAddr::new(0x4000_0000), 0x2000_0000)]
         );
         assert_eq!(
-            f.reserved.as_slice(),
+            m.reserved.as_slice(),
             &[
                 PhysRange::new(PhysAddr::new(0x4800_0000), 0x10_0000),
                 PhysRange::new(PhysAddr::new(0x5000_0000), 0x2000)
@@ -559,10 +818,10 @@ mod tests {
         );
         assert_eq!(f.console_uart, Some(PhysAddr::new(0x0900_0000)));
         assert_eq!(
-            f.mmio.as_slice().len(),
+            m.mmio.as_slice().len(),
             3,
             "two GIC ranges and the UART: {:?}",
-            f.mmio
+            m.mmio
         );
         assert_eq!(total_size(&blob), Some(blob.len() as u32));
         let r = |a: u64, s: u64| PhysRange::new(PhysAddr::new(a), s);
@@ -734,7 +993,7 @@ mod tests {
             .end();
         let blob = b.build();
         let f = Fdt::new(&blob).unwrap().facts();
-        assert!(f.ram.is_empty());
+        assert!(Fdt::new(&blob).unwrap().ranges().ram.is_empty());
         assert_eq!(f.compatible, None);
         assert_eq!(
             f.bootargs, None,
@@ -749,11 +1008,12 @@ mod tests {
         b.begin("")
             .cells("#address-cells", &[3])
             .begin("memory@0")
+            .prop("device_type", b"memory\0")
             .cells("reg", &[0, 0, 0, 0x1000])
             .end()
             .end();
         let blob = b.build();
-        assert!(Fdt::new(&blob).unwrap().facts().ram.is_empty());
+        assert!(Fdt::new(&blob).unwrap().ranges().ram.is_empty());
     }
 
     #[test]
@@ -785,7 +1045,7 @@ mod tests {
         b.begin("").begin("a");
         let blob = b.build();
         let fdt = Fdt::new(&blob).unwrap();
-        assert_eq!(fdt.walk(|_, _, _, _, _, _| {}), Err(FdtError::BadStructure));
+        assert_eq!(fdt.walk(|_| {}), Err(FdtError::BadStructure));
         let mut b = Builder::default();
         for _ in 0..40 {
             b.begin("n");
@@ -795,8 +1055,238 @@ mod tests {
         }
         let blob = b.build();
         assert_eq!(
-            Fdt::new(&blob).unwrap().walk(|_, _, _, _, _, _| {}),
+            Fdt::new(&blob).unwrap().walk(|_| {}),
             Err(FdtError::BadStructure)
+        );
+    }
+
+    fn r(a: u64, s: u64) -> PhysRange {
+        PhysRange::new(PhysAddr::new(a), s)
+    }
+
+    #[test]
+    fn memory_is_found_by_device_type_and_status() {
+        let mut b = Builder::default();
+        b.begin("")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[2])
+            // Any name: the device_type decides, wherever it is listed.
+            .begin("sdram@80000000")
+            .cells("reg", &[0, 0x8000_0000, 0, 0x1000_0000])
+            .prop("device_type", b"memory\0")
+            .end()
+            // Named memory but without device_type: not RAM (as Linux).
+            .begin("memory@90000000")
+            .cells("reg", &[0, 0x9000_0000, 0, 0x1000_0000])
+            .end()
+            // Disabled banks are not RAM; "okay" and "ok" ones are.
+            .begin("memory@a0000000")
+            .prop("device_type", b"memory\0")
+            .cells("reg", &[0, 0xa000_0000, 0, 0x1000_0000])
+            .prop("status", b"disabled\0")
+            .end()
+            .begin("memory@b0000000")
+            .prop("device_type", b"memory\0")
+            .prop("status", b"okay\0")
+            .cells(
+                "reg",
+                &[0, 0xb000_0000, 0, 0x1000, 0, 0xc000_0000, 0, 0x2000],
+            )
+            .end()
+            .begin("memory@d0000000")
+            .prop("status", b"ok\0")
+            .prop("device_type", b"memory\0")
+            .cells("reg", &[0, 0xd000_0000, 0, 0x1000_0000])
+            // linux,usable-memory replaces reg.
+            .cells("linux,usable-memory", &[0, 0xd000_0000, 0, 0x1000])
+            .begin("child")
+            .prop("device_type", b"memory\0")
+            .cells("reg", &[0x1234, 0x1000])
+            .end()
+            .end()
+            // Not at the root: not scanned.
+            .begin("soc")
+            .begin("memory@e0000000")
+            .prop("device_type", b"memory\0")
+            .cells("reg", &[0, 0xe000_0000, 0, 0x1000])
+            .end()
+            .end()
+            .end();
+        let blob = b.build();
+        let ram = Fdt::new(&blob).unwrap().ranges().ram;
+        assert_eq!(
+            ram.as_slice(),
+            &[
+                r(0x8000_0000, 0x1000_0000),
+                r(0xb000_0000, 0x1000),
+                r(0xc000_0000, 0x2000),
+                r(0xd000_0000, 0x1000)
+            ]
+        );
+    }
+
+    #[test]
+    fn reservations_have_no_fixed_limit_and_follow_status() {
+        let mut b = Builder::default();
+        for i in 0..100u64 {
+            b.rsv.push((0x1000_0000 + i * 0x10_0000, 0x1000));
+        }
+        b.begin("")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[2])
+            .begin("reserved-memory")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[2]);
+        for i in 0..60u32 {
+            b.begin(&std::format!("r@{i}"));
+            if i == 7 {
+                b.prop("status", b"disabled\0");
+            }
+            b.cells("reg", &[1, i * 0x10_0000, 0, 0x2000]).end();
+        }
+        // A dynamically placed region has no reg: nothing to reserve.
+        b.begin("pool").cells("size", &[0, 0x10_0000]).end();
+        b.end().end();
+        let blob = b.build();
+        let res = Fdt::new(&blob).unwrap().ranges().reserved;
+        assert_eq!(res.as_slice().len(), 100 + 59);
+        assert_eq!(res.total(), 100 * 0x1000 + 59 * 0x2000);
+        assert!(
+            !res.as_slice()
+                .contains(&r(0x1_0000_0000 + 7 * 0x10_0000, 0x2000))
+        );
+        assert!(
+            res.as_slice()
+                .contains(&r(0x1_0000_0000 + 59 * 0x10_0000, 0x2000))
+        );
+        assert!(
+            res.as_slice()
+                .contains(&r(0x1000_0000 + 99 * 0x10_0000, 0x1000))
+        );
+    }
+
+    /// A Pi-like tree: the UART under a `/soc` bus whose `ranges` map bus
+    /// addresses 0x7e00_0000.. to CPU addresses 0x3f00_0000.., many
+    /// aliases, and `chosen` as given.
+    fn pi_like(chosen: &[(&str, &[u8])], soc_ranges: Option<&[u32]>) -> Vec<u8> {
+        let mut b = Builder::default();
+        b.begin("")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[1])
+            .begin("aliases");
+        for i in 0..40 {
+            b.prop(&std::format!("i2c{i}"), b"/soc/i2c@7e804000\0");
+        }
+        b.prop("serial1", b"/soc/serial@7e201000\0")
+            .prop("soc", b"/soc\0")
+            .end()
+            .begin("chosen");
+        for (k, v) in chosen {
+            b.prop(k, v);
+        }
+        b.end().begin("soc").cells("#address-cells", &[1]);
+        b.cells("#size-cells", &[1]);
+        if let Some(rg) = soc_ranges {
+            b.cells("ranges", rg);
+        }
+        b.begin("serial@7e215040")
+            .cells("reg", &[0x7e21_5040, 0x40])
+            .end()
+            .begin("serial@7e201000")
+            .cells("reg", &[0x7e20_1000, 0x200])
+            .end()
+            .end()
+            .end();
+        b.build()
+    }
+
+    #[test]
+    fn stdout_path_resolves_any_path_and_alias() {
+        let pi_ranges: &[u32] = &[
+            0x7e00_0000,
+            0x3f00_0000,
+            0x100_0000,
+            0x4000_0000,
+            0x4000_0000,
+            0x1000,
+        ];
+        let uart = |chosen: &[(&str, &[u8])], ranges: Option<&[u32]>| {
+            let blob = pi_like(chosen, ranges);
+            let fdt = Fdt::new(&blob).unwrap();
+            let a = fdt.facts().console_uart;
+            // The MMIO list holds the same range, found the same way.
+            let m = fdt.ranges().mmio;
+            assert_eq!(a, m.as_slice().first().map(|r| r.start));
+            a
+        };
+        let pa = Some(PhysAddr::new(0x3f20_1000));
+        // An alias after 40 others, with options.
+        assert_eq!(
+            uart(&[("stdout-path", b"serial1:115200n8\0")], Some(pi_ranges)),
+            pa
+        );
+        // A full path; a path without the unit address; the older name.
+        assert_eq!(
+            uart(
+                &[("stdout-path", b"/soc/serial@7e201000\0")],
+                Some(pi_ranges)
+            ),
+            pa
+        );
+        assert_eq!(
+            uart(&[("stdout-path", b"/soc/serial\0")], Some(pi_ranges)),
+            Some(PhysAddr::new(0x3f21_5040)),
+            "the first node of that name"
+        );
+        assert_eq!(
+            uart(
+                &[("linux,stdout-path", b"/soc/serial@7e201000\0")],
+                Some(pi_ranges)
+            ),
+            pa
+        );
+        // An alias followed by more path.
+        assert_eq!(
+            uart(
+                &[("stdout-path", b"soc/serial@7e201000:9600\0")],
+                Some(pi_ranges)
+            ),
+            pa
+        );
+        // stdout-path wins over linux,stdout-path.
+        assert_eq!(
+            uart(
+                &[
+                    ("linux,stdout-path", b"/soc/serial@7e215040\0"),
+                    ("stdout-path", b"serial1\0")
+                ],
+                Some(pi_ranges)
+            ),
+            pa
+        );
+        // An empty `ranges` is the identity.
+        assert_eq!(
+            uart(&[("stdout-path", b"serial1\0")], Some(&[])),
+            Some(PhysAddr::new(0x7e20_1000))
+        );
+        // No `ranges` (not memory mapped), an address outside every
+        // window, an unknown alias or path: no console.
+        assert_eq!(uart(&[("stdout-path", b"serial1\0")], None), None);
+        assert_eq!(
+            uart(&[("stdout-path", b"serial1\0")], Some(&[0, 0, 0x1000])),
+            None
+        );
+        assert_eq!(
+            uart(&[("stdout-path", b"serial9\0")], Some(pi_ranges)),
+            None
+        );
+        assert_eq!(
+            uart(&[("stdout-path", b"/soc/serial@1\0")], Some(pi_ranges)),
+            None
+        );
+        assert_eq!(
+            uart(&[("stdout-path", b":115200\0")], Some(pi_ranges)),
+            None
         );
     }
 
@@ -810,6 +1300,7 @@ mod tests {
             }
             if let Ok(fdt) = Fdt::new(&blob) {
                 let _ = fdt.facts();
+                let _ = fdt.ranges();
             }
         }
     }

@@ -10,16 +10,21 @@
 //! machine as the firmware reported it.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod aarch64;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub mod x86_64;
 
+pub mod board;
 pub mod fdt;
+pub mod memplan;
 mod ranges;
 
 use core::fmt;
 
+pub use board::Machine;
 use folium_mm::{PhysAddr, VirtAddr};
 pub use ranges::{PhysRange, RangeList};
 
@@ -97,6 +102,79 @@ pub enum IrqController {
     },
 }
 
+/// The physical ranges the firmware described.
+#[derive(Clone, Debug, Default)]
+pub struct BootRanges {
+    /// RAM, sorted, each byte once (overlapping or repeated banks merged).
+    /// May be empty where the firmware reports none (the Pi under QEMU
+    /// without a DTB: the platform then asks the board).
+    pub ram: RangeList,
+    /// Ranges that must never be handed out (firmware reservations, the
+    /// boot information itself, the spin table, the initrd, ...), sorted
+    /// and merged.
+    pub reserved: RangeList,
+    /// MMIO the firmware described that the kernel uses: interrupt
+    /// controllers and the console UART (DTB only).
+    pub mmio: RangeList,
+}
+
+impl BootRanges {
+    /// Assembles the lists: the firmware's own plus the reservations that
+    /// follow from how the kernel was entered, all normalised.
+    pub fn new(
+        mut ram: RangeList,
+        mut reserved: RangeList,
+        mmio: RangeList,
+        entry: &[PhysRange],
+    ) -> Self {
+        entry
+            .iter()
+            .for_each(|&r| reserved.push(r.pages_covering()));
+        ram.normalize();
+        reserved.normalize();
+        BootRanges {
+            ram,
+            reserved,
+            mmio,
+        }
+    }
+}
+
+/// The instruction set, for decisions shared by both boot paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// arm64.
+    Aarch64,
+    /// x86-64.
+    X86_64,
+}
+
+/// Reservations that follow from how the kernel was entered, whatever the
+/// firmware lists: on arm64 page 0, where the Pi firmware's and QEMU's
+/// spin table for the secondary cores (and QEMU's ATAG list) live, needed
+/// above all when no DTB's `/memreserve/` says so (it is not RAM on
+/// `virt`, where reserving it costs nothing), and the DTB blob itself; on
+/// x86 the first MiB (real-mode IVT, BIOS data, EBDA, option ROMs, the
+/// PVH structures, as on Linux). And the initrd.
+pub fn entry_reservations(
+    arch: Arch,
+    firmware: Firmware,
+    initrd: Option<PhysRange>,
+) -> alloc::vec::Vec<PhysRange> {
+    let mut v = alloc::vec::Vec::new();
+    match arch {
+        Arch::Aarch64 => {
+            v.push(PhysRange::new(PhysAddr::new(0), folium_mm::PAGE_SIZE));
+            if let Firmware::Dtb { pa, size } = firmware {
+                v.push(PhysRange::new(pa, size));
+            }
+        }
+        Arch::X86_64 => v.push(PhysRange::new(PhysAddr::new(0), 0x10_0000)),
+    }
+    v.extend(initrd.map(|r| r.pages_covering()));
+    v
+}
+
 /// Longest kernel command line kept.
 pub const CMDLINE_MAX: usize = 1024;
 /// Longest model / compatible string kept.
@@ -109,15 +187,11 @@ pub struct BootInfo {
     /// aarch64: the exception level the kernel was entered at (1, 2 or 3;
     /// it now runs at EL1). x86_64: 0 (entered in ring 0 via PVH).
     pub entry_level: u8,
-    /// RAM ranges reported by the firmware (may be empty where it reports
-    /// none, e.g. the Pi under QEMU; the platform then asks the board).
-    pub ram: RangeList,
-    /// Ranges inside RAM that must never be handed out (firmware
-    /// reservations, the boot information itself, spin tables, ...).
-    pub reserved: RangeList,
-    /// MMIO the firmware described that the kernel uses: interrupt
-    /// controllers and the console UART (DTB only).
-    pub mmio: RangeList,
+    /// What the DTB's root `compatible` names (`None` without a DTB).
+    pub dtb_machine: Option<Machine>,
+    /// The firmware's ranges, read on first use ([`BootInfo::ranges`]).
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+    ranges: spin::Once<BootRanges>,
     /// The console UART's registers (DTB `/chosen/stdout-path`), if given.
     pub console_uart: Option<PhysAddr>,
     /// The interrupt controller, if the DTB described one Folium drives.
@@ -146,9 +220,8 @@ impl BootInfo {
         Self {
             firmware: Firmware::Unknown { raw: 0 },
             entry_level: 0,
-            ram: RangeList::new(),
-            reserved: RangeList::new(),
-            mmio: RangeList::new(),
+            dtb_machine: None,
+            ranges: spin::Once::new(),
             console_uart: None,
             irq_controller: None,
             initrd: None,
@@ -161,6 +234,20 @@ impl BootInfo {
             model: [0; MODEL_MAX],
             model_len: 0,
         }
+    }
+
+    /// The physical ranges the firmware described, read from it on the
+    /// first call, which must come after the kernel heap exists (the lists
+    /// have no fixed capacity, so nothing the firmware lists is dropped).
+    #[cfg(target_os = "none")]
+    pub fn ranges(&self) -> &BootRanges {
+        self.ranges.call_once(|| {
+            #[cfg(target_arch = "aarch64")]
+            let r = aarch64::read_ranges(self);
+            #[cfg(target_arch = "x86_64")]
+            let r = x86_64::read_ranges(self);
+            r
+        })
     }
 
     /// The kernel command line (`-append` in QEMU, `/chosen/bootargs`).
@@ -205,8 +292,7 @@ impl fmt::Debug for BootInfo {
         f.debug_struct("BootInfo")
             .field("firmware", &self.firmware)
             .field("entry_level", &self.entry_level)
-            .field("ram", &self.ram)
-            .field("reserved", &self.reserved)
+            .field("ranges", &self.ranges.get())
             .field("kernel_phys", &self.kernel_phys)
             .field("cmdline", &self.cmdline())
             .finish()

@@ -1,5 +1,8 @@
-//! Fixed-capacity lists of physical ranges (no heap exists at boot).
+//! Physical ranges and lists of them. The lists grow on the kernel heap
+//! (firmware may list any number of banks and reservations), so they are
+//! filled only once the kernel's heap exists.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use folium_mm::{PAGE_SIZE, PhysAddr};
@@ -73,92 +76,89 @@ impl fmt::Debug for PhysRange {
     }
 }
 
-/// Most ranges a [`RangeList`] keeps; further ones are dropped and counted.
-pub const MAX_RANGES: usize = 32;
-
-/// A small fixed-capacity list of physical ranges.
-#[derive(Clone, Copy)]
+/// A list of physical ranges, without a fixed capacity.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RangeList {
-    items: [PhysRange; MAX_RANGES],
-    len: usize,
-    dropped: usize,
+    items: Vec<PhysRange>,
 }
 
 impl RangeList {
     /// An empty list.
     pub const fn new() -> Self {
-        Self {
-            items: [PhysRange::EMPTY; MAX_RANGES],
-            len: 0,
-            dropped: 0,
-        }
+        Self { items: Vec::new() }
     }
 
-    /// Appends a range (ignored if empty; counted in [`RangeList::dropped`] if full).
+    /// Appends a range (ignored if empty).
     pub fn push(&mut self, r: PhysRange) {
-        if r.is_empty() {
-            return;
-        }
-        if self.len == MAX_RANGES {
-            self.dropped += 1;
-            return;
-        }
-        self.items[self.len] = r;
-        self.len += 1;
-    }
-
-    /// Appends a range that must not be lost (a reservation): when the list
-    /// is full, the nearest held range grows to cover it too. That reserves
-    /// more than asked, which is safe; forgetting a reservation is not.
-    pub fn push_coalescing(&mut self, r: PhysRange) {
-        if r.is_empty() {
-            return;
-        }
-        if self.len < MAX_RANGES {
-            self.push(r);
-            return;
-        }
-        let gap = |h: &PhysRange| {
-            if h.overlaps(&r) {
-                0
-            } else if h.end <= r.start {
-                r.start - h.end
-            } else {
-                h.start - r.end
-            }
-        };
-        if let Some(h) = self.items[..self.len].iter_mut().min_by_key(|h| gap(h)) {
-            h.start = h.start.min(r.start);
-            h.end = h.end.max(r.end);
-            self.dropped += 1;
+        if !r.is_empty() {
+            self.items.push(r);
         }
     }
 
-    /// The ranges, in insertion order.
+    /// The ranges, in insertion order (or sorted, after [`Self::normalize`]).
     pub fn as_slice(&self) -> &[PhysRange] {
-        &self.items[..self.len]
+        &self.items
     }
 
-    /// Number of ranges that did not fit (dropped by `push`, merged into a
-    /// neighbour by `push_coalescing`).
-    pub fn dropped(&self) -> usize {
-        self.dropped
+    /// Sorts the ranges and merges those that overlap or touch, so every
+    /// byte is listed once: firmware may repeat a bank or list overlapping
+    /// ones, and handing a frame to the allocator twice corrupts it.
+    pub fn normalize(&mut self) {
+        self.items.sort_by_key(|r| r.start);
+        let mut out: Vec<PhysRange> = Vec::with_capacity(self.items.len());
+        for &r in &self.items {
+            match out.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => out.push(r),
+            }
+        }
+        self.items = out;
     }
 
-    /// Total bytes over all ranges.
+    /// Removes every byte of `holes` from the list (which stays sorted if
+    /// it was).
+    pub fn subtract(&mut self, holes: &[PhysRange]) {
+        for h in holes.iter().filter(|h| !h.is_empty()) {
+            let mut next = Vec::with_capacity(self.items.len() + 1);
+            for &r in &self.items {
+                if !r.overlaps(h) {
+                    next.push(r);
+                    continue;
+                }
+                if r.start < h.start {
+                    next.push(PhysRange {
+                        start: r.start,
+                        end: h.start,
+                    });
+                }
+                if h.end < r.end {
+                    next.push(PhysRange {
+                        start: h.end,
+                        end: r.end,
+                    });
+                }
+            }
+            self.items = next;
+        }
+    }
+
+    /// Total bytes over all ranges (overlaps counted twice unless
+    /// normalised).
     pub fn total(&self) -> u64 {
-        self.as_slice().iter().map(PhysRange::size).sum()
+        self.items.iter().map(PhysRange::size).sum()
     }
 
     /// True if no range is held.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.items.is_empty()
     }
 }
 
-impl Default for RangeList {
-    fn default() -> Self {
-        Self::new()
+impl FromIterator<PhysRange> for RangeList {
+    fn from_iter<I: IntoIterator<Item = PhysRange>>(iter: I) -> Self {
+        let mut l = RangeList::new();
+        iter.into_iter().for_each(|r| l.push(r));
+        l
     }
 }
 

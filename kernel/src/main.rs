@@ -123,7 +123,7 @@ fn print_banner(info: &BootInfo, board: &platform::Board) {
         board.ram.total() >> 20,
         board.ram_source
     );
-    for r in info.reserved.as_slice() {
+    for r in info.ranges().reserved.as_slice() {
         println!("  reserved {:?}", r);
     }
     for r in board.devices.as_slice() {

@@ -9,7 +9,7 @@ use folium_mm::{PhysAddr, VirtAddr};
 
 pub use early_map::{EarlyMapError, MemKind, early_map, retire_early_map};
 
-use crate::{BootInfo, Firmware, PhysRange, enter_kernel, fdt};
+use crate::{Arch, BootInfo, BootRanges, Firmware, PhysRange, RangeList, enter_kernel, fdt};
 
 core::arch::global_asm!(
     include_str!("entry.S"),
@@ -85,29 +85,26 @@ fn probe_firmware(pa: u64) -> Firmware {
     raw
 }
 
-fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
-    info.reserved.push_coalescing(PhysRange::new(pa, size));
+/// The blob `probe_firmware` mapped.
+fn dtb_blob(pa: PhysAddr, size: u64) -> &'static [u8] {
     // SAFETY: `probe_firmware` mapped the whole blob (`size` from its
-    // header, at most DTB_MAX); nothing writes it while it is parsed.
-    let blob = unsafe {
+    // header, at most DTB_MAX) in the linear map, where it stays (it is
+    // RAM, reserved); nothing writes it.
+    unsafe {
         core::slice::from_raw_parts((pa.as_u64() + LINEAR_OFFSET) as *const u8, size as usize)
-    };
-    let Ok(tree) = fdt::Fdt::new(blob) else {
+    }
+}
+
+fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
+    let Ok(tree) = fdt::Fdt::new(dtb_blob(pa, size)) else {
         return;
     };
     let facts = tree.facts();
-    info.ram = facts.ram;
-    for r in facts.reserved.as_slice() {
-        info.reserved.push_coalescing(*r);
-    }
-    info.mmio = facts.mmio;
+    info.dtb_machine = Some(facts.machine);
     info.console_uart = facts.console_uart;
     info.irq_controller = facts.irq_controller;
     info.rtc = facts.rtc;
-    if let Some(r) = facts.initrd {
-        info.initrd = Some(r);
-        info.reserved.push_coalescing(r.pages_covering());
-    }
+    info.initrd = facts.initrd;
     if let Some(args) = facts.bootargs {
         info.set_cmdline(args);
     }
@@ -116,12 +113,11 @@ fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
     }
 }
 
-fn parse_atags(info: &mut BootInfo, pa: PhysAddr) {
-    // The tags and the spin table share the first page on the Pi boards.
-    info.reserved
-        .push_coalescing(PhysRange::new(PhysAddr::new(0), 0x1000));
+/// Calls `f(kind, va, words)` for each tag of the ATAG list at `pa`
+/// (each mapped whole), until the end tag or a malformed one.
+fn for_each_atag(pa: PhysAddr, mut f: impl FnMut(u32, VirtAddr, u32)) {
     let mut tag = pa;
-    for _ in 0..64 {
+    for _ in 0..4096 {
         let Ok(va) = early_map(tag, 8, MemKind::Normal) else {
             return;
         };
@@ -133,35 +129,56 @@ fn parse_atags(info: &mut BootInfo, pa: PhysAddr) {
         let Ok(va) = early_map(tag, u64::from(words) * 4, MemKind::Normal) else {
             return;
         };
-        match kind {
-            ATAG_MEM if words >= 4 => {
+        f(kind, va, words);
+        tag = tag + u64::from(words) * 4;
+    }
+}
+
+fn parse_atags(info: &mut BootInfo, pa: PhysAddr) {
+    for_each_atag(pa, |kind, va, words| match kind {
+        ATAG_INITRD2 if words >= 4 => {
+            let start = read_le32(va + 8);
+            let size = read_le32(va + 12);
+            if size > 0 {
+                let r = PhysRange::new(PhysAddr::new(u64::from(start)), u64::from(size));
+                info.initrd = Some(r);
+            }
+        }
+        ATAG_CMDLINE => {
+            let len = (words as usize - 2) * 4;
+            // SAFETY: the tag's `words` were mapped by `for_each_atag`.
+            let bytes = unsafe { core::slice::from_raw_parts((va + 8).as_u64() as *const u8, len) };
+            info.set_cmdline(bytes);
+        }
+        _ => {}
+    });
+}
+
+/// Reads the firmware's ranges (for [`BootInfo::ranges`], once the heap
+/// exists; the early map still covers the firmware's tables then).
+pub(crate) fn read_ranges(info: &BootInfo) -> BootRanges {
+    let (mut ram, mut reserved, mut mmio) = (RangeList::new(), RangeList::new(), RangeList::new());
+    match info.firmware {
+        Firmware::Dtb { pa, size } => {
+            if let Ok(tree) = fdt::Fdt::new(dtb_blob(pa, size)) {
+                let r = tree.ranges();
+                (ram, reserved, mmio) = (r.ram, r.reserved, r.mmio);
+            }
+        }
+        Firmware::Atags { pa } => for_each_atag(pa, |kind, va, words| {
+            if kind == ATAG_MEM && words >= 4 {
                 let size = read_le32(va + 8);
                 let start = read_le32(va + 12);
-                info.ram.push(PhysRange::new(
+                ram.push(PhysRange::new(
                     PhysAddr::new(u64::from(start)),
                     u64::from(size),
                 ));
             }
-            ATAG_INITRD2 if words >= 4 => {
-                let start = read_le32(va + 8);
-                let size = read_le32(va + 12);
-                if size > 0 {
-                    let r = PhysRange::new(PhysAddr::new(u64::from(start)), u64::from(size));
-                    info.initrd = Some(r);
-                    info.reserved.push_coalescing(r.pages_covering());
-                }
-            }
-            ATAG_CMDLINE => {
-                let len = (words as usize - 2) * 4;
-                // SAFETY: the tag's `words` were mapped just above.
-                let bytes =
-                    unsafe { core::slice::from_raw_parts((va + 8).as_u64() as *const u8, len) };
-                info.set_cmdline(bytes);
-            }
-            _ => {}
-        }
-        tag = tag + u64::from(words) * 4;
+        }),
+        _ => {}
     }
+    let entry = crate::entry_reservations(Arch::Aarch64, info.firmware, info.initrd);
+    BootRanges::new(ram, reserved, mmio, &entry)
 }
 
 unsafe extern "C" {

@@ -3,7 +3,7 @@
 
 use folium_mm::{PhysAddr, VirtAddr};
 
-use crate::{BootInfo, Firmware, PhysRange, enter_kernel};
+use crate::{Arch, BootInfo, BootRanges, Firmware, PhysRange, RangeList, enter_kernel};
 
 core::arch::global_asm!(
     include_str!("entry.S"),
@@ -16,7 +16,7 @@ pub const LINEAR_OFFSET: u64 = 0xffff_8000_0000_0000;
 /// Link address of the higher-half image window: VA = PA + KERNEL_VMA.
 pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
 /// The early tables map this much physical memory in the linear map.
-pub const EARLY_LINEAR_LIMIT: u64 = 4 << 30;
+pub const EARLY_LINEAR_LIMIT: u64 = crate::memplan::X86_64_EARLY_LIMIT;
 
 const PVH_MAGIC: u32 = 0x336e_c578;
 const E820_RAM: u32 = 1;
@@ -65,10 +65,6 @@ extern "C" fn boot_entry(start_info_pa: u64) -> ! {
         start: PhysAddr::new(0x10_0000),
         end: PhysAddr::new(layout.end.as_u64() - KERNEL_VMA),
     };
-    // The real-mode area (IVT, BDA, EBDA, option ROMs, the PVH structures)
-    // stays out of the allocator, as on Linux.
-    info.reserved
-        .push(PhysRange::new(PhysAddr::new(0), 0x10_0000));
     info.firmware = Firmware::Unknown { raw: start_info_pa };
     if let Some(p) = linear::<StartInfo>(start_info_pa) {
         // SAFETY: the first 4 GiB are mapped by the early tables and QEMU
@@ -103,20 +99,6 @@ fn parse_start_info(info: &mut BootInfo, si: &StartInfo) {
         if m.size > 0 && m.paddr.checked_add(m.size).is_some() {
             let r = PhysRange::new(PhysAddr::new(m.paddr), m.size);
             info.initrd = Some(r);
-            info.reserved.push_coalescing(r.pages_covering());
-        }
-    }
-    if si.version >= 1 {
-        for i in 0..u64::from(si.memmap_entries.min(128)) {
-            let pa = si.memmap_paddr + i * size_of::<MemmapEntry>() as u64;
-            let Some(p) = linear::<MemmapEntry>(pa) else {
-                break;
-            };
-            // SAFETY: inside the early linear map; QEMU wrote the table there.
-            let e = unsafe { p.read_volatile() };
-            if e.kind == E820_RAM {
-                info.ram.push(PhysRange::new(PhysAddr::new(e.addr), e.size));
-            }
         }
     }
     if si.cmdline_paddr != 0
@@ -126,6 +108,38 @@ fn parse_start_info(info: &mut BootInfo, si: &StartInfo) {
         let bytes = unsafe { &*p };
         info.set_cmdline(bytes);
     }
+}
+
+/// Reads the e820 map (for [`BootInfo::ranges`], once the heap exists):
+/// every RAM entry, however many there are (the table must lie in the
+/// early linear map, which bounds the walk).
+pub(crate) fn read_ranges(info: &BootInfo) -> BootRanges {
+    let mut ram = RangeList::new();
+    if let Firmware::Pvh { pa } = info.firmware
+        && let Some(p) = linear::<StartInfo>(pa.as_u64())
+    {
+        // SAFETY: checked at entry: QEMU placed a StartInfo here, inside
+        // the early linear map, and nothing has written it since.
+        let si = unsafe { p.read_volatile() };
+        if si.version >= 1 {
+            for i in 0..u64::from(si.memmap_entries) {
+                let Some(p) = i
+                    .checked_mul(size_of::<MemmapEntry>() as u64)
+                    .and_then(|off| si.memmap_paddr.checked_add(off))
+                    .and_then(linear::<MemmapEntry>)
+                else {
+                    break;
+                };
+                // SAFETY: inside the early linear map; QEMU wrote the table there.
+                let e = unsafe { p.read_volatile() };
+                if e.kind == E820_RAM {
+                    ram.push(PhysRange::new(PhysAddr::new(e.addr), e.size));
+                }
+            }
+        }
+    }
+    let entry = crate::entry_reservations(Arch::X86_64, info.firmware, info.initrd);
+    BootRanges::new(ram, RangeList::new(), RangeList::new(), &entry)
 }
 
 /// Virtual address of a physical address in the early linear map, if covered.

@@ -10,13 +10,13 @@
 
 use alloc::vec::Vec;
 
-use folium_boot::{BootInfo, PhysRange};
+use folium_boot::{BootInfo, PhysRange, RangeList, memplan};
 use folium_mm::buddy::BuddyAllocator;
 use folium_mm::folio::{Folio, PutOutcome, PutTestZero};
 use folium_mm::memmap::SafetyCounts;
 use folium_mm::memmap::{Memmap, Page};
 use folium_mm::phys::LinearMap;
-use folium_mm::{Order, PAGE_SIZE, Pfn, PhysAddr};
+use folium_mm::{Order, Pfn, PhysAddr};
 
 use crate::platform::Board;
 use crate::sync::IrqMutex;
@@ -24,8 +24,6 @@ use crate::sync::IrqMutex;
 /// The descriptor of every frame; set once by [`init`].
 static MEMMAP: spin::Once<Memmap> = spin::Once::new();
 static BUDDY: IrqMutex<Option<BuddyAllocator<'static>>> = IrqMutex::new(None);
-/// Physical addresses at or above this are ignored (48-bit PA, both arches).
-const MAX_PHYS: u64 = 1 << 48;
 static LINEAR: spin::Once<LinearMap> = spin::Once::new();
 
 /// Free pages per order and in total, as one consistent snapshot.
@@ -115,45 +113,19 @@ pub fn folio_put_refs(folio: Folio, nr: u32) -> PutOutcome {
     }
 }
 
-/// The board's RAM that a 48-bit physical address space holds, page
-/// aligned inward and sorted.
+/// The board's RAM that a 48-bit physical address space holds, merged,
+/// page aligned inward and sorted.
 pub fn usable_ram(board: &Board) -> Vec<PhysRange> {
-    let mut ram: Vec<PhysRange> = board
-        .ram
+    memplan::usable_ram(board.ram.as_slice())
         .as_slice()
-        .iter()
-        .map(|r| r.pages_inside())
-        .filter(|r| !r.is_empty() && r.end.as_u64() <= MAX_PHYS)
-        .collect();
-    ram.sort_by_key(|r| r.start);
-    ram
+        .to_vec()
 }
 
 /// `ram` minus every range in `holes`, sorted, empty pieces dropped.
 pub fn subtract(ram: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
-    let mut out: Vec<PhysRange> = ram.iter().copied().filter(|r| !r.is_empty()).collect();
-    for h in holes {
-        let mut next = Vec::with_capacity(out.len() + 1);
-        for r in out {
-            if !r.overlaps(h) {
-                next.push(r);
-                continue;
-            }
-            if r.start < h.start {
-                next.push(PhysRange {
-                    start: r.start,
-                    end: h.start,
-                });
-            }
-            if h.end < r.end {
-                next.push(PhysRange {
-                    start: h.end,
-                    end: r.end,
-                });
-            }
-        }
-        out = next;
-    }
+    let mut out: RangeList = ram.iter().copied().collect();
+    out.subtract(holes);
+    let mut out = out.as_slice().to_vec();
     out.sort_by_key(|r| r.start);
     out
 }
@@ -164,75 +136,37 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
     // SAFETY: the boot layer maps RAM at this offset (early map now, the
     // kernel's own tables later), for the whole run.
     let lin = *LINEAR.call_once(|| unsafe { LinearMap::new(info.linear_offset) });
-    let mut ram = usable_ram(board);
-    let mut holes: Vec<PhysRange> = info
-        .reserved
-        .as_slice()
-        .iter()
-        .map(|r| r.pages_covering())
-        .collect();
-    holes.push(info.kernel_phys.pages_covering());
-    let mut free = subtract(&ram, &holes);
-    let mut reachable: Vec<PhysRange> = free
-        .iter()
-        .filter_map(|&r| crate::arch::early_reachable(r))
-        .collect();
-
-    // The memmap spans all RAM, holes included. If firmware reports a bank
-    // so far away that the span cannot be stored, give up the highest banks
-    // (with a warning) rather than the boot.
-    let (lo, hi, memmap_pages, memmap_bytes, host) = loop {
-        let lo = ram.iter().map(|r| r.start.pfn()).min().unwrap_or_default();
-        let hi = ram.iter().map(|r| r.end.pfn()).max().unwrap_or_default();
-        let pages = Memmap::nr_pages_for(lo, hi);
-        let bytes = Memmap::bytes_for(pages).next_multiple_of(PAGE_SIZE);
-        // Top-down from the largest reachable range, as Linux's memblock does.
-        let host = reachable
-            .iter()
-            .filter(|r| r.size() >= bytes)
-            .max_by_key(|r| r.size())
-            .copied();
-        match host {
-            Some(h) if pages < u64::from(u32::MAX) => break (lo, hi, pages, bytes, h),
-            _ if ram.len() > 1 => {
-                let dropped = ram.pop().unwrap_or(PhysRange::EMPTY);
-                println!(
-                    "mm: warning: RAM {dropped:?} left unused: a memmap spanning it does not fit"
-                );
-                free = subtract(&free, &[dropped]);
-                reachable = subtract(&reachable, &[dropped]);
-            }
-            _ => panic!("no RAM range can hold the memmap ({bytes} bytes)"),
-        }
+    let mut holes: Vec<PhysRange> = info.ranges().reserved.as_slice().to_vec();
+    holes.push(info.kernel_phys);
+    let plan = match memplan::plan(board.ram.as_slice(), &holes, crate::arch::early_reachable) {
+        Ok(p) => p,
+        Err(e) => panic!("no usable memory plan: {e:?} (RAM {:?})", board.ram),
     };
-    let deferred = subtract(&free, &reachable);
-    let memmap = PhysRange {
-        start: host.end - memmap_bytes,
-        end: host.end,
-    };
-    free = subtract(&free, &[memmap]);
-    let reachable_free = subtract(&reachable, &[memmap]);
-
-    let base = lin.ptr::<Page>(memmap.start);
+    for r in plan.unused.as_slice() {
+        println!("mm: warning: RAM {r:?} left unused: a memmap spanning it does not fit");
+    }
+    let (lo, hi) = plan.span;
+    let base = lin.ptr::<Page>(plan.memmap.start);
     let mm = MEMMAP.call_once(|| {
-        // SAFETY: `memmap` is RAM reserved from everything else above,
-        // mapped by the early linear map (it lies in a reachable range) and
-        // later by the kernel's own, page aligned and large enough for
-        // `memmap_pages` descriptors; the static Memmap is the only user of
-        // it for the rest of the run.
+        // SAFETY: the plan's memmap range is RAM reserved from everything
+        // else (no free range overlaps it, host-tested), mapped by the early
+        // linear map (it lies in a reachable range) and later by the
+        // kernel's own, page aligned and large enough for the span's
+        // descriptors; the static Memmap is the only user of it for the
+        // rest of the run.
         unsafe { Memmap::init(base, lo, hi) }
     });
     let mut buddy = BuddyAllocator::new(mm);
-    for r in &reachable_free {
+    for r in plan.now.as_slice() {
         buddy.add_free_range(r.start.pfn(), r.end.pfn());
     }
     *BUDDY.lock() = Some(buddy);
     Plan {
-        free,
-        deferred,
-        memmap,
-        memmap_pages,
-        ram_bytes: board.ram.total(),
+        free: plan.free.as_slice().to_vec(),
+        deferred: plan.deferred.as_slice().to_vec(),
+        memmap: plan.memmap,
+        memmap_pages: plan.memmap_pages,
+        ram_bytes: plan.ram.total(),
     }
 }
 

@@ -50,22 +50,14 @@ pub fn init(info: &BootInfo) -> &'static Board {
 
 #[cfg(target_arch = "aarch64")]
 fn detect(info: &BootInfo) -> Board {
-    use folium_boot::Firmware;
-    let model = info.model();
-    if matches!(info.firmware, Firmware::Dtb { .. }) && !model.starts_with("raspberrypi") {
-        return virt::init(info);
+    use folium_boot::{Machine, board::choose_machine};
+    // The DTB decides when there is one (so a DTB and a CPU id that
+    // disagree cannot give a mixed board); the CPU part only without.
+    match choose_machine(info.dtb_machine, crate::arch::midr_part()) {
+        Machine::Virt => virt::init(info),
+        Machine::Pi3 => raspi::init(info, raspi::Model::Pi3),
+        Machine::Pi4 => raspi::init(info, raspi::Model::Pi4),
     }
-    // No DTB (QEMU's Pi boards pass ATAGs) or a Pi DTB: the Pi 4 has
-    // Cortex-A72 cores, the Pi 3 Cortex-A53 ones.
-    let pi4 = model.starts_with("raspberrypi,4") || crate::arch::midr_part() == 0xd08;
-    raspi::init(
-        info,
-        if pi4 {
-            raspi::Model::Pi4
-        } else {
-            raspi::Model::Pi3
-        },
-    )
 }
 
 #[cfg(target_arch = "x86_64")]

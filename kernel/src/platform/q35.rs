@@ -17,7 +17,7 @@ pub fn init(info: &BootInfo) -> Board {
     devices.push(super::device_page(LAPIC_PA));
     Board {
         name: board_name(),
-        ram: info.ram,
+        ram: info.ranges().ram.clone(),
         ram_source: "PVH e820",
         devices,
     }

@@ -49,6 +49,14 @@ impl Model {
         }
     }
 
+    /// The same board in the boot layer's terms.
+    fn machine(self) -> folium_boot::Machine {
+        match self {
+            Model::Pi3 => folium_boot::Machine::Pi3,
+            Model::Pi4 => folium_boot::Machine::Pi4,
+        }
+    }
+
     fn peripherals(self) -> u64 {
         match self {
             Model::Pi3 => 0x3f00_0000,
@@ -87,10 +95,14 @@ pub fn init(info: &BootInfo, model: Model) -> Board {
     devices.push(super::device_page(periph + MBOX));
     devices.push(model.irq_controller());
     irqchip::set(model.irq_chip(info.linear_offset));
-    if !info.ram.is_empty() && matches!(info.firmware, folium_boot::Firmware::Dtb { .. }) {
+    // Whatever reports RAM, the board's peripheral window is not RAM (the
+    // Pi 3 firmware's DTB memory node can cover it).
+    let clip = |ram: &RangeList| model.machine().clip_ram(ram);
+    let fw_ram = &info.ranges().ram;
+    if !fw_ram.is_empty() && matches!(info.firmware, folium_boot::Firmware::Dtb { .. }) {
         return Board {
             name,
-            ram: info.ram,
+            ram: clip(fw_ram),
             ram_source: "DTB /memory",
             devices,
         };
@@ -99,13 +111,13 @@ pub fn init(info: &BootInfo, model: Model) -> Board {
     match mailbox_ram(periph, kimage_voffset) {
         Some(ram) => Board {
             name,
-            ram,
+            ram: clip(&ram),
             ram_source: "VideoCore mailbox",
             devices,
         },
         None => Board {
             name,
-            ram: info.ram,
+            ram: clip(fw_ram),
             ram_source: "ATAG_MEM (mailbox failed)",
             devices,
         },

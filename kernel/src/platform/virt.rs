@@ -38,19 +38,15 @@ pub fn init(info: &BootInfo) -> Board {
         }
         None => {}
     }
-    let mut devices = info.mmio;
+    let mut devices = info.ranges().mmio.clone();
     if info.console_uart.is_none() {
         devices.push(super::device_page(UART_PA));
     }
     if let Some(rtc) = info.rtc {
         // Read through the early map now and, as one of the board's
-        // devices, through the kernel's tables at the same address later;
-        // taken only if the list keeps it, so it is sure to be mapped.
-        let before = devices.as_slice().len();
+        // devices, through the kernel's tables at the same address later.
         devices.push(rtc);
-        if devices.as_slice().len() > before
-            && let Ok(va) = early_map(rtc.start, rtc.size(), MemKind::Device)
-        {
+        if let Ok(va) = early_map(rtc.start, rtc.size(), MemKind::Device) {
             // SAFETY: `va` maps the whole `reg` range as device memory, now
             // and (listed above) in the kernel's own tables.
             unsafe { pl031::init(va.as_u64(), rtc.size()) };
@@ -58,7 +54,7 @@ pub fn init(info: &BootInfo) -> Board {
     }
     Board {
         name: "virt",
-        ram: info.ram,
+        ram: info.ranges().ram.clone(),
         ram_source: "DTB /memory",
         devices,
     }

@@ -12,8 +12,12 @@ use folium_mm::PhysAddr;
 /// The page-table format of this architecture.
 pub type KernelPteFormat = folium_mm::pgtable::Aarch64;
 
-/// The part of `r` the early tables can reach (mapping it if needed).
+/// The part of `r` the early tables can reach (mapping it if needed): at
+/// most the first 512 GiB, so a bank crossing that line keeps its lower
+/// part reachable (the rest is handed over once the kernel's tables map
+/// it).
 pub fn early_reachable(r: PhysRange) -> Option<PhysRange> {
+    let r = folium_boot::memplan::below(r, folium_boot::memplan::AARCH64_EARLY_LIMIT)?;
     early_map(r.start, r.size(), MemKind::Normal)
         .ok()
         .map(|_| r)
