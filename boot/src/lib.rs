@@ -385,3 +385,6 @@ pub fn image_layout() -> ImageLayout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
