@@ -366,3 +366,67 @@ fn dontneed_drops_pages_keeps_areas_and_reports_holes() {
     a.advise_hugepage(va(0), va(2), false).unwrap();
     a.teardown(&mut env);
 }
+
+/// MADV_DONTFORK: the child has no area there; MADV_WIPEONFORK: the child
+/// has the area and reads zeros; the parent keeps its pages either way and
+/// every folio's counts stay those of the parent's mappings alone.
+fn fork_advice<F: PteFormat>() {
+    use folium_mm::vma::VmFlags;
+    let mut env = HostEnv::new(FRAMES);
+    let mut parent = new_space::<F>(&mut env, 1);
+    parent
+        .add_vma(Vma::new(va(0), va(6), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    for p in 0..6 {
+        write_u64(&mut env, &mut parent, va(p), 100 + p);
+    }
+    parent
+        .advise_flags(va(0), va(2), VmFlags::WIPEONFORK, VmFlags::EMPTY)
+        .unwrap();
+    parent
+        .advise_flags(va(2), va(4), VmFlags::DONTCOPY, VmFlags::EMPTY)
+        .unwrap();
+    assert_eq!(parent.vmas().len(), 3, "split by the advice");
+    let mut child = parent.fork(&mut env, None).unwrap();
+    child.asid = Asid(2);
+    env.walk_all(&parent);
+    env.walk_all(&child);
+    assert_eq!(child.vmas().len(), 2, "the DONTFORK area is not inherited");
+    assert!(child.vmas().find(va(2)).is_none());
+    assert!(child.translate(va(0)).is_none(), "wiped: nothing mapped");
+    assert_eq!(read_u64(&mut env, &mut child, va(0)), 0, "reads zero");
+    assert_eq!(read_u64(&mut env, &mut child, va(1)), 0);
+    assert_eq!(
+        child.handle_fault(&mut env, va(3), Access::Read),
+        Err(FaultError::Unmapped)
+    );
+    // Kept pages are shared as usual.
+    let (pfn5, _) = parent.translate(va(5)).unwrap();
+    assert_eq!(child.translate(va(5)).unwrap().0, pfn5);
+    for p in [0, 1, 2, 3] {
+        let (pfn, _) = parent.translate(va(p)).unwrap();
+        let f = env.memmap.page_folio(pfn).unwrap();
+        assert_eq!((f.ref_count(), f.mapcount()), (1, 1), "page {p} not shared");
+        assert_eq!(read_u64(&mut env, &mut parent, va(p)), 100 + p);
+    }
+    // DOFORK/KEEPONFORK undo it: the next child gets the pages.
+    parent
+        .advise_flags(
+            va(0),
+            va(4),
+            VmFlags::EMPTY,
+            VmFlags::DONTCOPY.with(VmFlags::WIPEONFORK),
+        )
+        .unwrap();
+    let mut second = parent.fork(&mut env, None).unwrap();
+    second.asid = Asid(3);
+    assert_eq!(read_u64(&mut env, &mut second, va(0)), 100);
+    assert_eq!(read_u64(&mut env, &mut second, va(3)), 103);
+    env.walk_all(&second);
+    second.teardown(&mut env);
+    child.teardown(&mut env);
+    env.walk_all(&parent);
+    parent.teardown(&mut env);
+}
+
+on_both_formats!(fork_advice: fork_advice_x86_64, fork_advice_aarch64);
