@@ -4,7 +4,7 @@
 use folium_abi::Errno;
 use folium_abi::errno::SysResult;
 use folium_mm::aspace::Access;
-use folium_mm::vma::{Prot, Vma, VmaError, VmaKind};
+use folium_mm::vma::{Prot, VmFlags, Vma, VmaError, VmaKind};
 use folium_mm::{PAGE_SIZE, VirtAddr};
 
 use crate::memory::uspace::KernelEnv;
@@ -18,6 +18,10 @@ pub fn brk(task: &mut Task, want: u64) -> SysResult {
     if want == 0 || space.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
         return Ok(cur);
     }
+    // The heap is charged like any private writable memory.
+    if overcommits(want.saturating_sub(cur)) {
+        return Ok(cur);
+    }
     Ok(space.set_brk(&mut KernelEnv, VirtAddr::new(want)).as_u64())
 }
 
@@ -25,7 +29,9 @@ pub fn mprotect(task: &mut Task, addr: u64, len: u64, prot: u64) -> SysResult {
     if !addr.is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
-    let prot = Prot::from_bits(prot).ok_or(Errno::EINVAL)?;
+    // PROT_SEM (atomics work here) is accepted and means nothing on
+    // either architecture, as on Linux.
+    let prot = Prot::from_bits(prot & !PROT_SEM).ok_or(Errno::EINVAL)?;
     if len == 0 {
         return Ok(0);
     }
@@ -56,11 +62,13 @@ pub fn mprotect(task: &mut Task, addr: u64, len: u64, prot: u64) -> SysResult {
     }
 }
 
+const PROT_SEM: u64 = 0x8;
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_TYPE: u64 = 0x0f;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_NORESERVE: u64 = 0x4000;
 const MAP_POPULATE: u64 = 0x8000;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 
@@ -74,6 +82,24 @@ const MAX_MAP_COUNT: usize = 65_530;
 /// `vm.mmap_min_addr`).
 const MMAP_MIN: u64 = 0x1_0000;
 
+/// Where `mmap` must end, for a space whose user half ends at
+/// `user_end`: x86-64 Linux keeps the last page below the canonical hole
+/// unmappable (TASK_SIZE_MAX is 2^47 minus a page, because SYSRET to a
+/// non-canonical address faults in the kernel); arm64 maps up to the end.
+fn mmap_end(user_end: u64) -> u64 {
+    if cfg!(target_arch = "x86_64") {
+        user_end - PAGE_SIZE
+    } else {
+        user_end
+    }
+}
+
+/// Linux's heuristic overcommit (vm.overcommit_memory 0): one request
+/// for more pages than RAM and swap (none here) hold is refused.
+fn overcommits(len: u64) -> bool {
+    len / PAGE_SIZE > crate::memory::frames::stats().managed_pages
+}
+
 fn page_len(len: u64) -> Result<u64, Errno> {
     len.checked_add(PAGE_SIZE - 1)
         .map(|l| l & !(PAGE_SIZE - 1))
@@ -82,7 +108,20 @@ fn page_len(len: u64) -> Result<u64, Errno> {
 
 /// `mmap` of private anonymous memory (the rest of the family, and its
 /// full errno coverage, comes with the anonymous-memory work).
-pub fn mmap(task: &mut Task, addr: u64, len: u64, prot: u64, flags: u64, fd: u64) -> SysResult {
+pub fn mmap(
+    task: &mut Task,
+    addr: u64,
+    len: u64,
+    prot: u64,
+    flags: u64,
+    fd: u64,
+    off: u64,
+) -> SysResult {
+    // Both architectures' sys_mmap refuse an unaligned offset first, even
+    // for anonymous memory, which ignores it otherwise.
+    if !off.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
     if flags & MAP_ANONYMOUS == 0 {
         // No file can be mapped: a bad fd is EBADF, a good one ENODEV.
         task.files.get(fd)?;
@@ -100,21 +139,34 @@ pub fn mmap(task: &mut Task, addr: u64, len: u64, prot: u64, flags: u64, fd: u64
         return Err(Errno::EINVAL);
     }
     let len = page_len(len)?;
+    // Linux's heuristic overcommit (vm.overcommit_memory 0): a private
+    // writable mapping is charged unless MAP_NORESERVE, and one request
+    // larger than all of RAM and swap (none here) is refused.
+    if prot.write() && flags & MAP_NORESERVE == 0 && overcommits(len) {
+        return Err(Errno::ENOMEM);
+    }
     let space_ref = task.space.as_ref().ok_or(Errno::ENOMEM)?;
     // Linux's vm.max_map_count; and the kernel heap that holds the areas.
     if space_ref.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
         return Err(Errno::ENOMEM);
     }
     let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
-    let user_end = space.user_end().as_u64();
+    let user_end = mmap_end(space.user_end().as_u64());
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
     let start = if fixed {
         if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
-        if end > user_end || addr < PAGE_SIZE {
+        if end > user_end {
             return Err(Errno::ENOMEM);
+        }
+        // vm.mmap_min_addr: the pages a kernel NULL dereference would
+        // reach stay unmapped. Linux lets a process with CAP_SYS_RAWIO
+        // map them and refuses others with EPERM; Folium refuses every
+        // process (docs/errno.md).
+        if addr < MMAP_MIN {
+            return Err(Errno::EPERM);
         }
         let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
         if flags & MAP_FIXED_NOREPLACE != 0 && space.vmas().intersects(s, e) {
@@ -197,13 +249,23 @@ const MADV_SEQUENTIAL: u64 = 2;
 const MADV_WILLNEED: u64 = 3;
 const MADV_DONTNEED: u64 = 4;
 const MADV_FREE: u64 = 8;
+const MADV_DONTFORK: u64 = 10;
+const MADV_DOFORK: u64 = 11;
+const MADV_MERGEABLE: u64 = 12;
+const MADV_UNMERGEABLE: u64 = 13;
 const MADV_HUGEPAGE: u64 = 14;
 const MADV_NOHUGEPAGE: u64 = 15;
+const MADV_DONTDUMP: u64 = 16;
+const MADV_DODUMP: u64 = 17;
+const MADV_WIPEONFORK: u64 = 18;
+const MADV_KEEPONFORK: u64 = 19;
+const MADV_COLD: u64 = 20;
+const MADV_PAGEOUT: u64 = 21;
 
 /// `madvise` over private anonymous memory: DONTNEED (and FREE, which may
 /// drop the pages at once) zap the range, HUGEPAGE/NOHUGEPAGE mark areas
-/// for the fault policy, the access-pattern hints are accepted and
-/// ignored. Linux's checks: unaligned start or overflowing length EINVAL,
+/// for the fault policy, DONTFORK/WIPEONFORK (and their undoing) for
+/// fork, the access-pattern hints are accepted and ignored. Linux's checks: unaligned start or overflowing length EINVAL,
 /// an empty range 0, a hole ENOMEM.
 pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
     if !addr.is_multiple_of(PAGE_SIZE) {
@@ -219,6 +281,16 @@ pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
             | MADV_FREE
             | MADV_HUGEPAGE
             | MADV_NOHUGEPAGE
+            | MADV_DONTFORK
+            | MADV_DOFORK
+            | MADV_WIPEONFORK
+            | MADV_KEEPONFORK
+            | MADV_MERGEABLE
+            | MADV_UNMERGEABLE
+            | MADV_DONTDUMP
+            | MADV_DODUMP
+            | MADV_COLD
+            | MADV_PAGEOUT
     );
     if !known {
         return Err(Errno::EINVAL);
@@ -235,16 +307,27 @@ pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
     let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
     let r = match advice {
         MADV_DONTNEED | MADV_FREE => space.dontneed(&mut KernelEnv, s, e),
-        MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
+        MADV_HUGEPAGE | MADV_NOHUGEPAGE | MADV_DONTFORK | MADV_DOFORK | MADV_WIPEONFORK
+        | MADV_KEEPONFORK => {
             if space.vmas().len() + space.vmas().splits_needed(s, e) > MAX_MAP_COUNT
                 || !crate::heap::can_grow()
             {
                 return Err(Errno::ENOMEM);
             }
-            space.advise_hugepage(s, e, advice == MADV_HUGEPAGE)
+            let (set, clear) = match advice {
+                MADV_HUGEPAGE => (VmFlags::HUGEPAGE, VmFlags::NOHUGEPAGE),
+                MADV_NOHUGEPAGE => (VmFlags::NOHUGEPAGE, VmFlags::HUGEPAGE),
+                MADV_DONTFORK => (VmFlags::DONTCOPY, VmFlags::EMPTY),
+                MADV_DOFORK => (VmFlags::EMPTY, VmFlags::DONTCOPY),
+                MADV_WIPEONFORK => (VmFlags::WIPEONFORK, VmFlags::EMPTY),
+                _ => (VmFlags::EMPTY, VmFlags::WIPEONFORK),
+            };
+            space.advise_flags(s, e, set, clear)
         }
-        // Hints about access patterns: nothing to do, but the range must
-        // be mapped.
+        // Hints about access patterns, and advice with nothing to act on
+        // here: no same-page merging (MERGEABLE), no core dumps (DUMP),
+        // no swap to age or page out to (COLD, PAGEOUT). Nothing to do,
+        // but the range must be mapped.
         _ => {
             if covered(space, s, e) {
                 Ok(())
