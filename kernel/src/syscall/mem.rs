@@ -354,3 +354,79 @@ fn covered(space: &crate::memory::uspace::UserSpace, s: VirtAddr, e: VirtAddr) -
     }
     at >= e
 }
+
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+const MREMAP_DONTUNMAP: u64 = 4;
+
+/// `mremap` of private anonymous memory, in Linux's order of checks:
+/// unknown flags, FIXED without MAYMOVE and DONTUNMAP without MAYMOVE or
+/// with a new length EINVAL; an unaligned address or a zero new length
+/// EINVAL. Shrinking unmaps the tail (whatever is mapped there); growing
+/// needs the range to lie in one area (EFAULT otherwise) and extends it
+/// in place when the pages after it are free (ENOMEM when not, or when it
+/// would overcommit). Moving the pages to another address (MAYMOVE,
+/// FIXED, DONTUNMAP) is not implemented: ENOMEM (docs/errno.md).
+pub fn mremap(
+    task: &mut Task,
+    addr: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    _new_addr: u64,
+) -> SysResult {
+    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+        || (flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0)
+        || (flags & MREMAP_DONTUNMAP != 0 && (flags & MREMAP_MAYMOVE == 0 || old_len != new_len))
+    {
+        return Err(Errno::EINVAL);
+    }
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let old_len = page_len(old_len).map_err(|_| Errno::EINVAL)?;
+    let new_len = page_len(new_len).map_err(|_| Errno::EINVAL)?;
+    if new_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 {
+        return Err(Errno::ENOMEM);
+    }
+    if old_len >= new_len {
+        if old_len > new_len {
+            munmap(task, addr + new_len, old_len - new_len)?;
+        }
+        return Ok(addr);
+    }
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let vma = *space
+        .vmas()
+        .find(VirtAddr::new(addr))
+        .ok_or(Errno::EFAULT)?;
+    // A private mapping of length 0 (Linux's duplicate-a-shared-mapping
+    // form) is refused.
+    if old_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let old_end = addr.checked_add(old_len).ok_or(Errno::EFAULT)?;
+    if old_end > vma.end.as_u64() {
+        return Err(Errno::EFAULT);
+    }
+    let new_end = addr.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+    let grow = new_end - old_end;
+    if vma.prot.write() && overcommits(grow) {
+        return Err(Errno::ENOMEM);
+    }
+    let (s, e) = (VirtAddr::new(old_end), VirtAddr::new(new_end));
+    let fits = old_end == vma.end.as_u64()
+        && new_end <= mmap_end(space.user_end().as_u64())
+        && !space.vmas().intersects(s, e);
+    if !fits || space.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
+        return Err(Errno::ENOMEM);
+    }
+    // The same rights, kind and advice: the new part merges with the area.
+    let mut more = Vma::new(s, e, vma.prot, vma.kind);
+    more.flags = vma.flags;
+    space.add_vma(more).map_err(|_| Errno::ENOMEM)?;
+    Ok(addr)
+}

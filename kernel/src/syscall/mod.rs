@@ -110,6 +110,7 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
         Mmap => mem::mmap(task, a[0], a[1], a[2], a[3], a[4], a[5]),
         Munmap => mem::munmap(task, a[0], a[1]),
         Madvise => mem::madvise(task, a[0], a[1], a[2]),
+        Mremap => mem::mremap(task, a[0], a[1], a[2], a[3], a[4]),
         Prlimit64 => misc::prlimit64(task, a[0], a[1], a[2], a[3]),
         Getrlimit => misc::prlimit64(task, 0, a[0], 0, a[1]),
         ArchPrctl => misc::arch_prctl(task, a[0], a[1]),
