@@ -364,16 +364,18 @@ const MREMAP_DONTUNMAP: u64 = 4;
 /// with a new length EINVAL; an unaligned address or a zero new length
 /// EINVAL. Shrinking unmaps the tail (whatever is mapped there); growing
 /// needs the range to lie in one area (EFAULT otherwise) and extends it
-/// in place when the pages after it are free (ENOMEM when not, or when it
-/// would overcommit). Moving the pages to another address (MAYMOVE,
-/// FIXED, DONTUNMAP) is not implemented: ENOMEM (docs/errno.md).
+/// in place when the pages after it are free, else (with MAYMOVE) moves
+/// it: a new area elsewhere, the page-table entries moved into it
+/// (`move_ptes`: no page copied, no folio split), the old range unmapped.
+/// MREMAP_FIXED moves to `new_addr` (what was mapped there is unmapped).
+/// DONTUNMAP is not implemented: ENOMEM (docs/errno.md).
 pub fn mremap(
     task: &mut Task,
     addr: u64,
     old_len: u64,
     new_len: u64,
     flags: u64,
-    _new_addr: u64,
+    new_addr: u64,
 ) -> SysResult {
     if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
         || (flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0)
@@ -389,8 +391,11 @@ pub fn mremap(
     if new_len == 0 {
         return Err(Errno::EINVAL);
     }
-    if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 {
+    if flags & MREMAP_DONTUNMAP != 0 {
         return Err(Errno::ENOMEM);
+    }
+    if flags & MREMAP_FIXED != 0 {
+        return mremap_to(task, addr, old_len, new_len, new_addr);
     }
     if old_len >= new_len {
         if old_len > new_len {
@@ -421,12 +426,99 @@ pub fn mremap(
     let fits = old_end == vma.end.as_u64()
         && new_end <= mmap_end(space.user_end().as_u64())
         && !space.vmas().intersects(s, e);
-    if !fits || space.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
+    if fits && space.vmas().len() < MAX_MAP_COUNT && crate::heap::can_grow() {
+        // The same rights, kind and advice: the new part merges with the
+        // area.
+        let mut more = Vma::new(s, e, vma.prot, vma.kind);
+        more.flags = vma.flags;
+        space.add_vma(more).map_err(|_| Errno::ENOMEM)?;
+        return Ok(addr);
+    }
+    if flags & MREMAP_MAYMOVE == 0 {
         return Err(Errno::ENOMEM);
     }
-    // The same rights, kind and advice: the new part merges with the area.
-    let mut more = Vma::new(s, e, vma.prot, vma.kind);
-    more.flags = vma.flags;
-    space.add_vma(more).map_err(|_| Errno::ENOMEM)?;
-    Ok(addr)
+    let to = space
+        .vmas()
+        .find_free(new_len, VirtAddr::new(MMAP_MIN), VirtAddr::new(MMAP_BASE))
+        .ok_or(Errno::ENOMEM)?
+        .as_u64();
+    move_area(space, &vma, addr, old_len, to, new_len)
+}
+
+/// MREMAP_FIXED: `[addr, addr + old_len)` moves to `new_addr` with
+/// `new_len` (Linux's `mremap_to` checks: an unaligned or out-of-range
+/// target or one overlapping the source EINVAL, below mmap_min_addr
+/// EPERM); whatever was mapped at the target is unmapped first, and a
+/// shrinking source loses its tail.
+fn mremap_to(task: &mut Task, addr: u64, old_len: u64, new_len: u64, new_addr: u64) -> SysResult {
+    if !new_addr.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let top = mmap_end(space.user_end().as_u64());
+    if new_len > top || new_addr > top - new_len {
+        return Err(Errno::EINVAL);
+    }
+    if addr.saturating_add(old_len) > new_addr && new_addr + new_len > addr {
+        return Err(Errno::EINVAL);
+    }
+    if new_addr < MMAP_MIN {
+        return Err(Errno::EPERM);
+    }
+    munmap(task, new_addr, new_len)?;
+    let mut old_len = old_len;
+    if old_len > new_len {
+        munmap(task, addr + new_len, old_len - new_len)?;
+        old_len = new_len;
+    }
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let vma = *space
+        .vmas()
+        .find(VirtAddr::new(addr))
+        .ok_or(Errno::EFAULT)?;
+    if old_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if addr.checked_add(old_len).ok_or(Errno::EFAULT)? > vma.end.as_u64() {
+        return Err(Errno::EFAULT);
+    }
+    if vma.prot.write() && overcommits(new_len - old_len) {
+        return Err(Errno::ENOMEM);
+    }
+    move_area(space, &vma, addr, old_len, new_addr, new_len)
+}
+
+/// Moves `[addr, addr + old_len)` (inside `vma`) to a new area
+/// `[to, to + new_len)` with `vma`'s rights and advice (`to` free): the
+/// entries move, then the old range is unmapped. ENOMEM, with nothing
+/// moved, when the new area or its tables cannot be had.
+fn move_area(
+    space: &mut crate::memory::uspace::UserSpace,
+    vma: &Vma,
+    addr: u64,
+    old_len: u64,
+    to: u64,
+    new_len: u64,
+) -> SysResult {
+    // The new area, and up to two splits of the old one.
+    if space.vmas().len() + 3 > MAX_MAP_COUNT || !crate::heap::can_grow() {
+        return Err(Errno::ENOMEM);
+    }
+    let (s, e) = (VirtAddr::new(to), VirtAddr::new(to + new_len));
+    let mut area = Vma::new(s, e, vma.prot, vma.kind);
+    area.flags = vma.flags;
+    space.add_vma(area).map_err(|_| Errno::ENOMEM)?;
+    if space
+        .move_ptes(&mut KernelEnv, VirtAddr::new(addr), s, old_len)
+        .is_err()
+    {
+        let _ = space.unmap(&mut KernelEnv, s, e);
+        return Err(Errno::ENOMEM);
+    }
+    let _ = space.unmap(
+        &mut KernelEnv,
+        VirtAddr::new(addr),
+        VirtAddr::new(addr + old_len),
+    );
+    Ok(to)
 }
