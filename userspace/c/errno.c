@@ -632,6 +632,27 @@ static void mem_cases(void)
 		p = m;
 	}
 	res("mremap_unmapped", sc(SYS_mremap, 0x10000, 4096, 8192, 1, 0, 0));
+
+	/* MREMAP_FIXED: to a chosen address, replacing what was there. */
+	char *t = map(4 * 4096, rw);
+	if (t) {
+		memset(t, 0x44, 4 * 4096);
+		p[0] = 0x33;
+		r = sc(SYS_mremap, (long)p, 4096, 4096, 3 /* MAYMOVE | FIXED */, (long)(t + 4096), 0);
+		word("mremap_fixed", r, r == (long)(t + 4096) ? "at-target" : "elsewhere");
+		res("mremap_fixed_keeps_data", r == (long)(t + 4096) && t[4096] == 0x33 && t[0] == 0x44);
+		res("mremap_fixed_overlap",
+		    sc(SYS_mremap, (long)t, 2 * 4096, 2 * 4096, 3, (long)(t + 4096), 0));
+		res("mremap_fixed_unaligned_target",
+		    sc(SYS_mremap, (long)t, 4096, 4096, 3, (long)t + 12, 0));
+		r = sc(SYS_mremap, (long)(t + 2 * 4096), 4096, 4096, 1 | 4 /* DONTUNMAP */, 0, 0);
+		word("mremap_dontunmap", r, r != (long)(t + 2 * 4096) ? "moved" : "same");
+		res("mremap_dontunmap_old_reads_zero", r > 0 && t[2 * 4096] == 0 && t[3 * 4096] == 0x44);
+		res("mremap_dontunmap_new_keeps_data", r > 0 && ((char *)r)[0] == 0x44);
+		if (r > 0)
+			munmap((void *)r, 4096);
+		munmap(t, 4 * 4096);
+	}
 	munmap(p, 8 * 4096);
 	munmap(q, 4096);
 }

@@ -367,8 +367,8 @@ const MREMAP_DONTUNMAP: u64 = 4;
 /// in place when the pages after it are free, else (with MAYMOVE) moves
 /// it: a new area elsewhere, the page-table entries moved into it
 /// (`move_ptes`: no page copied, no folio split), the old range unmapped.
-/// MREMAP_FIXED moves to `new_addr` (what was mapped there is unmapped).
-/// DONTUNMAP is not implemented: ENOMEM (docs/errno.md).
+/// MREMAP_FIXED moves to `new_addr` (what was mapped there is unmapped);
+/// MREMAP_DONTUNMAP moves and leaves the old range mapped, empty.
 pub fn mremap(
     task: &mut Task,
     addr: u64,
@@ -391,13 +391,11 @@ pub fn mremap(
     if new_len == 0 {
         return Err(Errno::EINVAL);
     }
-    if flags & MREMAP_DONTUNMAP != 0 {
-        return Err(Errno::ENOMEM);
-    }
+    let keep_old = flags & MREMAP_DONTUNMAP != 0;
     if flags & MREMAP_FIXED != 0 {
-        return mremap_to(task, addr, old_len, new_len, new_addr);
+        return mremap_to(task, addr, old_len, new_len, new_addr, keep_old);
     }
-    if old_len >= new_len {
+    if old_len >= new_len && !keep_old {
         if old_len > new_len {
             munmap(task, addr + new_len, old_len - new_len)?;
         }
@@ -423,7 +421,8 @@ pub fn mremap(
         return Err(Errno::ENOMEM);
     }
     let (s, e) = (VirtAddr::new(old_end), VirtAddr::new(new_end));
-    let fits = old_end == vma.end.as_u64()
+    let fits = !keep_old
+        && old_end == vma.end.as_u64()
         && new_end <= mmap_end(space.user_end().as_u64())
         && !space.vmas().intersects(s, e);
     if fits && space.vmas().len() < MAX_MAP_COUNT && crate::heap::can_grow() {
@@ -442,7 +441,7 @@ pub fn mremap(
         .find_free(new_len, VirtAddr::new(MMAP_MIN), VirtAddr::new(MMAP_BASE))
         .ok_or(Errno::ENOMEM)?
         .as_u64();
-    move_area(space, &vma, addr, old_len, to, new_len)
+    move_area(space, &vma, addr, old_len, to, new_len, keep_old)
 }
 
 /// MREMAP_FIXED: `[addr, addr + old_len)` moves to `new_addr` with
@@ -450,7 +449,14 @@ pub fn mremap(
 /// target or one overlapping the source EINVAL, below mmap_min_addr
 /// EPERM); whatever was mapped at the target is unmapped first, and a
 /// shrinking source loses its tail.
-fn mremap_to(task: &mut Task, addr: u64, old_len: u64, new_len: u64, new_addr: u64) -> SysResult {
+fn mremap_to(
+    task: &mut Task,
+    addr: u64,
+    old_len: u64,
+    new_len: u64,
+    new_addr: u64,
+    keep_old: bool,
+) -> SysResult {
     if !new_addr.is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
@@ -485,13 +491,14 @@ fn mremap_to(task: &mut Task, addr: u64, old_len: u64, new_len: u64, new_addr: u
     if vma.prot.write() && overcommits(new_len - old_len) {
         return Err(Errno::ENOMEM);
     }
-    move_area(space, &vma, addr, old_len, new_addr, new_len)
+    move_area(space, &vma, addr, old_len, new_addr, new_len, keep_old)
 }
 
 /// Moves `[addr, addr + old_len)` (inside `vma`) to a new area
 /// `[to, to + new_len)` with `vma`'s rights and advice (`to` free): the
-/// entries move, then the old range is unmapped. ENOMEM, with nothing
-/// moved, when the new area or its tables cannot be had.
+/// entries move, then the old range is unmapped (with `keep_old`,
+/// MREMAP_DONTUNMAP, it stays mapped, empty: it reads zeros). ENOMEM,
+/// with nothing moved, when the new area or its tables cannot be had.
 fn move_area(
     space: &mut crate::memory::uspace::UserSpace,
     vma: &Vma,
@@ -499,6 +506,7 @@ fn move_area(
     old_len: u64,
     to: u64,
     new_len: u64,
+    keep_old: bool,
 ) -> SysResult {
     // The new area, and up to two splits of the old one.
     if space.vmas().len() + 3 > MAX_MAP_COUNT || !crate::heap::can_grow() {
@@ -515,10 +523,12 @@ fn move_area(
         let _ = space.unmap(&mut KernelEnv, s, e);
         return Err(Errno::ENOMEM);
     }
-    let _ = space.unmap(
-        &mut KernelEnv,
-        VirtAddr::new(addr),
-        VirtAddr::new(addr + old_len),
-    );
+    if !keep_old {
+        let _ = space.unmap(
+            &mut KernelEnv,
+            VirtAddr::new(addr),
+            VirtAddr::new(addr + old_len),
+        );
+    }
     Ok(to)
 }
