@@ -74,6 +74,24 @@ pub fn copy_out(task: &mut Task, dst: u64, src: &[u8]) -> Result<(), Errno> {
     })
 }
 
+/// Copies as much of `src` to user address `dst` as the address space
+/// allows, a page at a time, stopping at the first page it refuses: the
+/// bytes copied, or EFAULT if none could be. Linux's copies report how
+/// much they left, so `read` into a buffer that runs into an inaccessible
+/// page returns the short count.
+pub fn copy_out_partial(task: &mut Task, dst: u64, src: &[u8]) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < src.len() {
+        let at = dst.wrapping_add(done as u64);
+        let n = ((folium_mm::PAGE_SIZE - at % folium_mm::PAGE_SIZE) as usize).min(src.len() - done);
+        if let Err(e) = copy_out(task, at, &src[done..done + n]) {
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
 /// Reads a little-endian u64 at user address `at`.
 pub fn read_u64(task: &mut Task, at: u64) -> Result<u64, Errno> {
     let mut b = [0u8; 8];

@@ -99,6 +99,15 @@ fn ensure_compilers() -> &'static Vec<String> {
     })
 }
 
+/// `out` exists and is no older than `src`.
+fn fresh(out: &Path, src: &Path) -> bool {
+    std::fs::metadata(out)
+        .and_then(|m| m.modified())
+        .ok()
+        .zip(std::fs::metadata(src).and_then(|m| m.modified()).ok())
+        .is_some_and(|(o, s)| o >= s)
+}
+
 /// What [`build()`] produced: `(name, path)` of each program, and notices
 /// for what could not be built.
 pub type Built = (Vec<(String, PathBuf)>, Vec<String>);
@@ -116,12 +125,7 @@ pub fn build(arch: Arch) -> Result<Built> {
             continue;
         }
         let out = out_dir.join(t.name);
-        let fresh = std::fs::metadata(&out)
-            .and_then(|m| m.modified())
-            .ok()
-            .zip(std::fs::metadata(&src).and_then(|m| m.modified()).ok())
-            .is_some_and(|(o, s)| o >= s);
-        if !fresh {
+        if !fresh(&out, &src) {
             run_cmd(
                 Command::new(t.cc)
                     .args(t.flags)
@@ -138,6 +142,26 @@ pub fn build(arch: Arch) -> Result<Built> {
         std::fs::write(&cut, &bytes[..bytes.len().min(4096)])
             .map_err(|e| format!("{}: {e}", cut.display()))?;
         built.push((t.name.to_string(), out));
+    }
+    // The errno suite (static glibc on both architectures), run on Folium
+    // and on Linux and compared case by case (crate::errno).
+    if let Some(t) = toolchains(arch)
+        .iter()
+        .find(|t| t.name == "c-glibc" && have(t.cc))
+    {
+        let src = build::root().join("userspace/c/errno.c");
+        let out = out_dir.join(crate::errno::PROGRAM);
+        if !fresh(&out, &src) {
+            run_cmd(
+                Command::new(t.cc)
+                    .args(t.flags)
+                    .args(["-O2", "-o"])
+                    .arg(&out)
+                    .arg(&src),
+            )
+            .map_err(|e| format!("{e} (package {})", t.package))?;
+        }
+        built.push((crate::errno::PROGRAM.to_string(), out));
     }
     if arch == Arch::Aarch64 {
         notices.push(

@@ -516,6 +516,25 @@ pub fn boot_bench(machine: &Spec, b: &BenchBoot<'_>) -> Result<LinuxRun> {
     boot(machine, &initrd, b)
 }
 
+/// Boots `b` on `machine` (see `boot` above) with the static program
+/// `init` as the initramfs's init (`tag` names the initramfs file).
+pub fn boot_init(machine: &Spec, init: &Path, tag: &str, b: &BenchBoot<'_>) -> Result<LinuxRun> {
+    let initrd = build::target_dir()
+        .join("linux")
+        .join(machine.board.name())
+        .join(format!("{tag}.cpio"));
+    initramfs(init, &initrd)?;
+    boot(machine, &initrd, b)
+}
+
+/// Debian's kernel for `arch` if one is already in the cache (never
+/// downloads; see [`resolve_kernel`] for that).
+pub fn cached(arch: Arch) -> Option<PathBuf> {
+    let (_, img) = cached_kernel(&cache_dir().ok()?, deb_arch(arch))?;
+    check_image(&img, arch).ok()?;
+    Some(img)
+}
+
 /// `cargo xtask qemu-linux`: boots Linux on virt or q35 with the benchmark
 /// as init, prints the console as it comes; fails on a timeout, a boot
 /// that did not power off, or no JSON result line.

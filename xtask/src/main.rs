@@ -23,6 +23,7 @@ mod contpte;
 mod cpio;
 mod cprogs;
 mod elf;
+mod errno;
 mod image;
 mod lint;
 mod linux;

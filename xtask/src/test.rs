@@ -399,6 +399,97 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
     runs.and(quiet)
 }
 
+/// Boots Linux `image` on `spec`'s machine with `init` as its init.
+fn linux_errno_boot(spec: &Spec, image: &Path, init: &Path, timeout: Duration) -> Result<GuestRun> {
+    let params = crate::linux::params(None)?;
+    let r = crate::linux::boot_init(
+        spec,
+        init,
+        crate::errno::PROGRAM,
+        &crate::linux::BenchBoot {
+            kernel: image,
+            params: &params,
+            args: &[],
+            timeout,
+        },
+    )?;
+    Ok(GuestRun {
+        exit: if r.finished() { Some(0) } else { r.exit },
+        lines: r.lines,
+        timed_out: r.timed_out,
+        banner_after: r.init_after,
+        elapsed: r.elapsed,
+    })
+}
+
+/// The errno suite on Folium: it must finish and power off, and every
+/// answer must be Linux's recorded one or the recorded difference.
+fn check_errno_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
+    let arch = crate::errno::arch_word(board.arch());
+    let problems = match (
+        crate::errno::parse_run(&run.lines),
+        crate::errno::reference_text(),
+        crate::errno::differences_text(),
+    ) {
+        (Ok(cases), Ok(reference), Ok(doc)) => crate::errno::folium_problems(
+            arch,
+            &cases,
+            &crate::errno::parse_reference(&reference, arch),
+            &crate::errno::parse_differences(&doc),
+        ),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => vec![e],
+    };
+    let clean_exit = run.exit == Some(board.exit_codes().0) && !run.timed_out;
+    let ok = problems.is_empty() && clean_exit;
+    let why = format!(
+        "QEMU {} timed_out={}; {}",
+        build::exit_words(run.exit),
+        run.timed_out,
+        problems.join("; ")
+    );
+    one_test_outcome(label, "errno_answers_are_linux_or_recorded", ok, why, run)
+}
+
+/// The errno suite on Linux: it must power off having printed exactly the
+/// recorded answers (else its answers are saved under `out/errno/`).
+fn check_errno_linux_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
+    let arch = crate::errno::arch_word(board.arch());
+    let mut problems = match (
+        crate::errno::parse_run(&run.lines),
+        crate::errno::reference_text(),
+    ) {
+        (Ok(cases), Ok(reference)) => {
+            let p = crate::errno::linux_problems(
+                &cases,
+                &crate::errno::parse_reference(&reference, arch),
+            );
+            if !p.is_empty() {
+                match crate::errno::save_linux_run(arch, &cases) {
+                    Ok(path) => println!("[{label}] Linux's answers written to {}", path.display()),
+                    Err(e) => println!("[{label}] {e}"),
+                }
+            }
+            p
+        }
+        (Err(e), _) | (_, Err(e)) => vec![e],
+    };
+    if run.exit != Some(0) || run.timed_out {
+        problems.push(format!(
+            "Linux did not power off: QEMU {} timed_out={}",
+            build::exit_words(run.exit),
+            run.timed_out
+        ));
+    }
+    let why = problems.join("; ");
+    one_test_outcome(
+        label,
+        "linux_answers_as_recorded",
+        problems.is_empty(),
+        why,
+        run,
+    )
+}
+
 /// The command line of the benchmark's test boot: every benchmark, 4 MiB
 /// (two 2 MiB folios), one repetition.
 pub const BENCH_TEST_CMDLINE: &str = "init=bench --size 4 --iters 1";
@@ -777,6 +868,12 @@ enum Check {
     Bench,
     /// init runs `mmdemo`: its page-table snapshots must show what it did.
     Mmview,
+    /// init runs the errno suite: Folium's answers must be Linux's
+    /// recorded ones or the recorded differences (crate::errno).
+    Errno,
+    /// Linux (`GuestBoot::linux`) runs the errno suite: its answers must be
+    /// the recorded ones.
+    ErrnoLinux,
 }
 
 /// One guest boot of `cargo xtask test`.
@@ -785,6 +882,9 @@ struct GuestBoot {
     spec: Spec,
     profile: Profile,
     check: Check,
+    /// For [`Check::ErrnoLinux`]: the Linux image and the program its
+    /// initramfs runs as init.
+    linux: Option<(PathBuf, PathBuf)>,
 }
 
 impl GuestBoot {
@@ -793,6 +893,7 @@ impl GuestBoot {
             spec,
             profile: Profile::Release,
             check,
+            linux: None,
         }
     }
 
@@ -801,8 +902,16 @@ impl GuestBoot {
         if self.profile == Profile::Checked {
             l.push_str("/checked");
         }
-        if let Check::Fatal(_) | Check::CProgram | Check::Refused | Check::Bench | Check::Mmview =
-            self.check
+        if self.linux.is_some() {
+            l.push_str("/linux");
+        }
+        if let Check::Fatal(_)
+        | Check::CProgram
+        | Check::Refused
+        | Check::Bench
+        | Check::Mmview
+        | Check::Errno
+        | Check::ErrnoLinux = self.check
         {
             l.push(':');
             let mut words = self.spec.cmdline.split_whitespace();
@@ -831,6 +940,31 @@ fn guest_boots(
     let mut notices = Vec::new();
     for &b in boards {
         for (_, name, path) in cprogs.iter().filter(|(a, ..)| *a == b.arch()) {
+            if name == crate::errno::PROGRAM {
+                boots.push(GuestBoot::new(
+                    Spec::new(b, crate::errno::CMDLINE),
+                    Check::Errno,
+                ));
+                // Linux in the same QEMU, where its kernel is cached.
+                if matches!(b, Board::Virt | Board::Q35) {
+                    match crate::linux::cached(b.arch()) {
+                        Some(image) => boots.push(GuestBoot {
+                            linux: Some((image, path.clone())),
+                            ..GuestBoot::new(
+                                Spec::new(b, crate::errno::CMDLINE),
+                                Check::ErrnoLinux,
+                            )
+                        }),
+                        None => notices.push(format!(
+                            "errno suite on Linux ({}) skipped: no Linux kernel cached \
+                             (`cargo xtask qemu-linux --board {} --linux-kernel debian` fetches it)",
+                            b.name(),
+                            b.name()
+                        )),
+                    }
+                }
+                continue;
+            }
             boots.push(GuestBoot::new(
                 Spec::new(b, &format!("init={name} one two")),
                 Check::CProgram,
@@ -855,6 +989,7 @@ fn guest_boots(
     };
     let checked = |b: Board| GuestBoot {
         profile: Profile::Checked,
+        linux: None,
         ..GuestBoot::new(Spec::new(b, TEST_CMDLINE), Check::Tests)
     };
     for &b in boards {
@@ -975,7 +1110,11 @@ pub fn run(o: &TestArgs) -> Result<bool> {
                         .map(|k| k.1.clone())
                         .unwrap_or_default();
                     let label = gb.label();
-                    let outcome = match (boot(&gb.spec, kernel, timeout, false), gb.check) {
+                    let run = match &gb.linux {
+                        Some((image, init)) => linux_errno_boot(&gb.spec, image, init, timeout),
+                        None => boot(&gb.spec, kernel, timeout, false),
+                    };
+                    let outcome = match (run, gb.check) {
                         (Ok(run), Check::Fatal(expect)) => {
                             check_fatal_boot(&label, gb.spec.board, &run, expect)
                         }
@@ -985,6 +1124,10 @@ pub fn run(o: &TestArgs) -> Result<bool> {
                         }
                         (Ok(run), Check::Bench) => check_bench_boot(&label, gb.spec.board, &run),
                         (Ok(run), Check::Mmview) => check_mmview_boot(&label, gb.spec.board, &run),
+                        (Ok(run), Check::Errno) => check_errno_boot(&label, gb.spec.board, &run),
+                        (Ok(run), Check::ErrnoLinux) => {
+                            check_errno_linux_boot(&label, gb.spec.board, &run)
+                        }
                         (Ok(run), Check::Tests) => {
                             check_test_boot(&label, gb.spec.board, &gb.spec.cmdline, &run)
                         }

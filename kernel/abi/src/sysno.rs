@@ -139,6 +139,8 @@ syscalls! {
     Rseq = 293, 334;
     Statx = 291, 332;
     Clone3 = 435, 435;
+    Faccessat = 48, 269;
+    Faccessat2 = 439, 439;
 }
 
 /// Linux's name of the syscall (`set_robust_list`, `rseq`, `wait4`): the

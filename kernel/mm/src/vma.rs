@@ -92,6 +92,12 @@ impl VmFlags {
     pub const HUGEPAGE: VmFlags = VmFlags(1);
     /// `MADV_NOHUGEPAGE` (Linux `VM_NOHUGEPAGE`).
     pub const NOHUGEPAGE: VmFlags = VmFlags(2);
+    /// `MADV_DONTFORK` (Linux `VM_DONTCOPY`): a forked child has no area
+    /// here.
+    pub const DONTCOPY: VmFlags = VmFlags(4);
+    /// `MADV_WIPEONFORK` (Linux `VM_WIPEONFORK`): a forked child gets the
+    /// area empty (it reads zeros).
+    pub const WIPEONFORK: VmFlags = VmFlags(8);
 
     /// True if all of `o` is set.
     pub const fn contains(self, o: VmFlags) -> bool {

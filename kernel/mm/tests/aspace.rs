@@ -366,3 +366,120 @@ fn dontneed_drops_pages_keeps_areas_and_reports_holes() {
     a.advise_hugepage(va(0), va(2), false).unwrap();
     a.teardown(&mut env);
 }
+
+/// MADV_DONTFORK: the child has no area there; MADV_WIPEONFORK: the child
+/// has the area and reads zeros; the parent keeps its pages either way and
+/// every folio's counts stay those of the parent's mappings alone.
+fn fork_advice<F: PteFormat>() {
+    use folium_mm::vma::VmFlags;
+    let mut env = HostEnv::new(FRAMES);
+    let mut parent = new_space::<F>(&mut env, 1);
+    parent
+        .add_vma(Vma::new(va(0), va(6), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    for p in 0..6 {
+        write_u64(&mut env, &mut parent, va(p), 100 + p);
+    }
+    parent
+        .advise_flags(va(0), va(2), VmFlags::WIPEONFORK, VmFlags::EMPTY)
+        .unwrap();
+    parent
+        .advise_flags(va(2), va(4), VmFlags::DONTCOPY, VmFlags::EMPTY)
+        .unwrap();
+    assert_eq!(parent.vmas().len(), 3, "split by the advice");
+    let mut child = parent.fork(&mut env, None).unwrap();
+    child.asid = Asid(2);
+    env.walk_all(&parent);
+    env.walk_all(&child);
+    assert_eq!(child.vmas().len(), 2, "the DONTFORK area is not inherited");
+    assert!(child.vmas().find(va(2)).is_none());
+    assert!(child.translate(va(0)).is_none(), "wiped: nothing mapped");
+    assert_eq!(read_u64(&mut env, &mut child, va(0)), 0, "reads zero");
+    assert_eq!(read_u64(&mut env, &mut child, va(1)), 0);
+    assert_eq!(
+        child.handle_fault(&mut env, va(3), Access::Read),
+        Err(FaultError::Unmapped)
+    );
+    // Kept pages are shared as usual.
+    let (pfn5, _) = parent.translate(va(5)).unwrap();
+    assert_eq!(child.translate(va(5)).unwrap().0, pfn5);
+    for p in [0, 1, 2, 3] {
+        let (pfn, _) = parent.translate(va(p)).unwrap();
+        let f = env.memmap.page_folio(pfn).unwrap();
+        assert_eq!((f.ref_count(), f.mapcount()), (1, 1), "page {p} not shared");
+        assert_eq!(read_u64(&mut env, &mut parent, va(p)), 100 + p);
+    }
+    // DOFORK/KEEPONFORK undo it: the next child gets the pages.
+    parent
+        .advise_flags(
+            va(0),
+            va(4),
+            VmFlags::EMPTY,
+            VmFlags::DONTCOPY.with(VmFlags::WIPEONFORK),
+        )
+        .unwrap();
+    let mut second = parent.fork(&mut env, None).unwrap();
+    second.asid = Asid(3);
+    assert_eq!(read_u64(&mut env, &mut second, va(0)), 100);
+    assert_eq!(read_u64(&mut env, &mut second, va(3)), 103);
+    env.walk_all(&second);
+    second.teardown(&mut env);
+    child.teardown(&mut env);
+    env.walk_all(&parent);
+    parent.teardown(&mut env);
+}
+
+on_both_formats!(fork_advice: fork_advice_x86_64, fork_advice_aarch64);
+
+/// mremap's move: every page keeps its frame, folio counts and contents
+/// at the new address, the old one maps nothing, and copy-on-write across
+/// a fork still works on the moved pages. The model: the values written.
+fn move_ptes_keeps_pages<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    let mut a = new_space::<F>(&mut env, 1);
+    // 600 pages: the move crosses table boundaries on both sides, and the
+    // distance (700 pages) is not a multiple of any folio size.
+    a.add_vma(Vma::new(va(0), va(600), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    let model: HashMap<u64, u64> = (0..600)
+        .filter(|p| p % 3 != 0)
+        .map(|p| (p, 1000 + p))
+        .collect();
+    for (&p, &v) in &model {
+        write_u64(&mut env, &mut a, va(p), v);
+    }
+    let before: HashMap<u64, Pfn> = model
+        .keys()
+        .map(|&p| (p, a.translate(va(p)).unwrap().0))
+        .collect();
+    a.add_vma(Vma::new(va(700), va(1300), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    a.move_ptes(&mut env, va(0), va(700), 600 * PAGE_SIZE)
+        .unwrap();
+    a.unmap(&mut env, va(0), va(600)).unwrap();
+    env.walk_all(&a);
+    for p in 0..600 {
+        match model.get(&p) {
+            Some(&v) => {
+                let (pfn, _) = a.translate(va(700 + p)).unwrap();
+                assert_eq!(pfn, before[&p], "page {p} kept its frame");
+                let f = env.memmap.page_folio(pfn).unwrap();
+                assert_eq!((f.ref_count(), f.mapcount()), (1, 1), "page {p}");
+                assert_eq!(read_u64(&mut env, &mut a, va(700 + p)), v);
+            }
+            None => assert_eq!(read_u64(&mut env, &mut a, va(700 + p)), 0),
+        }
+    }
+    assert!(a.translate(va(1)).is_none());
+    let mut child = a.fork(&mut env, None).unwrap();
+    child.asid = Asid(2);
+    write_u64(&mut env, &mut child, va(701), 5);
+    assert_eq!(read_u64(&mut env, &mut a, va(701)), 1001);
+    assert_eq!(read_u64(&mut env, &mut child, va(701)), 5);
+    env.walk_all(&a);
+    env.walk_all(&child);
+    child.teardown(&mut env);
+    a.teardown(&mut env);
+}
+
+on_both_formats!(move_ptes_keeps_pages: move_ptes_keeps_pages_x86_64, move_ptes_keeps_pages_aarch64);

@@ -1026,3 +1026,43 @@ fn fork_write_protects_a_mixed_batch<F: PteFormat>() {
 }
 
 on_both_formats!(fork_write_protects_a_mixed_batch: fork_write_protects_a_mixed_batch_x86_64, fork_write_protects_a_mixed_batch_aarch64);
+
+/// mremap's move of 64 KiB folios: by a multiple of the folio size and by
+/// an odd number of pages. Either way each folio stays whole (same head
+/// frame, order, one reference and mapcount per PTE), its pages keep
+/// their contents and exclusivity, and a write to a moved page reuses it.
+fn move_keeps_large_folios_whole<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    set_sizes(&env, "never", &[(4, "always")]);
+    let mut a = new_space::<F>(&mut env, 1);
+    anon(&mut a, 0, 64);
+    for p in 0..64 {
+        write_u64(&mut env, &mut a, va(p), 500 + p);
+    }
+    let heads: Vec<_> = (0..4).map(|k| folio_at(&env, &a, 16 * k).0).collect();
+    for (to, what) in [(256, "aligned"), (512 + 3, "unaligned")] {
+        let from = if to == 256 { 0 } else { 256 };
+        anon(&mut a, to, 64);
+        a.move_ptes(&mut env, va(from), va(to), 64 * PAGE_SIZE)
+            .unwrap();
+        a.unmap(&mut env, va(from), va(from + 64)).unwrap();
+        env.walk_all(&a);
+        for p in 0..64 {
+            let (head, order, r, m) = folio_at(&env, &a, to + p);
+            assert_eq!(head, heads[(p / 16) as usize], "{what}: page {p}");
+            assert_eq!((order, r, m), (4, 16, 16), "{what}: page {p}");
+            assert!(exclusive(&env, &a, to + p), "{what}: page {p}");
+            assert_eq!(read_u64(&mut env, &mut a, va(to + p)), 500 + p);
+        }
+    }
+    let (pfn, _) = a.translate(va(515)).unwrap();
+    write_u64(&mut env, &mut a, va(515), 1);
+    assert_eq!(a.translate(va(515)).unwrap().0, pfn, "reused, not copied");
+    env.walk_all(&a);
+    a.teardown(&mut env);
+}
+
+on_both_formats!(
+    move_keeps_large_folios_whole: move_keeps_large_folios_whole_x86_64,
+    move_keeps_large_folios_whole_aarch64
+);

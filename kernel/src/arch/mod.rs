@@ -246,6 +246,13 @@ pub enum UserFaultKind {
     /// x86 `#DE` (SIGFPE).
     #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
     DivideError,
+    /// An unmasked floating-point exception: x86 `#MF` (x87) and `#XM`
+    /// (SSE) (SIGFPE).
+    #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+    FloatingPoint,
+    /// A misaligned data access the hardware refuses: arm64 alignment
+    /// faults (an unaligned exclusive or atomic), x86 `#AC` (SIGBUS).
+    Alignment,
     /// x86 `#GP` and other protection faults without a page (SIGSEGV).
     #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
     GeneralProtection,

@@ -10,6 +10,29 @@ use super::Task;
 use crate::arch::{UserFault, UserFaultKind};
 use crate::memory::uspace::KernelEnv;
 
+/// An undefined instruction that is an MRS of an identification register
+/// Linux emulates for EL0: the register gets the value and the program
+/// goes on after it. False if it is anything else.
+#[cfg(target_arch = "aarch64")]
+fn emulate_mrs(task: &mut Task) -> bool {
+    let pc = task.uctx.pc();
+    let mut b = [0u8; 4];
+    if crate::uaccess::copy_in(task, &mut b, pc).is_err() {
+        return false;
+    }
+    let insn = u32::from_le_bytes(b);
+    let Some(v) = crate::arch::emulate::id_register_read(insn) else {
+        return false;
+    };
+    let rt = (insn & 0x1f) as usize;
+    // Register 31 is xzr here: the value is discarded.
+    if rt != 31 {
+        task.uctx.set_x(rt, v);
+    }
+    task.uctx.set_pc(pc + 4);
+    true
+}
+
 /// Handles `f`, raised by the running `task`.
 pub fn handle(task: &mut Task, f: UserFault) {
     let sig = match f.kind {
@@ -58,6 +81,8 @@ pub fn handle(task: &mut Task, f: UserFault) {
                 }
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        UserFaultKind::IllegalInstruction if emulate_mrs(task) => return,
         kind => {
             let (what, sig) = match kind {
                 UserFaultKind::IllegalInstruction => ("invalid opcode", Signal::SIGILL),
@@ -65,6 +90,8 @@ pub fn handle(task: &mut Task, f: UserFault) {
                 UserFaultKind::PcAlignment => ("misaligned pc", Signal::SIGBUS),
                 UserFaultKind::SpAlignment => ("misaligned sp", Signal::SIGBUS),
                 UserFaultKind::DivideError => ("divide error", Signal::SIGFPE),
+                UserFaultKind::FloatingPoint => ("floating-point exception", Signal::SIGFPE),
+                UserFaultKind::Alignment => ("alignment fault", Signal::SIGBUS),
                 UserFaultKind::GeneralProtection => ("general protection", Signal::SIGSEGV),
                 _ => ("unhandled exception", Signal::SIGSEGV),
             };

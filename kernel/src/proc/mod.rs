@@ -65,6 +65,9 @@ pub enum State {
         /// Deadline in nanoseconds of `CLOCK_MONOTONIC`.
         until_ns: u64,
     },
+    /// Stopped by SIGSTOP (or another stop signal at its default action)
+    /// until SIGCONT or SIGKILL.
+    Stopped,
     /// Dead, waiting to be reaped.
     Zombie(ExitStatus),
 }
@@ -79,6 +82,11 @@ pub struct ProcInfo {
     pub state: State,
     /// A fatal signal sent to it, acted on at its next kernel exit point.
     pub kill: Option<Signal>,
+    /// A stop signal sent to it, acted on at its next return to user mode.
+    pub stop: Option<Signal>,
+    /// A stop or continue its parent has not collected with `wait4`
+    /// (`WUNTRACED`, `WCONTINUED`): the raw wait status.
+    pub report: Option<u32>,
     /// Signal dispositions and mask (here, not in [`Task`], because
     /// senders read them).
     pub signals: Signals,
@@ -272,6 +280,8 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             children: Vec::new(),
             state: State::Runnable,
             kill: None,
+            stop: None,
+            report: None,
             signals: Signals::default(),
             pending: 0,
             name: String::from(program.name),
@@ -315,6 +325,11 @@ extern "C" fn task_main(pid: u64) -> ! {
                 };
                 exit_current(task, status);
             }
+            if stop_if_asked(task) {
+                // Stopped, then continued or killed: look again.
+                seen_epoch = u64::MAX;
+                continue;
+            }
         }
         match arch::run_user(&mut task.uctx) {
             UserExit::Syscall => crate::syscall::dispatch(task),
@@ -332,6 +347,29 @@ extern "C" fn task_main(pid: u64) -> ! {
             yield_now(task);
         }
     }
+}
+
+/// Acts on a stop signal sent to `task`: it stops (its parent is told and
+/// woken) until SIGCONT or SIGKILL. Returns whether it stopped.
+fn stop_if_asked(task: &mut Task) -> bool {
+    {
+        let mut t = PROCS.lock();
+        let Some(p) = t.procs.get_mut(&task.pid) else {
+            return false;
+        };
+        let Some(sig) = p.stop.take() else {
+            return false;
+        };
+        if p.kill.is_some() {
+            return false;
+        }
+        p.state = State::Stopped;
+        p.report = Some(0x7f | u32::from(sig.0) << 8);
+        let ppid = p.ppid;
+        wake(&mut t, ppid);
+    }
+    schedule(Some(task));
+    true
 }
 
 fn pending_kill(pid: Pid) -> Option<Signal> {
@@ -355,7 +393,10 @@ fn wake_sleepers(t: &mut Table, now: u64) {
 /// Makes `pid` runnable (if it was blocked) and queues it.
 fn wake(t: &mut Table, pid: Pid) {
     if let Some(p) = t.procs.get_mut(&pid)
-        && matches!(p.state, State::WaitChild | State::Sleep { .. })
+        && matches!(
+            p.state,
+            State::WaitChild | State::Sleep { .. } | State::Stopped
+        )
     {
         p.state = State::Runnable;
         t.runq.push_back(pid);
@@ -560,13 +601,9 @@ const WALL: u64 = 0x4000_0000;
 const WCLONE: u64 = 0x8000_0000;
 const WNOTHREAD: u64 = 0x2000_0000;
 
-/// Waits for a child: `Ok(Some((pid, status)))`, `Ok(None)` with WNOHANG
+/// Waits for a child: `Ok(Some((pid, raw wait status)))`, `Ok(None)` with WNOHANG
 /// and nothing to report, or ECHILD / EINVAL / EINTR.
-pub fn wait_child(
-    me: &mut Task,
-    which: i64,
-    options: u64,
-) -> Result<Option<(Pid, ExitStatus)>, Errno> {
+pub fn wait_child(me: &mut Task, which: i64, options: u64) -> Result<Option<(Pid, u32)>, Errno> {
     if options & !(WNOHANG | WUNTRACED | WCONTINUED | WALL | WCLONE | WNOTHREAD) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -588,7 +625,18 @@ pub fn wait_child(
             }
             for c in matching {
                 if let Some(status) = reap(&mut t, pid, c) {
-                    return Ok(Some((c, status)));
+                    return Ok(Some((c, status.wait_status())));
+                }
+                // A stop (WUNTRACED) or a continue (WCONTINUED) not yet
+                // collected.
+                if let Some(ci) = t.procs.get_mut(&c)
+                    && let Some(st) = ci.report
+                {
+                    let wanted = if st == 0xffff { WCONTINUED } else { WUNTRACED };
+                    if options & wanted != 0 {
+                        ci.report = None;
+                        return Ok(Some((c, st)));
+                    }
                 }
             }
             if options & WNOHANG != 0 {
@@ -613,6 +661,19 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
     if matches!(p.state, State::Zombie(_)) || pid == INIT_PID {
         return Ok(());
     }
+    // SIGCONT resumes a stopped process whatever its disposition, and
+    // cancels a stop not yet acted on (Linux's prepare_signal).
+    if sig == Signal::SIGCONT {
+        p.stop = None;
+        if p.state == State::Stopped {
+            p.state = State::Runnable;
+            p.report = Some(0xffff);
+            let ppid = p.ppid;
+            t.runq.push_back(pid);
+            wake(&mut t, ppid);
+            return Ok(());
+        }
+    }
     if p.signals.ignored(sig) && !sig.is_unblockable() {
         return Ok(());
     }
@@ -624,7 +685,19 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
         sig.default_action(),
         DefaultAction::Terminate | DefaultAction::Core
     );
+    // A stop signal at its default action (handlers never run here)
+    // stops the process at its next return to user mode.
+    if sig.default_action() == DefaultAction::Stop
+        && (sig == Signal::SIGSTOP || p.signals.action(sig)[0] == 0)
+        && p.kill.is_none()
+    {
+        p.stop = Some(sig);
+        // Any stop report not yet collected is stale now.
+        KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
+        return Ok(());
+    }
     if fatal && p.kill.is_none() {
+        p.stop = None;
         p.kill = Some(sig);
         KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
         wake(&mut t, pid);
@@ -829,6 +902,8 @@ pub fn fork_current(
             children: Vec::new(),
             state: State::Runnable,
             kill: None,
+            stop: None,
+            report: None,
             signals,
             pending: 0,
             name,

@@ -15,7 +15,7 @@ use crate::uaccess;
 /// Most bytes one `read`/`write` moves (Linux's MAX_RW_COUNT is ~2 GiB;
 /// the console has no use for more than this per call).
 const MAX_RW: u64 = 1 << 20;
-const AT_FDCWD: u64 = (-100i64) as u64;
+pub const AT_FDCWD: u64 = (-100i64) as u64;
 const AT_EMPTY_PATH: u64 = 0x1000;
 
 pub fn write(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
@@ -117,8 +117,9 @@ fn read_at(task: &mut Task, fd: u64, at: Option<u64>, buf: u64, len: u64) -> Sys
             return views::read_at(task, kind, from, buf, len);
         }
     };
-    uaccess::copy_out(task, buf, &chunk)?;
-    Ok(chunk.len() as u64)
+    // A buffer that runs into an inaccessible page gets what fits before
+    // it, as on Linux.
+    Ok(uaccess::copy_out_partial(task, buf, &chunk)? as u64)
 }
 
 /// `lseek`: ESPIPE on the console; a control file moves with `SEEK_SET`,
@@ -211,9 +212,98 @@ pub fn newfstatat(task: &mut Task, dirfd: u64, path: u64, buf: u64, flags: u64) 
     put_stat(task, &stat_of(&f), buf)
 }
 
-pub fn ioctl(task: &mut Task, fd: u64, _cmd: u64) -> SysResult {
-    task.files.get(fd)?;
-    // No terminal: TIOCGWINSZ, TCGETS ... all say "not a tty", so libc
-    // treats the console as a plain file.
-    Err(Errno::ENOTTY)
+const FIONREAD: u32 = 0x541b;
+const FIONBIO: u32 = 0x5421;
+const FIONCLEX: u32 = 0x5450;
+const FIOCLEX: u32 = 0x5451;
+const FIOASYNC: u32 = 0x5452;
+
+/// `ioctl`: the requests Linux answers for every file (`do_vfs_ioctl`):
+/// FIOCLEX/FIONCLEX, FIONBIO/FIOASYNC (which read their int argument),
+/// FIONREAD (the bytes left: `i_size - pos` for a /proc file, whose size
+/// is 0; none waiting on the console). The request is a 32-bit int, as
+/// Linux's `cmd` is.
+pub fn ioctl(task: &mut Task, fd: u64, cmd: u64, arg: u64) -> SysResult {
+    let left = match task.files.get(fd)? {
+        File::Console => 0,
+        File::Control { pos, .. } => (*pos as i64).wrapping_neg() as i32,
+        File::View { pos, .. } => (*pos as i64).wrapping_neg() as i32,
+    };
+    match cmd as u32 {
+        FIOCLEX | FIONCLEX => Ok(0),
+        FIONBIO | FIOASYNC => {
+            let mut b = [0u8; 4];
+            uaccess::copy_in(task, &mut b, arg)?;
+            Ok(0)
+        }
+        FIONREAD => {
+            uaccess::copy_out(task, arg, &left.to_le_bytes())?;
+            Ok(0)
+        }
+        // No terminal: TIOCGWINSZ, TCGETS ... all say "not a tty", so libc
+        // treats the console as a plain file.
+        _ => Err(Errno::ENOTTY),
+    }
+}
+
+/// `readlinkat`: no file here is a symbolic link. Linux's order: a size
+/// of 0 or less is EINVAL, then the path is read (EFAULT), then looked
+/// up: EINVAL for a file that exists, ENOENT otherwise.
+pub fn readlinkat(task: &mut Task, dirfd: u64, path: u64, bufsiz: u64) -> SysResult {
+    if bufsiz as i32 <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = uaccess::read_cstr(task, path, 4095)?;
+    if exists(task, dirfd, &path)? {
+        Err(Errno::EINVAL)
+    } else {
+        Err(Errno::ENOENT)
+    }
+}
+
+/// Whether `path` (relative ones from `dirfd`) names a file: EBADF for a
+/// relative path from a bad `dirfd`, ENOTDIR from a file.
+fn exists(task: &mut Task, dirfd: u64, path: &[u8]) -> Result<bool, Errno> {
+    if !path.starts_with(b"/") && dirfd != AT_FDCWD {
+        task.files.get(dirfd)?;
+        return Err(Errno::ENOTDIR);
+    }
+    if path.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    Ok(files::open(path, 0, task).is_ok() || crate::proc::exec::find(path).is_some())
+}
+
+const R_OK_W_OK_X_OK: u64 = 7;
+const X_OK: u64 = 1;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_EACCESS: u64 = 0x200;
+
+/// `faccessat`/`faccessat2`/`access`: every process is root, which may
+/// read and write any file (Linux's CAP_DAC_OVERRIDE) and execute those
+/// with an execute bit: the embedded programs, not the /proc and /sys
+/// files. Linux's order: mode, then flags (EINVAL), then the path.
+pub fn faccessat(task: &mut Task, dirfd: u64, path: u64, mode: u64, flags: u64) -> SysResult {
+    if mode as u32 as u64 & !R_OK_W_OK_X_OK != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags as u32 as u64 & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = uaccess::read_cstr(task, path, 4095)?;
+    if path.is_empty() && flags & AT_EMPTY_PATH != 0 {
+        task.files.get(dirfd)?;
+        return if mode & X_OK != 0 {
+            Err(Errno::EACCES)
+        } else {
+            Ok(0)
+        };
+    }
+    if !exists(task, dirfd, &path)? {
+        return Err(Errno::ENOENT);
+    }
+    if mode & X_OK != 0 && crate::proc::exec::find(&path).is_none() {
+        return Err(Errno::EACCES);
+    }
+    Ok(0)
 }

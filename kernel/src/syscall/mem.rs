@@ -4,7 +4,7 @@
 use folium_abi::Errno;
 use folium_abi::errno::SysResult;
 use folium_mm::aspace::Access;
-use folium_mm::vma::{Prot, Vma, VmaError, VmaKind};
+use folium_mm::vma::{Prot, VmFlags, Vma, VmaError, VmaKind};
 use folium_mm::{PAGE_SIZE, VirtAddr};
 
 use crate::memory::uspace::KernelEnv;
@@ -18,6 +18,10 @@ pub fn brk(task: &mut Task, want: u64) -> SysResult {
     if want == 0 || space.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
         return Ok(cur);
     }
+    // The heap is charged like any private writable memory.
+    if overcommits(want.saturating_sub(cur)) {
+        return Ok(cur);
+    }
     Ok(space.set_brk(&mut KernelEnv, VirtAddr::new(want)).as_u64())
 }
 
@@ -25,7 +29,9 @@ pub fn mprotect(task: &mut Task, addr: u64, len: u64, prot: u64) -> SysResult {
     if !addr.is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
-    let prot = Prot::from_bits(prot).ok_or(Errno::EINVAL)?;
+    // PROT_SEM (atomics work here) is accepted and means nothing on
+    // either architecture, as on Linux.
+    let prot = Prot::from_bits(prot & !PROT_SEM).ok_or(Errno::EINVAL)?;
     if len == 0 {
         return Ok(0);
     }
@@ -56,11 +62,13 @@ pub fn mprotect(task: &mut Task, addr: u64, len: u64, prot: u64) -> SysResult {
     }
 }
 
+const PROT_SEM: u64 = 0x8;
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_TYPE: u64 = 0x0f;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_NORESERVE: u64 = 0x4000;
 const MAP_POPULATE: u64 = 0x8000;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 
@@ -74,6 +82,24 @@ const MAX_MAP_COUNT: usize = 65_530;
 /// `vm.mmap_min_addr`).
 const MMAP_MIN: u64 = 0x1_0000;
 
+/// Where `mmap` must end, for a space whose user half ends at
+/// `user_end`: x86-64 Linux keeps the last page below the canonical hole
+/// unmappable (TASK_SIZE_MAX is 2^47 minus a page, because SYSRET to a
+/// non-canonical address faults in the kernel); arm64 maps up to the end.
+fn mmap_end(user_end: u64) -> u64 {
+    if cfg!(target_arch = "x86_64") {
+        user_end - PAGE_SIZE
+    } else {
+        user_end
+    }
+}
+
+/// Linux's heuristic overcommit (vm.overcommit_memory 0): one request
+/// for more pages than RAM and swap (none here) hold is refused.
+fn overcommits(len: u64) -> bool {
+    len / PAGE_SIZE > crate::memory::frames::stats().managed_pages
+}
+
 fn page_len(len: u64) -> Result<u64, Errno> {
     len.checked_add(PAGE_SIZE - 1)
         .map(|l| l & !(PAGE_SIZE - 1))
@@ -82,7 +108,20 @@ fn page_len(len: u64) -> Result<u64, Errno> {
 
 /// `mmap` of private anonymous memory (the rest of the family, and its
 /// full errno coverage, comes with the anonymous-memory work).
-pub fn mmap(task: &mut Task, addr: u64, len: u64, prot: u64, flags: u64, fd: u64) -> SysResult {
+pub fn mmap(
+    task: &mut Task,
+    addr: u64,
+    len: u64,
+    prot: u64,
+    flags: u64,
+    fd: u64,
+    off: u64,
+) -> SysResult {
+    // Both architectures' sys_mmap refuse an unaligned offset first, even
+    // for anonymous memory, which ignores it otherwise.
+    if !off.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
     if flags & MAP_ANONYMOUS == 0 {
         // No file can be mapped: a bad fd is EBADF, a good one ENODEV.
         task.files.get(fd)?;
@@ -100,21 +139,34 @@ pub fn mmap(task: &mut Task, addr: u64, len: u64, prot: u64, flags: u64, fd: u64
         return Err(Errno::EINVAL);
     }
     let len = page_len(len)?;
+    // Linux's heuristic overcommit (vm.overcommit_memory 0): a private
+    // writable mapping is charged unless MAP_NORESERVE, and one request
+    // larger than all of RAM and swap (none here) is refused.
+    if prot.write() && flags & MAP_NORESERVE == 0 && overcommits(len) {
+        return Err(Errno::ENOMEM);
+    }
     let space_ref = task.space.as_ref().ok_or(Errno::ENOMEM)?;
     // Linux's vm.max_map_count; and the kernel heap that holds the areas.
     if space_ref.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
         return Err(Errno::ENOMEM);
     }
     let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
-    let user_end = space.user_end().as_u64();
+    let user_end = mmap_end(space.user_end().as_u64());
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
     let start = if fixed {
         if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
-        if end > user_end || addr < PAGE_SIZE {
+        if end > user_end {
             return Err(Errno::ENOMEM);
+        }
+        // vm.mmap_min_addr: the pages a kernel NULL dereference would
+        // reach stay unmapped. Linux lets a process with CAP_SYS_RAWIO
+        // map them and refuses others with EPERM; Folium refuses every
+        // process (docs/errno.md).
+        if addr < MMAP_MIN {
+            return Err(Errno::EPERM);
         }
         let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
         if flags & MAP_FIXED_NOREPLACE != 0 && space.vmas().intersects(s, e) {
@@ -197,13 +249,23 @@ const MADV_SEQUENTIAL: u64 = 2;
 const MADV_WILLNEED: u64 = 3;
 const MADV_DONTNEED: u64 = 4;
 const MADV_FREE: u64 = 8;
+const MADV_DONTFORK: u64 = 10;
+const MADV_DOFORK: u64 = 11;
+const MADV_MERGEABLE: u64 = 12;
+const MADV_UNMERGEABLE: u64 = 13;
 const MADV_HUGEPAGE: u64 = 14;
 const MADV_NOHUGEPAGE: u64 = 15;
+const MADV_DONTDUMP: u64 = 16;
+const MADV_DODUMP: u64 = 17;
+const MADV_WIPEONFORK: u64 = 18;
+const MADV_KEEPONFORK: u64 = 19;
+const MADV_COLD: u64 = 20;
+const MADV_PAGEOUT: u64 = 21;
 
 /// `madvise` over private anonymous memory: DONTNEED (and FREE, which may
 /// drop the pages at once) zap the range, HUGEPAGE/NOHUGEPAGE mark areas
-/// for the fault policy, the access-pattern hints are accepted and
-/// ignored. Linux's checks: unaligned start or overflowing length EINVAL,
+/// for the fault policy, DONTFORK/WIPEONFORK (and their undoing) for
+/// fork, the access-pattern hints are accepted and ignored. Linux's checks: unaligned start or overflowing length EINVAL,
 /// an empty range 0, a hole ENOMEM.
 pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
     if !addr.is_multiple_of(PAGE_SIZE) {
@@ -219,6 +281,16 @@ pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
             | MADV_FREE
             | MADV_HUGEPAGE
             | MADV_NOHUGEPAGE
+            | MADV_DONTFORK
+            | MADV_DOFORK
+            | MADV_WIPEONFORK
+            | MADV_KEEPONFORK
+            | MADV_MERGEABLE
+            | MADV_UNMERGEABLE
+            | MADV_DONTDUMP
+            | MADV_DODUMP
+            | MADV_COLD
+            | MADV_PAGEOUT
     );
     if !known {
         return Err(Errno::EINVAL);
@@ -235,16 +307,27 @@ pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
     let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
     let r = match advice {
         MADV_DONTNEED | MADV_FREE => space.dontneed(&mut KernelEnv, s, e),
-        MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
+        MADV_HUGEPAGE | MADV_NOHUGEPAGE | MADV_DONTFORK | MADV_DOFORK | MADV_WIPEONFORK
+        | MADV_KEEPONFORK => {
             if space.vmas().len() + space.vmas().splits_needed(s, e) > MAX_MAP_COUNT
                 || !crate::heap::can_grow()
             {
                 return Err(Errno::ENOMEM);
             }
-            space.advise_hugepage(s, e, advice == MADV_HUGEPAGE)
+            let (set, clear) = match advice {
+                MADV_HUGEPAGE => (VmFlags::HUGEPAGE, VmFlags::NOHUGEPAGE),
+                MADV_NOHUGEPAGE => (VmFlags::NOHUGEPAGE, VmFlags::HUGEPAGE),
+                MADV_DONTFORK => (VmFlags::DONTCOPY, VmFlags::EMPTY),
+                MADV_DOFORK => (VmFlags::EMPTY, VmFlags::DONTCOPY),
+                MADV_WIPEONFORK => (VmFlags::WIPEONFORK, VmFlags::EMPTY),
+                _ => (VmFlags::EMPTY, VmFlags::WIPEONFORK),
+            };
+            space.advise_flags(s, e, set, clear)
         }
-        // Hints about access patterns: nothing to do, but the range must
-        // be mapped.
+        // Hints about access patterns, and advice with nothing to act on
+        // here: no same-page merging (MERGEABLE), no core dumps (DUMP),
+        // no swap to age or page out to (COLD, PAGEOUT). Nothing to do,
+        // but the range must be mapped.
         _ => {
             if covered(space, s, e) {
                 Ok(())
@@ -270,4 +353,182 @@ fn covered(space: &crate::memory::uspace::UserSpace, s: VirtAddr, e: VirtAddr) -
         at = v.end;
     }
     at >= e
+}
+
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+const MREMAP_DONTUNMAP: u64 = 4;
+
+/// `mremap` of private anonymous memory, in Linux's order of checks:
+/// unknown flags, FIXED without MAYMOVE and DONTUNMAP without MAYMOVE or
+/// with a new length EINVAL; an unaligned address or a zero new length
+/// EINVAL. Shrinking unmaps the tail (whatever is mapped there); growing
+/// needs the range to lie in one area (EFAULT otherwise) and extends it
+/// in place when the pages after it are free, else (with MAYMOVE) moves
+/// it: a new area elsewhere, the page-table entries moved into it
+/// (`move_ptes`: no page copied, no folio split), the old range unmapped.
+/// MREMAP_FIXED moves to `new_addr` (what was mapped there is unmapped);
+/// MREMAP_DONTUNMAP moves and leaves the old range mapped, empty.
+pub fn mremap(
+    task: &mut Task,
+    addr: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    new_addr: u64,
+) -> SysResult {
+    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+        || (flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0)
+        || (flags & MREMAP_DONTUNMAP != 0 && (flags & MREMAP_MAYMOVE == 0 || old_len != new_len))
+    {
+        return Err(Errno::EINVAL);
+    }
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let old_len = page_len(old_len).map_err(|_| Errno::EINVAL)?;
+    let new_len = page_len(new_len).map_err(|_| Errno::EINVAL)?;
+    if new_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let keep_old = flags & MREMAP_DONTUNMAP != 0;
+    if flags & MREMAP_FIXED != 0 {
+        return mremap_to(task, addr, old_len, new_len, new_addr, keep_old);
+    }
+    if old_len >= new_len && !keep_old {
+        if old_len > new_len {
+            munmap(task, addr + new_len, old_len - new_len)?;
+        }
+        return Ok(addr);
+    }
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let vma = *space
+        .vmas()
+        .find(VirtAddr::new(addr))
+        .ok_or(Errno::EFAULT)?;
+    // A private mapping of length 0 (Linux's duplicate-a-shared-mapping
+    // form) is refused.
+    if old_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let old_end = addr.checked_add(old_len).ok_or(Errno::EFAULT)?;
+    if old_end > vma.end.as_u64() {
+        return Err(Errno::EFAULT);
+    }
+    let new_end = addr.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+    let grow = new_end - old_end;
+    if vma.prot.write() && overcommits(grow) {
+        return Err(Errno::ENOMEM);
+    }
+    let (s, e) = (VirtAddr::new(old_end), VirtAddr::new(new_end));
+    let fits = !keep_old
+        && old_end == vma.end.as_u64()
+        && new_end <= mmap_end(space.user_end().as_u64())
+        && !space.vmas().intersects(s, e);
+    if fits && space.vmas().len() < MAX_MAP_COUNT && crate::heap::can_grow() {
+        // The same rights, kind and advice: the new part merges with the
+        // area.
+        let mut more = Vma::new(s, e, vma.prot, vma.kind);
+        more.flags = vma.flags;
+        space.add_vma(more).map_err(|_| Errno::ENOMEM)?;
+        return Ok(addr);
+    }
+    if flags & MREMAP_MAYMOVE == 0 {
+        return Err(Errno::ENOMEM);
+    }
+    let to = space
+        .vmas()
+        .find_free(new_len, VirtAddr::new(MMAP_MIN), VirtAddr::new(MMAP_BASE))
+        .ok_or(Errno::ENOMEM)?
+        .as_u64();
+    move_area(space, &vma, addr, old_len, to, new_len, keep_old)
+}
+
+/// MREMAP_FIXED: `[addr, addr + old_len)` moves to `new_addr` with
+/// `new_len` (Linux's `mremap_to` checks: an unaligned or out-of-range
+/// target or one overlapping the source EINVAL, below mmap_min_addr
+/// EPERM); whatever was mapped at the target is unmapped first, and a
+/// shrinking source loses its tail.
+fn mremap_to(
+    task: &mut Task,
+    addr: u64,
+    old_len: u64,
+    new_len: u64,
+    new_addr: u64,
+    keep_old: bool,
+) -> SysResult {
+    if !new_addr.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let top = mmap_end(space.user_end().as_u64());
+    if new_len > top || new_addr > top - new_len {
+        return Err(Errno::EINVAL);
+    }
+    if addr.saturating_add(old_len) > new_addr && new_addr + new_len > addr {
+        return Err(Errno::EINVAL);
+    }
+    if new_addr < MMAP_MIN {
+        return Err(Errno::EPERM);
+    }
+    munmap(task, new_addr, new_len)?;
+    let mut old_len = old_len;
+    if old_len > new_len {
+        munmap(task, addr + new_len, old_len - new_len)?;
+        old_len = new_len;
+    }
+    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let vma = *space
+        .vmas()
+        .find(VirtAddr::new(addr))
+        .ok_or(Errno::EFAULT)?;
+    if old_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if addr.checked_add(old_len).ok_or(Errno::EFAULT)? > vma.end.as_u64() {
+        return Err(Errno::EFAULT);
+    }
+    if vma.prot.write() && overcommits(new_len - old_len) {
+        return Err(Errno::ENOMEM);
+    }
+    move_area(space, &vma, addr, old_len, new_addr, new_len, keep_old)
+}
+
+/// Moves `[addr, addr + old_len)` (inside `vma`) to a new area
+/// `[to, to + new_len)` with `vma`'s rights and advice (`to` free): the
+/// entries move, then the old range is unmapped (with `keep_old`,
+/// MREMAP_DONTUNMAP, it stays mapped, empty: it reads zeros). ENOMEM,
+/// with nothing moved, when the new area or its tables cannot be had.
+fn move_area(
+    space: &mut crate::memory::uspace::UserSpace,
+    vma: &Vma,
+    addr: u64,
+    old_len: u64,
+    to: u64,
+    new_len: u64,
+    keep_old: bool,
+) -> SysResult {
+    // The new area, and up to two splits of the old one.
+    if space.vmas().len() + 3 > MAX_MAP_COUNT || !crate::heap::can_grow() {
+        return Err(Errno::ENOMEM);
+    }
+    let (s, e) = (VirtAddr::new(to), VirtAddr::new(to + new_len));
+    let mut area = Vma::new(s, e, vma.prot, vma.kind);
+    area.flags = vma.flags;
+    space.add_vma(area).map_err(|_| Errno::ENOMEM)?;
+    if space
+        .move_ptes(&mut KernelEnv, VirtAddr::new(addr), s, old_len)
+        .is_err()
+    {
+        let _ = space.unmap(&mut KernelEnv, s, e);
+        return Err(Errno::ENOMEM);
+    }
+    if !keep_old {
+        let _ = space.unmap(
+            &mut KernelEnv,
+            VirtAddr::new(addr),
+            VirtAddr::new(addr + old_len),
+        );
+    }
+    Ok(to)
 }

@@ -38,7 +38,10 @@ fn report_enosys(nr: u64) {
 
 /// Runs the syscall the running `task` asked for and sets its return value.
 pub fn dispatch(task: &mut Task) {
-    let nr = task.uctx.syscall_nr();
+    // Linux takes the number as a C int on both architectures (x86-64's
+    // do_syscall_64 and arm64's el0_svc_common): the register's upper
+    // half is ignored, and a negative int names no syscall.
+    let nr = u64::from(task.uctx.syscall_nr() as u32);
     let a = task.uctx.syscall_args();
     let r: SysResult = match Sysno::from_number(nr, MACHINE) {
         Some(s) => call(task, s, a),
@@ -62,8 +65,12 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
         Close => io::close(task, a[0]),
         Fstat => io::fstat(task, a[0], a[1]),
         Newfstatat => io::newfstatat(task, a[0], a[1], a[2], a[3]),
-        Ioctl => io::ioctl(task, a[0], a[1]),
-        Readlinkat | Readlink => Err(Errno::ENOENT),
+        Ioctl => io::ioctl(task, a[0], a[1], a[2]),
+        Readlinkat => io::readlinkat(task, a[0], a[1], a[3]),
+        Readlink => io::readlinkat(task, io::AT_FDCWD, a[0], a[2]),
+        Faccessat => io::faccessat(task, a[0], a[1], a[2], 0),
+        Faccessat2 => io::faccessat(task, a[0], a[1], a[2], a[3]),
+        Access => io::faccessat(task, io::AT_FDCWD, a[0], a[1], 0),
         Exit | ExitGroup => {
             crate::proc::exit_current(task, folium_abi::signal::ExitStatus::Exited(a[0] as u8))
         }
@@ -100,9 +107,10 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
         Getrandom => misc::getrandom(task, a[0], a[1], a[2]),
         Brk => mem::brk(task, a[0]),
         Mprotect => mem::mprotect(task, a[0], a[1], a[2]),
-        Mmap => mem::mmap(task, a[0], a[1], a[2], a[3], a[4]),
+        Mmap => mem::mmap(task, a[0], a[1], a[2], a[3], a[4], a[5]),
         Munmap => mem::munmap(task, a[0], a[1]),
         Madvise => mem::madvise(task, a[0], a[1], a[2]),
+        Mremap => mem::mremap(task, a[0], a[1], a[2], a[3], a[4]),
         Prlimit64 => misc::prlimit64(task, a[0], a[1], a[2], a[3]),
         Getrlimit => misc::prlimit64(task, 0, a[0], 0, a[1]),
         ArchPrctl => misc::arch_prctl(task, a[0], a[1]),

@@ -69,7 +69,7 @@ pub fn wait4(task: &mut Task, pid: u64, status: u64, options: u64, rusage: u64) 
         None => Ok(0),
         Some((child, st)) => {
             if status != 0 {
-                uaccess::write_u32(task, status, st.wait_status())?;
+                uaccess::write_u32(task, status, st)?;
             }
             if rusage != 0 {
                 uaccess::copy_out(task, rusage, &[0u8; 144])?;
@@ -166,16 +166,20 @@ pub fn get_robust_list(task: &mut Task, pid: u64, head_ptr: u64, len_ptr: u64) -
 /// the task next enters user mode (there is no caller to return to).
 pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
     let path = uaccess::read_cstr(task, path, 4095)?;
+    // Linux opens the file before it copies the arguments: a missing
+    // program is ENOENT whatever the argument pointers.
+    let program = exec::find(&path).ok_or(Errno::ENOENT)?;
     if !crate::heap::can_grow() {
         return Err(Errno::ENOMEM);
     }
     // One budget for arguments and environment together, as the initial
-    // stack must hold both (folium_abi::stack::MAX_STRINGS).
+    // stack must hold both (folium_abi::stack::MAX_STRINGS). No count
+    // limit of its own: each string takes at least its NUL, so the bytes
+    // bound the count, as on Linux.
     let budget = folium_abi::stack::MAX_STRINGS;
-    let argv = uaccess::read_str_array(task, argv, 4096, budget)?;
+    let argv = uaccess::read_str_array(task, argv, budget, budget)?;
     let used: usize = argv.iter().map(|a| a.len() + 1).sum();
-    let envp = uaccess::read_str_array(task, envp, 4096, budget - used)?;
-    let program = exec::find(&path).ok_or(Errno::ENOENT)?;
+    let envp = uaccess::read_str_array(task, envp, budget, budget - used)?;
     let mut space = uspace::new_space().map_err(|_| Errno::ENOMEM)?;
     let argv_refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
     let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();

@@ -56,10 +56,17 @@ pub fn gettimeofday(task: &mut Task, tv: u64) -> SysResult {
     Ok(0)
 }
 
+/// A valid timespec (`sec` >= 0, `nsec` below a second) in nanoseconds,
+/// EINVAL otherwise; a time beyond u64 nanoseconds (~584 years) saturates,
+/// as Linux clamps to KTIME_MAX and sleeps.
 fn read_timespec(task: &mut Task, at: u64) -> Result<u64, Errno> {
     let mut b = [0u8; 16];
     uaccess::copy_in(task, &mut b, at)?;
-    Timespec::from_bytes(b).to_nanos().ok_or(Errno::EINVAL)
+    let t = Timespec::from_bytes(b);
+    if t.sec < 0 || !(0..1_000_000_000).contains(&t.nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(t.to_nanos().unwrap_or(u64::MAX))
 }
 
 /// Sleeps until monotonic `deadline`; on a fatal signal, EINTR (and the

@@ -8,6 +8,7 @@ use crate::folio::FolioRef;
 use crate::mmu_gather::Gather;
 use crate::pgtable::{KernelHalf, Level, PteFormat};
 use crate::stats::{LocalHistogram, STATS};
+use crate::vma::VmFlags;
 
 use super::{AddressSpace, FaultError, FaultResult, entry_folio, hooks};
 
@@ -35,21 +36,40 @@ impl<F: PteFormat> AddressSpace<F> {
         let mut child = AddressSpace::new(env, self.user_end, kernel_half)?;
         child.vmas = self.vmas.clone();
         child.brk = self.brk;
+        // MADV_DONTFORK areas are not inherited (Linux skips VM_DONTCOPY
+        // in dup_mmap): one at a time, no list built.
+        let mut at = VirtAddr::new(0);
+        loop {
+            let next = child
+                .vmas
+                .overlapping(at, self.user_end)
+                .find(|v| v.flags.contains(VmFlags::DONTCOPY))
+                .map(|v| (v.start, v.end));
+            let Some((s, e)) = next else { break };
+            let _ = child.vmas.remove_range(s, e);
+            at = e;
+        }
         let mut downgraded = false;
         let mut result = Ok(());
         let span = Level::L2.size();
         let mut at = VirtAddr::new(0);
         // One area at a time, looked up afresh: no list of areas is built.
         'areas: loop {
-            let Some((start, end)) = self
+            let Some((start, end, flags)) = self
                 .vmas
                 .overlapping(at, self.user_end)
                 .next()
-                .map(|v| (v.start, v.end))
+                .map(|v| (v.start, v.end, v.flags))
             else {
                 break;
             };
             at = end;
+            // Not inherited, or inherited empty (the child faults in
+            // zeros): no page is copied (Linux's vma_needs_copy is false
+            // for VM_WIPEONFORK).
+            if flags.contains(VmFlags::DONTCOPY) || flags.contains(VmFlags::WIPEONFORK) {
+                continue;
+            }
             let mut from = start;
             while let Some(table) = self.pt.next_pte_table(from, end) {
                 let (s, e) = (table.va.max(from), (table.va + span).min(end));

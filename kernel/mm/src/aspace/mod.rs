@@ -32,6 +32,7 @@
 //! | `fork.rs`    | batched copy of one PTE table at a time                      | `dup_mmap`, `copy_pte_range`            |
 //! | `zap.rs`     | munmap, `MADV_DONTNEED`, teardown: batched zap into the gather | `zap_pte_range`, `exit_mmap`          |
 //! | `protect.rs` | mprotect, `MADV_(NO)HUGEPAGE`                                | `change_protection`, `hugepage_madvise` |
+//! | `mremap.rs`  | mremap's move of entries to another address, folios whole    | `move_page_tables`                      |
 //!
 //! Faults map whole folios through a [`PteCursor`](crate::pgtable::PteCursor).
 //! Fork and zap work one last-level table at a time through the cursor and
@@ -44,6 +45,7 @@
 
 mod fault;
 mod fork;
+mod mremap;
 mod protect;
 mod zap;
 

@@ -80,6 +80,20 @@ impl<F: PteFormat> AddressSpace<F> {
         } else {
             (VmFlags::NOHUGEPAGE, VmFlags::HUGEPAGE)
         };
+        self.advise_flags(start, end, set, clear)
+    }
+
+    /// Sets `set` and clears `clear` on the areas of `[start, end)`
+    /// (splitting at the ends): `MADV_DONTFORK`/`DOFORK`,
+    /// `MADV_WIPEONFORK`/`KEEPONFORK`, which [`AddressSpace::fork`]
+    /// reads. The range must be mapped ([`VmaError::Hole`] otherwise).
+    pub fn advise_flags(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        set: VmFlags,
+        clear: VmFlags,
+    ) -> Result<(), VmaError> {
         self.vmas
             .modify(start, end, |v| v.flags = v.flags.without(clear).with(set))
     }

@@ -48,6 +48,20 @@ pub fn timer_init() {
     write_cval(super::clock::ticks() + interval);
     // Enables the EL1 virtual timer, unmasked: it only raises its PPI.
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+    // User code may read the virtual counter and its frequency
+    // (CNTKCTL_EL1.EL0VCTEN), as Linux allows for its vDSO and programs'
+    // own timing; the physical counter and the timers stay EL1's.
+    // SAFETY: CNTKCTL_EL1 only gates EL0 access to the generic timer; the
+    // kernel's own use of the timer is unchanged.
+    unsafe {
+        core::arch::asm!(
+            "mrs {t}, cntkctl_el1",
+            "orr {t}, {t}, #2",
+            "msr cntkctl_el1, {t}",
+            t = out(reg) _,
+            options(nostack, preserves_flags)
+        );
+    }
     barrier::isb(barrier::SY);
     if let Err(e) = irqchip::enable_timer() {
         println!("irq: timer interrupt not enabled: {e}");

@@ -3,6 +3,7 @@
 
 pub mod clock;
 mod context;
+pub mod emulate;
 mod irq;
 pub(super) mod irqflags;
 mod mm;

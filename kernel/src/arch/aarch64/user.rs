@@ -259,6 +259,10 @@ fn abort_kind(ec: u64, esr: u64) -> UserFaultKind {
     } else {
         Access::Read
     };
+    // DFSC 0b100001: an alignment fault.
+    if esr & 0x3f == 0x21 {
+        return UserFaultKind::Alignment;
+    }
     match (esr & 0x3f) >> 2 {
         // Translation and access-flag faults: nothing (usable) is mapped
         // there yet, the mm layer may map it.

@@ -15,6 +15,9 @@ static DONE: AtomicBool = AtomicBool::new(false);
 const CR0_MP: u64 = 1 << 1;
 const CR0_EM: u64 = 1 << 2;
 const CR0_TS: u64 = 1 << 3;
+/// Native x87 error reporting: an unmasked x87 exception raises #MF (as
+/// Linux sets it), not the legacy FERR# line.
+const CR0_NE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
 const CR4_PCIDE: u64 = 1 << 17;
@@ -89,7 +92,7 @@ pub(super) fn init() {
             "mov cr4, {t}",
             t = out(reg) _,
             clear0 = in(reg) !(CR0_EM | CR0_TS),
-            set0 = in(reg) CR0_MP,
+            set0 = in(reg) CR0_MP | CR0_NE,
             set4 = in(reg) cr4_set,
             options(nostack, preserves_flags)
         );

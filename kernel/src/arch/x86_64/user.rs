@@ -432,6 +432,9 @@ const VEC_NP: u64 = 11;
 const VEC_SS: u64 = 12;
 const VEC_GP: u64 = 13;
 const VEC_PF: u64 = 14;
+const VEC_MF: u64 = 16;
+const VEC_AC: u64 = 17;
+const VEC_XM: u64 = 19;
 
 fn decode(ctx: &UserContext) -> UserFault {
     let [vector, code, addr] = ctx.trap;
@@ -449,6 +452,8 @@ fn decode(ctx: &UserContext) -> UserFault {
         VEC_UD => UserFaultKind::IllegalInstruction,
         VEC_BP | VEC_DB => UserFaultKind::Breakpoint,
         VEC_DE => UserFaultKind::DivideError,
+        VEC_MF | VEC_XM => UserFaultKind::FloatingPoint,
+        VEC_AC => UserFaultKind::Alignment,
         VEC_GP | VEC_SS | VEC_NP | VEC_TS => UserFaultKind::GeneralProtection,
         _ => UserFaultKind::Other,
     };
