@@ -223,6 +223,11 @@ pub fn set_limit(bytes: u64) {
     with_heap(|h| h.limit = n);
 }
 
+/// How far the heap may grow on demand, in bytes ([`set_limit`]).
+pub fn limit() -> u64 {
+    with_heap(|h| h.limit as u64 * CHUNK as u64)
+}
+
 /// Bytes currently allocated from the heap.
 pub fn used() -> usize {
     with_heap(|h| h.used())
