@@ -285,23 +285,18 @@ fn oom_kills_page_table_hog() -> TestResult {
                 "the {who} ended early"
             );
         }
-        let len = free_kb * 1024;
-        let m = sys::mmap(
-            0,
-            len,
-            PROT_READ | PROT_WRITE,
-            ANON | MAP_NORESERVE,
-            NO_FD,
-            0,
-        )
-        .map_err(|e| format!("mmap: {}", e.name()))?;
+        // Memory in 4 MiB steps, populated by the kernel (a fault per
+        // page would take long), until the OOM killer has acted.
+        const STEP: u64 = 4 << 20;
+        let mut maps = Vec::new();
         let mut status = None;
-        let mut p = 0;
-        while p < len / PAGE && status.is_none() {
-            poke(m + p * PAGE);
-            p += 1;
-            if p.is_multiple_of(256)
-                && let Ok((got, s)) = sys::wait4(hog, sys::WNOHANG)
+        while status.is_none() && (maps.len() as u64) * STEP < free_kb * 1024 {
+            let rw = PROT_READ | PROT_WRITE;
+            match sys::mmap(0, STEP, rw, ANON | MAP_POPULATE, NO_FD, 0) {
+                Ok(m) => maps.push(m),
+                Err(e) => return Err(format!("mmap: {}", e.name())),
+            }
+            if let Ok((got, s)) = sys::wait4(hog, sys::WNOHANG)
                 && got == hog
             {
                 status = Some(s);
@@ -314,8 +309,13 @@ fn oom_kills_page_table_hog() -> TestResult {
             Ok((0, 0)),
             "the bystander died too"
         );
-        ensure!(p * PAGE < len, "the hog died only at the end");
-        let _ = sys::munmap(m, len);
+        // The memory this process was given is real.
+        for &m in &maps {
+            poke(m);
+        }
+        for m in maps {
+            let _ = sys::munmap(m, STEP);
+        }
         Ok(())
     })();
     kill_all(&[by, hog]);
@@ -333,17 +333,9 @@ pub fn t_populate_stops_when_memory_runs_out() -> TestResult {
             // All but 16 MiB resident here first, so populate meets the end
             // of memory after a few thousand tables.
             let len = free_kb.saturating_sub(16 << 10) * 1024;
-            if let Ok(m) = sys::mmap(
-                0,
-                len,
-                PROT_READ | PROT_WRITE,
-                ANON | MAP_NORESERVE,
-                NO_FD,
-                0,
-            ) {
-                for p in 0..len / PAGE {
-                    poke(m + p * PAGE);
-                }
+            let rw = PROT_READ | PROT_WRITE;
+            if sys::mmap(0, len, rw, ANON | MAP_POPULATE, NO_FD, 0).is_err() {
+                sys::exit_group(12)
             }
             // Time for the parent to see this process alive after the fill.
             let _ = sys::nanosleep(500_000_000);
@@ -369,7 +361,7 @@ pub fn t_populate_stops_when_memory_runs_out() -> TestResult {
         ensure_eq!(
             signalled(status),
             Some(9),
-            "populate's process ended with {status:#x} (exit 10: success, 11: an error)"
+            "populate's process ended with {status:#x} (exit 10: success, 11: an error, 12: no memory to fill)"
         );
         Ok(())
     })
