@@ -282,6 +282,11 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
             let _ = writeln!(text, "kernel_heap_used {}", crate::heap::used());
             let _ = writeln!(text, "kernel_heap_total {}", crate::heap::total());
             let _ = writeln!(text, "kernel_heap_chunks {}", grown - shrunk);
+            let _ = writeln!(
+                text,
+                "kernel_heap_chunks_refused {}",
+                crate::heap::chunks_refused()
+            );
             Some((text, None))
         }
         _ => None,
