@@ -4,14 +4,24 @@
 //! proportion to RAM, behind the kernel's [`IrqMutex`] (one lock, taken
 //! with interrupts masked) so an interrupt handler may allocate too.
 //!
-//! A failed heap allocation stops the kernel, so code that lets user space
-//! create heap objects (processes, mappings) first checks [`headroom`]
-//! and answers ENOMEM/EAGAIN when it runs low.
+//! When that runs out, the heap grows on demand: a *chunk* (one 4 MiB
+//! block of the page allocator, its own small buddy heap) is added, up to
+//! a limit set at boot ([`set_limit`]), and handed back to the page
+//! allocator as soon as nothing in it is allocated, so memory a burst of
+//! kernel objects took returns when they go (MemFree comes back).
+//!
+//! A failed heap allocation in infallible code (a `BTreeMap` insert, a
+//! `Box::new`) stops the kernel, so code that lets user space create heap
+//! objects (processes, mappings, open files) first checks [`can_grow`]
+//! (or [`can_allocate`]) and answers ENOMEM/EAGAIN when the heap is short
+//! even after growing; what such a request allocates later is either
+//! bounded by the reserve that check keeps, or fallible (`try_reserve`).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
 use buddy_system_allocator::Heap;
+use folium_mm::Order;
 
 use crate::sync::IrqMutex;
 
@@ -22,15 +32,162 @@ struct Arena([u8; HEAP_SIZE]);
 
 static mut ARENA: Arena = Arena([0; HEAP_SIZE]);
 
-/// The buddy heap (blocks up to 2^31 bytes) behind the kernel's
-/// interrupt-masking lock.
-struct IrqSafeHeap(IrqMutex<Heap<32>>);
+/// The page allocator's block a chunk takes (its largest).
+const CHUNK_ORDER: Order = Order::MAX;
+/// Bytes in one chunk.
+const CHUNK: usize = 1 << (CHUNK_ORDER.get() as usize + 12);
+/// Most chunks at once (the limit set at boot is at most this).
+const MAX_CHUNKS: usize = 64;
 
-// SAFETY: every block comes from the one buddy heap's `alloc`, which hands
-// out disjoint, suitably sized and aligned blocks of memory it was given
-// for good (the arena, frames never freed); `dealloc` returns a block only
-// under GlobalAlloc's contract. The IrqMutex serialises all use of the
-// heap, interrupt handlers included.
+/// One on-demand block of the heap: where it lies and its own heap.
+struct Chunk {
+    start: usize,
+    heap: Heap<32>,
+}
+
+/// The boot heap and the chunks grown since.
+struct Heaps {
+    main: Heap<32>,
+    chunks: [Option<Chunk>; MAX_CHUNKS],
+    /// Chunks allowed at once ([`set_limit`]); 0 until set.
+    limit: usize,
+    /// Chunks taken from and given back to the page allocator, in all.
+    grown: u64,
+    shrunk: u64,
+    /// Chunks the page allocator refused to take back.
+    refused: u64,
+}
+
+impl Heaps {
+    const fn new() -> Heaps {
+        Heaps {
+            main: Heap::empty(),
+            chunks: [const { None }; MAX_CHUNKS],
+            limit: 0,
+            grown: 0,
+            shrunk: 0,
+            refused: 0,
+        }
+    }
+
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        if let Ok(p) = self.main.alloc(layout) {
+            return Some(p);
+        }
+        for c in self.chunks.iter_mut().flatten() {
+            if let Ok(p) = c.heap.alloc(layout) {
+                return Some(p);
+            }
+        }
+        // A chunk's own heap cannot hand out all of it in one block.
+        if layout.size().max(layout.align()) > CHUNK / 2 {
+            return None;
+        }
+        let slot = self.grow()?;
+        self.chunks[slot].as_mut()?.heap.alloc(layout).ok()
+    }
+
+    /// Adds a chunk from the page allocator; its slot. `None` at the
+    /// limit, if the page allocator has no block, or if its lock is held
+    /// (an allocation from inside it: waiting would deadlock; one CPU, so
+    /// a held lock is this very path).
+    fn grow(&mut self) -> Option<usize> {
+        let slot = self.chunks[..self.limit.min(MAX_CHUNKS)]
+            .iter()
+            .position(Option::is_none)?;
+        if crate::memory::frames::is_locked() {
+            return None;
+        }
+        let pfn = crate::memory::frames::with(|b| b.alloc(CHUNK_ORDER))?;
+        let start = crate::memory::frames::linear().ptr::<u8>(pfn.phys()) as usize;
+        let mut heap = Heap::empty();
+        // SAFETY: a fresh block of the page allocator, RAM in the linear
+        // map, used by nothing else: this chunk's heap owns it until
+        // `shrink` gives it back, which happens only once nothing in it is
+        // allocated.
+        unsafe { heap.init(start, CHUNK) };
+        self.chunks[slot] = Some(Chunk { start, heap });
+        self.grown += 1;
+        Some(slot)
+    }
+
+    /// Gives chunk `slot` back to the page allocator if nothing in it is
+    /// allocated (and the page allocator's lock is free).
+    fn shrink(&mut self, slot: usize) {
+        let Some(c) = &self.chunks[slot] else {
+            return;
+        };
+        if c.heap.stats_alloc_actual() != 0 || crate::memory::frames::is_locked() {
+            return;
+        }
+        let pa = crate::memory::frames::linear().phys_of(c.start as *const u8);
+        self.chunks[slot] = None;
+        self.shrunk += 1;
+        // A refusal (never expected: the block came from there) leaves
+        // the block out of use; it is counted, not printed (printing may
+        // allocate, and this runs under the heap's lock).
+        let freed = crate::memory::frames::with(|b| b.free(pa.pfn(), CHUNK_ORDER));
+        self.refused += u64::from(freed.is_err());
+    }
+
+    /// Returns `ptr` to the heap whose range holds it, and gives its
+    /// chunk back if that emptied it.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from [`Heaps::alloc`] with this `layout` and is not used
+    /// after this call.
+    unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        let at = ptr.as_ptr() as usize;
+        let slot = self.chunks.iter().position(|c| {
+            c.as_ref()
+                .is_some_and(|c| (c.start..c.start + CHUNK).contains(&at))
+        });
+        match slot {
+            Some(i) => {
+                if let Some(c) = self.chunks[i].as_mut() {
+                    // SAFETY: the caller's contract; the block lies in this
+                    // chunk, so this chunk's heap handed it out.
+                    unsafe { c.heap.dealloc(ptr, layout) };
+                }
+                self.shrink(i);
+            }
+            // SAFETY: the caller's contract; no chunk holds it, so the
+            // main heap handed it out.
+            None => unsafe { self.main.dealloc(ptr, layout) },
+        }
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = &Chunk> {
+        self.chunks.iter().flatten()
+    }
+
+    fn used(&self) -> usize {
+        self.main.stats_alloc_actual()
+            + self
+                .chunks()
+                .map(|c| c.heap.stats_alloc_actual())
+                .sum::<usize>()
+    }
+
+    fn total(&self) -> usize {
+        self.main.stats_total_bytes()
+            + self
+                .chunks()
+                .map(|c| c.heap.stats_total_bytes())
+                .sum::<usize>()
+    }
+}
+
+/// The heaps behind the kernel's interrupt-masking lock.
+struct IrqSafeHeap(IrqMutex<Heaps>);
+
+// SAFETY: every block comes from one of the buddy heaps' `alloc`, which
+// hand out disjoint, suitably sized and aligned blocks of memory they were
+// given (the arena and boot frames for good, a chunk until it is empty);
+// `dealloc` returns a block to the heap whose range holds it, only under
+// GlobalAlloc's contract. The IrqMutex serialises all use of the heaps,
+// interrupt handlers included.
 unsafe impl GlobalAlloc for IrqSafeHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.0
@@ -44,14 +201,14 @@ unsafe impl GlobalAlloc for IrqSafeHeap {
             return;
         };
         // SAFETY: GlobalAlloc's contract: `ptr` was returned by `alloc`
-        // above with this layout, i.e. by this heap, and is not used after
-        // this call.
+        // above with this layout, i.e. by one of these heaps, and is not
+        // used after this call.
         unsafe { self.0.lock().dealloc(ptr, layout) };
     }
 }
 
 #[global_allocator]
-static HEAP: IrqSafeHeap = IrqSafeHeap(IrqMutex::new(Heap::empty()));
+static HEAP: IrqSafeHeap = IrqSafeHeap(IrqMutex::new(Heaps::new()));
 
 /// Hands the arena to the heap. Called once, before any allocation.
 pub fn init() {
@@ -59,23 +216,45 @@ pub fn init() {
     // lives for the whole run.
     unsafe {
         let start = (&raw mut ARENA) as usize;
-        with_heap(|h| h.init(start, HEAP_SIZE));
+        with_heap(|h| h.main.init(start, HEAP_SIZE));
     }
+}
+
+/// Lets the heap grow on demand by up to `bytes` (whole 4 MiB chunks, at
+/// most 256 MiB) beyond what it has.
+pub fn set_limit(bytes: u64) {
+    let n = (bytes / CHUNK as u64).min(MAX_CHUNKS as u64) as usize;
+    with_heap(|h| h.limit = n);
+}
+
+/// How far the heap may grow on demand, in bytes ([`set_limit`]).
+pub fn limit() -> u64 {
+    with_heap(|h| h.limit as u64 * CHUNK as u64)
 }
 
 /// Bytes currently allocated from the heap.
 pub fn used() -> usize {
-    with_heap(|h| h.stats_alloc_actual())
+    with_heap(|h| h.used())
 }
 
-/// Bytes the heap manages in all.
+/// Bytes the heap manages in all (chunks grown on demand included).
 pub fn total() -> usize {
-    with_heap(|h| h.stats_total_bytes())
+    with_heap(|h| h.total())
 }
 
-/// Bytes still free in the heap.
+/// Bytes still free in the heap as it is now (it may grow further).
 pub fn headroom() -> usize {
-    with_heap(|h| h.stats_total_bytes() - h.stats_alloc_actual())
+    with_heap(|h| h.total() - h.used())
+}
+
+/// Chunks grown on demand and given back so far.
+pub fn chunk_counts() -> (u64, u64) {
+    with_heap(|h| (h.grown, h.shrunk))
+}
+
+/// Chunks the page allocator refused to take back (0 unless a bug).
+pub fn chunks_refused() -> u64 {
+    with_heap(|h| h.refused)
 }
 
 /// Below this much free heap, requests that create kernel objects for user
@@ -87,13 +266,34 @@ pub const RESERVE: usize = 1 << 20;
 
 /// True if a user request that allocates kernel heap may proceed.
 pub fn can_grow() -> bool {
-    headroom() > RESERVE
+    can_allocate(0)
 }
 
 /// True if a user request that will allocate about `bytes` of kernel heap
-/// (a fork's copy of the area map, say) may proceed.
+/// (a fork's copy of the area map, say) may proceed: the heap has that
+/// much above [`RESERVE`] free, growing by chunks to get it if it must.
+/// (A chunk grown here and never used goes back at the next [`trim`].)
 pub fn can_allocate(bytes: usize) -> bool {
-    headroom() > RESERVE.saturating_add(bytes)
+    let want = RESERVE.saturating_add(bytes);
+    with_heap(|h| {
+        while h.total() - h.used() <= want {
+            if h.grow().is_none() {
+                return false;
+            }
+        }
+        true
+    })
+}
+
+/// Gives every chunk with nothing allocated in it back to the page
+/// allocator (after a process is reaped: a chunk [`can_allocate`] grew
+/// for a request that did not use it).
+pub fn trim() {
+    with_heap(|h| {
+        for i in 0..MAX_CHUNKS {
+            h.shrink(i);
+        }
+    });
 }
 
 /// Adds `bytes` (rounded to 4 MiB blocks) of page-allocator memory to the
@@ -109,7 +309,7 @@ pub fn grow_from_frames(bytes: u64) -> u64 {
         let start = crate::memory::frames::linear().ptr::<u8>(pfn.phys()) as usize;
         // SAFETY: a fresh block from the page allocator, never freed, RAM
         // in the linear map: the heap owns it from now on.
-        with_heap(|h| unsafe { h.add_to_heap(start, start + block.bytes() as usize) });
+        with_heap(|h| unsafe { h.main.add_to_heap(start, start + block.bytes() as usize) });
         added += block.bytes();
     }
     added
@@ -141,7 +341,44 @@ kernel_test!(
     }
 );
 
-/// Runs `f` on the heap, locked (with interrupts masked).
-fn with_heap<R>(f: impl FnOnce(&mut Heap<32>) -> R) -> R {
+/// Runs `f` on the heaps, locked (with interrupts masked).
+fn with_heap<R>(f: impl FnOnce(&mut Heaps) -> R) -> R {
     f(&mut HEAP.0.lock())
 }
+
+kernel_test!(
+    fn heap_grows_on_demand_and_gives_back() {
+        use alloc::vec::Vec;
+        let free = || crate::memory::frames::stats().free_pages;
+        let (grown0, shrunk0) = chunk_counts();
+        let (pages0, total0) = (free(), total());
+        // More than the heap has free now, in blocks of 256 KiB: the last
+        // ones can only come from chunks grown on demand.
+        const BLOCK: usize = 256 << 10;
+        let n = (headroom() + (6 << 20)) / BLOCK;
+        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        check!(blocks.try_reserve_exact(n).is_ok());
+        for i in 0..n {
+            let mut b = Vec::new();
+            check!(
+                b.try_reserve_exact(BLOCK).is_ok(),
+                "block {i} of {n} refused"
+            );
+            b.push(i as u8);
+            blocks.push(b);
+        }
+        let (grown, _) = chunk_counts();
+        check!(grown > grown0, "no chunk grown for {n} blocks");
+        check!(total() > total0);
+        check!(free() <= pages0 - (grown - grown0) * (CHUNK as u64 / 4096));
+        check!(blocks.iter().enumerate().all(|(i, b)| b[0] == i as u8));
+        drop(blocks);
+        // Every chunk emptied went back to the page allocator.
+        let (grown, shrunk) = chunk_counts();
+        check_eq!(grown - grown0, shrunk - shrunk0);
+        check_eq!(free(), pages0);
+        check_eq!(total(), total0);
+        check_eq!(chunks_refused(), 0);
+        Ok(())
+    }
+);

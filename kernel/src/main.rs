@@ -38,6 +38,9 @@ fn kmain(info: &'static BootInfo) -> ! {
     // Kernel objects for processes live on the heap: 1/64 of RAM, between
     // 4 and 64 MiB, on top of the static arena.
     let grown = heap::grow_from_frames((board.ram.total() / 64).clamp(4 << 20, 64 << 20));
+    // Beyond that it grows on demand, by up to 1/16 of RAM more, and
+    // gives back what it no longer uses.
+    heap::set_limit(board.ram.total() / 16);
     println!(
         "mm: kernel heap {} MiB ({} MiB from RAM)",
         heap::total() >> 20,

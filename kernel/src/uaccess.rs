@@ -10,15 +10,17 @@ use alloc::vec::Vec;
 
 use folium_abi::Errno;
 use folium_mm::VirtAddr;
-use folium_mm::aspace::Access;
+use folium_mm::aspace::{Access, FaultError};
 
 use crate::arch;
 use crate::memory::uspace::KernelEnv;
 use crate::proc::Task;
+use crate::proc::oom::{self, Oom};
 
 /// Runs `copy(offset)` (which returns the bytes it could not copy from
 /// `offset` on) until done, faulting in the page at the first uncopied
-/// byte between attempts. EFAULT when the address space refuses.
+/// byte between attempts. EFAULT when the address space refuses; ENOMEM
+/// when no frame can be had and the OOM killer chose this process.
 fn with_faults(
     task: &mut Task,
     base: u64,
@@ -50,9 +52,17 @@ fn with_faults(
             return Err(Errno::EFAULT);
         }
         let space = task.space.as_mut().ok_or(Errno::EFAULT)?;
-        space
-            .handle_fault(&mut KernelEnv, VirtAddr::new(at), access)
-            .map_err(|_| Errno::EFAULT)?;
+        match space.handle_fault(&mut KernelEnv, VirtAddr::new(at), access) {
+            Ok(()) => {}
+            // No frame is not a bad address: reclaim, or let the OOM
+            // killer act, then try again; ENOMEM only if this process is
+            // the one to go.
+            Err(FaultError::OutOfMemory) => match oom::out_of_memory(task) {
+                Oom::Retry => continue,
+                Oom::Chosen => return Err(Errno::ENOMEM),
+            },
+            Err(_) => return Err(Errno::EFAULT),
+        }
         last_fault = Some(at);
         done = new_done;
     }

@@ -32,7 +32,12 @@ pub struct Gather {
     end: u64,
     /// Folio references to drop after the flush: (folio, how many).
     folios: Vec<(Folio, u32)>,
+    /// Unlinked table frames to free after the next flush: at most
+    /// [`TABLE_BATCH`], so a gather's memory does not grow with the range.
     tables: Vec<PhysAddr>,
+    /// The first and last page whose walks went through the tables handed
+    /// over ([`Gather::note_tables`]): the flush that frees them covers it.
+    table_span: Option<(VirtAddr, VirtAddr)>,
     /// Flush the whole address space rather than the range.
     full: bool,
     /// Something was noted since the last flush (a flush with nothing
@@ -51,6 +56,7 @@ impl Gather {
             end: 0,
             folios: Vec::new(),
             tables: Vec::new(),
+            table_span: None,
             full: false,
             unflushed: false,
             entries: 0,
@@ -144,13 +150,43 @@ impl Gather {
         (self.start, self.end) = (u64::MAX, 0);
     }
 
-    /// Takes over page-table frames that nothing links any more (munmap's
-    /// emptied tables); they are freed after the flush, by [`Gather::finish`].
+    /// Notes that the tables about to be handed over ([`Gather::add_table`])
+    /// were reached by walks of `[start, end)`: the flush that frees them
+    /// covers the whole span, so cached intermediate entries through them
+    /// (arm64 and x86 keep those too) are dropped first.
+    pub(crate) fn note_tables(&mut self, start: VirtAddr, end: VirtAddr) {
+        if start < end {
+            self.table_span = Some((start, end - PAGE_SIZE));
+        }
+    }
+
+    /// Takes over a page-table frame that nothing links any more (munmap's
+    /// emptied tables); it is freed after a flush. At most [`TABLE_BATCH`]
+    /// wait at once: a full batch (or a kernel heap that cannot hold one
+    /// more entry) is flushed and freed before this one joins, so
+    /// unmapping any number of tables needs a few KiB of heap.
     ///
-    /// Context: the range their walks covered was noted, so the flush
-    /// also drops any cached intermediate entries through them.
-    pub(crate) fn free_tables_after_flush(&mut self, tables: Vec<PhysAddr>) {
-        self.tables.extend(tables);
+    /// Context: the table was unlinked after [`Gather::note_tables`] noted
+    /// a span covering the walks through it.
+    pub(crate) fn add_table(&mut self, table: PhysAddr, env: &mut (impl MmEnv + ?Sized)) {
+        // Whatever flushed before, this table was unlinked after it: the
+        // next flush must cover its span.
+        if let Some((first, last)) = self.table_span {
+            self.note(first);
+            self.note(last);
+        }
+        if self.tables.len() >= TABLE_BATCH || self.tables.try_reserve(1).is_err() {
+            // The waiting tables were unlinked before this flush.
+            self.flush_and_free_folios(env);
+            env.free_tables(&mut self.tables);
+        }
+        if self.tables.len() < self.tables.capacity() {
+            self.tables.push(table);
+        } else {
+            // Not even one slot: flush (this table is unlinked), then free.
+            self.flush(env);
+            env.free_table(table);
+        }
     }
 
     /// Flushes the TLB once for everything noted, then drops the folio
@@ -162,3 +198,8 @@ impl Gather {
         env.free_tables(&mut self.tables);
     }
 }
+
+/// Unlinked page tables a [`Gather`] holds before it flushes and frees
+/// them early (4 KiB of kernel heap): munmap of 1 TiB of sparse tables
+/// flushes once per 512 of them instead of listing them all.
+pub const TABLE_BATCH: usize = 512;

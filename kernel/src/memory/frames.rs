@@ -74,6 +74,12 @@ pub fn with<R>(f: impl FnOnce(&mut BuddyAllocator<'static>) -> R) -> R {
     f(g.as_mut().expect("frames::init has not run"))
 }
 
+/// True while the allocator's lock is held (one CPU: by the caller's own
+/// path, so the kernel heap must not wait for it).
+pub fn is_locked() -> bool {
+    BUDDY.is_locked()
+}
+
 /// A snapshot of the free lists (the stats API; later exposed to user space).
 pub fn stats() -> FreeStats {
     let g = BUDDY.lock();

@@ -43,30 +43,12 @@ pub fn handle(task: &mut Task, f: UserFault) {
             };
             match r {
                 Ok(()) => return,
-                Err(FaultError::OutOfMemory) if super::split_deferred_folios().freed_pages > 0 => {
-                    // Reclaim first, as Linux's shrinkers do: splitting
-                    // partly mapped folios gave frames back, so the
-                    // faulting instruction runs again.
-                    return;
-                }
-                Err(FaultError::OutOfMemory) => {
-                    // Linux's OOM killer: the process using the most
-                    // memory goes (never init), not whoever faulted next.
-                    let (victim, pages) = super::oom_victim(task);
-                    println!(
-                        "Out of memory: Killed process {victim} ({}) total-rss:{}kB",
-                        super::name_of(victim),
-                        pages * 4
-                    );
-                    if victim != task.pid {
-                        let _ = super::send_signal(victim, Some(Signal::SIGKILL));
-                        // Let it die and free its memory; the faulting
-                        // instruction runs again afterwards.
-                        super::yield_now(task);
-                        return;
-                    }
-                    Signal::SIGKILL
-                }
+                Err(FaultError::OutOfMemory) => match super::oom::out_of_memory(task) {
+                    // Memory came back (a split, or another process
+                    // died): the faulting instruction runs again.
+                    super::oom::Oom::Retry => return,
+                    super::oom::Oom::Chosen => Signal::SIGKILL,
+                },
                 Err(_) => {
                     println!(
                         "{}[{}]: segfault at {:x} ip {:016x} sp {:016x} error {:x}",

@@ -64,6 +64,10 @@ pub enum Knob {
     /// measurement): `1` makes fork unfold folded blocks and write-protect
     /// them entry by entry (Linux before 6.9), `0` keeps them folded.
     ContpteForkPerPte,
+    /// `/sys/kernel/mm/folium/heap_grow_kb` (Folium's own): how far the
+    /// kernel heap may grow on demand beyond its boot size, in kB (whole
+    /// 4 MiB chunks); tests lower it to exhaust the heap quickly.
+    HeapGrow,
     /// `/proc/sys/vm/drop_caches`: 1 to 4 as on Linux. Folium has no page
     /// cache; bit 2 runs the shrinkers, here the deferred split (Linux's
     /// `drop_slab` runs its deferred-split shrinker the same way).
@@ -87,6 +91,15 @@ impl Knob {
             }
             Knob::ContpteForkPerPte => {
                 crate::memory::set_contpte_fork_per_pte(bool_word(buf)?);
+                Ok(())
+            }
+            Knob::HeapGrow => {
+                let word = buf.strip_suffix(b"\n").unwrap_or(buf);
+                let kb: u64 = core::str::from_utf8(word)
+                    .ok()
+                    .and_then(|w| w.parse().ok())
+                    .ok_or(Errno::EINVAL)?;
+                crate::heap::set_limit(kb.saturating_mul(1024));
                 Ok(())
             }
             Knob::DropCaches => {
@@ -257,10 +270,23 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
         }
         b"ptdump" => Some((super::ptdump::generate(super::ptdump::View::Ptdump), None)),
         b"mmview" => Some((super::ptdump::generate(super::ptdump::View::Mmview), None)),
+        b"heap_grow_kb" => {
+            let _ = writeln!(text, "{}", crate::heap::limit() / 1024);
+            Some((text, Some(Knob::HeapGrow)))
+        }
         b"stats" => {
             folium_mm::stats::STATS.write(&mut text);
             let queued = crate::memory::frames::with(|b| b.deferred_len());
             let _ = writeln!(text, "deferred_split_queue {queued}");
+            let (grown, shrunk) = crate::heap::chunk_counts();
+            let _ = writeln!(text, "kernel_heap_used {}", crate::heap::used());
+            let _ = writeln!(text, "kernel_heap_total {}", crate::heap::total());
+            let _ = writeln!(text, "kernel_heap_chunks {}", grown - shrunk);
+            let _ = writeln!(
+                text,
+                "kernel_heap_chunks_refused {}",
+                crate::heap::chunks_refused()
+            );
             Some((text, None))
         }
         _ => None,

@@ -25,6 +25,7 @@
 pub mod exec;
 pub mod fault;
 pub mod files;
+pub mod oom;
 pub mod ptdump;
 pub mod views;
 
@@ -95,8 +96,11 @@ pub struct ProcInfo {
     /// Short name for reports (the program's file name, as Linux's `comm`).
     pub name: String,
     /// Resident pages of its address space, as the process itself last
-    /// published them (the OOM killer's measure).
+    /// published them (the OOM killer's measure, with `pt_pages`).
     pub rss: u64,
+    /// Page-table pages of its address space (Linux's `VmPTE`), published
+    /// with `rss`.
+    pub pt_pages: u64,
     /// The head of its robust-futex list (`set_robust_list`), 0 for none:
     /// here rather than in [`Task`] because `get_robust_list` may read
     /// another process's. Like Linux's `task_struct::robust_list`, a new
@@ -286,6 +290,7 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             pending: 0,
             name: String::from(program.name),
             rss: 0,
+            pt_pages: 0,
             robust_list: 0,
             pt_root: task.space.as_ref().map(|s| s.root()),
             kctx: new_kctx(&task, pid),
@@ -308,7 +313,7 @@ extern "C" fn task_main(pid: u64) -> ! {
     if let Some(s) = task.space.as_mut() {
         uspace::activate(s);
     }
-    let mut published_rss = 0;
+    let mut published = (0, 0);
     let mut seen_epoch = u64::MAX;
     if task.set_child_tid != 0 {
         let at = task.set_child_tid;
@@ -336,11 +341,14 @@ extern "C" fn task_main(pid: u64) -> ! {
             UserExit::Interrupt => {}
             UserExit::Fault(f) => fault::handle(task, f),
         }
-        let rss = task.space.as_ref().map_or(0, |s| s.rss());
-        if rss != published_rss {
-            published_rss = rss;
+        let usage = task
+            .space
+            .as_ref()
+            .map_or((0, 0), |s| (s.rss(), s.table_pages()));
+        if usage != published {
+            published = usage;
             if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
-                p.rss = rss;
+                (p.rss, p.pt_pages) = usage;
             }
         }
         if crate::sched::take_need_resched() {
@@ -590,6 +598,8 @@ fn reap(t: &mut Table, parent: Pid, child: Pid) -> Option<ExitStatus> {
     // SAFETY: its thread is gone, so nothing switches to or from this
     // context again; it came from Box::into_raw in `new_kctx`.
     drop(unsafe { Box::from_raw(info.kctx) });
+    // Chunks the heap grew for this process and no longer uses go back.
+    crate::heap::trim();
     Some(status)
 }
 
@@ -759,24 +769,6 @@ pub fn reset_handlers_on_exec(pid: Pid) {
     }
 }
 
-/// The process to kill when memory runs out: the live one (not init) with
-/// the most resident pages, `current` included; with its page count.
-/// Falls back to `current` when nothing else qualifies.
-pub fn oom_victim(current: &Task) -> (Pid, u64) {
-    let mine = current.space.as_ref().map_or(0, |s| s.rss());
-    let mut best = (current.pid, if current.pid == INIT_PID { 0 } else { mine });
-    let t = PROCS.lock();
-    for (&pid, p) in &t.procs {
-        if pid == INIT_PID || pid == current.pid || matches!(p.state, State::Zombie(_)) {
-            continue;
-        }
-        if p.rss > best.1 {
-            best = (pid, p.rss);
-        }
-    }
-    best
-}
-
 /// Publishes the root of `pid`'s user page table (`None` once it has no
 /// address space), after exec replaced it or before exit frees it.
 pub fn publish_root(pid: Pid, root: Option<PhysAddr>) {
@@ -908,6 +900,7 @@ pub fn fork_current(
             pending: 0,
             name,
             rss: 0,
+            pt_pages: 0,
             robust_list: 0,
             pt_root: task.space.as_ref().map(|s| s.root()),
             kctx: new_kctx(&task, pid),

@@ -1,7 +1,7 @@
 //! Linux's views of memory as files: `/proc/self/pagemap` and
 //! `/proc/kpageflags`, whose entries are made at read time from the file
 //! offset (8 bytes per virtual page, per frame: far too large to make at
-//! open), and `/proc/self/smaps_rollup`, made at open like the other
+//! open), and `/proc/self/smaps_rollup` and `status`, made at open like the other
 //! control files. The numbers come from `folium_mm::views`; this file
 //! adds Linux's file semantics.
 //!
@@ -83,8 +83,31 @@ pub fn lookup(path: &[u8], me: &Task) -> Option<Found> {
     match file {
         b"pagemap" => Some(Found::View(ViewKind::Pagemap(me.pid))),
         b"smaps_rollup" => Some(Found::Text(smaps_rollup(me))),
+        b"status" => Some(Found::Text(status(me))),
         _ => None,
     }
+}
+
+/// `/proc/self/status` of `me`: the memory lines in Linux's format
+/// (`VmRSS`, `RssAnon`, and `VmPTE`, its page tables, which the OOM
+/// killer charges too), after its name and ids.
+fn status(me: &Task) -> String {
+    use core::fmt::Write;
+    let (rss, tables) = me
+        .space
+        .as_ref()
+        .map_or((0, 0), |s| (s.rss(), s.table_pages()));
+    let mut text = String::new();
+    let kb = |pages: u64| pages * (PAGE_SIZE / 1024);
+    let _ = writeln!(text, "Name:\t{}", super::name_of(me.pid));
+    let _ = writeln!(text, "State:\tR (running)");
+    let _ = writeln!(text, "Tgid:\t{}", me.pid);
+    let _ = writeln!(text, "Pid:\t{}", me.pid);
+    let _ = writeln!(text, "PPid:\t{}", super::parent_of(me.pid));
+    let _ = writeln!(text, "VmRSS:\t{:>8} kB", kb(rss));
+    let _ = writeln!(text, "RssAnon:\t{:>8} kB", kb(rss));
+    let _ = writeln!(text, "VmPTE:\t{:>8} kB", kb(tables));
+    text
 }
 
 /// `smaps_rollup` of `me` in Linux's format (empty without an address

@@ -3,12 +3,13 @@
 
 use folium_abi::Errno;
 use folium_abi::errno::SysResult;
-use folium_mm::aspace::Access;
+use folium_mm::aspace::{Access, FaultError};
 use folium_mm::vma::{Prot, VmFlags, Vma, VmaError, VmaKind};
 use folium_mm::{PAGE_SIZE, VirtAddr};
 
 use crate::memory::uspace::KernelEnv;
 use crate::proc::Task;
+use crate::proc::oom::Oom;
 
 pub fn brk(task: &mut Task, want: u64) -> SysResult {
     let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
@@ -45,9 +46,10 @@ pub fn mprotect(task: &mut Task, addr: u64, len: u64, prot: u64) -> SysResult {
         return Err(Errno::ENOMEM);
     }
     let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
-    if space.vmas().len() + space.vmas().splits_needed(s, e) > MAX_MAP_COUNT
-        || !crate::heap::can_grow()
-    {
+    // Only a split allocates (one area); the rest of the call works in
+    // bounded memory, so a full kernel heap refuses only that.
+    let splits = space.vmas().splits_needed(s, e);
+    if space.vmas().len() + splits > MAX_MAP_COUNT || (splits > 0 && !crate::heap::can_grow()) {
         return Err(Errno::ENOMEM);
     }
     match space.protect(
@@ -205,17 +207,51 @@ pub fn mmap(
     space.add_vma(vma).map_err(|_| Errno::ENOMEM)?;
     if flags & MAP_POPULATE != 0 && prot.read() {
         // Linux populates a writable private mapping for write (private
-        // pages, large folios where the policy allows) and ignores
-        // failures: the pages not populated fault in later.
+        // pages, large folios where the policy allows).
         let access = if prot.write() {
             Access::Write
         } else {
             Access::Read
         };
         let (s, e) = (VirtAddr::new(start), VirtAddr::new(start + len));
-        let _ = space.populate(&mut KernelEnv, s, e, access);
+        if let Err(err) = populate(task, s, e, access) {
+            // The mapping goes with the error: the caller never saw it.
+            if let Some(space) = task.space.as_mut() {
+                let _ = space.unmap(&mut KernelEnv, s, e);
+            }
+            return Err(err);
+        }
     }
     Ok(start)
+}
+
+/// Bytes `MAP_POPULATE` fills between checks for a fatal signal.
+const POPULATE_STEP: u64 = 2 << 20;
+
+/// Makes `[start, end)` present for `access`, a table's span at a time.
+/// Out of memory, the deferred split and the OOM killer have their
+/// chance first; if this process is the one to go, or is sent a fatal
+/// signal meanwhile, it stops with ENOMEM (EINTR for the signal) rather
+/// than filling memory on behalf of a process that is dying. Other errors
+/// (a page the area's rights refuse) leave the rest to fault in later.
+fn populate(task: &mut Task, start: VirtAddr, end: VirtAddr, access: Access) -> Result<(), Errno> {
+    let mut at = start;
+    while at < end {
+        if crate::proc::oom::fatal_signal_pending(task.pid) {
+            return Err(Errno::EINTR);
+        }
+        let step = (at + POPULATE_STEP).align_down(POPULATE_STEP).min(end);
+        let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+        match space.populate(&mut KernelEnv, at, step, access) {
+            Ok(()) => at = step,
+            Err(FaultError::OutOfMemory) => match crate::proc::oom::out_of_memory(task) {
+                Oom::Retry => {}
+                Oom::Chosen => return Err(Errno::ENOMEM),
+            },
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// `munmap`: removes every mapping in the range (nothing mapped is fine).
@@ -232,9 +268,9 @@ pub fn munmap(task: &mut Task, addr: u64, len: u64) -> SysResult {
     // Punching a hole in an area splits it in two (Linux: ENOMEM past
     // vm.max_map_count).
     let (s, e) = (VirtAddr::new(addr), VirtAddr::new(end));
-    if space.vmas().len() + space.vmas().splits_needed(s, e) > MAX_MAP_COUNT
-        || !crate::heap::can_grow()
-    {
+    // As in mprotect: only a split needs heap.
+    let splits = space.vmas().splits_needed(s, e);
+    if space.vmas().len() + splits > MAX_MAP_COUNT || (splits > 0 && !crate::heap::can_grow()) {
         return Err(Errno::ENOMEM);
     }
     space

@@ -8,6 +8,7 @@
 extern crate alloc;
 
 pub mod mmview;
+pub mod pressure;
 pub mod thp;
 pub mod views;
 

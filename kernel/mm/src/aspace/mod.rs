@@ -401,6 +401,12 @@ impl<F: PteFormat> AddressSpace<F> {
         self.rss
     }
 
+    /// Page-table pages below the root (Linux's `VmPTE` in pages, which
+    /// its OOM killer adds to the resident pages), from the running count.
+    pub fn table_pages(&self) -> u64 {
+        self.pt.table_pages()
+    }
+
     /// Present user pages, counted by walking the tables (tests check
     /// [`AddressSpace::rss`] against it).
     pub fn resident_pages(&self) -> u64 {

@@ -4,7 +4,7 @@
 use crate::addr::VirtAddr;
 use crate::env::MmEnv;
 use crate::mmu_gather::Gather;
-use crate::pgtable::{Level, PteFormat, PteKind};
+use crate::pgtable::{Level, Pte, PteFormat, PteKind};
 use crate::vma::{Prot, VmFlags, VmaError};
 
 use super::{AddressSpace, hooks, leaf, user_attrs};
@@ -36,6 +36,11 @@ impl<F: PteFormat> AddressSpace<F> {
                 continue;
             };
             for i in 0..cur.len() {
+                // An empty entry has nothing to change: skip it with one
+                // load (a sparse table is almost all empty entries).
+                if cur.peek(i) == Pte::NONE {
+                    continue;
+                }
                 let Some((pfn, attrs)) = leaf::<F>(cur.get(i)) else {
                     continue;
                 };

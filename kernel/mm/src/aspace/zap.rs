@@ -109,16 +109,14 @@ impl<F: PteFormat> AddressSpace<F> {
         let mut g = Gather::new(self.asid);
         // PTEs exist only inside the areas just removed.
         self.zap(env, start, end, &mut g);
-        let mut tables = Vec::new();
-        // Every entry of the range was just cleared.
+        // Every entry of the range was just cleared. The emptied tables go
+        // to the gather as they are unlinked, which frees them a bounded
+        // batch at a time, each after a flush of the whole range
+        // (intermediate walks may be cached too): however many tables the
+        // range held, nothing here grows with it.
+        g.note_tables(start, end);
         self.pt
-            .free_cleared_tables(start, end, &mut |t| tables.push(t));
-        if !tables.is_empty() {
-            // Intermediate walks may be cached too: flush the whole range.
-            g.note(start);
-            g.note(end - PAGE_SIZE);
-        }
-        g.free_tables_after_flush(tables);
+            .free_cleared_tables(start, end, &mut |t| g.add_table(t, env));
         g.finish(env);
         Ok(())
     }

@@ -168,6 +168,11 @@ pub struct RawLeaf {
 pub struct PageTable<F: PteFormat> {
     root: PhysAddr,
     map: LinearMap,
+    /// Tables below the root this handle linked and has not freed (Linux
+    /// `mm_pgtables_bytes` in pages; the OOM killer charges them).
+    /// Atomic only so [`PageTable::new_table`] can count through `&self`
+    /// while a caller holds an entry of the tree.
+    tables: AtomicU64,
     _format: PhantomData<fn() -> F>,
 }
 
@@ -265,6 +270,7 @@ impl<F: PteFormat> PageTable<F> {
         Self {
             root,
             map,
+            tables: AtomicU64::new(0),
             _format: PhantomData,
         }
     }
@@ -281,10 +287,27 @@ impl<F: PteFormat> PageTable<F> {
         let mut pt = Self {
             root: PhysAddr::new(0),
             map,
+            tables: AtomicU64::new(0),
             _format: PhantomData,
         };
         pt.root = pt.new_table(alloc)?;
+        // The root is not counted (Linux leaves the pgd out too).
+        pt.tables = AtomicU64::new(0);
         Ok(pt)
+    }
+
+    /// Tables below the root that this handle linked and has not freed:
+    /// every table of a tree it created (a handle made by
+    /// [`PageTable::new`] starts at 0). O(1): counted as tables come and
+    /// go, which is what Linux's `VmPTE` and the OOM killer read.
+    pub fn table_pages(&self) -> u64 {
+        self.tables.load(Ordering::Relaxed)
+    }
+
+    /// Notes that a table below the root was unlinked for freeing.
+    pub(super) fn note_table_freed(&mut self) {
+        let n = self.tables.get_mut();
+        *n = n.saturating_sub(1);
     }
 
     /// Physical address of the root table (for TTBRn_EL1 or CR3).
@@ -530,6 +553,7 @@ impl<F: PteFormat> PageTable<F> {
         // above) frame of RAM mapped writable by the linear map; nobody
         // else can see it before the caller links it.
         unsafe { alloc.zero_table(t, self.map.ptr::<u8>(t)) };
+        self.tables.fetch_add(1, Ordering::Relaxed);
         Ok(t)
     }
 

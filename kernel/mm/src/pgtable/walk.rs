@@ -407,6 +407,7 @@ impl<F: PteFormat> PageTable<F> {
             if child_empty && inside {
                 self.slot_entry(table, idx)
                     .store(Pte::NONE.bits(), Ordering::Release);
+                self.note_table_freed();
                 free(t);
             } else {
                 empty = false;

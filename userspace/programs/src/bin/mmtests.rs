@@ -24,6 +24,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use folium_abi::Errno;
+use folium_programs::pressure;
 use folium_programs::thp::{
     FALLBACK, SIZES, SPLIT, SPLIT_DEFERRED, allocs, apply_policy, counters, only, read_knob,
     save_policy, write_knob,
@@ -1351,7 +1352,7 @@ fn t_pagemap_errors() -> TestResult {
 }
 
 /// Tests that only run on Folium, with the reason printed on Linux.
-const FOLIUM_ONLY: [(&str, &str); 4] = [
+const FOLIUM_ONLY: [(&str, &str); 7] = [
     (
         "fault_counters_follow_policy",
         "it sets the mTHP knobs, which are the host's",
@@ -1366,6 +1367,15 @@ const FOLIUM_ONLY: [(&str, &str); 4] = [
     ),
     (
         "memory_pressure_splits_before_oom",
+        "it fills the host's memory",
+    ),
+    (
+        "unmap_tables_with_heap_full",
+        "it fills the kernel heap through a Folium knob",
+    ),
+    ("oom_kills_page_table_hog", "it fills the host's memory"),
+    (
+        "populate_stops_when_memory_runs_out",
         "it fills the host's memory",
     ),
 ];
@@ -1412,6 +1422,18 @@ const TESTS: &[Test] = &[
     ("pagemap_exclusive_fork_cow", t_pagemap_exclusive_fork_cow),
     ("pagemap_zero_page", t_pagemap_zero_page),
     ("pagemap_errors", t_pagemap_errors),
+    (
+        "unmap_tables_with_heap_full",
+        pressure::t_unmap_tables_with_heap_full,
+    ),
+    (
+        "oom_kills_page_table_hog",
+        pressure::t_oom_kills_page_table_hog,
+    ),
+    (
+        "populate_stops_when_memory_runs_out",
+        pressure::t_populate_stops_when_memory_runs_out,
+    ),
 ];
 
 fn main(args: &ulib::Args) -> i32 {

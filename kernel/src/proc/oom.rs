@@ -1,0 +1,90 @@
+//! The OOM killer: when a fault, a user copy or `MAP_POPULATE` cannot get
+//! a frame even after the deferred split gave back what it could, the
+//! process with the largest footprint dies (never init), not whoever
+//! asked next. The footprint is Linux's `oom_badness`: resident pages
+//! plus page-table pages, so a process holding memory in tables (one byte
+//! read per 2 MiB of a huge mapping costs a whole table and no resident
+//! page) is seen too.
+
+use folium_abi::signal::Signal;
+
+use super::{INIT_PID, PROCS, Pid, State, Task};
+
+/// What the caller that ran out of memory does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Oom {
+    /// Memory was given back (a split, or another process was killed and
+    /// has run to its end): try again.
+    Retry,
+    /// The caller itself is the one to go (it has been sent SIGKILL,
+    /// unless it is init): stop and report ENOMEM; the process dies on
+    /// its way back to user mode.
+    Chosen,
+}
+
+/// A process's footprint in pages, as the OOM killer ranks it.
+pub fn badness(rss: u64, table_pages: u64) -> u64 {
+    rss.saturating_add(table_pages)
+}
+
+/// The process to kill when memory runs out: the live one (not init) with
+/// the largest [`badness`], `current` included; with its resident and
+/// table pages. Falls back to `current` when nothing else qualifies.
+pub fn victim(current: &Task) -> (Pid, u64, u64) {
+    let (rss, tables) = current
+        .space
+        .as_ref()
+        .map_or((0, 0), |s| (s.rss(), s.table_pages()));
+    let mut best = (current.pid, rss, tables);
+    let mut best_score = if current.pid == INIT_PID {
+        0
+    } else {
+        badness(rss, tables)
+    };
+    let t = PROCS.lock();
+    for (&pid, p) in &t.procs {
+        if pid == INIT_PID || pid == current.pid || matches!(p.state, State::Zombie(_)) {
+            continue;
+        }
+        let score = badness(p.rss, p.pt_pages);
+        if score > best_score {
+            best = (pid, p.rss, p.pt_pages);
+            best_score = score;
+        }
+    }
+    best
+}
+
+/// Called when `task` could not get a frame: reclaims by splitting
+/// partly mapped folios (Linux's shrinkers) and, if that frees nothing,
+/// kills the process with the largest footprint. If another process was
+/// chosen, `task` waits for it to die before trying again.
+pub fn out_of_memory(task: &mut Task) -> Oom {
+    if super::split_deferred_folios().freed_pages > 0 {
+        return Oom::Retry;
+    }
+    let (pid, rss, tables) = victim(task);
+    println!(
+        "Out of memory: Killed process {pid} ({}) total-rss:{}kB pgtables:{}kB",
+        super::name_of(pid),
+        rss * 4,
+        tables * 4
+    );
+    let _ = super::send_signal(pid, Some(Signal::SIGKILL));
+    if pid == task.pid {
+        return Oom::Chosen;
+    }
+    // Let it die and free its memory.
+    super::yield_now(task);
+    Oom::Retry
+}
+
+/// True if `pid` has been sent a fatal signal it has not acted on yet:
+/// long kernel work on its behalf stops (it dies on its way out).
+pub fn fatal_signal_pending(pid: Pid) -> bool {
+    PROCS
+        .lock()
+        .procs
+        .get(&pid)
+        .is_some_and(|p| p.kill.is_some())
+}
