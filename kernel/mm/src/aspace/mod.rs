@@ -190,13 +190,16 @@ fn user_pte<F: PteFormat>(pfn: Pfn, prot: Prot, writable: bool) -> Pte {
 }
 
 /// Attributes of a user page under `prot`. A `PROT_NONE` page keeps its
-/// frame mapped (its contents survive a later `mprotect` back) but as a
-/// kernel-only, non-executable, read-only entry, which user mode cannot
-/// touch (arm64 AP[1] clear; x86 U/S clear); the kernel's own user copies
-/// check the areas first, so they refuse it too.
+/// frame and folio (its contents survive a later `mprotect` back; fork
+/// shares it, unmap frees it) in a protnone entry ([`Attrs::protnone`]),
+/// which the MMU sees as invalid: user mode faults on it, and so does the
+/// kernel through a user pointer, whatever PAN/SMAP would allow. It is
+/// also spelled kernel-only, read-only and non-executable, so that even
+/// read as a valid entry it would grant user mode nothing.
 fn user_attrs(prot: Prot, writable: bool) -> Attrs {
     let mut a = Attrs::user(writable && prot.write(), prot.exec());
     a.user = prot.read();
+    a.protnone = !prot.read();
     a
 }
 

@@ -115,12 +115,13 @@ impl HostEnv {
         self.buddy.nr_free_pages()
     }
 
-    /// The hardware may cache any present translation at any time.
+    /// The hardware may cache any valid translation at any time (not a
+    /// protnone one: the MMU never uses it).
     pub fn walk_all<F: PteFormat>(&self, a: &AddressSpace<F>) {
         for v in a.vmas().iter() {
             let mut va = v.start;
             while va < v.end {
-                if let Some((pfn, attrs)) = a.translate(va) {
+                if let Some((pfn, attrs)) = a.translate(va).filter(|(_, a)| !a.protnone) {
                     self.tlb
                         .touch(a.asid, va, pfn, attrs.writable && attrs.user);
                 }
