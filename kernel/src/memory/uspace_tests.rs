@@ -238,3 +238,55 @@ kernel_test!(
         Ok(())
     }
 );
+
+// A fault on a present entry whose accessed flag is clear must set the
+// flag, or the access faults again forever: arm64 without hardware
+// access-flag management (the boards' Cortex-A72/A53) raises an
+// access-flag fault on it. x86 sets A in hardware, which the raw entry
+// shows after the access.
+kernel_test!(
+    fn old_entries_are_made_young() {
+        use core::sync::atomic::Ordering::Relaxed;
+
+        use folium_mm::pgtable::{PageTable, PteFormat};
+        use folium_mm::stats::STATS;
+
+        type F = arch::KernelPteFormat;
+        let env = &mut KernelEnv;
+        let mut space = uspace::new_space().map_err(|e| alloc::format!("{e:?}"))?;
+        check!(
+            space
+                .add_vma(Vma::new(va(0), va(1), Prot::RW, VmaKind::Anon))
+                .is_ok()
+        );
+        check!(space.write_bytes(env, va(0), &77u64.to_le_bytes()).is_ok());
+        uspace::activate(&mut space);
+        let at = va(0).as_u64();
+        check_eq!(user_read(at), Ok(77));
+        // SAFETY: a second handle on this test's own tree, used only while
+        // `space` does nothing, to age the entry as a reclaim scan would.
+        let mut raw = unsafe { PageTable::<F>::new(space.root(), super::frames::linear()) };
+        let slot = check_some!(raw.pte_slot(va(0)));
+        raw.set_pte(slot, F::pte_mkold(raw.pte(slot)));
+        arch::tlb::flush_page(space.asid, va(0));
+        check!(!F::pte_young(raw.pte(slot)));
+        #[cfg(target_arch = "aarch64")]
+        let hw_af = arch::hw_access_dirty().0;
+        #[cfg(not(target_arch = "aarch64"))]
+        let hw_af = true;
+        if hw_af {
+            check_eq!(user_read(at), Ok(77));
+            check!(F::pte_young(raw.pte(slot)), "the CPU set the flag");
+        } else {
+            check_eq!(user_read(at), Err(8), "an access-flag fault");
+            let fixups = STATS.young_fixups.load(Relaxed);
+            check!(space.handle_fault(env, va(0), Access::Read).is_ok());
+            check_eq!(STATS.young_fixups.load(Relaxed), fixups + 1);
+            check!(F::pte_young(raw.pte(slot)), "the fault set the flag");
+            check_eq!(user_read(at), Ok(77));
+        }
+        uspace::deactivate();
+        space.teardown(env);
+        Ok(())
+    }
+);

@@ -102,7 +102,20 @@ impl<F: PteFormat> AddressSpace<F> {
         }
         let pfn = F::pte_pfn(raw);
         if !write && !force {
-            // Present: a stale TLB entry faulted (Linux's spurious fault).
+            // Present, and the area allows the access: either the entry is
+            // old and the CPU does not manage the access flag (arm64
+            // without FEAT_HAFDBS raises an access-flag fault), or a stale
+            // TLB entry faulted (Linux's spurious fault). An old entry is
+            // made young (Linux `ptep_set_access_flags`; through the
+            // format's `set_ptes`, so a folded block takes it on all its
+            // entries), or the access would fault again forever. The
+            // entry's own flag decides, not `raw`'s, which a folded block
+            // gathers over its 16 entries. x86 sets A itself, so there
+            // this only flushes.
+            if !F::pte_young(cur.peek(0)) {
+                STATS.young_fixups.fetch_add(1, Relaxed);
+                cur.set_ptes(0, F::pte_mkyoung(raw), 1, &hooks(env, asid));
+            }
             flush_page(env, asid, va);
             return Ok(());
         }
