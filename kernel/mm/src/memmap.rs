@@ -93,6 +93,12 @@ impl PageFlags {
     /// `_deferred_list`). Set and cleared under the allocator only; see
     /// `split.rs`.
     pub const DEFERRED: PageFlags = PageFlags(1 << 6);
+    /// Head only: the folio's data is visible to instruction fetches
+    /// (arm64: data cache cleaned to the point of unification,
+    /// instruction cache invalidated) and the kernel has not written it
+    /// since (Linux `PG_dcache_clean`). Clear on a new folio; set when the
+    /// folio is first mapped executable; cleared by kernel writes.
+    pub const DCACHE_CLEAN: PageFlags = PageFlags(1 << 7);
     /// Per page: this page is mapped by exactly one process, which may
     /// reuse it on a write fault instead of copying (Linux
     /// `PageAnonExclusive`).
@@ -103,7 +109,8 @@ impl PageFlags {
     pub const PER_PAGE_SET: PageFlags = PageFlags(1 << 9);
 
     /// Flags that describe the whole folio, set by its users.
-    pub const FOLIO_MASK: PageFlags = PageFlags(Self::ANON.0 | Self::DIRTY.0 | Self::YOUNG.0);
+    pub const FOLIO_MASK: PageFlags =
+        PageFlags(Self::ANON.0 | Self::DIRTY.0 | Self::YOUNG.0 | Self::DCACHE_CLEAN.0);
     /// Flags each page keeps for itself. Only anon-exclusive:
     /// `FolioRef::clear_pages_anon_exclusive` drops the head's
     /// [`PageFlags::PER_PAGE_SET`] after clearing it from every page,
@@ -156,7 +163,7 @@ impl BitOr for PageFlags {
 
 impl core::fmt::Debug for PageFlags {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        const NAMES: [(PageFlags, &str); 9] = [
+        const NAMES: [(PageFlags, &str); 10] = [
             (PageFlags::HEAD, "HEAD"),
             (PageFlags::BUDDY, "BUDDY"),
             (PageFlags::RESERVED, "RESERVED"),
@@ -164,6 +171,7 @@ impl core::fmt::Debug for PageFlags {
             (PageFlags::DIRTY, "DIRTY"),
             (PageFlags::YOUNG, "YOUNG"),
             (PageFlags::DEFERRED, "DEFERRED"),
+            (PageFlags::DCACHE_CLEAN, "DCACHE_CLEAN"),
             (PageFlags::ANON_EXCLUSIVE, "ANON_EXCLUSIVE"),
             (PageFlags::PER_PAGE_SET, "PER_PAGE_SET"),
         ];

@@ -8,7 +8,8 @@
 //!   (bucket `k` counts batches of `2^k ..= 2^(k+1) - 1` PTEs);
 //! - gathers finished and the (folio, nr) entries they released;
 //! - faults that only marked an old entry young (no hardware access
-//!   flag).
+//!   flag), and instruction-cache syncs of folios about to be mapped
+//!   executable.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -40,6 +41,9 @@ pub struct MmStats {
     /// Faults on a present, old entry that set its access flag (arm64
     /// without hardware access-flag management).
     pub young_fixups: AtomicU64,
+    /// Folios whose data cache was cleaned and instruction cache
+    /// invalidated before an executable mapping ([`MmEnv::sync_icache`](crate::env::MmEnv::sync_icache)).
+    pub icache_syncs: AtomicU64,
 }
 
 /// The global counters.
@@ -53,6 +57,7 @@ pub static STATS: MmStats = MmStats {
     gather_entries: AtomicU64::new(0),
     folds: [const { AtomicU64::new(0) }; 4],
     young_fixups: AtomicU64::new(0),
+    icache_syncs: AtomicU64::new(0),
 };
 
 /// The names the folding counters are served under.
@@ -124,6 +129,7 @@ impl MmStats {
             let _ = writeln!(out, "{name} {}", c.load(Relaxed));
         }
         let _ = writeln!(out, "fault_mkyoung {}", self.young_fixups.load(Relaxed));
+        let _ = writeln!(out, "icache_sync {}", self.icache_syncs.load(Relaxed));
     }
 }
 

@@ -1,7 +1,12 @@
-//! Host tests of fault-path duties on both PTE formats: a fault on a
+//! Host tests of two fault-path duties on both PTE formats: a fault on a
 //! present but old entry sets its access flag (arm64 without hardware
-//! access-flag management would otherwise fault forever).
+//! access-flag management would otherwise fault forever), and a folio is
+//! made visible to instruction fetches exactly when it is first mapped
+//! executable after the kernel filled it (zero-fill, copy-on-write copy,
+//! `mprotect` adding exec, a kernel write), as Linux's
+//! `__sync_icache_dcache` with `PG_dcache_clean` does.
 
+use folium_mm::Pfn;
 use folium_mm::aspace::{Access, AddressSpace};
 use folium_mm::pgtable::{PageTable, Pte, PteFormat};
 use folium_mm::vma::{Prot, Vma, VmaKind};
@@ -91,3 +96,70 @@ fn old_entries_become_young<F: PteFormat>() {
 }
 
 on_both_formats!(old_entries_become_young: old_entries_become_young_x86_64, old_entries_become_young_aarch64);
+
+/// The syncs recorded since the last call: (frame, pages, first word).
+fn syncs(env: &HostEnv) -> Vec<(Pfn, u64, u64)> {
+    env.icache_syncs.borrow_mut().drain(..).collect()
+}
+
+fn exec_mappings_sync_once<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    set_sizes(&env, "never", &[(4, "always")]);
+    let rwx = Prot::from_bits(7).unwrap();
+    let mut a = new_space::<F>(&mut env, 1);
+    // Data pages: faults, copies and mprotect without exec never sync.
+    anon(&mut a, 0, 16);
+    write_u64(&mut env, &mut a, va(0), 0xc0de);
+    write_u64(&mut env, &mut a, va(3), 0x33);
+    let head = a.translate(va(0)).unwrap().0;
+    a.protect(&mut env, va(0), va(16), Prot::READ).unwrap();
+    assert_eq!(syncs(&env), []);
+    // mprotect adding exec: the folio, once, with the data it holds.
+    a.protect(&mut env, va(0), va(16), Prot::RX).unwrap();
+    assert_eq!(syncs(&env), [(head, 16, 0xc0de)]);
+    // Exec again (or still): already synced.
+    a.protect(&mut env, va(0), va(16), Prot::READ).unwrap();
+    a.protect(&mut env, va(0), va(16), Prot::RX).unwrap();
+    assert_eq!(syncs(&env), []);
+    // Copy-on-write of an executable page: the copy is synced after it
+    // was written (its first word is the copied one, not the arena's
+    // garbage) and before it is mapped.
+    let mut c = a.fork(&mut env, None).unwrap();
+    assert_eq!(syncs(&env), [], "fork writes no data");
+    c.protect(&mut env, va(0), va(16), rwx).unwrap();
+    assert_eq!(syncs(&env), [], "synced already");
+    c.handle_fault(&mut env, va(3), Access::Write).unwrap();
+    let copy = c.translate(va(3)).unwrap().0;
+    assert_ne!(copy, head + 3);
+    assert_eq!(syncs(&env), [(copy, 1, 0x33)]);
+    c.teardown(&mut env);
+    // A fresh executable folio: synced once, after zeroing.
+    a.add_vma(Vma::new(va(32), va(48), rwx, VmaKind::Anon))
+        .unwrap();
+    a.handle_fault(&mut env, va(33), Access::Write).unwrap();
+    let fresh = a.translate(va(32)).unwrap().0;
+    assert_eq!(syncs(&env), [(fresh, 16, 0)]);
+    a.handle_fault(&mut env, va(40), Access::Write).unwrap();
+    assert_eq!(syncs(&env), [], "same folio");
+    // The kernel writes code into the mapped folio (program loading):
+    // synced again, with the new bytes.
+    a.write_bytes(&mut env, va(32), &0x1234u64.to_le_bytes())
+        .unwrap();
+    assert_eq!(syncs(&env), [(fresh, 16, 0x1234)]);
+    // Taking exec away, and data faults (copies of the shared folio):
+    // nothing.
+    a.protect(&mut env, va(0), va(16), Prot::RW).unwrap();
+    write_u64(&mut env, &mut a, va(5), 1);
+    write_u64(&mut env, &mut a, va(6), 1);
+    assert_eq!(syncs(&env), []);
+    // The zero page mapped executable: synced once, ever.
+    a.add_vma(Vma::new(va(64), va(66), Prot::RX, VmaKind::Anon))
+        .unwrap();
+    a.handle_fault(&mut env, va(64), Access::Exec).unwrap();
+    a.handle_fault(&mut env, va(65), Access::Read).unwrap();
+    assert_eq!(a.translate(va(65)).unwrap().0, env.zero);
+    assert_eq!(syncs(&env), [(env.zero, 1, 0)]);
+    a.teardown(&mut env);
+}
+
+on_both_formats!(exec_mappings_sync_once: exec_mappings_sync_once_x86_64, exec_mappings_sync_once_aarch64);

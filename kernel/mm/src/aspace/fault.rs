@@ -14,7 +14,7 @@ use crate::thp;
 use crate::tlb::Asid;
 use crate::vma::{Prot, VmFlags, Vma, VmaKind};
 
-use super::{Access, AddressSpace, FaultError, FaultResult, hooks, user_pte};
+use super::{Access, AddressSpace, FaultError, FaultResult, hooks, sync_exec, user_pte};
 
 /// Invalidates one page's translation (a spurious or permission fault's
 /// stale entry), counted in [`STATS`].
@@ -148,6 +148,9 @@ impl<F: PteFormat> AddressSpace<F> {
         va: VirtAddr,
         prot: Prot,
     ) -> FaultResult {
+        if prot.exec() {
+            sync_exec(env, env.zero_pfn());
+        }
         let raw = user_pte::<F>(env.zero_pfn(), prot, false);
         self.set_one(env, va, raw)
     }
@@ -225,6 +228,9 @@ impl<F: PteFormat> AddressSpace<F> {
             for k in 0..nr as u64 {
                 f.set_page_anon_exclusive(head + k);
             }
+        }
+        if vma.prot.exec() {
+            sync_exec(env, head);
         }
         // The allocation's reference is the first PTE's.
         let _ = folio.into_raw();
@@ -353,6 +359,9 @@ impl<F: PteFormat> AddressSpace<F> {
                     .copy_page_from(env.linear(), new_pfn, &from, src);
             }
             None => env.zero_folio(&new),
+        }
+        if prot.exec() {
+            sync_exec(env, new_pfn);
         }
         {
             let f = env.memmap().folio(&new);

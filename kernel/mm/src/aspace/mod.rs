@@ -47,6 +47,8 @@ mod fork;
 mod protect;
 mod zap;
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::asid::AsidTag;
 use crate::env::MmEnv;
@@ -55,6 +57,7 @@ use crate::memmap::Memmap;
 use crate::pgtable::{
     Attrs, FoldEvent, FoldPolicy, KernelHalf, Level, PageTable, Pte, PteEnv, PteFormat, PteKind,
 };
+use crate::stats::STATS;
 use crate::tlb::Asid;
 use crate::vma::{Prot, Vma, VmaError, VmaKind, VmaMap};
 
@@ -90,6 +93,26 @@ fn entry_folio(mm: &Memmap, zero: Pfn, pfn: Pfn) -> Option<FolioRef<'_>> {
     } else {
         mm.page_folio(pfn)
     }
+}
+
+/// Makes the folio of page `pfn` visible to instruction fetches before an
+/// executable entry for it is written (Linux `__sync_icache_dcache`, which
+/// `set_ptes` calls for user-executable entries): once per folio, the
+/// first time it is mapped executable since it was allocated or last
+/// written by the kernel ([`PageFlags::DCACHE_CLEAN`](crate::memmap::PageFlags::DCACHE_CLEAN)).
+/// A fresh zeroed folio, a copy-on-write copy and a page `mprotect` makes
+/// executable all come through here; fork, which writes no data, does not.
+/// Two CPUs racing here may both sync, which is harmless.
+fn sync_exec<E: MmEnv + ?Sized>(env: &E, pfn: Pfn) {
+    let Some(f) = env.memmap().page_folio(pfn) else {
+        return;
+    };
+    if f.test_dcache_clean() {
+        return;
+    }
+    env.sync_icache(f.pfn(), f.nr_pages());
+    f.set_dcache_clean();
+    STATS.icache_syncs.fetch_add(1, Relaxed);
 }
 
 /// What the page-table format's batch operations may ask of one address
@@ -324,6 +347,10 @@ impl<F: PteFormat> AddressSpace<F> {
             // folio's.
             let f = env.memmap().page_folio(pfn).ok_or(FaultError::Unmapped)?;
             f.write_page(env.linear(), pfn, off, &bytes[..n]);
+            if vma.prot.exec() {
+                // Code written under an executable entry: fetches must see it.
+                sync_exec(env, pfn);
+            }
             bytes = &bytes[n..];
             va = va + n as u64;
         }
