@@ -983,6 +983,22 @@ fn t_prot_none_hides_pages() -> TestResult {
     // SAFETY: the kernel must refuse to read the PROT_NONE page.
     let r = unsafe { call(Sysno::Write, [1, p, 1, 0, 0, 0]) };
     ensure_eq!(errno_of(r), Some("EFAULT"));
+    // fork copies the hidden page: the child gets it back with its bytes
+    // and a private copy once it writes.
+    let st = in_child(|| {
+        if sys::mprotect(p, 4096, PROT_READ | PROT_WRITE) != Ok(0) {
+            return 1;
+        }
+        // SAFETY: readable and writable again in this process.
+        unsafe {
+            if (p as *const u64).read_volatile() != 42 {
+                return 2;
+            }
+            (p as *mut u64).write_volatile(7);
+        }
+        0
+    })?;
+    ensure_eq!(exited(st), Some(0), "the child: status {st:#x}");
     ensure_eq!(sys::mprotect(p, 4096, PROT_READ), Ok(0));
     // SAFETY: readable again, with its contents.
     ensure_eq!(unsafe { (p as *const u64).read_volatile() }, 42);
