@@ -320,7 +320,8 @@ impl<F: PteFormat> AddressSpace<F> {
         false
     }
 
-    /// What `va` maps to now: frame and attributes.
+    /// What `va` maps to now: frame and attributes (a `PROT_NONE` page
+    /// too, with [`Attrs::protnone`] set: the mm's view, not the MMU's).
     pub fn translate(&self, va: VirtAddr) -> Option<(Pfn, Attrs)> {
         let slot = self.pt.pte_slot(va)?;
         leaf::<F>(self.pt.pte(slot))
