@@ -93,12 +93,6 @@ impl PageFlags {
     /// `_deferred_list`). Set and cleared under the allocator only; see
     /// `split.rs`.
     pub const DEFERRED: PageFlags = PageFlags(1 << 6);
-    /// Head only: the folio's data is visible to instruction fetches
-    /// (arm64: data cache cleaned to the point of unification,
-    /// instruction cache invalidated) and the kernel has not written it
-    /// since (Linux `PG_dcache_clean`). Clear on a new folio; set when the
-    /// folio is first mapped executable; cleared by kernel writes.
-    pub const DCACHE_CLEAN: PageFlags = PageFlags(1 << 7);
     /// Per page: this page is mapped by exactly one process, which may
     /// reuse it on a write fault instead of copying (Linux
     /// `PageAnonExclusive`).
@@ -107,6 +101,12 @@ impl PageFlags {
     /// freeing must clear the tails. Set by every setter of a per-page
     /// flag on a tail; without it, freeing writes the head only.
     pub const PER_PAGE_SET: PageFlags = PageFlags(1 << 9);
+    /// Head only: the folio's data is visible to instruction fetches
+    /// (arm64: data cache cleaned to the point of unification,
+    /// instruction cache invalidated) and the kernel has not written it
+    /// since (Linux `PG_dcache_clean`). Clear on a new folio; set when the
+    /// folio is first mapped executable; cleared by kernel writes.
+    pub const DCACHE_CLEAN: PageFlags = PageFlags(1 << 10);
 
     /// Flags that describe the whole folio, set by its users.
     pub const FOLIO_MASK: PageFlags =
@@ -171,9 +171,9 @@ impl core::fmt::Debug for PageFlags {
             (PageFlags::DIRTY, "DIRTY"),
             (PageFlags::YOUNG, "YOUNG"),
             (PageFlags::DEFERRED, "DEFERRED"),
-            (PageFlags::DCACHE_CLEAN, "DCACHE_CLEAN"),
             (PageFlags::ANON_EXCLUSIVE, "ANON_EXCLUSIVE"),
             (PageFlags::PER_PAGE_SET, "PER_PAGE_SET"),
+            (PageFlags::DCACHE_CLEAN, "DCACHE_CLEAN"),
         ];
         let mut set = f.debug_set();
         for (flag, name) in NAMES {
