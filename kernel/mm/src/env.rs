@@ -91,6 +91,17 @@ pub trait MmEnv: TableAlloc {
     /// freed, that read faults on untouched memory map read-only. Its
     /// mappings hold no reference and no mapcount (Linux's special PTE).
     fn zero_pfn(&self) -> Pfn;
+    /// Makes the `nr` pages from `pfn`, which the kernel filled or the
+    /// program wrote, visible to instruction fetches before they are
+    /// mapped executable (Linux `__sync_icache_dcache`). arm64 cleans the
+    /// data cache to the point of unification and invalidates the
+    /// instruction cache; x86 keeps them coherent in hardware, so the
+    /// default does nothing. The mm calls it once per folio, when the
+    /// folio is first mapped executable after it was last written by the
+    /// kernel ([`PageFlags::DCACHE_CLEAN`](crate::memmap::PageFlags::DCACHE_CLEAN)).
+    fn sync_icache(&self, pfn: Pfn, nr: u64) {
+        let _ = (pfn, nr);
+    }
     /// Zeroes the anonymous folio `folio`, just allocated (the kernel
     /// overrides it with its fastest stores). Panics if `folio` is not
     /// marked anonymous: only user data may be zeroed through here.

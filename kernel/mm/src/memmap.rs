@@ -101,9 +101,16 @@ impl PageFlags {
     /// freeing must clear the tails. Set by every setter of a per-page
     /// flag on a tail; without it, freeing writes the head only.
     pub const PER_PAGE_SET: PageFlags = PageFlags(1 << 9);
+    /// Head only: the folio's data is visible to instruction fetches
+    /// (arm64: data cache cleaned to the point of unification,
+    /// instruction cache invalidated) and the kernel has not written it
+    /// since (Linux `PG_dcache_clean`). Clear on a new folio; set when the
+    /// folio is first mapped executable; cleared by kernel writes.
+    pub const DCACHE_CLEAN: PageFlags = PageFlags(1 << 10);
 
     /// Flags that describe the whole folio, set by its users.
-    pub const FOLIO_MASK: PageFlags = PageFlags(Self::ANON.0 | Self::DIRTY.0 | Self::YOUNG.0);
+    pub const FOLIO_MASK: PageFlags =
+        PageFlags(Self::ANON.0 | Self::DIRTY.0 | Self::YOUNG.0 | Self::DCACHE_CLEAN.0);
     /// Flags each page keeps for itself. Only anon-exclusive:
     /// `FolioRef::clear_pages_anon_exclusive` drops the head's
     /// [`PageFlags::PER_PAGE_SET`] after clearing it from every page,
@@ -156,7 +163,7 @@ impl BitOr for PageFlags {
 
 impl core::fmt::Debug for PageFlags {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        const NAMES: [(PageFlags, &str); 9] = [
+        const NAMES: [(PageFlags, &str); 10] = [
             (PageFlags::HEAD, "HEAD"),
             (PageFlags::BUDDY, "BUDDY"),
             (PageFlags::RESERVED, "RESERVED"),
@@ -166,6 +173,7 @@ impl core::fmt::Debug for PageFlags {
             (PageFlags::DEFERRED, "DEFERRED"),
             (PageFlags::ANON_EXCLUSIVE, "ANON_EXCLUSIVE"),
             (PageFlags::PER_PAGE_SET, "PER_PAGE_SET"),
+            (PageFlags::DCACHE_CLEAN, "DCACHE_CLEAN"),
         ];
         let mut set = f.debug_set();
         for (flag, name) in NAMES {

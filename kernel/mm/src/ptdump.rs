@@ -23,8 +23,10 @@
 //! The range (end exclusive), its size in the largest unit that divides it
 //! (K, M, G ...), the level of the entries (`PTE` pages, `PMD` 2 MiB
 //! blocks, `PUD` 1 GiB blocks), then one column per attribute, in Linux's
-//! order and spelling: a blank (valid; Linux writes `F` for an invalid
-//! entry it shows, which a user dump never has), `USR` (user accessible),
+//! order and spelling: a blank for a valid entry or `F` for an entry the
+//! MMU does not use, which a user dump shows for a `PROT_NONE` page (its
+//! protnone entry keeps the frame; the other columns then say how it is
+//! spelled, not what the hardware allows), `USR` (user accessible),
 //! `ro` or `RW`, `NX` or `x ` (arm64: privileged execute-never, always set
 //! on user pages), `SHD` (inner shareable), `AF` (accessed), `NG` (not
 //! global), `CON` (the arm64 contiguous hint: the entry belongs to a
@@ -61,7 +63,7 @@
 //! page at this address: more than 1 means the page is shared
 //! copy-on-write after a fork (Linux's per-page mapcount would say the
 //! same; Folium keeps only the folio's). `perm` is read, write, execute
-//! as the entry grants them; `flags` are `y` young (accessed), `d` dirty,
+//! as the entry grants them (`---` for a `PROT_NONE` page); `flags` are `y` young (accessed), `d` dirty,
 //! `c` in a folded (contiguous) block, `z` the shared zero page, `-` for
 //! each that is not. A frame outside the memmap or in no folio shows
 //! `head=- order=- mapcount=-`. Lines starting with `#` are comments: the
@@ -137,6 +139,8 @@ fn write_size(out: &mut impl Write, size: u64) -> fmt::Result {
 /// merge into one line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Prot {
+    /// Invalid to the MMU: a protnone entry (Linux's `F` column).
+    invalid: bool,
     level: Level,
     user: bool,
     ro: bool,
@@ -166,6 +170,7 @@ impl Prot {
             (false, _) => (!a.exec, false),
         };
         Prot {
+            invalid: a.protnone,
             level: l.level,
             user: a.user,
             ro: !a.writable,
@@ -189,7 +194,7 @@ impl Prot {
             (false, MemType::NormalNonCacheable) => "MEM/UC-",
         };
         let cols = [
-            " ",
+            col(self.invalid, "F", " "),
             col(self.user, "USR", "   "),
             col(self.ro, "ro", "RW"),
             col(self.nx, "NX", "x "),
@@ -450,6 +455,7 @@ impl Record {
             && next.attrs.user == self.attrs.user
             && next.attrs.young == self.attrs.young
             && next.attrs.dirty == self.attrs.dirty
+            && next.attrs.protnone == self.attrs.protnone
             && next.cont == self.cont
             && next.zero == self.zero
     }

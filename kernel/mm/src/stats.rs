@@ -6,7 +6,10 @@
 //!   address space);
 //! - PTEs per batch of fork and zap, as a histogram of powers of two
 //!   (bucket `k` counts batches of `2^k ..= 2^(k+1) - 1` PTEs);
-//! - gathers finished and the (folio, nr) entries they released.
+//! - gathers finished and the (folio, nr) entries they released;
+//! - faults that only marked an old entry young (no hardware access
+//!   flag), and instruction-cache syncs of folios about to be mapped
+//!   executable.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -35,6 +38,12 @@ pub struct MmStats {
     /// Folding events (arm64 contpte), by [`FoldEvent`] in declaration
     /// order: folds, unfolds, refolds, block flushes.
     pub folds: [AtomicU64; 4],
+    /// Faults on a present, old entry that set its access flag (arm64
+    /// without hardware access-flag management).
+    pub young_fixups: AtomicU64,
+    /// Folios whose data cache was cleaned and instruction cache
+    /// invalidated before an executable mapping ([`MmEnv::sync_icache`](crate::env::MmEnv::sync_icache)).
+    pub icache_syncs: AtomicU64,
 }
 
 /// The global counters.
@@ -47,6 +56,8 @@ pub static STATS: MmStats = MmStats {
     gathers: AtomicU64::new(0),
     gather_entries: AtomicU64::new(0),
     folds: [const { AtomicU64::new(0) }; 4],
+    young_fixups: AtomicU64::new(0),
+    icache_syncs: AtomicU64::new(0),
 };
 
 /// The names the folding counters are served under.
@@ -117,6 +128,8 @@ impl MmStats {
         for (name, c) in FOLD_NAMES.iter().zip(&self.folds) {
             let _ = writeln!(out, "{name} {}", c.load(Relaxed));
         }
+        let _ = writeln!(out, "fault_mkyoung {}", self.young_fixups.load(Relaxed));
+        let _ = writeln!(out, "icache_sync {}", self.icache_syncs.load(Relaxed));
     }
 }
 

@@ -298,6 +298,87 @@ fn the_zero_page_is_shared_and_never_counted() {
     a.teardown(&mut env);
 }
 
+/// The raw L3 entry mapping page `page` of `a` (0 if no table).
+fn raw_pte<F: PteFormat>(a: &AddressSpace<F>, page: u64) -> Pte {
+    let pt = a.page_table();
+    pt.pte_slot(va(page)).map_or(Pte::NONE, |s| pt.pte(s))
+}
+
+/// `PROT_NONE` over a 64 KiB folio: the entries keep their folio (same
+/// frames, refcount and mapcount, contents) but are invalid to the MMU
+/// (bit 0 of the raw entry, both formats; arm64 unfolds the block and
+/// never folds protnone entries), no translation may stay cached, fork
+/// shares them copy-on-write, restoring the rights brings the data back
+/// (and refolds on arm64), and unmapping frees everything.
+fn prot_none_keeps_the_folio<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    set_sizes(&env, "never", &[(4, "always")]);
+    let free0 = env.free_pages();
+    let mut a = new_space::<F>(&mut env, 1);
+    anon(&mut a, 0, 32);
+    for p in 0..16 {
+        write_u64(&mut env, &mut a, va(p), 1000 + p);
+    }
+    let (head, order, r, m) = folio_at(&env, &a, 0);
+    assert_eq!((order, r, m), (4, 16, 16));
+    let folded = |a: &AddressSpace<F>| (0..16).filter(|&p| F::pte_cont(raw_pte(a, p))).count();
+    let arm = F::CONT_ENTRIES > 1;
+    assert_eq!(folded(&a), if arm { 16 } else { 0 });
+    env.walk_all(&a);
+    a.protect(&mut env, va(0), va(32), Prot::NONE).unwrap();
+    assert!(env.tlb.cached(Asid(1)).is_empty(), "PROT_NONE flushed");
+    env.walk_all(&a);
+    assert!(
+        env.tlb.cached(Asid(1)).is_empty(),
+        "nothing the MMU can cache"
+    );
+    for p in 0..16 {
+        let raw = raw_pte(&a, p);
+        assert_eq!(raw.bits() & 1, 0, "page {p}: {raw:#x} is valid to the MMU");
+        assert!(F::pte_present(raw) && F::pte_protnone(raw), "{raw:#x}");
+        assert!(!F::is_present(raw, Level::L3));
+        assert_eq!(F::pte_pfn(raw), head + p);
+        let (_, at) = a.translate(va(p)).unwrap();
+        assert!(at.protnone && !at.user && !at.writable && !at.exec);
+        assert_eq!(
+            a.handle_fault(&mut env, va(p), Access::Read),
+            Err(FaultError::Protection)
+        );
+    }
+    assert_eq!(folded(&a), 0, "protnone entries are never folded");
+    assert_eq!(folio_at(&env, &a, 3), (head, 4, 16, 16), "folio kept");
+    assert_eq!((a.rss(), a.resident_pages()), (16, 16));
+    // fork shares the protnone pages.
+    let mut c = a.fork(&mut env, None).unwrap();
+    c.asid = Asid(2);
+    assert_eq!(folio_at(&env, &a, 3), (head, 4, 32, 32), "fork shares");
+    assert!(F::pte_protnone(raw_pte(&c, 7)));
+    assert_eq!(c.rss(), 16);
+    // Back to read-write: same frames, same bytes, copy-on-write.
+    a.protect(&mut env, va(0), va(32), Prot::RW).unwrap();
+    for p in 0..16 {
+        let (pfn, at) = a.translate(va(p)).unwrap();
+        assert_eq!(pfn, head + p);
+        assert!(at.user && !at.protnone && !at.writable, "still shared");
+        assert_eq!(raw_pte(&a, p).bits() & 1, 1);
+        assert_eq!(read_u64(&mut env, &mut a, va(p)), 1000 + p);
+    }
+    assert_eq!(folded(&a), if arm { 16 } else { 0 }, "refolded");
+    write_u64(&mut env, &mut a, va(2), 7);
+    assert_ne!(a.translate(va(2)).unwrap().0, head + 2, "copied on write");
+    c.protect(&mut env, va(0), va(32), Prot::READ).unwrap();
+    assert_eq!(read_u64(&mut env, &mut c, va(2)), 1002, "the child's copy");
+    c.teardown(&mut env);
+    // munmap of protnone entries frees the folio.
+    a.protect(&mut env, va(0), va(32), Prot::NONE).unwrap();
+    a.unmap(&mut env, va(0), va(32)).unwrap();
+    assert_eq!((a.rss(), a.resident_pages()), (0, 0));
+    a.teardown(&mut env);
+    assert_eq!(env.free_pages(), free0, "every frame back");
+}
+
+on_both_formats!(prot_none_keeps_the_folio: prot_none_keeps_the_folio_x86_64, prot_none_keeps_the_folio_aarch64);
+
 // ---------------------------------------------------------------------
 // Random histories against a per-page model.
 // ---------------------------------------------------------------------
@@ -336,11 +417,12 @@ enum Op {
         page: u64,
         n: u64,
     },
+    /// `mprotect` to `PROT_NONE` (0), `PROT_READ` (1) or read-write (2).
     Protect {
         space: usize,
         page: u64,
         n: u64,
-        write: bool,
+        prot: u8,
     },
     DontNeed {
         space: usize,
@@ -379,7 +461,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (space.clone(), range(), any::<u64>()).prop_map(|(space, (page, n), value)| Op::Touch { space, page, n: n.min(80), value }),
         3 => (space.clone(), 0..WINDOW).prop_map(|(space, page)| Op::Read { space, page }),
         2 => (space.clone(), range()).prop_map(|(space, (page, n))| Op::Unmap { space, page, n }),
-        2 => (space.clone(), range(), any::<bool>()).prop_map(|(space, (page, n), write)| Op::Protect { space, page, n, write }),
+        3 => (space.clone(), range(), 0u8..3).prop_map(|(space, (page, n), prot)| Op::Protect { space, page, n, prot }),
         2 => (space.clone(), range()).prop_map(|(space, (page, n))| Op::DontNeed { space, page, n }),
         1 => space.clone().prop_map(|space| Op::Fork { space }),
         1 => space.prop_map(|space| Op::Exit { space }),
@@ -388,10 +470,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// What a page of a space should be: mapped (with write permission or
-/// not) and its first word.
+/// not, or `PROT_NONE`) and its first word.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct PageModel {
     writable: bool,
+    none: bool,
     value: u64,
 }
 
@@ -441,6 +524,7 @@ fn apply<F: PteFormat>(env: &mut HostEnv, spaces: &mut Vec<Option<Modelled<F>>>,
                     p,
                     PageModel {
                         writable: true,
+                        none: false,
                         value: 0,
                     },
                 );
@@ -476,6 +560,10 @@ fn apply<F: PteFormat>(env: &mut HostEnv, spaces: &mut Vec<Option<Modelled<F>>>,
             let Some(i) = pick(spaces, space) else { return };
             let m = spaces[i].as_mut().unwrap();
             match m.pages.get(&page) {
+                Some(pm) if pm.none => assert_eq!(
+                    m.space.handle_fault(env, va(page), Access::Read),
+                    Err(FaultError::Protection)
+                ),
                 Some(pm) => assert_eq!(read_u64(env, &mut m.space, va(page)), pm.value),
                 None => assert_eq!(
                     m.space.handle_fault(env, va(page), Access::Read),
@@ -495,11 +583,12 @@ fn apply<F: PteFormat>(env: &mut HostEnv, spaces: &mut Vec<Option<Modelled<F>>>,
             space,
             page,
             n,
-            write,
+            prot,
         } => {
             let Some(i) = pick(spaces, space) else { return };
             let m = spaces[i].as_mut().unwrap();
-            let prot = if write { Prot::RW } else { Prot::READ };
+            let (write, none) = (prot == 2, prot == 0);
+            let prot = [Prot::NONE, Prot::READ, Prot::RW][prot as usize];
             let hole = (page..page + n).any(|p| !m.pages.contains_key(&p));
             let r = m.space.protect(env, va(page), va(page + n), prot);
             if hole {
@@ -507,7 +596,9 @@ fn apply<F: PteFormat>(env: &mut HostEnv, spaces: &mut Vec<Option<Modelled<F>>>,
             } else {
                 r.unwrap();
                 for p in page..page + n {
-                    m.pages.get_mut(&p).unwrap().writable = write;
+                    let pm = m.pages.get_mut(&p).unwrap();
+                    pm.writable = write;
+                    pm.none = none;
                 }
             }
         }
@@ -566,7 +657,16 @@ fn check<F: PteFormat>(env: &HostEnv, spaces: &[Option<Modelled<F>>], free0: u64
                 continue;
             };
             let Some((pfn, attrs)) = t else { continue };
-            assert!(attrs.user && !attrs.exec);
+            // A PROT_NONE page keeps its frame in a protnone entry, which
+            // the MMU reads as invalid (bit 0, the valid / present bit of
+            // both formats, read from the raw entry); any other page is a
+            // valid user entry.
+            let slot = a.page_table().pte_slot(va(p)).expect("a table");
+            let raw = a.page_table().pte(slot);
+            assert_eq!(attrs.protnone, pm.none, "page {p}: {raw:#x}");
+            assert_eq!(raw.bits() & 1 == 0, pm.none, "page {p}: {raw:#x}");
+            assert_eq!(attrs.user, !pm.none, "page {p}");
+            assert!(!attrs.exec);
             assert!(
                 !attrs.writable || pm.writable,
                 "page {p} writable under PROT_READ"

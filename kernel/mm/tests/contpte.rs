@@ -153,7 +153,7 @@ impl PteEnv for Checker {
     }
 }
 
-const PALETTE: [Attrs; 3] = [
+const PALETTE: [Attrs; 4] = [
     Attrs {
         young: true,
         dirty: true,
@@ -164,6 +164,14 @@ const PALETTE: [Attrs; 3] = [
         ..Attrs::user(false, false)
     },
     Attrs::user(true, true),
+    // A PROT_NONE page: present to the mm, invalid to the MMU, never
+    // folded.
+    Attrs {
+        young: true,
+        user: false,
+        protnone: true,
+        ..Attrs::user(false, false)
+    },
 ];
 
 #[derive(Clone, Debug)]
@@ -218,7 +226,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..N, prop_oneof![Just(0u8), Just(1), Just(4), Just(5), Just(6)], 0..PALETTE.len())
             .prop_map(|(i, order, attrs)| Op::Map { i, order, attrs }),
-        6 => (0..N, 0u8..8).prop_map(|(i, kind)| Op::Single { i, kind }),
+        6 => (0..N, 0u8..9).prop_map(|(i, kind)| Op::Single { i, kind }),
         1 => (0..N, 1usize..40).prop_map(|(i, nr)| Op::Clear { i, nr }),
         1 => (0..N, 1usize..40).prop_map(|(i, nr)| Op::Wrprotect { i, nr }),
         2 => (0..N, 1usize..70).prop_map(|(i, max)| Op::Fork { i, max }),
@@ -271,6 +279,12 @@ fn check_table(h: &Checker, raws: &[Pte], model: &Model, what: &str) {
         }
     }
     for (i, (&raw, m)) in raws.iter().zip(model).enumerate() {
+        // A protnone entry never carries the hint (bit 52), which
+        // `pte_cont` would not show on an invalid entry.
+        assert!(
+            !F::pte_protnone(raw) || raw.bits() & (1 << 52) == 0,
+            "{what}: entry {i} protnone with the hint: {raw:#x}"
+        );
         let got = leaf(raw).map(|(p, a)| (p, no_ad(a)));
         assert_eq!(got, m.map(|(p, a)| (p, no_ad(a))), "{what}: entry {i}");
     }
@@ -337,7 +351,7 @@ fn history(ops: &[Op], fold: bool) {
                 for k in 0..nr {
                     m[i + k] = Some((PFN0 + (i + k) as u64, a));
                 }
-                if fold && h.policy.get().fold && nr >= BLOCK {
+                if fold && h.policy.get().fold && nr >= BLOCK && !a.protnone {
                     for k in i..i + nr {
                         assert!(
                             F::pte_cont(h.entry_of(&c, k)),
@@ -372,6 +386,15 @@ fn history(ops: &[Op], fold: bool) {
                         },
                     )),
                     3 => Some((pfn, Attrs { exec: !a.exec, ..a })),
+                    // mprotect to or from PROT_NONE.
+                    8 => Some((
+                        pfn,
+                        Attrs {
+                            protnone: !a.protnone,
+                            user: a.protnone,
+                            ..a
+                        },
+                    )),
                     4 => Some((PFN_COW + i as u64, a)),
                     5 => {
                         let b = i / BLOCK * BLOCK;
@@ -563,7 +586,7 @@ fn history(ops: &[Op], fold: bool) {
             let uniform = (0..BLOCK).all(|k| {
                 m[b + k].is_some_and(|(p, a)| {
                     let (p0, a0) = m[b].unwrap();
-                    p == p0 + k as u64 && no_ad(a) == no_ad(a0)
+                    p == p0 + k as u64 && no_ad(a) == no_ad(a0) && !a.protnone
                 })
             }) && m[b].unwrap().0.is_multiple_of(BLOCK as u64)
                 && h.one_folio(Pfn::new(m[b].unwrap().0), BLOCK as u64);

@@ -301,8 +301,10 @@ fn level() -> impl Strategy<Value = Level> {
 
 /// Any kind that `F` can encode at the chosen level.
 fn valid_kind<F: PteFormat + 'static>() -> impl Strategy<Value = (PteKind, Level)> {
-    (level(), any::<u64>(), attrs(), 0u8..3).prop_map(|(level, addr, attrs, pick)| {
+    (level(), any::<u64>(), attrs(), 0u8..3).prop_map(|(level, addr, mut attrs, pick)| {
         let addr = addr & ((1 << F::PA_BITS) - 1);
+        // Protnone exists at L3 only.
+        attrs.protnone &= level == Level::L3;
         let kind = match pick {
             1 if level.can_be_table() => PteKind::Table(PhysAddr::new(addr & !0xfff)),
             2 if level.can_be_leaf() => leaf(addr & !(level.size() - 1), attrs),
@@ -316,7 +318,20 @@ fn round_trip<F: PteFormat>(kind: PteKind, level: Level) -> Result<(), TestCaseE
     prop_assert_eq!(F::check(kind, level), Ok(()));
     let raw = F::encode(kind, level);
     prop_assert_eq!(F::decode(raw, level), kind, "raw {:#018x}", raw);
-    prop_assert_eq!(F::is_present(raw, level), kind != PteKind::Absent);
+    // The MMU uses every entry but an empty one and a protnone page; the
+    // mm counts the protnone page as present too.
+    let protnone = matches!(kind, PteKind::Leaf { attrs, .. } if attrs.protnone);
+    prop_assert_eq!(
+        F::is_present(raw, level),
+        kind != PteKind::Absent && !protnone
+    );
+    if level == Level::L3 {
+        prop_assert_eq!(F::pte_present(raw), kind != PteKind::Absent);
+        prop_assert_eq!(F::pte_protnone(raw), protnone);
+        // Bit 0 is the valid / present bit of both formats: the hardware's
+        // own test, not the decoder's.
+        prop_assert_eq!(raw.bits() & 1 == 1, F::is_present(raw, level));
+    }
     Ok(())
 }
 
@@ -353,8 +368,9 @@ proptest! {
     /// No arm64 entry is executable at both privileges: kernel entries
     /// always carry UXN, user entries always PXN.
     #[test]
-    fn arm64_exec_never_crosses_privilege(a in attrs(), level in 1u8..4) {
+    fn arm64_exec_never_crosses_privilege(mut a in attrs(), level in 1u8..4) {
         let level = Level::new(level).unwrap();
+        a.protnone &= level == Level::L3;
         let raw = Aarch64::encode(leaf(0, a), level).bits();
         let (pxn, uxn) = (raw >> 53 & 1 == 1, raw >> 54 & 1 == 1);
         if a.user { prop_assert!(pxn) } else { prop_assert!(uxn) }

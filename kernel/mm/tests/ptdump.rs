@@ -125,6 +125,39 @@ fn ptdump_merges_runs_and_shows_holes<F: PteFormat>() {
 
 on_both_formats!(ptdump_merges_runs_and_shows_holes: ptdump_merges_runs_x86, ptdump_merges_runs_arm64);
 
+/// A `PROT_NONE` page (protnone entry) is dumped with Linux's `F` column
+/// (invalid to the MMU), in its own line, kernel-only and read-only.
+fn ptdump_marks_protnone_entries<F: PteFormat>() {
+    let arena = Arena::new(1 << 20);
+    let mut frames = arena.frames(16);
+    let mut pt = PageTable::<F>::create(&mut frames, arena.linear_map()).unwrap();
+    let rw = Attrs {
+        young: true,
+        dirty: true,
+        ..Attrs::user(true, false)
+    };
+    let none = Attrs {
+        young: true,
+        user: false,
+        protnone: true,
+        ..Attrs::user(false, false)
+    };
+    map_pages(&mut pt, &mut frames, 0x40_0000, 0x9000_0000, 2, rw);
+    map_pages(&mut pt, &mut frames, 0x40_2000, 0x9000_2000, 3, none);
+    let text = dump_text(&pt, 100);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[2].starts_with("0x0000000000400000-0x0000000000402000           8K PTE   USR RW"),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("0x0000000000402000-0x0000000000405000          12K PTE F     ro NX"),
+        "{text}"
+    );
+}
+
+on_both_formats!(ptdump_marks_protnone_entries: ptdump_protnone_x86, ptdump_protnone_arm64);
+
 #[test]
 fn ptdump_sizes_use_the_largest_unit_that_divides() {
     let arena = Arena::new(1 << 20);

@@ -76,11 +76,12 @@ fn with(a: Attrs, young: bool, dirty: bool) -> Attrs {
 /// Non-present entries whose other bits look like A, D, R/W, AF or a
 /// frame: they must count for nothing and, where an operation does not
 /// clear them, stay as they are. Bit 0 is clear in each, so both formats
-/// read them as invalid.
+/// read them as invalid, and neither carries a protnone bit (x86 bit 9,
+/// arm64 bit 58), which would make it a `PROT_NONE` page.
 const NOT_PRESENT: [Pte; 3] = [
     Pte::from_bits(0x0000_0000_0000_0460),
-    Pte::from_bits(0x0080_0009_0000_0fe2),
-    Pte::from_bits(0x5a5a_5a5a_5a5a_5a5a),
+    Pte::from_bits(0x0080_0009_0000_0de2),
+    Pte::from_bits(0x5a5a_5a5a_5a5a_585a),
 ];
 
 // --------------------------------------------------------------- model --

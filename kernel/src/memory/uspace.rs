@@ -103,6 +103,16 @@ impl MmEnv for KernelEnv {
     fn tlb(&self) -> &dyn TlbOps {
         &arch::tlb::Hw
     }
+    fn sync_icache(&self, pfn: Pfn, nr: u64) {
+        // x86 keeps instruction fetches coherent with stores.
+        #[cfg(target_arch = "aarch64")]
+        arch::sync_icache(
+            frames::linear().ptr::<u8>(pfn.phys()) as u64,
+            (nr * PAGE_SIZE) as usize,
+        );
+        #[cfg(not(target_arch = "aarch64"))]
+        let _ = (pfn, nr);
+    }
     fn zero_folio(&mut self, folio: &Folio) {
         let f = frames::memmap().folio(folio);
         // As the default's: only a folio of user data may be zeroed here.

@@ -14,7 +14,7 @@ use crate::thp;
 use crate::tlb::Asid;
 use crate::vma::{Prot, VmFlags, Vma, VmaKind};
 
-use super::{Access, AddressSpace, FaultError, FaultResult, hooks, user_pte};
+use super::{Access, AddressSpace, FaultError, FaultResult, hooks, sync_exec, user_pte};
 
 /// Invalidates one page's translation (a spurious or permission fault's
 /// stale entry), counted in [`STATS`].
@@ -102,7 +102,20 @@ impl<F: PteFormat> AddressSpace<F> {
         }
         let pfn = F::pte_pfn(raw);
         if !write && !force {
-            // Present: a stale TLB entry faulted (Linux's spurious fault).
+            // Present, and the area allows the access: either the entry is
+            // old and the CPU does not manage the access flag (arm64
+            // without FEAT_HAFDBS raises an access-flag fault), or a stale
+            // TLB entry faulted (Linux's spurious fault). An old entry is
+            // made young (Linux `ptep_set_access_flags`; through the
+            // format's `set_ptes`, so a folded block takes it on all its
+            // entries), or the access would fault again forever. The
+            // entry's own flag decides, not `raw`'s, which a folded block
+            // gathers over its 16 entries. x86 sets A itself, so there
+            // this only flushes.
+            if !F::pte_young(cur.peek(0)) {
+                STATS.young_fixups.fetch_add(1, Relaxed);
+                cur.set_ptes(0, F::pte_mkyoung(raw), 1, &hooks(env, asid));
+            }
             flush_page(env, asid, va);
             return Ok(());
         }
@@ -135,6 +148,9 @@ impl<F: PteFormat> AddressSpace<F> {
         va: VirtAddr,
         prot: Prot,
     ) -> FaultResult {
+        if prot.exec() {
+            sync_exec(env, env.zero_pfn());
+        }
         let raw = user_pte::<F>(env.zero_pfn(), prot, false);
         self.set_one(env, va, raw)
     }
@@ -212,6 +228,9 @@ impl<F: PteFormat> AddressSpace<F> {
             for k in 0..nr as u64 {
                 f.set_page_anon_exclusive(head + k);
             }
+        }
+        if vma.prot.exec() {
+            sync_exec(env, head);
         }
         // The allocation's reference is the first PTE's.
         let _ = folio.into_raw();
@@ -340,6 +359,9 @@ impl<F: PteFormat> AddressSpace<F> {
                     .copy_page_from(env.linear(), new_pfn, &from, src);
             }
             None => env.zero_folio(&new),
+        }
+        if prot.exec() {
+            sync_exec(env, new_pfn);
         }
         {
             let f = env.memmap().folio(&new);

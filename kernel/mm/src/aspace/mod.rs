@@ -49,6 +49,8 @@ mod mremap;
 mod protect;
 mod zap;
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::asid::AsidTag;
 use crate::env::MmEnv;
@@ -57,6 +59,7 @@ use crate::memmap::Memmap;
 use crate::pgtable::{
     Attrs, FoldEvent, FoldPolicy, KernelHalf, Level, PageTable, Pte, PteEnv, PteFormat, PteKind,
 };
+use crate::stats::STATS;
 use crate::tlb::Asid;
 use crate::vma::{Prot, Vma, VmaError, VmaKind, VmaMap};
 
@@ -92,6 +95,26 @@ fn entry_folio(mm: &Memmap, zero: Pfn, pfn: Pfn) -> Option<FolioRef<'_>> {
     } else {
         mm.page_folio(pfn)
     }
+}
+
+/// Makes the folio of page `pfn` visible to instruction fetches before an
+/// executable entry for it is written (Linux `__sync_icache_dcache`, which
+/// `set_ptes` calls for user-executable entries): once per folio, the
+/// first time it is mapped executable since it was allocated or last
+/// written by the kernel ([`PageFlags::DCACHE_CLEAN`](crate::memmap::PageFlags::DCACHE_CLEAN)).
+/// A fresh zeroed folio, a copy-on-write copy and a page `mprotect` makes
+/// executable all come through here; fork, which writes no data, does not.
+/// Two CPUs racing here may both sync, which is harmless.
+fn sync_exec<E: MmEnv + ?Sized>(env: &E, pfn: Pfn) {
+    let Some(f) = env.memmap().page_folio(pfn) else {
+        return;
+    };
+    if f.test_dcache_clean() {
+        return;
+    }
+    env.sync_icache(f.pfn(), f.nr_pages());
+    f.set_dcache_clean();
+    STATS.icache_syncs.fetch_add(1, Relaxed);
 }
 
 /// What the page-table format's batch operations may ask of one address
@@ -192,13 +215,16 @@ fn user_pte<F: PteFormat>(pfn: Pfn, prot: Prot, writable: bool) -> Pte {
 }
 
 /// Attributes of a user page under `prot`. A `PROT_NONE` page keeps its
-/// frame mapped (its contents survive a later `mprotect` back) but as a
-/// kernel-only, non-executable, read-only entry, which user mode cannot
-/// touch (arm64 AP[1] clear; x86 U/S clear); the kernel's own user copies
-/// check the areas first, so they refuse it too.
+/// frame and folio (its contents survive a later `mprotect` back; fork
+/// shares it, unmap frees it) in a protnone entry ([`Attrs::protnone`]),
+/// which the MMU sees as invalid: user mode faults on it, and so does the
+/// kernel through a user pointer, whatever PAN/SMAP would allow. It is
+/// also spelled kernel-only, read-only and non-executable, so that even
+/// read as a valid entry it would grant user mode nothing.
 fn user_attrs(prot: Prot, writable: bool) -> Attrs {
     let mut a = Attrs::user(writable && prot.write(), prot.exec());
     a.user = prot.read();
+    a.protnone = !prot.read();
     a
 }
 
@@ -296,7 +322,8 @@ impl<F: PteFormat> AddressSpace<F> {
         false
     }
 
-    /// What `va` maps to now: frame and attributes.
+    /// What `va` maps to now: frame and attributes (a `PROT_NONE` page
+    /// too, with [`Attrs::protnone`] set: the mm's view, not the MMU's).
     pub fn translate(&self, va: VirtAddr) -> Option<(Pfn, Attrs)> {
         let slot = self.pt.pte_slot(va)?;
         leaf::<F>(self.pt.pte(slot))
@@ -323,6 +350,10 @@ impl<F: PteFormat> AddressSpace<F> {
             // folio's.
             let f = env.memmap().page_folio(pfn).ok_or(FaultError::Unmapped)?;
             f.write_page(env.linear(), pfn, off, &bytes[..n]);
+            if vma.prot.exec() {
+                // Code written under an executable entry: fetches must see it.
+                sync_exec(env, pfn);
+            }
             bytes = &bytes[n..];
             va = va + n as u64;
         }

@@ -7,7 +7,7 @@ use crate::mmu_gather::Gather;
 use crate::pgtable::{Level, Pte, PteFormat, PteKind};
 use crate::vma::{Prot, VmFlags, VmaError};
 
-use super::{AddressSpace, hooks, leaf, user_attrs};
+use super::{AddressSpace, hooks, leaf, sync_exec, user_attrs};
 
 impl<F: PteFormat> AddressSpace<F> {
     /// Changes the rights of `[start, end)` (Linux `mprotect`): PTEs lose
@@ -63,6 +63,10 @@ impl<F: PteFormat> AddressSpace<F> {
                     },
                     Level::L3,
                 );
+                if prot.exec() {
+                    // Adding exec: what was written as data is run next.
+                    sync_exec(env, pfn);
+                }
                 cur.set_ptes(i, raw, 1, &hooks(env, asid));
                 g.note(cur.va(i));
             }

@@ -45,8 +45,12 @@ impl FolioRef<'_> {
     }
 
     /// Copies `bytes` into page `pfn` of this anonymous folio at `off`.
+    /// The folio may be mapped already: it is no longer known to be
+    /// visible to instruction fetches (Linux `flush_dcache_folio`), so an
+    /// executable mapping syncs it again.
     pub(crate) fn write_page(&self, lin: LinearMap, pfn: Pfn, off: usize, bytes: &[u8]) {
         self.check_data(pfn, off, bytes.len());
+        self.clear_dcache_clean();
         // SAFETY: inside one page of an anonymous folio (checked), RAM in
         // the linear map holding user data only; `bytes` is kernel memory,
         // so the two do not overlap.

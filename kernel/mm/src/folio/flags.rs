@@ -50,6 +50,24 @@ impl FolioRef<'_> {
     pub fn clear_dirty(&self) {
         self.head.clear_flags(PageFlags::DIRTY);
     }
+    /// Linux `test_bit(PG_dcache_clean)`: the folio's data is visible to
+    /// instruction fetches (see [`PageFlags::DCACHE_CLEAN`]).
+    #[inline]
+    pub fn test_dcache_clean(&self) -> bool {
+        self.test(PageFlags::DCACHE_CLEAN)
+    }
+    /// Records that the folio's data was made visible to instruction
+    /// fetches.
+    #[inline]
+    pub fn set_dcache_clean(&self) {
+        self.head.set_flags(PageFlags::DCACHE_CLEAN);
+    }
+    /// Linux `flush_dcache_folio` for an executable mapping's sake: the
+    /// kernel wrote the folio, so the next executable mapping syncs again.
+    #[inline]
+    pub fn clear_dcache_clean(&self) {
+        self.head.clear_flags(PageFlags::DCACHE_CLEAN);
+    }
     /// Linux `folio_test_young`.
     #[inline]
     pub fn test_young(&self) -> bool {

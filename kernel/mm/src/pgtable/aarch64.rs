@@ -19,6 +19,7 @@
 //!  53     PXN          privileged execute-never
 //!  54     UXN          unprivileged execute-never
 //!  55     (software)   Folium's software dirty bit
+//!  58     (software)   protnone: with bit 0 clear, a `PROT_NONE` page
 //! ```
 //!
 //! **Dirty and writable.** Folium follows the model Linux uses on arm64.
@@ -37,6 +38,14 @@
 //! executable. The CPU also treats EL0-writable pages as PXN.
 //!
 //! **Tables** carry no APTable/XNTable restrictions: the leaves decide.
+//!
+//! **Protnone** ([`Attrs::protnone`], L3 only): a page entry spelled in
+//! full, then with the valid bit (0) cleared and software bit 58 set. The
+//! MMU ignores every bit of an invalid descriptor, so any access faults
+//! (a translation fault) and no TLB holds it; the mm reads the rest as
+//! usual. Bit 1 (page) stays set, so "bit 1 and (bit 0 or bit 58)" is the
+//! mm's present test; an empty entry or stray bits without bit 58 stay
+//! absent.
 //!
 //! **The contiguous hint** (bit 52) is not part of what an entry means
 //! ([`PteKind`]): `encode` never sets it and `decode` ignores it. Whether
@@ -97,6 +106,8 @@ const CONT: u64 = 1 << 52;
 const PXN: u64 = 1 << 53;
 const UXN: u64 = 1 << 54;
 const SW_DIRTY: u64 = 1 << 55;
+/// Software bit: an invalid L3 entry that is a `PROT_NONE` page.
+const PROT_NONE: u64 = 1 << 58;
 
 impl Aarch64 {
     fn encode_leaf(pa: PhysAddr, a: Attrs, level: Level) -> u64 {
@@ -133,6 +144,9 @@ impl Aarch64 {
         if !a.global {
             d |= NG;
         }
+        if a.protnone {
+            d = (d & !VALID) | PROT_NONE;
+        }
         d
     }
 
@@ -154,6 +168,7 @@ impl Aarch64 {
             young: raw & AF != 0,
             dirty: raw & SW_DIRTY != 0 || hw_writable,
             mem,
+            protnone: raw & VALID == 0,
         };
         // Block descriptors keep bits below the block size RES0; mask them
         // so a decoded block address is always block-aligned.
@@ -192,7 +207,13 @@ impl PteFormat for Aarch64 {
 
     #[inline]
     fn pte_present(raw: Pte) -> bool {
-        raw.bits() & TYPE_MASK == VALID | TABLE_OR_PAGE
+        let raw = raw.bits();
+        raw & TABLE_OR_PAGE != 0 && raw & (VALID | PROT_NONE) != 0
+    }
+
+    #[inline]
+    fn pte_protnone(raw: Pte) -> bool {
+        raw.bits() & (TYPE_MASK | PROT_NONE) == TABLE_OR_PAGE | PROT_NONE
     }
 
     #[inline]
@@ -388,6 +409,8 @@ impl PteFormat for Aarch64 {
                 PteKind::Table(PhysAddr::new(raw & OA_MASK))
             }
             (0b11, Level::L3) | (0b01, Level::L1 | Level::L2) => Self::decode_leaf(raw, level),
+            // Invalid to the MMU, a page to the mm (module doc).
+            (0b10, Level::L3) if raw & PROT_NONE != 0 => Self::decode_leaf(raw, level),
             // Invalid, or a block type where blocks are not allowed (L0
             // with this granule, or the reserved 0b01 at L3): the walk faults.
             _ => PteKind::Absent,

@@ -13,7 +13,9 @@ pub enum PteKind {
     /// Points to the next-level table at this (4 KiB aligned) address.
     Table(PhysAddr),
     /// Maps memory directly: a 4 KiB page at level 3, a 2 MiB or 1 GiB
-    /// block at level 2 or 1. `pa` is aligned to the level's size.
+    /// block at level 2 or 1. `pa` is aligned to the level's size. With
+    /// [`Attrs::protnone`] (level 3 only) the hardware sees no mapping at
+    /// all, but the mm still does: see there.
     Leaf {
         /// First byte of the mapped page or block.
         pa: PhysAddr,
@@ -69,6 +71,16 @@ pub struct Attrs {
     pub dirty: bool,
     /// Memory type.
     pub mem: MemType,
+    /// `PROT_NONE` (Linux's "protnone" encoding; L3 pages only): the
+    /// entry keeps its frame and every other attribute for the mm, which
+    /// counts it as a mapping of its folio (fork copies it, zap frees it,
+    /// mprotect turns it back into an ordinary page with its contents),
+    /// but it is *invalid* to the MMU (arm64: valid bit clear, x86: P
+    /// clear, with a software bit telling it from an empty entry), so any
+    /// access, the kernel's through a user pointer included, faults and
+    /// nothing is cached in a TLB. The other attributes then say how the
+    /// page was mapped, not what the hardware allows.
+    pub protnone: bool,
 }
 
 impl Attrs {
@@ -82,6 +94,7 @@ impl Attrs {
         young: true,
         dirty: true,
         mem: MemType::Normal,
+        protnone: false,
     };
     /// Kernel read-only data: like [`Attrs::KERNEL_DATA`] without write.
     pub const KERNEL_RODATA: Attrs = Attrs {
@@ -110,6 +123,7 @@ impl Attrs {
             young: false,
             dirty: false,
             mem: MemType::Normal,
+            protnone: false,
         }
     }
 }
@@ -117,7 +131,8 @@ impl Attrs {
 /// Why a [`PteKind`] cannot be encoded at a level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PteError {
-    /// A leaf at level 0 or a table at level 3.
+    /// A leaf at level 0, a table at level 3, or a protnone leaf above
+    /// level 3.
     BadLevel,
     /// The address is not aligned to the page, block or table size.
     Misaligned,
@@ -130,6 +145,10 @@ pub(super) fn check_common(kind: PteKind, level: Level, pa_bits: u32) -> Result<
     let (pa, align) = match kind {
         PteKind::Absent => return Ok(()),
         PteKind::Table(pa) if level.can_be_table() => (pa, PAGE_SIZE),
+        // Protnone exists for user pages only: never a block.
+        PteKind::Leaf { attrs, .. } if attrs.protnone && level != Level::L3 => {
+            return Err(PteError::BadLevel);
+        }
         PteKind::Leaf { pa, .. } if level.can_be_leaf() => (pa, level.size()),
         PteKind::Table(_) | PteKind::Leaf { .. } => return Err(PteError::BadLevel),
     };

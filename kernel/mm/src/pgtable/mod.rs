@@ -111,10 +111,16 @@ pub trait PteFormat {
         level.index_of(va)
     }
 
-    /// True if `raw` is a valid entry (table or leaf) at `level`.
+    /// True if the hardware uses `raw` at `level`: a table, or a leaf that
+    /// is not protnone. (Software paths ask [`PteFormat::pte_present`],
+    /// which counts protnone leaves as mappings.)
     #[inline]
     fn is_present(raw: Pte, level: Level) -> bool {
-        !matches!(Self::decode(raw, level), PteKind::Absent)
+        match Self::decode(raw, level) {
+            PteKind::Absent => false,
+            PteKind::Table(_) => true,
+            PteKind::Leaf { attrs, .. } => !attrs.protnone,
+        }
     }
 
     // ------------------------------------------------------------------
@@ -123,16 +129,26 @@ pub trait PteFormat {
     // host tests against the `PteKind` round trip, as `decode(h(encode(k)))
     // == k'` *and* `h(encode(k)) == encode(k')` (the canonical spelling),
     // so raw entries stay comparable bit for bit. Except for
-    // `pte_present`, they are meaningful only on present page entries;
-    // none of them reads or changes the arm64 contiguous hint.
+    // `pte_present` and `pte_protnone`, they are meaningful only on
+    // present page entries (protnone ones included: the helpers leave the
+    // validity and protnone bits alone); none of them reads or changes the
+    // arm64 contiguous hint.
     // ------------------------------------------------------------------
 
     /// The frame a present page entry maps (Linux `pte_pfn`).
     fn pte_pfn(raw: Pte) -> Pfn;
 
-    /// True if `raw` is a valid page entry at L3 (Linux `pte_present`);
-    /// the same as `is_present(raw, Level::L3)`, without the decode.
+    /// True if `raw` maps a page at L3 for the mm (Linux `pte_present`): a
+    /// valid page entry, or a protnone one ([`Attrs::protnone`]), which
+    /// the hardware does not use but which keeps its folio. The same as
+    /// `decode(raw, Level::L3) != PteKind::Absent`, without the decode.
+    /// Every software path (fork, zap, the views, the accounting) asks
+    /// this; only what the MMU may cache asks [`PteFormat::is_present`].
     fn pte_present(raw: Pte) -> bool;
+
+    /// True if `raw` is a protnone page entry (Linux `pte_protnone`):
+    /// present for the mm, invalid for the MMU.
+    fn pte_protnone(raw: Pte) -> bool;
 
     /// The same entry mapping the frame `n` pages further on, every other
     /// bit unchanged (Linux `pte_advance_pfn`). The frame must stay within

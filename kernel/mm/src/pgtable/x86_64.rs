@@ -17,6 +17,7 @@
 //!  12     PAT     large pages only: the PAT bit (so the address starts at
 //!                 bit 21 or 30)
 //!  51:12  address
+//!  9      (software) protnone: with P clear, a `PROT_NONE` page
 //!  63     XD/NX   execute-disable (needs EFER.NXE)
 //! ```
 //!
@@ -32,6 +33,15 @@
 //!
 //! **Execute.** NX alone; "kernel-only" versus "user-only" execution comes
 //! from U/S together with SMEP (the kernel never runs user pages).
+//!
+//! **Protnone** ([`Attrs::protnone`], L3 only): the page entry spelled in
+//! full, then P cleared and bit 9 set. With P clear the CPU ignores every
+//! other bit, so any access takes a not-present #PF and no TLB holds the
+//! entry; the mm reads the rest as usual, and `P | bit 9` is its present
+//! test. (Linux reuses G, bit 8, as `_PAGE_PROTNONE`, because its swap
+//! entries need the software bits; Folium has no swap and takes bit 9,
+//! which the CPU ignores in present entries too, so a protnone entry can
+//! keep any attribute.)
 //!
 //! **Tables** are P|R/W|U/S|A: upper levels grant everything and the leaf
 //! decides (effective rights are the AND over the walk). A is pre-set so
@@ -59,6 +69,8 @@ const A: u64 = 1 << 5;
 const D: u64 = 1 << 6;
 const PS: u64 = 1 << 7;
 const G: u64 = 1 << 8;
+/// Software bit: a non-present L3 entry that is a `PROT_NONE` page.
+const PROT_NONE: u64 = 1 << 9;
 const NX: u64 = 1 << 63;
 /// Address bits 51:12.
 const ADDR_MASK: u64 = ((1 << 52) - 1) & !0xfff;
@@ -88,6 +100,9 @@ impl X86_64 {
                 e |= bit;
             }
         }
+        if a.protnone {
+            e = (e & !P) | PROT_NONE;
+        }
         e
     }
 
@@ -105,6 +120,7 @@ impl X86_64 {
             young: raw & A != 0,
             dirty: raw & D != 0,
             mem,
+            protnone: raw & P == 0,
         };
         // Masking to the level's size drops the large-page PAT bit (12) and
         // the reserved bits below the large-page address.
@@ -134,7 +150,12 @@ impl PteFormat for X86_64 {
 
     #[inline]
     fn pte_present(raw: Pte) -> bool {
-        raw.bits() & P != 0
+        raw.bits() & (P | PROT_NONE) != 0
+    }
+
+    #[inline]
+    fn pte_protnone(raw: Pte) -> bool {
+        raw.bits() & (P | PROT_NONE) == PROT_NONE
     }
 
     #[inline]
@@ -201,7 +222,13 @@ impl PteFormat for X86_64 {
     fn decode(raw: Pte, level: Level) -> PteKind {
         let raw = raw.bits();
         if raw & P == 0 {
-            return PteKind::Absent;
+            // Invalid to the MMU; at L3, with the software bit, a page to
+            // the mm (module doc).
+            return if level == Level::L3 && raw & PROT_NONE != 0 {
+                Self::decode_leaf(raw, level)
+            } else {
+                PteKind::Absent
+            };
         }
         match level {
             // PS is reserved in a PML4 entry: the walk takes a reserved-bit

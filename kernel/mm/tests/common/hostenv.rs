@@ -44,6 +44,9 @@ pub struct HostEnv {
     /// Folding events counted through [`MmEnv::note_fold`]: folds,
     /// unfolds, refolds, block flushes.
     pub fold_events: std::cell::RefCell<[u64; 4]>,
+    /// Every [`MmEnv::sync_icache`] call: (first frame, pages), with the
+    /// frames' first word at the time (what an instruction fetch must see).
+    pub icache_syncs: std::cell::RefCell<Vec<(Pfn, u64, u64)>>,
     /// Free frames when the environment was made: dropping it checks that
     /// every frame came back and no table is held (the books every test
     /// keeps without writing them), unless [`HostEnv::allow_leaks`].
@@ -94,6 +97,7 @@ impl HostEnv {
             batches: Default::default(),
             fold: FoldPolicy::ON,
             fold_events: Default::default(),
+            icache_syncs: Default::default(),
             free_at_start: 0,
             check_leaks: true,
         }
@@ -115,12 +119,13 @@ impl HostEnv {
         self.buddy.nr_free_pages()
     }
 
-    /// The hardware may cache any present translation at any time.
+    /// The hardware may cache any valid translation at any time (not a
+    /// protnone one: the MMU never uses it).
     pub fn walk_all<F: PteFormat>(&self, a: &AddressSpace<F>) {
         for v in a.vmas().iter() {
             let mut va = v.start;
             while va < v.end {
-                if let Some((pfn, attrs)) = a.translate(va) {
+                if let Some((pfn, attrs)) = a.translate(va).filter(|(_, a)| !a.protnone) {
                     self.tlb
                         .touch(a.asid, va, pfn, attrs.writable && attrs.user);
                 }
@@ -255,6 +260,11 @@ impl MmEnv for HostEnv {
     }
     fn note_fold(&self, event: FoldEvent, n: u64) {
         self.fold_events.borrow_mut()[event as usize] += n;
+    }
+    fn sync_icache(&self, pfn: Pfn, nr: u64) {
+        // SAFETY: a frame of the arena, mapped by the linear map.
+        let word = unsafe { self.linear().ptr::<u64>(pfn.phys()).read_unaligned() };
+        self.icache_syncs.borrow_mut().push((pfn, nr, word));
     }
 }
 

@@ -101,14 +101,15 @@ unsafe impl TableAlloc for Frames {
     }
 }
 
-/// Arbitrary leaf attributes a format `F` can encode.
+/// Arbitrary leaf attributes a format `F` can encode at L3 (protnone
+/// included; above L3 clear it).
 pub fn attrs() -> impl Strategy<Value = Attrs> {
     let mem = prop_oneof![
         Just(MemType::Normal),
         Just(MemType::Device),
         Just(MemType::NormalNonCacheable)
     ];
-    (any::<[bool; 6]>(), mem).prop_map(|(b, mem)| Attrs {
+    (any::<[bool; 6]>(), mem, 0u8..4).prop_map(|(b, mem, pn)| Attrs {
         writable: b[0],
         user: b[1],
         exec: b[2],
@@ -116,5 +117,6 @@ pub fn attrs() -> impl Strategy<Value = Attrs> {
         young: b[4],
         dirty: b[5],
         mem,
+        protnone: pn == 0,
     })
 }

@@ -272,9 +272,11 @@ pub const KERNEL_ROOT_SLOTS: Option<core::ops::Range<usize>> = None;
 
 /// Makes instructions just written through the kernel mapping
 /// `[kva, kva + len)` (e.g. the linear alias of a user page) visible to
-/// instruction fetches through any alias: clean the data cache to the
-/// point of unification, then invalidate the whole instruction cache
-/// (which, possibly VIPT, may hold the user alias's lines).
+/// instruction fetches through any alias, on every CPU: clean the data
+/// cache to the point of unification, then invalidate the whole
+/// instruction cache of every CPU in the inner shareable domain (`ic
+/// ialluis`: the code may run on another CPU; an instruction cache,
+/// possibly VIPT, may hold the user alias's lines).
 pub fn sync_icache(kva: u64, len: usize) {
     let ctr: u64;
     // SAFETY: reading CTR_EL0 has no side effects.
@@ -290,7 +292,7 @@ pub fn sync_icache(kva: u64, len: usize) {
     unsafe {
         asm!(
             "dsb ish",
-            "ic iallu",
+            "ic ialluis",
             "dsb ish",
             "isb",
             options(nostack, preserves_flags)

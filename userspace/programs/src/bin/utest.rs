@@ -990,10 +990,139 @@ fn t_prot_none_hides_pages() -> TestResult {
     // SAFETY: the kernel must refuse to read the PROT_NONE page.
     let r = unsafe { call(Sysno::Write, [1, p, 1, 0, 0, 0]) };
     ensure_eq!(errno_of(r), Some("EFAULT"));
+    // fork copies the hidden page: the child gets it back with its bytes
+    // and a private copy once it writes.
+    let st = in_child(|| {
+        if sys::mprotect(p, 4096, PROT_READ | PROT_WRITE) != Ok(0) {
+            return 1;
+        }
+        // SAFETY: readable and writable again in this process.
+        unsafe {
+            if (p as *const u64).read_volatile() != 42 {
+                return 2;
+            }
+            (p as *mut u64).write_volatile(7);
+        }
+        0
+    })?;
+    ensure_eq!(exited(st), Some(0), "the child: status {st:#x}");
     ensure_eq!(sys::mprotect(p, 4096, PROT_READ), Ok(0));
     // SAFETY: readable again, with its contents.
     ensure_eq!(unsafe { (p as *const u64).read_volatile() }, 42);
     ensure_eq!(sys::munmap(p, 8192), Ok(0));
+    Ok(())
+}
+
+/// Writes a function returning `v` at `at` (`mov w0, #v; ret` /
+/// `mov eax, v; ret`).
+fn emit_ret(at: u64, v: u16) {
+    #[cfg(target_arch = "aarch64")]
+    let code: [u32; 2] = [0x5280_0000 | (u32::from(v) << 5), 0xd65f_03c0];
+    #[cfg(target_arch = "x86_64")]
+    let code: [u8; 6] = {
+        let b = u32::from(v).to_le_bytes();
+        [0xb8, b[0], b[1], b[2], b[3], 0xc3]
+    };
+    // SAFETY: the caller's own writable mapping, room for the code.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            code.as_ptr().cast::<u8>(),
+            at as *mut u8,
+            core::mem::size_of_val(&code),
+        )
+    };
+}
+
+/// Calls the function at `at`.
+fn call_code(at: u64) -> u32 {
+    // SAFETY: `at` holds a function `emit_ret` wrote, mapped executable.
+    let f: extern "C" fn() -> u32 = unsafe { core::mem::transmute(at as usize) };
+    f()
+}
+
+/// What a program that writes code itself must do before running it:
+/// arm64 cleans the line to the point of unification and invalidates it
+/// from the instruction cache (allowed at EL0, as on Linux); x86 needs
+/// nothing.
+fn sync_own_code(at: u64) {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: cache maintenance on the caller's own mapping.
+    unsafe {
+        core::arch::asm!("dc cvau, {a}", "dsb ish", "ic ivau, {a}", "dsb ish", "isb", a = in(reg) at)
+    };
+    #[cfg(target_arch = "x86_64")]
+    let _ = at;
+}
+
+/// The kernel's count of folios it synced for instruction fetch (`None`
+/// off Folium).
+fn icache_syncs() -> Option<u64> {
+    let mut buf = [0u8; 4096];
+    let n = read_into(thp::FOLIUM_STATS, &mut buf)?;
+    thp::stat(core::str::from_utf8(&buf[..n]).ok()?, "icache_sync")
+}
+
+/// Code written as data runs once mprotect makes it executable: the
+/// kernel makes a folio visible to instruction fetches when it is first
+/// mapped executable (on mprotect, on a fresh page, on a copy-on-write
+/// copy), exactly once (Folium's counter; Linux runs the same code).
+/// TCG keeps instruction fetches coherent anyway, so the counter is what
+/// shows the mechanism there.
+fn t_code_pages_sync() -> TestResult {
+    use sys::mm::*;
+    let folium = on_folium();
+    let syncs = || icache_syncs().unwrap_or(0);
+    let p = sys::mmap_anon(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE)
+        .map_err(|e| format!("mmap: {}", e.name()))?;
+    emit_ret(p, 1);
+    emit_ret(p + 64, 10);
+    let s0 = syncs();
+    ensure_eq!(sys::mprotect(p, 8192, PROT_READ | PROT_EXEC), Ok(0));
+    ensure_eq!(call_code(p), 1);
+    ensure_eq!(call_code(p + 64), 10);
+    let s1 = syncs();
+    if folium {
+        ensure_eq!(s1 - s0, 1, "mprotect adding exec syncs the page once");
+    }
+    // Again: synced already.
+    ensure_eq!(sys::mprotect(p, 8192, PROT_READ), Ok(0));
+    ensure_eq!(sys::mprotect(p, 8192, PROT_READ | PROT_EXEC), Ok(0));
+    ensure_eq!(call_code(p), 1);
+    ensure_eq!(syncs(), s1);
+    // A fresh page (maybe the same frame): new code, synced again.
+    ensure_eq!(sys::munmap(p, 8192), Ok(0));
+    let q = sys::mmap_anon(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE)
+        .map_err(|e| format!("mmap: {}", e.name()))?;
+    emit_ret(q, 2);
+    emit_ret(q + 64, 20);
+    ensure_eq!(sys::mprotect(q, 8192, PROT_READ | PROT_EXEC), Ok(0));
+    ensure_eq!(call_code(q), 2);
+    let s2 = syncs();
+    if folium {
+        ensure_eq!(s2 - s1, 1, "a fresh page is synced");
+    }
+    // Copy-on-write of the code page: the child's store copies the page
+    // (the kernel syncs the copy, whose second function the child never
+    // writes) and then changes the first function, syncing that itself.
+    let st = in_child(|| {
+        if sys::mprotect(q, 8192, PROT_READ | PROT_WRITE | PROT_EXEC) != Ok(0) {
+            return 1;
+        }
+        let before = syncs();
+        emit_ret(q, 3);
+        let after = syncs();
+        sync_own_code(q);
+        if folium && after - before != 1 {
+            return 2;
+        }
+        match (call_code(q), call_code(q + 64)) {
+            (3, 20) => 0,
+            _ => 3,
+        }
+    })?;
+    ensure_eq!(exited(st), Some(0), "the child: status {st:#x}");
+    ensure_eq!(call_code(q), 2, "the parent's page is its own");
+    ensure_eq!(sys::munmap(q, 8192), Ok(0));
     Ok(())
 }
 
@@ -1253,6 +1382,7 @@ const TESTS: &[Test] = &[
     ("preemption", t_preemption),
     ("contained_faults", t_contained_faults),
     ("prot_none_hides_pages", t_prot_none_hides_pages),
+    ("code_pages_sync", t_code_pages_sync),
     ("signal_state", t_signal_state),
     ("thp_knobs", t_thp_knobs),
     ("folium_knobs", t_folium_knobs),

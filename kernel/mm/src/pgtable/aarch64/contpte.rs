@@ -62,6 +62,14 @@ fn is_cont(raw: Pte) -> bool {
     raw.bits() & (CONT | TYPE_MASK) == CONT | TYPE_MASK
 }
 
+/// True if `raw` is a page entry the MMU uses: a protnone entry is
+/// present to the mm but never folded (the hint means nothing on an
+/// invalid entry, and no TLB could hold the block anyway).
+#[inline]
+fn is_valid_page(raw: Pte) -> bool {
+    raw.bits() & TYPE_MASK == TYPE_MASK
+}
+
 /// `raw` with the contiguous hint set (`on`) or clear.
 #[inline]
 fn with_cont(raw: Pte, on: bool) -> Pte {
@@ -148,12 +156,12 @@ fn unfold_edges(t: PteTable<'_>, i: usize, nr: usize, h: &(impl PteEnv + ?Sized)
     }
 }
 
-/// True if the block at `b` (not folded) may be folded: 16 present
-/// entries mapping 16 consecutive frames aligned to the block, identical
+/// True if the block at `b` (not folded) may be folded: 16 valid
+/// entries (not protnone) mapping 16 consecutive frames aligned to the block, identical
 /// apart from accessed and dirty, of one folio, with folding allowed.
 fn foldable(t: PteTable<'_>, b: usize, h: &(impl PteEnv + ?Sized)) -> bool {
     let first = t.load(b);
-    if !Aarch64::pte_present(first)
+    if !is_valid_page(first)
         || is_cont(first)
         || Aarch64::pte_pfn(first).as_u64() % CONT_PTES as u64 != 0
     {
@@ -241,14 +249,14 @@ pub(super) fn set_ptes(
             unfold(t, i, h);
         }
         plain::set_ptes::<Aarch64>(t.run(i, 1), first);
-        if Aarch64::pte_present(first) {
+        if is_valid_page(first) {
             try_fold(t, i, h);
         }
         return;
     }
     // A run shorter than a block (a 16 or 32 KiB folio) cannot fold: the
-    // plain loop, with no per-entry test.
-    if nr < CONT_PTES || !h.fold_policy().fold {
+    // plain loop, with no per-entry test. Nor can a protnone run.
+    if nr < CONT_PTES || !h.fold_policy().fold || !is_valid_page(first) {
         plain::set_ptes::<Aarch64>(t.run(i, nr), first);
         return;
     }
