@@ -46,6 +46,19 @@ pub fn write(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
     let mut chunk = [0u8; 256];
     let mut done = 0;
     while done < len {
+        // The UART takes a few hundred microseconds per chunk: let others
+        // run between chunks, and end early (a short count, as Linux's
+        // tty writes do) for a process being killed.
+        if done > 0 {
+            crate::proc::cond_resched(task);
+        }
+        if crate::proc::fatal_signal_pending() {
+            return if done > 0 {
+                Ok(done)
+            } else {
+                Err(Errno::EINTR)
+            };
+        }
         let n = (len - done).min(chunk.len() as u64) as usize;
         if let Err(e) = uaccess::copy_in(task, &mut chunk[..n], buf + done) {
             return if done > 0 { Ok(done) } else { Err(e) };
