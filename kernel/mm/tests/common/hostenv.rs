@@ -49,6 +49,13 @@ pub struct HostEnv {
     /// keeps without writing them), unless [`HostEnv::allow_leaks`].
     free_at_start: u64,
     check_leaks: bool,
+    /// What [`MmEnv::cond_resched`] does besides counting the call
+    /// (`resched_calls`): none by default; a test's hook may act on the
+    /// TLB as other tasks and a rollover would, and answer a new ASID.
+    #[allow(clippy::type_complexity)]
+    pub resched: Option<Box<dyn FnMut(&RecordingTlb) -> Option<Asid>>>,
+    /// Calls of [`MmEnv::cond_resched`].
+    pub resched_calls: u64,
 }
 
 impl HostEnv {
@@ -96,6 +103,8 @@ impl HostEnv {
             fold_events: Default::default(),
             free_at_start: 0,
             check_leaks: true,
+            resched: None,
+            resched_calls: 0,
         }
         .with_free_recorded()
     }
@@ -255,6 +264,14 @@ impl MmEnv for HostEnv {
     }
     fn note_fold(&self, event: FoldEvent, n: u64) {
         self.fold_events.borrow_mut()[event as usize] += n;
+    }
+    fn cond_resched(
+        &mut self,
+        _root: PhysAddr,
+        _tag: &mut folium_mm::asid::AsidTag,
+    ) -> Option<Asid> {
+        self.resched_calls += 1;
+        self.resched.as_mut().and_then(|f| f(&self.tlb))
     }
 }
 
