@@ -106,6 +106,10 @@ pub trait MmEnv: TableAlloc {
     /// entries in a [`Gather`](crate::mmu_gather::Gather) not yet
     /// flushed) and nothing is freed that a table still links.
     ///
+    /// `rss` is the space's resident pages now, for an environment that
+    /// publishes them (the OOM killer's measure, which must not wait for
+    /// the end of a long populate).
+    ///
     /// If it switched away and back and the space was the one installed,
     /// it installs it again (`tag` is the space's ASID bookkeeping) and
     /// returns the ASID it now runs with: a generation rollover while it
@@ -113,8 +117,8 @@ pub trait MmEnv: TableAlloc {
     /// new number (entries cached under the old one died in the
     /// rollover's full flush). `None`: still the same ASID. The default
     /// never switches.
-    fn cond_resched(&mut self, root: PhysAddr, tag: &mut AsidTag) -> Option<Asid> {
-        let _ = (root, tag);
+    fn cond_resched(&mut self, root: PhysAddr, tag: &mut AsidTag, rss: u64) -> Option<Asid> {
+        let _ = (root, tag, rss);
         None
     }
     /// True if the task this work is done for is being killed (Linux

@@ -30,7 +30,7 @@ fn offered_between_tables<F: PteFormat>() {
     let mut env = HostEnv::new(4096);
     let mut a = spread::<F>(&mut env, 4);
     // fork: after each of the 4 tables it copies.
-    let mut child = a.fork(&mut env, None).unwrap();
+    let child = a.fork(&mut env, None).unwrap();
     assert_eq!(env.resched_calls, 4);
     // mprotect: between tables (3 points for 4 tables).
     env.resched_calls = 0;

@@ -98,15 +98,26 @@ impl MmEnv for KernelEnv {
             println!("mm: warning: page-table frame {table:?} not freed: {e:?}");
         }
     }
+    /// In steps of [`PUT_STEP`] under one allocator lock each, with a
+    /// preemption point after every step of 256 tables or more (teardown
+    /// hands them over 512 at a time): its callers, a gather's end and
+    /// teardown, free tables nothing links or caches any more.
     fn free_tables(&mut self, tables: &mut Vec<PhysAddr>) {
         let mut failed = None;
-        frames::with(|b| {
-            for t in tables.drain(..) {
-                if let Err(e) = b.free(t.pfn(), Order::of(0)) {
-                    failed.get_or_insert((t, e));
+        while !tables.is_empty() {
+            let from = tables.len().saturating_sub(PUT_STEP);
+            let step = tables.len() - from;
+            frames::with(|b| {
+                for t in tables.drain(from..) {
+                    if let Err(e) = b.free(t.pfn(), Order::of(0)) {
+                        failed.get_or_insert((t, e));
+                    }
                 }
+            });
+            if step >= 256 {
+                cond_resched_anywhere();
             }
-        });
+        }
         if let Some((t, e)) = failed {
             println!("mm: warning: page-table frame {t:?} not freed: {e:?}");
         }
@@ -146,15 +157,15 @@ impl MmEnv for KernelEnv {
             .get()
             .expect("the zero page is allocated at boot (uspace::init)")
     }
-    fn cond_resched(&mut self, root: PhysAddr, tag: &mut AsidTag) -> Option<Asid> {
-        cond_resched_space(root, tag)
+    fn cond_resched(&mut self, root: PhysAddr, tag: &mut AsidTag, rss: u64) -> Option<Asid> {
+        cond_resched_space(root, tag, rss)
     }
     fn fatal_signal_pending(&self) -> bool {
         crate::proc::fatal_signal_pending()
     }
 }
 
-/// Folio references one allocator lock puts at most.
+/// Folio references (or table frames) one allocator lock releases at most.
 const PUT_STEP: usize = 2048;
 
 /// A preemption point for mm code that does not know the address space
@@ -186,11 +197,15 @@ pub fn cond_resched_anywhere() {
 /// uninstalled the space); then the space is installed again if it was,
 /// with the ASID it now has. Not while another space is installed (exec
 /// building the new image or freeing the old one, a failed fork freeing
-/// the child): that one's owner would have to install it again.
-pub fn cond_resched_space(root: PhysAddr, tag: &mut AsidTag) -> Option<Asid> {
+/// the child): that one's owner would have to install it again. The
+/// installed space's resident pages `rss` are published first, so the
+/// OOM killer sees a long populate's pages while it runs.
+pub fn cond_resched_space(root: PhysAddr, tag: &mut AsidTag, rss: u64) -> Option<Asid> {
     let installed = arch::user_root().0;
     let ours = installed == root;
-    if !ours && IDLE_ROOT.get() != Some(&installed) {
+    if ours {
+        crate::proc::publish_rss(rss);
+    } else if IDLE_ROOT.get() != Some(&installed) {
         return None;
     }
     if !crate::proc::preempt() || !ours {

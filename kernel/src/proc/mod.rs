@@ -210,6 +210,11 @@ pub static PROCS: IrqMutex<Table> = IrqMutex::new(Table {
 /// only when something may have changed: the syscall path takes no lock.
 static KILL_EPOCH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
+/// Bumped by every [`publish_rss`] in the middle of an operation, so the
+/// task loop publishes the final figure even if it equals the one it
+/// published before.
+static RSS_EPOCH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// The idle (boot) thread's saved context.
 struct IdleContext(core::cell::UnsafeCell<Context>);
 // SAFETY: touched only by `schedule`, which runs with interrupts masked on
@@ -344,6 +349,7 @@ extern "C" fn task_main(pid: u64) -> ! {
     }
     let mut published_rss = 0;
     let mut seen_epoch = u64::MAX;
+    let mut seen_rss_epoch = 0;
     if task.set_child_tid != 0 {
         let at = task.set_child_tid;
         let _ = crate::uaccess::write_u32(task, at, pid);
@@ -374,8 +380,12 @@ extern "C" fn task_main(pid: u64) -> ! {
             UserExit::Fault(f) => fault::handle(task, f),
         }
         let rss = task.space.as_ref().map_or(0, |s| s.rss());
-        if rss != published_rss {
+        // A long operation may have published a figure of its own
+        // midway (`publish_rss`): then publish again whatever it is.
+        let rss_epoch = RSS_EPOCH.load(core::sync::atomic::Ordering::Relaxed);
+        if rss != published_rss || rss_epoch != seen_rss_epoch {
             published_rss = rss;
+            seen_rss_epoch = rss_epoch;
             if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
                 p.rss = rss;
             }
@@ -835,6 +845,19 @@ pub fn oom_victim(current: &Task) -> (Pid, u64) {
         }
     }
     best
+}
+
+/// Publishes the current process's resident pages `rss` (the OOM
+/// killer's measure) in the middle of a long operation on its space; the
+/// task loop publishes them after every return to the kernel.
+pub fn publish_rss(rss: u64) {
+    RSS_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    let mut t = PROCS.lock();
+    if let Some(p) = t.current
+        && let Some(i) = t.procs.get_mut(&p)
+    {
+        i.rss = rss;
+    }
 }
 
 /// Publishes the root of `pid`'s user page table (`None` once it has no

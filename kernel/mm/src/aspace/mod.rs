@@ -247,7 +247,7 @@ impl<F: PteFormat> AddressSpace<F> {
     /// ([`MmEnv::cond_resched`]): if the space was renumbered meanwhile,
     /// its ASID and that of the pending gather `g` follow.
     fn cond_resched(&mut self, env: &mut (impl MmEnv + ?Sized), g: Option<&mut Gather>) {
-        if let Some(asid) = env.cond_resched(self.pt.root(), &mut self.asid_tag) {
+        if let Some(asid) = env.cond_resched(self.pt.root(), &mut self.asid_tag, self.rss) {
             self.asid = asid;
             if let Some(g) = g {
                 g.set_asid(asid);

@@ -269,6 +269,7 @@ impl MmEnv for HostEnv {
         &mut self,
         _root: PhysAddr,
         _tag: &mut folium_mm::asid::AsidTag,
+        _rss: u64,
     ) -> Option<Asid> {
         self.resched_calls += 1;
         self.resched.as_mut().and_then(|f| f(&self.tlb))

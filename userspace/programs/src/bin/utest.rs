@@ -942,7 +942,14 @@ fn t_memory_exhaustion_kills_only_the_hog() -> TestResult {
     // the one killed when a small process later needs a page. The small
     // one is forked first: once the hog holds everything, even fork fails.
     let small = spawn(|| {
-        let _ = sys::nanosleep(300_000_000);
+        // Until the hog holds (nearly) everything: its populate may be
+        // preempted, and this one must not get its 16 MiB before.
+        for _ in 0..1000 {
+            if mem_free_kb().is_some_and(|kb| kb < 8 << 10) {
+                break;
+            }
+            let _ = sys::nanosleep(20_000_000);
+        }
         let Ok(p) = sys::mmap_anon(0, 16 << 20, 3, sys::mm::MAP_PRIVATE) else {
             sys::exit_group(60);
         };
