@@ -58,6 +58,30 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
+/// The pid whose `write`/`writev` owns the console (0: none). A write
+/// has preemption points between chunks; like Linux's tty
+/// `atomic_write_lock`, this keeps another process's write from landing
+/// in the middle of it (kernel messages still may).
+static WRITER: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Claims the console for `pid`'s write: `Some(true)` if claimed now
+/// (release it with [`release_writer`]), `Some(false)` if `pid` holds it
+/// already (an outer `writev`), `None` if another write holds it.
+pub fn claim_writer(pid: u32) -> Option<bool> {
+    use core::sync::atomic::Ordering::Relaxed;
+    match WRITER.compare_exchange(0, pid, Relaxed, Relaxed) {
+        Ok(_) => Some(true),
+        Err(p) if p == pid => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// Ends `pid`'s claim of the console.
+pub fn release_writer(pid: u32) {
+    use core::sync::atomic::Ordering::Relaxed;
+    let _ = WRITER.compare_exchange(pid, 0, Relaxed, Relaxed);
+}
+
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
     let _ = CONSOLE.lock().write_fmt(args);

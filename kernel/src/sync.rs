@@ -7,8 +7,19 @@
 //! are atomics in the memmap and need no lock at all.
 
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::irqflags::{IrqFlags, irq_restore, irq_save};
+
+/// [`IrqMutex`]es held right now (one CPU): a preemption point checks it
+/// is 0, since switching away while holding a spin lock would leave the
+/// next thread to spin on it for ever.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// How many [`IrqMutex`]es are held now.
+pub fn held() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
 
 /// A spin lock that masks interrupts while held (Linux `spin_lock_irqsave`).
 pub struct IrqMutex<T> {
@@ -34,10 +45,9 @@ impl<T> IrqMutex<T> {
     #[inline]
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
         let flags = irq_save();
-        IrqMutexGuard {
-            guard: Some(self.inner.lock()),
-            flags,
-        }
+        let guard = Some(self.inner.lock());
+        HELD.fetch_add(1, Ordering::Relaxed);
+        IrqMutexGuard { guard, flags }
     }
 
     /// True if someone holds the lock.
@@ -78,6 +88,7 @@ impl<T> Drop for IrqMutexGuard<'_, T> {
         // Unlock first: an interrupt taken the moment the mask lifts must
         // find the lock free.
         self.guard = None;
+        HELD.fetch_sub(1, Ordering::Relaxed);
         irq_restore(self.flags);
     }
 }

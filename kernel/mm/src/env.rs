@@ -6,12 +6,13 @@
 use alloc::vec::Vec;
 
 use crate::addr::{Order, Pfn, PhysAddr, VirtAddr};
+use crate::asid::AsidTag;
 use crate::folio::Folio;
 use crate::memmap::Memmap;
 use crate::pgtable::{FoldEvent, FoldPolicy, TableAlloc};
 use crate::phys::LinearMap;
 use crate::thp::ThpPolicy;
-use crate::tlb::TlbOps;
+use crate::tlb::{Asid, TlbOps};
 
 /// What an address space needs from the machine around it: frames for
 /// its page tables (the [`TableAlloc`] supertrait, an `unsafe` promise
@@ -107,6 +108,35 @@ pub trait MmEnv: TableAlloc {
     /// marked anonymous: only user data may be zeroed through here.
     fn zero_folio(&mut self, folio: &Folio) {
         self.memmap().folio(folio).zero(self.linear());
+    }
+    /// A preemption point (Linux `cond_resched`), offered by long
+    /// operations on the address space whose root is `root` between two
+    /// page tables: the environment may let other tasks run. At that
+    /// point no lock is held, the tables and folio counts are consistent
+    /// (every entry either done or untouched, the references of cleared
+    /// entries in a [`Gather`](crate::mmu_gather::Gather) not yet
+    /// flushed) and nothing is freed that a table still links.
+    ///
+    /// `rss` is the space's resident pages now, for an environment that
+    /// publishes them (the OOM killer's measure, which must not wait for
+    /// the end of a long populate).
+    ///
+    /// If it switched away and back and the space was the one installed,
+    /// it installs it again (`tag` is the space's ASID bookkeeping) and
+    /// returns the ASID it now runs with: a generation rollover while it
+    /// was away may have renumbered it, and later flushes must use the
+    /// new number (entries cached under the old one died in the
+    /// rollover's full flush). `None`: still the same ASID. The default
+    /// never switches.
+    fn cond_resched(&mut self, root: PhysAddr, tag: &mut AsidTag, rss: u64) -> Option<Asid> {
+        let _ = (root, tag, rss);
+        None
+    }
+    /// True if the task this work is done for is being killed (Linux
+    /// `fatal_signal_pending`): work whose result it would never see
+    /// (populating, copying for fork) may stop early. The default: never.
+    fn fatal_signal_pending(&self) -> bool {
+        false
     }
 }
 

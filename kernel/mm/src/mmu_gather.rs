@@ -73,6 +73,13 @@ impl Gather {
         }
     }
 
+    /// Flushes with `asid` from now on: the space was renumbered at a
+    /// preemption point ([`MmEnv::cond_resched`]), after a rollover that
+    /// flushed everything noted so far under the old number.
+    pub(crate) fn set_asid(&mut self, asid: Asid) {
+        self.asid = asid;
+    }
+
     /// Notes that the translation of `va` changed or went away.
     pub(crate) fn note(&mut self, va: VirtAddr) {
         self.note_range(va, 1);

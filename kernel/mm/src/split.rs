@@ -146,6 +146,10 @@ impl BuddyAllocator<'_> {
 /// the folio is left alone). Folios whose every page is mapped again leave the queue
 /// unsplit; folios that cannot be split now stay. `thp` counts `split`
 /// and `split_failed` per size.
+///
+/// Its cost is queued folios x `tables` walks, all under the allocator's
+/// lock: the kernel goes round the queue in bounded steps instead
+/// ([`deferred_split_scan_some`]).
 pub fn deferred_split_scan<F: PteFormat>(
     buddy: &mut BuddyAllocator<'_>,
     tables: &[&PageTable<F>],
@@ -153,45 +157,91 @@ pub fn deferred_split_scan<F: PteFormat>(
 ) -> SplitScan {
     let mm = buddy.memmap();
     let mut scan = SplitScan::default();
-    let mut counts = [0u32; 1 << thp::MAX_ORDER];
     let mut idx = buddy.deferred.first();
     while idx != NONE {
         // The next one first: this one may leave the queue.
         let next = mm.at(idx + 1).next();
-        let head = mm.pfn_at(idx);
-        let page = mm.at(idx);
-        let order = page.order();
-        let base = VirtAddr::new(page.private() * PAGE_SIZE);
-        scan.scanned += 1;
-        let nr = order.pages() as usize;
-        let outcome = if nr > counts.len() {
-            Err(SplitError::NotLarge)
-        } else {
-            let counts = &mut counts[..nr];
-            counts.fill(0);
-            for t in tables {
-                t.count_folio_mappings(head, base, counts);
-            }
-            if counts.iter().all(|&c| c != 0) {
-                buddy.deferred.del(mm, idx);
-                scan.dequeued += 1;
-                idx = next;
-                continue;
-            }
-            buddy.split_folio(head, counts)
-        };
-        match outcome {
-            Ok(freed) => {
-                scan.split += 1;
-                scan.freed_pages += freed;
-                thp.count_split(order.get(), true);
-            }
-            Err(_) => {
-                scan.failed += 1;
-                thp.count_split(order.get(), false);
-            }
-        }
+        scan_folio(buddy, tables, thp, idx, &mut scan);
         idx = next;
     }
     scan
+}
+
+/// [`deferred_split_scan`] of at most `max` folios from the head of the
+/// queue: each one looked at is split, leaves the queue, or (if it
+/// cannot be split now) goes to the back, so calls one after another go
+/// round the queue, each bounded (`max` x `tables` walks), and the
+/// caller may let other work run (and the tables change) between them.
+/// As many calls' `scanned` as the queue was long have looked at each
+/// folio that was queued at the start once (unless others took it off
+/// meanwhile). The tables must again be every address space's, as they
+/// are at the time of the call.
+pub fn deferred_split_scan_some<F: PteFormat>(
+    buddy: &mut BuddyAllocator<'_>,
+    tables: &[&PageTable<F>],
+    thp: &ThpPolicy,
+    max: u64,
+) -> SplitScan {
+    let mut scan = SplitScan::default();
+    while scan.scanned < max {
+        let idx = buddy.deferred.first();
+        if idx == NONE {
+            break;
+        }
+        if scan_folio(buddy, tables, thp, idx, &mut scan) {
+            let mm = buddy.memmap();
+            let (head, base) = (mm.pfn_at(idx), mm.at(idx).private() * PAGE_SIZE);
+            buddy.deferred.del(mm, idx);
+            buddy.deferred.push(mm, head, VirtAddr::new(base));
+        }
+    }
+    scan
+}
+
+/// Looks at the queued folio whose head is at memmap index `idx`:
+/// dequeues it if every page is mapped again, else splits it if the
+/// counts allow, counting what happened in `scan`. True if it is still
+/// queued (not split now).
+fn scan_folio<F: PteFormat>(
+    buddy: &mut BuddyAllocator<'_>,
+    tables: &[&PageTable<F>],
+    thp: &ThpPolicy,
+    idx: u32,
+    scan: &mut SplitScan,
+) -> bool {
+    let mm = buddy.memmap();
+    let mut counts = [0u32; 1 << thp::MAX_ORDER];
+    let head = mm.pfn_at(idx);
+    let page = mm.at(idx);
+    let order = page.order();
+    let base = VirtAddr::new(page.private() * PAGE_SIZE);
+    scan.scanned += 1;
+    let nr = order.pages() as usize;
+    let outcome = if nr > counts.len() {
+        Err(SplitError::NotLarge)
+    } else {
+        let counts = &mut counts[..nr];
+        for t in tables {
+            t.count_folio_mappings(head, base, counts);
+        }
+        if counts.iter().all(|&c| c != 0) {
+            buddy.deferred.del(mm, idx);
+            scan.dequeued += 1;
+            return false;
+        }
+        buddy.split_folio(head, counts)
+    };
+    match outcome {
+        Ok(freed) => {
+            scan.split += 1;
+            scan.freed_pages += freed;
+            thp.count_split(order.get(), true);
+            false
+        }
+        Err(_) => {
+            scan.failed += 1;
+            thp.count_split(order.get(), false);
+            true
+        }
+    }
 }

@@ -13,7 +13,7 @@
 //! | group | items |
 //! |---|---|
 //! | machine | `exit_qemu`, `park`, `cpu_description`, `entry_description`, `has_gib_pages` |
-//! | interrupts | `IrqFlags`, `irq_save`, `irq_restore` (in `irqflags.rs`, a leaf the locks import), `timer_init`, `wait_for_interrupt` |
+//! | interrupts | `IrqFlags`, `irq_save`, `irq_restore` (in `irqflags.rs`, a leaf the locks import), `timer_init`, `wait_for_interrupt`, `irq_window` |
 //! | time | `clock::init`, `clock::ticks`, `clock::ticks_per_sec`, `clock::describe` |
 //! | traps | `init_exceptions`, `describe`, `raw_breakpoint`, `raw_probe_read`, `raw_probe_write` |
 //! | kernel tables | `KernelPteFormat`, `KERNEL_ROOT_SLOTS`, `early_reachable`, `kimage_voffset`, `switch_kernel_tables`, `current_kernel_root`, `zero_pages` |
@@ -50,6 +50,7 @@ const _: () = {
     let _: fn(imp::IrqFlags) = imp::irq_restore;
     let _: fn() = imp::timer_init;
     let _: fn() = imp::wait_for_interrupt;
+    let _: fn() = imp::irq_window;
 };
 
 /// The monotonic counter behind `CLOCK_MONOTONIC`.

@@ -6,14 +6,14 @@ use alloc::vec::Vec;
 
 use folium_mm::Order;
 use folium_mm::PhysAddr;
-use folium_mm::asid::AsidAllocator;
+use folium_mm::asid::{AsidAllocator, AsidTag};
 use folium_mm::aspace::{AddressSpace, FaultError};
 use folium_mm::env::MmEnv;
 use folium_mm::folio::Folio;
 use folium_mm::memmap::Memmap;
 use folium_mm::pgtable::{KernelHalf, PageTable, TableAlloc};
 use folium_mm::phys::LinearMap;
-use folium_mm::split::{SplitScan, deferred_split_scan};
+use folium_mm::split::{SplitScan, deferred_split_scan_some};
 use folium_mm::thp::ThpPolicy;
 use folium_mm::tlb::{Asid, TlbOps};
 use folium_mm::views::MemView;
@@ -66,17 +66,28 @@ impl MmEnv for KernelEnv {
     /// One allocator lock for the whole batch (Linux frees a gather's
     /// folios in batches too): the puts that do not free need no lock, but
     /// taking it once costs less than testing each first.
+    ///
+    /// A big batch (munmap or exit of a large range: up to
+    /// `GATHER_BATCH` entries) goes in steps of [`PUT_STEP`], with a
+    /// preemption point between them: the TLB is flushed, and the entries
+    /// not put yet hold their references, as the gather did.
     fn folios_put_refs(&mut self, batch: &mut Vec<(Folio, u32)>) {
         let mut refused = None;
-        frames::with(|b| {
-            for (f, nr) in batch.drain(..) {
-                let pfn = f.pfn();
-                let outcome = b.folio_put_refs(f, nr);
-                if outcome.refused() && refused.is_none() {
-                    refused = Some((pfn, outcome));
+        while !batch.is_empty() {
+            let from = batch.len().saturating_sub(PUT_STEP);
+            frames::with(|b| {
+                for (f, nr) in batch.drain(from..) {
+                    let pfn = f.pfn();
+                    let outcome = b.folio_put_refs(f, nr);
+                    if outcome.refused() && refused.is_none() {
+                        refused = Some((pfn, outcome));
+                    }
                 }
+            });
+            if !batch.is_empty() {
+                cond_resched_anywhere();
             }
-        });
+        }
         // Reported outside the lock; the first refusal stands for all.
         if let Some((pfn, outcome)) = refused {
             println!("mm: warning: folio {pfn:?} put refused ({outcome:?}); it stays pinned");
@@ -87,15 +98,26 @@ impl MmEnv for KernelEnv {
             println!("mm: warning: page-table frame {table:?} not freed: {e:?}");
         }
     }
+    /// In steps of [`PUT_STEP`] under one allocator lock each, with a
+    /// preemption point after every step of 256 tables or more (teardown
+    /// hands them over 512 at a time): its callers, a gather's end and
+    /// teardown, free tables nothing links or caches any more.
     fn free_tables(&mut self, tables: &mut Vec<PhysAddr>) {
         let mut failed = None;
-        frames::with(|b| {
-            for t in tables.drain(..) {
-                if let Err(e) = b.free(t.pfn(), Order::of(0)) {
-                    failed.get_or_insert((t, e));
+        while !tables.is_empty() {
+            let from = tables.len().saturating_sub(PUT_STEP);
+            let step = tables.len() - from;
+            frames::with(|b| {
+                for t in tables.drain(from..) {
+                    if let Err(e) = b.free(t.pfn(), Order::of(0)) {
+                        failed.get_or_insert((t, e));
+                    }
                 }
+            });
+            if step >= 256 {
+                cond_resched_anywhere();
             }
-        });
+        }
         if let Some((t, e)) = failed {
             println!("mm: warning: page-table frame {t:?} not freed: {e:?}");
         }
@@ -145,25 +167,83 @@ impl MmEnv for KernelEnv {
             .get()
             .expect("the zero page is allocated at boot (uspace::init)")
     }
+    fn cond_resched(&mut self, root: PhysAddr, tag: &mut AsidTag, rss: u64) -> Option<Asid> {
+        cond_resched_space(root, tag, rss)
+    }
+    fn fatal_signal_pending(&self) -> bool {
+        crate::proc::fatal_signal_pending()
+    }
 }
 
-/// Runs the deferred-split scan over the user page tables rooted at
-/// `roots`, which must be every user address space alive (see
-/// `folium_mm::split`): the folios it can split give their unmapped pages
-/// back.
-pub fn split_deferred_folios(roots: &[PhysAddr]) -> SplitScan {
+/// Folio references (or table frames) one allocator lock releases at most.
+const PUT_STEP: usize = 2048;
+
+/// A preemption point for mm code that does not know the address space
+/// it works on (`crate::proc::preempt`): afterwards the user half that
+/// was installed is installed again, with its ASID, unless a generation
+/// rollover renumbered every space meanwhile, in which case it stays
+/// empty until the process's thread installs its space again (before user
+/// code runs, in `crate::proc::task_main`); nothing can cache a
+/// translation of a space that is not installed, and the rollover flushed
+/// everything cached under the old number.
+pub fn cond_resched_anywhere() {
+    let (root, asid) = arch::user_root();
+    let generation = asids().lock().generation();
+    if !crate::proc::preempt() || IDLE_ROOT.get() == Some(&root) {
+        return;
+    }
+    if asids().lock().generation() == generation {
+        // SAFETY: the root this thread had installed, of a space it is
+        // working on (so still alive), with the ASID it had in this same
+        // generation, which nothing else was given meanwhile.
+        unsafe { arch::set_user_root(root, asid) };
+    }
+}
+
+/// The kernel's preemption point inside an operation on the space at
+/// `root` ([`MmEnv::cond_resched`]): a switch (`crate::proc::preempt`) if
+/// the space is the one installed (the process's own: fork's parent,
+/// munmap, mprotect, populate) or none is (exit's teardown, after it
+/// uninstalled the space); then the space is installed again if it was,
+/// with the ASID it now has. Not while another space is installed (exec
+/// building the new image or freeing the old one, a failed fork freeing
+/// the child): that one's owner would have to install it again. The
+/// installed space's resident pages `rss` are published first, so the
+/// OOM killer sees a long populate's pages while it runs.
+pub fn cond_resched_space(root: PhysAddr, tag: &mut AsidTag, rss: u64) -> Option<Asid> {
+    let installed = arch::user_root().0;
+    let ours = installed == root;
+    if ours {
+        crate::proc::publish_rss(rss);
+    } else if IDLE_ROOT.get() != Some(&installed) {
+        return None;
+    }
+    if !crate::proc::preempt() || !ours {
+        return None;
+    }
+    Some(activate_root(root, tag))
+}
+
+/// Runs the deferred-split scan over at most `max` queued folios
+/// (`folium_mm::split::deferred_split_scan_some`), with the user page
+/// tables rooted at `roots`, which must be every user address space alive
+/// now (see `folium_mm::split`): the folios it can split give their
+/// unmapped pages back.
+pub fn split_deferred_folios(roots: &[PhysAddr], max: u64) -> SplitScan {
     let tables: Vec<PageTable<KernelPteFormat>> = roots
         .iter()
         // SAFETY: each root is a live process's page table, published
         // while its space exists and withdrawn before teardown frees it;
         // every table is RAM in the linear map. The handles only read, and
-        // nothing modifies any tree meanwhile: kernel code is never
-        // preempted on the one CPU, and the scan runs between address-space
-        // operations, never inside one.
+        // nothing modifies any tree meanwhile: the scan holds the
+        // allocator's lock (no preemption point, one CPU), and another
+        // process's operation is at worst stopped at a preemption point,
+        // between two tables, where every table it links is whole (see
+        // `MmEnv::cond_resched`); the roots were collected just now.
         .map(|&r| unsafe { PageTable::new(r, frames::linear()) })
         .collect();
     let refs: Vec<&PageTable<KernelPteFormat>> = tables.iter().collect();
-    frames::with(|b| deferred_split_scan(b, &refs, &super::THP))
+    frames::with(|b| deferred_split_scan_some(b, &refs, &super::THP, max))
 }
 
 /// Runs `f` on the view (`folium_mm::views`) of the user page table at
@@ -178,8 +258,10 @@ pub fn with_view<R>(
     // SAFETY: as in `split_deferred_folios`: each root is a live
     // process's page table (published while its space exists, withdrawn
     // before teardown frees it), RAM in the linear map, and the handles
-    // only read while nothing changes any tree (one CPU, kernel code is
-    // never preempted, and no address-space operation is under way).
+    // only read while nothing changes any tree (one CPU, `f` has no
+    // preemption point, and another process's operation is at worst
+    // stopped at one, between two whole tables). Callers collect `roots`
+    // again after any preemption point of theirs.
     let table = |r: PhysAddr| unsafe { PageTable::<KernelPteFormat>::new(r, linear) };
     let mut tables: Vec<PageTable<KernelPteFormat>> = roots.iter().map(|&r| table(r)).collect();
     if !roots.contains(&root) {
@@ -251,8 +333,15 @@ pub fn kernel_half() -> Option<KernelHalf> {
 
 /// Installs `space` as the user half, choosing its ASID.
 pub fn activate(space: &mut UserSpace) {
+    let root = space.root();
+    space.asid = activate_root(root, &mut space.asid_tag);
+}
+
+/// Installs the space whose root is `root` and whose ASID bookkeeping is
+/// `tag` as the user half; returns its ASID.
+fn activate_root(root: PhysAddr, tag: &mut AsidTag) -> Asid {
     IDLE_ROOT.call_once(|| arch::user_root().0);
-    let act = asids().lock().activate(&mut space.asid_tag);
+    let act = asids().lock().activate(tag);
     if act.flush_all {
         // Leave the outgoing space first: while it stays installed the
         // walker may refill entries under its old number after the flush,
@@ -269,11 +358,13 @@ pub fn activate(space: &mut UserSpace) {
     if act.fresh {
         arch::tlb::flush_on_install(act.asid);
     }
-    space.asid = act.asid;
-    // SAFETY: `space` is a live tree of this format whose root copies the
-    // kernel slots; a rollover flushed every stale ASID above, and every
-    // change to the space went through `arch::tlb::Hw` with its ASID.
-    unsafe { arch::set_user_root(space.root(), act.asid) };
+    // SAFETY: `root` is a live space's tree of this format whose root
+    // copies the kernel slots (the callers': `activate`'s own space, or
+    // the one an operation at a preemption point works on); a rollover
+    // flushed every stale ASID above, and every change to the space went
+    // through `arch::tlb::Hw` with its ASID.
+    unsafe { arch::set_user_root(root, act.asid) };
+    act.asid
 }
 
 /// Installs the empty user half again (no process running).

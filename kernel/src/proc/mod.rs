@@ -4,10 +4,17 @@
 //! Each process has a kernel thread of its own (a [`KernelStack`] and an
 //! [`arch::Context`]) that runs [`task_main`]: enter user mode with
 //! [`arch::run_user`], handle whatever brought it back (a syscall, a fault,
-//! an interrupt), repeat. Kernel code runs with interrupts masked and is
-//! never preempted; a task gives up the CPU only in [`schedule`] (when it
-//! blocks, yields, exits, or its time slice ran out on the way back to
-//! user mode). The boot thread becomes the idle thread.
+//! an interrupt), repeat. Kernel code runs with interrupts masked; a task
+//! gives up the CPU only in [`schedule`]: when it blocks, yields, exits,
+//! its time slice ran out on the way back to user mode, or at a
+//! preemption point of long kernel work ([`cond_resched`], Linux's
+//! `cond_resched`: between page tables of fork, unmap, teardown and
+//! mprotect, between chunks of console output and other long copies).
+//! A preemption point briefly unmasks interrupts so a pending tick is
+//! taken, and switches if the slice is used up (or a sleeper is due);
+//! it is only placed where the caller holds no lock and what other
+//! processes may read (its published page-table root, its tables, the
+//! folio counts) is consistent. The boot thread becomes the idle thread.
 //!
 //! State is split by who may touch it:
 //! - [`ProcInfo`] (parent, children, state, exit status, pending kill) lives
@@ -49,6 +56,13 @@ pub type Pid = u32;
 
 /// The first process.
 pub const INIT_PID: Pid = 1;
+
+/// One past the largest pid (Linux's default `pid_max`).
+pub const PID_MAX: Pid = 32_768;
+
+/// Where pid allocation starts again after it reached [`PID_MAX`]
+/// (Linux's `RESERVED_PIDS`: low pids stay for daemons started at boot).
+const PID_WRAP_TO: Pid = 300;
 
 /// Most processes at once, zombies included (Linux: RLIMIT_NPROC /
 /// threads-max; fork then fails with EAGAIN).
@@ -160,6 +174,38 @@ pub struct Table {
     runq: VecDeque<Pid>,
     current: Option<Pid>,
     next_pid: Pid,
+    /// Children the running process forked since it last gave up the
+    /// CPU: queued right behind it when it does (see [`fork_current`]).
+    new_children: Vec<Pid>,
+}
+
+impl Table {
+    /// A pid for a new process: the next one after the last handed out,
+    /// never one in the table (zombies included: their parent has yet to
+    /// collect them by that pid), wrapping from [`PID_MAX`] to
+    /// [`PID_WRAP_TO`] as Linux does.
+    fn alloc_pid(&mut self) -> Pid {
+        let pid = next_free_pid(self.next_pid, |p| self.procs.contains_key(&p));
+        self.next_pid = pid + 1;
+        pid
+    }
+}
+
+/// The first pid from `from` on (wrapping from [`PID_MAX`] to
+/// [`PID_WRAP_TO`]) that `live` does not claim. There always is one: at
+/// most [`MAX_PROCS`] pids are live, far fewer than the range.
+fn next_free_pid(from: Pid, live: impl Fn(Pid) -> bool) -> Pid {
+    const _: () = assert!(MAX_PROCS < (PID_MAX - PID_WRAP_TO) as usize);
+    let mut pid = from;
+    loop {
+        if pid >= PID_MAX {
+            pid = PID_WRAP_TO;
+        }
+        if !live(pid) {
+            return pid;
+        }
+        pid += 1;
+    }
 }
 
 /// The process table.
@@ -168,12 +214,18 @@ pub static PROCS: IrqMutex<Table> = IrqMutex::new(Table {
     runq: VecDeque::new(),
     current: None,
     next_pid: INIT_PID,
+    new_children: Vec::new(),
 });
 
 /// Bumped whenever a fatal signal is recorded for any process, so a
 /// thread returning to user mode looks its own up (under the table lock)
 /// only when something may have changed: the syscall path takes no lock.
 static KILL_EPOCH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Bumped by every [`publish_rss`] in the middle of an operation, so the
+/// task loop publishes the final figure even if it equals the one it
+/// published before.
+static RSS_EPOCH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// The idle (boot) thread's saved context.
 struct IdleContext(core::cell::UnsafeCell<Context>);
@@ -271,10 +323,7 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             return Err(e);
         }
     };
-    let mut t = PROCS.lock();
-    let pid = t.next_pid;
-    t.next_pid += 1;
-    drop(t);
+    let pid = PROCS.lock().alloc_pid();
     let task = Task::new(pid, space, UserContext::new(start.entry, start.sp), kstack);
     let mut t = PROCS.lock();
     t.procs.insert(
@@ -315,6 +364,7 @@ extern "C" fn task_main(pid: u64) -> ! {
     }
     let mut published = (0, 0);
     let mut seen_epoch = u64::MAX;
+    let mut seen_rss_epoch = 0;
     if task.set_child_tid != 0 {
         let at = task.set_child_tid;
         let _ = crate::uaccess::write_u32(task, at, pid);
@@ -336,6 +386,14 @@ extern "C" fn task_main(pid: u64) -> ! {
                 continue;
             }
         }
+        // A preemption point that had no `&mut Task` to hand
+        // (`preempt`) resumes with the empty user half: install ours again
+        // before user code runs.
+        if let Some(s) = task.space.as_mut()
+            && arch::user_root().0 != s.root()
+        {
+            uspace::activate(s);
+        }
         match arch::run_user(&mut task.uctx) {
             UserExit::Syscall => crate::syscall::dispatch(task),
             UserExit::Interrupt => {}
@@ -345,8 +403,12 @@ extern "C" fn task_main(pid: u64) -> ! {
             .space
             .as_ref()
             .map_or((0, 0), |s| (s.rss(), s.table_pages()));
-        if usage != published {
+        // A long operation may have published a figure of its own
+        // midway (`publish_rss`): then publish again whatever it is.
+        let rss_epoch = RSS_EPOCH.load(core::sync::atomic::Ordering::Relaxed);
+        if usage != published || rss_epoch != seen_rss_epoch {
             published = usage;
+            seen_rss_epoch = rss_epoch;
             if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
                 (p.rss, p.pt_pages) = usage;
             }
@@ -384,18 +446,28 @@ fn pending_kill(pid: Pid) -> Option<Signal> {
     PROCS.lock().procs.get(&pid).and_then(|p| p.kill)
 }
 
-/// Wakes sleepers whose deadline passed (called by the scheduler).
+/// Wakes sleepers whose deadline passed (called by the scheduler) and
+/// puts them at the head of the run queue, as Linux's CFS favours a task
+/// that slept (its virtual runtime is behind the CPU hogs'): a timed
+/// wake-up waits for the running task's next preemption point, not for
+/// every runnable task's slice. Records the next deadline for the tick.
 fn wake_sleepers(t: &mut Table, now: u64) {
     let mut woken = Vec::new();
+    let mut next = u64::MAX;
     for (pid, p) in t.procs.iter_mut() {
-        if let State::Sleep { until_ns } = p.state
-            && until_ns <= now
-        {
-            p.state = State::Runnable;
-            woken.push(*pid);
+        if let State::Sleep { until_ns } = p.state {
+            if until_ns <= now {
+                p.state = State::Runnable;
+                woken.push(*pid);
+            } else {
+                next = next.min(until_ns);
+            }
         }
     }
-    t.runq.extend(woken);
+    for pid in woken.into_iter().rev() {
+        t.runq.push_front(pid);
+    }
+    crate::sched::set_next_wake(next);
 }
 
 /// Makes `pid` runnable (if it was blocked) and queues it.
@@ -418,6 +490,21 @@ fn wake(t: &mut Table, pid: Pid) {
 /// task (None in the idle thread or a dying one): its address space is
 /// installed again when the thread resumes.
 pub fn schedule(me: Option<&mut Task>) {
+    if !switch_away() {
+        return;
+    }
+    // Back on this thread: install its user half (or none for idle).
+    match me.and_then(|t| t.space.as_mut()) {
+        Some(s) => uspace::activate(s),
+        None => uspace::deactivate(),
+    }
+}
+
+/// [`schedule`] without the user half: switches to the next runnable
+/// thread if that is another one, and returns true when this one runs
+/// again (whatever user half that left installed), false if it kept the
+/// CPU.
+fn switch_away() -> bool {
     let (prev, next) = {
         let mut t = PROCS.lock();
         wake_sleepers(&mut t, crate::time::monotonic_ns());
@@ -428,6 +515,10 @@ pub fn schedule(me: Option<&mut Task>) {
         {
             t.runq.push_back(p);
         }
+        // The children it forked follow it (blocked or exiting, it still
+        // lets them run).
+        let new = core::mem::take(&mut t.new_children);
+        t.runq.extend(new);
         let next = loop {
             match t.runq.pop_front() {
                 Some(n) if t.procs.get(&n).is_some_and(|i| i.state == State::Runnable) => {
@@ -438,7 +529,7 @@ pub fn schedule(me: Option<&mut Task>) {
             }
         };
         if prev == next {
-            return;
+            return false;
         }
         t.current = next;
         let ctx_of = |p: Option<Pid>| p.and_then(|p| t.procs.get(&p).map(|i| i.kctx));
@@ -452,11 +543,60 @@ pub fn schedule(me: Option<&mut Task>) {
     // when it is reaped, after it stopped running for good): `prev` is this
     // thread's, `next` one that was switched out or never started.
     unsafe { arch::switch_to(prev_ctx, next_ctx) };
-    // Back on this thread: install its user half (or none for idle).
-    match me.and_then(|t| t.space.as_mut()) {
-        Some(s) => uspace::activate(s),
-        None => uspace::deactivate(),
+    true
+}
+
+/// A preemption point without the caller's [`Task`] (Linux
+/// `cond_resched`): takes a pending timer tick (a brief interrupt
+/// window), and if a reschedule is due, lets the next runnable process
+/// run, returning true when this one runs again. The current process
+/// stays runnable throughout. The user half is then the empty one
+/// ([`task_main`] installs the process's own before returning to user
+/// mode, and [`uspace::cond_resched_space`] at once): the caller must
+/// not touch user memory afterwards, or use [`cond_resched`].
+///
+/// Context: called by a process's kernel thread (a no-op in the idle
+/// thread or at boot) holding no lock ([`IrqMutex`]: checked), with
+/// everything other processes may read consistent: the page tables
+/// behind every published root, folio counts, the table itself.
+pub fn preempt() -> bool {
+    if PROCS.lock().current.is_none() {
+        return false;
     }
+    assert!(
+        crate::sync::held() == 0,
+        "preemption point with {} lock(s) held",
+        crate::sync::held()
+    );
+    arch::irq_window();
+    if !crate::sched::take_need_resched() || !switch_away() {
+        return false;
+    }
+    uspace::deactivate();
+    true
+}
+
+/// A preemption point ([`preempt`]) for code that holds its own task
+/// `me`: its address space is installed again when it resumes. True if
+/// it gave up the CPU.
+pub fn cond_resched(me: &mut Task) -> bool {
+    if !preempt() {
+        return false;
+    }
+    if let Some(s) = me.space.as_mut() {
+        uspace::activate(s);
+    }
+    true
+}
+
+/// True if the current process has been sent a fatal signal (Linux
+/// `fatal_signal_pending`): long work on its behalf stops early, since it
+/// will die on its way back to user mode.
+pub fn fatal_signal_pending() -> bool {
+    let t = PROCS.lock();
+    t.current
+        .and_then(|p| t.procs.get(&p))
+        .is_some_and(|p| p.kill.is_some())
 }
 
 /// Puts the current process `me` at the back of the run queue.
@@ -493,6 +633,9 @@ pub fn block(me: &mut Task, state: State) -> bool {
             return false;
         }
         p.state = state;
+        if let State::Sleep { until_ns } = state {
+            crate::sched::note_sleeper(until_ns);
+        }
     }
     schedule(Some(me));
     current_pid().and_then(pending_kill).is_none()
@@ -769,6 +912,19 @@ pub fn reset_handlers_on_exec(pid: Pid) {
     }
 }
 
+/// Publishes the current process's resident pages `rss` (the OOM
+/// killer's measure) in the middle of a long operation on its space; the
+/// task loop publishes them after every return to the kernel.
+pub fn publish_rss(rss: u64) {
+    RSS_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    let mut t = PROCS.lock();
+    if let Some(p) = t.current
+        && let Some(i) = t.procs.get_mut(&p)
+    {
+        i.rss = rss;
+    }
+}
+
 /// Publishes the root of `pid`'s user page table (`None` once it has no
 /// address space), after exec replaced it or before exit frees it.
 pub fn publish_root(pid: Pid, root: Option<PhysAddr>) {
@@ -788,15 +944,48 @@ pub fn page_table_roots(pid: Pid) -> (Vec<PhysAddr>, Option<PhysAddr>) {
 /// Runs the deferred split over every process's page tables (Linux's
 /// deferred-split shrinker): before the OOM killer, and on a write of 2 or
 /// 3 to `/proc/sys/vm/drop_caches`.
+///
+/// Its cost is queued folios x processes table walks: it goes round the
+/// queue in steps of about [`SPLIT_STEP_WALKS`] walks, each under the
+/// allocator's lock with the roots collected afresh (a process may have
+/// exited meanwhile), with a preemption point between steps, so the scan
+/// never holds the CPU for long; it stops early if the current process is
+/// being killed. The user half is the empty one afterwards if it was
+/// preempted (see [`preempt`]): callers return to user mode without
+/// touching user memory.
 pub fn split_deferred_folios() -> folium_mm::split::SplitScan {
-    let roots: Vec<PhysAddr> = PROCS
-        .lock()
-        .procs
-        .values()
-        .filter_map(|p| p.pt_root)
-        .collect();
-    uspace::split_deferred_folios(&roots)
+    let queued = crate::memory::frames::with(|b| b.deferred_len());
+    let mut total = folium_mm::split::SplitScan::default();
+    while total.scanned < queued {
+        let roots: Vec<PhysAddr> = PROCS
+            .lock()
+            .procs
+            .values()
+            .filter_map(|p| p.pt_root)
+            .collect();
+        let step = (SPLIT_STEP_WALKS / roots.len().max(1) as u64).clamp(1, queued - total.scanned);
+        let s = uspace::split_deferred_folios(&roots, step);
+        if s.scanned == 0 {
+            break;
+        }
+        total.scanned += s.scanned;
+        total.split += s.split;
+        total.failed += s.failed;
+        total.dequeued += s.dequeued;
+        total.freed_pages += s.freed_pages;
+        preempt();
+        if fatal_signal_pending() {
+            break;
+        }
+    }
+    total
 }
+
+/// Folio x address-space walks one step of [`split_deferred_folios`]
+/// makes at most (one folio per step beyond that many processes): each
+/// walk reads at most one table's entries, so a step takes well under a
+/// millisecond.
+const SPLIT_STEP_WALKS: u64 = 256;
 
 /// The head of `pid`'s robust-futex list (0: none), ESRCH if there is no
 /// such process (a zombie still exists, without a list).
@@ -862,18 +1051,15 @@ pub fn fork_current(
         return Err(Errno::EAGAIN);
     }
     let kstack = KernelStack::new().ok_or(Errno::EAGAIN)?;
+    // The copy has preemption points (between page tables): other
+    // processes run during a long fork, the child does not exist yet.
     let space = parent
         .space
         .as_mut()
         .ok_or(Errno::ENOMEM)?
         .fork(&mut KernelEnv, uspace::kernel_half().as_ref())
         .map_err(|_| Errno::ENOMEM)?;
-    let pid = {
-        let mut t = PROCS.lock();
-        let pid = t.next_pid;
-        t.next_pid += 1;
-        pid
-    };
+    let pid = PROCS.lock().alloc_pid();
     let mut uctx = parent.uctx.clone();
     uctx.set_syscall_ret(0);
     let mut task = Task::new(pid, space, uctx, kstack);
@@ -910,6 +1096,36 @@ pub fn fork_current(
     if let Some(p) = t.procs.get_mut(&parent.pid) {
         p.children.push(pid);
     }
-    t.runq.push_back(pid);
+    // The parent returns from fork first, whenever the slice ends: the
+    // child is queued only when the parent gives up the CPU, right behind
+    // it (`switch_away`), as Linux's CFS places a new task one slice
+    // behind its parent's virtual runtime (`START_DEBIT`, without
+    // `sched_child_runs_first`).
+    t.new_children.push(pid);
     Ok(pid)
 }
+
+kernel_test!(
+    fn pids_wrap_around_and_skip_live_ones() {
+        // Live pids, zombies included (the table holds both).
+        let live = [5, 6, 8, PID_MAX - 1, PID_WRAP_TO, PID_WRAP_TO + 1];
+        let is_live = |p: Pid| live.contains(&p);
+        check_eq!(next_free_pid(5, is_live), 7);
+        check_eq!(next_free_pid(7, is_live), 7);
+        check_eq!(next_free_pid(8, is_live), 9);
+        // At the top: wrap to PID_WRAP_TO, never to a low or live pid.
+        check_eq!(next_free_pid(PID_MAX - 1, is_live), PID_WRAP_TO + 2);
+        check_eq!(next_free_pid(PID_MAX, is_live), PID_WRAP_TO + 2);
+        check_eq!(next_free_pid(Pid::MAX, is_live), PID_WRAP_TO + 2);
+        // Every pid the table holds now is skipped, wherever it starts.
+        let t = PROCS.lock();
+        let taken: Vec<Pid> = t.procs.keys().copied().collect();
+        drop(t);
+        for &p in &taken {
+            let got = next_free_pid(p, |q| taken.contains(&q));
+            check!(!taken.contains(&got), "pid {got} handed out again");
+            check!((PID_WRAP_TO.min(p)..PID_MAX).contains(&got), "pid {got}");
+        }
+        Ok(())
+    }
+);

@@ -61,9 +61,10 @@ pub fn generate(view: View) -> String {
     // SAFETY: each root is a live process's page table, published while
     // its space exists and withdrawn before teardown frees it; every table
     // is RAM in the linear map. The handles only read, and nothing changes
-    // any tree meanwhile: kernel code is never preempted on the one CPU,
-    // and this runs inside the caller's own syscall, outside any
-    // address-space operation.
+    // any tree meanwhile: the dump has no preemption point (one CPU), it
+    // runs inside the caller's own syscall, outside any address-space
+    // operation of its own, and another process's operation is at worst
+    // stopped at a preemption point, between two whole tables.
     let table = unsafe { PageTable::<KernelPteFormat>::new(mine, linear) };
     let tables: Vec<PageTable<KernelPteFormat>> = others
         .iter()

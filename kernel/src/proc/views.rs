@@ -157,7 +157,7 @@ pub fn read_at(task: &mut Task, kind: ViewKind, pos: u64, buf: u64, len: u64) ->
     if n == 0 {
         return Ok(0);
     }
-    let roots = match kind {
+    let mut roots = match kind {
         ViewKind::Pagemap(pid) => {
             let (all, own) = super::page_table_roots(pid);
             let own = if pid == task.pid {
@@ -183,6 +183,25 @@ pub fn read_at(task: &mut Task, kind: ViewKind, pos: u64, buf: u64, len: u64) ->
         .map_err(|_| Errno::ENOMEM)?;
     let mut done = 0u64;
     while done < n {
+        // Between chunks: a preemption point, after which the roots are
+        // collected again (a process may have exited and freed its
+        // tables meanwhile); a process being killed stops here.
+        if done > 0
+            && super::cond_resched(task)
+            && let (Some((own, all)), ViewKind::Pagemap(pid)) = (&mut roots, kind)
+        {
+            let (now, now_own) = super::page_table_roots(pid);
+            let now_own = if pid == task.pid {
+                task.space.as_ref().map(|s| s.root())
+            } else {
+                now_own
+            };
+            let Some(now_own) = now_own else { break };
+            (*own, *all) = (now_own, now);
+        }
+        if done > 0 && super::fatal_signal_pending() {
+            break;
+        }
         let k = (n - done).min(CHUNK as u64) as usize;
         entries.clear();
         entries.resize(k, 0);

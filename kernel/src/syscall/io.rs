@@ -42,10 +42,50 @@ pub fn write(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
             return Ok(len);
         }
     }
+    let claimed = claim_console(task)?;
+    let r = write_console(task, buf, len);
+    if claimed {
+        crate::console::release_writer(task.pid);
+    }
+    r
+}
+
+/// Waits for the console to be free of other processes' writes and
+/// claims it (see `console::claim_writer`): true if this call claimed
+/// it, false if the caller (a `writev`) holds it already. EINTR for a
+/// process being killed meanwhile.
+fn claim_console(task: &mut Task) -> Result<bool, Errno> {
+    loop {
+        if let Some(new) = crate::console::claim_writer(task.pid) {
+            return Ok(new);
+        }
+        if crate::proc::fatal_signal_pending() {
+            return Err(Errno::EINTR);
+        }
+        // The holder is runnable (a write never blocks): let it finish.
+        crate::proc::yield_now(task);
+    }
+}
+
+/// Copies `len` bytes at `buf` to the console, in chunks.
+fn write_console(task: &mut Task, buf: u64, len: u64) -> SysResult {
     let len = len.min(MAX_RW);
     let mut chunk = [0u8; 256];
     let mut done = 0;
     while done < len {
+        // The UART takes a few hundred microseconds per chunk: let others
+        // run between chunks, and end early (a short count, as Linux's
+        // tty writes do) for a process being killed.
+        if done > 0 {
+            crate::proc::cond_resched(task);
+        }
+        if crate::proc::fatal_signal_pending() {
+            return if done > 0 {
+                Ok(done)
+            } else {
+                Err(Errno::EINTR)
+            };
+        }
         let n = (len - done).min(chunk.len() as u64) as usize;
         if let Err(e) = uaccess::copy_in(task, &mut chunk[..n], buf + done) {
             return if done > 0 { Ok(done) } else { Err(e) };
@@ -60,7 +100,18 @@ pub fn writev(task: &mut Task, fd: u64, iov: u64, cnt: u64) -> SysResult {
     if cnt > 1024 {
         return Err(Errno::EINVAL);
     }
-    task.files.get(fd)?;
+    let console = matches!(task.files.get(fd)?, File::Console);
+    // One claim of the console for all the vectors, as Linux's tty write
+    // takes its lock once per call.
+    let claimed = console && claim_console(task)?;
+    let r = writev_each(task, fd, iov, cnt);
+    if claimed {
+        crate::console::release_writer(task.pid);
+    }
+    r
+}
+
+fn writev_each(task: &mut Task, fd: u64, iov: u64, cnt: u64) -> SysResult {
     let mut total = 0;
     for i in 0..cnt {
         let base = uaccess::read_u64(task, iov + 16 * i)?;

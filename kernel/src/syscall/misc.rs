@@ -38,6 +38,14 @@ pub fn getrandom(task: &mut Task, buf: u64, len: u64, flags: u64) -> SysResult {
     let mut chunk = [0u8; 256];
     let mut done = 0;
     while done < len {
+        // Every 4 KiB (as Linux's `get_random_bytes_user`): a preemption
+        // point, and a process being killed stops with what it has.
+        if done > 0 && done.is_multiple_of(4096) {
+            proc::cond_resched(task);
+            if proc::fatal_signal_pending() {
+                return Ok(done);
+            }
+        }
         let n = (len - done).min(256) as usize;
         crate::rng::fill(&mut chunk[..n]);
         if let Err(e) = uaccess::copy_out(task, buf + done, &chunk[..n]) {

@@ -68,6 +68,15 @@ impl<F: PteFormat> AddressSpace<F> {
                 self.handle_fault(env, va, access)?;
             }
             va = va + PAGE_SIZE;
+            if va.is_aligned(Level::L2.size()) {
+                // Between tables (every fault so far complete). A task
+                // being killed stops: the pages not populated would
+                // fault in later, and it will never touch them.
+                self.cond_resched(env, None);
+                if env.fatal_signal_pending() {
+                    break;
+                }
+            }
         }
         Ok(())
     }

@@ -78,6 +78,14 @@ impl<F: PteFormat> AddressSpace<F> {
                     break 'areas;
                 }
                 from = e;
+                // Between tables: both spaces hold whole tables' worth of
+                // copies, the child is not published yet. A task being
+                // killed gives up (its parent never sees the child).
+                self.cond_resched(env, None);
+                if env.fatal_signal_pending() {
+                    result = Err(FaultError::OutOfMemory);
+                    break 'areas;
+                }
             }
         }
         if downgraded {

@@ -20,7 +20,7 @@
 //! | unmap / DONTNEED / teardown  | cleared (a part of a folio is fine)  | map -1; ref -1 after the TLB flush                   |
 //!
 //! **Unhook, flush, free.** Every path that removes or downgrades PTEs
-//! collects what it will release in a [`Gather`](crate::mmu_gather::Gather),
+//! collects what it will release in a [`Gather`],
 //! which flushes the TLB before it drops a single folio reference or frees
 //! a table: no frame is reused while a stale translation to it may survive.
 //!
@@ -56,6 +56,7 @@ use crate::asid::AsidTag;
 use crate::env::MmEnv;
 use crate::folio::FolioRef;
 use crate::memmap::Memmap;
+use crate::mmu_gather::Gather;
 use crate::pgtable::{
     Attrs, FoldEvent, FoldPolicy, KernelHalf, Level, PageTable, Pte, PteEnv, PteFormat, PteKind,
 };
@@ -268,6 +269,18 @@ impl<F: PteFormat> AddressSpace<F> {
             rss: 0,
             zero: env.zero_pfn(),
         })
+    }
+
+    /// A preemption point between two page tables of a long operation
+    /// ([`MmEnv::cond_resched`]): if the space was renumbered meanwhile,
+    /// its ASID and that of the pending gather `g` follow.
+    fn cond_resched(&mut self, env: &mut (impl MmEnv + ?Sized), g: Option<&mut Gather>) {
+        if let Some(asid) = env.cond_resched(self.pt.root(), &mut self.asid_tag, self.rss) {
+            self.asid = asid;
+            if let Some(g) = g {
+                g.set_asid(asid);
+            }
+        }
     }
 
     /// The root table (for TTBR0 / CR3).

@@ -26,10 +26,14 @@ impl<F: PteFormat> AddressSpace<F> {
     ) -> Result<(), VmaError> {
         self.vmas.protect(start, end, prot)?;
         let mut g = Gather::new(self.asid);
-        let asid = self.asid;
         let span = Level::L2.size();
         let mut at = start;
         while let Some(table) = self.pt.next_pte_table(at, end) {
+            if at > start {
+                // Between tables (each entry done or untouched).
+                self.cond_resched(env, Some(&mut g));
+            }
+            let asid = self.asid;
             let (s, e) = (table.va.max(at), (table.va + span).min(end));
             at = e;
             let Some(mut cur) = self.pt.pte_cursor(s, e) else {

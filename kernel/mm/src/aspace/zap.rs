@@ -137,6 +137,9 @@ impl<F: PteFormat> AddressSpace<F> {
             let (s, e) = (table.va.max(at), (table.va + span).min(end));
             self.zap_pte_range(env, s, e, g);
             at = e;
+            // Between tables: the cleared entries' references wait in the
+            // gather, whose flush follows the space's ASID.
+            self.cond_resched(env, Some(g));
         }
     }
 

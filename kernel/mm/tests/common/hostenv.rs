@@ -52,6 +52,13 @@ pub struct HostEnv {
     /// keeps without writing them), unless [`HostEnv::allow_leaks`].
     free_at_start: u64,
     check_leaks: bool,
+    /// What [`MmEnv::cond_resched`] does besides counting the call
+    /// (`resched_calls`): none by default; a test's hook may act on the
+    /// TLB as other tasks and a rollover would, and answer a new ASID.
+    #[allow(clippy::type_complexity)]
+    pub resched: Option<Box<dyn FnMut(&RecordingTlb) -> Option<Asid>>>,
+    /// Calls of [`MmEnv::cond_resched`].
+    pub resched_calls: u64,
 }
 
 impl HostEnv {
@@ -100,6 +107,8 @@ impl HostEnv {
             icache_syncs: Default::default(),
             free_at_start: 0,
             check_leaks: true,
+            resched: None,
+            resched_calls: 0,
         }
         .with_free_recorded()
     }
@@ -265,6 +274,15 @@ impl MmEnv for HostEnv {
         // SAFETY: a frame of the arena, mapped by the linear map.
         let word = unsafe { self.linear().ptr::<u64>(pfn.phys()).read_unaligned() };
         self.icache_syncs.borrow_mut().push((pfn, nr, word));
+    }
+    fn cond_resched(
+        &mut self,
+        _root: PhysAddr,
+        _tag: &mut folium_mm::asid::AsidTag,
+        _rss: u64,
+    ) -> Option<Asid> {
+        self.resched_calls += 1;
+        self.resched.as_mut().and_then(|f| f(&self.tlb))
     }
 }
 

@@ -124,3 +124,24 @@ pub fn wait_for_interrupt() {
         )
     };
 }
+
+/// Lets a pending interrupt be taken now: a short unmasked window at a
+/// preemption point (`crate::proc::cond_resched`), so a tick that came
+/// during long kernel work is counted (Linux's kernel runs with interrupts
+/// on; Folium's opens them only here and in [`wait_for_interrupt`]).
+/// Returns with interrupts masked again.
+pub fn irq_window() {
+    // SAFETY: as in `wait_for_interrupt`: the IRQ taken in the window runs
+    // the EL1 vector, which saves all general registers and calls an
+    // AAPCS64 Rust handler, so only the caller-saved registers (declared
+    // clobbered) may change. The ISB makes the unmasking take effect (and
+    // a pending IRQ be taken) before the mask is set again.
+    unsafe {
+        asm!(
+            "msr daifclr, #2",
+            "isb",
+            "msr daifset, #2",
+            clobber_abi("C"),
+        )
+    };
+}

@@ -17,7 +17,7 @@ use core::sync::atomic::Ordering;
 use aarch64_cpu::registers::{CurrentEL, MIDR_EL1, Readable};
 
 pub use context::{Context, switch_to};
-pub use irq::{timer_init, wait_for_interrupt};
+pub use irq::{irq_window, timer_init, wait_for_interrupt};
 pub use irqflags::{IrqFlags, irq_restore, irq_save};
 pub use mm::{
     KERNEL_ROOT_SLOTS, KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset,

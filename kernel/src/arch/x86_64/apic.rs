@@ -214,3 +214,15 @@ pub fn wait_for_interrupt() {
     // (callers hold no lock).
     unsafe { core::arch::asm!("sti", "hlt", "cli", options(nostack)) };
 }
+
+/// Lets a pending interrupt be taken now: a short window with interrupts
+/// enabled at a preemption point (`crate::proc::cond_resched`), so a tick
+/// that came during long kernel work is counted. Returns with interrupts
+/// disabled again.
+pub fn irq_window() {
+    // SAFETY: `sti` enables interrupts after the next instruction (the
+    // interrupt shadow), so the `nop` is there to give a pending one its
+    // chance before `cli`. The stub saves every general register and the
+    // handler touches only the tick state; callers hold no lock.
+    unsafe { core::arch::asm!("sti", "nop", "cli", options(nostack)) };
+}

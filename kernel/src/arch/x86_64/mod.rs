@@ -23,7 +23,7 @@ use core::sync::atomic::Ordering;
 
 use x86_64::instructions::port::Port;
 
-pub use apic::{timer_init, wait_for_interrupt};
+pub use apic::{irq_window, timer_init, wait_for_interrupt};
 pub use context::{Context, switch_to};
 pub use irqflags::{IrqFlags, irq_restore, irq_save};
 pub use mm::{
