@@ -261,6 +261,7 @@ fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> 
         problems.push(f.clone());
     }
     problems.extend(counts.problems);
+    problems.extend(audit_problems(&run.lines, &suites_of(cmdline)));
     if o.passed + o.failed == 0 {
         problems.push("no test ran".into());
     }
@@ -295,6 +296,23 @@ fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> 
         run.elapsed.as_secs_f64()
     ));
     o
+}
+
+/// The mm audit init runs after each program: a failed one anywhere, or
+/// a user suite of `suites` after which no passing audit was printed.
+fn audit_problems(lines: &[String], suites: &[&str]) -> Vec<String> {
+    let mut p: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("init: mm audit after ") && l.contains("FAILED"))
+        .cloned()
+        .collect();
+    for s in suites.iter().filter(|s| USER_SUITES.contains(s)) {
+        let want = format!("init: mm audit after {s}: ok");
+        if !lines.iter().any(|l| l.starts_with(&want)) {
+            p.push(format!("no passing mm audit after {s}"));
+        }
+    }
+    p
 }
 
 /// What a deliberately fatal boot must print: the report's first line
@@ -1125,6 +1143,29 @@ mod tests {
     }
 
     #[test]
+    fn user_suites_need_a_passing_audit_after_them() {
+        let cmd = "init=utest";
+        let mut lines = vec![
+            "test utest::a ... ok",
+            "utest: 1 passed, 0 failed",
+            "init: mm audit after utest: ok; pages: managed 9 = free 9",
+        ];
+        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        assert_eq!((o.passed, o.failed), (1, 0), "{:?}", o.report);
+        lines[2] = "init: mm audit after utest FAILED:";
+        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        assert_eq!(o.failed, 1, "{:?}", o.report);
+        lines.pop();
+        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        assert_eq!(o.failed, 1, "{:?}", o.report);
+        assert!(
+            o.report
+                .iter()
+                .any(|l| l.contains("no passing mm audit after utest"))
+        );
+    }
+
+    #[test]
     fn strips_escapes() {
         assert_eq!(clean("\x1b[2J\x1b[0mSeaBIOS\r"), "SeaBIOS");
     }
@@ -1173,6 +1214,7 @@ mod tests {
             "test utest::b ... ok",
             "test utest::c ... ok",
             "utest: 2 passed, 0 failed",
+            "init: mm audit after utest: ok; pages: ...",
         ];
         let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
         assert_eq!((o.passed, o.failed), (3, 0));

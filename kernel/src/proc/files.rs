@@ -257,6 +257,8 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
         }
         b"ptdump" => Some((super::ptdump::generate(super::ptdump::View::Ptdump), None)),
         b"mmview" => Some((super::ptdump::generate(super::ptdump::View::Mmview), None)),
+        // Reading runs the mm audit (`crate::memory::audit`).
+        b"audit" => Some((crate::memory::audit::text(), None)),
         b"stats" => {
             folium_mm::stats::STATS.write(&mut text);
             let queued = crate::memory::frames::with(|b| b.deferred_len());
