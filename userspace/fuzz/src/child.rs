@@ -40,7 +40,8 @@ const MAP_SHARED: u64 = 0x01;
 const MAP_GROWSDOWN: u64 = 0x0100;
 
 /// Control files: read, and (the writable ones) fed garbage.
-const FILES: [&core::ffi::CStr; 12] = [
+const FILES: [&core::ffi::CStr; 13] = [
+    AUDIT,
     c"/proc/meminfo",
     c"/proc/self/pagemap",
     c"/proc/kpageflags",
@@ -54,6 +55,10 @@ const FILES: [&core::ffi::CStr; 12] = [
     c"/sys/kernel/mm/folium/pte_batching",
     c"/sys/kernel/mm/folium/no-such-file",
 ];
+
+/// The kernel's mm audit: read mid-run too, with grandchildren alive and
+/// every other process stopped wherever it is.
+const AUDIT: &core::ffi::CStr = c"/sys/kernel/mm/folium/audit";
 
 /// Words a knob may be fed (valid and not).
 const WORDS: [&[u8]; 14] = [
@@ -244,7 +249,7 @@ impl Child {
             2 => 0x0000_8000_0000_0000 - PAGE,
             3 => WINDOW + 1 + self.rng.below(PAGE - 1),
             4 => 0x0100_0000_0000_0000,
-            5 => u64::MAX & !(PAGE - 1),
+            5 => !(PAGE - 1),
             _ => self.rng.below(0x1_0000) & !(PAGE - 1),
         }
     }
@@ -534,7 +539,17 @@ impl Child {
         } else {
             (self.buf.as_mut_ptr() as u64, self.rng.below(512))
         };
-        let _ = self.sys(Sysno::Read, [fd, ptr, len, 0, 0, 0]);
+        let got = self.sys(Sysno::Read, [fd, ptr, len, 0, 0, 0]);
+        if path == AUDIT
+            && ptr == self.buf.as_ptr() as u64
+            && let Ok(n) = got
+            && self.buf[..n as usize].starts_with(b"audit: FAILED")
+        {
+            // The parent sees status 254, which no plan allows.
+            let text = core::str::from_utf8(&self.buf[..n as usize]).unwrap_or("?");
+            ulib::println!("fuzz: mm audit read by a child failed:\n{text}");
+            sys::exit_group(254);
+        }
         let _ = self.sys(Sysno::Close, [fd, 0, 0, 0, 0, 0]);
     }
 

@@ -7,7 +7,7 @@
 //!
 //! A run is `--iters` rounds (default 200) from round `--from` (default
 //! 0). Each round forks a child that issues a planned number of random
-//! syscalls ([`child`]) and ends as planned ([`plan`]): living, exiting,
+//! syscalls ([`child`]) and ends as planned ([`mod@plan`]): living, exiting,
 //! or dying of a fault, a trap or a signal to itself. The parent checks
 //! that the wait status is the one the plan allows (a child killed by a
 //! kernel problem, or living when it should have died, fails the run),
@@ -186,7 +186,7 @@ fn run(o: &Opts, saved: &knobs::Saved, t: &mut Tally) -> Result<(), String> {
             End::Exited(_) => t.exited += 1,
         }
         let done = round + 1 - o.from;
-        if done % EVERY == 0 || done == o.iters {
+        if done.is_multiple_of(EVERY) || done == o.iters {
             t.audits += 1;
             audit().map_err(|r| alloc::format!("round {round}: mm audit failed:\n{r}"))?;
             println!(
@@ -233,9 +233,8 @@ fn main(args: &ulib::Args) -> i32 {
     let before = mem_free_kb().unwrap_or(0);
     let started = sys::now_ns();
     let mut result = run(&o, &saved, &mut t);
-    if let Err(e) = &result {
+    if result.is_err() {
         let _ = saved.restore();
-        result = Err(alloc::format!("{e}"));
     }
     if result.is_ok() {
         let after = settled_free(before).unwrap_or(0);
