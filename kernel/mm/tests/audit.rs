@@ -215,3 +215,86 @@ fn entries_to_foreign_frames_are_found<F: PteFormat>() {
     a.teardown(&mut env);
 }
 on_both_formats!(entries_to_foreign_frames_are_found: foreign_x86_64, foreign_aarch64);
+
+/// The L2 table (the one holding the entry for a 2 MiB span) that maps
+/// `at` in `a`, found by reading the tree's upper levels.
+fn l2_table<F: PteFormat>(
+    env: &HostEnv,
+    a: &AddressSpace<F>,
+    at: folium_mm::VirtAddr,
+) -> folium_mm::PhysAddr {
+    let mut t = a.root();
+    for level in [Level::L0, Level::L1] {
+        let p = env.linear().ptr::<u64>(t);
+        // SAFETY: `t` is a table of the space's live tree in the arena,
+        // and the index is below 512.
+        let raw = unsafe { p.add(level.index_of(at)).read() };
+        match F::decode(folium_mm::pgtable::Pte::from_bits(raw), level) {
+            PteKind::Table(next) => t = next,
+            other => panic!("no table below {level:?}: {other:?}"),
+        }
+    }
+    t
+}
+
+fn bad_upper_entries_are_found<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    set_sizes(&env, "never", &[]);
+    let mut a = new_space::<F>(&mut env, 1);
+    anon(&mut a, 0, 1);
+    write_u64(&mut env, &mut a, va(0), 1);
+    let l3 = a.page_table().pte_slot(va(0)).unwrap().table;
+    let l2 = l2_table(&env, &a, va(0));
+    // The L2 entry for the next 2 MiB, which nothing maps.
+    let next = folium_mm::VirtAddr::new(va(0).as_u64() + (2 << 20));
+    let entry = env
+        .linear()
+        .ptr::<u64>(l2)
+        .wrapping_add(Level::L2.index_of(next));
+    let kernel = env.buddy.alloc(Order::of(0)).unwrap();
+    let set = |kind: PteKind| {
+        // SAFETY: one entry of the space's own L2 table, which was 0 and
+        // is put back to 0 below; nothing else uses the tree meanwhile.
+        unsafe { entry.write(F::encode(kind, Level::L2).bits()) }
+    };
+    // The same L3 table linked twice: reached twice, its page counted
+    // twice.
+    set(PteKind::Table(l3));
+    let r = env.audit(&[&a]);
+    assert!(
+        r.findings.contains(&Finding::TableShared {
+            table: l3,
+            times: 2
+        }),
+        "{r:?}"
+    );
+    // A kernel frame linked as a table.
+    set(PteKind::Table(kernel.phys()));
+    let r = env.audit(&[&a]);
+    assert!(
+        r.findings.contains(&Finding::TableFrame {
+            table: kernel.phys(),
+            kind: FrameKind::Kernel
+        }),
+        "{r:?}"
+    );
+    // A 2 MiB block in a user tree.
+    let (pfn, attrs) = a.translate(va(0)).unwrap();
+    let block = Pfn::new(pfn.as_u64() & !511).phys();
+    set(PteKind::Leaf { pa: block, attrs });
+    let r = env.audit(&[&a]);
+    assert!(
+        r.findings.contains(&Finding::UserBlock {
+            space: 0,
+            va: next,
+            level: 2
+        }),
+        "{r:?}"
+    );
+    // SAFETY: as above: the entry goes back to 0.
+    unsafe { entry.write(0) };
+    assert!(env.audit(&[&a]).ok());
+    env.buddy.free(kernel, Order::of(0)).unwrap();
+    a.teardown(&mut env);
+}
+on_both_formats!(bad_upper_entries_are_found: upper_x86_64, upper_aarch64);

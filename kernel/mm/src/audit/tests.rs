@@ -135,3 +135,46 @@ fn short_scratch_is_refused() {
     let mut scratch = [0u32; 4];
     assert!(audit(&b, &NO_TREES, &mut scratch).is_none());
 }
+
+#[test]
+fn the_zero_page_and_table_frames_hold_exact_counts() {
+    let mut b = allocator();
+    let zero = b.alloc(Order::of(0)).unwrap();
+    let trees = Trees::<X86_64> {
+        zero_pfn: zero,
+        ..NO_TREES
+    };
+    let mut scratch = alloc::vec![0u32; b.memmap().nr_pages() as usize];
+    let r = audit(&b, &trees, &mut scratch).unwrap();
+    assert!(r.ok(), "{r:?}");
+    b.memmap()
+        .page(zero)
+        .refcount()
+        .store(2, core::sync::atomic::Ordering::Relaxed);
+    let r = audit(&b, &trees, &mut scratch).unwrap();
+    assert_eq!(
+        r.findings,
+        [Finding::ZeroPage {
+            refcount: 2,
+            mapcount: 0
+        }]
+    );
+    let t = b.alloc_table().unwrap();
+    b.memmap()
+        .page(t)
+        .mapcount()
+        .store(1, core::sync::atomic::Ordering::Relaxed);
+    let r = run(&b);
+    assert!(
+        r.findings.contains(&Finding::TableCounts {
+            table: t.phys(),
+            refcount: 1,
+            mapcount: 1
+        }),
+        "{r:?}"
+    );
+    assert!(
+        r.findings
+            .contains(&Finding::TableLeaked { table: t.phys() })
+    );
+}
