@@ -2,8 +2,11 @@
 //! calls (a static Linux-ABI program).
 //!
 //! ```text
-//! fuzz [--seed S] [--iters N] [--from R] [--trace] [--test]
+//! fuzz [--seed S] [--iters N] [--from R] [--trace] [--test] [--linux]
 //! ```
+//!
+//! It refuses to run on another kernel unless given `--linux` (its
+//! random syscalls are for a disposable guest, never a host).
 //!
 //! A run is `--iters` rounds (default 200) from round `--from` (default
 //! 0). Each round forks a child that issues a planned number of random
@@ -56,6 +59,7 @@ struct Opts {
     from: u64,
     trace: bool,
     test: bool,
+    linux: bool,
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -72,6 +76,7 @@ fn options(args: &ulib::Args) -> Result<Opts, String> {
         from: 0,
         trace: false,
         test: false,
+        linux: false,
     };
     let mut i = 1;
     while let Some(a) = args.arg(i) {
@@ -87,6 +92,7 @@ fn options(args: &ulib::Args) -> Result<Opts, String> {
             "--from" => o.from = value()?,
             "--trace" => o.trace = true,
             "--test" => o.test = true,
+            "--linux" => o.linux = true,
             _ => return Err(alloc::format!("unknown argument {a}")),
         }
         i += 1;
@@ -224,6 +230,12 @@ fn main(args: &ulib::Args) -> i32 {
             return 2;
         }
     };
+    if !o.linux && !folium_programs::on_folium() {
+        println!(
+            "fuzz: not on Folium: refusing to make random syscalls here (--linux runs anyway, for a disposable guest)"
+        );
+        return 2;
+    }
     // Warm up what the parent itself uses, so its own pages do not move
     // MemFree: the audit's and meminfo's buffers, the heap.
     let _ = audit();
