@@ -71,7 +71,12 @@ fn verdict(lines: &[String], stalled: Option<u64>, timed_out: bool) -> Verdict {
 /// `cargo xtask fuzz`.
 pub fn run(o: &FuzzArgs) -> Result<bool> {
     qemu::ensure_installed()?;
-    let kernel = build::kernel(o.board.arch())?;
+    let profile = if o.checked {
+        build::Profile::Checked
+    } else {
+        build::Profile::Release
+    };
+    let kernel = build::kernel_with(o.board.arch(), profile)?;
     let cmdline = format!(
         "init=fuzz --seed {} --from {} --iters {} --trace",
         o.seed, o.from, o.iters

@@ -9,7 +9,7 @@
 //! cargo xtask image    --board rpi4|rpi3 [--out DIR]
 //! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [--linux-cmdline ARGS] [-- ARGS...]
 //! cargo xtask mmview   [--board B] [--program NAME | --init PATH] [--out FILE.svg] [-- ARGS...]
-//! cargo xtask fuzz     [--board B] [--seed S] [--from R] [--iters N] [--stall SECS] [--timeout SECS]
+//! cargo xtask fuzz     [--board B] [--seed S] [--from R] [--iters N] [--checked] [--stall SECS] [--timeout SECS]
 //! ```
 //!
 //! `cargo xtask help COMMAND` (or `COMMAND --help`) prints a command's
@@ -116,6 +116,9 @@ pub struct FuzzArgs {
     /// Print the whole console, not only progress
     #[arg(long)]
     pub echo: bool,
+    /// Boot the kernel built with debug assertions (profile `checked`)
+    #[arg(long)]
+    pub checked: bool,
 }
 
 /// How QEMU runs the guest: CPU model, accelerator, RAM.
