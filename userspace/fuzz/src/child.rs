@@ -468,8 +468,14 @@ impl Child {
             } else {
                 self.mark(got, new_len, UNKNOWN);
             }
-        } else if flags & 2 != 0 {
-            self.mark(new, new_len, UNKNOWN);
+        } else {
+            // A refusal can come after changes, as on Linux: a shrinking
+            // MREMAP_FIXED unmaps the old range's tail and the target
+            // before it finds the old range is not one mapping.
+            self.mark(old, old_len, UNKNOWN);
+            if flags & 2 != 0 {
+                self.mark(new, new_len, UNKNOWN);
+            }
         }
     }
 
