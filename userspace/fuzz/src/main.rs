@@ -14,8 +14,8 @@
 //! or dying of a fault, a trap or a signal to itself. The parent checks
 //! that the wait status is the one the plan allows (a child killed by a
 //! kernel problem, or living when it should have died, fails the run),
-//! kills a child still running after 20 s (a sleep its random calls
-//! asked for), runs the kernel's mm audit every 100 rounds, and at the
+//! continues a child that stopped itself, kills one still running after
+//! 20 s (a sleep its random calls asked for), runs the kernel's mm audit every 100 rounds, and at the
 //! end restores the knobs, runs the audit again and checks that MemFree
 //! is what it was before the run.
 //!
@@ -129,7 +129,12 @@ fn wait_deadline(pid: i32) -> Result<(u32, bool), String> {
     let mut polls = 0u32;
     let mut killed = false;
     loop {
-        match sys::wait4(pid, sys::WNOHANG) {
+        // WUNTRACED: a child that stopped itself (SIGSTOP and kin) is
+        // continued at once rather than left to its deadline.
+        match sys::wait4(pid, sys::WNOHANG | 2) {
+            Ok((got, status)) if got == pid && status & 0xff == 0x7f => {
+                let _ = sys::kill(pid, 18);
+            }
             Ok((got, status)) if got == pid => return Ok((status, killed)),
             Ok(_) => {}
             Err(e) => return Err(alloc::format!("wait4 of child {pid}: {}", e.name())),
