@@ -68,6 +68,18 @@ pub fn run(filter: &str) -> bool {
                 heap_after - heap_before
             ));
         }
+        // The books balance after every test (no process exists yet).
+        if result.is_ok() {
+            match crate::memory::audit::run(&[]) {
+                Ok(r) if r.ok() => {}
+                Ok(r) => {
+                    let mut text = String::new();
+                    let _ = r.write(&mut text);
+                    result = Err(alloc::format!("mm audit after the test: {text}"));
+                }
+                Err(e) => result = Err(alloc::format!("mm audit not run: {e:?}")),
+            }
+        }
         match result {
             Ok(()) => {
                 passed += 1;

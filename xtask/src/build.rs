@@ -116,9 +116,11 @@ impl Profile {
 }
 
 /// The user programs every kernel image embeds (bins of
-/// `userspace/programs` and `userspace/bench`), by the name `execve` finds
+/// `userspace/programs`, `userspace/bench` and `userspace/fuzz`), by the name `execve` finds
 /// them under.
-pub const PROGRAMS: [&str; 6] = ["init", "hello", "utest", "mmtests", "bench", "mmdemo"];
+pub const PROGRAMS: [&str; 7] = [
+    "init", "hello", "utest", "mmtests", "bench", "mmdemo", "fuzz",
+];
 
 /// Builds the user programs for `arch` (profile `user`: release code, no
 /// debug info) and returns `(name, path)` for each.
@@ -132,6 +134,8 @@ pub fn user_programs(arch: Arch) -> Result<Vec<(String, PathBuf)>> {
         "folium-programs",
         "-p",
         "folium-bench",
+        "-p",
+        "folium-fuzz",
         "--bins",
         "--target",
         arch.target(),

@@ -22,7 +22,7 @@ const HOST: &[&str] = &["folium-mm", "folium-abi", "folium-boot", "xtask"];
 /// built per architecture.
 const KERNEL: &[&str] = &["folium-kernel", "folium-boot", "bare-metal-guard"];
 /// The user programs embedded in the kernel image.
-const USER: &[&str] = &["ulib", "folium-programs", "folium-bench"];
+const USER: &[&str] = &["ulib", "folium-programs", "folium-bench", "folium-fuzz"];
 
 /// One step of the gate: what it checks and the cargo command.
 struct Step {

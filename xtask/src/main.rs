@@ -9,6 +9,7 @@
 //! cargo xtask image    --board rpi4|rpi3 [--out DIR]
 //! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [--linux-cmdline ARGS] [-- ARGS...]
 //! cargo xtask mmview   [--board B] [--program NAME | --init PATH] [--out FILE.svg] [-- ARGS...]
+//! cargo xtask fuzz     [--board B] [--seed S] [--from R] [--iters N] [--checked] [--stall SECS] [--timeout SECS]
 //! ```
 //!
 //! `cargo xtask help COMMAND` (or `COMMAND --help`) prints a command's
@@ -24,6 +25,7 @@ mod cpio;
 mod cprogs;
 mod elf;
 mod errno;
+mod fuzz;
 mod image;
 mod lint;
 mod linux;
@@ -83,6 +85,41 @@ enum Command {
     /// mmdemo: folios, fork, copy-on-write); print their ptdump and draw
     /// the address space as an SVG
     Mmview(MmviewArgs),
+    /// A long seeded run of the syscall fuzzer on one board; prints the
+    /// seed and round of any failure (panic, hang, audit, leaked pages)
+    Fuzz(FuzzArgs),
+}
+
+/// `fuzz`'s options.
+#[derive(Args, Clone)]
+pub struct FuzzArgs {
+    /// The board to boot
+    #[arg(long, value_enum, default_value = "virt")]
+    pub board: Board,
+    /// The run's seed
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The first round (a failure's round replays alone with --iters 1)
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+    /// Rounds (one child each, about 120 syscalls on average)
+    #[arg(long, default_value_t = 1000)]
+    pub iters: u64,
+    /// Seconds without a console line that count as a hang
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub stall: u64,
+    /// Seconds the whole run may take
+    #[arg(long, value_name = "SECS", default_value_t = 7200)]
+    pub timeout: u64,
+    /// Guest RAM, e.g. 1G
+    #[arg(long, short = 'm', value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Print the whole console, not only progress
+    #[arg(long)]
+    pub echo: bool,
+    /// Boot the kernel built with debug assertions (profile `checked`)
+    #[arg(long)]
+    pub checked: bool,
 }
 
 /// How QEMU runs the guest: CPU model, accelerator, RAM.
@@ -324,6 +361,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Image(a) => image::run(&a).map(status),
         Command::Mmview(a) => mmview::run(&a),
+        Command::Fuzz(a) => fuzz::run(&a).map(status),
     }
 }
 
@@ -433,6 +471,7 @@ mod tests {
             "image",
             "qemu-linux",
             "mmview",
+            "fuzz",
         ] {
             let e = parse(&[cmd, "--help"]).err().unwrap();
             assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{cmd}");

@@ -136,11 +136,12 @@ struct Outcome {
 
 /// The suites whose results a boot prints: kernel self-tests (`ktest`,
 /// test names without a suite prefix) and the user suites init runs
-/// (`utest`, names `utest::...`; `mmtests`, names `mmtests::...`).
-const SUITES: [&str; 3] = ["ktest", "utest", "mmtests"];
+/// (`utest`, names `utest::...`; `mmtests`, names `mmtests::...`; the
+/// fuzzer's seeded run, `fuzz::seeded_run`).
+const SUITES: [&str; 4] = ["ktest", "utest", "mmtests", "fuzz"];
 
 /// The user suites (programs of the same name that print their results).
-const USER_SUITES: [&str; 2] = ["utest", "mmtests"];
+const USER_SUITES: [&str; 3] = ["utest", "mmtests", "fuzz"];
 
 /// The suites a command line runs.
 fn suites_of(cmdline: &str) -> Vec<&'static str> {
@@ -261,6 +262,22 @@ fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> 
         problems.push(f.clone());
     }
     problems.extend(counts.problems);
+    problems.extend(audit_problems(&run.lines, &suites_of(cmdline)));
+    let beyond = run
+        .lines
+        .iter()
+        .filter(|l| {
+            l.strip_prefix("folium: syscall ")
+                .and_then(|r| r.split_ascii_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n >= 512)
+        })
+        .count();
+    if beyond > 1 {
+        problems.push(format!(
+            "{beyond} console lines report syscall numbers past 511 (one is the most)"
+        ));
+    }
     if o.passed + o.failed == 0 {
         problems.push("no test ran".into());
     }
@@ -295,6 +312,23 @@ fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> 
         run.elapsed.as_secs_f64()
     ));
     o
+}
+
+/// The mm audit init runs after each program: a failed one anywhere, or
+/// a user suite of `suites` after which no passing audit was printed.
+fn audit_problems(lines: &[String], suites: &[&str]) -> Vec<String> {
+    let mut p: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("init: mm audit after ") && l.contains("FAILED"))
+        .cloned()
+        .collect();
+    for s in suites.iter().filter(|s| USER_SUITES.contains(s)) {
+        let want = format!("init: mm audit after {s}: ok");
+        if !lines.iter().any(|l| l.starts_with(&want)) {
+            p.push(format!("no passing mm audit after {s}"));
+        }
+    }
+    p
 }
 
 /// What a deliberately fatal boot must print: the report's first line
@@ -766,6 +800,13 @@ fn host_tests() -> Result<(usize, usize)> {
 /// user suites one after the other.
 const TEST_CMDLINE: &str = "test init=utest,mmtests";
 
+/// The fuzzer's short seeded run of a test boot (a few seconds): 150
+/// rounds, about 18,000 syscalls, with a seed of each board's own.
+fn fuzz_test_cmdline(b: Board) -> String {
+    let seed = 1000 + Board::ALL.iter().position(|x| *x == b).unwrap_or(0);
+    format!("init=fuzz --seed {seed} --iters 150 --test")
+}
+
 /// Runs the x86_64 builds of the user suites natively on the host's Linux:
 /// the same binaries that run under Folium, proving the suites check
 /// Linux behaviour. Skipped with a notice on other hosts.
@@ -787,7 +828,9 @@ fn host_native_suite(notices: &mut Vec<String>) -> Result<Outcome> {
         failed: 0,
         report: Vec::new(),
     };
-    for suite in USER_SUITES {
+    // Not the fuzzer: its random syscalls are for a disposable guest,
+    // never the host (it refuses to run outside Folium anyway).
+    for suite in USER_SUITES.iter().filter(|s| **s != "fuzz") {
         let path = programs
             .iter()
             .find(|(n, _)| n == suite)
@@ -993,6 +1036,10 @@ fn guest_boots(
         ..GuestBoot::new(Spec::new(b, TEST_CMDLINE), Check::Tests)
     };
     for &b in boards {
+        boots.push(GuestBoot::new(
+            Spec::new(b, &fuzz_test_cmdline(b)),
+            Check::Tests,
+        ));
         boots.push(GuestBoot::new(
             Spec::new(b, BENCH_TEST_CMDLINE),
             Check::Bench,
@@ -1268,6 +1315,49 @@ mod tests {
     }
 
     #[test]
+    fn user_suites_need_a_passing_audit_after_them() {
+        let cmd = "init=utest";
+        let mut lines = vec![
+            "test utest::a ... ok",
+            "utest: 1 passed, 0 failed",
+            "init: mm audit after utest: ok; pages: managed 9 = free 9",
+        ];
+        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        assert_eq!((o.passed, o.failed), (1, 0), "{:?}", o.report);
+        lines[2] = "init: mm audit after utest FAILED:";
+        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        assert_eq!(o.failed, 1, "{:?}", o.report);
+        lines.pop();
+        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        assert_eq!(o.failed, 1, "{:?}", o.report);
+        assert!(
+            o.report
+                .iter()
+                .any(|l| l.contains("no passing mm audit after utest"))
+        );
+    }
+
+    #[test]
+    fn the_fuzz_boot_is_a_suite_with_its_audit() {
+        let cmd = fuzz_test_cmdline(Board::Q35);
+        assert_eq!(suites_of(&cmd), ["fuzz"]);
+        let mut lines = vec![
+            "folium: syscall 4294967295 not implemented: ENOSYS (numbers past 511 are reported once)",
+            "fuzz: ok seed 1003 rounds 0..150 syscalls 18000",
+            "test fuzz::seeded_run ... ok",
+            "fuzz: 1 passed, 0 failed",
+            "init: mm audit after fuzz: ok; pages: ...",
+        ];
+        let o = check_test_boot("q35", Board::Q35, &cmd, &run_of(&lines, 33));
+        assert_eq!((o.passed, o.failed), (1, 0), "{:?}", o.report);
+        // Numbers past the table reported more than once: the console
+        // flood is back.
+        lines.insert(0, "folium: syscall 700 not implemented: ENOSYS");
+        let o = check_test_boot("q35", Board::Q35, &cmd, &run_of(&lines, 33));
+        assert_eq!(o.failed, 1, "{:?}", o.report);
+    }
+
+    #[test]
     fn strips_escapes() {
         assert_eq!(clean("\x1b[2J\x1b[0mSeaBIOS\r"), "SeaBIOS");
     }
@@ -1316,6 +1406,7 @@ mod tests {
             "test utest::b ... ok",
             "test utest::c ... ok",
             "utest: 2 passed, 0 failed",
+            "init: mm audit after utest: ok; pages: ...",
         ];
         let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
         assert_eq!((o.passed, o.failed), (3, 0));

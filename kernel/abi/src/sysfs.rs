@@ -16,7 +16,10 @@
 /// process's user page tables as of the open (read-only): `ptdump`, in
 /// the layout of Linux's arm64 page-table dump, and `mmview`, one record
 /// per run of pages of one folio (folio order, mapcount, sharing), which
-/// `cargo xtask mmview` draws; and on arm64 only `contpte` (1 folds whole
+/// `cargo xtask mmview` draws; `audit` (read-only: reading runs the mm
+/// audit of every live page table against the memmap and shows `audit:
+/// ok` or `audit: FAILED: N findings`, the page totals and each finding);
+/// and on arm64 only `contpte` (1 folds whole
 /// 64 KiB blocks of one folio, 0 folds no new ones) and
 /// `contpte_fork_per_pte` (1: fork unfolds folded blocks and
 /// write-protects them entry by entry, for measuring Linux's behaviour

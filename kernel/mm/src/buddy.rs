@@ -179,6 +179,16 @@ impl<'m> BuddyAllocator<'m> {
         Some(self.memmap.pfn_at(idx))
     }
 
+    /// Allocates one frame for a page table: an order-0 block like
+    /// [`BuddyAllocator::alloc`]'s, marked [`PageFlags::PGTABLE`] so the mm
+    /// audit can tell table frames from other kernel frames (freeing with
+    /// [`BuddyAllocator::free`] clears the mark).
+    pub fn alloc_table(&mut self) -> Option<Pfn> {
+        let pfn = self.alloc(Order::of(0))?;
+        self.memmap.page(pfn).set_flags(PageFlags::PGTABLE);
+        Some(pfn)
+    }
+
     /// Frees a block returned by [`BuddyAllocator::alloc`] with the same
     /// order, merging it with free buddies as far as possible and clearing
     /// any per-page flag of its pages. The block is checked to be an

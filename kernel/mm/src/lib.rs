@@ -19,6 +19,7 @@ extern crate alloc;
 pub mod addr;
 pub mod asid;
 pub mod aspace;
+pub mod audit;
 pub mod buddy;
 mod deferred_split;
 pub mod env;

@@ -93,6 +93,12 @@ impl PageFlags {
     /// `_deferred_list`). Set and cleared under the allocator only; see
     /// `split.rs`.
     pub const DEFERRED: PageFlags = PageFlags(1 << 6);
+    /// Head only: the block is a page-table frame (Linux's `PG_table`
+    /// page type), from
+    /// [`BuddyAllocator::alloc_table`](crate::buddy::BuddyAllocator::alloc_table);
+    /// freeing clears it. The mm audit (`audit.rs`) counts these against
+    /// the tables it can reach.
+    pub const PGTABLE: PageFlags = PageFlags(1 << 7);
     /// Per page: this page is mapped by exactly one process, which may
     /// reuse it on a write fault instead of copying (Linux
     /// `PageAnonExclusive`).
@@ -163,7 +169,7 @@ impl BitOr for PageFlags {
 
 impl core::fmt::Debug for PageFlags {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        const NAMES: [(PageFlags, &str); 10] = [
+        const NAMES: [(PageFlags, &str); 11] = [
             (PageFlags::HEAD, "HEAD"),
             (PageFlags::BUDDY, "BUDDY"),
             (PageFlags::RESERVED, "RESERVED"),
@@ -171,6 +177,7 @@ impl core::fmt::Debug for PageFlags {
             (PageFlags::DIRTY, "DIRTY"),
             (PageFlags::YOUNG, "YOUNG"),
             (PageFlags::DEFERRED, "DEFERRED"),
+            (PageFlags::PGTABLE, "PGTABLE"),
             (PageFlags::ANON_EXCLUSIVE, "ANON_EXCLUSIVE"),
             (PageFlags::PER_PAGE_SET, "PER_PAGE_SET"),
             (PageFlags::DCACHE_CLEAN, "DCACHE_CLEAN"),

@@ -247,7 +247,8 @@ pub fn phys_of<T>(p: *const T) -> PhysAddr {
     linear().phys_of(p)
 }
 
-/// Order-0 frame for a page table (kept for the life of the kernel).
+/// Order-0 frame for a page table, marked as one in the memmap (the mm
+/// audit counts table frames).
 pub fn alloc_table_frame() -> Option<PhysAddr> {
-    with(|b| b.alloc(Order::of(0))).map(Pfn::phys)
+    with(|b| b.alloc_table()).map(Pfn::phys)
 }

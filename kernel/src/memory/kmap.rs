@@ -147,10 +147,21 @@ pub fn init(info: &BootInfo, board: &Board) {
 /// TTBR0 root), from the frame allocator.
 fn zeroed_table() -> PhysAddr {
     let t = frames::alloc_table_frame().expect("no frame for an empty page table");
+    EMPTY_ROOT.call_once(|| t);
     // SAFETY: a fresh frame of RAM nobody else uses, mapped writable by the
     // linear map.
     unsafe { core::ptr::write_bytes(frames::linear().ptr::<u8>(t), 0, PAGE_SIZE as usize) };
     t
+}
+
+/// The table [`zeroed_table`] made (arm64's empty TTBR0 root), if any.
+static EMPTY_ROOT: Once<PhysAddr> = Once::new();
+
+/// Every root of a tree of the kernel's own: its tables, and the empty
+/// user root arm64 installs while no process runs (the mm audit counts
+/// their tables as the kernel's).
+pub fn table_roots() -> impl Iterator<Item = PhysAddr> {
+    root().into_iter().chain(EMPTY_ROOT.get().copied())
 }
 
 /// Root of the kernel's tables (None before they are built).

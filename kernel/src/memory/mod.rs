@@ -3,6 +3,7 @@
 //! themselves (memmap, buddy, folios, page-table formats) live in
 //! `folium-mm`; this module wires them to the machine.
 
+pub mod audit;
 pub mod bench;
 #[cfg(target_arch = "aarch64")]
 mod contpte_tests;

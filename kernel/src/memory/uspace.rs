@@ -178,6 +178,47 @@ impl MmEnv for KernelEnv {
 /// Folio references (or table frames) one allocator lock releases at most.
 const PUT_STEP: usize = 2048;
 
+/// Processes switched out at a preemption point inside an address-space
+/// operation: while one is, a gather or a copy may hold references its
+/// tables do not show yet, so the mm audit waits for them ([`mm_quiesce`]).
+static MM_PREEMPTED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// `crate::proc::preempt`, counted in [`MM_PREEMPTED`] while switched out.
+fn preempt_mid_op() -> bool {
+    use core::sync::atomic::Ordering::Relaxed;
+    MM_PREEMPTED.fetch_add(1, Relaxed);
+    let switched = crate::proc::preempt();
+    MM_PREEMPTED.fetch_sub(1, Relaxed);
+    switched
+}
+
+/// Gives the CPU to the others until no process is stopped inside an
+/// address-space operation (each finishes or reaches its next boundary,
+/// since a switched-out one is runnable), so that every reference to an
+/// anonymous folio is one of its mappings: what the mm audit needs to be
+/// exact. Returns false if it could not get there (no process to switch
+/// to). The user half installed before is installed again, as in
+/// [`cond_resched_anywhere`]; the caller must not touch user memory if a
+/// rollover left it empty (the task loop installs it before user code).
+pub fn mm_quiesce() -> bool {
+    use core::sync::atomic::Ordering::Relaxed;
+    let (root, asid) = arch::user_root();
+    let generation = asids().lock().generation();
+    let mut switched = false;
+    while MM_PREEMPTED.load(Relaxed) > 0 {
+        if !crate::proc::yield_away() {
+            return false;
+        }
+        switched = true;
+    }
+    if switched && IDLE_ROOT.get() != Some(&root) && asids().lock().generation() == generation {
+        // SAFETY: as in `cond_resched_anywhere`: the root this thread had
+        // installed, still alive, with the ASID it had in this generation.
+        unsafe { arch::set_user_root(root, asid) };
+    }
+    true
+}
+
 /// A preemption point for mm code that does not know the address space
 /// it works on (`crate::proc::preempt`): afterwards the user half that
 /// was installed is installed again, with its ASID, unless a generation
@@ -189,7 +230,7 @@ const PUT_STEP: usize = 2048;
 pub fn cond_resched_anywhere() {
     let (root, asid) = arch::user_root();
     let generation = asids().lock().generation();
-    if !crate::proc::preempt() || IDLE_ROOT.get() == Some(&root) {
+    if !preempt_mid_op() || IDLE_ROOT.get() == Some(&root) {
         return;
     }
     if asids().lock().generation() == generation {
@@ -218,7 +259,7 @@ pub fn cond_resched_space(root: PhysAddr, tag: &mut AsidTag, rss: u64) -> Option
     } else if IDLE_ROOT.get() != Some(&installed) {
         return None;
     }
-    if !crate::proc::preempt() || !ours {
+    if !preempt_mid_op() || !ours {
         return None;
     }
     Some(activate_root(root, tag))

@@ -274,6 +274,8 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
             let _ = writeln!(text, "{}", crate::heap::limit() / 1024);
             Some((text, Some(Knob::HeapGrow)))
         }
+        // Reading runs the mm audit (`crate::memory::audit`).
+        b"audit" => Some((crate::memory::audit::text(), None)),
         b"stats" => {
             folium_mm::stats::STATS.write(&mut text);
             let queued = crate::memory::frames::with(|b| b.deferred_len());

@@ -576,6 +576,26 @@ pub fn preempt() -> bool {
     true
 }
 
+/// Gives the CPU to the next runnable thread whether or not the slice is
+/// used up (a [`preempt`] without the tick): true if another ran, false
+/// if none was runnable or this is the idle thread. The same contract as
+/// [`preempt`] (no lock held, the user half left empty).
+pub fn yield_away() -> bool {
+    if PROCS.lock().current.is_none() {
+        return false;
+    }
+    assert!(
+        crate::sync::held() == 0,
+        "yield with {} lock(s) held",
+        crate::sync::held()
+    );
+    if !switch_away() {
+        return false;
+    }
+    uspace::deactivate();
+    true
+}
+
 /// A preemption point ([`preempt`]) for code that holds its own task
 /// `me`: its address space is installed again when it resumes. True if
 /// it gave up the CPU.

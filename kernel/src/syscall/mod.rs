@@ -3,7 +3,7 @@
 //! `crate::uaccess`. A syscall Folium does not implement returns ENOSYS
 //! and is reported once per number on the console, by Linux's name when
 //! Folium knows it (`folium: syscall 292 (dup3) not implemented: ENOSYS`;
-//! just the number otherwise); `rseq`, which glibc probes at every start,
+//! just the number otherwise; numbers past 511 once for all of them); `rseq`, which glibc probes at every start,
 //! fails silently instead, as on a Linux built without it.
 
 mod io;
@@ -20,17 +20,23 @@ use folium_abi::{Errno, Sysno};
 use crate::proc::Task;
 use crate::proc::exec::MACHINE;
 
-/// Numbers already reported as unimplemented (one bit each, 0..512).
-static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+/// Numbers already reported as unimplemented (one bit each, 0..512), and
+/// one more bit for every number beyond: a program calling numbers no
+/// table has must not flood the console with a line per call.
+static REPORTED: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
 
 fn report_enosys(nr: u64) {
-    let (w, b) = ((nr / 64) as usize, nr % 64);
-    let first = REPORTED
-        .get(w)
-        .is_none_or(|word| word.fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0);
+    let (w, b) = match nr {
+        0..512 => ((nr / 64) as usize, nr % 64),
+        _ => (8, 0),
+    };
+    let first = REPORTED[w].fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0;
     if first {
         match Sysno::from_number(nr, MACHINE) {
             Some(s) => println!("folium: syscall {nr} ({s}) not implemented: ENOSYS"),
+            None if w == 8 => println!(
+                "folium: syscall {nr} not implemented: ENOSYS (numbers past 511 are reported once)"
+            ),
             None => println!("folium: syscall {nr} not implemented: ENOSYS"),
         }
     }

@@ -184,6 +184,15 @@ pub fn read_file(path: &CStr) -> Option<String> {
     Some(String::from(core::str::from_utf8(&buf[..n]).ok()?))
 }
 
+/// The kernel's mm audit (`/sys/kernel/mm/folium/audit`, reading it runs
+/// the audit): `None` where the file does not exist (Linux), else the
+/// report, whose first line is `audit: ok` when the books balance.
+pub fn mm_audit() -> Option<String> {
+    let mut buf = [0u8; 4096];
+    let n = read_into(c"/sys/kernel/mm/folium/audit", &mut buf)?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
 /// Opens `path` with `flags` and writes `word`; the write's result.
 pub fn write_file(path: &CStr, flags: u64, word: &[u8]) -> Result<u64, &'static str> {
     // SAFETY: a NUL-terminated path.

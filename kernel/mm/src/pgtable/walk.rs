@@ -329,6 +329,53 @@ impl<F: PteFormat> PageTable<F> {
         }
     }
 
+    /// Calls `table(frame, level)` for every table of the tree that
+    /// translates addresses below `end` (the root first, then depth first)
+    /// and `leaf(va, raw, level)` for every present leaf there: last-level
+    /// entries that [`PteFormat::pte_present`] accepts and L1/L2 blocks.
+    /// Root entries at or above `end` are not followed, so a user tree that
+    /// shares the kernel's upper half (x86) is walked without it. Reads
+    /// only; the mm audit (`audit.rs`) is its user.
+    pub fn walk_below(
+        &self,
+        end: VirtAddr,
+        table: &mut impl FnMut(PhysAddr, Level),
+        leaf: &mut impl FnMut(VirtAddr, Pte, Level),
+    ) {
+        self.walk_from(self.root(), Level::L0, 0, end.as_u64(), table, leaf);
+    }
+
+    fn walk_from(
+        &self,
+        t: PhysAddr,
+        level: Level,
+        base: u64,
+        end: u64,
+        table: &mut impl FnMut(PhysAddr, Level),
+        leaf: &mut impl FnMut(VirtAddr, Pte, Level),
+    ) {
+        table(t, level);
+        for idx in 0..ENTRIES {
+            let lo = base + ((idx as u64) << level.shift());
+            if lo >= end {
+                return;
+            }
+            let raw = Pte::from_bits(self.slot_entry(t, idx).load(Ordering::Acquire));
+            match level.next() {
+                None => {
+                    if F::pte_present(raw) {
+                        leaf(VirtAddr::new(lo), raw, level);
+                    }
+                }
+                Some(next) => match F::decode(raw, level) {
+                    PteKind::Table(child) => self.walk_from(child, next, lo, end, table, leaf),
+                    PteKind::Leaf { .. } => leaf(VirtAddr::new(lo), raw, level),
+                    PteKind::Absent => {}
+                },
+            }
+        }
+    }
+
     /// Unlinks and hands to `free` every table whose whole span lies in
     /// `[start, end)` and that maps nothing (Linux `free_pgd_range`). The
     /// root is never freed. Call only after the TLB no longer caches any

@@ -6,6 +6,7 @@
 use std::alloc::{Layout, alloc, dealloc};
 
 use folium_mm::aspace::{Access, AddressSpace};
+use folium_mm::audit::{Report, Trees, audit};
 use folium_mm::buddy::BuddyAllocator;
 use folium_mm::env::MmEnv;
 use folium_mm::folio::Folio;
@@ -188,6 +189,22 @@ impl HostEnv {
     }
 }
 
+impl HostEnv {
+    /// The mm audit of this machine with `spaces` as every user space
+    /// alive (no kernel trees: the host has none).
+    pub fn audit<F: PteFormat>(&self, spaces: &[&AddressSpace<F>]) -> Report {
+        let tables: Vec<_> = spaces.iter().map(|a| a.page_table()).collect();
+        let trees = Trees {
+            user: &tables,
+            user_end: VirtAddr::new(USER_END),
+            kernel: &[],
+            zero_pfn: self.zero,
+        };
+        let mut scratch = vec![0u32; self.memmap.nr_pages() as usize];
+        audit(&self.buddy, &trees, &mut scratch).unwrap()
+    }
+}
+
 impl Drop for HostEnv {
     fn drop(&mut self) {
         // A failing test is already reported; a second panic would abort.
@@ -208,7 +225,7 @@ impl Drop for HostEnv {
 // now, and pass to the page table that asked for them.
 unsafe impl TableAlloc for HostEnv {
     fn alloc_table(&mut self) -> Option<PhysAddr> {
-        let t = self.buddy.alloc(Order::of(0)).map(Pfn::phys);
+        let t = self.buddy.alloc_table().map(Pfn::phys);
         self.tables += u64::from(t.is_some());
         t
     }

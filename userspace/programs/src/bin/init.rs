@@ -7,6 +7,11 @@
 //! `init=A,B,...` runs several programs one after the other (each gets
 //! the remaining arguments) and exits with the first non-zero status, or
 //! 0: how a test boot runs more than one suite.
+//!
+//! After each program, once it and everything it started are reaped,
+//! init runs the kernel's mm audit (`/sys/kernel/mm/folium/audit`) and
+//! prints the result; a failed audit makes init's status 3 (unless the
+//! program already failed).
 #![no_std]
 #![no_main]
 
@@ -26,12 +31,36 @@ fn main(args: &ulib::Args) -> i32 {
     };
     let mut code = 0;
     for name in names.split(|&b| b == b',').filter(|n| !n.is_empty()) {
-        let c = run(name, args);
+        let mut c = run(name, args);
+        if !audit_after(name) && c == 0 {
+            c = 3;
+        }
         if code == 0 {
             code = c;
         }
     }
     code
+}
+
+/// Runs the kernel's mm audit once `name` and everything it started are
+/// gone, and prints its first line (the whole report if it failed); false
+/// if it found anything. Where there is no audit (Linux), true.
+fn audit_after(name: &[u8]) -> bool {
+    let Some(report) = folium_programs::mm_audit() else {
+        return true;
+    };
+    let name = core::str::from_utf8(name).unwrap_or("?");
+    let ok = report.starts_with("audit: ok");
+    if ok {
+        let totals = report.lines().nth(1).unwrap_or("");
+        println!("init: mm audit after {name}: ok; {totals}");
+    } else {
+        println!("init: mm audit after {name} FAILED:");
+        for l in report.lines() {
+            println!("init:   {l}");
+        }
+    }
+    ok
 }
 
 /// Runs `name` with `args`' arguments from the second on and reaps every
