@@ -213,9 +213,13 @@ fn run(o: &Opts, saved: &knobs::Saved, t: &mut Tally) -> Result<(), String> {
     Ok(())
 }
 
-/// MemFree once every process but this one is gone (orphaned
-/// grandchildren finish on their own): retried for up to a second.
+/// MemFree once every process but this one is gone: orphaned
+/// grandchildren a round left behind (sleeping, or stopped by a signal the
+/// round sent them, as they would stay on Linux) are killed first
+/// (`kill(-1, SIGKILL)`: every process but init and this one), then
+/// MemFree is retried for up to a second while init reaps them.
 fn settled_free(before: u64) -> Option<u64> {
+    let _ = sys::kill(-1, 9);
     let mut now = mem_free_kb();
     for _ in 0..100 {
         if now == Some(before) {
