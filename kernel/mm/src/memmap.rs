@@ -492,14 +492,14 @@ impl Memmap {
     #[inline]
     pub fn page(&self, pfn: Pfn) -> &Page {
         assert!(self.contains(pfn), "{pfn:?} outside the memmap");
-        &self.pages()[(pfn - self.start) as usize]
+        self.at((pfn - self.start) as u32)
     }
 
     /// The descriptor of `pfn`, or `None` if it is outside the memmap.
     #[inline]
     pub fn get(&self, pfn: Pfn) -> Option<&Page> {
         if self.contains(pfn) {
-            Some(&self.pages()[(pfn - self.start) as usize])
+            Some(self.at((pfn - self.start) as u32))
         } else {
             None
         }
@@ -521,7 +521,18 @@ impl Memmap {
     /// The descriptor at array index `idx`.
     #[inline]
     pub(crate) fn at(&self, idx: u32) -> &Page {
-        &self.pages()[idx as usize]
+        // One descriptor, not `&self.pages()[idx]`: a reference to the whole
+        // array on every lookup costs Miri a retag of every descriptor,
+        // which made the host tests crawl under it.
+        assert!(
+            u64::from(idx) < self.nr_pages(),
+            "index {idx} outside the memmap"
+        );
+        // SAFETY: idx < nr_pages (checked above), and init wrote `nr_pages`
+        // descriptors at `base`, which stays valid and reachable only
+        // through `self` (init's contract); descriptors are atomics, so a
+        // shared reference to one is sound.
+        unsafe { &*self.base.add(idx as usize) }
     }
 }
 
