@@ -205,8 +205,9 @@ impl MmEnv for HostEnv {
         self.memmap
     }
     fn linear(&self) -> LinearMap {
-        // SAFETY: every frame the buddy hands out lies in the arena.
-        unsafe { LinearMap::new((self.arena as u64).wrapping_sub(FAKE_BASE)) }
+        // SAFETY: every frame the buddy hands out lies in the arena, and
+        // the base is derived from the arena's pointer.
+        unsafe { LinearMap::from_base(self.arena.wrapping_sub(FAKE_BASE as usize)) }
     }
     fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
         self.buddy.alloc_folio(order)

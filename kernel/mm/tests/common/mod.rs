@@ -59,8 +59,9 @@ impl Arena {
 
     pub fn linear_map(&self) -> LinearMap {
         // SAFETY: every table frame handed out by `frames` lies inside the
-        // arena, which each test keeps alive longer than its page table.
-        unsafe { LinearMap::new((self.ptr as u64).wrapping_sub(FAKE_BASE)) }
+        // arena, which each test keeps alive longer than its page table; the
+        // base is derived from the arena's pointer.
+        unsafe { LinearMap::from_base(self.ptr.wrapping_sub(FAKE_BASE as usize)) }
     }
 
     /// A bump allocator over the arena, limited to `budget` frames.
