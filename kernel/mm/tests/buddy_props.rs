@@ -218,7 +218,14 @@ fn checked_op_strategy() -> impl Strategy<Value = CheckedOp> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(if cfg!(miri) {
+        // Fewer cases under Miri, and no regression file (its isolation
+        // has no working directory), as `common::cases` does for the
+        // other tests.
+        ProptestConfig { cases: 1, failure_persistence: None, ..ProptestConfig::default() }
+    } else {
+        ProptestConfig::with_cases(64)
+    })]
 
     /// Random alloc/free at mixed orders against a model of live blocks.
     #[test]

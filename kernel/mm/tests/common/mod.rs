@@ -102,6 +102,23 @@ unsafe impl TableAlloc for Frames {
     }
 }
 
+/// A proptest configuration of `n` cases natively, and a 64th of that
+/// (at least one) under Miri, which runs these tests thousands of times
+/// slower: every property still runs there, on fewer random inputs. Miri
+/// (isolated from the host: no working directory) neither reads nor
+/// writes the saved regressions; native runs replay them.
+pub fn cases(n: u32) -> ProptestConfig {
+    if cfg!(miri) {
+        ProptestConfig {
+            cases: (n / 64).max(1),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    } else {
+        ProptestConfig::with_cases(n)
+    }
+}
+
 /// Arbitrary leaf attributes a format `F` can encode.
 pub fn attrs() -> impl Strategy<Value = Attrs> {
     let mem = prop_oneof![
