@@ -9,6 +9,7 @@
 //! cargo xtask image    --board rpi4|rpi3 [--out DIR]
 //! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [--linux-cmdline ARGS] [-- ARGS...]
 //! cargo xtask mmview   [--board B] [--program NAME | --init PATH] [--out FILE.svg] [-- ARGS...]
+//! cargo xtask miri     [--tree-borrows] [-- CARGO-TEST-ARGS...]
 //! ```
 //!
 //! `cargo xtask help COMMAND` (or `COMMAND --help`) prints a command's
@@ -26,6 +27,7 @@ mod elf;
 mod image;
 mod lint;
 mod linux;
+mod miri;
 mod mmview;
 mod plot;
 mod qemu;
@@ -82,6 +84,9 @@ enum Command {
     /// mmdemo: folios, fork, copy-on-write); print their ptdump and draw
     /// the address space as an SVG
     Mmview(MmviewArgs),
+    /// The mm crate's host tests under Miri (nightly, installed if
+    /// missing; not part of `test`)
+    Miri(MiriArgs),
 }
 
 /// How QEMU runs the guest: CPU model, accelerator, RAM.
@@ -279,6 +284,17 @@ pub struct MmviewArgs {
     pub args: Vec<String>,
 }
 
+/// `miri`'s options.
+#[derive(Args, Clone, Default)]
+pub struct MiriArgs {
+    /// Check with Tree Borrows instead of Stacked Borrows
+    #[arg(long)]
+    pub tree_borrows: bool,
+    /// Passed on to `cargo miri test -p folium-mm`, e.g. `-- --test aspace`
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
 fn parse_size(v: &str) -> std::result::Result<u64, String> {
     v.parse()
         .ok()
@@ -323,6 +339,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Image(a) => image::run(&a).map(status),
         Command::Mmview(a) => mmview::run(&a),
+        Command::Miri(a) => miri::run(&a).map(status),
     }
 }
 
@@ -432,6 +449,7 @@ mod tests {
             "image",
             "qemu-linux",
             "mmview",
+            "miri",
         ] {
             let e = parse(&[cmd, "--help"]).err().unwrap();
             assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{cmd}");
