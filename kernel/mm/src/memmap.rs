@@ -488,6 +488,25 @@ impl Memmap {
         unsafe { core::slice::from_raw_parts(self.base, self.nr_pages() as usize) }
     }
 
+    /// The descriptors at indices `range` (panics outside the array):
+    /// a slice of those only, since a reference to the whole array costs
+    /// Miri a retag of every descriptor (see [`Memmap::at`]).
+    #[inline]
+    pub(crate) fn slice(&self, range: core::ops::Range<usize>) -> &[Page] {
+        assert!(
+            range.start <= range.end && range.end as u64 <= self.nr_pages(),
+            "descriptors {range:?} outside the memmap"
+        );
+        if range.start == range.end {
+            return &[];
+        }
+        // SAFETY: the range lies inside the `nr_pages` descriptors init
+        // wrote at `base` (checked above), which stay valid and reachable
+        // only through `self`; descriptors are atomics, so shared
+        // references to them are sound.
+        unsafe { core::slice::from_raw_parts(self.base.add(range.start), range.len()) }
+    }
+
     /// The descriptor of `pfn`. Panics if `pfn` is outside the memmap.
     #[inline]
     pub fn page(&self, pfn: Pfn) -> &Page {
