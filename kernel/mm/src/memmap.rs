@@ -564,6 +564,12 @@ impl core::fmt::Debug for Memmap {
     }
 }
 
+/// Every memmap [`test_memmap`] made. They are leaked on purpose (tests hold `&'static` borrows) and kept
+/// reachable here, so that Miri's leak check, on for everything else,
+/// does not report them.
+#[cfg(test)]
+static TEST_MEMMAPS: std::sync::Mutex<Vec<&'static Memmap>> = std::sync::Mutex::new(Vec::new());
+
 /// A leaked, host-allocated memmap for tests (it lives forever).
 #[cfg(test)]
 pub(crate) fn test_memmap(start: Pfn, end: Pfn) -> &'static Memmap {
@@ -571,9 +577,11 @@ pub(crate) fn test_memmap(start: Pfn, end: Pfn) -> &'static Memmap {
     let storage: &'static mut [core::mem::MaybeUninit<Page>] = Box::leak(Box::new_uninit_slice(nr));
     // SAFETY: the leaked slice is aligned for Page, holds `nr` slots, lives
     // forever and is reachable only through the returned Memmap.
-    Box::leak(Box::new(unsafe {
+    let mm: &'static Memmap = Box::leak(Box::new(unsafe {
         Memmap::init(storage.as_mut_ptr().cast(), start, end)
-    }))
+    }));
+    TEST_MEMMAPS.lock().unwrap().push(mm);
+    mm
 }
 
 mod safety;
