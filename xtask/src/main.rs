@@ -10,6 +10,7 @@
 //! cargo xtask qemu-linux [--board virt|q35] [--mem M] [--cpu C] [--accel tcg|kvm] --linux-kernel PATH|debian [--linux-cmdline ARGS] [-- ARGS...]
 //! cargo xtask mmview   [--board B] [--program NAME | --init PATH] [--out FILE.svg] [-- ARGS...]
 //! cargo xtask fuzz     [--board B] [--seed S] [--from R] [--iters N] [--checked] [--stall SECS] [--timeout SECS]
+//! cargo xtask miri     [--tree-borrows] [-- CARGO-TEST-ARGS...]
 //! ```
 //!
 //! `cargo xtask help COMMAND` (or `COMMAND --help`) prints a command's
@@ -29,6 +30,7 @@ mod fuzz;
 mod image;
 mod lint;
 mod linux;
+mod miri;
 mod mmview;
 mod plot;
 mod qemu;
@@ -88,6 +90,9 @@ enum Command {
     /// A long seeded run of the syscall fuzzer on one board; prints the
     /// seed and round of any failure (panic, hang, audit, leaked pages)
     Fuzz(FuzzArgs),
+    /// The mm crate's host tests under Miri (nightly, installed if
+    /// missing; not part of `test`)
+    Miri(MiriArgs),
 }
 
 /// `fuzz`'s options.
@@ -317,6 +322,17 @@ pub struct MmviewArgs {
     pub args: Vec<String>,
 }
 
+/// `miri`'s options.
+#[derive(Args, Clone, Default)]
+pub struct MiriArgs {
+    /// Check with Tree Borrows instead of Stacked Borrows
+    #[arg(long)]
+    pub tree_borrows: bool,
+    /// Passed on to `cargo miri test -p folium-mm`, e.g. `-- --test aspace`
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
 fn parse_size(v: &str) -> std::result::Result<u64, String> {
     v.parse()
         .ok()
@@ -362,6 +378,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Image(a) => image::run(&a).map(status),
         Command::Mmview(a) => mmview::run(&a),
         Command::Fuzz(a) => fuzz::run(&a).map(status),
+        Command::Miri(a) => miri::run(&a).map(status),
     }
 }
 
@@ -472,6 +489,7 @@ mod tests {
             "qemu-linux",
             "mmview",
             "fuzz",
+            "miri",
         ] {
             let e = parse(&[cmd, "--help"]).err().unwrap();
             assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{cmd}");

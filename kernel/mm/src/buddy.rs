@@ -270,7 +270,7 @@ impl<'m> BuddyAllocator<'m> {
     /// folios that set such a flag on a tail.
     fn clear_tail_flags(&self, idx: u32, order: Order) {
         let end = idx + (1u32 << order.get());
-        for tail in &self.memmap.pages()[idx as usize + 1..end as usize] {
+        for tail in self.memmap.slice(idx as usize + 1..end as usize) {
             // Reading first leaves the tails that were never set unwritten.
             // A plain store, not a read-modify-write: the block is being
             // freed, so nobody holds a reference through which its tails'

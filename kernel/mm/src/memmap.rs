@@ -503,18 +503,37 @@ impl Memmap {
         unsafe { core::slice::from_raw_parts(self.base, self.nr_pages() as usize) }
     }
 
+    /// The descriptors at indices `range` (panics outside the array):
+    /// a slice of those only, since a reference to the whole array costs
+    /// Miri a retag of every descriptor (see [`Memmap::at`]).
+    #[inline]
+    pub(crate) fn slice(&self, range: core::ops::Range<usize>) -> &[Page] {
+        assert!(
+            range.start <= range.end && range.end as u64 <= self.nr_pages(),
+            "descriptors {range:?} outside the memmap"
+        );
+        if range.start == range.end {
+            return &[];
+        }
+        // SAFETY: the range lies inside the `nr_pages` descriptors init
+        // wrote at `base` (checked above), which stay valid and reachable
+        // only through `self`; descriptors are atomics, so shared
+        // references to them are sound.
+        unsafe { core::slice::from_raw_parts(self.base.add(range.start), range.len()) }
+    }
+
     /// The descriptor of `pfn`. Panics if `pfn` is outside the memmap.
     #[inline]
     pub fn page(&self, pfn: Pfn) -> &Page {
         assert!(self.contains(pfn), "{pfn:?} outside the memmap");
-        &self.pages()[(pfn - self.start) as usize]
+        self.at((pfn - self.start) as u32)
     }
 
     /// The descriptor of `pfn`, or `None` if it is outside the memmap.
     #[inline]
     pub fn get(&self, pfn: Pfn) -> Option<&Page> {
         if self.contains(pfn) {
-            Some(&self.pages()[(pfn - self.start) as usize])
+            Some(self.at((pfn - self.start) as u32))
         } else {
             None
         }
@@ -536,7 +555,18 @@ impl Memmap {
     /// The descriptor at array index `idx`.
     #[inline]
     pub(crate) fn at(&self, idx: u32) -> &Page {
-        &self.pages()[idx as usize]
+        // One descriptor, not `&self.pages()[idx]`: a reference to the whole
+        // array on every lookup costs Miri a retag of every descriptor,
+        // which made the host tests crawl under it.
+        assert!(
+            u64::from(idx) < self.nr_pages(),
+            "index {idx} outside the memmap"
+        );
+        // SAFETY: idx < nr_pages (checked above), and init wrote `nr_pages`
+        // descriptors at `base`, which stays valid and reachable only
+        // through `self` (init's contract); descriptors are atomics, so a
+        // shared reference to one is sound.
+        unsafe { &*self.base.add(idx as usize) }
     }
 }
 
@@ -549,6 +579,12 @@ impl core::fmt::Debug for Memmap {
     }
 }
 
+/// Every memmap [`test_memmap`] made. They are leaked on purpose (tests hold `&'static` borrows) and kept
+/// reachable here, so that Miri's leak check, on for everything else,
+/// does not report them.
+#[cfg(test)]
+static TEST_MEMMAPS: std::sync::Mutex<Vec<&'static Memmap>> = std::sync::Mutex::new(Vec::new());
+
 /// A leaked, host-allocated memmap for tests (it lives forever).
 #[cfg(test)]
 pub(crate) fn test_memmap(start: Pfn, end: Pfn) -> &'static Memmap {
@@ -556,9 +592,11 @@ pub(crate) fn test_memmap(start: Pfn, end: Pfn) -> &'static Memmap {
     let storage: &'static mut [core::mem::MaybeUninit<Page>] = Box::leak(Box::new_uninit_slice(nr));
     // SAFETY: the leaked slice is aligned for Page, holds `nr` slots, lives
     // forever and is reachable only through the returned Memmap.
-    Box::leak(Box::new(unsafe {
+    let mm: &'static Memmap = Box::leak(Box::new(unsafe {
         Memmap::init(storage.as_mut_ptr().cast(), start, end)
-    }))
+    }));
+    TEST_MEMMAPS.lock().unwrap().push(mm);
+    mm
 }
 
 mod safety;

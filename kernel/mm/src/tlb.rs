@@ -187,6 +187,14 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        // Fewer cases under Miri, which runs this thousands of times slower,
+        // and no regression file (its isolation has no working directory).
+        #![proptest_config(if cfg!(miri) {
+            ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() }
+        } else {
+            ProptestConfig::default()
+        })]
+
         /// The operations tile the range exactly, in order, with legal
         /// fields, and there are never more than five.
         #[test]

@@ -310,7 +310,7 @@ fn history<F: PteFormat>(ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(common::cases(64))]
     #[test]
     fn histories_match_the_model_x86_64(ops in proptest::collection::vec(op(), 1..80)) {
         history::<X86_64>(ops);

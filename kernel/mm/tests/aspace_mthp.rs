@@ -769,7 +769,7 @@ fn history<F: PteFormat>((top, sizes): (u8, [u8; 8]), ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(common::cases(48))]
     #[test]
     fn mthp_histories_match_the_model_x86_64(p in policy(), ops in proptest::collection::vec(op(), 1..60)) {
         history::<X86_64>(p, ops);
@@ -1030,7 +1030,7 @@ fn check_folds<F: PteFormat>(env: &HostEnv, a: &AddressSpace<F>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+    #![proptest_config(common::cases(32))]
     #[test]
     fn batched_and_per_pte_agree_x86_64(p in policy(), ops in proptest::collection::vec(op(), 1..50)) {
         modes_agree::<X86_64>(p, ops, |e| e.batching = false);

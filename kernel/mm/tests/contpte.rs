@@ -627,7 +627,7 @@ impl Checker {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(common::cases(256))]
     #[test]
     fn contpte_histories_keep_the_fold_rules(ops in proptest::collection::vec(op(), 1..80)) {
         history(&ops, true);

@@ -345,6 +345,8 @@ fn decode_is_stable<F: PteFormat>(raw: Pte, level: Level) -> Result<(), TestCase
 }
 
 proptest! {
+    #![proptest_config(common::cases(ProptestConfig::default().cases))]
+
     #[test]
     fn arm64_round_trip((kind, level) in valid_kind::<Aarch64>()) {
         round_trip::<Aarch64>(kind, level)?;

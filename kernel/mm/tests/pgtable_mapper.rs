@@ -869,7 +869,7 @@ fn check_against_model<F: PteFormat>(reqs: &[Req], probes: &[u64]) -> Result<(),
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(common::cases(96))]
 
     #[test]
     fn arm64_matches_model(reqs in prop::collection::vec(req(), 1..6),

@@ -337,6 +337,8 @@ fn ops_match_model<F: PteFormat>(ops: &[Op]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
+    #![proptest_config(common::cases(ProptestConfig::default().cases))]
+
     #[test]
     fn arm64_ops_match_model(ops in proptest::collection::vec(op(), 1..60)) {
         ops_match_model::<Aarch64>(&ops)?;

@@ -239,6 +239,8 @@ fn present_raw<F: PteFormat>() -> impl Strategy<Value = Pte> {
 }
 
 proptest! {
+    #![proptest_config(common::cases(ProptestConfig::default().cases))]
+
     #[test]
     fn arm64_helpers_exact(k in page::<Aarch64>()) {
         helpers_exact::<Aarch64>(k)?;

@@ -154,7 +154,7 @@ impl FolioRef<'_> {
         if left == 0 || !self.test(PageFlags::PER_PAGE_SET) {
             return;
         }
-        for page in &self.memmap.pages()[first..first + left] {
+        for page in self.memmap.slice(first..first + left) {
             if page.test_anon_exclusive() {
                 page.clear_anon_exclusive();
             }

@@ -70,6 +70,14 @@ fn find_free_is_top_down() {
 }
 
 proptest! {
+    // Fewer cases under Miri, which runs this thousands of times slower,
+    // and no regression file (its isolation has no working directory).
+    #![proptest_config(if cfg!(miri) {
+        ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() }
+    } else {
+        ProptestConfig::default()
+    })]
+
     /// Random inserts, removals and protections against a per-page model.
     #[test]
     fn matches_a_per_page_model(ops in proptest::collection::vec(

@@ -24,6 +24,12 @@ const FAKE_BASE: u64 = 0x4000_0000;
 /// One past the highest user address the tests' spaces use.
 pub const USER_END: u64 = 1 << 47;
 
+/// Every memmap an environment made. They are leaked on purpose (the environment lends `&'static` borrows of
+/// them, which may outlive it) and kept
+/// reachable here, so that Miri's leak check, on for everything else,
+/// does not report them.
+static MEMMAPS: std::sync::Mutex<Vec<&'static Memmap>> = std::sync::Mutex::new(Vec::new());
+
 /// "Physical memory": an arena, a memmap over it and a buddy allocator.
 pub struct HostEnv {
     pub arena: *mut u8,
@@ -82,6 +88,7 @@ impl HostEnv {
         let memmap: &'static Memmap = Box::leak(Box::new(unsafe {
             Memmap::init(storage.as_mut_ptr().cast(), start, end)
         }));
+        MEMMAPS.lock().unwrap().push(memmap);
         let mut buddy = BuddyAllocator::new(memmap);
         buddy.add_free_range(start, end);
         let zero = buddy.alloc(Order::of(0)).unwrap();
@@ -236,8 +243,9 @@ impl MmEnv for HostEnv {
         self.memmap
     }
     fn linear(&self) -> LinearMap {
-        // SAFETY: every frame the buddy hands out lies in the arena.
-        unsafe { LinearMap::new((self.arena as u64).wrapping_sub(FAKE_BASE)) }
+        // SAFETY: every frame the buddy hands out lies in the arena, and
+        // the base is derived from the arena's pointer.
+        unsafe { LinearMap::from_base(self.arena.wrapping_sub(FAKE_BASE as usize)) }
     }
     fn alloc_folio(&mut self, order: Order) -> Option<Folio> {
         self.buddy.alloc_folio(order)

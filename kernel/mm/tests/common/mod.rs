@@ -59,8 +59,9 @@ impl Arena {
 
     pub fn linear_map(&self) -> LinearMap {
         // SAFETY: every table frame handed out by `frames` lies inside the
-        // arena, which each test keeps alive longer than its page table.
-        unsafe { LinearMap::new((self.ptr as u64).wrapping_sub(FAKE_BASE)) }
+        // arena, which each test keeps alive longer than its page table; the
+        // base is derived from the arena's pointer.
+        unsafe { LinearMap::from_base(self.ptr.wrapping_sub(FAKE_BASE as usize)) }
     }
 
     /// A bump allocator over the arena, limited to `budget` frames.
@@ -98,6 +99,23 @@ unsafe impl TableAlloc for Frames {
         let pa = self.next;
         self.next += PAGE_SIZE;
         Some(PhysAddr::new(pa))
+    }
+}
+
+/// A proptest configuration of `n` cases natively, and a 64th of that
+/// (at least one) under Miri, which runs these tests thousands of times
+/// slower: every property still runs there, on fewer random inputs. Miri
+/// (isolated from the host: no working directory) neither reads nor
+/// writes the saved regressions; native runs replay them.
+pub fn cases(n: u32) -> ProptestConfig {
+    if cfg!(miri) {
+        ProptestConfig {
+            cases: (n / 64).max(1),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    } else {
+        ProptestConfig::with_cases(n)
     }
 }
 
