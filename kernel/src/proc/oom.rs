@@ -63,6 +63,19 @@ pub fn out_of_memory(task: &mut Task) -> Oom {
     if super::split_deferred_folios().freed_pages > 0 {
         return Oom::Retry;
     }
+    if fatal_signal_pending(task.pid) {
+        // Chosen already (by an earlier pass, or killed by someone): give
+        // up the allocation and die, freeing what it holds.
+        return Oom::Chosen;
+    }
+    if dying_victim(task.pid).is_some() {
+        // A process killed earlier is still giving its memory back (a
+        // long teardown yields at its preemption points): wait for it
+        // rather than kill a second one, as Linux's OOM killer aborts its
+        // scan while a victim is exiting.
+        super::yield_now(task);
+        return Oom::Retry;
+    }
     let (pid, rss, tables) = victim(task);
     println!(
         "Out of memory: Killed process {pid} ({}) total-rss:{}kB pgtables:{}kB",
@@ -87,4 +100,20 @@ pub fn fatal_signal_pending(pid: Pid) -> bool {
         .procs
         .get(&pid)
         .is_some_and(|p| p.kill.is_some())
+}
+
+/// A process other than `me` (and not init) that has been sent a fatal
+/// signal and has not finished dying (not yet a zombie): its memory is
+/// on its way back.
+fn dying_victim(me: Pid) -> Option<Pid> {
+    let t = PROCS.lock();
+    t.procs
+        .iter()
+        .find(|&(&pid, p)| {
+            pid != me
+                && pid != INIT_PID
+                && p.kill.is_some()
+                && !matches!(p.state, State::Zombie(_))
+        })
+        .map(|(&pid, _)| pid)
 }
