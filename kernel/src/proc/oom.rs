@@ -110,10 +110,7 @@ fn dying_victim(me: Pid) -> Option<Pid> {
     t.procs
         .iter()
         .find(|&(&pid, p)| {
-            pid != me
-                && pid != INIT_PID
-                && p.kill.is_some()
-                && !matches!(p.state, State::Zombie(_))
+            pid != me && pid != INIT_PID && p.kill.is_some() && !matches!(p.state, State::Zombie(_))
         })
         .map(|(&pid, _)| pid)
 }
