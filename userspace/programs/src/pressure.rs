@@ -329,11 +329,16 @@ fn oom_kills_page_table_hog(free_kb: u64) -> TestResult {
             );
         }
         // Memory in 4 MiB steps, populated by the kernel (a fault per
-        // page would take long), until the OOM killer has acted.
+        // page would take long), until the OOM killer has acted. At most
+        // three quarters of what was free: more than the 40% left beside
+        // the hog, so memory runs out, but not all of it, so the pages
+        // the dying hog gives back (its teardown takes a while, and this
+        // process keeps allocating meanwhile) cannot run memory out a
+        // second time.
         const STEP: u64 = 4 << 20;
         let mut maps = Vec::new();
         let mut status = None;
-        while status.is_none() && (maps.len() as u64) * STEP < free_kb * 1024 {
+        while status.is_none() && (maps.len() as u64) * STEP < free_kb * 1024 / 4 * 3 {
             let rw = PROT_READ | PROT_WRITE;
             match sys::mmap(0, STEP, rw, ANON | MAP_POPULATE, NO_FD, 0) {
                 Ok(m) => maps.push(m),
@@ -343,6 +348,19 @@ fn oom_kills_page_table_hog(free_kb: u64) -> TestResult {
                 && got == hog
             {
                 status = Some(s);
+            }
+        }
+        // The hog may still be tearing its tables down: wait for it to
+        // become a zombie, up to a minute.
+        for _ in 0..6000 {
+            if status.is_some() {
+                break;
+            }
+            match sys::wait4(hog, sys::WNOHANG) {
+                Ok((got, s)) if got == hog => status = Some(s),
+                _ => {
+                    let _ = sys::nanosleep(10_000_000);
+                }
             }
         }
         let status = status.ok_or("memory ran out and the hog lived")?;
