@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
@@ -301,6 +302,29 @@ ID_READER(read_mpidr, mpidr_el1)
 ID_READER(read_pfr0, id_aa64pfr0_el1)
 ID_READER(read_isar0, id_aa64isar0_el1)
 ID_READER(read_mmfr0, id_aa64mmfr0_el1)
+/* More of the ID space by encoding (s3_0_cCRn_cCRm_op2), so the
+ * assembler needs no feature flags: each prints what it read, or the
+ * child dies of SIGILL where Linux does not emulate the register. */
+#define ID_READER_AS(fn, name, enc)                                         \
+	static void fn(void)                                                \
+	{                                                                   \
+		uint64_t v;                                                 \
+		__asm__ volatile("mrs %0, " #enc : "=r"(v));                \
+		out("errno: mrs_" #name "_value %#lx", (unsigned long)v);   \
+		_exit(0);                                                   \
+	}
+ID_READER_AS(read_pfr1, id_aa64pfr1_el1, s3_0_c0_c4_1)
+ID_READER_AS(read_zfr0, id_aa64zfr0_el1, s3_0_c0_c4_4)
+ID_READER_AS(read_aa64_reserved, id_aa64_c4_3_reserved, s3_0_c0_c4_3)
+ID_READER_AS(read_dfr0, id_aa64dfr0_el1, s3_0_c0_c5_0)
+ID_READER_AS(read_isar1, id_aa64isar1_el1, s3_0_c0_c6_1)
+ID_READER_AS(read_isar2, id_aa64isar2_el1, s3_0_c0_c6_2)
+ID_READER_AS(read_mmfr1, id_aa64mmfr1_el1, s3_0_c0_c7_1)
+ID_READER_AS(read_mmfr2, id_aa64mmfr2_el1, s3_0_c0_c7_2)
+ID_READER_AS(read_isar5_32, id_isar5_el1, s3_0_c0_c2_5)
+ID_READER_AS(read_mvfr1_32, mvfr1_el1, s3_0_c0_c3_1)
+ID_READER_AS(read_pfr0_32, id_pfr0_el1, s3_0_c0_c1_0)
+ID_READER_AS(read_midr_alias, id_c0_op2_1, s3_0_c0_c0_1)
 static void unaligned_ldxr(void)
 {
 	static uint64_t words[2];
@@ -337,6 +361,20 @@ static void insn_cases(void)
 	in_child("mrs_id_aa64pfr0_el1", read_pfr0);
 	in_child("mrs_id_aa64isar0_el1", read_isar0);
 	in_child("mrs_id_aa64mmfr0_el1", read_mmfr0);
+	in_child("mrs_id_aa64pfr1_el1", read_pfr1);
+	in_child("mrs_id_aa64zfr0_el1", read_zfr0);
+	in_child("mrs_id_aa64_c4_3_reserved", read_aa64_reserved);
+	in_child("mrs_id_aa64dfr0_el1", read_dfr0);
+	in_child("mrs_id_aa64isar1_el1", read_isar1);
+	in_child("mrs_id_aa64isar2_el1", read_isar2);
+	in_child("mrs_id_aa64mmfr1_el1", read_mmfr1);
+	in_child("mrs_id_aa64mmfr2_el1", read_mmfr2);
+	in_child("mrs_id_isar5_el1", read_isar5_32);
+	in_child("mrs_mvfr1_el1", read_mvfr1_32);
+	in_child("mrs_id_pfr0_el1", read_pfr0_32);
+	in_child("mrs_id_c0_op2_1", read_midr_alias);
+	/* HWCAP_CPUID: the kernel says the reads above are emulated. */
+	res("auxv_hwcap_cpuid", (long)((getauxval(AT_HWCAP) >> 11) & 1));
 	in_child("ldxr_unaligned", unaligned_ldxr);
 	in_child("ldr_unaligned", unaligned_ldr);
 	in_child("udf", undefined_insn);
