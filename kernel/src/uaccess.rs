@@ -140,40 +140,65 @@ pub fn read_cstr(task: &mut Task, at: u64, max: usize) -> Result<Vec<u8>, Errno>
     }
 }
 
-/// Reads a NULL-terminated array of string pointers (argv, envp), at most
-/// `max_count` entries and `max_bytes` bytes in all (E2BIG past either).
-pub fn read_str_array(
+/// Counts the entries of a NULL-terminated array of user pointers (argv,
+/// envp) at `at` (0: none), as Linux's `count` does before copying:
+/// EFAULT if the array cannot be read, E2BIG if it is longer than
+/// `max`.
+pub fn count_ptrs(task: &mut Task, at: u64, max: usize) -> Result<usize, Errno> {
+    if at == 0 {
+        return Ok(0);
+    }
+    let mut n = 0;
+    while read_u64(task, at + 8 * n as u64)? != 0 {
+        if n == max {
+            return Err(Errno::E2BIG);
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Appends the first `count` strings of the user pointer array at `at` to
+/// `out`, each with its NUL, as `folium_abi::stack::Strings` lays them out.
+/// `budget` is what the strings may still take and shrinks by each; a
+/// string longer than `max_len` (NUL included) or past the budget is
+/// E2BIG, an unreadable one EFAULT, and running out of kernel memory
+/// ENOMEM (never an abort).
+pub fn read_strings(
     task: &mut Task,
     at: u64,
-    max_count: usize,
-    max_bytes: usize,
-) -> Result<Vec<Vec<u8>>, Errno> {
-    let mut out = Vec::new();
-    if at == 0 {
-        return Ok(out);
-    }
-    let mut total = 0;
-    loop {
-        let p = read_u64(task, at + 8 * out.len() as u64)?;
-        if p == 0 {
-            return Ok(out);
-        }
-        if out.len() == max_count {
-            return Err(Errno::E2BIG);
-        }
-        // Each string counts with its NUL; what is left may be zero.
-        let room = max_bytes.saturating_sub(total + 1);
-        let s = read_cstr(task, p, room).map_err(|e| {
-            if e == Errno::ENAMETOOLONG {
-                Errno::E2BIG
-            } else {
-                e
+    count: usize,
+    max_len: usize,
+    budget: &mut usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Errno> {
+    for i in 0..count {
+        let mut p = read_u64(task, at + 8 * i as u64)?;
+        let begin = out.len();
+        let mut chunk = [0u8; 256];
+        loop {
+            // Up to the next page boundary at most, so no read crosses into
+            // an unmapped page past the terminator.
+            let n = chunk
+                .len()
+                .min((folium_mm::PAGE_SIZE - p % folium_mm::PAGE_SIZE) as usize);
+            copy_in(task, &mut chunk[..n], p)?;
+            let (take, done) = match chunk[..n].iter().position(|&b| b == 0) {
+                Some(z) => (z + 1, true),
+                None => (n, false),
+            };
+            let len = out.len() - begin + take;
+            if len > max_len || len > *budget {
+                return Err(Errno::E2BIG);
             }
-        })?;
-        total += s.len() + 1;
-        if total > max_bytes {
-            return Err(Errno::E2BIG);
+            out.try_reserve(take).map_err(|_| Errno::ENOMEM)?;
+            out.extend_from_slice(&chunk[..take]);
+            if done {
+                break;
+            }
+            p += n as u64;
         }
-        out.push(s);
+        *budget -= out.len() - begin;
     }
+    Ok(())
 }

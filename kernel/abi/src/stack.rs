@@ -13,7 +13,6 @@
 //!  sp  ->  argc                                   (sp is 16-byte aligned)
 //! ```
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 /// Auxiliary-vector keys (`AT_*`).
@@ -41,18 +40,91 @@ pub mod at {
     pub const MINSIGSTKSZ: u64 = 51;
 }
 
-/// Most bytes of argument and environment strings accepted (Linux's
-/// default `ARG_MAX` is a quarter of the 8 MiB stack limit; this is less).
-pub const MAX_STRINGS: usize = 128 << 10;
+/// Longest argument or environment string, its NUL included (Linux's
+/// `MAX_ARG_STRLEN`, 32 pages).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// Most bytes the strings (the program's path, arguments and environment,
+/// each with its NUL) and the argv and envp pointers may take together:
+/// Linux's limit, a quarter of the default 8 MiB stack rlimit
+/// (`bprm_stack_limits`).
+pub const MAX_ARG_BYTES: usize = 2 << 20;
+
+/// The bytes of the pointer arrays for `argc` arguments and `envc`
+/// environment strings, as Linux charges them against [`MAX_ARG_BYTES`]
+/// (an empty argv is charged one pointer).
+pub const fn pointer_bytes(argc: usize, envc: usize) -> usize {
+    let n = if argc == 0 { 1 } else { argc };
+    (n + envc) * 8
+}
+
+/// A list of strings as they lie on the stack: one after another, each
+/// followed by its NUL (so no string contains a NUL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strings<'a> {
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Strings<'a> {
+    /// No strings.
+    pub const EMPTY: Strings<'static> = Strings {
+        bytes: &[],
+        count: 0,
+    };
+
+    /// The strings in `bytes`, which must be empty or end with a NUL.
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.last().is_some_and(|&b| b != 0) {
+            return None;
+        }
+        let count = bytes.iter().filter(|&&b| b == 0).count();
+        Some(Strings { bytes, count })
+    }
+
+    /// How many strings.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// All of them with their NULs.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Where each string starts in [`Self::bytes`].
+    fn starts(&self) -> impl Iterator<Item = usize> + 'a {
+        let b = self.bytes;
+        core::iter::once(0)
+            .chain(
+                b.iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c == 0)
+                    .map(|(i, _)| i + 1),
+            )
+            .take(self.count)
+    }
+}
+
+/// `strs` joined as [`Strings`] lays them out (kernel-made lists: the
+/// first process's arguments, tests).
+pub fn join(strs: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for s in strs {
+        out.extend_from_slice(s);
+        out.push(0);
+    }
+    out
+}
 
 /// What goes on the stack.
 pub struct StackSpec<'a> {
     /// One past the highest byte of the stack.
     pub top: u64,
-    /// Arguments (without NULs; one is added to each).
-    pub argv: &'a [&'a [u8]],
+    /// Arguments.
+    pub argv: Strings<'a>,
     /// Environment strings (`KEY=value`).
-    pub envp: &'a [&'a [u8]],
+    pub envp: Strings<'a>,
     /// `AT_EXECFN`: the program's path.
     pub execfn: &'a [u8],
     /// `AT_PLATFORM` (`"aarch64"`, `"x86_64"`).
@@ -73,69 +145,74 @@ pub struct InitialStack {
     pub bytes: Vec<u8>,
 }
 
-/// The strings do not fit ([`MAX_STRINGS`]): Linux's `E2BIG`.
+/// Why no stack was built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TooBig;
+pub enum StackError {
+    /// The strings and pointers exceed [`MAX_ARG_BYTES`] or a string
+    /// [`MAX_ARG_STRLEN`]: Linux's `E2BIG`.
+    TooBig,
+    /// No memory for the image: `ENOMEM`.
+    NoMemory,
+}
 
-/// Lays out the stack described by `spec`.
-pub fn build<'a>(spec: &StackSpec<'a>) -> Result<InitialStack, TooBig> {
-    let strings: usize = spec
-        .argv
-        .iter()
-        .chain(spec.envp)
-        .chain([&spec.execfn, &spec.platform])
-        .map(|s| s.len() + 1)
-        .sum();
-    if strings > MAX_STRINGS {
-        return Err(TooBig);
+/// Lays out the stack described by `spec`. The only allocation is the
+/// image itself, and its failure is an error, not an abort.
+pub fn build(spec: &StackSpec<'_>) -> Result<InitialStack, StackError> {
+    let (argv, envp) = (spec.argv, spec.envp);
+    let strings = argv.bytes.len() + envp.bytes.len() + spec.execfn.len() + 1;
+    if strings + pointer_bytes(argv.count, envp.count) > MAX_ARG_BYTES
+        || spec.execfn.len() >= MAX_ARG_STRLEN
+    {
+        return Err(StackError::TooBig);
     }
-    // Strings and random bytes, placed downwards from the end marker.
-    let mut blobs: Vec<(u64, &[u8])> = Vec::new();
-    let mut cursor = spec.top - 8;
-    let random_bytes = spec.random;
-    let mut place = |s: &'a [u8], nul: bool| -> u64 {
-        cursor -= s.len() as u64 + u64::from(nul);
-        blobs.push((cursor, s));
-        cursor
-    };
-    let execfn = place(spec.execfn, true);
-    let envp: Vec<u64> = spec.envp.iter().rev().map(|e| place(e, true)).collect();
-    let argv: Vec<u64> = spec.argv.iter().rev().map(|a| place(a, true)).collect();
-    let platform = place(spec.platform, true);
-    let random = place(&[0; 16], false);
-    let strings_bottom = cursor & !15;
+    // Upwards from the lowest: the random bytes, the platform, the
+    // arguments, the environment, the path, then the 8-byte end marker
+    // at the top.
+    let execfn = spec.top - 8 - (spec.execfn.len() as u64 + 1);
+    let envp_at = execfn - envp.bytes.len() as u64;
+    let argv_at = envp_at - argv.bytes.len() as u64;
+    let platform = argv_at - (spec.platform.len() as u64 + 1);
+    let random = platform - 16;
+    let strings_bottom = random & !15;
 
-    let mut aux: Vec<(u64, u64)> = spec.aux.to_vec();
-    aux.extend([
+    let extra = [
         (at::RANDOM, random),
         (at::EXECFN, execfn),
         (at::PLATFORM, platform),
         (at::NULL, 0),
-    ]);
-    let words = 1 + (argv.len() + 1) + (envp.len() + 1) + 2 * aux.len();
+    ];
+    let words = 1 + (argv.count + 1) + (envp.count + 1) + 2 * (spec.aux.len() + extra.len());
     let sp = (strings_bottom - 8 * words as u64) & !15;
 
-    let mut bytes = vec![0u8; (spec.top - sp) as usize];
+    let len = (spec.top - sp) as usize;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len)
+        .map_err(|_| StackError::NoMemory)?;
+    // The NULs and the end marker come from the zero fill.
+    bytes.resize(len, 0);
     let mut put = |at: u64, b: &[u8]| {
         let off = (at - sp) as usize;
         bytes[off..off + b.len()].copy_from_slice(b);
     };
-    // The NULs are already there: the buffer starts zeroed.
-    for (at, s) in &blobs {
-        put(*at, s);
-    }
-    put(random, &random_bytes);
-    let mut table: Vec<u64> = Vec::with_capacity(words);
-    table.push(spec.argv.len() as u64);
-    table.extend(argv.iter().rev());
-    table.push(0);
-    table.extend(envp.iter().rev());
-    table.push(0);
-    for (k, v) in aux {
-        table.extend([k, v]);
-    }
-    for (i, w) in table.iter().enumerate() {
-        put(sp + 8 * i as u64, &w.to_le_bytes());
+    put(random, &spec.random);
+    put(platform, spec.platform);
+    put(argv_at, argv.bytes);
+    put(envp_at, envp.bytes);
+    put(execfn, spec.execfn);
+    let mut slot = sp;
+    let mut word = |w: u64| {
+        put(slot, &w.to_le_bytes());
+        slot += 8;
+    };
+    word(argv.count as u64);
+    argv.starts().for_each(|o| word(argv_at + o as u64));
+    word(0);
+    envp.starts().for_each(|o| word(envp_at + o as u64));
+    word(0);
+    for &(k, v) in spec.aux.iter().chain(&extra) {
+        word(k);
+        word(v);
     }
     Ok(InitialStack { sp, bytes })
 }
@@ -159,10 +236,12 @@ mod tests {
     #[test]
     fn a_libc_start_finds_everything() {
         let top = 0x7fff_ffff_f000;
+        let argv = join(&[b"init", b"-x", b""]);
+        let envp = join(&[b"HOME=/", b"TERM=linux"]);
         let spec = StackSpec {
             top,
-            argv: &[b"init", b"-x", b""],
-            envp: &[b"HOME=/", b"TERM=linux"],
+            argv: Strings::new(&argv).unwrap(),
+            envp: Strings::new(&envp).unwrap(),
             execfn: b"/init",
             platform: b"x86_64",
             random: *b"0123456789abcdef",
@@ -204,10 +283,11 @@ mod tests {
     fn alignment_holds_for_every_count() {
         for n in 0..6 {
             let args: Vec<&[u8]> = (0..n).map(|_| &b"abc"[..]).collect();
+            let joined = join(&args);
             let st = build(&StackSpec {
                 top: 0x1_0000,
-                argv: &args,
-                envp: &[],
+                argv: Strings::new(&joined).unwrap(),
+                envp: Strings::EMPTY,
                 execfn: b"x",
                 platform: b"aarch64",
                 random: [7; 16],
@@ -219,18 +299,66 @@ mod tests {
         }
     }
 
-    #[test]
-    fn huge_arguments_are_refused() {
-        let big = vec![b'a'; MAX_STRINGS];
-        let r = build(&StackSpec {
+    fn spec_with<'a>(argv: &'a [u8], envp: &'a [u8], execfn: &'a [u8]) -> StackSpec<'a> {
+        StackSpec {
             top: 0x100_0000,
-            argv: &[&big],
-            envp: &[],
-            execfn: b"x",
+            argv: Strings::new(argv).unwrap(),
+            envp: Strings::new(envp).unwrap(),
+            execfn,
             platform: b"x",
             random: [0; 16],
             aux: &[],
-        });
-        assert_eq!(r, Err(TooBig));
+        }
+    }
+
+    /// Linux's limit counts the path, every string with its NUL and one
+    /// pointer per string: exactly at it builds, one byte over is E2BIG.
+    #[test]
+    fn the_limit_is_linuxs_to_the_byte() {
+        let execfn = b"/p";
+        // Two arguments, one environment string: 3 pointers.
+        let fixed = execfn.len() + 1 + pointer_bytes(2, 1);
+        let room = MAX_ARG_BYTES - fixed;
+        // "a" + NUL, then the rest split into the second argument and the
+        // environment string.
+        let rest = room - 2;
+        let (b, e) = (rest / 2, rest - rest / 2);
+        let mut argv = join(&[b"a"]);
+        argv.extend(core::iter::repeat_n(b'b', b - 1));
+        argv.push(0);
+        let mut envp = vec![b'e'; e - 1];
+        envp.push(0);
+        let st = build(&spec_with(&argv, &envp, execfn)).unwrap();
+        assert_eq!(word(&st, st.sp), 2);
+        assert_eq!(cstr(&st, word(&st, st.sp + 16)).len(), b - 1);
+        assert_eq!(cstr(&st, word(&st, st.sp + 32)).len(), e - 1);
+        envp.insert(0, b'e');
+        assert_eq!(
+            build(&spec_with(&argv, &envp, execfn)),
+            Err(StackError::TooBig)
+        );
+    }
+
+    /// Empty strings cost their NUL and their pointer: the count is
+    /// bounded by the bytes, with no limit of its own.
+    #[test]
+    fn many_empty_strings_fit_until_their_pointers_do_not() {
+        let fits = (MAX_ARG_BYTES - 3) / 9;
+        let argv = vec![0u8; fits];
+        let st = build(&spec_with(&argv, &[], b"x")).unwrap();
+        assert_eq!(word(&st, st.sp), fits as u64);
+        let last = word(&st, st.sp + 8 * fits as u64);
+        assert_eq!(cstr(&st, last), b"");
+        assert_eq!(word(&st, st.sp + 8 * (fits as u64 + 1)), 0, "argv NULL");
+        let argv = vec![0u8; fits + 1];
+        assert_eq!(build(&spec_with(&argv, &[], b"x")), Err(StackError::TooBig));
+    }
+
+    #[test]
+    fn strings_must_end_with_their_nul() {
+        assert_eq!(Strings::new(b"ab"), None);
+        assert_eq!(Strings::new(b"a\0b").map(|s| s.count()), None);
+        assert_eq!(Strings::new(b"a\0\0b\0").map(|s| s.count()), Some(3));
+        assert_eq!(Strings::new(b"").map(|s| s.count()), Some(0));
     }
 }

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use folium_abi::Errno;
 use folium_abi::elf::{self, ElfError};
-use folium_abi::stack::{self, StackSpec, at};
+use folium_abi::stack::{self, StackError, StackSpec, Strings, at};
 use folium_mm::aspace::Brk;
 use folium_mm::vma::{Prot, Vma, VmaKind};
 use folium_mm::{PAGE_SIZE, VirtAddr};
@@ -70,11 +70,13 @@ pub const MACHINE: folium_abi::Machine = if cfg!(target_arch = "aarch64") {
     folium_abi::Machine::X86_64
 };
 
-/// `AT_HWCAP` for this CPU (aarch64: FP and ASIMD; x86: CPUID.1:EDX).
+/// `AT_HWCAP` for this CPU (aarch64: FP, ASIMD, and CPUID: the ID
+/// registers may be read, `arch::emulate`; x86: CPUID.1:EDX).
 fn hwcap() -> u64 {
     #[cfg(target_arch = "aarch64")]
     {
-        0b11 // HWCAP_FP | HWCAP_ASIMD
+        // HWCAP_FP | HWCAP_ASIMD | HWCAP_CPUID
+        0b11 | 1 << 11
     }
     #[cfg(target_arch = "x86_64")]
     {
@@ -107,13 +109,20 @@ fn elf_errno(e: ElfError) -> Errno {
     }
 }
 
+/// `AT_EXECFN` for `program`: the path it is found by.
+pub fn execfn(program: &Program) -> Vec<u8> {
+    let mut p = Vec::from(&b"/"[..]);
+    p.extend_from_slice(program.name.as_bytes());
+    p
+}
+
 /// Loads `program` into the empty `space` with `argv` and `envp`.
 /// Malformed files are refused with a printed reason (ENOEXEC).
 pub fn load(
     space: &mut UserSpace,
     program: &Program,
-    argv: &[&[u8]],
-    envp: &[&[u8]],
+    argv: Strings<'_>,
+    envp: Strings<'_>,
 ) -> Result<Start, Errno> {
     let plan = elf::plan(program.bytes, MACHINE, STACK_TOP - STACK_SIZE).map_err(|e| {
         println!("exec: {}: {e}", program.name);
@@ -202,8 +211,7 @@ pub fn load(
     } else {
         b"x86_64"
     };
-    let mut execfn = Vec::from(&b"/"[..]);
-    execfn.extend_from_slice(program.name.as_bytes());
+    let execfn = execfn(program);
     let aux = [
         (at::PHDR, plan.phdr),
         (at::PHENT, elf::PHDR_SIZE),
@@ -231,7 +239,10 @@ pub fn load(
         random,
         aux: &aux,
     })
-    .map_err(|_| Errno::E2BIG)?;
+    .map_err(|e| match e {
+        StackError::TooBig => Errno::E2BIG,
+        StackError::NoMemory => Errno::ENOMEM,
+    })?;
     space
         .write_bytes(env, VirtAddr::new(st.sp), &st.bytes)
         .map_err(|_| Errno::ENOMEM)?;

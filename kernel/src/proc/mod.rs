@@ -43,6 +43,7 @@ use alloc::vec::Vec;
 
 use folium_abi::Errno;
 use folium_abi::signal::{DefaultAction, ExitStatus, Signal};
+use folium_abi::stack::{self, Strings};
 
 use folium_mm::PhysAddr;
 
@@ -315,8 +316,12 @@ fn new_kctx(task: &Task, pid: Pid) -> *mut Context {
 pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno> {
     let kstack = KernelStack::new().ok_or(Errno::ENOMEM)?;
     let mut space = uspace::new_space().map_err(|_| Errno::ENOMEM)?;
-    let env: [&[u8]; 2] = [b"HOME=/", b"TERM=linux"];
-    let start = match exec::load(&mut space, program, argv, &env) {
+    let env = stack::join(&[b"HOME=/", b"TERM=linux"]);
+    let argv = stack::join(argv);
+    let (Some(argv), Some(env)) = (Strings::new(&argv), Strings::new(&env)) else {
+        return Err(Errno::EINVAL);
+    };
+    let start = match exec::load(&mut space, program, argv, env) {
         Ok(s) => s,
         Err(e) => {
             space.teardown(&mut KernelEnv);

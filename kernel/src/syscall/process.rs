@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use folium_abi::errno::SysResult;
 use folium_abi::signal::Signal;
+use folium_abi::stack::{self, MAX_ARG_BYTES, MAX_ARG_STRLEN, Strings};
 use folium_abi::{Errno, Sysno};
 
 use crate::memory::uspace::{self, KernelEnv};
@@ -172,18 +173,39 @@ pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
     if !crate::heap::can_grow() {
         return Err(Errno::ENOMEM);
     }
-    // One budget for arguments and environment together, as the initial
-    // stack must hold both (folium_abi::stack::MAX_STRINGS). No count
-    // limit of its own: each string takes at least its NUL, so the bytes
-    // bound the count, as on Linux.
-    let budget = folium_abi::stack::MAX_STRINGS;
-    let argv = uaccess::read_str_array(task, argv, budget, budget)?;
-    let used: usize = argv.iter().map(|a| a.len() + 1).sum();
-    let envp = uaccess::read_str_array(task, envp, budget, budget - used)?;
+    // Linux's order and limits: count both arrays, charge their pointers
+    // and the path, then copy the environment and the arguments into one
+    // kernel buffer (no per-string allocation) within what is left.
+    // More pointers than these could never fit: E2BIG without reading on.
+    let argc = uaccess::count_ptrs(task, argv, MAX_ARG_BYTES / 8)?;
+    let envc = uaccess::count_ptrs(task, envp, MAX_ARG_BYTES / 8)?;
+    let execfn = exec::execfn(&program);
+    let mut budget = MAX_ARG_BYTES
+        .checked_sub(stack::pointer_bytes(argc, envc) + execfn.len() + 1)
+        .ok_or(Errno::E2BIG)?;
+    let mut env_bytes = Vec::new();
+    uaccess::read_strings(
+        task,
+        envp,
+        envc,
+        MAX_ARG_STRLEN,
+        &mut budget,
+        &mut env_bytes,
+    )?;
+    let mut arg_bytes = Vec::new();
+    uaccess::read_strings(
+        task,
+        argv,
+        argc,
+        MAX_ARG_STRLEN,
+        &mut budget,
+        &mut arg_bytes,
+    )?;
+    // Each string was read up to and including its NUL.
+    let args = Strings::new(&arg_bytes).ok_or(Errno::EFAULT)?;
+    let envs = Strings::new(&env_bytes).ok_or(Errno::EFAULT)?;
     let mut space = uspace::new_space().map_err(|_| Errno::ENOMEM)?;
-    let argv_refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
-    let envp_refs: Vec<&[u8]> = envp.iter().map(Vec::as_slice).collect();
-    let start = match exec::load(&mut space, &program, &argv_refs, &envp_refs) {
+    let start = match exec::load(&mut space, &program, args, envs) {
         Ok(s) => s,
         Err(e) => {
             space.teardown(&mut KernelEnv);
