@@ -665,7 +665,10 @@ pub const MMVIEW_TEST_CMDLINE: &str = "init=mmdemo";
 /// own copies); the first also needs the machine to stop with success.
 /// The console is shown once, under the first failure.
 fn check_mmview_boot(label: &str, board: Board, run: &GuestRun) -> Outcome {
-    let mut verdicts = crate::mmview::check::check_mmdemo(&run.lines);
+    let mut verdicts = crate::mmview::check::check_mmdemo(
+        &run.lines,
+        crate::mmview::check::user_end(board.arch()),
+    );
     if run.timed_out || run.exit != Some(board.exit_codes().0) {
         let why = format!(
             "QEMU {}, timed out {}",

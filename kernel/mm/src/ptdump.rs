@@ -6,7 +6,7 @@
 //! spaces map the page). The kernel serves both as files under
 //! `/sys/kernel/mm/folium/`; `cargo xtask mmview` draws the second.
 //!
-//! Both walk the tree read-only ([`PageTable::for_each_leaf`], with
+//! Both walk the tree read-only ([`PageTable::for_each_leaf_below`], with
 //! [`PageTable::raw_leaf`] for the raw entry) and never panic on what they
 //! find: a frame outside the memmap or not in any folio just has no folio
 //! fields. Output is bounded: after [`Dump::max_lines`] lines the dump
@@ -257,23 +257,20 @@ impl<'a, F: PteFormat> Dump<'a, F> {
 
     /// Calls `f` for each leaf below `end`, in address order.
     fn leaves(&self, mut f: impl FnMut(Leaf)) {
-        let end = self.end.as_u64();
-        self.table.for_each_leaf(|va, t: Translation| {
-            if va.as_u64() >= end {
-                return;
-            }
-            let cont = self
-                .table
-                .raw_leaf(va)
-                .is_some_and(|leaf| F::pte_cont(leaf.pte));
-            f(Leaf {
-                va: va.as_u64(),
-                level: t.level,
-                pfn: t.pa.pfn(),
-                attrs: t.attrs,
-                cont,
+        self.table
+            .for_each_leaf_below(self.end, |va, t: Translation| {
+                let cont = self
+                    .table
+                    .raw_leaf(va)
+                    .is_some_and(|leaf| F::pte_cont(leaf.pte));
+                f(Leaf {
+                    va: va.as_u64(),
+                    level: t.level,
+                    pfn: t.pa.pfn(),
+                    attrs: t.attrs,
+                    cont,
+                });
             });
-        });
     }
 
     /// Writes the arm64-ptdump-style dump (see the module doc), headed by

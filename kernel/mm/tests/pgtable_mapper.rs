@@ -499,6 +499,14 @@ fn bad_input<F: PteFormat>() {
     let mut tops = Vec::new();
     pt.for_each_leaf(|v, _| tops.push(v.as_u64()));
     assert_eq!(tops, [0, 0x0000_7fff_ffff_f000, 0xffff_ffff_ffff_f000]);
+    // A user tree's view: raw 48-bit VAs, stopping at the given end. The
+    // top page is the arm64 user half's last (TTBR0 reaches 2^48).
+    let mut user = Vec::new();
+    pt.for_each_leaf_below(va(1 << 48), |v, _| user.push(v.as_u64()));
+    assert_eq!(user, [0, 0x0000_7fff_ffff_f000, 0x0000_ffff_ffff_f000]);
+    user.clear();
+    pt.for_each_leaf_below(va(1 << 47), |v, _| user.push(v.as_u64()));
+    assert_eq!(user, [0, 0x0000_7fff_ffff_f000]);
 }
 
 /// The boot-time picture: linear map of RAM in blocks, image sections in

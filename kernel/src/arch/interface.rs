@@ -18,7 +18,7 @@
 //! | traps | `init_exceptions`, `describe`, `raw_breakpoint`, `raw_probe_read`, `raw_probe_write` |
 //! | kernel tables | `KernelPteFormat`, `KERNEL_ROOT_SLOTS`, `early_reachable`, `kimage_voffset`, `switch_kernel_tables`, `current_kernel_root`, `zero_pages` |
 //! | user tables and TLB | `set_user_root`, `user_root`, `asid_bits`, `tlb::Hw` (the arch's [`TlbOps`]), `tlb::flush_page`, `tlb::flush_range`, `tlb::flush_asid`, `tlb::flush_all` |
-//! | user mode | `UserContext` (`new`, `pc`, `sp`, `syscall_nr`, `syscall_args`, `set_syscall_ret`, `tls`, `set_tls`), `run_user`, `copy_from_user`, `copy_to_user` |
+//! | user mode | `USER_TOP`, `UserContext` (`new`, `pc`, `sp`, `syscall_nr`, `syscall_args`, `set_syscall_ret`, `tls`, `set_tls`), `run_user`, `copy_from_user`, `copy_to_user` |
 //! | kernel threads | `Context`, `switch_to` |
 //!
 //! The generic parts of `arch/mod.rs` (expected-trap records, probes,
@@ -98,6 +98,7 @@ const _: () = {
 /// User mode: the saved context, entering it, and copies that survive a
 /// fault on the user's side.
 const _: () = {
+    let _: u64 = imp::USER_TOP;
     let _: fn(u64, u64) -> imp::UserContext = imp::UserContext::new;
     let _: fn(&imp::UserContext) -> u64 = imp::UserContext::pc;
     let _: fn(&imp::UserContext) -> u64 = imp::UserContext::sp;

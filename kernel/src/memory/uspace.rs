@@ -26,9 +26,10 @@ use crate::sync::IrqMutex;
 /// A user address space in this machine's page-table format.
 pub type UserSpace = AddressSpace<KernelPteFormat>;
 
-/// One past the highest user address (47-bit user half on both arches,
-/// as Linux's default `TASK_SIZE`).
-pub const USER_END: VirtAddr = VirtAddr::new(1 << 47);
+/// One past the highest user address: Linux's `TASK_SIZE` with 4 KiB
+/// pages and 4 levels, a 47-bit user half on x86-64 (the lower canonical
+/// half) and a 48-bit one on arm64 (all of TTBR0's range with T0SZ = 16).
+pub const USER_END: VirtAddr = VirtAddr::new(crate::arch::USER_TOP);
 
 /// The kernel's [`MmEnv`]: frames from the global allocator.
 pub struct KernelEnv;

@@ -52,8 +52,7 @@ const CHUNK: usize = 512;
 pub const VIEW_MAX: u64 = 1 << 20;
 
 /// One past the last address pagemap covers: Linux's `TASK_SIZE` (the
-/// x86-64 user half less its top page; arm64's 48-bit user half, of which
-/// Folium uses the lower 47 bits, the rest reading as unmapped).
+/// x86-64 user half less its top page; arm64's 48-bit user half).
 #[cfg(target_arch = "x86_64")]
 const PAGEMAP_END: u64 = (1 << 47) - PAGE_SIZE;
 #[cfg(not(target_arch = "x86_64"))]

@@ -92,7 +92,7 @@ pub fn arch_prctl(task: &mut Task, code: u64, addr: u64) -> SysResult {
     }
     match code {
         ARCH_SET_FS => {
-            if addr >= 1 << 47 {
+            if addr >= crate::arch::USER_TOP {
                 return Err(Errno::EPERM);
             }
             task.uctx.set_tls(addr);

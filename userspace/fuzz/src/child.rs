@@ -22,6 +22,13 @@ pub const WINDOW: u64 = 0x2000_0000_0000;
 /// Pages in the window.
 const PAGES: usize = 16 * 1024;
 const PAGE: u64 = 4096;
+/// One past the highest user address (Linux's `TASK_SIZE`): 47 bits on
+/// x86-64, 48 on arm64.
+const USER_END: u64 = if cfg!(target_arch = "x86_64") {
+    1 << 47
+} else {
+    1 << 48
+};
 const WINDOW_END: u64 = WINDOW + PAGES as u64 * PAGE;
 
 const R: u8 = 1;
@@ -235,7 +242,7 @@ impl Child {
             2 => 1 << 40,
             3 => (-4096i64) as u64,
             4 => u64::MAX,
-            5 => 1 << 47,
+            5 => USER_END,
             6 => (self.rng.below(64) + 1) << 21,
             _ => self.rng.next(),
         }
@@ -246,7 +253,7 @@ impl Child {
         match self.rng.below(7) {
             0 => 0,
             1 => 0xffff_8000_0000_0000,
-            2 => 0x0000_8000_0000_0000 - PAGE,
+            2 => USER_END - PAGE,
             3 => WINDOW + 1 + self.rng.below(PAGE - 1),
             4 => 0x0100_0000_0000_0000,
             5 => !(PAGE - 1),
@@ -357,7 +364,7 @@ impl Child {
             let len = self.odd_len();
             // Refused, or (inside the window) unmaps window pages only.
             let safe = Self::page_of(addr).is_some() && len <= WINDOW_END - addr;
-            if safe || addr >= 1 << 47 || addr & (PAGE - 1) != 0 || len == 0 {
+            if safe || addr >= USER_END || addr & (PAGE - 1) != 0 || len == 0 {
                 if self.sys(Sysno::Munmap, [addr, len, 0, 0, 0, 0]).is_ok() {
                     self.mark(addr, len, 0);
                 }
@@ -385,7 +392,7 @@ impl Child {
         if self.rng.chance(15) {
             let addr = self.odd_addr();
             let len = self.odd_len();
-            if Self::page_of(addr).is_none() && addr & (PAGE - 1) == 0 && addr < 1 << 47 {
+            if Self::page_of(addr).is_none() && addr & (PAGE - 1) == 0 && addr < USER_END {
                 // A valid address outside the window could be the
                 // program's own: protect nothing there.
                 let _ = self.sys(Sysno::Mprotect, [addr, 0, prot, 0, 0, 0]);
@@ -418,7 +425,7 @@ impl Child {
         };
         // MADV_REMOVE, HWPOISON and SOFT_OFFLINE (9, 100, 101) and
         // arbitrary advice outside the window could touch the program.
-        if Self::page_of(addr).is_none() && addr < 1 << 47 && addr & (PAGE - 1) == 0 {
+        if Self::page_of(addr).is_none() && addr < USER_END && addr & (PAGE - 1) == 0 {
             let _ = self.sys(Sysno::Madvise, [addr, 0, advice, 0, 0, 0]);
             return;
         }
@@ -596,7 +603,7 @@ impl Child {
             1 => 1 + self.rng.below(0xfff),
             2 => 0xffff_8000_0000_0000 + (self.rng.next() & 0x7fff_ffff_ffff),
             3 => u64::MAX - self.rng.below(64),
-            4 => 0x0000_8000_0000_0000 - self.rng.below(16),
+            4 => USER_END - self.rng.below(16),
             5 => 0x0123_4567_89ab_cdef,
             // Inside the window, on whatever page (unmapped, read-only,
             // PROT_NONE, or writable at an odd offset).
@@ -616,7 +623,7 @@ impl Child {
         match self.rng.below(4) {
             0 => 0,
             1 => 0xffff_8000_0000_0000 + (self.rng.next() & 0x7fff_ffff_f000),
-            2 => 0x0000_8000_0000_0000 + self.rng.below(0x1000),
+            2 => USER_END + self.rng.below(0x1000),
             _ => u64::MAX - 7,
         }
     }
@@ -805,7 +812,7 @@ impl Child {
                 let local = 0u64;
                 let sp = (&raw const local) as u64 & !(PAGE - 1);
                 // Below the user end: a range past it is refused whole.
-                let end = (sp + 8 * PAGE).min(1 << 47);
+                let end = (sp + 8 * PAGE).min(USER_END);
                 let _ = sys::munmap(sp - 16 * PAGE, end - (sp - 16 * PAGE));
                 // The next call or return touches the unmapped stack.
                 let _ = core::hint::black_box(sys::getpid());

@@ -86,7 +86,9 @@ fn covered(s: &Snapshot, start: u64, end: u64) -> Result<(), String> {
 }
 
 /// The checks, each by name, over a boot's console lines.
-pub fn check_mmdemo(lines: &[String]) -> Vec<Verdict> {
+/// `user_end` is where the user half ends on the board's architecture
+/// ([`user_end`]): the page-table dump must tile it exactly.
+pub fn check_mmdemo(lines: &[String], user_end: u64) -> Vec<Verdict> {
     let parsed = parse::parse(lines).and_then(|s| {
         let layout = Layout::find(lines).ok_or("no `mmdemo: layout` line")?;
         Ok((s, layout))
@@ -97,7 +99,7 @@ pub fn check_mmdemo(lines: &[String]) -> Vec<Verdict> {
     };
     let ran = lines.iter().any(|l| l.trim() == "mmdemo: ok");
     vec![
-        ("mmdemo_snapshots_parse", parses(&snaps, ran)),
+        ("mmdemo_snapshots_parse", parses(&snaps, ran, user_end)),
         (
             "mmdemo_folios_have_the_sizes_asked_for",
             folio_sizes(&snaps, &l),
@@ -144,7 +146,16 @@ fn folds(snaps: &[Snapshot], l: &Layout) -> Result<(), String> {
     Ok(())
 }
 
-fn parses(snaps: &[Snapshot], ran: bool) -> Result<(), String> {
+/// One past the highest user address on `arch`: Linux's `TASK_SIZE`, as
+/// Folium's `USER_TOP` (47 bits on x86-64, 48 on arm64).
+pub fn user_end(arch: crate::build::Arch) -> u64 {
+    match arch {
+        crate::build::Arch::Aarch64 => 1 << 48,
+        crate::build::Arch::X86_64 => 1 << 47,
+    }
+}
+
+fn parses(snaps: &[Snapshot], ran: bool, user_end: u64) -> Result<(), String> {
     ensure(ran, || "mmdemo did not print `mmdemo: ok`".into())?;
     let names: Vec<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
     for want in [
@@ -166,7 +177,7 @@ fn parses(snaps: &[Snapshot], ran: bool) -> Result<(), String> {
             })?;
             at = p.end;
         }
-        ensure(at == 1 << 47, || {
+        ensure(at == user_end, || {
             format!("{}: ptdump ends at {at:#x}", s.name)
         })?;
         // Every mapped run of mmview lies in a mapped ptdump line.
@@ -321,10 +332,18 @@ mod tests {
         super::super::parse::tests::fixture(board)
     }
 
+    fn board_end(board: &str) -> u64 {
+        user_end(if board == "virt" {
+            crate::build::Arch::Aarch64
+        } else {
+            crate::build::Arch::X86_64
+        })
+    }
+
     #[test]
     fn the_recorded_boots_pass_every_check() {
         for board in ["virt", "q35"] {
-            let v = check_mmdemo(&fixture(board));
+            let v = check_mmdemo(&fixture(board), board_end(board));
             assert_eq!(v.len(), 6);
             for (name, r) in v {
                 assert!(r.is_ok(), "{board} {name}: {r:?}");
@@ -347,7 +366,7 @@ mod tests {
     }
 
     fn failing(lines: &[String]) -> Vec<&'static str> {
-        check_mmdemo(lines)
+        check_mmdemo(lines, board_end("virt"))
             .into_iter()
             .filter(|(_, r)| r.is_err())
             .map(|(n, _)| n)

@@ -505,7 +505,15 @@ impl<F: PteFormat> PageTable<F> {
     /// Calls `f` for every leaf in ascending table order (lower half before
     /// upper half) with the first VA it maps.
     pub fn for_each_leaf(&self, mut f: impl FnMut(VirtAddr, Translation)) {
-        self.visit_leaves(self.root, Level::L0, 0, &mut f);
+        self.visit_leaves(self.root, Level::L0, 0, None, &mut f);
+    }
+
+    /// Calls `f` for every leaf below `end` in ascending order, with the VA
+    /// the table indices spell (bits 47..0, never sign-extended): the view
+    /// of a user tree, whose half reaches 2^48 on arm64 (TTBR0) and 2^47
+    /// on x86-64.
+    pub fn for_each_leaf_below(&self, end: VirtAddr, mut f: impl FnMut(VirtAddr, Translation)) {
+        self.visit_leaves(self.root, Level::L0, 0, Some(end.as_u64()), &mut f);
     }
 
     fn visit_tables(&self, table: PhysAddr, level: Level, f: &mut dyn FnMut(PhysAddr, Level)) {
@@ -518,22 +526,31 @@ impl<F: PteFormat> PageTable<F> {
         }
     }
 
+    /// `below`: only VAs under it, spelled raw; `None`: all, with bit 47
+    /// sign-extended (both halves of one tree).
     fn visit_leaves(
         &self,
         table: PhysAddr,
         level: Level,
         base: u64,
+        below: Option<u64>,
         f: &mut dyn FnMut(VirtAddr, Translation),
     ) {
         for idx in 0..ENTRIES {
             let va = base | (idx as u64) << level.shift();
+            if below.is_some_and(|end| va >= end) {
+                return;
+            }
             match (F::decode(self.read(table, idx), level), level.next()) {
                 (PteKind::Leaf { pa, attrs }, _) => {
-                    // Bit 47 selects the half: sign-extend it.
-                    let va = VirtAddr::new((((va << 16) as i64) >> 16) as u64);
-                    f(va, Translation { pa, attrs, level });
+                    let va = match below {
+                        Some(_) => va,
+                        // Bit 47 selects the half: sign-extend it.
+                        None => (((va << 16) as i64) >> 16) as u64,
+                    };
+                    f(VirtAddr::new(va), Translation { pa, attrs, level });
                 }
-                (PteKind::Table(t), Some(next)) => self.visit_leaves(t, next, va, f),
+                (PteKind::Table(t), Some(next)) => self.visit_leaves(t, next, va, below, f),
                 _ => {}
             }
         }

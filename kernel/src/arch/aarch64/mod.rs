@@ -25,8 +25,8 @@ pub use mm::{
 };
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 pub use user::{
-    UserContext, asid_bits, copy_from_user, copy_to_user, has_pan, hw_access_dirty, pan_enabled,
-    run_user,
+    USER_TOP, UserContext, asid_bits, copy_from_user, copy_to_user, has_pan, hw_access_dirty,
+    pan_enabled, run_user,
 };
 
 use super::{Exit, STOPPING};

@@ -279,9 +279,10 @@ fn abort_kind(ec: u64, esr: u64) -> UserFaultKind {
     }
 }
 
-/// One past the highest user address the copies accept (the 47-bit user
-/// half both architectures expose).
-const USER_TOP: u64 = 1 << 47;
+/// One past the highest user address: the copies accept nothing above
+/// it (the 48-bit user half TTBR0 translates with T0SZ = 16, as arm64
+/// Linux's `TASK_SIZE`).
+pub const USER_TOP: u64 = 1 << 48;
 
 fn user_range_ok(addr: u64, len: usize) -> bool {
     addr.checked_add(len as u64)

@@ -489,8 +489,8 @@ kernel_test!(
         check_eq!(copy_from_user(&mut b8, kaddr), 8);
         check_eq!(b8, [0; 8]);
         check_eq!(copy_to_user(kaddr, b"overwrit"), 8);
-        check_eq!(copy_from_user(&mut b8, (1 << 47) - 4), 8);
-        check_eq!(copy_to_user((1 << 47) - 4, &b8), 8);
+        check_eq!(copy_from_user(&mut b8, (1 << 48) - 4), 8);
+        check_eq!(copy_to_user((1 << 48) - 4, &b8), 8);
         check_eq!(copy_from_user(&mut b8, u64::MAX - 2), 8);
         check!(
             crate::arch::take_trap().is_none(),

@@ -33,7 +33,7 @@ pub use mm::{
 };
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 pub use uaccess::{copy_from_user, copy_to_user};
-pub use user::{UserContext, run_user};
+pub use user::{USER_TOP, UserContext, run_user};
 
 use super::{Exit, STOPPING};
 

@@ -3,12 +3,11 @@
 //! with exception fixups (a fault ends the copy with the count left) and
 //! `stac`/`clac` around it when SMAP is on.
 
+use super::USER_TOP;
+
 unsafe extern "C" {
     fn folium_copy_user(dst: *mut u8, src: *const u8, n: usize) -> usize;
 }
-
-/// One past the highest user address.
-const USER_TOP: u64 = 1 << 47;
 
 /// True if `[addr, addr + n)` lies inside the user half.
 fn user_range(addr: u64, n: usize) -> bool {

@@ -361,8 +361,9 @@ fn canonical(va: u64) -> bool {
     ((va << 16) as i64 >> 16) as u64 == va
 }
 
-/// One past the highest user address.
-const USER_TOP: u64 = 1 << 47;
+/// One past the highest user address: the lower canonical half (Linux's
+/// `TASK_SIZE` with 4 levels).
+pub const USER_TOP: u64 = 1 << 47;
 
 /// Puts `ctx`'s FP state and FS base into the CPU, if not there already.
 #[inline]
