@@ -483,3 +483,78 @@ fn move_ptes_keeps_pages<F: PteFormat>() {
 }
 
 on_both_formats!(move_ptes_keeps_pages: move_ptes_keeps_pages_x86_64, move_ptes_keeps_pages_aarch64);
+
+/// A move whose destination tables cannot be allocated fails before any
+/// entry leaves the source: every page still reads its value where it
+/// was, and nothing leaks once memory is back.
+fn move_without_memory_moves_nothing<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    let mut a = new_space::<F>(&mut env, 1);
+    a.add_vma(Vma::new(va(0), va(64), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    for p in 0..64 {
+        write_u64(&mut env, &mut a, va(p), 7000 + p);
+    }
+    // Another last-level table's range: the move needs a new table.
+    a.add_vma(Vma::new(va(1024), va(1088), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    let mut held = Vec::new();
+    while let Some(pfn) = env.buddy.alloc(folium_mm::Order::of(0)) {
+        held.push(pfn);
+    }
+    assert_eq!(
+        a.move_ptes(&mut env, va(0), va(1024), 64 * PAGE_SIZE),
+        Err(FaultError::OutOfMemory)
+    );
+    for pfn in held {
+        env.buddy.free(pfn, folium_mm::Order::of(0)).unwrap();
+    }
+    for p in 0..64 {
+        assert!(a.translate(va(1024 + p)).is_none(), "page {p} moved");
+        assert_eq!(read_u64(&mut env, &mut a, va(p)), 7000 + p, "page {p}");
+    }
+    env.walk_all(&a);
+    a.teardown(&mut env);
+}
+
+on_both_formats!(
+    move_without_memory_moves_nothing: move_without_memory_moves_nothing_x86_64,
+    move_without_memory_moves_nothing_aarch64
+);
+
+/// `allows`, the check user copies make: every byte of the range inside
+/// areas whose rights allow the access, across area boundaries.
+fn allows_needs_every_byte_covered<F: PteFormat>() {
+    let mut env = HostEnv::new(FRAMES);
+    let mut a = new_space::<F>(&mut env, 1);
+    a.add_vma(Vma::new(va(1), va(10), Prot::RW, VmaKind::Anon))
+        .unwrap();
+    a.add_vma(Vma::new(va(10), va(20), Prot::READ, VmaKind::Anon))
+        .unwrap();
+    a.add_vma(Vma::new(va(30), va(40), Prot::NONE, VmaKind::Anon))
+        .unwrap();
+    let p = PAGE_SIZE;
+    assert!(a.allows(va(1), 19 * p, Access::Read), "two areas, readable");
+    assert!(
+        !a.allows(va(1), 19 * p, Access::Write),
+        "the second is read-only"
+    );
+    assert!(a.allows(va(1), 9 * p, Access::Write), "the first alone");
+    assert!(!a.allows(va(10) - 1, 2, Access::Write), "two bytes across");
+    assert!(a.allows(va(10) - 1, 1, Access::Write), "the last byte");
+    assert!(!a.allows(va(15), 10 * p, Access::Read), "into the gap");
+    assert!(
+        !a.allows(va(0), p + 1, Access::Read),
+        "from below the first"
+    );
+    assert!(!a.allows(va(30), 8, Access::Read), "PROT_NONE");
+    assert!(!a.allows(va(21), 8, Access::Read), "nothing there");
+    assert!(a.allows(va(25), 0, Access::Write), "an empty range");
+    assert!(!a.allows(va(2), u64::MAX, Access::Read), "wraps around");
+    a.teardown(&mut env);
+}
+
+on_both_formats!(
+    allows_needs_every_byte_covered: allows_needs_every_byte_covered_x86_64,
+    allows_needs_every_byte_covered_aarch64
+);

@@ -218,6 +218,32 @@ fn a_fully_mapped_folio_leaves_the_queue_unsplit() {
     a.teardown(&mut env);
 }
 
+/// The bounded scan the kernel runs in steps looks at exactly `max`
+/// queued folios per call (fewer when the queue runs out), oldest first.
+#[test]
+fn a_bounded_scan_looks_at_max_folios_per_call() {
+    let mut env = HostEnv::new(FRAMES);
+    let a = filled::<folium_mm::pgtable::X86_64>(&mut env, 1, 4, 48);
+    let heads: Vec<Pfn> = (0..3).map(|k| folio_at(&env, &a, 16 * k).0).collect();
+    for (k, &h) in heads.iter().enumerate() {
+        assert!(env.buddy.deferred_split_folio(h, va(16 * k as u64)));
+    }
+    let tables = [a.page_table()];
+    let step = |env: &mut HostEnv, max| {
+        folium_mm::split::deferred_split_scan_some(&mut env.buddy, &tables, &env.thp, max)
+    };
+    let scan = step(&mut env, 2);
+    assert_eq!((scan.scanned, scan.dequeued), (2, 2));
+    assert_eq!(queue(&env), [heads[2]], "the oldest two went first");
+    let scan = step(&mut env, 0);
+    assert_eq!(scan.scanned, 0, "max 0 looks at nothing");
+    assert_eq!(queue(&env).len(), 1);
+    let scan = step(&mut env, 5);
+    assert_eq!((scan.scanned, scan.dequeued), (1, 1));
+    assert!(queue(&env).is_empty());
+    a.teardown(&mut env);
+}
+
 /// Memory full of partly mapped folios: a fault fails, the scan frees
 /// the unmapped parts, and the fault then succeeds (the kernel runs the
 /// scan before its OOM killer).

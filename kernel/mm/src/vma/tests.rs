@@ -12,6 +12,15 @@ fn anon(s: u64, e: u64, prot: Prot) -> Vma {
 }
 
 #[test]
+fn empty_means_no_bytes() {
+    assert!(anon(5, 5, Prot::RW).is_empty());
+    assert!(anon(6, 5, Prot::RW).is_empty());
+    let v = anon(5, 6, Prot::RW);
+    assert!(!v.is_empty());
+    assert_eq!(v.len(), PAGE_SIZE);
+}
+
+#[test]
 fn insert_merges_and_refuses_overlap() {
     let mut m = VmaMap::new();
     m.insert(anon(10, 20, Prot::RW)).unwrap();
