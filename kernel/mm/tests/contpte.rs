@@ -329,6 +329,7 @@ fn history(ops: &[Op], fold: bool) {
     };
     for op in ops {
         let before = raw_of(&c);
+        let events_before = *h.events.borrow();
         h.flushed.borrow_mut().clear();
         let mut touched = None;
         match *op {
@@ -565,6 +566,17 @@ fn history(ops: &[Op], fold: bool) {
                     h.flushed.borrow().contains(&b),
                     "block {b} newly dirty, not flushed"
                 );
+            }
+            // Accessed and dirty only grow here: a folded block takes
+            // them in place, never through an unfold and refold.
+            if F::pte_cont(before[i]) {
+                let ev = *h.events.borrow();
+                for e in [FoldEvent::Unfold, FoldEvent::Refold] {
+                    assert_eq!(
+                        ev[e as usize], events_before[e as usize],
+                        "{e:?} while block {b} only grew accessed/dirty"
+                    );
+                }
             }
         }
         // Every change of the hint on entries live before and after was
