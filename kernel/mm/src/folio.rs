@@ -187,12 +187,6 @@ pub enum PutTestZero<'m> {
     Kept(PutOutcome),
 }
 
-/// `old + nr`, saturated at `sat`.
-#[inline]
-fn saturating_add(old: u32, nr: u32, sat: u32) -> u32 {
-    old.checked_add(nr).map_or(sat, |n| n.min(sat))
-}
-
 /// A borrowed view of an allocated folio's metadata (the head descriptor
 /// and, for per-page state, its tails). Holding a view is not a reference.
 #[derive(Clone, Copy)]
@@ -281,29 +275,28 @@ impl<'a> FolioRef<'a> {
         if nr == 0 {
             return;
         }
-        let rc = self.head.refcount();
-        let mut old = rc.load(Relaxed);
-        loop {
-            if old >= REF_SATURATED {
-                return;
-            }
-            let new = if old == 0 {
-                REF_SATURATED
-            } else {
-                saturating_add(old, nr, REF_SATURATED)
-            };
-            match rc.compare_exchange_weak(old, new, Relaxed, Relaxed) {
-                Ok(_) => {
-                    let stats = self.memmap.safety();
-                    if old == 0 {
-                        bump(&stats.ref_on_zero);
-                    } else if new == REF_SATURATED {
-                        bump(&stats.ref_saturated);
-                    }
-                    return;
-                }
-                Err(now) => old = now,
-            }
+        // One atomic add, checked after (Linux's `refcount_t` scheme): the
+        // saturation value leaves 1 GiB of counts above it, so no add in
+        // flight can carry a saturated count round to zero before the
+        // fix-up below pins it again.
+        let old = self.head.refcount().fetch_add(nr, Relaxed);
+        if old == 0 || old >= REF_SATURATED - nr.min(REF_SATURATED) {
+            self.ref_pin_saturated(old);
+        }
+    }
+
+    /// [`FolioRef::ref_add`]'s rare case: the count was 0 or has reached
+    /// the saturation range; it is pinned at [`REF_SATURATED`] and the
+    /// event counted.
+    #[cold]
+    #[inline(never)]
+    fn ref_pin_saturated(&self, old: u32) {
+        self.head.refcount().store(REF_SATURATED, Relaxed);
+        let stats = self.memmap.safety();
+        if old == 0 {
+            bump(&stats.ref_on_zero);
+        } else if old < REF_SATURATED {
+            bump(&stats.ref_saturated);
         }
     }
 
@@ -324,23 +317,24 @@ impl<'a> FolioRef<'a> {
     /// changes (the folio then stays mapped, so it is never freed).
     #[inline]
     pub fn add_mapcount(&self, nr: u32) -> u32 {
-        let mc = self.head.mapcount();
-        let mut old = mc.load(Relaxed);
-        loop {
-            if old >= MAP_SATURATED {
-                return old;
-            }
-            let new = saturating_add(old, nr, MAP_SATURATED);
-            match mc.compare_exchange_weak(old, new, Relaxed, Relaxed) {
-                Ok(_) => {
-                    if new == MAP_SATURATED {
-                        bump(&self.memmap.safety().map_saturated);
-                    }
-                    return new;
-                }
-                Err(now) => old = now,
-            }
+        // As `ref_add`: one atomic add, the saturation range checked after.
+        let old = self.head.mapcount().fetch_add(nr, Relaxed);
+        if old < MAP_SATURATED - nr.min(MAP_SATURATED) {
+            return old + nr;
         }
+        self.map_pin_saturated(old)
+    }
+
+    /// [`FolioRef::add_mapcount`]'s rare case: pins the count at
+    /// [`MAP_SATURATED`], counting the event the first time.
+    #[cold]
+    #[inline(never)]
+    fn map_pin_saturated(&self, old: u32) -> u32 {
+        self.head.mapcount().store(MAP_SATURATED, Relaxed);
+        if old < MAP_SATURATED {
+            bump(&self.memmap.safety().map_saturated);
+        }
+        MAP_SATURATED
     }
     /// Counts `nr` PTE mappings gone (Linux `folio_remove_rmap_ptes`
     /// accounting). Returns the new mapcount. A decrement below 0 is

@@ -89,6 +89,13 @@ impl LocalHistogram {
         self.0[bucket(nr)] += 1;
     }
 
+    /// Counts `times` batches of one PTE (kept in a plain counter by the
+    /// loops, which see mostly those).
+    #[inline]
+    pub fn count_singles(&mut self, times: u64) {
+        self.0[bucket(1)] += times;
+    }
+
     /// Adds the counts to `hist`.
     pub fn add_to(&self, hist: &[AtomicU64; BUCKETS]) {
         for (h, &n) in hist.iter().zip(self.0.iter()) {

@@ -127,6 +127,11 @@ impl<F: PteFormat> AddressSpace<F> {
             .pt
             .pte_cursor_alloc(s, e, env)
             .map_err(|_| FaultError::OutOfMemory)?;
+        // Once per table: the per-entry copies rely on it.
+        assert!(
+            src.same_range(&dst),
+            "fork: child cursor over another range"
+        );
         // The switch caps a batch's length rather than choosing a path:
         // both modes then run the very same instructions per entry, and a
         // small folio (or the per-PTE mode) is a batch of one.
@@ -135,6 +140,7 @@ impl<F: PteFormat> AddressSpace<F> {
         // Made once per table: the batches only read the environment.
         let h = hooks(env, asid);
         let mut hist = LocalHistogram::default();
+        let mut singles = 0;
         let mut copied = 0;
         let mut i = first;
         while i < src.len() {
@@ -163,7 +169,11 @@ impl<F: PteFormat> AddressSpace<F> {
                 f.clear_pages_anon_exclusive(pfn, nr as u64);
                 copied += nr as u64;
             }
-            hist.count(nr);
+            if nr == 1 {
+                singles += 1;
+            } else {
+                hist.count(nr);
+            }
             env.note_batch(true, nr);
             if writable > 0 {
                 *downgraded = true;
@@ -171,6 +181,7 @@ impl<F: PteFormat> AddressSpace<F> {
             i += nr;
         }
         child.rss += copied;
+        hist.count_singles(singles);
         hist.add_to(&STATS.fork_batches);
         Ok(())
     }

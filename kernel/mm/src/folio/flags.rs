@@ -126,15 +126,23 @@ impl FolioRef<'_> {
     /// alone. Nothing can set a flag on a tail meanwhile: fork holds the
     /// address space, and another space sharing the folio never finds it
     /// exclusive to reuse.
-    #[inline]
+    #[inline(always)]
     pub fn clear_pages_anon_exclusive(&self, pfn: Pfn, nr: u64) {
         if pfn == self.pfn && nr == 1 {
-            // An order-0 folio (or one page at the head): no tail.
+            // An order-0 folio (or one page at the head): no tail. Inlined
+            // into fork's loop, which sees mostly these.
             if self.head.test_anon_exclusive() {
                 self.head.clear_anon_exclusive();
             }
             return;
         }
+        self.clear_run_anon_exclusive(pfn, nr);
+    }
+
+    /// [`FolioRef::clear_pages_anon_exclusive`] for a run that is not the
+    /// head page alone.
+    #[inline(never)]
+    fn clear_run_anon_exclusive(&self, pfn: Pfn, nr: u64) {
         let pages = self.nr_pages();
         assert!(
             self.contains(pfn) && nr <= pages - (pfn - self.pfn),

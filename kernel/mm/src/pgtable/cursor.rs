@@ -428,11 +428,18 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ) -> Copied {
         assert!(max_nr >= 1, "PteCursor::copy_batch_wrprotect: max_nr is 0");
         assert!(
-            dst.va(0) == self.va(0) && dst.len() == self.len(),
+            self.same_range(dst),
             "PteCursor::copy_batch_wrprotect: the cursors cover different ranges"
         );
         let at = self.at("copy_batch_wrprotect", i, max_nr);
         F::table_copy_batch(self.table, dst.table, at, max_nr, h)
+    }
+
+    /// True if `other` covers the same entries (fork's parent and child
+    /// cursors over one range).
+    #[inline]
+    pub fn same_range(&self, other: &PteCursor<'_, F>) -> bool {
+        other.va(0) == self.va(0) && other.len() == self.len()
     }
 
     /// [`PteCursor::copy_batch_wrprotect`] for a batch of one, the
@@ -443,9 +450,13 @@ impl<F: PteFormat> PteCursor<'_, F> {
     ///
     /// # Panics
     ///
-    /// If `i` is outside the cursor, `dst` covers a different range, or
-    /// `raw` is not present. Debug builds also panic if `raw` is not entry
-    /// `i` or `dst`'s entry `i` is present.
+    /// If `i` is outside the cursor. Debug builds also panic if `dst`
+    /// covers a different range, `raw` is not present or not entry `i`, or
+    /// `dst`'s entry `i` is present. None of these can reach outside the
+    /// two tables (`i` is checked against this cursor, and both index
+    /// whole 512-entry tables);
+    /// fork, the caller per entry, checks the pair of cursors once per
+    /// table with [`PteCursor::same_range`].
     #[inline]
     pub fn copy_one_wrprotect(
         &mut self,
@@ -454,8 +465,8 @@ impl<F: PteFormat> PteCursor<'_, F> {
         raw: Pte,
         h: &(impl PteEnv + ?Sized),
     ) -> bool {
-        assert!(
-            dst.va(0) == self.va(0) && dst.len() == self.len() && F::pte_present(raw),
+        debug_assert!(
+            self.same_range(dst) && F::pte_present(raw),
             "PteCursor::copy_one_wrprotect: bad call for entry {i} ({raw:#x})"
         );
         let at = self.at("copy_one_wrprotect", i, 1);
