@@ -197,6 +197,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn virtual_page_offsets() {
+        assert_eq!(VirtAddr::new(0x7000).page_offset(), 0);
+        assert_eq!(VirtAddr::new(0x7fff).page_offset(), 0xfff);
+        assert_eq!(VirtAddr::new(0xffff_0000_0000_0123).page_offset(), 0x123);
+    }
+
+    #[test]
     fn pfn_round_trip_and_alignment() {
         let pa = PhysAddr::new(0x4020_1234);
         assert_eq!(pa.pfn(), Pfn::new(0x40201));

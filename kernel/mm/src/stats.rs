@@ -154,4 +154,19 @@ mod tests {
         assert_eq!(bucket(512), 9);
         assert_eq!(bucket(4096), 9);
     }
+
+    #[test]
+    fn a_local_histogram_adds_its_counts() {
+        let mut h = LocalHistogram::default();
+        h.count(1);
+        h.count(16);
+        h.count(17);
+        h.count_singles(5);
+        let total: [AtomicU64; BUCKETS] = Default::default();
+        total[4].store(10, Relaxed);
+        h.add_to(&total);
+        h.add_to(&total);
+        let got: Vec<u64> = total.iter().map(|c| c.load(Relaxed)).collect();
+        assert_eq!(got, [12, 0, 0, 0, 14, 0, 0, 0, 0, 0]);
+    }
 }

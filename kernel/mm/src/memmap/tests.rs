@@ -3,6 +3,17 @@
 use super::*;
 
 #[test]
+fn page_flags_combine_as_sets() {
+    let hd = PageFlags::HEAD | PageFlags::DIRTY;
+    assert_eq!(hd.bits(), 1 | 1 << 4);
+    assert_eq!(hd | PageFlags::HEAD, hd, "or-ing a flag already set");
+    assert_eq!((hd | hd).bits(), hd.bits());
+    assert!(hd.contains(PageFlags::DIRTY) && !hd.contains(PageFlags::YOUNG));
+    assert_eq!(hd.without(PageFlags::HEAD), PageFlags::DIRTY);
+    assert_eq!(PageFlags::EMPTY.bits(), 0);
+}
+
+#[test]
 fn span_is_widened_to_max_blocks() {
     let (s, e) = Memmap::span_for(Pfn::new(0x40003), Pfn::new(0x40801));
     assert_eq!((s, e), (Pfn::new(0x40000), Pfn::new(0x40c00)));

@@ -12,6 +12,26 @@ fn anon(s: u64, e: u64, prot: Prot) -> Vma {
 }
 
 #[test]
+fn prot_bits_round_trip() {
+    for bits in 0..8u64 {
+        assert_eq!(
+            Prot::from_bits(bits).map(|p| u64::from(p.bits())),
+            Some(bits)
+        );
+    }
+    assert_eq!(Prot::RW.bits(), 3);
+}
+
+#[test]
+fn find_free_refuses_odd_requests() {
+    let m = VmaMap::new();
+    assert_eq!(m.find_free(0, va(0), va(100)), None, "zero length");
+    assert_eq!(m.find_free(100, va(0), va(100)), None, "unaligned length");
+    assert_eq!(m.find_free(PAGE_SIZE, va(50), va(10)), None, "hi below lo");
+    assert_eq!(m.find_free(PAGE_SIZE, va(10), va(50)), Some(va(49)));
+}
+
+#[test]
 fn empty_means_no_bytes() {
     assert!(anon(5, 5, Prot::RW).is_empty());
     assert!(anon(6, 5, Prot::RW).is_empty());
