@@ -82,3 +82,23 @@ impl SafetyStats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_adds_every_kind() {
+        let c = SafetyCounts {
+            ref_saturated: 1,
+            ref_on_zero: 2,
+            put_saturated: 4,
+            put_underflow: 8,
+            freed_mapped: 16,
+            map_saturated: 32,
+            map_underflow: 64,
+        };
+        assert_eq!(c.total(), 127);
+        assert_eq!(SafetyCounts::default().total(), 0);
+    }
+}
