@@ -509,6 +509,35 @@ fn bad_input<F: PteFormat>() {
     assert_eq!(user, [0, 0x0000_7fff_ffff_f000]);
 }
 
+/// Root slots preallocated (the x86 kernel half every process shares):
+/// each absent one in range gets an empty table, a present one is kept,
+/// indices past the root are ignored.
+fn prealloc_root<F: PteFormat>() {
+    let (_arena, mut frames, mut pt) = setup::<F>(64);
+    let k = Attrs::KERNEL_DATA;
+    pt.map_range(
+        va(LINEAR),
+        pa(0x4000_0000),
+        0x1000,
+        k,
+        &mut frames,
+        MapOptions::PAGES,
+    )
+    .unwrap();
+    let before = pt.count_tables();
+    let slot = |va: u64| ((va >> 39) & 511) as usize;
+    let linear_slot = slot(LINEAR);
+    let added = pt
+        .prealloc_root_slots(linear_slot - 1..linear_slot + 2, &mut frames)
+        .unwrap();
+    assert_eq!(added, 2, "the linear map's slot was already there");
+    assert_eq!(pt.count_tables(), before + 2);
+    assert_eq!(pt.prealloc_root_slots(510..600, &mut frames).unwrap(), 2);
+    assert_eq!(pt.prealloc_root_slots(510..600, &mut frames).unwrap(), 0);
+    let t = pt.translate(va(LINEAR)).unwrap();
+    assert_eq!(t.pa, pa(0x4000_0000), "the existing mapping survives");
+}
+
 /// The boot-time picture: linear map of RAM in blocks, image sections in
 /// pages with W^X, one device page.
 fn kernel_boot_layout<F: PteFormat>() {
@@ -718,6 +747,7 @@ for_both_formats!(
     kernel_boot_layout,
     cont_runs,
     misaligned_table_frame_is_refused,
+    prealloc_root,
 );
 
 // ------------------------------------------------------------ properties --

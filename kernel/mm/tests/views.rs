@@ -200,6 +200,33 @@ fn zero_page_after_a_read_fault() {
     a.teardown(&mut env);
 }
 
+/// smaps_rollup counts the pages of the areas it is given and nothing
+/// else of the tables they share: two areas in one last-level table, the
+/// sum over one is its own pages only.
+#[test]
+fn rollup_counts_only_the_given_areas() {
+    let mut env = HostEnv::new(FRAMES);
+    set_sizes(&env, "never", &[]);
+    let mut a = new_space::<folium_mm::pgtable::X86_64>(&mut env, 1);
+    anon(&mut a, 0, 8);
+    anon(&mut a, 10, 6);
+    for p in (0..8).chain(10..16) {
+        write_u64(&mut env, &mut a, va(p), p);
+    }
+    let all = [a.page_table()];
+    let v = view(&env, &a, &all);
+    let rss = |areas: &[(u64, u64)]| {
+        v.smaps_rollup(areas.iter().map(|&(s, e)| (va(s), va(e))))
+            .rss
+            / PAGE_SIZE
+    };
+    assert_eq!(rss(&[(0, 8)]), 8);
+    assert_eq!(rss(&[(10, 16)]), 6);
+    assert_eq!(rss(&[(2, 5)]), 3);
+    assert_eq!(rss(&[(0, 8), (10, 16)]), 14);
+    a.teardown(&mut env);
+}
+
 /// One whole 2 MiB folio counts in AnonHugePages, in both processes after
 /// fork, where Pss halves; the child's copy-on-write of one page takes it
 /// out of the child's (the folio is no longer whole there) but not the
