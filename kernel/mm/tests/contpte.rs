@@ -451,6 +451,7 @@ fn history(ops: &[Op], fold: bool) {
                 d.get_and_clear_ptes(i, max, &NoCheck);
                 md[i..i + max].fill(None);
                 let raw = c.get(i);
+                let unfolds = h.events.borrow()[FoldEvent::Unfold as usize];
                 let nr = if max == 1 {
                     c.copy_one_wrprotect(&mut d, i, raw, &h);
                     1
@@ -458,6 +459,19 @@ fn history(ops: &[Op], fold: bool) {
                     c.copy_batch_wrprotect(&mut d, i, max, &h).nr
                 };
                 assert!((1..=max).contains(&nr));
+                // A batch of whole blocks keeps the parent's folds (only a
+                // block the batch cuts, or the per-entry mode, unfolds).
+                if max > 1
+                    && i.is_multiple_of(BLOCK)
+                    && (i + max).is_multiple_of(BLOCK)
+                    && !h.policy.get().fork_per_pte
+                {
+                    assert_eq!(
+                        h.events.borrow()[FoldEvent::Unfold as usize],
+                        unfolds,
+                        "fork of whole blocks {i}+{max} unfolded"
+                    );
+                }
                 for k in 0..nr {
                     let (p, a) = m[i + k].expect("a batch covers present entries");
                     assert_eq!(
