@@ -260,6 +260,28 @@ static void stop_cases(void)
 	kill(c, SIGKILL);
 	wait_for(c, &st, 0, 5000);
 	status("sigkill_after_continue", st);
+
+	/* A stop reaches a process in a long sleep at once, and the sleep
+	 * goes on after SIGCONT: the child reports stopped within a second
+	 * though it sleeps for 5 s, and has not exited 100 ms after being
+	 * continued. */
+	c = fork();
+	if (c == 0) {
+		sleep_ms(5000);
+		_exit(3);
+	}
+	sleep_ms(50);
+	kill(c, SIGSTOP);
+	r = wait_for(c, &st, WUNTRACED, 1000);
+	if (r > 0)
+		status("sigstop_during_long_sleep", st);
+	else
+		res("sigstop_during_long_sleep", r);
+	kill(c, SIGCONT);
+	r = wait_for(c, &st, 0, 100);
+	word("long_sleep_goes_on_after_sigcont", r, r == 0 ? "sleeping" : "ended");
+	kill(c, SIGKILL);
+	wait_for(c, &st, 0, 5000);
 }
 
 /* ---- instructions ---- */

@@ -663,6 +663,11 @@ pub fn block(me: &mut Task, state: State) -> bool {
         }
     }
     schedule(Some(me));
+    // A stop signal wakes a sleeper (Linux's signal_wake_up): it stops
+    // here, and once continued its caller finds the condition it waits
+    // for unchanged and blocks again (a sleep goes on to its deadline, as
+    // Linux restarts nanosleep).
+    stop_if_asked(me);
     current_pid().and_then(pending_kill).is_none()
 }
 
@@ -872,6 +877,11 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
         p.stop = Some(sig);
         // Any stop report not yet collected is stale now.
         KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
+        // A timed sleep or a wait for a child stops at once rather than
+        // when it would have returned: both block again when woken early.
+        if matches!(p.state, State::Sleep { .. } | State::WaitChild) {
+            wake(&mut t, pid);
+        }
         return Ok(());
     }
     if fatal && p.kill.is_none() {
