@@ -382,7 +382,27 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// Refuses to run a binary built from another checkout. Two checkouts
+/// sharing one `CARGO_TARGET_DIR` share `release/xtask`, and cargo, finding
+/// this checkout's own build up to date, runs whichever was linked last:
+/// that one's code would build and test the other tree.
+fn check_checkout() -> std::result::Result<(), String> {
+    let built = env!("CARGO_MANIFEST_DIR");
+    match std::env::var("CARGO_MANIFEST_DIR") {
+        Ok(now) if now != built => Err(format!(
+            "this xtask was built from {built}, not {now} (another checkout shares the \
+             target directory); rebuild it here with `touch xtask/src/main.rs`, or give \
+             each checkout its own CARGO_TARGET_DIR"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
+    if let Err(e) = check_checkout() {
+        eprintln!("xtask: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(Cli::parse()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
