@@ -710,3 +710,43 @@ fn cursor_contracts_panic() {
         );
     }
 }
+
+/// pte_batch's contract on its first entry: one mapping a frame at or
+/// past the folio's end is refused (a debug build panics, a release build
+/// hands back a batch of one).
+#[test]
+fn pte_batch_refuses_a_first_entry_outside_the_folio() {
+    for end in [PFN0, PFN0 - 1] {
+        let run = std::panic::catch_unwind(|| {
+            let (_arena, mut frames, mut pt) = setup::<Aarch64>();
+            let mut c = pt.pte_cursor_alloc(va(0), va(4), &mut frames).unwrap();
+            c.set_ptes(
+                0,
+                page::<Aarch64>(PFN0, Attrs::user(true, false)),
+                4,
+                &NoFold,
+            );
+            c.pte_batch(0, 4, Pfn::new(end))
+        });
+        if cfg!(debug_assertions) {
+            assert!(run.is_err(), "folio end {end:#x}: no panic");
+        } else {
+            assert_eq!(run.ok(), Some(1), "folio end {end:#x}");
+        }
+    }
+    assert_eq!(
+        {
+            let (_arena, mut frames, mut pt) = setup::<Aarch64>();
+            let mut c = pt.pte_cursor_alloc(va(0), va(4), &mut frames).unwrap();
+            c.set_ptes(
+                0,
+                page::<Aarch64>(PFN0, Attrs::user(true, false)),
+                4,
+                &NoFold,
+            );
+            c.pte_batch(0, 4, Pfn::new(PFN0 + 1))
+        },
+        1,
+        "a folio of one frame"
+    );
+}

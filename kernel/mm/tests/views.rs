@@ -200,6 +200,24 @@ fn zero_page_after_a_read_fault() {
     a.teardown(&mut env);
 }
 
+/// The pagemap bits are Linux's (`Documentation/admin-guide/mm/pagemap.rst`).
+#[test]
+fn pagemap_bits_are_linuxs() {
+    use folium_mm::views::{PM_SOFT_DIRTY, PM_SWAP, PM_UFFD_WP};
+    assert_eq!(PM_PFN_MASK, (1 << 55) - 1);
+    assert_eq!(
+        [
+            PM_SOFT_DIRTY,
+            PM_MMAP_EXCLUSIVE,
+            PM_UFFD_WP,
+            PM_FILE,
+            PM_SWAP,
+            PM_PRESENT
+        ],
+        [1 << 55, 1 << 56, 1 << 57, 1 << 61, 1 << 62, 1 << 63]
+    );
+}
+
 /// smaps_rollup counts the pages of the areas it is given and nothing
 /// else of the tables they share: two areas in one last-level table, the
 /// sum over one is its own pages only.
