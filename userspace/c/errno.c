@@ -301,15 +301,18 @@ static void read_cntfrq(void)
 	_exit(f != 0 ? 0 : 1);
 }
 /* Linux emulates EL0 reads of the ID registers: the child prints what
- * it read. */
-#define ID_READER(fn, reg)                                                  \
+ * it read as `mrs_NAME_value`, reading the register spelled `enc` (a name,
+ * or s3_0_cCRn_cCRm_op2 so the assembler needs no feature flags), or
+ * dies of SIGILL where Linux does not emulate it. */
+#define ID_READER_AS(fn, name, enc)                                         \
 	static void fn(void)                                                \
 	{                                                                   \
 		uint64_t v;                                                 \
-		__asm__ volatile("mrs %0, " #reg : "=r"(v));                \
-		out("errno: mrs_" #reg "_value %#lx", (unsigned long)v);    \
+		__asm__ volatile("mrs %0, " #enc : "=r"(v));                \
+		out("errno: mrs_" #name "_value %#lx", (unsigned long)v);   \
 		_exit(0);                                                   \
 	}
+#define ID_READER(fn, reg) ID_READER_AS(fn, reg, reg)
 /* MIDR_EL1 names the CPU model, which differs between boards (and from
  * the CPU Linux's answers were recorded on): print the implementer and
  * architecture fields only, the same on every Arm core QEMU models. */
@@ -324,17 +327,6 @@ ID_READER(read_mpidr, mpidr_el1)
 ID_READER(read_pfr0, id_aa64pfr0_el1)
 ID_READER(read_isar0, id_aa64isar0_el1)
 ID_READER(read_mmfr0, id_aa64mmfr0_el1)
-/* More of the ID space by encoding (s3_0_cCRn_cCRm_op2), so the
- * assembler needs no feature flags: each prints what it read, or the
- * child dies of SIGILL where Linux does not emulate the register. */
-#define ID_READER_AS(fn, name, enc)                                         \
-	static void fn(void)                                                \
-	{                                                                   \
-		uint64_t v;                                                 \
-		__asm__ volatile("mrs %0, " #enc : "=r"(v));                \
-		out("errno: mrs_" #name "_value %#lx", (unsigned long)v);   \
-		_exit(0);                                                   \
-	}
 ID_READER_AS(read_pfr1, id_aa64pfr1_el1, s3_0_c0_c4_1)
 ID_READER_AS(read_zfr0, id_aa64zfr0_el1, s3_0_c0_c4_4)
 ID_READER_AS(read_aa64_reserved, id_aa64_c4_3_reserved, s3_0_c0_c4_3)
