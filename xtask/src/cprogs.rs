@@ -112,6 +112,21 @@ fn fresh(out: &Path, src: &Path) -> bool {
 /// for what could not be built.
 pub type Built = (Vec<(String, PathBuf)>, Vec<String>);
 
+/// Compiles `src` into `out` with toolchain `t`, unless `out` is fresh.
+fn compile(t: &Toolchain, src: &Path, out: &Path) -> Result<()> {
+    if fresh(out, src) {
+        return Ok(());
+    }
+    run_cmd(
+        Command::new(t.cc)
+            .args(t.flags)
+            .args(["-O2", "-o"])
+            .arg(out)
+            .arg(src),
+    )
+    .map_err(|e| format!("{e} (package {})", t.package))
+}
+
 /// Builds the C programs for `arch`: `(name, path)` for each that could be
 /// built, and a notice for each that could not.
 pub fn build(arch: Arch) -> Result<Built> {
@@ -125,16 +140,7 @@ pub fn build(arch: Arch) -> Result<Built> {
             continue;
         }
         let out = out_dir.join(t.name);
-        if !fresh(&out, &src) {
-            run_cmd(
-                Command::new(t.cc)
-                    .args(t.flags)
-                    .args(["-O2", "-o"])
-                    .arg(&out)
-                    .arg(&src),
-            )
-            .map_err(|e| format!("{e} (package {})", t.package))?;
-        }
+        compile(t, &src, &out)?;
         // A truncated copy (ELF header and program headers intact, the
         // segments cut off) for the refusal test.
         let bytes = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -151,16 +157,7 @@ pub fn build(arch: Arch) -> Result<Built> {
     {
         let src = build::root().join("userspace/c/errno.c");
         let out = out_dir.join(crate::errno::PROGRAM);
-        if !fresh(&out, &src) {
-            run_cmd(
-                Command::new(t.cc)
-                    .args(t.flags)
-                    .args(["-O2", "-o"])
-                    .arg(&out)
-                    .arg(&src),
-            )
-            .map_err(|e| format!("{e} (package {})", t.package))?;
-        }
+        compile(t, &src, &out)?;
         built.push((crate::errno::PROGRAM.to_string(), out));
     }
     if arch == Arch::Aarch64 {
