@@ -7,7 +7,7 @@ use folium_mm::aspace::{Access, FaultError};
 use folium_mm::vma::{Prot, VmFlags, Vma, VmaError, VmaKind};
 use folium_mm::{PAGE_SIZE, VirtAddr};
 
-use crate::memory::uspace::KernelEnv;
+use crate::memory::uspace::{KernelEnv, UserSpace};
 use crate::proc::Task;
 use crate::proc::oom::Oom;
 
@@ -380,7 +380,7 @@ pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
 }
 
 /// True if areas cover all of `[s, e)` (whatever their rights).
-fn covered(space: &crate::memory::uspace::UserSpace, s: VirtAddr, e: VirtAddr) -> bool {
+fn covered(space: &UserSpace, s: VirtAddr, e: VirtAddr) -> bool {
     let mut at = s;
     for v in space.vmas().overlapping(s, e) {
         if v.start > at {
@@ -438,19 +438,8 @@ pub fn mremap(
         return Ok(addr);
     }
     let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
-    let vma = *space
-        .vmas()
-        .find(VirtAddr::new(addr))
-        .ok_or(Errno::EFAULT)?;
-    // A private mapping of length 0 (Linux's duplicate-a-shared-mapping
-    // form) is refused.
-    if old_len == 0 {
-        return Err(Errno::EINVAL);
-    }
-    let old_end = addr.checked_add(old_len).ok_or(Errno::EFAULT)?;
-    if old_end > vma.end.as_u64() {
-        return Err(Errno::EFAULT);
-    }
+    let vma = source_area(space, addr, old_len)?;
+    let old_end = addr + old_len;
     let new_end = addr.checked_add(new_len).ok_or(Errno::ENOMEM)?;
     let grow = new_end - old_end;
     if vma.prot.write() && overcommits(grow) {
@@ -478,6 +467,24 @@ pub fn mremap(
         .ok_or(Errno::ENOMEM)?
         .as_u64();
     move_area(space, &vma, addr, old_len, to, new_len, keep_old)
+}
+
+/// The area mremap's source `[addr, addr + old_len)` lies in: EFAULT if
+/// no area holds `addr` or the range runs past its end, EINVAL for a
+/// length of 0 (Linux's duplicate-a-shared-mapping form, refused for a
+/// private mapping).
+fn source_area(space: &UserSpace, addr: u64, old_len: u64) -> Result<Vma, Errno> {
+    let vma = *space
+        .vmas()
+        .find(VirtAddr::new(addr))
+        .ok_or(Errno::EFAULT)?;
+    if old_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if addr.checked_add(old_len).ok_or(Errno::EFAULT)? > vma.end.as_u64() {
+        return Err(Errno::EFAULT);
+    }
+    Ok(vma)
 }
 
 /// MREMAP_FIXED: `[addr, addr + old_len)` moves to `new_addr` with
@@ -514,16 +521,7 @@ fn mremap_to(
         old_len = new_len;
     }
     let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
-    let vma = *space
-        .vmas()
-        .find(VirtAddr::new(addr))
-        .ok_or(Errno::EFAULT)?;
-    if old_len == 0 {
-        return Err(Errno::EINVAL);
-    }
-    if addr.checked_add(old_len).ok_or(Errno::EFAULT)? > vma.end.as_u64() {
-        return Err(Errno::EFAULT);
-    }
+    let vma = source_area(space, addr, old_len)?;
     if vma.prot.write() && overcommits(new_len - old_len) {
         return Err(Errno::ENOMEM);
     }
@@ -536,7 +534,7 @@ fn mremap_to(
 /// MREMAP_DONTUNMAP, it stays mapped, empty: it reads zeros). ENOMEM,
 /// with nothing moved, when the new area or its tables cannot be had.
 fn move_area(
-    space: &mut crate::memory::uspace::UserSpace,
+    space: &mut UserSpace,
     vma: &Vma,
     addr: u64,
     old_len: u64,
