@@ -286,6 +286,18 @@ static void stop_cases(void)
 
 /* ---- instructions ---- */
 
+/* Syscall numbers are taken as 32-bit, as Linux does: each arch's
+ * insn_cases ends with these, raw_nr being its own raw syscall. */
+static long raw_nr(uint64_t nr);
+static void syscall_nr_cases(void)
+{
+	long pid = getpid();
+	word("syscall_nr_upper_bits_getpid", raw_nr((1UL << 32) | SYS_getpid),
+	     raw_nr((1UL << 32) | SYS_getpid) == pid ? "getpid" : "other");
+	res("syscall_nr_minus_one", raw_nr(~0UL));
+	res("syscall_nr_huge", raw_nr(100000));
+}
+
 #if defined(__aarch64__)
 static void read_cntvct(void)
 {
@@ -392,11 +404,7 @@ static void insn_cases(void)
 	in_child("ldxr_unaligned", unaligned_ldxr);
 	in_child("ldr_unaligned", unaligned_ldr);
 	in_child("udf", undefined_insn);
-	long pid = getpid();
-	word("syscall_nr_upper_bits_getpid", raw_nr((1UL << 32) | SYS_getpid),
-	     raw_nr((1UL << 32) | SYS_getpid) == pid ? "getpid" : "other");
-	res("syscall_nr_minus_one", raw_nr(~0UL));
-	res("syscall_nr_huge", raw_nr(100000));
+	syscall_nr_cases();
 }
 #elif defined(__x86_64__)
 static void sse_div_zero(void)
@@ -453,11 +461,7 @@ static void insn_cases(void)
 	in_child("int_divide_by_zero", int_div_zero);
 	in_child("ud2", undefined_insn);
 	in_child("rdtsc", rdtsc_child);
-	long pid = getpid();
-	word("syscall_nr_upper_bits_getpid", raw_nr((1UL << 32) | SYS_getpid),
-	     raw_nr((1UL << 32) | SYS_getpid) == pid ? "getpid" : "other");
-	res("syscall_nr_minus_one", raw_nr(~0UL));
-	res("syscall_nr_huge", raw_nr(100000));
+	syscall_nr_cases();
 }
 #endif
 
