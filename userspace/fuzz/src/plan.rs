@@ -3,6 +3,8 @@
 //! issues, and how it ends (its terminal act), which fixes the wait
 //! statuses that are acceptable.
 
+use folium_abi::signal::Signal;
+
 use crate::rng::Rng;
 
 /// How a child ends after its sequence.
@@ -72,12 +74,12 @@ pub const STOPPING: [u8; 4] = [19, 20, 21, 22];
 
 /// SIGKILL: the OOM killer's signal, and the parent's for a child past
 /// its deadline; acceptable for every plan.
-pub const SIGKILL: u32 = 9;
-const SIGILL: u32 = 4;
-const SIGTRAP: u32 = 5;
-const SIGBUS: u32 = 7;
-const SIGFPE: u32 = 8;
-const SIGSEGV: u32 = 11;
+pub const SIGKILL: u32 = Signal::SIGKILL.0 as u32;
+const SIGILL: u32 = Signal::SIGILL.0 as u32;
+const SIGTRAP: u32 = Signal::SIGTRAP.0 as u32;
+const SIGBUS: u32 = Signal::SIGBUS.0 as u32;
+const SIGFPE: u32 = Signal::SIGFPE.0 as u32;
+const SIGSEGV: u32 = Signal::SIGSEGV.0 as u32;
 
 /// How a child ended, from its wait status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
