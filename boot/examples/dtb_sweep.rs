@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use folium_boot::cpus::StartMethod;
 use folium_boot::fdt::Fdt;
 use folium_boot::memplan::{self, usable_ram};
 use folium_boot::{Machine, RangeList};
@@ -33,18 +34,40 @@ fn main() {
     let (mut parsed, mut with_ram, mut with_console, mut bad) = (0, 0, 0, 0);
     let (mut max_banks, mut max_res, mut overlapping) = (0, 0, 0);
     let (mut pis, mut planned) = (0, 0);
+    // DTBs by how their CPUs start: all PSCI, all spin table, mixed or
+    // unknown methods, none listed.
+    let (mut psci, mut spin, mut other_start, mut no_cpus, mut most_cpus) = (0, 0, 0, 0, 0);
     for f in &files {
         let blob = std::fs::read(f).expect("read");
         let result = std::panic::catch_unwind(|| {
             let fdt = Fdt::new(&blob).ok()?;
-            Some((fdt.facts().console_uart, fdt.facts().machine, fdt.ranges()))
+            let f = fdt.facts();
+            Some((f.console_uart, f.machine, fdt.ranges(), f.cpus))
         });
-        let Ok(Some((console, machine, ranges))) = result else {
+        let Ok(Some((console, machine, ranges, cpus))) = result else {
             println!("{}: not parsed ({:?})", f.display(), result.is_err());
             bad += 1;
             continue;
         };
         parsed += 1;
+        most_cpus = most_cpus.max(cpus.len() + cpus.dropped);
+        let all = |m: fn(&StartMethod) -> bool| cpus.as_slice().iter().all(|c| m(&c.method));
+        if cpus.is_empty() {
+            no_cpus += 1;
+        } else if all(|m| *m == StartMethod::Psci) && cpus.psci.is_some() {
+            psci += 1;
+        } else if all(|m| matches!(m, StartMethod::SpinTable(_))) {
+            spin += 1;
+        } else {
+            other_start += 1;
+            let methods: Vec<_> = cpus.as_slice().iter().map(|c| c.method).collect();
+            println!(
+                "{}: CPUs start by {:?} (PSCI {:?})",
+                f.display(),
+                methods,
+                cpus.psci
+            );
+        }
         let ram = &ranges.ram;
         max_banks = max_banks.max(ram.as_slice().len());
         max_res = max_res.max(ranges.reserved.as_slice().len());
@@ -93,6 +116,11 @@ fn main() {
         max_res,
         overlapping,
         pis
+    );
+    println!(
+        "CPUs: {psci} DTBs start theirs by PSCI, {spin} by spin table, {other_start} otherwise \
+         (a method Folium does not drive, or PSCI without /psci), {no_cpus} list none; \
+         at most {most_cpus} CPUs in one"
     );
     if bad > 0 {
         std::process::exit(1);

@@ -12,6 +12,7 @@
 use folium_mm::PhysAddr;
 
 use crate::board::{Machine, machine_from_compatible};
+use crate::cpus::{CpuDesc, CpuList, PsciConduit, StartMethod};
 use crate::{IrqController, PhysRange, RangeList};
 
 const MAGIC: u32 = 0xd00d_feed;
@@ -54,6 +55,8 @@ pub struct DtbFacts<'a> {
     /// The registers of the first root-level `arm,pl031` real-time clock
     /// (its first, non-empty `reg` range).
     pub rtc: Option<PhysRange>,
+    /// The CPUs under `/cpus` and the `/psci` conduit.
+    pub cpus: CpuList,
 }
 
 /// The DTB's physical ranges, as many as it lists (read once the kernel
@@ -273,6 +276,7 @@ impl<'a> Fdt<'a> {
         facts.console_uart = self.console().map(|r| r.start);
         facts.irq_controller = self.gic();
         facts.rtc = self.rtc();
+        facts.cpus = self.cpus();
         if let (Some(s), Some(e)) = (initrd_start, initrd_end)
             && s < e
         {
@@ -508,6 +512,77 @@ impl<'a> Fdt<'a> {
                 cpu: second,
             }
         })
+    }
+
+    /// The CPUs: every `/cpus` child whose `device_type` is `"cpu"` and
+    /// whose `status` (if any) is `"okay"`, with its `reg` (the MPIDR
+    /// affinity) and `enable-method`; `cpu-release-addr` for a spin table.
+    /// And the `method` of `/psci` (or `/firmware/psci`).
+    fn cpus(&self) -> CpuList {
+        #[derive(Default)]
+        struct Node {
+            id: usize,
+            cpu: bool,
+            ok: bool,
+            reg: Option<u64>,
+            psci: bool,
+            spin: bool,
+            release: Option<u64>,
+        }
+        let mut list = CpuList::new();
+        let mut cur = Node::default();
+        let flush = |n: &Node, list: &mut CpuList| {
+            let Some(hw_id) = n.reg.filter(|_| n.cpu && n.ok) else {
+                return;
+            };
+            let method = match (n.psci, n.spin, n.release) {
+                (true, _, _) => StartMethod::Psci,
+                (_, true, Some(pa)) => StartMethod::SpinTable(PhysAddr::new(pa)),
+                _ => StartMethod::Unknown,
+            };
+            list.push(CpuDesc { hw_id, method });
+        };
+        let _ = self.walk(|p| {
+            // `/psci`, or `/firmware/psci` where newer trees put it.
+            if matches!(p.path, b"/psci" | b"/firmware/psci") && p.name == b"method" {
+                list.psci = match cstr(p.value, 0) {
+                    Some(b"hvc") => Some(PsciConduit::Hvc),
+                    Some(b"smc") => Some(PsciConduit::Smc),
+                    _ => None,
+                };
+            }
+            if p.depth != 3 || !p.path.starts_with(b"/cpus/") {
+                return;
+            }
+            if p.node != cur.id {
+                flush(&cur, &mut list);
+                cur = Node {
+                    id: p.node,
+                    ok: true,
+                    ..Node::default()
+                };
+            }
+            match p.name {
+                b"device_type" => cur.cpu = cstr(p.value, 0) == Some(b"cpu"),
+                b"status" => cur.ok = matches!(cstr(p.value, 0), Some(b"okay" | b"ok")),
+                b"reg" => {
+                    cur.reg = match p.ac {
+                        1 => be32(p.value, 0).map(u64::from),
+                        2 => be64(p.value, 0),
+                        _ => None,
+                    }
+                }
+                b"enable-method" => {
+                    let m = cstr(p.value, 0);
+                    cur.psci = m == Some(b"psci");
+                    cur.spin = m == Some(b"spin-table");
+                }
+                b"cpu-release-addr" => cur.release = be_cells(p.value),
+                _ => {}
+            }
+        });
+        flush(&cur, &mut list);
+        list
     }
 
     /// The first `reg` range of the first root-level PL031, if not empty.
@@ -786,6 +861,86 @@ mod tests {
             .end()
             .end();
         b.build()
+    }
+
+    #[test]
+    fn reads_cpus_psci_and_spin_tables() {
+        let mut b = Builder::default();
+        b.begin("")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[2])
+            .begin("psci")
+            .prop("compatible", b"arm,psci-1.0\0arm,psci-0.2\0")
+            .prop("method", b"hvc\0")
+            .end()
+            .begin("cpus")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[0])
+            .begin("cpu-map")
+            .begin("cluster0")
+            .begin("core0")
+            .cells("cpu", &[1])
+            .end()
+            .end()
+            .end()
+            .begin("cpu@0")
+            .prop("device_type", b"cpu\0")
+            .prop("enable-method", b"psci\0")
+            .cells("reg", &[0])
+            .end()
+            .begin("cpu@1")
+            .prop("device_type", b"cpu\0")
+            .cells("reg", &[0x101])
+            .prop("enable-method", b"psci\0")
+            .begin("l2-cache")
+            .prop("device_type", b"cache\0")
+            .cells("reg", &[7])
+            .end()
+            .end()
+            .begin("cpu@2")
+            .prop("device_type", b"cpu\0")
+            .cells("reg", &[2])
+            .prop("status", b"disabled\0")
+            .end()
+            .begin("cpu@3")
+            .prop("device_type", b"cpu\0")
+            .cells("reg", &[3])
+            .prop("enable-method", b"spin-table\0")
+            .cells("cpu-release-addr", &[0, 0xf0])
+            .end()
+            .begin("cpu@4")
+            .prop("device_type", b"cpu\0")
+            .cells("reg", &[4])
+            .prop("enable-method", b"spin-table\0")
+            .end()
+            .end()
+            .end();
+        let blob = b.build();
+        let c = Fdt::new(&blob).unwrap().facts().cpus;
+        assert_eq!(c.psci, Some(PsciConduit::Hvc));
+        assert_eq!(
+            c.as_slice(),
+            [
+                CpuDesc {
+                    hw_id: 0,
+                    method: StartMethod::Psci
+                },
+                CpuDesc {
+                    hw_id: 0x101,
+                    method: StartMethod::Psci
+                },
+                CpuDesc {
+                    hw_id: 3,
+                    method: StartMethod::SpinTable(PhysAddr::new(0xf0))
+                },
+                CpuDesc {
+                    hw_id: 4,
+                    method: StartMethod::Unknown
+                },
+            ],
+            "the disabled CPU, cpu-map and the cache node are not CPUs"
+        );
+        assert!(Fdt::new(&virt_like()).unwrap().facts().cpus.is_empty());
     }
 
     #[test]

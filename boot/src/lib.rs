@@ -18,6 +18,7 @@ pub mod aarch64;
 pub mod x86_64;
 
 pub mod board;
+pub mod cpus;
 pub mod fdt;
 pub mod memplan;
 mod ranges;
@@ -208,6 +209,10 @@ pub struct BootInfo {
     pub kernel_virt: VirtAddr,
     /// Physical address `pa` of RAM is reachable at `pa + linear_offset`.
     pub linear_offset: u64,
+    /// The CPUs the firmware described (DTB `/cpus`, ACPI MADT); empty
+    /// when it described none (the Pi under QEMU without a DTB: the board
+    /// code knows its four cores).
+    pub cpus: cpus::CpuList,
     cmdline: [u8; CMDLINE_MAX],
     cmdline_len: usize,
     model: [u8; MODEL_MAX],
@@ -229,6 +234,7 @@ impl BootInfo {
             kernel_phys: PhysRange::EMPTY,
             kernel_virt: VirtAddr::new(0),
             linear_offset: 0,
+            cpus: cpus::CpuList::new(),
             cmdline: [0; CMDLINE_MAX],
             cmdline_len: 0,
             model: [0; MODEL_MAX],
