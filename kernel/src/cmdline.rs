@@ -33,18 +33,22 @@ pub struct Args<'a> {
     /// entries from boot (default on; the knob
     /// `/sys/kernel/mm/folium/contpte` changes it later).
     pub contpte: Option<bool>,
+    /// `maxcpus=N` (`nosmp`: 1): bring up at most N CPUs, the boot CPU
+    /// included, as Linux reads it (0 counts as 1).
+    pub maxcpus: Option<usize>,
 }
 
 impl<'a> Args<'a> {
     /// Parses whitespace-separated words: `test`, `test=<filter>`, `fatal-test`,
     /// `stack-overflow-test`, `bench-alloc`, `initrd=NAME`, `contpte=on|off`,
-    /// and `init=NAME` (the words
+    /// `maxcpus=N`, `nosmp`, and `init=NAME` (the words
     /// after it are NAME's arguments, as Linux hands them to init).
     pub fn parse(cmdline: &'a str) -> Self {
         let mut action = Action::None;
         let mut init = None;
         let mut initrd_name = "initrd";
         let mut contpte = None;
+        let mut maxcpus = None;
         let mut rest = cmdline;
         while let Some(word) = rest.split_ascii_whitespace().next() {
             let at = rest.find(word).unwrap_or(0) + word.len();
@@ -62,6 +66,8 @@ impl<'a> Args<'a> {
                 Some(("initrd", name)) if !name.is_empty() => initrd_name = name,
                 Some(("contpte", "on")) => contpte = Some(true),
                 Some(("contpte", "off")) => contpte = Some(false),
+                Some(("maxcpus", n)) => maxcpus = n.parse::<usize>().ok().map(|n| n.max(1)),
+                None if word == "nosmp" => maxcpus = Some(1),
                 _ => {}
             }
         }
@@ -70,6 +76,7 @@ impl<'a> Args<'a> {
             init,
             initrd_name,
             contpte,
+            maxcpus,
         }
     }
 }

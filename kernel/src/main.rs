@@ -19,6 +19,7 @@ mod proc;
 mod rng;
 mod sched;
 mod selftests;
+mod smp;
 mod sync;
 mod syscall;
 mod time;
@@ -31,6 +32,7 @@ folium_boot::entry_point!(kmain);
 /// What the kernel does after boot, chosen on the command line.
 fn kmain(info: &'static BootInfo) -> ! {
     arch::init_exceptions();
+    smp::init_boot_cpu();
     heap::init();
     let board = platform::init(info);
     print_banner(info, board);
@@ -51,6 +53,10 @@ fn kmain(info: &'static BootInfo) -> ! {
         time::set_realtime(secs);
     }
     let args = cmdline::Args::parse(info.cmdline());
+    let cpus = platform::cpus(info);
+    for line in smp::start_secondaries(&cpus, args.maxcpus).lines {
+        println!("{line}");
+    }
     if let Some(on) = args.contpte {
         memory::set_contpte(on);
     }
@@ -118,6 +124,21 @@ fn print_banner(info: &BootInfo, board: &platform::Board) {
     println!("  cpu      {}", arch::cpu_description());
     println!("  entry    {}", arch::entry_description(info.entry_level));
     println!("  firmware {:?} {}", info.firmware, info.model());
+    let cpus = platform::cpus(info);
+    let ids: alloc::vec::Vec<alloc::string::String> = cpus
+        .as_slice()
+        .iter()
+        .map(|c| alloc::format!("{:#x} {:?}", c.hw_id, c.method))
+        .collect();
+    println!(
+        "  cpus     {} described{}: {}",
+        cpus.len(),
+        cpus.psci
+            .map_or(alloc::string::String::new(), |c| alloc::format!(
+                " (PSCI {c:?})"
+            )),
+        ids.join(", ")
+    );
     for r in board.ram.as_slice() {
         println!("  ram      {:?} {} MiB", r, r.size() >> 20);
     }

@@ -21,6 +21,11 @@ static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Called by the platform's timer interrupt handler, once per tick, with
 /// interrupts masked.
 pub fn timer_tick() {
+    // Every CPU counts its own ticks; processes run on CPU 0, whose tick
+    // alone drives the time slices and the sleepers' wake-ups.
+    if !crate::smp::tick() {
+        return;
+    }
     TICKS.fetch_add(1, Ordering::Relaxed);
     if SLICE_LEFT.fetch_sub(1, Ordering::Relaxed) <= 1 {
         SLICE_LEFT.store(SLICE_TICKS, Ordering::Relaxed);

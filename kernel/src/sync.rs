@@ -7,18 +7,14 @@
 //! are atomics in the memmap and need no lock at all.
 
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::irqflags::{IrqFlags, irq_restore, irq_save};
 
-/// [`IrqMutex`]es held right now (one CPU): a preemption point checks it
-/// is 0, since switching away while holding a spin lock would leave the
+/// How many [`IrqMutex`]es this CPU holds now: a preemption point checks
+/// it is 0, since switching away while holding a spin lock would leave the
 /// next thread to spin on it for ever.
-static HELD: AtomicUsize = AtomicUsize::new(0);
-
-/// How many [`IrqMutex`]es are held now.
 pub fn held() -> usize {
-    HELD.load(Ordering::Relaxed)
+    crate::smp::held()
 }
 
 /// A spin lock that masks interrupts while held (Linux `spin_lock_irqsave`).
@@ -46,7 +42,7 @@ impl<T> IrqMutex<T> {
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
         let flags = irq_save();
         let guard = Some(self.inner.lock());
-        HELD.fetch_add(1, Ordering::Relaxed);
+        crate::smp::lock_taken();
         IrqMutexGuard { guard, flags }
     }
 
@@ -88,7 +84,7 @@ impl<T> Drop for IrqMutexGuard<'_, T> {
         // Unlock first: an interrupt taken the moment the mask lifts must
         // find the lock free.
         self.guard = None;
-        HELD.fetch_sub(1, Ordering::Relaxed);
+        crate::smp::lock_released();
         irq_restore(self.flags);
     }
 }

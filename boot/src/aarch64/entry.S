@@ -28,6 +28,9 @@
 .equ TCR_VALUE,        0x00000000b5103510
 .equ EARLY_L3_TABLES,  8             // 8 x 2 MiB = 16 MiB of image mapping
 
+.equ MPIDR_AFF_MASK,   0xff00ffffff  // Aff3 (39:32), Aff2..Aff0 (23:0)
+.equ SLOT_VALID,       (1 << 63)
+.equ SLOT_SIZE,        64
 .equ SPSR_EL1H_MASKED, 0x3c5         // EL1h, DAIF masked
 .equ SPSR_EL2H_MASKED, 0x3c9         // EL2h, DAIF masked
 
@@ -73,10 +76,12 @@ _start:
 .section .text.boot, "ax"
 primary_entry:
     msr     daifset, #0xf
+    mov     x28, #0                   // the boot CPU (1: a secondary, see secondary_entry)
     mov     x19, x0                   // boot information: DTB or ATAG list
     mrs     x1, mpidr_el1
     and     x1, x1, #0xff
     cbnz    x1, park                  // only core 0 boots; others wait forever
+lower_to_el1:                         // x28 says which path at_el1 takes
     mrs     x20, CurrentEL
     lsr     x20, x20, #2              // the EL we were entered at, reported to Rust
     cmp     x20, #3
@@ -245,6 +250,7 @@ at_el1:
     ldr     x0, =SCTLR_EL1_RES1       // MMU and caches off, known state
     msr     sctlr_el1, x0
     isb
+    cbnz    x28, secondary_el1
 
     // Clear .bss (it holds the early tables and the boot stack).
     adrp    x0, __bss_start
@@ -334,6 +340,17 @@ at_el1:
     b.lo    4b
     dsb     sy
 
+    adrp    x0, early_ttbr1_l0
+    bl      enable_mmu
+    ldr     x0, =high_entry
+    br      x0
+
+// Turns the MMU on with TTBR1 = x0 (a physical table address) and TTBR0 =
+// the early identity map, so the return address, in .text.boot, is still
+// fetched. The same settings on every CPU: MAIR, TCR (from this CPU's ID
+// registers), SCTLR, PAN. Clobbers x0-x4.
+enable_mmu:
+    mov     x4, x0
     ldr     x0, =MAIR_VALUE
     msr     mair_el1, x0
     ldr     x0, =TCR_VALUE
@@ -358,8 +375,7 @@ at_el1:
 6:  msr     tcr_el1, x0
     adrp    x0, early_ttbr0_l0
     msr     ttbr0_el1, x0
-    adrp    x0, early_ttbr1_l0
-    msr     ttbr1_el1, x0
+    msr     ttbr1_el1, x4
     dsb     ish
     tlbi    vmalle1
     dsb     nsh
@@ -374,8 +390,56 @@ at_el1:
     cbz     x1, 8f
     mov     x0, #PSTATE_PAN
     msr     S3_0_C4_C2_3, x0          // PAN: kernel accesses to user pages fault
-8:  ldr     x0, =high_entry
+8:  ret
+
+// A secondary CPU, released by PSCI CPU_ON or a spin table at this
+// physical address, with the MMU off at EL1, EL2 or EL3. It lowers itself
+// to EL1 as the boot CPU did, then finds its slot in `secondary_mailbox`
+// by its MPIDR affinity (a slot per CPU, so one that comes up late can
+// never take another's): the kernel's TTBR1 root, its stack, its Rust
+// entry and that entry's argument. The CPU that released it cleaned the
+// slot to memory, as this one reads it with its caches off. No slot yet
+// (CPUs that share one spin-table address all wake at the first release):
+// it waits for an event and looks again.
+.globl secondary_entry
+secondary_entry:
+    msr     daifset, #0xf
+    mov     x28, #1
+    b       lower_to_el1
+
+secondary_el1:
+    mrs     x1, mpidr_el1
+    ldr     x2, =MPIDR_AFF_MASK
+    and     x1, x1, x2
+    orr     x1, x1, #SLOT_VALID
+3:  adrp    x0, secondary_mailbox
+    add     x0, x0, :lo12:secondary_mailbox
+    mov     x3, #{max_cpus}
+1:  ldr     x2, [x0]
+    cmp     x2, x1
+    b.eq    2f
+    add     x0, x0, #SLOT_SIZE
+    subs    x3, x3, #1
+    b.ne    1b
+    wfe
+    b       3b
+2:  ldp     x19, x20, [x0, #16]       // stack top, Rust entry (virtual)
+    ldr     x21, [x0, #32]            // its argument
+    ldr     x0, [x0, #8]              // TTBR1 root (physical)
+    bl      enable_mmu
+    ldr     x0, =secondary_high
     br      x0
+
+secondary_high:
+    mov     sp, x19
+    adrp    x0, exception_vectors
+    add     x0, x0, :lo12:exception_vectors
+    msr     vbar_el1, x0
+    isb
+    mov     x0, x21
+    blr     x20
+    b       park
+
 
 // Called at its physical address through the identity map (TTBR0), with
 // x0 = the new TTBR1 root and x1 = a table with no valid entry. TTBR1 is
@@ -398,6 +462,7 @@ replace_ttbr1:
     ret
 
 high_entry:
+    msr     tpidr_el1, xzr            // the kernel's per-CPU index: CPU 0
     adrp    x0, boot_stack_top
     add     x0, x0, :lo12:boot_stack_top
     mov     sp, x0
@@ -441,6 +506,15 @@ boot_stack_bottom:
                  .space {stack_size}
 .globl boot_stack_top
 boot_stack_top:
+
+// What a secondary CPU reads first (see secondary_entry): a 64-byte slot
+// per CPU, each (MPIDR affinity | SLOT_VALID, TTBR1 root, stack top,
+// entry, argument), written by the kernel (`prepare_secondary`).
+.section .data.secondary, "aw"
+.balign 64
+.globl secondary_mailbox
+secondary_mailbox:
+    .space  SLOT_SIZE * {max_cpus}
 
 // For the linker script's check of the rule.
 .globl __kernel_stack_align

@@ -17,6 +17,7 @@ core::arch::global_asm!(
     stack_size = const crate::KERNEL_STACK_SIZE,
     stack_align = const crate::KERNEL_STACK_ALIGN,
     stack_guard = const crate::KERNEL_STACK_GUARD,
+    max_cpus = const crate::cpus::MAX_CPUS,
 );
 
 /// Base of the linear map of physical memory in the TTBR1 half.
@@ -104,6 +105,7 @@ fn parse_dtb(info: &mut BootInfo, pa: PhysAddr, size: u64) {
     info.console_uart = facts.console_uart;
     info.irq_controller = facts.irq_controller;
     info.rtc = facts.rtc;
+    info.cpus = facts.cpus;
     info.initrd = facts.initrd;
     if let Some(args) = facts.bootargs {
         info.set_cmdline(args);
@@ -183,6 +185,95 @@ pub(crate) fn read_ranges(info: &BootInfo) -> BootRanges {
 
 unsafe extern "C" {
     fn replace_ttbr1(new_root: u64, empty_root: u64);
+    fn secondary_entry();
+    static mut secondary_mailbox: [u8; 64 * crate::cpus::MAX_CPUS];
+}
+
+/// One CPU's slot of `entry.S`'s `secondary_mailbox`, found by
+/// `secondary_entry` through the CPU's MPIDR affinity.
+#[repr(C, align(64))]
+struct SecondarySlot {
+    /// MPIDR affinity | [`SLOT_VALID`].
+    hw_id: u64,
+    ttbr1: u64,
+    stack_top: u64,
+    entry: u64,
+    arg: u64,
+}
+
+const SLOT_VALID: u64 = 1 << 63;
+/// MPIDR_EL1's affinity fields: Aff3 (39:32), Aff2..Aff0 (23:0).
+pub const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
+
+/// Cleans the data cache lines holding `[p, p + len)` to the point of
+/// coherency and waits for that to complete, line by line at the size
+/// `CTR_EL0.DminLine` gives.
+///
+/// # Safety
+///
+/// `[p, p + len)` must be mapped memory.
+unsafe fn clean_to_poc(p: *const u8, len: usize) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let line = 4usize << ((ctr >> 16) & 0xf);
+    let mut a = p as usize & !(line - 1);
+    while a < p as usize + len {
+        // SAFETY: a line of the caller's mapped range; cleaning writes
+        // nothing back that the memory does not already hold.
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    // SAFETY: a barrier only.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Prepares the release of the secondary CPU whose MPIDR affinity is
+/// `hw_id` into mailbox slot `slot`, and returns the physical address it
+/// must start at (for PSCI `CPU_ON` or a spin table). The CPU turns its
+/// MMU on with this CPU's kernel tables (TTBR1) and the early identity
+/// map (TTBR0), then calls `entry(arg)` at EL1 on `stack_top`, with
+/// interrupts masked and VBAR_EL1 set to the kernel's vectors.
+///
+/// # Safety
+///
+/// `slot` (below [`crate::cpus::MAX_CPUS`]) and `hw_id` are used once per
+/// boot: a slot is never rewritten while its CPU may still read it.
+/// `stack_top` must be the top of a kernel stack (the layout rule of
+/// [`crate::KERNEL_STACK_SHIFT`]) that nothing else uses; the kernel's
+/// tables in TTBR1 must map the image and that stack; the early identity
+/// map must still be intact (it is never freed).
+pub unsafe fn prepare_secondary(
+    slot: usize,
+    hw_id: u64,
+    stack_top: VirtAddr,
+    entry: extern "C" fn(u64) -> !,
+    arg: u64,
+    kimage_voffset: u64,
+) -> PhysAddr {
+    assert!(slot < crate::cpus::MAX_CPUS, "mailbox slot {slot}");
+    let base = (&raw mut secondary_mailbox).cast::<SecondarySlot>();
+    // SAFETY: the mailbox is MAX_CPUS slots (entry.S), so `slot` is inside;
+    // its CPU has not been released (caller). The line is cleaned to the
+    // point of coherency, since its reader runs with its caches off; `dsb
+    // sy` completes the clean before the caller releases the CPU.
+    // The payload first, cleaned to memory; then the id that makes the
+    // slot valid, cleaned in turn: a CPU scanning the mailbox (with its
+    // caches off) never finds its id before the rest.
+    unsafe {
+        let p = base.add(slot);
+        p.write_volatile(SecondarySlot {
+            hw_id: 0,
+            ttbr1: aarch64_cpu::registers::TTBR1_EL1.get_baddr(),
+            stack_top: stack_top.as_u64(),
+            entry: entry as usize as u64,
+            arg,
+        });
+        clean_to_poc(p.cast(), size_of::<SecondarySlot>());
+        (&raw mut (*p).hw_id).write_volatile((hw_id & MPIDR_AFF_MASK) | SLOT_VALID);
+        clean_to_poc(p.cast(), size_of::<SecondarySlot>());
+    }
+    PhysAddr::new(secondary_entry as *const () as u64 - kimage_voffset)
 }
 
 /// Installs `new_root` as TTBR1_EL1 with break-before-make for the whole

@@ -8,6 +8,7 @@ use crate::{Arch, BootInfo, BootRanges, Firmware, PhysRange, RangeList, enter_ke
 core::arch::global_asm!(
     include_str!("entry.S"),
     rust_entry = sym boot_entry,
+    max_cpus = const crate::cpus::MAX_CPUS,
     options(att_syntax),
 );
 
@@ -90,7 +91,33 @@ struct ModlistEntry {
     reserved: u64,
 }
 
+/// The RSDP: where `hvm_start_info` says (version 1), else found by
+/// the BIOS's rule, on a 16-byte boundary of 0xe0000..0x100000.
+fn find_rsdp(si: &StartInfo) -> Option<u64> {
+    if si.version >= 1 && si.rsdp_paddr != 0 {
+        return Some(si.rsdp_paddr);
+    }
+    (0xe_0000..0x10_0000u64).step_by(16).find(|&pa| {
+        early_bytes(pa, 20)
+            .is_some_and(|b| &b[..8] == b"RSD PTR " && crate::cpus::acpi_checksum_ok(b))
+    })
+}
+
+/// `len` bytes of physical memory at `pa`, if the early linear map covers
+/// them.
+fn early_bytes(pa: u64, len: usize) -> Option<&'static [u8]> {
+    let end = pa.checked_add(len as u64)?;
+    // SAFETY: inside the early linear map (the first 4 GiB, mapped by the
+    // boot tables until the kernel switches to its own), read-only: ACPI
+    // tables and the BIOS area, which nothing writes during boot.
+    (end <= EARLY_LINEAR_LIMIT)
+        .then(|| unsafe { core::slice::from_raw_parts((pa + LINEAR_OFFSET) as *const u8, len) })
+}
+
 fn parse_start_info(info: &mut BootInfo, si: &StartInfo) {
+    if let Some(madt) = find_rsdp(si).and_then(|r| crate::cpus::find_madt(r, early_bytes)) {
+        info.cpus = crate::cpus::madt_cpus(madt);
+    }
     if si.nr_modules > 0
         && let Some(p) = linear::<ModlistEntry>(si.modlist_paddr)
     {
@@ -145,4 +172,68 @@ pub(crate) fn read_ranges(info: &BootInfo) -> BootRanges {
 /// Virtual address of a physical address in the early linear map, if covered.
 pub fn early_linear(pa: PhysAddr) -> Option<VirtAddr> {
     (pa.as_u64() < EARLY_LINEAR_LIMIT).then(|| VirtAddr::new(pa.as_u64() + LINEAR_OFFSET))
+}
+
+unsafe extern "C" {
+    static ap_trampoline: u8;
+    static ap_trampoline_end: u8;
+    static mut ap_mailbox: [u8; 64 * crate::cpus::MAX_CPUS];
+}
+
+/// The real-mode start code an application processor runs from its SIPI
+/// page: the kernel copies these bytes to a page-aligned address below
+/// 1 MiB and sends that page's number as the SIPI vector.
+pub fn ap_trampoline_code() -> &'static [u8] {
+    let (s, e) = (
+        &raw const ap_trampoline as u64,
+        &raw const ap_trampoline_end as u64,
+    );
+    // SAFETY: both symbols delimit the trampoline in .text.boot32, linked
+    // at its physical address below 4 GiB (VA = PA) and never written;
+    // it is read through the linear map, which covers the image (the
+    // kernel's tables map no low addresses).
+    unsafe { core::slice::from_raw_parts((s + LINEAR_OFFSET) as *const u8, (e - s) as usize) }
+}
+
+/// One CPU's slot of `entry.S`'s `ap_mailbox`.
+#[repr(C, align(64))]
+struct ApSlot {
+    apic_id: u64,
+    cr3: u64,
+    stack_top: u64,
+    entry: u64,
+    arg: u64,
+}
+
+/// Fills mailbox slot `slot` for the application processor whose initial
+/// APIC id is `apic_id`: once started, it installs `cr3` (the kernel's
+/// root, PCID 0) and `stack_top` and calls `entry(arg)` with interrupts
+/// disabled, in long mode, on the boot GDT (the kernel loads its own).
+///
+/// # Safety
+///
+/// `slot` (below [`crate::cpus::MAX_CPUS`]) is used once per boot; `cr3`
+/// must map the kernel image at its link address and `stack_top`, the top
+/// of a stack nothing else uses.
+pub unsafe fn prepare_ap(
+    slot: usize,
+    apic_id: u32,
+    cr3: PhysAddr,
+    stack_top: VirtAddr,
+    entry: extern "C" fn(u64) -> !,
+    arg: u64,
+) {
+    assert!(slot < crate::cpus::MAX_CPUS, "mailbox slot {slot}");
+    let base = (&raw mut ap_mailbox).cast::<ApSlot>();
+    // SAFETY: `slot` is inside the mailbox, and its CPU has not been
+    // started (caller); x86 caches are coherent with the AP's reads.
+    unsafe {
+        base.add(slot).write_volatile(ApSlot {
+            apic_id: u64::from(apic_id) | 1 << 63,
+            cr3: cr3.as_u64(),
+            stack_top: stack_top.as_u64(),
+            entry: entry as usize as u64,
+            arg,
+        });
+    }
 }

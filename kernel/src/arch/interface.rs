@@ -20,6 +20,7 @@
 //! | user tables and TLB | `set_user_root`, `user_root`, `asid_bits`, `tlb::Hw` (the arch's [`TlbOps`]), `tlb::flush_page`, `tlb::flush_range`, `tlb::flush_asid`, `tlb::flush_all` |
 //! | user mode | `USER_TOP`, `UserContext` (`new`, `pc`, `sp`, `syscall_nr`, `syscall_args`, `set_syscall_ret`, `tls`, `set_tls`), `run_user`, `copy_from_user`, `copy_to_user` |
 //! | kernel threads | `Context`, `switch_to` |
+//! | CPUs | `cpu_index`, `smp::this_hw_id`, `smp::start_cpu`, `smp::init_this_cpu` |
 //!
 //! The generic parts of `arch/mod.rs` (expected-trap records, probes,
 //! the fatal-report latch) are built on these.
@@ -119,4 +120,18 @@ const _: () = {
     let _: unsafe fn(*mut imp::Context, *const imp::Context) = imp::switch_to;
     #[cfg(target_arch = "x86_64")]
     let _: unsafe extern "C" fn(*mut imp::Context, *const imp::Context) = imp::switch_to;
+};
+
+/// Several CPUs: which one this is, and starting the others.
+const _: () = {
+    let _: fn() -> usize = imp::cpu_index;
+    let _: fn() -> u64 = imp::smp::this_hw_id;
+    let _: fn(
+        usize,
+        &folium_boot::cpus::CpuDesc,
+        u64,
+        extern "C" fn(u64) -> !,
+        PhysAddr,
+    ) -> Result<(), &'static str> = imp::smp::start_cpu;
+    let _: fn(usize, PhysAddr) = imp::smp::init_this_cpu;
 };

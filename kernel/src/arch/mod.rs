@@ -97,6 +97,11 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 /// a second time and stops the machine with the failure status at once
 /// instead of faulting in the report again and again.
 pub fn begin_fatal_report() {
+    // x86: a fault in the few instructions around `swapgs` arrives with
+    // the user's GS base, and the report's locks read this CPU's index
+    // through GS: point GS at this CPU's area again first.
+    #[cfg(target_arch = "x86_64")]
+    imp::smp::repair_percpu();
     if REPORTING.swap(true, Ordering::SeqCst) {
         exit_qemu(Exit::Failure);
     }
@@ -261,16 +266,20 @@ pub enum UserFaultKind {
 }
 
 /// Invalidates the kernel-half translation of the page at `va` (a global
-/// entry: every ASID), after the caller changed or cleared its PTE.
+/// entry: every ASID), after the caller changed or cleared its PTE. On
+/// arm64 on every CPU (the inner-shareable broadcast: the secondaries may
+/// hold it from a speculative walk); on x86 on this one only, which is
+/// enough while the other CPUs never touch pages the kernel unmaps (their
+/// own stacks stay mapped for good).
 pub fn flush_kernel_page(va: u64) {
     #[cfg(target_arch = "aarch64")]
-    // SAFETY: TLB invalidation and barriers only; `vaae1` drops the entry
-    // for all ASIDs, as global kernel entries need.
+    // SAFETY: TLB invalidation and barriers only; `vaae1is` drops the entry
+    // for all ASIDs on all CPUs, as global kernel entries need.
     unsafe {
         core::arch::asm!(
             "dsb ishst",
-            "tlbi vaae1, {}",
-            "dsb nsh",
+            "tlbi vaae1is, {}",
+            "dsb ish",
             "isb",
             in(reg) (va >> 12) & ((1 << 44) - 1),
             options(nostack, preserves_flags)

@@ -127,6 +127,18 @@ pub fn usable_ram(board: &Board) -> Vec<PhysRange> {
         .to_vec()
 }
 
+/// True if the 8 bytes at `pa` are RAM the kernel's linear map covers
+/// (all of the board's usable RAM, reserved parts included).
+pub fn is_linear_mapped(pa: PhysAddr) -> bool {
+    let Some(board) = crate::platform::board() else {
+        return false;
+    };
+    let end = pa.as_u64().saturating_add(8);
+    usable_ram(board)
+        .iter()
+        .any(|r| r.start <= pa && end <= r.end.as_u64())
+}
+
 /// `ram` minus every range in `holes`, sorted, empty pieces dropped.
 pub fn subtract(ram: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
     let mut out: RangeList = ram.iter().copied().collect();

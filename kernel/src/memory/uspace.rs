@@ -358,6 +358,13 @@ fn asids() -> &'static IrqMutex<AsidAllocator> {
 /// The root installed when no user space runs.
 static IDLE_ROOT: spin::Once<PhysAddr> = spin::Once::new();
 
+/// The root installed when no user space runs: the empty user table on
+/// arm64, the kernel's own root on x86 (recorded on the first call, which
+/// must come on the boot CPU before any space was installed).
+pub fn idle_root() -> PhysAddr {
+    *IDLE_ROOT.call_once(|| arch::user_root().0)
+}
+
 /// A new, empty user address space.
 pub fn new_space() -> Result<UserSpace, FaultError> {
     UserSpace::new(&mut KernelEnv, USER_END, kernel_half().as_ref())

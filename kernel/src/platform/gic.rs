@@ -2,17 +2,25 @@
 //! (the timer's PPI) needs: GICv2 (virt's default, the Pi 4's GIC-400) with
 //! a memory-mapped CPU interface, and GICv3 (`virt,gic-version=3`) with
 //! affinity routing, a redistributor per CPU and the CPU interface in
-//! system registers. One CPU; interrupts land in Group 1 on GICv3 (Group 0
-//! would signal FIQ where the GIC has a single security state).
+//! system registers. Each CPU enables its own PPIs (banked on v2, in its
+//! redistributor on v3) and the IPI, an SGI; interrupts land in Group 1 on
+//! GICv3 (Group 0 would signal FIQ where the GIC has a single security
+//! state).
 
 use core::arch::asm;
 
+use core::sync::atomic::{AtomicU8, Ordering};
+
 use aarch64_cpu::registers::{MPIDR_EL1, Readable};
+use folium_boot::cpus::MAX_CPUS;
 
 use super::irq::Irq;
 
 /// The EL1 virtual timer's interrupt: PPI 11, INTID 27.
 pub const TIMER_PPI: u32 = 27;
+/// The software-generated interrupt one CPU sends another (Linux's
+/// reschedule IPI is SGI 0; Folium has one kind so far).
+pub const IPI_SGI: u32 = 1;
 /// The INTID part of an acknowledge value.
 pub const INTID_MASK: u32 = 0xff_ffff;
 /// Priority given to the interrupts enabled here (lower is more urgent).
@@ -43,15 +51,19 @@ fn set_priority(base: u64, intid: u32) {
     wr32(word, (rd32(word) & !(0xff << shift)) | (PRIORITY << shift));
 }
 
-/// A GICv2: distributor and CPU interface frames.
+/// A GICv2: distributor and CPU interface frames, and the CPU-interface
+/// bit of each CPU (by kernel CPU index), which SGIs are addressed by.
 pub struct GicV2 {
     dist: u64,
     cpu: u64,
+    targets: [AtomicU8; MAX_CPUS],
 }
 
 const GICD_CTLR: u64 = 0x000;
 const GICD_ISENABLER: u64 = 0x100;
 const GICD_IPRIORITYR: u64 = 0x400;
+const GICD_ITARGETSR: u64 = 0x800;
+const GICD_SGIR: u64 = 0xf00;
 const GICC_CTLR: u64 = 0x000;
 const GICC_PMR: u64 = 0x004;
 const GICC_IAR: u64 = 0x00c;
@@ -64,7 +76,35 @@ impl GicV2 {
     /// distributor (4 KiB) and CPU interface (8 KiB) are mapped as device
     /// memory whenever the driver is used.
     pub const unsafe fn new(dist: u64, cpu: u64) -> Self {
-        GicV2 { dist, cpu }
+        GicV2 {
+            dist,
+            cpu,
+            targets: [const { AtomicU8::new(0) }; MAX_CPUS],
+        }
+    }
+
+    /// Records this CPU's interface bit (the banked GICD_ITARGETSR0 reads
+    /// it back for the SGIs) for CPU `index`, and enables the IPI.
+    pub fn enable_ipi(&self, index: usize) -> Result<(), &'static str> {
+        let me = rd32(self.dist + GICD_ITARGETSR) as u8;
+        if me == 0 {
+            return Err("GICD_ITARGETSR0 names no CPU interface");
+        }
+        self.targets[index % MAX_CPUS].store(me, Ordering::Relaxed);
+        self.enable_ppi(IPI_SGI)
+    }
+
+    /// Sends the IPI to CPU `index` (which enabled it).
+    pub fn send_ipi(&self, index: usize) -> Result<(), &'static str> {
+        let target = self.targets[index % MAX_CPUS].load(Ordering::Relaxed);
+        if target == 0 {
+            return Err("that CPU has not enabled its IPI");
+        }
+        // Make this CPU's earlier stores visible before the interrupt.
+        aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
+        // TargetListFilter 0: the CPUs in the target list.
+        wr32(self.dist + GICD_SGIR, u32::from(target) << 16 | IPI_SGI);
+        Ok(())
     }
 
     /// Enables distributor and CPU interface and the private interrupt
@@ -227,6 +267,27 @@ impl GicV3 {
                 options(nomem, nostack)
             );
         }
+        Ok(())
+    }
+
+    /// Sends the IPI to the CPU whose MPIDR affinity is `mpidr` (it
+    /// enabled the SGI with [`GicV3::enable_ppi`]).
+    pub fn send_ipi(&self, mpidr: u64) -> Result<(), &'static str> {
+        let aff = |n: u32| (mpidr >> (8 * n)) & 0xff;
+        let aff0 = aff(0);
+        // ICC_SGI1R_EL1: Aff3 (55:48), range selector (47:44, Aff0 / 16),
+        // Aff2 (39:32), INTID (27:24), Aff1 (23:16), target list (15:0).
+        let sgi1r = (mpidr >> 32 & 0xff) << 48
+            | (aff0 >> 4) << 44
+            | aff(2) << 32
+            | u64::from(IPI_SGI) << 24
+            | aff(1) << 16
+            | 1 << (aff0 & 15);
+        // SAFETY: writing ICC_SGI1R_EL1 only raises the SGI at the target;
+        // the `dsb` first makes this CPU's earlier stores visible to it.
+        unsafe {
+            asm!("dsb ishst", "msr S3_0_C12_C11_5, {}", "isb", in(reg) sgi1r, options(nostack))
+        };
         Ok(())
     }
 

@@ -50,7 +50,7 @@ pub fn ack() -> Option<Irq> {
     match CHIP.get()? {
         Chip::GicV2(g) => g.ack(),
         Chip::GicV3(g) => g.ack(),
-        Chip::Local(l) => l.pending_timer(),
+        Chip::Local(l) => l.pending(),
     }
 }
 
@@ -71,6 +71,40 @@ pub fn is_timer(irq: Irq) -> bool {
             irq.0 & super::gic::INTID_MASK == super::gic::TIMER_PPI
         }
         Some(Chip::Local(_)) => irq.0 == super::bcm2836_local::CNTV_SOURCE,
+        None => false,
+    }
+}
+
+/// Enables the IPI on this CPU (kernel index `index`).
+pub fn enable_ipi(index: usize) -> Result<(), &'static str> {
+    match CHIP.get() {
+        Some(Chip::GicV2(g)) => g.enable_ipi(index),
+        Some(Chip::GicV3(g)) => g.enable_ppi(super::gic::IPI_SGI),
+        Some(Chip::Local(l)) => l.enable_ipi(),
+        None => Err("the board has no known interrupt controller"),
+    }
+}
+
+/// Sends the IPI to CPU `index`, whose MPIDR affinity is `mpidr`.
+pub fn send_ipi(index: usize, mpidr: u64) -> Result<(), &'static str> {
+    match CHIP.get() {
+        Some(Chip::GicV2(g)) => g.send_ipi(index),
+        Some(Chip::GicV3(g)) => g.send_ipi(mpidr),
+        Some(Chip::Local(l)) => {
+            l.send_ipi(mpidr);
+            Ok(())
+        }
+        None => Err("the board has no known interrupt controller"),
+    }
+}
+
+/// Whether `irq` is the IPI.
+pub fn is_ipi(irq: Irq) -> bool {
+    match CHIP.get() {
+        // GICv2's acknowledge value carries the sender in bits 12:10.
+        Some(Chip::GicV2(_)) => irq.0 & 0x3ff == super::gic::IPI_SGI,
+        Some(Chip::GicV3(_)) => irq.0 & super::gic::INTID_MASK == super::gic::IPI_SGI,
+        Some(Chip::Local(_)) => irq.0 == super::bcm2836_local::MAILBOX0_SOURCE,
         None => false,
     }
 }

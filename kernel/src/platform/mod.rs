@@ -75,6 +75,26 @@ pub fn rtc_epoch_secs() -> Option<u64> {
     pl031::epoch_secs()
 }
 
+/// The CPUs to start: the firmware's list, or, where it lists none, what
+/// the board is known to have (the Pis without a DTB: four cores, each
+/// waiting for its entry address at 0xd8 + 8 × core, the spin table the
+/// Pi firmware and QEMU's Pi boot code share). Empty: one CPU.
+pub fn cpus(info: &BootInfo) -> folium_boot::cpus::CpuList {
+    if !info.cpus.is_empty() {
+        return info.cpus;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if board().is_some_and(|b| b.name.starts_with("raspi")) {
+        return raspi::spin_table_cpus();
+    }
+    folium_boot::cpus::CpuList::new()
+}
+
+/// The board, once `init` ran.
+pub fn board() -> Option<&'static Board> {
+    BOARD.get()
+}
+
 /// The board's MMIO ranges (empty before `init`).
 pub fn device_regions() -> &'static [folium_boot::PhysRange] {
     BOARD.get().map_or(&[], |b| b.devices.as_slice())

@@ -223,3 +223,16 @@ unsafe fn dcache_op(va: u64, len: usize) {
     }
     barrier::dsb(barrier::SY);
 }
+
+/// The Pi's four cores (MPIDR affinity 0..3) and their spin-table slots.
+pub fn spin_table_cpus() -> folium_boot::cpus::CpuList {
+    use folium_boot::cpus::{CpuDesc, CpuList, StartMethod};
+    let mut l = CpuList::new();
+    for core in 0..4u64 {
+        l.push(CpuDesc {
+            hw_id: core,
+            method: StartMethod::SpinTable(PhysAddr::new(0xd8 + 8 * core)),
+        });
+    }
+    l
+}

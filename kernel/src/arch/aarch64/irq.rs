@@ -101,6 +101,8 @@ pub fn handle_irq() {
         };
         if irqchip::is_timer(irq) {
             timer_interrupt();
+        } else if irqchip::is_ipi(irq) {
+            crate::smp::ipi_received();
         }
         irqchip::eoi(irq);
     }

@@ -7,6 +7,7 @@ pub mod emulate;
 mod irq;
 pub(super) mod irqflags;
 mod mm;
+pub mod smp;
 mod trap;
 mod user;
 mod user_tests;
@@ -23,6 +24,7 @@ pub use mm::{
     KERNEL_ROOT_SLOTS, KernelPteFormat, current_kernel_root, early_reachable, kimage_voffset,
     set_user_root, switch_kernel_tables, sync_icache, tlb, user_root, zero_pages,
 };
+pub use smp::cpu_index;
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 pub use user::{
     USER_TOP, UserContext, asid_bits, copy_from_user, copy_to_user, has_pan, hw_access_dirty,

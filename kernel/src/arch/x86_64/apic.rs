@@ -14,6 +14,8 @@ use super::msr;
 const PIC_BASE: u8 = 0x20;
 /// The LAPIC timer's vector.
 pub const TIMER_VECTOR: u64 = 0x30;
+/// The vector one CPU's IPI arrives on at another.
+pub const IPI_VECTOR: u64 = 0xf0;
 /// The LAPIC spurious-interrupt vector (low 4 bits all 1, as older
 /// APICs require).
 pub const SPURIOUS_VECTOR: u64 = 0xff;
@@ -23,6 +25,15 @@ const APIC_BASE_ENABLE: u64 = 1 << 11;
 const APIC_BASE_X2: u64 = 1 << 10;
 
 const REG_TPR: u32 = 0x80;
+const REG_ICR_LOW: u32 = 0x300;
+const REG_ICR_HIGH: u32 = 0x310;
+/// x2APIC: the whole ICR is one MSR.
+const X2APIC_ICR: u32 = 0x830;
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+const ICR_TRIGGER_LEVEL: u32 = 1 << 15;
+const ICR_PENDING: u32 = 1 << 12;
 const REG_EOI: u32 = 0xb0;
 const REG_SVR: u32 = 0xf0;
 const REG_LVT_TIMER: u32 = 0x320;
@@ -42,6 +53,9 @@ const DIV_16: u32 = 0b0011;
 static MMIO: AtomicU64 = AtomicU64::new(0);
 static X2APIC: AtomicBool = AtomicBool::new(false);
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// Set once the boot CPU's LAPIC is enabled (by [`timer_init`] or the
+/// first [`start_ap`]).
+static BOOT_LAPIC: AtomicBool = AtomicBool::new(false);
 /// LAPIC timer counts per second (after the divider), as calibrated.
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 /// Interrupts that reached a vector nobody handles (reports, tests).
@@ -140,7 +154,18 @@ fn calibrate() -> u64 {
 /// Starts the periodic timer at `crate::sched::TICK_HZ` (once; later
 /// calls return at once). Interrupts stay masked in the kernel: ticks
 /// arrive while user code runs, or in [`wait_for_interrupt`].
+///
+/// On a secondary CPU: enables its LAPIC and starts its timer at the rate
+/// the boot CPU calibrated (every LAPIC timer of the machine runs from the
+/// same clock).
 pub fn timer_init() {
+    if crate::smp::id() != 0 {
+        let per_sec = TIMER_HZ.load(Ordering::Relaxed);
+        if per_sec != 0 && init_lapic() {
+            start_periodic(per_sec);
+        }
+        return;
+    }
     if STARTED.swap(true, Ordering::SeqCst) {
         return;
     }
@@ -148,15 +173,116 @@ pub fn timer_init() {
         println!("apic: no HPET to calibrate the LAPIC timer against; no timer");
         return;
     }
-    if !init_lapic() {
+    if !boot_lapic() {
         println!("apic: local APIC registers not mapped; no timer");
         return;
     }
-    let per_sec = calibrate();
-    TIMER_HZ.store(per_sec, Ordering::Relaxed);
+    start_periodic(timer_rate());
+}
+
+/// The LAPIC timer's rate, calibrated on the boot CPU the first time
+/// (before the secondary CPUs start, which take it as it is).
+fn timer_rate() -> u64 {
+    match TIMER_HZ.load(Ordering::Relaxed) {
+        0 => {
+            let per_sec = calibrate();
+            TIMER_HZ.store(per_sec, Ordering::Relaxed);
+            per_sec
+        }
+        hz => hz,
+    }
+}
+
+/// The boot CPU's LAPIC, enabled once.
+fn boot_lapic() -> bool {
+    BOOT_LAPIC.load(Ordering::Relaxed) || {
+        let ok = init_lapic();
+        BOOT_LAPIC.store(ok, Ordering::Relaxed);
+        ok
+    }
+}
+
+/// Runs this CPU's LAPIC timer periodically at `crate::sched::TICK_HZ`.
+fn start_periodic(per_sec: u64) {
     let count = (per_sec / crate::sched::TICK_HZ).clamp(1, u64::from(u32::MAX)) as u32;
+    write(REG_TIMER_DIV, DIV_16);
     write(REG_LVT_TIMER, LVT_PERIODIC | TIMER_VECTOR as u32);
     write(REG_TIMER_INIT, count);
+}
+
+/// Spins for `us` microseconds of the HPET.
+fn delay_us(us: u64) {
+    let hz = super::clock::ticks_per_sec().max(1);
+    let t0 = super::clock::ticks();
+    let wait = (u128::from(hz) * u128::from(us) / 1_000_000) as u64;
+    while super::clock::ticks().wrapping_sub(t0) < wait {
+        core::hint::spin_loop();
+    }
+}
+
+/// Sends an inter-processor interrupt (ICR low word `low`) to the CPU
+/// whose APIC id is `dest`, and waits until the APIC has sent it.
+fn send_ipi(dest: u32, low: u32) -> Result<(), &'static str> {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: an ICR write sends the IPI described; x2APIC needs no
+        // wait for delivery.
+        unsafe { msr::write(X2APIC_ICR, u64::from(dest) << 32 | u64::from(low)) };
+        return Ok(());
+    }
+    if dest > 0xff {
+        return Err("an APIC id above 255 needs x2APIC mode");
+    }
+    write(REG_ICR_HIGH, dest << 24);
+    write(REG_ICR_LOW, low);
+    for _ in 0..100_000 {
+        if read(REG_ICR_LOW) & ICR_PENDING == 0 {
+            return Ok(());
+        }
+        core::hint::spin_loop();
+    }
+    Err("the local APIC does not send the IPI")
+}
+
+/// Enables this CPU's local APIC for IPIs (the boot CPU's once; a
+/// secondary's in its own start-up).
+pub fn enable_ipi() -> Result<(), &'static str> {
+    let ok = if crate::smp::id() == 0 {
+        boot_lapic()
+    } else {
+        init_lapic()
+    };
+    ok.then_some(()).ok_or("local APIC registers not mapped")
+}
+
+/// Sends the IPI (a fixed interrupt on [`IPI_VECTOR`]) to the CPU whose
+/// APIC id is `apic_id`.
+pub fn send_fixed_ipi(apic_id: u32) -> Result<(), &'static str> {
+    send_ipi(apic_id, IPI_VECTOR as u32)
+}
+
+/// Starts the application processor `apic_id` at the real-mode page
+/// `vector` (its physical address >> 12): INIT, 10 ms, then two
+/// STARTUP IPIs 200 µs apart (the second is ignored by a CPU already
+/// running), the universal start-up sequence. An error means no STARTUP
+/// went out: the CPU cannot be running.
+pub fn start_ap(apic_id: u32, vector: u8) -> Result<(), &'static str> {
+    if !boot_lapic() {
+        return Err("local APIC registers not mapped");
+    }
+    if super::clock::ticks_per_sec() == 0 {
+        return Err("no clock to time the start-up sequence");
+    }
+    // The rate the new CPU's timer will run at.
+    timer_rate();
+    send_ipi(apic_id, ICR_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL)?;
+    delay_us(10_000);
+    send_ipi(apic_id, ICR_STARTUP | u32::from(vector))?;
+    // From here the CPU may be running, on the stack it was given: so Ok
+    // whatever becomes of the second STARTUP (the caller must then treat
+    // the CPU as released).
+    delay_us(200);
+    let _ = send_ipi(apic_id, ICR_STARTUP | u32::from(vector));
+    Ok(())
 }
 
 /// The calibrated LAPIC timer rate (counts per second after the divider),
@@ -179,6 +305,10 @@ pub(super) fn handle_irq(vector: u64) {
     match vector {
         TIMER_VECTOR => {
             crate::sched::timer_tick();
+            eoi();
+        }
+        IPI_VECTOR => {
+            crate::smp::ipi_received();
             eoi();
         }
         // Needs no EOI (the APIC never set an in-service bit for it).

@@ -20,6 +20,7 @@ const CR0_TS: u64 = 1 << 3;
 const CR0_NE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const CR4_PGE: u64 = 1 << 7;
 const CR4_PCIDE: u64 = 1 << 17;
 const CR4_SMEP: u64 = 1 << 20;
 const CR4_SMAP: u64 = 1 << 21;
@@ -58,6 +59,44 @@ pub(super) fn init() {
     if DONE.swap(true, Ordering::SeqCst) {
         return;
     }
+    let (smep, smap, pcid) = enable_features();
+    SMEP_ON.store(smep, Ordering::Relaxed);
+    SMAP_ON.store(smap, Ordering::Relaxed);
+    // SAFETY: CR4.PCIDE was set exactly when `pcid`; INVPCID as CPUID
+    // reports it.
+    unsafe { super::mm::set_pcid(pcid, has_invpcid()) };
+    super::apic::mask_pic();
+    super::user::init(super::gdt::rsp0_ptr());
+}
+
+/// The same features on a secondary CPU (the boot CPU's choices, which
+/// CPUID gives alike on every CPU of the machine), and SYSCALL with this
+/// CPU's TSS.RSP0 at `rsp0`.
+pub(super) fn init_secondary(rsp0: *mut u64) {
+    let (smep, smap, pcid) = enable_features();
+    // Global kernel pages, as the boot CPU set them when it switched to
+    // the kernel's tables (this CPU started on them).
+    // SAFETY: CR4.PGE only makes the kernel's global entries survive CR3
+    // writes; the kernel half is identical in every root.
+    unsafe {
+        asm!(
+            "mov {0}, cr4",
+            "or {0}, {1}",
+            "mov cr4, {0}",
+            out(reg) _,
+            const CR4_PGE,
+            options(nostack, preserves_flags)
+        );
+    }
+    assert!(
+        (smep, smap, pcid) == (smep_enabled(), smap_enabled(), super::mm::pcid_enabled()),
+        "a secondary CPU's features differ from the boot CPU's"
+    );
+    super::user::init(rsp0);
+}
+
+/// Sets this CPU's CR0 and CR4 bits; returns (SMEP, SMAP, PCIDs) as set.
+fn enable_features() -> (bool, bool, bool) {
     let ebx = leaf7_ebx();
     let smep = ebx & (1 << 7) != 0;
     let smap = ebx & (1 << 20) != 0;
@@ -69,7 +108,8 @@ pub(super) fn init() {
         cr4_set |= CR4_SMAP;
     }
     // CR4.PCIDE may only be set while CR3's PCID field is 0 (#GP
-    // otherwise); the boot tables are installed with it clear.
+    // otherwise); the boot tables (and a secondary's first CR3) are
+    // installed with it clear.
     let pcid = has_pcid() && super::mm::current_cr3() & 0xfff == 0;
     if pcid {
         cr4_set |= CR4_PCIDE;
@@ -97,13 +137,7 @@ pub(super) fn init() {
             options(nostack, preserves_flags)
         );
     }
-    SMEP_ON.store(smep, Ordering::Relaxed);
-    SMAP_ON.store(smap, Ordering::Relaxed);
-    // SAFETY: CR4.PCIDE was set above exactly when `pcid`; INVPCID as
-    // CPUID reports it.
-    unsafe { super::mm::set_pcid(pcid, has_invpcid()) };
-    super::apic::mask_pic();
-    super::user::init();
+    (smep, smap, pcid)
 }
 
 /// Reads CR4 (tests).

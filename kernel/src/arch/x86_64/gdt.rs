@@ -66,8 +66,8 @@ static mut TSS: TaskStateSegment = TaskStateSegment::new();
 #[repr(C, align(16))]
 struct Gdt([u64; 8]);
 
-/// The GDT. Writable: `ltr` sets the busy bit in the TSS descriptor.
-static mut GDT: Gdt = Gdt([
+/// The GDT's entries as loaded (the TSS slots are filled per CPU).
+const GDT_ENTRIES: [u64; 8] = [
     0,
     // The accessed bits are preset, so loading a segment never makes the
     // CPU write a descriptor.
@@ -76,9 +76,22 @@ static mut GDT: Gdt = Gdt([
     0x00cf_fb00_0000_ffff, // 0x18: 32-bit user code (placeholder for SYSRET)
     0x00cf_f300_0000_ffff, // 0x20: user data
     0x00af_fb00_0000_ffff, // 0x28: 64-bit user code
-    0,                     // 0x30: TSS, low half (filled by `init`)
+    0,                     // 0x30: TSS, low half (filled by `load`)
     0,                     //       TSS, high half
-]);
+];
+
+/// The boot CPU's GDT. Writable: `ltr` sets the busy bit in the TSS
+/// descriptor.
+static mut GDT: Gdt = Gdt(GDT_ENTRIES);
+
+/// A secondary CPU's GDT, TSS and IST stacks (a TSS that one CPU's task
+/// register holds is busy: no other CPU may load it).
+#[repr(C, align(16))]
+struct CpuTables {
+    gdt: Gdt,
+    tss: TaskStateSegment,
+    ist: [IstStack; IST_STACKS],
+}
 
 static LOADED: AtomicBool = AtomicBool::new(false);
 
@@ -100,9 +113,9 @@ fn tss_descriptor(base: u64, limit: u32) -> [u64; 2] {
     [low, base >> 32]
 }
 
-/// Loads the GDT, reloads every segment register from it and loads the
-/// task register. Runs once; later calls return at once (`ltr` of a busy
-/// TSS would raise #GP).
+/// Loads the boot CPU's GDT, reloads every segment register from it and
+/// loads the task register. Runs once; later calls return at once (`ltr`
+/// of a busy TSS would raise #GP).
 ///
 /// Works on the early tables as well as on the kernel's: the GDT, TSS and
 /// IST stacks live in the image's `.data`/`.bss`, mapped writable by both.
@@ -110,16 +123,51 @@ pub fn init() {
     if LOADED.swap(true, Ordering::SeqCst) {
         return;
     }
-    let tss = &raw mut TSS;
-    let gdt = &raw mut GDT;
-    // SAFETY: runs once, at boot, on one CPU, before any IST or ring change
-    // can consult the TSS; the raw-pointer writes go to statics no other
-    // code refers to. RSP0 stays 0 until `set_kernel_stack`: nothing runs
-    // in ring 3 before then.
+    let ends = [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].map(|i| ist_stack(i).end);
+    // SAFETY: runs once, at boot, on the boot CPU, before any IST or ring
+    // change can consult the TSS; the statics are referred to by nothing
+    // else yet, and the IST stacks are the static ones.
+    unsafe { load(&raw mut GDT, &raw mut TSS, ends) };
+}
+
+/// Gives a secondary CPU a GDT, TSS and IST stacks of its own (on the
+/// heap, for good) and loads them; returns the address of its TSS.RSP0.
+pub fn init_secondary() -> *mut u64 {
+    // SAFETY: all-zero bytes are a valid `CpuTables` (a zero TSS, zero
+    // descriptors and stacks), filled in below before use.
+    let t = alloc::boxed::Box::leak(unsafe {
+        alloc::boxed::Box::<CpuTables>::new_zeroed().assume_init()
+    });
+    t.gdt.0 = GDT_ENTRIES;
+    // Not all zeros: a zero I/O-map base would make the TSS's own bytes
+    // an I/O permission bitmap granting ports to ring 3.
+    t.tss = TaskStateSegment::new();
+    let ends = core::array::from_fn(|i| {
+        let s = &raw const t.ist[i];
+        s as u64 + IST_STACK_SIZE as u64
+    });
+    // SAFETY: the tables were just allocated for this CPU and live
+    // forever; nothing else refers to them.
+    unsafe { load(&raw mut t.gdt, &raw mut t.tss, ends) };
+    (&raw mut t.tss.privilege_stack_table).cast::<u64>()
+}
+
+/// Points `tss`'s IST slots at `ist_ends`, writes its descriptor into
+/// `gdt`, loads `gdt`, reloads every segment register and loads the task
+/// register.
+///
+/// # Safety
+///
+/// `gdt` and `tss` live forever, are this CPU's alone, and no IST or
+/// ring change can consult the TSS while this runs; `ist_ends` are the
+/// 16-aligned tops of stacks of `IST_STACK_SIZE` bytes that only this
+/// CPU's #DF, NMI and #MC gates use.
+unsafe fn load(gdt: *mut Gdt, tss: *mut TaskStateSegment, ist_ends: [u64; IST_STACKS]) {
+    // SAFETY: the caller's contract: exclusive, live tables. RSP0 stays as
+    // it is until `set_kernel_stack`: nothing runs in ring 3 before then.
     unsafe {
-        for ist in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK] {
-            // The stack grows down from the end; the end is 16-aligned.
-            (*tss).interrupt_stack_table[usize::from(ist) - 1] = VirtAddr::new(ist_stack(ist).end);
+        for (slot, end) in ist_ends.into_iter().enumerate() {
+            (*tss).interrupt_stack_table[slot] = VirtAddr::new(end);
         }
         let [low, high] = tss_descriptor(tss as u64, (size_of::<TaskStateSegment>() - 1) as u32);
         let slot = usize::from(TSS_SEL / 8);
@@ -130,10 +178,10 @@ pub fn init() {
         limit: (size_of::<Gdt>() - 1) as u16,
         base: VirtAddr::new(gdt as u64),
     };
-    // SAFETY: the GDT is a static that lives forever with the same kernel
-    // selectors as the boot GDT, so reloading CS (far return) and the data
-    // segments keeps the current privilege and flat addressing; the TSS
-    // descriptor was just written and points at a valid, live TSS.
+    // SAFETY: the GDT lives forever with the same kernel selectors as the
+    // boot GDT, so reloading CS (far return) and the data segments keeps
+    // the current privilege and flat addressing; the TSS descriptor was
+    // just written and points at a valid, live TSS.
     unsafe {
         x86_64::instructions::tables::lgdt(&ptr);
         asm!(

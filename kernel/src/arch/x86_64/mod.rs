@@ -13,6 +13,7 @@ mod mm;
 mod msr;
 pub mod overflow;
 mod pcid_tests;
+pub mod smp;
 mod trap;
 mod uaccess;
 mod user;
@@ -31,6 +32,7 @@ pub use mm::{
     early_reachable, invpcid_enabled, kimage_voffset, last_cr3_written, pcid_enabled,
     set_user_root, switch_kernel_tables, tlb, user_root, zero_pages,
 };
+pub use smp::cpu_index;
 pub use trap::{describe, init_exceptions, raw_breakpoint, raw_probe_read, raw_probe_write};
 pub use uaccess::{copy_from_user, copy_to_user};
 pub use user::{USER_TOP, UserContext, run_user};

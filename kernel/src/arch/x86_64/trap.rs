@@ -107,6 +107,7 @@ fn stub_addr(vector: usize) -> u64 {
 /// Loads the higher-half GDT and the TSS (the IST stacks), fills and loads
 /// the IDT, then sets up this CPU for user mode (`cpu::init`).
 pub fn init_exceptions() {
+    super::user::set_percpu(0);
     gdt::init();
     // SAFETY: runs once at boot before interrupts are enabled; the IDT is a
     // static that lives forever, and each stub address comes from idt.S.
@@ -129,13 +130,32 @@ pub fn init_exceptions() {
                 reserved: 0,
             };
         }
-        let ptr = x86_64::structures::DescriptorTablePointer {
-            limit: (size_of::<Idt>() - 1) as u16,
-            base: x86_64::VirtAddr::new(idt as u64),
-        };
-        x86_64::instructions::tables::lidt(&ptr);
     }
+    load_idt();
     super::cpu::init();
+}
+
+/// Loads the IDT (every CPU shares it).
+fn load_idt() {
+    let ptr = x86_64::structures::DescriptorTablePointer {
+        limit: (size_of::<Idt>() - 1) as u16,
+        base: x86_64::VirtAddr::new(&raw const IDT as u64),
+    };
+    // SAFETY: the IDT is a static that lives forever, filled by the boot
+    // CPU's `init_exceptions` before any secondary CPU starts.
+    unsafe { x86_64::instructions::tables::lidt(&ptr) };
+}
+
+/// A secondary CPU's exception state: its per-CPU area (index `index`),
+/// GDT, TSS and IST stacks of its own, the shared IDT, its CR0/CR4
+/// features and SYSCALL.
+pub fn init_secondary_exceptions(index: usize) {
+    super::user::set_percpu(index);
+    // The IDT first: a fault in what follows is then reported, not a
+    // triple fault.
+    load_idt();
+    let rsp0 = gdt::init_secondary();
+    super::cpu::init_secondary(rsp0);
 }
 
 /// Raises `int3`.

@@ -23,6 +23,7 @@ use core::fmt;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+use folium_boot::cpus::MAX_CPUS;
 use folium_mm::aspace::Access;
 use x86_64::registers::control::Cr2;
 
@@ -239,8 +240,9 @@ impl fmt::Display for Dump<'_> {
     }
 }
 
-/// What `user.S` reaches through GS while in the kernel. Only assembly
-/// and `init` touch it.
+/// What `user.S` reaches through GS while in the kernel, one per CPU
+/// (GS base points at this CPU's). Only assembly, [`init`] and
+/// [`cpu_index`] touch it.
 #[repr(C)]
 pub(super) struct PerCpu {
     /// RSP of the `run_user` frame to unwind to.
@@ -251,19 +253,53 @@ pub(super) struct PerCpu {
     ctx: u64,
     /// Address of TSS.RSP0.
     rsp0: u64,
+    /// This CPU's index (`crate::smp`).
+    index: u64,
 }
 
 pub(super) const PCPU_KERNEL_RSP: usize = offset_of!(PerCpu, kernel_rsp);
 pub(super) const PCPU_USER_RSP: usize = offset_of!(PerCpu, user_rsp);
 pub(super) const PCPU_CTX: usize = offset_of!(PerCpu, ctx);
 pub(super) const PCPU_RSP0: usize = offset_of!(PerCpu, rsp0);
+const PCPU_INDEX: usize = offset_of!(PerCpu, index);
 
-static mut PERCPU: PerCpu = PerCpu {
-    kernel_rsp: 0,
-    user_rsp: 0,
-    ctx: 0,
-    rsp0: 0,
-};
+static mut PERCPU: [PerCpu; MAX_CPUS] = [const {
+    PerCpu {
+        kernel_rsp: 0,
+        user_rsp: 0,
+        ctx: 0,
+        rsp0: 0,
+        index: 0,
+    }
+}; MAX_CPUS];
+
+/// This CPU's index (`crate::smp`), from its per-CPU area.
+#[inline]
+pub fn cpu_index() -> usize {
+    let i: u64;
+    // SAFETY: GS base points at this CPU's PerCpu from the first kernel
+    // instruction that needs it (`init`, the first step of
+    // `init_exceptions`) on; the load reads its `index` field.
+    unsafe {
+        asm!("mov {}, gs:[{off}]", out(reg) i, off = const PCPU_INDEX,
+             options(nostack, readonly, preserves_flags))
+    };
+    i as usize
+}
+
+/// Points GS at CPU `index`'s per-CPU area (its first step: everything
+/// that asks which CPU it runs on reads it there).
+pub(super) fn set_percpu(index: usize) {
+    assert!(index < MAX_CPUS, "cpu index {index}");
+    // SAFETY: this CPU's own slot, written before anything reads it
+    // through GS; the MSR write makes GS-relative loads reach it.
+    unsafe {
+        let pcpu = (&raw mut PERCPU).cast::<PerCpu>().add(index);
+        (*pcpu).index = index as u64;
+        msr::write(IA32_GS_BASE, pcpu as u64);
+        msr::write(IA32_KERNEL_GS_BASE, 0);
+    }
+}
 
 /// The FP box whose state is in the CPU's registers (null: none).
 static FP_OWNER: AtomicPtr<FxArea> = AtomicPtr::new(core::ptr::null_mut());
@@ -295,25 +331,26 @@ unsafe fn fxrstor(p: *const u8) {
     unsafe { asm!("fxrstor64 [{}]", in(reg) p, options(nostack, preserves_flags, readonly)) };
 }
 
-/// Points GS at the per-CPU area and turns on SYSCALL: EFER.SCE, STAR
-/// (the GDT's SYSRET layout), LSTAR (the entry), SFMASK (IF, TF, DF, AC
-/// and NT cleared on entry). Runs at boot, after the GDT and TSS.
-pub(super) fn init() {
-    let pcpu = &raw mut PERCPU;
-    // SAFETY: boot, one CPU, interrupts masked; PERCPU is only read by the
-    // entry code, which cannot run before LSTAR is written below. The MSR
-    // values are what the SYSCALL/SWAPGS discipline of user.S assumes.
+/// Turns on SYSCALL on this CPU: EFER.SCE, STAR (the GDT's SYSRET
+/// layout), LSTAR (the entry), SFMASK (IF, TF, DF, AC and NT cleared on
+/// entry); records where its TSS.RSP0 is. Runs on every CPU after its GDT
+/// and TSS and [`set_percpu`].
+pub(super) fn init(rsp0: *mut u64) {
+    let pcpu = (&raw mut PERCPU).cast::<PerCpu>().wrapping_add(cpu_index());
+    // SAFETY: this CPU's PerCpu, only read by the entry code, which cannot
+    // run on this CPU before LSTAR is written below. The MSR values are
+    // what the SYSCALL/SWAPGS discipline of user.S assumes.
     unsafe {
-        (*pcpu).rsp0 = gdt::rsp0_ptr() as u64;
-        msr::write(IA32_GS_BASE, pcpu as u64);
-        msr::write(IA32_KERNEL_GS_BASE, 0);
+        (*pcpu).rsp0 = rsp0 as u64;
         msr::write(IA32_FS_BASE, 0);
         msr::write(IA32_STAR, gdt::STAR);
         msr::write(IA32_LSTAR, folium_syscall_entry as *const () as u64);
         msr::write(IA32_FMASK, FLAG_TF | FLAG_IF | 1 << 10 | 1 << 14 | 1 << 18);
         msr::write(IA32_EFER, msr::read(IA32_EFER) | 1);
     }
-    FS_LOADED.store(0, Ordering::Relaxed);
+    if cpu_index() == 0 {
+        FS_LOADED.store(0, Ordering::Relaxed);
+    }
 }
 
 unsafe extern "C" {
@@ -465,7 +502,9 @@ fn decode(ctx: &UserContext) -> UserFault {
 /// `swapgs`: stores the user registers into the running context and
 /// returns the exit code for `run_user`. Interrupt handlers run here.
 pub(super) fn trap_from_user(frame: &TrapFrame) -> u64 {
-    let pcpu = &raw const PERCPU;
+    let pcpu = (&raw const PERCPU)
+        .cast::<PerCpu>()
+        .wrapping_add(cpu_index());
     // SAFETY: `folium_enter_user` stored the context `run_user` holds
     // exclusively and is waiting on; nothing else refers to it meanwhile.
     let ctx = unsafe { &mut *((*pcpu).ctx as *mut UserContext) };

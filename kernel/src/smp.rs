@@ -1,0 +1,378 @@
+//! Several CPUs: per-CPU data, and bringing the secondary CPUs up.
+//!
+//! Every CPU has a [`Cpu`] record, found through its index ([`id`]),
+//! which the architecture keeps in a per-CPU register (`TPIDR_EL1`, or
+//! the GS-based area on x86). CPU 0 is the one the firmware started; the
+//! others are listed by the firmware (the DTB's `/cpus`, ACPI's MADT, or
+//! the Pi's fixed four cores) and released one by one by
+//! [`start_secondaries`]: PSCI `CPU_ON` on `virt`, the spin table on the
+//! Pis, INIT-SIPI-SIPI on q35. Each comes up on a kernel stack of its own
+//! ([`secondary_main`]), sets up its exception state, its interrupt
+//! controller interface and its timer, says it is online and becomes that
+//! CPU's idle thread. A CPU that does not answer within
+//! [`START_TIMEOUT_NS`] is reported, and the others still start.
+//!
+//! Processes run on CPU 0 only, for now: the other CPUs take their timer
+//! interrupts (counted in [`Cpu::ticks`]) and inter-processor interrupts
+//! ([`send_ipi`]: an SGI on the GICs, a mailbox on the Pi 3's local
+//! controller, a fixed LAPIC vector on x86), and idle.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub use folium_boot::cpus::MAX_CPUS;
+use folium_boot::cpus::{CpuDesc, CpuList};
+
+use crate::arch;
+
+/// How long the boot CPU waits for a released CPU to say it is online.
+pub const START_TIMEOUT_NS: u64 = 1_000_000_000;
+
+const _: () = assert!(MAX_CPUS.is_power_of_two());
+
+/// One CPU's record.
+pub struct Cpu {
+    /// Firmware's id: the MPIDR affinity (arm64) or local APIC id (x86).
+    hw_id: AtomicU64,
+    /// Set by the CPU itself once it runs its idle loop (CPU 0: at boot).
+    online: AtomicBool,
+    /// Timer interrupts this CPU took.
+    ticks: AtomicU64,
+    /// [`crate::sync::IrqMutex`]es this CPU holds now.
+    held: AtomicUsize,
+    /// Inter-processor interrupts this CPU took.
+    ipis: AtomicU64,
+}
+
+impl Cpu {
+    const fn new() -> Self {
+        Cpu {
+            hw_id: AtomicU64::new(0),
+            online: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
+            ipis: AtomicU64::new(0),
+        }
+    }
+
+    /// Inter-processor interrupts taken by this CPU.
+    pub fn ipis(&self) -> u64 {
+        self.ipis.load(Ordering::Relaxed)
+    }
+
+    /// Timer interrupts taken by this CPU.
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Its firmware id.
+    pub fn hw_id(&self) -> u64 {
+        self.hw_id.load(Ordering::Relaxed)
+    }
+
+    /// True once it is up.
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Acquire)
+    }
+}
+
+static CPUS: [Cpu; MAX_CPUS] = [const { Cpu::new() }; MAX_CPUS];
+
+/// Bit i: CPU index i's mailbox slot was handed to a released CPU (which
+/// may still come up late): never reused.
+static RELEASED: AtomicUsize = AtomicUsize::new(1);
+
+/// The user-half root a CPU installs when it runs no process (see
+/// `memory::uspace::idle_root`), for the secondaries.
+static IDLE_ROOT: AtomicU64 = AtomicU64::new(0);
+
+/// This CPU's index (0 for the boot CPU).
+#[inline]
+pub fn id() -> usize {
+    arch::cpu_index() & (MAX_CPUS - 1)
+}
+
+/// This CPU's record.
+#[inline]
+pub fn this() -> &'static Cpu {
+    &CPUS[id()]
+}
+
+/// The index of the online CPU whose firmware id is `hw_id`.
+pub fn index_of(hw_id: u64) -> Option<usize> {
+    online().find(|&i| CPUS[i].hw_id() == hw_id)
+}
+
+/// The indices of the CPUs that are online.
+pub fn online() -> impl Iterator<Item = usize> {
+    (0..MAX_CPUS).filter(|&i| CPUS[i].is_online())
+}
+
+/// How many CPUs are online.
+pub fn online_count() -> usize {
+    online().count()
+}
+
+/// Records that this CPU took an [`crate::sync::IrqMutex`].
+#[inline]
+pub fn lock_taken() {
+    this().held.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Records that this CPU released an [`crate::sync::IrqMutex`].
+#[inline]
+pub fn lock_released() {
+    this().held.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// [`crate::sync::IrqMutex`]es this CPU holds.
+pub fn held() -> usize {
+    this().held.load(Ordering::Relaxed)
+}
+
+/// Counts a timer interrupt on this CPU; true on the CPU that runs the
+/// scheduler's tick (CPU 0).
+#[inline]
+pub fn tick() -> bool {
+    this().ticks.fetch_add(1, Ordering::Relaxed);
+    id() == 0
+}
+
+/// Counts an inter-processor interrupt on this CPU (called by the
+/// architecture's interrupt handler, interrupts masked).
+pub fn ipi_received() {
+    this().ipis.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Sends an inter-processor interrupt to online CPU `i`.
+pub fn send_ipi(i: usize) -> Result<(), &'static str> {
+    let c = CPUS
+        .get(i)
+        .filter(|c| c.is_online())
+        .ok_or("no such CPU online")?;
+    arch::smp::send_ipi(i, c.hw_id())
+}
+
+/// Marks the boot CPU online, with its firmware id. Runs once, first.
+pub fn init_boot_cpu() {
+    CPUS[0]
+        .hw_id
+        .store(arch::smp::this_hw_id(), Ordering::Relaxed);
+    CPUS[0].online.store(true, Ordering::Release);
+}
+
+/// The outcome of [`start_secondaries`], for the banner and tests.
+pub struct Report {
+    /// Lines to print: one per CPU that failed, then the summary.
+    pub lines: Vec<String>,
+}
+
+/// How many CPUs [`start_secondaries`] was asked to bring up at most
+/// (`maxcpus=`; `MAX_CPUS` without it).
+static WANTED: AtomicUsize = AtomicUsize::new(MAX_CPUS);
+
+/// The CPUs that should be online: those the firmware lists, at most
+/// `maxcpus=`.
+pub fn wanted(cpus: &CpuList) -> usize {
+    cpus.len().clamp(1, WANTED.load(Ordering::Relaxed))
+}
+
+/// Releases the secondary CPUs in `cpus` (the boot CPU, found by its
+/// hardware id, is skipped), at most `maxcpus - 1` of them, and waits for
+/// each to come online.
+pub fn start_secondaries(cpus: &CpuList, maxcpus: Option<usize>) -> Report {
+    let limit = maxcpus.unwrap_or(MAX_CPUS).clamp(1, MAX_CPUS);
+    WANTED.store(limit, Ordering::Relaxed);
+    let mut lines = Vec::new();
+    let me = CPUS[0].hw_id();
+    let idle_root = crate::memory::uspace::idle_root();
+    IDLE_ROOT.store(idle_root.as_u64(), Ordering::Relaxed);
+    // (A GICv2 with one CPU interface has no SGI targets at all.)
+    if cpus.as_slice().iter().any(|d| d.hw_id != me)
+        && let Err(e) = arch::smp::enable_ipi(0)
+    {
+        lines.push(alloc::format!("smp: cpu 0 takes no IPIs: {e}"));
+    }
+    let others = cpus.as_slice().iter().filter(|d| d.hw_id != me);
+    // Index i for the i-th other CPU: 1.. up to MAX_CPUS - 1.
+    for (i, desc) in (1..limit).zip(others) {
+        if let Err(e) = start_one(i, desc, idle_root) {
+            lines.push(alloc::format!(
+                "smp: cpu {i} ({:#x}) did not come up: {e}",
+                desc.hw_id
+            ));
+        }
+    }
+    if cpus.dropped > 0 {
+        lines.push(alloc::format!(
+            "smp: {} more CPUs described than the {MAX_CPUS} Folium runs",
+            cpus.dropped
+        ));
+    }
+    let ids: Vec<String> = online()
+        .map(|i| alloc::format!("{i} ({:#x})", CPUS[i].hw_id()))
+        .collect();
+    if limit < cpus.len() {
+        lines.push(alloc::format!(
+            "smp: maxcpus={limit}: {} listed CPUs left off",
+            cpus.len() - limit
+        ));
+    }
+    lines.push(alloc::format!(
+        "smp: {} of {} CPUs online: {}",
+        online_count(),
+        wanted(cpus),
+        ids.join(" ")
+    ));
+    Report { lines }
+}
+
+/// Releases CPU `i` (described by `desc`) and waits for it.
+fn start_one(i: usize, desc: &CpuDesc, idle_root: folium_mm::PhysAddr) -> Result<(), &'static str> {
+    let stack = crate::memory::kstack::KernelStack::new().ok_or("no memory for its stack")?;
+    let top = stack.top();
+    // An error here means the CPU was not released: its stack is freed.
+    arch::smp::start_cpu(i, desc, top, secondary_main, idle_root)?;
+    // Released: the stack belongs to that CPU's idle thread for good (even
+    // if it is late: it may still come up and use it), and so does its
+    // mailbox slot.
+    core::mem::forget(stack);
+    RELEASED.fetch_or(1 << i, Ordering::Relaxed);
+    CPUS[i].hw_id.store(desc.hw_id, Ordering::Relaxed);
+    let deadline = crate::time::monotonic_ns() + START_TIMEOUT_NS;
+    while !CPUS[i].is_online() {
+        if crate::time::monotonic_ns() > deadline {
+            return Err("no answer within a second");
+        }
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// A secondary CPU's first Rust code: on its own stack, interrupts
+/// masked, the kernel's tables installed.
+extern "C" fn secondary_main(index: u64) -> ! {
+    let idle_root = folium_mm::PhysAddr::new(IDLE_ROOT.load(Ordering::Relaxed));
+    arch::smp::init_this_cpu(index as usize, idle_root);
+    if let Err(e) = arch::smp::enable_ipi(index as usize) {
+        println!("smp: cpu {index} takes no IPIs: {e}");
+    }
+    arch::timer_init();
+    CPUS[index as usize].online.store(true, Ordering::Release);
+    loop {
+        arch::wait_for_interrupt();
+    }
+}
+
+kernel_test!(
+    fn every_cpu_the_firmware_lists_is_online_and_takes_its_timer() {
+        let info = check_some!(folium_boot::info());
+        let wanted = wanted(&crate::platform::cpus(info));
+        check_eq!(id(), 0, "tests run on the boot CPU");
+        check_eq!(
+            online_count(),
+            wanted,
+            "CPUs online vs listed (and maxcpus=)"
+        );
+        let ids: Vec<u64> = online().map(|i| CPUS[i].hw_id()).collect();
+        for (n, a) in ids.iter().enumerate() {
+            check!(!ids[n + 1..].contains(a), "hardware id {a:#x} twice");
+        }
+        for i in online() {
+            check_eq!(index_of(CPUS[i].hw_id()), Some(i), "index of CPU {i}'s id");
+        }
+        check_eq!(index_of(arch::smp::this_hw_id()), Some(0), "this CPU's id");
+        // Each secondary's own timer interrupts keep coming while this CPU
+        // waits with its interrupts masked (100 Hz: 3 ticks take 30 ms).
+        let before: Vec<u64> = (0..MAX_CPUS).map(|i| CPUS[i].ticks()).collect();
+        let deadline = crate::time::monotonic_ns() + 2_000_000_000;
+        let behind = || {
+            online()
+                .filter(|&i| i != 0 && CPUS[i].ticks() < before[i] + 3)
+                .count()
+        };
+        while behind() > 0 && crate::time::monotonic_ns() < deadline {
+            core::hint::spin_loop();
+        }
+        check_eq!(
+            behind(),
+            0,
+            "secondary CPUs whose timer did not tick 3 times in 2 s"
+        );
+        check_eq!(
+            CPUS[0].ticks(),
+            before[0],
+            "CPU 0 took no tick with interrupts masked"
+        );
+        Ok(())
+    }
+);
+
+kernel_test!(
+    fn a_cpu_that_cannot_be_started_is_an_error_and_costs_nothing() {
+        // A slot never handed to a CPU, a hardware id no CPU has.
+        let released = RELEASED.load(Ordering::Relaxed);
+        let Some(slot) = (1..MAX_CPUS).rev().find(|&i| released & 1 << i == 0) else {
+            return Ok(()); // all eight were released: no slot to spare
+        };
+        let root = crate::memory::uspace::idle_root();
+        let unknown = CpuDesc {
+            hw_id: 0xfe,
+            method: folium_boot::cpus::StartMethod::Unknown,
+        };
+        let e = start_one(slot, &unknown, root);
+        check_eq!(e, Err("no start method Folium drives"));
+        // PSCI refuses an MPIDR it does not know (virt).
+        if check_some!(folium_boot::info()).cpus.psci.is_some() {
+            let ghost = CpuDesc {
+                hw_id: 0xfe00,
+                method: folium_boot::cpus::StartMethod::Psci,
+            };
+            let e = start_one(slot, &ghost, root);
+            check!(
+                e.is_err_and(|m| m.starts_with("PSCI CPU_ON")),
+                "CPU_ON of MPIDR 0xfe00: {e:?}"
+            );
+        }
+        check!(!CPUS[slot].is_online() && CPUS[slot].hw_id() == 0);
+        check_eq!(
+            RELEASED.load(Ordering::Relaxed),
+            released,
+            "slots handed out"
+        );
+        Ok(())
+    }
+);
+
+kernel_test!(
+    fn every_online_cpu_takes_an_ipi_from_cpu_0() {
+        let others: Vec<usize> = online().filter(|&i| i != 0).collect();
+        let before: Vec<u64> = (0..MAX_CPUS).map(|i| CPUS[i].ipis()).collect();
+        for &i in &others {
+            check_eq!(send_ipi(i), Ok(()), "IPI to CPU {i}");
+        }
+        let deadline = crate::time::monotonic_ns() + 1_000_000_000;
+        let waiting = || {
+            others
+                .iter()
+                .filter(|&&i| CPUS[i].ipis() == before[i])
+                .count()
+        };
+        while waiting() > 0 && crate::time::monotonic_ns() < deadline {
+            core::hint::spin_loop();
+        }
+        check_eq!(waiting(), 0, "CPUs the IPI did not reach within a second");
+        // Exactly one each: the handler neither misses nor repeats one.
+        for &i in &others {
+            check_eq!(CPUS[i].ipis(), before[i] + 1, "IPIs taken by CPU {i}");
+        }
+        check_eq!(CPUS[0].ipis(), before[0], "CPU 0 sent, it took none");
+        check!(send_ipi(MAX_CPUS).is_err(), "an IPI to no CPU");
+        if let Some(off) = (0..MAX_CPUS).find(|&i| !CPUS[i].is_online()) {
+            check_eq!(send_ipi(off), Err("no such CPU online"));
+        }
+        Ok(())
+    }
+);
