@@ -181,6 +181,7 @@ pub fn run(o: &BenchArgs) -> Result<bool> {
             spec.qemu_args.extend(ICOUNT_ARGS.map(String::from));
         }
         spec.cpu = o.machine.cpu.clone();
+        spec.smp = o.machine.smp;
         if let Some(a) = o.machine.accel {
             spec.accel = a;
         }

@@ -555,6 +555,7 @@ pub fn run(o: &QemuLinuxArgs) -> Result<bool> {
     let mut spec = Spec::new(board, "");
     spec.qemu_args = o.qemu.qemu_arg.clone();
     spec.cpu = o.machine.cpu.clone();
+    spec.smp = o.machine.smp;
     spec.accel = o.machine.accel.unwrap_or(Accel::Tcg);
     // The RAM Folium's benchmarks run with.
     spec.mem = Some(o.machine.mem.clone().unwrap_or_else(|| "1G".into()));

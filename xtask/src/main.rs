@@ -140,6 +140,10 @@ pub struct Machine {
     /// Guest RAM, e.g. 512M, 2G (fixed on the Pi boards)
     #[arg(long, short = 'm', value_name = "SIZE")]
     pub mem: Option<String>,
+    /// CPUs, 1 to 8 (virt and q35; default 1): QEMU's -smp. The Pi boards
+    /// always have four
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub smp: Option<u32>,
 }
 
 /// What to add to QEMU's command line, and whether to show it.
@@ -193,6 +197,10 @@ pub struct TestArgs {
     /// Seconds each guest boot may take
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub timeout: u64,
+    /// CPUs (1 to 8) for every virt and q35 boot that does not choose its
+    /// own count (default: 1, and 4 for the boots that check bring-up)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub smp: Option<u32>,
     /// --qemu-arg and --print-qemu
     #[command(flatten)]
     pub qemu: QemuExtra,

@@ -78,6 +78,29 @@ impl Board {
         Ok(())
     }
 
+    /// True where `-smp` chooses the number of CPUs (virt, q35).
+    pub fn smp_choosable(self) -> bool {
+        matches!(self, Board::Virt | Board::Q35)
+    }
+
+    /// Checks a `--smp` value: 1 to 8 on virt and q35; the Pis have four
+    /// cores and take only that.
+    pub fn check_smp(self, n: u32) -> Result<()> {
+        if self.smp_choosable() {
+            if (1..=MAX_SMP).contains(&n) {
+                return Ok(());
+            }
+            return Err(format!("--smp {n}: Folium runs 1 to {MAX_SMP} CPUs"));
+        }
+        if n == PI_CORES {
+            return Ok(());
+        }
+        Err(format!(
+            "--smp {n}: {} has {PI_CORES} cores, always",
+            self.name()
+        ))
+    }
+
     /// Guest exit status for success and failure as the host sees them.
     pub fn exit_codes(self) -> (i32, i32) {
         match self.arch() {
@@ -86,6 +109,11 @@ impl Board {
         }
     }
 }
+
+/// Most CPUs Folium brings up (the kernel's `MAX_CPUS`).
+pub const MAX_SMP: u32 = 8;
+/// The Raspberry Pi boards' cores.
+pub const PI_CORES: u32 = 4;
 
 /// [`Board::min_mem_mib`] of virt: with 8 MiB QEMU finds no room for the
 /// device tree after the kernel (QEMU 10.0, the kernel of this tree).
@@ -157,6 +185,8 @@ pub struct Spec {
     pub accel: Accel,
     pub mem: Option<String>,
     pub extra_machine: Option<String>,
+    /// QEMU's `-smp` (virt and q35; the Pis have four cores whatever).
+    pub smp: Option<u32>,
     pub cmdline: String,
     /// A file QEMU loads as the initrd (`-initrd`).
     pub initrd: Option<std::path::PathBuf>,
@@ -172,6 +202,7 @@ impl Spec {
             accel: Accel::Tcg,
             mem: None,
             extra_machine: None,
+            smp: None,
             cmdline: cmdline.into(),
             initrd: None,
             qemu_args: Vec::new(),
@@ -189,10 +220,23 @@ impl Spec {
             s.push('/');
             s.push_str(m);
         }
+        if let Some(n) = self.smp.filter(|&n| n != 1 && self.board.smp_choosable()) {
+            s.push_str(&format!("/smp{n}"));
+        }
         if self.accel == Accel::Kvm {
             s.push_str("/kvm");
         }
         s
+    }
+
+    /// How many CPUs the guest has: `smp` (1 unless set) on virt and q35,
+    /// four on the Pis.
+    pub fn cpus(&self) -> u32 {
+        if self.board.smp_choosable() {
+            self.smp.unwrap_or(1)
+        } else {
+            PI_CORES
+        }
     }
 
     /// The CPU model the guest runs on: the one asked for, else the
@@ -226,6 +270,12 @@ impl Spec {
         c.args(["-M", &machine]);
         if let Some(m) = &self.mem {
             b.check_mem(m)?;
+        }
+        if let Some(n) = self.smp {
+            b.check_smp(n)?;
+            if b.smp_choosable() {
+                c.args(["-smp", &n.to_string()]);
+            }
         }
         match b {
             Board::Virt => {
@@ -476,6 +526,7 @@ pub fn run(o: &RunArgs) -> Result<u8> {
         accel,
         mem: o.machine.mem.clone(),
         extra_machine: None,
+        smp: o.machine.smp,
         cmdline,
         initrd,
         qemu_args: o.qemu.qemu_arg.clone(),

@@ -242,7 +242,24 @@ fn count_suites<'a>(lines: impl Iterator<Item = &'a String>, expected: &[&str]) 
 /// Parses a `test` boot: every `test X ... ok|FAILED` line is one test; the
 /// boot itself fails on a panic, an unexpected exception, a timeout, a
 /// missing or inconsistent summary, or a failure exit status.
-fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> Outcome {
+/// The kernel's bring-up line, `smp: N of M CPUs online: ...`, must say
+/// that all `cpus` CPUs the guest has came up.
+fn cpu_problems(lines: &[String], cpus: u32) -> Vec<String> {
+    let want = format!("smp: {cpus} of {cpus} CPUs online");
+    match lines
+        .iter()
+        .find(|l| l.starts_with("smp: ") && l.contains(" CPUs online"))
+    {
+        Some(l) if l.starts_with(&want) => Vec::new(),
+        Some(l) => vec![format!("expected \"{want}\", the kernel said \"{l}\"")],
+        None => vec![format!(
+            "no \"smp: ... CPUs online\" line (expected {cpus} CPUs)"
+        )],
+    }
+}
+
+fn check_test_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
+    let (board, cmdline) = (spec.board, spec.cmdline.as_str());
     let label = label.to_string();
     let counts = count_suites(run.lines.iter(), &suites_of(cmdline));
     let mut o = counts.outcome(&label);
@@ -263,6 +280,7 @@ fn check_test_boot(label: &str, board: Board, cmdline: &str, run: &GuestRun) -> 
     }
     problems.extend(counts.problems);
     problems.extend(audit_problems(&run.lines, &suites_of(cmdline)));
+    problems.extend(cpu_problems(&run.lines, spec.cpus()));
     let beyond = run
         .lines
         .iter()
@@ -1061,14 +1079,18 @@ fn guest_boots(
                 let mut max = Spec::new(b, TEST_CMDLINE);
                 max.cpu = Some("max".into());
                 boots.push(GuestBoot::new(max, Check::Tests));
-                // Entry at EL2 exercises the EL2 -> EL1 drop on virt too.
+                // Entry at EL2 exercises the EL2 -> EL1 drop on virt too,
+                // on the secondary CPUs as well (PSCI through `smc` then).
                 let mut el2 = a72;
                 el2.extra_machine = Some("virtualization=on".into());
+                el2.smp = Some(2);
                 boots.push(GuestBoot::new(el2, Check::Tests));
                 // GICv3 (distributor + redistributors, system-register CPU
-                // interface) instead of the default GICv2.
+                // interface) instead of the default GICv2, a redistributor
+                // per CPU.
                 let mut gic3 = Spec::new(b, TEST_CMDLINE);
                 gic3.extra_machine = Some("gic-version=3".into());
+                gic3.smp = Some(4);
                 boots.push(GuestBoot::new(gic3, Check::Tests));
                 boots.push(checked(b));
                 let a72 = Some("cortex-a72");
@@ -1079,7 +1101,9 @@ fn guest_boots(
                 boots.push(GuestBoot::new(Spec::new(b, TEST_CMDLINE), Check::Tests))
             }
             Board::Q35 => {
-                boots.push(GuestBoot::new(Spec::new(b, TEST_CMDLINE), Check::Tests));
+                let mut smp4 = Spec::new(b, TEST_CMDLINE);
+                smp4.smp = Some(4);
+                boots.push(GuestBoot::new(smp4, Check::Tests));
                 boots.push(checked(b));
                 boots.push(fatal(b, None, "fatal-test", &UNEXPECTED_EXCEPTION));
                 boots.push(fatal(b, None, "stack-overflow-test", &STACK_OVERFLOW));
@@ -1124,6 +1148,9 @@ pub fn run(o: &TestArgs) -> Result<bool> {
     let (mut boots, mut notices) = guest_boots(&boards, &cprogs);
     for b in &mut boots {
         b.spec.qemu_args = o.qemu.qemu_arg.clone();
+        if b.spec.smp.is_none() && b.spec.board.smp_choosable() {
+            b.spec.smp = o.smp;
+        }
     }
     cnotices.dedup();
     notices.extend(cnotices);
@@ -1178,9 +1205,7 @@ pub fn run(o: &TestArgs) -> Result<bool> {
                         (Ok(run), Check::ErrnoLinux) => {
                             check_errno_linux_boot(&label, gb.spec.board, &run)
                         }
-                        (Ok(run), Check::Tests) => {
-                            check_test_boot(&label, gb.spec.board, &gb.spec.cmdline, &run)
-                        }
+                        (Ok(run), Check::Tests) => check_test_boot(&label, &gb.spec, &run),
                         (Err(e), _) => Outcome {
                             label: label.clone(),
                             passed: 0,
@@ -1245,6 +1270,38 @@ mod tests {
         );
     }
 
+    /// `check_test_boot` of a one-CPU boot (its bring-up line added).
+    fn check_boot(board: Board, cmdline: &str, r: &GuestRun) -> Outcome {
+        let mut r = GuestRun {
+            lines: r.lines.clone(),
+            ..*r
+        };
+        r.lines.insert(0, "smp: 1 of 1 CPUs online: 0 (0x0)".into());
+        check_test_boot(board.name(), &Spec::new(board, cmdline), &r)
+    }
+
+    #[test]
+    fn every_cpu_the_guest_has_must_come_up() {
+        let lines = |l: &str| vec![l.to_string()];
+        assert!(cpu_problems(&lines("smp: 4 of 4 CPUs online: 0 1 2 3"), 4).is_empty());
+        assert_eq!(
+            cpu_problems(&lines("smp: 3 of 4 CPUs online: 0 1 2"), 4).len(),
+            1
+        );
+        assert_eq!(
+            cpu_problems(&lines("smp: 1 of 1 CPUs online: 0"), 2).len(),
+            1
+        );
+        assert_eq!(cpu_problems(&lines("ktest: 1 passed"), 1).len(), 1);
+        let mut spec = Spec::new(Board::Q35, "test");
+        spec.smp = Some(4);
+        assert_eq!(spec.cpus(), 4);
+        assert_eq!(Spec::new(Board::Raspi3b, "test").cpus(), 4);
+        assert_eq!(Spec::new(Board::Virt, "test").cpus(), 1);
+        assert!(Board::Raspi4b.check_smp(2).is_err() && Board::Raspi4b.check_smp(4).is_ok());
+        assert!(Board::Virt.check_smp(9).is_err() && Board::Virt.check_smp(8).is_ok());
+    }
+
     fn run_of(lines: &[&str], exit: i32) -> GuestRun {
         GuestRun {
             lines: lines.iter().map(|s| s.to_string()).collect(),
@@ -1273,7 +1330,7 @@ mod tests {
             ],
             0,
         );
-        let o = check_test_boot("virt", Board::Virt, "init=utest,mmtests", &r);
+        let o = check_boot(Board::Virt, "init=utest,mmtests", &r);
         assert!(o.failed > 0, "{:?}", o.report);
     }
 
@@ -1325,13 +1382,13 @@ mod tests {
             "utest: 1 passed, 0 failed",
             "init: mm audit after utest: ok; pages: managed 9 = free 9",
         ];
-        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        let o = check_boot(Board::Virt, cmd, &run_of(&lines, 0));
         assert_eq!((o.passed, o.failed), (1, 0), "{:?}", o.report);
         lines[2] = "init: mm audit after utest FAILED:";
-        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        let o = check_boot(Board::Virt, cmd, &run_of(&lines, 0));
         assert_eq!(o.failed, 1, "{:?}", o.report);
         lines.pop();
-        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        let o = check_boot(Board::Virt, cmd, &run_of(&lines, 0));
         assert_eq!(o.failed, 1, "{:?}", o.report);
         assert!(
             o.report
@@ -1351,12 +1408,12 @@ mod tests {
             "fuzz: 1 passed, 0 failed",
             "init: mm audit after fuzz: ok; pages: ...",
         ];
-        let o = check_test_boot("q35", Board::Q35, &cmd, &run_of(&lines, 33));
+        let o = check_boot(Board::Q35, &cmd, &run_of(&lines, 33));
         assert_eq!((o.passed, o.failed), (1, 0), "{:?}", o.report);
         // Numbers past the table reported more than once: the console
         // flood is back.
         lines.insert(0, "folium: syscall 700 not implemented: ENOSYS");
-        let o = check_test_boot("q35", Board::Q35, &cmd, &run_of(&lines, 33));
+        let o = check_boot(Board::Q35, &cmd, &run_of(&lines, 33));
         assert_eq!(o.failed, 1, "{:?}", o.report);
     }
 
@@ -1376,13 +1433,13 @@ mod tests {
             ],
             0,
         );
-        let o = check_test_boot("virt", Board::Virt, "test", &r);
+        let o = check_boot(Board::Virt, "test", &r);
         assert_eq!((o.passed, o.failed), (2, 0));
     }
 
     #[test]
     fn failures_panics_and_bad_summaries_fail() {
-        let q35 = |r: &GuestRun| check_test_boot("q35", Board::Q35, "test", r);
+        let q35 = |r: &GuestRun| check_boot(Board::Q35, "test", r);
         let r = run_of(
             &[
                 "test a ... ok",
@@ -1411,13 +1468,10 @@ mod tests {
             "utest: 2 passed, 0 failed",
             "init: mm audit after utest: ok; pages: ...",
         ];
-        let o = check_test_boot("virt", Board::Virt, cmd, &run_of(&lines, 0));
+        let o = check_boot(Board::Virt, cmd, &run_of(&lines, 0));
         assert_eq!((o.passed, o.failed), (3, 0));
         let missing = run_of(&lines[..3], 0);
-        assert_eq!(
-            check_test_boot("virt", Board::Virt, cmd, &missing).failed,
-            1
-        );
+        assert_eq!(check_boot(Board::Virt, cmd, &missing).failed, 1);
         let wrong = run_of(
             &[
                 "test a ... ok",
@@ -1427,7 +1481,7 @@ mod tests {
             ],
             0,
         );
-        assert_eq!(check_test_boot("virt", Board::Virt, cmd, &wrong).failed, 1);
+        assert_eq!(check_boot(Board::Virt, cmd, &wrong).failed, 1);
     }
 
     #[test]

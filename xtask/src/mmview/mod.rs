@@ -124,6 +124,7 @@ fn boot(o: &MmviewArgs) -> Result<Source> {
         accel: o.machine.accel.unwrap_or(Accel::Tcg),
         mem: o.machine.mem.clone(),
         extra_machine: None,
+        smp: o.machine.smp,
         cmdline: cmdline.trim_end().to_string(),
         initrd,
         qemu_args: o.qemu.qemu_arg.clone(),
