@@ -140,10 +140,163 @@ pub fn tick() -> bool {
     id() == 0
 }
 
-/// Counts an inter-processor interrupt on this CPU (called by the
-/// architecture's interrupt handler, interrupts masked).
+/// Counts an inter-processor interrupt on this CPU and runs the calls
+/// posted to it (called by the architecture's interrupt handler,
+/// interrupts masked).
 pub fn ipi_received() {
     this().ipis.fetch_add(1, Ordering::Relaxed);
+    run_posted_calls();
+}
+
+/// One CPU's call to another: `CALLS[target][sender]`. A sender has at
+/// most one call to a target outstanding (it waits for it), so a slot has
+/// one writer and one reader and needs no lock.
+struct CallSlot {
+    func: AtomicUsize,
+    arg: AtomicU64,
+    /// Calls posted (the sender bumps it after writing `func` and `arg`).
+    posted: AtomicU64,
+    /// Calls the target has started (so one that waits inside a call does
+    /// not start the same one again).
+    taken: AtomicU64,
+    /// Calls run (the target sets it to `posted` once `func` returned).
+    done: AtomicU64,
+}
+
+static CALLS: [[CallSlot; MAX_CPUS]; MAX_CPUS] = [const {
+    [const {
+        CallSlot {
+            func: AtomicUsize::new(0),
+            arg: AtomicU64::new(0),
+            posted: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+        }
+    }; MAX_CPUS]
+}; MAX_CPUS];
+
+/// Runs every call posted to this CPU and not yet run (from its IPI
+/// handler, and by a CPU that waits with interrupts masked: for a call of
+/// its own, or for a lock).
+pub fn run_posted_calls() {
+    let me = id();
+    if IN_CALL[me].swap(true, Ordering::Relaxed) {
+        return; // already running one: calls are leaves
+    }
+    for slot in &CALLS[me] {
+        let posted = slot.posted.load(Ordering::Acquire);
+        if slot.taken.load(Ordering::Relaxed) == posted {
+            continue;
+        }
+        slot.taken.store(posted, Ordering::Relaxed);
+        let f = slot.func.load(Ordering::Relaxed);
+        // SAFETY: `call_on` stored a `fn(u64)` here before bumping
+        // `posted` (Release), which the Acquire load above pairs with.
+        let f: fn(u64) = unsafe { core::mem::transmute::<usize, fn(u64)>(f) };
+        f(slot.arg.load(Ordering::Relaxed));
+        slot.done.store(posted, Ordering::Release);
+    }
+    IN_CALL[me].store(false, Ordering::Relaxed);
+}
+
+/// Set while a CPU runs a posted call.
+static IN_CALL: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Runs `f(arg)` on every online CPU whose bit is set in `targets` (this
+/// one included, inline) and returns once all have run it (Linux's
+/// `smp_call_function_many` with `wait`). Other CPUs run it in their IPI
+/// handler, with interrupts masked: `f` must be a leaf: short, taking no
+/// lock, making no cross-call of its own (checked: a sender has one call
+/// outstanding per target, which a nested call would overwrite).
+///
+/// While it waits, this CPU runs the calls posted to it, with interrupts
+/// still masked: two CPUs waiting on each other's calls (or one that waits
+/// while holding a spin lock, which masks interrupts) both make progress,
+/// so a cross-call never deadlocks against a CPU that waits with its
+/// interrupts masked.
+pub fn call_on(targets: usize, f: fn(u64), arg: u64) {
+    let me = id();
+    assert!(
+        !IN_CALL[me].load(Ordering::Relaxed),
+        "a cross-call made from inside one"
+    );
+    let mut waiting = 0usize;
+    for t in online().filter(|&t| t != me && targets & 1 << t != 0) {
+        let slot = &CALLS[t][me];
+        slot.func.store(f as usize, Ordering::Relaxed);
+        slot.arg.store(arg, Ordering::Relaxed);
+        slot.posted.fetch_add(1, Ordering::Release);
+        // Every online CPU enabled its IPI before it went online; were the
+        // IPI lost, the target still runs the call at its next IPI.
+        let _ = send_ipi(t);
+        waiting |= 1 << t;
+    }
+    if targets & 1 << me != 0 {
+        f(arg);
+    }
+    while waiting != 0 {
+        run_posted_calls();
+        for (t, row) in CALLS.iter().enumerate() {
+            let slot = &row[me];
+            if waiting & 1 << t != 0
+                && slot.done.load(Ordering::Acquire) == slot.posted.load(Ordering::Relaxed)
+            {
+                waiting &= !(1 << t);
+            }
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Work handed to an idle secondary CPU, run by its idle thread (not in
+/// an interrupt handler): one job at a time per CPU.
+static JOBS: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+static JOB_ARGS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Jobs each CPU has finished.
+static JOBS_DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Hands `f(arg)` to the idle thread of secondary CPU `cpu`; false if it
+/// is not online, is CPU 0 (whose idle thread runs processes), or still
+/// has a job. [`jobs_done`] counts what it finished.
+pub fn post_job(cpu: usize, f: fn(u64), arg: u64) -> bool {
+    if cpu == 0 || !CPUS.get(cpu).is_some_and(Cpu::is_online) {
+        return false;
+    }
+    JOB_ARGS[cpu].store(arg, Ordering::Relaxed);
+    if JOBS[cpu]
+        .compare_exchange(0, f as usize, Ordering::Release, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    let _ = send_ipi(cpu);
+    true
+}
+
+/// Jobs CPU `cpu` has finished.
+pub fn jobs_done(cpu: usize) -> u64 {
+    JOBS_DONE.get(cpu).map_or(0, |d| d.load(Ordering::Acquire))
+}
+
+/// Runs this CPU's job, if one was posted.
+fn run_job() {
+    let me = id();
+    let f = JOBS[me].load(Ordering::Acquire);
+    if f == 0 {
+        return;
+    }
+    // SAFETY: `post_job` stored a `fn(u64)` (Release, paired with the
+    // Acquire above).
+    let f: fn(u64) = unsafe { core::mem::transmute::<usize, fn(u64)>(f) };
+    f(JOB_ARGS[me].load(Ordering::Relaxed));
+    JOBS[me].store(0, Ordering::Relaxed);
+    JOBS_DONE[me].fetch_add(1, Ordering::Release);
+}
+
+/// The mask of every online CPU but this one.
+pub fn others() -> usize {
+    let me = id();
+    online().filter(|&i| i != me).fold(0, |m, i| m | 1 << i)
 }
 
 /// Sends an inter-processor interrupt to online CPU `i`.
@@ -257,11 +410,14 @@ extern "C" fn secondary_main(index: u64) -> ! {
     let idle_root = folium_mm::PhysAddr::new(IDLE_ROOT.load(Ordering::Relaxed));
     arch::smp::init_this_cpu(index as usize, idle_root);
     if let Err(e) = arch::smp::enable_ipi(index as usize) {
-        println!("smp: cpu {index} takes no IPIs: {e}");
+        // Without IPIs it could miss a TLB shootdown: it stays out.
+        println!("smp: cpu {index} takes no IPIs ({e}): it stays offline");
+        arch::park();
     }
     arch::timer_init();
     CPUS[index as usize].online.store(true, Ordering::Release);
     loop {
+        run_job();
         arch::wait_for_interrupt();
     }
 }
@@ -373,6 +529,101 @@ kernel_test!(
         if let Some(off) = (0..MAX_CPUS).find(|&i| !CPUS[i].is_online()) {
             check_eq!(send_ipi(off), Err("no such CPU online"));
         }
+        Ok(())
+    }
+);
+
+/// What the cross-call tests record: one counter per CPU.
+static CALL_HITS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+fn count_call(_: u64) {
+    CALL_HITS[id()].fetch_add(1, Ordering::Relaxed);
+}
+
+kernel_test!(
+    fn cross_calls_run_on_every_cpu_exactly_once() {
+        let before: Vec<u64> = CALL_HITS
+            .iter()
+            .map(|h| h.load(Ordering::Relaxed))
+            .collect();
+        call_on(usize::MAX, count_call, 0);
+        call_on(others(), count_call, 0);
+        for i in online() {
+            let hits = CALL_HITS[i].load(Ordering::Relaxed) - before[i];
+            let want = if i == id() { 1 } else { 2 };
+            check_eq!(hits, want, "calls CPU {i} ran");
+        }
+        Ok(())
+    }
+);
+
+/// Job for the test below: calls CPU 0 (which is calling this CPU at the
+/// same time, interrupts masked on both).
+fn call_cpu0(_: u64) {
+    call_on(1, count_call, 0);
+}
+
+/// The lock of the test below, and whether the job is about to take it.
+static TEST_LOCK: crate::sync::IrqMutex<u64> = crate::sync::IrqMutex::new(0);
+static SPINNING: AtomicBool = AtomicBool::new(false);
+
+/// Job for the test below: takes the lock CPU 0 holds.
+fn take_test_lock(_: u64) {
+    SPINNING.store(true, Ordering::Release);
+    *TEST_LOCK.lock() += 1;
+}
+
+/// Waits (up to a second) for CPU `cpu` to finish `n` jobs in all.
+fn wait_jobs(cpu: usize, n: u64) -> bool {
+    let deadline = crate::time::monotonic_ns() + 1_000_000_000;
+    while jobs_done(cpu) < n && crate::time::monotonic_ns() < deadline {
+        // A masked wait like any other: the job may be calling this CPU.
+        run_posted_calls();
+        core::hint::spin_loop();
+    }
+    jobs_done(cpu) >= n
+}
+
+kernel_test!(
+    fn cpus_waiting_with_interrupts_masked_do_not_deadlock() {
+        let Some(other) = online().find(|&i| i != 0) else {
+            return Ok(()); // one CPU
+        };
+        let hits = |i: usize| CALL_HITS[i].load(Ordering::Relaxed);
+        // Two CPUs call each other at once, both waiting masked.
+        let (h0, h1, done) = (hits(0), hits(other), jobs_done(other));
+        check!(post_job(other, call_cpu0, 0), "job for CPU {other}");
+        call_on(1 << other, count_call, 0);
+        check!(
+            wait_jobs(other, done + 1),
+            "CPU {other}'s call to CPU 0 finished"
+        );
+        check_eq!(
+            (hits(0) - h0, hits(other) - h1),
+            (1, 1),
+            "each ran the other's call"
+        );
+        // CPU 0 holds a lock CPU `other` spins for, and calls it.
+        let h1 = hits(other);
+        let guard = TEST_LOCK.lock();
+        let before = *guard;
+        SPINNING.store(false, Ordering::Relaxed);
+        check!(
+            post_job(other, take_test_lock, 0),
+            "second job for CPU {other}"
+        );
+        while !SPINNING.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        call_on(1 << other, count_call, 0);
+        check_eq!(hits(other) - h1, 1, "the spinning CPU ran the call");
+        drop(guard);
+        check!(
+            wait_jobs(other, done + 2),
+            "CPU {other} got the lock once it was free"
+        );
+        check_eq!(*TEST_LOCK.lock(), before + 1);
+        check!(!post_job(0, count_call, 0), "CPU 0 takes no jobs");
         Ok(())
     }
 );

@@ -1,6 +1,8 @@
 //! Locks that interrupt handlers may take: [`IrqMutex`] masks interrupts
 //! on this CPU for as long as it is held, so a handler can never spin on a
-//! lock that the code it interrupted holds.
+//! lock that the code it interrupted holds. A CPU spinning for one runs
+//! the cross-CPU calls posted to it, so it never deadlocks against a
+//! holder that waits for such a call.
 //!
 //! Every lock a handler may reach goes through it: the frame allocator,
 //! the heap, the console and the scheduler. Folio refcounts and mapcounts
@@ -37,13 +39,24 @@ impl<T> IrqMutex<T> {
         }
     }
 
-    /// Masks interrupts, then takes the lock.
+    /// Masks interrupts, then takes the lock. While it spins, it runs the
+    /// cross-CPU calls posted to this CPU (`crate::smp::call_on`): the
+    /// holder may be waiting for one of them, with its interrupts masked.
     #[inline]
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
         let flags = irq_save();
-        let guard = Some(self.inner.lock());
+        let guard = loop {
+            if let Some(g) = self.inner.try_lock() {
+                break g;
+            }
+            crate::smp::run_posted_calls();
+            core::hint::spin_loop();
+        };
         crate::smp::lock_taken();
-        IrqMutexGuard { guard, flags }
+        IrqMutexGuard {
+            guard: Some(guard),
+            flags,
+        }
     }
 
     /// True if someone holds the lock.

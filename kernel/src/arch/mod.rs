@@ -265,29 +265,63 @@ pub enum UserFaultKind {
     Other,
 }
 
-/// Invalidates the kernel-half translation of the page at `va` (a global
-/// entry: every ASID), after the caller changed or cleared its PTE. On
-/// arm64 on every CPU (the inner-shareable broadcast: the secondaries may
-/// hold it from a speculative walk); on x86 on this one only, which is
-/// enough while the other CPUs never touch pages the kernel unmaps (their
-/// own stacks stay mapped for good).
-pub fn flush_kernel_page(va: u64) {
+/// Invalidates the kernel-half translations of the `pages` pages from
+/// `va` (global entries: every ASID) on every CPU, after the caller
+/// changed or cleared their PTEs; returns once no CPU can use them. arm64
+/// broadcasts (`tlbi vaae1is`, `dsb ish`); x86 flushes here and shoots
+/// the range down on the other CPUs with a cross-call.
+pub fn flush_kernel_range(va: u64, pages: u64) {
     #[cfg(target_arch = "aarch64")]
-    // SAFETY: TLB invalidation and barriers only; `vaae1is` drops the entry
-    // for all ASIDs on all CPUs, as global kernel entries need.
-    unsafe {
-        core::arch::asm!(
-            "dsb ishst",
-            "tlbi vaae1is, {}",
-            "dsb ish",
-            "isb",
-            in(reg) (va >> 12) & ((1 << 44) - 1),
-            options(nostack, preserves_flags)
-        );
+    {
+        for p in 0..pages {
+            // SAFETY: TLB invalidation only; `vaae1is` drops the entry for
+            // all ASIDs on all CPUs of the inner-shareable domain.
+            unsafe {
+                core::arch::asm!(
+                    "dsb ishst",
+                    "tlbi vaae1is, {}",
+                    in(reg) ((va + p * folium_mm::PAGE_SIZE) >> 12) & ((1 << 44) - 1),
+                    options(nostack, preserves_flags)
+                );
+            }
+        }
+        // SAFETY: barriers only: the invalidations complete everywhere.
+        unsafe { core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
     }
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: invalidating a TLB entry (global ones included) is harmless.
-    unsafe {
-        core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
+    {
+        flush_kernel_local(va | pages.min(KERNEL_FLUSH_PAGES_MAX));
+        let others = crate::smp::others();
+        if others != 0 {
+            crate::smp::call_on(
+                others,
+                flush_kernel_local,
+                va | pages.min(KERNEL_FLUSH_PAGES_MAX),
+            );
+        }
+    }
+}
+
+/// The most pages one x86 kernel flush names (the count rides in the low
+/// bits of the page-aligned address); callers flush at most a stack.
+#[cfg(target_arch = "x86_64")]
+const KERNEL_FLUSH_PAGES_MAX: u64 = folium_mm::PAGE_SIZE - 1;
+
+/// `invlpg` of the pages `arg` names (address | count), on this CPU.
+#[cfg(target_arch = "x86_64")]
+fn flush_kernel_local(arg: u64) {
+    let (va, pages) = (
+        arg & !(folium_mm::PAGE_SIZE - 1),
+        arg & (folium_mm::PAGE_SIZE - 1),
+    );
+    for p in 0..pages {
+        // SAFETY: invalidating a TLB entry (global ones included) is harmless.
+        unsafe {
+            core::arch::asm!(
+                "invlpg [{}]",
+                in(reg) va + p * folium_mm::PAGE_SIZE,
+                options(nostack, preserves_flags)
+            );
+        }
     }
 }

@@ -8,11 +8,12 @@
 //! layout makes 0 for every SP inside a stack and 1 just below one).
 //!
 //! A stack's memory is one order-4 folio mapped with 4 KiB kernel data
-//! PTEs; freeing unmaps, flushes each page, then frees the folio.
+//! PTEs; freeing unmaps, flushes the stack from every CPU's TLB, then
+//! frees the folio.
 
 use folium_boot::{KERNEL_STACK_ALIGN, KERNEL_STACK_SIZE};
 use folium_mm::folio::Folio;
-use folium_mm::pgtable::{Attrs, Level, PageTable, PteKind, PteSlot};
+use folium_mm::pgtable::{Attrs, Level, PageTable, PteKind};
 use folium_mm::{Order, PAGE_SIZE, VirtAddr};
 
 use super::frames;
@@ -151,9 +152,12 @@ impl Drop for KernelStack {
         for i in 0..PAGES {
             let va = base + i * PAGE_SIZE;
             if let Some(ps) = pt.pte_slot(VirtAddr::new(va)) {
-                unmap(&mut pt, ps, va);
+                pt.take_pte(ps);
             }
         }
+        // One flush of the stack on every CPU, any of which may have
+        // cached it (the stack's owner ran there; others speculate).
+        crate::arch::flush_kernel_range(base, PAGES);
         // Unhooked and flushed: now the frames may be reused.
         if let Some(f) = self.folio.take() {
             let outcome = frames::folio_put(f);
@@ -162,12 +166,6 @@ impl Drop for KernelStack {
             }
         }
         SLOTS.lock().give_back(self.slot);
-    }
-}
-
-fn unmap(pt: &mut PageTable<KernelPteFormat>, ps: PteSlot, va: u64) {
-    if !pt.take_pte(ps).is_none() {
-        crate::arch::flush_kernel_page(va);
     }
 }
 
@@ -212,6 +210,64 @@ kernel_test!(
         // Unmapped (and flushed) once dropped.
         check!(crate::arch::probe_read(bottom).is_err());
         drop(b);
+        Ok(())
+    }
+);
+
+/// What [`read_there`] read on the other CPU.
+static READ_THERE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn read_there(va: u64) {
+    let v = crate::arch::probe_read(va).unwrap_or(u64::MAX);
+    READ_THERE.store(v, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Reads the u64 at `va` on CPU `cpu` (`u64::MAX` if it faults there).
+fn read_on(cpu: usize, va: u64) -> u64 {
+    crate::smp::call_on(1 << cpu, read_there, va);
+    READ_THERE.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+kernel_test!(
+    fn a_freed_kernel_stack_leaves_no_translation_on_any_cpu() {
+        const OLD: u64 = 0x01d0_01d0;
+        const NEW: u64 = 0x0e30_0e30;
+        const OTHER: u64 = 0xb10c_b10c;
+        let cpus: alloc::vec::Vec<usize> = crate::smp::online().filter(|&i| i != 0).collect();
+        let a = check_some!(KernelStack::new());
+        let (slot, va) = (a.slot(), a.bottom());
+        let old_pfn = check_some!(a.folio.as_ref()).pfn();
+        check!(crate::arch::probe_write(va, OLD).is_ok());
+        // Every other CPU reads it: each TLB now holds the translation.
+        for &c in &cpus {
+            check_eq!(read_on(c, va), OLD, "CPU {c} before the free");
+        }
+        drop(a);
+        // The old frames go to someone else (the allocator hands the
+        // folio just freed back first), the slot to a new stack.
+        let blocker = check_some!(frames::alloc_folio(ORDER));
+        let b = KernelStack::new();
+        // SAFETY: the blocker's first page is ours, in the linear map.
+        unsafe {
+            frames::linear()
+                .ptr::<u64>(blocker.pfn().phys())
+                .write_volatile(OTHER)
+        };
+        let b = check_some!(b);
+        let ok = (|| {
+            check_eq!(b.slot(), slot, "the new stack takes the same slot");
+            check!(check_some!(b.folio.as_ref()).pfn() != old_pfn, "new frames");
+            check!(crate::arch::probe_write(va, NEW).is_ok());
+            // A CPU still holding the old translation would read OTHER.
+            for &c in &cpus {
+                check_eq!(read_on(c, va), NEW, "CPU {c} after the free");
+            }
+            Ok(())
+        })();
+        let freed = frames::folio_put(blocker).freed();
+        drop(b);
+        ok?;
+        check!(freed, "the blocker folio was freed");
         Ok(())
     }
 );
