@@ -344,6 +344,9 @@ pub fn init() {
         // Kept for ever: the reference is never put.
         f.into_raw()
     });
+    // The ASID allocator's tables (a bit per number, state per CPU), once,
+    // at boot rather than inside the first test or process.
+    asids();
 }
 
 /// ASIDs: as wide as the CPU's (`arch::asid_bits`: 8 or 16 on arm64; 12
@@ -352,7 +355,7 @@ pub fn init() {
 static ASIDS: spin::Once<IrqMutex<AsidAllocator>> = spin::Once::new();
 
 fn asids() -> &'static IrqMutex<AsidAllocator> {
-    ASIDS.call_once(|| IrqMutex::new(AsidAllocator::new(arch::asid_bits())))
+    ASIDS.call_once(|| IrqMutex::new(AsidAllocator::new(arch::asid_bits(), crate::smp::MAX_CPUS)))
 }
 
 /// The root installed when no user space runs.
@@ -390,7 +393,7 @@ pub fn activate(space: &mut UserSpace) {
 /// `tag` as the user half; returns its ASID.
 fn activate_root(root: PhysAddr, tag: &mut AsidTag) -> Asid {
     IDLE_ROOT.call_once(|| arch::user_root().0);
-    let act = asids().lock().activate(tag);
+    let act = asids().lock().activate(crate::smp::id(), tag);
     if act.flush_all {
         // Leave the outgoing space first: while it stays installed the
         // walker may refill entries under its old number after the flush,

@@ -290,3 +290,78 @@ kernel_test!(
         Ok(())
     }
 );
+
+/// What [`read_user_there`] reads: the space (root, ASID) to install and
+/// the address; then its result.
+static THERE: [core::sync::atomic::AtomicU64; 4] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 4];
+
+/// Run on another CPU, as a thread of the space in `THERE` would: with
+/// `arg` 1 installs the space and reads its address, leaving the space
+/// installed (as a thread keeps running); with 2 reads it again and
+/// installs the idle user half. (QEMU drops its whole TLB whenever the
+/// arm64 ASID changes, and on an x86 CR3 write without PCIDs, so only a
+/// space that stays installed can show a stale entry.)
+fn read_user_there(arg: u64) {
+    use core::sync::atomic::Ordering::Relaxed;
+    if arg == 1 {
+        let root = folium_mm::PhysAddr::new(THERE[0].load(Relaxed));
+        let asid = folium_mm::tlb::Asid(THERE[1].load(Relaxed) as u16);
+        // SAFETY: a live space's root (the test keeps it until the last
+        // call returned) with the ASID it runs with.
+        unsafe { arch::set_user_root(root, asid) };
+    }
+    let v = user_read(THERE[2].load(Relaxed)).unwrap_or(u64::MAX);
+    THERE[3].store(v, Relaxed);
+    if arg == 2 {
+        // SAFETY: the empty user table, ASID 0.
+        unsafe { arch::set_user_root(uspace::idle_root(), folium_mm::tlb::Asid(0)) };
+    }
+}
+
+kernel_test!(
+    fn a_zapped_user_page_leaves_no_translation_on_any_cpu() {
+        use core::sync::atomic::Ordering::Relaxed;
+        let env = &mut KernelEnv;
+        let cpus: alloc::vec::Vec<usize> = crate::smp::online().filter(|&i| i != 0).collect();
+        let mut s = uspace::new_space().map_err(|e| alloc::format!("{e:?}"))?;
+        check!(
+            s.add_vma(Vma::new(va(0), va(2), Prot::RW, VmaKind::Anon))
+                .is_ok()
+        );
+        check!(
+            s.write_bytes(env, va(0), &0x01d0_01d0u64.to_le_bytes())
+                .is_ok()
+        );
+        uspace::activate(&mut s);
+        THERE[0].store(s.root().as_u64(), Relaxed);
+        THERE[1].store(u64::from(s.asid.0), Relaxed);
+        THERE[2].store(va(0).as_u64(), Relaxed);
+        let read_on = |cpu: usize, step: u64| {
+            crate::smp::call_on(1 << cpu, read_user_there, step);
+            THERE[3].load(Relaxed)
+        };
+        // Every CPU runs the space, as its threads would: each caches the
+        // page and keeps the space installed.
+        let before: alloc::vec::Vec<u64> = cpus.iter().map(|&c| read_on(c, 1)).collect();
+        // Zapped here: the flush must reach every CPU that cached it,
+        // where a read must now fault rather than reach the old frame.
+        let zapped = s.dontneed(env, va(0), va(1));
+        let here = user_read(va(0).as_u64());
+        let after: alloc::vec::Vec<u64> = cpus.iter().map(|&c| read_on(c, 2)).collect();
+        let ok = (|| {
+            for (k, &c) in cpus.iter().enumerate() {
+                check_eq!(before[k], 0x01d0_01d0, "CPU {c} reads the page");
+            }
+            check!(zapped.is_ok());
+            check_eq!(here, Err(8), "CPU 0 after the zap");
+            for (k, &c) in cpus.iter().enumerate() {
+                check_eq!(after[k], u64::MAX, "CPU {c} after the zap");
+            }
+            Ok(())
+        })();
+        uspace::deactivate();
+        s.teardown(env);
+        ok
+    }
+);

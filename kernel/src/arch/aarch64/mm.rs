@@ -79,10 +79,13 @@ pub unsafe fn zero_pages(ptr: *mut u8, len: usize) {
     }
 }
 
-/// TLB maintenance for user address spaces (TTBR0, tagged by ASID). The
-/// kernel runs on one CPU, so the non-broadcast forms suffice; the `dsb
-/// ishst` first makes the page-table store that prompted the flush visible
-/// to the walker.
+/// TLB maintenance for user address spaces (TTBR0, tagged by ASID),
+/// broadcast to every CPU of the inner-shareable domain (`TLBI ...IS`,
+/// completed by `DSB ISH`), as Linux's arm64 does: a space's entries may
+/// be cached on any CPU it ran on. The `dsb ishst` first makes the
+/// page-table store that prompted the flush visible to every walker. Only
+/// the rollover flush ([`tlb::flush_all`]) is local: each CPU does its own
+/// (`folium_mm::asid`).
 pub mod tlb {
     use core::arch::asm;
 
@@ -127,7 +130,7 @@ pub mod tlb {
                 let arg = asid | (vpn & ((1 << 44) - 1));
                 // SAFETY: invalidating TLB entries never breaks memory
                 // safety; at worst the walker refetches an entry.
-                unsafe { asm!("tlbi vae1, {}", in(reg) arg, options(nostack, preserves_flags)) };
+                unsafe { asm!("tlbi vae1is, {}", in(reg) arg, options(nostack, preserves_flags)) };
             }
             TlbiOp::Range { vpn, scale, num } => {
                 // ASID, TG = 4 KiB granule, SCALE, NUM, no level hint, and
@@ -137,11 +140,11 @@ pub mod tlb {
                     | (u64::from(scale) << 44)
                     | (u64::from(num) << 39)
                     | (vpn & ((1 << 37) - 1));
-                // SAFETY: as above. `TLBI RVAE1, Xt` is written as the
-                // system instruction it is (op1 0, C8, C6, op2 1), which
+                // SAFETY: as above. `TLBI RVAE1IS, Xt` is written as the
+                // system instruction it is (op1 0, C8, C2, op2 1), which
                 // needs no assembler feature; callers check `has_range`.
                 unsafe {
-                    asm!("sys #0, c8, c6, #1, {}", in(reg) arg, options(nostack, preserves_flags))
+                    asm!("sys #0, c8, c2, #1, {}", in(reg) arg, options(nostack, preserves_flags))
                 };
             }
         }
@@ -156,8 +159,9 @@ pub mod tlb {
         );
     }
 
+    /// Waits for the broadcast invalidations to complete on every CPU.
     fn sync() {
-        barrier::dsb(barrier::NSH);
+        barrier::dsb(barrier::ISH);
         barrier::isb(barrier::SY);
     }
 
@@ -205,16 +209,18 @@ pub mod tlb {
         before();
         let arg = u64::from(asid.0) << 48;
         // SAFETY: as for `tlbi_page`.
-        unsafe { asm!("tlbi aside1, {}", in(reg) arg, options(nostack, preserves_flags)) };
+        unsafe { asm!("tlbi aside1is, {}", in(reg) arg, options(nostack, preserves_flags)) };
         sync();
     }
 
-    /// Invalidates every EL1&0 entry (ASID rollover).
+    /// Invalidates every EL1&0 entry of this CPU's TLB (its flush after an
+    /// ASID rollover; the other CPUs do theirs at their next switch).
     pub fn flush_all() {
         before();
         // SAFETY: as for `tlbi_page`.
         unsafe { asm!("tlbi vmalle1", options(nostack, preserves_flags)) };
-        sync();
+        barrier::dsb(barrier::NSH);
+        barrier::isb(barrier::SY);
     }
 
     /// This CPU's TLB as the generic mm code drives it: the arch's own

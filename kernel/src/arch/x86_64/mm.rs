@@ -3,8 +3,9 @@
 //! address spaces tagged with PCIDs where the CPU has them.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
 
+use folium_boot::cpus::MAX_CPUS;
 use folium_boot::x86_64::{EARLY_LINEAR_LIMIT, KERNEL_VMA};
 use folium_boot::{BootInfo, PhysRange};
 use folium_mm::tlb::Asid;
@@ -391,8 +392,24 @@ impl PcidTlb {
     }
 }
 
-/// This CPU's TLB bookkeeping.
-static CPU_TLB: PcidTlb = PcidTlb::new();
+/// Each CPU's TLB bookkeeping.
+static CPU_TLB: [PcidTlb; MAX_CPUS] = [const { PcidTlb::new() }; MAX_CPUS];
+
+/// This CPU's.
+fn this_tlb() -> &'static PcidTlb {
+    &CPU_TLB[crate::smp::id()]
+}
+
+/// Per ASID number: the CPUs (a bit each) that installed it, and so may
+/// cache translations tagged with it. A flush of the number reaches them
+/// all (Linux's `mm_cpumask`). Bits are only added; a CPU that no longer
+/// runs the number takes a flush it did not need.
+static ASID_CPUS: [AtomicU8; 1 << 12] = [const { AtomicU8::new(0) }; 1 << 12];
+const _: () = assert!(MAX_CPUS <= 8, "ASID_CPUS holds a byte per number");
+
+fn asid_cpus(asid: Asid) -> &'static AtomicU8 {
+    &ASID_CPUS[usize::from(asid.0) & 0xfff]
+}
 
 /// Records what `cpu::init` turned on.
 ///
@@ -401,19 +418,23 @@ static CPU_TLB: PcidTlb = PcidTlb::new();
 /// `pcid` only once CR4.PCIDE is set, `invpcid` only if CPUID reports
 /// INVPCID.
 pub(super) unsafe fn set_pcid(pcid: bool, invpcid: bool) {
-    // SAFETY: forwarded from the caller; `CPU_TLB` is used with `Cpu` only.
-    unsafe { CPU_TLB.configure(pcid, invpcid) };
+    for t in &CPU_TLB {
+        // SAFETY: forwarded from the caller; each CPU's `PcidTlb` is used
+        // with `Cpu` on that CPU only, and every CPU has the boot CPU's
+        // features (checked when a secondary starts).
+        unsafe { t.configure(pcid, invpcid) };
+    }
 }
 
 /// True if user address spaces are tagged with PCIDs (CR4.PCIDE).
 pub fn pcid_enabled() -> bool {
-    CPU_TLB.pcid_on()
+    this_tlb().pcid_on()
 }
 
 /// True if a PCID that is not installed is flushed with INVPCID
 /// (otherwise on its next install).
 pub fn invpcid_enabled() -> bool {
-    CPU_TLB.invpcid_on()
+    this_tlb().invpcid_on()
 }
 
 /// Width of the address-space numbers: 12 (CR3's PCID field) with PCIDs;
@@ -424,46 +445,105 @@ pub fn asid_bits() -> u32 {
 
 /// The CR3 value last written by [`set_user_root`], bit 63 included.
 pub fn last_cr3_written() -> u64 {
-    CPU_TLB.last_cr3()
+    this_tlb().last_cr3()
 }
 
-/// TLB maintenance for user address spaces on this CPU (see [`PcidTlb`]).
+/// TLB maintenance for user address spaces: on this CPU (see [`PcidTlb`]),
+/// then by a cross-call on every other CPU that installed the ASID (a
+/// shootdown, once per operation: the mmu_gather calls here once per
+/// batch).
 pub mod tlb {
+    use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU64, Ordering};
+
+    use folium_boot::cpus::MAX_CPUS;
     use folium_mm::VirtAddr;
     use folium_mm::tlb::Asid;
 
-    use super::{CPU_TLB, Cpu};
+    use super::{Cpu, asid_cpus, this_tlb};
     use crate::arch::{irq_restore, irq_save};
+
+    /// A flush another CPU runs for the sender: one slot per sender (it
+    /// waits for the cross-call, so the slot stays put meanwhile).
+    struct Request {
+        kind: AtomicU8,
+        asid: AtomicU16,
+        start: AtomicU64,
+        end: AtomicU64,
+    }
+
+    const PAGE: u8 = 0;
+    const RANGE: u8 = 1;
+    const ASID: u8 = 2;
+
+    static REQUESTS: [Request; MAX_CPUS] = [const {
+        Request {
+            kind: AtomicU8::new(0),
+            asid: AtomicU16::new(0),
+            start: AtomicU64::new(0),
+            end: AtomicU64::new(0),
+        }
+    }; MAX_CPUS];
+
+    /// Runs the sender's request on this CPU (a cross-call: a leaf).
+    fn run_request(sender: u64) {
+        let r = &REQUESTS[sender as usize % MAX_CPUS];
+        let asid = Asid(r.asid.load(Ordering::Relaxed));
+        let (start, end) = (
+            r.start.load(Ordering::Relaxed),
+            r.end.load(Ordering::Relaxed),
+        );
+        match r.kind.load(Ordering::Relaxed) {
+            PAGE => this_tlb().flush_page(&Cpu, asid, VirtAddr::new(start)),
+            RANGE => this_tlb().flush_range(&Cpu, asid, VirtAddr::new(start), VirtAddr::new(end)),
+            _ => this_tlb().flush_asid(&Cpu, asid),
+        }
+    }
+
+    /// Does `kind` here, then on the other CPUs that installed `asid`.
+    fn flush(kind: u8, asid: Asid, start: VirtAddr, end: VirtAddr) {
+        let flags = irq_save();
+        let me = crate::smp::id();
+        match kind {
+            PAGE => this_tlb().flush_page(&Cpu, asid, start),
+            RANGE => this_tlb().flush_range(&Cpu, asid, start, end),
+            _ => this_tlb().flush_asid(&Cpu, asid),
+        }
+        let others = usize::from(asid_cpus(asid).load(Ordering::Acquire)) & !(1 << me);
+        if others != 0 {
+            let r = &REQUESTS[me];
+            r.kind.store(kind, Ordering::Relaxed);
+            r.asid.store(asid.0, Ordering::Relaxed);
+            r.start.store(start.as_u64(), Ordering::Relaxed);
+            r.end.store(end.as_u64(), Ordering::Relaxed);
+            crate::smp::call_on(others, run_request, me as u64);
+        }
+        irq_restore(flags);
+    }
 
     /// Invalidates the translation of `va` in `asid`.
     pub fn flush_page(asid: Asid, va: VirtAddr) {
-        let flags = irq_save();
-        CPU_TLB.flush_page(&Cpu, asid, va);
-        irq_restore(flags);
+        flush(PAGE, asid, va, va);
     }
 
     /// Invalidates every translation of `[start, end)` in `asid`.
     pub fn flush_range(asid: Asid, start: VirtAddr, end: VirtAddr) {
-        let flags = irq_save();
-        CPU_TLB.flush_range(&Cpu, asid, start, end);
-        irq_restore(flags);
+        flush(RANGE, asid, start, end);
     }
 
     /// Invalidates every translation tagged `asid`.
     pub fn flush_asid(asid: Asid) {
-        let flags = irq_save();
-        CPU_TLB.flush_asid(&Cpu, asid);
-        irq_restore(flags);
+        flush(ASID, asid, VirtAddr::new(0), VirtAddr::new(0));
     }
 
-    /// Drops every non-global entry of every address space.
+    /// Drops every non-global entry of every address space on this CPU
+    /// (its flush after an ASID rollover; each CPU does its own).
     pub fn flush_all() {
         let flags = irq_save();
-        CPU_TLB.flush_all(&Cpu);
+        this_tlb().flush_all(&Cpu);
         irq_restore(flags);
     }
 
-    /// This CPU's TLB as the generic mm code drives it: the arch's own
+    /// The TLBs as the generic mm code drives them: the arch's own
     /// implementation of [`TlbOps`](folium_mm::tlb::TlbOps).
     pub struct Hw;
 
@@ -479,14 +559,15 @@ pub mod tlb {
         }
     }
 
-    /// `asid` was just handed out: flush it when it is next installed.
+    /// `asid` was just handed out: flush it when it is next installed on
+    /// this CPU.
     pub fn flush_on_install(asid: Asid) {
-        CPU_TLB.flush_on_install(asid);
+        this_tlb().flush_on_install(asid);
     }
 
-    /// True if `asid` owes a flush at its next install (tests).
+    /// True if `asid` owes a flush at its next install here (tests).
     pub fn is_stale(asid: Asid) -> bool {
-        CPU_TLB.is_stale(asid)
+        this_tlb().is_stale(asid)
     }
 }
 
@@ -502,14 +583,16 @@ pub mod tlb {
 /// space's in this generation.
 pub unsafe fn set_user_root(root: PhysAddr, asid: Asid) {
     let flags = super::irq_save();
+    // This CPU may now cache translations tagged `asid`.
+    asid_cpus(asid).fetch_or(1 << crate::smp::id(), Ordering::Release);
     // SAFETY: forwarded from the caller; `Cpu` is this CPU.
-    unsafe { CPU_TLB.install(&Cpu, root, asid) };
+    unsafe { this_tlb().install(&Cpu, root, asid) };
     super::irq_restore(flags);
 }
 
 /// The installed root and its ASID.
 pub fn user_root() -> (PhysAddr, Asid) {
-    (current_kernel_root(), CPU_TLB.current())
+    (current_kernel_root(), this_tlb().current())
 }
 
 /// Table slots of a user root that copy the kernel's: the upper half.

@@ -408,7 +408,7 @@ fn model_activate(
     space: &mut UserSpace,
     between: impl FnOnce() -> Result<(), String>,
 ) -> Result<(), String> {
-    let act = ids.activate(&mut space.asid_tag);
+    let act = ids.activate(0, &mut space.asid_tag);
     if act.flush_all {
         st.flush_all(cpu);
     }
@@ -472,7 +472,7 @@ kernel_test!(
     fn model_flushes_reach_a_space_that_is_not_installed() {
         for (pcid, invpcid) in CONFIGS {
             on_model(pcid, invpcid, |st, cpu, env, v| {
-                let mut ids = AsidAllocator::new(if pcid { 12 } else { 8 });
+                let mut ids = AsidAllocator::new(if pcid { 12 } else { 8 }, 1);
                 let none = || Ok(());
                 v.push(model_space(env, 1)?);
                 v.push(model_space(env, 2)?);
@@ -528,11 +528,11 @@ kernel_test!(
 );
 
 kernel_test!(
-    fn model_a_recycled_pcid_starts_empty() {
+    fn model_a_rollover_keeps_the_installed_number_and_recycles_the_rest() {
         for (pcid, invpcid) in CONFIGS {
             on_model(pcid, invpcid, |st, cpu, env, v| {
                 // ASIDs 1..=3: the fourth space rolls the generation over.
-                let mut ids = AsidAllocator::new(2);
+                let mut ids = AsidAllocator::new(2, 1);
                 for i in 0..4 {
                     v.push(model_space(env, 0x100 + i)?);
                 }
@@ -542,25 +542,34 @@ kernel_test!(
                 }
                 let old = v[0].asid;
                 check_eq!(old, Asid(1));
-                // Space 3 gets number 1 in the new generation while space
-                // 0, numbered 1 in the old one, is still installed and may
-                // have its entries cached again after the rollover's flush.
+                // Space 3 rolls the generation over while space 0 is
+                // installed, which may cache its entries again after the
+                // rollover's flush: its number stays its own (reserved), and
+                // space 3 gets one of the others.
                 let (installed, rest) = v.split_at_mut(3);
                 model_activate(st, cpu, &mut ids, &mut rest[0], || {
                     cpu.load(&installed[0], DATA).map(|_| ())
                 })?;
-                check_eq!(v[3].asid, old, "no collision: the test would prove nothing");
+                check!(v[3].asid != old, "the installed space's number is reserved");
                 let (own, _) = check_some!(v[3].translate(VirtAddr::new(DATA)));
                 check_eq!(
                     cpu.load(&v[3], DATA)?,
                     Some(own),
-                    "space 0's entry under the recycled PCID"
+                    "space 3 under a recycled PCID"
                 );
-                // Space 0 comes back with a new number and its own page.
+                // Space 0 comes back with the same number and its own page.
                 model_activate(st, cpu, &mut ids, &mut v[0], || Ok(()))?;
-                check!(v[0].asid != old);
+                check_eq!(v[0].asid, old);
                 let (own0, _) = check_some!(v[0].translate(VirtAddr::new(DATA)));
                 check_eq!(cpu.load(&v[0], DATA)?, Some(own0));
+                // A space whose old number was recycled gets another one,
+                // and its own page, not space 3's.
+                let recycled = (1..3).find(|&i| v[i].asid == v[3].asid);
+                let i = check_some!(recycled, "space 3 took space 1's or 2's number");
+                model_activate(st, cpu, &mut ids, &mut v[i], || Ok(()))?;
+                check!(v[i].asid != v[3].asid && v[i].asid != old);
+                let (own_i, _) = check_some!(v[i].translate(VirtAddr::new(DATA)));
+                check_eq!(cpu.load(&v[i], DATA)?, Some(own_i));
                 Ok(())
             })?;
         }
