@@ -8,7 +8,9 @@ use alloc::vec::Vec;
 use crate::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use crate::env::MmEnv;
 use crate::folio::FolioRef;
-use crate::mmu_gather::Gather;
+// Emptied tables an exit frees per batch (`MmEnv::free_tables`): as many
+// as a gather holds.
+use crate::mmu_gather::{Gather, TABLE_BATCH};
 use crate::pgtable::{Level, Pte, PteCursor, PteFormat};
 use crate::stats::{LocalHistogram, STATS};
 use crate::vma::VmaError;
@@ -66,9 +68,6 @@ fn batch_len<F: PteFormat>(
         1
     }
 }
-
-/// Emptied tables an exit frees per batch ([`MmEnv::free_tables`]).
-const TABLE_BATCH: usize = 512;
 
 impl<F: PteFormat> AddressSpace<F> {
     /// Accounts for a PTE (already cleared) that mapped a page: one
