@@ -137,6 +137,8 @@ pub fn held() -> usize {
 #[inline]
 pub fn tick() -> bool {
     this().ticks.fetch_add(1, Ordering::Relaxed);
+    // A call whose IPI was lost still runs, at the latest here.
+    run_posted_calls();
     id() == 0
 }
 
@@ -227,12 +229,16 @@ pub fn call_on(targets: usize, f: fn(u64), arg: u64) {
         slot.arg.store(arg, Ordering::Relaxed);
         slot.posted.fetch_add(1, Ordering::Release);
         // Every online CPU enabled its IPI before it went online; were the
-        // IPI lost, the target still runs the call at its next IPI.
+        // IPI lost, the target still runs the call at its next IPI or
+        // timer tick.
         let _ = send_ipi(t);
         waiting |= 1 << t;
     }
     if targets & 1 << me != 0 {
+        // A call like the others: a leaf (a nested `call_on` is refused).
+        IN_CALL[me].store(true, Ordering::Relaxed);
         f(arg);
+        IN_CALL[me].store(false, Ordering::Relaxed);
     }
     while waiting != 0 {
         run_posted_calls();
@@ -252,6 +258,8 @@ pub fn call_on(targets: usize, f: fn(u64), arg: u64) {
 /// an interrupt handler): one job at a time per CPU.
 static JOBS: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 static JOB_ARGS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// A job slot being filled (no function lives at address 1).
+const JOB_CLAIMED: usize = 1;
 /// Jobs each CPU has finished.
 static JOBS_DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
@@ -262,13 +270,16 @@ pub fn post_job(cpu: usize, f: fn(u64), arg: u64) -> bool {
     if cpu == 0 || !CPUS.get(cpu).is_some_and(Cpu::is_online) {
         return false;
     }
-    JOB_ARGS[cpu].store(arg, Ordering::Relaxed);
+    // Claim the slot first, so a refused post never touches a pending
+    // job's argument; publish the function last.
     if JOBS[cpu]
-        .compare_exchange(0, f as usize, Ordering::Release, Ordering::Relaxed)
+        .compare_exchange(0, JOB_CLAIMED, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
         return false;
     }
+    JOB_ARGS[cpu].store(arg, Ordering::Relaxed);
+    JOBS[cpu].store(f as usize, Ordering::Release);
     let _ = send_ipi(cpu);
     true
 }
@@ -282,7 +293,7 @@ pub fn jobs_done(cpu: usize) -> u64 {
 fn run_job() {
     let me = id();
     let f = JOBS[me].load(Ordering::Acquire);
-    if f == 0 {
+    if f == 0 || f == JOB_CLAIMED {
         return;
     }
     // SAFETY: `post_job` stored a `fn(u64)` (Release, paired with the

@@ -126,6 +126,21 @@ impl AsidAllocator {
         }
     }
 
+    /// Records that CPU `cpu` runs `asid` again, installed without
+    /// [`Self::activate`] by a caller that knows the number is still its
+    /// space's (it saw no rollover since it had it), so a rollover keeps
+    /// it. True if the CPU must first flush its whole TLB, as for
+    /// [`Activation::flush_all`] (it owes a flush from a rollover: the
+    /// space may have had its number, or run, on another CPU).
+    #[must_use]
+    pub fn reinstalled(&mut self, cpu: usize, asid: Asid) -> bool {
+        self.active[cpu] = AsidTag {
+            generation: self.generation,
+            asid: asid.0,
+        };
+        core::mem::replace(&mut self.flush_pending[cpu], false)
+    }
+
     /// A tag of the current generation for a space whose old tag is `old`.
     fn new_tag(&mut self, old: AsidTag) -> AsidTag {
         if old.asid != 0 {
@@ -246,11 +261,17 @@ mod tests {
         }
     }
 
-    /// One step of the multi-CPU model: a CPU switches to a space, or a
+    /// One step of the multi-CPU model: a CPU switches to a space, goes
+    /// idle (the empty user half, its allocator state untouched), or
+    /// installs a space again without the allocator, as the kernel's
+    /// preemption points do when no rollover came since the space had its
+    /// number (another space may have run on that CPU meanwhile); or a
     /// space that runs nowhere ends (its successor is a new space).
     #[derive(Clone, Debug)]
     enum Step {
         Switch { cpu: usize, space: usize },
+        Idle { cpu: usize },
+        Reinstall { cpu: usize, space: usize },
         Exit { space: usize },
     }
 
@@ -258,6 +279,8 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             6 => (0..cpus, 0..spaces).prop_map(|(cpu, space)| Step::Switch { cpu, space }),
+            1 => (0..cpus).prop_map(|cpu| Step::Idle { cpu }),
+            2 => (0..cpus, 0..spaces).prop_map(|(cpu, space)| Step::Reinstall { cpu, space }),
             1 => (0..spaces).prop_map(|space| Step::Exit { space }),
         ]
     }
@@ -298,6 +321,32 @@ mod tests {
             let (mut rollovers, mut flushes) = (a.generation(), 0);
             for st in steps {
                 match st {
+                    Step::Idle { cpu } => running[cpu] = None,
+                    Step::Reinstall { cpu, space } => {
+                        let t = tags[space];
+                        if running[cpu].is_some() || t.asid == 0 || t.generation != a.generation() {
+                            continue; // the kernel installs it through `activate` then
+                        }
+                        let (w, n) = (who[space], t.asid);
+                        if a.reinstalled(cpu, Asid(n)) {
+                            tlb[cpu].clear();
+                            flushes += 1;
+                        }
+                        if let Some(&other) = tlb[cpu].get(&n) {
+                            proptest::prop_assert_eq!(other, w, "reinstall over another's entries");
+                        }
+                        tlb[cpu].insert(n, w);
+                        running[cpu] = Some((w, n));
+                        for (c, r) in running.iter().enumerate() {
+                            if let Some((w2, m)) = *r {
+                                proptest::prop_assert!(
+                                    m != n || w2 == w,
+                                    "CPUs {} and {} run spaces {} and {} as ASID {}",
+                                    c, cpu, w2, w, n
+                                );
+                            }
+                        }
+                    }
                     Step::Exit { space } => {
                         if running.iter().all(|r| r.is_none_or(|(w, _)| w != who[space])) {
                             tags[space] = AsidTag::default();

@@ -290,14 +290,14 @@ pub fn flush_kernel_range(va: u64, pages: u64) {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        flush_kernel_local(va | pages.min(KERNEL_FLUSH_PAGES_MAX));
+        assert!(
+            pages <= KERNEL_FLUSH_PAGES_MAX,
+            "kernel flush of {pages} pages"
+        );
+        flush_kernel_local(va | pages);
         let others = crate::smp::others();
         if others != 0 {
-            crate::smp::call_on(
-                others,
-                flush_kernel_local,
-                va | pages.min(KERNEL_FLUSH_PAGES_MAX),
-            );
+            crate::smp::call_on(others, flush_kernel_local, va | pages);
         }
     }
 }

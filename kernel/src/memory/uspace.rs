@@ -212,12 +212,33 @@ pub fn mm_quiesce() -> bool {
         }
         switched = true;
     }
-    if switched && IDLE_ROOT.get() != Some(&root) && asids().lock().generation() == generation {
+    if switched && IDLE_ROOT.get() != Some(&root) {
         // SAFETY: as in `cond_resched_anywhere`: the root this thread had
         // installed, still alive, with the ASID it had in this generation.
-        unsafe { arch::set_user_root(root, asid) };
+        unsafe { reinstall(root, asid, generation) };
     }
     true
+}
+
+/// Installs `root` with `asid` again if no rollover happened since
+/// `generation`, and tells the allocator this CPU runs that number (a
+/// rollover then keeps it for the space).
+///
+/// # Safety
+///
+/// `root` is a live space's, and `asid` the number it had in
+/// `generation`.
+unsafe fn reinstall(root: PhysAddr, asid: Asid, generation: u64) {
+    let mut ids = asids().lock();
+    if ids.generation() == generation {
+        if ids.reinstalled(crate::smp::id(), asid) {
+            arch::tlb::flush_all();
+        }
+        // SAFETY: forwarded from the caller: the number is still the
+        // space's (no rollover since), which nothing else was given, and
+        // this CPU's TLB holds no older owner's entries under it.
+        unsafe { arch::set_user_root(root, asid) };
+    }
 }
 
 /// A preemption point for mm code that does not know the address space
@@ -234,12 +255,9 @@ pub fn cond_resched_anywhere() {
     if !preempt_mid_op() || IDLE_ROOT.get() == Some(&root) {
         return;
     }
-    if asids().lock().generation() == generation {
-        // SAFETY: the root this thread had installed, of a space it is
-        // working on (so still alive), with the ASID it had in this same
-        // generation, which nothing else was given meanwhile.
-        unsafe { arch::set_user_root(root, asid) };
-    }
+    // SAFETY: the root this thread had installed, of a space it is
+    // working on (so still alive), with the ASID it had in `generation`.
+    unsafe { reinstall(root, asid, generation) };
 }
 
 /// The kernel's preemption point inside an operation on the space at

@@ -99,6 +99,9 @@ impl LocalIntc {
             let clear = (self.base + MAILBOX0_CLEAR + 16 * core()) as *mut u32;
             // SAFETY: this core's own mailbox 0: writing ones clears it.
             unsafe { clear.write_volatile(u32::MAX) };
+            // The clear lands before the handler reads what was posted:
+            // a post after that read raises the mailbox again.
+            aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::SY);
             return Some(Irq(MAILBOX0_SOURCE));
         }
         None

@@ -508,8 +508,15 @@ pub mod tlb {
             RANGE => this_tlb().flush_range(&Cpu, asid, start, end),
             _ => this_tlb().flush_asid(&Cpu, asid),
         }
-        let others = usize::from(asid_cpus(asid).load(Ordering::Acquire)) & !(1 << me);
-        if others != 0 {
+        // The page-table store that prompted this flush must be visible
+        // before the mask is read: a CPU installing the number at this
+        // moment sets its bit (a locked op) and then walks the tables, so
+        // either it sees the new entry or this flush sees its bit.
+        core::sync::atomic::fence(Ordering::SeqCst);
+        let others = usize::from(asid_cpus(asid).load(Ordering::Relaxed)) & !(1 << me);
+        // ASID 0 is the idle tag: a space that never ran has nothing
+        // cached anywhere.
+        if others != 0 && asid.0 != 0 {
             let r = &REQUESTS[me];
             r.kind.store(kind, Ordering::Relaxed);
             r.asid.store(asid.0, Ordering::Relaxed);
