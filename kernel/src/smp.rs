@@ -289,6 +289,37 @@ pub fn jobs_done(cpu: usize) -> u64 {
     JOBS_DONE.get(cpu).map_or(0, |d| d.load(Ordering::Acquire))
 }
 
+/// What [`run_test_on`]'s job returned.
+static TEST_RESULT: crate::sync::IrqMutex<Option<crate::ktest::TestResult>> =
+    crate::sync::IrqMutex::new(None);
+
+/// Job: runs the self-test whose function is `arg`.
+fn test_job(arg: u64) {
+    // SAFETY: `run_test_on` passes a `fn() -> TestResult`.
+    let f: fn() -> crate::ktest::TestResult =
+        unsafe { core::mem::transmute::<usize, fn() -> crate::ktest::TestResult>(arg as usize) };
+    let r = f();
+    *TEST_RESULT.lock() = Some(r);
+}
+
+/// Runs self-test `f` on secondary CPU `cpu` (by its idle thread) and
+/// returns its result (an error if the CPU is not there or takes more
+/// than a second).
+pub fn run_test_on(cpu: usize, f: fn() -> crate::ktest::TestResult) -> crate::ktest::TestResult {
+    let done = jobs_done(cpu);
+    *TEST_RESULT.lock() = None;
+    if !post_job(cpu, test_job, f as usize as u64) {
+        return Err(alloc::format!("CPU {cpu} takes no job"));
+    }
+    if !wait_jobs(cpu, done + 1) {
+        return Err(alloc::format!("CPU {cpu} did not finish within a second"));
+    }
+    TEST_RESULT
+        .lock()
+        .take()
+        .unwrap_or_else(|| Err("no result".into()))
+}
+
 /// Runs this CPU's job, if one was posted.
 fn run_job() {
     let me = id();
@@ -585,7 +616,7 @@ fn take_test_lock(_: u64) {
 }
 
 /// Waits (up to a second) for CPU `cpu` to finish `n` jobs in all.
-fn wait_jobs(cpu: usize, n: u64) -> bool {
+pub fn wait_jobs(cpu: usize, n: u64) -> bool {
     let deadline = crate::time::monotonic_ns() + 1_000_000_000;
     while jobs_done(cpu) < n && crate::time::monotonic_ns() < deadline {
         // A masked wait like any other: the job may be calling this CPU.

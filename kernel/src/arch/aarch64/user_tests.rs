@@ -685,3 +685,20 @@ extern "C" fn back_to_test(_: u64) -> ! {
     unsafe { switch_to(ctx(1), ctx(0)) };
     unreachable!("switched back to a finished thread")
 }
+
+kernel_test!(
+    fn user_mode_works_on_every_cpu() {
+        // Each other CPU enters EL0 on its own stack and vectors, takes
+        // system calls (and its own timer's interrupts) and runs user FP
+        // state and TLS, in a space it activates itself.
+        for cpu in crate::smp::online().filter(|&c| c != 0) {
+            for t in [
+                syscalls_pass_number_arguments_and_return_value as fn() -> crate::ktest::TestResult,
+                user_fp_simd_fpcr_and_tls_survive_the_kernel,
+            ] {
+                crate::smp::run_test_on(cpu, t).map_err(|e| alloc::format!("on CPU {cpu}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+);

@@ -11,10 +11,13 @@
 //! **FP state.** The kernel is built without SSE and never touches the
 //! x87/SSE registers, so a context's FP state may stay live in the CPU
 //! while the kernel runs. The FXSAVE area sits in a heap box of its own,
-//! whose address is stable however the `UserContext` moves; `FP_OWNER`
-//! names the box whose state is in the registers. Entering another
-//! context saves the owner's registers into its box and loads the new
-//! one's; entering the owner again costs nothing.
+//! whose address is stable however the `UserContext` moves; each CPU's
+//! `FP_OWNER` names the box whose state is in its registers (a box is in
+//! at most one CPU's). Entering another context saves the owner's
+//! registers into its box and loads the new one's; entering the owner
+//! again costs nothing. A context whose state another CPU still holds
+//! has that CPU save it first (a cross-call), as does copying a context;
+//! dropping one makes every CPU forget it.
 
 use alloc::boxed::Box;
 use core::arch::asm;
@@ -185,14 +188,21 @@ impl UserContext {
         (&raw const *self.fp).cast_mut()
     }
 
-    /// If the CPU holds this context's FP state, writes it into the box.
+    /// If a CPU holds this context's FP state, writes it into the box.
     fn sync_fp(&self) {
         let me = self.fp_ptr();
-        if FP_OWNER.load(Ordering::Relaxed) == me {
+        let flags = super::irq_save();
+        if fp_owner().load(Ordering::Relaxed) == me {
             // SAFETY: the box is live (we own it) and 16-byte aligned;
             // fxsave writes exactly its 512 bytes, through the UnsafeCell.
             unsafe { fxsave(self.fp.ptr()) };
+        } else {
+            let elsewhere = held_elsewhere(me);
+            if elsewhere != 0 {
+                crate::smp::call_on(elsewhere, give_up_fp, me as u64);
+            }
         }
+        super::irq_restore(flags);
     }
 }
 
@@ -212,13 +222,16 @@ impl Clone for UserContext {
 
 impl Drop for UserContext {
     fn drop(&mut self) {
-        // A later box at the same address must not be taken for ours.
-        let _ = FP_OWNER.compare_exchange(
-            self.fp_ptr(),
-            core::ptr::null_mut(),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        // A later box at the same address must not be taken for ours: no
+        // CPU may keep naming it (and none may save into it once freed).
+        let me = self.fp_ptr();
+        let flags = super::irq_save();
+        forget_fp(me as u64);
+        let elsewhere = held_elsewhere(me);
+        if elsewhere != 0 {
+            crate::smp::call_on(elsewhere, forget_fp, me as u64);
+        }
+        super::irq_restore(flags);
     }
 }
 
@@ -301,10 +314,48 @@ pub(super) fn set_percpu(index: usize) {
     }
 }
 
-/// The FP box whose state is in the CPU's registers (null: none).
-static FP_OWNER: AtomicPtr<FxArea> = AtomicPtr::new(core::ptr::null_mut());
-/// The value in IA32_FS_BASE.
-static FS_LOADED: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the FP box whose state is in its registers (null: none).
+/// Changed only by that CPU, with interrupts masked (others ask it by a
+/// cross-call), so a box is never freed or read while a CPU saves into it.
+static FP_OWNER: [AtomicPtr<FxArea>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+/// Per CPU: the value in its IA32_FS_BASE.
+static FS_LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+fn fp_owner() -> &'static AtomicPtr<FxArea> {
+    &FP_OWNER[cpu_index() % MAX_CPUS]
+}
+
+/// The other CPUs whose registers hold box `fp` (at most one).
+fn held_elsewhere(fp: *mut FxArea) -> usize {
+    let me = cpu_index();
+    (0..MAX_CPUS)
+        .filter(|&c| c != me && FP_OWNER[c].load(Ordering::Relaxed) == fp)
+        .fold(0, |m, c| m | 1 << c)
+}
+
+/// Cross-call: if this CPU holds box `arg`, saves the registers into it
+/// and forgets it, so the box is current and another CPU may load it.
+fn give_up_fp(arg: u64) {
+    let fp = arg as *mut FxArea;
+    if fp_owner().load(Ordering::Relaxed) == fp {
+        // SAFETY: the box is live (its context is being copied or loaded
+        // elsewhere, which keeps it), 16-aligned; fxsave writes its 512
+        // bytes through the UnsafeCell.
+        unsafe { fxsave((*fp).ptr()) };
+        fp_owner().store(core::ptr::null_mut(), Ordering::Relaxed);
+    }
+}
+
+/// Cross-call: forgets box `arg` without saving (it is being freed).
+fn forget_fp(arg: u64) {
+    let _ = fp_owner().compare_exchange(
+        arg as *mut FxArea,
+        core::ptr::null_mut(),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+}
 
 const IA32_EFER: u32 = 0xc000_0080;
 const IA32_STAR: u32 = 0xc000_0081;
@@ -348,9 +399,7 @@ pub(super) fn init(rsp0: *mut u64) {
         msr::write(IA32_FMASK, FLAG_TF | FLAG_IF | 1 << 10 | 1 << 14 | 1 << 18);
         msr::write(IA32_EFER, msr::read(IA32_EFER) | 1);
     }
-    if cpu_index() == 0 {
-        FS_LOADED.store(0, Ordering::Relaxed);
-    }
+    FS_LOADED[cpu_index() % MAX_CPUS].store(0, Ordering::Relaxed);
 }
 
 unsafe extern "C" {
@@ -406,8 +455,14 @@ pub const USER_TOP: u64 = 1 << 47;
 #[inline]
 fn load_user_state(ctx: &UserContext) {
     let me = ctx.fp_ptr();
-    let owner = FP_OWNER.load(Ordering::Relaxed);
+    let owner = fp_owner().load(Ordering::Relaxed);
+    let fs_loaded = &FS_LOADED[cpu_index() % MAX_CPUS];
     if owner != me {
+        // The thread ran on another CPU last: that one saves its state.
+        let elsewhere = held_elsewhere(me);
+        if elsewhere != 0 {
+            crate::smp::call_on(elsewhere, give_up_fp, me as u64);
+        }
         // SAFETY: a non-null owner is the live box of a UserContext (Drop
         // clears FP_OWNER before the box goes), 16-aligned, written through
         // its UnsafeCell; ours is a valid FXSAVE image (reset values, or
@@ -421,12 +476,12 @@ fn load_user_state(ctx: &UserContext) {
             msr::write(IA32_FS_BASE, ctx.fs_base);
             msr::write(IA32_KERNEL_GS_BASE, 0);
         }
-        FP_OWNER.store(me, Ordering::Relaxed);
-        FS_LOADED.store(ctx.fs_base, Ordering::Relaxed);
-    } else if FS_LOADED.load(Ordering::Relaxed) != ctx.fs_base {
+        fp_owner().store(me, Ordering::Relaxed);
+        fs_loaded.store(ctx.fs_base, Ordering::Relaxed);
+    } else if fs_loaded.load(Ordering::Relaxed) != ctx.fs_base {
         // SAFETY: any value is a valid FS base (a bad one faults in ring 3).
         unsafe { msr::write(IA32_FS_BASE, ctx.fs_base) };
-        FS_LOADED.store(ctx.fs_base, Ordering::Relaxed);
+        fs_loaded.store(ctx.fs_base, Ordering::Relaxed);
     }
 }
 

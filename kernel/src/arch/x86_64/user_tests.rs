@@ -901,3 +901,79 @@ kernel_test!(
         Ok(())
     }
 );
+
+kernel_test!(
+    fn user_mode_works_on_every_cpu() {
+        // Each other CPU enters ring 3 through its own TSS, GS area and
+        // SYSCALL MSRs, and keeps user FP state and FS bases in its own
+        // registers, in a space it activates itself.
+        for cpu in crate::smp::online().filter(|&c| c != 0) {
+            for t in [
+                syscall_arguments_results_and_preserved_registers
+                    as fn() -> crate::ktest::TestResult,
+                sse_state_survives_kernel_entries_and_context_switches,
+                fs_base_is_per_context,
+            ] {
+                crate::smp::run_test_on(cpu, t).map_err(|e| format!("on CPU {cpu}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+);
+
+/// What [`fp_dump_there`] works on: the test's own space and context,
+/// borrowed while the test waits for it.
+struct Migrate<'a> {
+    space: &'a mut Space,
+    ctx: &'a mut UserContext,
+    buf: u64,
+    out: Option<Result<FpDump, String>>,
+}
+
+/// Job on another CPU: runs the context there up to its FP dump.
+fn fp_dump_there(arg: u64) {
+    // SAFETY: `arg` is the test's `Migrate`, which it does not touch until
+    // this job is done (it waits for it).
+    let m = unsafe { &mut *(arg as *mut Migrate<'_>) };
+    uspace::activate(m.space.get());
+    m.out = Some(fp_dump(m.space, m.ctx, m.buf));
+    uspace::deactivate();
+}
+
+kernel_test!(
+    fn sse_state_follows_a_context_to_another_cpu_and_back() {
+        let Some(other) = crate::smp::online().find(|&c| c != 0) else {
+            return Ok(()); // one CPU
+        };
+        let mut space = Space::new()?;
+        let (seed, mx) = (0xc000_0000_0000_0300, 0x7f80);
+        let mut a = fp_ctx(seed, mx, DATA);
+        // a's state is now live in this CPU's registers only.
+        fp_set(&mut a)?;
+        let mut m = Migrate {
+            space: &mut space,
+            ctx: &mut a,
+            buf: DATA,
+            out: None,
+        };
+        let done = crate::smp::jobs_done(other);
+        check!(crate::smp::post_job(
+            other,
+            fp_dump_there,
+            (&raw mut m) as u64
+        ));
+        check!(crate::smp::wait_jobs(other, done + 1), "CPU {other} ran a");
+        let (x, mxcsr, _) = check_some!(m.out.take())?;
+        check_eq!(x, fp_expect(seed), "a's XMM on CPU {other}");
+        check_eq!(mxcsr, mx, "a's MXCSR on CPU {other}");
+        // Back here: CPU `other` holds a's state now, and gives it back.
+        uspace::activate(space.get());
+        a.set_pc(at(unsafe_ref(&raw const utest_fpdump)));
+        a.set_sp(STACK_TOP - 0x800);
+        a.regs_mut().rdx = DATA + 0x800;
+        let (x, mxcsr, _) = fp_dump(&mut space, &mut a, DATA + 0x800)?;
+        check_eq!(x, fp_expect(seed), "a's XMM back on CPU 0");
+        check_eq!(mxcsr, mx);
+        Ok(())
+    }
+);
