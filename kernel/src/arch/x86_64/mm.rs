@@ -492,9 +492,19 @@ pub mod tlb {
             r.start.load(Ordering::Relaxed),
             r.end.load(Ordering::Relaxed),
         );
-        match r.kind.load(Ordering::Relaxed) {
-            PAGE => this_tlb().flush_page(&Cpu, asid, VirtAddr::new(start)),
-            RANGE => this_tlb().flush_range(&Cpu, asid, VirtAddr::new(start), VirtAddr::new(end)),
+        flush_here(
+            r.kind.load(Ordering::Relaxed),
+            asid,
+            VirtAddr::new(start),
+            VirtAddr::new(end),
+        );
+    }
+
+    /// Does `kind` of flush on this CPU.
+    fn flush_here(kind: u8, asid: Asid, start: VirtAddr, end: VirtAddr) {
+        match kind {
+            PAGE => this_tlb().flush_page(&Cpu, asid, start),
+            RANGE => this_tlb().flush_range(&Cpu, asid, start, end),
             _ => this_tlb().flush_asid(&Cpu, asid),
         }
     }
@@ -503,11 +513,7 @@ pub mod tlb {
     fn flush(kind: u8, asid: Asid, start: VirtAddr, end: VirtAddr) {
         let flags = irq_save();
         let me = crate::smp::id();
-        match kind {
-            PAGE => this_tlb().flush_page(&Cpu, asid, start),
-            RANGE => this_tlb().flush_range(&Cpu, asid, start, end),
-            _ => this_tlb().flush_asid(&Cpu, asid),
-        }
+        flush_here(kind, asid, start, end);
         // The page-table store that prompted this flush must be visible
         // before the mask is read: a CPU installing the number at this
         // moment sets its bit (a locked op) and then walks the tables, so
