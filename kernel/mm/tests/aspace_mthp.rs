@@ -771,11 +771,11 @@ fn history<F: PteFormat>((top, sizes): (u8, [u8; 8]), ops: Vec<Op>) {
 proptest! {
     #![proptest_config(common::cases(48))]
     #[test]
-    fn mthp_histories_match_the_model_x86_64(p in policy(), ops in proptest::collection::vec(op(), 1..60)) {
+    fn mthp_histories_match_the_model_x86_64(p in policy(), ops in proptest::collection::vec(op(), common::history_len(60))) {
         history::<X86_64>(p, ops);
     }
     #[test]
-    fn mthp_histories_match_the_model_aarch64(p in policy(), ops in proptest::collection::vec(op(), 1..60)) {
+    fn mthp_histories_match_the_model_aarch64(p in policy(), ops in proptest::collection::vec(op(), common::history_len(60))) {
         history::<Aarch64>(p, ops);
     }
 }
@@ -1032,19 +1032,19 @@ fn check_folds<F: PteFormat>(env: &HostEnv, a: &AddressSpace<F>) {
 proptest! {
     #![proptest_config(common::cases(32))]
     #[test]
-    fn batched_and_per_pte_agree_x86_64(p in policy(), ops in proptest::collection::vec(op(), 1..50)) {
+    fn batched_and_per_pte_agree_x86_64(p in policy(), ops in proptest::collection::vec(op(), common::history_len(50))) {
         modes_agree::<X86_64>(p, ops, |e| e.batching = false);
     }
     #[test]
-    fn batched_and_per_pte_agree_aarch64(p in policy(), ops in proptest::collection::vec(op(), 1..50)) {
+    fn batched_and_per_pte_agree_aarch64(p in policy(), ops in proptest::collection::vec(op(), common::history_len(50))) {
         modes_agree::<Aarch64>(p, ops, |e| e.batching = false);
     }
     #[test]
-    fn contpte_on_and_off_agree_aarch64(p in policy(), ops in proptest::collection::vec(op(), 1..50)) {
+    fn contpte_on_and_off_agree_aarch64(p in policy(), ops in proptest::collection::vec(op(), common::history_len(50))) {
         modes_agree::<Aarch64>(p, ops, |e| e.fold = FoldPolicy::OFF);
     }
     #[test]
-    fn contpte_fork_per_pte_agrees_aarch64(p in policy(), ops in proptest::collection::vec(op(), 1..50)) {
+    fn contpte_fork_per_pte_agrees_aarch64(p in policy(), ops in proptest::collection::vec(op(), common::history_len(50))) {
         modes_agree::<Aarch64>(p, ops, |e| e.fold.fork_per_pte = true);
     }
 }
