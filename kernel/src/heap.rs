@@ -79,55 +79,51 @@ impl Heaps {
                 return Some(p);
             }
         }
-        // A chunk's own heap cannot hand out all of it in one block.
-        if layout.size().max(layout.align()) > CHUNK / 2 {
-            return None;
-        }
-        let slot = self.grow()?;
-        self.chunks[slot].as_mut()?.heap.alloc(layout).ok()
+        None
     }
 
-    /// Adds a chunk from the page allocator; its slot. `None` at the
-    /// limit, if the page allocator has no block, or if its lock is held
-    /// (an allocation from inside it: waiting would deadlock; one CPU, so
-    /// a held lock is this very path).
-    fn grow(&mut self) -> Option<usize> {
-        let slot = self.chunks[..self.limit.min(MAX_CHUNKS)]
+    /// True if a chunk may be added for `layout`: a chunk's own heap
+    /// cannot hand out all of it in one block, and the limit holds.
+    fn may_grow(&self, layout: Layout) -> bool {
+        layout.size().max(layout.align()) <= CHUNK / 2 && self.free_slot().is_some()
+    }
+
+    fn free_slot(&self) -> Option<usize> {
+        self.chunks[..self.limit.min(MAX_CHUNKS)]
             .iter()
-            .position(Option::is_none)?;
-        if crate::memory::frames::is_locked() {
-            return None;
-        }
-        let pfn = crate::memory::frames::with(|b| b.alloc(CHUNK_ORDER))?;
-        let start = crate::memory::frames::linear().ptr::<u8>(pfn.phys()) as usize;
+            .position(Option::is_none)
+    }
+
+    /// Installs the page-allocator block at `start` as a chunk; false (the
+    /// caller gives it back) if the limit was reached meanwhile.
+    fn install(&mut self, start: usize) -> bool {
+        let Some(slot) = self.free_slot() else {
+            return false;
+        };
         let mut heap = Heap::empty();
         // SAFETY: a fresh block of the page allocator, RAM in the linear
         // map, used by nothing else: this chunk's heap owns it until
-        // `shrink` gives it back, which happens only once nothing in it is
+        // `detach` takes it out, which happens only once nothing in it is
         // allocated.
         unsafe { heap.init(start, CHUNK) };
         self.chunks[slot] = Some(Chunk { start, heap });
         self.grown += 1;
-        Some(slot)
+        true
     }
 
-    /// Gives chunk `slot` back to the page allocator if nothing in it is
-    /// allocated (and the page allocator's lock is free).
-    fn shrink(&mut self, slot: usize) {
-        let Some(c) = &self.chunks[slot] else {
-            return;
-        };
-        if c.heap.stats_alloc_actual() != 0 || crate::memory::frames::is_locked() {
-            return;
+    /// Takes chunk `slot` out if nothing in it is allocated: its block,
+    /// for the caller to give back to the page allocator (after letting
+    /// go of the heap's lock), unless this CPU is inside the page
+    /// allocator (a free from there), when the chunk stays.
+    fn detach(&mut self, slot: usize) -> Option<usize> {
+        let c = self.chunks[slot].as_ref()?;
+        if c.heap.stats_alloc_actual() != 0 || crate::memory::frames::held_here() {
+            return None;
         }
-        let pa = crate::memory::frames::linear().phys_of(c.start as *const u8);
+        let start = c.start;
         self.chunks[slot] = None;
         self.shrunk += 1;
-        // A refusal (never expected: the block came from there) leaves
-        // the block out of use; it is counted, not printed (printing may
-        // allocate, and this runs under the heap's lock).
-        let freed = crate::memory::frames::with(|b| b.free(pa.pfn(), CHUNK_ORDER));
-        self.refused += u64::from(freed.is_err());
+        Some(start)
     }
 
     /// Returns `ptr` to the heap whose range holds it, and gives its
@@ -137,7 +133,7 @@ impl Heaps {
     ///
     /// `ptr` came from [`Heaps::alloc`] with this `layout` and is not used
     /// after this call.
-    unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) {
+    unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) -> Option<usize> {
         let at = ptr.as_ptr() as usize;
         let slot = self.chunks.iter().position(|c| {
             c.as_ref()
@@ -150,11 +146,14 @@ impl Heaps {
                     // chunk, so this chunk's heap handed it out.
                     unsafe { c.heap.dealloc(ptr, layout) };
                 }
-                self.shrink(i);
+                self.detach(i)
             }
-            // SAFETY: the caller's contract; no chunk holds it, so the
-            // main heap handed it out.
-            None => unsafe { self.main.dealloc(ptr, layout) },
+            None => {
+                // SAFETY: the caller's contract; no chunk holds it, so the
+                // main heap handed it out.
+                unsafe { self.main.dealloc(ptr, layout) };
+                None
+            }
         }
     }
 
@@ -190,10 +189,21 @@ struct IrqSafeHeap(IrqMutex<Heaps>);
 // interrupt handlers included.
 unsafe impl GlobalAlloc for IrqSafeHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0
-            .lock()
-            .alloc(layout)
-            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+        loop {
+            let mut h = self.0.lock();
+            if let Some(p) = h.alloc(layout) {
+                return p.as_ptr();
+            }
+            if !h.may_grow(layout) {
+                return core::ptr::null_mut();
+            }
+            drop(h);
+            // Another CPU may take the new chunk's room first: then grow
+            // again, until the limit stops it.
+            if !grow() {
+                return core::ptr::null_mut();
+            }
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -203,7 +213,10 @@ unsafe impl GlobalAlloc for IrqSafeHeap {
         // SAFETY: GlobalAlloc's contract: `ptr` was returned by `alloc`
         // above with this layout, i.e. by one of these heaps, and is not
         // used after this call.
-        unsafe { self.0.lock().dealloc(ptr, layout) };
+        let emptied = unsafe { self.0.lock().dealloc(ptr, layout) };
+        if let Some(start) = emptied {
+            give_back(start);
+        }
     }
 }
 
@@ -275,25 +288,57 @@ pub fn can_grow() -> bool {
 /// (A chunk grown here and never used goes back at the next [`trim`].)
 pub fn can_allocate(bytes: usize) -> bool {
     let want = RESERVE.saturating_add(bytes);
-    with_heap(|h| {
-        while h.total() - h.used() <= want {
-            if h.grow().is_none() {
-                return false;
-            }
+    while with_heap(|h| h.total() - h.used() <= want) {
+        if !grow() {
+            return false;
         }
-        true
-    })
+    }
+    true
+}
+
+/// Adds a chunk from the page allocator; false at the limit, if the page
+/// allocator has no block, or if this CPU holds its lock (an allocation
+/// from inside it: waiting would deadlock). The heap's lock is not held
+/// meanwhile, so the only order between the two locks is allocator, then
+/// heap (an allocation from inside the allocator).
+fn grow() -> bool {
+    if crate::memory::frames::held_here() || with_heap(|h| h.free_slot().is_none()) {
+        return false;
+    }
+    let Some(pfn) = crate::memory::frames::with(|b| b.alloc(CHUNK_ORDER)) else {
+        return false;
+    };
+    let start = crate::memory::frames::linear().ptr::<u8>(pfn.phys()) as usize;
+    if !with_heap(|h| h.install(start)) {
+        give_back(start);
+        return false;
+    }
+    true
+}
+
+/// Gives the chunk block at `start` back to the page allocator (called
+/// without the heap's lock). A refusal (never expected: the block came
+/// from there) leaves the block out of use; it is counted, not printed
+/// (printing may allocate).
+fn give_back(start: usize) {
+    let pa = crate::memory::frames::linear().phys_of(start as *const u8);
+    let freed = crate::memory::frames::with(|b| b.free(pa.pfn(), CHUNK_ORDER));
+    if freed.is_err() {
+        with_heap(|h| h.refused += 1);
+    }
 }
 
 /// Gives every chunk with nothing allocated in it back to the page
 /// allocator (after a process is reaped: a chunk [`can_allocate`] grew
 /// for a request that did not use it).
 pub fn trim() {
+    let mut emptied = [None; MAX_CHUNKS];
     with_heap(|h| {
-        for i in 0..MAX_CHUNKS {
-            h.shrink(i);
+        for (i, e) in emptied.iter_mut().enumerate() {
+            *e = h.detach(i);
         }
     });
+    emptied.into_iter().flatten().for_each(give_back);
 }
 
 /// Adds `bytes` (rounded to 4 MiB blocks) of page-allocator memory to the

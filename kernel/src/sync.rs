@@ -9,6 +9,7 @@
 //! are atomics in the memmap and need no lock at all.
 
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::irqflags::{IrqFlags, irq_restore, irq_save};
 
@@ -22,12 +23,16 @@ pub fn held() -> usize {
 /// A spin lock that masks interrupts while held (Linux `spin_lock_irqsave`).
 pub struct IrqMutex<T> {
     inner: spin::Mutex<T>,
+    /// The holder's CPU index + 1 (0: free), so code can tell its own
+    /// CPU's hold (a nested use that must not wait) from another's.
+    owner: AtomicUsize,
 }
 
 /// Holds an [`IrqMutex`]; unlocks, then restores the interrupt mask, on drop.
 pub struct IrqMutexGuard<'a, T> {
     // Dropped before the interrupt mask is restored (see Drop).
     guard: Option<spin::MutexGuard<'a, T>>,
+    owner: &'a AtomicUsize,
     flags: IrqFlags,
 }
 
@@ -36,6 +41,7 @@ impl<T> IrqMutex<T> {
     pub const fn new(value: T) -> Self {
         Self {
             inner: spin::Mutex::new(value),
+            owner: AtomicUsize::new(0),
         }
     }
 
@@ -53,8 +59,10 @@ impl<T> IrqMutex<T> {
             core::hint::spin_loop();
         };
         crate::smp::lock_taken();
+        self.owner.store(crate::smp::id() + 1, Ordering::Relaxed);
         IrqMutexGuard {
             guard: Some(guard),
+            owner: &self.owner,
             flags,
         }
     }
@@ -64,6 +72,13 @@ impl<T> IrqMutex<T> {
         self.inner.is_locked()
     }
 
+    /// True if this CPU holds the lock (then taking it again would spin
+    /// for ever). Only this CPU writes its own index there, and it does
+    /// so with interrupts masked, so the answer cannot change under it.
+    pub fn is_held_here(&self) -> bool {
+        self.owner.load(Ordering::Relaxed) == crate::smp::id() + 1
+    }
+
     /// Breaks the lock.
     ///
     /// # Safety
@@ -71,6 +86,7 @@ impl<T> IrqMutex<T> {
     /// The holder must never touch the protected value again (it was
     /// interrupted by a fatal path that stops the machine).
     pub unsafe fn force_unlock(&self) {
+        self.owner.store(0, Ordering::Relaxed);
         // SAFETY: forwarded from the caller.
         unsafe { self.inner.force_unlock() }
     }
@@ -96,6 +112,7 @@ impl<T> Drop for IrqMutexGuard<'_, T> {
     fn drop(&mut self) {
         // Unlock first: an interrupt taken the moment the mask lifts must
         // find the lock free.
+        self.owner.store(0, Ordering::Relaxed);
         self.guard = None;
         crate::smp::lock_released();
         irq_restore(self.flags);

@@ -74,10 +74,10 @@ pub fn with<R>(f: impl FnOnce(&mut BuddyAllocator<'static>) -> R) -> R {
     f(g.as_mut().expect("frames::init has not run"))
 }
 
-/// True while the allocator's lock is held (one CPU: by the caller's own
-/// path, so the kernel heap must not wait for it).
-pub fn is_locked() -> bool {
-    BUDDY.is_locked()
+/// True while this CPU holds the allocator's lock (the kernel heap, asked
+/// for memory from inside the allocator, must not wait for it).
+pub fn held_here() -> bool {
+    BUDDY.is_held_here()
 }
 
 /// A snapshot of the free lists (the stats API; later exposed to user space).
