@@ -215,8 +215,9 @@ pub fn set_kernel_stack(top: u64) {
     let tss = &raw mut TSS;
     // SAFETY: a plain store to a field of the TSS static (unaligned: the
     // struct is packed as the hardware lays it out). The CPU reads RSP0 only
-    // on a ring 3 -> 0 transition, which cannot happen while the kernel
-    // runs this on the single CPU.
+    // on a ring 3 -> 0 transition, which cannot happen on the boot CPU
+    // while the kernel runs this there (the only TSS it writes is the boot
+    // CPU's).
     unsafe { (*tss).privilege_stack_table[0] = VirtAddr::new(top) };
 }
 

@@ -247,7 +247,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame) {
         addr: cr2,
         pc: frame.rip,
     };
-    println!("\nUNEXPECTED EXCEPTION: {}", describe(&rec));
+    println!("\nUNEXPECTED EXCEPTION: {}", Described(&rec));
     println!("{frame:?}");
     super::exit_qemu(Exit::Failure)
 }
@@ -329,39 +329,50 @@ const NAMES: [&str; 32] = [
 
 /// Human-readable report of a trap record.
 pub fn describe(r: &TrapRecord) -> alloc::string::String {
-    let name = NAMES.get(r.class as usize).copied().unwrap_or("interrupt");
-    let mut s = alloc::format!(
-        "vector {} ({name}), error code {:#x}, RIP {:#x}",
-        r.class,
-        r.syndrome,
-        r.pc
-    );
-    if r.class == VEC_PF {
-        let e = r.syndrome;
-        s.push_str(&alloc::format!(
-            ", CR2 {:#x}: {} {} in {} mode{}",
-            r.addr,
-            if e & 1 != 0 {
-                "protection violation on"
-            } else {
-                "not-present page on"
-            },
-            if e & 0x10 != 0 {
-                "instruction fetch"
-            } else if e & 2 != 0 {
-                "write"
-            } else {
-                "read"
-            },
-            if e & 4 != 0 { "user" } else { "supervisor" },
-            if e & 8 != 0 {
-                " (reserved bit set)"
-            } else {
-                ""
-            },
-        ));
+    alloc::format!("{}", Described(r))
+}
+
+/// A trap record's report, formatted without the heap (the fatal path
+/// may have struck while this CPU held the heap's lock).
+pub struct Described<'a>(pub &'a TrapRecord);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        let name = NAMES.get(r.class as usize).copied().unwrap_or("interrupt");
+        write!(
+            f,
+            "vector {} ({name}), error code {:#x}, RIP {:#x}",
+            r.class, r.syndrome, r.pc
+        )?;
+        if r.class == VEC_PF {
+            let e = r.syndrome;
+            write!(
+                f,
+                ", CR2 {:#x}: {} {} in {} mode{}",
+                r.addr,
+                if e & 1 != 0 {
+                    "protection violation on"
+                } else {
+                    "not-present page on"
+                },
+                if e & 0x10 != 0 {
+                    "instruction fetch"
+                } else if e & 2 != 0 {
+                    "write"
+                } else {
+                    "read"
+                },
+                if e & 4 != 0 { "user" } else { "supervisor" },
+                if e & 8 != 0 {
+                    " (reserved bit set)"
+                } else {
+                    ""
+                },
+            )?;
+        }
+        Ok(())
     }
-    s
 }
 
 impl fmt::Debug for TrapFrame {

@@ -169,9 +169,10 @@ impl UserContext {
     /// context's state is in the CPU).
     pub fn fx_state(&self) -> [u8; 512] {
         self.sync_fp();
-        // SAFETY: the box is ours; nobody writes it while we copy (one CPU,
-        // interrupts masked in the kernel, and the only other writer is
-        // `sync_fp`/`load_user_state` on this same thread).
+        // SAFETY: the box is ours; nobody writes it while we copy: after
+        // `sync_fp` no CPU holds it (only a CPU that loads it, which is
+        // this thread's own when it next enters user mode, would save into
+        // it again), and interrupts are masked in the kernel.
         unsafe { *self.fp.0.get() }
     }
     /// Register dump for fault reports (two lines).
@@ -455,14 +456,18 @@ pub const USER_TOP: u64 = 1 << 47;
 #[inline]
 fn load_user_state(ctx: &UserContext) {
     let me = ctx.fp_ptr();
-    let owner = fp_owner().load(Ordering::Relaxed);
     let fs_loaded = &FS_LOADED[cpu_index() % MAX_CPUS];
-    if owner != me {
+    if fp_owner().load(Ordering::Relaxed) != me {
         // The thread ran on another CPU last: that one saves its state.
         let elsewhere = held_elsewhere(me);
         if elsewhere != 0 {
             crate::smp::call_on(elsewhere, give_up_fp, me as u64);
         }
+        // Read only now: while it waited for that call, this CPU ran the
+        // calls posted to it, and one may have taken its owner away (saved
+        // it for another CPU, or forgotten a box that is being freed).
+        // From here to the store below nothing runs them.
+        let owner = fp_owner().load(Ordering::Relaxed);
         // SAFETY: a non-null owner is the live box of a UserContext (Drop
         // clears FP_OWNER before the box goes), 16-aligned, written through
         // its UnsafeCell; ours is a valid FXSAVE image (reset values, or
