@@ -1,49 +1,62 @@
-//! Time slices: the periodic timer interrupt counts ticks here and asks
-//! for a reschedule when the running task's slice is used up, or when a
-//! sleeping process's deadline has passed (so a sleeper waits at most a
-//! tick for its wake-up, not for the running task's slice).
+//! Time slices: each CPU's periodic timer interrupt counts ticks here and
+//! asks that CPU to reschedule when its running task's slice is used up,
+//! or when a sleeping process's deadline has passed (so a sleeper waits
+//! at most a tick for its wake-up, not for the running task's slice).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::smp::MAX_CPUS;
 
 /// Timer interrupts per second.
 pub const TICK_HZ: u64 = 100;
 /// Ticks a task runs before another runnable task gets the CPU.
 pub const SLICE_TICKS: u64 = 2;
 
+/// CPU 0's ticks: the clock of the slices' bookkeeping.
 static TICKS: AtomicU64 = AtomicU64::new(0);
-static SLICE_LEFT: AtomicU64 = AtomicU64::new(SLICE_TICKS);
-static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
+/// Per CPU: ticks left in its running task's slice.
+static SLICE_LEFT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(SLICE_TICKS) }; MAX_CPUS];
+/// Per CPU: reschedule at the next chance.
+static NEED_RESCHED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// The earliest deadline (`CLOCK_MONOTONIC` ns) of a sleeping process,
 /// `u64::MAX` for none: kept by the scheduler (`crate::proc`), read by
 /// the tick.
 static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// Called by the platform's timer interrupt handler, once per tick, with
-/// interrupts masked.
+/// Called by the platform's timer interrupt handler, once per tick on
+/// each CPU, with interrupts masked.
 pub fn timer_tick() {
-    // Every CPU counts its own ticks; processes run on CPU 0, whose tick
-    // alone drives the time slices and the sleepers' wake-ups.
-    if !crate::smp::tick() {
-        return;
+    let cpu = crate::smp::id();
+    if crate::smp::tick() {
+        TICKS.fetch_add(1, Ordering::Relaxed);
     }
-    TICKS.fetch_add(1, Ordering::Relaxed);
-    if SLICE_LEFT.fetch_sub(1, Ordering::Relaxed) <= 1 {
-        SLICE_LEFT.store(SLICE_TICKS, Ordering::Relaxed);
-        NEED_RESCHED.store(true, Ordering::Relaxed);
+    if SLICE_LEFT[cpu].fetch_sub(1, Ordering::Relaxed) <= 1 {
+        SLICE_LEFT[cpu].store(SLICE_TICKS, Ordering::Relaxed);
+        NEED_RESCHED[cpu].store(true, Ordering::Relaxed);
     }
     if crate::time::monotonic_ns() >= NEXT_WAKE_NS.load(Ordering::Relaxed) {
-        NEED_RESCHED.store(true, Ordering::Relaxed);
+        NEED_RESCHED[cpu].store(true, Ordering::Relaxed);
     }
 }
 
-/// Timer interrupts since the timer started.
+/// Timer interrupts since the timer started (CPU 0's).
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
-/// Takes the "reschedule" flag (slice used up, or a sleeper is due).
+/// Takes this CPU's "reschedule" flag (slice used up, or a sleeper is
+/// due).
 pub fn take_need_resched() -> bool {
-    NEED_RESCHED.swap(false, Ordering::Relaxed)
+    NEED_RESCHED[crate::smp::id()].swap(false, Ordering::Relaxed)
+}
+
+/// Makes CPU `cpu` reschedule at once: its flag, and an IPI that brings a
+/// process it runs in user mode back to the kernel, where it looks.
+pub fn resched_cpu(cpu: usize) {
+    if let Some(flag) = NEED_RESCHED.get(cpu) {
+        flag.store(true, Ordering::Relaxed);
+        let _ = crate::smp::send_ipi(cpu);
+    }
 }
 
 /// Records that a process sleeps until `until_ns`.

@@ -12,10 +12,12 @@
 //! CPU's idle thread. A CPU that does not answer within
 //! [`START_TIMEOUT_NS`] is reported, and the others still start.
 //!
-//! Processes run on CPU 0 only, for now: the other CPUs take their timer
-//! interrupts (counted in [`Cpu::ticks`]) and inter-processor interrupts
-//! ([`send_ipi`]: an SGI on the GICs, a mailbox on the Pi 3's local
-//! controller, a fixed LAPIC vector on x86), and idle.
+//! Once the self-tests are done, every CPU runs processes (`crate::proc`):
+//! each takes its own timer interrupts (counted in [`Cpu::ticks`]) and
+//! inter-processor interrupts ([`send_ipi`]: an SGI on the GICs, a
+//! mailbox on the Pi 3's local controller, a fixed LAPIC vector on x86),
+//! which wake an idle CPU, run cross-CPU calls ([`call_on`]) and bring a
+//! CPU to a stop for another ([`stop_others`]).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -132,8 +134,8 @@ pub fn held() -> usize {
     this().held.load(Ordering::Relaxed)
 }
 
-/// Counts a timer interrupt on this CPU; true on the CPU that runs the
-/// scheduler's tick (CPU 0).
+/// Counts a timer interrupt on this CPU; true on the CPU whose ticks are
+/// the scheduler's clock (CPU 0).
 #[inline]
 pub fn tick() -> bool {
     this().ticks.fetch_add(1, Ordering::Relaxed);
@@ -459,9 +461,81 @@ extern "C" fn secondary_main(index: u64) -> ! {
     arch::timer_init();
     CPUS[index as usize].online.store(true, Ordering::Release);
     loop {
-        run_job();
-        arch::wait_for_interrupt();
+        crate::proc::secondary_idle(run_job);
     }
+}
+
+/// The stop in force: `(sequence << 8) | (owner CPU + 1)`, the low byte 0
+/// when none is (the sequence stays, so each stop has a value of its own).
+static STOP: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the [`STOP`] value it is parked for (0: not parked).
+static PARKED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Runs `f` while every other online CPU waits at a consistent point (a
+/// small `stop_machine`): for code that reads other processes' page
+/// tables, which only their own CPU changes, and which are whole only
+/// where that CPU stops ([`park_if_asked`]: between two returns to user
+/// mode, at a preemption point, in the idle loop). Parked CPUs still run
+/// cross-CPU calls, so `f` may flush TLBs.
+///
+/// Context: a process's kernel thread or the boot thread, holding no lock
+/// (a CPU spinning for one would never park), itself at a consistent
+/// point: if another CPU stops the machine first, this one parks for it,
+/// then takes its turn.
+pub fn stop_others<R>(f: impl FnOnce() -> R) -> R {
+    assert!(held() == 0, "stop_others with {} lock(s) held", held());
+    let me = id();
+    let mine = loop {
+        let v = STOP.load(Ordering::Acquire);
+        if v & 0xff == 0 {
+            let new = ((v >> 8).wrapping_add(1) << 8) | (me as u64 + 1);
+            if STOP
+                .compare_exchange(v, new, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                break new;
+            }
+        } else {
+            park_if_asked();
+        }
+        core::hint::spin_loop();
+    };
+    let others = others();
+    for cpu in (0..MAX_CPUS).filter(|c| others & 1 << c != 0) {
+        let _ = send_ipi(cpu);
+    }
+    for cpu in (0..MAX_CPUS).filter(|c| others & 1 << c != 0) {
+        while PARKED[cpu].load(Ordering::Acquire) != mine {
+            run_posted_calls();
+            core::hint::spin_loop();
+        }
+    }
+    let r = f();
+    STOP.store(mine & !0xff, Ordering::Release);
+    r
+}
+
+/// Parks this CPU while another runs [`stop_others`]'s function. Called
+/// where this CPU's process (or idle thread) is at a consistent point
+/// and holds no lock.
+#[inline]
+pub fn park_if_asked() {
+    let v = STOP.load(Ordering::Acquire);
+    if v & 0xff == 0 || (v & 0xff) as usize == id() + 1 {
+        return;
+    }
+    park(v);
+}
+
+#[cold]
+fn park(v: u64) {
+    let me = id();
+    PARKED[me].store(v, Ordering::Release);
+    while STOP.load(Ordering::Acquire) == v {
+        run_posted_calls();
+        core::hint::spin_loop();
+    }
+    PARKED[me].store(0, Ordering::Relaxed);
 }
 
 kernel_test!(
@@ -666,6 +740,90 @@ kernel_test!(
         );
         check_eq!(*TEST_LOCK.lock(), before + 1);
         check!(!post_job(0, count_call, 0), "CPU 0 takes no jobs");
+        Ok(())
+    }
+);
+
+/// Per CPU: rounds of the test job below.
+static ROUNDS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Tells the test job to stop.
+static ROUNDS_STOP: AtomicBool = AtomicBool::new(false);
+
+/// Job for the test below: counts rounds, with a consistent point (a
+/// park) in each, until told to stop.
+fn count_rounds(_: u64) {
+    let me = id();
+    while !ROUNDS_STOP.load(Ordering::Acquire) {
+        ROUNDS[me].fetch_add(1, Ordering::Relaxed);
+        park_if_asked();
+        core::hint::spin_loop();
+    }
+}
+
+kernel_test!(
+    fn stop_others_holds_every_other_cpu_still() {
+        let others: Vec<usize> = online().filter(|&i| i != 0).collect();
+        if others.is_empty() {
+            return Ok(()); // one CPU
+        }
+        /// Ends the jobs however the test ends.
+        struct EndJobs;
+        impl Drop for EndJobs {
+            fn drop(&mut self) {
+                ROUNDS_STOP.store(true, Ordering::Release);
+            }
+        }
+        ROUNDS_STOP.store(false, Ordering::Relaxed);
+        let end = EndJobs;
+        let done: Vec<u64> = others.iter().map(|&c| jobs_done(c)).collect();
+        for &c in &others {
+            check!(post_job(c, count_rounds, 0), "job for CPU {c}");
+        }
+        let rounds = |c: usize| ROUNDS[c].load(Ordering::Relaxed);
+        // Every CPU is counting.
+        for &c in &others {
+            let r0 = rounds(c);
+            let deadline = crate::time::monotonic_ns() + 1_000_000_000;
+            while rounds(c) == r0 && crate::time::monotonic_ns() < deadline {
+                core::hint::spin_loop();
+            }
+            check!(rounds(c) > r0, "CPU {c} is not counting");
+        }
+        // While stopped, none counts on, for 5 ms; each called back runs
+        // a cross-call all the same.
+        let still = stop_others(|| {
+            let before: Vec<u64> = others.iter().map(|&c| rounds(c)).collect();
+            let until = crate::time::monotonic_ns() + 5_000_000;
+            while crate::time::monotonic_ns() < until {
+                core::hint::spin_loop();
+            }
+            let hits: Vec<u64> = others
+                .iter()
+                .map(|&c| CALL_HITS[c].load(Ordering::Relaxed))
+                .collect();
+            let mask = others.iter().fold(0, |m, &c| m | 1 << c);
+            call_on(mask, count_call, 0);
+            let called = others
+                .iter()
+                .zip(&hits)
+                .all(|(&c, &h)| CALL_HITS[c].load(Ordering::Relaxed) == h + 1);
+            let after: Vec<u64> = others.iter().map(|&c| rounds(c)).collect();
+            (before == after, called)
+        });
+        check_eq!(still, (true, true), "(stopped, took the call)");
+        // Released, they count on.
+        for &c in &others {
+            let r0 = rounds(c);
+            let deadline = crate::time::monotonic_ns() + 1_000_000_000;
+            while rounds(c) == r0 && crate::time::monotonic_ns() < deadline {
+                core::hint::spin_loop();
+            }
+            check!(rounds(c) > r0, "CPU {c} stayed stopped");
+        }
+        drop(end);
+        for (&c, &d) in others.iter().zip(&done) {
+            check!(wait_jobs(c, d + 1), "CPU {c} ended its job");
+        }
         Ok(())
     }
 );

@@ -90,6 +90,9 @@ syscalls! {
     Access = -, 21;
     Pipe = -, 22;
     SchedYield = 124, 24;
+    SchedSetaffinity = 122, 203;
+    SchedGetaffinity = 123, 204;
+    Getcpu = 168, 309;
     Mremap = 216, 25;
     Madvise = 233, 28;
     Dup = 23, 32;

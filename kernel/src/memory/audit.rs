@@ -6,13 +6,15 @@
 //! line per finding), and run after every kernel self-test.
 //!
 //! Exactness: the audit runs inside one syscall (or between self-tests)
-//! on the one CPU, with interrupts masked by the allocator's lock. A
-//! process switched out at a preemption point inside an address-space
-//! operation may hold references its tables do not show (a gather's, a
-//! fork's copy in progress), so [`text`] first lets every such operation
-//! reach its end ([`uspace::mm_quiesce`]): then no gather or half-done
-//! fault is in flight anywhere, and every reference to an anonymous folio
-//! is one of its mappings (see the mm crate's doc).
+//! with the other CPUs stopped (`smp::stop_others`) and interrupts masked
+//! by the allocator's lock. A process stopped at a preemption point
+//! inside an address-space operation may hold references its tables do
+//! not show (a gather's, a fork's copy in progress), so [`text`] first
+//! lets every such operation on this CPU reach its end
+//! ([`uspace::mm_quiesce`]) and runs only when none is stopped inside
+//! one anywhere (retrying for up to 2 s): then no gather or half-done
+//! fault is in flight, and every reference to an anonymous folio is one
+//! of its mappings (see the mm crate's doc).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -69,12 +71,33 @@ pub fn run(user_roots: &[PhysAddr]) -> Result<Report, NotRun> {
 /// process's address space.
 pub fn text() -> String {
     let mut out = String::new();
-    if !uspace::mm_quiesce() {
-        out.push_str("audit: not run: a process is inside an mm operation\n");
-        return out;
-    }
-    let (roots, _) = crate::proc::page_table_roots(0);
-    match run(&roots) {
+    // Processes on other CPUs stop where their tables are whole; the
+    // audit runs once none of them stopped inside an mm operation (where
+    // a gather may hold references its tables no longer show).
+    let deadline = crate::time::monotonic_ns() + 2_000_000_000;
+    let report = loop {
+        // Lets processes switched out on this CPU inside an operation
+        // finish it; those on other CPUs are waited for by the retries.
+        let _ = uspace::mm_quiesce();
+        let report = crate::smp::stop_others(|| {
+            if uspace::mm_busy() {
+                return None;
+            }
+            let (roots, _) = crate::proc::page_table_roots(0);
+            Some(run(&roots))
+        });
+        if let Some(r) = report {
+            break r;
+        }
+        if crate::time::monotonic_ns() > deadline {
+            out.push_str("audit: not run: a process is inside an mm operation\n");
+            return out;
+        }
+        crate::smp::park_if_asked();
+        crate::smp::run_posted_calls();
+        core::hint::spin_loop();
+    };
+    match report {
         Ok(r) => {
             let _ = r.write(&mut out);
         }

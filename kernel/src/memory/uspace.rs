@@ -184,7 +184,14 @@ const PUT_STEP: usize = 2048;
 /// tables do not show yet, so the mm audit waits for them ([`mm_quiesce`]).
 static MM_PREEMPTED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
-/// `crate::proc::preempt`, counted in [`MM_PREEMPTED`] while switched out.
+/// True while a process is stopped inside an address-space operation (see
+/// [`MM_PREEMPTED`]).
+pub fn mm_busy() -> bool {
+    MM_PREEMPTED.load(core::sync::atomic::Ordering::Relaxed) > 0
+}
+
+/// `crate::proc::preempt`, counted in [`MM_PREEMPTED`] while switched out
+/// (or parked for another CPU).
 fn preempt_mid_op() -> bool {
     use core::sync::atomic::Ordering::Relaxed;
     MM_PREEMPTED.fetch_add(1, Relaxed);
@@ -295,11 +302,12 @@ pub fn split_deferred_folios(roots: &[PhysAddr], max: u64) -> SplitScan {
         // SAFETY: each root is a live process's page table, published
         // while its space exists and withdrawn before teardown frees it;
         // every table is RAM in the linear map. The handles only read, and
-        // nothing modifies any tree meanwhile: the scan holds the
-        // allocator's lock (no preemption point, one CPU), and another
-        // process's operation is at worst stopped at a preemption point,
-        // between two tables, where every table it links is whole (see
-        // `MmEnv::cond_resched`); the roots were collected just now.
+        // nothing modifies any tree meanwhile: the caller stopped the
+        // other CPUs (`smp::stop_others`), the scan has no preemption
+        // point, and every other process's operation is at worst stopped
+        // at a preemption point, between two tables, where every table it
+        // links is whole (see `MmEnv::cond_resched`); the roots were
+        // collected just now.
         .map(|&r| unsafe { PageTable::new(r, frames::linear()) })
         .collect();
     let refs: Vec<&PageTable<KernelPteFormat>> = tables.iter().collect();
@@ -318,10 +326,10 @@ pub fn with_view<R>(
     // SAFETY: as in `split_deferred_folios`: each root is a live
     // process's page table (published while its space exists, withdrawn
     // before teardown frees it), RAM in the linear map, and the handles
-    // only read while nothing changes any tree (one CPU, `f` has no
-    // preemption point, and another process's operation is at worst
-    // stopped at one, between two whole tables). Callers collect `roots`
-    // again after any preemption point of theirs.
+    // only read while nothing changes any tree (the caller stopped the
+    // other CPUs, `f` has no preemption point, and another process's
+    // operation is at worst stopped at one, between two whole tables).
+    // Callers collect `roots` inside that stop.
     let table = |r: PhysAddr| unsafe { PageTable::<KernelPteFormat>::new(r, linear) };
     let mut tables: Vec<PageTable<KernelPteFormat>> = roots.iter().map(|&r| table(r)).collect();
     if !roots.contains(&root) {

@@ -196,6 +196,10 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     if path == b"/proc/meminfo" {
         return Some((meminfo(), None));
     }
+    if path == b"/sys/devices/system/cpu/online" || path == b"/sys/devices/system/cpu/possible" {
+        // What glibc's get_nprocs reads: the CPUs that came up, as ranges.
+        return Some((cpu_list(crate::smp::online()), None));
+    }
     if path == b"/proc/sys/vm/drop_caches" {
         let text = alloc::format!("{}\n", DROP_CACHES.load(Relaxed));
         return Some((text, Some(Knob::DropCaches)));
@@ -235,6 +239,28 @@ fn lookup(path: &[u8]) -> Option<(String, Option<Knob>)> {
     };
     let _ = writeln!(text, "{count}");
     Some((text, None))
+}
+
+/// A CPU list in Linux's format (`0-3`, `0,2-3`), with a newline.
+fn cpu_list(cpus: impl Iterator<Item = usize>) -> String {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for c in cpus {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == c => *end = c,
+            _ => runs.push((c, c)),
+        }
+    }
+    let mut text = String::new();
+    for (i, (a, b)) in runs.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = if a == b {
+            write!(text, "{sep}{a}")
+        } else {
+            write!(text, "{sep}{a}-{b}")
+        };
+    }
+    text.push('\n');
+    text
 }
 
 /// A switch's `0` or `1` (one trailing newline allowed), or EINVAL.

@@ -1,5 +1,5 @@
-//! Processes: the table, round-robin scheduling, fork, exit, wait and
-//! kill. One thread per process, one CPU.
+//! Processes: the table, round-robin scheduling on every CPU, fork, exit,
+//! wait and kill. One thread per process.
 //!
 //! Each process has a kernel thread of its own (a [`KernelStack`] and an
 //! [`arch::Context`]) that runs [`task_main`]: enter user mode with
@@ -14,14 +14,31 @@
 //! taken, and switches if the slice is used up (or a sleeper is due);
 //! it is only placed where the caller holds no lock and what other
 //! processes may read (its published page-table root, its tables, the
-//! folio counts) is consistent. The boot thread becomes the idle thread.
+//! folio counts) is consistent. The boot thread becomes CPU 0's idle
+//! thread, each secondary CPU's start-up thread that CPU's.
+//!
+//! **Several CPUs.** One run queue, behind the table's lock, serves every
+//! CPU (a new child, a woken process, one whose slice ended: each goes to
+//! the queue, and any CPU its affinity allows takes it). Each CPU has its
+//! own running process (`Table::current`), slice and idle thread. A
+//! process switched out on one CPU may be picked by another before the
+//! first has saved its registers: each kernel thread has an `on_cpu`
+//! flag (Linux's `task_struct::on_cpu`), set by the CPU that switches to
+//! it and cleared by that CPU once it has switched away
+//! ([`finish_switch`], on the next thread); a CPU about to resume a
+//! thread waits for the flag to clear, and so does a reaper before it
+//! frees a zombie's stack. A CPU with nothing to run sleeps in its idle
+//! thread; a wake-up sends a reschedule IPI to one such CPU. Readers of
+//! other processes' page tables (the deferred split, the mm audit, the
+//! `/proc` views of memory) first stop the other CPUs at a consistent
+//! point ([`crate::smp::stop_others`]).
 //!
 //! State is split by who may touch it:
 //! - [`ProcInfo`] (parent, children, state, exit status, pending kill) lives
 //!   in the table behind [`PROCS`]'s lock: other processes read and change
 //!   it (wait, reparenting, kill, wake-ups).
 //! - [`Task`] (address space, registers, kernel stack, files) is used by
-//!   the process's own thread only: it takes one `&mut Task` when it
+//!   the process's own thread only, on whichever CPU runs it: it takes one `&mut Task` when it
 //!   starts ([`task_main`]) and passes it down; its parent builds it before
 //!   the thread exists (fork), and its reaper frees it after the thread is
 //!   gone. Switching touches only each thread's [`Context`] (a heap object
@@ -45,11 +62,14 @@ use folium_abi::Errno;
 use folium_abi::signal::{DefaultAction, ExitStatus, Signal};
 use folium_abi::stack::{self, Strings};
 
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
 use folium_mm::PhysAddr;
 
 use crate::arch::{self, Context, UserContext, UserExit};
 use crate::memory::kstack::KernelStack;
 use crate::memory::uspace::{self, KernelEnv, UserSpace};
+use crate::smp::MAX_CPUS;
 use crate::sync::IrqMutex;
 
 /// A process id.
@@ -126,18 +146,34 @@ pub struct ProcInfo {
     /// published so the deferred split can count a folio's mappings in
     /// every space without touching another process's [`Task`].
     pt_root: Option<PhysAddr>,
+    /// The CPUs it may run on (`sched_setaffinity`), a bit per CPU index.
+    pub affinity: u64,
     /// The private part.
     task: *mut Task,
-    /// Its kernel thread's saved registers while switched out: a heap
-    /// object of its own, written by `switch_to` through this pointer, so
-    /// switching never touches the [`Task`] its thread holds.
-    kctx: *mut Context,
+    /// Its kernel thread's saved registers while switched out, and whether
+    /// a CPU still runs on them: a heap object of its own, written by
+    /// `switch_to` through this pointer, so switching never touches the
+    /// [`Task`] its thread holds.
+    kthread: *mut KThread,
 }
 
 // SAFETY: the raw Task pointer is only dereferenced under the rules in the
-// module doc (single CPU, one user at a time); ProcInfo itself is only
-// reached through PROCS's lock.
+// module doc (the task's own thread, on one CPU at a time; its reaper once
+// that thread is gone); ProcInfo itself is only reached through PROCS's
+// lock.
 unsafe impl Send for ProcInfo {}
+
+/// A kernel thread's switch state.
+struct KThread {
+    /// Saved registers while switched out.
+    ctx: Context,
+    /// True from when a CPU picks the thread until that CPU has switched
+    /// away from it and its registers are all in `ctx`.
+    on_cpu: AtomicBool,
+}
+
+/// Every affinity bit: a new process may run on any CPU.
+pub const ALL_CPUS: u64 = (1 << MAX_CPUS) - 1;
 
 /// Signal dispositions and mask (recorded; default actions apply).
 #[derive(Clone)]
@@ -173,11 +209,16 @@ pub struct Task {
 pub struct Table {
     procs: BTreeMap<Pid, ProcInfo>,
     runq: VecDeque<Pid>,
-    current: Option<Pid>,
+    /// What each CPU runs (None: its idle thread).
+    current: [Option<Pid>; MAX_CPUS],
     next_pid: Pid,
-    /// Children the running process forked since it last gave up the
-    /// CPU: queued right behind it when it does (see [`fork_current`]).
-    new_children: Vec<Pid>,
+    /// Per CPU: children its running process forked since it last gave
+    /// up the CPU, while no CPU was idle: queued right behind it when it
+    /// does (see [`fork_current`]).
+    new_children: [Vec<Pid>; MAX_CPUS],
+    /// CPUs sleeping in their idle thread with nothing to run: a wake-up
+    /// sends one of them a reschedule IPI.
+    idle: u64,
 }
 
 impl Table {
@@ -213,9 +254,10 @@ fn next_free_pid(from: Pid, live: impl Fn(Pid) -> bool) -> Pid {
 pub static PROCS: IrqMutex<Table> = IrqMutex::new(Table {
     procs: BTreeMap::new(),
     runq: VecDeque::new(),
-    current: None,
+    current: [None; MAX_CPUS],
     next_pid: INIT_PID,
-    new_children: Vec::new(),
+    new_children: [const { Vec::new() }; MAX_CPUS],
+    idle: 0,
 });
 
 /// Bumped whenever a fatal signal is recorded for any process, so a
@@ -228,16 +270,59 @@ static KILL_EPOCH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64
 /// published before.
 static RSS_EPOCH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// The idle (boot) thread's saved context.
+/// Each CPU's idle thread's saved context.
 struct IdleContext(core::cell::UnsafeCell<Context>);
-// SAFETY: touched only by `schedule`, which runs with interrupts masked on
-// the one CPU.
+// SAFETY: CPU i's is touched only by `switch_away` on CPU i (an idle
+// thread never moves), with interrupts masked.
 unsafe impl Sync for IdleContext {}
-static IDLE: IdleContext = IdleContext(core::cell::UnsafeCell::new(Context::empty()));
+static IDLE: [IdleContext; MAX_CPUS] =
+    [const { IdleContext(core::cell::UnsafeCell::new(Context::empty())) }; MAX_CPUS];
+
+/// Per CPU: the `on_cpu` flag of the thread it is switching away from,
+/// cleared by [`finish_switch`] once the switch is done (null: none, or
+/// the idle thread, which no other CPU runs).
+static SWITCHED_FROM: [AtomicPtr<AtomicBool>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+
+/// Set when CPU 0 enters its idle loop after the self-tests: from then on
+/// the other CPUs run processes too.
+static SCHEDULING: AtomicBool = AtomicBool::new(false);
+
+impl Table {
+    /// What this CPU runs.
+    fn current(&self) -> Option<Pid> {
+        self.current[crate::smp::id()]
+    }
+
+    /// The CPU running `pid`, if one does.
+    fn cpu_of(&self, pid: Pid) -> Option<usize> {
+        self.current.iter().position(|&c| c == Some(pid))
+    }
+
+    /// Queues runnable `pid` and, if a CPU it may run on sleeps with
+    /// nothing to do, wakes one (Linux's `ttwu` + reschedule IPI).
+    fn enqueue(&mut self, pid: Pid) {
+        self.runq.push_back(pid);
+        let allowed = self.procs.get(&pid).map_or(0, |p| p.affinity);
+        self.kick_idle(allowed);
+    }
+
+    /// Sends one idle CPU of `allowed` (another than this one) a
+    /// reschedule IPI, and takes it off the idle mask so the next wake-up
+    /// picks another.
+    fn kick_idle(&mut self, allowed: u64) {
+        let others = self.idle & allowed & !(1 << crate::smp::id());
+        if others != 0 {
+            let cpu = others.trailing_zeros() as usize;
+            self.idle &= !(1 << cpu);
+            let _ = crate::smp::send_ipi(cpu);
+        }
+    }
+}
 
 /// The running process's pid (None in the idle thread).
 pub fn current_pid() -> Option<Pid> {
-    PROCS.lock().current
+    PROCS.lock().current()
 }
 
 /// The running process's private part.
@@ -250,7 +335,7 @@ pub fn current_pid() -> Option<Pid> {
 pub unsafe fn current_task<'a>() -> &'a mut Task {
     let t = {
         let g = PROCS.lock();
-        g.current.and_then(|p| g.procs.get(&p).map(|i| i.task))
+        g.current().and_then(|p| g.procs.get(&p).map(|i| i.task))
     };
     let t = t.unwrap_or_else(|| panic!("current_task outside a process"));
     // SAFETY: the caller is that task's own thread (see above).
@@ -303,13 +388,12 @@ impl Task {
     }
 }
 
-/// The kernel-thread context a new task starts from.
-fn new_kctx(task: &Task, pid: Pid) -> *mut Context {
-    Box::into_raw(Box::new(Context::new(
-        task._kstack.top(),
-        task_main,
-        u64::from(pid),
-    )))
+/// The kernel thread a new task starts as.
+fn new_kthread(task: &Task, pid: Pid) -> *mut KThread {
+    Box::into_raw(Box::new(KThread {
+        ctx: Context::new(task._kstack.top(), task_main, u64::from(pid)),
+        on_cpu: AtomicBool::new(false),
+    }))
 }
 
 /// Creates the first process running `program` with `argv`; returns its pid.
@@ -330,6 +414,7 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
     };
     let pid = PROCS.lock().alloc_pid();
     let task = Task::new(pid, space, UserContext::new(start.entry, start.sp), kstack);
+    let affinity = ALL_CPUS;
     let mut t = PROCS.lock();
     t.procs.insert(
         pid,
@@ -347,11 +432,12 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             pt_pages: 0,
             robust_list: 0,
             pt_root: task.space.as_ref().map(|s| s.root()),
-            kctx: new_kctx(&task, pid),
+            affinity,
+            kthread: new_kthread(&task, pid),
             task: Box::into_raw(task),
         },
     );
-    t.runq.push_back(pid);
+    t.enqueue(pid);
     Ok(pid)
 }
 
@@ -364,9 +450,12 @@ extern "C" fn task_main(pid: u64) -> ! {
     debug_assert_eq!(task.pid, pid);
     // A thread installs its own address space (here, and when `schedule`
     // returns to it): no other thread touches this Task.
-    if let Some(s) = task.space.as_mut() {
-        uspace::activate(s);
+    match task.space.as_mut() {
+        Some(s) => uspace::activate(s),
+        None => uspace::deactivate(),
     }
+    // Its first run starts here, not in `switch_away`: finish the switch.
+    finish_switch();
     let mut published = (0, 0);
     let mut seen_epoch = u64::MAX;
     let mut seen_rss_epoch = 0;
@@ -375,6 +464,9 @@ extern "C" fn task_main(pid: u64) -> ! {
         let _ = crate::uaccess::write_u32(task, at, pid);
     }
     loop {
+        // Between two returns to user mode nothing is half done: the
+        // place to stop for a CPU that reads other spaces.
+        crate::smp::park_if_asked();
         let epoch = KILL_EPOCH.load(core::sync::atomic::Ordering::Acquire);
         if epoch != seen_epoch {
             seen_epoch = epoch;
@@ -469,8 +561,12 @@ fn wake_sleepers(t: &mut Table, now: u64) {
             }
         }
     }
-    for pid in woken.into_iter().rev() {
+    for &pid in woken.iter().rev() {
         t.runq.push_front(pid);
+    }
+    for pid in &woken {
+        let allowed = t.procs.get(pid).map_or(0, |p| p.affinity);
+        t.kick_idle(allowed);
     }
     crate::sched::set_next_wake(next);
 }
@@ -484,7 +580,7 @@ fn wake(t: &mut Table, pid: Pid) {
         )
     {
         p.state = State::Runnable;
-        t.runq.push_back(pid);
+        t.enqueue(pid);
     }
 }
 
@@ -498,22 +594,28 @@ pub fn schedule(me: Option<&mut Task>) {
     if !switch_away() {
         return;
     }
-    // Back on this thread: install its user half (or none for idle).
+    // Back on this thread: install its user half (or none for idle),
+    // then let go of the thread this CPU left.
     match me.and_then(|t| t.space.as_mut()) {
         Some(s) => uspace::activate(s),
         None => uspace::deactivate(),
     }
+    finish_switch();
 }
 
 /// [`schedule`] without the user half: switches to the next runnable
 /// thread if that is another one, and returns true when this one runs
-/// again (whatever user half that left installed), false if it kept the
-/// CPU.
+/// again (whatever user half that left installed, on whichever CPU),
+/// false if it kept the CPU. On true, the caller installs its user half
+/// (or the empty one), then calls [`finish_switch`]: until then the
+/// thread this CPU left may still have its tables installed here, so no
+/// other CPU may run it yet.
 fn switch_away() -> bool {
+    let cpu = crate::smp::id();
     let (prev, next) = {
         let mut t = PROCS.lock();
         wake_sleepers(&mut t, crate::time::monotonic_ns());
-        let prev = t.current;
+        let prev = t.current[cpu];
         if let Some(p) = prev
             && t.procs.get(&p).is_some_and(|i| i.state == State::Runnable)
             && !t.runq.contains(&p)
@@ -522,33 +624,95 @@ fn switch_away() -> bool {
         }
         // The children it forked follow it (blocked or exiting, it still
         // lets them run).
-        let new = core::mem::take(&mut t.new_children);
+        let new = core::mem::take(&mut t.new_children[cpu]);
         t.runq.extend(new);
-        let next = loop {
-            match t.runq.pop_front() {
-                Some(n) if t.procs.get(&n).is_some_and(|i| i.state == State::Runnable) => {
-                    break Some(n);
-                }
-                Some(_) => continue,
-                None => break None,
-            }
-        };
+        let next = pick(&mut t, cpu);
         if prev == next {
             return false;
         }
-        t.current = next;
-        let ctx_of = |p: Option<Pid>| p.and_then(|p| t.procs.get(&p).map(|i| i.kctx));
-        (ctx_of(prev), ctx_of(next))
+        t.current[cpu] = next;
+        // Whatever this CPU leaves in the queue, an idle one may take.
+        let left = t
+            .runq
+            .iter()
+            .filter_map(|p| t.procs.get(p).map(|i| i.affinity))
+            .fold(0, |m, a| m | a);
+        t.kick_idle(left);
+        let kthread_of = |p: Option<Pid>| p.and_then(|p| t.procs.get(&p).map(|i| i.kthread));
+        (kthread_of(prev), kthread_of(next))
     };
-    // The lock is released: switch. Only the two threads' Context objects
+    let idle = IDLE[cpu].0.get();
+    // The lock is released: switch. Only the two threads' KThread objects
     // are touched, never their Tasks.
-    let prev_ctx: *mut Context = prev.unwrap_or(IDLE.0.get());
-    let next_ctx: *const Context = next.unwrap_or(IDLE.0.get());
-    // SAFETY: both contexts belong to live threads (a task's is freed only
-    // when it is reaped, after it stopped running for good): `prev` is this
-    // thread's, `next` one that was switched out or never started.
-    unsafe { arch::switch_to(prev_ctx, next_ctx) };
+    // SAFETY: both kernel threads are live (a KThread is freed only when
+    // its process is reaped, after its thread stopped running for good,
+    // which the reaper checks through `on_cpu`); `prev` is this thread's,
+    // `next` one that was switched out (by this CPU or another: then the
+    // wait below lets that CPU finish saving it) or never started.
+    unsafe {
+        let next_ctx: *const Context = match next {
+            Some(k) => {
+                while (*k).on_cpu.load(Ordering::Acquire) {
+                    crate::smp::run_posted_calls();
+                    core::hint::spin_loop();
+                }
+                (*k).on_cpu.store(true, Ordering::Relaxed);
+                &raw const (*k).ctx
+            }
+            None => idle,
+        };
+        let prev_ctx: *mut Context = match prev {
+            Some(k) => {
+                SWITCHED_FROM[cpu].store(&raw mut (*k).on_cpu, Ordering::Relaxed);
+                &raw mut (*k).ctx
+            }
+            None => idle,
+        };
+        arch::switch_to(prev_ctx, next_ctx);
+    }
     true
+}
+
+/// Takes the first runnable process `cpu` may run off the queue (dropping
+/// entries that are not runnable any more; leaving in place those pinned
+/// to other CPUs, and those another CPU still runs: woken the moment they
+/// blocked, they are that CPU's to keep or to queue again when it
+/// switches away, so no two CPUs ever wait for each other's thread).
+fn pick(t: &mut Table, cpu: usize) -> Option<Pid> {
+    let mut i = 0;
+    while let Some(&n) = t.runq.get(i) {
+        match t.procs.get(&n) {
+            Some(p) if p.state == State::Runnable => {
+                let elsewhere = t
+                    .current
+                    .iter()
+                    .enumerate()
+                    .any(|(c, &q)| c != cpu && q == Some(n));
+                if p.affinity & (1 << cpu) != 0 && !elsewhere {
+                    t.runq.remove(i);
+                    return Some(n);
+                }
+                i += 1;
+            }
+            _ => {
+                t.runq.remove(i);
+            }
+        }
+    }
+    None
+}
+
+/// Completes a switch on the thread that now runs: the thread this CPU
+/// left has all its registers saved, so another CPU may resume it (or its
+/// reaper free it). Runs first thing after `switch_to` returns, and at a
+/// new thread's start.
+fn finish_switch() {
+    let from = SWITCHED_FROM[crate::smp::id()].swap(core::ptr::null_mut(), Ordering::Relaxed);
+    if !from.is_null() {
+        // SAFETY: the flag of a live KThread (its reaper waits for this
+        // store before freeing it).
+        unsafe { (*from).store(false, Ordering::Release) };
+    }
 }
 
 /// A preemption point without the caller's [`Task`] (Linux
@@ -565,7 +729,7 @@ fn switch_away() -> bool {
 /// everything other processes may read consistent: the page tables
 /// behind every published root, folio counts, the table itself.
 pub fn preempt() -> bool {
-    if PROCS.lock().current.is_none() {
+    if PROCS.lock().current().is_none() {
         return false;
     }
     assert!(
@@ -574,10 +738,12 @@ pub fn preempt() -> bool {
         crate::sync::held()
     );
     arch::irq_window();
+    crate::smp::park_if_asked();
     if !crate::sched::take_need_resched() || !switch_away() {
         return false;
     }
     uspace::deactivate();
+    finish_switch();
     true
 }
 
@@ -586,7 +752,7 @@ pub fn preempt() -> bool {
 /// if none was runnable or this is the idle thread. The same contract as
 /// [`preempt`] (no lock held, the user half left empty).
 pub fn yield_away() -> bool {
-    if PROCS.lock().current.is_none() {
+    if PROCS.lock().current().is_none() {
         return false;
     }
     assert!(
@@ -598,6 +764,7 @@ pub fn yield_away() -> bool {
         return false;
     }
     uspace::deactivate();
+    finish_switch();
     true
 }
 
@@ -619,7 +786,7 @@ pub fn cond_resched(me: &mut Task) -> bool {
 /// will die on its way back to user mode.
 pub fn fatal_signal_pending() -> bool {
     let t = PROCS.lock();
-    t.current
+    t.current()
         .and_then(|p| t.procs.get(&p))
         .is_some_and(|p| p.kill.is_some())
 }
@@ -630,27 +797,79 @@ pub fn yield_now(me: &mut Task) {
 }
 
 /// The idle loop of the boot thread: runs processes until none is left.
+/// From here on the other CPUs run processes too.
 pub fn idle_loop() -> ! {
+    SCHEDULING.store(true, Ordering::Release);
+    for cpu in crate::smp::online().filter(|&c| c != 0) {
+        let _ = crate::smp::send_ipi(cpu);
+    }
     loop {
         schedule(None);
         if PROCS.lock().procs.is_empty() {
             // Only reached if init never existed; init's exit powers off.
             crate::arch::exit_qemu(crate::arch::Exit::Failure);
         }
-        let runnable = !PROCS.lock().runq.is_empty();
-        if !runnable {
-            arch::wait_for_interrupt();
-        }
+        idle_wait();
     }
+}
+
+/// One round of a secondary CPU's idle thread: runs processes once CPU 0
+/// has started them, then sleeps until an interrupt if nothing is left to
+/// run here. `job` runs work handed to the idle thread (self-tests).
+pub fn secondary_idle(job: fn()) {
+    job();
+    if SCHEDULING.load(Ordering::Acquire) {
+        schedule(None);
+    }
+    idle_wait();
+}
+
+/// Sleeps until an interrupt if this CPU has nothing to run, as one of
+/// the idle CPUs a wake-up kicks; then stops if another CPU asked.
+fn idle_wait() {
+    let cpu = crate::smp::id();
+    let bit = 1 << cpu;
+    let sleep = {
+        let mut t = PROCS.lock();
+        let runnable = t.runq.iter().any(|p| {
+            t.procs
+                .get(p)
+                .is_some_and(|i| i.state == State::Runnable && i.affinity & bit != 0)
+                && t.cpu_of(*p).is_none()
+        }) || !t.new_children[cpu].is_empty();
+        if !runnable {
+            t.idle |= bit;
+        }
+        !runnable
+    };
+    // A wake-up between the unlock and the wait leaves its IPI pending,
+    // which ends the wait at once.
+    if sleep {
+        arch::wait_for_interrupt();
+        PROCS.lock().idle &= !bit;
+    }
+    crate::smp::park_if_asked();
 }
 
 /// Blocks the current process in `state` until woken; returns false if it
 /// was woken by a fatal signal (the caller returns EINTR and the task loop
 /// then exits).
 pub fn block(me: &mut Task, state: State) -> bool {
+    block_holding(me, PROCS.lock(), state)
+}
+
+/// [`block`] with the table's lock already held (`t`), taken by a caller
+/// that checked its condition under it: a wake-up that comes after the
+/// check then finds the new state, where with the lock dropped in between
+/// another CPU could wake the process before it blocked, and the wake-up
+/// would be lost (Linux sets the task state before checking the
+/// condition, `prepare_to_wait`, for the same reason).
+fn block_holding(me: &mut Task, t: crate::sync::IrqMutexGuard<'_, Table>, state: State) -> bool {
     {
-        let mut t = PROCS.lock();
-        let Some(pid) = t.current else { return true };
+        let mut t = t;
+        let Some(pid) = t.current() else {
+            return true;
+        };
         let Some(p) = t.procs.get_mut(&pid) else {
             return true;
         };
@@ -754,13 +973,33 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
     unreachable!("a zombie was scheduled");
 }
 
+/// What [`reap`] found.
+enum Reaped {
+    /// The child was dead: its exit status (its entry is gone).
+    Dead(ExitStatus),
+    /// The child is dead but its CPU is still switching away from it (its
+    /// stack is in use): try again in a moment, without the table's lock,
+    /// which that CPU needs to finish.
+    Leaving,
+    /// The child is alive.
+    Alive,
+}
+
 /// Frees a dead child's private part and table entry.
-fn reap(t: &mut Table, parent: Pid, child: Pid) -> Option<ExitStatus> {
-    let info = t.procs.get(&child)?;
-    let State::Zombie(status) = info.state else {
-        return None;
+fn reap(t: &mut Table, parent: Pid, child: Pid) -> Reaped {
+    let Some(info) = t.procs.get(&child) else {
+        return Reaped::Alive;
     };
-    let info = t.procs.remove(&child)?;
+    let State::Zombie(status) = info.state else {
+        return Reaped::Alive;
+    };
+    // SAFETY: the KThread lives until the entry is removed below.
+    if unsafe { (*info.kthread).on_cpu.load(Ordering::Acquire) } {
+        return Reaped::Leaving;
+    }
+    let Some(info) = t.procs.remove(&child) else {
+        return Reaped::Alive;
+    };
     if let Some(p) = t.procs.get_mut(&parent) {
         p.children.retain(|&c| c != child);
     }
@@ -768,12 +1007,13 @@ fn reap(t: &mut Table, parent: Pid, child: Pid) -> Option<ExitStatus> {
     // from the table, so this is the last user of its Task.
     let task = unsafe { Box::from_raw(info.task) };
     drop(task);
-    // SAFETY: its thread is gone, so nothing switches to or from this
-    // context again; it came from Box::into_raw in `new_kctx`.
-    drop(unsafe { Box::from_raw(info.kctx) });
+    // SAFETY: its thread is gone (no CPU is on it, checked above), so
+    // nothing switches to or from it again; it came from Box::into_raw in
+    // `new_kthread`.
+    drop(unsafe { Box::from_raw(info.kthread) });
     // Chunks the heap grew for this process and no longer uses go back.
     crate::heap::trim();
-    Some(status)
+    Reaped::Dead(status)
 }
 
 /// Linux `wait4` options Folium knows.
@@ -792,7 +1032,8 @@ pub fn wait_child(me: &mut Task, which: i64, options: u64) -> Result<Option<(Pid
     }
     let pid = me.pid;
     loop {
-        {
+        let mut leaving = false;
+        let t = {
             let mut t = PROCS.lock();
             let children = t
                 .procs
@@ -807,8 +1048,10 @@ pub fn wait_child(me: &mut Task, which: i64, options: u64) -> Result<Option<(Pid
                 return Err(Errno::ECHILD);
             }
             for c in matching {
-                if let Some(status) = reap(&mut t, pid, c) {
-                    return Ok(Some((c, status.wait_status())));
+                match reap(&mut t, pid, c) {
+                    Reaped::Dead(status) => return Ok(Some((c, status.wait_status()))),
+                    Reaped::Leaving => leaving = true,
+                    Reaped::Alive => {}
                 }
                 // A stop (WUNTRACED) or a continue (WCONTINUED) not yet
                 // collected.
@@ -822,11 +1065,23 @@ pub fn wait_child(me: &mut Task, which: i64, options: u64) -> Result<Option<(Pid
                     }
                 }
             }
-            if options & WNOHANG != 0 {
+            if options & WNOHANG != 0 && !leaving {
                 return Ok(None);
             }
+            t
+        };
+        if leaving {
+            // A child died a moment ago on another CPU, which is still
+            // switching away from it: a few microseconds.
+            drop(t);
+            crate::smp::run_posted_calls();
+            core::hint::spin_loop();
+            continue;
         }
-        if !block(me, State::WaitChild) {
+        // Blocks under the lock the children were looked at with: a child
+        // that exits on another CPU from here on finds this process
+        // waiting, and wakes it.
+        if !block_holding(me, t, State::WaitChild) {
             return Err(Errno::EINTR);
         }
     }
@@ -852,7 +1107,7 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
             p.state = State::Runnable;
             p.report = Some(0xffff);
             let ppid = p.ppid;
-            t.runq.push_back(pid);
+            t.enqueue(pid);
             wake(&mut t, ppid);
             return Ok(());
         }
@@ -882,6 +1137,7 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
         if matches!(p.state, State::Sleep { .. } | State::WaitChild) {
             wake(&mut t, pid);
         }
+        kick_running(&t, pid);
         return Ok(());
     }
     if fatal && p.kill.is_none() {
@@ -889,8 +1145,20 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
         p.kill = Some(sig);
         KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
         wake(&mut t, pid);
+        kick_running(&t, pid);
     }
     Ok(())
+}
+
+/// If `pid` runs on another CPU, interrupts it so it sees a signal at
+/// once (Linux's `kick_process`): from user mode, the interrupt brings it
+/// back to the kernel, where it looks.
+fn kick_running(t: &Table, pid: Pid) {
+    if let Some(cpu) = t.cpu_of(pid)
+        && cpu != crate::smp::id()
+    {
+        let _ = crate::smp::send_ipi(cpu);
+    }
 }
 
 /// Reads (and with `new`, replaces) the raw `struct sigaction` of `sig`
@@ -953,7 +1221,7 @@ pub fn reset_handlers_on_exec(pid: Pid) {
 pub fn publish_rss(rss: u64) {
     RSS_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     let mut t = PROCS.lock();
-    if let Some(p) = t.current
+    if let Some(p) = t.current()
         && let Some(i) = t.procs.get_mut(&p)
     {
         i.rss = rss;
@@ -992,14 +1260,18 @@ pub fn split_deferred_folios() -> folium_mm::split::SplitScan {
     let queued = crate::memory::frames::with(|b| b.deferred_len());
     let mut total = folium_mm::split::SplitScan::default();
     while total.scanned < queued {
-        let roots: Vec<PhysAddr> = PROCS
-            .lock()
-            .procs
-            .values()
-            .filter_map(|p| p.pt_root)
-            .collect();
-        let step = (SPLIT_STEP_WALKS / roots.len().max(1) as u64).clamp(1, queued - total.scanned);
-        let s = uspace::split_deferred_folios(&roots, step);
+        // The scan reads every process's tables: the other CPUs wait.
+        let s = crate::smp::stop_others(|| {
+            let roots: Vec<PhysAddr> = PROCS
+                .lock()
+                .procs
+                .values()
+                .filter_map(|p| p.pt_root)
+                .collect();
+            let step =
+                (SPLIT_STEP_WALKS / roots.len().max(1) as u64).clamp(1, queued - total.scanned);
+            uspace::split_deferred_folios(&roots, step)
+        });
         if s.scanned == 0 {
             break;
         }
@@ -1038,6 +1310,32 @@ pub fn set_robust_list(pid: Pid, head: u64) {
     if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
         p.robust_list = head;
     }
+}
+
+/// The CPUs `pid` may run on (ESRCH: no such process).
+pub fn affinity(pid: Pid) -> Result<u64, Errno> {
+    PROCS
+        .lock()
+        .procs
+        .get(&pid)
+        .map(|p| p.affinity)
+        .ok_or(Errno::ESRCH)
+}
+
+/// Limits `pid` to the CPUs in `mask`; if it runs now on a CPU outside
+/// it (another than this one), that CPU is asked to reschedule, and the
+/// process moves at its next preemption point or return to user mode.
+pub fn set_affinity(pid: Pid, mask: u64) -> Result<(), Errno> {
+    let mut t = PROCS.lock();
+    let p = t.procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
+    p.affinity = mask;
+    if let Some(cpu) = t.cpu_of(pid)
+        && mask & 1 << cpu == 0
+        && cpu != crate::smp::id()
+    {
+        crate::sched::resched_cpu(cpu);
+    }
+    Ok(())
 }
 
 /// Every live pid except init and `except`, for `kill(-1, sig)`.
@@ -1103,11 +1401,11 @@ pub fn fork_current(
     task.set_child_tid = child_settid;
     task.clear_child_tid = child_cleartid;
     let mut t = PROCS.lock();
-    let (name, signals) = t
+    let (name, signals, affinity) = t
         .procs
         .get(&parent.pid)
-        .map(|p| (p.name.clone(), p.signals.clone()))
-        .unwrap_or((String::new(), Signals::default()));
+        .map(|p| (p.name.clone(), p.signals.clone(), p.affinity))
+        .unwrap_or((String::new(), Signals::default(), ALL_CPUS));
     t.procs.insert(
         pid,
         ProcInfo {
@@ -1124,7 +1422,8 @@ pub fn fork_current(
             pt_pages: 0,
             robust_list: 0,
             pt_root: task.space.as_ref().map(|s| s.root()),
-            kctx: new_kctx(&task, pid),
+            affinity,
+            kthread: new_kthread(&task, pid),
             task: Box::into_raw(task),
         },
     );
@@ -1135,8 +1434,14 @@ pub fn fork_current(
     // child is queued only when the parent gives up the CPU, right behind
     // it (`switch_away`), as Linux's CFS places a new task one slice
     // behind its parent's virtual runtime (`START_DEBIT`, without
-    // `sched_child_runs_first`).
-    t.new_children.push(pid);
+    // `sched_child_runs_first`). A CPU with nothing to do takes it at
+    // once (Linux's fork balancing picks the idlest CPU).
+    if t.idle & affinity & !(1 << crate::smp::id()) != 0 {
+        t.enqueue(pid);
+    } else {
+        let cpu = crate::smp::id();
+        t.new_children[cpu].push(pid);
+    }
     Ok(pid)
 }
 

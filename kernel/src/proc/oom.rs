@@ -6,6 +6,8 @@
 //! read per 2 MiB of a huge mapping costs a whole table and no resident
 //! page) is seen too.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use folium_abi::signal::Signal;
 
 use super::{INIT_PID, PROCS, Pid, State, Task};
@@ -55,6 +57,9 @@ pub fn victim(current: &Task) -> (Pid, u64, u64) {
     best
 }
 
+/// Set while one CPU chooses a victim.
+static OOM_CHOOSING: AtomicBool = AtomicBool::new(false);
+
 /// Called when `task` could not get a frame: reclaims by splitting
 /// partly mapped folios (Linux's shrinkers) and, if that frees nothing,
 /// kills the process with the largest footprint. If another process was
@@ -68,7 +73,14 @@ pub fn out_of_memory(task: &mut Task) -> Oom {
         // up the allocation and die, freeing what it holds.
         return Oom::Chosen;
     }
+    // One CPU at a time chooses (Linux's `oom_lock`): another that runs
+    // out meanwhile waits and retries, and then finds the victim dying.
+    if OOM_CHOOSING.swap(true, Ordering::Acquire) {
+        super::yield_now(task);
+        return Oom::Retry;
+    }
     if dying_victim(task.pid).is_some() {
+        OOM_CHOOSING.store(false, Ordering::Release);
         // A process killed earlier is still giving its memory back (a
         // long teardown yields at its preemption points): wait for it
         // rather than kill a second one, as Linux's OOM killer aborts its
@@ -84,6 +96,7 @@ pub fn out_of_memory(task: &mut Task) -> Oom {
         tables * 4
     );
     let _ = super::send_signal(pid, Some(Signal::SIGKILL));
+    OOM_CHOOSING.store(false, Ordering::Release);
     if pid == task.pid {
         return Oom::Chosen;
     }

@@ -35,9 +35,14 @@ pub enum View {
 /// The file's text for the running process (a comment saying there is
 /// none if called outside one).
 pub fn generate(view: View) -> String {
+    // It reads other processes' tables: the other CPUs wait.
+    crate::smp::stop_others(|| generate_stopped(view))
+}
+
+fn generate_stopped(view: View) -> String {
     let (me, name, mine, others) = {
         let g = PROCS.lock();
-        let Some(me) = g.current else {
+        let Some(me) = g.current() else {
             return String::from("# no process\n");
         };
         let info = g.procs.get(&me);
@@ -61,10 +66,11 @@ pub fn generate(view: View) -> String {
     // SAFETY: each root is a live process's page table, published while
     // its space exists and withdrawn before teardown frees it; every table
     // is RAM in the linear map. The handles only read, and nothing changes
-    // any tree meanwhile: the dump has no preemption point (one CPU), it
-    // runs inside the caller's own syscall, outside any address-space
-    // operation of its own, and another process's operation is at worst
-    // stopped at a preemption point, between two whole tables.
+    // any tree meanwhile: the dump has no preemption point, the other CPUs
+    // are stopped, it runs inside the caller's own syscall, outside any
+    // address-space operation of its own, and another process's
+    // operation is at worst stopped at a preemption point, between two
+    // whole tables.
     let table = unsafe { PageTable::<KernelPteFormat>::new(mine, linear) };
     let tables: Vec<PageTable<KernelPteFormat>> = others
         .iter()

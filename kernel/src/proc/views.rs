@@ -120,9 +120,11 @@ fn smaps_rollup(me: &Task) -> String {
     let (Some(first), Some(last)) = (areas.iter().next(), areas.iter().last()) else {
         return text;
     };
-    let (roots, _) = super::page_table_roots(me.pid);
-    let sums = uspace::with_view(space.root(), &roots, |v| {
-        v.smaps_rollup(areas.iter().map(|a| (a.start, a.end)))
+    let sums = crate::smp::stop_others(|| {
+        let (roots, _) = super::page_table_roots(me.pid);
+        uspace::with_view(space.root(), &roots, |v| {
+            v.smaps_rollup(areas.iter().map(|a| (a.start, a.end)))
+        })
     });
     let _ = sums.write(first.start, last.end, &mut text);
     text
@@ -156,22 +158,20 @@ pub fn read_at(task: &mut Task, kind: ViewKind, pos: u64, buf: u64, len: u64) ->
     if n == 0 {
         return Ok(0);
     }
-    let mut roots = match kind {
-        ViewKind::Pagemap(pid) => {
-            let (all, own) = super::page_table_roots(pid);
-            let own = if pid == task.pid {
-                task.space.as_ref().map(|s| s.root())
-            } else {
-                own
-            };
-            let Some(own) = own else {
-                // The process is gone: Linux reads 0 bytes.
-                return Ok(0);
-            };
-            Some((own, all))
+    // Whose page table: the caller's own, or another's as published (none
+    // once it is gone, when Linux reads 0 bytes).
+    let own_root = |task: &Task, pid: Pid, published: Option<folium_mm::PhysAddr>| {
+        if pid == task.pid {
+            task.space.as_ref().map(|s| s.root())
+        } else {
+            published
         }
-        ViewKind::KpageFlags => None,
     };
+    if let ViewKind::Pagemap(pid) = kind
+        && own_root(task, pid, super::page_table_roots(pid).1).is_none()
+    {
+        return Ok(0);
+    }
     let mut entries: Vec<u64> = Vec::new();
     entries
         .try_reserve_exact(CHUNK)
@@ -182,36 +182,37 @@ pub fn read_at(task: &mut Task, kind: ViewKind, pos: u64, buf: u64, len: u64) ->
         .map_err(|_| Errno::ENOMEM)?;
     let mut done = 0u64;
     while done < n {
-        // Between chunks: a preemption point, after which the roots are
-        // collected again (a process may have exited and freed its
-        // tables meanwhile); a process being killed stops here.
-        if done > 0
-            && super::cond_resched(task)
-            && let (Some((own, all)), ViewKind::Pagemap(pid)) = (&mut roots, kind)
-        {
-            let (now, now_own) = super::page_table_roots(pid);
-            let now_own = if pid == task.pid {
-                task.space.as_ref().map(|s| s.root())
-            } else {
-                now_own
-            };
-            let Some(now_own) = now_own else { break };
-            (*own, *all) = (now_own, now);
-        }
-        if done > 0 && super::fatal_signal_pending() {
-            break;
+        // Between chunks: a preemption point; a process being killed
+        // stops here.
+        if done > 0 {
+            super::cond_resched(task);
+            if super::fatal_signal_pending() {
+                break;
+            }
         }
         let k = (n - done).min(CHUNK as u64) as usize;
         entries.clear();
         entries.resize(k, 0);
         let at = first + done;
-        match &roots {
-            // A fresh cache per chunk: copying out may fault and change
-            // the mappings of the folios counted.
-            Some((own, all)) => uspace::with_view(*own, all, |v| {
-                v.pagemap(at, &mut entries, &mut MapcountCache::default());
-            }),
-            None => {
+        match kind {
+            // The roots are collected afresh for each chunk, with the other
+            // CPUs stopped (a process may have exited and freed its tables
+            // since the last); a fresh cache per chunk, as copying out may
+            // fault and change the mappings of the folios counted.
+            ViewKind::Pagemap(pid) => {
+                let read = crate::smp::stop_others(|| {
+                    let (all, own) = super::page_table_roots(pid);
+                    let own = own_root(task, pid, own)?;
+                    uspace::with_view(own, &all, |v| {
+                        v.pagemap(at, &mut entries, &mut MapcountCache::default());
+                    });
+                    Some(())
+                });
+                if read.is_none() {
+                    break;
+                }
+            }
+            ViewKind::KpageFlags => {
                 let (memmap, zero) = (frames::memmap(), uspace::zero_pfn());
                 for (i, e) in entries.iter_mut().enumerate() {
                     *e = kpageflags(memmap, zero, Pfn::new(at + i as u64));

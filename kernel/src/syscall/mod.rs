@@ -109,6 +109,9 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
             crate::proc::yield_now(task);
             Ok(0)
         }
+        SchedGetaffinity => process::sched_getaffinity(task, a[0], a[1], a[2]),
+        SchedSetaffinity => process::sched_setaffinity(task, a[0], a[1], a[2]),
+        Getcpu => process::getcpu(task, a[0], a[1]),
         Uname => misc::uname(task, a[0]),
         Getrandom => misc::getrandom(task, a[0], a[1], a[2]),
         Brk => mem::brk(task, a[0]),

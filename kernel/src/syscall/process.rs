@@ -124,6 +124,80 @@ pub fn tkill(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
     kill(task, tid, sig)
 }
 
+/// Linux's `nr_cpu_ids`: one past the highest CPU index that came up.
+fn nr_cpu_ids() -> u64 {
+    crate::smp::online().max().map_or(1, |c| c as u64 + 1)
+}
+
+/// Linux's `cpumask_size()`: the mask in whole `unsigned long`s (8 bytes
+/// for Folium's at most 8 CPUs).
+const CPUMASK_BYTES: u64 = 8;
+
+/// The pid a `sched_*` call names (0: the caller); ESRCH for a negative
+/// one, as Linux's lookup finds none.
+fn sched_target(task: &Task, pid: u64) -> Result<proc::Pid, Errno> {
+    match pid as i32 {
+        0 => Ok(task.pid),
+        p if p > 0 => Ok(p as proc::Pid),
+        _ => Err(Errno::ESRCH),
+    }
+}
+
+/// `sched_getaffinity(pid, len, mask)`: the CPUs `pid` may run on (of
+/// those online), as Linux writes them: `min(len, cpumask_size)` bytes,
+/// the count returned; EINVAL if `len` is not a whole number of longs or
+/// too short for every CPU id.
+pub fn sched_getaffinity(task: &mut Task, pid: u64, len: u64, mask: u64) -> SysResult {
+    // Linux takes the length as an `unsigned int`.
+    let len = u64::from(len as u32);
+    if len.checked_mul(8).is_none_or(|bits| bits < nr_cpu_ids()) || !len.is_multiple_of(8) {
+        return Err(Errno::EINVAL);
+    }
+    let pid = sched_target(task, pid)?;
+    let online = crate::smp::online().fold(0u64, |m, c| m | 1 << c);
+    let allowed = proc::affinity(pid)? & online;
+    let n = len.min(CPUMASK_BYTES);
+    crate::uaccess::copy_out(task, mask, &allowed.to_le_bytes()[..n as usize])?;
+    Ok(n)
+}
+
+/// `sched_setaffinity(pid, len, mask)`: limits `pid` to the CPUs in
+/// `mask` (the first `min(len, cpumask_size)` bytes, the rest taken as
+/// zeros, as Linux reads it); EINVAL if none of them is online. A process
+/// on a CPU it may no longer use moves at once.
+pub fn sched_setaffinity(task: &mut Task, pid: u64, len: u64, mask: u64) -> SysResult {
+    // Linux's order: the mask is read (EFAULT), the process found
+    // (ESRCH), then the mask checked (EINVAL).
+    let mut bytes = [0u8; CPUMASK_BYTES as usize];
+    let n = u64::from(len as u32).min(CPUMASK_BYTES) as usize;
+    crate::uaccess::copy_in(task, &mut bytes[..n], mask)?;
+    let pid = sched_target(task, pid)?;
+    proc::affinity(pid)?;
+    let online = crate::smp::online().fold(0u64, |m, c| m | 1 << c);
+    let wanted = u64::from_le_bytes(bytes) & online;
+    if wanted == 0 {
+        return Err(Errno::EINVAL);
+    }
+    proc::set_affinity(pid, wanted)?;
+    if pid == task.pid && wanted & 1 << crate::smp::id() == 0 {
+        proc::yield_now(task);
+    }
+    Ok(0)
+}
+
+/// `getcpu(cpu, node, cache)`: the CPU the caller runs on (and NUMA node
+/// 0); either pointer may be null.
+pub fn getcpu(task: &mut Task, cpu: u64, node: u64) -> SysResult {
+    let here = crate::smp::id() as u32;
+    if cpu != 0 {
+        crate::uaccess::write_u32(task, cpu, here)?;
+    }
+    if node != 0 {
+        crate::uaccess::write_u32(task, node, 0)?;
+    }
+    Ok(0)
+}
+
 /// `sizeof(struct robust_list_head)` on 64-bit Linux: `list.next`,
 /// `futex_offset`, `list_op_pending`.
 const ROBUST_LIST_HEAD_LEN: u64 = 24;

@@ -24,8 +24,8 @@ fn now(clock: u64) -> Result<u64, Errno> {
         CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => {
             Ok(time::monotonic_ns())
         }
-        // One thread per process on one CPU: CPU time is approximated by
-        // time since boot, which only errs high.
+        // CPU time is not accounted yet: approximated by time since boot,
+        // which only errs high (one thread per process).
         CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => Ok(time::monotonic_ns()),
         _ => Err(Errno::EINVAL),
     }

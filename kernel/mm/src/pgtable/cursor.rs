@@ -32,9 +32,11 @@
 //! read-modify-write (Linux's `xchg` / `cmpxchg` loops), because no
 //! hardware update can come between the two on Folium: the walker sets
 //! accessed/dirty bits only for accesses through this table, and none can
-//! happen while a cursor lives. Folium runs on one CPU, the cursor's
-//! caller is the kernel acting for the address space (a syscall, a
-//! fault, exit), so the space's user code is not running; kernel code
+//! happen while a cursor lives. An address space has one thread, so one
+//! CPU at a time runs it, and the cursor's caller is the kernel acting
+//! for it on that CPU (a syscall, a fault, exit), so the space's user
+//! code is not running anywhere; another CPU that ran it before has
+//! another space installed since, and walks only that one; kernel code
 //! runs with interrupts masked, so no handler touches user memory
 //! meanwhile; and nothing in these paths accesses user memory through the
 //! table between the load and the store. At most a speculative walk might
@@ -343,7 +345,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// whether any of the `nr` entries (the first included) was young and
     /// whether any was dirty. Each entry is read and then cleared (a load
     /// and a store, see the module doc for why no hardware update can come
-    /// between them on Folium's one CPU). Entries that were not present are
+    /// between them while one thread uses a space). Entries that were not present are
     /// cleared too and add nothing to the answer.
     ///
     /// Context: the caller owns the references the entries held (usually
@@ -369,7 +371,7 @@ impl<F: PteFormat> PteCursor<'_, F> {
     /// how many of them were writable (fork flushes the parent only if
     /// some were). Each writable entry is read and rewritten (a load and a
     /// store, see the module doc for why no hardware update can come
-    /// between them on Folium's one CPU); on arm64, hardware dirt moves
+    /// between them while one thread uses a space); on arm64, hardware dirt moves
     /// into the software dirty bit. Entries that are not present, or
     /// present but already read-only, are left alone.
     ///

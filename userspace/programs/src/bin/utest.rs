@@ -1515,6 +1515,18 @@ fn t_wakeups_during_long_kernel_work() -> TestResult {
 /// tables), the child, which exits at once, has not run yet (wait4 with
 /// WNOHANG finds it alive); then it runs and exits 7.
 fn t_fork_returns_to_the_parent_first() -> TestResult {
+    // On several CPUs an idle one may start the child at once: the
+    // placement is about the parent's own CPU, so parent and child (which
+    // inherits the mask) stay on it.
+    let all = getaffinity(0).map_err(|e| format!("sched_getaffinity: {}", e.name()))?;
+    let here = getcpu().map_err(|e| format!("getcpu: {}", e.name()))?;
+    setaffinity(0, 1 << here).map_err(|e| format!("sched_setaffinity: {}", e.name()))?;
+    let r = fork_returns_pinned();
+    setaffinity(0, all).map_err(|e| format!("sched_setaffinity back: {}", e.name()))?;
+    r
+}
+
+fn fork_returns_pinned() -> TestResult {
     use ulib::sys::mm::*;
     let len = 2u64 << 30;
     let at = sys::mmap_anon(
@@ -1550,12 +1562,149 @@ fn t_fork_returns_to_the_parent_first() -> TestResult {
     Ok(())
 }
 
+/// `sched_getaffinity` of `pid` (0: the caller), the first 64 CPUs.
+fn getaffinity(pid: i32) -> Result<u64, Errno> {
+    let mut mask = [0u64; 16];
+    let n = call_int(
+        Sysno::SchedGetaffinity,
+        [pid as u64, 128, mask.as_mut_ptr() as u64, 0, 0, 0],
+    )?;
+    if n < 8 || n % 8 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(mask[0])
+}
+
+/// `sched_setaffinity` of `pid` (0: the caller) to the CPUs in `mask`.
+fn setaffinity(pid: i32, mask: u64) -> Result<u64, Errno> {
+    call_int(
+        Sysno::SchedSetaffinity,
+        [pid as u64, 8, &raw const mask as u64, 0, 0, 0],
+    )
+}
+
+/// The CPU the caller runs on (`getcpu`).
+fn getcpu() -> Result<u32, Errno> {
+    let mut cpu = u32::MAX;
+    call_int(Sysno::Getcpu, [&raw mut cpu as u64, 0, 0, 0, 0, 0])?;
+    Ok(cpu)
+}
+
+/// The CPUs of a Linux CPU list (`0-3`, `0,2-3`): how many, or None.
+fn count_cpu_list(text: &str) -> Option<u32> {
+    let mut n = 0;
+    for part in text.trim().split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let a = part.parse::<u32>().ok()?;
+                (a, a)
+            }
+        };
+        n += b.checked_sub(a)? + 1;
+    }
+    Some(n)
+}
+
+/// The CPU calls: affinity (what `nproc` reads), `getcpu`, pinning, and
+/// processes running at once on every CPU the caller may use.
+fn t_cpus() -> TestResult {
+    let mask = getaffinity(0).map_err(|e| format!("sched_getaffinity: {}", e.name()))?;
+    let cpus = mask.count_ones();
+    ensure!(cpus >= 1, "an empty affinity mask");
+    // glibc's get_nprocs reads this list; it holds every CPU allowed.
+    let online = read_file(c"/sys/devices/system/cpu/online")
+        .and_then(|t| count_cpu_list(&t))
+        .ok_or("no /sys/devices/system/cpu/online")?;
+    ensure!(online >= cpus, "{online} online, {cpus} allowed");
+    // Linux's errors: a length not in whole longs, an empty mask, no
+    // such process.
+    let mut word = 0u64;
+    ensure_eq!(
+        errno_of(call_int(
+            Sysno::SchedGetaffinity,
+            [0, 4, &raw mut word as u64, 0, 0, 0]
+        )),
+        Some("EINVAL")
+    );
+    ensure_eq!(errno_of(setaffinity(0, 0)), Some("EINVAL"));
+    ensure_eq!(errno_of(getaffinity(0x3fff_ffff)), Some("ESRCH"));
+    ensure_eq!(
+        errno_of(call_int(
+            Sysno::SchedGetaffinity,
+            [0, 128, KERNEL_ADDR, 0, 0, 0]
+        )),
+        Some("EFAULT")
+    );
+    let here = getcpu().map_err(|e| format!("getcpu: {}", e.name()))?;
+    ensure!(
+        mask & 1 << here != 0,
+        "getcpu {here} outside the mask {mask:#x}"
+    );
+    // Pinned to each CPU in turn, the caller runs there as the call
+    // returns, and a child inherits the mask.
+    let list: Vec<u32> = (0..64).filter(|c| mask & 1 << c != 0).collect();
+    for &c in &list {
+        setaffinity(0, 1 << c).map_err(|e| format!("pin to {c}: {}", e.name()))?;
+        ensure_eq!(getcpu(), Ok(c));
+        ensure_eq!(getaffinity(0), Ok(1 << c));
+        let st = in_child(|| match (getaffinity(0), getcpu()) {
+            (Ok(m), Ok(at)) if m == 1 << c && at == c => 0,
+            _ => 1,
+        })?;
+        ensure_eq!(exited(st), Some(0), "child of a process pinned to {c}");
+    }
+    // Every CPU at once: the parent stays on the first CPU, polling and
+    // never sleeping, while a child pinned to each other CPU spins through
+    // a fixed amount of work and exits with the CPU it ran on. None of
+    // them can run where the parent runs, so each finishes only if its
+    // own CPU runs it alongside the parent.
+    setaffinity(0, 1 << list[0]).map_err(|e| format!("pin: {}", e.name()))?;
+    let mut kids = Vec::new();
+    for &c in &list[1..] {
+        let pid = spawn(|| {
+            if setaffinity(0, 1 << c).is_err() {
+                sys::exit_group(200);
+            }
+            let mut x = 0u64;
+            for i in 0..2_000_000u64 {
+                x = core::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            sys::exit_group(getcpu().map_or(201, |at| at as i32))
+        })?;
+        kids.push((pid, c));
+    }
+    let deadline = sys::now_ns() + 60_000_000_000;
+    let mut left = kids.len();
+    while left > 0 {
+        ensure!(
+            sys::now_ns() < deadline,
+            "{left} pinned children still running after 60 s"
+        );
+        match sys::wait4(-1, sys::WNOHANG) {
+            Ok((0, _)) => core::hint::spin_loop(),
+            Ok((pid, st)) => {
+                let &(_, c) = kids
+                    .iter()
+                    .find(|k| k.0 == pid)
+                    .ok_or(format!("unknown child {pid}"))?;
+                ensure_eq!(exited(st), Some(c), "the child pinned to CPU {c}");
+                left -= 1;
+            }
+            Err(e) => return Err(format!("wait4: {}", e.name())),
+        }
+    }
+    ensure_eq!(getcpu(), Ok(list[0]), "the parent moved");
+    setaffinity(0, mask).map_err(|e| format!("unpin: {}", e.name()))?;
+    Ok(())
+}
+
 const FOLIUM_ONLY: [(&str, &str); 5] = [
     ("folium_knobs", "Folium's own files"),
     ("wakeups_during_long_kernel_work", "timing on a shared host"),
     (
         "fork_returns_to_the_parent_first",
-        "one CPU: on several the child may run at once",
+        "a placement Folium promises and Linux does not",
     ),
     ("fork_until_refused", "unsafe on a shared host"),
     (
@@ -1588,6 +1737,7 @@ const TESTS: &[Test] = &[
     ("cow_isolation", t_cow_isolation),
     ("fp_simd_isolation", t_fp_simd_isolation),
     ("preemption", t_preemption),
+    ("cpus", t_cpus),
     ("contained_faults", t_contained_faults),
     ("prot_none_hides_pages", t_prot_none_hides_pages),
     ("code_pages_sync", t_code_pages_sync),
