@@ -1,12 +1,16 @@
 /* cprog: an ordinary static C program (glibc or musl) that Folium must run
  * unchanged: it prints through stdio, reads both clocks, allocates small
  * and large buffers (so both brk and mmap), forks, waits for its child and
- * checks the status word, then reports. Exits 0 only if every check held. */
+ * checks the status word, counts the CPUs as `nproc` does, then reports.
+ * Exits 0 only if every check held. */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/sysinfo.h>
 #include <sys/wait.h>
 
 static int failures;
@@ -100,6 +104,17 @@ int main(int argc, char **argv)
 	check(clock_gettime(CLOCK_MONOTONIC, &b) == 0, "clock_gettime again");
 	check(b.tv_sec > a.tv_sec || (b.tv_sec == a.tv_sec && b.tv_nsec >= a.tv_nsec),
 	      "monotonic time went backwards");
+	/* The CPUs: the affinity mask (what coreutils' nproc and musl's
+	 * sysconf read), sysconf and get_nprocs (glibc reads
+	 * /sys/devices/system/cpu/online) must agree. */
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	check(sched_getaffinity(0, sizeof set, &set) == 0, "sched_getaffinity");
+	int cpus = CPU_COUNT(&set);
+	check(cpus >= 1, "an empty affinity mask");
+	check(sysconf(_SC_NPROCESSORS_ONLN) == cpus, "sysconf(_SC_NPROCESSORS_ONLN) = affinity");
+	check(get_nprocs() == cpus, "get_nprocs() = affinity");
+
 	double x = 0;
 	for (int i = 1; i <= 1000; i++)
 		x += 1.0 / ((double)i * i);
@@ -113,6 +128,7 @@ int main(int argc, char **argv)
 	       "musl",
 #endif
 	       failures ? "FAILED" : "ok", argc, failures);
+	printf("cprog: %d cpus\n", cpus);
 	free(buf);
 	return failures ? 1 : 0;
 }

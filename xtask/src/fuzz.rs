@@ -83,6 +83,10 @@ pub fn run(o: &FuzzArgs) -> Result<bool> {
     );
     let mut spec = Spec::new(o.board, &cmdline);
     spec.mem = o.mem.clone();
+    if let Some(n) = o.smp {
+        o.board.check_smp(n)?;
+        spec.smp = Some(n);
+    }
     let mut cmd = spec.command(&kernel, false)?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

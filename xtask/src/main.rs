@@ -119,6 +119,10 @@ pub struct FuzzArgs {
     /// Guest RAM, e.g. 1G
     #[arg(long, short = 'm', value_name = "SIZE")]
     pub mem: Option<String>,
+    /// CPUs, 1 to 8 (virt and q35; default 1): QEMU's -smp. The Pi boards
+    /// always have their four
+    #[arg(long, value_name = "N")]
+    pub smp: Option<u32>,
     /// Print the whole console, not only progress
     #[arg(long)]
     pub echo: bool,

@@ -429,9 +429,12 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
             .iter()
             .any(|l| l.starts_with("cprog ") && l.contains("): ok,"));
     let forked = run.lines.iter().any(|l| l.contains("says hello"));
-    let ok = reported && forked && run.exit == Some(board.exit_codes().0) && !run.timed_out;
+    // What libc counts (nproc) is every CPU the guest has.
+    let cpus_line = format!("cprog: {} cpus", spec.cpus());
+    let cpus = run.lines.iter().any(|l| l.trim() == cpus_line);
+    let ok = reported && forked && cpus && run.exit == Some(board.exit_codes().0) && !run.timed_out;
     let why = format!(
-        "reported ok={reported} child={forked} QEMU {} timed_out={}",
+        "reported ok={reported} child={forked} \"{cpus_line}\"={cpus} QEMU {} timed_out={}",
         build::exit_words(run.exit),
         run.timed_out
     );
@@ -1345,10 +1348,16 @@ mod tests {
             "folium: started init (pid 1) to run c-glibc",
             "cprog: child 3 of 2 says hello",
             "cprog /c-glibc (glibc): ok, argc 3, 0 failures",
+            "cprog: 1 cpus",
             "init: pid 2 exited with status 0",
         ];
         let o = check_cprogram_boot("virt", &spec, &run_of(&lines, 0));
         assert_eq!((o.passed, o.failed), (2, 0), "{:?}", o.report);
+        // libc must count the guest's CPUs.
+        let mut wrong = lines.clone();
+        wrong[3] = "cprog: 2 cpus";
+        let o = check_cprogram_boot("virt", &spec, &run_of(&wrong, 0));
+        assert_eq!((o.passed, o.failed), (1, 1), "{:?}", o.report);
         lines.insert(1, "folium: syscall 293 (rseq) not implemented: ENOSYS");
         let o = check_cprogram_boot("virt", &spec, &run_of(&lines, 0));
         assert_eq!((o.passed, o.failed), (1, 1), "{:?}", o.report);
