@@ -822,3 +822,194 @@ pub fn run(
 pub fn not_applicable(why: &str) {
     println!("contpte: {why}: its rows are skipped");
 }
+
+/// Repetitions of each `contpte-cpus` group per `--iters`.
+const CPUS_REPS: u32 = 3;
+
+/// `contpte-cpus`: the regression row (fork of the region mapped by
+/// 64 KiB folios, each mode) with 1, 2, 4 ... processes forking at once,
+/// one pinned to each CPU the caller may use, up to all of them: on one
+/// CPU a fork's TLB maintenance is local, on several every
+/// write-protection must reach the others (broadcast TLBI on arm64).
+///
+/// The processes move in lockstep, held by stop signals: each stops
+/// before it populates (this process sets the mode meanwhile), populates
+/// alone (the folio counters it checks are global) and stops again, and
+/// all are continued together to time one fork each. Each prints its own table and JSON records (they cannot
+/// hand results back: Folium has no pipes or shared memory yet), one
+/// process after another; its counters are left out, since the kernel's
+/// are global and every process's folds add up there.
+pub fn on_cpus(ctx: &Ctx, s: Support, kernel: &str, progress: &mut Progress) -> Result<(), String> {
+    use folium_programs::cpus;
+    let mask = cpus::getaffinity(0).map_err(|e| format!("sched_getaffinity: {}", e.name()))?;
+    let list = cpus::list(mask);
+    let mut counts: Vec<usize> = (0..8).map(|k| 1 << k).filter(|&n| n < list.len()).collect();
+    counts.push(list.len());
+    if !(ctx.policy)(64) {
+        println!("contpte-cpus: the mTHP policy could not be set: measured as it stands");
+    }
+    let mib = ctx.size_mib;
+    for &n in &counts {
+        progress.step(&format!("contpte-cpus: {n} forking at once"));
+        group(ctx, s, &list[..n], kernel)?;
+        progress.done(1);
+    }
+    println!(
+        "  goal: on (block write-protected whole) within 2% of off with any number of CPUs forking \
+         at once ({mib} MiB each); under TCG only as many CPUs as the host has cores give \
+         timings"
+    );
+    Ok(())
+}
+
+/// Stops the caller until its parent continues it.
+fn stop_self() {
+    let _ = sys::kill(sys::getpid(), 19);
+}
+
+/// Waits until every process of `pids` has stopped; an error if one
+/// exited instead.
+fn all_stopped(pids: &[i32]) -> Result<(), String> {
+    for &p in pids {
+        match sys::wait4(p, 2) {
+            Ok((_, st)) if st & 0xff == 0x7f => {}
+            Ok((_, st)) => return Err(format!("worker {p} ended: status {st:#x}")),
+            Err(e) => return Err(format!("wait4 for worker {p}: {}", e.name())),
+        }
+    }
+    Ok(())
+}
+
+fn continue_all(pids: &[i32]) {
+    for &p in pids {
+        let _ = sys::kill(p, 18);
+    }
+}
+
+/// One group: a process pinned to each CPU of `cpus`, forking together.
+fn group(ctx: &Ctx, s: Support, cpus: &[u32], kernel: &str) -> Result<(), String> {
+    let modes = modes(s, true);
+    let reps = ctx.iters * CPUS_REPS;
+    // Every step's mode, an untimed round first, rotated as in `regression`.
+    let steps: Vec<usize> = (0..=reps).flat_map(|i| rotated(i, modes.len())).collect();
+    let mut pids: Vec<i32> = Vec::new();
+    for (w, &cpu) in cpus.iter().enumerate() {
+        match sys::fork() {
+            Ok(0) => sys::exit_group(worker(ctx, &modes, &steps, cpus.len(), w, cpu, kernel)),
+            Ok(p) => pids.push(p as i32),
+            Err(e) => {
+                for &p in &pids {
+                    let _ = sys::kill(p, 9);
+                    let _ = sys::wait4(p, 0);
+                }
+                return Err(format!("fork of worker {w}: {}", e.name()));
+            }
+        }
+    }
+    let run = || -> Result<(), String> {
+        for &k in &steps {
+            all_stopped(&pids)?;
+            modes[k].set()?;
+            // One populates at a time: the folio counters are global, and
+            // each checks its own population.
+            for p in &pids {
+                continue_all(core::slice::from_ref(p));
+                all_stopped(core::slice::from_ref(p))?;
+            }
+            continue_all(&pids);
+        }
+        // Measured: they print one after another.
+        all_stopped(&pids)?;
+        for &p in &pids {
+            let _ = sys::kill(p, 18);
+            match sys::wait4(p, 0) {
+                Ok((_, 0)) => {}
+                Ok((_, st)) => return Err(format!("worker {p}: status {st:#x}")),
+                Err(e) => return Err(format!("wait4 for worker {p}: {}", e.name())),
+            }
+        }
+        Ok(())
+    };
+    let r = run();
+    if r.is_err() {
+        for &p in &pids {
+            let _ = sys::kill(p, 9);
+            let _ = sys::wait4(p, 0);
+        }
+    }
+    r
+}
+
+/// A worker of [`group`]: pinned to `cpu`, runs `steps` in lockstep with
+/// the others, then prints its rows. Its exit status: 0, or 1 if
+/// something failed (said on the console).
+fn worker(
+    ctx: &Ctx,
+    modes: &[Mode],
+    steps: &[usize],
+    n: usize,
+    w: usize,
+    cpu: u32,
+    kernel: &str,
+) -> i32 {
+    use folium_programs::cpus;
+    if let Err(e) = cpus::setaffinity(0, 1 << cpu) {
+        println!("contpte-cpus: worker {w}: pin to CPU {cpu}: {}", e.name());
+        return 1;
+    }
+    let len = ctx.size_mib * MIB;
+    let mut rows: Vec<Row> = modes
+        .iter()
+        .map(|&m| {
+            let mut r = Row::new("contpte-cpus", 64, m, false);
+            r.case = format!("{}/{n}cpu/w{w}", m.name());
+            r
+        })
+        .collect();
+    for (j, &k) in steps.iter().enumerate() {
+        stop_self();
+        let p = match populated(64, len) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("contpte-cpus: worker {w}: {e}");
+                return 1;
+            }
+        };
+        stop_self();
+        let timed = fork_counted();
+        if let Err(e) = unmap(p.base, len).and(timed.as_ref().map(|_| ()).map_err(Clone::clone)) {
+            println!("contpte-cpus: worker {w}: {e}");
+            return 1;
+        }
+        if j >= modes.len()
+            && let Ok((dt, _)) = timed
+        {
+            rows[k].add(dt, None, None);
+            rows[k].folios(p.got, p.other);
+        }
+    }
+    stop_self();
+    let here = cpus::getcpu().map_or(u32::MAX, |c| c);
+    let mut recs = records(ctx, &rows, true);
+    for r in &mut recs {
+        r.extra.push(("cpus", format!("{n}")));
+        r.extra.push(("worker", format!("{w}")));
+        r.extra.push(("cpu", format!("{cpu}")));
+    }
+    table(
+        &format!(
+            "contpte-cpus: fork() of {} MiB of 64 KiB folios, {n} processes forking at once; \
+             worker {w}, pinned to CPU {cpu} (ran on {here})",
+            ctx.size_mib
+        ),
+        &recs.iter().collect::<Vec<_>>(),
+    );
+    for r in &recs {
+        r.json(kernel);
+    }
+    if here != cpu || recs.iter().any(|r| r.check.starts_with("MISMATCH")) {
+        1
+    } else {
+        0
+    }
+}

@@ -3,11 +3,12 @@
 //! two kernels can be compared in the same QEMU.
 //!
 //! ```text
-//! bench [sys] [fork] [munmap] [fault] [contpte] [--size MIB] [--iters N]
-//!       [--sizes KB,KB,...] [--quick] [--set-knobs]
+//! bench [sys] [fork] [munmap] [fault] [contpte] [contpte-cpus] [--size MIB]
+//!       [--iters N] [--sizes KB,KB,...] [--quick] [--set-knobs]
 //! ```
 //!
-//! With no benchmark named, all of them run, in that order:
+//! With no benchmark named, all of them but `contpte-cpus` run, in that
+//! order:
 //!
 //! - `sys`: null syscall, context switch, small fork ([`sys`]);
 //! - `fork`: `fork()` of a process with `--size` MiB (default 1024)
@@ -25,6 +26,10 @@
 //!   folio size of `--sizes`, and random touches of every page; not
 //!   applicable (and said so) without contpte: on x86, or on a Folium
 //!   without its `contpte` switch.
+//! - `contpte-cpus` (only when named): the regression row with 1, 2, 4
+//!   ... processes forking `--size` MiB each at once, one pinned to each
+//!   CPU (see [`contpte::on_cpus`]): what several CPUs cost a fork's
+//!   write-protection.
 //!
 //! `--iters` repetitions (default 5) give each row its median, mean,
 //! standard deviation, min and max. `--quick` is a run of seconds that
@@ -123,6 +128,7 @@ enum Bench {
     Fork,
     Anon,
     Contpte,
+    ContpteCpus,
 }
 
 struct Opts {
@@ -134,7 +140,7 @@ struct Opts {
     set_knobs: bool,
 }
 
-const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [contpte] [--size MIB] [--iters N] \
+const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [contpte] [contpte-cpus] [--size MIB] [--iters N] \
                      [--sizes KB,...] [--quick] [--set-knobs]";
 
 /// Parses `args` from index `first` (1, or later when the first words
@@ -164,6 +170,7 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
             "fork" => Some(Bench::Fork),
             "munmap" | "fault" => Some(Bench::Anon),
             "contpte" => Some(Bench::Contpte),
+            "contpte-cpus" => Some(Bench::ContpteCpus),
             "--size" => {
                 o.size_mib = value(i, a)?
                     .parse()
@@ -407,6 +414,14 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                 contpte::units(*s, o.iters, o.sizes.iter().filter(|&&kb| kb > 4).count())
             }
             _ => 0,
+        }
+        + if has(Bench::ContpteCpus) {
+            // Groups of 1, 2, 4 ... CPUs.
+            folium_programs::cpus::getaffinity(0).map_or(1, |m| {
+                u64::from(64 - u64::from(m.count_ones()).leading_zeros()) + 1
+            })
+        } else {
+            0
         };
     let mut progress = Progress::new(total);
     let failed = core::cell::Cell::new(false);
@@ -569,7 +584,7 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
         all.extend(unmaps);
     }
 
-    if has(Bench::Contpte) {
+    if has(Bench::Contpte) || has(Bench::ContpteCpus) {
         match contpte_support {
             Ok(s) => {
                 // Fork and zap as they ordinarily run: batched.
@@ -587,9 +602,16 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                         None => "native",
                     },
                 };
-                match contpte::run(&ctx, s, &o.sizes, &mut progress) {
-                    Ok(r) => all.extend(r),
-                    Err(e) => fail("contpte", e),
+                if has(Bench::Contpte) {
+                    match contpte::run(&ctx, s, &o.sizes, &mut progress) {
+                        Ok(r) => all.extend(r),
+                        Err(e) => fail("contpte", e),
+                    }
+                }
+                if has(Bench::ContpteCpus)
+                    && let Err(e) = contpte::on_cpus(&ctx, s, &kernel, &mut progress)
+                {
+                    fail("contpte-cpus", e);
                 }
                 if let contpte::Support::Switches { .. } = s
                     && let Err(e) = contpte::restore(&contpte_saved)

@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod cpus;
 pub mod mmview;
 pub mod pressure;
 pub mod thp;

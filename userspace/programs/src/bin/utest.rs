@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use folium_abi::{Errno, Sysno};
+use folium_programs::cpus::{getaffinity, getcpu, setaffinity};
 use folium_programs::{
     Test, TestResult, ensure, ensure_eq, errno_of, exited, in_child, mem_free_kb, on_folium,
     read_file, read_into, run_suite, select_tests, signalled, spawn, thp, write_file,
@@ -1560,34 +1561,6 @@ fn fork_returns_pinned() -> TestResult {
     );
     ensure_eq!(sys::munmap(at, len), Ok(0));
     Ok(())
-}
-
-/// `sched_getaffinity` of `pid` (0: the caller), the first 64 CPUs.
-fn getaffinity(pid: i32) -> Result<u64, Errno> {
-    let mut mask = [0u64; 16];
-    let n = call_int(
-        Sysno::SchedGetaffinity,
-        [pid as u64, 128, mask.as_mut_ptr() as u64, 0, 0, 0],
-    )?;
-    if n < 8 || n % 8 != 0 {
-        return Err(Errno::EINVAL);
-    }
-    Ok(mask[0])
-}
-
-/// `sched_setaffinity` of `pid` (0: the caller) to the CPUs in `mask`.
-fn setaffinity(pid: i32, mask: u64) -> Result<u64, Errno> {
-    call_int(
-        Sysno::SchedSetaffinity,
-        [pid as u64, 8, &raw const mask as u64, 0, 0, 0],
-    )
-}
-
-/// The CPU the caller runs on (`getcpu`).
-fn getcpu() -> Result<u32, Errno> {
-    let mut cpu = u32::MAX;
-    call_int(Sysno::Getcpu, [&raw mut cpu as u64, 0, 0, 0, 0, 0])?;
-    Ok(cpu)
 }
 
 /// The CPUs of a Linux CPU list (`0-3`, `0,2-3`): how many, or None.
