@@ -265,6 +265,11 @@ pub fn chunk_counts() -> (u64, u64) {
     with_heap(|h| (h.grown, h.shrunk))
 }
 
+/// The heap lock's contention (see `IrqMutex::contention`).
+pub fn contention() -> (u64, u64) {
+    HEAP.0.contention()
+}
+
 /// Chunks the page allocator refused to take back (0 unless a bug).
 pub fn chunks_refused() -> u64 {
     with_heap(|h| h.refused)

@@ -9,7 +9,7 @@
 //! are atomics in the memmap and need no lock at all.
 
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::irqflags::{IrqFlags, irq_restore, irq_save};
 
@@ -26,6 +26,10 @@ pub struct IrqMutex<T> {
     /// The holder's CPU index + 1 (0: free), so code can tell its own
     /// CPU's hold (a nested use that must not wait) from another's.
     owner: AtomicUsize,
+    /// Acquisitions that found the lock held, and the nanoseconds they
+    /// spun in all (counted on the slow path only).
+    contended: AtomicU64,
+    spin_ns: AtomicU64,
 }
 
 /// Holds an [`IrqMutex`]; unlocks, then restores the interrupt mask, on drop.
@@ -42,6 +46,8 @@ impl<T> IrqMutex<T> {
         Self {
             inner: spin::Mutex::new(value),
             owner: AtomicUsize::new(0),
+            contended: AtomicU64::new(0),
+            spin_ns: AtomicU64::new(0),
         }
     }
 
@@ -51,12 +57,9 @@ impl<T> IrqMutex<T> {
     #[inline]
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
         let flags = irq_save();
-        let guard = loop {
-            if let Some(g) = self.inner.try_lock() {
-                break g;
-            }
-            crate::smp::run_posted_calls();
-            core::hint::spin_loop();
+        let guard = match self.inner.try_lock() {
+            Some(g) => g,
+            None => self.lock_slow(),
         };
         crate::smp::lock_taken();
         self.owner.store(crate::smp::id() + 1, Ordering::Relaxed);
@@ -65,6 +68,32 @@ impl<T> IrqMutex<T> {
             owner: &self.owner,
             flags,
         }
+    }
+
+    #[cold]
+    fn lock_slow(&self) -> spin::MutexGuard<'_, T> {
+        let t0 = crate::time::monotonic_ns();
+        let guard = loop {
+            if let Some(g) = self.inner.try_lock() {
+                break g;
+            }
+            crate::smp::run_posted_calls();
+            core::hint::spin_loop();
+        };
+        self.contended.fetch_add(1, Ordering::Relaxed);
+        self.spin_ns.fetch_add(
+            crate::time::monotonic_ns().saturating_sub(t0),
+            Ordering::Relaxed,
+        );
+        guard
+    }
+
+    /// Acquisitions that had to wait, and the nanoseconds they waited.
+    pub fn contention(&self) -> (u64, u64) {
+        (
+            self.contended.load(Ordering::Relaxed),
+            self.spin_ns.load(Ordering::Relaxed),
+        )
     }
 
     /// True if someone holds the lock.

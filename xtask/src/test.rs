@@ -1060,10 +1060,13 @@ fn guest_boots(
         ..GuestBoot::new(Spec::new(b, TEST_CMDLINE), Check::Tests)
     };
     for &b in boards {
-        boots.push(GuestBoot::new(
-            Spec::new(b, &fuzz_test_cmdline(b)),
-            Check::Tests,
-        ));
+        // The fuzzer runs its children on four CPUs everywhere (the Pis
+        // have four anyway): a short multi-CPU stress run, audited.
+        let mut fuzz = Spec::new(b, &fuzz_test_cmdline(b));
+        if b.smp_choosable() {
+            fuzz.smp = Some(4);
+        }
+        boots.push(GuestBoot::new(fuzz, Check::Tests));
         boots.push(GuestBoot::new(
             Spec::new(b, BENCH_TEST_CMDLINE),
             Check::Bench,

@@ -74,6 +74,11 @@ pub fn with<R>(f: impl FnOnce(&mut BuddyAllocator<'static>) -> R) -> R {
     f(g.as_mut().expect("frames::init has not run"))
 }
 
+/// The allocator lock's contention (see `IrqMutex::contention`).
+pub fn contention() -> (u64, u64) {
+    BUDDY.contention()
+}
+
 /// True while this CPU holds the allocator's lock (the kernel heap, asked
 /// for memory from inside the allocator, must not wait for it).
 pub fn held_here() -> bool {

@@ -315,6 +315,17 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
                 "kernel_heap_chunks_refused {}",
                 crate::heap::chunks_refused()
             );
+            // The locks every CPU shares: acquisitions that had to wait,
+            // and how long they waited in all.
+            let _ = writeln!(text, "sched_switches {}", super::switches());
+            for (name, (n, ns)) in [
+                ("sched", super::PROCS.contention()),
+                ("frames", crate::memory::frames::contention()),
+                ("heap", crate::heap::contention()),
+            ] {
+                let _ = writeln!(text, "{name}_lock_contended {n}");
+                let _ = writeln!(text, "{name}_lock_wait_ns {ns}");
+            }
             Some((text, None))
         }
         _ => None,

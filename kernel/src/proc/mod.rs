@@ -284,6 +284,14 @@ static IDLE: [IdleContext; MAX_CPUS] =
 static SWITCHED_FROM: [AtomicPtr<AtomicBool>; MAX_CPUS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
+/// Switches from one thread to another, on every CPU.
+static SWITCHES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Switches from one thread to another so far, on every CPU.
+pub fn switches() -> u64 {
+    SWITCHES.load(Ordering::Relaxed)
+}
+
 /// Set when CPU 0 enters its idle loop after the self-tests: from then on
 /// the other CPUs run processes too.
 static SCHEDULING: AtomicBool = AtomicBool::new(false);
@@ -630,6 +638,7 @@ fn switch_away() -> bool {
         if prev == next {
             return false;
         }
+        SWITCHES.fetch_add(1, Ordering::Relaxed);
         t.current[cpu] = next;
         // Whatever this CPU leaves in the queue, an idle one may take.
         let left = t

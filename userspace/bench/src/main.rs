@@ -3,12 +3,12 @@
 //! two kernels can be compared in the same QEMU.
 //!
 //! ```text
-//! bench [sys] [fork] [munmap] [fault] [contpte] [contpte-cpus] [--size MIB]
-//!       [--iters N] [--sizes KB,KB,...] [--quick] [--set-knobs]
+//! bench [sys] [fork] [munmap] [fault] [contpte] [contpte-cpus] [sched-cpus]
+//!       [--size MIB] [--iters N] [--sizes KB,KB,...] [--quick] [--set-knobs]
 //! ```
 //!
-//! With no benchmark named, all of them but `contpte-cpus` run, in that
-//! order:
+//! With no benchmark named, all of them but the `-cpus` ones run, in
+//! that order:
 //!
 //! - `sys`: null syscall, context switch, small fork ([`sys`]);
 //! - `fork`: `fork()` of a process with `--size` MiB (default 1024)
@@ -30,6 +30,8 @@
 //!   ... processes forking `--size` MiB each at once, one pinned to each
 //!   CPU (see [`contpte::on_cpus`]): what several CPUs cost a fork's
 //!   write-protection.
+//! - `sched-cpus` (only when named): `fork_exit_wait` in 1, 2, 4 ...
+//!   processes at once, with Folium's lock contention ([`sys::cpus`]).
 //!
 //! `--iters` repetitions (default 5) give each row its median, mean,
 //! standard deviation, min and max. `--quick` is a run of seconds that
@@ -129,6 +131,7 @@ enum Bench {
     Anon,
     Contpte,
     ContpteCpus,
+    SchedCpus,
 }
 
 struct Opts {
@@ -140,7 +143,7 @@ struct Opts {
     set_knobs: bool,
 }
 
-const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [contpte] [contpte-cpus] [--size MIB] [--iters N] \
+const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [contpte] [contpte-cpus] [sched-cpus] [--size MIB] [--iters N] \
                      [--sizes KB,...] [--quick] [--set-knobs]";
 
 /// Parses `args` from index `first` (1, or later when the first words
@@ -171,6 +174,7 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
             "munmap" | "fault" => Some(Bench::Anon),
             "contpte" => Some(Bench::Contpte),
             "contpte-cpus" => Some(Bench::ContpteCpus),
+            "sched-cpus" => Some(Bench::SchedCpus),
             "--size" => {
                 o.size_mib = value(i, a)?
                     .parse()
@@ -235,6 +239,13 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
         o.sizes = QUICK_KB.to_vec();
     }
     Ok(o)
+}
+
+/// How many groups of 1, 2, 4 ... processes the `-cpus` benchmarks run:
+/// one per power of two below the CPUs allowed, and all of them.
+fn cpu_groups() -> u64 {
+    let cpus = folium_programs::cpus::getaffinity(0).map_or(1, |m| u64::from(m.count_ones()));
+    (0..8).filter(|&k| 1 << k < cpus).count() as u64 + 1
 }
 
 /// PID 1 on Linux (a benchmark guest booted with this program as init):
@@ -416,10 +427,12 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
             _ => 0,
         }
         + if has(Bench::ContpteCpus) {
-            // Groups of 1, 2, 4 ... CPUs.
-            folium_programs::cpus::getaffinity(0).map_or(1, |m| {
-                u64::from(64 - u64::from(m.count_ones()).leading_zeros()) + 1
-            })
+            cpu_groups()
+        } else {
+            0
+        }
+        + if has(Bench::SchedCpus) {
+            cpu_groups()
         } else {
             0
         };
@@ -442,6 +455,42 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                 all.extend(r);
             }
             Err(e) => fail("sys", e),
+        }
+    }
+
+    if has(Bench::SchedCpus) {
+        match sys::cpus(o.iters, if o.quick { 10 } else { 1 }, &mut progress) {
+            Ok(r) => {
+                report::table(
+                    "sched-cpus: fork+exit+wait in N processes at once, ns per operation",
+                    &r,
+                    &|r| {
+                        let f = |col: &'static str, k: &str| {
+                            let v = r
+                                .extra
+                                .iter()
+                                .find(|(n, _)| *n == k)
+                                .map_or(String::from("-"), |(_, v)| v.clone());
+                            (col, v)
+                        };
+                        alloc::vec![
+                            f("switches", "switches"),
+                            f("runq waits", "sched_lock_contended"),
+                            f("runq wait ns", "sched_lock_wait_ns"),
+                            f("frame waits", "frames_lock_contended"),
+                            f("heap waits", "heap_lock_contended"),
+                        ]
+                    },
+                );
+                report::how_to_read(
+                    "ns/op: over every process's operations (perfect scaling halves it as \
+                     the processes double); then, over the row (Folium only): context \
+                     switches, waits for the run queue's lock and ns waited, waits for \
+                     the frame allocator's and the heap's locks",
+                );
+                all.extend(r);
+            }
+            Err(e) => fail("sched-cpus", e),
         }
     }
 

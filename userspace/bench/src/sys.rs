@@ -3,9 +3,14 @@
 //! statistics are of the batch times (ns per operation = median / batch).
 //!
 //! - `null_syscall`: `getpid`'s round trip;
-//! - `yield_switch`: two processes `sched_yield` in turn on one CPU, so
-//!   each yield is one context switch (a round is two);
+//! - `yield_switch`: two processes `sched_yield` in turn on one CPU (both
+//!   pinned to the one this process runs on), so each yield is one
+//!   context switch (a round is two);
 //! - `fork_exit_wait`: `fork` + `_exit` + `wait4` of this small process.
+//!
+//! `sched-cpus` ([`cpus`], only when named): `fork_exit_wait` loops in 1,
+//! 2, 4 ... processes at once (unpinned), against one: how the run queue
+//! and the locks every CPU shares scale.
 
 use alloc::format;
 use alloc::string::String;
@@ -54,6 +59,11 @@ pub fn run(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Record
     progress.step("sys: yield switch");
     let rounds = 2_000 / scale;
     let mut samples = Vec::new();
+    // On one CPU: elsewhere a yield would find nothing else to run.
+    let mask = folium_programs::cpus::getaffinity(0).ok();
+    if let (Some(_), Ok(here)) = (mask, folium_programs::cpus::getcpu()) {
+        let _ = folium_programs::cpus::setaffinity(0, 1 << here);
+    }
     for _ in 0..iters {
         let child = match sys::fork() {
             Ok(0) => {
@@ -72,6 +82,9 @@ pub fn run(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Record
         }
         samples.push(sys::now_ns() - t0);
         let _ = sys::wait4(child, 0);
+    }
+    if let Some(m) = mask {
+        let _ = folium_programs::cpus::setaffinity(0, m);
     }
     out.push(record("yield_switch", iters, 2 * rounds, &samples));
     progress.done(1);
@@ -95,4 +108,110 @@ pub fn run(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Record
     out.push(record("fork_exit_wait", iters, n, &samples));
     progress.done(1);
     Ok(out)
+}
+
+/// `sched-cpus`: `n` processes at once, each running `loops` of
+/// `fork` + `_exit` + `wait4`, for n = 1, 2, 4 ... up to the CPUs the
+/// caller may use; each repetition's time is from the first fork to the
+/// last worker's exit. Every row's per-op cost is over all `n * loops`
+/// operations, so perfect scaling halves it with each doubling; on
+/// Folium each row also says how often the run queue's, the frame
+/// allocator's and the heap's locks had to be waited for, and how long.
+pub fn cpus(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Record>, String> {
+    let cpus = folium_programs::cpus::getaffinity(0)
+        .map_err(|e| format!("sched_getaffinity: {}", e.name()))?
+        .count_ones() as usize;
+    let mut counts: Vec<usize> = (0..8).map(|k| 1 << k).filter(|&n| n < cpus).collect();
+    counts.push(cpus);
+    let loops = 200 / scale;
+    let mut out = Vec::new();
+    for n in counts {
+        progress.step(&format!(
+            "sched-cpus: fork+exit+wait in {n} processes at once"
+        ));
+        let mut samples = Vec::new();
+        let before = lock_stats();
+        for _ in 0..iters {
+            let t0 = sys::now_ns();
+            let mut workers = Vec::new();
+            for _ in 0..n {
+                match sys::fork() {
+                    Ok(0) => {
+                        for _ in 0..loops {
+                            match sys::fork() {
+                                Ok(0) => sys::exit_group(0),
+                                Ok(p) => {
+                                    let _ = sys::wait4(p as i32, 0);
+                                }
+                                Err(_) => sys::exit_group(1),
+                            }
+                        }
+                        sys::exit_group(0)
+                    }
+                    Ok(p) => workers.push(p as i32),
+                    Err(e) => return Err(format!("fork: {}", e.name())),
+                }
+            }
+            let mut failed = false;
+            for p in workers {
+                failed |= !matches!(sys::wait4(p, 0), Ok((_, 0)));
+            }
+            if failed {
+                return Err(String::from("a worker's fork failed"));
+            }
+            samples.push(sys::now_ns() - t0);
+        }
+        let after = lock_stats();
+        let mut r = record(
+            &format!("fork_exit_wait/{n}proc"),
+            iters,
+            n as u64 * loops,
+            &samples,
+        );
+        r.bench = "sched-cpus";
+        r.extra.push(("processes", format!("{n}")));
+        if let (Some(b), Some(a)) = (before, after) {
+            let names = [
+                "switches",
+                "sched_lock_contended",
+                "sched_lock_wait_ns",
+                "frames_lock_contended",
+                "frames_lock_wait_ns",
+                "heap_lock_contended",
+                "heap_lock_wait_ns",
+            ];
+            for (i, name) in names.iter().enumerate() {
+                r.extra
+                    .push((name, format!("{}", a[i].saturating_sub(b[i]))));
+            }
+        }
+        out.push(r);
+        progress.done(1);
+    }
+    Ok(out)
+}
+
+/// Folium's scheduler and lock counters (`None` elsewhere): switches,
+/// then contended acquisitions and wait ns of the run queue's, the frame
+/// allocator's and the heap's locks.
+fn lock_stats() -> Option<[u64; 7]> {
+    let mut buf = [0u8; 8192];
+    let n = folium_programs::read_into(c"/sys/kernel/mm/folium/stats", &mut buf)?;
+    let text = core::str::from_utf8(&buf[..n]).ok()?;
+    let keys = [
+        "sched_switches",
+        "sched_lock_contended",
+        "sched_lock_wait_ns",
+        "frames_lock_contended",
+        "frames_lock_wait_ns",
+        "heap_lock_contended",
+        "heap_lock_wait_ns",
+    ];
+    let mut out = [0u64; 7];
+    for (i, k) in keys.iter().enumerate() {
+        out[i] = text
+            .lines()
+            .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())?;
+    }
+    Some(out)
 }
