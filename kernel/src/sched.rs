@@ -59,6 +59,12 @@ pub fn resched_cpu(cpu: usize) {
     }
 }
 
+/// True if a sleeping process's deadline has passed (read without the
+/// table's lock: an idle CPU's hint to go and wake it).
+pub fn sleeper_due() -> bool {
+    crate::time::monotonic_ns() >= NEXT_WAKE_NS.load(Ordering::Relaxed)
+}
+
 /// Records that a process sleeps until `until_ns`.
 pub fn note_sleeper(until_ns: u64) {
     NEXT_WAKE_NS.fetch_min(until_ns, Ordering::Relaxed);

@@ -322,6 +322,12 @@ pub fn run_test_on(cpu: usize, f: fn() -> crate::ktest::TestResult) -> crate::kt
         .unwrap_or_else(|| Err("no result".into()))
 }
 
+/// True if a job was posted to this CPU and not run yet.
+pub fn job_posted() -> bool {
+    let f = JOBS[id()].load(Ordering::Acquire);
+    f != 0 && f != JOB_CLAIMED
+}
+
 /// Runs this CPU's job, if one was posted.
 fn run_job() {
     let me = id();

@@ -216,10 +216,15 @@ pub struct Table {
     /// up the CPU, while no CPU was idle: queued right behind it when it
     /// does (see [`fork_current`]).
     new_children: [Vec<Pid>; MAX_CPUS],
-    /// CPUs sleeping in their idle thread with nothing to run: a wake-up
-    /// sends one of them a reschedule IPI.
-    idle: u64,
 }
+
+/// CPUs sleeping in their idle thread with nothing to run: a wake-up
+/// sends one of them a reschedule IPI and clears its bit. Set by the CPU
+/// itself under the table's lock (after it found nothing to run), cleared
+/// by a kicker under it or by the CPU once it wakes for another reason;
+/// the sleeping CPU reads it without the lock, so it takes the lock only
+/// when there may be work.
+static IDLE_CPUS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 impl Table {
     /// A pid for a new process: the next one after the last handed out,
@@ -257,7 +262,6 @@ pub static PROCS: IrqMutex<Table> = IrqMutex::new(Table {
     current: [None; MAX_CPUS],
     next_pid: INIT_PID,
     new_children: [const { Vec::new() }; MAX_CPUS],
-    idle: 0,
 });
 
 /// Bumped whenever a fatal signal is recorded for any process, so a
@@ -319,11 +323,14 @@ impl Table {
     /// reschedule IPI, and takes it off the idle mask so the next wake-up
     /// picks another.
     fn kick_idle(&mut self, allowed: u64) {
-        let others = self.idle & allowed & !(1 << crate::smp::id());
+        let others = IDLE_CPUS.load(Ordering::Relaxed) & allowed & !(1 << crate::smp::id());
         if others != 0 {
             let cpu = others.trailing_zeros() as usize;
-            self.idle &= !(1 << cpu);
-            let _ = crate::smp::send_ipi(cpu);
+            // Only one kicker wins a given CPU; a loser's work is queued
+            // all the same, and the woken CPU looks at the whole queue.
+            if IDLE_CPUS.fetch_and(!(1 << cpu), Ordering::AcqRel) & 1 << cpu != 0 {
+                let _ = crate::smp::send_ipi(cpu);
+            }
         }
     }
 }
@@ -839,7 +846,7 @@ fn idle_wait() {
     let cpu = crate::smp::id();
     let bit = 1 << cpu;
     let sleep = {
-        let mut t = PROCS.lock();
+        let t = PROCS.lock();
         let runnable = t.runq.iter().any(|p| {
             t.procs
                 .get(p)
@@ -847,15 +854,26 @@ fn idle_wait() {
                 && t.cpu_of(*p).is_none()
         }) || !t.new_children[cpu].is_empty();
         if !runnable {
-            t.idle |= bit;
+            IDLE_CPUS.fetch_or(bit, Ordering::AcqRel);
         }
         !runnable
     };
     // A wake-up between the unlock and the wait leaves its IPI pending,
-    // which ends the wait at once.
+    // which ends the wait at once. Ticks and other interrupts wake the
+    // CPU too: it sleeps on without the lock unless it was kicked, a
+    // sleeper is due, a job was posted or another CPU stops the machine.
     if sleep {
-        arch::wait_for_interrupt();
-        PROCS.lock().idle &= !bit;
+        loop {
+            arch::wait_for_interrupt();
+            crate::smp::park_if_asked();
+            if IDLE_CPUS.load(Ordering::Acquire) & bit == 0
+                || crate::sched::sleeper_due()
+                || crate::smp::job_posted()
+            {
+                break;
+            }
+        }
+        IDLE_CPUS.fetch_and(!bit, Ordering::AcqRel);
     }
     crate::smp::park_if_asked();
 }
@@ -1445,7 +1463,7 @@ pub fn fork_current(
     // behind its parent's virtual runtime (`START_DEBIT`, without
     // `sched_child_runs_first`). A CPU with nothing to do takes it at
     // once (Linux's fork balancing picks the idlest CPU).
-    if t.idle & affinity & !(1 << crate::smp::id()) != 0 {
+    if IDLE_CPUS.load(Ordering::Relaxed) & affinity & !(1 << crate::smp::id()) != 0 {
         t.enqueue(pid);
     } else {
         let cpu = crate::smp::id();
