@@ -54,7 +54,7 @@ pub mod ptdump;
 pub mod views;
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -216,6 +216,9 @@ pub struct Table {
     /// up the CPU, while no CPU was idle: queued right behind it when it
     /// does (see [`fork_current`]).
     new_children: [Vec<Pid>; MAX_CPUS],
+    /// Sleeping processes by deadline (each in `State::Sleep` with that
+    /// deadline): a switch wakes the due ones without scanning the table.
+    sleepers: BTreeSet<(u64, Pid)>,
 }
 
 /// CPUs sleeping in their idle thread with nothing to run: a wake-up
@@ -262,6 +265,7 @@ pub static PROCS: IrqMutex<Table> = IrqMutex::new(Table {
     current: [None; MAX_CPUS],
     next_pid: INIT_PID,
     new_children: [const { Vec::new() }; MAX_CPUS],
+    sleepers: BTreeSet::new(),
 });
 
 /// Bumped whenever a fatal signal is recorded for any process, so a
@@ -565,17 +569,19 @@ fn pending_kill(pid: Pid) -> Option<Signal> {
 /// every runnable task's slice. Records the next deadline for the tick.
 fn wake_sleepers(t: &mut Table, now: u64) {
     let mut woken = Vec::new();
-    let mut next = u64::MAX;
-    for (pid, p) in t.procs.iter_mut() {
-        if let State::Sleep { until_ns } = p.state {
-            if until_ns <= now {
-                p.state = State::Runnable;
-                woken.push(*pid);
-            } else {
-                next = next.min(until_ns);
-            }
+    while let Some(&(until_ns, pid)) = t.sleepers.first() {
+        if until_ns > now {
+            break;
+        }
+        t.sleepers.pop_first();
+        if let Some(p) = t.procs.get_mut(&pid)
+            && p.state == (State::Sleep { until_ns })
+        {
+            p.state = State::Runnable;
+            woken.push(pid);
         }
     }
+    let next = t.sleepers.first().map_or(u64::MAX, |&(d, _)| d);
     for &pid in woken.iter().rev() {
         t.runq.push_front(pid);
     }
@@ -594,6 +600,9 @@ fn wake(t: &mut Table, pid: Pid) {
             State::WaitChild | State::Sleep { .. } | State::Stopped
         )
     {
+        if let State::Sleep { until_ns } = p.state {
+            t.sleepers.remove(&(until_ns, pid));
+        }
         p.state = State::Runnable;
         t.enqueue(pid);
     }
@@ -648,12 +657,14 @@ fn switch_away() -> bool {
         SWITCHES.fetch_add(1, Ordering::Relaxed);
         t.current[cpu] = next;
         // Whatever this CPU leaves in the queue, an idle one may take.
-        let left = t
-            .runq
-            .iter()
-            .filter_map(|p| t.procs.get(p).map(|i| i.affinity))
-            .fold(0, |m, a| m | a);
-        t.kick_idle(left);
+        if IDLE_CPUS.load(Ordering::Relaxed) & !(1 << cpu) != 0 && !t.runq.is_empty() {
+            let left = t
+                .runq
+                .iter()
+                .filter_map(|p| t.procs.get(p).map(|i| i.affinity))
+                .fold(0, |m, a| m | a);
+            t.kick_idle(left);
+        }
         let kthread_of = |p: Option<Pid>| p.and_then(|p| t.procs.get(&p).map(|i| i.kthread));
         (kthread_of(prev), kthread_of(next))
     };
@@ -893,7 +904,8 @@ pub fn block(me: &mut Task, state: State) -> bool {
 /// condition, `prepare_to_wait`, for the same reason).
 fn block_holding(me: &mut Task, t: crate::sync::IrqMutexGuard<'_, Table>, state: State) -> bool {
     {
-        let mut t = t;
+        let mut guard = t;
+        let t = &mut *guard;
         let Some(pid) = t.current() else {
             return true;
         };
@@ -905,6 +917,7 @@ fn block_holding(me: &mut Task, t: crate::sync::IrqMutexGuard<'_, Table>, state:
         }
         p.state = state;
         if let State::Sleep { until_ns } = state {
+            t.sleepers.insert((until_ns, pid));
             crate::sched::note_sleeper(until_ns);
         }
     }
@@ -1002,8 +1015,11 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
 
 /// What [`reap`] found.
 enum Reaped {
-    /// The child was dead: its exit status (its entry is gone).
-    Dead(ExitStatus),
+    /// The child was dead: its exit status (its entry is gone), and what
+    /// is left of it, for the caller to free once it let go of the
+    /// table's lock (freeing its kernel stack flushes the TLBs of every
+    /// CPU, which no one should wait for behind that lock).
+    Dead(ExitStatus, Remains),
     /// The child is dead but its CPU is still switching away from it (its
     /// stack is in use): try again in a moment, without the table's lock,
     /// which that CPU needs to finish.
@@ -1012,7 +1028,14 @@ enum Reaped {
     Alive,
 }
 
-/// Frees a dead child's private part and table entry.
+/// A reaped process's private part and kernel thread.
+struct Remains {
+    task: Box<Task>,
+    kthread: Box<KThread>,
+}
+
+/// Takes a dead child's table entry out; what is left of it is freed by
+/// the caller ([`Reaped::Dead`]).
 fn reap(t: &mut Table, parent: Pid, child: Pid) -> Reaped {
     let Some(info) = t.procs.get(&child) else {
         return Reaped::Alive;
@@ -1033,14 +1056,22 @@ fn reap(t: &mut Table, parent: Pid, child: Pid) -> Reaped {
     // SAFETY: the child is dead (its thread never runs again) and removed
     // from the table, so this is the last user of its Task.
     let task = unsafe { Box::from_raw(info.task) };
-    drop(task);
     // SAFETY: its thread is gone (no CPU is on it, checked above), so
     // nothing switches to or from it again; it came from Box::into_raw in
     // `new_kthread`.
-    drop(unsafe { Box::from_raw(info.kthread) });
+    let kthread = unsafe { Box::from_raw(info.kthread) };
+    Reaped::Dead(status, Remains { task, kthread })
+}
+
+/// Frees what a reaped process left, without the table's lock.
+fn free_remains(r: Remains) {
+    let Remains { task, kthread } = r;
+    // The task first: its kernel stack and its user context (whose FP
+    // state every CPU forgets) go with it; then the switch state.
+    drop(task);
+    drop(kthread);
     // Chunks the heap grew for this process and no longer uses go back.
     crate::heap::trim();
-    Reaped::Dead(status)
 }
 
 /// Linux `wait4` options Folium knows.
@@ -1076,7 +1107,11 @@ pub fn wait_child(me: &mut Task, which: i64, options: u64) -> Result<Option<(Pid
             }
             for c in matching {
                 match reap(&mut t, pid, c) {
-                    Reaped::Dead(status) => return Ok(Some((c, status.wait_status()))),
+                    Reaped::Dead(status, remains) => {
+                        drop(t);
+                        free_remains(remains);
+                        return Ok(Some((c, status.wait_status())));
+                    }
                     Reaped::Leaving => leaving = true,
                     Reaped::Alive => {}
                 }
