@@ -482,3 +482,89 @@ kernel_test!(
         Ok(())
     }
 );
+
+/// Reference and mapping updates one CPU makes in [`hammer_folio`].
+const HAMMER_ROUNDS: u32 = 20_000;
+/// CPUs at [`hammer_folio`]'s start line, and the start.
+static HAMMER_READY: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static HAMMER_GO: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Takes and puts references to the folio whose head is `arg`, and adds
+/// and removes mappings of it, [`HAMMER_ROUNDS`] times: each round leaves
+/// the counts as it found them, so whatever the other CPUs do at the
+/// same moment, the counts end where they started, if and only if every
+/// update is atomic.
+fn hammer_folio(arg: u64) {
+    use core::sync::atomic::Ordering::{AcqRel, Acquire};
+    let pfn = Pfn::new(arg);
+    // All start together: each says it is here, then waits for the word.
+    HAMMER_READY.fetch_add(1, AcqRel);
+    while !HAMMER_GO.load(Acquire) {
+        core::hint::spin_loop();
+    }
+    hammer_folio_rounds(pfn);
+}
+
+/// [`hammer_folio`]'s rounds.
+fn hammer_folio_rounds(pfn: Pfn) {
+    let memmap = frames::memmap();
+    for i in 0..HAMMER_ROUNDS {
+        let nr = 1 + i % 3;
+        let Some(f) = memmap.page_folio(pfn) else {
+            return;
+        };
+        f.ref_add(nr);
+        f.add_mapcount(nr);
+        f.sub_mapcount(nr);
+        // SAFETY: the `nr` references were taken just above and nothing
+        // else claims them.
+        let handle = unsafe { Folio::from_raw(pfn) };
+        // Never the last reference: the test holds one throughout.
+        let _ = memmap.folio_put_refs_testzero(handle, nr);
+    }
+}
+
+kernel_test!(
+    fn folio_counts_stay_exact_under_updates_from_every_cpu() {
+        let others: Vec<usize> = crate::smp::online().filter(|&c| c != 0).collect();
+        if others.is_empty() {
+            return Ok(()); // one CPU
+        }
+        let safety0 = frames::safety();
+        let folio = check_some!(frames::with(|b| b.alloc_folio(Order::of(2))));
+        let pfn = folio.pfn();
+        let memmap = frames::memmap();
+        let done: Vec<u64> = others.iter().map(|&c| crate::smp::jobs_done(c)).collect();
+        HAMMER_READY.store(0, core::sync::atomic::Ordering::Relaxed);
+        HAMMER_GO.store(false, core::sync::atomic::Ordering::Relaxed);
+        let mut posted = 0;
+        for &c in &others {
+            posted += usize::from(crate::smp::post_job(c, hammer_folio, pfn.as_u64()));
+        }
+        // Wait (a second at most) for them at the start line, then go.
+        let deadline = crate::time::monotonic_ns() + 1_000_000_000;
+        while HAMMER_READY.load(core::sync::atomic::Ordering::Acquire) < posted
+            && crate::time::monotonic_ns() < deadline
+        {
+            core::hint::spin_loop();
+        }
+        HAMMER_GO.store(true, core::sync::atomic::Ordering::Release);
+        check_eq!(posted, others.len(), "a job for every other CPU");
+        hammer_folio_rounds(pfn);
+        for (&c, &d) in others.iter().zip(&done) {
+            check!(crate::smp::wait_jobs(c, d + 1), "CPU {c} finished");
+        }
+        let f = check_some!(memmap.page_folio(pfn));
+        let counts = (f.ref_count(), f.mapcount());
+        let safety = frames::safety();
+        let put = frames::folio_put(folio);
+        check_eq!(
+            counts,
+            (1, 0),
+            "(refcount, mapcount) after every CPU's updates"
+        );
+        check_eq!(safety, safety0, "no saturation, underflow or refusal");
+        check!(put.freed(), "the last put frees it: {put:?}");
+        Ok(())
+    }
+);
