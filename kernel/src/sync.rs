@@ -72,19 +72,22 @@ impl<T> IrqMutex<T> {
 
     #[cold]
     fn lock_slow(&self) -> spin::MutexGuard<'_, T> {
+        // The clock is read while spinning, never once the lock is held
+        // (on x86 it is an HPET read, which would lengthen the hold): the
+        // wait is counted up to the last failed try.
         let t0 = crate::time::monotonic_ns();
+        let mut last = t0;
         let guard = loop {
             if let Some(g) = self.inner.try_lock() {
                 break g;
             }
             crate::smp::run_posted_calls();
             core::hint::spin_loop();
+            last = crate::time::monotonic_ns();
         };
         self.contended.fetch_add(1, Ordering::Relaxed);
-        self.spin_ns.fetch_add(
-            crate::time::monotonic_ns().saturating_sub(t0),
-            Ordering::Relaxed,
-        );
+        self.spin_ns
+            .fetch_add(last.saturating_sub(t0), Ordering::Relaxed);
         guard
     }
 

@@ -602,6 +602,9 @@ fn wake(t: &mut Table, pid: Pid) {
     {
         if let State::Sleep { until_ns } = p.state {
             t.sleepers.remove(&(until_ns, pid));
+            // The tick's deadline follows, so idle CPUs do not wake for
+            // a sleeper that is gone.
+            crate::sched::set_next_wake(t.sleepers.first().map_or(u64::MAX, |&(d, _)| d));
         }
         p.state = State::Runnable;
         t.enqueue(pid);
@@ -649,15 +652,16 @@ fn switch_away() -> bool {
         // The children it forked follow it (blocked or exiting, it still
         // lets them run).
         let new = core::mem::take(&mut t.new_children[cpu]);
+        let queued_new = !new.is_empty();
         t.runq.extend(new);
         let next = pick(&mut t, cpu);
-        if prev == next {
-            return false;
-        }
-        SWITCHES.fetch_add(1, Ordering::Relaxed);
-        t.current[cpu] = next;
-        // Whatever this CPU leaves in the queue, an idle one may take.
-        if IDLE_CPUS.load(Ordering::Relaxed) & !(1 << cpu) != 0 && !t.runq.is_empty() {
+        // Whatever this CPU leaves in the queue, an idle one may take
+        // (asked before a return: the children just queued may be for
+        // another CPU even if this one keeps its process).
+        if (queued_new || prev != next)
+            && IDLE_CPUS.load(Ordering::Relaxed) & !(1 << cpu) != 0
+            && !t.runq.is_empty()
+        {
             let left = t
                 .runq
                 .iter()
@@ -665,6 +669,11 @@ fn switch_away() -> bool {
                 .fold(0, |m, a| m | a);
             t.kick_idle(left);
         }
+        if prev == next {
+            return false;
+        }
+        SWITCHES.fetch_add(1, Ordering::Relaxed);
+        t.current[cpu] = next;
         let kthread_of = |p: Option<Pid>| p.and_then(|p| t.procs.get(&p).map(|i| i.kthread));
         (kthread_of(prev), kthread_of(next))
     };
@@ -1391,11 +1400,15 @@ pub fn set_affinity(pid: Pid, mask: u64) -> Result<(), Errno> {
     let mut t = PROCS.lock();
     let p = t.procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
     p.affinity = mask;
-    if let Some(cpu) = t.cpu_of(pid)
-        && mask & 1 << cpu == 0
-        && cpu != crate::smp::id()
-    {
-        crate::sched::resched_cpu(cpu);
+    let runnable = p.state == State::Runnable;
+    match t.cpu_of(pid) {
+        Some(cpu) if mask & 1 << cpu == 0 && cpu != crate::smp::id() => {
+            crate::sched::resched_cpu(cpu);
+        }
+        // Queued (or about to be): a sleeping CPU it may now run on
+        // would not look by itself.
+        None if runnable => t.kick_idle(mask),
+        _ => {}
     }
     Ok(())
 }

@@ -918,17 +918,23 @@ fn group(ctx: &Ctx, s: Support, cpus: &[u32], kernel: &str) -> Result<(), String
             }
             continue_all(&pids);
         }
-        // Measured: they print one after another.
+        // Measured: they print one after another; every one prints
+        // before a failure is reported.
         all_stopped(&pids)?;
+        let mut failed = Vec::new();
         for &p in &pids {
             let _ = sys::kill(p, 18);
             match sys::wait4(p, 0) {
                 Ok((_, 0)) => {}
-                Ok((_, st)) => return Err(format!("worker {p}: status {st:#x}")),
-                Err(e) => return Err(format!("wait4 for worker {p}: {}", e.name())),
+                Ok((_, st)) => failed.push(format!("worker {p}: status {st:#x}")),
+                Err(e) => failed.push(format!("wait4 for worker {p}: {}", e.name())),
             }
         }
-        Ok(())
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     };
     let r = run();
     if r.is_err() {

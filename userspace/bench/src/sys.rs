@@ -73,7 +73,12 @@ pub fn run(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Record
                 sys::exit_group(0)
             }
             Ok(p) => p as i32,
-            Err(e) => return Err(format!("fork: {}", e.name())),
+            Err(e) => {
+                if let Some(m) = mask {
+                    let _ = folium_programs::cpus::setaffinity(0, m);
+                }
+                return Err(format!("fork: {}", e.name()));
+            }
         };
         sys::sched_yield();
         let t0 = sys::now_ns();
@@ -149,7 +154,13 @@ pub fn cpus(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Recor
                         sys::exit_group(0)
                     }
                     Ok(p) => workers.push(p as i32),
-                    Err(e) => return Err(format!("fork: {}", e.name())),
+                    Err(e) => {
+                        for &p in &workers {
+                            let _ = sys::kill(p, 9);
+                            let _ = sys::wait4(p, 0);
+                        }
+                        return Err(format!("fork: {}", e.name()));
+                    }
                 }
             }
             let mut failed = false;

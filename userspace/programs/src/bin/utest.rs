@@ -1668,6 +1668,38 @@ fn t_cpus() -> TestResult {
         }
     }
     ensure_eq!(getcpu(), Ok(list[0]), "the parent moved");
+    // A child moved by its parent to another CPU before it ever ran, while
+    // the parent never blocks: the other CPU must pick it up.
+    if let Some(&other) = list.get(1) {
+        let child = match sys::fork() {
+            Ok(0) => {
+                // Should it run here first, it waits to be moved.
+                let t0 = sys::now_ns();
+                while getcpu() != Ok(other) && sys::now_ns() - t0 < 20_000_000_000 {
+                    core::hint::spin_loop();
+                }
+                sys::exit_group(getcpu().map_or(201, |c| c as i32))
+            }
+            Ok(p) => p as i32,
+            Err(e) => return Err(format!("fork: {}", e.name())),
+        };
+        let moved = setaffinity(child, 1 << other);
+        let deadline = sys::now_ns() + 20_000_000_000;
+        let st = loop {
+            match sys::wait4(child, sys::WNOHANG) {
+                Ok((0, _)) if sys::now_ns() < deadline => core::hint::spin_loop(),
+                Ok((0, _)) => {
+                    let _ = sys::kill(child, 9);
+                    let _ = sys::wait4(child, 0);
+                    return Err(format!("the child moved to CPU {other} never ran"));
+                }
+                Ok((_, st)) => break st,
+                Err(e) => return Err(format!("wait4: {}", e.name())),
+            }
+        };
+        ensure_eq!(moved, Ok(0));
+        ensure_eq!(exited(st), Some(other), "the child moved to CPU {other}");
+    }
     setaffinity(0, mask).map_err(|e| format!("unpin: {}", e.name()))?;
     Ok(())
 }
