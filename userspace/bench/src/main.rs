@@ -474,7 +474,7 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                             (col, v)
                         };
                         alloc::vec![
-                            f("switches", "switches"),
+                            f("switches", "sched_switches"),
                             f("runq waits", "sched_lock_contended"),
                             f("runq wait ns", "sched_lock_wait_ns"),
                             f("frame waits", "frames_lock_contended"),

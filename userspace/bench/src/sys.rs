@@ -182,16 +182,7 @@ pub fn cpus(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Recor
         r.bench = "sched-cpus";
         r.extra.push(("processes", format!("{n}")));
         if let (Some(b), Some(a)) = (before, after) {
-            let names = [
-                "switches",
-                "sched_lock_contended",
-                "sched_lock_wait_ns",
-                "frames_lock_contended",
-                "frames_lock_wait_ns",
-                "heap_lock_contended",
-                "heap_lock_wait_ns",
-            ];
-            for (i, name) in names.iter().enumerate() {
+            for (i, name) in LOCK_KEYS.iter().enumerate() {
                 r.extra
                     .push((name, format!("{}", a[i].saturating_sub(b[i]))));
             }
@@ -202,24 +193,27 @@ pub fn cpus(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Recor
     Ok(out)
 }
 
-/// Folium's scheduler and lock counters (`None` elsewhere): switches,
-/// then contended acquisitions and wait ns of the run queue's, the frame
-/// allocator's and the heap's locks.
+/// Folium's scheduler and lock counters, as its stats file names them
+/// (and as the JSON records do): switches, then contended acquisitions
+/// and wait ns of the run queue's, the frame allocator's and the heap's
+/// locks.
+const LOCK_KEYS: [&str; 7] = [
+    "sched_switches",
+    "sched_lock_contended",
+    "sched_lock_wait_ns",
+    "frames_lock_contended",
+    "frames_lock_wait_ns",
+    "heap_lock_contended",
+    "heap_lock_wait_ns",
+];
+
+/// The [`LOCK_KEYS`] counters now (`None` elsewhere than on Folium).
 fn lock_stats() -> Option<[u64; 7]> {
     let mut buf = [0u8; 8192];
     let n = folium_programs::read_into(c"/sys/kernel/mm/folium/stats", &mut buf)?;
     let text = core::str::from_utf8(&buf[..n]).ok()?;
-    let keys = [
-        "sched_switches",
-        "sched_lock_contended",
-        "sched_lock_wait_ns",
-        "frames_lock_contended",
-        "frames_lock_wait_ns",
-        "heap_lock_contended",
-        "heap_lock_wait_ns",
-    ];
     let mut out = [0u64; 7];
-    for (i, k) in keys.iter().enumerate() {
+    for (i, k) in LOCK_KEYS.iter().enumerate() {
         out[i] = text
             .lines()
             .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())?;
