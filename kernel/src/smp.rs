@@ -786,14 +786,17 @@ kernel_test!(
             check!(post_job(c, count_rounds, 0), "job for CPU {c}");
         }
         let rounds = |c: usize| ROUNDS[c].load(Ordering::Relaxed);
-        // Every CPU is counting.
-        for &c in &others {
+        // True if CPU `c` counts on within a second.
+        let counts_on = |c: usize| {
             let r0 = rounds(c);
             let deadline = crate::time::monotonic_ns() + 1_000_000_000;
             while rounds(c) == r0 && crate::time::monotonic_ns() < deadline {
                 core::hint::spin_loop();
             }
-            check!(rounds(c) > r0, "CPU {c} is not counting");
+            rounds(c) > r0
+        };
+        for &c in &others {
+            check!(counts_on(c), "CPU {c} is not counting");
         }
         // While stopped, none counts on, for 5 ms; each called back runs
         // a cross-call all the same.
@@ -819,12 +822,7 @@ kernel_test!(
         check_eq!(still, (true, true), "(stopped, took the call)");
         // Released, they count on.
         for &c in &others {
-            let r0 = rounds(c);
-            let deadline = crate::time::monotonic_ns() + 1_000_000_000;
-            while rounds(c) == r0 && crate::time::monotonic_ns() < deadline {
-                core::hint::spin_loop();
-            }
-            check!(rounds(c) > r0, "CPU {c} stayed stopped");
+            check!(counts_on(c), "CPU {c} stayed stopped");
         }
         drop(end);
         for (&c, &d) in others.iter().zip(&done) {

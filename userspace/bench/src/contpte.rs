@@ -898,10 +898,7 @@ fn group(ctx: &Ctx, s: Support, cpus: &[u32], kernel: &str) -> Result<(), String
             Ok(0) => sys::exit_group(worker(ctx, &modes, &steps, cpus.len(), w, cpu, kernel)),
             Ok(p) => pids.push(p as i32),
             Err(e) => {
-                for &p in &pids {
-                    let _ = sys::kill(p, 9);
-                    let _ = sys::wait4(p, 0);
-                }
+                folium_programs::kill_and_reap(&pids);
                 return Err(format!("fork of worker {w}: {}", e.name()));
             }
         }
@@ -938,10 +935,7 @@ fn group(ctx: &Ctx, s: Support, cpus: &[u32], kernel: &str) -> Result<(), String
     };
     let r = run();
     if r.is_err() {
-        for &p in &pids {
-            let _ = sys::kill(p, 9);
-            let _ = sys::wait4(p, 0);
-        }
+        folium_programs::kill_and_reap(&pids);
     }
     r
 }

@@ -155,10 +155,7 @@ pub fn cpus(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Recor
                     }
                     Ok(p) => workers.push(p as i32),
                     Err(e) => {
-                        for &p in &workers {
-                            let _ = sys::kill(p, 9);
-                            let _ = sys::wait4(p, 0);
-                        }
+                        folium_programs::kill_and_reap(&workers);
                         return Err(format!("fork: {}", e.name()));
                     }
                 }

@@ -104,6 +104,14 @@ pub fn on_folium() -> bool {
     sys::uname(&mut u).is_ok() && u[130..195].windows(6).any(|w| w == b"folium")
 }
 
+/// Kills and reaps each child of `pids` (a benchmark or test giving up).
+pub fn kill_and_reap(pids: &[i32]) {
+    for &p in pids {
+        let _ = sys::kill(p, 9);
+        let _ = sys::wait4(p, 0);
+    }
+}
+
 /// Forks a child that runs `f` and exits with its result; returns the
 /// child's wait status.
 pub fn in_child(f: impl FnOnce() -> i32) -> Result<u32, String> {
