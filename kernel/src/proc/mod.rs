@@ -315,6 +315,20 @@ impl Table {
         self.current.iter().position(|&c| c == Some(pid))
     }
 
+    /// True if CPU `cpu` may take queued `pid` now: runnable, allowed
+    /// there, and not still current on another CPU (see [`pick`]).
+    fn takeable(&self, pid: Pid, cpu: usize) -> bool {
+        self.procs
+            .get(&pid)
+            .is_some_and(|p| p.state == State::Runnable && p.affinity & 1 << cpu != 0)
+            && self.cpu_of(pid).is_none_or(|c| c == cpu)
+    }
+
+    /// The earliest sleeper's deadline (`u64::MAX`: nobody sleeps).
+    fn next_deadline(&self) -> u64 {
+        self.sleepers.first().map_or(u64::MAX, |&(d, _)| d)
+    }
+
     /// Queues runnable `pid` and, if a CPU it may run on sleeps with
     /// nothing to do, wakes one (Linux's `ttwu` + reschedule IPI).
     fn enqueue(&mut self, pid: Pid) {
@@ -581,7 +595,7 @@ fn wake_sleepers(t: &mut Table, now: u64) {
             woken.push(pid);
         }
     }
-    let next = t.sleepers.first().map_or(u64::MAX, |&(d, _)| d);
+    let next = t.next_deadline();
     for &pid in woken.iter().rev() {
         t.runq.push_front(pid);
     }
@@ -600,13 +614,17 @@ fn wake(t: &mut Table, pid: Pid) {
             State::WaitChild | State::Sleep { .. } | State::Stopped
         )
     {
-        if let State::Sleep { until_ns } = p.state {
+        let slept = match p.state {
+            State::Sleep { until_ns } => Some(until_ns),
+            _ => None,
+        };
+        p.state = State::Runnable;
+        if let Some(until_ns) = slept {
             t.sleepers.remove(&(until_ns, pid));
             // The tick's deadline follows, so idle CPUs do not wake for
             // a sleeper that is gone.
-            crate::sched::set_next_wake(t.sleepers.first().map_or(u64::MAX, |&(d, _)| d));
+            crate::sched::set_next_wake(t.next_deadline());
         }
-        p.state = State::Runnable;
         t.enqueue(pid);
     }
 }
@@ -717,22 +735,13 @@ fn switch_away() -> bool {
 fn pick(t: &mut Table, cpu: usize) -> Option<Pid> {
     let mut i = 0;
     while let Some(&n) = t.runq.get(i) {
-        match t.procs.get(&n) {
-            Some(p) if p.state == State::Runnable => {
-                let elsewhere = t
-                    .current
-                    .iter()
-                    .enumerate()
-                    .any(|(c, &q)| c != cpu && q == Some(n));
-                if p.affinity & (1 << cpu) != 0 && !elsewhere {
-                    t.runq.remove(i);
-                    return Some(n);
-                }
-                i += 1;
-            }
-            _ => {
-                t.runq.remove(i);
-            }
+        if !t.procs.get(&n).is_some_and(|p| p.state == State::Runnable) {
+            t.runq.remove(i);
+        } else if t.takeable(n, cpu) {
+            t.runq.remove(i);
+            return Some(n);
+        } else {
+            i += 1;
         }
     }
     None
@@ -867,12 +876,8 @@ fn idle_wait() {
     let bit = 1 << cpu;
     let sleep = {
         let t = PROCS.lock();
-        let runnable = t.runq.iter().any(|p| {
-            t.procs
-                .get(p)
-                .is_some_and(|i| i.state == State::Runnable && i.affinity & bit != 0)
-                && t.cpu_of(*p).is_none()
-        }) || !t.new_children[cpu].is_empty();
+        let runnable =
+            t.runq.iter().any(|&p| t.takeable(p, cpu)) || !t.new_children[cpu].is_empty();
         if !runnable {
             IDLE_CPUS.fetch_or(bit, Ordering::AcqRel);
         }
