@@ -31,8 +31,7 @@ fn with_faults(
     // The areas decide first: PROT_NONE and read-only areas refuse the
     // kernel's accesses as they refuse the user's.
     if !task
-        .space
-        .as_ref()
+        .space()
         .is_some_and(|s| s.allows(VirtAddr::new(base), len as u64, access))
     {
         return Err(Errno::EFAULT);
@@ -51,8 +50,15 @@ fn with_faults(
         if new_done == done && last_fault == Some(at) {
             return Err(Errno::EFAULT);
         }
-        let space = task.space.as_mut().ok_or(Errno::EFAULT)?;
-        match space.handle_fault(&mut KernelEnv, VirtAddr::new(at), access) {
+        // The lock is held for the fault only: the copy runs without it
+        // (another thread may unmap meanwhile: the copy then stops short
+        // and the next fault finds the hole).
+        let fixed = task.space().ok_or(Errno::EFAULT)?.handle_fault(
+            &mut KernelEnv,
+            VirtAddr::new(at),
+            access,
+        );
+        match fixed {
             Ok(()) => {}
             // No frame is not a bad address: reclaim, or let the OOM
             // killer act, then try again; ENOMEM only if this process is

@@ -19,8 +19,11 @@ use folium_mm::tlb::{Asid, TlbOps};
 use folium_mm::views::MemView;
 use folium_mm::{PAGE_SIZE, Pfn, VirtAddr};
 
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
 use super::frames;
 use crate::arch::{self, KernelPteFormat};
+use crate::proc::mm::Mm;
 use crate::sync::IrqMutex;
 
 /// A user address space in this machine's page-table format.
@@ -124,7 +127,7 @@ impl MmEnv for KernelEnv {
         }
     }
     fn tlb(&self) -> &dyn TlbOps {
-        &arch::tlb::Hw
+        &KernelTlb
     }
     fn sync_icache(&self, pfn: Pfn, nr: u64) {
         // x86 keeps instruction fetches coherent with stores.
@@ -168,6 +171,9 @@ impl MmEnv for KernelEnv {
             .get()
             .expect("the zero page is allocated at boot (uspace::init)")
     }
+    /// The space's own tag is used only for a space no thread shares
+    /// (exec's new image, teardown): an operation on a thread's space
+    /// goes through its [`crate::proc::mm::Mm`]'s tag (see there).
     fn cond_resched(&mut self, root: PhysAddr, tag: &mut AsidTag, rss: u64) -> Option<Asid> {
         cond_resched_space(root, tag, rss)
     }
@@ -178,6 +184,117 @@ impl MmEnv for KernelEnv {
 
 /// Folio references (or table frames) one allocator lock releases at most.
 const PUT_STEP: usize = 2048;
+
+/// Per CPU: the shared space ([`Mm`]) whose lock the running thread holds
+/// (null: none). Set when the lock is taken, cleared when it is let go
+/// and whenever the CPU switches threads: a preemption point inside an
+/// operation reads it before switching and sets it again on the CPU it
+/// resumes on, so a non-null pointer is always the running thread's, and
+/// alive (that thread's guard holds a reference).
+static WORKING: [AtomicPtr<Mm>; crate::smp::MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; crate::smp::MAX_CPUS];
+
+/// Per CPU: the running thread is inside an operation whose space may
+/// have been given a new ASID while it was switched out (a rollover at a
+/// preemption point with no way to hand the new number to the
+/// operation): until the operation ends, every flush it makes flushes
+/// every ASID on every CPU. Follows the thread as [`WORKING`] does.
+static STALE_ASID: [AtomicBool; crate::smp::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; crate::smp::MAX_CPUS];
+
+/// Records that the running thread holds `mm`'s lock.
+pub fn note_working(mm: &Mm) {
+    WORKING[crate::smp::id()].store(core::ptr::from_ref(mm).cast_mut(), Ordering::Relaxed);
+}
+
+/// Records that the running thread let go of `mm`'s lock.
+pub fn forget_working(mm: &Mm) {
+    let cpu = crate::smp::id();
+    let _ = WORKING[cpu].compare_exchange(
+        core::ptr::from_ref(mm).cast_mut(),
+        core::ptr::null_mut(),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    STALE_ASID[cpu].store(false, Ordering::Relaxed);
+}
+
+/// This CPU switches threads: what the running one works on is its own,
+/// saved by it before the switch (see [`WORKING`]).
+pub fn switching_threads() {
+    let cpu = crate::smp::id();
+    WORKING[cpu].store(core::ptr::null_mut(), Ordering::Relaxed);
+    STALE_ASID[cpu].store(false, Ordering::Relaxed);
+}
+
+/// What a preemption point inside an operation saves (the space it works
+/// on, if any, and whether its number may be stale) and restores on the
+/// CPU it resumes on.
+struct OpState {
+    working: *mut Mm,
+    stale: bool,
+}
+
+impl OpState {
+    fn save() -> OpState {
+        let cpu = crate::smp::id();
+        OpState {
+            working: WORKING[cpu].load(Ordering::Relaxed),
+            stale: STALE_ASID[cpu].load(Ordering::Relaxed),
+        }
+    }
+    fn restore(&self, stale: bool) {
+        let cpu = crate::smp::id();
+        WORKING[cpu].store(self.working, Ordering::Relaxed);
+        STALE_ASID[cpu].store(self.stale || stale, Ordering::Relaxed);
+    }
+    /// The space worked on if its root is `root`.
+    fn mm(&self, root: PhysAddr) -> Option<&Mm> {
+        // SAFETY: a WORKING pointer is the running thread's, alive while
+        // its guard is (see WORKING); this thread holds that guard.
+        unsafe { self.working.as_ref() }.filter(|m| m.root() == root)
+    }
+}
+
+/// The TLB maintenance the mm code asks for, on the hardware: as asked,
+/// or, for an operation whose number may be stale ([`STALE_ASID`]),
+/// every ASID.
+struct KernelTlb;
+
+impl KernelTlb {
+    /// The operation's number may be stale: then every ASID goes, on
+    /// every CPU (true after the flush).
+    fn stale() -> bool {
+        let me = crate::smp::id();
+        if !STALE_ASID[me].load(Ordering::Relaxed) {
+            return false;
+        }
+        crate::smp::call_on(
+            crate::smp::others() | 1 << me,
+            |_| arch::tlb::flush_all(),
+            0,
+        );
+        true
+    }
+}
+
+impl TlbOps for KernelTlb {
+    fn flush_page(&self, asid: Asid, va: VirtAddr) {
+        if !Self::stale() {
+            arch::tlb::Hw.flush_page(asid, va);
+        }
+    }
+    fn flush_range(&self, asid: Asid, start: VirtAddr, end: VirtAddr) {
+        if !Self::stale() {
+            arch::tlb::Hw.flush_range(asid, start, end);
+        }
+    }
+    fn flush_asid(&self, asid: Asid) {
+        if !Self::stale() {
+            arch::tlb::Hw.flush_asid(asid);
+        }
+    }
+}
 
 /// Processes switched out at a preemption point inside an address-space
 /// operation: while one is, a gather or a copy may hold references its
@@ -212,18 +329,22 @@ pub fn mm_quiesce() -> bool {
     use core::sync::atomic::Ordering::Relaxed;
     let (root, asid) = arch::user_root();
     let generation = asids().lock().generation();
+    let op = OpState::save();
     let mut switched = false;
     while MM_PREEMPTED.load(Relaxed) > 0 {
         if !crate::proc::yield_away() {
+            op.restore(false);
             return false;
         }
         switched = true;
     }
+    let mut stale = false;
     if switched && IDLE_ROOT.get() != Some(&root) {
         // SAFETY: as in `cond_resched_anywhere`: the root this thread had
         // installed, still alive, with the ASID it had in this generation.
-        unsafe { reinstall(root, asid, generation) };
+        stale = !unsafe { reinstall(root, asid, generation) };
     }
+    op.restore(stale);
     true
 }
 
@@ -234,8 +355,8 @@ pub fn mm_quiesce() -> bool {
 /// # Safety
 ///
 /// `root` is a live space's, and `asid` the number it had in
-/// `generation`.
-unsafe fn reinstall(root: PhysAddr, asid: Asid, generation: u64) {
+/// `generation`. False if a rollover came first (nothing installed).
+unsafe fn reinstall(root: PhysAddr, asid: Asid, generation: u64) -> bool {
     let mut ids = asids().lock();
     if ids.generation() == generation {
         if ids.reinstalled(crate::smp::id(), asid) {
@@ -245,7 +366,9 @@ unsafe fn reinstall(root: PhysAddr, asid: Asid, generation: u64) {
         // space's (no rollover since), which nothing else was given, and
         // this CPU's TLB holds no older owner's entries under it.
         unsafe { arch::set_user_root(root, asid) };
+        return true;
     }
+    false
 }
 
 /// A preemption point for mm code that does not know the address space
@@ -256,15 +379,26 @@ unsafe fn reinstall(root: PhysAddr, asid: Asid, generation: u64) {
 /// code runs, in `crate::proc::task_main`); nothing can cache a
 /// translation of a space that is not installed, and the rollover flushed
 /// everything cached under the old number.
+///
+/// A rollover renumbers a space the thread shares with others (they may
+/// install it under its new number meanwhile) without the operation
+/// learning the number: from then until the operation ends its flushes
+/// flush every ASID ([`STALE_ASID`]).
 pub fn cond_resched_anywhere() {
     let (root, asid) = arch::user_root();
     let generation = asids().lock().generation();
-    if !preempt_mid_op() || IDLE_ROOT.get() == Some(&root) {
+    let op = OpState::save();
+    if !preempt_mid_op() {
+        return;
+    }
+    if IDLE_ROOT.get() == Some(&root) {
+        op.restore(false);
         return;
     }
     // SAFETY: the root this thread had installed, of a space it is
     // working on (so still alive), with the ASID it had in `generation`.
-    unsafe { reinstall(root, asid, generation) };
+    let kept = unsafe { reinstall(root, asid, generation) };
+    op.restore(!kept);
 }
 
 /// The kernel's preemption point inside an operation on the space at
@@ -285,10 +419,23 @@ pub fn cond_resched_space(root: PhysAddr, tag: &mut AsidTag, rss: u64) -> Option
     } else if IDLE_ROOT.get() != Some(&installed) {
         return None;
     }
+    let op = OpState::save();
     if !preempt_mid_op() || !ours {
+        if ours {
+            op.restore(false);
+        }
         return None;
     }
-    Some(activate_root(root, tag))
+    // Installed again under the number it has now, which the operation
+    // takes: nothing is stale any more.
+    let asid = match op.mm(root) {
+        Some(mm) => mm.reactivate(),
+        None => activate_root(root, tag),
+    };
+    op.restore(false);
+    let cpu = crate::smp::id();
+    STALE_ASID[cpu].store(false, Ordering::Relaxed);
+    Some(asid)
 }
 
 /// Runs the deferred-split scan over at most `max` queued folios
@@ -409,7 +556,8 @@ pub fn kernel_half() -> Option<KernelHalf> {
     Some(unsafe { KernelHalf::new(root, slots) })
 }
 
-/// Installs `space` as the user half, choosing its ASID.
+/// Installs `space`, which no thread shares yet (tests, a new image), as
+/// the user half, choosing its ASID.
 pub fn activate(space: &mut UserSpace) {
     let root = space.root();
     space.asid = activate_root(root, &mut space.asid_tag);
@@ -417,7 +565,7 @@ pub fn activate(space: &mut UserSpace) {
 
 /// Installs the space whose root is `root` and whose ASID bookkeeping is
 /// `tag` as the user half; returns its ASID.
-fn activate_root(root: PhysAddr, tag: &mut AsidTag) -> Asid {
+pub fn activate_root(root: PhysAddr, tag: &mut AsidTag) -> Asid {
     IDLE_ROOT.call_once(|| arch::user_root().0);
     let act = asids().lock().activate(crate::smp::id(), tag);
     if act.flush_all {

@@ -37,8 +37,9 @@ fn emulate_mrs(task: &mut Task) -> bool {
 pub fn handle(task: &mut Task, f: UserFault) {
     let sig = match f.kind {
         UserFaultKind::Page { access, .. } => {
-            let r = match task.space.as_mut() {
-                Some(s) => s.handle_fault(&mut KernelEnv, VirtAddr::new(f.addr), access),
+            // The lock is let go before the OOM killer or the exit.
+            let r = match task.space() {
+                Some(mut s) => s.handle_fault(&mut KernelEnv, VirtAddr::new(f.addr), access),
                 None => Err(FaultError::Unmapped),
             };
             match r {
@@ -88,7 +89,7 @@ pub fn handle(task: &mut Task, f: UserFault) {
             sig
         }
     };
-    super::exit_current(
+    super::end_process(
         task,
         ExitStatus::Signaled {
             signal: sig,

@@ -1,7 +1,8 @@
-//! Processes: the table, round-robin scheduling on every CPU, fork, exit,
-//! wait and kill. One thread per process.
+//! Processes and their threads: the table, round-robin scheduling on
+//! every CPU, fork, clone of threads, exit, wait and kill.
 //!
-//! Each process has a kernel thread of its own (a [`KernelStack`] and an
+//! Each thread (a process is a group of them, see `docs/architecture.md`,
+//! "Threads") has a kernel thread of its own (a [`KernelStack`] and an
 //! [`arch::Context`]) that runs [`task_main`]: enter user mode with
 //! [`arch::run_user`], handle whatever brought it back (a syscall, a fault,
 //! an interrupt), repeat. Kernel code runs with interrupts masked; a task
@@ -37,8 +38,9 @@
 //! - [`ProcInfo`] (parent, children, state, exit status, pending kill) lives
 //!   in the table behind [`PROCS`]'s lock: other processes read and change
 //!   it (wait, reparenting, kill, wake-ups).
-//! - [`Task`] (address space, registers, kernel stack, files) is used by
-//!   the process's own thread only, on whichever CPU runs it: it takes one `&mut Task` when it
+//! - [`Task`] (registers, kernel stack, files, and a reference to the
+//!   address space its process's threads share behind a lock of its own,
+//!   [`mm::Mm`]) is used by its own thread only, on whichever CPU runs it: it takes one `&mut Task` when it
 //!   starts ([`task_main`]) and passes it down; its parent builds it before
 //!   the thread exists (fork), and its reaper frees it after the thread is
 //!   gone. Switching touches only each thread's [`Context`] (a heap object
@@ -49,6 +51,8 @@
 pub mod exec;
 pub mod fault;
 pub mod files;
+pub mod futex;
+pub mod mm;
 pub mod oom;
 pub mod ptdump;
 pub mod views;
@@ -56,6 +60,7 @@ pub mod views;
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use folium_abi::Errno;
@@ -68,9 +73,10 @@ use folium_mm::PhysAddr;
 
 use crate::arch::{self, Context, UserContext, UserExit};
 use crate::memory::kstack::KernelStack;
-use crate::memory::uspace::{self, KernelEnv, UserSpace};
+use crate::memory::uspace::{self, KernelEnv};
 use crate::smp::MAX_CPUS;
 use crate::sync::IrqMutex;
+use mm::{Mm, MmGuard};
 
 /// A process id.
 pub type Pid = u32;
@@ -104,20 +110,39 @@ pub enum State {
     /// Stopped by SIGSTOP (or another stop signal at its default action)
     /// until SIGCONT or SIGKILL.
     Stopped,
+    /// On a wait queue of the table (a futex, an address-space lock)
+    /// until woken, or until `until_ns` (`u64::MAX`: no deadline).
+    Blocked {
+        /// Deadline in nanoseconds of `CLOCK_MONOTONIC`.
+        until_ns: u64,
+        /// Whether a fatal or stop signal ends the wait early.
+        killable: bool,
+    },
     /// Dead, waiting to be reaped.
     Zombie(ExitStatus),
 }
 
-/// The shared part of a process (behind the table lock).
+/// The shared part of a thread (behind the table lock). A process is a
+/// thread group: its first thread (the leader, whose tid is the
+/// process's pid, its `tgid`) holds what belongs to the whole process
+/// (parent, children, signal dispositions, stop reports, the published
+/// root and footprint); every thread has its own state, kill and stop
+/// requests, affinity and robust list.
 pub struct ProcInfo {
-    /// Parent (init after reparenting).
+    /// Its thread group (the leader's tid).
+    pub tgid: Pid,
+    /// Leader only: the other threads of the group still running or
+    /// dying (a thread leaves the list when it exits).
+    pub threads: Vec<Pid>,
+    /// Parent (init after reparenting). Leader only.
     pub ppid: Pid,
-    /// Children not yet reaped.
+    /// Children not yet reaped (their leaders). Leader only.
     pub children: Vec<Pid>,
     /// What it is doing.
     pub state: State,
-    /// A fatal signal sent to it, acted on at its next kernel exit point.
-    pub kill: Option<Signal>,
+    /// How it is to end, acted on at its next kernel exit point: a fatal
+    /// signal to its process, or another thread's `exit_group`.
+    pub kill: Option<ExitStatus>,
     /// A stop signal sent to it, acted on at its next return to user mode.
     pub stop: Option<Signal>,
     /// A stop or continue its parent has not collected with `wait4`
@@ -184,12 +209,15 @@ pub struct Signals {
     pub mask: u64,
 }
 
-/// The private part of a process.
+/// The private part of a thread.
 pub struct Task {
-    /// Its pid.
+    /// Its tid (the process's pid for the group's leader).
     pub pid: Pid,
-    /// The user address space (None only while being torn down).
-    pub space: Option<UserSpace>,
+    /// Its process (thread group): the leader's tid.
+    pub tgid: Pid,
+    /// The user address space, shared with the other threads of the
+    /// process (None only while being torn down).
+    pub mm: Option<Arc<Mm>>,
     /// User registers.
     pub uctx: UserContext,
     /// Its kernel stack, owned here so that it is freed (unmapped, then
@@ -216,9 +244,26 @@ pub struct Table {
     /// up the CPU, while no CPU was idle: queued right behind it when it
     /// does (see [`fork_current`]).
     new_children: [Vec<Pid>; MAX_CPUS],
-    /// Sleeping processes by deadline (each in `State::Sleep` with that
-    /// deadline): a switch wakes the due ones without scanning the table.
+    /// Sleeping processes by deadline (each in `State::Sleep` or
+    /// `State::Blocked` with that deadline): a switch wakes the due ones
+    /// without scanning the table.
     sleepers: BTreeSet<(u64, Pid)>,
+    /// Threads blocked on a key, in arrival order, with the bits a wake
+    /// must match (futex bitsets; `u32::MAX` for every other wait).
+    waitq: BTreeMap<WaitKey, VecDeque<(Pid, u32)>>,
+    /// Threads (not leaders) that exited and wait for the kernel to free
+    /// them ([`reap_threads`]): no parent collects a thread.
+    dead: Vec<Pid>,
+}
+
+/// What a blocked thread waits on: a user address of one address space
+/// (a futex), or the space's lock (`addr` = `u64::MAX`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WaitKey {
+    /// The address space ([`Mm::id`]).
+    pub space: u64,
+    /// The address.
+    pub addr: u64,
 }
 
 /// CPUs sleeping in their idle thread with nothing to run: a wake-up
@@ -266,7 +311,13 @@ pub static PROCS: IrqMutex<Table> = IrqMutex::new(Table {
     next_pid: INIT_PID,
     new_children: [const { Vec::new() }; MAX_CPUS],
     sleepers: BTreeSet::new(),
+    waitq: BTreeMap::new(),
+    dead: Vec::new(),
 });
+
+/// Set while [`Table::dead`] may hold threads to free: checked without
+/// the lock on every return to user mode.
+static DEAD_THREADS: AtomicBool = AtomicBool::new(false);
 
 /// Bumped whenever a fatal signal is recorded for any process, so a
 /// thread returning to user mode looks its own up (under the table lock)
@@ -322,6 +373,20 @@ impl Table {
             .get(&pid)
             .is_some_and(|p| p.state == State::Runnable && p.affinity & 1 << cpu != 0)
             && self.cpu_of(pid).is_none_or(|c| c == cpu)
+    }
+
+    /// The leader of `pid`'s thread group (`pid` itself if unknown).
+    fn leader(&self, pid: Pid) -> Pid {
+        self.procs.get(&pid).map_or(pid, |p| p.tgid)
+    }
+
+    /// Every thread of `tgid`'s group, the leader first.
+    fn group(&self, tgid: Pid) -> Vec<Pid> {
+        let mut all = alloc::vec![tgid];
+        if let Some(l) = self.procs.get(&tgid) {
+            all.extend_from_slice(&l.threads);
+        }
+        all
     }
 
     /// The earliest sleeper's deadline (`u64::MAX`: nobody sleeps).
@@ -407,10 +472,11 @@ fn bit(sig: Signal) -> u64 {
 }
 
 impl Task {
-    fn new(pid: Pid, space: UserSpace, uctx: UserContext, kstack: KernelStack) -> Box<Task> {
+    fn new(pid: Pid, mm: Arc<Mm>, uctx: UserContext, kstack: KernelStack) -> Box<Task> {
         Box::new(Task {
             pid,
-            space: Some(space),
+            tgid: pid,
+            mm: Some(mm),
             uctx,
             _kstack: kstack,
             files: files::FdTable::console(),
@@ -418,6 +484,25 @@ impl Task {
             set_child_tid: 0,
             rlimits: files::default_rlimits(),
         })
+    }
+
+    /// Its address space, locked (None once it has none).
+    pub fn space(&self) -> Option<MmGuard> {
+        self.mm.as_ref().map(|m| m.lock(self.pid))
+    }
+
+    /// Installs its address space as this CPU's user half (or the empty
+    /// one if it has none).
+    fn activate(&self) {
+        match &self.mm {
+            Some(m) => m.activate(),
+            None => uspace::deactivate(),
+        }
+    }
+
+    /// The root of its page table, if it has an address space.
+    pub fn root(&self) -> Option<PhysAddr> {
+        self.mm.as_ref().map(|m| m.root())
     }
 }
 
@@ -446,12 +531,19 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
         }
     };
     let pid = PROCS.lock().alloc_pid();
-    let task = Task::new(pid, space, UserContext::new(start.entry, start.sp), kstack);
+    let task = Task::new(
+        pid,
+        Mm::new(space),
+        UserContext::new(start.entry, start.sp),
+        kstack,
+    );
     let affinity = ALL_CPUS;
     let mut t = PROCS.lock();
     t.procs.insert(
         pid,
         ProcInfo {
+            tgid: pid,
+            threads: Vec::new(),
             ppid: 0,
             children: Vec::new(),
             state: State::Runnable,
@@ -464,7 +556,7 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             rss: 0,
             pt_pages: 0,
             robust_list: 0,
-            pt_root: task.space.as_ref().map(|s| s.root()),
+            pt_root: task.root(),
             affinity,
             kthread: new_kthread(&task, pid),
             task: Box::into_raw(task),
@@ -483,10 +575,7 @@ extern "C" fn task_main(pid: u64) -> ! {
     debug_assert_eq!(task.pid, pid);
     // A thread installs its own address space (here, and when `schedule`
     // returns to it): no other thread touches this Task.
-    match task.space.as_mut() {
-        Some(s) => uspace::activate(s),
-        None => uspace::deactivate(),
-    }
+    task.activate();
     // Its first run starts here, not in `switch_away`: finish the switch.
     finish_switch();
     let mut published = (0, 0);
@@ -500,14 +589,13 @@ extern "C" fn task_main(pid: u64) -> ! {
         // Between two returns to user mode nothing is half done: the
         // place to stop for a CPU that reads other spaces.
         crate::smp::park_if_asked();
+        if DEAD_THREADS.load(Ordering::Acquire) {
+            reap_threads();
+        }
         let epoch = KILL_EPOCH.load(core::sync::atomic::Ordering::Acquire);
         if epoch != seen_epoch {
             seen_epoch = epoch;
-            if let Some(signal) = pending_kill(pid) {
-                let status = ExitStatus::Signaled {
-                    signal,
-                    core: false,
-                };
+            if let Some(status) = pending_kill(pid) {
                 exit_current(task, status);
             }
             if stop_if_asked(task) {
@@ -519,27 +607,27 @@ extern "C" fn task_main(pid: u64) -> ! {
         // A preemption point that had no `&mut Task` to hand
         // (`preempt`) resumes with the empty user half: install ours again
         // before user code runs.
-        if let Some(s) = task.space.as_mut()
-            && arch::user_root().0 != s.root()
+        if let Some(m) = &task.mm
+            && arch::user_root().0 != m.root()
         {
-            uspace::activate(s);
+            m.activate();
         }
         match arch::run_user(&mut task.uctx) {
             UserExit::Syscall => crate::syscall::dispatch(task),
             UserExit::Interrupt => {}
             UserExit::Fault(f) => fault::handle(task, f),
         }
-        let usage = task
-            .space
-            .as_ref()
-            .map_or((0, 0), |s| (s.rss(), s.table_pages()));
+        // Skipped while another thread works on the space: it publishes.
+        let usage = task.mm.as_ref().map_or(Some((0, 0)), |m| m.try_usage(pid));
         // A long operation may have published a figure of its own
         // midway (`publish_rss`): then publish again whatever it is.
         let rss_epoch = RSS_EPOCH.load(core::sync::atomic::Ordering::Relaxed);
-        if usage != published || rss_epoch != seen_rss_epoch {
+        if let Some(usage) = usage
+            && (usage != published || rss_epoch != seen_rss_epoch)
+        {
             published = usage;
             seen_rss_epoch = rss_epoch;
-            if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
+            if let Some(p) = PROCS.lock().procs.get_mut(&task.tgid) {
                 (p.rss, p.pt_pages) = usage;
             }
         }
@@ -564,15 +652,19 @@ fn stop_if_asked(task: &mut Task) -> bool {
             return false;
         }
         p.state = State::Stopped;
-        p.report = Some(0x7f | u32::from(sig.0) << 8);
-        let ppid = p.ppid;
-        wake(&mut t, ppid);
+        // The process's stop is reported once, on its leader.
+        let tgid = p.tgid;
+        if let Some(l) = t.procs.get_mut(&tgid) {
+            l.report = Some(0x7f | u32::from(sig.0) << 8);
+            let ppid = l.ppid;
+            wake_waiters(&mut t, ppid);
+        }
     }
     schedule(Some(task));
     true
 }
 
-fn pending_kill(pid: Pid) -> Option<Signal> {
+fn pending_kill(pid: Pid) -> Option<ExitStatus> {
     PROCS.lock().procs.get(&pid).and_then(|p| p.kill)
 }
 
@@ -589,7 +681,7 @@ fn wake_sleepers(t: &mut Table, now: u64) {
         }
         t.sleepers.pop_first();
         if let Some(p) = t.procs.get_mut(&pid)
-            && p.state == (State::Sleep { until_ns })
+            && p.deadline() == Some(until_ns)
         {
             p.state = State::Runnable;
             woken.push(pid);
@@ -606,18 +698,53 @@ fn wake_sleepers(t: &mut Table, now: u64) {
     crate::sched::set_next_wake(next);
 }
 
-/// Makes `pid` runnable (if it was blocked) and queues it.
-fn wake(t: &mut Table, pid: Pid) {
-    if let Some(p) = t.procs.get_mut(&pid)
-        && matches!(
-            p.state,
-            State::WaitChild | State::Sleep { .. } | State::Stopped
-        )
-    {
-        let slept = match p.state {
+impl ProcInfo {
+    /// The deadline it sleeps or waits until, if any.
+    fn deadline(&self) -> Option<u64> {
+        match self.state {
             State::Sleep { until_ns } => Some(until_ns),
+            State::Blocked { until_ns, .. } if until_ns != u64::MAX => Some(until_ns),
             _ => None,
-        };
+        }
+    }
+}
+
+/// Makes `pid` runnable if a signal may end what it waits for (a
+/// sleep, a wait for a child, a stop, a killable wait on a queue) and
+/// queues it.
+fn wake(t: &mut Table, pid: Pid) {
+    if t.procs.get(&pid).is_some_and(|p| {
+        matches!(
+            p.state,
+            State::WaitChild
+                | State::Sleep { .. }
+                | State::Stopped
+                | State::Blocked { killable: true, .. }
+        )
+    }) {
+        make_runnable(t, pid);
+    }
+}
+
+/// Wakes the threads of process `tgid` waiting for a child (`wait4` may
+/// be called by any of them).
+fn wake_waiters(t: &mut Table, tgid: Pid) {
+    for tid in t.group(tgid) {
+        if t.procs
+            .get(&tid)
+            .is_some_and(|p| p.state == State::WaitChild)
+        {
+            make_runnable(t, tid);
+        }
+    }
+}
+
+/// Makes blocked `pid` runnable, whatever it waits for, and queues it.
+fn make_runnable(t: &mut Table, pid: Pid) {
+    if let Some(p) = t.procs.get_mut(&pid)
+        && !matches!(p.state, State::Runnable | State::Zombie(_))
+    {
+        let slept = p.deadline();
         p.state = State::Runnable;
         if let Some(until_ns) = slept {
             t.sleepers.remove(&(until_ns, pid));
@@ -641,8 +768,8 @@ pub fn schedule(me: Option<&mut Task>) {
     }
     // Back on this thread: install its user half (or none for idle),
     // then let go of the thread this CPU left.
-    match me.and_then(|t| t.space.as_mut()) {
-        Some(s) => uspace::activate(s),
+    match me {
+        Some(t) => t.activate(),
         None => uspace::deactivate(),
     }
     finish_switch();
@@ -696,6 +823,7 @@ fn switch_away() -> bool {
         (kthread_of(prev), kthread_of(next))
     };
     let idle = IDLE[cpu].0.get();
+    uspace::switching_threads();
     // The lock is released: switch. Only the two threads' KThread objects
     // are touched, never their Tasks.
     // SAFETY: both kernel threads are live (a KThread is freed only when
@@ -820,8 +948,8 @@ pub fn cond_resched(me: &mut Task) -> bool {
     if !preempt() {
         return false;
     }
-    if let Some(s) = me.space.as_mut() {
-        uspace::activate(s);
+    if let Some(m) = &me.mm {
+        m.activate();
     }
     true
 }
@@ -872,6 +1000,9 @@ pub fn secondary_idle(job: fn()) {
 /// Sleeps until an interrupt if this CPU has nothing to run, as one of
 /// the idle CPUs a wake-up kicks; then stops if another CPU asked.
 fn idle_wait() {
+    if DEAD_THREADS.load(Ordering::Acquire) {
+        reap_threads();
+    }
     let cpu = crate::smp::id();
     let bit = 1 << cpu;
     let sleep = {
@@ -907,7 +1038,7 @@ fn idle_wait() {
 /// was woken by a fatal signal (the caller returns EINTR and the task loop
 /// then exits).
 pub fn block(me: &mut Task, state: State) -> bool {
-    block_holding(me, PROCS.lock(), state)
+    block_holding(Some(me), PROCS.lock(), state)
 }
 
 /// [`block`] with the table's lock already held (`t`), taken by a caller
@@ -916,7 +1047,11 @@ pub fn block(me: &mut Task, state: State) -> bool {
 /// another CPU could wake the process before it blocked, and the wake-up
 /// would be lost (Linux sets the task state before checking the
 /// condition, `prepare_to_wait`, for the same reason).
-fn block_holding(me: &mut Task, t: crate::sync::IrqMutexGuard<'_, Table>, state: State) -> bool {
+fn block_holding(
+    me: Option<&mut Task>,
+    t: crate::sync::IrqMutexGuard<'_, Table>,
+    state: State,
+) -> bool {
     {
         let mut guard = t;
         let t = &mut *guard;
@@ -926,47 +1061,234 @@ fn block_holding(me: &mut Task, t: crate::sync::IrqMutexGuard<'_, Table>, state:
         let Some(p) = t.procs.get_mut(&pid) else {
             return true;
         };
-        if p.kill.is_some() {
+        let killable = !matches!(
+            state,
+            State::Blocked {
+                killable: false,
+                ..
+            }
+        );
+        if killable && p.kill.is_some() {
             return false;
         }
         p.state = state;
-        if let State::Sleep { until_ns } = state {
+        if let Some(until_ns) = p.deadline() {
             t.sleepers.insert((until_ns, pid));
             crate::sched::note_sleeper(until_ns);
         }
     }
-    schedule(Some(me));
-    // A stop signal wakes a sleeper (Linux's signal_wake_up): it stops
-    // here, and once continued its caller finds the condition it waits
-    // for unchanged and blocks again (a sleep goes on to its deadline, as
-    // Linux restarts nanosleep).
-    stop_if_asked(me);
+    match me {
+        Some(me) => {
+            schedule(Some(&mut *me));
+            // A stop signal wakes a sleeper (Linux's signal_wake_up): it
+            // stops here, and once continued its caller finds the
+            // condition it waits for unchanged and blocks again (a sleep
+            // goes on to its deadline, as Linux restarts nanosleep).
+            stop_if_asked(me);
+        }
+        None => schedule(None),
+    }
     current_pid().and_then(pending_kill).is_none()
 }
 
-/// Ends the current process, `task` (exit, exit_group, fatal signal).
+/// How a wait on a queue ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// The condition did not hold: it never blocked.
+    NotBlocked,
+    /// A wake on its key took it off the queue.
+    Woken,
+    /// Its deadline passed first.
+    TimedOut,
+    /// A signal ended the wait (a fatal one, or a stop and continue):
+    /// the caller looks at its condition again or gives up.
+    Interrupted,
+}
+
+/// Blocks the running thread on `key` (matching wakes whose bits meet
+/// `bits`) until woken, until `until_ns` (`u64::MAX`: never), or, if
+/// `killable`, until a signal interrupts it; but only if `still`, run
+/// under the table's lock the queue is changed under, says the condition
+/// holds (so a wake after that look finds the thread queued: no wake-up
+/// is lost). Afterwards the user half is `me`'s, or, without `me` (the
+/// address-space lock, which has no task at hand), `mm`'s.
+pub fn wait_on_key(
+    me: Option<&mut Task>,
+    mm: &Mm,
+    key: WaitKey,
+    bits: u32,
+    until_ns: u64,
+    killable: bool,
+    still: impl FnOnce() -> bool,
+) -> WaitEnd {
+    let mut t = PROCS.lock();
+    let Some(tid) = t.current() else {
+        return WaitEnd::NotBlocked;
+    };
+    if !still() {
+        return WaitEnd::NotBlocked;
+    }
+    t.waitq.entry(key).or_default().push_back((tid, bits));
+    let has_task = me.is_some();
+    let not_killed = block_holding(me, t, State::Blocked { until_ns, killable });
+    if !has_task {
+        mm.activate();
+    }
+    let me = tid;
+    let mut t = PROCS.lock();
+    // Still queued (on `key`, or wherever a requeue moved it): not woken
+    // by a wake.
+    let mut queued = None;
+    let mut emptied = None;
+    for (k, q) in t.waitq.iter_mut() {
+        if let Some(i) = q.iter().position(|&(tid, _)| tid == me) {
+            queued = q.remove(i);
+            if q.is_empty() {
+                emptied = Some(*k);
+            }
+            break;
+        }
+    }
+    if let Some(k) = emptied {
+        t.waitq.remove(&k);
+    }
+    match queued {
+        None => WaitEnd::Woken,
+        Some(_) if !not_killed => WaitEnd::Interrupted,
+        Some(_) if until_ns != u64::MAX && crate::time::monotonic_ns() >= until_ns => {
+            WaitEnd::TimedOut
+        }
+        Some(_) => WaitEnd::Interrupted,
+    }
+}
+
+/// Wakes up to `n` threads blocked on `key` whose bits meet `bits`, in
+/// arrival order; how many it woke.
+pub fn wake_key(key: WaitKey, n: u32, bits: u32) -> u32 {
+    let mut t = PROCS.lock();
+    wake_key_locked(&mut t, key, n, bits)
+}
+
+fn wake_key_locked(t: &mut Table, key: WaitKey, n: u32, bits: u32) -> u32 {
+    let mut woken = Vec::new();
+    if let Some(q) = t.waitq.get_mut(&key) {
+        let mut i = 0;
+        while i < q.len() && (woken.len() as u32) < n {
+            if q[i].1 & bits != 0 {
+                if let Some((tid, _)) = q.remove(i) {
+                    woken.push(tid);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if q.is_empty() {
+            t.waitq.remove(&key);
+        }
+    }
+    for &tid in &woken {
+        // Taken off the queue whatever it does now; made runnable only if
+        // it still waits there (one stopped meanwhile stays stopped).
+        if t.procs
+            .get(&tid)
+            .is_some_and(|p| matches!(p.state, State::Blocked { .. }))
+        {
+            make_runnable(t, tid);
+        }
+    }
+    woken.len() as u32
+}
+
+/// Wakes up to `n_wake` threads blocked on `from` and moves up to
+/// `n_move` more to `to` (Linux's futex requeue); how many it woke and
+/// moved. `check`, run first under the lock, may refuse (the futex word
+/// changed).
+pub fn requeue(
+    from: WaitKey,
+    to: WaitKey,
+    n_wake: u32,
+    n_move: u32,
+    check: impl FnOnce() -> Result<(), Errno>,
+) -> Result<u32, Errno> {
+    let mut t = PROCS.lock();
+    check()?;
+    let woken = wake_key_locked(&mut t, from, n_wake, u32::MAX);
+    let mut moved = 0;
+    if from != to {
+        let mut taken = VecDeque::new();
+        if let Some(q) = t.waitq.get_mut(&from) {
+            while moved < n_move {
+                let Some(w) = q.pop_front() else { break };
+                taken.push_back(w);
+                moved += 1;
+            }
+            if q.is_empty() {
+                t.waitq.remove(&from);
+            }
+        }
+        if !taken.is_empty() {
+            t.waitq.entry(to).or_default().extend(taken);
+        }
+    }
+    Ok(woken + moved)
+}
+
+/// Ends the running thread, `task` (`exit`; `exit_group` and fatal
+/// signals end every thread of its process, each through here). The last
+/// thread out tears the address space down; when the whole process is
+/// gone (the leader dead, no thread left), its parent is told.
 pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
     let pid = task.pid;
+    let tgid = task.tgid;
     if task.clear_child_tid != 0 {
+        // `pthread_join` waits on this word: zeroed, then woken.
         let at = task.clear_child_tid;
-        let _ = crate::uaccess::write_u32(task, at, 0);
+        if crate::uaccess::write_u32(task, at, 0).is_ok() {
+            futex::wake_address(task, at, 1);
+        }
     }
-    // Linux walks the robust-futex list here, marking each futex the
-    // process still holds with FUTEX_OWNER_DIED and waking a waiter. With
-    // one thread per process and only private memory, no other process
-    // can see those words, so the walk is skipped; the head is dropped as
-    // Linux drops it (`get_robust_list` on a zombie reads 0).
+    futex::exit_robust_list(task);
     set_robust_list(pid, 0);
     task.files.close_all();
-    if let Some(space) = task.space.take() {
-        // The tables are freed: stop using them, and stop publishing them,
-        // first.
-        publish_root(pid, None);
+    if let Some(mm) = task.mm.take() {
+        // This CPU stops using the tables first.
         uspace::deactivate();
-        space.teardown(&mut KernelEnv);
+        if let Some(space) = mm::release(mm) {
+            // The last user: withdraw the published root, then free.
+            publish_root(tgid, None);
+            space.teardown(&mut KernelEnv);
+        }
     }
-    if pid == INIT_PID {
-        let code = match status {
+    let group_status = {
+        let mut t = PROCS.lock();
+        if let Some(p) = t.procs.get_mut(&pid) {
+            p.state = State::Zombie(status);
+        }
+        if pid != tgid {
+            if let Some(l) = t.procs.get_mut(&tgid) {
+                l.threads.retain(|&x| x != pid);
+            }
+            t.dead.push(pid);
+            DEAD_THREADS.store(true, Ordering::Release);
+        }
+        let done = match t.procs.get(&tgid) {
+            Some(l) if l.threads.is_empty() => match l.state {
+                State::Zombie(s) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        };
+        // Under the same hold as the last thread's exit: a parent must
+        // not reap the process before its children have moved to init.
+        if done.is_some() && tgid != INIT_PID {
+            group_exited(&mut t, tgid);
+        }
+        done
+    };
+    if let Some(s) = group_status
+        && tgid == INIT_PID
+    {
+        let code = match s {
             ExitStatus::Exited(c) => u32::from(c),
             ExitStatus::Signaled { signal, .. } => 128 + u32::from(signal.0),
         };
@@ -977,54 +1299,173 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
             crate::arch::Exit::Failure
         });
     }
-    {
-        let mut t = PROCS.lock();
-        // Orphans go to init, which reaps them.
-        let children = t
-            .procs
-            .get_mut(&pid)
-            .map(|p| core::mem::take(&mut p.children))
-            .unwrap_or_default();
-        let mut zombie_child = false;
-        for c in &children {
-            if let Some(ci) = t.procs.get_mut(c) {
-                ci.ppid = INIT_PID;
-                zombie_child |= matches!(ci.state, State::Zombie(_));
-            }
-        }
-        if let Some(init) = t.procs.get_mut(&INIT_PID) {
-            init.children.extend(children);
-        }
-        if zombie_child {
-            wake(&mut t, INIT_PID);
-        }
-        let mut ppid = t.procs.get(&pid).map_or(0, |p| p.ppid);
-        // A parent that ignores SIGCHLD (or set SA_NOCLDWAIT) never sees
-        // its children's exit: they are reaped for it (by init, here).
-        let autoreap = t.procs.get(&ppid).is_some_and(|pp| {
-            let a = pp.signals.action(Signal::SIGCHLD);
-            a[0] == SIG_IGN || a[1] & SA_NOCLDWAIT != 0
-        });
-        if autoreap && ppid != INIT_PID {
-            if let Some(pp) = t.procs.get_mut(&ppid) {
-                pp.children.retain(|&c| c != pid);
-            }
-            if let Some(init) = t.procs.get_mut(&INIT_PID) {
-                init.children.push(pid);
-            }
-            if let Some(p) = t.procs.get_mut(&pid) {
-                p.ppid = INIT_PID;
-            }
-            wake(&mut t, ppid);
-            ppid = INIT_PID;
-        }
-        if let Some(p) = t.procs.get_mut(&pid) {
-            p.state = State::Zombie(status);
-        }
-        wake(&mut t, ppid);
-    }
     schedule(None);
     unreachable!("a zombie was scheduled");
+}
+
+/// Process `tgid` is gone (its last thread exited): its children go to
+/// init, and its parent is told (or, if the parent ignores SIGCHLD, init
+/// reaps it instead).
+fn group_exited(t: &mut Table, tgid: Pid) {
+    // Orphans go to init, which reaps them.
+    let children = t
+        .procs
+        .get_mut(&tgid)
+        .map(|p| core::mem::take(&mut p.children))
+        .unwrap_or_default();
+    let mut zombie_child = false;
+    for c in &children {
+        if let Some(ci) = t.procs.get_mut(c) {
+            ci.ppid = INIT_PID;
+            zombie_child |= matches!(ci.state, State::Zombie(_));
+        }
+    }
+    if let Some(init) = t.procs.get_mut(&INIT_PID) {
+        init.children.extend(children);
+    }
+    if zombie_child {
+        wake_waiters(t, INIT_PID);
+    }
+    let ppid = t.procs.get(&tgid).map_or(0, |p| p.ppid);
+    // A parent that ignores SIGCHLD (or set SA_NOCLDWAIT) never sees
+    // its children's exit: they are reaped for it (by init, here).
+    let autoreap = t.procs.get(&ppid).is_some_and(|pp| {
+        let a = pp.signals.action(Signal::SIGCHLD);
+        a[0] == SIG_IGN || a[1] & SA_NOCLDWAIT != 0
+    });
+    if autoreap && ppid != INIT_PID {
+        if let Some(pp) = t.procs.get_mut(&ppid) {
+            pp.children.retain(|&c| c != tgid);
+        }
+        if let Some(init) = t.procs.get_mut(&INIT_PID) {
+            init.children.push(tgid);
+        }
+        if let Some(p) = t.procs.get_mut(&tgid) {
+            p.ppid = INIT_PID;
+        }
+        wake_waiters(t, ppid);
+        wake_waiters(t, INIT_PID);
+    } else {
+        wake_waiters(t, ppid);
+    }
+}
+
+/// Frees the threads that exited and whose CPUs have switched away from
+/// them (no parent reaps a thread: the kernel does, from any thread on
+/// its way to user mode and from the idle threads).
+fn reap_threads() {
+    let mut gone = Vec::new();
+    {
+        let mut t = PROCS.lock();
+        let dead = core::mem::take(&mut t.dead);
+        for tid in dead {
+            match t.procs.get(&tid) {
+                // SAFETY: the KThread lives until the entry is removed.
+                Some(p) if unsafe { (*p.kthread).on_cpu.load(Ordering::Acquire) } => {
+                    t.dead.push(tid);
+                }
+                Some(_) => {
+                    if let Some(info) = t.procs.remove(&tid) {
+                        // SAFETY: as in `reap`: the thread is dead, off
+                        // every CPU, and out of the table.
+                        let remains = unsafe {
+                            Remains {
+                                task: Box::from_raw(info.task),
+                                kthread: Box::from_raw(info.kthread),
+                            }
+                        };
+                        gone.push(remains);
+                    }
+                }
+                None => {}
+            }
+        }
+        DEAD_THREADS.store(!t.dead.is_empty(), Ordering::Release);
+    }
+    for r in gone {
+        free_remains(r);
+    }
+}
+
+/// Ends every thread of process `tgid` but `except` with `status` (a
+/// fatal signal, or `exit_group`), each at its next kernel exit point;
+/// a leader already dead takes the status as the process's.
+fn kill_group(t: &mut Table, tgid: Pid, status: ExitStatus, except: Pid) {
+    for tid in t.group(tgid) {
+        if tid == except {
+            continue;
+        }
+        let Some(p) = t.procs.get_mut(&tid) else {
+            continue;
+        };
+        match p.state {
+            State::Zombie(_) if tid == tgid => p.state = State::Zombie(status),
+            State::Zombie(_) => {}
+            _ if p.kill.is_none() => {
+                p.stop = None;
+                p.kill = Some(status);
+                wake(t, tid);
+                kick_running(t, tid);
+            }
+            _ => {}
+        }
+    }
+    KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
+}
+
+/// `exit_group`: ends every thread of the caller's process with `code`.
+pub fn exit_group(task: &mut Task, code: u8) -> ! {
+    end_process(task, ExitStatus::Exited(code))
+}
+
+/// Ends the caller's whole process with `status` (`exit_group`, a fatal
+/// fault: Linux delivers a fault's signal to the process, whose default
+/// action ends every thread).
+pub fn end_process(task: &mut Task, status: ExitStatus) -> ! {
+    kill_group(&mut PROCS.lock(), task.tgid, status, task.pid);
+    exit_current(task, status)
+}
+
+/// Ends the other threads of the caller's process (exec) and waits until
+/// they are gone. EAGAIN when called by a thread other than the leader
+/// (Linux then gives the caller the leader's pid; Folium does not yet).
+pub fn end_other_threads(task: &mut Task) -> Result<(), Errno> {
+    let others = {
+        let t = PROCS.lock();
+        t.procs.get(&task.tgid).map_or(0, |l| l.threads.len())
+    };
+    if others == 0 {
+        return Ok(());
+    }
+    if task.pid != task.tgid {
+        return Err(Errno::EAGAIN);
+    }
+    let killed = ExitStatus::Signaled {
+        signal: Signal::SIGKILL,
+        core: false,
+    };
+    kill_group(&mut PROCS.lock(), task.tgid, killed, task.pid);
+    loop {
+        let left = PROCS
+            .lock()
+            .procs
+            .get(&task.tgid)
+            .map_or(0, |l| l.threads.len());
+        if left == 0 {
+            return Ok(());
+        }
+        if fatal_signal_pending() {
+            return Err(Errno::EINTR);
+        }
+        // A consistent point: no lock held, no operation half done.
+        crate::smp::park_if_asked();
+        if !yield_away() {
+            crate::smp::run_posted_calls();
+            core::hint::spin_loop();
+        } else {
+            task.activate();
+        }
+    }
 }
 
 /// What [`reap`] found.
@@ -1057,6 +1498,10 @@ fn reap(t: &mut Table, parent: Pid, child: Pid) -> Reaped {
     let State::Zombie(status) = info.state else {
         return Reaped::Alive;
     };
+    // A process is dead once its last thread is.
+    if !info.threads.is_empty() {
+        return Reaped::Alive;
+    }
     // SAFETY: the KThread lives until the entry is removed below.
     if unsafe { (*info.kthread).on_cpu.load(Ordering::Acquire) } {
         return Reaped::Leaving;
@@ -1102,7 +1547,8 @@ pub fn wait_child(me: &mut Task, which: i64, options: u64) -> Result<Option<(Pid
     if options & !(WNOHANG | WUNTRACED | WCONTINUED | WALL | WCLONE | WNOTHREAD) != 0 {
         return Err(Errno::EINVAL);
     }
-    let pid = me.pid;
+    // Any thread of the process waits for the process's children.
+    let pid = me.tgid;
     loop {
         let mut leaving = false;
         let t = {
@@ -1157,7 +1603,7 @@ pub fn wait_child(me: &mut Task, which: i64, options: u64) -> Result<Option<(Pid
         // Blocks under the lock the children were looked at with: a child
         // that exits on another CPU from here on finds this process
         // waiting, and wakes it.
-        if !block_holding(me, t, State::WaitChild) {
+        if !block_holding(Some(&mut *me), t, State::WaitChild) {
             return Err(Errno::EINTR);
         }
     }
@@ -1168,31 +1614,67 @@ pub fn wait_child(me: &mut Task, which: i64, options: u64) -> Result<Option<(Pid
 /// whose default action ends the process ends it unless it is ignored; a
 /// blocked one waits until it is unblocked. init, like Linux's, is immune
 /// to signals it has not set a handler for (all of them, here).
+///
+/// A signal goes to the whole process of thread `pid` (the dispositions
+/// and the mask are the process's, kept on its leader): a fatal one ends
+/// every thread, a stop stops every thread, SIGCONT resumes them all.
 pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
     let mut t = PROCS.lock();
-    let p = t.procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
+    let tgid = t.procs.get(&pid).ok_or(Errno::ESRCH)?.tgid;
     let Some(sig) = sig else { return Ok(()) };
-    if matches!(p.state, State::Zombie(_)) || pid == INIT_PID {
+    let group = t.group(tgid);
+
+    let live: Vec<Pid> = group
+        .iter()
+        .copied()
+        .filter(|p| {
+            t.procs
+                .get(p)
+                .is_some_and(|i| !matches!(i.state, State::Zombie(_)))
+        })
+        .collect();
+    if live.is_empty() || tgid == INIT_PID {
         return Ok(());
     }
     // SIGCONT resumes a stopped process whatever its disposition, and
     // cancels a stop not yet acted on (Linux's prepare_signal).
     if sig == Signal::SIGCONT {
-        p.stop = None;
-        if p.state == State::Stopped {
-            p.state = State::Runnable;
-            p.report = Some(0xffff);
-            let ppid = p.ppid;
-            t.enqueue(pid);
-            wake(&mut t, ppid);
+        let mut resumed = false;
+        for &tid in &live {
+            let Some(p) = t.procs.get_mut(&tid) else {
+                continue;
+            };
+            p.stop = None;
+            if p.state == State::Stopped {
+                resumed = true;
+                make_runnable(&mut t, tid);
+            }
+        }
+        if resumed {
+            let ppid = t.procs.get(&tgid).map_or(0, |l| l.ppid);
+            if let Some(l) = t.procs.get_mut(&tgid) {
+                l.report = Some(0xffff);
+            }
+            wake_waiters(&mut t, ppid);
             return Ok(());
         }
     }
-    if p.signals.ignored(sig) && !sig.is_unblockable() {
+    let Some(l) = t.procs.get_mut(&tgid) else {
+        return Ok(());
+    };
+    if l.signals.ignored(sig) && !sig.is_unblockable() {
         return Ok(());
     }
-    if p.signals.blocked(sig) {
-        p.pending |= bit(sig);
+    // Blocked only if every thread blocks it (Linux then leaves it
+    // pending on the process until one unblocks it).
+    let blocked = live
+        .iter()
+        .all(|p| t.procs.get(p).is_none_or(|i| i.signals.blocked(sig)));
+    let Some(l) = t.procs.get_mut(&tgid) else {
+        return Ok(());
+    };
+    if blocked {
+        l.pending |= bit(sig);
         return Ok(());
     }
     let fatal = matches!(
@@ -1201,29 +1683,52 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
     );
     // A stop signal at its default action (handlers never run here)
     // stops the process at its next return to user mode.
-    if sig.default_action() == DefaultAction::Stop
-        && (sig == Signal::SIGSTOP || p.signals.action(sig)[0] == 0)
-        && p.kill.is_none()
-    {
-        p.stop = Some(sig);
+    let default_stop = sig.default_action() == DefaultAction::Stop
+        && (sig == Signal::SIGSTOP || l.signals.action(sig)[0] == 0);
+    let dying = live
+        .iter()
+        .any(|p| t.procs.get(p).is_some_and(|i| i.kill.is_some()));
+    if default_stop && !dying {
+        for &tid in &live {
+            if let Some(p) = t.procs.get_mut(&tid) {
+                p.stop = Some(sig);
+                // A timed sleep, a wait for a child or on a futex stops
+                // at once rather than when it would have returned: each
+                // blocks again when woken early.
+                if matches!(
+                    p.state,
+                    State::Sleep { .. } | State::WaitChild | State::Blocked { killable: true, .. }
+                ) {
+                    wake(&mut t, tid);
+                }
+                kick_running(&t, tid);
+            }
+        }
         // Any stop report not yet collected is stale now.
         KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
-        // A timed sleep or a wait for a child stops at once rather than
-        // when it would have returned: both block again when woken early.
-        if matches!(p.state, State::Sleep { .. } | State::WaitChild) {
-            wake(&mut t, pid);
-        }
-        kick_running(&t, pid);
         return Ok(());
     }
-    if fatal && p.kill.is_none() {
-        p.stop = None;
-        p.kill = Some(sig);
-        KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
-        wake(&mut t, pid);
-        kick_running(&t, pid);
+    // SIGKILL ends a process whose other threads are already ending
+    // (an exec or exit_group under way), as on Linux.
+    if fatal && (!dying || sig == Signal::SIGKILL) {
+        let status = ExitStatus::Signaled {
+            signal: sig,
+            core: false,
+        };
+        kill_group(&mut t, tgid, status, 0);
     }
     Ok(())
+}
+
+/// The process (thread group) of thread `tid`: ESRCH if there is none.
+pub fn tgid_of(tid: Pid) -> Result<Pid, Errno> {
+    PROCS
+        .lock()
+        .procs
+        .get(&tid)
+        .filter(|p| !matches!(p.state, State::Zombie(_)) || p.tgid == tid)
+        .map(|p| p.tgid)
+        .ok_or(Errno::ESRCH)
 }
 
 /// If `pid` runs on another CPU, interrupts it so it sees a signal at
@@ -1241,7 +1746,8 @@ fn kick_running(t: &Table, pid: Pid) {
 /// for `pid`.
 pub fn sigaction(pid: Pid, sig: Signal, new: Option<[u64; 4]>) -> [u64; 4] {
     let mut t = PROCS.lock();
-    let Some(p) = t.procs.get_mut(&pid) else {
+    let tgid = t.leader(pid);
+    let Some(p) = t.procs.get_mut(&tgid) else {
         return [0; 4];
     };
     let old = *p.signals.action(sig);
@@ -1262,13 +1768,19 @@ pub fn sigprocmask(pid: Pid, f: impl FnOnce(u64) -> u64) -> u64 {
     let unblockable = bit(Signal::SIGKILL) | bit(Signal::SIGSTOP);
     let (old, now) = {
         let mut t = PROCS.lock();
+        let tgid = t.leader(pid);
+        // The mask is the thread's own; what waits is the process's.
         let Some(p) = t.procs.get_mut(&pid) else {
             return 0;
         };
         let old = p.signals.mask;
         p.signals.mask = f(old) & !unblockable;
-        let ready = p.pending & !p.signals.mask;
-        p.pending &= !ready;
+        let mask = p.signals.mask;
+        let Some(l) = t.procs.get_mut(&tgid) else {
+            return old;
+        };
+        let ready = l.pending & !mask;
+        l.pending &= !ready;
         (old, ready)
     };
     for n in 1..=u64::from(Signal::MAX) {
@@ -1282,7 +1794,9 @@ pub fn sigprocmask(pid: Pid, f: impl FnOnce(u64) -> u64) -> u64 {
 /// At `execve`: handlers go back to the default action (ignored signals
 /// stay ignored; the mask and pending signals are kept), as on Linux.
 pub fn reset_handlers_on_exec(pid: Pid) {
-    if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
+    let mut t = PROCS.lock();
+    let tgid = t.leader(pid);
+    if let Some(p) = t.procs.get_mut(&tgid) {
         for a in p.signals.actions.iter_mut() {
             if a[0] > SIG_IGN {
                 *a = [0; 4];
@@ -1297,15 +1811,17 @@ pub fn reset_handlers_on_exec(pid: Pid) {
 pub fn publish_rss(rss: u64) {
     RSS_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     let mut t = PROCS.lock();
-    if let Some(p) = t.current()
-        && let Some(i) = t.procs.get_mut(&p)
-    {
-        i.rss = rss;
+    if let Some(p) = t.current() {
+        let tgid = t.leader(p);
+        if let Some(i) = t.procs.get_mut(&tgid) {
+            i.rss = rss;
+        }
     }
 }
 
-/// Publishes the root of `pid`'s user page table (`None` once it has no
-/// address space), after exec replaced it or before exit frees it.
+/// Publishes the root of process `pid`'s user page table (`None` once it
+/// has no address space), after exec replaced it or before exit frees
+/// it. Only the leader's entry holds it: every address space once.
 pub fn publish_root(pid: Pid, root: Option<PhysAddr>) {
     if let Some(p) = PROCS.lock().procs.get_mut(&pid) {
         p.pt_root = root;
@@ -1317,7 +1833,8 @@ pub fn publish_root(pid: Pid, root: Option<PhysAddr>) {
 pub fn page_table_roots(pid: Pid) -> (Vec<PhysAddr>, Option<PhysAddr>) {
     let t = PROCS.lock();
     let all = t.procs.values().filter_map(|p| p.pt_root).collect();
-    (all, t.procs.get(&pid).and_then(|p| p.pt_root))
+    let tgid = t.leader(pid);
+    (all, t.procs.get(&tgid).and_then(|p| p.pt_root))
 }
 
 /// Runs the deferred split over every process's page tables (Linux's
@@ -1418,20 +1935,27 @@ pub fn set_affinity(pid: Pid, mask: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Every live pid except init and `except`, for `kill(-1, sig)`.
+/// Every live process except init and `except` (their pids), for
+/// `kill(-1, sig)`.
 pub fn all_pids_except(except: Pid) -> Vec<Pid> {
     PROCS
         .lock()
         .procs
         .iter()
-        .filter(|(p, i)| **p != INIT_PID && **p != except && !matches!(i.state, State::Zombie(_)))
+        .filter(|(p, i)| {
+            **p != INIT_PID
+                && **p != except
+                && i.tgid == **p
+                && !(matches!(i.state, State::Zombie(_)) && i.threads.is_empty())
+        })
         .map(|(p, _)| *p)
         .collect()
 }
 
-/// The parent of `pid`.
+/// The parent of thread `pid`'s process.
 pub fn parent_of(pid: Pid) -> Pid {
-    PROCS.lock().procs.get(&pid).map_or(0, |p| p.ppid)
+    let t = PROCS.lock();
+    t.procs.get(&t.leader(pid)).map_or(0, |p| p.ppid)
 }
 
 /// The name of `pid` (for reports).
@@ -1451,45 +1975,54 @@ pub fn set_name(pid: Pid, name: &str) {
     }
 }
 
-/// Creates a child of the current process as a copy of it (fork, or clone
-/// with fork semantics). Returns the child's pid.
+/// Creates a child process of the current thread's process as a copy of
+/// it (fork, or clone with fork semantics). Returns the child's pid.
 pub fn fork_current(
     parent: &mut Task,
     child_settid: u64,
     child_cleartid: u64,
 ) -> Result<Pid, Errno> {
     // The child's copy of the area map and file table live on the heap.
-    let areas = parent.space.as_ref().map_or(0, |s| s.vmas().len());
+    let areas = parent.space().map_or(0, |s| s.vmas().len());
     if PROCS.lock().procs.len() >= MAX_PROCS || !crate::heap::can_allocate(areas * 96 + 64 * 1024) {
         return Err(Errno::EAGAIN);
     }
     let kstack = KernelStack::new().ok_or(Errno::EAGAIN)?;
     // The copy has preemption points (between page tables): other
     // processes run during a long fork, the child does not exist yet.
+    // The parent's other threads wait for its address-space lock.
     let space = parent
-        .space
-        .as_mut()
+        .space()
         .ok_or(Errno::ENOMEM)?
         .fork(&mut KernelEnv, uspace::kernel_half().as_ref())
         .map_err(|_| Errno::ENOMEM)?;
     let pid = PROCS.lock().alloc_pid();
     let mut uctx = parent.uctx.clone();
     uctx.set_syscall_ret(0);
-    let mut task = Task::new(pid, space, uctx, kstack);
+    let mut task = Task::new(pid, Mm::new(space), uctx, kstack);
     task.files = parent.files.clone();
     task.rlimits = parent.rlimits;
     task.set_child_tid = child_settid;
     task.clear_child_tid = child_cleartid;
     let mut t = PROCS.lock();
-    let (name, signals, affinity) = t
+    let ptgid = parent.tgid;
+    // The process's actions, the forking thread's mask.
+    let mut signals = t
+        .procs
+        .get(&ptgid)
+        .map_or_else(Signals::default, |l| l.signals.clone());
+    signals.mask = t.procs.get(&parent.pid).map_or(0, |p| p.signals.mask);
+    let (name, affinity) = t
         .procs
         .get(&parent.pid)
-        .map(|p| (p.name.clone(), p.signals.clone(), p.affinity))
-        .unwrap_or((String::new(), Signals::default(), ALL_CPUS));
+        .map(|p| (p.name.clone(), p.affinity))
+        .unwrap_or((String::new(), ALL_CPUS));
     t.procs.insert(
         pid,
         ProcInfo {
-            ppid: parent.pid,
+            tgid: pid,
+            threads: Vec::new(),
+            ppid: ptgid,
             children: Vec::new(),
             state: State::Runnable,
             kill: None,
@@ -1501,28 +2034,113 @@ pub fn fork_current(
             rss: 0,
             pt_pages: 0,
             robust_list: 0,
-            pt_root: task.space.as_ref().map(|s| s.root()),
+            pt_root: task.root(),
             affinity,
             kthread: new_kthread(&task, pid),
             task: Box::into_raw(task),
         },
     );
-    if let Some(p) = t.procs.get_mut(&parent.pid) {
+    if let Some(p) = t.procs.get_mut(&ptgid) {
         p.children.push(pid);
     }
-    // The parent returns from fork first, whenever the slice ends: the
-    // child is queued only when the parent gives up the CPU, right behind
-    // it (`switch_away`), as Linux's CFS places a new task one slice
-    // behind its parent's virtual runtime (`START_DEBIT`, without
-    // `sched_child_runs_first`). A CPU with nothing to do takes it at
-    // once (Linux's fork balancing picks the idlest CPU).
+    place_new(&mut t, pid, affinity);
+    Ok(pid)
+}
+
+/// Where a new thread or process goes: the creator returns first,
+/// whenever its slice ends: the new one is queued only when the creator
+/// gives up the CPU, right behind it (`switch_away`), as Linux's CFS
+/// places a new task one slice behind its parent's virtual runtime
+/// (`START_DEBIT`, without `sched_child_runs_first`). A CPU with nothing
+/// to do takes it at once (Linux's fork balancing picks the idlest CPU).
+fn place_new(t: &mut Table, pid: Pid, affinity: u64) {
     if IDLE_CPUS.load(Ordering::Relaxed) & affinity & !(1 << crate::smp::id()) != 0 {
         t.enqueue(pid);
     } else {
         let cpu = crate::smp::id();
         t.new_children[cpu].push(pid);
     }
-    Ok(pid)
+}
+
+/// What a new thread starts with (`clone` with `CLONE_THREAD`).
+pub struct NewThread {
+    /// Its user stack pointer (0: the creator's).
+    pub stack: u64,
+    /// Its thread pointer (`CLONE_SETTLS`).
+    pub tls: Option<u64>,
+    /// `CLONE_CHILD_SETTID`: where it writes its tid first thing.
+    pub set_child_tid: u64,
+    /// `CLONE_CHILD_CLEARTID`: zeroed and woken when it exits.
+    pub clear_child_tid: u64,
+}
+
+/// Creates a thread in the caller's process, sharing its address space:
+/// it returns 0 from `clone` on `new.stack`. Returns its tid.
+pub fn clone_thread(parent: &mut Task, new: NewThread) -> Result<Pid, Errno> {
+    if PROCS.lock().procs.len() >= MAX_PROCS || !crate::heap::can_allocate(64 * 1024) {
+        return Err(Errno::EAGAIN);
+    }
+    let mm = parent.mm.clone().ok_or(Errno::ENOMEM)?;
+    let kstack = KernelStack::new().ok_or(Errno::EAGAIN)?;
+    let tid = PROCS.lock().alloc_pid();
+    let mut uctx = parent.uctx.clone();
+    uctx.set_syscall_ret(0);
+    if new.stack != 0 {
+        uctx.set_sp(new.stack);
+    }
+    if let Some(tls) = new.tls {
+        uctx.set_tls(tls);
+    }
+    let mut task = Task::new(tid, mm, uctx, kstack);
+    task.tgid = parent.tgid;
+    task.files = parent.files.clone();
+    task.rlimits = parent.rlimits;
+    task.set_child_tid = new.set_child_tid;
+    task.clear_child_tid = new.clear_child_tid;
+    let mut t = PROCS.lock();
+    let (name, affinity) = t
+        .procs
+        .get(&parent.pid)
+        .map(|p| (p.name.clone(), p.affinity))
+        .unwrap_or((String::new(), ALL_CPUS));
+    // A process being killed gets no new thread that would outlive it;
+    // one being stopped, none that keeps running.
+    let kill = t.procs.get(&parent.pid).and_then(|p| p.kill);
+    let stop = t.procs.get(&parent.pid).and_then(|p| p.stop);
+    let mask = t.procs.get(&parent.pid).map_or(0, |p| p.signals.mask);
+    t.procs.insert(
+        tid,
+        ProcInfo {
+            tgid: parent.tgid,
+            threads: Vec::new(),
+            ppid: 0,
+            children: Vec::new(),
+            state: State::Runnable,
+            kill,
+            stop,
+            report: None,
+            // Its own mask, its creator's to start with; the actions are
+            // the process's (on the leader).
+            signals: Signals {
+                mask,
+                ..Signals::default()
+            },
+            pending: 0,
+            name,
+            rss: 0,
+            pt_pages: 0,
+            robust_list: 0,
+            pt_root: None,
+            affinity,
+            kthread: new_kthread(&task, tid),
+            task: Box::into_raw(task),
+        },
+    );
+    if let Some(l) = t.procs.get_mut(&parent.tgid) {
+        l.threads.push(tid);
+    }
+    place_new(&mut t, tid, affinity);
+    Ok(tid)
 }
 
 kernel_test!(

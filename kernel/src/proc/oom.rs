@@ -34,18 +34,24 @@ pub fn badness(rss: u64, table_pages: u64) -> u64 {
 /// table pages. Falls back to `current` when nothing else qualifies.
 pub fn victim(current: &Task) -> (Pid, u64, u64) {
     let (rss, tables) = current
-        .space
-        .as_ref()
+        .space()
         .map_or((0, 0), |s| (s.rss(), s.table_pages()));
-    let mut best = (current.pid, rss, tables);
-    let mut best_score = if current.pid == INIT_PID {
+    let mut best = (current.tgid, rss, tables);
+    let mut best_score = if current.tgid == INIT_PID {
         0
     } else {
         badness(rss, tables)
     };
     let t = PROCS.lock();
     for (&pid, p) in &t.procs {
-        if pid == INIT_PID || pid == current.pid || matches!(p.state, State::Zombie(_)) {
+        // Processes, by their leaders (which carry the process's
+        // footprint); a process whose leader is dead still counts while
+        // another of its threads lives.
+        if pid == INIT_PID
+            || pid == current.tgid
+            || p.tgid != pid
+            || matches!(p.state, State::Zombie(_)) && p.threads.is_empty()
+        {
             continue;
         }
         let score = badness(p.rss, p.pt_pages);
@@ -79,7 +85,7 @@ pub fn out_of_memory(task: &mut Task) -> Oom {
         super::yield_now(task);
         return Oom::Retry;
     }
-    if dying_victim(task.pid).is_some() {
+    if dying_victim(task.tgid).is_some() {
         OOM_CHOOSING.store(false, Ordering::Release);
         // A process killed earlier is still giving its memory back (a
         // long teardown yields at its preemption points): wait for it
@@ -97,7 +103,7 @@ pub fn out_of_memory(task: &mut Task) -> Oom {
     );
     let _ = super::send_signal(pid, Some(Signal::SIGKILL));
     OOM_CHOOSING.store(false, Ordering::Release);
-    if pid == task.pid {
+    if pid == task.tgid {
         return Oom::Chosen;
     }
     // Let it die and free its memory.
@@ -115,15 +121,18 @@ pub fn fatal_signal_pending(pid: Pid) -> bool {
         .is_some_and(|p| p.kill.is_some())
 }
 
-/// A process other than `me` (and not init) that has been sent a fatal
-/// signal and has not finished dying (not yet a zombie): its memory is
-/// on its way back.
+/// A process other than `me` (and not init) with a thread that has been
+/// sent a fatal signal and has not finished dying (not yet a zombie): its
+/// memory is on its way back.
 fn dying_victim(me: Pid) -> Option<Pid> {
     let t = PROCS.lock();
     t.procs
-        .iter()
-        .find(|&(&pid, p)| {
-            pid != me && pid != INIT_PID && p.kill.is_some() && !matches!(p.state, State::Zombie(_))
+        .values()
+        .find(|p| {
+            p.tgid != me
+                && p.tgid != INIT_PID
+                && p.kill.is_some()
+                && !matches!(p.state, State::Zombie(_))
         })
-        .map(|(&pid, _)| pid)
+        .map(|p| p.tgid)
 }

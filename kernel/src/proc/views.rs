@@ -75,12 +75,12 @@ pub fn lookup(path: &[u8], me: &Task) -> Option<Found> {
     let rest = path.strip_prefix(b"/proc/")?;
     let slash = rest.iter().position(|&b| b == b'/')?;
     let (who, file) = (&rest[..slash], &rest[slash + 1..]);
-    let own = alloc::format!("{}", me.pid);
+    let own = alloc::format!("{}", me.tgid);
     if who != b"self" && who != own.as_bytes() {
         return None;
     }
     match file {
-        b"pagemap" => Some(Found::View(ViewKind::Pagemap(me.pid))),
+        b"pagemap" => Some(Found::View(ViewKind::Pagemap(me.tgid))),
         b"smaps_rollup" => Some(Found::Text(smaps_rollup(me))),
         b"status" => Some(Found::Text(status(me))),
         _ => None,
@@ -92,15 +92,12 @@ pub fn lookup(path: &[u8], me: &Task) -> Option<Found> {
 /// killer charges too), after its name and ids.
 fn status(me: &Task) -> String {
     use core::fmt::Write;
-    let (rss, tables) = me
-        .space
-        .as_ref()
-        .map_or((0, 0), |s| (s.rss(), s.table_pages()));
+    let (rss, tables) = me.space().map_or((0, 0), |s| (s.rss(), s.table_pages()));
     let mut text = String::new();
     let kb = |pages: u64| pages * (PAGE_SIZE / 1024);
     let _ = writeln!(text, "Name:\t{}", super::name_of(me.pid));
     let _ = writeln!(text, "State:\tR (running)");
-    let _ = writeln!(text, "Tgid:\t{}", me.pid);
+    let _ = writeln!(text, "Tgid:\t{}", me.tgid);
     let _ = writeln!(text, "Pid:\t{}", me.pid);
     let _ = writeln!(text, "PPid:\t{}", super::parent_of(me.pid));
     let _ = writeln!(text, "VmRSS:\t{:>8} kB", kb(rss));
@@ -113,7 +110,7 @@ fn status(me: &Task) -> String {
 /// space, as Linux's is for a process without an mm).
 fn smaps_rollup(me: &Task) -> String {
     let mut text = String::new();
-    let Some(space) = me.space.as_ref() else {
+    let Some(space) = me.space() else {
         return text;
     };
     let areas = space.vmas();
@@ -121,7 +118,7 @@ fn smaps_rollup(me: &Task) -> String {
         return text;
     };
     let sums = crate::smp::stop_others(|| {
-        let (roots, _) = super::page_table_roots(me.pid);
+        let (roots, _) = super::page_table_roots(me.tgid);
         uspace::with_view(space.root(), &roots, |v| {
             v.smaps_rollup(areas.iter().map(|a| (a.start, a.end)))
         })
@@ -161,8 +158,8 @@ pub fn read_at(task: &mut Task, kind: ViewKind, pos: u64, buf: u64, len: u64) ->
     // Whose page table: the caller's own, or another's as published (none
     // once it is gone, when Linux reads 0 bytes).
     let own_root = |task: &Task, pid: Pid, published: Option<folium_mm::PhysAddr>| {
-        if pid == task.pid {
-            task.space.as_ref().map(|s| s.root())
+        if pid == task.tgid {
+            task.root()
         } else {
             published
         }

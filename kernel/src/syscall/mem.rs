@@ -12,7 +12,7 @@ use crate::proc::Task;
 use crate::proc::oom::Oom;
 
 pub fn brk(task: &mut Task, want: u64) -> SysResult {
-    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let mut space = task.space().ok_or(Errno::ENOMEM)?;
     let cur = space.brk.map_or(0, |b| b.cur.as_u64());
     // Linux returns the old break when the request is refused (growing
     // may add an area: refused near the heap's end too).
@@ -41,7 +41,7 @@ pub fn mprotect(task: &mut Task, addr: u64, len: u64, prot: u64) -> SysResult {
         .and_then(|e| e.checked_add(PAGE_SIZE - 1))
         .map(|e| e & !(PAGE_SIZE - 1))
         .ok_or(Errno::ENOMEM)?;
-    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let mut space = task.space().ok_or(Errno::ENOMEM)?;
     if end > space.user_end().as_u64() {
         return Err(Errno::ENOMEM);
     }
@@ -147,12 +147,11 @@ pub fn mmap(
     if prot.write() && flags & MAP_NORESERVE == 0 && overcommits(len) {
         return Err(Errno::ENOMEM);
     }
-    let space_ref = task.space.as_ref().ok_or(Errno::ENOMEM)?;
+    let mut space = task.space().ok_or(Errno::ENOMEM)?;
     // Linux's vm.max_map_count; and the kernel heap that holds the areas.
-    if space_ref.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
+    if space.vmas().len() >= MAX_MAP_COUNT || !crate::heap::can_grow() {
         return Err(Errno::ENOMEM);
     }
-    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
     let user_end = mmap_end(space.user_end().as_u64());
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
     let start = if fixed {
@@ -205,6 +204,8 @@ pub fn mmap(
         VmaKind::Anon,
     );
     space.add_vma(vma).map_err(|_| Errno::ENOMEM)?;
+    // Populating takes the lock a step at a time.
+    drop(space);
     if flags & MAP_POPULATE != 0 && prot.read() {
         // Linux populates a writable private mapping for write (private
         // pages, large folios where the policy allows).
@@ -216,7 +217,7 @@ pub fn mmap(
         let (s, e) = (VirtAddr::new(start), VirtAddr::new(start + len));
         if let Err(err) = populate(task, s, e, access) {
             // The mapping goes with the error: the caller never saw it.
-            if let Some(space) = task.space.as_mut() {
+            if let Some(mut space) = task.space() {
                 let _ = space.unmap(&mut KernelEnv, s, e);
             }
             return Err(err);
@@ -241,8 +242,12 @@ fn populate(task: &mut Task, start: VirtAddr, end: VirtAddr, access: Access) -> 
             return Err(Errno::EINTR);
         }
         let step = (at + POPULATE_STEP).align_down(POPULATE_STEP).min(end);
-        let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
-        match space.populate(&mut KernelEnv, at, step, access) {
+        // The lock is let go before the OOM killer waits.
+        let done = task
+            .space()
+            .ok_or(Errno::ENOMEM)?
+            .populate(&mut KernelEnv, at, step, access);
+        match done {
             Ok(()) => at = step,
             Err(FaultError::OutOfMemory) => match crate::proc::oom::out_of_memory(task) {
                 Oom::Retry => {}
@@ -260,7 +265,7 @@ pub fn munmap(task: &mut Task, addr: u64, len: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let len = page_len(len).map_err(|_| Errno::EINVAL)?;
-    let space = task.space.as_mut().ok_or(Errno::EINVAL)?;
+    let mut space = task.space().ok_or(Errno::EINVAL)?;
     let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
     if end > space.user_end().as_u64() {
         return Err(Errno::EINVAL);
@@ -336,7 +341,7 @@ pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
     if end == addr {
         return Ok(0);
     }
-    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
+    let mut space = task.space().ok_or(Errno::ENOMEM)?;
     if end > space.user_end().as_u64() {
         return Err(Errno::ENOMEM);
     }
@@ -365,7 +370,7 @@ pub fn madvise(task: &mut Task, addr: u64, len: u64, advice: u64) -> SysResult {
         // no swap to age or page out to (COLD, PAGEOUT). Nothing to do,
         // but the range must be mapped.
         _ => {
-            if covered(space, s, e) {
+            if covered(&space, s, e) {
                 Ok(())
             } else {
                 Err(VmaError::Hole)
@@ -437,8 +442,8 @@ pub fn mremap(
         }
         return Ok(addr);
     }
-    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
-    let vma = source_area(space, addr, old_len)?;
+    let mut space = task.space().ok_or(Errno::ENOMEM)?;
+    let vma = source_area(&space, addr, old_len)?;
     let old_end = addr + old_len;
     let new_end = addr.checked_add(new_len).ok_or(Errno::ENOMEM)?;
     let grow = new_end - old_end;
@@ -466,7 +471,7 @@ pub fn mremap(
         .find_free(new_len, VirtAddr::new(MMAP_MIN), VirtAddr::new(MMAP_BASE))
         .ok_or(Errno::ENOMEM)?
         .as_u64();
-    move_area(space, &vma, addr, old_len, to, new_len, keep_old)
+    move_area(&mut space, &vma, addr, old_len, to, new_len, keep_old)
 }
 
 /// The area mremap's source `[addr, addr + old_len)` lies in: EFAULT if
@@ -503,8 +508,7 @@ fn mremap_to(
     if !new_addr.is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
-    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
-    let top = mmap_end(space.user_end().as_u64());
+    let top = mmap_end(task.space().ok_or(Errno::ENOMEM)?.user_end().as_u64());
     if new_len > top || new_addr > top - new_len {
         return Err(Errno::EINVAL);
     }
@@ -520,12 +524,12 @@ fn mremap_to(
         munmap(task, addr + new_len, old_len - new_len)?;
         old_len = new_len;
     }
-    let space = task.space.as_mut().ok_or(Errno::ENOMEM)?;
-    let vma = source_area(space, addr, old_len)?;
+    let mut space = task.space().ok_or(Errno::ENOMEM)?;
+    let vma = source_area(&space, addr, old_len)?;
     if vma.prot.write() && overcommits(new_len - old_len) {
         return Err(Errno::ENOMEM);
     }
-    move_area(space, &vma, addr, old_len, new_addr, new_len, keep_old)
+    move_area(&mut space, &vma, addr, old_len, new_addr, new_len, keep_old)
 }
 
 /// Moves `[addr, addr + old_len)` (inside `vma`) to a new area

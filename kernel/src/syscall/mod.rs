@@ -6,6 +6,7 @@
 //! just the number otherwise; numbers past 511 once for all of them); `rseq`, which glibc probes at every start,
 //! fails silently instead, as on a Linux built without it.
 
+mod futex;
 mod io;
 mod mem;
 mod misc;
@@ -77,10 +78,14 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
         Faccessat => io::faccessat(task, a[0], a[1], a[2], 0),
         Faccessat2 => io::faccessat(task, a[0], a[1], a[2], a[3]),
         Access => io::faccessat(task, io::AT_FDCWD, a[0], a[1], 0),
-        Exit | ExitGroup => {
-            crate::proc::exit_current(task, folium_abi::signal::ExitStatus::Exited(a[0] as u8))
-        }
-        Getpid | Gettid => Ok(u64::from(task.pid)),
+        Exit => crate::proc::exit_current(task, folium_abi::signal::ExitStatus::Exited(a[0] as u8)),
+        ExitGroup => crate::proc::exit_group(task, a[0] as u8),
+        Getpid => Ok(u64::from(task.tgid)),
+        Gettid => Ok(u64::from(task.pid)),
+        Futex => futex::futex(task, a),
+        // Only the `clone` system call creates threads: glibc and musl
+        // fall back to it when `clone3` is ENOSYS (not reported: expected).
+        Clone3 => Err(Errno::ENOSYS),
         Getppid => Ok(u64::from(crate::proc::parent_of(task.pid))),
         Getuid | Geteuid | Getgid | Getegid => Ok(0),
         SetTidAddress => {

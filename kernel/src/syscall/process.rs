@@ -19,6 +19,9 @@ const CLONE_FILES: u64 = 0x400;
 const CLONE_SIGHAND: u64 = 0x800;
 const CLONE_VFORK: u64 = 0x4000;
 const CLONE_THREAD: u64 = 0x1_0000;
+const CLONE_SYSVSEM: u64 = 0x4_0000;
+/// Ignored by Linux since 2.6 (musl still passes it).
+const CLONE_DETACHED: u64 = 0x40_0000;
 const CLONE_SETTLS: u64 = 0x8_0000;
 const CLONE_PARENT_SETTID: u64 = 0x10_0000;
 const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
@@ -28,17 +31,68 @@ pub fn fork(task: &mut Task) -> SysResult {
     proc::fork_current(task, 0, 0).map(u64::from)
 }
 
-/// `clone` with fork semantics. Argument order differs: x86-64 passes
-/// (flags, stack, parent_tid, child_tid, tls); arm64 (flags, stack,
-/// parent_tid, tls, child_tid).
+/// `clone`: a new process (fork semantics), or with `CLONE_THREAD` a
+/// new thread of the caller's process (what `pthread_create` asks for).
+/// Argument order differs: x86-64 passes (flags, stack, parent_tid,
+/// child_tid, tls); arm64 (flags, stack, parent_tid, tls, child_tid).
+///
+/// Linux's rules: `CLONE_THREAD` needs `CLONE_SIGHAND`, which needs
+/// `CLONE_VM` (EINVAL otherwise). Not supported: an address space shared
+/// by two processes (`CLONE_VM` without `CLONE_THREAD`, as `vfork` and
+/// `posix_spawn` use; EINVAL), and sharing the fd table for real: a
+/// thread gets a copy of it (`CLONE_FILES` is accepted; Folium's files
+/// are the console and snapshots of control files).
 pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
     let flags = a[0];
-    let (ptid, ctid) = if cfg!(target_arch = "x86_64") {
-        (a[2], a[3])
+    let (ptid, tls, ctid) = if cfg!(target_arch = "x86_64") {
+        (a[2], a[4], a[3])
     } else {
-        (a[2], a[4])
+        (a[2], a[3], a[4])
     };
-    let threads = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SETTLS;
+    if flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0
+        || flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLONE_THREAD != 0 {
+        let known = CSIGNAL
+            | CLONE_VM
+            | CLONE_FS
+            | CLONE_FILES
+            | CLONE_SIGHAND
+            | CLONE_THREAD
+            | CLONE_SYSVSEM
+            | CLONE_DETACHED
+            | CLONE_SETTLS
+            | CLONE_PARENT_SETTID
+            | CLONE_CHILD_CLEARTID
+            | CLONE_CHILD_SETTID;
+        if flags & !known != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let tid = proc::clone_thread(
+            task,
+            proc::NewThread {
+                stack: a[1],
+                tls: (flags & CLONE_SETTLS != 0).then_some(tls),
+                set_child_tid: if flags & CLONE_CHILD_SETTID != 0 {
+                    ctid
+                } else {
+                    0
+                },
+                clear_child_tid: if flags & CLONE_CHILD_CLEARTID != 0 {
+                    ctid
+                } else {
+                    0
+                },
+            },
+        )?;
+        if flags & CLONE_PARENT_SETTID != 0 {
+            let _ = uaccess::write_u32(task, ptid, tid);
+        }
+        return Ok(u64::from(tid));
+    }
+    let threads = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_SETTLS;
     if flags & threads != 0 || flags & CLONE_VFORK != 0 || a[1] != 0 {
         return Err(Errno::EINVAL);
     }
@@ -111,17 +165,30 @@ pub fn kill(task: &mut Task, pid: u64, sig: u64) -> SysResult {
     Ok(0)
 }
 
-/// `tkill(tid, sig)` / `tgkill(tgid, tid, sig)`: threads are processes here.
+/// `tkill(tid, sig)` / `tgkill(tgid, tid, sig)`: a signal to one
+/// thread, which (handlers never run here) acts on its whole process as
+/// Linux's default actions do; `tgkill` checks the thread is in `tgid`
+/// (ESRCH otherwise).
 pub fn tkill(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
-    let (tid, sig) = if s == Sysno::Tgkill {
-        (a[1], a[2])
+    let (tgid, tid, sig) = if s == Sysno::Tgkill {
+        (Some(a[0] as i32), a[1], a[2])
     } else {
-        (a[0], a[1])
+        (None, a[0], a[1])
     };
-    if (tid as i32) <= 0 {
+    if (tid as i32) <= 0 || tgid.is_some_and(|g| g <= 0) {
         return Err(Errno::EINVAL);
     }
-    kill(task, tid, sig)
+    let sig = match sig {
+        0 => None,
+        n => Some(Signal::new(n).ok_or(Errno::EINVAL)?),
+    };
+    let tid = tid as i32 as proc::Pid;
+    let owner = proc::tgid_of(tid)?;
+    if tgid.is_some_and(|g| g as proc::Pid != owner) {
+        return Err(Errno::ESRCH);
+    }
+    let _ = task;
+    proc::send_signal(tid, sig).map(|()| 0)
 }
 
 /// Linux's `nr_cpu_ids`: one past the highest CPU index that came up.
@@ -286,13 +353,18 @@ pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
             return Err(e);
         }
     };
-    // Point of no return: drop the old image, run the new one.
-    let old = task.space.replace(space);
-    if let Some(s) = task.space.as_mut() {
-        uspace::activate(s);
-        proc::publish_root(task.pid, Some(s.root()));
+    // Point of no return: the other threads go, then the old image; the
+    // new one runs.
+    if let Err(e) = proc::end_other_threads(task) {
+        space.teardown(&mut KernelEnv);
+        return Err(e);
     }
-    if let Some(old) = old {
+    let new = proc::mm::Mm::new(space);
+    new.activate();
+    proc::publish_root(task.tgid, Some(new.root()));
+    if let Some(old) = task.mm.replace(new)
+        && let Some(old) = proc::mm::release(old)
+    {
         old.teardown(&mut KernelEnv);
     }
     task.uctx = crate::arch::UserContext::new(start.entry, start.sp);

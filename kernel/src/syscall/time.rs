@@ -25,7 +25,7 @@ fn now(clock: u64) -> Result<u64, Errno> {
             Ok(time::monotonic_ns())
         }
         // CPU time is not accounted yet: approximated by time since boot,
-        // which only errs high (one thread per process).
+        // which only errs high.
         CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => Ok(time::monotonic_ns()),
         _ => Err(Errno::EINVAL),
     }
@@ -59,7 +59,7 @@ pub fn gettimeofday(task: &mut Task, tv: u64) -> SysResult {
 /// A valid timespec (`sec` >= 0, `nsec` below a second) in nanoseconds,
 /// EINVAL otherwise; a time beyond u64 nanoseconds (~584 years) saturates,
 /// as Linux clamps to KTIME_MAX and sleeps.
-fn read_timespec(task: &mut Task, at: u64) -> Result<u64, Errno> {
+pub(super) fn read_timespec(task: &mut Task, at: u64) -> Result<u64, Errno> {
     let mut b = [0u8; 16];
     uaccess::copy_in(task, &mut b, at)?;
     let t = Timespec::from_bytes(b);
