@@ -108,6 +108,9 @@ fn fresh(out: &Path, src: &Path) -> bool {
         .is_some_and(|(o, s)| o >= s)
 }
 
+/// The suffix of the threads program's names (`c-glibc-threads`).
+pub const THREADS_SUFFIX: &str = "-threads";
+
 /// What [`build()`] produced: `(name, path)` of each program, and notices
 /// for what could not be built.
 pub type Built = (Vec<(String, PathBuf)>, Vec<String>);
@@ -120,7 +123,7 @@ fn compile(t: &Toolchain, src: &Path, out: &Path) -> Result<()> {
     run_cmd(
         Command::new(t.cc)
             .args(t.flags)
-            .args(["-O2", "-o"])
+            .args(["-O2", "-pthread", "-o"])
             .arg(out)
             .arg(src),
     )
@@ -148,6 +151,17 @@ pub fn build(arch: Arch) -> Result<Built> {
         std::fs::write(&cut, &bytes[..bytes.len().min(4096)])
             .map_err(|e| format!("{}: {e}", cut.display()))?;
         built.push((t.name.to_string(), out));
+    }
+    // The threads program (`userspace/c/threads.c`), with each libc.
+    let threads_src = build::root().join("userspace/c/threads.c");
+    for t in toolchains(arch)
+        .iter()
+        .filter(|t| !t.name.ends_with("-pie") && have(t.cc))
+    {
+        let name = format!("{}{THREADS_SUFFIX}", t.name);
+        let out = out_dir.join(&name);
+        compile(t, &threads_src, &out)?;
+        built.push((name, out));
     }
     // The errno suite (static glibc on both architectures), run on Folium
     // and on Linux and compared case by case (crate::errno).

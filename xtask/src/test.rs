@@ -454,6 +454,38 @@ fn check_cprogram_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
     runs.and(quiet)
 }
 
+/// Parses a boot in which init ran the threads program: it prints
+/// `cthreads NAME (libc): ok, N cpus, 0 failures` with N the guest's
+/// CPUs, init exits 0 and the machine powers off with the success status;
+/// and no syscall was reported as not implemented on the way.
+fn check_cthreads_boot(label: &str, spec: &Spec, run: &GuestRun) -> Outcome {
+    let want = format!(": ok, {} cpus, 0 failures", spec.cpus());
+    let reported = run
+        .lines
+        .iter()
+        .any(|l| l.starts_with("cthreads ") && l.ends_with(&want));
+    let ok = reported && run.exit == Some(spec.board.exit_codes().0) && !run.timed_out;
+    let why = format!(
+        "reported \"{want}\"={reported} QEMU {} timed_out={}",
+        build::exit_words(run.exit),
+        run.timed_out
+    );
+    let runs = one_test_outcome(label, "pthreads_program_runs_unchanged", ok, why, run);
+    let noise: Vec<&str> = run
+        .lines
+        .iter()
+        .filter(|l| l.contains("not implemented"))
+        .map(String::as_str)
+        .collect();
+    let quiet = one_check(
+        label,
+        "no_syscall_reported_not_implemented",
+        noise.is_empty(),
+        format!("the console says: {}", noise.join(" | ")),
+    );
+    runs.and(quiet)
+}
+
 /// Boots Linux `image` on `spec`'s machine with `init` as its init.
 fn linux_errno_boot(spec: &Spec, image: &Path, init: &Path, timeout: Duration) -> Result<GuestRun> {
     let params = crate::linux::params(None)?;
@@ -925,6 +957,9 @@ enum Check {
     Fatal(&'static FatalExpect),
     /// init runs an ordinary C program, which must report `ok` and exit 0.
     CProgram,
+    /// init runs the pthreads program (`userspace/c/threads.c`), which
+    /// must report `ok` on every CPU of the guest and exit 0.
+    CThreads,
     /// init is handed a malformed program: the kernel must refuse it with
     /// a printed reason, init must report exit status 127, and the machine
     /// must stop with the failure status (never a panic).
@@ -974,6 +1009,7 @@ impl GuestBoot {
         }
         if let Check::Fatal(_)
         | Check::CProgram
+        | Check::CThreads
         | Check::Refused
         | Check::Bench
         | Check::Mmview
@@ -1030,6 +1066,15 @@ fn guest_boots(
                         )),
                     }
                 }
+                continue;
+            }
+            if name.ends_with(crate::cprogs::THREADS_SUFFIX) {
+                // Threads on several CPUs (the Pis have four anyway).
+                let mut spec = Spec::new(b, &format!("init={name}"));
+                if b.smp_choosable() {
+                    spec.smp = Some(4);
+                }
+                boots.push(GuestBoot::new(spec, Check::CThreads));
                 continue;
             }
             boots.push(GuestBoot::new(
@@ -1206,6 +1251,7 @@ pub fn run(o: &TestArgs) -> Result<bool> {
                             check_fatal_boot(&label, gb.spec.board, &run, expect)
                         }
                         (Ok(run), Check::CProgram) => check_cprogram_boot(&label, &gb.spec, &run),
+                        (Ok(run), Check::CThreads) => check_cthreads_boot(&label, &gb.spec, &run),
                         (Ok(run), Check::Refused) => {
                             check_refused_boot(&label, gb.spec.board, &run)
                         }
