@@ -318,6 +318,9 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
             // The locks every CPU shares: acquisitions that had to wait,
             // and how long they waited in all.
             let _ = writeln!(text, "sched_switches {}", super::switches());
+            // TLB maintenance that reached other CPUs (x86: IPI rounds;
+            // arm64: broadcast invalidations, which always do).
+            let _ = writeln!(text, "tlb_shootdowns {}", crate::arch::tlb::shootdowns());
             for (name, (n, ns)) in [
                 ("sched", super::PROCS.contention()),
                 ("frames", crate::memory::frames::contention()),

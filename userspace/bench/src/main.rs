@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! bench [sys] [fork] [munmap] [fault] [contpte] [contpte-cpus] [sched-cpus]
-//!       [--size MIB] [--iters N] [--sizes KB,KB,...] [--quick] [--set-knobs]
+//!       [threads] [--size MIB] [--iters N] [--sizes KB,KB,...] [--quick] [--set-knobs]
 //! ```
 //!
 //! With no benchmark named, all of them but the `-cpus` ones run, in
@@ -32,6 +32,10 @@
 //!   write-protection.
 //! - `sched-cpus` (only when named): `fork_exit_wait` in 1, 2, 4 ...
 //!   processes at once, with Folium's lock contention ([`sys::cpus`]).
+//! - `threads` (only when named): 1, 2, 4 ... threads of one process
+//!   faulting disjoint slices of `--size` MiB together, and a `munmap` of
+//!   it beside threads running on the other CPUs, with the TLB
+//!   shootdowns it took ([`threads`]).
 //!
 //! `--iters` repetitions (default 5) give each row its median, mean,
 //! standard deviation, min and max. `--quick` is a run of seconds that
@@ -62,6 +66,7 @@ mod knobs;
 mod report;
 mod stats;
 mod sys;
+mod threads;
 
 use alloc::format;
 use alloc::string::String;
@@ -132,6 +137,7 @@ enum Bench {
     Contpte,
     ContpteCpus,
     SchedCpus,
+    Threads,
 }
 
 struct Opts {
@@ -143,7 +149,7 @@ struct Opts {
     set_knobs: bool,
 }
 
-const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [contpte] [contpte-cpus] [sched-cpus] [--size MIB] [--iters N] \
+const USAGE: &str = "usage: bench [sys] [fork] [munmap] [fault] [contpte] [contpte-cpus] [sched-cpus] [threads] [--size MIB] [--iters N] \
                      [--sizes KB,...] [--quick] [--set-knobs]";
 
 /// Parses `args` from index `first` (1, or later when the first words
@@ -175,6 +181,7 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
             "contpte" => Some(Bench::Contpte),
             "contpte-cpus" => Some(Bench::ContpteCpus),
             "sched-cpus" => Some(Bench::SchedCpus),
+            "threads" => Some(Bench::Threads),
             "--size" => {
                 o.size_mib = value(i, a)?
                     .parse()
@@ -435,6 +442,11 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
             cpu_groups()
         } else {
             0
+        }
+        + if has(Bench::Threads) {
+            threads::units()
+        } else {
+            0
         };
     let mut progress = Progress::new(total);
     let failed = core::cell::Cell::new(false);
@@ -491,6 +503,38 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                 all.extend(r);
             }
             Err(e) => fail("sched-cpus", e),
+        }
+    }
+
+    if has(Bench::Threads) {
+        match threads::run(o.size_mib, o.iters, &mut progress) {
+            Ok(r) => {
+                report::table(
+                    "threads: N threads of one process, ns per 4 KiB page",
+                    &r,
+                    &|r| {
+                        let f = |col: &'static str, k: &str| {
+                            let v = r
+                                .extra
+                                .iter()
+                                .find(|(n, _)| *n == k)
+                                .map_or(String::from("-"), |(_, v)| v.clone());
+                            (col, v)
+                        };
+                        alloc::vec![f("gathers", "gathers"), f("shootdowns", "tlb_shootdowns"),]
+                    },
+                );
+                report::how_to_read(
+                    "fault/N: N threads, one per CPU, fault disjoint slices of one \
+                     mapping together (perfect scaling halves ns/page as N doubles); \
+                     munmap/N: one thread unmaps the populated mapping while N-1 others \
+                     run user code in the same space on the other CPUs; per munmap \
+                     (Folium only): mmu_gather batches and TLB shootdowns (x86: IPI \
+                     rounds, arm64: broadcast invalidations)",
+                );
+                all.extend(r);
+            }
+            Err(e) => fail("threads", e),
         }
     }
 

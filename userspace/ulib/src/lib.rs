@@ -16,6 +16,7 @@ pub mod args;
 pub mod heap;
 pub mod io;
 pub mod sys;
+pub mod thread;
 
 pub use args::Args;
 pub use folium_abi::{Errno, Machine};

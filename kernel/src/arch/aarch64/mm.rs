@@ -159,8 +159,19 @@ pub mod tlb {
         );
     }
 
+    /// Broadcast invalidations waited for so far (each reaches every
+    /// CPU): what `shootdowns` reports.
+    static BROADCASTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+    /// TLB maintenance that reached the other CPUs so far: on arm64 every
+    /// broadcast invalidation waited for (`DSB ISH` after `TLBI ...IS`).
+    pub fn shootdowns() -> u64 {
+        BROADCASTS.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Waits for the broadcast invalidations to complete on every CPU.
     fn sync() {
+        BROADCASTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         barrier::dsb(barrier::ISH);
         barrier::isb(barrier::SY);
     }

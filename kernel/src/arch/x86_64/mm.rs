@@ -509,6 +509,16 @@ pub mod tlb {
         }
     }
 
+    /// Shootdowns sent so far (one cross-call to every other CPU that
+    /// installed the ASID): what `shootdowns` reports.
+    static SHOOTDOWNS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+    /// TLB maintenance that reached the other CPUs so far: on x86 each
+    /// shootdown (one IPI round to the CPUs in the ASID's mask).
+    pub fn shootdowns() -> u64 {
+        SHOOTDOWNS.load(Ordering::Relaxed)
+    }
+
     /// Does `kind` here, then on the other CPUs that installed `asid`.
     fn flush(kind: u8, asid: Asid, start: VirtAddr, end: VirtAddr) {
         let flags = irq_save();
@@ -523,6 +533,7 @@ pub mod tlb {
         // ASID 0 is the idle tag: a space that never ran has nothing
         // cached anywhere.
         if others != 0 && asid.0 != 0 {
+            SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
             let r = &REQUESTS[me];
             r.kind.store(kind, Ordering::Relaxed);
             r.asid.store(asid.0, Ordering::Relaxed);
