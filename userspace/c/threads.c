@@ -7,6 +7,7 @@
  * held. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -69,6 +70,15 @@ static void *ids_thread(void *arg)
 	check(getpid() == main_pid, "a thread's getpid is its process's");
 	check(tid != main_pid && tid > 0, "a thread has a tid of its own");
 	return (void *)(intptr_t)tid;
+}
+
+/* --- the fd table is the process's (CLONE_FILES) ----------------------- */
+static int opened_fd = -1;
+static void *opener(void *arg)
+{
+	(void)arg;
+	opened_fd = open("/proc/meminfo", O_RDONLY);
+	return NULL;
 }
 
 /* --- a mutex and a counter, every thread at once ---------------------- */
@@ -187,6 +197,20 @@ static void *short_thread(void *arg)
 	return (void *)((intptr_t)arg * 2);
 }
 
+/* --- exec from a thread that is not the leader ------------------------- */
+static char *self_path;
+static pid_t exec_expect;
+static void *exec_thread(void *arg)
+{
+	(void)arg;
+	char pid[16];
+	snprintf(pid, sizeof pid, "%d", (int)exec_expect);
+	char *argv[] = { self_path, "--exec-check", pid, NULL };
+	char *envp[] = { NULL };
+	execve(self_path, argv, envp);
+	_exit(2);
+}
+
 /* --- exit_group from a thread ends the whole process ------------------ */
 static void *exiting_thread(void *arg)
 {
@@ -205,6 +229,14 @@ int main(int argc, char **argv)
 {
 	/* Line by line, and nothing left in the buffer for a fork to copy. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* Run again by exec from a thread: the process keeps its pid, which
+	 * is the tid of the thread that runs now, and no other thread
+	 * survives. */
+	if (argc == 3 && strcmp(argv[1], "--exec-check") == 0) {
+		pid_t want = (pid_t)atoi(argv[2]);
+		int ok = getpid() == want && (pid_t)syscall(SYS_gettid) == want;
+		_exit(ok ? 7 : 8);
+	}
 	int cpus = ncpus();
 	main_pid = getpid();
 	check((pid_t)syscall(SYS_gettid) == main_pid, "the main thread's tid is the pid");
@@ -215,6 +247,15 @@ int main(int argc, char **argv)
 	check(pthread_create(&t, NULL, ids_thread, NULL) == 0, "pthread_create");
 	check(pthread_join(t, &ret) == 0, "pthread_join");
 	check((intptr_t)ret > 0 && (intptr_t)ret != main_pid, "a thread's tid returned through join");
+
+	/* a file one thread opens is open in the others */
+	pthread_create(&t, NULL, opener, NULL);
+	pthread_join(t, NULL);
+	char head[9] = { 0 };
+	check(opened_fd >= 0 && read(opened_fd, head, 8) == 8 && memcmp(head, "MemTotal", 8) == 0,
+	      "a file a thread opened reads in its sibling (one fd table)");
+	check(opened_fd >= 0 && close(opened_fd) == 0, "a sibling closes it");
+	printf("cthreads: fd %d opened in a thread, read and closed in main\n", opened_fd);
 
 	/* mutex */
 	pthread_t adders[ADDERS];
@@ -385,6 +426,23 @@ int main(int argc, char **argv)
 	}
 	check(joined_ok == 1000, "1000 threads created and joined");
 	printf("cthreads: %d threads created and joined\n", joined_ok);
+
+	/* exec from a second thread: the exec'd program keeps the pid */
+	self_path = argv[0];
+	pid_t x = fork();
+	if (x == 0) {
+		pthread_t a, b2;
+		exec_expect = getpid();
+		pthread_create(&a, NULL, blocked_forever, NULL);
+		pthread_create(&b2, NULL, exec_thread, NULL);
+		for (;;)
+			sleep(100);
+	}
+	int xst = 0;
+	waitpid(x, &xst, 0);
+	check(WIFEXITED(xst) && WEXITSTATUS(xst) == 7,
+	      "exec from a second thread keeps the pid and ends the other threads");
+	printf("cthreads: exec from a second thread: status %d\n", WIFEXITED(xst) ? WEXITSTATUS(xst) : -1);
 
 	/* exit() in one thread ends the process, the others with it */
 	pid_t g = fork();

@@ -10,6 +10,7 @@
 //! path is either in the table or ENOENT.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -19,6 +20,7 @@ use folium_abi::structs::RLIM_INFINITY;
 
 use super::Task;
 use super::views::{self, Found, ViewKind};
+use crate::sync::IrqMutex;
 
 /// What an fd refers to.
 #[derive(Clone)]
@@ -165,19 +167,80 @@ impl FdTable {
         self.fds.push(Some(f));
         Ok(self.fds.len() as u64 - 1)
     }
+}
 
-    /// Closes `fd`.
-    pub fn close(&mut self, fd: u64) -> Result<(), Errno> {
-        let slot = self
-            .fds
-            .get_mut(usize::try_from(fd).map_err(|_| Errno::EBADF)?)
-            .ok_or(Errno::EBADF)?;
-        slot.take().map(|_| ()).ok_or(Errno::EBADF)
+/// A thread's handle on its process's fd table: shared by the threads
+/// `clone` made with `CLONE_FILES`, copied by `fork` (Linux's
+/// `files_struct`). Every method takes the table's lock for a moment and
+/// hands back owned values, so no caller holds it across a user copy
+/// (which may fault, and so sleep on the address-space lock).
+pub struct Files(Arc<IrqMutex<FdTable>>);
+
+impl Files {
+    /// A new table with fds 0, 1 and 2 on the console.
+    pub fn console() -> Files {
+        Files(Arc::new(IrqMutex::new(FdTable::console())))
     }
 
-    /// Closes everything (exit).
-    pub fn close_all(&mut self) {
-        self.fds = Vec::new();
+    /// The same table (`CLONE_FILES`).
+    pub fn share(&self) -> Files {
+        Files(Arc::clone(&self.0))
+    }
+
+    /// A table of its own with the same open files (fork).
+    pub fn copy(&self) -> Files {
+        let t = self.0.lock().clone();
+        Files(Arc::new(IrqMutex::new(t)))
+    }
+
+    /// A copy of the file at `fd` (a control file's snapshot with it), or
+    /// EBADF.
+    pub fn get(&self, fd: u64) -> Result<File, Errno> {
+        self.0.lock().get(fd).map(|f| f.clone())
+    }
+
+    /// EBADF unless `fd` is open.
+    pub fn check(&self, fd: u64) -> Result<(), Errno> {
+        self.0.lock().get(fd).map(|_| ())
+    }
+
+    /// Runs `f` on the file at `fd` under the table's lock (a position
+    /// update; `f` must not touch user memory).
+    pub fn with<R>(&self, fd: u64, f: impl FnOnce(&mut File) -> R) -> Result<R, Errno> {
+        self.0.lock().get(fd).map(f)
+    }
+
+    /// Installs `f` at the lowest free fd.
+    pub fn install(&self, f: File) -> Result<u64, Errno> {
+        self.0.lock().install(f)
+    }
+
+    /// Closes `fd`.
+    pub fn close(&self, fd: u64) -> Result<(), Errno> {
+        // The file is dropped after the lock is let go.
+        let f = {
+            let mut t = self.0.lock();
+            let slot = t
+                .fds
+                .get_mut(usize::try_from(fd).map_err(|_| Errno::EBADF)?)
+                .ok_or(Errno::EBADF)?;
+            slot.take().ok_or(Errno::EBADF)?
+        };
+        drop(f);
+        Ok(())
+    }
+
+    /// Lets go of the table (a thread's exit): the last thread holding
+    /// it closes every file.
+    pub fn release(&mut self) {
+        let old = core::mem::replace(
+            self,
+            Files(Arc::new(IrqMutex::new(FdTable { fds: Vec::new() }))),
+        );
+        if let Some(t) = Arc::into_inner(old.0) {
+            // Closed outside any lock (the table's is gone with it).
+            drop(t);
+        }
     }
 }
 

@@ -223,8 +223,9 @@ pub struct Task {
     /// Its kernel stack, owned here so that it is freed (unmapped, then
     /// its frames released) when the reaper drops the task.
     _kstack: KernelStack,
-    /// Open files.
-    pub files: files::FdTable,
+    /// Open files: the process's table (shared with the threads made
+    /// with `CLONE_FILES`).
+    pub files: files::Files,
     /// `CLONE_CHILD_CLEARTID` / `set_tid_address`: zeroed at exit.
     pub clear_child_tid: u64,
     /// `CLONE_CHILD_SETTID`: the child writes its tid here when it first runs.
@@ -479,7 +480,7 @@ impl Task {
             mm: Some(mm),
             uctx,
             _kstack: kstack,
-            files: files::FdTable::console(),
+            files: files::Files::console(),
             clear_child_tid: 0,
             set_child_tid: 0,
             rlimits: files::default_rlimits(),
@@ -1249,7 +1250,7 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
     }
     futex::exit_robust_list(task);
     set_robust_list(pid, 0);
-    task.files.close_all();
+    task.files.release();
     if let Some(mm) = task.mm.take() {
         // This CPU stops using the tables first.
         uspace::deactivate();
@@ -1426,32 +1427,40 @@ pub fn end_process(task: &mut Task, status: ExitStatus) -> ! {
     exit_current(task, status)
 }
 
-/// Ends the other threads of the caller's process (exec) and waits until
-/// they are gone. EAGAIN when called by a thread other than the leader
-/// (Linux then gives the caller the leader's pid; Folium does not yet).
+/// Ends the other threads of the caller's process (exec, Linux's
+/// `de_thread`) and waits until they are gone. A caller other than the
+/// leader then becomes the leader: it takes the process's pid, and the
+/// old leader's entry (its parent, children, actions, published root)
+/// with it, as on Linux. EINTR if the process is killed meanwhile.
 pub fn end_other_threads(task: &mut Task) -> Result<(), Errno> {
-    let others = {
+    let (me, tgid) = (task.pid, task.tgid);
+    let alone = {
         let t = PROCS.lock();
-        t.procs.get(&task.tgid).map_or(0, |l| l.threads.len())
+        t.procs.get(&tgid).is_none_or(|l| l.threads.is_empty())
     };
-    if others == 0 {
+    if alone {
         return Ok(());
-    }
-    if task.pid != task.tgid {
-        return Err(Errno::EAGAIN);
     }
     let killed = ExitStatus::Signaled {
         signal: Signal::SIGKILL,
         core: false,
     };
-    kill_group(&mut PROCS.lock(), task.tgid, killed, task.pid);
+    kill_group(&mut PROCS.lock(), tgid, killed, me);
     loop {
-        let left = PROCS
-            .lock()
-            .procs
-            .get(&task.tgid)
-            .map_or(0, |l| l.threads.len());
-        if left == 0 {
+        let gone = {
+            let t = PROCS.lock();
+            t.procs.get(&tgid).is_none_or(|l| {
+                l.threads.iter().all(|&x| x == me)
+                    && (me == tgid
+                        || matches!(l.state, State::Zombie(_))
+                            // SAFETY: the KThread lives while its entry does.
+                            && !unsafe { (*l.kthread).on_cpu.load(Ordering::Acquire) })
+            })
+        };
+        if gone {
+            if me != tgid {
+                take_over_leader(task);
+            }
             return Ok(());
         }
         if fatal_signal_pending() {
@@ -1466,6 +1475,43 @@ pub fn end_other_threads(task: &mut Task) -> Result<(), Errno> {
             task.activate();
         }
     }
+}
+
+/// The exec'ing thread `task` (not the leader, which is dead and off its
+/// CPU, and the group's only other member) becomes the leader: its entry
+/// moves to the leader's pid with what is the process's, and the old
+/// leader is freed.
+fn take_over_leader(task: &mut Task) {
+    let (me, tgid) = (task.pid, task.tgid);
+    let remains = {
+        let mut t = PROCS.lock();
+        let (Some(old), Some(mut mine)) = (t.procs.remove(&tgid), t.procs.remove(&me)) else {
+            unreachable!("exec: thread {me} of {tgid} lost its table entries");
+        };
+        mine.threads = Vec::new();
+        mine.ppid = old.ppid;
+        mine.children = old.children;
+        mine.report = old.report;
+        mine.signals.actions = old.signals.actions;
+        mine.pending = old.pending;
+        mine.rss = old.rss;
+        mine.pt_pages = old.pt_pages;
+        mine.pt_root = old.pt_root;
+        t.procs.insert(tgid, mine);
+        let cpu = crate::smp::id();
+        t.current[cpu] = Some(tgid);
+        task.pid = tgid;
+        // SAFETY: the old leader is dead, off every CPU (checked by the
+        // caller under this lock's earlier hold; a zombie never runs
+        // again) and out of the table: the last user of both.
+        unsafe {
+            Remains {
+                task: Box::from_raw(old.task),
+                kthread: Box::from_raw(old.kthread),
+            }
+        }
+    };
+    free_remains(remains);
 }
 
 /// What [`reap`] found.
@@ -2000,7 +2046,7 @@ pub fn fork_current(
     let mut uctx = parent.uctx.clone();
     uctx.set_syscall_ret(0);
     let mut task = Task::new(pid, Mm::new(space), uctx, kstack);
-    task.files = parent.files.clone();
+    task.files = parent.files.copy();
     task.rlimits = parent.rlimits;
     task.set_child_tid = child_settid;
     task.clear_child_tid = child_cleartid;
@@ -2072,6 +2118,8 @@ pub struct NewThread {
     pub set_child_tid: u64,
     /// `CLONE_CHILD_CLEARTID`: zeroed and woken when it exits.
     pub clear_child_tid: u64,
+    /// `CLONE_FILES`: the fd table is shared, not copied.
+    pub share_files: bool,
 }
 
 /// Creates a thread in the caller's process, sharing its address space:
@@ -2093,7 +2141,11 @@ pub fn clone_thread(parent: &mut Task, new: NewThread) -> Result<Pid, Errno> {
     }
     let mut task = Task::new(tid, mm, uctx, kstack);
     task.tgid = parent.tgid;
-    task.files = parent.files.clone();
+    task.files = if new.share_files {
+        parent.files.share()
+    } else {
+        parent.files.copy()
+    };
     task.rlimits = parent.rlimits;
     task.set_child_tid = new.set_child_tid;
     task.clear_child_tid = new.clear_child_tid;

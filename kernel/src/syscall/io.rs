@@ -28,7 +28,6 @@ pub fn write(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
             // A knob takes one short word per write, as sysfs does; an
             // empty write changes nothing and succeeds (sysfs returns 0
             // before calling the knob's handler).
-            let knob = *knob;
             if len == 0 {
                 return Ok(0);
             }
@@ -130,11 +129,12 @@ fn writev_each(task: &mut Task, fd: u64, iov: u64, cnt: u64) -> SysResult {
 
 pub fn read(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
     let n = read_at(task, fd, None, buf, len)?;
-    match task.files.get(fd)? {
+    // Another thread may have closed it meanwhile: the count stands.
+    let _ = task.files.with(fd, |f| match f {
         File::Control { pos, .. } => *pos += n as usize,
         File::View { pos, .. } => *pos = pos.wrapping_add(n),
         File::Console => {}
-    }
+    });
     Ok(n)
 }
 
@@ -157,15 +157,16 @@ fn read_at(task: &mut Task, fd: u64, at: Option<u64>, buf: u64, len: u64) -> Sys
         File::Control {
             readable: false, ..
         } => return Err(Errno::EBADF),
-        File::Control { data, pos, .. } => {
-            let from = at.map_or(*pos, |a| usize::try_from(a).unwrap_or(usize::MAX));
+        File::Control { mut data, pos, .. } => {
+            let from = at.map_or(pos, |a| usize::try_from(a).unwrap_or(usize::MAX));
             let from = from.min(data.len());
             let n = (data.len() - from).min(len.min(MAX_RW) as usize);
-            data[from..from + n].to_vec()
+            data.truncate(from + n);
+            data.drain(..from);
+            data
         }
         File::View { kind, pos } => {
-            let (kind, from) = (*kind, at.unwrap_or(*pos));
-            return views::read_at(task, kind, from, buf, len);
+            return views::read_at(task, kind, at.unwrap_or(pos), buf, len);
         }
     };
     // A buffer that runs into an inaccessible page gets what fits before
@@ -177,7 +178,7 @@ fn read_at(task: &mut Task, fd: u64, at: Option<u64>, buf: u64, len: u64) -> Sys
 /// `SEEK_CUR` and `SEEK_END` (EINVAL for a negative result); a view as
 /// Linux's `mem_lseek` (`views::seek`).
 pub fn lseek(task: &mut Task, fd: u64, off: u64, whence: u64) -> SysResult {
-    match task.files.get(fd)? {
+    task.files.with(fd, |f| match f {
         File::Console => Err(Errno::ESPIPE),
         File::View { pos, .. } => {
             *pos = views::seek(*pos, off, whence)?;
@@ -194,13 +195,13 @@ pub fn lseek(task: &mut Task, fd: u64, off: u64, whence: u64) -> SysResult {
             *pos = usize::try_from(new).map_err(|_| Errno::EINVAL)?;
             Ok(new as u64)
         }
-    }
+    })?
 }
 
 pub fn openat(task: &mut Task, dirfd: u64, path: u64, flags: u64) -> SysResult {
     let path = uaccess::read_cstr(task, path, 4095)?;
     if !path.starts_with(b"/") && dirfd != AT_FDCWD {
-        task.files.get(dirfd)?;
+        task.files.check(dirfd)?;
         return Err(Errno::ENOTDIR);
     }
     // A snapshot lives on the kernel heap.
@@ -247,7 +248,7 @@ fn put_stat(task: &mut Task, st: &Stat, buf: u64) -> SysResult {
 }
 
 pub fn fstat(task: &mut Task, fd: u64, buf: u64) -> SysResult {
-    let st = stat_of(task.files.get(fd)?);
+    let st = stat_of(&task.files.get(fd)?);
     put_stat(task, &st, buf)
 }
 
@@ -277,8 +278,8 @@ const FIOASYNC: u32 = 0x5452;
 pub fn ioctl(task: &mut Task, fd: u64, cmd: u64, arg: u64) -> SysResult {
     let left = match task.files.get(fd)? {
         File::Console => 0,
-        File::Control { pos, .. } => (*pos as i64).wrapping_neg() as i32,
-        File::View { pos, .. } => (*pos as i64).wrapping_neg() as i32,
+        File::Control { pos, .. } => (pos as i64).wrapping_neg() as i32,
+        File::View { pos, .. } => (pos as i64).wrapping_neg() as i32,
     };
     match cmd as u32 {
         FIOCLEX | FIONCLEX => Ok(0),
@@ -316,7 +317,7 @@ pub fn readlinkat(task: &mut Task, dirfd: u64, path: u64, bufsiz: u64) -> SysRes
 /// relative path from a bad `dirfd`, ENOTDIR from a file.
 fn exists(task: &mut Task, dirfd: u64, path: &[u8]) -> Result<bool, Errno> {
     if !path.starts_with(b"/") && dirfd != AT_FDCWD {
-        task.files.get(dirfd)?;
+        task.files.check(dirfd)?;
         return Err(Errno::ENOTDIR);
     }
     if path.is_empty() {
@@ -343,7 +344,7 @@ pub fn faccessat(task: &mut Task, dirfd: u64, path: u64, mode: u64, flags: u64) 
     }
     let path = uaccess::read_cstr(task, path, 4095)?;
     if path.is_empty() && flags & AT_EMPTY_PATH != 0 {
-        task.files.get(dirfd)?;
+        task.files.check(dirfd)?;
         return if mode & X_OK != 0 {
             Err(Errno::EACCES)
         } else {

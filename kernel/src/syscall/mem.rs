@@ -126,7 +126,7 @@ pub fn mmap(
     }
     if flags & MAP_ANONYMOUS == 0 {
         // No file can be mapped: a bad fd is EBADF, a good one ENODEV.
-        task.files.get(fd)?;
+        task.files.check(fd)?;
         return Err(Errno::ENODEV);
     }
     match flags & MAP_TYPE {

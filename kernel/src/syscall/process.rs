@@ -39,9 +39,8 @@ pub fn fork(task: &mut Task) -> SysResult {
 /// Linux's rules: `CLONE_THREAD` needs `CLONE_SIGHAND`, which needs
 /// `CLONE_VM` (EINVAL otherwise). Not supported: an address space shared
 /// by two processes (`CLONE_VM` without `CLONE_THREAD`, as `vfork` and
-/// `posix_spawn` use; EINVAL), and sharing the fd table for real: a
-/// thread gets a copy of it (`CLONE_FILES` is accepted; Folium's files
-/// are the console and snapshots of control files).
+/// `posix_spawn` use; EINVAL). A thread shares the fd table with
+/// `CLONE_FILES`, and gets a copy of it without.
 pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
     let flags = a[0];
     let (ptid, tls, ctid) = if cfg!(target_arch = "x86_64") {
@@ -85,6 +84,7 @@ pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
                 } else {
                     0
                 },
+                share_files: flags & CLONE_FILES != 0,
             },
         )?;
         if flags & CLONE_PARENT_SETTID != 0 {
