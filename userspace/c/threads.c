@@ -254,6 +254,20 @@ int main(int argc, char **argv)
 	char head[9] = { 0 };
 	check(opened_fd >= 0 && read(opened_fd, head, 8) == 8 && memcmp(head, "MemTotal", 8) == 0,
 	      "a file a thread opened reads in its sibling (one fd table)");
+	/* fork shares the open file itself: one position for both */
+	if (opened_fd >= 0) {
+		pid_t r = fork();
+		if (r == 0) {
+			char c;
+			_exit(read(opened_fd, &c, 1) == 1 && c == ':' ? 0 : 1);
+		}
+		int rst = 0;
+		waitpid(r, &rst, 0);
+		char next = 0;
+		check(WIFEXITED(rst) && WEXITSTATUS(rst) == 0 && read(opened_fd, &next, 1) == 1 &&
+			      next == ' ',
+		      "a forked child's read moves its parent's position (one open file)");
+	}
 	check(opened_fd >= 0 && close(opened_fd) == 0, "a sibling closes it");
 	printf("cthreads: fd %d opened in a thread, read and closed in main\n", opened_fd);
 

@@ -31,9 +31,9 @@ pub enum File {
     /// and, if opened for writing, the knob a write sets.
     Control {
         /// The contents, generated at open.
-        data: Vec<u8>,
+        data: Arc<[u8]>,
         /// Read position.
-        pos: usize,
+        pos: Pos,
         /// Opened for reading.
         readable: bool,
         /// Opened for writing: the knob a write sets.
@@ -45,8 +45,46 @@ pub enum File {
         /// Which view.
         kind: ViewKind,
         /// The file offset.
-        pos: u64,
+        pos: Pos,
     },
+}
+
+/// The position of an open file, shared by every fd that refers to it
+/// (a table shared by threads, or copied by fork: as Linux's `struct
+/// file`, one position for all). Atomic, so two threads reading one file
+/// at once each read their own part.
+#[derive(Clone, Default)]
+pub struct Pos(Arc<core::sync::atomic::AtomicU64>);
+
+impl Pos {
+    /// The position now.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    /// Moves it to `v`.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+
+    /// Takes `[p, f(p))` from the position `p` it has now and moves it to
+    /// `f(p)`, atomically; returns `(p, f(p))`.
+    pub fn take(&self, f: impl Fn(u64) -> u64) -> (u64, u64) {
+        let mut p = self.get();
+        loop {
+            let n = f(p);
+            match self.0.compare_exchange(p, n, Relaxed, Relaxed) {
+                Ok(_) => return (p, n),
+                Err(now) => p = now,
+            }
+        }
+    }
+
+    /// Moves it from `from` to `to` unless something moved it meanwhile
+    /// (a short read giving back what it did not copy; a view's read).
+    pub fn advance_from(&self, from: u64, to: u64) {
+        let _ = self.0.compare_exchange(from, to, Relaxed, Relaxed);
+    }
 }
 
 /// A writable control file.
@@ -174,52 +212,53 @@ impl FdTable {
 /// `files_struct`). Every method takes the table's lock for a moment and
 /// hands back owned values, so no caller holds it across a user copy
 /// (which may fault, and so sleep on the address-space lock).
-pub struct Files(Arc<IrqMutex<FdTable>>);
+pub struct Files(Option<Arc<IrqMutex<FdTable>>>);
 
 impl Files {
     /// A new table with fds 0, 1 and 2 on the console.
     pub fn console() -> Files {
-        Files(Arc::new(IrqMutex::new(FdTable::console())))
+        Files(Some(Arc::new(IrqMutex::new(FdTable::console()))))
     }
 
     /// The same table (`CLONE_FILES`).
     pub fn share(&self) -> Files {
-        Files(Arc::clone(&self.0))
+        Files(self.0.clone())
     }
 
-    /// A table of its own with the same open files (fork).
+    /// A table of its own with the same open files (fork): each fd
+    /// refers to the same open file, position included, as on Linux.
     pub fn copy(&self) -> Files {
-        let t = self.0.lock().clone();
-        Files(Arc::new(IrqMutex::new(t)))
+        Files(
+            self.0
+                .as_ref()
+                .map(|t| Arc::new(IrqMutex::new(t.lock().clone()))),
+        )
     }
 
-    /// A copy of the file at `fd` (a control file's snapshot with it), or
-    /// EBADF.
+    fn table(&self) -> Result<&IrqMutex<FdTable>, Errno> {
+        self.0.as_deref().ok_or(Errno::EBADF)
+    }
+
+    /// The file at `fd` (sharing its contents and position), or EBADF.
     pub fn get(&self, fd: u64) -> Result<File, Errno> {
-        self.0.lock().get(fd).map(|f| f.clone())
+        self.table()?.lock().get(fd).map(|f| f.clone())
     }
 
     /// EBADF unless `fd` is open.
     pub fn check(&self, fd: u64) -> Result<(), Errno> {
-        self.0.lock().get(fd).map(|_| ())
-    }
-
-    /// Runs `f` on the file at `fd` under the table's lock (a position
-    /// update; `f` must not touch user memory).
-    pub fn with<R>(&self, fd: u64, f: impl FnOnce(&mut File) -> R) -> Result<R, Errno> {
-        self.0.lock().get(fd).map(f)
+        self.table()?.lock().get(fd).map(|_| ())
     }
 
     /// Installs `f` at the lowest free fd.
     pub fn install(&self, f: File) -> Result<u64, Errno> {
-        self.0.lock().install(f)
+        self.table()?.lock().install(f)
     }
 
     /// Closes `fd`.
     pub fn close(&self, fd: u64) -> Result<(), Errno> {
         // The file is dropped after the lock is let go.
         let f = {
-            let mut t = self.0.lock();
+            let mut t = self.table()?.lock();
             let slot = t
                 .fds
                 .get_mut(usize::try_from(fd).map_err(|_| Errno::EBADF)?)
@@ -230,15 +269,10 @@ impl Files {
         Ok(())
     }
 
-    /// Lets go of the table (a thread's exit): the last thread holding
-    /// it closes every file.
+    /// Lets go of the table (a thread's exit), allocating nothing: the
+    /// last thread holding it closes every file.
     pub fn release(&mut self) {
-        let old = core::mem::replace(
-            self,
-            Files(Arc::new(IrqMutex::new(FdTable { fds: Vec::new() }))),
-        );
-        if let Some(t) = Arc::into_inner(old.0) {
-            // Closed outside any lock (the table's is gone with it).
+        if let Some(t) = self.0.take().and_then(Arc::into_inner) {
             drop(t);
         }
     }
@@ -415,12 +449,17 @@ pub fn open(path: &[u8], flags: u64, me: &Task) -> Result<File, Errno> {
     };
     let (text, knob) = match found {
         Err(_) | Ok((_, None)) if writable => return Err(Errno::EACCES),
-        Err(kind) => return Ok(File::View { kind, pos: 0 }),
+        Err(kind) => {
+            return Ok(File::View {
+                kind,
+                pos: Pos::default(),
+            });
+        }
         Ok(found) => found,
     };
     Ok(File::Control {
-        data: text.into_bytes(),
-        pos: 0,
+        data: text.into_bytes().into(),
+        pos: Pos::default(),
         readable,
         knob: if writable { knob } else { None },
     })

@@ -596,7 +596,9 @@ extern "C" fn task_main(pid: u64) -> ! {
         let epoch = KILL_EPOCH.load(core::sync::atomic::Ordering::Acquire);
         if epoch != seen_epoch {
             seen_epoch = epoch;
-            if let Some(status) = pending_kill(pid) {
+            // `task.pid`, not the thread's first tid: an exec from a
+            // thread other than the leader gives it the leader's.
+            if let Some(status) = pending_kill(task.pid) {
                 exit_current(task, status);
             }
             if stop_if_asked(task) {
@@ -619,7 +621,10 @@ extern "C" fn task_main(pid: u64) -> ! {
             UserExit::Fault(f) => fault::handle(task, f),
         }
         // Skipped while another thread works on the space: it publishes.
-        let usage = task.mm.as_ref().map_or(Some((0, 0)), |m| m.try_usage(pid));
+        let usage = task
+            .mm
+            .as_ref()
+            .map_or(Some((0, 0)), |m| m.try_usage(task.pid));
         // A long operation may have published a figure of its own
         // midway (`publish_rss`): then publish again whatever it is.
         let rss_epoch = RSS_EPOCH.load(core::sync::atomic::Ordering::Relaxed);
@@ -1392,6 +1397,12 @@ fn reap_threads() {
 /// fatal signal, or `exit_group`), each at its next kernel exit point;
 /// a leader already dead takes the status as the process's.
 fn kill_group(t: &mut Table, tgid: Pid, status: ExitStatus, except: Pid) {
+    end_threads(t, tgid, status, except, true);
+}
+
+/// [`kill_group`]; with `as_process` false (exec ending the other
+/// threads), a dead leader keeps its status.
+fn end_threads(t: &mut Table, tgid: Pid, status: ExitStatus, except: Pid, as_process: bool) {
     for tid in t.group(tgid) {
         if tid == except {
             continue;
@@ -1400,7 +1411,7 @@ fn kill_group(t: &mut Table, tgid: Pid, status: ExitStatus, except: Pid) {
             continue;
         };
         match p.state {
-            State::Zombie(_) if tid == tgid => p.state = State::Zombie(status),
+            State::Zombie(_) if tid == tgid && as_process => p.state = State::Zombie(status),
             State::Zombie(_) => {}
             _ if p.kill.is_none() => {
                 p.stop = None;
@@ -1445,8 +1456,19 @@ pub fn end_other_threads(task: &mut Task) -> Result<(), Errno> {
         signal: Signal::SIGKILL,
         core: false,
     };
-    kill_group(&mut PROCS.lock(), tgid, killed, me);
+    {
+        // A thread already ended (by a sibling's exec or exit_group, a
+        // fatal signal) does not end the others: the first exec wins.
+        let mut t = PROCS.lock();
+        if t.procs.get(&me).is_some_and(|p| p.kill.is_some()) {
+            return Err(Errno::EINTR);
+        }
+        end_threads(&mut t, tgid, killed, me, false);
+    }
     loop {
+        if fatal_signal_pending() {
+            return Err(Errno::EINTR);
+        }
         let gone = {
             let t = PROCS.lock();
             t.procs.get(&tgid).is_none_or(|l| {
@@ -1462,9 +1484,6 @@ pub fn end_other_threads(task: &mut Task) -> Result<(), Errno> {
                 take_over_leader(task);
             }
             return Ok(());
-        }
-        if fatal_signal_pending() {
-            return Err(Errno::EINTR);
         }
         // A consistent point: no lock held, no operation half done.
         crate::smp::park_if_asked();

@@ -128,14 +128,7 @@ fn writev_each(task: &mut Task, fd: u64, iov: u64, cnt: u64) -> SysResult {
 }
 
 pub fn read(task: &mut Task, fd: u64, buf: u64, len: u64) -> SysResult {
-    let n = read_at(task, fd, None, buf, len)?;
-    // Another thread may have closed it meanwhile: the count stands.
-    let _ = task.files.with(fd, |f| match f {
-        File::Control { pos, .. } => *pos += n as usize,
-        File::View { pos, .. } => *pos = pos.wrapping_add(n),
-        File::Console => {}
-    });
-    Ok(n)
+    read_at(task, fd, None, buf, len)
 }
 
 /// `pread64`: a read at `off`, the file position unchanged (ESPIPE on the
@@ -150,52 +143,78 @@ pub fn pread64(task: &mut Task, fd: u64, buf: u64, len: u64, off: u64) -> SysRes
     read_at(task, fd, Some(off), buf, len)
 }
 
-/// Reads from `fd` at `at` (`None`: its position) without moving it.
+/// Reads from `fd` at `at` (`pread64`, the position unchanged) or, with
+/// `None`, at its position, which moves past what was read. The file is
+/// the one the fd referred to when the call began (another thread may
+/// close or reuse the fd meanwhile); two reads of one file at once each
+/// take their own part of it.
 fn read_at(task: &mut Task, fd: u64, at: Option<u64>, buf: u64, len: u64) -> SysResult {
-    let chunk = match task.files.get(fd)? {
+    let (data, pos) = match task.files.get(fd)? {
         File::Console => return Ok(0),
         File::Control {
             readable: false, ..
         } => return Err(Errno::EBADF),
-        File::Control { mut data, pos, .. } => {
-            let from = at.map_or(pos, |a| usize::try_from(a).unwrap_or(usize::MAX));
-            let from = from.min(data.len());
-            let n = (data.len() - from).min(len.min(MAX_RW) as usize);
-            data.truncate(from + n);
-            data.drain(..from);
-            data
-        }
+        File::Control { data, pos, .. } => (data, pos),
         File::View { kind, pos } => {
-            return views::read_at(task, kind, at.unwrap_or(pos), buf, len);
+            let from = at.unwrap_or_else(|| pos.get());
+            let n = views::read_at(task, kind, from, buf, len)?;
+            if at.is_none() {
+                pos.advance_from(from, from.wrapping_add(n));
+            }
+            return Ok(n);
         }
     };
+    let size = data.len() as u64;
+    let want = len.min(MAX_RW);
+    let (from, to) = match at {
+        Some(a) => (a.min(size), a.min(size).saturating_add(want).min(size)),
+        None => pos.take(|p| p.min(size).saturating_add(want).min(size).max(p)),
+    };
+    let from_clamped = from.min(size);
+    let chunk = &data[from_clamped as usize..to.max(from_clamped) as usize];
     // A buffer that runs into an inaccessible page gets what fits before
-    // it, as on Linux.
-    Ok(uaccess::copy_out_partial(task, buf, &chunk)? as u64)
+    // it, as on Linux; what was not copied goes back to the position.
+    let copied = match uaccess::copy_out_partial(task, buf, chunk) {
+        Ok(c) => c as u64,
+        Err(e) => {
+            if at.is_none() {
+                pos.advance_from(to, from);
+            }
+            return Err(e);
+        }
+    };
+    if at.is_none() && copied < to.saturating_sub(from_clamped) {
+        pos.advance_from(to, from_clamped + copied);
+    }
+    Ok(copied)
 }
 
 /// `lseek`: ESPIPE on the console; a control file moves with `SEEK_SET`,
 /// `SEEK_CUR` and `SEEK_END` (EINVAL for a negative result); a view as
 /// Linux's `mem_lseek` (`views::seek`).
 pub fn lseek(task: &mut Task, fd: u64, off: u64, whence: u64) -> SysResult {
-    task.files.with(fd, |f| match f {
+    match task.files.get(fd)? {
         File::Console => Err(Errno::ESPIPE),
         File::View { pos, .. } => {
-            *pos = views::seek(*pos, off, whence)?;
-            Ok(*pos)
+            let new = views::seek(pos.get(), off, whence)?;
+            pos.set(new);
+            Ok(new)
         }
         File::Control { data, pos, .. } => {
             let base = match whence {
                 0 => 0,
-                1 => *pos as i64,
+                1 => pos.get() as i64,
                 2 => data.len() as i64,
                 _ => return Err(Errno::EINVAL),
             };
             let new = base.checked_add(off as i64).ok_or(Errno::EINVAL)?;
-            *pos = usize::try_from(new).map_err(|_| Errno::EINVAL)?;
+            if new < 0 {
+                return Err(Errno::EINVAL);
+            }
+            pos.set(new as u64);
             Ok(new as u64)
         }
-    })?
+    }
 }
 
 pub fn openat(task: &mut Task, dirfd: u64, path: u64, flags: u64) -> SysResult {
@@ -278,8 +297,8 @@ const FIOASYNC: u32 = 0x5452;
 pub fn ioctl(task: &mut Task, fd: u64, cmd: u64, arg: u64) -> SysResult {
     let left = match task.files.get(fd)? {
         File::Console => 0,
-        File::Control { pos, .. } => (pos as i64).wrapping_neg() as i32,
-        File::View { pos, .. } => (pos as i64).wrapping_neg() as i32,
+        File::Control { pos, .. } => (pos.get() as i64).wrapping_neg() as i32,
+        File::View { pos, .. } => (pos.get() as i64).wrapping_neg() as i32,
     };
     match cmd as u32 {
         FIOCLEX | FIONCLEX => Ok(0),
