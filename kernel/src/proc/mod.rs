@@ -2139,6 +2139,9 @@ pub struct NewThread {
     pub clear_child_tid: u64,
     /// `CLONE_FILES`: the fd table is shared, not copied.
     pub share_files: bool,
+    /// `CLONE_PARENT_SETTID`: where its tid is written in the process's
+    /// memory before it can run (0: nowhere).
+    pub parent_tid: u64,
 }
 
 /// Creates a thread in the caller's process, sharing its address space:
@@ -2150,6 +2153,14 @@ pub fn clone_thread(parent: &mut Task, new: NewThread) -> Result<Pid, Errno> {
     let mm = parent.mm.clone().ok_or(Errno::ENOMEM)?;
     let kstack = KernelStack::new().ok_or(Errno::EAGAIN)?;
     let tid = PROCS.lock().alloc_pid();
+    // Before the thread can run, as Linux's copy_process does: a thread
+    // that exits at once clears this word (CLONE_CHILD_CLEARTID, the
+    // same word for pthreads) and wakes its joiner, which must not find
+    // the tid written back after that. A failed write is ignored, as on
+    // Linux.
+    if new.parent_tid != 0 {
+        let _ = crate::uaccess::write_u32(parent, new.parent_tid, tid);
+    }
     let mut uctx = parent.uctx.clone();
     uctx.set_syscall_ret(0);
     if new.stack != 0 {

@@ -170,8 +170,10 @@ fn read_at(task: &mut Task, fd: u64, at: Option<u64>, buf: u64, len: u64) -> Sys
         Some(a) => (a.min(size), a.min(size).saturating_add(want).min(size)),
         None => pos.take(|p| p.min(size).saturating_add(want).min(size).max(p)),
     };
+    // A position past the end (an lseek there) reads nothing.
     let from_clamped = from.min(size);
-    let chunk = &data[from_clamped as usize..to.max(from_clamped) as usize];
+    let to_clamped = to.min(size).max(from_clamped);
+    let chunk = &data[from_clamped as usize..to_clamped as usize];
     // A buffer that runs into an inaccessible page gets what fits before
     // it, as on Linux; what was not copied goes back to the position.
     let copied = match uaccess::copy_out_partial(task, buf, chunk) {
@@ -183,7 +185,7 @@ fn read_at(task: &mut Task, fd: u64, at: Option<u64>, buf: u64, len: u64) -> Sys
             return Err(e);
         }
     };
-    if at.is_none() && copied < to.saturating_sub(from_clamped) {
+    if at.is_none() && copied < to_clamped - from_clamped {
         pos.advance_from(to, from_clamped + copied);
     }
     Ok(copied)

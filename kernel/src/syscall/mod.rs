@@ -69,6 +69,9 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
         Write => io::write(task, a[0], a[1], a[2]),
         Writev => io::writev(task, a[0], a[1], a[2]),
         Openat => io::openat(task, a[0], a[1], a[2]),
+        // x86-64's `open` (musl's `open` uses it), `openat` from the
+        // working directory.
+        Open => io::openat(task, io::AT_FDCWD, a[0], a[1]),
         Close => io::close(task, a[0]),
         Fstat => io::fstat(task, a[0], a[1]),
         Newfstatat => io::newfstatat(task, a[0], a[1], a[2], a[3]),

@@ -85,11 +85,13 @@ pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
                     0
                 },
                 share_files: flags & CLONE_FILES != 0,
+                parent_tid: if flags & CLONE_PARENT_SETTID != 0 {
+                    ptid
+                } else {
+                    0
+                },
             },
         )?;
-        if flags & CLONE_PARENT_SETTID != 0 {
-            let _ = uaccess::write_u32(task, ptid, tid);
-        }
         return Ok(u64::from(tid));
     }
     let threads = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_SETTLS;
