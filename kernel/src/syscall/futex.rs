@@ -17,6 +17,16 @@ const FUTEX_PRIVATE_FLAG: u64 = 128;
 const FUTEX_CLOCK_REALTIME: u64 = 256;
 const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 
+/// The bits a wait or wake matches: `val3` for the `_BITSET` operations
+/// (EINVAL if empty), every bit for the others.
+fn bitset(given: bool, val3: u32) -> Result<u32, Errno> {
+    match (given, val3) {
+        (false, _) => Ok(FUTEX_BITSET_MATCH_ANY),
+        (true, 0) => Err(Errno::EINVAL),
+        (true, b) => Ok(b),
+    }
+}
+
 /// `futex(uaddr, op, val, timeout or val2, uaddr2, val3)`. The operations
 /// glibc's and musl's threads use: WAIT, WAKE, WAIT_BITSET, WAKE_BITSET,
 /// REQUEUE, CMP_REQUEUE (private or not: one kind here, see
@@ -34,14 +44,7 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     match cmd {
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
-            let bits = if cmd == FUTEX_WAIT {
-                FUTEX_BITSET_MATCH_ANY
-            } else {
-                val3
-            };
-            if bits == 0 {
-                return Err(Errno::EINVAL);
-            }
+            let bits = bitset(cmd == FUTEX_WAIT_BITSET, val3)?;
             let until = if timeout == 0 {
                 u64::MAX
             } else {
@@ -61,14 +64,7 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
             futex::wait(task, uaddr, val, until, bits).map(|()| 0)
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
-            let bits = if cmd == FUTEX_WAKE {
-                FUTEX_BITSET_MATCH_ANY
-            } else {
-                val3
-            };
-            if bits == 0 {
-                return Err(Errno::EINVAL);
-            }
+            let bits = bitset(cmd == FUTEX_WAKE_BITSET, val3)?;
             // Linux wakes at least one, whatever the count (an int).
             let n = if (val as i32) <= 0 { 1 } else { val };
             futex::wake(task, uaddr, n, bits).map(u64::from)

@@ -248,6 +248,14 @@ fn parse(args: &ulib::Args, first: usize) -> Result<Opts, String> {
     Ok(o)
 }
 
+/// Row `r`'s extra value `key`, or `-` where it has none (Linux).
+fn extra(r: &Record, key: &str) -> String {
+    r.extra
+        .iter()
+        .find(|(n, _)| *n == key)
+        .map_or(String::from("-"), |(_, v)| v.clone())
+}
+
 /// How many groups of 1, 2, 4 ... processes the `-cpus` benchmarks run:
 /// one per power of two below the CPUs allowed, and all of them.
 fn cpu_groups() -> u64 {
@@ -477,14 +485,7 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                     "sched-cpus: fork+exit+wait in N processes at once, ns per operation",
                     &r,
                     &|r| {
-                        let f = |col: &'static str, k: &str| {
-                            let v = r
-                                .extra
-                                .iter()
-                                .find(|(n, _)| *n == k)
-                                .map_or(String::from("-"), |(_, v)| v.clone());
-                            (col, v)
-                        };
+                        let f = |col: &'static str, k: &str| (col, extra(r, k));
                         alloc::vec![
                             f("switches", "sched_switches"),
                             f("runq waits", "sched_lock_contended"),
@@ -513,14 +514,7 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                     "threads: N threads of one process, ns per 4 KiB page",
                     &r,
                     &|r| {
-                        let f = |col: &'static str, k: &str| {
-                            let v = r
-                                .extra
-                                .iter()
-                                .find(|(n, _)| *n == k)
-                                .map_or(String::from("-"), |(_, v)| v.clone());
-                            (col, v)
-                        };
+                        let f = |col: &'static str, k: &str| (col, extra(r, k));
                         alloc::vec![f("gathers", "gathers"), f("shootdowns", "tlb_shootdowns"),]
                     },
                 );
