@@ -542,26 +542,13 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
     let mut t = PROCS.lock();
     t.procs.insert(
         pid,
-        ProcInfo {
-            tgid: pid,
-            threads: Vec::new(),
-            ppid: 0,
-            children: Vec::new(),
-            state: State::Runnable,
-            kill: None,
-            stop: None,
-            report: None,
-            signals: Signals::default(),
-            pending: 0,
-            name: String::from(program.name),
-            rss: 0,
-            pt_pages: 0,
-            robust_list: 0,
-            pt_root: task.root(),
+        ProcInfo::new(
+            task,
+            0,
+            Signals::default(),
+            String::from(program.name),
             affinity,
-            kthread: new_kthread(&task, pid),
-            task: Box::into_raw(task),
-        },
+        ),
     );
     t.enqueue(pid);
     Ok(pid)
@@ -705,6 +692,33 @@ fn wake_sleepers(t: &mut Table, now: u64) {
 }
 
 impl ProcInfo {
+    /// A runnable new thread's entry for `task` (its tid and group come
+    /// from it; a leader's entry publishes the space's root), owning the
+    /// task and a fresh kernel thread.
+    fn new(task: Box<Task>, ppid: Pid, signals: Signals, name: String, affinity: u64) -> ProcInfo {
+        let pid = task.pid;
+        ProcInfo {
+            tgid: task.tgid,
+            threads: Vec::new(),
+            ppid,
+            children: Vec::new(),
+            state: State::Runnable,
+            kill: None,
+            stop: None,
+            report: None,
+            signals,
+            pending: 0,
+            name,
+            rss: 0,
+            pt_pages: 0,
+            robust_list: 0,
+            pt_root: if pid == task.tgid { task.root() } else { None },
+            affinity,
+            kthread: new_kthread(&task, pid),
+            task: Box::into_raw(task),
+        }
+    }
+
     /// The deadline it sleeps or waits until, if any.
     fn deadline(&self) -> Option<u64> {
         match self.state {
@@ -2082,29 +2096,8 @@ pub fn fork_current(
         .get(&parent.pid)
         .map(|p| (p.name.clone(), p.affinity))
         .unwrap_or((String::new(), ALL_CPUS));
-    t.procs.insert(
-        pid,
-        ProcInfo {
-            tgid: pid,
-            threads: Vec::new(),
-            ppid: ptgid,
-            children: Vec::new(),
-            state: State::Runnable,
-            kill: None,
-            stop: None,
-            report: None,
-            signals,
-            pending: 0,
-            name,
-            rss: 0,
-            pt_pages: 0,
-            robust_list: 0,
-            pt_root: task.root(),
-            affinity,
-            kthread: new_kthread(&task, pid),
-            task: Box::into_raw(task),
-        },
-    );
+    t.procs
+        .insert(pid, ProcInfo::new(task, ptgid, signals, name, affinity));
     if let Some(p) = t.procs.get_mut(&ptgid) {
         p.children.push(pid);
     }
@@ -2190,34 +2183,16 @@ pub fn clone_thread(parent: &mut Task, new: NewThread) -> Result<Pid, Errno> {
     let kill = t.procs.get(&parent.pid).and_then(|p| p.kill);
     let stop = t.procs.get(&parent.pid).and_then(|p| p.stop);
     let mask = t.procs.get(&parent.pid).map_or(0, |p| p.signals.mask);
-    t.procs.insert(
-        tid,
-        ProcInfo {
-            tgid: parent.tgid,
-            threads: Vec::new(),
-            ppid: 0,
-            children: Vec::new(),
-            state: State::Runnable,
-            kill,
-            stop,
-            report: None,
-            // Its own mask, its creator's to start with; the actions are
-            // the process's (on the leader).
-            signals: Signals {
-                mask,
-                ..Signals::default()
-            },
-            pending: 0,
-            name,
-            rss: 0,
-            pt_pages: 0,
-            robust_list: 0,
-            pt_root: None,
-            affinity,
-            kthread: new_kthread(&task, tid),
-            task: Box::into_raw(task),
-        },
-    );
+    // Its own mask, its creator's to start with; the actions are the
+    // process's (on the leader).
+    let signals = Signals {
+        mask,
+        ..Signals::default()
+    };
+    let mut info = ProcInfo::new(task, 0, signals, name, affinity);
+    info.kill = kill;
+    info.stop = stop;
+    t.procs.insert(tid, info);
     if let Some(l) = t.procs.get_mut(&parent.tgid) {
         l.threads.push(tid);
     }

@@ -63,13 +63,32 @@ fn cpu_ids() -> Result<Vec<u32>, String> {
 }
 
 /// What a worker thread is handed (a pointer to it is its argument).
+/// Every worker also reads [`GO`] and counts itself in [`DONE`].
 struct Job {
     cpu: u32,
     base: u64,
     len: u64,
-    /// Set to 1 to release the workers, 2 to stop the spinners.
-    go: &'static AtomicU32,
-    done: &'static AtomicU64,
+}
+
+/// Starts `f` on a thread per job; if one cannot start, sets [`GO`] to
+/// `release` (which lets the started ones end), joins them and fails.
+fn spawn_all(
+    f: extern "C" fn(u64),
+    jobs: &[Job],
+    release: u32,
+) -> Result<Vec<thread::Thread>, String> {
+    let mut threads = Vec::new();
+    for j in jobs {
+        match thread::spawn(f, core::ptr::from_ref(j) as u64) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                GO.store(release, Ordering::Release);
+                threads.into_iter().for_each(thread::Thread::join);
+                return Err(format!("clone: {}", e.name()));
+            }
+        }
+    }
+    Ok(threads)
 }
 
 /// Pins the calling thread to `cpu`.
@@ -82,7 +101,7 @@ extern "C" fn fault_worker(arg: u64) {
     // before it is dropped).
     let job = unsafe { &*(arg as *const Job) };
     pin(job.cpu);
-    while job.go.load(Ordering::Acquire) == 0 {
+    while GO.load(Ordering::Acquire) == 0 {
         core::hint::spin_loop();
     }
     let mut at = job.base;
@@ -91,16 +110,16 @@ extern "C" fn fault_worker(arg: u64) {
         unsafe { core::ptr::write_volatile(at as *mut u8, 1) };
         at += PAGE;
     }
-    job.done.fetch_add(1, Ordering::Release);
+    DONE.fetch_add(1, Ordering::Release);
 }
 
 extern "C" fn spin_worker(arg: u64) {
     // SAFETY: as in `fault_worker`.
     let job = unsafe { &*(arg as *const Job) };
     pin(job.cpu);
-    job.done.fetch_add(1, Ordering::Release);
+    DONE.fetch_add(1, Ordering::Release);
     let mut n = 0u8;
-    while job.go.load(Ordering::Acquire) != 2 {
+    while GO.load(Ordering::Acquire) != 2 {
         // Runs user code in the shared address space, touching its own
         // page: its CPU holds the space's translations.
         // SAFETY: this thread's own page.
@@ -156,21 +175,9 @@ pub fn run(size_mib: u64, iters: u32, progress: &mut Progress) -> Result<Vec<Rec
                     } else {
                         slice
                     },
-                    go: &GO,
-                    done: &DONE,
                 })
                 .collect();
-            let mut threads = Vec::new();
-            for j in &jobs {
-                match thread::spawn(fault_worker, core::ptr::from_ref(j) as u64) {
-                    Ok(t) => threads.push(t),
-                    Err(e) => {
-                        GO.store(1, Ordering::Release);
-                        threads.into_iter().for_each(thread::Thread::join);
-                        return Err(format!("clone: {}", e.name()));
-                    }
-                }
-            }
+            let threads = spawn_all(fault_worker, &jobs, 1)?;
             // Every worker is pinned and spinning (or about to) first.
             sys::nanosleep(2_000_000).ok();
             let t0 = sys::now_ns();
@@ -208,21 +215,9 @@ pub fn run(size_mib: u64, iters: u32, progress: &mut Progress) -> Result<Vec<Rec
                     cpu: cpus[i],
                     base: own + i as u64 * PAGE,
                     len: PAGE,
-                    go: &GO,
-                    done: &DONE,
                 })
                 .collect();
-            let mut threads = Vec::new();
-            for j in &jobs {
-                match thread::spawn(spin_worker, core::ptr::from_ref(j) as u64) {
-                    Ok(t) => threads.push(t),
-                    Err(e) => {
-                        GO.store(2, Ordering::Release);
-                        threads.into_iter().for_each(thread::Thread::join);
-                        return Err(format!("clone: {}", e.name()));
-                    }
-                }
-            }
+            let threads = spawn_all(spin_worker, &jobs, 2)?;
             while DONE.load(Ordering::Acquire) < (n - 1) as u64 {
                 core::hint::spin_loop();
             }
