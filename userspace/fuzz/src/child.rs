@@ -63,6 +63,70 @@ const FILES: [&core::ffi::CStr; 13] = [
     c"/sys/kernel/mm/folium/no-such-file",
 ];
 
+/// Threads one child starts at most.
+const MAX_THREADS: u32 = 4;
+
+/// Where a thread maps its own memory (16 TiB: below the window, far
+/// from every address the sequence hands the kernel), so the sequence's
+/// page-state map of its window stays true.
+const THREAD_AREA: u64 = 0x1000_0000_0000;
+
+/// A fuzzer thread: a few hundred syscalls of its own, at random, on
+/// memory of its own (map, touch, unmap), futex waits with timeouts,
+/// sleeps, yields and reads of a `/proc` file through the shared fd
+/// table, while the sequence runs (and may end the process under it).
+/// It never allocates (the heap is not thread-safe) and never faults.
+extern "C" fn thread_body(seed: u64) {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let word = core::sync::atomic::AtomicU32::new(0);
+    let rounds = 20 + next() % 200;
+    for _ in 0..rounds {
+        match next() % 6 {
+            0 => {
+                let len = (1 + next() % 16) * PAGE;
+                let hint = THREAD_AREA + (next() % 64) * (2 << 20);
+                if let Ok(p) = sys::mmap_anon(hint, len, 3, MAP_PRIVATE) {
+                    // SAFETY: the first and last bytes of the mapping just
+                    // made, which only this thread knows of.
+                    unsafe {
+                        core::ptr::write_volatile(p as *mut u8, 1);
+                        core::ptr::write_volatile((p + len - 1) as *mut u8, 2);
+                    }
+                    let _ = sys::munmap(p, len);
+                }
+            }
+            1 => {
+                // Times out (nobody wakes it): ETIMEDOUT after 0.1-1 ms.
+                let ts = [0u64, 100_000 + next() % 900_000];
+                // SAFETY: a futex word and a timespec of this frame.
+                let _ = unsafe {
+                    raw6(
+                        nr(Sysno::Futex),
+                        [word.as_ptr() as u64, 128, 0, ts.as_ptr() as u64, 0, 0],
+                    )
+                };
+            }
+            2 => sys::sched_yield(),
+            3 => {
+                let _ = sys::nanosleep(next() % 200_000);
+            }
+            4 => {
+                let _ = sys::gettid();
+            }
+            _ => {
+                let mut b = [0u8; 64];
+                let _ = folium_programs::read_into(c"/proc/self/status", &mut b);
+            }
+        }
+    }
+}
+
 /// The kernel's mm audit: read mid-run too, with grandchildren alive and
 /// every other process stopped wherever it is.
 const AUDIT: &core::ffi::CStr = c"/sys/kernel/mm/folium/audit";
@@ -94,6 +158,8 @@ pub struct Child {
     extras: [(u64, u64, u8); 8],
     /// Live grandchildren.
     kids: [i32; 4],
+    /// Threads started (they end on their own, or with the process).
+    threads: u32,
     /// Syscalls issued.
     count: u32,
     /// Syscalls to issue.
@@ -112,6 +178,7 @@ impl Child {
             state: [0; PAGES],
             extras: [(0, 0, 0); 8],
             kids: [0; 4],
+            threads: 0,
             count: 0,
             budget: plan.syscalls,
             buf: [0; 512],
@@ -195,9 +262,23 @@ impl Child {
             84..=87 => self.unknown_number(),
             88..=91 => self.fork_kid(),
             92..=95 => self.kill_or_wait_kid(),
+            96..=97 if left >= 2 && self.threads < MAX_THREADS => self.thread_kid(),
             _ => {
                 let _ = self.sys(Sysno::Getpid, [0; 6]);
             }
+        }
+    }
+
+    /// Starts a thread of this process ([`thread_body`]), counted as the
+    /// two syscalls it takes (its stack's mmap and the clone). It runs
+    /// beside the sequence until it ends, or until the process does
+    /// (`exit_group`, a fatal signal, a fault: every thread goes).
+    fn thread_kid(&mut self) {
+        let seed = self.rng.next();
+        self.count += 2;
+        // Never joined: its stack stays mapped for the process's life.
+        if ulib::thread::spawn(thread_body, seed).is_ok() {
+            self.threads += 1;
         }
     }
 
@@ -210,8 +291,23 @@ impl Child {
     }
 
     /// Marks `[start, start + len)` (clipped to the window) with `s`.
+    /// Where the range reaches outside the window (a huge length), the
+    /// extras it overlaps there are forgotten: a call that changed that
+    /// range (a `MREMAP_FIXED` unmaps its whole target, even when it is
+    /// refused afterwards) may have unmapped part of them.
     fn mark(&mut self, start: u64, len: u64, s: u8) {
-        let end = start.saturating_add(len).min(WINDOW_END);
+        let end_all = start.saturating_add(len);
+        for (lo, hi) in [
+            (start, end_all.min(WINDOW)),
+            (start.max(WINDOW_END), end_all),
+        ] {
+            for e in self.extras.iter_mut() {
+                if e.1 != 0 && lo < hi && lo < e.0.saturating_add(e.1) && e.0 < hi {
+                    *e = (0, 0, 0);
+                }
+            }
+        }
+        let end = end_all.min(WINDOW_END);
         let mut va = start.max(WINDOW) & !(PAGE - 1);
         while va < end {
             if let Some(p) = Self::page_of(va) {

@@ -256,6 +256,11 @@ fn main(args: &ulib::Args) -> i32 {
     let mut result = run(&o, &saved, &mut t);
     if result.is_err() {
         let _ = saved.restore();
+        // Leave no grandchild behind: one stopped by a round's signal
+        // would stay stopped under init forever (Folium has no process
+        // groups, so no orphaned-group SIGHUP/SIGCONT), and init would
+        // wait for it forever.
+        let _ = sys::kill(-1, 9);
     }
     if result.is_ok() {
         let after = settled_free(before).unwrap_or(0);
