@@ -299,7 +299,8 @@ static THERE: [core::sync::atomic::AtomicU64; 4] =
 /// Run on another CPU, as a thread of the space in `THERE` would: with
 /// `arg` 1 installs the space and reads its address, leaving the space
 /// installed (as a thread keeps running); with 2 reads it again and
-/// installs the idle user half. (QEMU drops its whole TLB whenever the
+/// installs the idle user half; with 3 only tells (x86) whether this CPU
+/// owes the space a flush at its next install. (QEMU drops its whole TLB whenever the
 /// arm64 ASID changes, and on an x86 CR3 write without PCIDs, so only a
 /// space that stays installed can show a stale entry.)
 fn read_user_there(arg: u64) {
@@ -310,6 +311,15 @@ fn read_user_there(arg: u64) {
         // SAFETY: a live space's root (the test keeps it until the last
         // call returned) with the ASID it runs with.
         unsafe { arch::set_user_root(root, asid) };
+    }
+    if arg == 3 {
+        // Whether this CPU owes the space a flush at its next install.
+        #[cfg(target_arch = "x86_64")]
+        let owed = arch::tlb::is_stale(folium_mm::tlb::Asid(THERE[1].load(Relaxed) as u16));
+        #[cfg(not(target_arch = "x86_64"))]
+        let owed = false;
+        THERE[3].store(u64::from(owed), Relaxed);
+        return;
     }
     let v = user_read(THERE[2].load(Relaxed)).unwrap_or(u64::MAX);
     THERE[3].store(v, Relaxed);
@@ -357,6 +367,68 @@ kernel_test!(
             check_eq!(here, Err(8), "CPU 0 after the zap");
             for (k, &c) in cpus.iter().enumerate() {
                 check_eq!(after[k], u64::MAX, "CPU {c} after the zap");
+            }
+            Ok(())
+        })();
+        uspace::deactivate();
+        s.teardown(env);
+        ok
+    }
+);
+
+kernel_test!(
+    fn a_cpu_that_left_the_space_is_not_interrupted_and_flushes_at_install() {
+        use core::sync::atomic::Ordering::Relaxed;
+        let env = &mut KernelEnv;
+        let cpus: alloc::vec::Vec<usize> = crate::smp::online().filter(|&i| i != 0).collect();
+        let mut s = uspace::new_space().map_err(|e| alloc::format!("{e:?}"))?;
+        check!(
+            s.add_vma(Vma::new(va(0), va(2), Prot::RW, VmaKind::Anon))
+                .is_ok()
+        );
+        check!(s.write_bytes(env, va(0), &0x1eafu64.to_le_bytes()).is_ok());
+        uspace::activate(&mut s);
+        THERE[0].store(s.root().as_u64(), Relaxed);
+        THERE[1].store(u64::from(s.asid.0), Relaxed);
+        THERE[2].store(va(0).as_u64(), Relaxed);
+        let read_on = |cpu: usize, step: u64| {
+            crate::smp::call_on(1 << cpu, read_user_there, step);
+            THERE[3].load(Relaxed)
+        };
+        // Every other CPU runs the space, caches the page, and leaves it
+        // (to idle, as a thread that blocked would).
+        let before: alloc::vec::Vec<(u64, u64)> = cpus
+            .iter()
+            .map(|&c| (read_on(c, 1), read_on(c, 2)))
+            .collect();
+        let (shot, deferred) = (arch::tlb::shootdowns(), arch::tlb::deferred());
+        let zapped = s.dontneed(env, va(0), va(1));
+        let (shot, deferred) = (
+            arch::tlb::shootdowns() - shot,
+            arch::tlb::deferred() - deferred,
+        );
+        let owed: alloc::vec::Vec<u64> = cpus.iter().map(|&c| read_on(c, 3)).collect();
+        // Back on the space: the page must fault, not read the old frame.
+        let after: alloc::vec::Vec<u64> = cpus
+            .iter()
+            .map(|&c| {
+                let v = read_on(c, 1);
+                read_on(c, 2);
+                v
+            })
+            .collect();
+        let ok = (|| {
+            check!(zapped.is_ok());
+            for (k, &c) in cpus.iter().enumerate() {
+                check_eq!(before[k], (0x1eaf, 0x1eaf), "CPU {c} reads the page");
+                check_eq!(after[k], u64::MAX, "CPU {c} after the zap");
+            }
+            if cfg!(target_arch = "x86_64") {
+                check_eq!(shot, 0, "no IPI: no other CPU runs the space");
+                check_eq!(deferred, cpus.len() as u64, "one deferred flush per CPU");
+                for (k, &c) in cpus.iter().enumerate() {
+                    check_eq!(owed[k], 1, "CPU {c} owes the space a flush");
+                }
             }
             Ok(())
         })();

@@ -418,6 +418,13 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
             // TLB maintenance that reached other CPUs (x86: IPI rounds;
             // arm64: broadcast invalidations, which always do).
             let _ = writeln!(text, "tlb_shootdowns {}", crate::arch::tlb::shootdowns());
+            // x86: other CPUs' flushes left for their next install of the
+            // space, as they did not run it (no IPI); 0 on arm64.
+            let _ = writeln!(
+                text,
+                "tlb_flushes_deferred {}",
+                crate::arch::tlb::deferred()
+            );
             for (name, (n, ns)) in [
                 ("sched", super::PROCS.contention()),
                 ("frames", crate::memory::frames::contention()),

@@ -169,6 +169,12 @@ pub mod tlb {
         BROADCASTS.load(core::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Flushes of other CPUs deferred to their next install of a space:
+    /// none here, a broadcast reaches every CPU at once.
+    pub fn deferred() -> u64 {
+        0
+    }
+
     /// Waits for the broadcast invalidations to complete on every CPU.
     fn sync() {
         BROADCASTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);

@@ -292,6 +292,23 @@ impl PcidTlb {
         w.fetch_or(bit, Ordering::Relaxed);
     }
 
+    /// Another CPU's flush of `asid` (its page tables already changed):
+    /// this CPU owes it a flush at its next install of `asid`, and true
+    /// if it runs `asid` now, so the flush must reach it at once (an
+    /// IPI). A CPU that left the space (idle, or running another one)
+    /// cannot use entries tagged `asid` until it installs it again:
+    /// without PCIDs that install drops them; with PCIDs it finds this
+    /// mark and drops them then (Linux's deferred flush of a CPU that
+    /// switched away, by `tlb_gen`). The mark comes before the read of
+    /// `current`, and [`install`](Self::install) sets `current` before
+    /// it reads the mark (both sequentially consistent), so an install
+    /// racing with this call sees the mark or is seen running.
+    pub(super) fn defer_flush(&self, asid: Asid) -> bool {
+        let (w, bit) = self.stale_word(asid);
+        w.fetch_or(bit, Ordering::SeqCst);
+        self.current.load(Ordering::SeqCst) == asid.0
+    }
+
     /// True if `asid` owes a flush at its next install.
     pub(super) fn is_stale(&self, asid: Asid) -> bool {
         let (w, bit) = self.stale_word(asid);
@@ -378,13 +395,14 @@ impl PcidTlb {
     pub(super) unsafe fn install(&self, hw: &impl TlbHw, root: PhysAddr, asid: Asid) {
         let pcid = self.pcid_of(asid);
         let mut cr3 = root.as_u64() | u64::from(pcid);
-        if self.pcid_on() {
-            let (w, bit) = self.stale_word(asid);
-            if w.fetch_and(!bit, Ordering::Relaxed) & bit == 0 {
-                cr3 |= CR3_NOFLUSH;
-            }
+        // Running `asid` from here on, as other CPUs' flushes see it,
+        // before the marks they left are read (see `defer_flush`).
+        self.current.store(asid.0, Ordering::SeqCst);
+        let (w, bit) = self.stale_word(asid);
+        let owed = w.fetch_and(!bit, Ordering::SeqCst) & bit != 0;
+        if self.pcid_on() && !owed {
+            cr3 |= CR3_NOFLUSH;
         }
-        self.current.store(asid.0, Ordering::Relaxed);
         self.last_cr3.store(cr3, Ordering::Relaxed);
         // SAFETY: forwarded from the caller; PCID bits and bit 63 only
         // with PCIDs on, which `configure` vouched for.
@@ -401,9 +419,10 @@ fn this_tlb() -> &'static PcidTlb {
 }
 
 /// Per ASID number: the CPUs (a bit each) that installed it, and so may
-/// cache translations tagged with it. A flush of the number reaches them
-/// all (Linux's `mm_cpumask`). Bits are only added; a CPU that no longer
-/// runs the number takes a flush it did not need.
+/// cache translations tagged with it (Linux's `mm_cpumask`). Bits are
+/// only added. A flush of the number interrupts those of them that run
+/// it now, and leaves the others a mark to flush it at their next
+/// install ([`PcidTlb::defer_flush`]).
 static ASID_CPUS: [AtomicU8; 1 << 12] = [const { AtomicU8::new(0) }; 1 << 12];
 const _: () = assert!(MAX_CPUS <= 8, "ASID_CPUS holds a byte per number");
 
@@ -459,7 +478,7 @@ pub mod tlb {
     use folium_mm::VirtAddr;
     use folium_mm::tlb::Asid;
 
-    use super::{Cpu, asid_cpus, this_tlb};
+    use super::{CPU_TLB, Cpu, asid_cpus, this_tlb};
     use crate::arch::{irq_restore, irq_save};
 
     /// A flush another CPU runs for the sender: one slot per sender (it
@@ -514,9 +533,20 @@ pub mod tlb {
     static SHOOTDOWNS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
     /// TLB maintenance that reached the other CPUs so far: on x86 each
-    /// shootdown (one IPI round to the CPUs in the ASID's mask).
+    /// shootdown (one IPI round to the CPUs in the ASID's mask that run
+    /// it).
     pub fn shootdowns() -> u64 {
         SHOOTDOWNS.load(Ordering::Relaxed)
+    }
+
+    /// CPUs left out of a flush because they did not run the space then:
+    /// each flushes it at its next install instead of taking an IPI.
+    static DEFERRED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+    /// How many flushes of other CPUs were deferred to their next install
+    /// of the space (x86; arm64's broadcast has no such case).
+    pub fn deferred() -> u64 {
+        DEFERRED.load(Ordering::Relaxed)
     }
 
     /// Does `kind` here, then on the other CPUs that installed `asid`.
@@ -529,10 +559,24 @@ pub mod tlb {
         // moment sets its bit (a locked op) and then walks the tables, so
         // either it sees the new entry or this flush sees its bit.
         core::sync::atomic::fence(Ordering::SeqCst);
-        let others = usize::from(asid_cpus(asid).load(Ordering::Relaxed)) & !(1 << me);
+        let mask = usize::from(asid_cpus(asid).load(Ordering::Relaxed)) & !(1 << me);
         // ASID 0 is the idle tag: a space that never ran has nothing
         // cached anywhere.
-        if others != 0 && asid.0 != 0 {
+        if asid.0 == 0 {
+            irq_restore(flags);
+            return;
+        }
+        // Only the CPUs running the space now are interrupted; the others
+        // flush it when they next install it.
+        let mut others = 0;
+        for cpu in (0..MAX_CPUS).filter(|c| mask & (1 << c) != 0) {
+            if CPU_TLB[cpu].defer_flush(asid) {
+                others |= 1 << cpu;
+            } else {
+                DEFERRED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if others != 0 {
             SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
             let r = &REQUESTS[me];
             r.kind.store(kind, Ordering::Relaxed);

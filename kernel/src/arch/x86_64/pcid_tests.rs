@@ -576,3 +576,51 @@ kernel_test!(
         Ok(())
     }
 );
+
+kernel_test!(
+    fn model_a_flush_left_for_a_cpu_that_switched_away_is_taken_at_install() {
+        for (pcid, invpcid) in CONFIGS {
+            on_model(pcid, invpcid, |st, cpu, env, v| {
+                let mut ids = AsidAllocator::new(if pcid { 12 } else { 8 }, 1);
+                let none = || Ok(());
+                v.push(model_space(env, 1)?);
+                v.push(model_space(env, 2)?);
+                let (s, t) = (0, 1);
+                v[s].write_bytes(env, VirtAddr::new(DATA2), &[7; 8])
+                    .map_err(err)?;
+                // The model CPU runs S, caches both pages, and leaves S for T.
+                model_activate(st, cpu, &mut ids, &mut v[s], none)?;
+                check!(cpu.load(&v[s], DATA)?.is_some());
+                check!(cpu.load(&v[s], DATA2)?.is_some());
+                let (asid, pcid_s) = (v[s].asid, cpu.pcid_now());
+                model_activate(st, cpu, &mut ids, &mut v[t], none)?;
+                // Another CPU unmaps S's second page; its flushes reach the
+                // real CPU only (KernelEnv), and the model CPU, which no
+                // longer runs S, only gets the mark (`tlb::flush`).
+                v[s].unmap(
+                    &mut KernelEnv,
+                    VirtAddr::new(DATA2),
+                    VirtAddr::new(DATA_END),
+                )
+                .map_err(err)?;
+                check!(!st.defer_flush(asid), "S not installed: no IPI");
+                if pcid {
+                    check!(
+                        cpu.cached(pcid_s, DATA2).is_some(),
+                        "the stale entry is still cached under S's PCID"
+                    );
+                }
+                model_activate(st, cpu, &mut ids, &mut v[s], none)?;
+                check_eq!(
+                    cpu.load(&v[s], DATA2)?,
+                    None,
+                    "a stale translation of DATA2 survived the install"
+                );
+                check_eq!(st.last_cr3() & CR3_NOFLUSH, 0, "the install flushed S");
+                check!(st.defer_flush(asid), "S installed: the flush needs an IPI");
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+);
