@@ -311,6 +311,12 @@ const REGRESS_REPS: u64 = 6;
 /// is never inside the window) and reads the counters right after it
 /// returns, before reaping the child.
 fn fork_counted() -> Result<(u64, Option<[u64; 4]>), String> {
+    fork_counted_then(|| {})
+}
+
+/// [`fork_counted`], running `then` as soon as fork returned (before
+/// the counters are read and the child is reaped).
+fn fork_counted_then(then: impl FnOnce()) -> Result<(u64, Option<[u64; 4]>), String> {
     let t0 = sys::now_ns();
     let pid = match sys::fork() {
         Ok(0) => {
@@ -321,6 +327,7 @@ fn fork_counted() -> Result<(u64, Option<[u64; 4]>), String> {
         Err(e) => return Err(format!("fork: {}", e.name())),
     };
     let dt = sys::now_ns() - t0;
+    then();
     let after = counters();
     let _ = sys::wait4(pid, 0);
     Ok((dt, after))
@@ -835,10 +842,15 @@ const CPUS_REPS: u32 = 3;
 /// The processes move in lockstep, held by stop signals: each stops
 /// before it populates (this process sets the mode meanwhile), populates
 /// alone (the folio counters it checks are global) and stops again, and
-/// all are continued together to time one fork each. Each prints its own table and JSON records (they cannot
-/// hand results back: Folium has no pipes or shared memory yet), one
-/// process after another; its counters are left out, since the kernel's
-/// are global and every process's folds add up there.
+/// all are continued together to time one fork each, stopping again as
+/// soon as it returns. Each prints its own table and JSON records (they
+/// cannot hand results back: Folium has no pipes or shared memory yet),
+/// one process after another; its counters are left out, since the
+/// kernel's are global and every process's folds add up there. This
+/// process then prints the group's rows (`MODE/Ncpu/all`): from
+/// continuing them all to the last one stopped after its fork. Under
+/// `-icount` the vCPUs take turns on one instruction clock, so only
+/// that row is free of how the forks happened to overlap.
 pub fn on_cpus(ctx: &Ctx, s: Support, kernel: &str, progress: &mut Progress) -> Result<(), String> {
     use folium_programs::cpus;
     let mask = cpus::getaffinity(0).map_err(|e| format!("sched_getaffinity: {}", e.name()))?;
@@ -903,8 +915,19 @@ fn group(ctx: &Ctx, s: Support, cpus: &[u32], kernel: &str) -> Result<(), String
             }
         }
     }
-    let run = || -> Result<(), String> {
-        for &k in &steps {
+    // The group's rows: from continuing every worker to the last one
+    // stopped after its fork (forks of the group, first start to last
+    // end, plus a wake-up and a stop each, the same in every mode).
+    let mut all: Vec<Row> = modes
+        .iter()
+        .map(|&m| {
+            let mut r = Row::new("contpte-cpus", 64, m, false);
+            r.case = format!("{}/{}cpu/all", m.name(), cpus.len());
+            r
+        })
+        .collect();
+    let mut run = || -> Result<(), String> {
+        for (j, &k) in steps.iter().enumerate() {
             all_stopped(&pids)?;
             modes[k].set()?;
             // One populates at a time: the folio counters are global, and
@@ -912,6 +935,13 @@ fn group(ctx: &Ctx, s: Support, cpus: &[u32], kernel: &str) -> Result<(), String
             for p in &pids {
                 continue_all(core::slice::from_ref(p));
                 all_stopped(core::slice::from_ref(p))?;
+            }
+            let t0 = sys::now_ns();
+            continue_all(&pids);
+            all_stopped(&pids)?;
+            let dt = sys::now_ns() - t0;
+            if j >= modes.len() {
+                all[k].add(dt, None, None);
             }
             continue_all(&pids);
         }
@@ -936,8 +966,28 @@ fn group(ctx: &Ctx, s: Support, cpus: &[u32], kernel: &str) -> Result<(), String
     let r = run();
     if r.is_err() {
         folium_programs::kill_and_reap(&pids);
+        return r;
     }
-    r
+    let n = cpus.len();
+    let mut recs = records(ctx, &all, true);
+    for r in &mut recs {
+        // The workers checked their own folios and counters (above).
+        r.check = String::from("workers ok");
+        r.extra.push(("cpus", format!("{n}")));
+        r.extra.push(("worker", String::from("\"all\"")));
+    }
+    table(
+        &format!(
+            "contpte-cpus: fork() of {} MiB of 64 KiB folios, {n} processes forking at once; \
+             the group: first fork's start to last fork's end",
+            ctx.size_mib
+        ),
+        &recs.iter().collect::<Vec<_>>(),
+    );
+    for r in &recs {
+        r.json(kernel);
+    }
+    Ok(())
 }
 
 /// A worker of [`group`]: pinned to `cpu`, runs `steps` in lockstep with
@@ -976,7 +1026,9 @@ fn worker(
             }
         };
         stop_self();
-        let timed = fork_counted();
+        // Stopped again as soon as the fork returned, so the parent times
+        // the group's forks, first start to last end.
+        let timed = fork_counted_then(stop_self);
         if let Err(e) = unmap(p.base, len).and(timed.as_ref().map(|_| ()).map_err(Clone::clone)) {
             println!("contpte-cpus: worker {w}: {e}");
             return 1;
