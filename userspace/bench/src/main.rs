@@ -515,7 +515,11 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                     &r,
                     &|r| {
                         let f = |col: &'static str, k: &str| (col, extra(r, k));
-                        alloc::vec![f("gathers", "gathers"), f("shootdowns", "tlb_shootdowns"),]
+                        alloc::vec![
+                            f("gathers", "gathers"),
+                            f("shootdowns", "tlb_shootdowns"),
+                            f("deferred", "tlb_flushes_deferred"),
+                        ]
                     },
                 );
                 report::how_to_read(
@@ -524,7 +528,9 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                      munmap/N: one thread unmaps the populated mapping while N-1 others \
                      run user code in the same space on the other CPUs; per munmap \
                      (Folium only): mmu_gather batches and TLB shootdowns (x86: IPI \
-                     rounds, arm64: broadcast invalidations)",
+                     rounds to the CPUs running the space, arm64: broadcast \
+                     invalidations), and x86 CPUs left to flush at their next install \
+                     (deferred: they did not run the space)",
                 );
                 all.extend(r);
             }
