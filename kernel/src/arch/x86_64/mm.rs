@@ -218,8 +218,12 @@ pub(super) struct PcidTlb {
     pcid: AtomicBool,
     invpcid: AtomicBool,
     /// The installed space's ASID (its PCID with PCIDs); 0: the kernel's
-    /// root.
+    /// root. Set once CR3 holds it.
     current: AtomicU16,
+    /// The ASID being installed: set before the install reads its marks
+    /// (and before CR3 changes), so from then on until the next install
+    /// both it and `current` count as running here ([`Self::defer_flush`]).
+    next: AtomicU16,
     /// The last value written to CR3 (bit 63 is write-only).
     last_cr3: AtomicU64,
     /// One bit per PCID: drop its entries on its next install.
@@ -232,6 +236,7 @@ impl PcidTlb {
             pcid: AtomicBool::new(false),
             invpcid: AtomicBool::new(false),
             current: AtomicU16::new(0),
+            next: AtomicU16::new(0),
             last_cr3: AtomicU64::new(0),
             stale: [const { AtomicU64::new(0) }; 64],
         }
@@ -299,14 +304,29 @@ impl PcidTlb {
     /// cannot use entries tagged `asid` until it installs it again:
     /// without PCIDs that install drops them; with PCIDs it finds this
     /// mark and drops them then (Linux's deferred flush of a CPU that
-    /// switched away, by `tlb_gen`). The mark comes before the read of
-    /// `current`, and [`install`](Self::install) sets `current` before
-    /// it reads the mark (both sequentially consistent), so an install
-    /// racing with this call sees the mark or is seen running.
+    /// switched away, by `tlb_gen`). The mark comes before the reads of
+    /// `next` and `current`, and [`install`](Self::install) sets `next`
+    /// before it reads the mark (all sequentially consistent), so an
+    /// install racing with this call sees the mark or is seen running.
+    /// A CPU switching away from `asid` still reads as running it until
+    /// its CR3 no longer holds it (`current` changes after the CR3
+    /// write), so it takes the IPI: until then it may still walk the
+    /// space's tables, which the caller may be about to free.
     pub(super) fn defer_flush(&self, asid: Asid) -> bool {
         let (w, bit) = self.stale_word(asid);
         w.fetch_or(bit, Ordering::SeqCst);
-        self.current.load(Ordering::SeqCst) == asid.0
+        self.next.load(Ordering::SeqCst) == asid.0 || self.current.load(Ordering::SeqCst) == asid.0
+    }
+
+    /// A flush of `asid` another CPU asked for ran here while `asid` was
+    /// installed: the mark it left is paid (a later flusher that marks
+    /// again sees this CPU running `asid` and interrupts it), so the next
+    /// install need not flush again.
+    pub(super) fn flushed_while_running(&self, asid: Asid) {
+        if self.is_current(asid) {
+            let (w, bit) = self.stale_word(asid);
+            w.fetch_and(!bit, Ordering::SeqCst);
+        }
     }
 
     /// True if `asid` owes a flush at its next install.
@@ -372,7 +392,7 @@ impl PcidTlb {
             hw.flush_everything();
         }
         for w in &self.stale {
-            w.store(0, Ordering::Relaxed);
+            w.swap(0, Ordering::SeqCst);
         }
     }
 
@@ -396,8 +416,9 @@ impl PcidTlb {
         let pcid = self.pcid_of(asid);
         let mut cr3 = root.as_u64() | u64::from(pcid);
         // Running `asid` from here on, as other CPUs' flushes see it,
-        // before the marks they left are read (see `defer_flush`).
-        self.current.store(asid.0, Ordering::SeqCst);
+        // before the marks they left are read (see `defer_flush`); the
+        // outgoing space stays `current` until CR3 has left it.
+        self.next.store(asid.0, Ordering::SeqCst);
         let (w, bit) = self.stale_word(asid);
         let owed = w.fetch_and(!bit, Ordering::SeqCst) & bit != 0;
         if self.pcid_on() && !owed {
@@ -407,6 +428,8 @@ impl PcidTlb {
         // SAFETY: forwarded from the caller; PCID bits and bit 63 only
         // with PCIDs on, which `configure` vouched for.
         unsafe { hw.write_cr3(cr3) };
+        // CR3 (a serializing write) no longer holds the outgoing space.
+        self.current.store(asid.0, Ordering::SeqCst);
     }
 }
 
@@ -517,6 +540,8 @@ pub mod tlb {
             VirtAddr::new(start),
             VirtAddr::new(end),
         );
+        // The sender marked this CPU too: no flush owed at its next install.
+        this_tlb().flushed_while_running(asid);
     }
 
     /// Does `kind` of flush on this CPU.

@@ -594,9 +594,11 @@ kernel_test!(
                 check!(cpu.load(&v[s], DATA2)?.is_some());
                 let (asid, pcid_s) = (v[s].asid, cpu.pcid_now());
                 model_activate(st, cpu, &mut ids, &mut v[t], none)?;
-                // Another CPU unmaps S's second page; its flushes reach the
-                // real CPU only (KernelEnv), and the model CPU, which no
-                // longer runs S, only gets the mark (`tlb::flush`).
+                // Another CPU unmaps S's second page: the tables change
+                // without the model CPU's flushes (KernelEnv flushes the
+                // real CPUs), and what that CPU's `tlb::flush` does for
+                // the model CPU, one of the mask, is `defer_flush`: no
+                // IPI, since it no longer runs S, only the mark.
                 v[s].unmap(
                     &mut KernelEnv,
                     VirtAddr::new(DATA2),
