@@ -1,10 +1,13 @@
 /* cprog: an ordinary static C program (glibc or musl) that Folium must run
  * unchanged: it prints through stdio, reads both clocks, allocates small
  * and large buffers (so both brk and mmap), forks, waits for its child and
- * checks the status word, counts the CPUs as `nproc` does, then reports.
- * Exits 0 only if every check held. */
+ * checks the status word, vforks, starts itself again with posix_spawn
+ * (glibc), counts the CPUs as `nproc` does, then reports. Exits 0 only if
+ * every check held. Run as `cprog --spawned` it exits 42 at once. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <sched.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,8 +74,53 @@ static void big_buffers(void)
 	free(again);
 }
 
+/* vfork: the child runs in this address space (a store it makes is seen
+ * here) while this process waits, until it exits; posix_spawn (glibc's is
+ * clone(CLONE_VM | CLONE_VFORK) on a stack of its own, and its child
+ * reports a failed exec through the shared memory) starts this program
+ * again, and fails with ENOENT for a program that does not exist. musl's
+ * posix_spawn needs a pipe, which Folium does not have yet. */
+static void vfork_and_spawn(char *self)
+{
+	static volatile int seen;
+	seen = 0;
+	pid_t pid = vfork();
+	if (pid == 0) {
+		seen = 1;
+		/* Still here once the child is gone only if it waited. */
+		for (volatile int i = 0; i < 100000; i++)
+			;
+		seen = 2;
+		_exit(5);
+	}
+	check(pid > 0, "vfork");
+	check(seen == 2, "vfork: the child's stores, and the parent waited");
+	int status = 0;
+	check(waitpid(pid, &status, 0) == pid, "waitpid after vfork");
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 5, "vfork child exit status");
+#ifdef __GLIBC__
+	char *args[] = {self, "--spawned", NULL};
+	char *env[] = {NULL};
+	pid_t child = 0;
+	int r = posix_spawn(&child, self, NULL, NULL, args, env);
+	check(r == 0 && child > 0, "posix_spawn of this program");
+	if (r == 0) {
+		status = 0;
+		check(waitpid(child, &status, 0) == child, "waitpid after posix_spawn");
+		check(WIFEXITED(status) && WEXITSTATUS(status) == 42, "posix_spawn child exit status");
+	}
+	char *none[] = {"/no-such-program", NULL};
+	r = posix_spawn(&child, "/no-such-program", NULL, NULL, none, env);
+	check(r == ENOENT, "posix_spawn of a missing program: ENOENT");
+#else
+	(void)self;
+#endif
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "--spawned") == 0)
+		return 42;
 	struct timespec a, b, r;
 	check(clock_gettime(CLOCK_MONOTONIC, &a) == 0, "clock_gettime(MONOTONIC)");
 	check(clock_gettime(CLOCK_REALTIME, &r) == 0, "clock_gettime(REALTIME)");
@@ -100,6 +148,8 @@ int main(int argc, char **argv)
 	check(waitpid(pid, &status, 0) == pid, "waitpid");
 	check(WIFEXITED(status) && WEXITSTATUS(status) == 3, "child exit status");
 	check(shared == 1, "copy-on-write isolation");
+
+	vfork_and_spawn(argv[0]);
 
 	check(clock_gettime(CLOCK_MONOTONIC, &b) == 0, "clock_gettime again");
 	check(b.tv_sec > a.tv_sec || (b.tv_sec == a.tv_sec && b.tv_nsec >= a.tv_nsec),

@@ -232,6 +232,9 @@ pub struct Task {
     pub set_child_tid: u64,
     /// Resource limits set with `prlimit64` (soft, hard) by resource.
     pub rlimits: [(u64, u64); 16],
+    /// Made with `CLONE_VFORK`: set (and the parent woken) when it execs
+    /// or exits ([`vfork_release`]).
+    pub vfork_done: Option<Arc<AtomicBool>>,
 }
 
 /// The table and the run queue.
@@ -276,6 +279,15 @@ pub struct WaitKey {
 static IDLE_CPUS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 impl Table {
+    /// Every published page-table root, each once: a process made with
+    /// `CLONE_VM` (vfork) publishes the root it shares with its parent.
+    pub(super) fn live_roots(&self) -> Vec<PhysAddr> {
+        let mut roots: Vec<PhysAddr> = self.procs.values().filter_map(|p| p.pt_root).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        roots
+    }
+
     /// A pid for a new process: the next one after the last handed out,
     /// never one in the table (zombies included: their parent has yet to
     /// collect them by that pid), wrapping from [`PID_MAX`] to
@@ -484,6 +496,7 @@ impl Task {
             clear_child_tid: 0,
             set_child_tid: 0,
             rlimits: files::default_rlimits(),
+            vfork_done: None,
         })
     }
 
@@ -1275,10 +1288,11 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
         uspace::deactivate();
         if let Some(space) = mm::release(mm) {
             // The last user: withdraw the published root, then free.
-            publish_root(tgid, None);
+            withdraw_root(space.root());
             space.teardown(&mut KernelEnv);
         }
     }
+    vfork_release(task);
     let group_status = {
         let mut t = PROCS.lock();
         if let Some(p) = t.procs.get_mut(&pid) {
@@ -1907,11 +1921,23 @@ pub fn publish_root(pid: Pid, root: Option<PhysAddr>) {
     }
 }
 
+/// Withdraws `root` wherever it is published: its space is about to be
+/// torn down by its last user. Every process that ran in it published
+/// it (a vfork parent and child both do), and one that exited first may
+/// still be a zombie holding it.
+pub fn withdraw_root(root: PhysAddr) {
+    for p in PROCS.lock().procs.values_mut() {
+        if p.pt_root == Some(root) {
+            p.pt_root = None;
+        }
+    }
+}
+
 /// The roots of every live user page table, and `pid`'s (if it has an
 /// address space): what Linux's views of memory read (`views.rs`).
 pub fn page_table_roots(pid: Pid) -> (Vec<PhysAddr>, Option<PhysAddr>) {
     let t = PROCS.lock();
-    let all = t.procs.values().filter_map(|p| p.pt_root).collect();
+    let all = t.live_roots();
     let tgid = t.leader(pid);
     (all, t.procs.get(&tgid).and_then(|p| p.pt_root))
 }
@@ -1934,12 +1960,7 @@ pub fn split_deferred_folios() -> folium_mm::split::SplitScan {
     while total.scanned < queued {
         // The scan reads every process's tables: the other CPUs wait.
         let s = crate::smp::stop_others(|| {
-            let roots: Vec<PhysAddr> = PROCS
-                .lock()
-                .procs
-                .values()
-                .filter_map(|p| p.pt_root)
-                .collect();
+            let roots = PROCS.lock().live_roots();
             let step =
                 (SPLIT_STEP_WALKS / roots.len().max(1) as u64).clamp(1, queued - total.scanned);
             uspace::split_deferred_folios(&roots, step)
@@ -2061,24 +2082,69 @@ pub fn fork_current(
     child_settid: u64,
     child_cleartid: u64,
 ) -> Result<Pid, Errno> {
+    fork_process(
+        parent,
+        NewProcess {
+            settid: child_settid,
+            cleartid: child_cleartid,
+            ..NewProcess::default()
+        },
+    )
+}
+
+/// How `clone` without `CLONE_THREAD` makes a process.
+#[derive(Default)]
+pub struct NewProcess {
+    /// `CLONE_CHILD_SETTID`: where the child writes its pid first thing.
+    pub settid: u64,
+    /// `CLONE_CHILD_CLEARTID`: zeroed and woken when it exits.
+    pub cleartid: u64,
+    /// `CLONE_VM`: the child runs in the caller's address space (as
+    /// `vfork` and `posix_spawn` ask), not in a copy of it.
+    pub share_vm: bool,
+    /// `CLONE_VFORK`: set by the child when it execs or exits; the caller
+    /// waits for that in [`vfork_wait`].
+    pub vfork: Option<Arc<AtomicBool>>,
+    /// The child's user stack pointer (0: the caller's).
+    pub stack: u64,
+}
+
+/// Makes a child process of the caller's ([`fork_current`], or `clone`
+/// with `new`'s options). Returns its pid.
+pub fn fork_process(parent: &mut Task, new: NewProcess) -> Result<Pid, Errno> {
     // The child's copy of the area map and file table live on the heap.
-    let areas = parent.space().map_or(0, |s| s.vmas().len());
+    let areas = if new.share_vm {
+        0
+    } else {
+        parent.space().map_or(0, |s| s.vmas().len())
+    };
     if PROCS.lock().procs.len() >= MAX_PROCS || !crate::heap::can_allocate(areas * 96 + 64 * 1024) {
         return Err(Errno::EAGAIN);
     }
     let kstack = KernelStack::new().ok_or(Errno::EAGAIN)?;
-    // The copy has preemption points (between page tables): other
-    // processes run during a long fork, the child does not exist yet.
-    // The parent's other threads wait for its address-space lock.
-    let space = parent
-        .space()
-        .ok_or(Errno::ENOMEM)?
-        .fork(&mut KernelEnv, uspace::kernel_half().as_ref())
-        .map_err(|_| Errno::ENOMEM)?;
+    let mm = if new.share_vm {
+        parent.mm.clone().ok_or(Errno::ENOMEM)?
+    } else {
+        // The copy has preemption points (between page tables): other
+        // processes run during a long fork, the child does not exist
+        // yet. The parent's other threads wait for its address-space
+        // lock.
+        let space = parent
+            .space()
+            .ok_or(Errno::ENOMEM)?
+            .fork(&mut KernelEnv, uspace::kernel_half().as_ref())
+            .map_err(|_| Errno::ENOMEM)?;
+        Mm::new(space)
+    };
     let pid = PROCS.lock().alloc_pid();
     let mut uctx = parent.uctx.clone();
     uctx.set_syscall_ret(0);
-    let mut task = Task::new(pid, Mm::new(space), uctx, kstack);
+    if new.stack != 0 {
+        uctx.set_sp(new.stack);
+    }
+    let (child_settid, child_cleartid) = (new.settid, new.cleartid);
+    let mut task = Task::new(pid, mm, uctx, kstack);
+    task.vfork_done = new.vfork;
     task.files = parent.files.copy();
     task.rlimits = parent.rlimits;
     task.set_child_tid = child_settid;
@@ -2103,6 +2169,49 @@ pub fn fork_current(
     }
     place_new(&mut t, pid, affinity);
     Ok(pid)
+}
+
+/// What a `CLONE_VFORK` parent waits on: its child's pid, outside every
+/// address space's keys (an [`Mm::id`] is a kernel address, never 1).
+fn vfork_key(child: Pid) -> WaitKey {
+    WaitKey {
+        space: 1,
+        addr: u64::from(child),
+    }
+}
+
+/// The `CLONE_VFORK` parent's wait (Linux `wait_for_vfork_done`): until
+/// `child` has set `done` (it exec'd or exited), or a fatal signal ends
+/// the caller. Stops and other signals do not end it.
+pub fn vfork_wait(me: &mut Task, child: Pid, done: &AtomicBool) {
+    let Some(mm) = me.mm.clone() else { return };
+    loop {
+        let still = || !done.load(Ordering::SeqCst);
+        let end = wait_on_key(
+            Some(me),
+            &mm,
+            vfork_key(child),
+            u32::MAX,
+            u64::MAX,
+            true,
+            still,
+        );
+        if matches!(end, WaitEnd::NotBlocked | WaitEnd::Woken) || fatal_signal_pending() {
+            return;
+        }
+    }
+}
+
+/// Lets a `CLONE_VFORK` parent go on (Linux `mm_release`): `task` execs
+/// (its new address space is in place) or exits (its hold on the old one
+/// is given up). The flag is set before the wake, and the parent looks
+/// at it under the table's lock it queues itself under, so the wake
+/// cannot be lost.
+pub fn vfork_release(task: &mut Task) {
+    if let Some(done) = task.vfork_done.take() {
+        done.store(true, Ordering::SeqCst);
+        wake_key(vfork_key(task.pid), u32::MAX, u32::MAX);
+    }
 }
 
 /// Where a new thread or process goes: the creator returns first,

@@ -46,11 +46,12 @@ fn generate_stopped(view: View) -> String {
             return String::from("# no process\n");
         };
         let info = g.procs.get(&me);
+        let mine = info.and_then(|p| p.pt_root);
+        // Each other space once (a vfork child shares its parent's).
         let others: Vec<PhysAddr> = g
-            .procs
-            .iter()
-            .filter(|(pid, _)| **pid != me)
-            .filter_map(|(_, p)| p.pt_root)
+            .live_roots()
+            .into_iter()
+            .filter(|r| Some(*r) != mine)
             .collect();
         (
             me,

@@ -104,6 +104,7 @@ fn call(task: &mut Task, s: Sysno, a: [u64; 6]) -> SysResult {
         Rseq => Err(Errno::ENOSYS),
         Clone => process::clone(task, a),
         Fork => process::fork(task),
+        Vfork => process::vfork(task),
         Execve => process::execve(task, a[0], a[1], a[2]),
         Wait4 => process::wait4(task, a[0], a[1], a[2], a[3]),
         Kill => process::kill(task, a[0], a[1]),

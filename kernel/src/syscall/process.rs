@@ -1,7 +1,9 @@
 //! Process syscalls: clone/fork, execve, wait4, kill, and the
 //! robust-futex list (`set_robust_list`, `get_robust_list`).
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicBool;
 
 use folium_abi::errno::SysResult;
 use folium_abi::signal::Signal;
@@ -37,10 +39,12 @@ pub fn fork(task: &mut Task) -> SysResult {
 /// child_tid, tls); arm64 (flags, stack, parent_tid, tls, child_tid).
 ///
 /// Linux's rules: `CLONE_THREAD` needs `CLONE_SIGHAND`, which needs
-/// `CLONE_VM` (EINVAL otherwise). Not supported: an address space shared
-/// by two processes (`CLONE_VM` without `CLONE_THREAD`, as `vfork` and
-/// `posix_spawn` use; EINVAL). A thread shares the fd table with
-/// `CLONE_FILES`, and gets a copy of it without.
+/// `CLONE_VM` (EINVAL otherwise). A new process may share the caller's
+/// address space (`CLONE_VM`) and may make the caller wait until it
+/// execs or exits (`CLONE_VFORK`): `vfork` and `posix_spawn` ask for
+/// both. A thread shares the fd table with `CLONE_FILES`, and gets a
+/// copy of it without; a process always gets a copy (`CLONE_FILES`,
+/// `CLONE_FS` and `CLONE_SIGHAND` without `CLONE_THREAD`: EINVAL).
 pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
     let flags = a[0];
     let (ptid, tls, ctid) = if cfg!(target_arch = "x86_64") {
@@ -94,11 +98,16 @@ pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
         )?;
         return Ok(u64::from(tid));
     }
-    let threads = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_SETTLS;
-    if flags & threads != 0 || flags & CLONE_VFORK != 0 || a[1] != 0 {
+    let threads = CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_SETTLS;
+    if flags & threads != 0 {
         return Err(Errno::EINVAL);
     }
-    let known = CSIGNAL | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID;
+    let known = CSIGNAL
+        | CLONE_VM
+        | CLONE_VFORK
+        | CLONE_PARENT_SETTID
+        | CLONE_CHILD_CLEARTID
+        | CLONE_CHILD_SETTID;
     if flags & !known != 0 {
         return Err(Errno::EINVAL);
     }
@@ -112,12 +121,31 @@ pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
     } else {
         0
     };
-    let pid = proc::fork_current(task, settid, cleartid)?;
+    let done = (flags & CLONE_VFORK != 0).then(|| Arc::new(AtomicBool::new(false)));
+    let pid = proc::fork_process(
+        task,
+        proc::NewProcess {
+            settid,
+            cleartid,
+            share_vm: flags & CLONE_VM != 0,
+            vfork: done.clone(),
+            stack: a[1],
+        },
+    )?;
     if flags & CLONE_PARENT_SETTID != 0 {
         // Written in the parent's memory before fork returns, as Linux does.
         let _ = uaccess::write_u32(task, ptid, pid);
     }
+    if let Some(done) = done {
+        proc::vfork_wait(task, pid, &done);
+    }
     Ok(u64::from(pid))
+}
+
+/// `vfork` (x86-64 only; arm64 libcs call `clone` with these flags):
+/// `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` on the caller's stack.
+pub fn vfork(task: &mut Task) -> SysResult {
+    clone(task, [CLONE_VM | CLONE_VFORK | 17, 0, 0, 0, 0, 0])
 }
 
 pub fn wait4(task: &mut Task, pid: u64, status: u64, options: u64, rusage: u64) -> SysResult {
@@ -367,8 +395,11 @@ pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
     if let Some(old) = task.mm.replace(new)
         && let Some(old) = proc::mm::release(old)
     {
+        proc::withdraw_root(old.root());
         old.teardown(&mut KernelEnv);
     }
+    // A vfork parent goes on now that its space is free for it again.
+    proc::vfork_release(task);
     task.uctx = crate::arch::UserContext::new(start.entry, start.sp);
     task.clear_child_tid = 0;
     // The old image's robust-futex list is gone with it (Linux's

@@ -50,7 +50,41 @@ pub fn spawn(f: extern "C" fn(u64), arg: u64) -> Result<Thread, Errno> {
         | CLONE_SYSVSEM
         | CLONE_PARENT_SETTID
         | CLONE_CHILD_CLEARTID;
-    let word = stack;
+    let ret = clone_on(flags, top, stack, f, arg);
+    match Errno::from_ret(ret) {
+        Some(e) => {
+            let _ = sys::munmap(stack, STACK);
+            Err(e)
+        }
+        None => Ok(Thread { stack, tid }),
+    }
+}
+
+/// Runs `f(arg)` in a new process that shares this one's memory, on a
+/// stack of its own, while this one waits (`clone(CLONE_VM | CLONE_VFORK
+/// | SIGCHLD)`, as `posix_spawn` does): returns its pid once it has
+/// exited (`f` returned). With `wait` false, `CLONE_VFORK` is left out:
+/// both run at once, and the caller must `wait4` for the child before
+/// the stack may go (it is leaked here).
+pub fn vm_child(f: extern "C" fn(u64), arg: u64, wait: bool) -> Result<i32, Errno> {
+    const CLONE_VFORK: u64 = 0x4000;
+    const SIGCHLD: u64 = 17;
+    let stack = sys::mmap_anon(0, STACK, mm::PROT_READ | mm::PROT_WRITE, mm::MAP_PRIVATE)?;
+    let flags = CLONE_VM | SIGCHLD | if wait { CLONE_VFORK } else { 0 };
+    let ret = clone_on(flags, stack + STACK, 0, f, arg);
+    if wait || Errno::from_ret(ret).is_some() {
+        let _ = sys::munmap(stack, STACK);
+    }
+    match Errno::from_ret(ret) {
+        Some(e) => Err(e),
+        None => Ok(ret as i32),
+    }
+}
+
+/// `clone(flags)` with the child on `top`, `word` as both tid pointers:
+/// the child calls `f(arg)` and then `exit(0)`. Returns `clone`'s raw
+/// result in the caller.
+fn clone_on(flags: u64, top: u64, word: u64, f: extern "C" fn(u64), arg: u64) -> u64 {
     let ret: u64;
     // The child starts on `top` with the parent's registers: it finds
     // `f` and `arg` in registers the kernel preserves, calls `f`, and
@@ -109,13 +143,7 @@ pub fn spawn(f: extern "C" fn(u64), arg: u64) -> Result<Thread, Errno> {
             options(nostack)
         );
     }
-    match Errno::from_ret(ret) {
-        Some(e) => {
-            let _ = sys::munmap(stack, STACK);
-            Err(e)
-        }
-        None => Ok(Thread { stack, tid }),
-    }
+    ret
 }
 
 impl Thread {

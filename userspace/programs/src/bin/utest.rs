@@ -550,6 +550,48 @@ fn t_wait_without_children() -> TestResult {
     Ok(())
 }
 
+/// What [`vm_child_body`] stores: this process's memory, which a child
+/// made with `CLONE_VM` shares.
+static VM_SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// A `CLONE_VM` child: stores `v`, works a while (long enough that a
+/// parent that did not wait would look first), stores `v + 1`.
+extern "C" fn vm_child_body(v: u64) {
+    VM_SEEN.store(v, Ordering::SeqCst);
+    for _ in 0..200_000 {
+        core::hint::spin_loop();
+    }
+    VM_SEEN.store(v + 1, Ordering::SeqCst);
+}
+
+/// `clone(CLONE_VM | CLONE_VFORK)` (what `posix_spawn` and `vfork` ask
+/// for): the child runs in this address space and this process waits
+/// until it is gone; `CLONE_VM` alone: both run, in one address space.
+fn t_clone_vm_and_vfork() -> TestResult {
+    let name = |e: Errno| String::from(e.name());
+    VM_SEEN.store(0, Ordering::SeqCst);
+    let pid = ulib::thread::vm_child(vm_child_body, 10, true).map_err(name)?;
+    ensure_eq!(
+        VM_SEEN.load(Ordering::SeqCst),
+        11,
+        "the child's stores, seen once it is gone"
+    );
+    let (got, st) = sys::wait4(pid, 0).map_err(name)?;
+    ensure_eq!(got, pid);
+    ensure_eq!(exited(st), Some(0));
+    VM_SEEN.store(0, Ordering::SeqCst);
+    let pid = ulib::thread::vm_child(vm_child_body, 20, false).map_err(name)?;
+    let (got, st) = sys::wait4(pid, 0).map_err(name)?;
+    ensure_eq!(got, pid);
+    ensure_eq!(exited(st), Some(0));
+    ensure_eq!(
+        VM_SEEN.load(Ordering::SeqCst),
+        21,
+        "the CLONE_VM child's stores, in this process's memory"
+    );
+    Ok(())
+}
+
 fn t_fork_and_exit_status() -> TestResult {
     let st = in_child(|| 42)?;
     ensure_eq!(exited(st), Some(42));
@@ -1734,6 +1776,7 @@ const TESTS: &[Test] = &[
     ("reboot_needs_the_magic", t_reboot_needs_the_magic),
     ("tls", t_arch_prctl),
     ("clone_flags", t_clone_flags),
+    ("clone_vm_and_vfork", t_clone_vm_and_vfork),
     ("wait_without_children", t_wait_without_children),
     ("fork_and_exit_status", t_fork_and_exit_status),
     ("fork_hundred_children", t_fork_hundred_children),
