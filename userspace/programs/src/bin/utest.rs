@@ -592,6 +592,45 @@ fn t_clone_vm_and_vfork() -> TestResult {
     Ok(())
 }
 
+/// A `CLONE_VM` child that outlives its parent: sleeps `ms`, then
+/// returns (ends).
+extern "C" fn vm_child_sleeper(ms: u64) {
+    let _ = sys::nanosleep(ms * 1_000_000);
+}
+
+/// A vfork parent killed while it waits: it dies at once, the child goes
+/// on in the address space they shared and tears it down when it ends,
+/// while the parent is still an unreaped zombie. The mm audit, run while
+/// both exist and after the child is gone, must find every count right
+/// (a root left published by the zombie would be a freed table walked).
+fn t_vfork_parent_killed_while_waiting() -> TestResult {
+    let audit_ok = || -> TestResult {
+        if let Some(r) = folium_programs::mm_audit() {
+            ensure!(r.starts_with("audit: ok"), "mm audit: {r}");
+        }
+        Ok(())
+    };
+    let parent = spawn(|| {
+        let _ = ulib::thread::vm_child(vm_child_sleeper, 150, true);
+        // Never reached: killed while it waits.
+        sys::exit_group(3)
+    })?;
+    let _ = sys::nanosleep(40_000_000);
+    let r = (|| {
+        audit_ok()?;
+        ensure_eq!(sys::kill(parent, 9), Ok(0));
+        // The child ends 150 ms after it started; the parent stays a
+        // zombie until the wait4 below.
+        let _ = sys::nanosleep(300_000_000);
+        audit_ok()
+    })();
+    let (got, st) = sys::wait4(parent, 0).map_err(|e| String::from(e.name()))?;
+    r?;
+    ensure_eq!(got, parent);
+    ensure_eq!(signalled(st), Some(9), "status {st:#x}");
+    audit_ok()
+}
+
 fn t_fork_and_exit_status() -> TestResult {
     let st = in_child(|| 42)?;
     ensure_eq!(exited(st), Some(42));
@@ -1777,6 +1816,10 @@ const TESTS: &[Test] = &[
     ("tls", t_arch_prctl),
     ("clone_flags", t_clone_flags),
     ("clone_vm_and_vfork", t_clone_vm_and_vfork),
+    (
+        "vfork_parent_killed_while_waiting",
+        t_vfork_parent_killed_while_waiting,
+    ),
     ("wait_without_children", t_wait_without_children),
     ("fork_and_exit_status", t_fork_and_exit_status),
     ("fork_hundred_children", t_fork_hundred_children),
