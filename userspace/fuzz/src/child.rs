@@ -273,12 +273,33 @@ impl Child {
     /// two syscalls it takes (its stack's mmap and the clone). It runs
     /// beside the sequence until it ends, or until the process does
     /// (`exit_group`, a fatal signal, a fault: every thread goes).
+    ///
+    /// One time in four the same body runs in a process of its own that
+    /// shares this address space instead (`clone(CLONE_VM | CLONE_VFORK)`,
+    /// `posix_spawn`'s way: the sequence waits until it ends), and one
+    /// time in four in such a process beside the sequence (`CLONE_VM`
+    /// alone), kept as a grandchild the sequence may signal and wait for.
+    /// It may outlive the process, in the space they share.
     fn thread_kid(&mut self) {
         let seed = self.rng.next();
         self.count += 2;
-        // Never joined: its stack stays mapped for the process's life.
-        if ulib::thread::spawn(thread_body, seed).is_ok() {
-            self.threads += 1;
+        match self.rng.below(4) {
+            0 => {
+                let _ = ulib::thread::vm_child(thread_body, seed, true);
+            }
+            1 => {
+                if let Some(slot) = self.kids.iter().position(|&k| k == 0)
+                    && let Ok(pid) = ulib::thread::vm_child(thread_body, seed, false)
+                {
+                    self.kids[slot] = pid;
+                }
+            }
+            // Never joined: its stack stays mapped for the process's life.
+            _ => {
+                if ulib::thread::spawn(thread_body, seed).is_ok() {
+                    self.threads += 1;
+                }
+            }
         }
     }
 
