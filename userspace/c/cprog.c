@@ -3,7 +3,7 @@
  * and large buffers (so both brk and mmap), forks, waits for its child and
  * checks the status word, vforks, starts itself again with posix_spawn
  * (glibc), counts the CPUs as `nproc` does, then reports. Exits 0 only if
- * every check held. Run as `cprog --spawned` it exits 42 at once. */
+ * every check held. Run as `cprog --spawned` it exits 42 after 0.5 s. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -105,6 +105,9 @@ static void vfork_and_spawn(char *self)
 	int r = posix_spawn(&child, self, NULL, NULL, args, env);
 	check(r == 0 && child > 0, "posix_spawn of this program");
 	if (r == 0) {
+		/* The parent went on at the child's exec, not at its exit. */
+		check(waitpid(child, &status, WNOHANG) == 0,
+		      "posix_spawn returned before the child ended");
 		status = 0;
 		check(waitpid(child, &status, 0) == child, "waitpid after posix_spawn");
 		check(WIFEXITED(status) && WEXITSTATUS(status) == 42, "posix_spawn child exit status");
@@ -119,8 +122,13 @@ static void vfork_and_spawn(char *self)
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "--spawned") == 0)
+	if (argc > 1 && strcmp(argv[1], "--spawned") == 0) {
+		/* Long enough that posix_spawn, which returns once the exec
+		 * is done, comes back well before this ends. */
+		struct timespec half = {0, 500000000};
+		nanosleep(&half, NULL);
 		return 42;
+	}
 	struct timespec a, b, r;
 	check(clock_gettime(CLOCK_MONOTONIC, &a) == 0, "clock_gettime(MONOTONIC)");
 	check(clock_gettime(CLOCK_REALTIME, &r) == 0, "clock_gettime(REALTIME)");

@@ -1317,6 +1317,13 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
         if done.is_some() && tgid != INIT_PID {
             group_exited(&mut t, tgid);
         }
+        // The process is over: it no longer names a space another
+        // process (CLONE_VM) may still run in.
+        if done.is_some()
+            && let Some(l) = t.procs.get_mut(&tgid)
+        {
+            l.pt_root = None;
+        }
         done
     };
     if let Some(s) = group_status
@@ -2107,6 +2114,9 @@ pub struct NewProcess {
     pub vfork: Option<Arc<AtomicBool>>,
     /// The child's user stack pointer (0: the caller's).
     pub stack: u64,
+    /// `CLONE_PARENT_SETTID`: where the child's pid is written in the
+    /// caller's memory before the child can run (0: nowhere).
+    pub parent_tid: u64,
 }
 
 /// Makes a child process of the caller's ([`fork_current`], or `clone`
@@ -2137,6 +2147,13 @@ pub fn fork_process(parent: &mut Task, new: NewProcess) -> Result<Pid, Errno> {
         Mm::new(space)
     };
     let pid = PROCS.lock().alloc_pid();
+    // Before the child can run, as Linux does: a child in this address
+    // space (CLONE_VM) may read the word, or clear it on exit
+    // (CLONE_CHILD_CLEARTID on the same word), at once. A failed write
+    // is ignored, as on Linux.
+    if new.parent_tid != 0 {
+        let _ = crate::uaccess::write_u32(parent, new.parent_tid, pid);
+    }
     let mut uctx = parent.uctx.clone();
     uctx.set_syscall_ret(0);
     if new.stack != 0 {

@@ -130,12 +130,13 @@ pub fn clone(task: &mut Task, a: [u64; 6]) -> SysResult {
             share_vm: flags & CLONE_VM != 0,
             vfork: done.clone(),
             stack: a[1],
+            parent_tid: if flags & CLONE_PARENT_SETTID != 0 {
+                ptid
+            } else {
+                0
+            },
         },
     )?;
-    if flags & CLONE_PARENT_SETTID != 0 {
-        // Written in the parent's memory before fork returns, as Linux does.
-        let _ = uaccess::write_u32(task, ptid, pid);
-    }
     if let Some(done) = done {
         proc::vfork_wait(task, pid, &done);
     }
@@ -388,6 +389,15 @@ pub fn execve(task: &mut Task, path: u64, argv: u64, envp: u64) -> SysResult {
     if let Err(e) = proc::end_other_threads(task) {
         space.teardown(&mut KernelEnv);
         return Err(e);
+    }
+    // Linux's mm_release: a space another process still runs in (a
+    // CLONE_VM parent) sees the clear-child-tid word zeroed and woken,
+    // as at exit, before this process leaves it.
+    if task.clear_child_tid != 0 && task.mm.as_ref().is_some_and(|m| Arc::strong_count(m) > 1) {
+        let at = task.clear_child_tid;
+        if uaccess::write_u32(task, at, 0).is_ok() {
+            proc::futex::wake_address(task, at, 1);
+        }
     }
     let new = proc::mm::Mm::new(space);
     new.activate();

@@ -611,17 +611,37 @@ fn t_vfork_parent_killed_while_waiting() -> TestResult {
         Ok(())
     };
     let parent = spawn(|| {
-        let _ = ulib::thread::vm_child(vm_child_sleeper, 150, true);
+        let _ = ulib::thread::vm_child(vm_child_sleeper, 300, true);
         // Never reached: killed while it waits.
         sys::exit_group(3)
     })?;
-    let _ = sys::nanosleep(40_000_000);
+    // On Folium pids are handed out in turn, so the vfork child is the
+    // next one: wait until it exists, so the kill finds the parent
+    // waiting for it (Linux's pids need not be consecutive).
+    let child = parent + 1;
     let r = (|| {
+        if on_folium() {
+            let mut tries = 0;
+            while sys::kill(child, 0).is_err() {
+                ensure!(tries < 200, "the vfork child never appeared");
+                tries += 1;
+                let _ = sys::nanosleep(5_000_000);
+            }
+        } else {
+            let _ = sys::nanosleep(50_000_000);
+        }
         audit_ok()?;
         ensure_eq!(sys::kill(parent, 9), Ok(0));
-        // The child ends 150 ms after it started; the parent stays a
+        let _ = sys::nanosleep(20_000_000);
+        if on_folium() {
+            ensure_eq!(sys::kill(child, 0), Ok(0), "the child outlives its parent");
+        }
+        // The child ends 300 ms after it started; the parent stays a
         // zombie until the wait4 below.
-        let _ = sys::nanosleep(300_000_000);
+        let _ = sys::nanosleep(500_000_000);
+        if on_folium() {
+            ensure!(sys::kill(child, 0).is_err(), "the child is gone");
+        }
         audit_ok()
     })();
     let (got, st) = sys::wait4(parent, 0).map_err(|e| String::from(e.name()))?;
