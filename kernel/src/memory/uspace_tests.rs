@@ -329,28 +329,43 @@ fn read_user_there(arg: u64) {
     }
 }
 
+/// A space of two pages holding `value` at `va(0)`, installed here and
+/// named in [`THERE`] for [`read_on`]; and the other CPUs online.
+fn space_for_cpus(
+    env: &mut KernelEnv,
+    value: u64,
+) -> Result<(uspace::UserSpace, alloc::vec::Vec<usize>), alloc::string::String> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let cpus = crate::smp::online().filter(|&i| i != 0).collect();
+    let mut s = uspace::new_space().map_err(|e| alloc::format!("{e:?}"))?;
+    let made = s
+        .add_vma(Vma::new(va(0), va(2), Prot::RW, VmaKind::Anon))
+        .map_err(|e| alloc::format!("{e:?}"))
+        .and_then(|()| {
+            s.write_bytes(env, va(0), &value.to_le_bytes())
+                .map_err(|e| alloc::format!("{e:?}"))
+        });
+    if let Err(e) = made {
+        s.teardown(env);
+        return Err(e);
+    }
+    uspace::activate(&mut s);
+    THERE[0].store(s.root().as_u64(), Relaxed);
+    THERE[1].store(u64::from(s.asid.0), Relaxed);
+    THERE[2].store(va(0).as_u64(), Relaxed);
+    Ok((s, cpus))
+}
+
+/// Runs [`read_user_there`] `step` on `cpu`; its result.
+fn read_on(cpu: usize, step: u64) -> u64 {
+    crate::smp::call_on(1 << cpu, read_user_there, step);
+    THERE[3].load(core::sync::atomic::Ordering::Relaxed)
+}
+
 kernel_test!(
     fn a_zapped_user_page_leaves_no_translation_on_any_cpu() {
-        use core::sync::atomic::Ordering::Relaxed;
         let env = &mut KernelEnv;
-        let cpus: alloc::vec::Vec<usize> = crate::smp::online().filter(|&i| i != 0).collect();
-        let mut s = uspace::new_space().map_err(|e| alloc::format!("{e:?}"))?;
-        check!(
-            s.add_vma(Vma::new(va(0), va(2), Prot::RW, VmaKind::Anon))
-                .is_ok()
-        );
-        check!(
-            s.write_bytes(env, va(0), &0x01d0_01d0u64.to_le_bytes())
-                .is_ok()
-        );
-        uspace::activate(&mut s);
-        THERE[0].store(s.root().as_u64(), Relaxed);
-        THERE[1].store(u64::from(s.asid.0), Relaxed);
-        THERE[2].store(va(0).as_u64(), Relaxed);
-        let read_on = |cpu: usize, step: u64| {
-            crate::smp::call_on(1 << cpu, read_user_there, step);
-            THERE[3].load(Relaxed)
-        };
+        let (mut s, cpus) = space_for_cpus(env, 0x01d0_01d0)?;
         // Every CPU runs the space, as its threads would: each caches the
         // page and keeps the space installed.
         let before: alloc::vec::Vec<u64> = cpus.iter().map(|&c| read_on(c, 1)).collect();
@@ -378,23 +393,8 @@ kernel_test!(
 
 kernel_test!(
     fn a_cpu_that_left_the_space_is_not_interrupted_and_flushes_at_install() {
-        use core::sync::atomic::Ordering::Relaxed;
         let env = &mut KernelEnv;
-        let cpus: alloc::vec::Vec<usize> = crate::smp::online().filter(|&i| i != 0).collect();
-        let mut s = uspace::new_space().map_err(|e| alloc::format!("{e:?}"))?;
-        check!(
-            s.add_vma(Vma::new(va(0), va(2), Prot::RW, VmaKind::Anon))
-                .is_ok()
-        );
-        check!(s.write_bytes(env, va(0), &0x1eafu64.to_le_bytes()).is_ok());
-        uspace::activate(&mut s);
-        THERE[0].store(s.root().as_u64(), Relaxed);
-        THERE[1].store(u64::from(s.asid.0), Relaxed);
-        THERE[2].store(va(0).as_u64(), Relaxed);
-        let read_on = |cpu: usize, step: u64| {
-            crate::smp::call_on(1 << cpu, read_user_there, step);
-            THERE[3].load(Relaxed)
-        };
+        let (mut s, cpus) = space_for_cpus(env, 0x1eaf)?;
         // Every other CPU runs the space, caches the page, and leaves it
         // (to idle, as a thread that blocked would).
         let before: alloc::vec::Vec<(u64, u64)> = cpus
