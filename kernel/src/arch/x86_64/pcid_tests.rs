@@ -247,6 +247,9 @@ struct ModelCpu {
     cr3: Cell<u64>,
     /// (PCID, page) -> frame.
     tlb: RefCell<BTreeMap<(u16, u64), Pfn>>,
+    /// Run at the next CR3 write, before it takes effect: what another
+    /// CPU does while this one is in the middle of an install.
+    on_cr3: RefCell<Option<alloc::boxed::Box<dyn FnOnce()>>>,
 }
 
 impl ModelCpu {
@@ -255,6 +258,7 @@ impl ModelCpu {
             pcid,
             cr3: Cell::new(0),
             tlb: RefCell::new(BTreeMap::new()),
+            on_cr3: RefCell::new(None),
         }
     }
 
@@ -323,6 +327,10 @@ impl TlbHw for ModelCpu {
     }
 
     unsafe fn write_cr3(&self, v: u64) {
+        let hook = self.on_cr3.borrow_mut().take();
+        if let Some(hook) = hook {
+            hook();
+        }
         assert!(
             self.pcid || v & (CR3_PCID | CR3_NOFLUSH) == 0,
             "model: PCID bits in CR3 {v:#x} without CR4.PCIDE"
@@ -624,5 +632,43 @@ kernel_test!(
             })?;
         }
         Ok(())
+    }
+);
+
+kernel_test!(
+    fn model_a_flush_during_an_install_interrupts_the_cpu() {
+        on_model(true, false, |st, cpu, env, v| {
+            let mut ids = AsidAllocator::new(12, 1);
+            v.push(model_space(env, 1)?);
+            v.push(model_space(env, 2)?);
+            let (t, s) = (0, 1);
+            model_activate(st, cpu, &mut ids, &mut v[t], || Ok(()))?;
+            let outgoing = v[t].asid;
+            // Flushes of both spaces arrive while this CPU switches from
+            // T to S, after it read its marks and before CR3 changed:
+            // it may still walk T's tables and is about to use S's
+            // entries, so both must interrupt it (true: an IPI).
+            let seen: alloc::rc::Rc<Cell<(bool, bool)>> = alloc::rc::Rc::default();
+            let (seen2, st2) = (seen.clone(), st as *const PcidTlb);
+            let incoming = ids.activate(0, &mut v[s].asid_tag).asid;
+            *cpu.on_cr3.borrow_mut() = Some(alloc::boxed::Box::new(move || {
+                // SAFETY: `st` outlives this hook, which runs inside the
+                // install below, while `on_model` still holds `st`.
+                let st = unsafe { &*st2 };
+                seen2.set((st.defer_flush(outgoing), st.defer_flush(incoming)));
+            }));
+            v[s].asid = incoming;
+            // SAFETY: the model's CR3 is a number in a Cell.
+            unsafe { st.install(cpu, v[s].root(), incoming) };
+            check_eq!(
+                seen.get(),
+                (true, true),
+                "(outgoing T, incoming S) seen running"
+            );
+            // Afterwards only S counts as running here.
+            check!(!st.defer_flush(outgoing), "T no longer installed");
+            check!(st.defer_flush(incoming), "S installed");
+            Ok(())
+        })
     }
 );
