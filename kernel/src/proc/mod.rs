@@ -2147,25 +2147,13 @@ pub fn fork_process(parent: &mut Task, new: NewProcess) -> Result<Pid, Errno> {
         Mm::new(space)
     };
     let pid = PROCS.lock().alloc_pid();
-    // Before the child can run, as Linux does: a child in this address
-    // space (CLONE_VM) may read the word, or clear it on exit
-    // (CLONE_CHILD_CLEARTID on the same word), at once. A failed write
-    // is ignored, as on Linux.
-    if new.parent_tid != 0 {
-        let _ = crate::uaccess::write_u32(parent, new.parent_tid, pid);
-    }
-    let mut uctx = parent.uctx.clone();
-    uctx.set_syscall_ret(0);
-    if new.stack != 0 {
-        uctx.set_sp(new.stack);
-    }
-    let (child_settid, child_cleartid) = (new.settid, new.cleartid);
+    let uctx = child_context(parent, pid, new.parent_tid, new.stack);
     let mut task = Task::new(pid, mm, uctx, kstack);
     task.vfork_done = new.vfork;
     task.files = parent.files.copy();
     task.rlimits = parent.rlimits;
-    task.set_child_tid = child_settid;
-    task.clear_child_tid = child_cleartid;
+    task.set_child_tid = new.settid;
+    task.clear_child_tid = new.cleartid;
     let mut t = PROCS.lock();
     let ptgid = parent.tgid;
     // The process's actions, the forking thread's mask.
@@ -2186,6 +2174,27 @@ pub fn fork_process(parent: &mut Task, new: NewProcess) -> Result<Pid, Errno> {
     }
     place_new(&mut t, pid, affinity);
     Ok(pid)
+}
+
+/// The user registers a new thread or process `id` starts with: the
+/// creator's, returning 0 from `clone`, on `stack` (0: the creator's).
+/// First writes `id` to `parent_tid` (`CLONE_PARENT_SETTID`, 0: nowhere)
+/// in the creator's memory, before the new one can run, as Linux's
+/// copy_process does: one sharing that memory (a thread, a `CLONE_VM`
+/// process) may read the word at once, or exit at once and clear it
+/// (`CLONE_CHILD_CLEARTID` on the same word, as pthreads pass) and wake
+/// its joiner, which must not find the id written back after that. A
+/// failed write is ignored, as on Linux.
+fn child_context(parent: &mut Task, id: Pid, parent_tid: u64, stack: u64) -> UserContext {
+    if parent_tid != 0 {
+        let _ = crate::uaccess::write_u32(parent, parent_tid, id);
+    }
+    let mut uctx = parent.uctx.clone();
+    uctx.set_syscall_ret(0);
+    if stack != 0 {
+        uctx.set_sp(stack);
+    }
+    uctx
 }
 
 /// What a `CLONE_VFORK` parent waits on: its child's pid, outside every
@@ -2272,19 +2281,7 @@ pub fn clone_thread(parent: &mut Task, new: NewThread) -> Result<Pid, Errno> {
     let mm = parent.mm.clone().ok_or(Errno::ENOMEM)?;
     let kstack = KernelStack::new().ok_or(Errno::EAGAIN)?;
     let tid = PROCS.lock().alloc_pid();
-    // Before the thread can run, as Linux's copy_process does: a thread
-    // that exits at once clears this word (CLONE_CHILD_CLEARTID, the
-    // same word for pthreads) and wakes its joiner, which must not find
-    // the tid written back after that. A failed write is ignored, as on
-    // Linux.
-    if new.parent_tid != 0 {
-        let _ = crate::uaccess::write_u32(parent, new.parent_tid, tid);
-    }
-    let mut uctx = parent.uctx.clone();
-    uctx.set_syscall_ret(0);
-    if new.stack != 0 {
-        uctx.set_sp(new.stack);
-    }
+    let mut uctx = child_context(parent, tid, new.parent_tid, new.stack);
     if let Some(tls) = new.tls {
         uctx.set_tls(tls);
     }

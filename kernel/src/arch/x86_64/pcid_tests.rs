@@ -476,17 +476,24 @@ fn model_space(env: &mut ModelEnv, value: u64) -> Result<UserSpace, String> {
 
 const CONFIGS: [(bool, bool); 3] = [(true, true), (true, false), (false, false)];
 
+/// Two spaces on the model, S holding 1 at DATA and 7s at DATA2, T
+/// holding 2 at DATA: their indexes in `v`, (S, T).
+fn two_spaces(env: &mut ModelEnv, v: &mut Vec<UserSpace>) -> Result<(usize, usize), String> {
+    v.push(model_space(env, 1)?);
+    v.push(model_space(env, 2)?);
+    let (s, t) = (v.len() - 2, v.len() - 1);
+    v[s].write_bytes(env, VirtAddr::new(DATA2), &[7; 8])
+        .map_err(err)?;
+    Ok((s, t))
+}
+
 kernel_test!(
     fn model_flushes_reach_a_space_that_is_not_installed() {
         for (pcid, invpcid) in CONFIGS {
             on_model(pcid, invpcid, |st, cpu, env, v| {
                 let mut ids = AsidAllocator::new(if pcid { 12 } else { 8 }, 1);
                 let none = || Ok(());
-                v.push(model_space(env, 1)?);
-                v.push(model_space(env, 2)?);
-                let (s, t) = (0, 1);
-                v[s].write_bytes(env, VirtAddr::new(DATA2), &[7; 8])
-                    .map_err(err)?;
+                let (s, t) = two_spaces(env, v)?;
                 let child = v[s]
                     .fork(env, uspace::kernel_half().as_ref())
                     .map_err(err)?;
@@ -591,11 +598,7 @@ kernel_test!(
             on_model(pcid, invpcid, |st, cpu, env, v| {
                 let mut ids = AsidAllocator::new(if pcid { 12 } else { 8 }, 1);
                 let none = || Ok(());
-                v.push(model_space(env, 1)?);
-                v.push(model_space(env, 2)?);
-                let (s, t) = (0, 1);
-                v[s].write_bytes(env, VirtAddr::new(DATA2), &[7; 8])
-                    .map_err(err)?;
+                let (s, t) = two_spaces(env, v)?;
                 // The model CPU runs S, caches both pages, and leaves S for T.
                 model_activate(st, cpu, &mut ids, &mut v[s], none)?;
                 check!(cpu.load(&v[s], DATA)?.is_some());
