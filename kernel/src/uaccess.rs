@@ -13,7 +13,6 @@ use folium_mm::VirtAddr;
 use folium_mm::aspace::{Access, FaultError};
 
 use crate::arch;
-use crate::memory::uspace::KernelEnv;
 use crate::proc::Task;
 use crate::proc::oom::{self, Oom};
 
@@ -31,7 +30,7 @@ fn with_faults(
     // The areas decide first: PROT_NONE and read-only areas refuse the
     // kernel's accesses as they refuse the user's.
     if !task
-        .space()
+        .space_read()
         .is_some_and(|s| s.allows(VirtAddr::new(base), len as u64, access))
     {
         return Err(Errno::EFAULT);
@@ -53,11 +52,7 @@ fn with_faults(
         // The lock is held for the fault only: the copy runs without it
         // (another thread may unmap meanwhile: the copy then stops short
         // and the next fault finds the hole).
-        let fixed = task.space().ok_or(Errno::EFAULT)?.handle_fault(
-            &mut KernelEnv,
-            VirtAddr::new(at),
-            access,
-        );
+        let fixed = task.fault(at, access);
         match fixed {
             Ok(()) => {}
             // No frame is not a bad address: reclaim, or let the OOM

@@ -9,7 +9,8 @@
 //! - gathers finished and the (folio, nr) entries they released;
 //! - faults that only marked an old entry young (no hardware access
 //!   flag), and instruction-cache syncs of folios about to be mapped
-//!   executable.
+//!   executable;
+//! - faults that lost a race with another fault of their space.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -44,6 +45,11 @@ pub struct MmStats {
     /// Folios whose data cache was cleaned and instruction cache
     /// invalidated before an executable mapping ([`MmEnv::sync_icache`](crate::env::MmEnv::sync_icache)).
     pub icache_syncs: AtomicU64,
+    /// Faults that found, once they had their folio, that another fault
+    /// of the same space had mapped the range meanwhile: they give the
+    /// folio back and the access runs again (Linux's `pte_same` and
+    /// `pte_range_none` rechecks).
+    pub fault_retries: AtomicU64,
 }
 
 /// The global counters.
@@ -58,6 +64,7 @@ pub static STATS: MmStats = MmStats {
     folds: [const { AtomicU64::new(0) }; 4],
     young_fixups: AtomicU64::new(0),
     icache_syncs: AtomicU64::new(0),
+    fault_retries: AtomicU64::new(0),
 };
 
 /// The names the folding counters are served under.
@@ -137,6 +144,7 @@ impl MmStats {
         }
         let _ = writeln!(out, "fault_mkyoung {}", self.young_fixups.load(Relaxed));
         let _ = writeln!(out, "icache_sync {}", self.icache_syncs.load(Relaxed));
+        let _ = writeln!(out, "fault_retry {}", self.fault_retries.load(Relaxed));
     }
 }
 

@@ -48,6 +48,12 @@ unsafe impl TableAlloc for KernelEnv {
         // at `ptr` that nothing else sees yet.
         unsafe { arch::zero_pages(ptr, PAGE_SIZE as usize) };
     }
+    /// A CPU spinning for a page-table lock runs the cross-CPU calls
+    /// posted to it: the holder may be waiting for this CPU's TLB flush.
+    fn relax(&self) {
+        crate::smp::run_posted_calls();
+        core::hint::spin_loop();
+    }
 }
 
 impl MmEnv for KernelEnv {

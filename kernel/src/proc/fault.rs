@@ -3,12 +3,10 @@
 //! one console line in Linux's style.
 
 use folium_abi::signal::{ExitStatus, Signal};
-use folium_mm::VirtAddr;
 use folium_mm::aspace::FaultError;
 
 use super::Task;
 use crate::arch::{UserFault, UserFaultKind};
-use crate::memory::uspace::KernelEnv;
 
 /// An undefined instruction that is an MRS of an identification register
 /// Linux emulates for EL0: the register gets the value and the program
@@ -38,10 +36,7 @@ pub fn handle(task: &mut Task, f: UserFault) {
     let sig = match f.kind {
         UserFaultKind::Page { access, .. } => {
             // The lock is let go before the OOM killer or the exit.
-            let r = match task.space() {
-                Some(mut s) => s.handle_fault(&mut KernelEnv, VirtAddr::new(f.addr), access),
-                None => Err(FaultError::Unmapped),
-            };
+            let r = task.fault(f.addr, access);
             match r {
                 Ok(()) => return,
                 Err(FaultError::OutOfMemory) => match super::oom::out_of_memory(task) {

@@ -76,7 +76,7 @@ use crate::memory::kstack::KernelStack;
 use crate::memory::uspace::{self, KernelEnv};
 use crate::smp::MAX_CPUS;
 use crate::sync::IrqMutex;
-use mm::{Mm, MmGuard};
+use mm::{Mm, MmGuard, MmReadGuard};
 
 /// A process id.
 pub type Pid = u32;
@@ -505,6 +505,26 @@ impl Task {
         self.mm.as_ref().map(|m| m.lock(self.pid))
     }
 
+    /// Its address space, locked for reading beside its sibling threads'
+    /// faults (None once it has none).
+    pub fn space_read(&self) -> Option<MmReadGuard> {
+        self.mm.as_ref().map(|m| m.read(self.pid))
+    }
+
+    /// Resolves a fault at `va` under the shared side of its address
+    /// space's lock, beside its sibling threads' faults.
+    pub fn fault(
+        &self,
+        va: u64,
+        access: folium_mm::aspace::Access,
+    ) -> folium_mm::aspace::FaultResult {
+        let Some(space) = self.space_read() else {
+            return Err(folium_mm::aspace::FaultError::Unmapped);
+        };
+        let asid = space.asid();
+        space.handle_fault_shared(&mut KernelEnv, folium_mm::VirtAddr::new(va), access, asid)
+    }
+
     /// Installs its address space as this CPU's user half (or the empty
     /// one if it has none).
     fn activate(&self) {
@@ -568,6 +588,13 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
 }
 
 /// The body of every process's kernel thread.
+/// Resident pages a thread's space may gain or lose before the thread
+/// publishes the new figure in the table on its way back to user mode
+/// (the OOM killer's measure): Linux folded its per-task RSS counters
+/// into the mm every 64 events (`TASK_RSS_EVENTS_THRESH`) for the same
+/// reason, a shared line touched on every fault.
+const RSS_PUBLISH_STEP: u64 = 64;
+
 extern "C" fn task_main(pid: u64) -> ! {
     let pid = pid as Pid;
     // SAFETY: this thread is `pid`'s own (see module doc); this is the one
@@ -621,15 +648,18 @@ extern "C" fn task_main(pid: u64) -> ! {
             UserExit::Fault(f) => fault::handle(task, f),
         }
         // Skipped while another thread works on the space: it publishes.
-        let usage = task
-            .mm
-            .as_ref()
-            .map_or(Some((0, 0)), |m| m.try_usage(task.pid));
+        let usage = task.mm.as_ref().map_or(Some((0, 0)), |m| m.try_usage());
         // A long operation may have published a figure of its own
         // midway (`publish_rss`): then publish again whatever it is.
+        // Otherwise only a change of [`RSS_PUBLISH_STEP`] pages or more
+        // (or of the tables) is: each publish takes the table's lock,
+        // which threads faulting in parallel would otherwise take after
+        // every fault.
         let rss_epoch = RSS_EPOCH.load(core::sync::atomic::Ordering::Relaxed);
         if let Some(usage) = usage
-            && (usage != published || rss_epoch != seen_rss_epoch)
+            && (usage.0.abs_diff(published.0) >= RSS_PUBLISH_STEP
+                || usage.1 != published.1
+                || rss_epoch != seen_rss_epoch)
         {
             published = usage;
             seen_rss_epoch = rss_epoch;

@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::addr::{Order, PAGE_SIZE, Pfn, VirtAddr};
 use crate::env::MmEnv;
 use crate::mmu_gather::Gather;
-use crate::pgtable::{Level, MapError, Pte, PteFormat};
+use crate::pgtable::{Level, MapError, PteCursor, PteFormat};
 use crate::stats::STATS;
 use crate::thp;
 use crate::tlb::Asid;
@@ -28,12 +28,38 @@ impl<F: PteFormat> AddressSpace<F> {
     /// anonymous private memory): a missing page is allocated zeroed (a
     /// large folio where the mTHP policy allows; the shared zero page for a
     /// read); a write to a write-protected page of a writable area is
-    /// copy-on-write.
+    /// copy-on-write. The exclusive side's way in: the same fault as
+    /// [`AddressSpace::handle_fault_shared`], with the space's own ASID.
     pub fn handle_fault(
         &mut self,
         env: &mut (impl MmEnv + ?Sized),
         va: VirtAddr,
         access: Access,
+    ) -> FaultResult {
+        let asid = self.asid;
+        self.handle_fault_shared(env, va, access, asid)
+    }
+
+    /// [`AddressSpace::handle_fault`] through a shared borrow: any number
+    /// may run at once on one space (threads faulting under the read side
+    /// of their address-space lock, as Linux's take `mmap_lock` for read),
+    /// each with an environment of its own. The areas do not change
+    /// meanwhile (only `&mut` changes them); the tables do, each under
+    /// its own lock ([`PageTable::lock_pte`](crate::pgtable::PageTable::lock_pte)):
+    /// a fault looks at its entries and changes them under it, but allocates,
+    /// zeroes or copies its new folio without it, then looks again before
+    /// mapping it. If another fault mapped the range in between, the new
+    /// folio goes back and the fault succeeds: the access runs again and
+    /// finds the other's page ([`STATS`]`.fault_retries` counts these).
+    ///
+    /// `asid` is the number the space runs with on the caller's CPU
+    /// (the exclusive side's `self.asid` is not the shared side's to set).
+    pub fn handle_fault_shared(
+        &self,
+        env: &mut (impl MmEnv + ?Sized),
+        va: VirtAddr,
+        access: Access,
+        asid: Asid,
     ) -> FaultResult {
         let vma = *self.vmas.find(va).ok_or(FaultError::Unmapped)?;
         if !access.allowed_by(vma.prot) {
@@ -41,6 +67,7 @@ impl<F: PteFormat> AddressSpace<F> {
         }
         self.fault_page(
             env,
+            asid,
             &vma,
             va.align_down(PAGE_SIZE),
             access == Access::Write,
@@ -87,27 +114,34 @@ impl<F: PteFormat> AddressSpace<F> {
     /// program's behalf (loading), so it must end up private, mapped with
     /// the area's own rights.
     pub(super) fn fault_page(
-        &mut self,
+        &self,
         env: &mut (impl MmEnv + ?Sized),
+        asid: Asid,
         vma: &Vma,
         va: VirtAddr,
         write: bool,
         force: bool,
     ) -> FaultResult {
-        let asid = self.asid;
-        let mut cur = self
-            .pt
-            .pte_cursor_alloc(va, va + PAGE_SIZE, env)
-            .map_err(|e| match e {
-                MapError::OutOfMemory => FaultError::OutOfMemory,
-                _ => FaultError::Unmapped,
-            })?;
+        let mut ptl = self.pt.lock_pte(va, env).map_err(|e| match e {
+            MapError::OutOfMemory => FaultError::OutOfMemory,
+            _ => FaultError::Unmapped,
+        })?;
+        let mut cur = ptl.cursor(va, va + PAGE_SIZE);
         let raw = cur.get(0);
         if !F::pte_present(raw) {
             if write || force {
-                return self.do_anonymous(env, vma, va, write);
+                drop(ptl);
+                return self.do_anonymous(env, asid, vma, va, write);
             }
-            return self.map_zero_page(env, va, vma.prot);
+            // A read of untouched anonymous memory: the shared zero page,
+            // read only, holding no reference (Linux's special zero-page
+            // PTE). The first write replaces it with a private page.
+            if vma.prot.exec() {
+                sync_exec(env, env.zero_pfn());
+            }
+            let zero = user_pte::<F>(env.zero_pfn(), vma.prot, false);
+            cur.set_ptes(0, zero, 1, &hooks(env, asid));
+            return Ok(());
         }
         let pfn = F::pte_pfn(raw);
         if !write && !force {
@@ -129,7 +163,8 @@ impl<F: PteFormat> AddressSpace<F> {
             return Ok(());
         }
         if pfn == env.zero_pfn() {
-            return self.replace_page(env, va, None, vma.prot, write);
+            drop(ptl);
+            return self.replace_page(env, asid, va, None, vma.prot, write);
         }
         if F::pte_writable(raw) {
             if write {
@@ -145,35 +180,42 @@ impl<F: PteFormat> AddressSpace<F> {
             flush_page(env, asid, va);
             return Ok(());
         }
-        self.write_protect_fault(env, va, pfn, vma.prot, write)
-    }
-
-    /// A read of untouched anonymous memory: the shared zero page, read
-    /// only, holding no reference (Linux's special zero-page PTE). The
-    /// first write replaces it with a private page.
-    fn map_zero_page(
-        &mut self,
-        env: &mut (impl MmEnv + ?Sized),
-        va: VirtAddr,
-        prot: Prot,
-    ) -> FaultResult {
-        if prot.exec() {
-            sync_exec(env, env.zero_pfn());
+        // A store (or a forced kernel write) to a write-protected page:
+        // reuse it if nobody else can see it, else copy (Linux
+        // `do_wp_page`).
+        //
+        // Reuse follows Linux: an anon-exclusive page is reused at once;
+        // any other page when its folio's every mapping is one of this
+        // space's PTEs and no reference is held beyond them (Linux 6.13's
+        // rule for large folios, the `refcount == 1` test for small
+        // ones). The page becomes exclusive; the folio's other pages keep
+        // their state.
+        let mm = env.memmap();
+        let f = mm.page_folio(pfn).ok_or(FaultError::Unmapped)?;
+        let reuse = if f.page_anon_exclusive(pfn) {
+            true
+        } else if self.maps_all_of(&f, va, pfn) {
+            f.set_page_anon_exclusive(pfn);
+            true
+        } else {
+            false
+        };
+        if !reuse {
+            // The copy is made without the lock: a reference keeps the
+            // page from being freed meanwhile (by another fault's copy
+            // of it), as Linux's `folio_get` before `wp_page_copy`.
+            let held = f.get();
+            drop(ptl);
+            let r = self.replace_page(env, asid, va, Some(pfn), vma.prot, write);
+            env.folio_put(held);
+            return r;
         }
-        let raw = user_pte::<F>(env.zero_pfn(), prot, false);
-        self.set_one(env, va, raw)
-    }
-
-    /// Writes the single entry for `va`, whose table exists (Linux
-    /// `set_pte_at`, through the format's `set_ptes` so a folded block
-    /// around it is handled).
-    fn set_one(&mut self, env: &(impl MmEnv + ?Sized), va: VirtAddr, raw: Pte) -> FaultResult {
-        let asid = self.asid;
-        let mut cur = self
-            .pt
-            .pte_cursor(va, va + PAGE_SIZE)
-            .ok_or(FaultError::Unmapped)?;
-        cur.set_ptes(0, raw, 1, &hooks(env, asid));
+        if write {
+            // Only permission is added: no flush (Linux neither). A stale
+            // read-only entry faults once more and the spurious-fault
+            // path flushes it.
+            cur.set_ptes(0, user_pte::<F>(pfn, vma.prot, true), 1, &hooks(env, asid));
+        }
         Ok(())
     }
 
@@ -181,54 +223,90 @@ impl<F: PteFormat> AddressSpace<F> {
     /// `alloc_anon_folio`): the largest order the policy allows whose
     /// naturally aligned range lies inside the area and has no populated
     /// entry, falling back order by order to 0, also when an allocation
-    /// fails; zeroed; every page mapped by one `set_ptes`.
+    /// fails; zeroed; every page mapped by one `set_ptes`. The orders are
+    /// chosen under the lock, the folio allocated and zeroed without it,
+    /// and mapped under it again only if its range is still empty.
     fn do_anonymous(
-        &mut self,
+        &self,
         env: &mut (impl MmEnv + ?Sized),
+        asid: Asid,
         vma: &Vma,
         va: VirtAddr,
         write: bool,
     ) -> FaultResult {
         let span = Level::L2.size();
         let base = va.align_down(span);
-        let orders = self.fault_orders(env, vma, va);
-        // The tables exist (`fault_page` walked to the slot): a cursor over
-        // the whole last-level table sees every candidate range.
-        let mut cur = self
-            .pt
-            .pte_cursor(base, base + span)
-            .ok_or(FaultError::OutOfMemory)?;
         let index = |a: VirtAddr| ((a - base) / PAGE_SIZE) as usize;
+        // Linux `pte_range_none`: any populated entry (the zero page
+        // included) rules an order out; it is not a fallback.
+        let range_none = |cur: &PteCursor<'_, F>, order: u8| {
+            let first = index(va.align_down(PAGE_SIZE << order));
+            (first..first + (1usize << order)).all(|i| cur.peek(i).is_none())
+        };
+        let table_lock = |env: &mut _| {
+            self.pt
+                .lock_pte(base, env)
+                .map_err(|_| FaultError::OutOfMemory)
+        };
+        let candidates = {
+            // The table exists (`fault_page` locked it, and a shared
+            // borrow frees none): a cursor over all of it sees every
+            // candidate range.
+            let mut ptl = table_lock(env)?;
+            let cur = ptl.cursor(base, base + span);
+            let mut orders = self.fault_orders(env, vma, va);
+            for order in 0..=thp::MAX_ORDER {
+                if orders & (1 << order) != 0 && !range_none(&cur, order) {
+                    orders &= !(1 << order);
+                }
+            }
+            orders
+        };
+        if candidates & 1 == 0 {
+            // Another fault mapped the page since `fault_page` looked.
+            STATS.fault_retries.fetch_add(1, Relaxed);
+            return Ok(());
+        }
         let mut got = None;
         for order in (0..=thp::MAX_ORDER).rev() {
-            if orders & (1 << order) == 0 {
-                continue;
-            }
-            let size = PAGE_SIZE << order;
-            let first = index(va.align_down(size));
-            let nr = 1usize << order;
-            // Linux `pte_range_none`: any populated entry (the zero page
-            // included) rules the order out; it is not a fallback.
-            if order > 0 && (first..first + nr).any(|i| !cur.peek(i).is_none()) {
+            if candidates & (1 << order) == 0 {
                 continue;
             }
             match env.alloc_folio(Order::of(order)) {
                 Some(f) => {
-                    got = Some((f, order, first, nr));
+                    got = Some((f, order));
                     break;
                 }
                 None if order > 0 => env.thp().count_fallback(order),
                 None => {}
             }
         }
-        let (folio, order, first, nr) = got.ok_or(FaultError::OutOfMemory)?;
+        let (folio, order) = got.ok_or(FaultError::OutOfMemory)?;
         if order > 0 {
             env.thp().count_alloc(order);
         }
         let head = folio.pfn();
+        let nr = 1usize << order;
         // Anonymous from the start: only then may its contents be written.
         env.memmap().folio(&folio).set_anon();
         env.zero_folio(&folio);
+        if vma.prot.exec() {
+            sync_exec(env, head);
+        }
+        let mut ptl = match table_lock(env) {
+            Ok(l) => l,
+            Err(e) => {
+                env.folio_put(folio);
+                return Err(e);
+            }
+        };
+        let mut cur = ptl.cursor(base, base + span);
+        if !range_none(&cur, order) {
+            drop(ptl);
+            STATS.fault_retries.fetch_add(1, Relaxed);
+            env.folio_put(folio);
+            return Ok(());
+        }
         {
             let f = env.memmap().folio(&folio);
             // One reference and one mapcount per PTE; every page private.
@@ -238,14 +316,16 @@ impl<F: PteFormat> AddressSpace<F> {
                 f.set_page_anon_exclusive(head + k);
             }
         }
-        if vma.prot.exec() {
-            sync_exec(env, head);
-        }
         // The allocation's reference is the first PTE's.
         let _ = folio.into_raw();
         let raw = user_pte::<F>(head, vma.prot, write);
-        cur.set_ptes(first, raw, nr, &hooks(env, self.asid));
-        self.rss += nr as u64;
+        cur.set_ptes(
+            index(va.align_down(PAGE_SIZE << order)),
+            raw,
+            nr,
+            &hooks(env, asid),
+        );
+        self.rss.fetch_add(nr as u64, Relaxed);
         Ok(())
     }
 
@@ -271,47 +351,7 @@ impl<F: PteFormat> AddressSpace<F> {
                 orders &= !(1 << order);
             }
         }
-        orders
-    }
-
-    /// A store (or a forced kernel write) to a write-protected page: reuse
-    /// it if nobody else can see it, else copy (Linux `do_wp_page`).
-    ///
-    /// Reuse follows Linux: an anon-exclusive page is reused at once; any
-    /// other page when its folio's every mapping is one of this space's
-    /// PTEs and no reference is held beyond them (Linux 6.13's rule for
-    /// large folios, the `refcount == 1` test for small ones). The page
-    /// becomes exclusive; the folio's other pages keep their state.
-    fn write_protect_fault(
-        &mut self,
-        env: &mut (impl MmEnv + ?Sized),
-        va: VirtAddr,
-        pfn: Pfn,
-        prot: Prot,
-        write: bool,
-    ) -> FaultResult {
-        let reuse = {
-            let mm = env.memmap();
-            let f = mm.page_folio(pfn).ok_or(FaultError::Unmapped)?;
-            if f.page_anon_exclusive(pfn) {
-                true
-            } else if self.maps_all_of(&f, va, pfn) {
-                f.set_page_anon_exclusive(pfn);
-                true
-            } else {
-                false
-            }
-        };
-        if !reuse {
-            return self.replace_page(env, va, Some(pfn), prot, write);
-        }
-        if write {
-            // Only permission is added: no flush (Linux neither). A stale
-            // read-only entry faults once more and the spurious-fault
-            // path flushes it.
-            self.set_one(env, va, user_pte::<F>(pfn, prot, true))?;
-        }
-        Ok(())
+        orders | 1
     }
 
     /// True if every mapping of folio `f` is a PTE of this space and the
@@ -319,7 +359,7 @@ impl<F: PteFormat> AddressSpace<F> {
     /// folio are only ever mapped at their natural place (faults map whole
     /// folios aligned; fork copies at the same address; nothing moves
     /// them), so the folio's own range of this space's table is where all
-    /// of this space's mappings of it are.
+    /// of this space's mappings of it are. Called with the tables locked.
     fn maps_all_of(&self, f: &crate::folio::FolioRef<'_>, va: VirtAddr, pfn: Pfn) -> bool {
         let nr = f.nr_pages();
         let map = u64::from(f.mapcount());
@@ -342,9 +382,13 @@ impl<F: PteFormat> AddressSpace<F> {
     /// Replaces the page at `va` by a private order-0 copy of `old` (the
     /// zero page's contents for `None`), mapped writable if `write`
     /// (Linux `wp_page_copy`, which also copies into small folios only).
+    /// The caller holds a reference to `old`'s folio and not the lock:
+    /// the copy is made without it, then mapped only if the entry still
+    /// maps `old` (or the zero page) read-only.
     fn replace_page(
-        &mut self,
+        &self,
         env: &mut (impl MmEnv + ?Sized),
+        asid: Asid,
         va: VirtAddr,
         old: Option<Pfn>,
         prot: Prot,
@@ -358,8 +402,7 @@ impl<F: PteFormat> AddressSpace<F> {
         match old {
             Some(src) => {
                 let mm = env.memmap();
-                // The page being replaced is mapped here, so it has its
-                // anonymous folio (`write_protect_fault` looked it up).
+                // The caller's reference keeps the page's folio.
                 let Some(from) = mm.page_folio(src) else {
                     env.folio_put(new);
                     return Err(FaultError::Unmapped);
@@ -372,27 +415,44 @@ impl<F: PteFormat> AddressSpace<F> {
         if prot.exec() {
             sync_exec(env, new_pfn);
         }
+        let expect = old.unwrap_or(env.zero_pfn());
+        let mut g = Gather::new(asid);
         {
-            let f = env.memmap().folio(&new);
-            f.add_mapcount(1);
-            f.set_page_anon_exclusive(new_pfn);
+            // The table exists: `fault_page` found the entry in it.
+            let mut ptl = match self.pt.lock_pte(va, env) {
+                Ok(l) => l,
+                Err(_) => {
+                    env.folio_put(new);
+                    return Err(FaultError::OutOfMemory);
+                }
+            };
+            let mut cur = ptl.cursor(va, va + PAGE_SIZE);
+            let raw = cur.get(0);
+            if !(F::pte_present(raw) && F::pte_pfn(raw) == expect && !F::pte_writable(raw)) {
+                // Another fault replaced it meanwhile.
+                drop(ptl);
+                STATS.fault_retries.fetch_add(1, Relaxed);
+                env.folio_put(new);
+                return Ok(());
+            }
+            {
+                let f = env.memmap().folio(&new);
+                f.add_mapcount(1);
+                f.set_page_anon_exclusive(new_pfn);
+            }
+            let _ = new.into_raw();
+            // Break before make (arm64 requires it when the output address
+            // changes): clear the entry, flush it, only then install the
+            // copy; the old page's reference is dropped after the flush
+            // too.
+            let raw = cur.get_and_clear_ptes(0, 1, &hooks(env, asid)).first;
+            g.note(va);
+            self.release_pte(raw, va, &mut g, env);
+            g.flush(env);
+            cur.set_ptes(0, user_pte::<F>(new_pfn, prot, write), 1, &hooks(env, asid));
+            self.rss.fetch_add(1, Relaxed);
         }
-        let _ = new.into_raw();
-        // Break before make (arm64 requires it when the output address
-        // changes): clear the entry, flush it, only then install the copy;
-        // the old page's reference is dropped after the flush too.
-        let mut g = Gather::new(self.asid);
-        let asid = self.asid;
-        let raw = match self.pt.pte_cursor(va, va + PAGE_SIZE) {
-            Some(mut cur) => cur.get_and_clear_ptes(0, 1, &hooks(env, asid)).first,
-            None => Pte::NONE,
-        };
-        g.note(va);
-        self.release_pte(raw, va, &mut g, env);
-        g.flush(env);
-        let installed = self.set_one(env, va, user_pte::<F>(new_pfn, prot, write));
-        self.rss += 1;
         g.finish(env);
-        installed
+        Ok(())
     }
 }

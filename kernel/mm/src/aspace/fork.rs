@@ -180,7 +180,7 @@ impl<F: PteFormat> AddressSpace<F> {
             }
             i += nr;
         }
-        child.rss += copied;
+        *child.rss.get_mut() += copied;
         hist.count_singles(singles);
         hist.add_to(&STATS.fork_batches);
         Ok(())

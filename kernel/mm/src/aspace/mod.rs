@@ -49,6 +49,7 @@ mod mremap;
 mod protect;
 mod zap;
 
+use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
@@ -195,8 +196,9 @@ pub struct AddressSpace<F: PteFormat> {
     /// First address past user space.
     user_end: VirtAddr,
     /// Present user pages (kept up to date by every path that maps or
-    /// unmaps, so reading it costs nothing).
-    rss: u64,
+    /// unmaps, so reading it costs nothing; atomic for the faults that
+    /// run at once through `&self`).
+    rss: AtomicU64,
     /// The shared zero page (its mappings are not counted in `rss`).
     zero: Pfn,
 }
@@ -266,7 +268,7 @@ impl<F: PteFormat> AddressSpace<F> {
             asid_tag: AsidTag::default(),
             asid: Asid(0),
             user_end,
-            rss: 0,
+            rss: AtomicU64::new(0),
             zero: env.zero_pfn(),
         })
     }
@@ -275,7 +277,9 @@ impl<F: PteFormat> AddressSpace<F> {
     /// ([`MmEnv::cond_resched`]): if the space was renumbered meanwhile,
     /// its ASID and that of the pending gather `g` follow.
     fn cond_resched(&mut self, env: &mut (impl MmEnv + ?Sized), g: Option<&mut Gather>) {
-        if let Some(asid) = env.cond_resched(self.pt.root(), &mut self.asid_tag, self.rss) {
+        if let Some(asid) =
+            env.cond_resched(self.pt.root(), &mut self.asid_tag, *self.rss.get_mut())
+        {
             self.asid = asid;
             if let Some(g) = g {
                 g.set_asid(asid);
@@ -355,7 +359,7 @@ impl<F: PteFormat> AddressSpace<F> {
             let vma = *self.vmas.find(va).ok_or(FaultError::Unmapped)?;
             let page = va.align_down(PAGE_SIZE);
             // Force a private, present page even in a read-only area.
-            self.fault_page(env, &vma, page, vma.prot.write(), true)?;
+            self.fault_page(env, self.asid, &vma, page, vma.prot.write(), true)?;
             let (pfn, _) = self.translate(page).ok_or(FaultError::Unmapped)?;
             let off = (va - page) as usize;
             let n = bytes.len().min(PAGE_SIZE as usize - off);
@@ -442,7 +446,7 @@ impl<F: PteFormat> AddressSpace<F> {
     /// Present user pages, from the running count (Linux's RSS: mappings
     /// of the zero page are not counted).
     pub fn rss(&self) -> u64 {
-        self.rss
+        self.rss.load(Relaxed)
     }
 
     /// Page-table pages below the root (Linux's `VmPTE` in pages, which

@@ -4,6 +4,7 @@
 //! queue partly mapped large folios for deferred split.
 
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use crate::env::MmEnv;
@@ -74,7 +75,7 @@ impl<F: PteFormat> AddressSpace<F> {
     /// mapcount now, one reference into the gather for after the flush
     /// (zap's accounting for a batch of one). The zero page holds neither.
     pub(super) fn release_pte(
-        &mut self,
+        &self,
         raw: Pte,
         va: VirtAddr,
         g: &mut Gather,
@@ -91,7 +92,7 @@ impl<F: PteFormat> AddressSpace<F> {
         if unmap_folio_ptes(&f, 1, F::pte_dirty(raw)) {
             queue_deferred_split(env, head, pages, pfn, va);
         }
-        self.rss -= 1;
+        self.rss.fetch_sub(1, Relaxed);
         g.add_pte_refs(head, 1, env);
     }
 
@@ -191,7 +192,7 @@ impl<F: PteFormat> AddressSpace<F> {
             freed += nr as u64;
             i += nr;
         }
-        self.rss -= freed;
+        *self.rss.get_mut() -= freed;
         hist.add_to(&STATS.zap_batches);
     }
 

@@ -6,6 +6,7 @@
 //! |----------------------------------|-----------------------------------------|
 //! | [`PageTable::pte_cursor`]        | `pte_offset_map_lock` on an existing table |
 //! | [`PageTable::pte_cursor_alloc`]  | `pte_alloc_map_lock`                    |
+//! | [`PageTable::lock_pte`], [`PteLock::cursor`] | `pte_alloc_map_lock` with split PTE locks, for faults that run at once |
 //! | [`PteCursor::get`]               | `ptep_get`                              |
 //! | [`PteCursor::set_ptes`]          | `set_ptes`                              |
 //! | [`PteCursor::get_and_clear_ptes`]| `get_and_clear_full_ptes`               |
@@ -27,27 +28,27 @@
 //! ```
 //!
 //! Entries are 64-bit atomics, each read and written whole, so a walk
-//! sees the old entry or the new one, never a mix. Clearing and
-//! write-protection are a load and a store, not an atomic
-//! read-modify-write (Linux's `xchg` / `cmpxchg` loops), because no
-//! hardware update can come between the two on Folium: the walker sets
-//! accessed/dirty bits only for accesses through this table, and none can
-//! happen while a cursor lives. An address space has one thread, so one
-//! CPU at a time runs it, and the cursor's caller is the kernel acting
-//! for it on that CPU (a syscall, a fault, exit), so the space's user
-//! code is not running anywhere; another CPU that ran it before has
-//! another space installed since, and walks only that one; kernel code
-//! runs with interrupts masked, so no handler touches user memory
-//! meanwhile; and nothing in these paths accesses user memory through the
-//! table between the load and the store. At most a speculative walk might
-//! set an accessed bit in between, and losing that is harmless (it only
-//! feeds aging); dirt is recorded only for stores that complete, and none
-//! can. (On arm64, `get_and_clear_ptes`
-//! and `wrprotect_ptes` would otherwise race with hardware dirty-bit
-//! updates; with a second CPU running the space, they must become
-//! `swap` / `fetch_update` again, as Linux's SMP versions are.) No
-//! operation does TLB maintenance; the caller flushes (mmu_gather, or one
-//! flush at the end of fork) as the change requires.
+//! sees the old entry or the new one, never a mix.
+//!
+//! Who may change entries at once: a cursor made through `&mut` of the
+//! tree (munmap, mprotect, fork, exit: the exclusive side of the
+//! address-space lock) is the only one; cursors made through a shared
+//! borrow (faults under the shared side) come from a [`PteLock`], which
+//! holds the table's lock. Either way no other software
+//! changes the entries meanwhile.
+//!
+//! The hardware may: other threads of the space keep running user code
+//! on other CPUs, and a walk for one of their accesses may set an entry's
+//! accessed or dirty bit. Clearing and write-protection are a load and a
+//! store, not an atomic read-modify-write (Linux's `xchg` / `cmpxchg`
+//! loops), so such an update landing between the two is lost. Nothing in
+//! Folium needs it: there is no swap or writeback that would read the
+//! dirty bit of anonymous memory being unmapped or write-protected, and
+//! the accessed bit only feeds aging. (The store itself is not lost: it
+//! reached the frame before the entry changed, and the gather's flush
+//! ends any use of the old entry before the frame is freed or shared.)
+//! No operation does TLB maintenance; the caller flushes (mmu_gather, or
+//! one flush at the end of fork) as the change requires.
 //!
 //! Each operation goes through the format's `table_*` method of the same
 //! name ([`PteFormat::table_set_ptes`] and so on), whose default is the
@@ -57,10 +58,10 @@
 //! never sees a folded block as anything but 16 ordinary entries.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::level::{ENTRIES, Level};
-use super::mapper::{MapError, PageTable, TableAlloc};
+use super::mapper::{MapError, PTE_LOCKS, PageTable, TableAlloc};
 use super::walk::PteSlot;
 use super::{Pte, PteEnv, PteFormat};
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
@@ -197,7 +198,46 @@ impl<F: PteFormat> PageTable<F> {
         Ok(self.cursor_at(slot, start, pages))
     }
 
-    fn cursor_at(&mut self, slot: PteSlot, start: VirtAddr, len: usize) -> PteCursor<'_, F> {
+    /// Locks the last-level table of `va` for changes to its entries
+    /// through a shared borrow ([`PteLock`]), creating the tables above
+    /// it from `alloc` where missing (errors as
+    /// [`PageTable::pte_slot_alloc`]). While another holder has a lock
+    /// this needs, it spins with [`TableAlloc::relax`].
+    ///
+    /// Linux's split PTE locks: faults in different tables take
+    /// different locks. Linux keeps one in each table's `struct page`;
+    /// Folium hashes the 2 MiB span the table maps to one of 64 locks in
+    /// the tree, so two tables rarely share one (and
+    /// then only wait for each other). Linking a missing table takes the
+    /// tree's one upper-level lock (Linux's `page_table_lock`), briefly,
+    /// before the table's own is taken; no holder takes another.
+    pub fn lock_pte(
+        &self,
+        va: VirtAddr,
+        alloc: &mut (impl TableAlloc + ?Sized),
+    ) -> Result<PteLock<'_, F>, MapError> {
+        let table = match self.pte_slot(va) {
+            Some(slot) => slot.table,
+            None => {
+                spin_lock(&self.ptl, || alloc.relax());
+                let slot = self.slot_alloc(va, Level::L3, alloc);
+                self.ptl.store(false, Ordering::Release);
+                slot?.table
+            }
+        };
+        let span = va.align_down(Level::L2.size());
+        let hash = (span.as_u64() >> Level::L2.shift()).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let lock = &self.pte_locks[(hash >> 58) as usize % PTE_LOCKS];
+        spin_lock(lock, || alloc.relax());
+        Ok(PteLock {
+            pt: self,
+            lock,
+            table,
+            span,
+        })
+    }
+
+    fn cursor_at(&self, slot: PteSlot, start: VirtAddr, len: usize) -> PteCursor<'_, F> {
         // `range_pages` kept the range inside the table.
         assert!(slot.index + len <= ENTRIES && slot.table.is_aligned(PAGE_SIZE));
         let first = self.linear_map().ptr::<AtomicU64>(slot.table);
@@ -205,9 +245,9 @@ impl<F: PteFormat> PageTable<F> {
         // walk) is a page-aligned table frame of this tree, mapped readable
         // and writable by the linear map at a page-aligned offset, so its
         // 512 entries are valid, 8-aligned u64s. They are only accessed
-        // atomically, here and by the hardware walker. The `&mut self`
-        // borrow the cursor holds keeps every other user of this handle,
-        // and so any freeing of the table, away for the slice's lifetime.
+        // atomically, here and by the hardware walker. The borrow of
+        // `self` the cursor holds keeps any freeing of the table away for
+        // the slice's lifetime: tables are freed only through `&mut self`.
         let entries = unsafe { core::slice::from_raw_parts(first, ENTRIES) };
         PteCursor {
             table: PteTable {
@@ -219,6 +259,61 @@ impl<F: PteFormat> PageTable<F> {
             len,
             _table: PhantomData,
         }
+    }
+}
+
+/// Takes `lock`, running `relax` while someone else holds it.
+fn spin_lock(lock: &AtomicBool, relax: impl Fn()) {
+    while lock
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        while lock.load(Ordering::Relaxed) {
+            relax();
+        }
+    }
+}
+
+/// One last-level table of a tree whose entries are changed through a
+/// shared borrow, with its lock held ([`PageTable::lock_pte`]): faults
+/// that run at once on one address space each hold `&` of the tree, and
+/// the lock keeps each one's look at a table's entries and its change to
+/// them whole. A shared borrow frees nothing (tables leave a tree only
+/// through `&mut`), so the table stays one of the tree while the borrow
+/// lasts.
+pub struct PteLock<'a, F: PteFormat> {
+    pt: &'a PageTable<F>,
+    lock: &'a AtomicBool,
+    /// The table, and the 2 MiB span it maps.
+    table: PhysAddr,
+    span: VirtAddr,
+}
+
+impl<F: PteFormat> Drop for PteLock<'_, F> {
+    fn drop(&mut self) {
+        self.lock.store(false, Ordering::Release);
+    }
+}
+
+impl<F: PteFormat> PteLock<'_, F> {
+    /// A cursor over `[start, end)`, which must lie in the locked table.
+    ///
+    /// # Panics
+    ///
+    /// As [`PageTable::pte_cursor`], and if the range is outside the
+    /// locked table.
+    pub fn cursor(&mut self, start: VirtAddr, end: VirtAddr) -> PteCursor<'_, F> {
+        let len = range_pages(start, end);
+        assert!(
+            start.align_down(Level::L2.size()) == self.span,
+            "PteLock: {start:?} is outside the locked table at {:?}",
+            self.span
+        );
+        let slot = PteSlot {
+            table: self.table,
+            index: Level::L3.index_of(start),
+        };
+        self.pt.cursor_at(slot, start, len)
     }
 }
 

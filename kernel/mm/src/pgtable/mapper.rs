@@ -16,7 +16,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::kind::{Attrs, PteKind};
 use super::level::{ENTRIES, Level};
@@ -53,6 +53,14 @@ pub unsafe trait TableAlloc {
         let _ = table;
         // SAFETY: the caller's contract.
         unsafe { core::ptr::write_bytes(ptr, 0, PAGE_SIZE as usize) };
+    }
+
+    /// Called while spinning for a lock of a tree this allocator serves
+    /// ([`PageTable::lock_pte`]). The kernel runs the cross-CPU calls
+    /// posted to this CPU there, since the holder may be waiting for this
+    /// CPU to flush its TLB.
+    fn relax(&self) {
+        core::hint::spin_loop();
     }
 }
 
@@ -158,6 +166,9 @@ pub struct RawLeaf {
     pub level: Level,
 }
 
+/// Locks of a tree's last-level tables ([`PageTable::lock_pte`]).
+pub(super) const PTE_LOCKS: usize = 64;
+
 /// A 4-level page table of format `F`, rooted at one 4 KiB frame.
 ///
 /// A handle, not an owner: dropping it frees nothing.
@@ -173,6 +184,12 @@ pub struct PageTable<F: PteFormat> {
     /// Atomic only so [`PageTable::new_table`] can count through `&self`
     /// while a caller holds an entry of the tree.
     tables: AtomicU64,
+    /// Held while a table is linked through a shared borrow (Linux's
+    /// `page_table_lock`, which guards the upper levels).
+    pub(super) ptl: AtomicBool,
+    /// The last-level tables' locks, by a hash of the 2 MiB span a
+    /// table maps ([`PageTable::lock_pte`]; Linux's split PTE locks).
+    pub(super) pte_locks: [AtomicBool; PTE_LOCKS],
     _format: PhantomData<fn() -> F>,
 }
 
@@ -271,6 +288,8 @@ impl<F: PteFormat> PageTable<F> {
             root,
             map,
             tables: AtomicU64::new(0),
+            ptl: AtomicBool::new(false),
+            pte_locks: [const { AtomicBool::new(false) }; PTE_LOCKS],
             _format: PhantomData,
         }
     }
@@ -288,6 +307,8 @@ impl<F: PteFormat> PageTable<F> {
             root: PhysAddr::new(0),
             map,
             tables: AtomicU64::new(0),
+            ptl: AtomicBool::new(false),
+            pte_locks: [const { AtomicBool::new(false) }; PTE_LOCKS],
             _format: PhantomData,
         };
         pt.root = pt.new_table(alloc)?;

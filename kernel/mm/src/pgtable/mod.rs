@@ -41,7 +41,7 @@ pub use aarch64::{
     Aarch64, MAIR_ATTR_DEVICE_NGNRNE, MAIR_ATTR_NORMAL_NC, MAIR_ATTR_NORMAL_WB, MAIR_EL1_VALUE,
     MAIR_IDX_DEVICE, MAIR_IDX_NORMAL, MAIR_IDX_NORMAL_NC,
 };
-pub use cursor::{Cleared, Copied, PteCursor, PteTable};
+pub use cursor::{Cleared, Copied, PteCursor, PteLock, PteTable};
 pub use kind::{Attrs, MemType, PteError, PteKind};
 pub use level::{ENTRIES, Level, VA_BITS, is_canonical};
 pub use mapper::{KernelHalf, MapError, MapOptions, PageTable, RawLeaf, TableAlloc, Translation};

@@ -171,7 +171,7 @@ impl<F: PteFormat> PageTable<F> {
     /// go), creating (zeroed) tables above it from `alloc` where missing;
     /// errors as [`PageTable::pte_slot_alloc`].
     pub(super) fn slot_alloc(
-        &mut self,
+        &self,
         va: VirtAddr,
         target: Level,
         alloc: &mut (impl TableAlloc + ?Sized),

@@ -44,7 +44,8 @@ pub fn set_blocks<F: PteFormat + ?Sized>(run: &[AtomicU64], first_raw: Pte, leve
 pub fn get_and_clear<F: PteFormat + ?Sized>(run: &[AtomicU64]) -> Cleared {
     let mut c = Cleared::default();
     for (k, e) in run.iter().enumerate() {
-        // Not a swap: no walk can set A/D in between (module doc).
+        // Not a swap: an A/D update in between is lost, harmlessly
+        // (the cursor's module doc).
         let old = Pte::from_bits(e.load(Ordering::Relaxed));
         e.store(Pte::NONE.bits(), Ordering::Relaxed);
         if k == 0 {
@@ -64,8 +65,8 @@ pub fn get_and_clear<F: PteFormat + ?Sized>(run: &[AtomicU64]) -> Cleared {
 pub fn wrprotect<F: PteFormat + ?Sized>(run: &[AtomicU64]) -> usize {
     let mut changed = 0;
     for e in run {
-        // Not a compare-and-swap: no walk can set A/D in between
-        // (module doc). Entries that are not present or not writable
+        // Not a compare-and-swap: an A/D update in between is lost,
+        // harmlessly (the cursor's module doc). Entries that are not present or not writable
         // keep their exact bits.
         let old = Pte::from_bits(e.load(Ordering::Relaxed));
         if F::pte_present(old) && F::pte_writable(old) {
@@ -148,8 +149,8 @@ pub fn copy_batch<F: PteFormat + ?Sized>(src: &[AtomicU64], out: &[AtomicU64]) -
         if !F::pte_same_ignoring_ad(cur, expected) {
             break;
         }
-        // Not a compare-and-swap: no walk can set A/D in between
-        // (module doc).
+        // Not a compare-and-swap: an A/D update in between is lost,
+        // harmlessly (the cursor's module doc).
         if F::pte_writable(cur) {
             src[n].store(F::pte_wrprotect(cur).bits(), Ordering::Relaxed);
             writable += 1;
@@ -173,7 +174,8 @@ pub fn copy_one<F: PteFormat + ?Sized>(src: &AtomicU64, out: &AtomicU64, raw: Pt
     let child = F::pte_wrprotect(raw);
     let writable = F::pte_writable(raw);
     if writable {
-        // A load and a store, not a compare-and-swap (module doc).
+        // A load and a store, not a compare-and-swap (the cursor's
+        // module doc).
         src.store(child.bits(), Ordering::Relaxed);
     }
     out.store(child.bits(), Ordering::Relaxed);
