@@ -519,6 +519,8 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                             f("gathers", "gathers"),
                             f("shootdowns", "tlb_shootdowns"),
                             f("deferred", "tlb_flushes_deferred"),
+                            f("alloc waits", "frames_lock_contended"),
+                            f("sched waits", "sched_lock_contended"),
                         ]
                     },
                 );
@@ -530,7 +532,9 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                      (Folium only): mmu_gather batches and TLB shootdowns (x86: IPI \
                      rounds to the CPUs running the space, arm64: broadcast \
                      invalidations), and x86 CPUs left to flush at their next install \
-                     (deferred: they did not run the space)",
+                     (deferred: they did not run the space); per fault run (Folium \
+                     only): acquisitions of the frame allocator's and the process \
+                     table's locks that had to wait",
                 );
                 all.extend(r);
             }

@@ -205,7 +205,7 @@ const LOCK_KEYS: [&str; 7] = [
 ];
 
 /// The [`LOCK_KEYS`] counters now (`None` elsewhere than on Folium).
-fn lock_stats() -> Option<[u64; 7]> {
+pub(crate) fn lock_stats() -> Option<[u64; 7]> {
     let mut buf = [0u8; 8192];
     let n = folium_programs::read_into(c"/sys/kernel/mm/folium/stats", &mut buf)?;
     let text = core::str::from_utf8(&buf[..n]).ok()?;

@@ -2,8 +2,11 @@
 //!
 //! - `fault/Nthr`: N threads, each pinned to its own CPU, write one byte
 //!   of every 4 KiB page of their own slice of one mapping (order-0
-//!   pages: `MADV_NOHUGEPAGE`), released together; ns per page over the
-//!   whole mapping, so perfect scaling halves it as the threads double.
+//!   pages: `MADV_NOHUGEPAGE`), released together while the main thread
+//!   sleeps in `pthread_join`; ns per page over the whole mapping, from
+//!   the release to the last worker's end, so perfect scaling halves it
+//!   as the threads double; on Folium, with the waits per repetition for
+//!   the frame allocator's lock and the process table's.
 //! - `munmap/Nthr`: one thread unmaps a populated mapping while N - 1
 //!   others, one per other CPU, run user code in the same address space
 //!   (so every flush must reach their CPUs); ns per page of the `munmap`,
@@ -112,7 +115,7 @@ extern "C" fn fault_worker(arg: u64) {
         unsafe { core::ptr::write_volatile(at as *mut u8, 1) };
         at += PAGE;
     }
-    DONE.fetch_add(1, Ordering::Release);
+    END_NS.fetch_max(sys::now_ns(), Ordering::AcqRel);
 }
 
 extern "C" fn spin_worker(arg: u64) {
@@ -133,6 +136,8 @@ extern "C" fn spin_worker(arg: u64) {
 /// Static cells for the workers' flags (threads get `'static` refs).
 static GO: AtomicU32 = AtomicU32::new(0);
 static DONE: AtomicU64 = AtomicU64::new(0);
+/// When the last fault worker finished (`now_ns`).
+static END_NS: AtomicU64 = AtomicU64::new(0);
 
 fn map(len: u64) -> Result<u64, String> {
     let p = sys::mmap_anon(0, len, mm::PROT_READ | mm::PROT_WRITE, mm::MAP_PRIVATE)
@@ -167,11 +172,12 @@ pub fn run(size_mib: u64, iters: u32, progress: &mut Progress) -> Result<Vec<Rec
     for n in counts()? {
         progress.step(&format!("threads: fault, {n} threads"));
         let mut samples = Vec::new();
+        let locks_before = crate::sys::lock_stats();
         for _ in 0..iters {
             let base = map(len)?;
             let slice = (pages / n as u64) * PAGE;
             GO.store(0, Ordering::Release);
-            DONE.store(0, Ordering::Release);
+            END_NS.store(0, Ordering::Release);
             let jobs: Vec<Job> = (0..n)
                 .map(|i| Job {
                     cpu: cpus[i],
@@ -188,15 +194,21 @@ pub fn run(size_mib: u64, iters: u32, progress: &mut Progress) -> Result<Vec<Rec
             sys::nanosleep(2_000_000).ok();
             let t0 = sys::now_ns();
             GO.store(1, Ordering::Release);
-            while DONE.load(Ordering::Acquire) < n as u64 {
-                core::hint::spin_loop();
-            }
-            samples.push(sys::now_ns() - t0);
+            // Sleeping in join, not spinning: a spinning main thread
+            // would take CPU time from the workers it times.
             threads.into_iter().for_each(thread::Thread::join);
+            samples.push(END_NS.load(Ordering::Acquire) - t0);
             let _ = sys::munmap(base, len);
         }
         let mut r = record(format!("fault/{n}thr"), iters, pages, &samples, size_mib);
         r.extra.push(("threads", format!("{n}")));
+        if let (Some(b), Some(a)) = (locks_before, crate::sys::lock_stats()) {
+            // Per repetition: waits for the frame allocator's lock and the
+            // process table's (what still serialises parallel faults).
+            let per = |k: usize| format!("{}", (a[k] - b[k]) / u64::from(iters));
+            r.extra.push(("frames_lock_contended", per(3)));
+            r.extra.push(("sched_lock_contended", per(1)));
+        }
         out.push(r);
         progress.done(1);
 
