@@ -194,8 +194,10 @@ fn rounds() -> u64 {
     if cfg!(miri) { 1 } else { 16 }
 }
 
-/// Threads fault one empty area together, reading and writing: a page
-/// some thread wrote must end up a private writable page (never the zero
+/// Threads fault one empty area together, reading and writing: after
+/// each fault the access must be possible (a fault that lost a race
+/// looks again rather than leaving it to the access); a page some thread
+/// wrote must end up a private writable page (never the zero
 /// page), a page only read the zero page; no frame is mapped twice, the
 /// resident count matches the tables, the audit balances, and teardown
 /// gives every frame back.
@@ -216,6 +218,13 @@ fn faults_race_on_every_page<F: PteFormat>() {
                     Access::Read
                 };
                 a.handle_fault_shared(env, va(p), access, Asid(1)).unwrap();
+                // Its `Ok` means the access succeeds now (a lost race
+                // included: another fault may only have moved the page
+                // further on since).
+                let (pfn, attrs) = a.translate(va(p)).expect("mapped after its fault");
+                if access == Access::Write {
+                    assert!(attrs.writable && pfn != env.zero, "page {p}: not writable");
+                }
             }
         });
         env = machine.0.into_inner().unwrap();

@@ -217,6 +217,7 @@ impl Mm {
                 return;
             }
             let taken = core::cell::Cell::new(false);
+            let counted = core::cell::Cell::new(false);
             super::wait_on_key(
                 None,
                 self,
@@ -226,11 +227,16 @@ impl Mm {
                 false,
                 || {
                     self.waiters.fetch_add(1, Ordering::SeqCst);
+                    counted.set(true);
                     taken.set(take());
                     !taken.get()
                 },
             );
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            // Not counted if it returned before looking (no thread to
+            // block): the count must not go below the waiters there are.
+            if counted.get() {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+            }
             if taken.get() {
                 return;
             }

@@ -587,7 +587,6 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
     Ok(pid)
 }
 
-/// The body of every process's kernel thread.
 /// Resident pages a thread's space may gain or lose before the thread
 /// publishes the new figure in the table on its way back to user mode
 /// (the OOM killer's measure): Linux folded its per-task RSS counters
@@ -595,6 +594,7 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
 /// reason, a shared line touched on every fault.
 const RSS_PUBLISH_STEP: u64 = 64;
 
+/// The body of every process's kernel thread.
 extern "C" fn task_main(pid: u64) -> ! {
     let pid = pid as Pid;
     // SAFETY: this thread is `pid`'s own (see module doc); this is the one

@@ -49,8 +49,9 @@ impl<F: PteFormat> AddressSpace<F> {
     /// a fault looks at its entries and changes them under it, but allocates,
     /// zeroes or copies its new folio without it, then looks again before
     /// mapping it. If another fault mapped the range in between, the new
-    /// folio goes back and the fault succeeds: the access runs again and
-    /// finds the other's page ([`STATS`]`.fault_retries` counts these).
+    /// folio goes back and the fault looks again, finding the other's
+    /// page ([`STATS`]`.fault_retries` counts these): when it returns
+    /// `Ok`, the access it was made for succeeds.
     ///
     /// `asid` is the number the space runs with on the caller's CPU
     /// (the exclusive side's `self.asid` is not the shared side's to set).
@@ -122,6 +123,25 @@ impl<F: PteFormat> AddressSpace<F> {
         write: bool,
         force: bool,
     ) -> FaultResult {
+        // Each lost race means another fault changed the entry: looking
+        // again finds it further on (mapped, or the zero page a write
+        // then replaces), so the loop ends unless faults keep racing.
+        while !self.fault_once(env, asid, vma, va, write, force)? {}
+        Ok(())
+    }
+
+    /// One attempt of [`AddressSpace::fault_page`]: `Ok(false)` if it
+    /// lost a race with another fault of the space (counted in
+    /// [`STATS`]`.fault_retries`) and must look again.
+    fn fault_once(
+        &self,
+        env: &mut (impl MmEnv + ?Sized),
+        asid: Asid,
+        vma: &Vma,
+        va: VirtAddr,
+        write: bool,
+        force: bool,
+    ) -> Result<bool, FaultError> {
         let mut ptl = self.pt.lock_pte(va, env).map_err(|e| match e {
             MapError::OutOfMemory => FaultError::OutOfMemory,
             _ => FaultError::Unmapped,
@@ -141,7 +161,7 @@ impl<F: PteFormat> AddressSpace<F> {
             }
             let zero = user_pte::<F>(env.zero_pfn(), vma.prot, false);
             cur.set_ptes(0, zero, 1, &hooks(env, asid));
-            return Ok(());
+            return Ok(true);
         }
         let pfn = F::pte_pfn(raw);
         if !write && !force {
@@ -160,7 +180,7 @@ impl<F: PteFormat> AddressSpace<F> {
                 cur.set_ptes(0, F::pte_mkyoung(raw), 1, &hooks(env, asid));
             }
             flush_page(env, asid, va);
-            return Ok(());
+            return Ok(true);
         }
         if pfn == env.zero_pfn() {
             drop(ptl);
@@ -178,7 +198,7 @@ impl<F: PteFormat> AddressSpace<F> {
                 cur.set_ptes(0, F::pte_mkdirty(F::pte_mkyoung(raw)), 1, &h);
             }
             flush_page(env, asid, va);
-            return Ok(());
+            return Ok(true);
         }
         // A store (or a forced kernel write) to a write-protected page:
         // reuse it if nobody else can see it, else copy (Linux
@@ -216,7 +236,7 @@ impl<F: PteFormat> AddressSpace<F> {
             // path flushes it.
             cur.set_ptes(0, user_pte::<F>(pfn, vma.prot, true), 1, &hooks(env, asid));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// A missing page that must be private (Linux `do_anonymous_page` with
@@ -233,7 +253,7 @@ impl<F: PteFormat> AddressSpace<F> {
         vma: &Vma,
         va: VirtAddr,
         write: bool,
-    ) -> FaultResult {
+    ) -> Result<bool, FaultError> {
         let span = Level::L2.size();
         let base = va.align_down(span);
         let index = |a: VirtAddr| ((a - base) / PAGE_SIZE) as usize;
@@ -265,7 +285,7 @@ impl<F: PteFormat> AddressSpace<F> {
         if candidates & 1 == 0 {
             // Another fault mapped the page since `fault_page` looked.
             STATS.fault_retries.fetch_add(1, Relaxed);
-            return Ok(());
+            return Ok(false);
         }
         let mut got = None;
         for order in (0..=thp::MAX_ORDER).rev() {
@@ -305,7 +325,7 @@ impl<F: PteFormat> AddressSpace<F> {
             drop(ptl);
             STATS.fault_retries.fetch_add(1, Relaxed);
             env.folio_put(folio);
-            return Ok(());
+            return Ok(false);
         }
         {
             let f = env.memmap().folio(&folio);
@@ -326,7 +346,7 @@ impl<F: PteFormat> AddressSpace<F> {
             &hooks(env, asid),
         );
         self.rss.fetch_add(nr as u64, Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     /// Orders a fault at `va` in `vma` may use: the policy's (Linux
@@ -393,7 +413,7 @@ impl<F: PteFormat> AddressSpace<F> {
         old: Option<Pfn>,
         prot: Prot,
         write: bool,
-    ) -> FaultResult {
+    ) -> Result<bool, FaultError> {
         let new = env
             .alloc_folio(Order::of(0))
             .ok_or(FaultError::OutOfMemory)?;
@@ -433,7 +453,7 @@ impl<F: PteFormat> AddressSpace<F> {
                 drop(ptl);
                 STATS.fault_retries.fetch_add(1, Relaxed);
                 env.folio_put(new);
-                return Ok(());
+                return Ok(false);
             }
             {
                 let f = env.memmap().folio(&new);
@@ -453,6 +473,6 @@ impl<F: PteFormat> AddressSpace<F> {
             self.rss.fetch_add(1, Relaxed);
         }
         g.finish(env);
-        Ok(())
+        Ok(true)
     }
 }
