@@ -102,13 +102,43 @@ pub fn out_of_memory(task: &mut Task) -> Oom {
         tables * 4
     );
     let _ = super::send_signal(pid, Some(Signal::SIGKILL));
+    // Killing it frees nothing while another process still runs in its
+    // address space (CLONE_VM, vfork): those go too, as on Linux.
+    let sharers = sharing_space(pid);
+    for &other in &sharers {
+        println!(
+            "oom: Killed process {other} ({}) sharing the same memory",
+            super::name_of(other)
+        );
+        let _ = super::send_signal(other, Some(Signal::SIGKILL));
+    }
     OOM_CHOOSING.store(false, Ordering::Release);
-    if pid == task.tgid {
+    if pid == task.tgid || sharers.contains(&task.tgid) {
         return Oom::Chosen;
     }
     // Let it die and free its memory.
     super::yield_now(task);
     Oom::Retry
+}
+
+/// The other live processes (not init) that run in `pid`'s address
+/// space, found by the page-table root each publishes.
+fn sharing_space(pid: Pid) -> alloc::vec::Vec<Pid> {
+    let t = PROCS.lock();
+    let Some(root) = t.procs.get(&pid).and_then(|p| p.pt_root) else {
+        return alloc::vec::Vec::new();
+    };
+    t.procs
+        .iter()
+        .filter(|&(&other, p)| {
+            other != pid
+                && other != INIT_PID
+                && p.tgid == other
+                && p.pt_root == Some(root)
+                && !(matches!(p.state, State::Zombie(_)) && p.threads.is_empty())
+        })
+        .map(|(&other, _)| other)
+        .collect()
 }
 
 /// True if `pid` has been sent a fatal signal it has not acted on yet:

@@ -433,3 +433,49 @@ fn populate_stops_when_memory_runs_out(free_kb: u64) -> TestResult {
         Ok(())
     })
 }
+
+/// A `CLONE_VM` child's body for [`t_oom_kills_every_process_sharing_the_space`]:
+/// maps and populates 4 MiB at a time until it is killed.
+extern "C" fn vm_hog(_: u64) {
+    loop {
+        if sys::mmap(
+            0,
+            4 << 20,
+            PROT_READ | PROT_WRITE,
+            ANON | MAP_POPULATE,
+            NO_FD,
+            0,
+        )
+        .is_err()
+        {
+            let _ = sys::nanosleep(1_000_000);
+        }
+    }
+}
+
+/// A vfork child (`CLONE_VM | CLONE_VFORK`, as `posix_spawn` makes)
+/// allocates until memory runs out. It is the largest process, but
+/// killing it frees nothing while its parent, waiting in the same
+/// address space, lives: the OOM killer must kill the parent too, as
+/// Linux kills every process sharing the victim's memory. Otherwise the
+/// parent, let go by its child's death, would exit 0 with the memory.
+pub fn t_oom_kills_every_process_sharing_the_space() -> TestResult {
+    if small_memory("oom_kills_every_process_sharing_the_space")?.is_none() {
+        return Ok(());
+    }
+    with_2m_folios(|| {
+        let parent = spawn(|| {
+            let _ = ulib::thread::vm_child(vm_hog, 0, true);
+            sys::exit_group(0)
+        })?;
+        let (got, st) = sys::wait4(parent, 0).map_err(|e| String::from(e.name()))?;
+        ensure_eq!(got, parent);
+        ensure_eq!(
+            signalled(st),
+            Some(u32::from(SIGKILL)),
+            "the vfork parent sharing the killed child's space: status {st:#x}"
+        );
+        // Every page came back: the space went with its last user.
+        settle(|| mem_free_kb().ok_or_else(|| String::from("no MemFree")))
+    })
+}

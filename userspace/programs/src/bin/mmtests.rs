@@ -1352,7 +1352,7 @@ fn t_pagemap_errors() -> TestResult {
 }
 
 /// Tests that only run on Folium, with the reason printed on Linux.
-const FOLIUM_ONLY: [(&str, &str); 7] = [
+const FOLIUM_ONLY: [(&str, &str); 8] = [
     (
         "fault_counters_follow_policy",
         "it sets the mTHP knobs, which are the host's",
@@ -1374,6 +1374,10 @@ const FOLIUM_ONLY: [(&str, &str); 7] = [
         "it fills the kernel heap through a Folium knob",
     ),
     ("oom_kills_page_table_hog", "it fills the host's memory"),
+    (
+        "oom_kills_every_process_sharing_the_space",
+        "it fills the host's memory",
+    ),
     (
         "populate_stops_when_memory_runs_out",
         "it fills the host's memory",
@@ -1429,6 +1433,10 @@ const TESTS: &[Test] = &[
     (
         "oom_kills_page_table_hog",
         pressure::t_oom_kills_page_table_hog,
+    ),
+    (
+        "oom_kills_every_process_sharing_the_space",
+        pressure::t_oom_kills_every_process_sharing_the_space,
     ),
     (
         "populate_stops_when_memory_runs_out",
