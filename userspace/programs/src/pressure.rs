@@ -460,9 +460,9 @@ extern "C" fn vm_hog(_: u64) {
 /// Linux kills every process sharing the victim's memory. Otherwise the
 /// parent, let go by its child's death, would exit 0 with the memory.
 pub fn t_oom_kills_every_process_sharing_the_space() -> TestResult {
-    if small_memory("oom_kills_every_process_sharing_the_space")?.is_none() {
+    let Some(free_before) = small_memory("oom_kills_every_process_sharing_the_space")? else {
         return Ok(());
-    }
+    };
     with_2m_folios(|| {
         let parent = spawn(|| {
             let _ = ulib::thread::vm_child(vm_hog, 0, true);
@@ -475,7 +475,26 @@ pub fn t_oom_kills_every_process_sharing_the_space() -> TestResult {
             Some(u32::from(SIGKILL)),
             "the vfork parent sharing the killed child's space: status {st:#x}"
         );
-        // Every page came back: the space went with its last user.
-        settle(|| mem_free_kb().ok_or_else(|| String::from("no MemFree")))
+        // Every page comes back: the space goes with its last user. That
+        // is the child, not the parent waited for, so its teardown may
+        // still be running (and MemFree may hold still for a while as it
+        // unmaps, before the frees): wait for the memory itself.
+        back_to(free_before)
     })
+}
+
+/// Waits (up to 10 s) until MemFree is within 4 MiB of `free_kb`, what
+/// it was before a test filled memory.
+fn back_to(free_kb: u64) -> TestResult {
+    let mut now = 0;
+    for _ in 0..500 {
+        now = mem_free_kb().ok_or("no MemFree")?;
+        if now + (4 << 10) >= free_kb {
+            return Ok(());
+        }
+        let _ = sys::nanosleep(20_000_000);
+    }
+    Err(format!(
+        "MemFree {now} kB, {free_kb} kB before: the memory did not come back"
+    ))
 }
