@@ -227,7 +227,8 @@ impl<F: PteFormat> PageTable<F> {
         };
         let span = va.align_down(Level::L2.size());
         let hash = (span.as_u64() >> Level::L2.shift()).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let lock = &self.pte_locks[(hash >> 58) as usize % PTE_LOCKS];
+        // The hash's top bits pick the lock (a power of two of them).
+        let lock = &self.pte_locks[(hash >> (64 - PTE_LOCKS.trailing_zeros())) as usize];
         spin_lock(lock, || alloc.relax());
         Ok(PteLock {
             pt: self,

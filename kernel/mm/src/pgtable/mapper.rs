@@ -168,6 +168,7 @@ pub struct RawLeaf {
 
 /// Locks of a tree's last-level tables ([`PageTable::lock_pte`]).
 pub(super) const PTE_LOCKS: usize = 64;
+const _: () = assert!(PTE_LOCKS.is_power_of_two() && PTE_LOCKS > 1);
 
 /// A 4-level page table of format `F`, rooted at one 4 KiB frame.
 ///
