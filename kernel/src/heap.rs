@@ -302,15 +302,21 @@ pub fn can_allocate(bytes: usize) -> bool {
 }
 
 /// Adds a chunk from the page allocator; false at the limit, if the page
-/// allocator has no block, or if this CPU holds its lock (an allocation
-/// from inside it: waiting would deadlock). The heap's lock is not held
+/// allocator has no block, or if this CPU holds one of its locks (an
+/// allocation from inside it: waiting would deadlock). The heap's lock is not held
 /// meanwhile, so the only order between the two locks is allocator, then
 /// heap (an allocation from inside the allocator).
 fn grow() -> bool {
     if crate::memory::frames::held_here() || with_heap(|h| h.free_slot().is_none()) {
         return false;
     }
-    let Some(pfn) = crate::memory::frames::with(|b| b.alloc(CHUNK_ORDER)) else {
+    // Blocks on the CPUs' page lists may keep a chunk from forming: give
+    // them back and try once more (growing is rare; a failure is not).
+    let alloc = || crate::memory::frames::alloc_block(CHUNK_ORDER);
+    let Some(pfn) = alloc().or_else(|| {
+        crate::memory::frames::drain_all();
+        alloc()
+    }) else {
         return false;
     };
     let start = crate::memory::frames::linear().ptr::<u8>(pfn.phys()) as usize;
@@ -327,7 +333,7 @@ fn grow() -> bool {
 /// (printing may allocate).
 fn give_back(start: usize) {
     let pa = crate::memory::frames::linear().phys_of(start as *const u8);
-    let freed = crate::memory::frames::with(|b| b.free(pa.pfn(), CHUNK_ORDER));
+    let freed = crate::memory::frames::free_block(pa.pfn(), CHUNK_ORDER);
     if freed.is_err() {
         with_heap(|h| h.refused += 1);
     }

@@ -7,9 +7,10 @@
 //!
 //! 1. **The memmap covers every managed frame once.** Walking the
 //!    descriptors block by block, each frame the allocator manages lies in
-//!    exactly one free block (`BUDDY` head) or one allocated block (`HEAD`
-//!    head); no tail of a block carries a head marker; the free pages
-//!    counted this way equal the allocator's own count, and
+//!    exactly one free block (`BUDDY` head, or `PCP` on a CPU's list) or
+//!    one allocated block (`HEAD` head); no tail of a block carries a head
+//!    marker; the free pages counted this way equal the allocator's own
+//!    count plus what the CPUs' lists hold, and
 //!    `free + folio pages + table pages + kernel pages` equals the pages it
 //!    manages.
 //! 2. **Every table is accounted for.** Each table reachable from a root
@@ -97,7 +98,7 @@ pub enum Finding {
     },
     /// The memmap's free blocks do not add up to the allocator's count.
     FreeCount {
-        /// The allocator's count.
+        /// The allocator's count (its free lists and the CPUs' lists).
         allocator: u64,
         /// Pages in free blocks of the memmap.
         memmap: u64,
@@ -414,12 +415,15 @@ pub fn frame_kind(mm: &Memmap, zero_pfn: Pfn, pfn: Pfn) -> FrameKind {
     }
 }
 
-/// Runs the audit of `buddy`'s memmap against `trees`. `scratch` holds one
+/// Runs the audit of `buddy`'s memmap against `trees`. `pcp_pages` is
+/// what the CPUs' page lists (`pcp.rs`) hold, free pages whose heads are
+/// marked `PCP` instead of `BUDDY`. `scratch` holds one
 /// counter per memmap descriptor (its contents are overwritten); a
 /// shorter one makes the audit report nothing but that it could not run
 /// (`None`).
 pub fn audit<F: PteFormat>(
     buddy: &BuddyAllocator<'_>,
+    pcp_pages: u64,
     trees: &Trees<'_, F>,
     scratch: &mut [u32],
 ) -> Option<Report> {
@@ -519,7 +523,7 @@ pub fn audit<F: PteFormat>(
                 });
             }
         }
-        if page.is_buddy() {
+        if page.is_free_head() {
             r.totals.free += len as u64;
             i += len;
             continue;
@@ -580,9 +584,9 @@ pub fn audit<F: PteFormat>(
         i += len;
     }
     let t = r.totals;
-    if t.free != buddy.nr_free_pages() {
+    if t.free != buddy.nr_free_pages() + pcp_pages {
         r.find(Finding::FreeCount {
-            allocator: buddy.nr_free_pages(),
+            allocator: buddy.nr_free_pages() + pcp_pages,
             memmap: t.free,
         });
     }

@@ -25,8 +25,9 @@
 //!
 //! Invariants kept at every return (and relied on by
 //! [`Memmap::page_folio`]):
-//! - `BUDDY` is set on exactly the heads of free blocks, each of which is on
-//!   the free list of its stored order;
+//! - `BUDDY` is set on exactly the heads of free blocks on these lists,
+//!   each of which is on the free list of its stored order (free blocks
+//!   held on a CPU's list, `pcp.rs`, carry `PCP` instead);
 //! - `HEAD` is set on exactly the heads of allocated blocks;
 //! - a free block's buddy is never a free block of the same order (merging
 //!   is maximal);
@@ -157,6 +158,16 @@ impl<'m> BuddyAllocator<'m> {
     /// allocated with refcount 1 and mapcount 0; the frames' contents are
     /// whatever they were.
     pub fn alloc(&mut self, order: Order) -> Option<Pfn> {
+        let idx = self.take(order)?;
+        init_head(self.memmap.at(idx), order);
+        Some(self.memmap.pfn_at(idx))
+    }
+
+    /// Unlinks a block of `order` from the free lists (splitting a larger
+    /// one if needed) and returns its index; its head is left with no
+    /// flags, owned by the caller, who marks it allocated or puts it on a
+    /// CPU's list.
+    pub(crate) fn take(&mut self, order: Order) -> Option<u32> {
         let mut k = order.index();
         while self.free_lists[k] == NONE {
             k += 1;
@@ -171,12 +182,7 @@ impl<'m> BuddyAllocator<'m> {
             k -= 1;
             self.list_add(idx + (1 << k), k);
         }
-        let head = self.memmap.at(idx);
-        head.set_order(order);
-        head.refcount().store(1, Relaxed);
-        head.mapcount().store(0, Relaxed);
-        head.store_flags(PageFlags::HEAD);
-        Some(self.memmap.pfn_at(idx))
+        Some(idx)
     }
 
     /// Allocates one frame for a page table: an order-0 block like
@@ -185,7 +191,7 @@ impl<'m> BuddyAllocator<'m> {
     /// [`BuddyAllocator::free`] clears the mark).
     pub fn alloc_table(&mut self) -> Option<Pfn> {
         let pfn = self.alloc(Order::of(0))?;
-        self.memmap.page(pfn).set_flags(PageFlags::PGTABLE);
+        mark_table(self.memmap, pfn);
         Some(pfn)
     }
 
@@ -197,39 +203,26 @@ impl<'m> BuddyAllocator<'m> {
     /// returned (a mapped block is also counted in the memmap's
     /// [`crate::memmap::SafetyStats`]).
     pub fn free(&mut self, pfn: Pfn, order: Order) -> Result<(), FreeError> {
-        let head = self.memmap.get(pfn).ok_or(FreeError::OutOfSpan)?;
-        if !pfn.is_order_aligned(order) {
-            return Err(FreeError::Misaligned);
-        }
-        if !head.is_head() {
-            return Err(FreeError::NotAllocated);
-        }
-        if head.order() != order {
-            return Err(FreeError::WrongOrder {
-                allocated: head.order(),
-            });
-        }
-        // Whoever maps the block holds a reference, so once the freeze
-        // below confirms the caller's is the only one, nobody can map it
-        // between this check and the free.
-        let mapcount = head.mapcount().load(Relaxed);
-        if mapcount != 0 {
-            bump(&self.memmap.safety().freed_mapped);
-            return Err(FreeError::Mapped { mapcount });
-        }
-        // Freeze the count (1 -> 0) in one step, so a reference taken
-        // through `page_folio` meanwhile makes this fail instead of
-        // being freed under its taker.
-        if let Err(refcount) = head.refcount().compare_exchange(1, 0, Acquire, Relaxed) {
-            return Err(FreeError::Referenced { refcount });
-        }
-        self.free_block(self.memmap.index(pfn), order);
+        let block = check_free(self.memmap, pfn, order)?;
+        self.free_checked(block);
         Ok(())
+    }
+
+    /// Frees a block that passed [`check_free`] or [`check_frozen`].
+    ///
+    /// Panics if `block` belongs to another memmap.
+    pub fn free_checked(&mut self, block: FreeBlock<'_>) {
+        assert!(
+            ptr::eq(block.memmap, self.memmap),
+            "freeing a block of another memmap"
+        );
+        self.free_block(self.memmap.index(block.pfn), block.order);
     }
 
     /// Returns the block at `idx` to the free lists and merges it upward.
     /// The caller has checked that it is an allocated (or freshly
-    /// unreserved) block of `order`, unreferenced and unmapped.
+    /// unreserved, or drained from a CPU's list) block of `order`,
+    /// unreferenced and unmapped.
     pub(crate) fn free_block(&mut self, mut idx: u32, order: Order) {
         let head = self.memmap.at(idx);
         if head.flags().contains(PageFlags::DEFERRED) {
@@ -237,15 +230,7 @@ impl<'m> BuddyAllocator<'m> {
             // of a whole folio queues it on the way down).
             self.deferred.del(self.memmap, idx);
         }
-        if head.flags().contains(PageFlags::PER_PAGE_SET) {
-            self.clear_tail_flags(idx, order);
-        }
-        #[cfg(debug_assertions)]
-        self.debug_check_freeable(idx, order);
-        // Also drops the head's own per-page flags and PER_PAGE_SET.
-        head.store_flags(PageFlags::EMPTY);
-        head.refcount().store(0, Relaxed);
-        head.mapcount().store(0, Relaxed);
+        scrub(self.memmap, idx, order);
 
         let mut k = order.index();
         while k < Order::MAX.index() {
@@ -263,53 +248,6 @@ impl<'m> BuddyAllocator<'m> {
             k += 1;
         }
         self.list_add(idx, k);
-    }
-
-    /// Clears the per-page flags of the block's tails: only blocks marked
-    /// [`PageFlags::PER_PAGE_SET`] come here, so the walk is paid only by
-    /// folios that set such a flag on a tail.
-    fn clear_tail_flags(&self, idx: u32, order: Order) {
-        let end = idx + (1u32 << order.get());
-        for tail in self.memmap.slice(idx as usize + 1..end as usize) {
-            // Reading first leaves the tails that were never set unwritten.
-            // A plain store, not a read-modify-write: the block is being
-            // freed, so nobody holds a reference through which its tails'
-            // flags could change meanwhile (as Linux clears a freed page's
-            // flags with plain stores).
-            let flags = tail.flags();
-            if flags.intersects(PageFlags::PER_PAGE_MASK) {
-                tail.store_flags(flags.without(PageFlags::PER_PAGE_MASK));
-            }
-        }
-        #[cfg(test)]
-        self.memmap
-            .tail_visits
-            .fetch_add(u64::from(end - idx - 1), Relaxed);
-    }
-
-    /// After per-page flags are cleared, a block must find its tails with
-    /// no flag at all (a stale head marker on a tail would mislead
-    /// `page_folio`). Walking the tails is too slow for release builds.
-    #[cfg(debug_assertions)]
-    fn debug_check_freeable(&self, idx: u32, order: Order) {
-        let head = self.memmap.at(idx);
-        debug_assert!(
-            !head
-                .flags()
-                .intersects(PageFlags::BUDDY | PageFlags::RESERVED),
-            "freeing head {:?} in state {head:?}",
-            self.memmap.pfn_at(idx)
-        );
-        debug_assert_eq!(head.mapcount().load(Relaxed), 0, "freeing a mapped block");
-        for t in idx + 1..idx + (1u32 << order.get()) {
-            let tail = self.memmap.at(t);
-            debug_assert!(
-                tail.flags().is_empty(),
-                "freeing block {:?}/{order:?}: tail {:?} is {tail:?}",
-                self.memmap.pfn_at(idx),
-                self.memmap.pfn_at(t)
-            );
-        }
     }
 
     /// Pushes the block at `idx` on free list `k` and marks its head free.
@@ -385,6 +323,193 @@ impl<'m> BuddyAllocator<'m> {
     }
 }
 
+/// Marks `pfn`, an order-0 block just allocated (by
+/// [`BuddyAllocator::alloc`] or a CPU's list), a page-table frame:
+/// [`PageFlags::PGTABLE`], which freeing clears.
+///
+/// Panics if `pfn` is not a fresh order-0 head (one reference, no flag
+/// but `HEAD`): only a new frame may become a table.
+pub fn mark_table(memmap: &Memmap, pfn: Pfn) {
+    let page = memmap.page(pfn);
+    assert!(
+        page.flags() == PageFlags::HEAD
+            && page.order() == Order::of(0)
+            && page.refcount().load(Relaxed) == 1,
+        "marking {pfn:?} in state {page:?} a page table"
+    );
+    page.set_flags(PageFlags::PGTABLE);
+}
+
+/// Marks the block at `page` a fresh allocated head of `order`:
+/// refcount 1, mapcount 0, no flag but `HEAD`.
+pub(crate) fn init_head(page: &Page, order: Order) {
+    page.set_order(order);
+    page.refcount().store(1, Relaxed);
+    page.mapcount().store(0, Relaxed);
+    page.store_flags(PageFlags::HEAD);
+}
+
+/// Leaves the block at `idx`, being freed, with no state of its last
+/// owner: per-page flags of its tails cleared, its head's flags, refcount
+/// and mapcount zero. (Not the deferred-split queue: that is the
+/// allocator's, which takes a queued folio off first.)
+pub(crate) fn scrub(memmap: &Memmap, idx: u32, order: Order) {
+    let head = memmap.at(idx);
+    if head.flags().contains(PageFlags::PER_PAGE_SET) {
+        clear_tail_flags(memmap, idx, order);
+    }
+    #[cfg(debug_assertions)]
+    debug_check_freeable(memmap, idx, order);
+    // Also drops the head's own per-page flags and PER_PAGE_SET.
+    head.store_flags(PageFlags::EMPTY);
+    head.refcount().store(0, Relaxed);
+    head.mapcount().store(0, Relaxed);
+}
+
+/// Clears the per-page flags of the block's tails: only blocks marked
+/// [`PageFlags::PER_PAGE_SET`] come here, so the walk is paid only by
+/// folios that set such a flag on a tail.
+fn clear_tail_flags(memmap: &Memmap, idx: u32, order: Order) {
+    let end = idx + (1u32 << order.get());
+    for tail in memmap.slice(idx as usize + 1..end as usize) {
+        // Reading first leaves the tails that were never set unwritten.
+        // A plain store, not a read-modify-write: the block is being
+        // freed, so nobody holds a reference through which its tails'
+        // flags could change meanwhile (as Linux clears a freed page's
+        // flags with plain stores).
+        let flags = tail.flags();
+        if flags.intersects(PageFlags::PER_PAGE_MASK) {
+            tail.store_flags(flags.without(PageFlags::PER_PAGE_MASK));
+        }
+    }
+    #[cfg(test)]
+    memmap
+        .tail_visits
+        .fetch_add(u64::from(end - idx - 1), Relaxed);
+}
+
+/// After per-page flags are cleared, a block must find its tails with
+/// no flag at all (a stale head marker on a tail would mislead
+/// `page_folio`). Walking the tails is too slow for release builds.
+#[cfg(debug_assertions)]
+fn debug_check_freeable(memmap: &Memmap, idx: u32, order: Order) {
+    let head = memmap.at(idx);
+    debug_assert!(
+        !head
+            .flags()
+            .intersects(PageFlags::BUDDY | PageFlags::RESERVED | PageFlags::PCP),
+        "freeing head {:?} in state {head:?}",
+        memmap.pfn_at(idx)
+    );
+    debug_assert_eq!(head.mapcount().load(Relaxed), 0, "freeing a mapped block");
+    for t in idx + 1..idx + (1u32 << order.get()) {
+        let tail = memmap.at(t);
+        debug_assert!(
+            tail.flags().is_empty(),
+            "freeing block {:?}/{order:?}: tail {:?} is {tail:?}",
+            memmap.pfn_at(idx),
+            memmap.pfn_at(t)
+        );
+    }
+}
+
+/// A block whose last reference is gone and that passed every check a
+/// free makes: an allocated head of its order, mapped by no entry, its
+/// count frozen at 0 so no new reference can be taken through
+/// `page_folio`. Made only by [`check_free`] and [`check_frozen`]; what
+/// [`BuddyAllocator::free_checked`] and the per-CPU lists
+/// ([`crate::pcp::PcpLists::free`]) take.
+#[must_use = "a checked block is a leak unless it is freed"]
+#[derive(Debug)]
+pub struct FreeBlock<'m> {
+    memmap: &'m Memmap,
+    pfn: Pfn,
+    order: Order,
+}
+
+impl<'m> FreeBlock<'m> {
+    /// The block's first frame.
+    #[inline]
+    pub fn pfn(&self) -> Pfn {
+        self.pfn
+    }
+    /// The block's order.
+    #[inline]
+    pub fn order(&self) -> Order {
+        self.order
+    }
+    /// The memmap the block belongs to.
+    #[inline]
+    pub(crate) fn memmap(&self) -> &'m Memmap {
+        self.memmap
+    }
+}
+
+/// The checks of [`BuddyAllocator::free`], without the allocator: `pfn`
+/// must head an allocated block of `order`, unmapped, whose one
+/// reference is the caller's. On success the count is frozen at 0 and
+/// the block is the caller's to free; on failure nothing changed.
+pub fn check_free(memmap: &Memmap, pfn: Pfn, order: Order) -> Result<FreeBlock<'_>, FreeError> {
+    let head = memmap.get(pfn).ok_or(FreeError::OutOfSpan)?;
+    if !pfn.is_order_aligned(order) {
+        return Err(FreeError::Misaligned);
+    }
+    if !head.is_head() {
+        return Err(FreeError::NotAllocated);
+    }
+    if head.order() != order {
+        return Err(FreeError::WrongOrder {
+            allocated: head.order(),
+        });
+    }
+    // Whoever maps the block holds a reference, so once the freeze
+    // below confirms the caller's is the only one, nobody can map it
+    // between this check and the free.
+    let mapcount = head.mapcount().load(Relaxed);
+    if mapcount != 0 {
+        bump(&memmap.safety().freed_mapped);
+        return Err(FreeError::Mapped { mapcount });
+    }
+    // Freeze the count (1 -> 0) in one step, so a reference taken
+    // through `page_folio` meanwhile makes this fail instead of
+    // being freed under its taker.
+    if let Err(refcount) = head.refcount().compare_exchange(1, 0, Acquire, Relaxed) {
+        return Err(FreeError::Referenced { refcount });
+    }
+    Ok(FreeBlock { memmap, pfn, order })
+}
+
+/// The checks of [`BuddyAllocator::free_frozen`], without the allocator.
+/// Refuses if, since it froze, a bug took a reference (the count is then
+/// saturated: [`PutOutcome::Saturated`]) or mapped it
+/// ([`PutOutcome::Mapped`]: pinned instead of freed).
+pub fn check_frozen(folio: FrozenFolio<'_>) -> Result<FreeBlock<'_>, PutOutcome> {
+    let mm = folio.memmap();
+    let head = mm.page(folio.pfn());
+    // Only folio_put_testzero makes a FrozenFolio, from an allocated
+    // head, and nothing but this call frees it.
+    assert!(
+        head.is_head(),
+        "frozen folio {:?} is not allocated",
+        folio.pfn()
+    );
+    if head.refcount().load(Relaxed) != 0 {
+        // Counted as ref_on_zero when it was taken.
+        return Err(PutOutcome::Saturated);
+    }
+    let mapcount = head.mapcount().load(Relaxed);
+    if mapcount != 0 {
+        head.refcount().store(REF_SATURATED, Relaxed);
+        bump(&mm.safety().freed_mapped);
+        return Err(PutOutcome::Mapped { mapcount });
+    }
+    Ok(FreeBlock {
+        memmap: mm,
+        pfn: folio.pfn(),
+        order: head.order(),
+    })
+}
+
 impl core::fmt::Debug for BuddyAllocator<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("BuddyAllocator")
@@ -439,37 +564,21 @@ impl BuddyAllocator<'_> {
     }
 
     /// Frees a folio whose last reference is gone, clearing any per-page
-    /// flag of its pages. Still refuses if, since it froze, a bug took a
-    /// reference (the count is then saturated: [`PutOutcome::Saturated`])
-    /// or mapped it ([`PutOutcome::Mapped`]: pinned instead of freed).
+    /// flag of its pages; refuses as [`check_frozen`] does.
     ///
     /// Panics if `folio` belongs to another memmap.
     pub fn free_frozen(&mut self, folio: FrozenFolio<'_>) -> PutOutcome {
-        let mm = self.memmap();
         assert!(
-            ptr::eq(folio.memmap(), mm),
+            ptr::eq(folio.memmap(), self.memmap),
             "freeing a folio of another memmap"
         );
-        let head = mm.page(folio.pfn());
-        // Only folio_put_testzero makes a FrozenFolio, from an allocated
-        // head, and nothing but this call frees it.
-        assert!(
-            head.is_head(),
-            "frozen folio {:?} is not allocated",
-            folio.pfn()
-        );
-        if head.refcount().load(Relaxed) != 0 {
-            // Counted as ref_on_zero when it was taken.
-            return PutOutcome::Saturated;
+        match check_frozen(folio) {
+            Ok(block) => {
+                self.free_checked(block);
+                PutOutcome::Freed
+            }
+            Err(refused) => refused,
         }
-        let mapcount = head.mapcount().load(Relaxed);
-        if mapcount != 0 {
-            head.refcount().store(REF_SATURATED, Relaxed);
-            bump(&mm.safety().freed_mapped);
-            return PutOutcome::Mapped { mapcount };
-        }
-        self.free_block(mm.index(folio.pfn()), head.order());
-        PutOutcome::Freed
     }
 }
 

@@ -86,6 +86,24 @@ impl Folio {
         Folio { head }
     }
 
+    /// The folio of a block just allocated at `head` (by
+    /// [`BuddyAllocator::alloc`](crate::buddy::BuddyAllocator::alloc) or a
+    /// CPU's page list): the caller hands over the one reference the
+    /// allocation gave it.
+    ///
+    /// Panics if `head` is not a fresh head (refcount 1, mapcount 0, no
+    /// flag but `HEAD`): a block already in use must not become a folio.
+    pub fn from_new_block(memmap: &Memmap, head: Pfn) -> Folio {
+        let page = memmap.page(head);
+        assert!(
+            page.flags() == PageFlags::HEAD
+                && page.refcount().load(Relaxed) == 1
+                && page.mapcount().load(Relaxed) == 0,
+            "{head:?} in state {page:?} is not a new block"
+        );
+        Folio { head }
+    }
+
     /// The head frame (Linux `folio_pfn`).
     #[inline]
     pub fn pfn(&self) -> Pfn {

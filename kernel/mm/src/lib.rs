@@ -29,6 +29,7 @@ pub mod folio;
 pub mod memmap;
 #[allow(unsafe_code)]
 pub mod mmu_gather;
+pub mod pcp;
 pub mod pgtable;
 #[allow(unsafe_code)]
 pub mod phys;

@@ -21,6 +21,7 @@
 //! |-----------------------------------|-----------------------------------------------|-------|--------------------|------------|
 //! | reserved (hole, firmware, kernel) | `RESERVED`                                    | -     | 0                  | -          |
 //! | head of a free block              | `BUDDY`                                       | yes   | 0                  | free list  |
+//! | head of a free block on a CPU's list | `PCP`                                      | yes   | 0                  | pcp list   |
 //! | head of an allocated block/folio  | `HEAD` + folio flags + `PER_PAGE_SET` + own   | yes   | yes                | -          |
 //! | second page of a queued folio     | own per-page flags only                       | -     | 0                  | split queue|
 //! | tail of an allocated block        | own per-page flags only                       | -     | 0                  | -          |
@@ -35,7 +36,7 @@
 //! freeing it writes only the head descriptor (and a merging buddy's head),
 //! so large blocks cost the same as small ones. [`Memmap::page_folio`]
 //! computes the head from alignment instead (see `folio.rs`). That works
-//! only while `HEAD` and `BUDDY` sit on exactly the heads of live blocks,
+//! only while `HEAD`, `BUDDY` and `PCP` sit on exactly the heads of live blocks,
 //! which the allocator maintains on every alloc, split, free and merge.
 //!
 //! Per-page flags ([`PageFlags::PER_PAGE_MASK`]) are the one kind of tail
@@ -113,6 +114,11 @@ impl PageFlags {
     /// since (Linux `PG_dcache_clean`). Clear on a new folio; set when the
     /// folio is first mapped executable; cleared by kernel writes.
     pub const DCACHE_CLEAN: PageFlags = PageFlags(1 << 10);
+    /// Head of a free block held on a CPU's page list (`pcp.rs`, Linux's
+    /// per-CPU pages): free, but not on a buddy free list, so the buddy
+    /// allocator never merges it. Cleared when the block is allocated or
+    /// drained back to the buddy lists.
+    pub const PCP: PageFlags = PageFlags(1 << 11);
 
     /// Flags that describe the whole folio, set by its users.
     pub const FOLIO_MASK: PageFlags =
@@ -125,7 +131,10 @@ impl PageFlags {
     pub const PER_PAGE_MASK: PageFlags = Self::ANON_EXCLUSIVE;
     /// The allocator's markers: a page carrying none of them is the tail
     /// of a free or allocated block.
-    pub const MARKER_MASK: PageFlags = PageFlags(Self::HEAD.0 | Self::BUDDY.0 | Self::RESERVED.0);
+    pub const MARKER_MASK: PageFlags =
+        PageFlags(Self::HEAD.0 | Self::BUDDY.0 | Self::RESERVED.0 | Self::PCP.0);
+    /// The markers of a free block's head: on a buddy list or a CPU's list.
+    pub const FREE_MASK: PageFlags = PageFlags(Self::BUDDY.0 | Self::PCP.0);
 
     /// The raw bits.
     #[inline]
@@ -169,7 +178,7 @@ impl BitOr for PageFlags {
 
 impl core::fmt::Debug for PageFlags {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        const NAMES: [(PageFlags, &str); 11] = [
+        const NAMES: [(PageFlags, &str); 12] = [
             (PageFlags::HEAD, "HEAD"),
             (PageFlags::BUDDY, "BUDDY"),
             (PageFlags::RESERVED, "RESERVED"),
@@ -181,6 +190,7 @@ impl core::fmt::Debug for PageFlags {
             (PageFlags::ANON_EXCLUSIVE, "ANON_EXCLUSIVE"),
             (PageFlags::PER_PAGE_SET, "PER_PAGE_SET"),
             (PageFlags::DCACHE_CLEAN, "DCACHE_CLEAN"),
+            (PageFlags::PCP, "PCP"),
         ];
         let mut set = f.debug_set();
         for (flag, name) in NAMES {
@@ -259,6 +269,16 @@ impl Page {
     pub fn is_buddy(&self) -> bool {
         self.flags().contains(PageFlags::BUDDY)
     }
+    /// True if this heads a free block held on a CPU's page list.
+    #[inline]
+    pub fn is_pcp(&self) -> bool {
+        self.flags().contains(PageFlags::PCP)
+    }
+    /// True if this heads a free block, on a buddy list or a CPU's list.
+    #[inline]
+    pub fn is_free_head(&self) -> bool {
+        self.flags().intersects(PageFlags::FREE_MASK)
+    }
     /// True if the frame is not managed by the allocator.
     #[inline]
     pub fn is_reserved(&self) -> bool {
@@ -268,7 +288,10 @@ impl Page {
     /// allocated block.
     #[inline]
     pub fn head_order(&self) -> Option<Order> {
-        if self.flags().intersects(PageFlags::HEAD | PageFlags::BUDDY) {
+        if self
+            .flags()
+            .intersects(PageFlags::HEAD | PageFlags::BUDDY | PageFlags::PCP)
+        {
             Some(self.order())
         } else {
             None

@@ -7,7 +7,9 @@
 //!
 //! Exactness: the audit runs inside one syscall (or between self-tests)
 //! with the other CPUs stopped (`smp::stop_others`) and interrupts masked
-//! by the allocator's lock. A process stopped at a preemption point
+//! by the allocator's lock, every CPU's page list locked as well
+//! (`frames::with_all_lists`: a self-test's audit does not stop the
+//! others, whose lists change block heads without the allocator's lock). A process stopped at a preemption point
 //! inside an address-space operation may hold references its tables do
 //! not show (a gather's, a fork's copy in progress), so [`text`] first
 //! lets every such operation on this CPU reach its end
@@ -63,7 +65,9 @@ pub fn run(user_roots: &[PhysAddr]) -> Result<Report, NotRun> {
         kernel: &kernel_refs,
         zero_pfn: uspace::zero_pfn(),
     };
-    let report = frames::with(|b| audit(b, &trees, &mut scratch));
+    // Every CPU's page list locked too: their allocations and frees
+    // change block heads without the allocator's lock.
+    let report = frames::with_all_lists(|b, pcp_pages| audit(b, pcp_pages, &trees, &mut scratch));
     report.ok_or(NotRun::NoMemory)
 }
 

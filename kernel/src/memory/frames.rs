@@ -1,6 +1,18 @@
 //! The global frame allocator: a [`BuddyAllocator`] over a memmap carved
-//! out of RAM at boot, behind one lock, plus the stats API tests and
-//! benchmarks read.
+//! out of RAM at boot, behind one lock, fronted by per-CPU page lists
+//! ([`PcpLists`], Linux's pcp lists) for blocks of orders 0 to 4, plus the
+//! stats API tests and benchmarks read.
+//!
+//! Each CPU's lists sit behind their own lock, which only that CPU takes
+//! except when another drains them; it is taken before the buddy lock,
+//! never after. Allocating a kept order pops this CPU's list (refilling a
+//! batch from the buddy lists when it is empty), freeing pushes on it
+//! (draining the oldest batch back when it holds more than its high
+//! mark): the buddy lock is taken once per batch. An allocation of a kept
+//! order that the buddy lists cannot satisfy drains every CPU's lists and
+//! tries again before it fails, so memory parked on one CPU never makes
+//! another run out. Pages on the lists are free: [`stats`] counts them,
+//! exactly.
 //!
 //! The memmap itself is a shared static ([`memmap`]): folio metadata
 //! (refcounts, mapcounts, flags) is read and updated through it without
@@ -9,30 +21,51 @@
 //! reference.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use folium_boot::{BootInfo, PhysRange, RangeList, memplan};
-use folium_mm::buddy::BuddyAllocator;
+use folium_mm::buddy::{BuddyAllocator, FreeBlock, FreeError, check_free, check_frozen};
 use folium_mm::folio::{Folio, PutOutcome, PutTestZero};
 use folium_mm::memmap::SafetyCounts;
 use folium_mm::memmap::{Memmap, Page};
+use folium_mm::pcp::{PcpConfig, PcpLists};
 use folium_mm::phys::LinearMap;
 use folium_mm::{Order, Pfn, PhysAddr};
 
 use crate::platform::Board;
+use crate::smp::MAX_CPUS;
 use crate::sync::IrqMutex;
 
 /// The descriptor of every frame; set once by [`init`].
 static MEMMAP: spin::Once<Memmap> = spin::Once::new();
 static BUDDY: IrqMutex<Option<BuddyAllocator<'static>>> = IrqMutex::new(None);
 static LINEAR: spin::Once<LinearMap> = spin::Once::new();
+/// Each CPU's page lists (taken before `BUDDY`, never after).
+static PCP: [IrqMutex<PcpLists>; MAX_CPUS] = [const { IrqMutex::new(PcpLists::new()) }; MAX_CPUS];
+/// The lists' sizes (set once all RAM is handed over; until then frees
+/// and allocations go to the buddy lists directly).
+static PCP_CFG: spin::Once<PcpConfig> = spin::Once::new();
+/// Pages on all CPUs' lists. Changed with a list's lock held, and when
+/// pages move between a list and the buddy lists with `BUDDY` held too,
+/// so that [`stats`], reading it under `BUDDY`, never sees a move half
+/// done.
+static PCP_PAGES: AtomicU64 = AtomicU64::new(0);
+/// Batches moved from the buddy lists to a CPU's (refills), batches given
+/// back (drains over the high mark), and drains of every CPU's lists
+/// before an allocation fails.
+static PCP_REFILLS: AtomicU64 = AtomicU64::new(0);
+static PCP_DRAINS: AtomicU64 = AtomicU64::new(0);
+static PCP_DRAIN_ALLS: AtomicU64 = AtomicU64::new(0);
 
 /// Free pages per order and in total, as one consistent snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FreeStats {
-    /// Free blocks of each order.
+    /// Free blocks of each order on the buddy lists.
     pub blocks: [u64; Order::COUNT],
-    /// Free base pages in all.
+    /// Free base pages in all: the buddy lists' and the CPUs' lists'.
     pub free_pages: u64,
+    /// Of which on the CPUs' lists (not in `blocks`).
+    pub pcp_pages: u64,
     /// Pages the allocator manages (free or allocated).
     pub managed_pages: u64,
 }
@@ -79,38 +112,205 @@ pub fn contention() -> (u64, u64) {
     BUDDY.contention()
 }
 
-/// True while this CPU holds the allocator's lock (the kernel heap, asked
-/// for memory from inside the allocator, must not wait for it).
+/// True while this CPU holds the allocator's lock or a CPU's page list
+/// (the kernel heap, asked for memory from inside the allocator, must not
+/// wait for them).
 pub fn held_here() -> bool {
-    BUDDY.is_held_here()
+    BUDDY.is_held_here() || PCP.iter().any(IrqMutex::is_held_here)
 }
 
 /// A snapshot of the free lists (the stats API; later exposed to user space).
 pub fn stats() -> FreeStats {
     let g = BUDDY.lock();
+    // Under BUDDY: a refill or drain is either wholly seen or not at all.
+    let pcp_pages = PCP_PAGES.load(Relaxed);
     match g.as_ref() {
         Some(b) => FreeStats {
             blocks: b.free_per_order(),
-            free_pages: b.nr_free_pages(),
+            free_pages: b.nr_free_pages() + pcp_pages,
+            pcp_pages,
             managed_pages: b.nr_managed_pages(),
         },
         None => FreeStats {
             blocks: [0; Order::COUNT],
             free_pages: 0,
+            pcp_pages: 0,
             managed_pages: 0,
         },
     }
 }
 
+/// Pages on CPU `cpu`'s lists now (0 for a CPU that is not there).
+pub fn pcp_pages_on(cpu: usize) -> u64 {
+    PCP.get(cpu).map_or(0, |l| l.lock().pages())
+}
+
+/// Pages on the CPUs' lists now (the mm audit's count of `PCP` heads).
+pub fn pcp_pages() -> u64 {
+    PCP_PAGES.load(Relaxed)
+}
+
+/// The page lists' sizes and traffic: (batch, high, refills, drains,
+/// drains of all lists).
+pub fn pcp_stats() -> (u32, u32, u64, u64, u64) {
+    let cfg = PCP_CFG
+        .get()
+        .copied()
+        .unwrap_or(PcpConfig { batch: 0, high: 0 });
+    (
+        cfg.batch,
+        cfg.high,
+        PCP_REFILLS.load(Relaxed),
+        PCP_DRAINS.load(Relaxed),
+        PCP_DRAIN_ALLS.load(Relaxed),
+    )
+}
+
+/// The lists' sizes, if they are in use and `order` is kept on them.
+fn pcp_for(order: Order) -> Option<PcpConfig> {
+    if PcpLists::covers(order) {
+        PCP_CFG.get().copied()
+    } else {
+        None
+    }
+}
+
+/// This CPU's lists. (A thread moved to another CPU between reading the
+/// index and locking would take that CPU's lock: still correct, since
+/// every list is behind its own lock; kernel code is not preempted
+/// between the two anyway.)
+fn this_pcp() -> &'static IrqMutex<PcpLists> {
+    &PCP[crate::smp::id()]
+}
+
+/// Gives every CPU's listed pages back to the buddy lists (Linux
+/// `drain_all_pages`), so that they can merge and satisfy an allocation
+/// that failed. Returns the pages given back. Must not be called with a
+/// list's lock held.
+pub fn drain_all() -> u64 {
+    if PCP_CFG.get().is_none() || PCP_PAGES.load(Relaxed) == 0 {
+        return 0;
+    }
+    PCP_DRAIN_ALLS.fetch_add(1, Relaxed);
+    let mut given = 0;
+    for list in &PCP {
+        let mut p = list.lock();
+        if p.pages() != 0 {
+            with(|b| {
+                let n = p.drain_to(b, 0);
+                PCP_PAGES.fetch_sub(n, Relaxed);
+                given += n;
+            });
+        }
+    }
+    given
+}
+
+/// Runs `f` with every CPU's list locked (in CPU order: the one place
+/// that holds more than one) and then the allocator, passing the pages
+/// on the lists: a moment when no block is between a list and its owner,
+/// which the mm audit needs to count `PCP` heads exactly.
+pub fn with_all_lists<R>(f: impl FnOnce(&mut BuddyAllocator<'static>, u64) -> R) -> R {
+    let guards: Vec<_> = PCP.iter().map(IrqMutex::lock).collect();
+    let r = with(|b| f(b, PCP_PAGES.load(Relaxed)));
+    drop(guards);
+    r
+}
+
+/// Allocates a naturally aligned block of `order`, marked allocated with
+/// one reference (as [`BuddyAllocator::alloc`]): from this CPU's list for
+/// a kept order, else from the buddy lists. `None` when out of memory.
+///
+/// A kept order the buddy lists cannot supply either drains every CPU's
+/// lists and tries again, as long as draining gave pages back (another
+/// CPU may refill its list from them meanwhile), before it fails: the
+/// order-0 fallback of a fault, and so the OOM killer, never fails while
+/// pages wait on some CPU's list. A larger order does not drain: a fault
+/// trying a large folio first falls back to smaller ones, and draining
+/// every CPU's lists on each such try would undo what they are for. (Its
+/// callers that must have the block, the heap's growth, call
+/// [`drain_all`] and try again themselves.)
+pub fn alloc_block(order: Order) -> Option<Pfn> {
+    let Some(cfg) = pcp_for(order) else {
+        return with(|b| b.alloc(order));
+    };
+    {
+        let mut p = this_pcp().lock();
+        if let Some(pfn) = p.alloc(memmap(), order) {
+            PCP_PAGES.fetch_sub(order.pages(), Relaxed);
+            return Some(pfn);
+        }
+        let moved = with(|b| {
+            let n = p.refill(b, order, cfg);
+            PCP_PAGES.fetch_add(n, Relaxed);
+            n
+        });
+        if moved != 0 {
+            PCP_REFILLS.fetch_add(1, Relaxed);
+            let pfn = p.alloc(memmap(), order);
+            if pfn.is_some() {
+                PCP_PAGES.fetch_sub(order.pages(), Relaxed);
+            }
+            return pfn;
+        }
+    }
+    // Out of blocks that size: the CPUs' lists may hold the pieces.
+    while drain_all() != 0 {
+        if let Some(pfn) = with(|b| b.alloc(order)) {
+            return Some(pfn);
+        }
+    }
+    with(|b| b.alloc(order))
+}
+
+/// Frees a checked block to this CPU's list (draining the oldest batch
+/// back over the high mark), or to the buddy lists if the list does not
+/// keep it.
+fn free_checked(block: FreeBlock<'static>) {
+    let Some(cfg) = pcp_for(block.order()) else {
+        with(|b| b.free_checked(block));
+        return;
+    };
+    let mut p = this_pcp().lock();
+    free_on(&mut p, block, cfg);
+}
+
+/// [`free_checked`] with this CPU's list already locked (`p`).
+fn free_on(p: &mut PcpLists, block: FreeBlock<'static>, cfg: PcpConfig) {
+    let pages = block.order().pages();
+    match p.free(memmap(), block) {
+        Ok(()) => {
+            PCP_PAGES.fetch_add(pages, Relaxed);
+            if p.pages() > u64::from(cfg.high) {
+                with(|b| {
+                    let n = p.drain_to(b, u64::from(cfg.high - cfg.batch));
+                    PCP_PAGES.fetch_sub(n, Relaxed);
+                });
+                PCP_DRAINS.fetch_add(1, Relaxed);
+            }
+        }
+        Err(block) => with(|b| b.free_checked(block)),
+    }
+}
+
+/// Frees a block from [`alloc_block`] (or the buddy allocator) of
+/// `order`, after the checks [`BuddyAllocator::free`] makes; refused
+/// frees change nothing.
+pub fn free_block(pfn: Pfn, order: Order) -> Result<(), FreeError> {
+    free_checked(check_free(memmap(), pfn, order)?);
+    Ok(())
+}
+
 /// Allocates a folio of `order` (contents undefined). `None` when out of memory.
 pub fn alloc_folio(order: Order) -> Option<Folio> {
-    with(|b| b.alloc_folio(order))
+    alloc_block(order).map(|pfn| Folio::from_new_block(memmap(), pfn))
 }
 
 /// Drops one reference to `folio` (Linux `folio_put`). Lock-free unless
-/// it was the last reference: only then is the allocator locked, to free
-/// the folio. Refusals (a put on a count of 0, a last put on a mapped
-/// folio) come back in the outcome and are counted in [`safety`].
+/// it was the last reference: only then is the folio freed, to this
+/// CPU's list or the buddy lists. Refusals (a put on a count of 0, a
+/// last put on a mapped folio) come back in the outcome and are counted
+/// in [`safety`].
 pub fn folio_put(folio: Folio) -> PutOutcome {
     folio_put_refs(folio, 1)
 }
@@ -119,9 +319,71 @@ pub fn folio_put(folio: Folio) -> PutOutcome {
 /// [`folio_put`] does one.
 pub fn folio_put_refs(folio: Folio, nr: u32) -> PutOutcome {
     match memmap().folio_put_refs_testzero(folio, nr) {
-        PutTestZero::Zero(frozen) => with(|b| b.free_frozen(frozen)),
+        PutTestZero::Zero(frozen) => match check_frozen(frozen) {
+            Ok(block) => {
+                free_checked(block);
+                PutOutcome::Freed
+            }
+            Err(refused) => refused,
+        },
         PutTestZero::Kept(outcome) => outcome,
     }
+}
+
+/// Drops the references of each `(folio, nr)` of `batch` (emptying it)
+/// with this CPU's list locked once, as a gather frees its folios.
+/// Returns the first refusal, if any.
+pub fn folios_put_refs(batch: impl Iterator<Item = (Folio, u32)>) -> Option<(Pfn, PutOutcome)> {
+    let mut refused = None;
+    let mut refuse = |pfn, outcome: PutOutcome| {
+        if outcome.refused() && refused.is_none() {
+            refused = Some((pfn, outcome));
+        }
+    };
+    let mut p = PCP_CFG.get().map(|_| this_pcp().lock());
+    for (folio, nr) in batch {
+        let pfn = folio.pfn();
+        let block = match memmap().folio_put_refs_testzero(folio, nr) {
+            PutTestZero::Kept(outcome) => {
+                refuse(pfn, outcome);
+                continue;
+            }
+            PutTestZero::Zero(frozen) => match check_frozen(frozen) {
+                Ok(block) => block,
+                Err(outcome) => {
+                    refuse(pfn, outcome);
+                    continue;
+                }
+            },
+        };
+        match (p.as_mut(), pcp_for(block.order())) {
+            (Some(p), Some(cfg)) => free_on(p, block, cfg),
+            _ => with(|b| b.free_checked(block)),
+        }
+    }
+    refused
+}
+
+/// Frees page-table frames (order 0, from [`alloc_table_frame`]) with
+/// this CPU's list locked once. Returns the first refusal, if any.
+pub fn free_tables(tables: impl Iterator<Item = PhysAddr>) -> Option<(PhysAddr, FreeError)> {
+    let mut failed = None;
+    let mut p = PCP_CFG.get().map(|_| this_pcp().lock());
+    let cfg = pcp_for(Order::of(0));
+    for t in tables {
+        let block = match check_free(memmap(), t.pfn(), Order::of(0)) {
+            Ok(block) => block,
+            Err(e) => {
+                failed.get_or_insert((t, e));
+                continue;
+            }
+        };
+        match (p.as_mut(), cfg) {
+            (Some(p), Some(cfg)) => free_on(p, block, cfg),
+            _ => with(|b| b.free_checked(block)),
+        }
+    }
+    failed
 }
 
 /// The board's RAM that a 48-bit physical address space holds, merged,
@@ -196,11 +458,15 @@ pub fn init(info: &BootInfo, board: &Board) -> Plan {
 /// Hands over the RAM the early tables could not reach (called once the
 /// kernel's own tables map all of it).
 pub fn add_deferred(plan: &Plan) {
-    with(|b| {
+    let managed = with(|b| {
         for r in &plan.deferred {
             b.add_free_range(r.start.pfn(), r.end.pfn());
         }
+        b.nr_managed_pages()
     });
+    // All RAM is in: size the CPUs' lists for it (for every CPU the
+    // kernel can run, so that the lists together stay near an eighth).
+    PCP_CFG.call_once(|| PcpConfig::for_memory(managed, MAX_CPUS));
 }
 
 /// Prints the memmap's cost and the free lists.
@@ -265,7 +531,10 @@ pub fn phys_of<T>(p: *const T) -> PhysAddr {
 }
 
 /// Order-0 frame for a page table, marked as one in the memmap (the mm
-/// audit counts table frames).
+/// audit counts table frames), as [`BuddyAllocator::alloc_table`] marks
+/// it.
 pub fn alloc_table_frame() -> Option<PhysAddr> {
-    with(|b| b.alloc_table()).map(Pfn::phys)
+    let pfn = alloc_block(Order::of(0))?;
+    folium_mm::buddy::mark_table(memmap(), pfn);
+    Some(pfn.phys())
 }

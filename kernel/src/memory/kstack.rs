@@ -243,8 +243,8 @@ kernel_test!(
             check_eq!(read_on(c, va), OLD, "CPU {c} before the free");
         }
         drop(a);
-        // The old frames go to someone else (the allocator hands the
-        // folio just freed back first), the slot to a new stack.
+        // The old frames go to someone else (this CPU's page list hands
+        // the folio just freed back first), the slot to a new stack.
         let blocker = check_some!(frames::alloc_folio(ORDER));
         let b = KernelStack::new();
         // SAFETY: the blocker's first page is ours, in the linear map.
@@ -255,6 +255,11 @@ kernel_test!(
         };
         let b = check_some!(b);
         let ok = (|| {
+            check_eq!(
+                blocker.pfn(),
+                old_pfn,
+                "the blocker did not get the freed frames (the test proves nothing)"
+            );
             check_eq!(b.slot(), slot, "the new stack takes the same slot");
             check!(check_some!(b.folio.as_ref()).pfn() != old_pfn, "new frames");
             check!(crate::arch::probe_write(va, NEW).is_ok());

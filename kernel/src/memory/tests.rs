@@ -36,58 +36,88 @@ impl Rng {
 
 kernel_test!(
     fn exhaust_all_frames_at_mixed_orders_then_restore() {
+        // Through the CPUs' page lists, as faults allocate: exhausting
+        // memory must reach the pages parked on every CPU's lists (an
+        // allocation drains them before it fails), and once all is freed
+        // and drained the buddy lists are whole again.
+        frames::drain_all();
         let before = frames::stats();
         check!(before.free_pages > 0, "allocator has no free pages");
+        check_eq!(before.pcp_pages, 0, "pages left on the lists after a drain");
+        // Another CPU parks a batch on its own list: allocations here
+        // must still reach it.
+        let other = crate::smp::online().find(|&c| c != crate::smp::id());
+        if let Some(cpu) = other {
+            crate::smp::run_test_on(cpu, park_a_batch)?;
+            let parked = frames::pcp_pages_on(cpu);
+            check!(parked > 0, "CPU {cpu} parked nothing on its list");
+            check_eq!(
+                frames::stats().free_pages,
+                before.free_pages,
+                "parked pages not counted free"
+            );
+        }
         let mut rng = Rng::new(0x5eed_f011);
         let mut held: Vec<(Folio, Order)> = Vec::with_capacity(4096);
         let mut pages = 0u64;
-        frames::with(|b| {
-            loop {
-                let want = rng.below(Order::COUNT as u64) as u8;
-                // Fall back order by order, as a fault would.
-                let got = (0..=want).rev().find_map(|o| {
-                    let order = Order::of(o);
-                    b.alloc_folio(order).map(|f| (f, order))
-                });
-                match got {
-                    Some((f, order)) => {
-                        pages += order.pages();
-                        held.push((f, order));
-                    }
-                    // Even order 0 failed: memory is exhausted.
-                    None => break,
+        loop {
+            let want = rng.below(Order::COUNT as u64) as u8;
+            // Fall back order by order, as a fault would.
+            let got = (0..=want).rev().find_map(|o| {
+                let order = Order::of(o);
+                frames::alloc_folio(order).map(|f| (f, order))
+            });
+            match got {
+                Some((f, order)) => {
+                    pages += order.pages();
+                    held.push((f, order));
                 }
+                // Even order 0 failed: memory is exhausted.
+                None => break,
             }
-        });
+        }
         let exhausted = frames::stats();
-        let no_more = Order::all().all(|o| {
-            frames::with(|b| b.alloc_folio(o))
-                .map(frames::folio_put)
-                .is_none()
-        });
-        // Free in random order (Fisher-Yates).
+        let parked_after = other.map_or(0, frames::pcp_pages_on);
+        let no_more = Order::all().all(|o| frames::alloc_folio(o).map(frames::folio_put).is_none());
+        // Free in random order (Fisher-Yates), through the lists.
         for i in (1..held.len()).rev() {
             let j = rng.below(i as u64 + 1) as usize;
             held.swap(i, j);
         }
         let nr = held.len();
-        let not_freed = frames::with(|b| {
-            held.drain(..)
-                .map(|(f, _)| b.folio_put(f))
-                .filter(|put| !put.freed())
-                .count()
-        });
+        let not_freed = held
+            .drain(..)
+            .map(|(f, _)| frames::folio_put(f))
+            .filter(|put| !put.freed())
+            .count();
+        let freed = frames::stats();
+        frames::drain_all();
         let after = frames::stats();
-        println!("    {nr} folios, {pages} pages allocated; every order then failed: {no_more}");
+        println!(
+            "    {nr} folios, {pages} pages allocated; every order then failed: {no_more}; {} pages on the lists after freeing",
+            freed.pcp_pages
+        );
         check_eq!(not_freed, 0, "folios a single put did not free");
         check_eq!(exhausted.free_pages, 0, "pages left after exhausting");
+        check_eq!(
+            parked_after,
+            0,
+            "another CPU's list kept pages through exhaustion"
+        );
         check!(no_more, "an allocation succeeded on an exhausted allocator");
         check_eq!(
             pages,
             before.free_pages,
             "allocated pages != free pages at start"
         );
+        check_eq!(
+            freed.free_pages,
+            before.free_pages,
+            "pages on the lists not counted free"
+        );
+        check!(freed.pcp_pages > 0, "no free went to a CPU's list");
         check_eq!(after.free_pages, before.free_pages);
+        check_eq!(after.pcp_pages, 0);
         check_eq!(
             after.blocks,
             before.blocks,
@@ -96,6 +126,14 @@ kernel_test!(
         Ok(())
     }
 );
+
+/// Run on another CPU: one order-0 allocation refills a batch onto its
+/// list, and the free puts the block back there.
+fn park_a_batch() -> crate::ktest::TestResult {
+    let f = check_some!(frames::alloc_folio(Order::of(0)));
+    check_eq!(frames::folio_put(f), PutOutcome::Freed);
+    Ok(())
+}
 
 kernel_test!(
     fn folio_refcount_mapcount_and_page_folio() {

@@ -73,9 +73,9 @@ impl MmEnv for KernelEnv {
             println!("mm: warning: folio {pfn:?} put refused ({outcome:?}); it stays pinned");
         }
     }
-    /// One allocator lock for the whole batch (Linux frees a gather's
-    /// folios in batches too): the puts that do not free need no lock, but
-    /// taking it once costs less than testing each first.
+    /// One lock of this CPU's page list for the whole batch (Linux frees
+    /// a gather's folios in batches too), and of the buddy allocator's
+    /// once per batch the list gives back or a folio it does not keep.
     ///
     /// A big batch (munmap or exit of a large range: up to
     /// `GATHER_BATCH` entries) goes in steps of [`PUT_STEP`], with a
@@ -85,15 +85,8 @@ impl MmEnv for KernelEnv {
         let mut refused = None;
         while !batch.is_empty() {
             let from = batch.len().saturating_sub(PUT_STEP);
-            frames::with(|b| {
-                for (f, nr) in batch.drain(from..) {
-                    let pfn = f.pfn();
-                    let outcome = b.folio_put_refs(f, nr);
-                    if outcome.refused() && refused.is_none() {
-                        refused = Some((pfn, outcome));
-                    }
-                }
-            });
+            let r = frames::folios_put_refs(batch.drain(from..));
+            refused = refused.or(r);
             if !batch.is_empty() {
                 cond_resched_anywhere();
             }
@@ -104,26 +97,21 @@ impl MmEnv for KernelEnv {
         }
     }
     fn free_table(&mut self, table: PhysAddr) {
-        if let Err(e) = frames::with(|b| b.free(table.pfn(), Order::of(0))) {
+        if let Err(e) = frames::free_block(table.pfn(), Order::of(0)) {
             println!("mm: warning: page-table frame {table:?} not freed: {e:?}");
         }
     }
-    /// In steps of [`PUT_STEP`] under one allocator lock each, with a
-    /// preemption point after every step of 256 tables or more (teardown
-    /// hands them over 512 at a time): its callers, a gather's end and
-    /// teardown, free tables nothing links or caches any more.
+    /// In steps of [`PUT_STEP`] under one lock of this CPU's page list
+    /// each, with a preemption point after every step of 256 tables or
+    /// more (teardown hands them over 512 at a time): its callers, a
+    /// gather's end and teardown, free tables nothing links or caches any
+    /// more.
     fn free_tables(&mut self, tables: &mut Vec<PhysAddr>) {
         let mut failed = None;
         while !tables.is_empty() {
             let from = tables.len().saturating_sub(PUT_STEP);
             let step = tables.len() - from;
-            frames::with(|b| {
-                for t in tables.drain(from..) {
-                    if let Err(e) = b.free(t.pfn(), Order::of(0)) {
-                        failed.get_or_insert((t, e));
-                    }
-                }
-            });
+            failed = failed.or(frames::free_tables(tables.drain(from..)));
             if step >= 256 {
                 cond_resched_anywhere();
             }
@@ -188,7 +176,8 @@ impl MmEnv for KernelEnv {
     }
 }
 
-/// Folio references (or table frames) one allocator lock releases at most.
+/// Folio references (or table frames) one lock of a CPU's page list
+/// releases at most.
 const PUT_STEP: usize = 2048;
 
 /// Per CPU: the shared space ([`Mm`]) whose lock the running thread holds

@@ -425,6 +425,15 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
                 "tlb_flushes_deferred {}",
                 crate::arch::tlb::deferred()
             );
+            // The CPUs' page lists: their sizes, pages on them now, and
+            // how often they went to the buddy allocator's lock.
+            let (batch, high, refills, drains, drain_alls) = crate::memory::frames::pcp_stats();
+            let _ = writeln!(text, "pcp_batch {batch}");
+            let _ = writeln!(text, "pcp_high {high}");
+            let _ = writeln!(text, "pcp_pages {}", crate::memory::frames::pcp_pages());
+            let _ = writeln!(text, "pcp_refills {refills}");
+            let _ = writeln!(text, "pcp_drains {drains}");
+            let _ = writeln!(text, "pcp_drain_alls {drain_alls}");
             for (name, (n, ns)) in [
                 ("sched", super::PROCS.contention()),
                 ("frames", crate::memory::frames::contention()),

@@ -16,7 +16,7 @@ const NO_TREES: Trees<'static, X86_64> = Trees {
 
 fn run(buddy: &BuddyAllocator<'_>) -> Report {
     let mut scratch = alloc::vec![0u32; buddy.memmap().nr_pages() as usize];
-    audit(buddy, &NO_TREES, &mut scratch).expect("scratch is long enough")
+    audit(buddy, 0, &NO_TREES, &mut scratch).expect("scratch is long enough")
 }
 
 fn allocator() -> BuddyAllocator<'static> {
@@ -37,6 +37,41 @@ fn a_clean_allocator_balances() {
     assert_eq!(r.totals.free, 0x400 - 8);
     b.free(kept, Order::of(3)).unwrap();
     assert_eq!(run(&b).totals.free, 0x400);
+}
+
+/// Blocks on a CPU's page list are free pages: the audit counts their
+/// `PCP` heads and checks them against the lists' total it is given.
+#[test]
+fn blocks_on_cpu_lists_count_as_free() {
+    use crate::pcp::{PcpConfig, PcpLists};
+    let mut b = allocator();
+    let mut p = PcpLists::new();
+    let cfg = PcpConfig {
+        batch: 16,
+        high: 64,
+    };
+    p.refill(&mut b, Order::of(0), cfg);
+    p.refill(&mut b, Order::of(2), cfg);
+    let taken = p.alloc(b.memmap(), Order::of(0)).unwrap();
+    assert_eq!(p.pages(), 15 + 16);
+    let mut scratch = alloc::vec![0u32; b.memmap().nr_pages() as usize];
+    let r = audit(&b, p.pages(), &NO_TREES, &mut scratch).unwrap();
+    assert!(r.ok(), "{:?}", r.findings);
+    assert_eq!(r.totals.free, 0x400 - 1);
+    assert_eq!(r.totals.kernel_pages, 1);
+    // Told the lists hold nothing, it finds the pages it cannot place.
+    let r = audit(&b, 0, &NO_TREES, &mut scratch).unwrap();
+    assert!(
+        r.findings.contains(&Finding::FreeCount {
+            allocator: 0x400 - 1 - 31,
+            memmap: 0x400 - 1,
+        }),
+        "{r:?}"
+    );
+    b.free(taken, Order::of(0)).unwrap();
+    p.drain_to(&mut b, 0);
+    assert!(run(&b).ok());
+    assert_eq!(b.free_per_order()[Order::MAX.index()], 1);
 }
 
 #[test]
@@ -133,7 +168,7 @@ fn a_deferred_flag_off_the_queue_is_found() {
 fn short_scratch_is_refused() {
     let b = allocator();
     let mut scratch = [0u32; 4];
-    assert!(audit(&b, &NO_TREES, &mut scratch).is_none());
+    assert!(audit(&b, 0, &NO_TREES, &mut scratch).is_none());
 }
 
 #[test]
@@ -145,13 +180,13 @@ fn the_zero_page_and_table_frames_hold_exact_counts() {
         ..NO_TREES
     };
     let mut scratch = alloc::vec![0u32; b.memmap().nr_pages() as usize];
-    let r = audit(&b, &trees, &mut scratch).unwrap();
+    let r = audit(&b, 0, &trees, &mut scratch).unwrap();
     assert!(r.ok(), "{r:?}");
     b.memmap()
         .page(zero)
         .refcount()
         .store(2, core::sync::atomic::Ordering::Relaxed);
-    let r = audit(&b, &trees, &mut scratch).unwrap();
+    let r = audit(&b, 0, &trees, &mut scratch).unwrap();
     assert_eq!(
         r.findings,
         [Finding::ZeroPage {

@@ -4,7 +4,7 @@
 //! | bit | name | set on Folium for |
 //! |-----|------|-------------------|
 //! | 20 | `NOPAGE` | a frame with no descriptor (outside the memmap) |
-//! | 10 | `BUDDY` | every frame of a free block, head and tails (Linux marks the head `PageBuddy` and finds tails with `is_free_buddy_page`, so all of them read `BUDDY`) |
+//! | 10 | `BUDDY` | every frame of a free block, head and tails (Linux marks the head `PageBuddy` and finds tails with `is_free_buddy_page`, so all of them read `BUDDY`); blocks on a CPU's page list too, where Linux's per-CPU pages read nothing, so that the frames reading `BUDDY` are exactly the free pages |
 //! | 11 | `MMAP` | every frame of a folio that some PTE maps (Linux's `page_mapped` asks the folio) |
 //! | 12 | `ANON` | every frame of an anonymous folio |
 //! | 15, 16 | `COMPOUND_HEAD`, `COMPOUND_TAIL` | the first and the other frames of an allocated block of order 1 or more (every Folium block is a folio, like a `__GFP_COMP` allocation); an order-0 frame has neither |
@@ -93,7 +93,7 @@ pub fn page_state(memmap: &Memmap, pfn: Pfn) -> PageState<'_> {
         }
         return match memmap.page(cand).head_order() {
             _ if cand == pfn && flags.contains(PageFlags::RESERVED) => PageState::Reserved,
-            Some(o) if flags.contains(PageFlags::BUDDY) && o >= order => PageState::Free {
+            Some(o) if flags.intersects(PageFlags::FREE_MASK) && o >= order => PageState::Free {
                 head: cand,
                 order: o,
             },

@@ -208,7 +208,7 @@ impl HostEnv {
             zero_pfn: self.zero,
         };
         let mut scratch = vec![0u32; self.memmap.nr_pages() as usize];
-        audit(&self.buddy, &trees, &mut scratch).unwrap()
+        audit(&self.buddy, 0, &trees, &mut scratch).unwrap()
     }
 }
 
