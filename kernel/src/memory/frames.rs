@@ -225,13 +225,25 @@ pub fn with_all_lists<R>(f: impl FnOnce(&mut BuddyAllocator<'static>, u64) -> R)
 /// lists and tries again, as long as draining gave pages back (another
 /// CPU may refill its list from them meanwhile), before it fails: the
 /// order-0 fallback of a fault, and so the OOM killer, never fails while
-/// pages wait on some CPU's list. A larger order does not drain: a fault
-/// trying a large folio first falls back to smaller ones, and draining
-/// every CPU's lists on each such try would undo what they are for. (Its
-/// callers that must have the block, the heap's growth, call
-/// [`drain_all`] and try again themselves.)
+/// pages wait on some CPU's list. A larger order drains once, and only
+/// when the buddy lists hold at least twice its size in free pages: then
+/// the listed pieces are likely what keeps it from merging (a fault
+/// trying a 2 MiB folio with most of memory free must get it), while on
+/// memory that is simply short the fault falls back to smaller folios
+/// without emptying every CPU's lists on each try.
 pub fn alloc_block(order: Order) -> Option<Pfn> {
     let Some(cfg) = pcp_for(order) else {
+        let (pfn, plenty) = with(|b| {
+            let pfn = b.alloc(order);
+            (pfn, b.nr_free_pages() >= 2 * order.pages())
+        });
+        if pfn.is_some() || !plenty || PCP_PAGES.load(Relaxed) == 0 {
+            return pfn;
+        }
+        // Free memory enough for two such blocks, yet none: pieces on the
+        // CPUs' lists may be keeping them from merging (they sit
+        // scattered over memory). Give them back once and try again.
+        drain_all();
         return with(|b| b.alloc(order));
     };
     {
