@@ -436,6 +436,7 @@ fn folium_file(file: &[u8]) -> Option<(String, Option<Knob>)> {
             let _ = writeln!(text, "pcp_drain_alls {drain_alls}");
             for (name, (n, ns)) in [
                 ("sched", super::PROCS.contention()),
+                ("runq", super::runq_contention()),
                 ("frames", crate::memory::frames::contention()),
                 ("heap", crate::heap::contention()),
             ] {

@@ -18,21 +18,26 @@
 //! folio counts) is consistent. The boot thread becomes CPU 0's idle
 //! thread, each secondary CPU's start-up thread that CPU's.
 //!
-//! **Several CPUs.** One run queue, behind the table's lock, serves every
-//! CPU (a new child, a woken process, one whose slice ended: each goes to
-//! the queue, and any CPU its affinity allows takes it). Each CPU has its
-//! own running process (`Table::current`), slice and idle thread. A
-//! process switched out on one CPU may be picked by another before the
-//! first has saved its registers: each kernel thread has an `on_cpu`
-//! flag (Linux's `task_struct::on_cpu`), set by the CPU that switches to
-//! it and cleared by that CPU once it has switched away
-//! ([`finish_switch`], on the next thread); a CPU about to resume a
-//! thread waits for the flag to clear, and so does a reaper before it
-//! frees a zombie's stack. A CPU with nothing to run sleeps in its idle
-//! thread; a wake-up sends a reschedule IPI to one such CPU. Readers of
-//! other processes' page tables (the deferred split, the mm audit, the
-//! `/proc` views of memory) first stop the other CPUs at a consistent
-//! point ([`crate::smp::stop_others`]).
+//! **Several CPUs.** Each CPU has a run queue of its own (`runq.rs`,
+//! Linux's `struct rq`), its running thread, slice and idle thread. A
+//! switch takes only its CPU's queue lock, not the table's: each thread's
+//! scheduling state (runnable, running, queued, affinity) is mirrored in
+//! atomics of its [`KThread`], which the table's lock keeps in step with
+//! the process state. A woken thread goes to an idle CPU (with a
+//! reschedule IPI), else to the waker's; a CPU about to idle, or to keep
+//! running the thread it runs while another has one waiting, takes one
+//! from the longest other queue, and one whose queue is two or more
+//! shorter than the longest pulls one. A process switched out on one CPU
+//! may be picked by another before the first has saved its registers:
+//! each kernel thread has an `on_cpu` flag (Linux's
+//! `task_struct::on_cpu`), set by the CPU that switches to it and cleared
+//! by that CPU once it has switched away ([`finish_switch`], on the next
+//! thread); only that CPU may take the thread back until then, and a
+//! reaper waits for the flag before it frees a zombie's stack. A CPU with
+//! nothing to run sleeps in its idle thread. Readers of other processes'
+//! page tables (the deferred split, the mm audit, the `/proc` views of
+//! memory) first stop the other CPUs at a consistent point
+//! ([`crate::smp::stop_others`]).
 //!
 //! State is split by who may touch it:
 //! - [`ProcInfo`] (parent, children, state, exit status, pending kill) lives
@@ -55,6 +60,7 @@ pub mod futex;
 pub mod mm;
 pub mod oom;
 pub mod ptdump;
+mod runq;
 pub mod views;
 
 use alloc::boxed::Box;
@@ -98,7 +104,7 @@ pub const MAX_PROCS: usize = 512;
 /// What a process is doing, as others see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
-    /// On the run queue, or running.
+    /// On a run queue, or running.
     Runnable,
     /// Waiting in `wait4` for a child to change state.
     WaitChild,
@@ -195,6 +201,8 @@ struct KThread {
     /// True from when a CPU picks the thread until that CPU has switched
     /// away from it and its registers are all in `ctx`.
     on_cpu: AtomicBool,
+    /// What the run queues know of it, without the table's lock.
+    sched: runq::Sched,
 }
 
 /// Every affinity bit: a new process may run on any CPU.
@@ -237,17 +245,10 @@ pub struct Task {
     pub vfork_done: Option<Arc<AtomicBool>>,
 }
 
-/// The table and the run queue.
+/// The table (the run queues are per CPU: `runq.rs`).
 pub struct Table {
     procs: BTreeMap<Pid, ProcInfo>,
-    runq: VecDeque<Pid>,
-    /// What each CPU runs (None: its idle thread).
-    current: [Option<Pid>; MAX_CPUS],
     next_pid: Pid,
-    /// Per CPU: children its running process forked since it last gave
-    /// up the CPU, while no CPU was idle: queued right behind it when it
-    /// does (see [`fork_current`]).
-    new_children: [Vec<Pid>; MAX_CPUS],
     /// Sleeping processes by deadline (each in `State::Sleep` or
     /// `State::Blocked` with that deadline): a switch wakes the due ones
     /// without scanning the table.
@@ -269,14 +270,6 @@ pub struct WaitKey {
     /// The address.
     pub addr: u64,
 }
-
-/// CPUs sleeping in their idle thread with nothing to run: a wake-up
-/// sends one of them a reschedule IPI and clears its bit. Set by the CPU
-/// itself under the table's lock (after it found nothing to run), cleared
-/// by a kicker under it or by the CPU once it wakes for another reason;
-/// the sleeping CPU reads it without the lock, so it takes the lock only
-/// when there may be work.
-static IDLE_CPUS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 impl Table {
     /// Every published page-table root, each once: a process made with
@@ -319,10 +312,7 @@ fn next_free_pid(from: Pid, live: impl Fn(Pid) -> bool) -> Pid {
 /// The process table.
 pub static PROCS: IrqMutex<Table> = IrqMutex::new(Table {
     procs: BTreeMap::new(),
-    runq: VecDeque::new(),
-    current: [None; MAX_CPUS],
     next_pid: INIT_PID,
-    new_children: [const { Vec::new() }; MAX_CPUS],
     sleepers: BTreeSet::new(),
     waitq: BTreeMap::new(),
     dead: Vec::new(),
@@ -359,6 +349,11 @@ static SWITCHED_FROM: [AtomicPtr<AtomicBool>; MAX_CPUS] =
 /// Switches from one thread to another, on every CPU.
 static SWITCHES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
+/// The run queues' locks' contention, all CPUs together.
+pub fn runq_contention() -> (u64, u64) {
+    runq::contention()
+}
+
 /// Switches from one thread to another so far, on every CPU.
 pub fn switches() -> u64 {
     SWITCHES.load(Ordering::Relaxed)
@@ -371,21 +366,12 @@ static SCHEDULING: AtomicBool = AtomicBool::new(false);
 impl Table {
     /// What this CPU runs.
     fn current(&self) -> Option<Pid> {
-        self.current[crate::smp::id()]
+        runq::current()
     }
 
     /// The CPU running `pid`, if one does.
     fn cpu_of(&self, pid: Pid) -> Option<usize> {
-        self.current.iter().position(|&c| c == Some(pid))
-    }
-
-    /// True if CPU `cpu` may take queued `pid` now: runnable, allowed
-    /// there, and not still current on another CPU (see [`pick`]).
-    fn takeable(&self, pid: Pid, cpu: usize) -> bool {
-        self.procs
-            .get(&pid)
-            .is_some_and(|p| p.state == State::Runnable && p.affinity & 1 << cpu != 0)
-            && self.cpu_of(pid).is_none_or(|c| c == cpu)
+        runq::cpu_of(pid)
     }
 
     /// The leader of `pid`'s thread group (`pid` itself if unknown).
@@ -407,26 +393,21 @@ impl Table {
         self.sleepers.first().map_or(u64::MAX, |&(d, _)| d)
     }
 
-    /// Queues runnable `pid` and, if a CPU it may run on sleeps with
-    /// nothing to do, wakes one (Linux's `ttwu` + reschedule IPI).
-    fn enqueue(&mut self, pid: Pid) {
-        self.runq.push_back(pid);
-        let allowed = self.procs.get(&pid).map_or(0, |p| p.affinity);
-        self.kick_idle(allowed);
-    }
-
-    /// Sends one idle CPU of `allowed` (another than this one) a
-    /// reschedule IPI, and takes it off the idle mask so the next wake-up
-    /// picks another.
-    fn kick_idle(&mut self, allowed: u64) {
-        let others = IDLE_CPUS.load(Ordering::Relaxed) & allowed & !(1 << crate::smp::id());
-        if others != 0 {
-            let cpu = others.trailing_zeros() as usize;
-            // Only one kicker wins a given CPU; a loser's work is queued
-            // all the same, and the woken CPU looks at the whole queue.
-            if IDLE_CPUS.fetch_and(!(1 << cpu), Ordering::AcqRel) & 1 << cpu != 0 {
-                let _ = crate::smp::send_ipi(cpu);
-            }
+    /// Makes `pid`'s table state `state`, and its run-queue state
+    /// follow: a thread that becomes runnable is queued (at the front:
+    /// `front`), unless its CPU still runs it (`runq::wake_up`).
+    fn set_state(&mut self, pid: Pid, state: State, front: bool) {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        let was = p.state == State::Runnable;
+        p.state = state;
+        let now = state == State::Runnable;
+        // SAFETY: a thread in the table has a live KThread.
+        let kt = unsafe { &*p.kthread };
+        kt.sched.set_runnable(now);
+        if now && !was {
+            runq::wake_up(p.kthread, front);
         }
     }
 }
@@ -541,15 +522,17 @@ impl Task {
 }
 
 /// The kernel thread a new task starts as.
-fn new_kthread(task: &Task, pid: Pid) -> *mut KThread {
+fn new_kthread(task: &Task, pid: Pid, affinity: u64) -> *mut KThread {
     Box::into_raw(Box::new(KThread {
         ctx: Context::new(task._kstack.top(), task_main, u64::from(pid)),
         on_cpu: AtomicBool::new(false),
+        sched: runq::Sched::new(pid, affinity),
     }))
 }
 
 /// Creates the first process running `program` with `argv`; returns its pid.
 pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno> {
+    runq::reserve();
     let kstack = KernelStack::new().ok_or(Errno::ENOMEM)?;
     let mut space = uspace::new_space().map_err(|_| Errno::ENOMEM)?;
     let env = stack::join(&[b"HOME=/", b"TERM=linux"]);
@@ -583,7 +566,9 @@ pub fn spawn_init(program: &exec::Program, argv: &[&[u8]]) -> Result<Pid, Errno>
             affinity,
         ),
     );
-    t.enqueue(pid);
+    if let Some(p) = t.procs.get(&pid) {
+        runq::place_new(p.kthread);
+    }
     Ok(pid)
 }
 
@@ -687,7 +672,7 @@ fn stop_if_asked(task: &mut Task) -> bool {
         if p.kill.is_some() {
             return false;
         }
-        p.state = State::Stopped;
+        p.leave_runnable(State::Stopped);
         // The process's stop is reported once, on its leader.
         let tgid = p.tgid;
         if let Some(l) = t.procs.get_mut(&tgid) {
@@ -716,22 +701,15 @@ fn wake_sleepers(t: &mut Table, now: u64) {
             break;
         }
         t.sleepers.pop_first();
-        if let Some(p) = t.procs.get_mut(&pid)
-            && p.deadline() == Some(until_ns)
-        {
-            p.state = State::Runnable;
+        if t.procs.get(&pid).and_then(ProcInfo::deadline) == Some(until_ns) {
             woken.push(pid);
         }
     }
-    let next = t.next_deadline();
+    // At the front of their queues, in deadline order.
     for &pid in woken.iter().rev() {
-        t.runq.push_front(pid);
+        t.set_state(pid, State::Runnable, true);
     }
-    for pid in &woken {
-        let allowed = t.procs.get(pid).map_or(0, |p| p.affinity);
-        t.kick_idle(allowed);
-    }
-    crate::sched::set_next_wake(next);
+    crate::sched::set_next_wake(t.next_deadline());
 }
 
 impl ProcInfo {
@@ -757,9 +735,24 @@ impl ProcInfo {
             robust_list: 0,
             pt_root: if pid == task.tgid { task.root() } else { None },
             affinity,
-            kthread: new_kthread(&task, pid),
+            kthread: new_kthread(&task, pid, affinity),
             task: Box::into_raw(task),
         }
+    }
+
+    /// Its kernel thread.
+    fn kt(&self) -> &KThread {
+        // SAFETY: a thread in the table has a live KThread (freed only
+        // once the thread is out of the table).
+        unsafe { &*self.kthread }
+    }
+
+    /// Sets a state other than `Runnable`: the running thread blocks,
+    /// stops or exits (its CPU then does not queue it again).
+    fn leave_runnable(&mut self, state: State) {
+        debug_assert!(state != State::Runnable);
+        self.state = state;
+        self.kt().sched.set_runnable(false);
     }
 
     /// The deadline it sleeps or waits until, if any.
@@ -808,14 +801,13 @@ fn make_runnable(t: &mut Table, pid: Pid) {
         && !matches!(p.state, State::Runnable | State::Zombie(_))
     {
         let slept = p.deadline();
-        p.state = State::Runnable;
         if let Some(until_ns) = slept {
             t.sleepers.remove(&(until_ns, pid));
             // The tick's deadline follows, so idle CPUs do not wake for
             // a sleeper that is gone.
             crate::sched::set_next_wake(t.next_deadline());
         }
-        t.enqueue(pid);
+        t.set_state(pid, State::Runnable, false);
     }
 }
 
@@ -847,44 +839,16 @@ pub fn schedule(me: Option<&mut Task>) {
 /// other CPU may run it yet.
 fn switch_away() -> bool {
     let cpu = crate::smp::id();
-    let (prev, next) = {
-        let mut t = PROCS.lock();
-        wake_sleepers(&mut t, crate::time::monotonic_ns());
-        let prev = t.current[cpu];
-        if let Some(p) = prev
-            && t.procs.get(&p).is_some_and(|i| i.state == State::Runnable)
-            && !t.runq.contains(&p)
-        {
-            t.runq.push_back(p);
-        }
-        // The children it forked follow it (blocked or exiting, it still
-        // lets them run).
-        let new = core::mem::take(&mut t.new_children[cpu]);
-        let queued_new = !new.is_empty();
-        t.runq.extend(new);
-        let next = pick(&mut t, cpu);
-        // Whatever this CPU leaves in the queue, an idle one may take
-        // (asked before a return: the children just queued may be for
-        // another CPU even if this one keeps its process).
-        if (queued_new || prev != next)
-            && IDLE_CPUS.load(Ordering::Relaxed) & !(1 << cpu) != 0
-            && !t.runq.is_empty()
-        {
-            let left = t
-                .runq
-                .iter()
-                .filter_map(|p| t.procs.get(p).map(|i| i.affinity))
-                .fold(0, |m, a| m | a);
-            t.kick_idle(left);
-        }
-        if prev == next {
-            return false;
-        }
-        SWITCHES.fetch_add(1, Ordering::Relaxed);
-        t.current[cpu] = next;
-        let kthread_of = |p: Option<Pid>| p.and_then(|p| t.procs.get(&p).map(|i| i.kthread));
-        (kthread_of(prev), kthread_of(next))
-    };
+    // Sleepers whose deadline passed go to the run queues first (the
+    // table's lock only then: a switch takes only this CPU's queue).
+    if crate::sched::sleeper_due() {
+        wake_sleepers(&mut PROCS.lock(), crate::time::monotonic_ns());
+    }
+    let (prev, next) = runq::pick_next(cpu);
+    if prev == next {
+        return false;
+    }
+    SWITCHES.fetch_add(1, Ordering::Relaxed);
     let idle = IDLE[cpu].0.get();
     uspace::switching_threads();
     // The lock is released: switch. Only the two threads' KThread objects
@@ -901,7 +865,9 @@ fn switch_away() -> bool {
                     crate::smp::run_posted_calls();
                     core::hint::spin_loop();
                 }
-                (*k).on_cpu.store(true, Ordering::Relaxed);
+                // Release: a waker that finds the flag set finds the
+                // CPU it names (`runq::Sched::last_cpu`) too.
+                (*k).on_cpu.store(true, Ordering::Release);
                 &raw const (*k).ctx
             }
             None => idle,
@@ -916,26 +882,6 @@ fn switch_away() -> bool {
         arch::switch_to(prev_ctx, next_ctx);
     }
     true
-}
-
-/// Takes the first runnable process `cpu` may run off the queue (dropping
-/// entries that are not runnable any more; leaving in place those pinned
-/// to other CPUs, and those another CPU still runs: woken the moment they
-/// blocked, they are that CPU's to keep or to queue again when it
-/// switches away, so no two CPUs ever wait for each other's thread).
-fn pick(t: &mut Table, cpu: usize) -> Option<Pid> {
-    let mut i = 0;
-    while let Some(&n) = t.runq.get(i) {
-        if !t.procs.get(&n).is_some_and(|p| p.state == State::Runnable) {
-            t.runq.remove(i);
-        } else if t.takeable(n, cpu) {
-            t.runq.remove(i);
-            return Some(n);
-        } else {
-            i += 1;
-        }
-    }
-    None
 }
 
 /// Completes a switch on the thread that now runs: the thread this CPU
@@ -965,7 +911,7 @@ fn finish_switch() {
 /// everything other processes may read consistent: the page tables
 /// behind every published root, folio counts, the table itself.
 pub fn preempt() -> bool {
-    if PROCS.lock().current().is_none() {
+    if runq::current().is_none() {
         return false;
     }
     assert!(
@@ -988,7 +934,7 @@ pub fn preempt() -> bool {
 /// if none was runnable or this is the idle thread. The same contract as
 /// [`preempt`] (no lock held, the user half left empty).
 pub fn yield_away() -> bool {
-    if PROCS.lock().current().is_none() {
+    if runq::current().is_none() {
         return false;
     }
     assert!(
@@ -1067,32 +1013,24 @@ fn idle_wait() {
         reap_threads();
     }
     let cpu = crate::smp::id();
-    let bit = 1 << cpu;
-    let sleep = {
-        let t = PROCS.lock();
-        let runnable =
-            t.runq.iter().any(|&p| t.takeable(p, cpu)) || !t.new_children[cpu].is_empty();
-        if !runnable {
-            IDLE_CPUS.fetch_or(bit, Ordering::AcqRel);
-        }
-        !runnable
-    };
-    // A wake-up between the unlock and the wait leaves its IPI pending,
+    let sleep = !runq::idle_or_work(cpu);
+    // A wake-up between the look and the wait leaves its IPI pending,
     // which ends the wait at once. Ticks and other interrupts wake the
-    // CPU too: it sleeps on without the lock unless it was kicked, a
-    // sleeper is due, a job was posted or another CPU stops the machine.
+    // CPU too: it sleeps on unless it was kicked, another CPU's queue
+    // has threads waiting (then it looks for one it may take), a sleeper
+    // is due, a job was posted or another CPU stops the machine.
     if sleep {
         loop {
             arch::wait_for_interrupt();
             crate::smp::park_if_asked();
-            if IDLE_CPUS.load(Ordering::Acquire) & bit == 0
+            if runq::idle_should_wake(cpu)
                 || crate::sched::sleeper_due()
                 || crate::smp::job_posted()
             {
                 break;
             }
         }
-        IDLE_CPUS.fetch_and(!bit, Ordering::AcqRel);
+        runq::idle_end(cpu);
     }
     crate::smp::park_if_asked();
 }
@@ -1134,7 +1072,7 @@ fn block_holding(
         if killable && p.kill.is_some() {
             return false;
         }
-        p.state = state;
+        p.leave_runnable(state);
         if let Some(until_ns) = p.deadline() {
             t.sleepers.insert((until_ns, pid));
             crate::sched::note_sleeper(until_ns);
@@ -1303,6 +1241,8 @@ pub fn requeue(
 pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
     let pid = task.pid;
     let tgid = task.tgid;
+    // What it wakes from here on (a joiner, its parent) takes this CPU.
+    runq::note_exiting();
     if task.clear_child_tid != 0 {
         // `pthread_join` waits on this word: zeroed, then woken.
         let at = task.clear_child_tid;
@@ -1326,7 +1266,7 @@ pub fn exit_current(task: &mut Task, status: ExitStatus) -> ! {
     let group_status = {
         let mut t = PROCS.lock();
         if let Some(p) = t.procs.get_mut(&pid) {
-            p.state = State::Zombie(status);
+            p.leave_runnable(State::Zombie(status));
         }
         if pid != tgid {
             if let Some(l) = t.procs.get_mut(&tgid) {
@@ -1582,8 +1522,9 @@ fn take_over_leader(task: &mut Task) {
         mine.pt_pages = old.pt_pages;
         mine.pt_root = old.pt_root;
         t.procs.insert(tgid, mine);
-        let cpu = crate::smp::id();
-        t.current[cpu] = Some(tgid);
+        if let Some(p) = t.procs.get(&tgid) {
+            runq::rename_current(p.kthread, tgid);
+        }
         task.pid = tgid;
         // SAFETY: the old leader is dead, off every CPU (checked by the
         // caller under this lock's earlier hold; a zombie never runs
@@ -2059,14 +2000,24 @@ pub fn set_affinity(pid: Pid, mask: u64) -> Result<(), Errno> {
     let mut t = PROCS.lock();
     let p = t.procs.get_mut(&pid).ok_or(Errno::ESRCH)?;
     p.affinity = mask;
+    p.kt().sched.set_affinity(mask);
     let runnable = p.state == State::Runnable;
     match t.cpu_of(pid) {
         Some(cpu) if mask & 1 << cpu == 0 && cpu != crate::smp::id() => {
             crate::sched::resched_cpu(cpu);
         }
-        // Queued (or about to be): a sleeping CPU it may now run on
-        // would not look by itself.
-        None if runnable => t.kick_idle(mask),
+        // Queued where it may no longer run: that CPU moves it when it
+        // next looks; a sleeping CPU it may now run on would not look by
+        // itself.
+        None if runnable => {
+            let me = crate::smp::id();
+            for cpu in crate::smp::online() {
+                if mask & 1 << cpu == 0 && cpu != me && runq::has_waiting(cpu) {
+                    crate::sched::resched_cpu(cpu);
+                }
+            }
+            runq::kick_idle(mask);
+        }
         _ => {}
     }
     Ok(())
@@ -2202,7 +2153,7 @@ pub fn fork_process(parent: &mut Task, new: NewProcess) -> Result<Pid, Errno> {
     if let Some(p) = t.procs.get_mut(&ptgid) {
         p.children.push(pid);
     }
-    place_new(&mut t, pid, affinity);
+    place_new(&mut t, pid);
     Ok(pid)
 }
 
@@ -2276,12 +2227,9 @@ pub fn vfork_release(task: &mut Task) {
 /// places a new task one slice behind its parent's virtual runtime
 /// (`START_DEBIT`, without `sched_child_runs_first`). A CPU with nothing
 /// to do takes it at once (Linux's fork balancing picks the idlest CPU).
-fn place_new(t: &mut Table, pid: Pid, affinity: u64) {
-    if IDLE_CPUS.load(Ordering::Relaxed) & affinity & !(1 << crate::smp::id()) != 0 {
-        t.enqueue(pid);
-    } else {
-        let cpu = crate::smp::id();
-        t.new_children[cpu].push(pid);
+fn place_new(t: &mut Table, pid: Pid) {
+    if let Some(p) = t.procs.get(&pid) {
+        runq::place_new(p.kthread);
     }
 }
 
@@ -2349,7 +2297,7 @@ pub fn clone_thread(parent: &mut Task, new: NewThread) -> Result<Pid, Errno> {
     if let Some(l) = t.procs.get_mut(&parent.tgid) {
         l.threads.push(tid);
     }
-    place_new(&mut t, tid, affinity);
+    place_new(&mut t, tid);
     Ok(tid)
 }
 

@@ -488,8 +488,9 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                         let f = |col: &'static str, k: &str| (col, extra(r, k));
                         alloc::vec![
                             f("switches", "sched_switches"),
-                            f("runq waits", "sched_lock_contended"),
-                            f("runq wait ns", "sched_lock_wait_ns"),
+                            f("table waits", "sched_lock_contended"),
+                            f("table wait ns", "sched_lock_wait_ns"),
+                            f("runq waits", "runq_lock_contended"),
                             f("frame waits", "frames_lock_contended"),
                             f("heap waits", "heap_lock_contended"),
                         ]
@@ -498,8 +499,9 @@ fn run(args: &ulib::Args, first: usize) -> i32 {
                 report::how_to_read(
                     "ns/op: over every process's operations (perfect scaling halves it as \
                      the processes double); then, over the row (Folium only): context \
-                     switches, waits for the run queue's lock and ns waited, waits for \
-                     the frame allocator's and the heap's locks",
+                     switches, waits for the process table's lock and ns waited, waits \
+                     for the per-CPU run queues', the frame allocator's and the heap's \
+                     locks",
                 );
                 all.extend(r);
             }

@@ -192,9 +192,9 @@ pub fn cpus(iters: u32, scale: u64, progress: &mut Progress) -> Result<Vec<Recor
 
 /// Folium's scheduler and lock counters, as its stats file names them
 /// (and as the JSON records do): switches, then contended acquisitions
-/// and wait ns of the run queue's, the frame allocator's and the heap's
-/// locks.
-const LOCK_KEYS: [&str; 7] = [
+/// and wait ns of the process table's, the frame allocator's, the heap's
+/// and the per-CPU run queues' (all together) locks.
+const LOCK_KEYS: [&str; 9] = [
     "sched_switches",
     "sched_lock_contended",
     "sched_lock_wait_ns",
@@ -202,14 +202,16 @@ const LOCK_KEYS: [&str; 7] = [
     "frames_lock_wait_ns",
     "heap_lock_contended",
     "heap_lock_wait_ns",
+    "runq_lock_contended",
+    "runq_lock_wait_ns",
 ];
 
 /// The [`LOCK_KEYS`] counters now (`None` elsewhere than on Folium).
-pub(crate) fn lock_stats() -> Option<[u64; 7]> {
+pub(crate) fn lock_stats() -> Option<[u64; 9]> {
     let mut buf = [0u8; 8192];
     let n = folium_programs::read_into(c"/sys/kernel/mm/folium/stats", &mut buf)?;
     let text = core::str::from_utf8(&buf[..n]).ok()?;
-    let mut out = [0u64; 7];
+    let mut out = [0u64; 9];
     for (i, k) in LOCK_KEYS.iter().enumerate() {
         out[i] = text
             .lines()

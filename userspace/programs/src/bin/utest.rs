@@ -1664,6 +1664,58 @@ fn fork_returns_pinned() -> TestResult {
     Ok(())
 }
 
+/// Balancing: a crowd of busy children, all started on the caller's CPU
+/// (they inherit its pin, then let go of it), must spread over the other
+/// CPUs: each spins for 200 ms of wall time noting every CPU it runs on
+/// and exits with that set; together they must have used more than one
+/// CPU, and every one must finish.
+fn t_crowd_spreads_over_cpus() -> TestResult {
+    let mask = getaffinity(0).map_err(|e| format!("sched_getaffinity: {}", e.name()))?;
+    let cpus = mask.count_ones();
+    if cpus < 2 || mask >> 8 != 0 {
+        return Ok(());
+    }
+    let here = getcpu().map_err(|e| format!("getcpu: {}", e.name()))?;
+    setaffinity(0, 1 << here).map_err(|e| format!("pin: {}", e.name()))?;
+    let mut kids = Vec::new();
+    let spawned = (|| {
+        for _ in 0..2 * cpus {
+            kids.push(spawn(move || {
+                if setaffinity(0, mask).is_err() {
+                    sys::exit_group(0);
+                }
+                let mut seen = 0u64;
+                let t0 = sys::now_ns();
+                while sys::now_ns() - t0 < 200_000_000 {
+                    if let Ok(c) = getcpu() {
+                        seen |= 1 << c;
+                    }
+                    for i in 0..1000u64 {
+                        core::hint::black_box(i);
+                    }
+                }
+                sys::exit_group(seen as i32)
+            })?);
+        }
+        Ok::<(), String>(())
+    })();
+    setaffinity(0, mask).map_err(|e| format!("unpin: {}", e.name()))?;
+    spawned?;
+    let mut used = 0u64;
+    for &pid in &kids {
+        let (_, st) = sys::wait4(pid, 0).map_err(|e| format!("wait4: {}", e.name()))?;
+        let seen = exited(st).ok_or(format!("child {pid} ended with {st:#x}"))?;
+        ensure!(seen != 0, "child {pid} could not let go of its pin");
+        used |= seen as u64;
+    }
+    ensure!(
+        used.count_ones() >= 2,
+        "{} children started on CPU {here} all ran there only ({used:#b})",
+        kids.len()
+    );
+    Ok(())
+}
+
 /// The CPUs of a Linux CPU list (`0-3`, `0,2-3`): how many, or None.
 fn count_cpu_list(text: &str) -> Option<u32> {
     let mut n = 0;
@@ -1843,6 +1895,7 @@ const TESTS: &[Test] = &[
     ("wait_without_children", t_wait_without_children),
     ("fork_and_exit_status", t_fork_and_exit_status),
     ("fork_hundred_children", t_fork_hundred_children),
+    ("crowd_spreads_over_cpus", t_crowd_spreads_over_cpus),
     ("three_generations", t_three_generations),
     ("orphans_are_reparented", t_orphans_are_reparented),
     ("cow_isolation", t_cow_isolation),
