@@ -605,7 +605,9 @@ extern "C" fn task_main(pid: u64) -> ! {
         if DEAD_THREADS.load(Ordering::Acquire) {
             reap_threads();
         }
-        let epoch = KILL_EPOCH.load(core::sync::atomic::Ordering::Acquire);
+        // SeqCst, against the killer's bump and this CPU's record of
+        // running this thread (`kick_running`).
+        let epoch = KILL_EPOCH.load(core::sync::atomic::Ordering::SeqCst);
         if epoch != seen_epoch {
             seen_epoch = epoch;
             // `task.pid`, not the thread's first tid: an exec from a
@@ -1408,6 +1410,9 @@ fn kill_group(t: &mut Table, tgid: Pid, status: ExitStatus, except: Pid) {
 /// [`kill_group`]; with `as_process` false (exec ending the other
 /// threads), a dead leader keeps its status.
 fn end_threads(t: &mut Table, tgid: Pid, status: ExitStatus, except: Pid, as_process: bool) {
+    // Bumped before the kicks look where each thread runs (see
+    // `kick_running`).
+    KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
     for tid in t.group(tgid) {
         if tid == except {
             continue;
@@ -1427,7 +1432,6 @@ fn end_threads(t: &mut Table, tgid: Pid, status: ExitStatus, except: Pid, as_pro
             _ => {}
         }
     }
-    KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
 }
 
 /// `exit_group`: ends every thread of the caller's process with `code`.
@@ -1760,6 +1764,9 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
         .iter()
         .any(|p| t.procs.get(p).is_some_and(|i| i.kill.is_some()));
     if default_stop && !dying {
+        // Any stop report not yet collected is stale now; bumped before
+        // the kicks look where each thread runs (see `kick_running`).
+        KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
         for &tid in &live {
             if let Some(p) = t.procs.get_mut(&tid) {
                 p.stop = Some(sig);
@@ -1775,8 +1782,6 @@ pub fn send_signal(pid: Pid, sig: Option<Signal>) -> Result<(), Errno> {
                 kick_running(&t, tid);
             }
         }
-        // Any stop report not yet collected is stale now.
-        KILL_EPOCH.fetch_add(1, core::sync::atomic::Ordering::Release);
         return Ok(());
     }
     // SIGKILL ends a process whose other threads are already ending
@@ -1804,7 +1809,12 @@ pub fn tgid_of(tid: Pid) -> Result<Pid, Errno> {
 
 /// If `pid` runs on another CPU, interrupts it so it sees a signal at
 /// once (Linux's `kick_process`): from user mode, the interrupt brings it
-/// back to the kernel, where it looks.
+/// back to the kernel, where it looks. Where a thread runs is read
+/// without the table's lock (a CPU records its choice in `runq` when it
+/// switches): the caller bumps [`KILL_EPOCH`] first, and the record and
+/// this read are sequentially consistent with that bump and the thread's
+/// read of it, so a thread this read misses reads the new epoch on its
+/// way to user mode.
 fn kick_running(t: &Table, pid: Pid) {
     if let Some(cpu) = t.cpu_of(pid)
         && cpu != crate::smp::id()

@@ -207,9 +207,11 @@ pub(super) fn current() -> Option<Pid> {
     current_on(crate::smp::id())
 }
 
-/// The CPU running `pid`, if one does (a snapshot: it may move on).
+/// The CPU running `pid`, if one does (a snapshot: it may move on;
+/// sequentially consistent with [`pick_next`]'s record, for
+/// `kick_running`).
 pub(super) fn cpu_of(pid: Pid) -> Option<usize> {
-    (0..MAX_CPUS).find(|&c| CURRENT_PID[c].load(Relaxed) == pid)
+    (0..MAX_CPUS).find(|&c| CURRENT_PID[c].load(SeqCst) == pid)
 }
 
 /// Records that this CPU's running thread (`kt`) is now `pid` (exec
@@ -431,7 +433,9 @@ pub(super) fn pick_next(cpu: usize) -> (Option<*mut KThread>, Option<*mut KThrea
     let ptr = next.map(Kt::ptr);
     CURRENT[cpu].store(ptr.unwrap_or(core::ptr::null_mut()), Relaxed);
     let pid = next.map_or(0, |k| k.sched().pid.load(Relaxed));
-    CURRENT_PID[cpu].store(pid, Relaxed);
+    // SeqCst: a killer that bumps the kill epoch and then misses this
+    // record is seen by the thread, which reads the epoch after it.
+    CURRENT_PID[cpu].store(pid, SeqCst);
     (prev.map(Kt::ptr), ptr)
 }
 
