@@ -279,12 +279,21 @@ pub fn alloc_block(order: Order) -> Option<Pfn> {
 /// back over the high mark), or to the buddy lists if the list does not
 /// keep it.
 fn free_checked(block: FreeBlock<'static>) {
-    let Some(cfg) = pcp_for(block.order()) else {
-        with(|b| b.free_checked(block));
-        return;
-    };
-    let mut p = this_pcp().lock();
-    free_on(&mut p, block, cfg);
+    if pcp_for(block.order()).is_some() {
+        free_to(Some(&mut this_pcp().lock()), block);
+    } else {
+        free_to(None, block);
+    }
+}
+
+/// Frees a checked block to `p` (this CPU's list, already locked by a
+/// caller freeing a batch) if there is one and it keeps the block's
+/// order, else to the buddy lists.
+fn free_to(p: Option<&mut PcpLists>, block: FreeBlock<'static>) {
+    match (p, pcp_for(block.order())) {
+        (Some(p), Some(cfg)) => free_on(p, block, cfg),
+        _ => with(|b| b.free_checked(block)),
+    }
 }
 
 /// [`free_checked`] with this CPU's list already locked (`p`).
@@ -330,10 +339,16 @@ pub fn folio_put(folio: Folio) -> PutOutcome {
 /// Drops `nr` references to `folio` at once (Linux `folio_put_refs`), as
 /// [`folio_put`] does one.
 pub fn folio_put_refs(folio: Folio, nr: u32) -> PutOutcome {
+    put_refs(folio, nr, free_checked)
+}
+
+/// Ends `nr` references to `folio`; if they were the last, hands the
+/// checked block to `free`. What the put did.
+fn put_refs(folio: Folio, nr: u32, free: impl FnOnce(FreeBlock<'static>)) -> PutOutcome {
     match memmap().folio_put_refs_testzero(folio, nr) {
         PutTestZero::Zero(frozen) => match check_frozen(frozen) {
             Ok(block) => {
-                free_checked(block);
+                free(block);
                 PutOutcome::Freed
             }
             Err(refused) => refused,
@@ -347,30 +362,12 @@ pub fn folio_put_refs(folio: Folio, nr: u32) -> PutOutcome {
 /// Returns the first refusal, if any.
 pub fn folios_put_refs(batch: impl Iterator<Item = (Folio, u32)>) -> Option<(Pfn, PutOutcome)> {
     let mut refused = None;
-    let mut refuse = |pfn, outcome: PutOutcome| {
-        if outcome.refused() && refused.is_none() {
-            refused = Some((pfn, outcome));
-        }
-    };
     let mut p = PCP_CFG.get().map(|_| this_pcp().lock());
     for (folio, nr) in batch {
         let pfn = folio.pfn();
-        let block = match memmap().folio_put_refs_testzero(folio, nr) {
-            PutTestZero::Kept(outcome) => {
-                refuse(pfn, outcome);
-                continue;
-            }
-            PutTestZero::Zero(frozen) => match check_frozen(frozen) {
-                Ok(block) => block,
-                Err(outcome) => {
-                    refuse(pfn, outcome);
-                    continue;
-                }
-            },
-        };
-        match (p.as_mut(), pcp_for(block.order())) {
-            (Some(p), Some(cfg)) => free_on(p, block, cfg),
-            _ => with(|b| b.free_checked(block)),
+        let outcome = put_refs(folio, nr, |block| free_to(p.as_deref_mut(), block));
+        if outcome.refused() && refused.is_none() {
+            refused = Some((pfn, outcome));
         }
     }
     refused
@@ -381,18 +378,12 @@ pub fn folios_put_refs(batch: impl Iterator<Item = (Folio, u32)>) -> Option<(Pfn
 pub fn free_tables(tables: impl Iterator<Item = PhysAddr>) -> Option<(PhysAddr, FreeError)> {
     let mut failed = None;
     let mut p = PCP_CFG.get().map(|_| this_pcp().lock());
-    let cfg = pcp_for(Order::of(0));
     for t in tables {
-        let block = match check_free(memmap(), t.pfn(), Order::of(0)) {
-            Ok(block) => block,
+        match check_free(memmap(), t.pfn(), Order::of(0)) {
+            Ok(block) => free_to(p.as_deref_mut(), block),
             Err(e) => {
                 failed.get_or_insert((t, e));
-                continue;
             }
-        };
-        match (p.as_mut(), cfg) {
-            (Some(p), Some(cfg)) => free_on(p, block, cfg),
-            _ => with(|b| b.free_checked(block)),
         }
     }
     failed
