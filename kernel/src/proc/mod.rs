@@ -393,22 +393,20 @@ impl Table {
         self.sleepers.first().map_or(u64::MAX, |&(d, _)| d)
     }
 
-    /// Makes `pid`'s table state `state`, and its run-queue state
-    /// follow: a thread that becomes runnable is queued (at the front:
-    /// `front`), unless its CPU still runs it (`runq::wake_up`).
-    fn set_state(&mut self, pid: Pid, state: State, front: bool) {
+    /// Makes `pid` runnable in the table and queues it (at the front:
+    /// `front`), unless it already was runnable or its CPU still runs it
+    /// (`runq::wake_up`). The other direction is
+    /// [`ProcInfo::leave_runnable`], by the thread itself.
+    fn make_state_runnable(&mut self, pid: Pid, front: bool) {
         let Some(p) = self.procs.get_mut(&pid) else {
             return;
         };
-        let was = p.state == State::Runnable;
-        p.state = state;
-        let now = state == State::Runnable;
-        // SAFETY: a thread in the table has a live KThread.
-        let kt = unsafe { &*p.kthread };
-        kt.sched.set_runnable(now);
-        if now && !was {
-            runq::wake_up(p.kthread, front);
+        if p.state == State::Runnable {
+            return;
         }
+        p.state = State::Runnable;
+        p.kt().sched.set_runnable(true);
+        runq::wake_up(p.kthread, front);
     }
 }
 
@@ -709,7 +707,7 @@ fn wake_sleepers(t: &mut Table, now: u64) {
     }
     // At the front of their queues, in deadline order.
     for &pid in woken.iter().rev() {
-        t.set_state(pid, State::Runnable, true);
+        t.make_state_runnable(pid, true);
     }
     crate::sched::set_next_wake(t.next_deadline());
 }
@@ -809,7 +807,7 @@ fn make_runnable(t: &mut Table, pid: Pid) {
             // a sleeper that is gone.
             crate::sched::set_next_wake(t.next_deadline());
         }
-        t.set_state(pid, State::Runnable, false);
+        t.make_state_runnable(pid, false);
     }
 }
 

@@ -136,6 +136,12 @@ impl Kt {
     fn on_cpu(&self) -> bool {
         self.get().on_cpu.load(Acquire)
     }
+    /// True if `cpu` may take it from another CPU's queue: allowed there,
+    /// and its registers saved (only the CPU saving them may take it
+    /// before that).
+    fn stealable_by(&self, cpu: usize) -> bool {
+        self.sched().allows(cpu) && !self.on_cpu()
+    }
 }
 
 /// One CPU's queue.
@@ -194,17 +200,12 @@ pub(super) fn reserve() {
     }
 }
 
-/// What `cpu` runs (None: its idle thread).
-pub(super) fn current_on(cpu: usize) -> Option<Pid> {
-    match CURRENT_PID[cpu].load(Relaxed) {
+/// What this CPU runs (None: its idle thread).
+pub(super) fn current() -> Option<Pid> {
+    match CURRENT_PID[crate::smp::id()].load(Relaxed) {
         0 => None,
         p => Some(p),
     }
-}
-
-/// What this CPU runs.
-pub(super) fn current() -> Option<Pid> {
-    current_on(crate::smp::id())
 }
 
 /// The CPU running `pid`, if one does (a snapshot: it may move on;
@@ -426,10 +427,7 @@ pub(super) fn pick_next(cpu: usize) -> (Option<*mut KThread>, Option<*mut KThrea
     };
     // Whatever this CPU leaves waiting, an idle CPU it may run on may
     // take at once.
-    let idle = IDLE_CPUS.load(Relaxed) & waiting & !(1 << cpu);
-    if idle != 0 {
-        kick(idle.trailing_zeros() as usize);
-    }
+    kick_idle(waiting);
     let ptr = next.map(Kt::ptr);
     CURRENT[cpu].store(ptr.unwrap_or(core::ptr::null_mut()), Relaxed);
     let pid = next.map_or(0, |k| k.sched().pid.load(Relaxed));
@@ -456,10 +454,7 @@ fn steal(cpu: usize, min: usize) -> Option<Kt> {
         }
         tried |= 1 << c;
         let mut rq = RQ[c].lock();
-        let at = rq
-            .queue
-            .iter()
-            .position(|k| k.sched().allows(cpu) && !k.on_cpu());
+        let at = rq.queue.iter().position(|k| k.stealable_by(cpu));
         if let Some(i) = at
             && let Some(k) = rq.queue.remove(i)
         {
@@ -476,11 +471,7 @@ pub(super) fn idle_or_work(cpu: usize) -> bool {
     let elsewhere = (0..MAX_CPUS).any(|c| {
         c != cpu
             && LEN[c].load(Relaxed) != 0
-            && RQ[c]
-                .lock()
-                .queue
-                .iter()
-                .any(|k| k.sched().allows(cpu) && !k.on_cpu())
+            && RQ[c].lock().queue.iter().any(|k| k.stealable_by(cpu))
     });
     let rq = RQ[cpu].lock();
     let work = elsewhere || !rq.queue.is_empty() || !rq.new_children.is_empty();
